@@ -1,0 +1,16 @@
+# edgefleet::options carries the language standard and warnings for our own code.
+# Generated code (protobuf/gRPC) links edgefleet::base instead, which has no -Werror.
+set(EDGEFLEET_SANITIZE "" CACHE STRING "Sanitizers to build with: address,undefined or thread")
+
+add_library(edgefleet_base INTERFACE)
+add_library(edgefleet::base ALIAS edgefleet_base)
+target_compile_features(edgefleet_base INTERFACE cxx_std_20)
+if(EDGEFLEET_SANITIZE)
+  target_compile_options(edgefleet_base INTERFACE -fsanitize=${EDGEFLEET_SANITIZE} -fno-omit-frame-pointer)
+  target_link_options(edgefleet_base INTERFACE -fsanitize=${EDGEFLEET_SANITIZE})
+endif()
+
+add_library(edgefleet_options INTERFACE)
+add_library(edgefleet::options ALIAS edgefleet_options)
+target_link_libraries(edgefleet_options INTERFACE edgefleet_base)
+target_compile_options(edgefleet_options INTERFACE -Wall -Wextra -Wpedantic -Werror)
