@@ -12,7 +12,7 @@ bool IsLabelChar(char c) {
          c == '_' || c == '-' || c == '/';
 }
 
-bool IsLabelText(std::string_view s) {
+bool IsLabelText(absl::string_view s) {
   for (char c : s) {
     if (!IsLabelChar(c)) return false;
   }
@@ -21,17 +21,19 @@ bool IsLabelText(std::string_view s) {
 
 }  // namespace
 
-absl::StatusOr<Labels> ParseLabelSelector(std::string_view text) {
+absl::StatusOr<Labels> ParseLabelSelector(std::string_view selector) {
+  // Debian's abseil has its own string_view type; convert once at the boundary.
+  absl::string_view text(selector.data(), selector.size());
   Labels labels;
   if (absl::StripAsciiWhitespace(text).empty()) return labels;
-  for (std::string_view item : absl::StrSplit(text, ',')) {
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
     item = absl::StripAsciiWhitespace(item);
     size_t eq = item.find('=');
-    if (eq == std::string_view::npos) {
+    if (eq == absl::string_view::npos) {
       return absl::InvalidArgumentError(absl::StrCat("label '", item, "' is not of the form key=value"));
     }
-    std::string_view key = item.substr(0, eq);
-    std::string_view value = item.substr(eq + 1);
+    absl::string_view key = item.substr(0, eq);
+    absl::string_view value = item.substr(eq + 1);
     if (key.empty() || !IsLabelText(key)) {
       return absl::InvalidArgumentError(absl::StrCat("label key '", key, "' is empty or has characters outside [A-Za-z0-9._/-]"));
     }

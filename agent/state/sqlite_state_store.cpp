@@ -1,0 +1,609 @@
+// SQLite adapter behind StateStore: the only file that sees sqlite3 types.
+#include <sqlite3.h>
+
+#include <mutex>
+#include <string_view>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "agent/state/state_store.h"
+
+namespace edgefleet::agent {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+// Schema v1. Appending a migration: add the next entry and bump kSchemaVersion; never edit one.
+constexpr const char* kMigrations[] = {
+    R"sql(
+CREATE TABLE identity (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  device_id TEXT NOT NULL
+);
+CREATE TABLE installed_versions (
+  model_name TEXT NOT NULL,
+  version TEXT NOT NULL,
+  slot TEXT NOT NULL CHECK (slot IN ('current', 'previous')),
+  artifact_sha256 BLOB NOT NULL,
+  path TEXT NOT NULL,
+  signed_manifest BLOB NOT NULL,
+  signature BLOB NOT NULL,
+  metadata_version INTEGER NOT NULL,
+  metadata_proto BLOB NOT NULL,
+  PRIMARY KEY (model_name, version),
+  UNIQUE (model_name, slot)
+);
+CREATE TABLE metadata_versions (
+  model_name TEXT PRIMARY KEY,
+  highest INTEGER NOT NULL
+);
+CREATE TABLE updates (
+  model_name TEXT PRIMARY KEY,
+  version TEXT NOT NULL,
+  artifact_sha256 BLOB NOT NULL,
+  phase TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+CREATE TABLE failed_releases (
+  model_name TEXT NOT NULL,
+  version TEXT NOT NULL,
+  artifact_sha256 BLOB NOT NULL,
+  reason_code INTEGER NOT NULL,
+  detail TEXT NOT NULL,
+  PRIMARY KEY (model_name, version, artifact_sha256)
+);
+-- AUTOINCREMENT: ids are never reused, so Ack(up_to_id) cannot drop an item enqueued later.
+CREATE TABLE outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  payload BLOB NOT NULL
+);
+)sql",
+};
+static_assert(std::size(kMigrations) == kSchemaVersion);
+
+using UpdatePhase = StateStore::UpdatePhase;
+constexpr UpdatePhase kAllPhases[] = {
+    UpdatePhase::kIdle,     UpdatePhase::kFetch,  UpdatePhase::kVerify, UpdatePhase::kStage,
+    UpdatePhase::kActivate, UpdatePhase::kCommit, UpdatePhase::kFailed};
+
+absl::Status SqliteError(sqlite3* db, int rc, std::string_view what) {
+  const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  std::string text = absl::StrCat(what, ": ", msg);
+  switch (rc & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::DataLossError(text);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(text);
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+      return absl::FailedPreconditionError(text);
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(text);
+    default:
+      return absl::InternalError(text);
+  }
+}
+
+// A prepared statement that finalizes itself.
+class Statement {
+ public:
+  Statement(sqlite3* db, std::string_view sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  Statement& Bind(std::string_view text) {
+    if (rc_ == SQLITE_OK) {
+      rc_ = sqlite3_bind_text(stmt_, ++index_, text.data(), static_cast<int>(text.size()),
+                              SQLITE_TRANSIENT);
+    }
+    return *this;
+  }
+  Statement& BindBlob(std::string_view bytes) {
+    if (rc_ == SQLITE_OK) {
+      // A zero-length blob still needs a non-null pointer, or SQLite stores NULL.
+      rc_ = sqlite3_bind_blob(stmt_, ++index_, bytes.empty() ? "" : bytes.data(),
+                              static_cast<int>(bytes.size()), SQLITE_TRANSIENT);
+    }
+    return *this;
+  }
+  Statement& Bind(int64_t value) {
+    if (rc_ == SQLITE_OK) rc_ = sqlite3_bind_int64(stmt_, ++index_, value);
+    return *this;
+  }
+
+  // Returns true when a row is available, false when done.
+  absl::StatusOr<bool> Step() {
+    if (rc_ != SQLITE_OK) return SqliteError(db_, rc_, "prepare");
+    int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(db_, rc, "step");
+  }
+  absl::Status Run() {
+    absl::StatusOr<bool> row = Step();
+    return row.status();
+  }
+
+  std::string Text(int col) const {
+    const unsigned char* p = sqlite3_column_text(stmt_, col);
+    return p == nullptr ? std::string()
+                        : std::string(reinterpret_cast<const char*>(p),
+                                      static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
+  std::string Blob(int col) const {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    return p == nullptr ? std::string()
+                        : std::string(static_cast<const char*>(p),
+                                      static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
+  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+  int index_ = 0;
+};
+
+absl::Status Exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc == SQLITE_OK) return absl::OkStatus();
+  absl::Status status = SqliteError(db, rc, "exec");
+  if (err != nullptr) {
+    status = absl::Status(status.code(), absl::StrCat("exec: ", err));
+    sqlite3_free(err);
+  }
+  return status;
+}
+
+absl::Status Annotate(const absl::Status& s, std::string_view context) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
+}
+
+constexpr const char* kVersionColumns =
+    "model_name, version, artifact_sha256, path, signed_manifest, signature, metadata_version, "
+    "metadata_proto";
+
+StateStore::InstalledVersion ReadVersion(const Statement& s) {
+  StateStore::InstalledVersion v;
+  v.model_name = s.Text(0);
+  v.version = s.Text(1);
+  v.artifact_sha256 = s.Blob(2);
+  v.path = s.Text(3);
+  v.signed_manifest = s.Blob(4);
+  v.signature = s.Blob(5);
+  v.metadata_version = static_cast<uint64_t>(s.Int(6));
+  v.metadata_proto = s.Blob(7);
+  return v;
+}
+
+absl::StatusOr<std::optional<StateStore::InstalledVersion>> LoadSlot(sqlite3* db,
+                                                                     std::string_view model,
+                                                                     std::string_view slot) {
+  Statement s(db, absl::StrCat("SELECT ", kVersionColumns,
+                               " FROM installed_versions WHERE model_name = ? AND slot = ?"));
+  s.Bind(model).Bind(slot);
+  absl::StatusOr<bool> row = s.Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::nullopt;
+  return ReadVersion(s);
+}
+
+absl::Status RaiseLocked(sqlite3* db, std::string_view model, uint64_t v) {
+  Statement s(db,
+              "INSERT INTO metadata_versions (model_name, highest) VALUES (?, ?) "
+              "ON CONFLICT (model_name) DO UPDATE SET highest = MAX(highest, excluded.highest)");
+  s.Bind(model).Bind(static_cast<int64_t>(v));
+  return s.Run();
+}
+
+}  // namespace
+
+const char* UpdatePhaseName(StateStore::UpdatePhase phase) {
+  switch (phase) {
+    case UpdatePhase::kIdle:
+      return "Idle";
+    case UpdatePhase::kFetch:
+      return "Fetch";
+    case UpdatePhase::kVerify:
+      return "Verify";
+    case UpdatePhase::kStage:
+      return "Stage";
+    case UpdatePhase::kActivate:
+      return "Activate";
+    case UpdatePhase::kCommit:
+      return "Commit";
+    case UpdatePhase::kFailed:
+      return "Failed";
+  }
+  return "Unknown";
+}
+
+struct StateStore::Impl {
+  std::string path;
+  std::mutex mu;  // one connection shared by every thread; SQLite calls are serialized here
+  sqlite3* db = nullptr;
+
+  ~Impl() {
+    if (db != nullptr) sqlite3_close_v2(db);
+  }
+
+  // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back on any error. The caller must
+  // hold `mu`.
+  template <typename Body>
+  absl::Status Transaction(std::string_view what, Body&& body) {
+    absl::Status s = Exec(db, "BEGIN IMMEDIATE");
+    if (s.ok()) {
+      s = body();
+      if (s.ok()) {
+        s = Exec(db, "COMMIT");
+      }
+      if (!s.ok()) Exec(db, "ROLLBACK").IgnoreError();  // the error that matters is `s`
+    }
+    return Annotate(s, absl::StrCat("agent state '", path, "': ", what));
+  }
+
+  template <typename T>
+  absl::StatusOr<T> Read(std::string_view what, absl::StatusOr<T> result) {
+    if (result.ok()) return result;
+    return Annotate(result.status(), absl::StrCat("agent state '", path, "': ", what));
+  }
+};
+
+StateStore::StateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StateStore::~StateStore() = default;
+
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& db_path) {
+  auto impl = std::make_unique<Impl>();
+  impl->path = db_path;
+  auto fail = [&](const absl::Status& s) {
+    return Annotate(s, absl::StrCat("open agent state '", db_path, "'"));
+  };
+  int rc =
+      sqlite3_open_v2(db_path.c_str(), &impl->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) return fail(SqliteError(impl->db, rc, "open"));
+  sqlite3* db = impl->db;
+  sqlite3_extended_result_codes(db, 1);
+  // Another process (an operator poking at the file) may hold a lock briefly.
+  sqlite3_busy_timeout(db, 5000);
+
+  // The first real read of the file: a non-database file fails here as SQLITE_NOTADB.
+  {
+    Statement s(db, "PRAGMA journal_mode=WAL");
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) return fail(row.status());
+    if (!*row || s.Text(0) != "wal") {
+      return fail(absl::FailedPreconditionError("cannot switch the database to WAL mode"));
+    }
+  }
+  if (absl::Status s = Exec(db, "PRAGMA synchronous=FULL"); !s.ok()) return fail(s);
+  {
+    Statement s(db, "PRAGMA quick_check");
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) return fail(row.status());
+    if (!*row || s.Text(0) != "ok") {
+      return fail(absl::DataLossError(absl::StrCat("integrity check failed: ", s.Text(0))));
+    }
+  }
+
+  absl::Status migrated = impl->Transaction("migrate schema", [&]() -> absl::Status {
+    Statement s(db, "PRAGMA user_version");
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) return row.status();
+    int64_t version = *row ? s.Int(0) : 0;
+    if (version > kSchemaVersion) {
+      return absl::FailedPreconditionError(absl::StrCat("schema version ", version,
+                                                        " is newer than this agent understands (",
+                                                        kSchemaVersion, ")"));
+    }
+    for (int64_t v = version; v < kSchemaVersion; ++v) {
+      if (absl::Status e = Exec(db, kMigrations[v]); !e.ok()) {
+        return Annotate(e, absl::StrCat("migration ", v + 1));
+      }
+    }
+    if (version < kSchemaVersion) {
+      return Exec(db, absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str());
+    }
+    return absl::OkStatus();
+  });
+  if (!migrated.ok())
+    return absl::Status(migrated.code(), absl::StrCat("open ", migrated.message()));
+  return std::unique_ptr<StateStore>(new StateStore(std::move(impl)));
+}
+
+absl::Status StateStore::SetIdentity(const std::string& device_id) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Transaction("set identity", [&] {
+    Statement s(impl_->db,
+                "INSERT INTO identity (id, device_id) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET device_id = excluded.device_id");
+    s.Bind(device_id);
+    return s.Run();
+  });
+}
+
+absl::StatusOr<std::string> StateStore::DeviceId() {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, "SELECT device_id FROM identity WHERE id = 1");
+  absl::StatusOr<bool> row = s.Step();
+  if (!row.ok()) return impl_->Read<std::string>("read identity", row.status());
+  if (!*row) return absl::NotFoundError("device is not enrolled");
+  return s.Text(0);
+}
+
+absl::StatusOr<std::optional<StateStore::InstalledVersion>> StateStore::CommitVersion(
+    const InstalledVersion& v) {
+  std::lock_guard lock(impl_->mu);
+  sqlite3* db = impl_->db;
+  std::optional<InstalledVersion> dropped;
+  absl::Status s = impl_->Transaction(
+      absl::StrCat("commit model '", v.model_name, "' version '", v.version, "'"),
+      [&]() -> absl::Status {
+        absl::StatusOr<std::optional<InstalledVersion>> current =
+            LoadSlot(db, v.model_name, "current");
+        if (!current.ok()) return current.status();
+        absl::StatusOr<std::optional<InstalledVersion>> previous =
+            LoadSlot(db, v.model_name, "previous");
+        if (!previous.ok()) return previous.status();
+
+        const bool is_current = current->has_value() && (*current)->version == v.version;
+        const bool is_previous = previous->has_value() && (*previous)->version == v.version;
+        if (!is_current) {
+          // Free the 'previous' slot: either the row being promoted or the one to drop.
+          Statement del(
+              db, "DELETE FROM installed_versions WHERE model_name = ? AND slot = 'previous'");
+          del.Bind(v.model_name);
+          if (absl::Status e = del.Run(); !e.ok()) return e;
+          if (previous->has_value() && !is_previous) dropped = std::move(**previous);
+          Statement demote(db,
+                           "UPDATE installed_versions SET slot = 'previous' "
+                           "WHERE model_name = ? AND slot = 'current'");
+          demote.Bind(v.model_name);
+          if (absl::Status e = demote.Run(); !e.ok()) return e;
+        }
+        Statement put(db,
+                      absl::StrCat("INSERT OR REPLACE INTO installed_versions (", kVersionColumns,
+                                   ", slot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'current')"));
+        put.Bind(v.model_name)
+            .Bind(v.version)
+            .BindBlob(v.artifact_sha256)
+            .Bind(v.path)
+            .BindBlob(v.signed_manifest)
+            .BindBlob(v.signature)
+            .Bind(static_cast<int64_t>(v.metadata_version))
+            .BindBlob(v.metadata_proto);
+        if (absl::Status e = put.Run(); !e.ok()) return e;
+        return RaiseLocked(db, v.model_name, v.metadata_version);
+      });
+  if (!s.ok()) return s;
+  return dropped;
+}
+
+absl::StatusOr<std::optional<StateStore::InstalledVersion>> StateStore::RestorePrevious(
+    const std::string& model_name) {
+  std::lock_guard lock(impl_->mu);
+  sqlite3* db = impl_->db;
+  std::optional<InstalledVersion> dropped;
+  absl::Status s = impl_->Transaction(
+      absl::StrCat("restore previous version of model '", model_name, "'"), [&]() -> absl::Status {
+        absl::StatusOr<std::optional<InstalledVersion>> current =
+            LoadSlot(db, model_name, "current");
+        if (!current.ok()) return current.status();
+        absl::StatusOr<std::optional<InstalledVersion>> previous =
+            LoadSlot(db, model_name, "previous");
+        if (!previous.ok()) return previous.status();
+        if (!previous->has_value()) return absl::FailedPreconditionError("no previous version");
+        dropped = std::move(*current);
+        Statement del(db,
+                      "DELETE FROM installed_versions WHERE model_name = ? AND slot = 'current'");
+        del.Bind(model_name);
+        if (absl::Status e = del.Run(); !e.ok()) return e;
+        Statement promote(db,
+                          "UPDATE installed_versions SET slot = 'current' "
+                          "WHERE model_name = ? AND slot = 'previous'");
+        promote.Bind(model_name);
+        return promote.Run();
+      });
+  if (!s.ok()) return s;
+  return dropped;
+}
+
+absl::StatusOr<std::optional<StateStore::InstalledVersion>> StateStore::Current(
+    const std::string& model_name) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Read(absl::StrCat("read current version of '", model_name, "'"),
+                     LoadSlot(impl_->db, model_name, "current"));
+}
+
+absl::StatusOr<std::optional<StateStore::InstalledVersion>> StateStore::Previous(
+    const std::string& model_name) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Read(absl::StrCat("read previous version of '", model_name, "'"),
+                     LoadSlot(impl_->db, model_name, "previous"));
+}
+
+absl::StatusOr<std::vector<StateStore::InstalledVersion>> StateStore::AllCurrent() {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, absl::StrCat("SELECT ", kVersionColumns,
+                                      " FROM installed_versions WHERE slot = 'current' "
+                                      "ORDER BY model_name"));
+  std::vector<InstalledVersion> out;
+  while (true) {
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) {
+      return impl_->Read<std::vector<InstalledVersion>>("list current versions", row.status());
+    }
+    if (!*row) break;
+    out.push_back(ReadVersion(s));
+  }
+  return out;
+}
+
+absl::StatusOr<uint64_t> StateStore::HighestMetadataVersion(const std::string& model_name) {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, "SELECT highest FROM metadata_versions WHERE model_name = ?");
+  s.Bind(model_name);
+  absl::StatusOr<bool> row = s.Step();
+  if (!row.ok()) {
+    return impl_->Read<uint64_t>(absl::StrCat("read metadata version of '", model_name, "'"),
+                                 row.status());
+  }
+  return *row ? static_cast<uint64_t>(s.Int(0)) : 0;
+}
+
+absl::Status StateStore::RaiseMetadataVersion(const std::string& model_name, uint64_t v) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Transaction(absl::StrCat("raise metadata version of '", model_name, "'"),
+                            [&] { return RaiseLocked(impl_->db, model_name, v); });
+}
+
+absl::Status StateStore::SaveUpdate(const UpdateRecord& record) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Transaction(absl::StrCat("save update of '", record.model_name, "'"), [&] {
+    Statement s(impl_->db,
+                "INSERT OR REPLACE INTO updates (model_name, version, artifact_sha256, phase, "
+                "detail) VALUES (?, ?, ?, ?, ?)");
+    s.Bind(record.model_name)
+        .Bind(record.version)
+        .BindBlob(record.artifact_sha256)
+        .Bind(UpdatePhaseName(record.phase))
+        .Bind(record.detail);
+    return s.Run();
+  });
+}
+
+absl::StatusOr<std::optional<StateStore::UpdateRecord>> StateStore::LoadUpdate(
+    const std::string& model_name) {
+  std::lock_guard lock(impl_->mu);
+  const std::string what = absl::StrCat("load update of '", model_name, "'");
+  Statement s(impl_->db,
+              "SELECT model_name, version, artifact_sha256, phase, detail FROM updates "
+              "WHERE model_name = ?");
+  s.Bind(model_name);
+  absl::StatusOr<bool> row = s.Step();
+  if (!row.ok()) return impl_->Read<std::optional<UpdateRecord>>(what, row.status());
+  if (!*row) return std::nullopt;
+  UpdateRecord r;
+  r.model_name = s.Text(0);
+  r.version = s.Text(1);
+  r.artifact_sha256 = s.Blob(2);
+  const std::string phase = s.Text(3);
+  bool known = false;
+  for (UpdatePhase p : kAllPhases) {
+    if (phase == UpdatePhaseName(p)) {
+      r.phase = p;
+      known = true;
+    }
+  }
+  if (!known) {
+    return impl_->Read<std::optional<UpdateRecord>>(
+        what, absl::DataLossError(absl::StrCat("unknown update phase '", phase, "'")));
+  }
+  r.detail = s.Text(4);
+  return r;
+}
+
+absl::Status StateStore::ClearUpdate(const std::string& model_name) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Transaction(absl::StrCat("clear update of '", model_name, "'"), [&] {
+    Statement s(impl_->db, "DELETE FROM updates WHERE model_name = ?");
+    s.Bind(model_name);
+    return s.Run();
+  });
+}
+
+absl::Status StateStore::MarkFailed(const std::string& model_name, const std::string& version,
+                                    const std::string& artifact_sha256, int reason_code,
+                                    const std::string& detail) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Transaction(
+      absl::StrCat("mark model '", model_name, "' version '", version, "' failed"), [&] {
+        Statement s(impl_->db,
+                    "INSERT OR REPLACE INTO failed_releases (model_name, version, "
+                    "artifact_sha256, reason_code, detail) VALUES (?, ?, ?, ?, ?)");
+        s.Bind(model_name)
+            .Bind(version)
+            .BindBlob(artifact_sha256)
+            .Bind(static_cast<int64_t>(reason_code))
+            .Bind(detail);
+        return s.Run();
+      });
+}
+
+absl::StatusOr<bool> StateStore::IsFailed(const std::string& model_name, const std::string& version,
+                                          const std::string& artifact_sha256) {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db,
+              "SELECT 1 FROM failed_releases WHERE model_name = ? AND version = ? AND "
+              "artifact_sha256 = ?");
+  s.Bind(model_name).Bind(version).BindBlob(artifact_sha256);
+  return impl_->Read(absl::StrCat("read failed mark of '", model_name, "'"), s.Step());
+}
+
+absl::Status StateStore::Enqueue(const std::string& kind, const std::string& payload) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Transaction("enqueue outbox item", [&] {
+    Statement s(impl_->db, "INSERT INTO outbox (kind, payload) VALUES (?, ?)");
+    s.Bind(kind).BindBlob(payload);
+    return s.Run();
+  });
+}
+
+absl::StatusOr<std::vector<StateStore::OutboxItem>> StateStore::Peek(size_t limit) {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, "SELECT id, kind, payload FROM outbox ORDER BY id LIMIT ?");
+  s.Bind(static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
+  std::vector<OutboxItem> out;
+  while (true) {
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) return impl_->Read<std::vector<OutboxItem>>("peek outbox", row.status());
+    if (!*row) break;
+    out.push_back(OutboxItem{s.Int(0), s.Text(1), s.Blob(2)});
+  }
+  return out;
+}
+
+absl::Status StateStore::Ack(int64_t up_to_id) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Transaction("ack outbox", [&] {
+    Statement s(impl_->db, "DELETE FROM outbox WHERE id <= ?");
+    s.Bind(up_to_id);
+    return s.Run();
+  });
+}
+
+absl::StatusOr<size_t> StateStore::OutboxSize() {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, "SELECT COUNT(*) FROM outbox");
+  absl::StatusOr<bool> row = s.Step();
+  if (!row.ok()) return impl_->Read<size_t>("count outbox", row.status());
+  return static_cast<size_t>(s.Int(0));
+}
+
+absl::StatusOr<size_t> StateStore::TrimOutbox(size_t max_items) {
+  std::lock_guard lock(impl_->mu);
+  size_t dropped = 0;
+  absl::Status s = impl_->Transaction("trim outbox", [&] {
+    Statement del(impl_->db,
+                  "DELETE FROM outbox WHERE id NOT IN "
+                  "(SELECT id FROM outbox ORDER BY id DESC LIMIT ?)");
+    del.Bind(static_cast<int64_t>(std::min<size_t>(max_items, INT64_MAX)));
+    absl::Status e = del.Run();
+    if (e.ok()) dropped = static_cast<size_t>(sqlite3_changes(impl_->db));
+    return e;
+  });
+  if (!s.ok()) return s;
+  return dropped;
+}
+
+}  // namespace edgefleet::agent

@@ -1,0 +1,119 @@
+// The agent's durable local state (identity, installed versions, update progress, offline outbox)
+// kept in one SQLite database so that a crash or power cut never leaves half a state behind.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace edgefleet::agent {
+
+// Every method is one SQLite transaction (WAL, synchronous=FULL) and is safe to call from several
+// threads at once. Errors carry the database path; a damaged file reads as kDataLoss.
+class StateStore {
+ public:
+  // One installed (model, version): the verified artifact on disk plus the signed release that
+  // vouched for it, kept so the agent can re-verify and report after a restart.
+  struct InstalledVersion {
+    std::string model_name;
+    std::string version;
+    std::string artifact_sha256;  // raw 32 bytes
+    std::string path;             // where the artifact lives on disk
+    std::string signed_manifest;  // serialized manifest bytes exactly as signed
+    std::string signature;
+    uint64_t metadata_version = 0;
+    std::string metadata_proto;  // serialized edgefleet.v1.ModelVersion
+  };
+
+  // Steps of the update lifecycle; persisted after every step so a restart resumes or cleans up.
+  // Stored by name, so values may be appended without breaking existing databases.
+  enum class UpdatePhase { kIdle, kFetch, kVerify, kStage, kActivate, kCommit, kFailed };
+
+  struct UpdateRecord {
+    std::string model_name;
+    std::string version;
+    std::string artifact_sha256;  // raw
+    UpdatePhase phase = UpdatePhase::kIdle;
+    std::string detail;
+  };
+
+  struct OutboxItem {
+    int64_t id = 0;  // strictly increasing, never reused
+    std::string kind;
+    std::string payload;
+  };
+
+  // Opens (creating if missing) the database at `db_path` and creates or migrates its schema.
+  // The parent directory must exist. A file that is not a healthy SQLite database is kDataLoss; a
+  // schema newer than this build understands is kFailedPrecondition.
+  static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& db_path);
+
+  ~StateStore();
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
+
+  // --- identity ---
+  absl::Status SetIdentity(const std::string& device_id);
+  // kNotFound when the device has not enrolled yet.
+  absl::StatusOr<std::string> DeviceId();
+
+  // --- installed versions: at most a current and a previous one per model ---
+  // Atomically makes `v` the model's current version. The old current becomes previous, and the
+  // old previous is deleted and returned so the caller can remove its files. Committing the
+  // version that is already current updates it in place; committing the previous one swaps the
+  // two. Also raises the model's highest metadata version to `v.metadata_version`.
+  absl::StatusOr<std::optional<InstalledVersion>> CommitVersion(const InstalledVersion& v);
+  // Atomically makes the previous version current again and deletes the current one, which is
+  // returned (if any) so the caller can remove its files. kFailedPrecondition when there is no
+  // previous version.
+  absl::StatusOr<std::optional<InstalledVersion>> RestorePrevious(const std::string& model_name);
+  absl::StatusOr<std::optional<InstalledVersion>> Current(const std::string& model_name);
+  absl::StatusOr<std::optional<InstalledVersion>> Previous(const std::string& model_name);
+  // The current version of every model, ordered by model name.
+  absl::StatusOr<std::vector<InstalledVersion>> AllCurrent();
+
+  // --- rollback protection: the highest metadata version ever accepted per model ---
+  // 0 when none. Never decreases, even when versions are deleted.
+  absl::StatusOr<uint64_t> HighestMetadataVersion(const std::string& model_name);
+  // Sets the highest to max(current highest, v).
+  absl::Status RaiseMetadataVersion(const std::string& model_name, uint64_t v);
+
+  // --- update lifecycle: one in-flight update per model ---
+  absl::Status SaveUpdate(const UpdateRecord& record);
+  absl::StatusOr<std::optional<UpdateRecord>> LoadUpdate(const std::string& model_name);
+  absl::Status ClearUpdate(const std::string& model_name);
+
+  // --- failed releases, so the same (model, version, sha) is not retried forever ---
+  absl::Status MarkFailed(const std::string& model_name, const std::string& version,
+                          const std::string& artifact_sha256, int reason_code,
+                          const std::string& detail);
+  absl::StatusOr<bool> IsFailed(const std::string& model_name, const std::string& version,
+                                const std::string& artifact_sha256);
+
+  // --- outbox: serialized events/telemetry buffered while the server is unreachable ---
+  absl::Status Enqueue(const std::string& kind, const std::string& payload);
+  // The oldest `limit` items, oldest first. Does not remove them.
+  absl::StatusOr<std::vector<OutboxItem>> Peek(size_t limit);
+  // Removes every item with id <= up_to_id (after the server acknowledged them).
+  absl::Status Ack(int64_t up_to_id);
+  absl::StatusOr<size_t> OutboxSize();
+  // Drops the oldest items until at most `max_items` remain (a bounded offline buffer); returns
+  // how many were dropped.
+  absl::StatusOr<size_t> TrimOutbox(size_t max_items);
+
+ private:
+  struct Impl;
+  explicit StateStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// "Idle", "Fetch", ... as stored in the database and shown in logs.
+const char* UpdatePhaseName(StateStore::UpdatePhase phase);
+
+}  // namespace edgefleet::agent

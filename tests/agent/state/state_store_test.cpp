@@ -1,0 +1,337 @@
+// Tests of the agent's durable state: what survives a restart, rotation of installed versions,
+// rollback protection, update progress, failed releases, the outbox and damaged files.
+#include "agent/state/state_store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace edgefleet::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using UpdatePhase = StateStore::UpdatePhase;
+
+class StateStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           (std::string("edgefleet-state-") + info->name() + "-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    db_path_ = (dir_ / "agent.db").string();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::unique_ptr<StateStore> OpenStore() {
+    auto store = StateStore::Open(db_path_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+
+  static StateStore::InstalledVersion Version(const std::string& model, const std::string& v,
+                                              uint64_t metadata_version) {
+    StateStore::InstalledVersion iv;
+    iv.model_name = model;
+    iv.version = v;
+    iv.artifact_sha256 = std::string(32, static_cast<char>(v.empty() ? 0 : v[0]));
+    iv.artifact_sha256[0] = '\0';  // raw digests contain NUL bytes
+    iv.path = "/models/" + model + "/" + v + ".onnx";
+    iv.signed_manifest = std::string("manifest\0" + v, 9 + v.size());
+    iv.signature = "sig-" + v;
+    iv.metadata_version = metadata_version;
+    iv.metadata_proto = "proto-" + v;
+    return iv;
+  }
+
+  fs::path dir_;
+  std::string db_path_;
+};
+
+TEST_F(StateStoreTest, ReopenKeepsEverything) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->SetIdentity("dev-42").ok());
+    ASSERT_TRUE(store->CommitVersion(Version("detector", "v1", 3)).ok());
+    ASSERT_TRUE(store->SaveUpdate({"detector", "v2", "sha2", UpdatePhase::kStage, "staged"}).ok());
+    ASSERT_TRUE(store->MarkFailed("detector", "v0", "sha0", 7, "bad signature").ok());
+    ASSERT_TRUE(store->Enqueue("event", "payload-1").ok());
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->DeviceId().value_or(""), "dev-42");
+  auto current = store->Current("detector");
+  ASSERT_TRUE(current.ok() && current->has_value());
+  const auto expected = Version("detector", "v1", 3);
+  EXPECT_EQ((*current)->version, "v1");
+  EXPECT_EQ((*current)->artifact_sha256, expected.artifact_sha256);
+  EXPECT_EQ((*current)->signed_manifest, expected.signed_manifest);
+  EXPECT_EQ((*current)->signature, expected.signature);
+  EXPECT_EQ((*current)->path, expected.path);
+  EXPECT_EQ((*current)->metadata_version, 3u);
+  EXPECT_EQ((*current)->metadata_proto, expected.metadata_proto);
+  EXPECT_EQ(store->HighestMetadataVersion("detector").value_or(0), 3u);
+  auto update = store->LoadUpdate("detector");
+  ASSERT_TRUE(update.ok() && update->has_value());
+  EXPECT_EQ((*update)->phase, UpdatePhase::kStage);
+  EXPECT_TRUE(store->IsFailed("detector", "v0", "sha0").value_or(false));
+  auto items = store->Peek(10);
+  ASSERT_TRUE(items.ok());
+  ASSERT_EQ(items->size(), 1u);
+  EXPECT_EQ((*items)[0].payload, "payload-1");
+}
+
+TEST_F(StateStoreTest, NotEnrolledIsNotFound) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->DeviceId().status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store->SetIdentity("a").ok());
+  ASSERT_TRUE(store->SetIdentity("b").ok());
+  EXPECT_EQ(store->DeviceId().value_or(""), "b");
+}
+
+TEST_F(StateStoreTest, CommitRotatesCurrentAndPreviousAndDropsOlder) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto r1 = store->CommitVersion(Version("m", "v1", 1));
+  ASSERT_TRUE(r1.ok());
+  EXPECT_FALSE(r1->has_value());
+  auto r2 = store->CommitVersion(Version("m", "v2", 2));
+  ASSERT_TRUE(r2.ok());
+  EXPECT_FALSE(r2->has_value());
+  EXPECT_EQ((*store->Current("m"))->version, "v2");
+  EXPECT_EQ((*store->Previous("m"))->version, "v1");
+
+  auto r3 = store->CommitVersion(Version("m", "v3", 3));
+  ASSERT_TRUE(r3.ok());
+  ASSERT_TRUE(r3->has_value());
+  EXPECT_EQ((*r3)->version, "v1");
+  EXPECT_EQ((*r3)->path, "/models/m/v1.onnx");  // the caller deletes these files
+  EXPECT_EQ((*store->Current("m"))->version, "v3");
+  EXPECT_EQ((*store->Previous("m"))->version, "v2");
+
+  // Other models are untouched and listed.
+  ASSERT_TRUE(store->CommitVersion(Version("other", "x1", 1)).ok());
+  auto all = store->AllCurrent();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].model_name, "m");
+  EXPECT_EQ((*all)[0].version, "v3");
+  EXPECT_EQ((*all)[1].model_name, "other");
+}
+
+TEST_F(StateStoreTest, RecommitAndCommitOfPreviousDoNotLoseVersions) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CommitVersion(Version("m", "v1", 1)).ok());
+  ASSERT_TRUE(store->CommitVersion(Version("m", "v2", 2)).ok());
+  // Committing the current version again updates in place and keeps the previous one.
+  auto same = Version("m", "v2", 2);
+  same.path = "/moved/v2.onnx";
+  auto r = store->CommitVersion(same);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+  EXPECT_EQ((*store->Current("m"))->path, "/moved/v2.onnx");
+  EXPECT_EQ((*store->Previous("m"))->version, "v1");
+  // Committing the previous version swaps the two; nothing is dropped.
+  r = store->CommitVersion(Version("m", "v1", 1));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value());
+  EXPECT_EQ((*store->Current("m"))->version, "v1");
+  EXPECT_EQ((*store->Previous("m"))->version, "v2");
+}
+
+TEST_F(StateStoreTest, RestorePreviousDropsCurrent) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->RestorePrevious("m").status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store->CommitVersion(Version("m", "v1", 1)).ok());
+  ASSERT_TRUE(store->CommitVersion(Version("m", "v2", 2)).ok());
+  auto dropped = store->RestorePrevious("m");
+  ASSERT_TRUE(dropped.ok()) << dropped.status();
+  ASSERT_TRUE(dropped->has_value());
+  EXPECT_EQ((*dropped)->version, "v2");
+  EXPECT_EQ((*store->Current("m"))->version, "v1");
+  EXPECT_FALSE(store->Previous("m")->has_value());
+  // Restoring does not lower rollback protection.
+  EXPECT_EQ(store->HighestMetadataVersion("m").value_or(0), 2u);
+}
+
+TEST_F(StateStoreTest, MetadataVersionNeverDecreases) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->HighestMetadataVersion("m").value_or(99), 0u);
+  ASSERT_TRUE(store->RaiseMetadataVersion("m", 5).ok());
+  ASSERT_TRUE(store->RaiseMetadataVersion("m", 3).ok());
+  EXPECT_EQ(store->HighestMetadataVersion("m").value_or(0), 5u);
+  // A commit with an older metadata version does not lower it either, nor does dropping rows.
+  ASSERT_TRUE(store->CommitVersion(Version("m", "v1", 2)).ok());
+  ASSERT_TRUE(store->CommitVersion(Version("m", "v2", 9)).ok());
+  ASSERT_TRUE(store->CommitVersion(Version("m", "v3", 4)).ok());
+  ASSERT_TRUE(store->CommitVersion(Version("m", "v4", 4)).ok());
+  EXPECT_EQ(store->HighestMetadataVersion("m").value_or(0), 9u);
+  store.reset();
+  store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->HighestMetadataVersion("m").value_or(0), 9u);
+  EXPECT_EQ(store->HighestMetadataVersion("other").value_or(99), 0u);
+}
+
+TEST_F(StateStoreTest, UpdatePhasePersistsEveryStep) {
+  const UpdatePhase phases[] = {UpdatePhase::kIdle,  UpdatePhase::kFetch,    UpdatePhase::kVerify,
+                                UpdatePhase::kStage, UpdatePhase::kActivate, UpdatePhase::kCommit,
+                                UpdatePhase::kFailed};
+  for (UpdatePhase phase : phases) {
+    {
+      auto store = OpenStore();
+      ASSERT_NE(store, nullptr);
+      ASSERT_TRUE(
+          store->SaveUpdate({"m", "v7", std::string("\0\x01", 2), phase, "step detail"}).ok());
+    }
+    auto store = OpenStore();  // as after a crash
+    ASSERT_NE(store, nullptr);
+    auto loaded = store->LoadUpdate("m");
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    ASSERT_TRUE(loaded->has_value());
+    EXPECT_EQ((*loaded)->phase, phase) << UpdatePhaseName(phase);
+    EXPECT_EQ((*loaded)->version, "v7");
+    EXPECT_EQ((*loaded)->artifact_sha256, std::string("\0\x01", 2));
+    EXPECT_EQ((*loaded)->detail, "step detail");
+  }
+  auto store = OpenStore();
+  ASSERT_TRUE(store->ClearUpdate("m").ok());
+  auto loaded = store->LoadUpdate("m");
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_FALSE(loaded->has_value());
+}
+
+TEST_F(StateStoreTest, FailedMarksMatchExactRelease) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_FALSE(store->IsFailed("m", "v1", "sha").value_or(true));
+  ASSERT_TRUE(store->MarkFailed("m", "v1", "sha", 3, "digest mismatch").ok());
+  ASSERT_TRUE(store->MarkFailed("m", "v1", "sha", 3, "again").ok());  // idempotent
+  EXPECT_TRUE(store->IsFailed("m", "v1", "sha").value_or(false));
+  // A re-published artifact under the same version is a different release and may be tried.
+  EXPECT_FALSE(store->IsFailed("m", "v1", "sha-other").value_or(true));
+  EXPECT_FALSE(store->IsFailed("m", "v2", "sha").value_or(true));
+  EXPECT_FALSE(store->IsFailed("n", "v1", "sha").value_or(true));
+}
+
+TEST_F(StateStoreTest, OutboxKeepsOrderAndAckRemovesPrefix) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(store->Enqueue(i % 2 ? "telemetry" : "event", "p" + std::to_string(i)).ok());
+  }
+  auto first = store->Peek(3);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 3u);
+  EXPECT_EQ((*first)[0].payload, "p0");
+  EXPECT_EQ((*first)[0].kind, "event");
+  EXPECT_EQ((*first)[1].kind, "telemetry");
+  EXPECT_EQ((*first)[2].payload, "p2");
+  EXPECT_LT((*first)[0].id, (*first)[1].id);
+  // Peek does not consume.
+  EXPECT_EQ(store->Peek(3)->size(), 3u);
+  ASSERT_TRUE(store->Ack((*first)[2].id).ok());
+  auto rest = store->Peek(10);
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->size(), 2u);
+  EXPECT_EQ((*rest)[0].payload, "p3");
+  // Ids are never reused: acking everything then enqueuing yields a larger id.
+  const int64_t last = (*rest)[1].id;
+  ASSERT_TRUE(store->Ack(last).ok());
+  ASSERT_TRUE(store->Enqueue("event", "late").ok());
+  auto late = store->Peek(10);
+  ASSERT_EQ(late->size(), 1u);
+  EXPECT_GT((*late)[0].id, last);
+}
+
+TEST_F(StateStoreTest, TrimOutboxDropsOldest) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(store->Enqueue("t", "p" + std::to_string(i)).ok());
+  auto dropped = store->TrimOutbox(4);
+  ASSERT_TRUE(dropped.ok());
+  EXPECT_EQ(*dropped, 6u);
+  EXPECT_EQ(store->OutboxSize().value_or(0), 4u);
+  EXPECT_EQ((*store->Peek(1))[0].payload, "p6");
+}
+
+TEST_F(StateStoreTest, CorruptFileIsAClearError) {
+  {
+    std::ofstream f(db_path_, std::ios::binary);
+    f << std::string(8192, 'x');
+  }
+  auto store = StateStore::Open(db_path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr(db_path_));
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("not a database"));
+}
+
+TEST_F(StateStoreTest, MissingDirectoryIsAnError) {
+  auto store = StateStore::Open((dir_ / "no-such-dir" / "agent.db").string());
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("no-such-dir"));
+}
+
+TEST_F(StateStoreTest, DatabaseFromNewerAgentIsRefused) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+  }
+  {
+    // Pretend a newer agent migrated the file, by reopening and bumping user_version via a
+    // raw write of the header field (offset 60, big-endian).
+    std::fstream f(db_path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(60);
+    const char v[4] = {0, 0, 0, 99};
+    f.write(v, 4);
+  }
+  auto store = StateStore::Open(db_path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("newer"));
+}
+
+TEST_F(StateStoreTest, ConcurrentUseFromTwoThreadsIsSafe) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  constexpr int kPerThread = 200;
+  auto writer = [&](const std::string& kind) {
+    for (int i = 0; i < kPerThread; ++i) {
+      ASSERT_TRUE(store->Enqueue(kind, std::to_string(i)).ok());
+      ASSERT_TRUE(store->RaiseMetadataVersion("m", static_cast<uint64_t>(i)).ok());
+      ASSERT_TRUE(store->Peek(5).ok());
+    }
+  };
+  std::thread a(writer, "a");
+  std::thread b(writer, "b");
+  a.join();
+  b.join();
+  EXPECT_EQ(store->OutboxSize().value_or(0), 2u * kPerThread);
+  EXPECT_EQ(store->HighestMetadataVersion("m").value_or(0), kPerThread - 1u);
+  // Each thread's items stay in its own enqueue order.
+  auto items = store->Peek(1000);
+  ASSERT_TRUE(items.ok());
+  int next_a = 0, next_b = 0;
+  for (const auto& item : *items) {
+    int& next = item.kind == "a" ? next_a : next_b;
+    EXPECT_EQ(item.payload, std::to_string(next));
+    ++next;
+  }
+}
+
+}  // namespace
+}  // namespace edgefleet::agent

@@ -1,0 +1,67 @@
+#include "common/config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "edgefleet/v1/config.pb.h"
+
+namespace edgefleet::config {
+namespace {
+
+EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+TEST(ConfigTest, FlagsOverrideEnvironmentWhichOverridesFile) {
+  auto dir = std::filesystem::path(::testing::TempDir()) / "config_precedence";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "server.json")
+      << R"({"dataDir": "/from/file", "deviceListen": "file:1", "checkInIntervalSeconds": 5})";
+  v1::ServerConfig config;
+  auto status = Load({"--config", (dir / "server.json").string(), "--device-listen=flag:2"},
+                     FakeEnv({{"EDGEFLEET_DEVICE_LISTEN", "env:3"}, {"EDGEFLEET_LOG_LEVEL", "debug"}}),
+                     &config);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(config.data_dir(), "/from/file");
+  EXPECT_EQ(config.device_listen(), "flag:2");
+  EXPECT_EQ(config.log_level(), "debug");
+  EXPECT_EQ(config.check_in_interval_seconds(), 5u);
+}
+
+TEST(ConfigTest, UnknownFlagAndBadNumberAreInvalidArgument) {
+  v1::AgentConfig config;
+  auto unknown = Load({"--no-such-flag", "1"}, FakeEnv({}), &config);
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(unknown.message().find("--no-such-flag"), std::string::npos);
+  auto bad_number = Load({"--check-in-interval-seconds=soon"}, FakeEnv({}), &config);
+  EXPECT_EQ(bad_number.code(), absl::StatusCode::kInvalidArgument);
+  auto missing_value = Load({"--state-dir"}, FakeEnv({}), &config);
+  EXPECT_EQ(missing_value.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ConfigTest, UnreadableOrMalformedConfigFileIsReported) {
+  v1::AgentConfig config;
+  EXPECT_EQ(Load({"--config=/nonexistent/agent.json"}, FakeEnv({}), &config).code(),
+            absl::StatusCode::kInvalidArgument);
+  auto dir = std::filesystem::path(::testing::TempDir()) / "config_malformed";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "agent.json") << R"({"stateDir": )";
+  EXPECT_EQ(Load({}, FakeEnv({{"EDGEFLEET_CONFIG", (dir / "agent.json").string()}}), &config).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ConfigTest, UsageListsEveryFlagWithItsVariable) {
+  std::string usage = Usage(v1::AgentConfig());
+  EXPECT_NE(usage.find("--state-dir (EDGEFLEET_STATE_DIR)"), std::string::npos);
+  EXPECT_NE(usage.find("--server-ca-file (EDGEFLEET_SERVER_CA_FILE)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace edgefleet::config
