@@ -2,10 +2,10 @@
 #include <sqlite3.h>
 
 #include <mutex>
-#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "agent/state/state_store.h"
 
 namespace edgefleet::agent {
@@ -67,7 +67,7 @@ constexpr UpdatePhase kAllPhases[] = {
     UpdatePhase::kIdle,     UpdatePhase::kFetch,  UpdatePhase::kVerify, UpdatePhase::kStage,
     UpdatePhase::kActivate, UpdatePhase::kCommit, UpdatePhase::kFailed};
 
-absl::Status SqliteError(sqlite3* db, int rc, std::string_view what) {
+absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   std::string text = absl::StrCat(what, ": ", msg);
   switch (rc & 0xff) {
@@ -91,21 +91,21 @@ absl::Status SqliteError(sqlite3* db, int rc, std::string_view what) {
 // A prepared statement that finalizes itself.
 class Statement {
  public:
-  Statement(sqlite3* db, std::string_view sql) : db_(db) {
+  Statement(sqlite3* db, const std::string& sql) : db_(db) {
     rc_ = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
   }
   ~Statement() { sqlite3_finalize(stmt_); }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
-  Statement& Bind(std::string_view text) {
+  Statement& Bind(absl::string_view text) {
     if (rc_ == SQLITE_OK) {
       rc_ = sqlite3_bind_text(stmt_, ++index_, text.data(), static_cast<int>(text.size()),
                               SQLITE_TRANSIENT);
     }
     return *this;
   }
-  Statement& BindBlob(std::string_view bytes) {
+  Statement& BindBlob(absl::string_view bytes) {
     if (rc_ == SQLITE_OK) {
       // A zero-length blob still needs a non-null pointer, or SQLite stores NULL.
       rc_ = sqlite3_bind_blob(stmt_, ++index_, bytes.empty() ? "" : bytes.data(),
@@ -164,7 +164,7 @@ absl::Status Exec(sqlite3* db, const char* sql) {
   return status;
 }
 
-absl::Status Annotate(const absl::Status& s, std::string_view context) {
+absl::Status Annotate(const absl::Status& s, absl::string_view context) {
   if (s.ok()) return s;
   return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
 }
@@ -187,8 +187,8 @@ StateStore::InstalledVersion ReadVersion(const Statement& s) {
 }
 
 absl::StatusOr<std::optional<StateStore::InstalledVersion>> LoadSlot(sqlite3* db,
-                                                                     std::string_view model,
-                                                                     std::string_view slot) {
+                                                                     absl::string_view model,
+                                                                     absl::string_view slot) {
   Statement s(db, absl::StrCat("SELECT ", kVersionColumns,
                                " FROM installed_versions WHERE model_name = ? AND slot = ?"));
   s.Bind(model).Bind(slot);
@@ -198,7 +198,7 @@ absl::StatusOr<std::optional<StateStore::InstalledVersion>> LoadSlot(sqlite3* db
   return ReadVersion(s);
 }
 
-absl::Status RaiseLocked(sqlite3* db, std::string_view model, uint64_t v) {
+absl::Status RaiseLocked(sqlite3* db, absl::string_view model, uint64_t v) {
   Statement s(db,
               "INSERT INTO metadata_versions (model_name, highest) VALUES (?, ?) "
               "ON CONFLICT (model_name) DO UPDATE SET highest = MAX(highest, excluded.highest)");
@@ -240,7 +240,7 @@ struct StateStore::Impl {
   // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back on any error. The caller must
   // hold `mu`.
   template <typename Body>
-  absl::Status Transaction(std::string_view what, Body&& body) {
+  absl::Status Transaction(absl::string_view what, Body&& body) {
     absl::Status s = Exec(db, "BEGIN IMMEDIATE");
     if (s.ok()) {
       s = body();
@@ -253,7 +253,7 @@ struct StateStore::Impl {
   }
 
   template <typename T>
-  absl::StatusOr<T> Read(std::string_view what, absl::StatusOr<T> result) {
+  absl::StatusOr<T> Read(absl::string_view what, absl::StatusOr<T> result) {
     if (result.ok()) return result;
     return Annotate(result.status(), absl::StrCat("agent state '", path, "': ", what));
   }

@@ -24,7 +24,7 @@ struct KeyAndCertificate {
 
 struct CertificateInfo {
   std::string common_name;
-  std::string serial_hex;  // lowercase, no leading zeros
+  std::string serial_hex;  // lowercase hex of the serial number bytes
   int64_t not_before_unix = 0;
   int64_t not_after_unix = 0;
   std::vector<std::string> dns_names;

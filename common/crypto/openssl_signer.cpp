@@ -71,8 +71,8 @@ absl::StatusOr<std::string> KeyIdOf(EVP_PKEY* key) {
 
 absl::Status CheckEd25519(EVP_PKEY* key, std::string_view what) {
   if (EVP_PKEY_get_base_id(key) != EVP_PKEY_ED25519) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": not an Ed25519 key (type ", EVP_PKEY_get_base_id(key), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(std::string(what), ": not an Ed25519 key (type ",
+                                                   EVP_PKEY_get_base_id(key), ")"));
   }
   return absl::OkStatus();
 }
@@ -89,7 +89,8 @@ class OpenSslEd25519Signer final : public Signer {
     std::string signature(kEd25519SignatureSize, '\0');
     size_t sig_len = signature.size();
     // Ed25519 is a one-shot scheme: no digest is named and the whole message goes in at once.
-    if (ctx == nullptr || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1 ||
+    if (ctx == nullptr ||
+        EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1 ||
         EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &sig_len,
                        reinterpret_cast<const unsigned char*>(message.data()),
                        message.size()) != 1) {
@@ -116,9 +117,8 @@ class OpenSslEd25519Verifier final : public Verifier {
 
   absl::Status Verify(std::string_view message, std::string_view signature) const override {
     if (signature.size() != kEd25519SignatureSize) {
-      return absl::InvalidArgumentError(absl::StrCat("Ed25519 signature must be ",
-                                                     kEd25519SignatureSize, " bytes, got ",
-                                                     signature.size()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Ed25519 signature must be ", kEd25519SignatureSize, " bytes, got ", signature.size()));
     }
     MdCtxPtr ctx(EVP_MD_CTX_new());
     if (ctx == nullptr ||
@@ -126,10 +126,9 @@ class OpenSslEd25519Verifier final : public Verifier {
       return absl::InternalError(
           absl::StrCat("Ed25519 verify init", internal::ConsumeOpenSslErrors()));
     }
-    int rc = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                              signature.size(),
-                              reinterpret_cast<const unsigned char*>(message.data()),
-                              message.size());
+    int rc = EVP_DigestVerify(
+        ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+        reinterpret_cast<const unsigned char*>(message.data()), message.size());
     // A bad signature leaves entries in the error queue; they are expected, not diagnostic.
     ERR_clear_error();
     if (rc != 1) {

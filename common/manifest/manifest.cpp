@@ -135,7 +135,7 @@ absl::StatusOr<v1::ReleaseManifest> Verify(const v1::SignedManifest& signed_mani
   }
   auto manifest = DecodeCanonical(signed_manifest.canonical_manifest());
   if (!manifest.ok()) {
-    return VerificationError(v1::FAILURE_REASON_SIGNATURE, manifest.status().message());
+    return VerificationError(v1::FAILURE_REASON_SIGNATURE, std::string(manifest.status().message()));
   }
   const std::string what = absl::StrCat("manifest for model '", manifest->model_name(), "' version '",
                                         manifest->version(), "'");

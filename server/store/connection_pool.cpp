@@ -29,9 +29,8 @@ absl::Status ConnectionPool::ConnectSlot(size_t slot) {
     return absl::OkStatus();
   } catch (const std::exception& e) {
     slots_[slot].reset();
-    return absl::UnavailableError(
-        absl::StrCat("database unreachable at ", redacted_url_, ": ",
-                     absl::StripAsciiWhitespace(e.what())));
+    return absl::UnavailableError(absl::StrCat("database unreachable at ", redacted_url_, ": ",
+                                               absl::StripAsciiWhitespace(e.what())));
   }
 }
 

@@ -1,5 +1,6 @@
 # cmake -P script: turns migrations/NNNN_name.sql files into a C++ table so the server binary
 # carries its schema. Inputs: OUTPUT (the .cpp to write), INPUTS (;-list of .sql paths).
+cmake_policy(VERSION 3.25)
 set(delimiter "edgefleet_sql")
 set(body "")
 set(seen_versions "")

@@ -45,7 +45,7 @@ class StateStoreTest : public ::testing::Test {
     iv.artifact_sha256 = std::string(32, static_cast<char>(v.empty() ? 0 : v[0]));
     iv.artifact_sha256[0] = '\0';  // raw digests contain NUL bytes
     iv.path = "/models/" + model + "/" + v + ".onnx";
-    iv.signed_manifest = std::string("manifest\0" + v, 9 + v.size());
+    iv.signed_manifest = std::string("manifest\0", 9) + v;
     iv.signature = "sig-" + v;
     iv.metadata_version = metadata_version;
     iv.metadata_proto = "proto-" + v;

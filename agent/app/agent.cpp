@@ -1,0 +1,293 @@
+#include "agent/app/agent.h"
+
+#include <sys/statvfs.h>
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <grpcpp/grpcpp.h>
+#include <mutex>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "agent/api/inference_service.h"
+#include "agent/serving/model_host.h"
+#include "agent/state/state_store.h"
+#include "agent/update/device_transport.h"
+#include "agent/update/updater.h"
+#include "common/core/logging.h"
+#include "common/crypto/certificate_authority.h"
+#include "common/crypto/random.h"
+#include "common/crypto/sha256.h"
+#include "common/crypto/signer.h"
+
+namespace edgefleet::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kAgentVersion[] = "0.1.0";
+
+absl::StatusOr<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+absl::Status WriteFile(const fs::path& path, const std::string& data, bool secret) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << data;
+    if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
+  }
+  if (secret) fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write);
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot write ", path.string()));
+  return absl::OkStatus();
+}
+
+class AgentImpl final : public Agent {
+ public:
+  AgentImpl(const v1::AgentConfig& config, const Clock& clock, std::unique_ptr<EngineFactory> engines)
+      : config_(config), clock_(clock), engines_(std::move(engines)), state_dir_(config.state_dir()) {}
+
+  ~AgentImpl() override {
+    Stop();
+    if (local_server_) local_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+
+  absl::Status Init() {
+    std::error_code ec;
+    fs::create_directories(state_dir_, ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot create ", state_dir_.string(), ": ", ec.message()));
+    auto state = StateStore::Open((state_dir_ / "agent.db").string());
+    if (!state.ok()) return state.status();
+    state_ = *std::move(state);
+
+    // Serve what was committed before anything touches the network.
+    if (auto device = state_->DeviceId(); device.ok()) {
+      if (auto s = LoadIdentity(*device); !s.ok()) return s;
+      if (auto s = updater_->RestoreFromDisk(); !s.ok()) {
+        Logger("agent")->error("some committed models could not be restored: {}", s.ToString());
+      }
+    }
+    return StartLocalApi();
+  }
+
+  void Run() override {
+    auto log = Logger("agent");
+    std::chrono::seconds backoff(1);
+    auto next_telemetry = clock_.Now();
+    while (!stopping()) {
+      absl::Status result = updater_ ? CheckInOnce() : Enroll();
+      std::chrono::milliseconds wait;
+      if (result.ok()) {
+        backoff = std::chrono::seconds(1);
+        wait = Jittered(interval_);
+        if (updater_ && clock_.Now() >= next_telemetry) {
+          (void)UploadTelemetry();
+          next_telemetry = clock_.Now() + std::chrono::seconds(config_.telemetry_interval_seconds());
+        }
+      } else {
+        log->warn("{} failed, retrying in ~{}s: {}", updater_ ? "check-in" : "enrollment",
+                  backoff.count(), result.ToString());
+        wait = Jittered(backoff);
+        backoff = std::min(backoff * 2, std::chrono::seconds(config_.max_backoff_seconds()));
+      }
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, wait, [this] { return stop_; });
+    }
+    (void)UploadTelemetry();
+  }
+
+  void Stop() override {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stop_;
+  }
+
+  std::chrono::milliseconds Jittered(std::chrono::seconds base) {
+    // +-20% so a fleet restarted together does not check in in lockstep.
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    return std::chrono::milliseconds(static_cast<int64_t>(
+        static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(base).count()) *
+        jitter(rng_)));
+  }
+
+  absl::Status StartLocalApi() {
+    if (config_.local_socket().empty()) return absl::OkStatus();
+    std::error_code ec;
+    fs::remove(config_.local_socket(), ec);  // a stale socket from a previous run
+    fs::create_directories(fs::path(config_.local_socket()).parent_path(), ec);
+    inference_service_ = std::make_unique<InferenceGrpcService>(host_);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(absl::StrCat("unix:", config_.local_socket()),
+                             grpc::InsecureServerCredentials());
+    builder.RegisterService(inference_service_.get());
+    builder.SetMaxReceiveMessageSize(64 << 20);
+    local_server_ = builder.BuildAndStart();
+    if (!local_server_) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", config_.local_socket()));
+    }
+    Logger("agent")->info("local inference API listening socket={}", config_.local_socket());
+    return absl::OkStatus();
+  }
+
+  absl::Status Enroll() {
+    auto log = Logger("agent");
+    if (config_.enrollment_token().empty()) {
+      return absl::FailedPreconditionError("not enrolled and no enrollment token configured");
+    }
+    auto ca = ReadFile(config_.server_ca_file());
+    if (!ca.ok()) return absl::FailedPreconditionError(absl::StrCat("server CA: ", ca.status().message()));
+    std::string device_id = config_.device_id();
+    if (device_id.empty()) device_id = absl::StrCat("dev-", crypto::ToHex(crypto::RandomBytes(6)));
+    auto key = crypto::GenerateKeyAndCsr(device_id);
+    if (!key.ok()) return key.status();
+    v1::EnrollRequest request;
+    request.set_enrollment_token(config_.enrollment_token());
+    request.set_device_id(device_id);
+    request.set_csr_pem(key->csr_pem);
+    *request.mutable_inventory() = Inventory();
+    auto response = EnrollOverGrpc(config_.server_address(), *ca, request);
+    if (!response.ok()) return response.status();
+    for (auto [name, data, secret] :
+         {std::tuple{"key.pem", key->private_key_pem, true},
+          std::tuple{"cert.pem", response->certificate_pem(), false},
+          std::tuple{"ca.pem", response->ca_certificate_pem(), false},
+          std::tuple{"release-root.pub", response->release_root_public_key_pem(), false}}) {
+      if (auto s = WriteFile(state_dir_ / name, data, secret); !s.ok()) return s;
+    }
+    if (auto s = state_->SetIdentity(response->device_id()); !s.ok()) return s;
+    log->info("enrolled device={} server={}", response->device_id(), config_.server_address());
+    return LoadIdentity(response->device_id());
+  }
+
+  // Builds the transport and updater from the pinned material in the state directory.
+  absl::Status LoadIdentity(const std::string& device_id) {
+    device_id_ = device_id;
+    auto ca = ReadFile(state_dir_ / "ca.pem");
+    auto cert = ReadFile(state_dir_ / "cert.pem");
+    auto key = ReadFile(state_dir_ / "key.pem");
+    auto root = ReadFile(state_dir_ / "release-root.pub");
+    for (const auto* f : {&ca, &cert, &key, &root}) {
+      if (!f->ok()) return absl::DataLossError(absl::StrCat("enrolled state is incomplete: ", f->status().message()));
+    }
+    auto verifier = crypto::LoadEd25519Verifier(*root);
+    if (!verifier.ok()) return verifier.status();
+    release_root_ = *std::move(verifier);
+    transport_ = MakeGrpcDeviceTransport(config_.server_address(), TlsMaterial{*ca, *cert, *key});
+    updater_ = std::make_unique<Updater>(*state_, host_, *engines_, *transport_, *release_root_,
+                                         clock_, state_dir_.string());
+    return absl::OkStatus();
+  }
+
+  v1::Inventory Inventory() {
+    v1::Inventory inventory;
+    struct utsname name;
+    if (::uname(&name) == 0) {
+      inventory.set_hardware(name.machine);
+      inventory.set_os(absl::StrCat(name.sysname, " ", name.release));
+    }
+    inventory.set_agent_version(kAgentVersion);
+    inventory.set_inference_runtime("opencv-dnn");
+    struct sysinfo info;
+    if (::sysinfo(&info) == 0) inventory.set_free_memory_bytes(uint64_t{info.freeram} * info.mem_unit);
+    struct statvfs disk;
+    if (::statvfs(state_dir_.c_str(), &disk) == 0) {
+      inventory.set_free_disk_bytes(uint64_t{disk.f_bavail} * disk.f_frsize);
+    }
+    if (updater_) {
+      for (auto& m : updater_->InstalledModels()) *inventory.add_models() = std::move(m);
+    }
+    return inventory;
+  }
+
+  absl::Status CheckInOnce() {
+    (void)updater_->FlushEvents();
+    v1::CheckInRequest request;
+    *request.mutable_inventory() = Inventory();
+    auto response = transport_->CheckIn(request);
+    if (!response.ok()) return response.status();
+    if (response->check_in_interval().seconds() > 0 && config_.check_in_interval_seconds() == 0) {
+      interval_ = std::chrono::seconds(response->check_in_interval().seconds());
+    }
+    bool changed = false;
+    for (const v1::DesiredModel& desired : response->desired()) {
+      auto current = host_.Get(desired.metadata().model_name());
+      if (current && current->version == desired.metadata().version()) continue;
+      changed = true;
+      // Each model's failure is reported and handled by the updater; others still update.
+      (void)updater_->Apply(desired);
+    }
+    if (changed) {
+      // Tell the server promptly what now serves, rather than at the next interval.
+      v1::CheckInRequest after;
+      *after.mutable_inventory() = Inventory();
+      (void)transport_->CheckIn(after);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status UploadTelemetry() {
+    if (!transport_) return absl::OkStatus();
+    auto entries = host_.TakeTelemetry(clock_.Now());
+    if (entries.empty()) return absl::OkStatus();
+    v1::UploadTelemetryRequest request;
+    for (auto& e : entries) *request.add_models() = std::move(e);
+    return transport_->UploadTelemetry(request);
+  }
+
+  v1::AgentConfig config_;
+  const Clock& clock_;
+  std::unique_ptr<EngineFactory> engines_;
+  fs::path state_dir_;
+  std::unique_ptr<StateStore> state_;
+  ModelHost host_;
+  std::string device_id_;
+  std::unique_ptr<crypto::Verifier> release_root_;
+  std::unique_ptr<DeviceTransport> transport_;
+  std::unique_ptr<Updater> updater_;
+  std::unique_ptr<InferenceGrpcService> inference_service_;
+  std::unique_ptr<grpc::Server> local_server_;
+  std::chrono::seconds interval_{std::chrono::seconds(config_.check_in_interval_seconds() ? config_.check_in_interval_seconds() : 30)};
+  std::mt19937 rng_{std::random_device{}()};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+};
+
+}  // namespace
+
+v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
+  if (c.state_dir().empty()) c.set_state_dir("/var/lib/edgefleet-agent");
+  if (c.server_address().empty()) c.set_server_address("localhost:7443");
+  if (c.max_backoff_seconds() == 0) c.set_max_backoff_seconds(60);
+  if (c.telemetry_interval_seconds() == 0) c.set_telemetry_interval_seconds(60);
+  if (c.log_level().empty()) c.set_log_level("info");
+  if (c.server_ca_file().empty()) c.set_server_ca_file((fs::path(c.state_dir()) / "ca.pem").string());
+  return c;
+}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const v1::AgentConfig& config, const Clock& clock,
+                                                    std::unique_ptr<EngineFactory> engines) {
+  auto agent = std::make_unique<AgentImpl>(WithDefaults(config), clock, std::move(engines));
+  if (auto s = agent->Init(); !s.ok()) return s;
+  return agent;
+}
+
+}  // namespace edgefleet::agent

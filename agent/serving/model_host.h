@@ -1,0 +1,69 @@
+// The models an agent is serving right now. Each model name maps to one immutable
+// ServingModel behind a shared_ptr: a swap flips the pointer, and requests already running
+// keep the old model alive until they finish (no unload-then-load gap).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "agent/engine/inference_engine.h"
+#include "edgefleet/v1/device.pb.h"
+#include "edgefleet/v1/types.pb.h"
+
+namespace edgefleet::agent {
+
+struct ServingModel {
+  std::string model_name;
+  std::string version;
+  v1::ModelVersion metadata;  // input/output spec
+  std::shared_ptr<InferenceEngine> engine;
+};
+
+struct Prediction {
+  std::string version;  // the version that answered
+  std::vector<TensorData> outputs;
+};
+
+// Runs a zero-filled inference on every declared input (dynamic dimensions as 1) and checks
+// that outputs come back finite: a model that cannot answer must not be swapped in.
+absl::Status WarmUp(InferenceEngine& engine, const v1::ModelVersion& metadata);
+
+class ModelHost {
+ public:
+  std::shared_ptr<const ServingModel> Get(const std::string& model_name) const;
+  std::vector<std::shared_ptr<const ServingModel>> All() const;
+  // Installs `model` as the serving version of its name; returns the one it replaced.
+  std::shared_ptr<const ServingModel> Swap(std::shared_ptr<const ServingModel> model);
+
+  // NotFound when no version of the model is serving; InvalidArgument for bad inputs.
+  absl::StatusOr<Prediction> Predict(const std::string& model_name,
+                                     const std::vector<TensorData>& inputs,
+                                     const std::vector<std::string>& output_names);
+
+  // Telemetry since the previous call, one entry per model version that served.
+  std::vector<v1::ModelTelemetry> TakeTelemetry(std::chrono::system_clock::time_point now);
+
+ private:
+  struct Window {
+    uint64_t inference_count = 0;
+    uint64_t error_count = 0;
+    std::vector<double> latencies_seconds;  // bounded sample
+    double sum_seconds = 0;
+    double max_seconds = 0;
+  };
+  void Record(const std::string& model_name, const std::string& version, bool ok, double seconds);
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const ServingModel>> serving_;
+
+  std::mutex telemetry_mu_;
+  std::map<std::pair<std::string, std::string>, Window> windows_;
+  std::chrono::system_clock::time_point window_start_ = std::chrono::system_clock::now();
+};
+
+}  // namespace edgefleet::agent

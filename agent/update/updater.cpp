@@ -1,0 +1,334 @@
+#include "agent/update/updater.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/core/logging.h"
+#include "common/crypto/sha256.h"
+#include "common/manifest/manifest.h"
+#include "common/manifest/verification.h"
+
+namespace edgefleet::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using Phase = StateStore::UpdatePhase;
+
+constexpr char kEventKind[] = "update_event";
+constexpr size_t kHashBufferBytes = 1 << 16;
+
+void FsyncPath(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// Hashes the bytes already on disk so a resumed download verifies the whole file.
+absl::StatusOr<crypto::Sha256> HashPrefix(const fs::path& path, uint64_t size) {
+  crypto::Sha256 hash;
+  std::ifstream in(path, std::ios::binary);
+  std::string buffer(kHashBufferBytes, '\0');
+  uint64_t left = size;
+  while (left > 0) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(left, buffer.size()));
+    in.read(buffer.data(), static_cast<std::streamsize>(n));
+    if (static_cast<size_t>(in.gcount()) != n) return absl::DataLossError("partial download unreadable");
+    hash.Update(std::string_view(buffer.data(), n));
+    left -= n;
+  }
+  return hash;
+}
+
+}  // namespace
+
+Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
+                 DeviceTransport& transport, const crypto::Verifier& release_root,
+                 const Clock& clock, std::string state_dir)
+    : state_(state),
+      host_(host),
+      engines_(engines),
+      transport_(transport),
+      release_root_(release_root),
+      clock_(clock),
+      state_dir_(std::move(state_dir)) {}
+
+absl::Status Updater::RestoreFromDisk() {
+  auto installed = state_.AllCurrent();
+  if (!installed.ok()) return installed.status();
+  absl::Status first_error;
+  for (const auto& v : *installed) {
+    v1::ModelVersion metadata;
+    metadata.ParseFromString(v.metadata_proto);
+    auto engine = engines_.Load(v.path);
+    absl::Status s = engine.ok() ? WarmUp(**engine, metadata) : engine.status();
+    if (!s.ok()) {
+      Logger("update")->error("cannot restore model={} version={}: {}", v.model_name, v.version,
+                              s.ToString());
+      first_error.Update(s);
+      continue;
+    }
+    host_.Swap(std::make_shared<ServingModel>(
+        ServingModel{v.model_name, v.version, metadata, std::shared_ptr<InferenceEngine>(*std::move(engine))}));
+    Logger("update")->info("restored model={} version={} from disk", v.model_name, v.version);
+    // An update interrupted before its commit is simply retried at the next check-in.
+    (void)state_.ClearUpdate(v.model_name);
+  }
+  return first_error;
+}
+
+absl::Status Updater::Save(const v1::ReleaseManifest& manifest, Phase phase) {
+  return state_.SaveUpdate(
+      {manifest.model_name(), manifest.version(), manifest.artifact_sha256(), phase, ""});
+}
+
+void Updater::Report(const std::string& model, const std::string& version,
+                     v1::UpdateEventKind kind, v1::FailureReason reason, const std::string& detail) {
+  v1::UpdateEvent event;
+  event.set_model_name(model);
+  event.set_version(version);
+  event.set_kind(kind);
+  event.set_reason(reason);
+  event.set_detail(detail);
+  event.mutable_occurred_at()->set_seconds(ToUnixSeconds(clock_.Now()));
+  if (auto s = state_.Enqueue(kEventKind, event.SerializeAsString()); !s.ok()) {
+    Logger("update")->warn("cannot queue update event: {}", s.ToString());
+  }
+}
+
+absl::Status Updater::FlushEvents() {
+  while (true) {
+    auto items = state_.Peek(100);
+    if (!items.ok()) return items.status();
+    if (items->empty()) return absl::OkStatus();
+    v1::ReportEventRequest request;
+    for (const auto& item : *items) {
+      if (item.kind == kEventKind) request.add_events()->ParseFromString(item.payload);
+    }
+    if (request.events_size() > 0) {
+      if (auto s = transport_.ReportEvents(request); !s.ok()) return s;
+    }
+    if (auto s = state_.Ack(items->back().id); !s.ok()) return s;
+  }
+}
+
+absl::Status Updater::Fail(const std::string& model, const std::string& version,
+                           const std::string& sha256, const absl::Status& error,
+                           v1::FailureReason fallback) {
+  v1::FailureReason reason = FailureReasonOf(error, fallback);
+  std::string detail(error.message());
+  Logger("update")->warn("update refused model={} version={} reason={} detail={}", model, version,
+                         v1::FailureReason_Name(reason), detail);
+  Report(model, version, v1::UPDATE_EVENT_KIND_FAILED, reason, detail);
+  // A transient download problem is retried; anything else would fail the same way again.
+  if (reason != v1::FAILURE_REASON_DOWNLOAD) {
+    (void)state_.MarkFailed(model, version, sha256, reason, detail);
+    (void)state_.SaveUpdate({model, version, sha256, Phase::kFailed, detail});
+  }
+  {
+    std::lock_guard lock(failures_mu_);
+    v1::InstalledModel& failure = last_failure_[model];
+    failure.set_model_name(model);
+    failure.set_version(version);
+    failure.set_state(v1::MODEL_STATE_FAILED);
+    failure.set_artifact_sha256(sha256);
+    failure.set_detail(absl::StrCat(v1::FailureReason_Name(reason), ": ", detail));
+  }
+  (void)FlushEvents();
+  return VerificationError(reason, absl::StrCat("update ", model, " to ", version, ": ", detail));
+}
+
+absl::Status Updater::Apply(const v1::DesiredModel& desired) {
+  const v1::ModelVersion& metadata = desired.metadata();
+  const std::string& model = metadata.model_name();
+
+  auto current = state_.Current(model);
+  if (!current.ok()) return current.status();
+  if (*current && (*current)->version == metadata.version() &&
+      (*current)->artifact_sha256 == metadata.artifact_sha256()) {
+    return absl::OkStatus();
+  }
+  auto failed = state_.IsFailed(model, metadata.version(), metadata.artifact_sha256());
+  if (!failed.ok()) return failed.status();
+  if (*failed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model ", model, " version ", metadata.version(), " failed before; not retried"));
+  }
+
+  auto min_metadata_version = state_.HighestMetadataVersion(model);
+  if (!min_metadata_version.ok()) return min_metadata_version.status();
+  auto manifest = manifest::Verify(desired.manifest(), release_root_, clock_.Now(), *min_metadata_version);
+  if (!manifest.ok()) {
+    return Fail(model, metadata.version(), metadata.artifact_sha256(), manifest.status(),
+                v1::FAILURE_REASON_SIGNATURE);
+  }
+  // The signed manifest is the truth; the unsigned metadata must describe the same release.
+  if (manifest->model_name() != model || manifest->version() != metadata.version()) {
+    return Fail(model, metadata.version(), metadata.artifact_sha256(),
+                absl::InvalidArgumentError("signed manifest names a different model or version"),
+                v1::FAILURE_REASON_SIGNATURE);
+  }
+
+  const std::string hex = crypto::ToHex(manifest->artifact_sha256());
+  const fs::path part_path = fs::path(state_dir_) / "downloads" / (hex + ".part");
+  (void)Save(*manifest, Phase::kFetch);
+  if (auto s = Fetch(*manifest, part_path.string()); !s.ok()) {
+    return Fail(model, manifest->version(), manifest->artifact_sha256(), s,
+                v1::FAILURE_REASON_DOWNLOAD);
+  }
+  Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_DOWNLOADED);
+  (void)Save(*manifest, Phase::kVerify);
+  Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_VERIFIED);
+
+  // Stage: each version gets its own directory, so the serving version is never overwritten.
+  const fs::path version_dir = fs::path(state_dir_) / "models" / model / manifest->version();
+  const fs::path staged_path = version_dir / "model.onnx";
+  std::error_code ec;
+  fs::create_directories(version_dir, ec);
+  fs::rename(part_path, staged_path, ec);
+  if (ec) {
+    return Fail(model, manifest->version(), manifest->artifact_sha256(),
+                absl::InternalError(absl::StrCat("stage: ", ec.message())), v1::FAILURE_REASON_LOAD);
+  }
+  FsyncPath(version_dir);
+  (void)Save(*manifest, Phase::kStage);
+
+  if (auto s = Activate(*manifest, desired.manifest(), metadata, staged_path.string()); !s.ok()) {
+    fs::remove_all(version_dir, ec);
+    return Fail(model, manifest->version(), manifest->artifact_sha256(), s, v1::FAILURE_REASON_LOAD);
+  }
+  {
+    std::lock_guard lock(failures_mu_);
+    last_failure_.erase(model);
+  }
+  Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_ACTIVATED);
+  (void)FlushEvents();
+  return absl::OkStatus();
+}
+
+absl::Status Updater::Fetch(const v1::ReleaseManifest& manifest, const std::string& part) {
+  const fs::path part_path(part);
+  const uint64_t expected = manifest.artifact_size_bytes();
+  std::error_code ec;
+  fs::create_directories(part_path.parent_path(), ec);
+  uint64_t offset = fs::exists(part_path, ec) ? fs::file_size(part_path, ec) : 0;
+  if (offset > expected) {
+    fs::remove(part_path, ec);
+    offset = 0;
+  }
+  if (offset == 0) Report(manifest.model_name(), manifest.version(), v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED);
+  auto hash = HashPrefix(part_path, offset);
+  if (!hash.ok()) return hash.status();
+
+  if (offset < expected) {
+    Logger("update")->info("downloading model={} version={} from_offset={} size_bytes={}",
+                           manifest.model_name(), manifest.version(), offset, expected);
+    std::ofstream out(part_path, std::ios::binary | std::ios::app);
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", part));
+    uint64_t received = offset;
+    absl::Status fetched = transport_.FetchArtifact(
+        manifest.artifact_sha256(), offset, [&](std::string_view data) -> absl::Status {
+          // Never accept more than the signed length: a hostile server cannot fill the disk.
+          if (received + data.size() > expected) {
+            return VerificationError(v1::FAILURE_REASON_OVERSIZE,
+                                     absl::StrCat("artifact is larger than the signed ", expected,
+                                                  " bytes"));
+          }
+          out.write(data.data(), static_cast<std::streamsize>(data.size()));
+          if (!out) return absl::InternalError("write to partial download failed");
+          hash->Update(data);
+          received += data.size();
+          return absl::OkStatus();
+        });
+    out.flush();
+    out.close();
+    if (FailureReasonOf(fetched) == v1::FAILURE_REASON_OVERSIZE) {
+      fs::remove(part_path, ec);
+      return fetched;
+    }
+    if (!fetched.ok()) {
+      return VerificationError(v1::FAILURE_REASON_DOWNLOAD,
+                               absl::StrCat("download interrupted at byte ", received, ": ",
+                                            fetched.message()));
+    }
+    if (received != expected) {
+      fs::remove(part_path, ec);
+      return VerificationError(v1::FAILURE_REASON_LENGTH,
+                               absl::StrCat("artifact has ", received, " bytes, the manifest signs ",
+                                            expected));
+    }
+    FsyncPath(part_path);
+  }
+  if (hash->Finish() != manifest.artifact_sha256()) {
+    fs::remove(part_path, ec);
+    return VerificationError(v1::FAILURE_REASON_DIGEST,
+                             "artifact SHA-256 does not match the signed manifest");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Updater::Activate(const v1::ReleaseManifest& manifest,
+                               const v1::SignedManifest& signed_manifest,
+                               const v1::ModelVersion& metadata, const std::string& staged_path) {
+  auto engine = engines_.Load(staged_path);
+  if (!engine.ok()) return VerificationError(v1::FAILURE_REASON_LOAD, std::string(engine.status().message()));
+  if (auto s = WarmUp(**engine, metadata); !s.ok()) {
+    return VerificationError(v1::FAILURE_REASON_WARMUP, std::string(s.message()));
+  }
+  (void)Save(manifest, Phase::kActivate);
+
+  StateStore::InstalledVersion installed{manifest.model_name(),
+                                         manifest.version(),
+                                         manifest.artifact_sha256(),
+                                         staged_path,
+                                         signed_manifest.canonical_manifest(),
+                                         signed_manifest.signature(),
+                                         manifest.metadata_version(),
+                                         metadata.SerializeAsString()};
+  // Commit durably first, then flip: a crash in between restarts on the committed version.
+  auto dropped = state_.CommitVersion(installed);
+  if (!dropped.ok()) return dropped.status();
+  if (auto s = state_.RaiseMetadataVersion(manifest.model_name(), manifest.metadata_version()); !s.ok()) {
+    return s;
+  }
+  host_.Swap(std::make_shared<ServingModel>(ServingModel{
+      manifest.model_name(), manifest.version(), metadata, std::shared_ptr<InferenceEngine>(*std::move(engine))}));
+  (void)state_.ClearUpdate(manifest.model_name());
+  if (*dropped) {
+    std::error_code ec;
+    fs::remove_all(fs::path((*dropped)->path).parent_path(), ec);
+  }
+  Logger("update")->info("serving model={} version={} metadata_version={}", manifest.model_name(),
+                         manifest.version(), manifest.metadata_version());
+  return absl::OkStatus();
+}
+
+std::vector<v1::InstalledModel> Updater::InstalledModels() {
+  std::vector<v1::InstalledModel> out;
+  for (const auto& serving : host_.All()) {
+    v1::InstalledModel m;
+    m.set_model_name(serving->model_name);
+    m.set_version(serving->version);
+    m.set_state(v1::MODEL_STATE_SERVING);
+    m.set_artifact_sha256(serving->metadata.artifact_sha256());
+    out.push_back(std::move(m));
+    if (auto previous = state_.Previous(serving->model_name); previous.ok() && *previous) {
+      v1::InstalledModel p;
+      p.set_model_name((*previous)->model_name);
+      p.set_version((*previous)->version);
+      p.set_state(v1::MODEL_STATE_PREVIOUS);
+      p.set_artifact_sha256((*previous)->artifact_sha256);
+      out.push_back(std::move(p));
+    }
+  }
+  std::lock_guard lock(failures_mu_);
+  for (const auto& [name, failure] : last_failure_) out.push_back(failure);
+  return out;
+}
+
+}  // namespace edgefleet::agent

@@ -1,0 +1,166 @@
+// gRPC adapter for AdminClient and InferenceClient.
+#include "cli/admin_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "edgefleet/v1/admin.grpc.pb.h"
+#include "edgefleet/v1/inference.grpc.pb.h"
+
+namespace edgefleet::cli {
+namespace {
+
+// gRPC and absl share status code numbers, so the mapping is 1:1.
+absl::Status FromGrpc(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+class GrpcAdminClient final : public AdminClient {
+ public:
+  explicit GrpcAdminClient(const AdminClientOptions& options)
+      : options_(options),
+        stub_(v1::AdminService::NewStub(
+            grpc::CreateChannel(options.server, grpc::InsecureChannelCredentials()))) {}
+
+  absl::StatusOr<v1::EnrollmentToken> CreateEnrollmentToken(
+      const v1::CreateEnrollmentTokenRequest& request) override {
+    return Call(&v1::AdminService::Stub::CreateEnrollmentToken, request);
+  }
+  absl::StatusOr<v1::ListDevicesResponse> ListDevices(
+      const v1::ListDevicesRequest& request) override {
+    return Call(&v1::AdminService::Stub::ListDevices, request);
+  }
+  absl::StatusOr<v1::Device> GetDevice(const v1::GetDeviceRequest& request) override {
+    return Call(&v1::AdminService::Stub::GetDevice, request);
+  }
+  absl::StatusOr<v1::Device> LabelDevice(const v1::LabelDeviceRequest& request) override {
+    return Call(&v1::AdminService::Stub::LabelDevice, request);
+  }
+  absl::StatusOr<v1::Device> DecommissionDevice(
+      const v1::DecommissionDeviceRequest& request) override {
+    return Call(&v1::AdminService::Stub::DecommissionDevice, request);
+  }
+  absl::StatusOr<v1::ListModelsResponse> ListModels(const v1::ListModelsRequest& request) override {
+    return Call(&v1::AdminService::Stub::ListModels, request);
+  }
+  absl::StatusOr<v1::Model> GetModel(const v1::GetModelRequest& request) override {
+    return Call(&v1::AdminService::Stub::GetModel, request);
+  }
+  absl::StatusOr<v1::Deployment> CreateDeployment(
+      const v1::CreateDeploymentRequest& request) override {
+    return Call(&v1::AdminService::Stub::CreateDeployment, request);
+  }
+  absl::StatusOr<v1::Deployment> GetDeployment(const v1::GetDeploymentRequest& request) override {
+    return Call(&v1::AdminService::Stub::GetDeployment, request);
+  }
+  absl::StatusOr<v1::ListDeploymentsResponse> ListDeployments(
+      const v1::ListDeploymentsRequest& request) override {
+    return Call(&v1::AdminService::Stub::ListDeployments, request);
+  }
+
+  absl::StatusOr<v1::ModelVersion> PushModel(const v1::PushModelMetadata& metadata,
+                                             std::istream& artifact) override {
+    grpc::ClientContext context;
+    Prepare(context);
+    v1::ModelVersion response;
+    std::unique_ptr<grpc::ClientWriter<v1::PushModelRequest>> writer =
+        stub_->PushModel(&context, &response);
+    v1::PushModelRequest first;
+    *first.mutable_metadata() = metadata;
+    // A failed Write means the server has ended the call; Finish() says why.
+    bool open = writer->Write(first);
+    std::vector<char> buffer(kPushChunkBytes);
+    absl::Status read_error;
+    while (open) {
+      artifact.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+      std::streamsize n = artifact.gcount();
+      if (n > 0) {
+        v1::PushModelRequest chunk;
+        chunk.set_chunk(buffer.data(), static_cast<size_t>(n));
+        open = writer->Write(chunk);
+      }
+      if (artifact.bad()) {
+        read_error = absl::DataLossError("reading the model file failed");
+        context.TryCancel();
+        break;
+      }
+      if (artifact.eof()) break;
+    }
+    if (open) writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    if (!read_error.ok()) return read_error;
+    if (!status.ok()) return FromGrpc(status);
+    return response;
+  }
+
+ private:
+  void Prepare(grpc::ClientContext& context) const {
+    context.set_deadline(std::chrono::system_clock::now() + options_.timeout);
+    if (!options_.token.empty()) {
+      context.AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
+    }
+  }
+
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(grpc::Status (v1::AdminService::Stub::*method)(grpc::ClientContext*,
+                                                                               const Request&,
+                                                                               Response*),
+                                const Request& request) {
+    grpc::ClientContext context;
+    Prepare(context);
+    Response response;
+    grpc::Status status = (stub_.get()->*method)(&context, request, &response);
+    if (!status.ok()) return FromGrpc(status);
+    return response;
+  }
+
+  AdminClientOptions options_;
+  std::unique_ptr<v1::AdminService::Stub> stub_;
+};
+
+class GrpcInferenceClient final : public InferenceClient {
+ public:
+  GrpcInferenceClient(const std::string& socket_path, std::chrono::seconds timeout)
+      : timeout_(timeout),
+        stub_(v1::InferenceService::NewStub(grpc::CreateChannel(
+            absl::StrCat("unix:", socket_path), grpc::InsecureChannelCredentials()))) {}
+
+  absl::StatusOr<v1::PredictResponse> Predict(const v1::PredictRequest& request) override {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + timeout_);
+    v1::PredictResponse response;
+    grpc::Status status = stub_->Predict(&context, request, &response);
+    if (!status.ok()) return FromGrpc(status);
+    return response;
+  }
+
+  absl::StatusOr<v1::ListLocalModelsResponse> ListModels(
+      const v1::ListLocalModelsRequest& request) override {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + timeout_);
+    v1::ListLocalModelsResponse response;
+    grpc::Status status = stub_->ListModels(&context, request, &response);
+    if (!status.ok()) return FromGrpc(status);
+    return response;
+  }
+
+ private:
+  std::chrono::seconds timeout_;
+  std::unique_ptr<v1::InferenceService::Stub> stub_;
+};
+
+}  // namespace
+
+std::unique_ptr<AdminClient> AdminClient::Create(const AdminClientOptions& options) {
+  return std::make_unique<GrpcAdminClient>(options);
+}
+
+std::unique_ptr<InferenceClient> InferenceClient::Create(const std::string& socket_path,
+                                                         std::chrono::seconds timeout) {
+  return std::make_unique<GrpcInferenceClient>(socket_path, timeout);
+}
+
+}  // namespace edgefleet::cli

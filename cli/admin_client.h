@@ -1,0 +1,65 @@
+// Clients edgefleetctl uses to talk to the server's admin API and to an agent's local inference
+// API; gRPC stays inside admin_client.cpp and errors come back as absl::Status with gRPC's codes.
+#pragma once
+
+#include <chrono>
+#include <istream>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "edgefleet/v1/admin.pb.h"
+#include "edgefleet/v1/inference.pb.h"
+
+namespace edgefleet::cli {
+
+struct AdminClientOptions {
+  std::string server;  // HOST:PORT (or any gRPC target such as unix:PATH)
+  std::string token;   // sent as "authorization: Bearer <token>" when non-empty
+  std::chrono::seconds timeout{30};
+};
+
+class AdminClient {
+ public:
+  virtual ~AdminClient() = default;
+
+  // A plaintext channel: the admin port listens on loopback. Connects lazily on the first call.
+  static std::unique_ptr<AdminClient> Create(const AdminClientOptions& options);
+
+  virtual absl::StatusOr<v1::EnrollmentToken> CreateEnrollmentToken(
+      const v1::CreateEnrollmentTokenRequest& request) = 0;
+  virtual absl::StatusOr<v1::ListDevicesResponse> ListDevices(
+      const v1::ListDevicesRequest& request) = 0;
+  virtual absl::StatusOr<v1::Device> GetDevice(const v1::GetDeviceRequest& request) = 0;
+  virtual absl::StatusOr<v1::Device> LabelDevice(const v1::LabelDeviceRequest& request) = 0;
+  virtual absl::StatusOr<v1::Device> DecommissionDevice(
+      const v1::DecommissionDeviceRequest& request) = 0;
+  // Streams `metadata` then `artifact` in 64 KiB chunks. Stops early if the server gives up.
+  virtual absl::StatusOr<v1::ModelVersion> PushModel(const v1::PushModelMetadata& metadata,
+                                                     std::istream& artifact) = 0;
+  virtual absl::StatusOr<v1::ListModelsResponse> ListModels(
+      const v1::ListModelsRequest& request) = 0;
+  virtual absl::StatusOr<v1::Model> GetModel(const v1::GetModelRequest& request) = 0;
+  virtual absl::StatusOr<v1::Deployment> CreateDeployment(
+      const v1::CreateDeploymentRequest& request) = 0;
+  virtual absl::StatusOr<v1::Deployment> GetDeployment(const v1::GetDeploymentRequest& request) = 0;
+  virtual absl::StatusOr<v1::ListDeploymentsResponse> ListDeployments(
+      const v1::ListDeploymentsRequest& request) = 0;
+};
+
+// The agent's InferenceService on its Unix socket.
+class InferenceClient {
+ public:
+  virtual ~InferenceClient() = default;
+  static std::unique_ptr<InferenceClient> Create(const std::string& socket_path,
+                                                 std::chrono::seconds timeout);
+
+  virtual absl::StatusOr<v1::PredictResponse> Predict(const v1::PredictRequest& request) = 0;
+  virtual absl::StatusOr<v1::ListLocalModelsResponse> ListModels(
+      const v1::ListLocalModelsRequest& request) = 0;
+};
+
+// The size of each artifact chunk in PushModel.
+inline constexpr size_t kPushChunkBytes = 64 * 1024;
+
+}  // namespace edgefleet::cli

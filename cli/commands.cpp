@@ -1,0 +1,633 @@
+#include "cli/commands.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "cli/parsers.h"
+#include "common/core/labels.h"
+
+namespace edgefleet::cli {
+namespace {
+
+constexpr char kProgram[] = "edgefleetctl";
+const std::set<std::string> kGlobalFlags = {"server", "token", "o", "timeout", "help"};
+
+struct Context;
+using Handler = int (*)(Context&);
+
+struct Command {
+  std::string name;   // "device list"
+  std::string usage;  // what follows the name in the usage line
+  std::set<std::string> flags;
+  size_t min_args;
+  size_t max_args;  // SIZE_MAX: unbounded
+  std::string summary;
+  Handler run;
+};
+
+struct Context {
+  const Command& command;
+  std::vector<std::string> args;  // positionals after the command words
+  const ParsedArgs& parsed;
+  GlobalOptions options;
+  std::ostream& out;
+  std::ostream& err;
+  const Clients& clients;
+
+  std::unique_ptr<AdminClient> Admin() const {
+    return clients.admin(AdminClientOptions{options.server, options.token, options.timeout});
+  }
+
+  // One line on stderr, exit code 1.
+  int Fail(const std::string& what, const absl::Status& status) const {
+    std::string message = absl::StrReplaceAll(status.message(), {{"\n", " "}});
+    err << kProgram << ": " << what << ": " << absl::StatusCodeToString(status.code()) << ": "
+        << message << "\n";
+    return 1;
+  }
+
+  int Usage(const std::string& problem) const {
+    err << kProgram << ": " << problem << "\n"
+        << "usage: " << kProgram << " " << command.name << " " << command.usage << "\n";
+    return 2;
+  }
+
+  // Prints `message` as JSON, or calls `table` for the human form.
+  template <typename Render>
+  int Print(const std::string& what, const google::protobuf::Message& message,
+            Render&& table) const {
+    if (options.output == OutputFormat::kJson) {
+      absl::StatusOr<std::string> json = ToJson(message);
+      if (!json.ok()) return Fail(what, json.status());
+      out << *json << "\n";
+      return 0;
+    }
+    table();
+    return 0;
+  }
+};
+
+std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+
+Labels ToLabels(const google::protobuf::Map<std::string, std::string>& map) {
+  return Labels(map.begin(), map.end());
+}
+
+std::string SpecList(const google::protobuf::RepeatedPtrField<v1::TensorSpec>& specs) {
+  std::vector<std::string> parts;
+  for (const auto& s : specs) parts.push_back(absl::StrCat(s.name(), ":", FormatShape(s.shape())));
+  return OrDash(absl::StrJoin(parts, ","));
+}
+
+std::string DeviceStatusName(v1::DeviceStatus s) {
+  return ShortEnumName(v1::DeviceStatus_Name(s), 2);
+}
+std::string ModelStateName(v1::ModelState s) { return ShortEnumName(v1::ModelState_Name(s), 2); }
+std::string TargetStateName(v1::DeploymentTargetState s) {
+  return ShortEnumName(v1::DeploymentTargetState_Name(s), 3);
+}
+std::string FormatName(v1::ModelFormat f) { return ShortEnumName(v1::ModelFormat_Name(f), 2); }
+
+std::string ShortSha(const std::string& raw) { return OrDash(ToHex(raw).substr(0, 12)); }
+
+// ---- token ----
+
+int TokenCreate(Context& c) {
+  v1::CreateEnrollmentTokenRequest req;
+  if (auto v = c.parsed.Get("max-uses")) {
+    uint32_t n = 0;
+    if (!absl::SimpleAtoi(*v, &n) || n == 0) return c.Usage("--max-uses must be a positive number");
+    req.set_max_uses(n);
+  }
+  if (auto v = c.parsed.Get("ttl")) {
+    absl::StatusOr<uint64_t> ttl = ParseDurationSeconds(*v);
+    if (!ttl.ok()) return c.Usage(std::string(ttl.status().message()));
+    req.set_ttl_seconds(*ttl);
+  }
+  absl::StatusOr<Labels> labels = ParseLabelItems(c.parsed.GetAll("label"));
+  if (!labels.ok()) return c.Usage(std::string(labels.status().message()));
+  req.mutable_labels()->insert(labels->begin(), labels->end());
+  req.set_description(c.parsed.Get("description").value_or(""));
+
+  const std::string what = "create enrollment token";
+  absl::StatusOr<v1::EnrollmentToken> token = c.Admin()->CreateEnrollmentToken(req);
+  if (!token.ok()) return c.Fail(what, token.status());
+  return c.Print(what, *token, [&] {
+    RenderFields({{"Token ID", token->token_id()},
+                  {"Token", token->token()},
+                  {"Max uses", absl::StrCat(token->max_uses())},
+                  {"Expires", FormatTimestamp(token->expires_at())},
+                  {"Labels", OrDash(FormatLabels(ToLabels(token->labels())))},
+                  {"Description", OrDash(token->description())}},
+                 c.out);
+    c.out << "\nThe token is shown only once: store it now.\n";
+  });
+}
+
+// ---- device ----
+
+std::string ModelsSummary(const v1::Inventory& inventory) {
+  std::vector<std::string> parts;
+  for (const auto& m : inventory.models()) {
+    std::string part = absl::StrCat(m.model_name(), "@", m.version());
+    if (m.state() != v1::MODEL_STATE_SERVING) {
+      absl::StrAppend(&part, "(", ModelStateName(m.state()), ")");
+    }
+    parts.push_back(std::move(part));
+  }
+  return OrDash(absl::StrJoin(parts, ","));
+}
+
+void RenderDevice(const v1::Device& d, std::ostream& out) {
+  const v1::Inventory& inv = d.inventory();
+  RenderFields({{"ID", d.device_id()},
+                {"Status", DeviceStatusName(d.status())},
+                {"Labels", OrDash(FormatLabels(ToLabels(d.labels())))},
+                {"First seen", FormatTimestamp(d.first_seen())},
+                {"Last seen", FormatTimestamp(d.last_seen())},
+                {"Hardware", OrDash(inv.hardware())},
+                {"OS", OrDash(inv.os())},
+                {"Agent version", OrDash(inv.agent_version())},
+                {"Runtime", OrDash(inv.inference_runtime())},
+                {"Free memory", absl::StrCat(inv.free_memory_bytes(), " bytes")},
+                {"Free disk", absl::StrCat(inv.free_disk_bytes(), " bytes")}},
+               out);
+  if (inv.models_size() > 0) {
+    out << "\n";
+    Table table({"MODEL", "VERSION", "STATE", "SHA256", "DETAIL"});
+    for (const auto& m : inv.models()) {
+      table.AddRow({m.model_name(), m.version(), ModelStateName(m.state()),
+                    ShortSha(m.artifact_sha256()), m.detail()});
+    }
+    table.Render(out);
+  }
+}
+
+int DeviceList(Context& c) {
+  v1::ListDevicesRequest req;
+  std::string selector = c.parsed.Get("selector").value_or("");
+  if (absl::StatusOr<Labels> s = ParseLabelSelector(selector); !s.ok()) {
+    return c.Usage(std::string(s.status().message()));
+  }
+  req.set_label_selector(selector);
+  const std::string what = "list devices";
+  absl::StatusOr<v1::ListDevicesResponse> resp = c.Admin()->ListDevices(req);
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] {
+    Table table({"ID", "STATUS", "LABELS", "LAST-SEEN", "MODELS"});
+    for (const auto& d : resp->devices()) {
+      table.AddRow({d.device_id(), DeviceStatusName(d.status()),
+                    OrDash(FormatLabels(ToLabels(d.labels()))), FormatTimestamp(d.last_seen()),
+                    ModelsSummary(d.inventory())});
+    }
+    table.Render(c.out);
+  });
+}
+
+int DeviceGet(Context& c) {
+  v1::GetDeviceRequest req;
+  req.set_device_id(c.args[0]);
+  const std::string what = absl::StrCat("get device '", c.args[0], "'");
+  absl::StatusOr<v1::Device> d = c.Admin()->GetDevice(req);
+  if (!d.ok()) return c.Fail(what, d.status());
+  return c.Print(what, *d, [&] { RenderDevice(*d, c.out); });
+}
+
+int DeviceLabel(Context& c) {
+  v1::LabelDeviceRequest req;
+  req.set_device_id(c.args[0]);
+  absl::StatusOr<Labels> set =
+      ParseLabelItems(std::vector<std::string>(c.args.begin() + 1, c.args.end()));
+  if (!set.ok()) return c.Usage(std::string(set.status().message()));
+  req.mutable_set_labels()->insert(set->begin(), set->end());
+  for (const std::string& key : c.parsed.GetAll("remove")) req.add_remove_labels(key);
+  if (req.set_labels().empty() && req.remove_labels().empty()) {
+    return c.Usage("give labels to set (k=v) or --remove KEY");
+  }
+  const std::string what = absl::StrCat("label device '", c.args[0], "'");
+  absl::StatusOr<v1::Device> d = c.Admin()->LabelDevice(req);
+  if (!d.ok()) return c.Fail(what, d.status());
+  return c.Print(what, *d, [&] { RenderDevice(*d, c.out); });
+}
+
+int DeviceDecommission(Context& c) {
+  v1::DecommissionDeviceRequest req;
+  req.set_device_id(c.args[0]);
+  const std::string what = absl::StrCat("decommission device '", c.args[0], "'");
+  absl::StatusOr<v1::Device> d = c.Admin()->DecommissionDevice(req);
+  if (!d.ok()) return c.Fail(what, d.status());
+  return c.Print(what, *d, [&] { RenderDevice(*d, c.out); });
+}
+
+// ---- model ----
+
+void RenderModelVersion(const v1::ModelVersion& v, std::ostream& out) {
+  RenderFields({{"Model", v.model_name()},
+                {"Version", v.version()},
+                {"Format", FormatName(v.format())},
+                {"SHA-256", OrDash(ToHex(v.artifact_sha256()))},
+                {"Size", absl::StrCat(v.size_bytes(), " bytes")},
+                {"Inputs", SpecList(v.inputs())},
+                {"Outputs", SpecList(v.outputs())},
+                {"Labels", OrDash(FormatLabels(ToLabels(v.labels())))},
+                {"Metadata version", absl::StrCat(v.metadata_version())},
+                {"Created", FormatTimestamp(v.created_at())}},
+               out);
+}
+
+int ModelPush(Context& c) {
+  v1::PushModelMetadata meta;
+  meta.set_model_name(c.args[0]);
+  const std::string& file = c.args[1];
+  std::optional<std::string> version = c.parsed.Get("version");
+  if (!version.has_value() || version->empty()) return c.Usage("--version is required");
+  meta.set_version(*version);
+  meta.set_format(v1::MODEL_FORMAT_ONNX);
+  for (const std::string& s : c.parsed.GetAll("input")) {
+    absl::StatusOr<v1::TensorSpec> spec = ParseTensorSpec(s);
+    if (!spec.ok()) return c.Usage(std::string(spec.status().message()));
+    *meta.add_inputs() = *spec;
+  }
+  for (const std::string& s : c.parsed.GetAll("output")) {
+    absl::StatusOr<v1::TensorSpec> spec = ParseTensorSpec(s);
+    if (!spec.ok()) return c.Usage(std::string(spec.status().message()));
+    *meta.add_outputs() = *spec;
+  }
+  absl::StatusOr<Labels> labels = ParseLabelItems(c.parsed.GetAll("label"));
+  if (!labels.ok()) return c.Usage(std::string(labels.status().message()));
+  meta.mutable_labels()->insert(labels->begin(), labels->end());
+  if (auto hex = c.parsed.Get("sha256")) {
+    absl::StatusOr<std::string> raw = ParseSha256Hex(*hex);
+    if (!raw.ok()) return c.Usage(std::string(raw.status().message()));
+    meta.set_expected_sha256(*raw);
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return c.Fail(absl::StrCat("open '", file, "'"), absl::NotFoundError("cannot read"));
+
+  const std::string what = absl::StrCat("push model '", c.args[0], "' version '", *version, "'");
+  absl::StatusOr<v1::ModelVersion> v = c.Admin()->PushModel(meta, in);
+  if (!v.ok()) return c.Fail(what, v.status());
+  return c.Print(what, *v, [&] { RenderModelVersion(*v, c.out); });
+}
+
+// The version published last: highest metadata version, then newest.
+const v1::ModelVersion* Latest(const v1::Model& m) {
+  const v1::ModelVersion* best = nullptr;
+  for (const auto& v : m.versions()) {
+    if (best == nullptr ||
+        std::make_pair(v.metadata_version(), v.created_at().seconds()) >=
+            std::make_pair(best->metadata_version(), best->created_at().seconds())) {
+      best = &v;
+    }
+  }
+  return best;
+}
+
+int ModelList(Context& c) {
+  const std::string what = "list models";
+  absl::StatusOr<v1::ListModelsResponse> resp = c.Admin()->ListModels(v1::ListModelsRequest());
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] {
+    Table table({"NAME", "VERSIONS", "LATEST", "CREATED"});
+    for (const auto& m : resp->models()) {
+      const v1::ModelVersion* latest = Latest(m);
+      table.AddRow({m.name(), absl::StrCat(m.versions_size()), latest ? latest->version() : "-",
+                    latest ? FormatTimestamp(latest->created_at()) : "-"});
+    }
+    table.Render(c.out);
+  });
+}
+
+int ModelGet(Context& c) {
+  v1::GetModelRequest req;
+  req.set_model_name(c.args[0]);
+  const std::string what = absl::StrCat("get model '", c.args[0], "'");
+  absl::StatusOr<v1::Model> m = c.Admin()->GetModel(req);
+  if (!m.ok()) return c.Fail(what, m.status());
+  return c.Print(what, *m, [&] {
+    c.out << "Model: " << m->name() << "\n\n";
+    Table table(
+        {"VERSION", "FORMAT", "SHA256", "SIZE", "INPUTS", "OUTPUTS", "META-VERSION", "CREATED"});
+    for (const auto& v : m->versions()) {
+      table.AddRow({v.version(), FormatName(v.format()), ShortSha(v.artifact_sha256()),
+                    absl::StrCat(v.size_bytes()), SpecList(v.inputs()), SpecList(v.outputs()),
+                    absl::StrCat(v.metadata_version()), FormatTimestamp(v.created_at())});
+    }
+    table.Render(c.out);
+  });
+}
+
+// ---- deploy ----
+
+std::string TargetSummary(const v1::Deployment& d) {
+  int serving = 0, failed = 0;
+  for (const auto& t : d.targets()) {
+    if (t.state() == v1::DEPLOYMENT_TARGET_STATE_SERVING) ++serving;
+    if (t.state() == v1::DEPLOYMENT_TARGET_STATE_FAILED) ++failed;
+  }
+  std::string s = absl::StrCat(serving, "/", d.targets_size(), " serving");
+  if (failed > 0) absl::StrAppend(&s, ", ", failed, " failed");
+  return s;
+}
+
+void RenderDeployment(const v1::Deployment& d, std::ostream& out) {
+  RenderFields({{"ID", d.deployment_id()},
+                {"Model", d.model_name()},
+                {"Version", d.version()},
+                {"Selector", d.label_selector().empty() ? "(all devices)" : d.label_selector()},
+                {"Created", FormatTimestamp(d.created_at())},
+                {"Targets", TargetSummary(d)}},
+               out);
+  if (d.targets_size() > 0) {
+    out << "\n";
+    Table table({"DEVICE", "STATE", "UPDATED", "DETAIL"});
+    for (const auto& t : d.targets()) {
+      table.AddRow(
+          {t.device_id(), TargetStateName(t.state()), FormatTimestamp(t.updated_at()), t.detail()});
+    }
+    table.Render(out);
+  }
+}
+
+int DeployCreate(Context& c) {
+  v1::CreateDeploymentRequest req;
+  req.set_model_name(c.args[0]);
+  req.set_version(c.args[1]);
+  std::string selector = c.parsed.Get("selector").value_or("");
+  if (absl::StatusOr<Labels> s = ParseLabelSelector(selector); !s.ok()) {
+    return c.Usage(std::string(s.status().message()));
+  }
+  req.set_label_selector(selector);
+  const std::string what = absl::StrCat("deploy model '", c.args[0], "' version '", c.args[1], "'");
+  absl::StatusOr<v1::Deployment> d = c.Admin()->CreateDeployment(req);
+  if (!d.ok()) return c.Fail(what, d.status());
+  return c.Print(what, *d, [&] { RenderDeployment(*d, c.out); });
+}
+
+int DeployStatus(Context& c) {
+  v1::GetDeploymentRequest req;
+  req.set_deployment_id(c.args[0]);
+  const std::string what = absl::StrCat("get deployment '", c.args[0], "'");
+  absl::StatusOr<v1::Deployment> d = c.Admin()->GetDeployment(req);
+  if (!d.ok()) return c.Fail(what, d.status());
+  return c.Print(what, *d, [&] { RenderDeployment(*d, c.out); });
+}
+
+int DeployList(Context& c) {
+  const std::string what = "list deployments";
+  absl::StatusOr<v1::ListDeploymentsResponse> resp =
+      c.Admin()->ListDeployments(v1::ListDeploymentsRequest());
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] {
+    Table table({"ID", "MODEL", "VERSION", "SELECTOR", "TARGETS", "CREATED"});
+    for (const auto& d : resp->deployments()) {
+      table.AddRow({d.deployment_id(), d.model_name(), d.version(), OrDash(d.label_selector()),
+                    TargetSummary(d), FormatTimestamp(d.created_at())});
+    }
+    table.Render(c.out);
+  });
+}
+
+// ---- agent (local inference API) ----
+
+int AgentPredict(Context& c) {
+  std::optional<std::string> socket = c.parsed.Get("socket");
+  std::optional<std::string> model = c.parsed.Get("model");
+  if (!socket.has_value()) return c.Usage("--socket is required");
+  if (!model.has_value()) return c.Usage("--model is required");
+  v1::PredictRequest req;
+  req.set_model_name(*model);
+  for (const std::string& s : c.parsed.GetAll("input")) {
+    absl::StatusOr<v1::Tensor> t = ParseTensorValue(s);
+    if (!t.ok()) return c.Usage(std::string(t.status().message()));
+    *req.add_inputs() = std::move(*t);
+  }
+  if (req.inputs().empty()) return c.Usage("at least one --input is required");
+  for (const std::string& name : c.parsed.GetAll("output-name")) req.add_output_names(name);
+
+  const std::string what = absl::StrCat("predict with model '", *model, "'");
+  absl::StatusOr<v1::PredictResponse> resp =
+      c.clients.inference(*socket, c.options.timeout)->Predict(req);
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] {
+    c.out << "Model: " << resp->model_name() << "\nVersion: " << resp->version() << "\n\n";
+    Table table({"OUTPUT", "SHAPE", "VALUES"});
+    for (const auto& t : resp->outputs()) {
+      table.AddRow({t.name(), FormatShape(t.shape()), absl::StrJoin(t.data(), ",")});
+    }
+    table.Render(c.out);
+  });
+}
+
+int AgentModels(Context& c) {
+  std::optional<std::string> socket = c.parsed.Get("socket");
+  if (!socket.has_value()) return c.Usage("--socket is required");
+  const std::string what = "list agent models";
+  absl::StatusOr<v1::ListLocalModelsResponse> resp =
+      c.clients.inference(*socket, c.options.timeout)->ListModels(v1::ListLocalModelsRequest());
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] {
+    Table table({"NAME", "VERSION", "STATE", "INPUTS", "OUTPUTS"});
+    for (const auto& m : resp->models()) {
+      table.AddRow({m.model_name(), m.version(), ModelStateName(m.state()), SpecList(m.inputs()),
+                    SpecList(m.outputs())});
+    }
+    table.Render(c.out);
+  });
+}
+
+constexpr size_t kUnbounded = SIZE_MAX;
+
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> kCommands = {
+      {"token create",
+       "[--max-uses N] [--ttl SECONDS|30m|24h|7d] [--label k=v ...] [--description TEXT]",
+       {"max-uses", "ttl", "label", "description"},
+       0,
+       0,
+       "create an enrollment token (the secret is shown once)",
+       &TokenCreate},
+      {"device list", "[--selector k=v,...]", {"selector"}, 0, 0, "list devices", &DeviceList},
+      {"device get", "ID", {}, 1, 1, "show one device", &DeviceGet},
+      {"device label",
+       "ID [k=v ...] [--remove KEY ...]",
+       {"remove"},
+       1,
+       kUnbounded,
+       "set or remove device labels",
+       &DeviceLabel},
+      {"device decommission", "ID", {}, 1, 1, "decommission a device", &DeviceDecommission},
+      {"model push",
+       "NAME FILE --version V [--input NAME:1x4 ...] [--output NAME:1x3 ...] [--label k=v ...] "
+       "[--sha256 HEX]",
+       {"version", "input", "output", "label", "sha256"},
+       2,
+       2,
+       "upload an ONNX model version",
+       &ModelPush},
+      {"model list", "", {}, 0, 0, "list models", &ModelList},
+      {"model get", "NAME", {}, 1, 1, "show a model's versions", &ModelGet},
+      {"deploy create",
+       "NAME VERSION [--selector k=v,...]",
+       {"selector"},
+       2,
+       2,
+       "deploy a model version to matching devices",
+       &DeployCreate},
+      {"deploy status", "ID", {}, 1, 1, "show a deployment and its targets", &DeployStatus},
+      {"deploy list", "", {}, 0, 0, "list deployments", &DeployList},
+      {"agent predict",
+       "--socket PATH --model NAME --input NAME=1x4:0.1,0.2,0.3,0.4 [--input ...] "
+       "[--output-name NAME ...]",
+       {"socket", "model", "input", "output-name"},
+       0,
+       0,
+       "run inference on a local agent",
+       &AgentPredict},
+      {"agent models",
+       "--socket PATH",
+       {"socket"},
+       0,
+       0,
+       "list a local agent's models",
+       &AgentModels},
+  };
+  return kCommands;
+}
+
+// The short form for usage errors; `help` prints the long one.
+int ShortUsage(std::ostream& err) {
+  err << "usage: " << kProgram
+      << " [--server HOST:PORT] [--token TOKEN] [-o table|json] [--timeout SECONDS] COMMAND "
+         "[args]\n"
+      << "run '" << kProgram << " help' for the list of commands\n";
+  return 2;
+}
+
+std::set<std::string> AllFlags() {
+  std::set<std::string> all = kGlobalFlags;
+  for (const Command& c : Commands()) all.insert(c.flags.begin(), c.flags.end());
+  return all;
+}
+
+}  // namespace
+
+EnvLookup ProcessEnv() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+absl::StatusOr<GlobalOptions> ResolveGlobalOptions(const ParsedArgs& args, const EnvLookup& env) {
+  GlobalOptions o;
+  if (auto v = args.Get("server")) {
+    o.server = *v;
+  } else if (auto e = env("EDGEFLEET_SERVER"); e.has_value() && !e->empty()) {
+    o.server = *e;
+  }
+  if (auto v = args.Get("token")) {
+    o.token = *v;
+  } else if (auto e = env("EDGEFLEET_TOKEN")) {
+    o.token = *e;
+  }
+  if (auto v = args.Get("o")) {
+    if (*v == "json") {
+      o.output = OutputFormat::kJson;
+    } else if (*v != "table") {
+      return absl::InvalidArgumentError(absl::StrCat("-o must be table or json, not '", *v, "'"));
+    }
+  }
+  if (auto v = args.Get("timeout")) {
+    absl::StatusOr<uint64_t> seconds = ParseDurationSeconds(*v);
+    if (!seconds.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--timeout: ", seconds.status().message()));
+    o.timeout = std::chrono::seconds(*seconds);
+  }
+  return o;
+}
+
+void PrintUsage(std::ostream& out) {
+  out << "usage: " << kProgram << " [global flags] COMMAND [args] [flags]\n\n"
+      << "Global flags (before or after the command):\n"
+      << "  --server HOST:PORT   admin API address (env EDGEFLEET_SERVER, default "
+      << kDefaultServer << ")\n"
+      << "  --token TOKEN        operator API token (env EDGEFLEET_TOKEN)\n"
+      << "  -o table|json        output format (default table)\n"
+      << "  --timeout SECONDS    per-call deadline (default 30)\n\n"
+      << "Commands:\n";
+  size_t width = 0;
+  for (const Command& c : Commands()) width = std::max(width, c.name.size());
+  for (const Command& c : Commands()) {
+    out << "  " << c.name << std::string(width - c.name.size() + 2, ' ') << c.summary << "\n"
+        << "  " << std::string(width + 2, ' ') << kProgram << " " << c.name
+        << (c.usage.empty() ? "" : " ") << c.usage << "\n";
+  }
+}
+
+int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+        const EnvLookup& env, const Clients& clients) {
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, {"help"}, AllFlags());
+  if (!parsed.ok()) {
+    err << kProgram << ": " << parsed.status().message() << "\n";
+    return ShortUsage(err);
+  }
+  const std::vector<std::string>& pos = parsed->positionals;
+  if (pos.empty() || pos[0] == "help") {
+    if (pos.empty() && !parsed->Has("help")) {
+      err << kProgram << ": no command given\n";
+      return ShortUsage(err);
+    }
+    PrintUsage(out);
+    return 0;
+  }
+
+  const Command* command = nullptr;
+  for (const Command& c : Commands()) {
+    const size_t space = c.name.find(' ');
+    if (pos.size() >= 2 && pos[0] == c.name.substr(0, space) &&
+        pos[1] == c.name.substr(space + 1)) {
+      command = &c;
+    }
+  }
+  if (command == nullptr) {
+    err << kProgram << ": unknown command '"
+        << absl::StrJoin(pos.begin(), pos.begin() + std::min<size_t>(pos.size(), 2), " ") << "'\n";
+    return ShortUsage(err);
+  }
+
+  Context ctx{*command, std::vector<std::string>(pos.begin() + 2, pos.end()), *parsed, {}, out, err,
+              clients};
+  if (parsed->Has("help")) {
+    out << "usage: " << kProgram << " " << command->name << " " << command->usage << "\n";
+    return 0;
+  }
+  std::set<std::string> allowed = kGlobalFlags;
+  allowed.insert(command->flags.begin(), command->flags.end());
+  if (absl::Status s = CheckAllowedFlags(*parsed, allowed); !s.ok()) {
+    return ctx.Usage(std::string(s.message()));
+  }
+  if (ctx.args.size() < command->min_args) return ctx.Usage("missing arguments");
+  if (ctx.args.size() > command->max_args) {
+    return ctx.Usage(absl::StrCat("unexpected argument '", ctx.args[command->max_args], "'"));
+  }
+  absl::StatusOr<GlobalOptions> options = ResolveGlobalOptions(*parsed, env);
+  if (!options.ok()) return ctx.Usage(std::string(options.status().message()));
+  ctx.options = *options;
+  return command->run(ctx);
+}
+
+int Run(int argc, const char* const argv[], std::ostream& out, std::ostream& err) {
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+  return Run(args, out, err);
+}
+
+}  // namespace edgefleet::cli

@@ -1,0 +1,167 @@
+#include "cli/parsers.h"
+
+#include <charconv>
+#include <limits>
+#include <system_error>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+
+namespace edgefleet::cli {
+namespace {
+
+// Parses "1x4" into dims; `allow_dynamic` permits -1 / ?.
+absl::StatusOr<std::vector<int64_t>> ParseShape(absl::string_view text, bool allow_dynamic) {
+  if (text.empty()) return absl::InvalidArgumentError("empty shape");
+  std::vector<int64_t> dims;
+  for (absl::string_view part : absl::StrSplit(text, 'x')) {
+    int64_t dim = 0;
+    if (allow_dynamic && (part == "?" || part == "-1")) {
+      dims.push_back(-1);
+      continue;
+    }
+    if (!absl::SimpleAtoi(part, &dim) || dim <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad dimension '", part, "' in shape '", text, "'"));
+    }
+    dims.push_back(dim);
+  }
+  return dims;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::TensorSpec> ParseTensorSpec(std::string_view in) {
+  absl::string_view text(in.data(), in.size());
+  size_t colon = text.rfind(':');
+  if (colon == absl::string_view::npos || colon == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor spec '", text, "' is not NAME:SHAPE (e.g. input:1x4)"));
+  }
+  absl::StatusOr<std::vector<int64_t>> dims = ParseShape(text.substr(colon + 1), true);
+  if (!dims.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor spec '", text, "': ", dims.status().message()));
+  }
+  v1::TensorSpec spec;
+  spec.set_name(std::string(text.substr(0, colon)));
+  for (int64_t d : *dims) spec.add_shape(d);
+  return spec;
+}
+
+absl::StatusOr<v1::Tensor> ParseTensorValue(std::string_view in) {
+  absl::string_view text(in.data(), in.size());
+  size_t eq = text.find('=');
+  size_t colon = eq == absl::string_view::npos ? eq : text.find(':', eq);
+  if (eq == absl::string_view::npos || eq == 0 || colon == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", text, "' is not NAME=SHAPE:V,V,... (e.g. x=1x2:0.5,1)"));
+  }
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", text, "': ", why));
+  };
+  absl::StatusOr<std::vector<int64_t>> dims =
+      ParseShape(text.substr(eq + 1, colon - eq - 1), false);
+  if (!dims.ok()) return bad(dims.status().message());
+  int64_t count = 1;
+  for (int64_t d : *dims) {
+    if (count > std::numeric_limits<int32_t>::max() / d) return bad("shape is too large");
+    count *= d;
+  }
+  v1::Tensor tensor;
+  tensor.set_name(std::string(text.substr(0, eq)));
+  for (int64_t d : *dims) tensor.add_shape(d);
+  absl::string_view values = text.substr(colon + 1);
+  if (!values.empty()) {
+    for (absl::string_view v : absl::StrSplit(values, ',')) {
+      float f = 0;
+      if (!absl::SimpleAtof(v, &f)) return bad(absl::StrCat("'", v, "' is not a number"));
+      tensor.add_data(f);
+    }
+  }
+  if (tensor.data_size() != count) {
+    return bad(absl::StrCat("shape needs ", count, " values, got ", tensor.data_size()));
+  }
+  return tensor;
+}
+
+absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view in) {
+  absl::string_view text(in.data(), in.size());
+  auto bad = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad duration '", text, "' (use seconds or a number with s, m, h or d)"));
+  };
+  if (text.empty()) return bad();
+  uint64_t unit = 1;
+  switch (text.back()) {
+    case 's':
+      text.remove_suffix(1);
+      break;
+    case 'm':
+      unit = 60;
+      text.remove_suffix(1);
+      break;
+    case 'h':
+      unit = 3600;
+      text.remove_suffix(1);
+      break;
+    case 'd':
+      unit = 86400;
+      text.remove_suffix(1);
+      break;
+    default:
+      break;
+  }
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n == 0) {
+    return bad();
+  }
+  if (n > std::numeric_limits<uint64_t>::max() / unit) return bad();
+  return n * unit;
+}
+
+absl::StatusOr<std::string> ParseSha256Hex(std::string_view in) {
+  absl::string_view text(in.data(), in.size());
+  if (text.size() != 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sha256 must be 64 hex digits, got ", text.size(), " characters"));
+  }
+  for (char c : text) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
+      return absl::InvalidArgumentError(absl::StrCat("sha256 '", text, "' is not hex"));
+    }
+  }
+  return absl::HexStringToBytes(text);
+}
+
+std::string ToHex(std::string_view bytes) {
+  return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
+}
+
+absl::StatusOr<Labels> ParseLabelItems(const std::vector<std::string>& items) {
+  Labels out;
+  for (const std::string& item : items) {
+    absl::StatusOr<Labels> parsed = ParseLabelSelector(item);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("label '", item, "': ", parsed.status().message()));
+    }
+    if (parsed->empty()) return absl::InvalidArgumentError("empty label");
+    for (auto& [k, v] : *parsed) out[k] = v;
+  }
+  return out;
+}
+
+std::string FormatShape(const google::protobuf::RepeatedField<int64_t>& shape) {
+  if (shape.empty()) return "scalar";
+  return absl::StrJoin(shape, "x", [](std::string* out, int64_t d) {
+    absl::StrAppend(out, d < 0 ? std::string("?") : std::to_string(d));
+  });
+}
+
+}  // namespace edgefleet::cli

@@ -1,0 +1,39 @@
+// Parsers for the small value syntaxes edgefleetctl accepts on its command line: tensor specs
+// ("input:1x4"), tensor values ("input=1x4:0.1,0.2,0.3,0.4"), durations ("30m") and digests.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/core/labels.h"
+#include "edgefleet/v1/types.pb.h"
+
+namespace edgefleet::cli {
+
+// "NAME:1x4" or "NAME:-1x3x224x224" (-1 or ? for a dynamic dimension). The name ends at the last
+// ':' so names like "input:0" work as "input:0:1x4".
+absl::StatusOr<v1::TensorSpec> ParseTensorSpec(std::string_view text);
+
+// "NAME=1x4:0.1,0.2,0.3,0.4": every dimension positive and the value count equal to the product
+// of the shape.
+absl::StatusOr<v1::Tensor> ParseTensorValue(std::string_view text);
+
+// "90" (seconds), "90s", "30m", "24h", "7d"; must be positive.
+absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view text);
+
+// 64 hex digits -> 32 raw bytes.
+absl::StatusOr<std::string> ParseSha256Hex(std::string_view text);
+
+// Raw bytes -> lower-case hex.
+std::string ToHex(std::string_view bytes);
+
+// Merges "k=v" (or "k=v,k2=v2") items into one label map; later keys override earlier ones.
+absl::StatusOr<Labels> ParseLabelItems(const std::vector<std::string>& items);
+
+// "1x4", "-1x3" for shapes in tables; "?" for a dynamic dimension.
+std::string FormatShape(const google::protobuf::RepeatedField<int64_t>& shape);
+
+}  // namespace edgefleet::cli

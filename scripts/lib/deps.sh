@@ -1,0 +1,52 @@
+# shellcheck shell=bash
+# Debian 12 package dependencies of edgefleet; source this file.
+# ensure_deps installs only the packages that are missing (apt-get update once, then install).
+
+EDGEFLEET_DEPS=(
+  build-essential cmake ninja-build pkg-config git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libpqxx-dev libssl-dev libspdlog-dev libzstd-dev libbz2-dev libdivsufsort-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev libcpp-httplib-dev libopencv-dnn-dev
+  postgresql-15 prometheus python3-onnx python3-numpy
+  bsdiff xdelta3 zstd openssl clang-format curl
+)
+
+# Prints the packages from EDGEFLEET_DEPS that are not installed, one per line.
+missing_deps() {
+  local pkg status
+  for pkg in "${EDGEFLEET_DEPS[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+    if [ "$status" != "installed" ]; then echo "$pkg"; fi
+  done
+}
+
+ensure_deps() {
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "error: dpkg-query not found; edgefleet expects Debian 12 (bookworm). Install these packages by hand:" >&2
+    echo "  ${EDGEFLEET_DEPS[*]}" >&2
+    return 1
+  fi
+  local missing
+  mapfile -t missing < <(missing_deps)
+  if [ "${#missing[@]}" -eq 0 ]; then
+    return 0
+  fi
+  echo "Installing missing Debian packages: ${missing[*]}"
+  local -a sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+      sudo=(sudo)
+    else
+      echo "error: missing packages (${missing[*]}) and not root and no sudo; install them as root" >&2
+      return 1
+    fi
+  fi
+  "${sudo[@]}" apt-get update -qq || { echo "error: apt-get update failed" >&2; return 1; }
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" ||
+    { echo "error: apt-get install failed for: ${missing[*]}" >&2; return 1; }
+  mapfile -t missing < <(missing_deps)
+  if [ "${#missing[@]}" -ne 0 ]; then
+    echo "error: still missing after install: ${missing[*]}" >&2
+    return 1
+  fi
+}

@@ -1,0 +1,151 @@
+#include "server/api/device_api.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/core/logging.h"
+#include "common/manifest/manifest.h"
+
+namespace edgefleet::server {
+namespace {
+
+v1::DeploymentTargetState TargetStateFor(v1::UpdateEventKind kind) {
+  switch (kind) {
+    case v1::UPDATE_EVENT_KIND_ACTIVATED:
+      return v1::DEPLOYMENT_TARGET_STATE_SERVING;
+    case v1::UPDATE_EVENT_KIND_FAILED:
+      return v1::DEPLOYMENT_TARGET_STATE_FAILED;
+    default:
+      return v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS;
+  }
+}
+
+}  // namespace
+
+DeviceApi::DeviceApi(DeviceRepos repos, ArtifactStore& artifacts,
+                     const crypto::Signer& release_signer, const Clock& clock,
+                     ServerMetrics& metrics, DeviceApiOptions options)
+    : repos_(repos),
+      artifacts_(artifacts),
+      release_signer_(release_signer),
+      clock_(clock),
+      metrics_(metrics),
+      options_(options) {}
+
+absl::Status DeviceApi::Authorize(const std::string& device_id,
+                                  const std::string& certificate_serial_hex) {
+  auto identity = repos_.devices.Identity(device_id);
+  if (absl::IsNotFound(identity.status())) {
+    return absl::PermissionDeniedError(absl::StrCat("device ", device_id, " is not enrolled"));
+  }
+  if (!identity.ok()) return identity.status();
+  if (identity->status != v1::DEVICE_STATUS_ACTIVE) {
+    return absl::PermissionDeniedError(absl::StrCat("device ", device_id, " is ",
+                                                    identity->status == v1::DEVICE_STATUS_DECOMMISSIONED
+                                                        ? "decommissioned"
+                                                        : "not active"));
+  }
+  // A re-enrolled device's older certificates are no longer accepted.
+  if (identity->certificate_serial != certificate_serial_hex) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("certificate of device ", device_id, " has been replaced"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device_id,
+                                                       const v1::CheckInRequest& request) {
+  const auto now = clock_.Now();
+  if (auto s = repos_.devices.RecordCheckIn(device_id, request.inventory(), ToUnixSeconds(now));
+      !s.ok()) {
+    return s;
+  }
+  metrics_.check_ins.Add({}).Increment();
+  auto desired = repos_.deployments.DesiredForDevice(device_id);
+  if (!desired.ok()) return desired.status();
+
+  v1::CheckInResponse response;
+  response.mutable_check_in_interval()->set_seconds(options_.check_in_interval.count());
+  for (const StoredVersion& stored : *desired) {
+    const v1::ModelVersion& version = stored.meta;
+    // Manifests are signed per answer so their expiry is always fresh; the metadata version
+    // fixed at push time is what protects devices against rollback.
+    v1::ReleaseManifest manifest;
+    manifest.set_model_name(version.model_name());
+    manifest.set_version(version.version());
+    manifest.set_artifact_sha256(version.artifact_sha256());
+    manifest.set_artifact_size_bytes(version.size_bytes());
+    manifest.set_format(version.format());
+    manifest.set_metadata_version(version.metadata_version());
+    manifest.mutable_expires_at()->set_seconds(ToUnixSeconds(now + options_.manifest_ttl));
+    auto signed_manifest = manifest::Sign(manifest, release_signer_);
+    if (!signed_manifest.ok()) return signed_manifest.status();
+    v1::DesiredModel* entry = response.add_desired();
+    *entry->mutable_manifest() = *std::move(signed_manifest);
+    *entry->mutable_metadata() = version;
+
+    for (const auto& installed : request.inventory().models()) {
+      if (installed.model_name() == version.model_name() && installed.version() == version.version() &&
+          installed.state() == v1::MODEL_STATE_SERVING) {
+        (void)repos_.deployments.UpdateTargetState(device_id, version.model_name(), version.version(),
+                                                   v1::DEPLOYMENT_TARGET_STATE_SERVING, "",
+                                                   ToUnixSeconds(now));
+      }
+    }
+  }
+  return response;
+}
+
+absl::Status DeviceApi::ReportEvent(const std::string& device_id,
+                                    const v1::ReportEventRequest& request) {
+  if (request.events_size() > 1000) {
+    return absl::InvalidArgumentError("at most 1000 events per report");
+  }
+  const int64_t now = ToUnixSeconds(clock_.Now());
+  for (const v1::UpdateEvent& event : request.events()) {
+    if (event.model_name().empty() || event.version().empty() ||
+        event.kind() == v1::UPDATE_EVENT_KIND_UNSPECIFIED) {
+      return absl::InvalidArgumentError("each event needs model_name, version and kind");
+    }
+    if (auto s = repos_.events.Insert(device_id, event, now); !s.ok()) return s;
+    metrics_.update_events
+        .Add({{"kind", v1::UpdateEventKind_Name(event.kind())},
+              {"reason", v1::FailureReason_Name(event.reason())}})
+        .Increment();
+    if (event.kind() == v1::UPDATE_EVENT_KIND_FAILED) {
+      Logger("device")->warn("update failed device={} model={} version={} reason={} detail={}",
+                             device_id, event.model_name(), event.version(),
+                             v1::FailureReason_Name(event.reason()), event.detail());
+    }
+    auto s = repos_.deployments.UpdateTargetState(device_id, event.model_name(), event.version(),
+                                                  TargetStateFor(event.kind()), event.detail(), now);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeviceApi::UploadTelemetry(const std::string& device_id,
+                                        const v1::UploadTelemetryRequest& request) {
+  if (request.models_size() > 1000) {
+    return absl::InvalidArgumentError("at most 1000 telemetry entries per upload");
+  }
+  const int64_t now = ToUnixSeconds(clock_.Now());
+  for (const auto& entry : request.models()) {
+    if (entry.model_name().empty() || entry.version().empty()) {
+      return absl::InvalidArgumentError("each telemetry entry needs model_name and version");
+    }
+    if (entry.error_count() > entry.inference_count()) {
+      return absl::InvalidArgumentError("error_count cannot exceed inference_count");
+    }
+    if (auto s = repos_.telemetry.Insert(device_id, entry, now); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ArtifactReader>> DeviceApi::OpenArtifact(const std::string& sha256) {
+  if (sha256.size() != 32) return absl::InvalidArgumentError("artifact_sha256 must be 32 bytes");
+  auto referenced = repos_.models.ArtifactReferenced(sha256);
+  if (!referenced.ok()) return referenced.status();
+  if (!*referenced) return absl::NotFoundError("no such artifact");
+  return artifacts_.Open(sha256);
+}
+
+}  // namespace edgefleet::server

@@ -1,0 +1,64 @@
+// The device API's behaviour for enrolled devices: check-ins answered with signed desired
+// state, update events, telemetry and artifact access. The gRPC adapter resolves the caller's
+// identity from its mTLS certificate before calling in.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/core/clock.h"
+#include "common/crypto/signer.h"
+#include "edgefleet/v1/device.pb.h"
+#include "server/api/server_metrics.h"
+#include "server/artifacts/artifact_store.h"
+#include "server/store/deployment_repo.h"
+#include "server/store/device_repo.h"
+#include "server/store/event_repo.h"
+#include "server/store/model_repo.h"
+#include "server/store/telemetry_repo.h"
+
+namespace edgefleet::server {
+
+struct DeviceApiOptions {
+  std::chrono::seconds check_in_interval{30};
+  std::chrono::seconds manifest_ttl{24 * 3600};
+};
+
+struct DeviceRepos {
+  DeviceRepo& devices;
+  ModelRepo& models;
+  DeploymentRepo& deployments;
+  EventRepo& events;
+  TelemetryRepo& telemetry;
+};
+
+class DeviceApi {
+ public:
+  DeviceApi(DeviceRepos repos, ArtifactStore& artifacts, const crypto::Signer& release_signer,
+            const Clock& clock, ServerMetrics& metrics, DeviceApiOptions options);
+
+  // Confirms the certificate's subject is an active device holding that certificate.
+  absl::Status Authorize(const std::string& device_id, const std::string& certificate_serial_hex);
+
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const std::string& device_id,
+                                              const v1::CheckInRequest& request);
+  absl::Status ReportEvent(const std::string& device_id, const v1::ReportEventRequest& request);
+  absl::Status UploadTelemetry(const std::string& device_id,
+                               const v1::UploadTelemetryRequest& request);
+  // Opens an artifact the registry knows; NotFound for any other digest.
+  absl::StatusOr<std::unique_ptr<ArtifactReader>> OpenArtifact(const std::string& sha256);
+
+  ServerMetrics& metrics() { return metrics_; }
+
+ private:
+  DeviceRepos repos_;
+  ArtifactStore& artifacts_;
+  const crypto::Signer& release_signer_;
+  const Clock& clock_;
+  ServerMetrics& metrics_;
+  DeviceApiOptions options_;
+};
+
+}  // namespace edgefleet::server

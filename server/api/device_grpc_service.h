@@ -1,0 +1,35 @@
+// gRPC face of the device API. Every call but Enroll must come over mutual TLS with a
+// certificate from the device CA; its common name is the device id.
+#pragma once
+
+#include "edgefleet/v1/device.grpc.pb.h"
+#include "server/api/device_api.h"
+#include "server/enrollment/enroller.h"
+
+namespace edgefleet::server {
+
+class DeviceGrpcService final : public v1::DeviceService::Service {
+ public:
+  DeviceGrpcService(DeviceApi& api, Enroller& enroller, ServerMetrics& metrics)
+      : api_(api), enroller_(enroller), metrics_(metrics) {}
+
+  grpc::Status Enroll(grpc::ServerContext*, const v1::EnrollRequest*, v1::EnrollResponse*) override;
+  grpc::Status CheckIn(grpc::ServerContext*, const v1::CheckInRequest*,
+                       v1::CheckInResponse*) override;
+  grpc::Status FetchArtifact(grpc::ServerContext*, const v1::FetchArtifactRequest*,
+                             grpc::ServerWriter<v1::ArtifactChunk>*) override;
+  grpc::Status ReportEvent(grpc::ServerContext*, const v1::ReportEventRequest*,
+                           v1::ReportEventResponse*) override;
+  grpc::Status UploadTelemetry(grpc::ServerContext*, const v1::UploadTelemetryRequest*,
+                               v1::UploadTelemetryResponse*) override;
+
+ private:
+  // The authenticated device id of the caller, or Unauthenticated / PermissionDenied.
+  absl::StatusOr<std::string> CallerDevice(const grpc::ServerContext& context);
+
+  DeviceApi& api_;
+  Enroller& enroller_;
+  ServerMetrics& metrics_;
+};
+
+}  // namespace edgefleet::server

@@ -1,0 +1,22 @@
+// Every metric the server exports, declared once and built from the registry.
+#pragma once
+
+#include "common/metrics/metrics.h"
+
+namespace edgefleet::server {
+
+struct ServerMetrics {
+  explicit ServerMetrics(metrics::Registry& registry);
+
+  metrics::Family<metrics::Counter>& rpc_requests;         // {service, method, code}
+  metrics::Family<metrics::Histogram>& rpc_duration;       // {service, method}
+  metrics::Family<metrics::Counter>& http_requests;        // {route, status}
+  metrics::Family<metrics::Gauge>& devices;                // {status}
+  metrics::Family<metrics::Counter>& check_ins;            // {}
+  metrics::Family<metrics::Counter>& artifact_bytes_served;  // {kind}: full (patch later)
+  metrics::Family<metrics::Counter>& enrollments;          // {result}
+  metrics::Family<metrics::Counter>& update_events;        // {kind, reason}
+  metrics::Family<metrics::Counter>& models_pushed;        // {}
+};
+
+}  // namespace edgefleet::server

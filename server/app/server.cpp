@@ -1,0 +1,259 @@
+#include "server/app/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/core/logging.h"
+#include "common/crypto/certificate_authority.h"
+#include "common/crypto/random.h"
+#include "common/crypto/sha256.h"
+#include "common/crypto/signer.h"
+#include "common/metrics/metrics.h"
+#include "server/api/admin_grpc_service.h"
+#include "server/api/device_grpc_service.h"
+#include "server/artifacts/artifact_store.h"
+#include "server/enrollment/server_identity.h"
+#include "server/http/admin_http_server.h"
+#include "server/store/api_token_repo.h"
+#include "server/store/audit_repo.h"
+#include "server/store/database.h"
+#include "server/store/event_repo.h"
+#include "server/store/telemetry_repo.h"
+
+namespace edgefleet::server {
+namespace {
+
+constexpr auto kDeviceCertificateValidity = std::chrono::hours(24 * 90);
+
+absl::StatusOr<std::pair<std::string, int>> SplitHostPort(const std::string& address) {
+  size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not HOST:PORT"));
+  }
+  return std::make_pair(address.substr(0, colon), port);
+}
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(const v1::ServerConfig& config, const Clock& clock) : config_(config), clock_(clock) {}
+
+  ~ServerImpl() override { Shutdown(); }
+
+  absl::Status Init() {
+    auto log = Logger("server");
+    auto database = Database::Open({.url = config_.database_url(),
+                                    .pool_size = static_cast<int>(config_.database_pool_size())});
+    if (!database.ok()) return database.status();
+    database_ = *std::move(database);
+    if (auto s = database_->Migrate(); !s.ok()) return s;
+    log->info("database ready url={} schema_version={}", database_->redacted_url(),
+              database_->LatestKnownVersion());
+
+    std::vector<std::string> hosts = absl::StrSplit(config_.tls_hosts(), ',', absl::SkipWhitespace());
+    auto identity = LoadOrCreateServerIdentity(config_.data_dir(), hosts, ToUnixSeconds(clock_.Now()));
+    if (!identity.ok()) return identity.status();
+    identity_ = *std::move(identity);
+    auto ca = crypto::CertificateAuthority::Load(identity_.ca_certificate_pem,
+                                                 identity_.ca_private_key_pem);
+    if (!ca.ok()) return ca.status();
+    ca_ = *std::move(ca);
+    auto signer = crypto::LoadEd25519Signer(identity_.release_private_key_pem);
+    if (!signer.ok()) return signer.status();
+    release_signer_ = *std::move(signer);
+    log->info("keys ready data_dir={} release_key_id={}", config_.data_dir(), release_signer_->KeyId());
+
+    api_tokens_ = std::make_unique<ApiTokenRepo>(*database_);
+    enrollment_tokens_ = std::make_unique<EnrollmentTokenRepo>(*database_);
+    devices_ = std::make_unique<DeviceRepo>(*database_);
+    models_ = std::make_unique<ModelRepo>(*database_);
+    deployments_ = std::make_unique<DeploymentRepo>(*database_);
+    events_ = std::make_unique<EventRepo>(*database_);
+    telemetry_ = std::make_unique<TelemetryRepo>(*database_);
+    audit_ = std::make_unique<AuditRepo>(*database_);
+    if (auto s = InstallAdminToken(); !s.ok()) return s;
+
+    metrics_ = std::make_unique<ServerMetrics>(registry_);
+    registry_.AddCollectHook([this] {
+      auto counts = devices_->CountByStatus();
+      if (!counts.ok()) return;
+      for (const char* status : {"pending", "active", "decommissioned"}) {
+        auto it = counts->find(status);
+        metrics_->devices.Add({{"status", status}}).Set(it == counts->end() ? 0 : static_cast<double>(it->second));
+      }
+    });
+    artifacts_ = MakeFilesystemArtifactStore((std::filesystem::path(config_.data_dir()) / "artifacts").string());
+
+    admin_api_ = std::make_unique<AdminApi>(
+        AdminRepos{*enrollment_tokens_, *devices_, *models_, *deployments_, *audit_}, *artifacts_,
+        clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()});
+    device_api_ = std::make_unique<DeviceApi>(
+        DeviceRepos{*devices_, *models_, *deployments_, *events_, *telemetry_}, *artifacts_,
+        *release_signer_, clock_, *metrics_,
+        DeviceApiOptions{.check_in_interval = std::chrono::seconds(config_.check_in_interval_seconds()),
+                         .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds())});
+    authenticator_ = std::make_unique<Authenticator>(*api_tokens_);
+    enroller_ = std::make_unique<Enroller>(*enrollment_tokens_, *devices_, *ca_,
+                                           identity_.release_public_key_pem, clock_,
+                                           kDeviceCertificateValidity);
+    admin_grpc_ = std::make_unique<AdminGrpcService>(*admin_api_, *authenticator_, *metrics_);
+    device_grpc_ = std::make_unique<DeviceGrpcService>(*device_api_, *enroller_, *metrics_);
+
+    if (auto s = StartGrpc(); !s.ok()) return s;
+    http_ = std::make_unique<AdminHttpServer>(*admin_api_, *authenticator_, registry_, *metrics_,
+                                              [this] { return Ready(); });
+    auto http_address = SplitHostPort(config_.admin_http_listen());
+    if (!http_address.ok()) return http_address.status();
+    auto http_port = http_->Start(http_address->first, http_address->second);
+    if (!http_port.ok()) return http_port.status();
+    ports_.admin_http = *http_port;
+    log->info("listening device={} admin_grpc={} admin_http={}", ports_.device, ports_.admin_grpc,
+              ports_.admin_http);
+    return WritePortsFile();
+  }
+
+  BoundPorts ports() const override { return ports_; }
+  std::string generated_admin_token() const override { return generated_admin_token_; }
+
+  void Wait() override {
+    if (device_server_) device_server_->Wait();
+  }
+
+  void Shutdown() override {
+    if (stopped_.exchange(true)) return;
+    if (http_) http_->Stop();
+    auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
+    if (admin_server_) admin_server_->Shutdown(deadline);
+    if (device_server_) device_server_->Shutdown(deadline);
+  }
+
+ private:
+  absl::Status Ready() {
+    if (auto s = database_->Ping(); !s.ok()) return s;
+    auto version = database_->SchemaVersion();
+    if (!version.ok()) return version.status();
+    if (*version != database_->LatestKnownVersion()) {
+      return absl::UnavailableError(absl::StrCat("schema version ", *version, ", want ",
+                                                 database_->LatestKnownVersion()));
+    }
+    return absl::OkStatus();
+  }
+
+  // An operator-supplied token replaces the admin token; otherwise one is generated the first
+  // time the database has no token at all, and shown once.
+  absl::Status InstallAdminToken() {
+    if (!config_.admin_token().empty()) {
+      return api_tokens_->Upsert("admin", "admin", crypto::Sha256Bytes(config_.admin_token()));
+    }
+    auto any = api_tokens_->Any();
+    if (!any.ok()) return any.status();
+    if (*any) return absl::OkStatus();
+    generated_admin_token_ = absl::StrCat("efa_", crypto::RandomToken(24));
+    return api_tokens_->Upsert("admin", "admin", crypto::Sha256Bytes(generated_admin_token_));
+  }
+
+  absl::Status StartGrpc() {
+    grpc::SslServerCredentialsOptions tls(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+    tls.pem_root_certs = identity_.ca_certificate_pem;
+    tls.pem_key_cert_pairs.push_back(
+        {identity_.server_private_key_pem, identity_.server_certificate_pem});
+    grpc::ServerBuilder device_builder;
+    device_builder.AddListeningPort(config_.device_listen(), grpc::SslServerCredentials(tls),
+                                    &ports_.device);
+    device_builder.RegisterService(device_grpc_.get());
+    device_server_ = device_builder.BuildAndStart();
+    if (!device_server_ || ports_.device == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on device API ", config_.device_listen()));
+    }
+    grpc::ServerBuilder admin_builder;
+    admin_builder.AddListeningPort(config_.admin_grpc_listen(), grpc::InsecureServerCredentials(),
+                                   &ports_.admin_grpc);
+    admin_builder.RegisterService(admin_grpc_.get());
+    admin_server_ = admin_builder.BuildAndStart();
+    if (!admin_server_ || ports_.admin_grpc == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on admin gRPC ", config_.admin_grpc_listen()));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status WritePortsFile() {
+    if (config_.ports_file().empty()) return absl::OkStatus();
+    std::string tmp = config_.ports_file() + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << "{\"device\": " << ports_.device << ", \"admin_grpc\": " << ports_.admin_grpc
+          << ", \"admin_http\": " << ports_.admin_http << "}\n";
+      if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, config_.ports_file(), ec);
+    if (ec) return absl::InternalError(absl::StrCat("cannot write ", config_.ports_file()));
+    return absl::OkStatus();
+  }
+
+  v1::ServerConfig config_;
+  const Clock& clock_;
+  std::atomic<bool> stopped_{false};
+  std::unique_ptr<Database> database_;
+  ServerIdentity identity_;
+  std::unique_ptr<crypto::CertificateAuthority> ca_;
+  std::unique_ptr<crypto::Signer> release_signer_;
+  std::unique_ptr<ApiTokenRepo> api_tokens_;
+  std::unique_ptr<EnrollmentTokenRepo> enrollment_tokens_;
+  std::unique_ptr<DeviceRepo> devices_;
+  std::unique_ptr<ModelRepo> models_;
+  std::unique_ptr<DeploymentRepo> deployments_;
+  std::unique_ptr<EventRepo> events_;
+  std::unique_ptr<TelemetryRepo> telemetry_;
+  std::unique_ptr<AuditRepo> audit_;
+  metrics::Registry registry_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<ArtifactStore> artifacts_;
+  std::unique_ptr<AdminApi> admin_api_;
+  std::unique_ptr<DeviceApi> device_api_;
+  std::unique_ptr<Authenticator> authenticator_;
+  std::unique_ptr<Enroller> enroller_;
+  std::unique_ptr<AdminGrpcService> admin_grpc_;
+  std::unique_ptr<DeviceGrpcService> device_grpc_;
+  std::unique_ptr<grpc::Server> device_server_;
+  std::unique_ptr<grpc::Server> admin_server_;
+  std::unique_ptr<AdminHttpServer> http_;
+  BoundPorts ports_;
+  std::string generated_admin_token_;
+};
+
+}  // namespace
+
+v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
+  if (c.data_dir().empty()) c.set_data_dir("/var/lib/edgefleet");
+  if (c.device_listen().empty()) c.set_device_listen("0.0.0.0:7443");
+  if (c.admin_grpc_listen().empty()) c.set_admin_grpc_listen("127.0.0.1:7444");
+  if (c.admin_http_listen().empty()) c.set_admin_http_listen("127.0.0.1:7480");
+  if (c.tls_hosts().empty()) c.set_tls_hosts("localhost,127.0.0.1");
+  if (c.check_in_interval_seconds() == 0) c.set_check_in_interval_seconds(30);
+  if (c.max_artifact_bytes() == 0) c.set_max_artifact_bytes(2ull << 30);
+  if (c.manifest_ttl_seconds() == 0) c.set_manifest_ttl_seconds(24 * 3600);
+  if (c.database_pool_size() == 0) c.set_database_pool_size(8);
+  if (c.log_level().empty()) c.set_log_level("info");
+  return c;
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& config,
+                                                      const Clock& clock) {
+  if (config.database_url().empty()) {
+    return absl::InvalidArgumentError("database_url is required (--database-url or EDGEFLEET_DATABASE_URL)");
+  }
+  auto server = std::make_unique<ServerImpl>(WithDefaults(config), clock);
+  if (auto s = server->Init(); !s.ok()) return s;
+  return server;
+}
+
+}  // namespace edgefleet::server

@@ -1,0 +1,47 @@
+// Content-addressed artifact storage: blobs are named by their SHA-256 and never change.
+// The filesystem implementation is today's; the interface lets an object store slot in.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace edgefleet::server {
+
+struct ArtifactInfo {
+  std::string sha256;  // raw 32 bytes
+  uint64_t size_bytes = 0;
+};
+
+// An upload in progress: hashed as bytes arrive, capped at a size limit, visible only after
+// Commit. Destroying an uncommitted writer discards what it wrote.
+class ArtifactWriter {
+ public:
+  virtual ~ArtifactWriter() = default;
+  virtual absl::Status Append(std::string_view data) = 0;
+  virtual absl::StatusOr<ArtifactInfo> Commit() = 0;
+};
+
+class ArtifactReader {
+ public:
+  virtual ~ArtifactReader() = default;
+  virtual uint64_t size_bytes() const = 0;
+  // Up to `max_bytes` from `offset`; empty at the end.
+  virtual absl::StatusOr<std::string> ReadAt(uint64_t offset, size_t max_bytes) = 0;
+};
+
+class ArtifactStore {
+ public:
+  virtual ~ArtifactStore() = default;
+  virtual absl::StatusOr<std::unique_ptr<ArtifactWriter>> BeginUpload(uint64_t max_bytes) = 0;
+  virtual absl::StatusOr<std::unique_ptr<ArtifactReader>> Open(std::string_view sha256) = 0;
+};
+
+// Stores blobs under <root>/sha256/<first two hex>/<hex>; uploads go to <root>/tmp first and are
+// renamed into place, so a crash never leaves a partial blob under a digest name.
+std::unique_ptr<ArtifactStore> MakeFilesystemArtifactStore(const std::string& root);
+
+}  // namespace edgefleet::server

@@ -1,0 +1,47 @@
+// The admin HTTP port: REST JSON under /v1/ (protobuf JSON mapping of the admin messages,
+// served by the same AdminApi as gRPC), plus /metrics, /healthz and /readyz.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "common/metrics/metrics.h"
+#include "server/api/admin_api.h"
+#include "server/api/auth.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace edgefleet::server {
+
+class AdminHttpServer {
+ public:
+  // `ready` reports whether the server can serve (database reachable, schema current).
+  AdminHttpServer(AdminApi& api, const Authenticator& auth, metrics::Registry& registry,
+                  ServerMetrics& metrics, std::function<absl::Status()> ready);
+  ~AdminHttpServer();
+
+  // Binds host:port (port 0 picks a free one) and serves on a background thread.
+  absl::StatusOr<int> Start(const std::string& host, int port);
+  void Stop();
+
+ private:
+  void RegisterRoutes();
+
+  AdminApi& api_;
+  const Authenticator& auth_;
+  metrics::Registry& registry_;
+  ServerMetrics& metrics_;
+  std::function<absl::Status()> ready_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+};
+
+// HTTP status for an absl status code (the inverse of grpc-gateway's mapping).
+int HttpStatusFor(absl::StatusCode code);
+
+}  // namespace edgefleet::server

@@ -1,0 +1,220 @@
+#include "server/store/deployment_repo.h"
+
+#include <charconv>
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/store/internal/json.h"
+#include "server/store/internal/rows.h"
+#include "server/store/internal/transaction.h"
+
+namespace edgefleet::server {
+
+using internal::WithTransaction;
+
+namespace {
+
+constexpr absl::string_view kTargetPrefix = "DEPLOYMENT_TARGET_STATE_";
+
+constexpr const char* kDeploymentColumns =
+    "id, model_name, version, label_selector, floor(extract(epoch FROM created_at))::bigint";
+
+v1::Deployment DeploymentFromRow(const pqxx::row& row) {
+  v1::Deployment d;
+  d.set_deployment_id(row[0].as<std::string>());
+  d.set_model_name(row[1].as<std::string>());
+  d.set_version(row[2].as<std::string>());
+  d.set_label_selector(row[3].as<std::string>());
+  *d.mutable_created_at() = internal::UnixToTimestamp(row[4].as<int64_t>());
+  return d;
+}
+
+v1::DeploymentTarget TargetFromRow(const pqxx::row& row) {
+  // Columns: device_id, state, detail, updated_at.
+  v1::DeploymentTarget t;
+  t.set_device_id(row[0].as<std::string>());
+  t.set_state(internal::FromDb<v1::DeploymentTargetState>(row[1].as<std::string>(), kTargetPrefix));
+  t.set_detail(row[2].as<std::string>());
+  *t.mutable_updated_at() = internal::UnixToTimestamp(row[3].as<int64_t>());
+  return t;
+}
+
+constexpr const char* kTargetColumns =
+    "deployment_id, device_id, state, detail, floor(extract(epoch FROM updated_at))::bigint";
+
+// Loads deployments (all, or the one with `id`) with their targets.
+std::vector<v1::Deployment> LoadDeployments(pqxx::work& tx, const int64_t* id) {
+  pqxx::result deployments =
+      id == nullptr
+          ? tx.exec(absl::StrCat("SELECT ", kDeploymentColumns, " FROM deployments ORDER BY id"))
+          : tx.exec_params(
+                absl::StrCat("SELECT ", kDeploymentColumns, " FROM deployments WHERE id = $1"),
+                *id);
+  pqxx::result targets =
+      id == nullptr
+          ? tx.exec(absl::StrCat("SELECT ", kTargetColumns,
+                                 " FROM deployment_targets ORDER BY deployment_id, device_id"))
+          : tx.exec_params(absl::StrCat("SELECT ", kTargetColumns,
+                                        " FROM deployment_targets WHERE deployment_id = $1 "
+                                        "ORDER BY device_id"),
+                           *id);
+  std::vector<v1::Deployment> out;
+  std::map<int64_t, size_t> index;
+  for (const pqxx::row& row : deployments) {
+    index[row[0].as<int64_t>()] = out.size();
+    out.push_back(DeploymentFromRow(row));
+  }
+  for (const pqxx::row& row : targets) {
+    auto it = index.find(row[0].as<int64_t>());
+    if (it == index.end()) continue;
+    *out[it->second].add_targets() = TargetFromRow(row.slice(1, 5));
+  }
+  return out;
+}
+
+bool ParseId(const std::string& text, int64_t* id) {
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *id);
+  return ec == std::errc() && ptr == end && !text.empty();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Deployment> DeploymentRepo::Create(const std::string& model_name,
+                                                      const std::string& version,
+                                                      const std::string& label_selector_text,
+                                                      const Labels& selector, int64_t now_unix) {
+  return WithTransaction(
+      db_, absl::StrCat("deploy model ", model_name, " version ", version),
+      [&](pqxx::work& tx) -> absl::StatusOr<v1::Deployment> {
+        if (tx.exec_params("SELECT 1 FROM model_versions WHERE model_name = $1 AND version = $2",
+                           model_name, version)
+                .empty()) {
+          return absl::NotFoundError(
+              absl::StrCat("model ", model_name, " version ", version, " not found"));
+        }
+        const int64_t id =
+            tx.exec_params1(
+                  "INSERT INTO deployments (model_name, version, selector, label_selector, "
+                  "created_at) VALUES ($1, $2, $3::jsonb, $4, to_timestamp($5)) RETURNING id",
+                  model_name, version, internal::LabelsToJson(selector), label_selector_text,
+                  now_unix)[0]
+                .as<int64_t>();
+        tx.exec_params(
+            "INSERT INTO deployment_targets (deployment_id, device_id, state, updated_at) "
+            "SELECT $1, id, 'pending', to_timestamp($3) FROM devices "
+            "WHERE status = 'active' AND labels @> $2::jsonb",
+            id, internal::LabelsToJson(selector), now_unix);
+        tx.exec_params(
+            "UPDATE deployment_targets t SET state = 'superseded', updated_at = to_timestamp($3) "
+            "FROM deployments d WHERE t.deployment_id = d.id AND d.model_name = $2 "
+            "AND d.id <> $1 AND t.state <> 'superseded' AND t.device_id IN "
+            "(SELECT device_id FROM deployment_targets WHERE deployment_id = $1)",
+            id, model_name, now_unix);
+        std::vector<v1::Deployment> loaded = LoadDeployments(tx, &id);
+        return std::move(loaded.front());
+      });
+}
+
+absl::StatusOr<v1::Deployment> DeploymentRepo::Get(const std::string& deployment_id) {
+  int64_t id = 0;
+  absl::Status not_found =
+      absl::NotFoundError(absl::StrCat("deployment ", deployment_id, " not found"));
+  if (!ParseId(deployment_id, &id)) return not_found;
+  return WithTransaction(db_, absl::StrCat("get deployment ", deployment_id),
+                         [&](pqxx::work& tx) -> absl::StatusOr<v1::Deployment> {
+                           std::vector<v1::Deployment> loaded = LoadDeployments(tx, &id);
+                           if (loaded.empty()) return not_found;
+                           return std::move(loaded.front());
+                         });
+}
+
+absl::StatusOr<std::vector<v1::Deployment>> DeploymentRepo::List() {
+  return WithTransaction(db_, "list deployments",
+                         [](pqxx::work& tx) -> absl::StatusOr<std::vector<v1::Deployment>> {
+                           return LoadDeployments(tx, nullptr);
+                         });
+}
+
+absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::DesiredForDevice(
+    const std::string& device_id) {
+  return WithTransaction(
+      db_, absl::StrCat("compute desired state of device ", device_id),
+      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<StoredVersion>> {
+        pqxx::result device = tx.exec_params("SELECT status FROM devices WHERE id = $1", device_id);
+        if (device.empty()) {
+          return absl::NotFoundError(absl::StrCat("device ", device_id, " not found"));
+        }
+        std::vector<StoredVersion> desired;
+        if (device[0][0].as<std::string>() != "active") return desired;
+        pqxx::result latest = tx.exec_params(
+            "SELECT DISTINCT ON (d.model_name) d.id, d.model_name FROM deployments d "
+            "JOIN devices dev ON dev.id = $1 AND dev.labels @> d.selector "
+            "ORDER BY d.model_name, d.id DESC",
+            device_id);
+        for (const pqxx::row& row : latest) {
+          const int64_t id = row[0].as<int64_t>();
+          const std::string model = row[1].as<std::string>();
+          // A target superseded earlier comes back when the device matches this deployment again.
+          tx.exec_params(
+              "INSERT INTO deployment_targets (deployment_id, device_id, state) "
+              "VALUES ($1, $2, 'pending') ON CONFLICT (deployment_id, device_id) DO UPDATE "
+              "SET state = 'pending', detail = '', updated_at = now() "
+              "WHERE deployment_targets.state = 'superseded'",
+              id, device_id);
+          tx.exec_params(
+              "UPDATE deployment_targets t SET state = 'superseded', updated_at = now() "
+              "FROM deployments d WHERE t.deployment_id = d.id AND t.device_id = $1 "
+              "AND d.model_name = $2 AND d.id <> $3 AND t.state <> 'superseded'",
+              device_id, model, id);
+        }
+        pqxx::result versions = tx.exec_params(
+            "SELECT mv.model_name, mv.version, mv.format, mv.artifact_sha256, mv.size_bytes, "
+            "mv.inputs::text, mv.outputs::text, mv.labels::text, mv.metadata_version, "
+            "floor(extract(epoch FROM mv.created_at))::bigint, mv.signed_manifest, mv.signature, "
+            "mv.key_id FROM model_versions mv JOIN deployments d "
+            "ON d.model_name = mv.model_name AND d.version = mv.version "
+            "WHERE d.id = ANY (SELECT (jsonb_array_elements_text($1::jsonb))::bigint) "
+            "ORDER BY mv.model_name",
+            [&] {
+              std::vector<std::string> ids;
+              for (const pqxx::row& row : latest) ids.push_back(row[0].as<std::string>());
+              return internal::StringsToJson(ids);
+            }());
+        for (const pqxx::row& row : versions) {
+          absl::StatusOr<v1::ModelVersion> mv = internal::ModelVersionFromRow(row);
+          if (!mv.ok()) return mv.status();
+          desired.push_back(StoredVersion{*std::move(mv), pqxx::binarystring(row[10]).str(),
+                                          pqxx::binarystring(row[11]).str(),
+                                          row[12].as<std::string>()});
+        }
+        return desired;
+      });
+}
+
+absl::Status DeploymentRepo::UpdateTargetState(const std::string& device_id,
+                                               const std::string& model_name,
+                                               const std::string& version,
+                                               v1::DeploymentTargetState state,
+                                               const std::string& detail, int64_t now_unix) {
+  if (state == v1::DEPLOYMENT_TARGET_STATE_UNSPECIFIED) {
+    return absl::InvalidArgumentError("deployment target state is unspecified");
+  }
+  return WithTransaction(
+      db_,
+      absl::StrCat("update deployment target of device ", device_id, " for model ", model_name,
+                   " version ", version),
+      [&](pqxx::work& tx) {
+        tx.exec_params(
+            "UPDATE deployment_targets t SET state = $4, detail = $5, "
+            "updated_at = to_timestamp($6) FROM deployments d "
+            "WHERE t.deployment_id = d.id AND t.device_id = $1 AND d.model_name = $2 "
+            "AND d.version = $3 AND t.state <> 'superseded' "
+            "AND NOT (t.state = 'serving' AND $4 IN ('pending', 'in_progress'))",
+            device_id, model_name, version, internal::ToDb(state, kTargetPrefix), detail, now_unix);
+        return absl::OkStatus();
+      });
+}
+
+}  // namespace edgefleet::server

@@ -1,0 +1,49 @@
+// DeploymentRepo records deployments (a model version for a label selector), their per-device
+// targets, and answers each device's desired state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/core/labels.h"
+#include "edgefleet/v1/admin.pb.h"
+#include "server/store/database.h"
+#include "server/store/model_repo.h"
+
+namespace edgefleet::server {
+
+class DeploymentRepo {
+ public:
+  explicit DeploymentRepo(Database& db) : db_(db) {}
+
+  // Inserts a PENDING target for every active device whose labels contain `selector` and marks
+  // those devices' targets in older deployments of the same model SUPERSEDED. NotFound "model M
+  // version V not found".
+  absl::StatusOr<v1::Deployment> Create(const std::string& model_name, const std::string& version,
+                                        const std::string& label_selector_text,
+                                        const Labels& selector, int64_t now_unix);
+  // With targets ordered by device id. NotFound "deployment X not found".
+  absl::StatusOr<v1::Deployment> Get(const std::string& deployment_id);
+  // Every deployment with its targets, oldest first.
+  absl::StatusOr<std::vector<v1::Deployment>> List();
+
+  // What the device should run: per model, the version of the latest deployment whose selector
+  // its labels contain. Creates the device's missing target rows for those deployments and marks
+  // its targets in every other deployment of the same model SUPERSEDED. Empty for a device that
+  // is not active; NotFound "device X not found".
+  absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(const std::string& device_id);
+
+  // Moves the device's targets in deployments of model+version to `state`. Superseded targets
+  // stay superseded, and a late IN_PROGRESS/PENDING never downgrades SERVING.
+  absl::Status UpdateTargetState(const std::string& device_id, const std::string& model_name,
+                                 const std::string& version, v1::DeploymentTargetState state,
+                                 const std::string& detail, int64_t now_unix);
+
+ private:
+  Database& db_;
+};
+
+}  // namespace edgefleet::server

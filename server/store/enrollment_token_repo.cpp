@@ -1,0 +1,60 @@
+#include "server/store/enrollment_token_repo.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/store/internal/json.h"
+#include "server/store/internal/transaction.h"
+
+namespace edgefleet::server {
+
+using internal::WithTransaction;
+
+absl::StatusOr<v1::EnrollmentToken> EnrollmentTokenRepo::Create(
+    const std::string& token_id, const std::string& token_hash, int max_uses,
+    int64_t expires_at_unix, const Labels& labels, const std::string& description) {
+  if (max_uses < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("enrollment token max_uses must be at least 1, got ", max_uses));
+  }
+  absl::Status s = WithTransaction(
+      db_, absl::StrCat("create enrollment token '", token_id, "'"), [&](pqxx::work& tx) {
+        tx.exec_params(
+            "INSERT INTO enrollment_tokens (id, token_hash, labels, max_uses, expires_at, "
+            "description) VALUES ($1, $2, $3::jsonb, $4, to_timestamp($5), $6)",
+            token_id, pqxx::binarystring(token_hash), internal::LabelsToJson(labels), max_uses,
+            expires_at_unix, description);
+        return absl::OkStatus();
+      });
+  if (!s.ok()) return s;
+  v1::EnrollmentToken token;
+  token.set_token_id(token_id);
+  token.set_max_uses(static_cast<uint32_t>(max_uses));
+  token.set_uses(0);
+  *token.mutable_expires_at() = internal::UnixToTimestamp(expires_at_unix);
+  token.mutable_labels()->insert(labels.begin(), labels.end());
+  token.set_description(description);
+  return token;
+}
+
+absl::StatusOr<Labels> EnrollmentTokenRepo::Consume(const std::string& token_hash,
+                                                    int64_t now_unix) {
+  return WithTransaction(
+      db_, "consume enrollment token", [&](pqxx::work& tx) -> absl::StatusOr<Labels> {
+        pqxx::binarystring hash(token_hash);
+        // Under READ COMMITTED a concurrent UPDATE re-checks the WHERE clause on the row's
+        // latest version, so exactly max_uses callers succeed.
+        pqxx::result used = tx.exec_params(
+            "UPDATE enrollment_tokens SET uses = uses + 1 "
+            "WHERE token_hash = $1 AND uses < max_uses AND expires_at > to_timestamp($2) "
+            "RETURNING labels::text",
+            hash, now_unix);
+        if (!used.empty()) return internal::LabelsFromJson(used[0][0].as<std::string>());
+        pqxx::result why = tx.exec_params(
+            "SELECT expires_at <= to_timestamp($2) FROM enrollment_tokens WHERE token_hash = $1",
+            hash, now_unix);
+        if (why.empty()) return absl::UnauthenticatedError("unknown enrollment token");
+        if (why[0][0].as<bool>()) return absl::PermissionDeniedError("enrollment token expired");
+        return absl::ResourceExhaustedError("enrollment token has no uses left");
+      });
+}
+
+}  // namespace edgefleet::server

@@ -1,0 +1,415 @@
+// Tests of edgefleetctl's commands: global options, rendering, error lines and exit codes, and
+// the gRPC clients against in-process fake services (auth header, upload chunking, unix socket).
+#include "cli/commands.h"
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "edgefleet/v1/admin.grpc.pb.h"
+#include "edgefleet/v1/inference.grpc.pb.h"
+
+namespace edgefleet::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+// Records requests and answers with canned responses.
+class FakeAdmin : public AdminClient {
+ public:
+  struct Shared {
+    AdminClientOptions options;
+    v1::ListDevicesRequest list_devices;
+    v1::LabelDeviceRequest label_device;
+    v1::CreateEnrollmentTokenRequest create_token;
+    v1::ListDevicesResponse devices;
+    absl::Status status;
+  };
+  explicit FakeAdmin(Shared* shared) : s_(shared) {}
+
+  absl::StatusOr<v1::EnrollmentToken> CreateEnrollmentToken(
+      const v1::CreateEnrollmentTokenRequest& r) override {
+    s_->create_token = r;
+    v1::EnrollmentToken t;
+    t.set_token_id("tok-1");
+    t.set_token("SECRET-abc123");
+    t.set_max_uses(r.max_uses());
+    return t;
+  }
+  absl::StatusOr<v1::ListDevicesResponse> ListDevices(const v1::ListDevicesRequest& r) override {
+    s_->list_devices = r;
+    if (!s_->status.ok()) return s_->status;
+    return s_->devices;
+  }
+  absl::StatusOr<v1::Device> GetDevice(const v1::GetDeviceRequest&) override { return Unused(); }
+  absl::StatusOr<v1::Device> LabelDevice(const v1::LabelDeviceRequest& r) override {
+    s_->label_device = r;
+    v1::Device d;
+    d.set_device_id(r.device_id());
+    return d;
+  }
+  absl::StatusOr<v1::Device> DecommissionDevice(const v1::DecommissionDeviceRequest&) override {
+    return Unused();
+  }
+  absl::StatusOr<v1::ModelVersion> PushModel(const v1::PushModelMetadata&, std::istream&) override {
+    return Unused();
+  }
+  absl::StatusOr<v1::ListModelsResponse> ListModels(const v1::ListModelsRequest&) override {
+    return Unused();
+  }
+  absl::StatusOr<v1::Model> GetModel(const v1::GetModelRequest&) override { return Unused(); }
+  absl::StatusOr<v1::Deployment> CreateDeployment(const v1::CreateDeploymentRequest&) override {
+    return Unused();
+  }
+  absl::StatusOr<v1::Deployment> GetDeployment(const v1::GetDeploymentRequest&) override {
+    return Unused();
+  }
+  absl::StatusOr<v1::ListDeploymentsResponse> ListDeployments(
+      const v1::ListDeploymentsRequest&) override {
+    return Unused();
+  }
+
+ private:
+  static absl::Status Unused() { return absl::UnimplementedError("not in this fake"); }
+  Shared* s_;
+};
+
+struct RunResult {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+RunResult RunWith(const std::vector<std::string>& args, FakeAdmin::Shared* shared,
+                  std::map<std::string, std::string> env = {}) {
+  Clients clients;
+  clients.admin = [shared](const AdminClientOptions& o) {
+    shared->options = o;
+    return std::make_unique<FakeAdmin>(shared);
+  };
+  std::ostringstream out, err;
+  int code = cli::Run(args, out, err, FakeEnv(std::move(env)), clients);
+  return {code, out.str(), err.str()};
+}
+
+TEST(GlobalOptionsTest, FlagsOverrideEnvOverrideDefaults) {
+  auto parsed = ParseArgs({"device", "list"});
+  ASSERT_TRUE(parsed.ok());
+  auto defaults = ResolveGlobalOptions(*parsed, FakeEnv({}));
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->server, "127.0.0.1:7444");
+  EXPECT_EQ(defaults->token, "");
+  EXPECT_EQ(defaults->output, OutputFormat::kTable);
+  EXPECT_EQ(defaults->timeout, std::chrono::seconds(30));
+
+  auto env = FakeEnv({{"EDGEFLEET_SERVER", "fleet:9000"}, {"EDGEFLEET_TOKEN", "envtok"}});
+  auto from_env = ResolveGlobalOptions(*parsed, env);
+  ASSERT_TRUE(from_env.ok());
+  EXPECT_EQ(from_env->server, "fleet:9000");
+  EXPECT_EQ(from_env->token, "envtok");
+
+  parsed = ParseArgs(
+      {"--server", "x:1", "device", "list", "--token=flagtok", "-o", "json", "--timeout", "2m"});
+  ASSERT_TRUE(parsed.ok());
+  auto from_flags = ResolveGlobalOptions(*parsed, env);
+  ASSERT_TRUE(from_flags.ok());
+  EXPECT_EQ(from_flags->server, "x:1");
+  EXPECT_EQ(from_flags->token, "flagtok");
+  EXPECT_EQ(from_flags->output, OutputFormat::kJson);
+  EXPECT_EQ(from_flags->timeout, std::chrono::seconds(120));
+
+  parsed = ParseArgs({"-o", "yaml"});
+  EXPECT_FALSE(ResolveGlobalOptions(*parsed, env).ok());
+}
+
+TEST(OutputTest, TableColumnsAlign) {
+  Table table({"ID", "STATUS", "LABELS"});
+  table.AddRow({"device-long-id", "ACTIVE", "env=prod"});
+  table.AddRow({"d2", "DECOMMISSIONED", ""});
+  std::ostringstream out;
+  table.Render(out);
+  EXPECT_EQ(out.str(),
+            "ID               STATUS           LABELS\n"
+            "device-long-id   ACTIVE           env=prod\n"
+            "d2               DECOMMISSIONED\n");
+}
+
+TEST(CommandsTest, DeviceListTableAndJson) {
+  FakeAdmin::Shared shared;
+  v1::Device* d = shared.devices.add_devices();
+  d->set_device_id("dev-1");
+  d->set_status(v1::DEVICE_STATUS_ACTIVE);
+  (*d->mutable_labels())["env"] = "prod";
+  d->mutable_last_seen()->set_seconds(1'700'000'000);
+  auto* m = d->mutable_inventory()->add_models();
+  m->set_model_name("detector");
+  m->set_version("v2");
+  m->set_state(v1::MODEL_STATE_SERVING);
+
+  RunResult r = RunWith({"device", "list", "--selector", "env=prod", "--token", "t0"}, &shared,
+                        {{"EDGEFLEET_SERVER", "fleet:7444"}});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(shared.list_devices.label_selector(), "env=prod");
+  EXPECT_EQ(shared.options.server, "fleet:7444");
+  EXPECT_EQ(shared.options.token, "t0");
+  EXPECT_EQ(r.out,
+            "ID      STATUS   LABELS     LAST-SEEN              MODELS\n"
+            "dev-1   ACTIVE   env=prod   2023-11-14T22:13:20Z   detector@v2\n");
+
+  r = RunWith({"-o", "json", "device", "list"}, &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"deviceId\": \"dev-1\""));
+  EXPECT_THAT(r.out, HasSubstr("\"DEVICE_STATUS_ACTIVE\""));
+}
+
+TEST(CommandsTest, ServerErrorIsOneLineWithCodeAndExitOne) {
+  FakeAdmin::Shared shared;
+  shared.status = absl::PermissionDeniedError("token lacks role viewer\nsecond line");
+  RunResult r = RunWith({"device", "list"}, &shared);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err,
+            "edgefleetctl: list devices: PERMISSION_DENIED: token lacks role viewer second line\n");
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(CommandsTest, UsageErrorsExitTwo) {
+  FakeAdmin::Shared shared;
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {},
+           {"device"},
+           {"device", "fly"},
+           {"device", "list", "--remove", "x"},  // a flag of another command
+           {"device", "list", "--selectr", "x"},
+           {"device", "get"},
+           {"device", "get", "a", "b"},
+           {"device", "label", "dev-1"},
+           {"model", "push", "m", "f.onnx"},  // --version missing
+           {"model", "push", "m", "f.onnx", "--version", "1", "--input", "x:1xq"},
+           {"token", "create", "--ttl", "soon"},
+           {"device", "list", "--selector", "not a selector"},
+           {"agent", "predict", "--socket", "/s", "--model", "m", "--input", "x=1x2:1"},
+       }) {
+    RunResult r = RunWith(args, &shared);
+    EXPECT_EQ(r.code, 2) << ::testing::PrintToString(args);
+    EXPECT_THAT(r.err, HasSubstr("usage: edgefleetctl")) << ::testing::PrintToString(args);
+  }
+  RunResult help = RunWith({"--help"}, &shared);
+  EXPECT_EQ(help.code, 0);
+  for (const char* cmd :
+       {"token create", "device list", "device get", "device label", "device decommission",
+        "model push", "model list", "model get", "deploy create", "deploy status", "deploy list",
+        "agent predict", "agent models"}) {
+    EXPECT_THAT(help.out, HasSubstr(std::string("edgefleetctl ") + cmd)) << cmd;
+  }
+  EXPECT_EQ(RunWith({"help"}, &shared).out, help.out);
+}
+
+TEST(CommandsTest, TokenCreateAndDeviceLabelBuildRequests) {
+  FakeAdmin::Shared shared;
+  RunResult r = RunWith({"token", "create", "--max-uses", "5", "--ttl", "7d", "--label", "site=a",
+                         "--label=env=prod", "--description", "line 3"},
+                        &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(shared.create_token.max_uses(), 5u);
+  EXPECT_EQ(shared.create_token.ttl_seconds(), 7u * 86400);
+  EXPECT_EQ(shared.create_token.labels().at("site"), "a");
+  EXPECT_EQ(shared.create_token.labels().at("env"), "prod");
+  EXPECT_EQ(shared.create_token.description(), "line 3");
+  EXPECT_THAT(r.out, HasSubstr("SECRET-abc123"));
+
+  r = RunWith(
+      {"device", "label", "dev-9", "env=dev", "tier=2", "--remove", "old", "--remove", "older"},
+      &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(shared.label_device.device_id(), "dev-9");
+  EXPECT_EQ(shared.label_device.set_labels().size(), 2u);
+  EXPECT_EQ(shared.label_device.set_labels().at("tier"), "2");
+  EXPECT_THAT(shared.label_device.remove_labels(), ElementsAre("old", "older"));
+}
+
+// A port nothing listens on: bind to port 0, note the port, close.
+int UnusedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST(CommandsTest, UnreachableServerIsUnavailable) {
+  std::ostringstream out, err;
+  const std::string server = "127.0.0.1:" + std::to_string(UnusedPort());
+  int code =
+      cli::Run({"--server", server, "--timeout", "5", "device", "list"}, out, err, FakeEnv({}));
+  EXPECT_EQ(code, 1);
+  const std::string e = err.str();
+  EXPECT_THAT(e, HasSubstr("edgefleetctl: list devices: UNAVAILABLE: "));
+  EXPECT_EQ(std::count(e.begin(), e.end(), '\n'), 1) << e;
+  EXPECT_EQ(out.str(), "");
+}
+
+// ---- real gRPC against in-process fake services ----
+
+class RecordingAdmin final : public v1::AdminService::Service {
+ public:
+  grpc::Status PushModel(grpc::ServerContext* context,
+                         grpc::ServerReader<v1::PushModelRequest>* reader,
+                         v1::ModelVersion* response) override {
+    auto auth = context->client_metadata().find("authorization");
+    if (auth != context->client_metadata().end()) {
+      authorization = std::string(auth->second.data(), auth->second.size());
+    }
+    v1::PushModelRequest req;
+    while (reader->Read(&req)) {
+      if (req.has_metadata()) {
+        metadata = req.metadata();
+        ++metadata_messages;
+      } else {
+        chunk_sizes.push_back(req.chunk().size());
+        body += req.chunk();
+      }
+    }
+    response->set_model_name(metadata.model_name());
+    response->set_version(metadata.version());
+    response->set_size_bytes(body.size());
+    response->set_metadata_version(4);
+    return grpc::Status::OK;
+  }
+
+  std::string authorization;
+  v1::PushModelMetadata metadata;
+  int metadata_messages = 0;
+  std::vector<size_t> chunk_sizes;
+  std::string body;
+};
+
+class FixedInference final : public v1::InferenceService::Service {
+ public:
+  grpc::Status Predict(grpc::ServerContext*, const v1::PredictRequest* request,
+                       v1::PredictResponse* response) override {
+    last = *request;
+    response->set_model_name(request->model_name());
+    response->set_version("v7");
+    v1::Tensor* out = response->add_outputs();
+    out->set_name("probs");
+    out->add_shape(1);
+    out->add_shape(3);
+    for (float f : {0.25f, 0.5f, 0.25f}) out->add_data(f);
+    return grpc::Status::OK;
+  }
+  v1::PredictRequest last;
+};
+
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = fs::temp_directory_path() /
+            ("edgefleetctl-" + std::string(info->name()) + "-" + std::to_string(::getpid()));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+TEST(GrpcClientTest, PushModelStreamsMetadataThenChunksWithBearerToken) {
+  RecordingAdmin service;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  TempDir dir;
+  const fs::path file = dir.path() / "model.onnx";
+  std::string content(150 * 1024 + 7, '\0');
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 31 % 251);
+  std::ofstream(file, std::ios::binary) << content;
+
+  std::ostringstream out, err;
+  const std::string sha(64, 'b');
+  int code = cli::Run({"model", "push", "detector", file.string(), "--version", "1.2", "--input",
+                       "x:1x4", "--output", "y:1x3", "--label", "task=cls", "--sha256", sha,
+                       "--server", "127.0.0.1:" + std::to_string(port), "--token", "op-secret"},
+                      out, err, FakeEnv({}));
+  server->Shutdown();
+  ASSERT_EQ(code, 0) << err.str();
+  EXPECT_EQ(service.authorization, "Bearer op-secret");
+  EXPECT_EQ(service.metadata_messages, 1);
+  EXPECT_EQ(service.metadata.model_name(), "detector");
+  EXPECT_EQ(service.metadata.version(), "1.2");
+  EXPECT_EQ(service.metadata.format(), v1::MODEL_FORMAT_ONNX);
+  EXPECT_EQ(service.metadata.expected_sha256(), std::string(32, '\xbb'));
+  ASSERT_EQ(service.metadata.inputs_size(), 1);
+  EXPECT_EQ(service.metadata.inputs(0).name(), "x");
+  EXPECT_EQ(service.metadata.outputs(0).shape(1), 3);
+  EXPECT_EQ(service.metadata.labels().at("task"), "cls");
+  EXPECT_EQ(service.body, content);
+  EXPECT_THAT(service.chunk_sizes, ElementsAre(65536u, 65536u, 150u * 1024 + 7 - 131072));
+  EXPECT_THAT(out.str(), HasSubstr("Metadata version:"));
+}
+
+TEST(GrpcClientTest, PushModelOfMissingFileFailsWithoutCallingServer) {
+  std::ostringstream out, err;
+  int code = cli::Run({"model", "push", "m", "/nonexistent/model.onnx", "--version", "1"}, out, err,
+                      FakeEnv({}));
+  EXPECT_EQ(code, 1);
+  EXPECT_THAT(err.str(), HasSubstr("/nonexistent/model.onnx"));
+  EXPECT_THAT(err.str(), HasSubstr("NOT_FOUND"));
+}
+
+TEST(GrpcClientTest, AgentPredictOverUnixSocket) {
+  TempDir dir;
+  const std::string socket = (dir.path() / "inference.sock").string();
+  FixedInference service;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + socket, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+
+  std::ostringstream out, err;
+  int code = cli::Run({"agent", "predict", "--socket", socket, "--model", "clf", "--input",
+                       "x=1x4:0.1,0.2,0.3,0.4", "--input", "mask=1x1:1"},
+                      out, err, FakeEnv({}));
+  server->Shutdown();
+  ASSERT_EQ(code, 0) << err.str();
+  EXPECT_EQ(service.last.model_name(), "clf");
+  ASSERT_EQ(service.last.inputs_size(), 2);
+  EXPECT_THAT(service.last.inputs(0).data(), ElementsAre(0.1f, 0.2f, 0.3f, 0.4f));
+  EXPECT_EQ(service.last.inputs(1).name(), "mask");
+  EXPECT_THAT(out.str(), HasSubstr("Version: v7"));
+  EXPECT_THAT(out.str(), HasSubstr("probs    1x3     0.25,0.5,0.25"));
+}
+
+}  // namespace
+}  // namespace edgefleet::cli

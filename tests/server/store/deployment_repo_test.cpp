@@ -1,0 +1,168 @@
+#include "server/store/deployment_repo.h"
+
+#include <gtest/gtest.h>
+
+#include "server/store/device_repo.h"
+#include "server/store/model_repo.h"
+#include "tests/server/store/store_test_util.h"
+
+namespace edgefleet::server {
+namespace {
+
+constexpr int64_t kNow = 1'800'000'000;
+
+class DeploymentTest : public StoreTest {
+ protected:
+  void SetUp() override {
+    StoreTest::SetUp();
+    if (HasFatalFailure()) return;
+    devices_ = std::make_unique<DeviceRepo>(*db_);
+    models_ = std::make_unique<ModelRepo>(*db_);
+    deployments_ = std::make_unique<DeploymentRepo>(*db_);
+    ASSERT_TRUE(
+        devices_->Enroll("cam-1", {{"site", "berlin"}, {"ring", "canary"}}, {}, "1", kNow).ok());
+    ASSERT_TRUE(devices_->Enroll("cam-2", {{"site", "berlin"}}, {}, "2", kNow).ok());
+    ASSERT_TRUE(devices_->Enroll("gw-1", {{"site", "paris"}}, {}, "3", kNow).ok());
+    Publish("detector", "1.0", 'a');
+    Publish("detector", "2.0", 'b');
+    Publish("classifier", "0.1", 'c');
+  }
+
+  void Publish(const std::string& name, const std::string& version, char digest) {
+    v1::ModelVersion mv;
+    mv.set_model_name(name);
+    mv.set_version(version);
+    mv.set_format(v1::MODEL_FORMAT_ONNX);
+    mv.set_artifact_sha256(Digest(digest));
+    mv.set_size_bytes(10);
+    mv.set_metadata_version(*models_->NextMetadataVersion());
+    ASSERT_TRUE(models_->InsertVersion(mv, "manifest-" + version, "sig", "k1").ok());
+  }
+
+  // device id -> target state in the given deployment.
+  std::map<std::string, v1::DeploymentTargetState> Targets(const std::string& id) {
+    std::map<std::string, v1::DeploymentTargetState> out;
+    auto d = deployments_->Get(id);
+    EXPECT_TRUE(d.ok()) << d.status();
+    if (!d.ok()) return out;
+    for (const auto& t : d->targets()) out[t.device_id()] = t.state();
+    return out;
+  }
+
+  std::map<std::string, std::string> Desired(const std::string& device) {
+    std::map<std::string, std::string> out;
+    auto desired = deployments_->DesiredForDevice(device);
+    EXPECT_TRUE(desired.ok()) << desired.status();
+    if (!desired.ok()) return out;
+    for (const auto& v : *desired) out[v.meta.model_name()] = v.meta.version();
+    return out;
+  }
+
+  std::unique_ptr<DeviceRepo> devices_;
+  std::unique_ptr<ModelRepo> models_;
+  std::unique_ptr<DeploymentRepo> deployments_;
+};
+
+TEST_F(DeploymentTest, CreateTargetsEveryMatchingActiveDevice) {
+  ASSERT_TRUE(devices_->Enroll("cam-3", {{"site", "berlin"}}, {}, "4", kNow).ok());
+  ASSERT_TRUE(devices_->Decommission("cam-3").ok());
+
+  auto d = deployments_->Create("detector", "1.0", "site=berlin", {{"site", "berlin"}}, kNow);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->model_name(), "detector");
+  EXPECT_EQ(d->version(), "1.0");
+  EXPECT_EQ(d->label_selector(), "site=berlin");
+  EXPECT_EQ(d->created_at().seconds(), kNow);
+  EXPECT_EQ(Targets(d->deployment_id()), (std::map<std::string, v1::DeploymentTargetState>{
+                                             {"cam-1", v1::DEPLOYMENT_TARGET_STATE_PENDING},
+                                             {"cam-2", v1::DEPLOYMENT_TARGET_STATE_PENDING}}));
+
+  absl::Status missing = deployments_->Create("detector", "9.9", "", {}, kNow).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.message(), "model detector version 9.9 not found");
+  EXPECT_EQ(deployments_->Get("12345").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(deployments_->Get("not-a-number").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(deployments_->List()->size(), 1u);
+}
+
+TEST_F(DeploymentTest, DesiredStateIsTheLatestMatchingDeploymentPerModel) {
+  auto fleet = deployments_->Create("detector", "1.0", "", {}, kNow);
+  ASSERT_TRUE(fleet.ok()) << fleet.status();
+  auto canary =
+      deployments_->Create("detector", "2.0", "ring=canary", {{"ring", "canary"}}, kNow + 10);
+  ASSERT_TRUE(canary.ok()) << canary.status();
+  ASSERT_TRUE(
+      deployments_->Create("classifier", "0.1", "site=paris", {{"site", "paris"}}, kNow + 20).ok());
+
+  EXPECT_EQ(Desired("cam-1"), (std::map<std::string, std::string>{{"detector", "2.0"}}));
+  EXPECT_EQ(Desired("cam-2"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
+  EXPECT_EQ(Desired("gw-1"),
+            (std::map<std::string, std::string>{{"classifier", "0.1"}, {"detector", "1.0"}}));
+  auto desired = deployments_->DesiredForDevice("cam-1");
+  ASSERT_TRUE(desired.ok());
+  ASSERT_EQ(desired->size(), 1u);
+  EXPECT_EQ((*desired)[0].signed_manifest, "manifest-2.0");
+  EXPECT_EQ((*desired)[0].meta.artifact_sha256(), Digest('b'));
+
+  // cam-1 moved to the canary deployment; its fleet-wide target is superseded.
+  EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED);
+  EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-2"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
+
+  // A device enrolled after the deployment gets its target at its first check-in.
+  ASSERT_TRUE(devices_->Enroll("cam-9", {{"site", "berlin"}}, {}, "9", kNow + 30).ok());
+  EXPECT_EQ(Desired("cam-9"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
+  EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-9"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
+
+  // Leaving the canary ring falls back to the fleet-wide version.
+  ASSERT_TRUE(devices_->UpdateLabels("cam-1", {}, {"ring"}).ok());
+  EXPECT_EQ(Desired("cam-1"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
+  EXPECT_EQ(Targets(canary->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED);
+  EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
+
+  // Decommissioned devices want nothing; unknown ones are NotFound.
+  ASSERT_TRUE(devices_->Decommission("cam-2").ok());
+  EXPECT_TRUE(Desired("cam-2").empty());
+  EXPECT_EQ(deployments_->DesiredForDevice("ghost").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
+  auto d = deployments_->Create("detector", "1.0", "", {}, kNow);
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_TRUE(deployments_
+                  ->UpdateTargetState("cam-1", "detector", "1.0",
+                                      v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, "", kNow + 1)
+                  .ok());
+  EXPECT_EQ(Targets(d->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS);
+  ASSERT_TRUE(deployments_
+                  ->UpdateTargetState("cam-1", "detector", "1.0",
+                                      v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 2)
+                  .ok());
+  // A delayed "download started" must not pull a serving device back.
+  ASSERT_TRUE(deployments_
+                  ->UpdateTargetState("cam-1", "detector", "1.0",
+                                      v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, "", kNow + 3)
+                  .ok());
+  ASSERT_TRUE(deployments_
+                  ->UpdateTargetState("cam-2", "detector", "1.0",
+                                      v1::DEPLOYMENT_TARGET_STATE_FAILED, "digest mismatch",
+                                      kNow + 4)
+                  .ok());
+  // Reports about another version leave this deployment alone.
+  ASSERT_TRUE(deployments_
+                  ->UpdateTargetState("gw-1", "detector", "2.0",
+                                      v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 5)
+                  .ok());
+
+  auto got = deployments_->Get(d->deployment_id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::map<std::string, v1::DeploymentTarget> by_device;
+  for (const auto& t : got->targets()) by_device[t.device_id()] = t;
+  EXPECT_EQ(by_device["cam-1"].state(), v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  EXPECT_EQ(by_device["cam-1"].updated_at().seconds(), kNow + 2);
+  EXPECT_EQ(by_device["cam-2"].state(), v1::DEPLOYMENT_TARGET_STATE_FAILED);
+  EXPECT_EQ(by_device["cam-2"].detail(), "digest mismatch");
+  EXPECT_EQ(by_device["gw-1"].state(), v1::DEPLOYMENT_TARGET_STATE_PENDING);
+}
+
+}  // namespace
+}  // namespace edgefleet::server

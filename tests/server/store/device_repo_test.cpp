@@ -1,0 +1,126 @@
+#include "server/store/device_repo.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/server/store/store_test_util.h"
+
+namespace edgefleet::server {
+namespace {
+
+constexpr int64_t kNow = 1'800'000'000;
+
+v1::Inventory MakeInventory(const std::string& agent_version) {
+  v1::Inventory inv;
+  inv.set_hardware("rpi4");
+  inv.set_os("debian 12");
+  inv.set_agent_version(agent_version);
+  inv.set_free_disk_bytes(12'345'678'901ULL);
+  v1::InstalledModel* m = inv.add_models();
+  m->set_model_name("detector");
+  m->set_version("1.0.0");
+  m->set_state(v1::MODEL_STATE_SERVING);
+  m->set_artifact_sha256(Digest('d'));
+  return inv;
+}
+
+std::vector<std::string> Ids(const std::vector<v1::Device>& devices) {
+  std::vector<std::string> ids;
+  for (const auto& d : devices) ids.push_back(d.device_id());
+  return ids;
+}
+
+TEST_F(StoreTest, EnrolledDevicesCanBeFetchedAndListedBySelector) {
+  DeviceRepo repo(*db_);
+  ASSERT_TRUE(
+      repo.Enroll("cam-2", {{"site", "berlin"}, {"line", "3"}}, MakeInventory("0.1"), "0a", kNow)
+          .ok());
+  ASSERT_TRUE(
+      repo.Enroll("cam-1", {{"site", "berlin"}, {"line", "4"}}, MakeInventory("0.1"), "0b", kNow)
+          .ok());
+  ASSERT_TRUE(repo.Enroll("gw-1", {{"site", "paris"}}, MakeInventory("0.1"), "0c", kNow).ok());
+
+  auto cam = repo.Get("cam-2");
+  ASSERT_TRUE(cam.ok()) << cam.status();
+  EXPECT_EQ(cam->status(), v1::DEVICE_STATUS_ACTIVE);
+  EXPECT_EQ(cam->labels().at("site"), "berlin");
+  EXPECT_EQ(cam->labels().at("line"), "3");
+  EXPECT_EQ(cam->first_seen().seconds(), kNow);
+  EXPECT_EQ(cam->inventory().free_disk_bytes(), 12'345'678'901ULL);
+  ASSERT_EQ(cam->inventory().models_size(), 1);
+  EXPECT_EQ(cam->inventory().models(0).state(), v1::MODEL_STATE_SERVING);
+  EXPECT_EQ(cam->inventory().models(0).artifact_sha256(), Digest('d'));
+
+  EXPECT_EQ(Ids(*repo.List({{"site", "berlin"}})), (std::vector<std::string>{"cam-1", "cam-2"}));
+  EXPECT_EQ(Ids(*repo.List({{"site", "berlin"}, {"line", "4"}})),
+            (std::vector<std::string>{"cam-1"}));
+  EXPECT_EQ(Ids(*repo.List({})), (std::vector<std::string>{"cam-1", "cam-2", "gw-1"}));
+  EXPECT_TRUE(repo.List({{"site", "tokyo"}})->empty());
+
+  absl::Status missing = repo.Get("nope").status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.message(), "device nope not found");
+}
+
+TEST_F(StoreTest, ReEnrollingAnActiveDeviceMergesLabelsAndKeepsFirstSeen) {
+  DeviceRepo repo(*db_);
+  ASSERT_TRUE(
+      repo.Enroll("cam-1", {{"site", "berlin"}, {"line", "3"}}, MakeInventory("0.1"), "01", kNow)
+          .ok());
+  auto again =
+      repo.Enroll("cam-1", {{"line", "5"}, {"tier", "gpu"}}, MakeInventory("0.2"), "02", kNow + 99);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->labels().size(), 3u);
+  EXPECT_EQ(again->labels().at("site"), "berlin");
+  EXPECT_EQ(again->labels().at("line"), "5");
+  EXPECT_EQ(again->first_seen().seconds(), kNow);
+  EXPECT_EQ(again->last_seen().seconds(), kNow + 99);
+  EXPECT_EQ(again->inventory().agent_version(), "0.2");
+  EXPECT_EQ(pg_.QueryValue("SELECT certificate_serial FROM devices WHERE id = 'cam-1'"), "02");
+}
+
+TEST_F(StoreTest, LabelsAreSetAndRemoved) {
+  DeviceRepo repo(*db_);
+  ASSERT_TRUE(
+      repo.Enroll("cam-1", {{"site", "berlin"}, {"line", "3"}, {"canary", "yes"}}, {}, "01", kNow)
+          .ok());
+  auto updated = repo.UpdateLabels("cam-1", {{"line", "4"}, {"room", "a/b"}}, {"canary", "absent"});
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  EXPECT_EQ(Labels(updated->labels().begin(), updated->labels().end()),
+            (Labels{{"line", "4"}, {"room", "a/b"}, {"site", "berlin"}}));
+  EXPECT_EQ(Ids(*repo.List({{"room", "a/b"}})), (std::vector<std::string>{"cam-1"}));
+  EXPECT_EQ(repo.UpdateLabels("ghost", {{"a", "b"}}, {}).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, DecommissionedDeviceIsRefusedEverywhere) {
+  DeviceRepo repo(*db_);
+  ASSERT_TRUE(repo.Enroll("cam-1", {}, MakeInventory("0.1"), "01", kNow).ok());
+  ASSERT_TRUE(repo.Enroll("cam-2", {}, MakeInventory("0.1"), "02", kNow).ok());
+  ASSERT_TRUE(repo.RecordCheckIn("cam-1", MakeInventory("0.3"), kNow + 30).ok());
+  EXPECT_EQ(repo.Get("cam-1")->last_seen().seconds(), kNow + 30);
+  EXPECT_EQ(repo.Get("cam-1")->inventory().agent_version(), "0.3");
+
+  auto gone = repo.Decommission("cam-1");
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_EQ(gone->status(), v1::DEVICE_STATUS_DECOMMISSIONED);
+  EXPECT_EQ(*repo.Status("cam-1"), v1::DEVICE_STATUS_DECOMMISSIONED);
+  EXPECT_EQ(*repo.Status("cam-2"), v1::DEVICE_STATUS_ACTIVE);
+
+  absl::Status reenroll = repo.Enroll("cam-1", {}, MakeInventory("0.1"), "03", kNow + 60).status();
+  EXPECT_EQ(reenroll.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(reenroll.message(), "device cam-1 is decommissioned");
+  EXPECT_EQ(repo.RecordCheckIn("cam-1", MakeInventory("0.4"), kNow + 90).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(repo.RecordCheckIn("ghost", MakeInventory("0.4"), kNow + 90).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(repo.Decommission("ghost").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(repo.Status("ghost").status().code(), absl::StatusCode::kNotFound);
+
+  auto counts = repo.CountByStatus();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(*counts,
+            (std::map<std::string, int64_t>{{"active", 1}, {"decommissioned", 1}, {"pending", 0}}));
+}
+
+}  // namespace
+}  // namespace edgefleet::server

@@ -1,0 +1,93 @@
+// Update events and telemetry from agents.
+#include <gtest/gtest.h>
+
+#include "server/store/device_repo.h"
+#include "server/store/event_repo.h"
+#include "server/store/telemetry_repo.h"
+#include "tests/server/store/store_test_util.h"
+
+namespace edgefleet::server {
+namespace {
+
+constexpr int64_t kNow = 1'800'000'000;
+
+v1::UpdateEvent Event(v1::UpdateEventKind kind, v1::FailureReason reason, int64_t at) {
+  v1::UpdateEvent e;
+  e.set_model_name("detector");
+  e.set_version("2.0");
+  e.set_kind(kind);
+  e.set_reason(reason);
+  e.set_detail(reason == v1::FAILURE_REASON_UNSPECIFIED ? "" : "sha256 differs");
+  e.mutable_occurred_at()->set_seconds(at);
+  return e;
+}
+
+TEST_F(StoreTest, UpdateEventsAreListedNewestFirst) {
+  DeviceRepo devices(*db_);
+  ASSERT_TRUE(devices.Enroll("cam-1", {}, {}, "1", kNow).ok());
+  EventRepo events(*db_);
+  ASSERT_TRUE(events
+                  .Insert("cam-1",
+                          Event(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED,
+                                v1::FAILURE_REASON_UNSPECIFIED, kNow + 1),
+                          kNow + 5)
+                  .ok());
+  ASSERT_TRUE(events
+                  .Insert("cam-1",
+                          Event(v1::UPDATE_EVENT_KIND_FAILED, v1::FAILURE_REASON_DIGEST, kNow + 2),
+                          kNow + 5)
+                  .ok());
+  v1::UpdateEvent undated =
+      Event(v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::FAILURE_REASON_UNSPECIFIED, 0);
+  undated.clear_occurred_at();
+  ASSERT_TRUE(events.Insert("cam-1", undated, kNow + 7).ok());
+
+  auto listed = events.ListForDevice("cam-1", 2);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].kind(), v1::UPDATE_EVENT_KIND_DOWNLOADED);
+  EXPECT_EQ((*listed)[0].occurred_at().seconds(), kNow + 7);
+  EXPECT_EQ((*listed)[1].kind(), v1::UPDATE_EVENT_KIND_FAILED);
+  EXPECT_EQ((*listed)[1].reason(), v1::FAILURE_REASON_DIGEST);
+  EXPECT_EQ((*listed)[1].detail(), "sha256 differs");
+  EXPECT_EQ((*listed)[1].occurred_at().seconds(), kNow + 2);
+  EXPECT_EQ(pg_.QueryValue("SELECT kind || '/' || reason FROM device_events WHERE kind = 'failed'"),
+            "failed/digest");
+
+  EXPECT_EQ(
+      events
+          .Insert("ghost",
+                  Event(v1::UPDATE_EVENT_KIND_ACTIVATED, v1::FAILURE_REASON_UNSPECIFIED, kNow),
+                  kNow)
+          .code(),
+      absl::StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, TelemetryWindowsAreStored) {
+  DeviceRepo devices(*db_);
+  ASSERT_TRUE(devices.Enroll("cam-1", {}, {}, "1", kNow).ok());
+  TelemetryRepo telemetry(*db_);
+  v1::ModelTelemetry t;
+  t.set_model_name("detector");
+  t.set_version("2.0");
+  t.set_inference_count(1200);
+  t.set_error_count(3);
+  t.mutable_latency()->set_p50_seconds(0.012);
+  t.mutable_latency()->set_p99_seconds(0.25);
+  t.mutable_latency()->set_sum_seconds(18.5);
+  t.mutable_window_start()->set_seconds(kNow - 60);
+  t.mutable_window_end()->set_seconds(kNow);
+  ASSERT_TRUE(telemetry.Insert("cam-1", t, kNow + 1).ok());
+
+  EXPECT_EQ(
+      pg_.QueryValue("SELECT inference_count || '/' || error_count || '/' || "
+                     "latency_p99_seconds || '/' || latency_sum_seconds FROM model_telemetry"),
+      "1200/3/0.25/18.5");
+  EXPECT_EQ(pg_.QueryValue("SELECT extract(epoch FROM window_end - window_start)::int FROM "
+                           "model_telemetry"),
+            "60");
+  EXPECT_EQ(telemetry.Insert("ghost", t, kNow).code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace edgefleet::server
