@@ -72,7 +72,7 @@ absl::StatusOr<ServerIdentity> LoadOrCreateServerIdentity(const std::string& dat
   auto has_ca = LoadPair(dir / "ca.pem", dir / "ca.key", &id.ca_certificate_pem, &id.ca_private_key_pem);
   if (!has_ca.ok()) return has_ca.status();
   if (!*has_ca) {
-    auto ca = crypto::CreateSelfSignedCa("edgefleet device CA", kCaValidity);
+    auto ca = crypto::CreateSelfSignedCa("edgefleet device CA", kCaValidity, now_unix);
     if (!ca.ok()) return ca.status();
     id.ca_certificate_pem = ca->certificate_pem;
     id.ca_private_key_pem = ca->private_key_pem;
@@ -101,7 +101,7 @@ absl::StatusOr<ServerIdentity> LoadOrCreateServerIdentity(const std::string& dat
   if (!issue) {
     auto info = crypto::ParseCertificate(id.server_certificate_pem);
     issue = !info.ok() || info->not_after_unix - now_unix < kRenewBeforeSeconds ||
-            !crypto::VerifyIssuedBy(id.server_certificate_pem, id.ca_certificate_pem).ok();
+            !crypto::VerifyIssuedBy(id.server_certificate_pem, id.ca_certificate_pem, now_unix).ok();
   }
   if (issue) {
     auto ca = crypto::CertificateAuthority::Load(id.ca_certificate_pem, id.ca_private_key_pem);
