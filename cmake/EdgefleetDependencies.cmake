@@ -11,6 +11,9 @@ find_package(GTest REQUIRED)
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
+pkg_check_modules(DIVSUFSORT REQUIRED IMPORTED_TARGET libdivsufsort)
+pkg_check_modules(DIVSUFSORT64 REQUIRED IMPORTED_TARGET libdivsufsort64)
+find_package(BZip2 REQUIRED)
 
 # Debian ships OpenCV's CMake package only with the full libopencv-dev; we need core + dnn.
 find_path(OPENCV_INCLUDE_DIR opencv2/dnn.hpp PATH_SUFFIXES opencv4 REQUIRED)

@@ -49,7 +49,7 @@ esac
 pg_dir() {
   if [ -f "$PG_DIR_FILE" ]; then cat "$PG_DIR_FILE"; return; fi
   local dir=$DEMO/pg
-  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$DEMO"; then
+  if [ "$(id -u)" = 0 ] && ! pg_as_owner test -x "$DEMO"; then
     dir=/tmp/edgefleet-demo-pg-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)
   fi
   echo "$dir" >"$PG_DIR_FILE"
@@ -139,7 +139,7 @@ json_get() {  # json_get 'python expression over j' < json
 # ---------------------------------------------------------------------------------------------------
 
 if [ "$mode" = down ]; then
-  if [ ! -f "$PIDS_FILE" ] && [ ! -f "$PG_DIR_FILE" ]; then
+  if [ ! -f "$PIDS_FILE" ] && { [ ! -f "$PG_DIR_FILE" ] || ! pg_is_running "$(cat "$PG_DIR_FILE")"; }; then
     echo "no demo stack recorded under ${DEMO#"$ROOT"/}/"
     exit 0
   fi
@@ -175,7 +175,7 @@ fi
 for b in edgefleet-server edgefleet-agent edgefleetctl; do
   [ -x "$BIN/$b" ] || die "the build did not produce $BIN/$b"
 done
-ok "built $BIN/{edgefleet-server,edgefleet-agent,edgefleetctl}"
+ok "binaries: ${BIN#"$ROOT"/}/{edgefleet-server,edgefleet-agent,edgefleetctl}"
 
 # ---------------------------------------------------------------------------------------------------
 step "Start PostgreSQL 15 and create database edgefleet"
@@ -298,7 +298,7 @@ step "Deployments, metrics, and shutdown"
 show deploy list
 info "a few lines of $HTTP/metrics:"
 metrics=$(curl -fsS "$HTTP/metrics") || die "GET $HTTP/metrics failed"
-printf '%s\n' "$metrics" | awk '/^edgefleet_/ && n++ < 12 { print "      " $0 }'
+printf '%s\n' "$metrics" | awk '/^edgefleet_/ && !/_bucket\{/ && n++ < 12 { print "      " $0 }'
 
 succeeded=1
 if [ "$mode" = keep ]; then
@@ -312,9 +312,9 @@ EOF
   cat <<EOF
 Use it:
   source var/demo/env
-  build/bin/edgefleetctl device list
+  ${BIN#"$ROOT"/}/edgefleetctl device list
   curl -H "Authorization: Bearer \$EDGEFLEET_TOKEN" \$EDGEFLEET_HTTP/v1/devices
-  build/bin/edgefleetctl agent predict --socket var/demo/agents/demo-cam-1/inference.sock --model classifier --input $PREDICT_INPUT
+  ${BIN#"$ROOT"/}/edgefleetctl agent predict --socket var/demo/agents/demo-cam-1/inference.sock --model classifier --input $PREDICT_INPUT
 Logs: var/demo/logs/   Stop it: ./scripts/demo.sh --down
 EOF
 else

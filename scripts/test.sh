@@ -41,7 +41,7 @@ info "EDGEFLEET_PG_URL=$EDGEFLEET_PG_URL"
 
 step "Run the tests (ctest)"
 status=0
-ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 300 "$@" || status=$?
+ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 300 --no-tests=error "$@" || status=$?
 if [ "$status" -eq 0 ]; then
   ok "all tests passed"
 else

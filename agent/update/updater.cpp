@@ -45,6 +45,30 @@ absl::StatusOr<crypto::Sha256> HashPrefix(const fs::path& path, uint64_t size) {
   return hash;
 }
 
+// Where to stage a release: its version's directory, unless an installed (current or previous)
+// version lives there. A signed release may reuse a version name with other bytes, and staging
+// over the installed file, or deleting the directory when activation fails, would destroy it.
+absl::StatusOr<fs::path> StagingDir(StateStore& state, const fs::path& model_dir,
+                                    const std::string& model, const std::string& version,
+                                    const std::string& hex) {
+  auto current = state.Current(model);
+  if (!current.ok()) return current.status();
+  auto previous = state.Previous(model);
+  if (!previous.ok()) return previous.status();
+  auto taken = [&](const fs::path& dir) {
+    for (const auto* slot : {&*current, &*previous}) {
+      if (slot->has_value() && fs::path((*slot)->path).parent_path() == dir) return true;
+    }
+    return false;
+  };
+  // At most two directories are taken, so one of three candidates is free.
+  for (const std::string& name :
+       {version, absl::StrCat(version, "-", hex.substr(0, 16)), absl::StrCat(version, "-", hex)}) {
+    if (!taken(model_dir / name)) return model_dir / name;
+  }
+  return absl::InternalError(absl::StrCat("no free staging directory for ", model, " ", version));
+}
+
 }  // namespace
 
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
@@ -125,8 +149,10 @@ absl::Status Updater::Fail(const std::string& model, const std::string& version,
   Logger("update")->warn("update refused model={} version={} reason={} detail={}", model, version,
                          v1::FailureReason_Name(reason), detail);
   Report(model, version, v1::UPDATE_EVENT_KIND_FAILED, reason, detail);
-  // A transient download problem is retried; anything else would fail the same way again.
-  if (reason != v1::FAILURE_REASON_DOWNLOAD) {
+  // A transient download problem is retried, and so is an expired manifest: the server signs a
+  // fresh one at every check-in (and the device clock may have been wrong). Anything else would
+  // fail the same way again.
+  if (reason != v1::FAILURE_REASON_DOWNLOAD && reason != v1::FAILURE_REASON_EXPIRED) {
     (void)state_.MarkFailed(model, version, sha256, reason, detail);
     (void)state_.SaveUpdate({model, version, sha256, Phase::kFailed, detail});
   }
@@ -186,7 +212,13 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_VERIFIED);
 
   // Stage: each version gets its own directory, so the serving version is never overwritten.
-  const fs::path version_dir = fs::path(state_dir_) / "models" / model / manifest->version();
+  auto staging_dir =
+      StagingDir(state_, fs::path(state_dir_) / "models" / model, model, manifest->version(), hex);
+  if (!staging_dir.ok()) {
+    return Fail(model, manifest->version(), manifest->artifact_sha256(), staging_dir.status(),
+                v1::FAILURE_REASON_LOAD);
+  }
+  const fs::path version_dir = *staging_dir;
   const fs::path staged_path = version_dir / "model.onnx";
   std::error_code ec;
   fs::create_directories(version_dir, ec);
@@ -290,6 +322,14 @@ absl::Status Updater::Activate(const v1::ReleaseManifest& manifest,
                                          signed_manifest.signature(),
                                          manifest.metadata_version(),
                                          metadata.SerializeAsString()};
+  // Committing a version name that is already installed replaces its row, so its files
+  // (staged elsewhere, see StagingDir) must go too once the new one serves.
+  std::vector<std::string> replaced_paths;
+  for (auto slot : {state_.Current(manifest.model_name()), state_.Previous(manifest.model_name())}) {
+    if (slot.ok() && *slot && (*slot)->version == manifest.version() && (*slot)->path != staged_path) {
+      replaced_paths.push_back((*slot)->path);
+    }
+  }
   // Commit durably first, then flip: a crash in between restarts on the committed version.
   auto dropped = state_.CommitVersion(installed);
   if (!dropped.ok()) return dropped.status();
@@ -299,9 +339,10 @@ absl::Status Updater::Activate(const v1::ReleaseManifest& manifest,
   host_.Swap(std::make_shared<ServingModel>(ServingModel{
       manifest.model_name(), manifest.version(), metadata, std::shared_ptr<InferenceEngine>(*std::move(engine))}));
   (void)state_.ClearUpdate(manifest.model_name());
-  if (*dropped) {
+  if (*dropped) replaced_paths.push_back((*dropped)->path);
+  for (const std::string& path : replaced_paths) {
     std::error_code ec;
-    fs::remove_all(fs::path((*dropped)->path).parent_path(), ec);
+    fs::remove_all(fs::path(path).parent_path(), ec);
   }
   Logger("update")->info("serving model={} version={} metadata_version={}", manifest.model_name(),
                          manifest.version(), manifest.metadata_version());

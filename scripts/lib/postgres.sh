@@ -11,7 +11,8 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 pg_as_owner() {
   if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
+    # From / so that the postgres user does not complain about a working directory it cannot enter.
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
@@ -22,7 +23,8 @@ pg_free_port() {
 }
 
 pg_is_running() {
-  local dir=$1
+  local dir
+  dir=$(cd "$1" 2>/dev/null && pwd) || return 1
   [ -f "$dir/postmaster.pid" ] && pg_as_owner "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1
 }
 
@@ -37,7 +39,7 @@ pg_start() {
   if [ "$(id -u)" = 0 ]; then
     chown postgres:postgres "$dir" || return 1
     chmod 700 "$dir"
-    if ! runuser -u postgres -- test -w "$dir"; then
+    if ! pg_as_owner test -w "$dir"; then
       echo "pg_start: the postgres user cannot enter $dir; make its parent directories world-executable (chmod o+x)" >&2
       return 1
     fi
@@ -61,7 +63,8 @@ pg_start() {
 }
 
 pg_stop() {
-  local dir=$1
+  local dir
+  dir=$(cd "$1" 2>/dev/null && pwd) || return 0
   if [ -f "$dir/postmaster.pid" ]; then
     pg_as_owner "$PG_BIN/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null 2>&1 || true
   fi
@@ -71,7 +74,7 @@ pg_stop() {
 pg_create_db() {
   local name=$1
   local admin_url=${EDGEFLEET_PG_URL:?pg_create_db: call pg_start first}
-  "$PG_BIN/psql" "$admin_url" -v ON_ERROR_STOP=1 -qAt \
+  PGOPTIONS='-c client_min_messages=warning' "$PG_BIN/psql" "$admin_url" -v ON_ERROR_STOP=1 -qAt \
     -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" -c "CREATE DATABASE \"$name\"" >/dev/null || return 1
   echo "${admin_url%/*}/$name"
 }

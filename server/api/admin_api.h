@@ -11,7 +11,7 @@
 #include "common/crypto/signer.h"
 #include "edgefleet/v1/admin.pb.h"
 #include "server/api/auth.h"
-#include "server/api/server_metrics.h"
+#include "server/metrics/server_metrics.h"
 #include "server/artifacts/artifact_store.h"
 #include "server/store/audit_repo.h"
 #include "server/store/deployment_repo.h"

@@ -11,7 +11,7 @@
 #include "common/core/clock.h"
 #include "common/crypto/signer.h"
 #include "edgefleet/v1/device.pb.h"
-#include "server/api/server_metrics.h"
+#include "server/metrics/server_metrics.h"
 #include "server/artifacts/artifact_store.h"
 #include "server/store/deployment_repo.h"
 #include "server/store/device_repo.h"

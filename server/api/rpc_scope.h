@@ -7,7 +7,7 @@
 
 #include "absl/status/status.h"
 #include "server/api/grpc_status.h"
-#include "server/api/server_metrics.h"
+#include "server/metrics/server_metrics.h"
 
 namespace edgefleet::server {
 

@@ -38,6 +38,8 @@ class ArtifactStore {
   virtual ~ArtifactStore() = default;
   virtual absl::StatusOr<std::unique_ptr<ArtifactWriter>> BeginUpload(uint64_t max_bytes) = 0;
   virtual absl::StatusOr<std::unique_ptr<ArtifactReader>> Open(std::string_view sha256) = 0;
+  // A local file holding the blob, for tools that map whole files (the delta engine).
+  virtual absl::StatusOr<std::string> LocalPath(std::string_view sha256) = 0;
 };
 
 // Stores blobs under <root>/sha256/<first two hex>/<hex>; uploads go to <root>/tmp first and are

@@ -112,15 +112,22 @@ class FilesystemArtifactStore final : public ArtifactStore {
   }
 
   absl::StatusOr<std::unique_ptr<ArtifactReader>> Open(std::string_view sha256) override {
+    auto path = LocalPath(sha256);
+    if (!path.ok()) return path.status();
+    std::error_code ec;
+    uint64_t size = fs::file_size(*path, ec);
+    if (ec) return absl::NotFoundError(absl::StrCat("artifact ", *path, " vanished"));
+    auto reader = std::make_unique<FileReader>(*path, size);
+    if (!reader->ok()) return absl::InternalError(absl::StrCat("artifact ", *path, " unreadable"));
+    return reader;
+  }
+
+  absl::StatusOr<std::string> LocalPath(std::string_view sha256) override {
     if (sha256.size() != 32) return absl::InvalidArgumentError("artifact digest must be 32 bytes");
     std::string hex = crypto::ToHex(sha256);
     fs::path path = root_ / "sha256" / hex.substr(0, 2) / hex;
-    std::error_code ec;
-    uint64_t size = fs::file_size(path, ec);
-    if (ec) return absl::NotFoundError(absl::StrCat("artifact ", hex, " not found"));
-    auto reader = std::make_unique<FileReader>(path, size);
-    if (!reader->ok()) return absl::InternalError(absl::StrCat("artifact ", hex, " unreadable"));
-    return reader;
+    if (!fs::exists(path)) return absl::NotFoundError(absl::StrCat("artifact ", hex, " not found"));
+    return path.string();
   }
 
  private:

@@ -23,6 +23,27 @@ class FakeDeviceTransport : public agent::DeviceTransport {
     // The stream fails (Unavailable) once it has delivered up to this absolute offset; one-shot,
     // so the next fetch succeeds (a dropped connection).
     std::optional<uint64_t> fail_after_bytes;
+
+    static Behavior CorruptByte(uint64_t index) {
+      Behavior b;
+      b.corrupt_byte = index;
+      return b;
+    }
+    static Behavior TruncateTo(uint64_t size) {
+      Behavior b;
+      b.truncate_to = size;
+      return b;
+    }
+    static Behavior AppendBytes(std::string extra) {
+      Behavior b;
+      b.extra_bytes = std::move(extra);
+      return b;
+    }
+    static Behavior FailAfterBytes(uint64_t offset) {
+      Behavior b;
+      b.fail_after_bytes = offset;
+      return b;
+    }
   };
 
   struct FetchCall {

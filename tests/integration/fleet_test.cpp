@@ -112,7 +112,8 @@ TEST_F(FleetTest, EnrollPushDeployServeThenHotSwapUnderLoad) {
         ++load.other_versions;
         continue;
       }
-      if (response.outputs_size() != 1 || MaxAbsDifference(response.outputs(0), (*expected)[0]) > kTolerance) {
+      if (response.outputs_size() != 1 ||
+          MaxAbsDifference(response.outputs(0), (*expected)[0]) > kTolerance) {
         ++load.wrong_outputs;
       }
     }
@@ -151,9 +152,11 @@ TEST_F(FleetTest, UnloadableModelIsRefusedAndPreviousVersionKeepsServing) {
   ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "1"));
 
   v1::Deployment broken = PushAndDeploy("classifier", "3", TestModel("broken.onnx"));
-  v1::Deployment status = WaitForTargets(broken.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_FAILED);
+  v1::Deployment status =
+      WaitForTargets(broken.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_FAILED);
   ASSERT_EQ(status.targets_size(), 1) << status.ShortDebugString();
-  EXPECT_EQ(status.targets(0).state(), v1::DEPLOYMENT_TARGET_STATE_FAILED) << status.ShortDebugString();
+  EXPECT_EQ(status.targets(0).state(), v1::DEPLOYMENT_TARGET_STATE_FAILED)
+      << status.ShortDebugString();
   EXPECT_THAT(Lower(status.targets(0).detail()), HasSubstr("load")) << status.ShortDebugString();
 
   // The device reports why: a load failure, not a download or signature problem.
@@ -171,8 +174,9 @@ TEST_F(FleetTest, UnloadableModelIsRefusedAndPreviousVersionKeepsServing) {
       },
       kLongWait, 100ms))
       << "the device inventory should list version 3 as FAILED with FAILURE_REASON_LOAD";
-  EXPECT_EQ(db_->QueryValue("SELECT reason FROM device_events WHERE kind = 'failed' AND version = '3'"),
-            "load");
+  EXPECT_EQ(
+      db_->QueryValue("SELECT reason FROM device_events WHERE kind = 'failed' AND version = '3'"),
+      "load");
 
   ExpectServes(agent, "classifier", "1", "classifier_v1.onnx");
   EXPECT_TRUE(agent.IsRunning());
@@ -232,7 +236,8 @@ TEST_F(FleetTest, AgentKilledMidDownloadResumesWhereItStopped) {
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
   const std::string large = models_dir + "/classifier_large.onnx";
   const uint64_t total = fs::file_size(large);
-  const auto expected_large = LoadExpectedModels(models_dir + "/expected.txt").at("classifier_large.onnx");
+  const auto expected_large =
+      LoadExpectedModels(models_dir + "/expected.txt").at("classifier_large.onnx");
 
   server_->Start();
   AgentHarness& agent = StartAgent("dev-resume", NewEnrollmentToken(1));
@@ -267,7 +272,8 @@ TEST_F(FleetTest, AgentKilledMidDownloadResumesWhereItStopped) {
   ASSERT_TRUE(WaitFor(
       [&] {
         v1::PredictResponse response;
-        return agent.Predict("large", expected_large.inputs, &response).ok() && response.version() == "1";
+        return agent.Predict("large", expected_large.inputs, &response).ok() &&
+               response.version() == "1";
       },
       60s, 100ms))
       << "the restarted agent should finish the download and serve the large model";
@@ -279,9 +285,11 @@ TEST_F(FleetTest, AgentKilledMidDownloadResumesWhereItStopped) {
       << response.outputs(0).ShortDebugString();
 
   // Resumed, not restarted: the download began once, and continued from a non-zero offset.
-  const std::string events = "SELECT count(*) FROM device_events WHERE device_id = 'dev-resume' "
-                             "AND model_name = 'large' AND version = '1' AND kind = ";
-  ASSERT_TRUE(WaitFor([&] { return db_->QueryValue(events + "'activated'") == "1"; }, kLongWait, 100ms))
+  const std::string events =
+      "SELECT count(*) FROM device_events WHERE device_id = 'dev-resume' "
+      "AND model_name = 'large' AND version = '1' AND kind = ";
+  ASSERT_TRUE(
+      WaitFor([&] { return db_->QueryValue(events + "'activated'") == "1"; }, kLongWait, 100ms))
       << "the activation should be reported";
   EXPECT_EQ(db_->QueryValue(events + "'download_started'"), "1");
   EXPECT_THAT(agent.LogText(), ::testing::ContainsRegex("from_offset=[1-9][0-9]*"))
@@ -304,7 +312,8 @@ TEST_F(FleetTest, DecommissionedDeviceIsRefusedButKeepsServing) {
       {"service", "DeviceService"}, {"method", "CheckIn"}, {"code", "PERMISSION_DENIED"}};
   EXPECT_TRUE(WaitFor(
       [&] {
-        return MetricValue(server_->Metrics(), "edgefleet_grpc_requests_total", denied).value_or(0) >= 2;
+        return MetricValue(server_->Metrics(), "edgefleet_grpc_requests_total", denied)
+                   .value_or(0) >= 2;
       },
       kLongWait, 200ms))
       << "the decommissioned agent's check-ins should be refused with PERMISSION_DENIED";

@@ -62,8 +62,8 @@ class IntegrationTest : public ::testing::Test {
   }
 
   static const ExpectedModel& Expected(const std::string& file) {
-    static const auto* models = new std::map<std::string, ExpectedModel>(
-        LoadExpectedModels(TestModel("expected.txt")));
+    static const auto* models =
+        new std::map<std::string, ExpectedModel>(LoadExpectedModels(TestModel("expected.txt")));
     return models->at(file);
   }
 

@@ -45,15 +45,24 @@ ServerHarness::~ServerHarness() { process_.Kill(); }
 
 std::vector<std::string> ServerHarness::Args(int device_port) const {
   std::vector<std::string> args = {
-      "--data-dir", data_dir(),
-      "--database-url", database_url_,
-      "--device-listen", "127.0.0.1:" + std::to_string(device_port),
-      "--admin-grpc-listen", "127.0.0.1:0",
-      "--admin-http-listen", "127.0.0.1:0",
-      "--admin-token", admin_token_,
-      "--ports-file", work_dir_ + "/ports.json",
-      "--check-in-interval-seconds", "1",
-      "--database-pool-size", "4",
+      "--data-dir",
+      data_dir(),
+      "--database-url",
+      database_url_,
+      "--device-listen",
+      "127.0.0.1:" + std::to_string(device_port),
+      "--admin-grpc-listen",
+      "127.0.0.1:0",
+      "--admin-http-listen",
+      "127.0.0.1:0",
+      "--admin-token",
+      admin_token_,
+      "--ports-file",
+      work_dir_ + "/ports.json",
+      "--check-in-interval-seconds",
+      "1",
+      "--database-pool-size",
+      "4",
   };
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   return args;
@@ -75,9 +84,9 @@ bool ServerHarness::TryStart(int device_port, std::chrono::milliseconds timeout)
   ports_ = *ports;
   grpc::ChannelArguments channel_args;
   channel_args.SetMaxSendMessageSize(8 << 20);
-  admin_ = v1::AdminService::NewStub(grpc::CreateCustomChannel(
-      "127.0.0.1:" + std::to_string(ports_.admin_grpc), grpc::InsecureChannelCredentials(),
-      channel_args));
+  admin_ = v1::AdminService::NewStub(
+      grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(ports_.admin_grpc),
+                                grpc::InsecureChannelCredentials(), channel_args));
   return true;
 }
 
@@ -104,7 +113,8 @@ std::string ServerHarness::device_address() const {
 
 std::string ServerHarness::LogText() const { return ReadFile(log_path()).value_or(""); }
 
-void ServerHarness::Authorize(grpc::ClientContext* context, std::chrono::milliseconds timeout) const {
+void ServerHarness::Authorize(grpc::ClientContext* context,
+                              std::chrono::milliseconds timeout) const {
   context->AddMetadata("authorization", "Bearer " + admin_token_);
   context->set_deadline(std::chrono::system_clock::now() + timeout);
 }
@@ -164,8 +174,9 @@ grpc::Status ServerHarness::PushModel(const v1::PushModelMetadata& metadata,
   return writer->Finish();
 }
 
-grpc::Status ServerHarness::PushClassifier(const std::string& model_name, const std::string& version,
-                                           const std::string& path, v1::ModelVersion* out) {
+grpc::Status ServerHarness::PushClassifier(const std::string& model_name,
+                                           const std::string& version, const std::string& path,
+                                           v1::ModelVersion* out) {
   auto bytes = ReadFile(path);
   if (!bytes) return grpc::Status(grpc::StatusCode::NOT_FOUND, "cannot read " + path);
   v1::PushModelMetadata metadata;
@@ -225,7 +236,9 @@ std::string ServerHarness::Metrics() const {
 // AgentHarness
 
 AgentHarness::AgentHarness(std::string bin_dir, std::string work_dir, std::string device_id)
-    : bin_dir_(std::move(bin_dir)), work_dir_(std::move(work_dir)), device_id_(std::move(device_id)) {
+    : bin_dir_(std::move(bin_dir)),
+      work_dir_(std::move(work_dir)),
+      device_id_(std::move(device_id)) {
   fs::create_directories(work_dir_);
 }
 
@@ -234,15 +247,24 @@ AgentHarness::~AgentHarness() { process_.Kill(); }
 void AgentHarness::Start(const std::string& server_address, const std::string& ca_file,
                          const std::string& enrollment_token) {
   args_ = {
-      "--state-dir", state_dir(),
-      "--server-address", server_address,
-      "--server-ca-file", ca_file,
-      "--enrollment-token", enrollment_token,
-      "--device-id", device_id_,
-      "--local-socket", socket_path(),
-      "--check-in-interval-seconds", "1",
-      "--max-backoff-seconds", "2",
-      "--telemetry-interval-seconds", "1",
+      "--state-dir",
+      state_dir(),
+      "--server-address",
+      server_address,
+      "--server-ca-file",
+      ca_file,
+      "--enrollment-token",
+      enrollment_token,
+      "--device-id",
+      device_id_,
+      "--local-socket",
+      socket_path(),
+      "--check-in-interval-seconds",
+      "1",
+      "--max-backoff-seconds",
+      "2",
+      "--telemetry-interval-seconds",
+      "1",
   };
   Restart();
 }
@@ -270,8 +292,8 @@ std::unique_ptr<v1::InferenceService::Stub> AgentHarness::NewInferenceStub() con
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
   // Each harness stub gets its own connection rather than a shared global subchannel.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return v1::InferenceService::NewStub(grpc::CreateCustomChannel(
-      "unix:" + socket_path(), grpc::InsecureChannelCredentials(), args));
+  return v1::InferenceService::NewStub(
+      grpc::CreateCustomChannel("unix:" + socket_path(), grpc::InsecureChannelCredentials(), args));
 }
 
 grpc::Status AgentHarness::Predict(const std::string& model_name,

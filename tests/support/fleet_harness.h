@@ -63,7 +63,8 @@ class ServerHarness {
   void Authorize(grpc::ClientContext* context,
                  std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
 
-  grpc::Status CreateEnrollmentToken(uint32_t max_uses, const std::map<std::string, std::string>& labels,
+  grpc::Status CreateEnrollmentToken(uint32_t max_uses,
+                                     const std::map<std::string, std::string>& labels,
                                      v1::EnrollmentToken* out);
   grpc::Status ListDevices(const std::string& label_selector, v1::ListDevicesResponse* out);
   grpc::Status GetDevice(const std::string& device_id, v1::Device* out);

@@ -165,7 +165,8 @@ bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds t
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/ef-XXXXXX";
+  std::string pattern =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/ef-XXXXXX";
   std::vector<char> buffer(pattern.begin(), pattern.end());
   buffer.push_back('\0');
   if (::mkdtemp(buffer.data()) == nullptr) {
@@ -201,8 +202,9 @@ std::optional<Ports> ReadPortsFile(const std::string& path) {
   auto text = ReadFile(path);
   if (!text) return std::nullopt;
   Ports ports;
-  const std::pair<const char*, int*> fields[] = {
-      {"device", &ports.device}, {"admin_grpc", &ports.admin_grpc}, {"admin_http", &ports.admin_http}};
+  const std::pair<const char*, int*> fields[] = {{"device", &ports.device},
+                                                 {"admin_grpc", &ports.admin_grpc},
+                                                 {"admin_http", &ports.admin_http}};
   for (const auto& [name, out] : fields) {
     std::smatch m;
     std::regex re(std::string("\"") + name + "\"\\s*:\\s*([0-9]+)");

@@ -59,7 +59,8 @@ class ModelHostTest : public ::testing::Test {
  protected:
   void SetUp() override {
     expected_ = LoadExpected();
-    ASSERT_EQ(expected_.count("classifier_v1.onnx"), 1u) << "missing " << TestDataPath("expected.txt");
+    ASSERT_EQ(expected_.count("classifier_v1.onnx"), 1u)
+        << "missing " << TestDataPath("expected.txt");
     ASSERT_EQ(expected_.count("classifier_v2.onnx"), 1u);
     inputs_ = expected_["classifier_v1.onnx"].inputs;
     v1_probs_ = expected_["classifier_v1.onnx"].outputs.at(0).data;
@@ -108,7 +109,7 @@ TEST_F(ModelHostTest, SwapUnderConcurrentPredictNeverFailsAndAnswersMatchTheirVe
   // so the swaps really interleave with running requests.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   bool progressed = true;
-  for (int round = 0; round < 20 && progressed; ++round) {
+  for (int round = 0; round < 200 && progressed; ++round) {
     const bool to_v2 = round % 2 == 0;
     std::atomic<uint64_t>& counter = to_v2 ? v2_answers : v1_answers;
     const uint64_t before = counter.load();

@@ -1,4 +1,4 @@
-#include "server/api/server_metrics.h"
+#include "server/metrics/server_metrics.h"
 
 namespace edgefleet::server {
 
@@ -18,6 +18,14 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
       update_events(registry.AddCounter("edgefleet_update_events_total",
                                         "Update events reported by devices, by kind and reason")),
       models_pushed(registry.AddCounter("edgefleet_model_versions_pushed_total",
-                                        "Model versions published")) {}
+                                        "Model versions published")),
+      patches_computed(registry.AddCounter("edgefleet_patches_computed_total",
+                                           "Differential patches computed, by result")),
+      patch_compute_seconds(registry.AddHistogram(
+          "edgefleet_patch_compute_seconds", "Time to compute one differential patch",
+          {0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})),
+      patch_bytes_saved(registry.AddCounter(
+          "edgefleet_patch_bytes_saved_total",
+          "Bytes devices did not download because a patch was served instead of the full artifact")) {}
 
 }  // namespace edgefleet::server

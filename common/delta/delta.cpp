@@ -1,0 +1,177 @@
+#include "common/delta/delta.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/delta/internal/bsdiff40.h"
+#include "common/delta/internal/codecs.h"
+#include "common/delta/internal/container.h"
+#include "common/delta/internal/match_zstd.h"
+
+namespace edgefleet::delta {
+namespace {
+
+constexpr std::string_view kBsdiff40Magic = "BSDIFF40";
+// bsdiff40 is a slow, memory-hungry fallback: `auto` only tries it on small inputs.
+constexpr uint64_t kAutoBsdiffLimitBytes = uint64_t{64} << 20;
+
+class StringSink final : public ByteSink {
+ public:
+  absl::Status Write(std::string_view data) override {
+    data_.append(data);
+    return absl::OkStatus();
+  }
+  std::string& data() { return data_; }
+
+ private:
+  std::string data_;
+};
+
+class CountingSink final : public ByteSink {
+ public:
+  explicit CountingSink(ByteSink& out) : out_(out) {}
+  absl::Status Write(std::string_view data) override {
+    count_ += data.size();
+    return out_.Write(data);
+  }
+  uint64_t count() const { return count_; }
+
+ private:
+  ByteSink& out_;
+  uint64_t count_ = 0;
+};
+
+absl::Status DiffWith(std::string_view old_data, std::string_view new_data, Codec codec,
+                      ByteSink& patch, const DiffOptions& options) {
+  switch (codec) {
+    case Codec::kBsdiff40:
+      return internal::Bsdiff40Encode(old_data, new_data, patch);
+    case Codec::kMatchZstd:
+    case Codec::kTensor:
+      return internal::ContainerDiff(old_data, new_data, codec, patch, options);
+    case Codec::kAuto:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown delta codec ", static_cast<int>(codec)));
+}
+
+absl::Status Annotate(const absl::Status& s, std::string_view what) {
+  return absl::Status(s.code(),
+                      absl::StrCat(absl::string_view(what.data(), what.size()), ": ", s.message()));
+}
+
+absl::StatusOr<DiffResult> DiffAuto(std::string_view old_data, std::string_view new_data,
+                                    ByteSink& patch, const DiffOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<Codec> candidates = {Codec::kTensor, Codec::kMatchZstd};
+  if (old_data.size() < kAutoBsdiffLimitBytes && new_data.size() < kAutoBsdiffLimitBytes) {
+    candidates.push_back(Codec::kBsdiff40);
+  }
+  std::optional<Codec> best_codec;
+  std::string best;
+  absl::Status first_error;
+  for (Codec codec : candidates) {
+    // The budget only stops later candidates: the first one that works always completes.
+    if (best_codec.has_value() && std::chrono::steady_clock::now() - start >= options.time_budget) {
+      break;
+    }
+    StringSink candidate;
+    if (absl::Status s = DiffWith(old_data, new_data, codec, candidate, options); !s.ok()) {
+      // A candidate that cannot handle these inputs (the tensor codec on a non-ONNX file, or
+      // not built yet) is skipped; its error is reported only if nothing works.
+      if (first_error.ok()) first_error = Annotate(s, CodecName(codec));
+      continue;
+    }
+    if (!best_codec.has_value() || candidate.data().size() < best.size()) {
+      best_codec = codec;
+      best = std::move(candidate.data());
+    }
+  }
+  if (!best_codec.has_value()) return Annotate(first_error, "auto: no codec produced a patch");
+
+  absl::StatusOr<uint64_t> full = internal::ZstdCompressedSize(new_data, options.zstd_level);
+  if (!full.ok()) return full.status();
+  DiffResult result{.codec = *best_codec};
+  if (*full < best.size()) {
+    result.full_is_smaller = true;
+    return result;
+  }
+  if (absl::Status s = patch.Write(best); !s.ok()) return s;
+  result.patch_size_bytes = best.size();
+  return result;
+}
+
+}  // namespace
+
+std::string_view CodecName(Codec codec) {
+  switch (codec) {
+    case Codec::kBsdiff40:
+      return "bsdiff40";
+    case Codec::kMatchZstd:
+      return "match-zstd";
+    case Codec::kTensor:
+      return "tensor";
+    case Codec::kAuto:
+      return "auto";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Codec> ParseCodec(std::string_view name) {
+  for (Codec codec : {Codec::kBsdiff40, Codec::kMatchZstd, Codec::kTensor, Codec::kAuto}) {
+    if (name == CodecName(codec)) return codec;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown delta codec '", absl::string_view(name.data(), name.size()),
+                   "' (expected bsdiff40, match-zstd, tensor or auto)"));
+}
+
+absl::StatusOr<DiffResult> Diff(std::string_view old_data, std::string_view new_data, Codec codec,
+                                ByteSink& patch, const DiffOptions& options) {
+  if (codec == Codec::kAuto) return DiffAuto(old_data, new_data, patch, options);
+  CountingSink counting(patch);
+  if (absl::Status s = DiffWith(old_data, new_data, codec, counting, options); !s.ok()) {
+    return Annotate(s, CodecName(codec));
+  }
+  return DiffResult{.codec = codec, .patch_size_bytes = counting.count()};
+}
+
+absl::Status Apply(std::string_view old_data, std::string_view patch, ByteSink& out,
+                   const ApplyOptions& options) {
+  if (patch.substr(0, kBsdiff40Magic.size()) == kBsdiff40Magic) {
+    return internal::Bsdiff40Decode(old_data, patch, out, options);
+  }
+  if (patch.substr(0, internal::kContainerMagic.size()) == internal::kContainerMagic) {
+    return internal::ContainerApply(old_data, patch, out, options);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("not a delta patch: ", patch.size(),
+                                                 " bytes without a BSDIFF40 or EFDELTA1 magic"));
+}
+
+absl::StatusOr<PatchInfo> Inspect(std::string_view patch) {
+  PatchInfo info;
+  info.patch_size_bytes = patch.size();
+  if (patch.substr(0, kBsdiff40Magic.size()) == kBsdiff40Magic) {
+    absl::StatusOr<internal::Bsdiff40Header> header = internal::ParseBsdiff40Header(patch);
+    if (!header.ok()) return header.status();
+    info.codec = Codec::kBsdiff40;
+    info.new_size_bytes = header->new_size_bytes;
+    return info;
+  }
+  if (patch.substr(0, internal::kContainerMagic.size()) == internal::kContainerMagic) {
+    absl::StatusOr<internal::ContainerHeader> header = internal::ParseContainerHeader(patch);
+    if (!header.ok()) return header.status();
+    info.codec = header->codec;
+    info.old_size_bytes = header->old_size_bytes;
+    info.new_size_bytes = header->new_size_bytes;
+    info.old_sha256 = std::move(header->old_sha256);
+    info.new_sha256 = std::move(header->new_sha256);
+    return info;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("not a delta patch: ", patch.size(),
+                                                 " bytes without a BSDIFF40 or EFDELTA1 magic"));
+}
+
+}  // namespace edgefleet::delta

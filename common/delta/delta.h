@@ -1,0 +1,98 @@
+// The delta engine: patches that turn one model file into the next, so devices download only
+// what changed. Codecs:
+//   bsdiff40   - the classic BSDIFF40 format, byte-compatible with Debian's bsdiff/bspatch 4.3
+//                (suffix arrays from libdivsufsort);
+//   match-zstd - bsdiff-style matching with zstd-compressed streams, in an edgefleet container;
+//   tensor     - tensor-aware: aligned tensors XOR-ed bit pattern by bit pattern, byte planes
+//                split and entropy-coded, matching where the layout differs (container);
+//   auto       - tries candidates within a time budget and keeps the smallest.
+// A patch is hostile input until its output verifies: decoders check every declared size and
+// control value, never allocate by a declared size, and write the output sequentially.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace edgefleet::delta {
+
+enum class Codec : uint8_t {
+  kBsdiff40 = 1,
+  kMatchZstd = 2,
+  kTensor = 3,
+  kAuto = 255,  // only as a Diff() request; never stored in a patch
+};
+
+// "bsdiff40", "match-zstd", "tensor", "auto".
+std::string_view CodecName(Codec codec);
+absl::StatusOr<Codec> ParseCodec(std::string_view name);
+
+// Sequential output: a file (written to a temporary and renamed on success), a hasher, memory.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual absl::Status Write(std::string_view data) = 0;
+};
+
+// A read-only view of a whole file, memory-mapped (so the old model costs page cache, not heap).
+class MappedFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  std::string_view data() const { return {static_cast<const char*>(addr_), size_}; }
+
+ private:
+  MappedFile(void* addr, size_t size) : addr_(addr), size_(size) {}
+  void* addr_;
+  size_t size_;
+};
+
+struct DiffOptions {
+  // `auto` stops trying further candidates once this is spent (the first always completes).
+  std::chrono::milliseconds time_budget{std::chrono::seconds(60)};
+  int zstd_level = 19;
+};
+
+struct DiffResult {
+  Codec codec;               // the codec that produced the patch (never kAuto)
+  uint64_t patch_size_bytes = 0;
+  // auto only: true when no patch beat sending the new file compressed; then the patch is
+  // empty and the caller should send the full artifact.
+  bool full_is_smaller = false;
+};
+
+// Writes a patch from `old_data` to `new_data` into `patch`.
+absl::StatusOr<DiffResult> Diff(std::string_view old_data, std::string_view new_data, Codec codec,
+                                ByteSink& patch, const DiffOptions& options = {});
+
+struct ApplyOptions {
+  // When non-zero the patch must declare exactly this output length (the manifest's).
+  uint64_t expected_new_size_bytes = 0;
+  // Hard cap on the output whatever the patch declares.
+  uint64_t max_new_size_bytes = uint64_t{8} << 30;
+};
+
+// Rebuilds the new file from `old_data` and `patch` into `out`, sequentially. The codec is
+// recognised from the patch's magic. InvalidArgument / DataLoss describe what is wrong with a
+// damaged or hostile patch; nothing beyond the bytes produced so far reaches `out`.
+absl::Status Apply(std::string_view old_data, std::string_view patch, ByteSink& out,
+                   const ApplyOptions& options = {});
+
+struct PatchInfo {
+  Codec codec;
+  uint64_t old_size_bytes = 0;
+  uint64_t new_size_bytes = 0;
+  std::string old_sha256;  // raw; empty for bsdiff40, which does not carry digests
+  std::string new_sha256;
+  uint64_t patch_size_bytes = 0;
+};
+
+absl::StatusOr<PatchInfo> Inspect(std::string_view patch);
+
+}  // namespace edgefleet::delta

@@ -1,0 +1,83 @@
+// Decoder plumbing shared by bsdiff40 and match-zstd: bounded reads from a decompressing stream
+// and the checked application of control steps, so hostile patches are refused the same way.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/delta/delta.h"
+#include "common/delta/internal/matcher.h"
+
+namespace edgefleet::delta::internal {
+
+// Bytes per decompression buffer: decoders hold a few of these whatever the file sizes.
+inline constexpr size_t kStreamBufferBytes = size_t{64} << 10;
+
+// One decompressed stream read through a fixed buffer. Subclasses decompress; this class hands
+// out bytes and turns "ran out" into a DataLoss error that names the stream.
+class StreamReader {
+ public:
+  explicit StreamReader(std::string name)
+      : name_(std::move(name)), buffer_(kStreamBufferBytes, 0) {}
+  virtual ~StreamReader() = default;
+  StreamReader(const StreamReader&) = delete;
+  StreamReader& operator=(const StreamReader&) = delete;
+
+  // Between 1 and `max` bytes; DataLoss if the stream ends first. Valid until the next call.
+  absl::StatusOr<std::string_view> Read(size_t max);
+  // Exactly `n` bytes into `dst`.
+  absl::Status ReadExact(char* dst, size_t n);
+  // True when the stream ended cleanly with every byte consumed.
+  absl::StatusOr<bool> AtEnd();
+
+  const std::string& name() const { return name_; }
+
+ protected:
+  // Decompresses at most `capacity` bytes into `dst`, setting `*produced`. Must make progress:
+  // produce bytes, or set `*eof` (clean end of the compressed stream), or fail (truncated or
+  // corrupt input, as DataLoss).
+  virtual absl::Status Refill(char* dst, size_t capacity, size_t* produced, bool* eof) = 0;
+
+ private:
+  absl::Status Fill();
+
+  std::string name_;
+  std::string buffer_;
+  size_t begin_ = 0;
+  size_t end_ = 0;
+  bool eof_ = false;
+};
+
+// Rebuilds the new file step by step: each step is validated against the old and declared new
+// sizes before any of its bytes are produced, and output goes to `out` in bounded chunks.
+class StepApplier {
+ public:
+  StepApplier(std::string_view old_data, uint64_t new_size, ByteSink& out)
+      : old_(old_data), new_size_(new_size), out_(out), scratch_(kStreamBufferBytes, 0) {}
+
+  absl::Status Apply(const MatchStep& step, StreamReader& diff, StreamReader& extra);
+  bool done() const { return new_pos_ == new_size_; }
+  uint64_t new_pos() const { return new_pos_; }
+
+ private:
+  std::string_view old_;
+  uint64_t new_size_;
+  ByteSink& out_;
+  std::string scratch_;
+  uint64_t new_pos_ = 0;
+  uint64_t old_pos_ = 0;
+  uint64_t steps_ = 0;
+};
+
+}  // namespace edgefleet::delta::internal
+
+namespace edgefleet::delta::internal {
+
+// The declared output length against the caller's expectations: the exact manifest length when
+// given, and the hard cap. InvalidArgument names both numbers.
+absl::Status CheckDeclaredNewSize(uint64_t declared, const ApplyOptions& options);
+
+}  // namespace edgefleet::delta::internal

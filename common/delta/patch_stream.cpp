@@ -1,0 +1,122 @@
+#include "common/delta/internal/patch_stream.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace edgefleet::delta::internal {
+
+absl::Status StreamReader::Fill() {
+  begin_ = end_ = 0;
+  while (end_ == 0 && !eof_) {
+    size_t produced = 0;
+    if (absl::Status s = Refill(buffer_.data(), buffer_.size(), &produced, &eof_); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(name_, " stream: ", s.message()));
+    }
+    end_ = produced;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string_view> StreamReader::Read(size_t max) {
+  if (begin_ == end_) {
+    if (absl::Status s = Fill(); !s.ok()) return s;
+    if (end_ == 0) return absl::DataLossError(absl::StrCat(name_, " stream ends early"));
+  }
+  const size_t n = std::min(max, end_ - begin_);
+  std::string_view view(buffer_.data() + begin_, n);
+  begin_ += n;
+  return view;
+}
+
+absl::Status StreamReader::ReadExact(char* dst, size_t n) {
+  while (n > 0) {
+    absl::StatusOr<std::string_view> chunk = Read(n);
+    if (!chunk.ok()) return chunk.status();
+    std::memcpy(dst, chunk->data(), chunk->size());
+    dst += chunk->size();
+    n -= chunk->size();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> StreamReader::AtEnd() {
+  if (begin_ != end_) return false;
+  if (absl::Status s = Fill(); !s.ok()) return s;
+  return end_ == 0;
+}
+
+absl::Status StepApplier::Apply(const MatchStep& step, StreamReader& diff, StreamReader& extra) {
+  // A genuine encoder advances the new cursor between steps, so there are at most new_size + 1;
+  // the bound keeps a hostile stream of empty steps from spinning.
+  if (++steps_ > new_size_ + 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("more control steps than the declared new size ", new_size_, " allows"));
+  }
+  const uint64_t new_left = new_size_ - new_pos_;
+  if (step.diff_len > new_left || step.extra_len > new_left - step.diff_len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("control step at new offset ", new_pos_, " (diff ", step.diff_len, ", extra ",
+                     step.extra_len, ") runs past the declared new size ", new_size_));
+  }
+  if (step.diff_len > old_.size() - old_pos_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("control step reads old bytes [", old_pos_, ", +", step.diff_len,
+                     ") outside the old file of ", old_.size(), " bytes"));
+  }
+  const uint64_t after_diff = old_pos_ + step.diff_len;
+  // The seek must land inside [0, old size]; computed without overflow in either direction.
+  const bool backwards = step.seek < 0;
+  const uint64_t magnitude =
+      backwards ? uint64_t{0} - static_cast<uint64_t>(step.seek) : static_cast<uint64_t>(step.seek);
+  if (backwards ? magnitude > after_diff : magnitude > old_.size() - after_diff) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("control step seeks by ", step.seek, " from old offset ", after_diff,
+                     ", outside the old file of ", old_.size(), " bytes"));
+  }
+
+  const auto* old = reinterpret_cast<const uint8_t*>(old_.data());
+  for (uint64_t done = 0; done < step.diff_len;) {
+    absl::StatusOr<std::string_view> chunk =
+        diff.Read(static_cast<size_t>(std::min<uint64_t>(scratch_.size(), step.diff_len - done)));
+    if (!chunk.ok()) return chunk.status();
+    for (size_t i = 0; i < chunk->size(); ++i) {
+      scratch_[i] = static_cast<char>(static_cast<uint8_t>((*chunk)[i]) + old[old_pos_ + done + i]);
+    }
+    if (absl::Status s = out_.Write(std::string_view(scratch_.data(), chunk->size())); !s.ok()) {
+      return s;
+    }
+    done += chunk->size();
+  }
+  for (uint64_t done = 0; done < step.extra_len;) {
+    absl::StatusOr<std::string_view> chunk = extra.Read(
+        static_cast<size_t>(std::min<uint64_t>(kStreamBufferBytes, step.extra_len - done)));
+    if (!chunk.ok()) return chunk.status();
+    if (absl::Status s = out_.Write(*chunk); !s.ok()) return s;
+    done += chunk->size();
+  }
+  new_pos_ += step.diff_len + step.extra_len;
+  old_pos_ = backwards ? after_diff - magnitude : after_diff + magnitude;
+  return absl::OkStatus();
+}
+
+}  // namespace edgefleet::delta::internal
+
+namespace edgefleet::delta::internal {
+
+absl::Status CheckDeclaredNewSize(uint64_t declared, const ApplyOptions& options) {
+  if (options.expected_new_size_bytes != 0 && declared != options.expected_new_size_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("patch declares a new file of ", declared,
+                                                   " bytes but ", options.expected_new_size_bytes,
+                                                   " bytes are expected"));
+  }
+  if (declared > options.max_new_size_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("patch declares a new file of ", declared,
+                                                   " bytes, over the limit of ",
+                                                   options.max_new_size_bytes));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace edgefleet::delta::internal

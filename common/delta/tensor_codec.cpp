@@ -1,0 +1,716 @@
+// The tensor codec: fine-tuning moves every weight a little, so byte matching finds nothing,
+// but the bit patterns of old and new weights share their sign, exponent and high mantissa bits.
+// Aligned tensors are XOR-ed (or subtracted) word by word, the words' bytes are split into planes
+// (all most-significant bytes together, ...) and each plane is zstd-compressed; everything else
+// (graph structure, tensors without an old counterpart) is a residual coded against the old file.
+//
+// Payload (varints are LEB128):
+//   "EFT" 0x01, u8 residual coder (0 = zstd with a prefix of old bytes, 1 = match-zstd on old),
+//   varint residual length, varint section sizes: table, 7 planes, residual; then the sections.
+// Table (one zstd frame, read incrementally): varint prefix range count, per range varint gap
+// from the previous range's end and varint length; varint region count, per region varint
+// residual bytes before it, varint length, varint mode (width code | transform << 2) and, unless
+// literal, varint zigzag(old offset - previous old end). Residual bytes after the last region
+// end the file. Planes: stream 0 = width 1; 1, 2 = width 2; 3..6 = width 4; byte k of each
+// little-endian word goes to the width's k-th stream, regions in table order.
+#include <zstd.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/delta/internal/codecs.h"
+#include "common/delta/internal/onnx_layout.h"
+
+namespace edgefleet::delta::internal {
+namespace {
+
+constexpr char kMagic[4] = {'E', 'F', 'T', '\x01'};
+constexpr int kPlaneCount = 7;
+constexpr int kResidualZstdPrefix = 0;
+constexpr int kResidualMatchZstd = 1;
+enum Transform : int { kXor = 0, kZigzagSub = 1, kLiteral = 2 };
+
+// Decoder memory bounds: every zstd stream is refused beyond this window, the prefix dictionary
+// is at most kMaxPrefixBytes, and tensors are rebuilt kChunkBytes at a time.
+constexpr int kMaxWindowLog = 22;
+constexpr int kPlaneWindowLog = 21;
+constexpr size_t kMaxPrefixBytes = size_t{1} << 20;
+constexpr size_t kChunkBytes = size_t{1} << 20;
+// The residual is also tried with match-zstd (suffix sorting the old file) only when it is big
+// enough for structure-only prefix coding to be likely worse.
+constexpr size_t kMatchZstdResidualThreshold = size_t{256} << 10;
+
+int FirstPlane(int width) { return width == 1 ? 0 : width == 2 ? 1 : 3; }
+
+int WidthCode(int width) { return width == 1 ? 0 : width == 2 ? 1 : 2; }
+
+uint64_t ZigzagEncode(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+
+int64_t ZigzagDecode(uint64_t v) {
+  return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+}
+
+void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+uint64_t LoadWord(const char* p, int width) {
+  uint64_t v = 0;
+  for (int k = 0; k < width; ++k) v |= uint64_t{static_cast<uint8_t>(p[k])} << (8 * k);
+  return v;
+}
+
+void StoreWord(char* p, int width, uint64_t v) {
+  for (int k = 0; k < width; ++k) p[k] = static_cast<char>(v >> (8 * k));
+}
+
+uint64_t WidthMask(int width) {
+  return width == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * width)) - 1;
+}
+
+// Transformed word of `nw` against `ow`; the decoder's Reconstruct inverts it.
+uint64_t Forward(Transform t, int width, uint64_t ow, uint64_t nw) {
+  switch (t) {
+    case kXor:
+      return ow ^ nw;
+    case kZigzagSub: {
+      // Sign-extend the width-sized difference, then zigzag so that small moves in either
+      // direction have zero high bytes.
+      const int shift = 64 - 8 * width;
+      const int64_t d = static_cast<int64_t>((nw - ow) << shift) >> shift;
+      return ZigzagEncode(d) & WidthMask(width);
+    }
+    case kLiteral:
+      return nw;
+  }
+  return nw;
+}
+
+uint64_t Reconstruct(Transform t, int width, uint64_t ow, uint64_t d) {
+  switch (t) {
+    case kXor:
+      return ow ^ d;
+    case kZigzagSub:
+      return (ow + static_cast<uint64_t>(ZigzagDecode(d))) & WidthMask(width);
+    case kLiteral:
+      return d;
+  }
+  return d;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoder
+
+struct Region {
+  uint64_t new_offset = 0;
+  uint64_t length = 0;
+  int width = 1;
+  Transform transform = kXor;
+  uint64_t old_offset = 0;  // unused for kLiteral
+};
+
+struct ByteRange {
+  uint64_t offset;
+  uint64_t length;
+};
+
+// Sorted, in-bounds, non-overlapping ranges; anything else in a hostile layout is dropped.
+std::vector<TensorRange> CleanLayout(std::vector<TensorRange> layout, uint64_t file_size) {
+  std::sort(layout.begin(), layout.end(),
+            [](const TensorRange& a, const TensorRange& b) { return a.offset < b.offset; });
+  std::vector<TensorRange> clean;
+  uint64_t end = 0;
+  for (TensorRange& t : layout) {
+    if (t.length == 0 || t.offset < end || t.offset > file_size ||
+        t.length > file_size - t.offset) {
+      continue;
+    }
+    end = t.offset + t.length;
+    clean.push_back(std::move(t));
+  }
+  return clean;
+}
+
+int RangeWidth(const TensorRange& t) {
+  const int width = t.field == 9 ? WordWidthForDataType(t.data_type) : 4;
+  return t.length % width == 0 ? width : 1;
+}
+
+// Estimated bits for the plane bytes of one region under `t` (order-0 entropy per plane).
+double EstimateBits(std::string_view old_data, std::string_view new_data, const Region& r,
+                    Transform t) {
+  std::array<std::array<uint64_t, 256>, 4> hist{};
+  const uint64_t words = r.length / r.width;
+  // Large tensors are sampled: the choice needs the statistics, not every word.
+  const uint64_t step = std::max<uint64_t>(1, words / 65536);
+  uint64_t n = 0;
+  for (uint64_t i = 0; i < words; i += step, ++n) {
+    const uint64_t nw = LoadWord(new_data.data() + r.new_offset + i * r.width, r.width);
+    const uint64_t ow =
+        t == kLiteral ? 0 : LoadWord(old_data.data() + r.old_offset + i * r.width, r.width);
+    const uint64_t d = Forward(t, r.width, ow, nw);
+    for (int k = 0; k < r.width; ++k) ++hist[k][(d >> (8 * k)) & 0xff];
+  }
+  double bits = 0;
+  for (int k = 0; k < r.width; ++k) {
+    for (uint64_t c : hist[k]) {
+      if (c != 0) bits -= static_cast<double>(c) * std::log2(static_cast<double>(c) / n);
+    }
+  }
+  return bits;
+}
+
+struct Plan {
+  std::vector<Region> regions;    // sorted by new_offset
+  std::vector<ByteRange> prefix;  // old bytes that seed the residual's zstd window
+};
+
+Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
+  Plan plan;
+  auto old_layout = ParseOnnxLayout(old_data);
+  auto new_layout = ParseOnnxLayout(new_data);
+  if (old_layout.ok() && new_layout.ok() && !new_layout->empty()) {
+    const std::vector<TensorRange> olds = CleanLayout(*std::move(old_layout), old_data.size());
+    const std::vector<TensorRange> news = CleanLayout(*std::move(new_layout), new_data.size());
+    std::map<std::string, size_t> by_name;
+    for (size_t i = 0; i < olds.size(); ++i) {
+      by_name.emplace(absl::StrCat(olds[i].name, "#", olds[i].field), i);
+    }
+    std::vector<bool> old_used(olds.size(), false);
+    std::vector<std::optional<size_t>> match(news.size());
+    for (size_t i = 0; i < news.size(); ++i) {
+      auto it = by_name.find(absl::StrCat(news[i].name, "#", news[i].field));
+      if (it != by_name.end() && !old_used[it->second] &&
+          olds[it->second].length == news[i].length &&
+          RangeWidth(olds[it->second]) == RangeWidth(news[i])) {
+        match[i] = it->second;
+        old_used[it->second] = true;
+      }
+    }
+    // Renamed tensors: pair the leftovers by size and word width, in file order.
+    std::map<std::pair<uint64_t, int>, std::vector<size_t>> leftovers;
+    for (size_t j = olds.size(); j-- > 0;) {
+      if (!old_used[j]) leftovers[{olds[j].length, RangeWidth(olds[j])}].push_back(j);
+    }
+    for (size_t i = 0; i < news.size(); ++i) {
+      if (match[i]) continue;
+      auto it = leftovers.find({news[i].length, RangeWidth(news[i])});
+      if (it == leftovers.end() || it->second.empty()) continue;
+      match[i] = it->second.back();
+      it->second.pop_back();
+    }
+    for (size_t i = 0; i < news.size(); ++i) {
+      Region r;
+      r.new_offset = news[i].offset;
+      r.length = news[i].length;
+      r.width = RangeWidth(news[i]);
+      if (match[i]) {
+        r.old_offset = olds[*match[i]].offset;
+      } else if (r.width > 1) {
+        r.transform = kLiteral;  // byte planes still beat zstd on raw floats
+      } else {
+        continue;  // stays residual, where match-zstd can still find it
+      }
+      plan.regions.push_back(r);
+    }
+    // Old structure (everything but tensor bytes) seeds the residual's window.
+    uint64_t pos = 0;
+    size_t budget = kMaxPrefixBytes;
+    auto add_prefix = [&](uint64_t from, uint64_t to) {
+      const uint64_t len = std::min<uint64_t>(to - from, budget);
+      if (len == 0) return;
+      plan.prefix.push_back({from, len});
+      budget -= len;
+    };
+    for (const TensorRange& t : olds) {
+      add_prefix(pos, t.offset);
+      pos = t.offset + t.length;
+    }
+    add_prefix(pos, old_data.size());
+  } else if (old_data.size() == new_data.size() && new_data.size() >= 4) {
+    // Raw weight files: same length means the same layout; align by offset as float32.
+    plan.regions.push_back(Region{0, new_data.size() & ~uint64_t{3}, 4, kXor, 0});
+    plan.prefix.push_back({0, std::min<uint64_t>(old_data.size(), kMaxPrefixBytes)});
+  } else if (!old_data.empty()) {
+    plan.prefix.push_back({0, std::min<uint64_t>(old_data.size(), kMaxPrefixBytes)});
+  }
+  for (Region& r : plan.regions) {
+    if (r.transform == kLiteral) continue;
+    r.transform =
+        EstimateBits(old_data, new_data, r, kZigzagSub) < EstimateBits(old_data, new_data, r, kXor)
+            ? kZigzagSub
+            : kXor;
+  }
+  return plan;
+}
+
+// One zstd frame; an empty input gives an empty section (the decoder reads nothing from it).
+absl::StatusOr<std::string> Compress(std::string_view data, int level, int window_log,
+                                     std::string_view prefix = {}) {
+  if (data.empty()) return std::string();
+  std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  if (!cctx) return absl::ResourceExhaustedError("tensor codec: cannot create zstd context");
+  const int clamped_level = std::clamp(level, 1, ZSTD_maxCLevel());
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  size_t rc = ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, clamped_level);
+  if (!ZSTD_isError(rc)) rc = ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog, window_log);
+  if (!ZSTD_isError(rc) && !prefix.empty()) {
+    rc = ZSTD_CCtx_refPrefix(cctx.get(), prefix.data(), prefix.size());
+  }
+  if (!ZSTD_isError(rc))
+    rc = ZSTD_compress2(cctx.get(), out.data(), out.size(), data.data(), data.size());
+  if (ZSTD_isError(rc)) {
+    return absl::InternalError(absl::StrCat("tensor codec: zstd: ", ZSTD_getErrorName(rc)));
+  }
+  out.resize(rc);
+  return out;
+}
+
+class StringSink : public ByteSink {
+ public:
+  absl::Status Write(std::string_view data) override {
+    out.append(data);
+    return absl::OkStatus();
+  }
+  std::string out;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Decoder
+
+absl::Status Corrupt(std::string_view what) {
+  return absl::DataLossError(absl::StrCat("tensor patch: ", std::string(what)));
+}
+
+// Reads one section byte by byte as varints; used for the payload header.
+class VarintCursor {
+ public:
+  explicit VarintCursor(std::string_view data) : data_(data) {}
+  std::optional<uint64_t> Next() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos_ >= data_.size()) return std::nullopt;
+      const auto b = static_cast<uint8_t>(data_[pos_++]);
+      if (shift == 63 && b > 1) return std::nullopt;
+      v |= uint64_t{b & 0x7fu} << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    return std::nullopt;
+  }
+  size_t pos() const { return pos_; }
+
+ private:
+  std::string_view data_;
+  size_t pos_ = 0;
+};
+
+// Incremental reader of one zstd frame with a bounded window.
+class ZstdReader {
+ public:
+  ZstdReader() = default;
+
+  absl::Status Open(std::string_view frame, std::string_view prefix = {}) {
+    input_ = frame;
+    in_ = ZSTD_inBuffer{frame.data(), frame.size(), 0};
+    if (frame.empty()) return absl::OkStatus();
+    dctx_.reset(ZSTD_createDCtx());
+    if (!dctx_) return absl::ResourceExhaustedError("tensor patch: cannot create zstd context");
+    size_t rc = ZSTD_DCtx_setParameter(dctx_.get(), ZSTD_d_windowLogMax, kMaxWindowLog);
+    if (!ZSTD_isError(rc) && !prefix.empty()) {
+      rc = ZSTD_DCtx_refPrefix(dctx_.get(), prefix.data(), prefix.size());
+    }
+    if (ZSTD_isError(rc)) return Corrupt(ZSTD_getErrorName(rc));
+    return absl::OkStatus();
+  }
+
+  // Produces up to `n` bytes; fewer only at the end of the frame.
+  absl::StatusOr<size_t> ReadSome(char* dst, size_t n) {
+    ZSTD_outBuffer out{dst, n, 0};
+    while (out.pos < n && !finished_ && dctx_) {
+      const size_t in_before = in_.pos;
+      const size_t out_before = out.pos;
+      const size_t rc = ZSTD_decompressStream(dctx_.get(), &out, &in_);
+      if (ZSTD_isError(rc)) return Corrupt(ZSTD_getErrorName(rc));
+      if (rc == 0) {
+        finished_ = true;
+      } else if (in_.pos == in_before && out.pos == out_before) {
+        return Corrupt("truncated zstd stream");
+      }
+    }
+    return out.pos;
+  }
+
+  absl::Status Read(char* dst, size_t n) {
+    absl::StatusOr<size_t> got = ReadSome(dst, n);
+    if (!got.ok()) return got.status();
+    if (*got != n) return Corrupt("stream shorter than its table declares");
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<uint64_t> ReadVarint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      char c;
+      if (absl::Status s = Read(&c, 1); !s.ok()) return s;
+      const auto b = static_cast<uint8_t>(c);
+      if (shift == 63 && b > 1) return Corrupt("varint overflow");
+      v |= uint64_t{b & 0x7fu} << shift;
+      if ((b & 0x80) == 0) return v;
+    }
+    return Corrupt("varint overflow");
+  }
+
+  // The frame must be complete, fully consumed and have nothing left to produce.
+  absl::Status ExpectEnd() {
+    if (input_.empty()) return absl::OkStatus();
+    char extra;
+    absl::StatusOr<size_t> got = ReadSome(&extra, 1);
+    if (!got.ok()) return got.status();
+    if (*got != 0) return Corrupt("stream longer than its table declares");
+    if (!finished_ || in_.pos != in_.size) return Corrupt("trailing bytes after zstd frame");
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string_view input_;
+  ZSTD_inBuffer in_{nullptr, 0, 0};
+  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx_{nullptr, ZSTD_freeDCtx};
+  bool finished_ = false;
+};
+
+// Receives residual bytes in order and writes them to `out`, emitting each tensor region from
+// the planes when the residual reaches it.
+class Interleaver : public ByteSink {
+ public:
+  Interleaver(std::string_view old_data, uint64_t new_size, uint64_t residual_len,
+              ZstdReader& table, std::array<ZstdReader, kPlaneCount>& planes, ByteSink& out)
+      : old_(old_data),
+        new_size_(new_size),
+        residual_len_(residual_len),
+        table_(table),
+        planes_(planes),
+        out_(out) {}
+
+  absl::Status Start(uint64_t region_count) {
+    regions_left_ = region_count;
+    if (absl::Status s = LoadNext(); !s.ok()) return s;
+    return EmitReadyRegions();
+  }
+
+  absl::Status Write(std::string_view data) override {
+    while (!data.empty()) {
+      uint64_t take = data.size();
+      if (have_region_) take = std::min<uint64_t>(take, residual_before_);
+      if (take > residual_len_ - residual_done_ || take > new_size_ - written_) {
+        return Corrupt("residual longer than declared");
+      }
+      if (absl::Status s = out_.Write(data.substr(0, static_cast<size_t>(take))); !s.ok()) {
+        return s;
+      }
+      data.remove_prefix(static_cast<size_t>(take));
+      residual_done_ += take;
+      written_ += take;
+      if (have_region_) residual_before_ -= take;
+      if (absl::Status s = EmitReadyRegions(); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Finish() {
+    if (have_region_) return Corrupt("residual ends before a tensor region");
+    if (residual_done_ != residual_len_) return Corrupt("residual shorter than declared");
+    if (written_ != new_size_) return Corrupt("output length differs from the declared size");
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status LoadNext() {
+    have_region_ = false;
+    if (regions_left_ == 0) return absl::OkStatus();
+    --regions_left_;
+    absl::StatusOr<uint64_t> before = table_.ReadVarint();
+    absl::StatusOr<uint64_t> length = before.ok() ? table_.ReadVarint() : before;
+    absl::StatusOr<uint64_t> mode = length.ok() ? table_.ReadVarint() : length;
+    if (!mode.ok()) return mode.status();
+    const uint64_t width_code = *mode & 3;
+    const uint64_t transform = *mode >> 2;
+    if (width_code > 2 || transform > kLiteral) return Corrupt("unknown region mode");
+    width_ = 1 << width_code;
+    transform_ = static_cast<Transform>(transform);
+    if (*length == 0 || *length % width_ != 0) return Corrupt("bad region length");
+    // Every region must fit in what is left of the output and of the residual.
+    if (*before > residual_len_ - residual_done_ || *before > new_size_ - written_ ||
+        *length > new_size_ - written_ - *before) {
+      return Corrupt("region beyond the declared output size");
+    }
+    residual_before_ = *before;
+    length_ = *length;
+    if (transform_ != kLiteral) {
+      absl::StatusOr<uint64_t> delta = table_.ReadVarint();
+      if (!delta.ok()) return delta.status();
+      const int64_t d = ZigzagDecode(*delta);
+      // old_offset = prev_old_end_ + d, checked without overflow.
+      if (d < 0 ? static_cast<uint64_t>(-(d + 1)) + 1 > prev_old_end_
+                : static_cast<uint64_t>(d) > old_.size() - prev_old_end_) {
+        return Corrupt("region's old offset outside the old file");
+      }
+      old_offset_ = prev_old_end_ + static_cast<uint64_t>(d);
+      if (old_offset_ > old_.size() || length_ > old_.size() - old_offset_) {
+        return Corrupt("region's old bytes outside the old file");
+      }
+      prev_old_end_ = old_offset_ + length_;
+    }
+    have_region_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status EmitReadyRegions() {
+    while (have_region_ && residual_before_ == 0) {
+      if (absl::Status s = EmitRegion(); !s.ok()) return s;
+      if (absl::Status s = LoadNext(); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status EmitRegion() {
+    if (out_buf_.empty()) {
+      out_buf_.resize(kChunkBytes);
+      plane_buf_.resize(kChunkBytes);
+    }
+    const int first = FirstPlane(width_);
+    const uint64_t chunk_words = kChunkBytes / width_;
+    const size_t plane_stride = static_cast<size_t>(chunk_words);
+    uint64_t done = 0;
+    while (done < length_) {
+      const uint64_t words = std::min<uint64_t>(chunk_words, (length_ - done) / width_);
+      for (int k = 0; k < width_; ++k) {
+        if (absl::Status s = planes_[first + k].Read(plane_buf_.data() + k * plane_stride,
+                                                     static_cast<size_t>(words));
+            !s.ok()) {
+          return s;
+        }
+      }
+      const char* old_chunk = transform_ == kLiteral ? nullptr : old_.data() + old_offset_ + done;
+      for (uint64_t i = 0; i < words; ++i) {
+        uint64_t d = 0;
+        for (int k = 0; k < width_; ++k) {
+          d |= uint64_t{static_cast<uint8_t>(plane_buf_[k * plane_stride + i])} << (8 * k);
+        }
+        const uint64_t ow = transform_ == kLiteral ? 0 : LoadWord(old_chunk + i * width_, width_);
+        StoreWord(out_buf_.data() + i * width_, width_, Reconstruct(transform_, width_, ow, d));
+      }
+      const size_t bytes = static_cast<size_t>(words * width_);
+      if (absl::Status s = out_.Write(std::string_view(out_buf_.data(), bytes)); !s.ok()) {
+        return s;
+      }
+      done += bytes;
+      written_ += bytes;
+    }
+    return absl::OkStatus();
+  }
+
+  std::string_view old_;
+  uint64_t new_size_;
+  uint64_t residual_len_;
+  ZstdReader& table_;
+  std::array<ZstdReader, kPlaneCount>& planes_;
+  ByteSink& out_;
+
+  uint64_t regions_left_ = 0;
+  uint64_t written_ = 0;
+  uint64_t residual_done_ = 0;
+  uint64_t prev_old_end_ = 0;
+  bool have_region_ = false;
+  uint64_t residual_before_ = 0;
+  uint64_t length_ = 0;
+  int width_ = 1;
+  Transform transform_ = kXor;
+  uint64_t old_offset_ = 0;
+  std::string out_buf_;
+  std::string plane_buf_;
+};
+
+}  // namespace
+
+absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, ByteSink& payload,
+                          const DiffOptions& options) {
+  const Plan plan = PlanRegions(old_data, new_data);
+
+  std::string table;
+  PutVarint(table, plan.prefix.size());
+  uint64_t prefix_end = 0;
+  std::string prefix;
+  for (const ByteRange& r : plan.prefix) {
+    PutVarint(table, r.offset - prefix_end);
+    PutVarint(table, r.length);
+    prefix.append(old_data.substr(r.offset, r.length));
+    prefix_end = r.offset + r.length;
+  }
+  PutVarint(table, plan.regions.size());
+
+  std::array<std::string, kPlaneCount> planes;
+  std::string residual;
+  uint64_t new_pos = 0;
+  uint64_t prev_old_end = 0;
+  for (const Region& r : plan.regions) {
+    PutVarint(table, r.new_offset - new_pos);
+    PutVarint(table, r.length);
+    PutVarint(table, static_cast<uint64_t>(WidthCode(r.width)) |
+                         (static_cast<uint64_t>(r.transform) << 2));
+    if (r.transform != kLiteral) {
+      PutVarint(table, ZigzagEncode(static_cast<int64_t>(r.old_offset - prev_old_end)));
+      prev_old_end = r.old_offset + r.length;
+    }
+    residual.append(new_data.substr(new_pos, r.new_offset - new_pos));
+    const int first = FirstPlane(r.width);
+    const uint64_t words = r.length / r.width;
+    for (int k = 0; k < r.width; ++k) planes[first + k].reserve(planes[first + k].size() + words);
+    for (uint64_t i = 0; i < words; ++i) {
+      const uint64_t nw = LoadWord(new_data.data() + r.new_offset + i * r.width, r.width);
+      const uint64_t ow = r.transform == kLiteral
+                              ? 0
+                              : LoadWord(old_data.data() + r.old_offset + i * r.width, r.width);
+      const uint64_t d = Forward(r.transform, r.width, ow, nw);
+      for (int k = 0; k < r.width; ++k)
+        planes[first + k].push_back(static_cast<char>(d >> (8 * k)));
+    }
+    new_pos = r.new_offset + r.length;
+  }
+  residual.append(new_data.substr(new_pos));
+
+  std::array<std::string, kPlaneCount + 2> sections;  // table, planes, residual
+  absl::StatusOr<std::string> packed = Compress(table, options.zstd_level, kMaxWindowLog);
+  if (!packed.ok()) return packed.status();
+  sections[0] = *std::move(packed);
+  for (int p = 0; p < kPlaneCount; ++p) {
+    packed = Compress(planes[p], options.zstd_level, kPlaneWindowLog);
+    if (!packed.ok()) return packed.status();
+    sections[1 + p] = *std::move(packed);
+  }
+  int residual_coder = kResidualZstdPrefix;
+  packed = Compress(residual, options.zstd_level, kMaxWindowLog, prefix);
+  if (!packed.ok()) return packed.status();
+  sections[kPlaneCount + 1] = *std::move(packed);
+  if (residual.size() >= kMatchZstdResidualThreshold ||
+      (plan.regions.empty() && !residual.empty() && old_data.size() > prefix.size())) {
+    // Match-zstd may not be able to help (or be unavailable); then the prefix coding stands.
+    StringSink matched;
+    if (MatchZstdEncode(old_data, residual, matched, options).ok() &&
+        matched.out.size() < sections[kPlaneCount + 1].size()) {
+      residual_coder = kResidualMatchZstd;
+      sections[kPlaneCount + 1] = std::move(matched.out);
+    }
+  }
+
+  std::string header(kMagic, sizeof(kMagic));
+  header.push_back(static_cast<char>(residual_coder));
+  PutVarint(header, residual.size());
+  for (const std::string& s : sections) PutVarint(header, s.size());
+  if (absl::Status s = payload.Write(header); !s.ok()) return s;
+  for (const std::string& s : sections) {
+    if (s.empty()) continue;
+    if (absl::Status st = payload.Write(s); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TensorDecode(std::string_view old_data, std::string_view payload, uint64_t new_size,
+                          ByteSink& out) {
+  if (payload.size() < sizeof(kMagic) + 1 ||
+      std::memcmp(payload.data(), kMagic, sizeof(kMagic)) != 0) {
+    return Corrupt("bad magic or version");
+  }
+  const int residual_coder = static_cast<uint8_t>(payload[sizeof(kMagic)]);
+  if (residual_coder != kResidualZstdPrefix && residual_coder != kResidualMatchZstd) {
+    return Corrupt("unknown residual coder");
+  }
+  VarintCursor header(payload.substr(sizeof(kMagic) + 1));
+  const std::optional<uint64_t> residual_len = header.Next();
+  if (!residual_len || *residual_len > new_size) return Corrupt("bad residual length");
+  std::array<std::string_view, kPlaneCount + 2> sections;
+  std::array<uint64_t, kPlaneCount + 2> sizes;
+  for (uint64_t& size : sizes) {
+    const std::optional<uint64_t> v = header.Next();
+    if (!v) return Corrupt("truncated header");
+    size = *v;
+  }
+  std::string_view rest = payload.substr(sizeof(kMagic) + 1 + header.pos());
+  for (size_t i = 0; i < sections.size(); ++i) {
+    if (sizes[i] > rest.size()) return Corrupt("section beyond the end of the patch");
+    sections[i] = rest.substr(0, static_cast<size_t>(sizes[i]));
+    rest.remove_prefix(static_cast<size_t>(sizes[i]));
+  }
+  if (!rest.empty()) return Corrupt("trailing bytes after the last section");
+
+  ZstdReader table;
+  if (absl::Status s = table.Open(sections[0]); !s.ok()) return s;
+  absl::StatusOr<uint64_t> prefix_count = table.ReadVarint();
+  if (!prefix_count.ok()) return prefix_count.status();
+  std::string prefix;
+  uint64_t prefix_end = 0;
+  for (uint64_t i = 0; i < *prefix_count; ++i) {
+    absl::StatusOr<uint64_t> gap = table.ReadVarint();
+    absl::StatusOr<uint64_t> len = gap.ok() ? table.ReadVarint() : gap;
+    if (!len.ok()) return len.status();
+    if (*gap > old_data.size() - prefix_end || *len > old_data.size() - prefix_end - *gap ||
+        *len > kMaxPrefixBytes - prefix.size()) {
+      return Corrupt("prefix range outside the old file or over the limit");
+    }
+    prefix.append(old_data.substr(prefix_end + *gap, *len));
+    prefix_end += *gap + *len;
+  }
+  absl::StatusOr<uint64_t> region_count = table.ReadVarint();
+  if (!region_count.ok()) return region_count.status();
+
+  std::array<ZstdReader, kPlaneCount> planes;
+  for (int p = 0; p < kPlaneCount; ++p) {
+    if (absl::Status s = planes[p].Open(sections[1 + p]); !s.ok()) return s;
+  }
+  Interleaver interleaver(old_data, new_size, *residual_len, table, planes, out);
+  if (absl::Status s = interleaver.Start(*region_count); !s.ok()) return s;
+
+  const std::string_view residual = sections[kPlaneCount + 1];
+  if (residual_coder == kResidualMatchZstd) {
+    if (absl::Status s = MatchZstdDecode(old_data, residual, *residual_len, interleaver); !s.ok()) {
+      return s;
+    }
+  } else {
+    ZstdReader reader;
+    if (absl::Status s = reader.Open(residual, prefix); !s.ok()) return s;
+    std::string buf(std::min<uint64_t>(kChunkBytes, std::max<uint64_t>(*residual_len, 1)), '\0');
+    for (;;) {
+      absl::StatusOr<size_t> got = reader.ReadSome(buf.data(), buf.size());
+      if (!got.ok()) return got.status();
+      if (*got == 0) break;
+      if (absl::Status s = interleaver.Write(std::string_view(buf.data(), *got)); !s.ok()) {
+        return s;
+      }
+    }
+    if (absl::Status s = reader.ExpectEnd(); !s.ok()) return s;
+  }
+  if (absl::Status s = interleaver.Finish(); !s.ok()) return s;
+  if (absl::Status s = table.ExpectEnd(); !s.ok()) return s;
+  for (ZstdReader& plane : planes) {
+    if (absl::Status s = plane.ExpectEnd(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace edgefleet::delta::internal

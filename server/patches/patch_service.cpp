@@ -1,0 +1,154 @@
+#include "server/patches/patch_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/core/logging.h"
+#include "common/crypto/sha256.h"
+#include "common/delta/delta.h"
+
+namespace edgefleet::server {
+namespace {
+
+// Streams a patch straight into the artifact store.
+class ArtifactSink final : public delta::ByteSink {
+ public:
+  explicit ArtifactSink(ArtifactWriter& writer) : writer_(writer) {}
+  absl::Status Write(std::string_view data) override { return writer_.Append(data); }
+
+ private:
+  ArtifactWriter& writer_;
+};
+
+}  // namespace
+
+PatchService::PatchService(PatchRepo& repo, ArtifactStore& artifacts, ServerMetrics& metrics,
+                           PatchServiceOptions options)
+    : repo_(repo), artifacts_(artifacts), metrics_(metrics), options_(options) {}
+
+PatchService::~PatchService() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& worker : workers_) worker.join();
+}
+
+absl::Status PatchService::Start() {
+  auto pending = repo_.Pending();
+  if (!pending.ok()) return pending.status();
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& record : *pending) queue_.emplace_back(record.from_sha256, record.to_sha256);
+  }
+  for (int i = 0; i < std::max(1, options_.workers); ++i) workers_.emplace_back([this] { Work(); });
+  cv_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status PatchService::Request(const std::string& from_sha256, const std::string& to_sha256) {
+  if (from_sha256 == to_sha256) return absl::OkStatus();
+  auto queued = repo_.Enqueue(from_sha256, to_sha256);
+  if (!queued.ok()) return queued.status();
+  if (*queued) {
+    std::lock_guard lock(mu_);
+    queue_.emplace_back(from_sha256, to_sha256);
+    cv_.notify_one();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<v1::PatchOffer>> PatchService::Offer(const std::string& from_sha256,
+                                                                  const std::string& to_sha256,
+                                                                  uint64_t to_size_bytes) {
+  auto record = repo_.Find(from_sha256, to_sha256);
+  if (!record.ok()) return record.status();
+  if (!*record) {
+    if (auto s = Request(from_sha256, to_sha256); !s.ok()) return s;
+    return std::optional<v1::PatchOffer>();
+  }
+  const PatchRecord& r = **record;
+  if (r.state != PatchRecord::State::kReady || r.size_bytes >= to_size_bytes) {
+    return std::optional<v1::PatchOffer>();
+  }
+  v1::PatchOffer offer;
+  offer.set_from_artifact_sha256(from_sha256);
+  offer.set_patch_sha256(r.patch_sha256);
+  offer.set_patch_size_bytes(r.size_bytes);
+  offer.set_codec(r.codec);
+  return std::optional<v1::PatchOffer>(std::move(offer));
+}
+
+void PatchService::WaitIdle() {
+  std::unique_lock lock(mu_);
+  idle_cv_.wait(lock, [this] { return queue_.empty() && busy_ == 0; });
+}
+
+void PatchService::Work() {
+  while (true) {
+    std::pair<std::string, std::string> job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      ++busy_;
+    }
+    Compute(job.first, job.second);
+    {
+      std::lock_guard lock(mu_);
+      --busy_;
+    }
+    idle_cv_.notify_all();
+  }
+}
+
+void PatchService::Compute(const std::string& from_sha256, const std::string& to_sha256) {
+  auto log = Logger("patches");
+  const auto start = std::chrono::steady_clock::now();
+  PatchRecord record{from_sha256, to_sha256, PatchRecord::State::kFailed, "", "", 0, 0, ""};
+  auto outcome = [&]() -> absl::Status {
+    auto old_path = artifacts_.LocalPath(from_sha256);
+    if (!old_path.ok()) return old_path.status();
+    auto new_path = artifacts_.LocalPath(to_sha256);
+    if (!new_path.ok()) return new_path.status();
+    auto old_file = delta::MappedFile::Open(*old_path);
+    if (!old_file.ok()) return old_file.status();
+    auto new_file = delta::MappedFile::Open(*new_path);
+    if (!new_file.ok()) return new_file.status();
+    auto writer = artifacts_.BeginUpload(std::max<uint64_t>(new_file->get()->data().size(), 1) * 2);
+    if (!writer.ok()) return writer.status();
+    ArtifactSink sink(**writer);
+    delta::DiffOptions options;
+    options.time_budget = options_.time_budget;
+    auto diff = delta::Diff((*old_file)->data(), (*new_file)->data(), delta::Codec::kAuto, sink, options);
+    if (!diff.ok()) return diff.status();
+    record.codec = std::string(delta::CodecName(diff->codec));
+    if (diff->full_is_smaller || diff->patch_size_bytes >= (*new_file)->data().size()) {
+      record.state = PatchRecord::State::kNotSmaller;
+      return absl::OkStatus();  // the uncommitted upload is discarded
+    }
+    auto stored = (*writer)->Commit();
+    if (!stored.ok()) return stored.status();
+    record.state = PatchRecord::State::kReady;
+    record.patch_sha256 = stored->sha256;
+    record.size_bytes = stored->size_bytes;
+    return absl::OkStatus();
+  }();
+  std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+  record.compute_seconds = elapsed.count();
+  if (!outcome.ok()) record.detail = std::string(outcome.message());
+  const char* result = record.state == PatchRecord::State::kReady        ? "ready"
+                       : record.state == PatchRecord::State::kNotSmaller ? "not_smaller"
+                                                                          : "failed";
+  metrics_.patches_computed.Add({{"result", result}}).Increment();
+  metrics_.patch_compute_seconds.Add({}).Observe(record.compute_seconds);
+  if (auto s = repo_.Finish(record); !s.ok()) {
+    log->error("cannot record patch: {}", s.ToString());
+  }
+  log->info("patch computed from={} to={} result={} codec={} size_bytes={} seconds={:.3f} {}",
+            crypto::ToHex(from_sha256).substr(0, 12), crypto::ToHex(to_sha256).substr(0, 12), result,
+            record.codec, record.size_bytes, record.compute_seconds, record.detail);
+}
+
+}  // namespace edgefleet::server

@@ -1,0 +1,108 @@
+#include "server/store/patch_repo.h"
+
+#include "server/store/internal/transaction.h"
+
+namespace edgefleet::server {
+namespace {
+
+using internal::WithTransaction;
+
+const char* StateName(PatchRecord::State state) {
+  switch (state) {
+    case PatchRecord::State::kPending: return "pending";
+    case PatchRecord::State::kReady: return "ready";
+    case PatchRecord::State::kNotSmaller: return "not_smaller";
+    case PatchRecord::State::kFailed: return "failed";
+  }
+  return "failed";
+}
+
+PatchRecord::State ParseState(const std::string& name) {
+  if (name == "pending") return PatchRecord::State::kPending;
+  if (name == "ready") return PatchRecord::State::kReady;
+  if (name == "not_smaller") return PatchRecord::State::kNotSmaller;
+  return PatchRecord::State::kFailed;
+}
+
+constexpr char kColumns[] =
+    "from_sha256, to_sha256, state, codec, coalesce(patch_sha256, ''::bytea), size_bytes, "
+    "compute_seconds, detail";
+
+PatchRecord FromRow(const pqxx::row& row) {
+  PatchRecord r;
+  r.from_sha256 = pqxx::binarystring(row[0]).str();
+  r.to_sha256 = pqxx::binarystring(row[1]).str();
+  r.state = ParseState(row[2].as<std::string>());
+  r.codec = row[3].as<std::string>();
+  r.patch_sha256 = pqxx::binarystring(row[4]).str();
+  r.size_bytes = row[5].as<uint64_t>();
+  r.compute_seconds = row[6].as<double>();
+  r.detail = row[7].as<std::string>();
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> PatchRepo::Enqueue(const std::string& from_sha256, const std::string& to_sha256) {
+  return WithTransaction(db_, "queue patch", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+    pqxx::result r = tx.exec_params(
+        "INSERT INTO patches (from_sha256, to_sha256, state) VALUES ($1, $2, 'pending') "
+        "ON CONFLICT DO NOTHING RETURNING 1",
+        pqxx::binarystring(from_sha256), pqxx::binarystring(to_sha256));
+    return !r.empty();
+  });
+}
+
+absl::Status PatchRepo::Finish(const PatchRecord& record) {
+  return WithTransaction(db_, "record patch", [&](pqxx::work& tx) -> absl::Status {
+    // A patch digest exists only for ready rows; others store NULL.
+    const std::string set_patch = record.patch_sha256.empty() ? "NULL" : "$5";
+    tx.exec_params(
+        "UPDATE patches SET state = $3, codec = $4, patch_sha256 = " + set_patch +
+            ", size_bytes = $6, compute_seconds = $7, detail = $8, updated_at = now() "
+            "WHERE from_sha256 = $1 AND to_sha256 = $2",
+        pqxx::binarystring(record.from_sha256), pqxx::binarystring(record.to_sha256),
+        StateName(record.state), record.codec, pqxx::binarystring(record.patch_sha256),
+        static_cast<int64_t>(record.size_bytes), record.compute_seconds, record.detail);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<PatchRecord>> PatchRepo::Find(const std::string& from_sha256,
+                                                           const std::string& to_sha256) {
+  return WithTransaction(
+      db_, "find patch", [&](pqxx::work& tx) -> absl::StatusOr<std::optional<PatchRecord>> {
+        pqxx::result r = tx.exec_params(
+            std::string("SELECT ") + kColumns +
+                " FROM patches WHERE from_sha256 = $1 AND to_sha256 = $2",
+            pqxx::binarystring(from_sha256), pqxx::binarystring(to_sha256));
+        if (r.empty()) return std::optional<PatchRecord>();
+        return std::optional<PatchRecord>(FromRow(r[0]));
+      });
+}
+
+absl::StatusOr<std::optional<PatchRecord>> PatchRepo::FindByPatch(const std::string& patch_sha256) {
+  return WithTransaction(
+      db_, "find patch by digest", [&](pqxx::work& tx) -> absl::StatusOr<std::optional<PatchRecord>> {
+        pqxx::result r = tx.exec_params(
+            std::string("SELECT ") + kColumns +
+                " FROM patches WHERE patch_sha256 = $1 AND state = 'ready' LIMIT 1",
+            pqxx::binarystring(patch_sha256));
+        if (r.empty()) return std::optional<PatchRecord>();
+        return std::optional<PatchRecord>(FromRow(r[0]));
+      });
+}
+
+absl::StatusOr<std::vector<PatchRecord>> PatchRepo::Pending() {
+  return WithTransaction(
+      db_, "list pending patches", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<PatchRecord>> {
+        std::vector<PatchRecord> out;
+        for (const auto& row : tx.exec(std::string("SELECT ") + kColumns +
+                                       " FROM patches WHERE state = 'pending' ORDER BY created_at")) {
+          out.push_back(FromRow(row));
+        }
+        return out;
+      });
+}
+
+}  // namespace edgefleet::server

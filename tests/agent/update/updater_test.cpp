@@ -1,0 +1,572 @@
+#include "agent/update/updater.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+
+#include "agent/engine/opencv_engine.h"
+#include "common/crypto/sha256.h"
+#include "common/manifest/manifest.h"
+#include "common/manifest/verification.h"
+#include "tests/fakes/fake_device_transport.h"
+#include "tests/fakes/test_release.h"
+
+namespace edgefleet::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using fakes::FakeDeviceTransport;
+using Behavior = fakes::FakeDeviceTransport::Behavior;
+using fakes::ReadFileBytes;
+using fakes::ReleaseSpec;
+using fakes::TestDataPath;
+using ::testing::ElementsAre;
+
+constexpr char kModel[] = "classifier";
+constexpr float kTolerance = 1e-4f;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "updater_test_XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path_.empty()) fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// One agent's update stack over a temp state directory: real SQLite state, real OpenCV engines,
+// real Ed25519 verification, a fake clock and an in-memory (sometimes hostile) server.
+class UpdaterTest : public ::testing::Test {
+ public:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty());
+    auto key = fakes::ReleaseKey::Generate();
+    ASSERT_TRUE(key.ok()) << key.status();
+    key_.emplace(*key);
+    auto other = fakes::ReleaseKey::Generate();
+    ASSERT_TRUE(other.ok()) << other.status();
+    other_key_.emplace(*other);
+    v1_ = ReadFileBytes(TestDataPath("classifier_v1.onnx"));
+    v2_ = ReadFileBytes(TestDataPath("classifier_v2.onnx"));
+    broken_ = ReadFileBytes(TestDataPath("broken.onnx"));
+    ASSERT_FALSE(v1_.empty() || v2_.empty() || broken_.empty()) << "run edgefleet_test_models";
+    expected_ = fakes::LoadExpected();
+    ASSERT_EQ(expected_.count("classifier_v1.onnx"), 1u);
+    ASSERT_EQ(expected_.count("classifier_v2.onnx"), 1u);
+    engines_ = MakeOpenCvEngineFactory();
+    OpenAgent(transport_);
+  }
+
+  void OpenAgent(DeviceTransport& transport) {
+    auto state = StateStore::Open((dir_.path() / "state.db").string());
+    ASSERT_TRUE(state.ok()) << state.status();
+    state_ = *std::move(state);
+    host_ = std::make_unique<ModelHost>();
+    updater_ = std::make_unique<Updater>(*state_, *host_, *engines_, transport, key_->verifier(),
+                                         clock_, dir_.path().string());
+  }
+
+  void CloseAgent() {
+    updater_.reset();
+    host_.reset();
+    state_.reset();
+  }
+
+  ReleaseSpec Spec(const std::string& version, const std::string& artifact,
+                   uint64_t metadata_version) {
+    ReleaseSpec spec;
+    spec.model_name = kModel;
+    spec.version = version;
+    spec.artifact = artifact;
+    spec.metadata_version = metadata_version;
+    spec.expires_at = clock_.Now() + std::chrono::hours(24);
+    return spec;
+  }
+
+  // The release as the server would offer it, its artifact available for download.
+  v1::DesiredModel Release(const ReleaseSpec& spec, const crypto::Signer* signer = nullptr) {
+    transport_.AddArtifact(spec.artifact);
+    auto desired = fakes::MakeDesired(spec, signer != nullptr ? *signer : key_->signer());
+    EXPECT_TRUE(desired.ok()) << desired.status();
+    return desired.ok() ? *desired : v1::DesiredModel();
+  }
+  v1::DesiredModel Release(const std::string& version, const std::string& artifact,
+                           uint64_t metadata_version) {
+    return Release(Spec(version, artifact, metadata_version));
+  }
+
+  // The model answers the sample input exactly as `file` should, and says it is `version`.
+  void ExpectServes(const std::string& version, const std::string& file) {
+    const fakes::ExpectedCase& expected = expected_[file];
+    auto prediction = host_->Predict(kModel, expected.inputs, {});
+    ASSERT_TRUE(prediction.ok()) << prediction.status();
+    EXPECT_EQ(prediction->version, version);
+    ASSERT_EQ(prediction->outputs.size(), 1u);
+    const std::vector<float>& want = expected.outputs.at(0).data;
+    const std::vector<float>& got = prediction->outputs[0].data;
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_NEAR(got[i], want[i], kTolerance) << "version " << version << " element " << i;
+    }
+  }
+
+  std::vector<v1::UpdateEventKind> KindsFor(const std::string& version) {
+    std::vector<v1::UpdateEventKind> kinds;
+    for (const auto& e : transport_.ReportedEvents()) {
+      if (e.model_name() == kModel && e.version() == version) kinds.push_back(e.kind());
+    }
+    return kinds;
+  }
+
+  std::vector<v1::UpdateEvent> FailuresFor(const std::string& version) {
+    std::vector<v1::UpdateEvent> failures;
+    for (const auto& e : transport_.ReportedEvents()) {
+      if (e.version() == version && e.kind() == v1::UPDATE_EVENT_KIND_FAILED) failures.push_back(e);
+    }
+    return failures;
+  }
+
+  std::optional<std::string> CurrentVersion() {
+    auto current = state_->Current(kModel);
+    EXPECT_TRUE(current.ok()) << current.status();
+    if (!current.ok() || !*current) return std::nullopt;
+    return (*current)->version;
+  }
+
+  fs::path VersionDir(const std::string& version) {
+    return dir_.path() / "models" / kModel / version;
+  }
+  // Hex digests keep failure messages short.
+  static std::string Digest(const std::string& bytes) {
+    return crypto::ToHex(crypto::Sha256Bytes(bytes));
+  }
+  static std::string FileDigest(const fs::path& path) {
+    return Digest(ReadFileBytes(path.string()));
+  }
+  // The directories holding versions of the model, by name.
+  std::vector<std::string> ModelDirs() {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_.path() / "models" / kModel, ec)) {
+      names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+  fs::path PartPath(const std::string& artifact) {
+    return dir_.path() / "downloads" / (crypto::ToHex(crypto::Sha256Bytes(artifact)) + ".part");
+  }
+
+  TempDir dir_;
+  FakeClock clock_;
+  FakeDeviceTransport transport_;
+  std::optional<fakes::ReleaseKey> key_;
+  std::optional<fakes::ReleaseKey> other_key_;
+  std::string v1_, v2_, broken_;
+  std::map<std::string, fakes::ExpectedCase> expected_;
+  std::unique_ptr<EngineFactory> engines_;
+  std::unique_ptr<StateStore> state_;
+  std::unique_ptr<ModelHost> host_;
+  std::unique_ptr<Updater> updater_;
+};
+
+TEST_F(UpdaterTest, FirstVersionIsDownloadedVerifiedAndServed) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_THAT(KindsFor("1.0"),
+              ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED, v1::UPDATE_EVENT_KIND_DOWNLOADED,
+                          v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_ACTIVATED));
+  ASSERT_EQ(transport_.Fetches().size(), 1u);
+  EXPECT_EQ(transport_.Fetches()[0].offset, 0u);
+  EXPECT_EQ(transport_.Fetches()[0].sha256, crypto::Sha256Bytes(v1_));
+  // Staged in its own version directory; the partial download is gone.
+  EXPECT_EQ(FileDigest(VersionDir("1.0") / "model.onnx"), Digest(v1_));
+  EXPECT_FALSE(fs::exists(PartPath(v1_)));
+  EXPECT_EQ(CurrentVersion(), "1.0");
+  EXPECT_EQ(*state_->HighestMetadataVersion(kModel), 1u);
+  auto installed = updater_->InstalledModels();
+  ASSERT_EQ(installed.size(), 1u);
+  EXPECT_EQ(installed[0].version(), "1.0");
+  EXPECT_EQ(installed[0].state(), v1::MODEL_STATE_SERVING);
+
+  // Applying what already serves does nothing: no download, no events.
+  const size_t events = transport_.ReportedEvents().size();
+  EXPECT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  EXPECT_EQ(transport_.Fetches().size(), 1u);
+  EXPECT_EQ(transport_.ReportedEvents().size(), events);
+}
+
+TEST_F(UpdaterTest, NewVersionSwapsInKeepsPreviousAndDropsTheOneBefore) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_TRUE(fs::exists(VersionDir("1.0") / "model.onnx")) << "previous version kept for rollback";
+  auto previous = state_->Previous(kModel);
+  ASSERT_TRUE(previous.ok() && *previous);
+  EXPECT_EQ((*previous)->version, "1.0");
+  auto installed = updater_->InstalledModels();
+  ASSERT_EQ(installed.size(), 2u);
+  EXPECT_EQ(installed[0].version(), "2.0");
+  EXPECT_EQ(installed[0].state(), v1::MODEL_STATE_SERVING);
+  EXPECT_EQ(installed[1].version(), "1.0");
+  EXPECT_EQ(installed[1].state(), v1::MODEL_STATE_PREVIOUS);
+
+  // A third version (v1's weights again, under a new name) pushes 1.0 off the disk.
+  ASSERT_TRUE(updater_->Apply(Release("3.0", v1_, 3)).ok());
+  ExpectServes("3.0", "classifier_v1.onnx");
+  EXPECT_FALSE(fs::exists(VersionDir("1.0")));
+  EXPECT_TRUE(fs::exists(VersionDir("2.0") / "model.onnx"));
+  EXPECT_TRUE(fs::exists(VersionDir("3.0") / "model.onnx"));
+  previous = state_->Previous(kModel);
+  ASSERT_TRUE(previous.ok() && *previous);
+  EXPECT_EQ((*previous)->version, "2.0");
+}
+
+// --- refusals: each is reported with its own reason and the serving version keeps serving ---
+
+struct RefusalCase {
+  std::string name;
+  v1::FailureReason reason;
+  bool downloads;   // whether the refusal comes after asking for artifact bytes
+  bool remembered;  // whether the same release is refused again without another attempt
+  std::function<v1::DesiredModel(UpdaterTest&)> make;  // builds version "2.0"
+};
+
+void PrintTo(const RefusalCase& c, std::ostream* os) { *os << c.name; }
+
+class RefusalTest : public UpdaterTest, public ::testing::WithParamInterface<RefusalCase> {};
+
+// v1 serves with metadata version 5 before each refusal.
+constexpr uint64_t kHeldMetadataVersion = 5;
+
+std::vector<RefusalCase> RefusalCases() {
+  using T = UpdaterTest;
+  return {
+      {"SignedWithAnotherKey", v1::FAILURE_REASON_SIGNATURE, false, true,
+       [](T& t) { return t.Release(t.Spec("2.0", t.v2_, 6), &t.other_key_->signer()); }},
+      {"TamperedCanonicalManifest", v1::FAILURE_REASON_SIGNATURE, false, true,
+       [](T& t) {
+         v1::DesiredModel d = t.Release("2.0", t.v2_, 6);
+         auto manifest = manifest::DecodeCanonical(d.manifest().canonical_manifest());
+         EXPECT_TRUE(manifest.ok());
+         manifest->set_metadata_version(99);  // the signature still covers 6
+         d.mutable_manifest()->set_canonical_manifest(manifest::EncodeCanonical(*manifest));
+         return d;
+       }},
+      {"MissingSignature", v1::FAILURE_REASON_SIGNATURE, false, true,
+       [](T& t) {
+         v1::DesiredModel d = t.Release("2.0", t.v2_, 6);
+         d.mutable_manifest()->clear_signature();
+         return d;
+       }},
+      {"MetadataNamesAnotherVersionThanTheSignedManifest", v1::FAILURE_REASON_SIGNATURE, false,
+       true,
+       [](T& t) {
+         v1::DesiredModel d = t.Release("9.9", t.v2_, 6);
+         d.mutable_metadata()->set_version("2.0");
+         return d;
+       }},
+      {"ExpiredManifest", v1::FAILURE_REASON_EXPIRED, false, false,
+       [](T& t) {
+         ReleaseSpec spec = t.Spec("2.0", t.v2_, 6);
+         spec.expires_at = t.clock_.Now() + std::chrono::hours(1);
+         v1::DesiredModel d = t.Release(spec);
+         t.clock_.Advance(std::chrono::hours(2));
+         return d;
+       }},
+      {"LowerMetadataVersionThanHeld", v1::FAILURE_REASON_ROLLBACK, false, true,
+       [](T& t) { return t.Release("2.0", t.v2_, kHeldMetadataVersion - 1); }},
+      {"CorruptedArtifactByte", v1::FAILURE_REASON_DIGEST, true, true,
+       [](T& t) {
+         v1::DesiredModel d = t.Release("2.0", t.v2_, 6);
+         t.transport_.SetBehavior(crypto::Sha256Bytes(t.v2_),
+                                  Behavior::CorruptByte(t.v2_.size() / 2));
+         return d;
+       }},
+      {"OtherFileOfTheSignedLength", v1::FAILURE_REASON_DIGEST, true, true,
+       [](T& t) {
+         v1::DesiredModel d = t.Release("2.0", t.v2_, 6);
+         std::string impostor = t.v1_;
+         impostor.resize(t.v2_.size(), '\0');
+         t.transport_.AddArtifactAs(crypto::Sha256Bytes(t.v2_), impostor);
+         return d;
+       }},
+      {"TruncatedArtifact", v1::FAILURE_REASON_LENGTH, true, true,
+       [](T& t) {
+         v1::DesiredModel d = t.Release("2.0", t.v2_, 6);
+         t.transport_.SetBehavior(crypto::Sha256Bytes(t.v2_),
+                                  Behavior::TruncateTo(t.v2_.size() - 10));
+         return d;
+       }},
+      {"OversizeArtifact", v1::FAILURE_REASON_OVERSIZE, true, true,
+       [](T& t) {
+         v1::DesiredModel d = t.Release("2.0", t.v2_, 6);
+         t.transport_.SetBehavior(crypto::Sha256Bytes(t.v2_),
+                                  Behavior::AppendBytes(std::string(1 << 20, 'x')));
+         return d;
+       }},
+      {"UnloadableModel", v1::FAILURE_REASON_LOAD, true, true,
+       [](T& t) { return t.Release("2.0", t.broken_, 6); }},
+      {"MetadataWithoutInputs", v1::FAILURE_REASON_WARMUP, true, true,
+       [](T& t) {
+         ReleaseSpec spec = t.Spec("2.0", t.v2_, 6);
+         spec.declare_inputs = false;
+         return t.Release(spec);
+       }},
+      {"ArtifactMissingOnServer", v1::FAILURE_REASON_DOWNLOAD, true, false,
+       [](T& t) {
+         auto d = fakes::MakeDesired(t.Spec("2.0", t.v2_, 6), t.key_->signer());
+         EXPECT_TRUE(d.ok());
+         return *d;  // never added to the transport
+       }},
+  };
+}
+
+TEST_P(RefusalTest, IsReportedWithItsReasonAndTheServingVersionKeepsServing) {
+  const RefusalCase& c = GetParam();
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, kHeldMetadataVersion)).ok());
+  const size_t fetches_before = transport_.Fetches().size();
+
+  const v1::DesiredModel bad = c.make(*this);
+  absl::Status s = updater_->Apply(bad);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(v1::FailureReason_Name(FailureReasonOf(s)), v1::FailureReason_Name(c.reason)) << s;
+  EXPECT_EQ(transport_.Fetches().size() > fetches_before, c.downloads)
+      << "artifact bytes must not be requested before the manifest verifies";
+
+  auto failures = FailuresFor("2.0");
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0].model_name(), kModel);
+  EXPECT_EQ(v1::FailureReason_Name(failures[0].reason()), v1::FailureReason_Name(c.reason));
+  EXPECT_FALSE(failures[0].detail().empty());
+
+  // Nothing changed for the version that serves, in memory or on disk.
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_EQ(CurrentVersion(), "1.0");
+  EXPECT_EQ(*state_->HighestMetadataVersion(kModel), kHeldMetadataVersion);
+  EXPECT_EQ(FileDigest(VersionDir("1.0") / "model.onnx"), Digest(v1_));
+  EXPECT_FALSE(fs::exists(VersionDir("2.0")));
+  if (c.reason != v1::FAILURE_REASON_DOWNLOAD) {
+    EXPECT_FALSE(fs::exists(PartPath(v2_)));
+  }
+
+  // The inventory tells the server what failed and why.
+  bool inventory_reports_failure = false;
+  for (const auto& m : updater_->InstalledModels()) {
+    if (m.version() == "2.0" && m.state() == v1::MODEL_STATE_FAILED) {
+      inventory_reports_failure = true;
+      EXPECT_THAT(m.detail(), ::testing::StartsWith(v1::FailureReason_Name(c.reason)));
+    }
+  }
+  EXPECT_TRUE(inventory_reports_failure);
+
+  // The same release again: a permanent refusal is remembered (no second download, no second
+  // report); a transient one is attempted again.
+  const size_t fetches_after = transport_.Fetches().size();
+  EXPECT_FALSE(updater_->Apply(bad).ok());
+  if (c.remembered) {
+    EXPECT_EQ(transport_.Fetches().size(), fetches_after);
+    EXPECT_EQ(FailuresFor("2.0").size(), 1u);
+  } else {
+    EXPECT_EQ(FailuresFor("2.0").size(), 2u);
+    EXPECT_EQ(transport_.Fetches().size() > fetches_after, c.downloads);
+  }
+  ExpectServes("1.0", "classifier_v1.onnx");
+}
+
+INSTANTIATE_TEST_SUITE_P(Updater, RefusalTest, ::testing::ValuesIn(RefusalCases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST_F(UpdaterTest, RefusedReleaseIsNotRetriedButANewVersionApplies) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  v1::DesiredModel corrupt = Release("2.0", v2_, 2);
+  transport_.SetBehavior(crypto::Sha256Bytes(v2_), Behavior::CorruptByte(0));
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(corrupt)), v1::FAILURE_REASON_DIGEST);
+  ASSERT_EQ(transport_.Fetches().size(), 2u);
+
+  // The server fixed its storage, but the device does not go back to a release it refused.
+  transport_.SetBehavior(crypto::Sha256Bytes(v2_), Behavior());
+  absl::Status again = updater_->Apply(corrupt);
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
+  EXPECT_EQ(transport_.Fetches().size(), 2u);
+
+  ASSERT_TRUE(updater_->Apply(Release("2.1", v2_, 3)).ok());
+  ExpectServes("2.1", "classifier_v2.onnx");
+  for (const auto& m : updater_->InstalledModels()) {
+    EXPECT_NE(m.state(), v1::MODEL_STATE_FAILED) << "a success clears the reported failure";
+  }
+}
+
+// A fresh manifest for a release refused as expired (e.g. the device's clock was wrong) applies:
+// the server signs manifests per check-in, so expiry is not a property of the release.
+TEST_F(UpdaterTest, ReleaseRefusedAsExpiredAppliesWithAFreshManifest) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  ReleaseSpec spec = Spec("2.0", v2_, 2);
+  spec.expires_at = clock_.Now() - std::chrono::seconds(1);
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(Release(spec))), v1::FAILURE_REASON_EXPIRED);
+  ExpectServes("1.0", "classifier_v1.onnx");
+
+  absl::Status fresh = updater_->Apply(Release("2.0", v2_, 2));
+  ASSERT_TRUE(fresh.ok()) << fresh;
+  ExpectServes("2.0", "classifier_v2.onnx");
+}
+
+TEST_F(UpdaterTest, InterruptedDownloadResumesFromTheBytesOnDisk) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  const uint64_t kCut = 300;
+  ASSERT_GT(v2_.size(), kCut + 100);
+  v1::DesiredModel desired = Release("2.0", v2_, 2);
+  transport_.SetBehavior(crypto::Sha256Bytes(v2_), Behavior::FailAfterBytes(kCut));
+
+  absl::Status first = updater_->Apply(desired);
+  EXPECT_EQ(FailureReasonOf(first), v1::FAILURE_REASON_DOWNLOAD) << first;
+  ExpectServes("1.0", "classifier_v1.onnx");
+  ASSERT_TRUE(fs::exists(PartPath(v2_)));
+  EXPECT_EQ(fs::file_size(PartPath(v2_)), kCut);
+  EXPECT_FALSE(*state_->IsFailed(kModel, "2.0", crypto::Sha256Bytes(v2_)))
+      << "a dropped connection is not a refusal";
+
+  ASSERT_TRUE(updater_->Apply(desired).ok());
+  auto fetches = transport_.Fetches();
+  ASSERT_EQ(fetches.size(), 3u);
+  EXPECT_EQ(fetches[1].offset, 0u);
+  EXPECT_EQ(fetches[2].offset, kCut) << "the second attempt must ask only for the missing bytes";
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_EQ(FileDigest(VersionDir("2.0") / "model.onnx"), Digest(v2_));
+  EXPECT_FALSE(fs::exists(PartPath(v2_)));
+  EXPECT_THAT(KindsFor("2.0"),
+              ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED, v1::UPDATE_EVENT_KIND_FAILED,
+                          v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
+                          v1::UPDATE_EVENT_KIND_ACTIVATED));
+}
+
+// The digest covers the whole file, including bytes that were on disk before the resume.
+TEST_F(UpdaterTest, ResumedDownloadWithDamagedPrefixIsRefused) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  v1::DesiredModel desired = Release("2.0", v2_, 2);
+  transport_.SetBehavior(crypto::Sha256Bytes(v2_), Behavior::FailAfterBytes(200));
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(desired)), v1::FAILURE_REASON_DOWNLOAD);
+  {
+    std::fstream part(PartPath(v2_), std::ios::in | std::ios::out | std::ios::binary);
+    part.seekp(10);
+    part.put('\x7f');
+  }
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(desired)), v1::FAILURE_REASON_DIGEST);
+  EXPECT_EQ(transport_.Fetches().back().offset, 200u);
+  EXPECT_FALSE(fs::exists(PartPath(v2_)));
+  ExpectServes("1.0", "classifier_v1.onnx");
+}
+
+TEST_F(UpdaterTest, RestartServesTheCommittedVersionWithoutTheServer) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  CloseAgent();
+
+  FakeDeviceTransport offline;
+  OpenAgent(offline);
+  EXPECT_EQ(host_->Get(kModel), nullptr);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_EQ(offline.TotalCalls(), 0);
+  auto installed = updater_->InstalledModels();
+  ASSERT_EQ(installed.size(), 2u);
+  EXPECT_EQ(installed[1].version(), "1.0");
+  EXPECT_EQ(installed[1].state(), v1::MODEL_STATE_PREVIOUS);
+  // Rollback protection survives the restart.
+  EXPECT_EQ(*state_->HighestMetadataVersion(kModel), 2u);
+}
+
+// A release that reuses the serving version's name with other bytes must not touch the files
+// of the version that serves.
+TEST_F(UpdaterTest, RefusedReleaseReusingTheServingVersionNameLeavesItsFilesIntact) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(Release("1.0", broken_, 1))), v1::FAILURE_REASON_LOAD);
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_EQ(FileDigest(VersionDir("1.0") / "model.onnx"), Digest(v1_));
+
+  CloseAgent();
+  OpenAgent(transport_);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  ExpectServes("1.0", "classifier_v1.onnx");
+}
+
+// The signed release root may publish new bytes under an installed version's name; they replace
+// that version (files included) like any other update.
+TEST_F(UpdaterTest, ReleaseReusingTheServingVersionNameWithNewBytesReplacesIt) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v2_, 2)).ok());
+  ExpectServes("1.0", "classifier_v2.onnx");
+  ASSERT_EQ(ModelDirs().size(), 1u) << "the replaced bytes are removed";
+  auto current = state_->Current(kModel);
+  ASSERT_TRUE(current.ok() && *current);
+  EXPECT_EQ(FileDigest((*current)->path), Digest(v2_));
+
+  CloseAgent();
+  OpenAgent(transport_);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  ExpectServes("1.0", "classifier_v2.onnx");
+}
+
+// Going back to the previous version (re-signed with a higher metadata version) swaps the two.
+TEST_F(UpdaterTest, ReinstallingThePreviousVersionKeepsBothOnDisk) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 3)).ok());
+  ExpectServes("1.0", "classifier_v1.onnx");
+  auto previous = state_->Previous(kModel);
+  ASSERT_TRUE(previous.ok() && *previous);
+  EXPECT_EQ((*previous)->version, "2.0");
+  EXPECT_EQ(FileDigest((*previous)->path), Digest(v2_));
+  EXPECT_EQ(ModelDirs().size(), 2u);
+
+  CloseAgent();
+  OpenAgent(transport_);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  ExpectServes("1.0", "classifier_v1.onnx");
+}
+
+TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) {
+  transport_.SetReportEventsFailing(true);
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok()) << "serving does not wait for reports";
+  v1::DesiredModel corrupt = Release("2.0", v2_, 2);
+  transport_.SetBehavior(crypto::Sha256Bytes(v2_), Behavior::CorruptByte(1));
+  EXPECT_FALSE(updater_->Apply(corrupt).ok());
+  EXPECT_TRUE(transport_.ReportedEvents().empty());
+  EXPECT_FALSE(updater_->FlushEvents().ok());
+  ASSERT_EQ(*state_->OutboxSize(), 6u);
+
+  transport_.SetReportEventsFailing(false);
+  ASSERT_TRUE(updater_->FlushEvents().ok());
+  std::vector<std::pair<std::string, v1::UpdateEventKind>> delivered;
+  for (const auto& e : transport_.ReportedEvents()) delivered.emplace_back(e.version(), e.kind());
+  EXPECT_THAT(delivered, ElementsAre(std::pair("1.0", v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED),
+                                     std::pair("1.0", v1::UPDATE_EVENT_KIND_DOWNLOADED),
+                                     std::pair("1.0", v1::UPDATE_EVENT_KIND_VERIFIED),
+                                     std::pair("1.0", v1::UPDATE_EVENT_KIND_ACTIVATED),
+                                     std::pair("2.0", v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED),
+                                     std::pair("2.0", v1::UPDATE_EVENT_KIND_FAILED)));
+  EXPECT_EQ(*state_->OutboxSize(), 0u);
+
+  // Delivered once: flushing again sends nothing.
+  ASSERT_TRUE(updater_->FlushEvents().ok());
+  EXPECT_EQ(transport_.ReportedEvents().size(), delivered.size());
+}
+
+}  // namespace
+}  // namespace edgefleet::agent

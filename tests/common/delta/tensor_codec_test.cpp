@@ -1,0 +1,385 @@
+// Tests of the tensor-aware delta codec and the ONNX layout walker: round trips over the model
+// changes a fleet sees (fine-tune, retrain of the head, pruning, inserted and renamed layers,
+// raw weight files), hostile layouts and payloads, and the size advantage that is its purpose.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/delta/delta.h"
+#include "common/delta/internal/codecs.h"
+#include "common/delta/internal/onnx_layout.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace edgefleet::delta::internal {
+namespace {
+
+namespace fs = std::filesystem;
+
+class StringSink : public ByteSink {
+ public:
+  absl::Status Write(std::string_view data) override {
+    out.append(data);
+    return absl::OkStatus();
+  }
+  std::string out;
+};
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const fs::path& path, std::string_view data) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+// Writes model pairs: base.onnx and variants of it, plus each base tensor's raw bytes (NAME.bin)
+// so the layout can be checked against numpy's own bytes.
+constexpr char kMakeModels[] = R"PY(
+import sys, os
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+out = sys.argv[1]
+rng = np.random.default_rng(7)
+shapes = [("dense1.weight", (256, 1024)), ("dense1.bias", (1024,)),
+          ("dense2.weight", (1024, 512)), ("dense2.bias", (512,)),
+          ("dense3.weight", (512, 256)), ("dense3.bias", (256,)),
+          ("head.weight", (256, 10)), ("head.bias", (10,))]
+base = [(n, rng.normal(0.0, 0.05, size=s).astype(np.float32)) for n, s in shapes]
+
+def save(name, tensors):
+    nodes, prev = [], "input"
+    for i in range(0, len(tensors), 2):
+        (wn, w), (bn, b) = tensors[i], tensors[i + 1]
+        mm, add = f"mm{i}", f"add{i}"
+        nodes.append(helper.make_node("MatMul", [prev, wn], [mm]))
+        last = i + 2 == len(tensors)
+        nodes.append(helper.make_node("Add", [mm, bn], ["logits" if last else add]))
+        if not last:
+            nodes.append(helper.make_node("Relu", [add], [f"relu{i}"]))
+            prev = f"relu{i}"
+    inits = [numpy_helper.from_array(t, n) for n, t in tensors]
+    graph = helper.make_graph(
+        nodes, "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 256])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    onnx.save(model, os.path.join(out, name))
+
+save("base.onnx", base)
+for n, t in base:
+    t.tofile(os.path.join(out, n + ".bin"))
+save("identical.onnx", base)
+head = [(n, rng.normal(0.0, 0.05, size=t.shape).astype(np.float32)) if n.startswith("head")
+        else (n, t) for n, t in base]
+save("last_layer.onnx", head)
+tuned = [(n, (t * (1.0 + 1e-3 * rng.normal(size=t.shape))).astype(np.float32)) for n, t in base]
+save("finetune.onnx", tuned)
+def prune(t):
+    cut = np.quantile(np.abs(t), 0.3)
+    return np.where(np.abs(t) < cut, np.float32(0), t).astype(np.float32)
+save("pruned.onnx", [(n, prune(t)) for n, t in base])
+extra = [("dense2b.weight", rng.normal(0.0, 0.05, size=(512, 512)).astype(np.float32)),
+         ("dense2b.bias", rng.normal(0.0, 0.05, size=(512,)).astype(np.float32))]
+save("inserted.onnx", tuned[:4] + extra + tuned[4:])
+save("renamed.onnx", [("encoder.fc2.weight" if n == "dense2.weight" else n, t) for n, t in tuned])
+)PY";
+
+class TensorCodecTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string templ = (fs::path(::testing::TempDir()) / "tensor_codec_XXXXXX").string();
+    ASSERT_NE(mkdtemp(templ.data()), nullptr);
+    dir_ = templ;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  void MakeModels() {
+    WriteFile(dir_ / "make.py", kMakeModels);
+    const std::string cmd = "/usr/bin/python3 " + (dir_ / "make.py").string() + " " + dir_.string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+
+  std::string Model(const std::string& name) { return ReadFile(dir_ / name); }
+
+  // Size of a reference tool's patch, or 0 when the tool failed.
+  uint64_t ToolPatchSize(const std::string& command_format, std::string_view old_data,
+                         std::string_view new_data) {
+    WriteFile(dir_ / "tool_old", old_data);
+    WriteFile(dir_ / "tool_new", new_data);
+    fs::remove(dir_ / "tool_patch");
+    std::string cmd = command_format;
+    for (auto [key, value] : {std::pair<std::string, std::string>{"OLD", (dir_ / "tool_old")},
+                              {"NEW", (dir_ / "tool_new")},
+                              {"PATCH", (dir_ / "tool_patch")}}) {
+      for (size_t pos; (pos = cmd.find(key)) != std::string::npos;)
+        cmd.replace(pos, key.size(), value);
+    }
+    cmd += " >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) != 0) return 0;
+    return fs::file_size(dir_ / "tool_patch");
+  }
+
+  fs::path dir_;
+};
+
+// Encodes, decodes and checks the result; returns the payload size.
+uint64_t RoundTrip(std::string_view old_data, std::string_view new_data) {
+  StringSink payload;
+  absl::Status encoded = TensorEncode(old_data, new_data, payload, DiffOptions{});
+  EXPECT_TRUE(encoded.ok()) << encoded;
+  StringSink out;
+  absl::Status decoded = TensorDecode(old_data, payload.out, new_data.size(), out);
+  EXPECT_TRUE(decoded.ok()) << decoded;
+  EXPECT_EQ(out.out.size(), new_data.size());
+  EXPECT_TRUE(out.out == new_data) << "decoded bytes differ from the new file";
+  return payload.out.size();
+}
+
+std::string RandomFloats(size_t count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  std::string out(count * sizeof(float), '\0');
+  for (size_t i = 0; i < count; ++i) {
+    const float v = dist(rng);
+    std::memcpy(out.data() + i * sizeof(float), &v, sizeof(float));
+  }
+  return out;
+}
+
+// Multiplies every float by (1 + scale * N(0, 1)), as a fine-tune does.
+std::string Perturb(std::string data, float scale, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (size_t i = 0; i + sizeof(float) <= data.size(); i += sizeof(float)) {
+    float v;
+    std::memcpy(&v, data.data() + i, sizeof(float));
+    v *= 1.0f + scale * dist(rng);
+    std::memcpy(data.data() + i, &v, sizeof(float));
+  }
+  return data;
+}
+
+TEST_F(TensorCodecTest, LayoutFindsEveryInitializerAndItsBytes) {
+  MakeModels();
+  const std::string model = Model("base.onnx");
+  absl::StatusOr<std::vector<TensorRange>> layout = ParseOnnxLayout(model);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  ASSERT_EQ(layout->size(), 8u);
+  EXPECT_EQ((*layout)[0].name, "dense1.weight");
+  EXPECT_THAT((*layout)[0].dims, ::testing::ElementsAre(256, 1024));
+  EXPECT_THAT((*layout)[7].dims, ::testing::ElementsAre(10));
+  for (const TensorRange& t : *layout) {
+    EXPECT_EQ(t.data_type, 1) << t.name;
+    EXPECT_EQ(t.field, 9) << t.name;
+    ASSERT_LE(t.offset + t.length, model.size()) << t.name;
+    EXPECT_TRUE(model.substr(t.offset, t.length) == ReadFile(dir_ / (t.name + ".bin")))
+        << t.name << ": the reported range does not hold the tensor's bytes";
+  }
+}
+
+TEST_F(TensorCodecTest, LayoutReportsFloatDataOfTensorsWithoutRawData) {
+  // ModelProto{graph{initializer{dims:2 data_type:1 float_data:[1.5, -2] name:"w"}}}, by hand.
+  std::string tensor = "\x08\x02\x10\x01";
+  const float values[2] = {1.5f, -2.0f};
+  tensor += "\x22\x08";
+  tensor.append(reinterpret_cast<const char*>(values), sizeof(values));
+  tensor += "\x42\x01w";
+  std::string graph = "\x2a" + std::string(1, static_cast<char>(tensor.size())) + tensor;
+  std::string model = "\x08\x07\x3a" + std::string(1, static_cast<char>(graph.size())) + graph;
+  absl::StatusOr<std::vector<TensorRange>> layout = ParseOnnxLayout(model);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  ASSERT_EQ(layout->size(), 1u);
+  EXPECT_EQ((*layout)[0].name, "w");
+  EXPECT_EQ((*layout)[0].field, 4);
+  EXPECT_EQ((*layout)[0].length, 8u);
+  EXPECT_EQ(model.substr((*layout)[0].offset, 8),
+            std::string(reinterpret_cast<const char*>(values), 8));
+}
+
+TEST_F(TensorCodecTest, LayoutRejectsGarbageAndTruncatedModelsWithoutReadingOutOfBounds) {
+  std::mt19937 rng(1);
+  for (int i = 0; i < 2000; ++i) {
+    std::string junk(rng() % 512, '\0');
+    for (char& c : junk) c = static_cast<char>(rng());
+    absl::StatusOr<std::vector<TensorRange>> layout = ParseOnnxLayout(junk);
+    if (!layout.ok()) continue;
+    for (const TensorRange& t : *layout) ASSERT_LE(t.offset + t.length, junk.size());
+  }
+  EXPECT_FALSE(ParseOnnxLayout("").ok());
+  EXPECT_FALSE(ParseOnnxLayout(RandomFloats(1000, 3)).ok());
+  // A varint of eleven continuation bytes and a length far past the end.
+  EXPECT_FALSE(ParseOnnxLayout(std::string(11, '\xff')).ok());
+  EXPECT_FALSE(ParseOnnxLayout(std::string("\x3a\xff\xff\xff\xff\x0f", 6)).ok());
+
+  MakeModels();
+  const std::string model = Model("base.onnx");
+  int rejected = 0;
+  for (size_t cut = 0; cut < model.size(); cut += 97) {
+    const std::string_view prefix(model.data(), cut);
+    absl::StatusOr<std::vector<TensorRange>> layout = ParseOnnxLayout(prefix);
+    if (!layout.ok()) {
+      ++rejected;
+      continue;
+    }
+    for (const TensorRange& t : *layout) ASSERT_LE(t.offset + t.length, cut);
+  }
+  // Only a cut between top-level fields after the graph parses.
+  EXPECT_GE(rejected, static_cast<int>(model.size() / 97) - 1);
+}
+
+TEST_F(TensorCodecTest, RoundTripsEveryKindOfModelChange) {
+  MakeModels();
+  const std::string base = Model("base.onnx");
+  for (const char* variant : {"identical.onnx", "last_layer.onnx", "finetune.onnx", "pruned.onnx",
+                              "inserted.onnx", "renamed.onnx"}) {
+    SCOPED_TRACE(variant);
+    const std::string next = Model(variant);
+    const uint64_t size = RoundTrip(base, next);
+    std::cout << variant << ": " << next.size() << " -> patch " << size << " bytes\n";
+    // And back again: a rollback patch is the same codec in the other direction.
+    RoundTrip(next, base);
+  }
+}
+
+TEST_F(TensorCodecTest, PatchSizesReflectHowMuchChanged) {
+  MakeModels();
+  const std::string base = Model("base.onnx");
+  const uint64_t identical = RoundTrip(base, Model("identical.onnx"));
+  const uint64_t head = RoundTrip(base, Model("last_layer.onnx"));
+  const uint64_t inserted = RoundTrip(base, Model("inserted.onnx"));
+  const uint64_t renamed = RoundTrip(base, Model("renamed.onnx"));
+  const uint64_t finetune = RoundTrip(base, Model("finetune.onnx"));
+  EXPECT_LT(identical, 1024u);
+  // Only the head (2,570 floats) changed.
+  EXPECT_LT(head, 16u * 1024);
+  // A renamed tensor is still aligned with its old bytes: no bigger than the fine-tune it carries.
+  EXPECT_LT(renamed, finetune + 1024);
+  // The inserted layer (262,656 new floats) costs about itself, not a re-send of later layers.
+  EXPECT_LT(inserted, finetune + 262656u * 4);
+}
+
+TEST_F(TensorCodecTest, FineTunedModelPatchBeatsZstdPatchFromByThirtyPercent) {
+  MakeModels();
+  for (const char* variant : {"finetune.onnx", "pruned.onnx"}) {
+    SCOPED_TRACE(variant);
+    const std::string base = Model("base.onnx");
+    const std::string next = Model(variant);
+    const uint64_t ours = RoundTrip(base, next);
+    const uint64_t zstd = ToolPatchSize(
+        "/usr/bin/zstd -q -f -19 --long=31 --patch-from=OLD NEW -o PATCH", base, next);
+    ASSERT_GT(zstd, 0u) << "zstd --patch-from failed";
+    const uint64_t bsdiff = ToolPatchSize("/usr/bin/bsdiff OLD NEW PATCH", base, next);
+    const uint64_t xdelta = ToolPatchSize("/usr/bin/xdelta3 -9 -f -e -s OLD NEW PATCH", base, next);
+    std::cout << variant << " (" << next.size() << " bytes): tensor " << ours << ", zstd -19 "
+              << "--patch-from " << zstd << ", bsdiff " << bsdiff << ", xdelta3 -9 " << xdelta
+              << "\n";
+    EXPECT_LE(ours, zstd * 7 / 10);
+    if (bsdiff != 0) {
+      EXPECT_LE(ours, bsdiff * 7 / 10);
+    }
+    if (xdelta != 0) {
+      EXPECT_LE(ours, xdelta * 7 / 10);
+    }
+  }
+}
+
+TEST_F(TensorCodecTest, RoundTripsRawFloatFiles) {
+  const std::string old_data = RandomFloats(300000, 11);
+  // Same length: aligned by offset, far smaller than the file.
+  std::string tuned = Perturb(old_data, 1e-3f, 12);
+  const uint64_t aligned = RoundTrip(old_data, tuned);
+  EXPECT_LT(aligned, tuned.size() * 6 / 10);
+  // Same length but not a multiple of four: the tail is residual.
+  RoundTrip(old_data + "xyz", tuned + "abc");
+  // Different lengths: floats inserted in the middle.
+  std::string grown = old_data.substr(0, 400000) + RandomFloats(1000, 13) + old_data.substr(400000);
+  RoundTrip(old_data, grown);
+  RoundTrip(grown, old_data);
+  RoundTrip(old_data, old_data.substr(0, 12345));
+}
+
+TEST_F(TensorCodecTest, RoundTripsEmptyFiles) {
+  const std::string data = RandomFloats(5000, 21);
+  RoundTrip("", data);
+  RoundTrip(data, "");
+  RoundTrip("", "");
+  RoundTrip("a", "b");
+}
+
+TEST_F(TensorCodecTest, RoundTripsBetweenOnnxAndOtherFiles) {
+  MakeModels();
+  const std::string base = Model("base.onnx");
+  RoundTrip(base, RandomFloats(1000, 5));
+  RoundTrip(RandomFloats(1000, 5), base);
+  // Same length, one side not parseable: the offset alignment still applies.
+  std::string broken = base;
+  broken[0] = '\xff';
+  RoundTrip(base, broken);
+}
+
+TEST_F(TensorCodecTest, DecodeRejectsWrongSizesAndDamagedPayloads) {
+  MakeModels();
+  const std::string base = Model("base.onnx");
+  const std::string next = Model("inserted.onnx");
+  StringSink payload;
+  ASSERT_TRUE(TensorEncode(base, next, payload, DiffOptions{}).ok());
+  const std::string& p = payload.out;
+  {
+    StringSink out;
+    EXPECT_FALSE(TensorDecode(base, p, next.size() + 1, out).ok());
+  }
+  {
+    StringSink out;
+    EXPECT_FALSE(TensorDecode(base, p, next.size() - 1, out).ok());
+  }
+  {
+    // The old file is not the one the patch was made from: the prefix or a region falls outside.
+    StringSink out;
+    EXPECT_FALSE(TensorDecode(base.substr(0, 1000), p, next.size(), out).ok());
+  }
+  for (size_t cut = 0; cut < p.size(); cut += std::max<size_t>(1, p.size() / 300)) {
+    StringSink out;
+    EXPECT_FALSE(TensorDecode(base, std::string_view(p.data(), cut), next.size(), out).ok())
+        << "truncated at " << cut;
+    EXPECT_LE(out.out.size(), next.size());
+  }
+  std::mt19937 rng(9);
+  int failed = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string damaged = p;
+    const size_t at = i < 64 ? static_cast<size_t>(i) : rng() % damaged.size();
+    damaged[at] = static_cast<char>(damaged[at] ^ (1 + rng() % 255));
+    StringSink out;
+    const absl::Status s = TensorDecode(base, damaged, next.size(), out);
+    // Damage inside plane data may still decode (the container's digest catches that); what
+    // must never happen is a crash or output beyond the declared size.
+    if (!s.ok()) ++failed;
+    EXPECT_LE(out.out.size(), next.size());
+    if (s.ok()) {
+      EXPECT_EQ(out.out.size(), next.size());
+    }
+  }
+  EXPECT_GT(failed, 0);
+}
+
+}  // namespace
+}  // namespace edgefleet::delta::internal

@@ -1,0 +1,265 @@
+// The operator surface of a running server: admin authentication and validation over REST and
+// gRPC, enrollment refusals, and the /metrics, /healthz and /readyz endpoints.
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/integration/integration_fixture.h"
+
+namespace edgefleet::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The JSON error body of a REST call.
+v1::ErrorBody ParseError(const std::string& body) {
+  v1::ErrorBody error;
+  auto status = google::protobuf::util::JsonStringToMessage(body, &error);
+  EXPECT_TRUE(status.ok()) << "error body is not ErrorBody JSON: " << body;
+  return error;
+}
+
+class AdminApiTest : public IntegrationTest {
+ protected:
+  void SetUp() override {
+    IntegrationTest::SetUp();
+    server_->Start();
+    http_ = server_->Http();
+  }
+
+  // Runs a REST call and checks its HTTP status and JSON error code.
+  void ExpectError(const httplib::Result& result, int http_status, const std::string& code,
+                   const std::string& what) {
+    ASSERT_TRUE(result) << what << ": no response (" << httplib::to_string(result.error()) << ")";
+    EXPECT_EQ(result->status, http_status) << what << ": " << result->body;
+    EXPECT_THAT(result->get_header_value("Content-Type"), HasSubstr("application/json")) << what;
+    v1::ErrorBody error = ParseError(result->body);
+    EXPECT_EQ(error.code(), code) << what << ": " << result->body;
+    EXPECT_FALSE(error.message().empty()) << what << ": an error needs a message";
+  }
+
+  std::unique_ptr<httplib::Client> http_;
+};
+
+TEST_F(AdminApiTest, RestRefusesMissingOrWrongTokens) {
+  ExpectError(http_->Get("/v1/devices"), 401, "UNAUTHENTICATED", "no token");
+  ExpectError(http_->Get("/v1/devices", {{"Authorization", "Bearer efa_wrong"}}), 401,
+              "UNAUTHENTICATED", "wrong token");
+  ExpectError(http_->Post("/v1/enrollment-tokens", {{"Authorization", "Basic abc"}}, "{}",
+                          "application/json"),
+              401, "UNAUTHENTICATED", "not a bearer token");
+  ExpectError(http_->Post("/v1/models/classifier/versions/1", {{"Authorization", "Bearer nope"}},
+                          "model-bytes", "application/octet-stream"),
+              401, "UNAUTHENTICATED", "upload with a wrong token");
+
+  auto ok = http_->Get("/v1/devices", server_->AuthHeaders());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+}
+
+TEST_F(AdminApiTest, RestValidatesRequests) {
+  const auto auth = server_->AuthHeaders();
+  ExpectError(http_->Post("/v1/enrollment-tokens", auth, "{\"max_uses\": ", "application/json"),
+              400, "INVALID_ARGUMENT", "malformed JSON");
+  ExpectError(http_->Post("/v1/deployments", auth, "[1,2]", "application/json"), 400,
+              "INVALID_ARGUMENT", "JSON of the wrong shape");
+  ExpectError(http_->Get("/v1/devices?label_selector=%3Dnokey", auth), 400, "INVALID_ARGUMENT",
+              "label selector with an empty key");
+  ExpectError(http_->Get("/v1/devices?label_selector=site%3Dit%2Cbad%20key%3Dx", auth), 400,
+              "INVALID_ARGUMENT", "label selector with a space in a key");
+  ExpectError(http_->Get("/v1/devices/no-such-device", auth), 404, "NOT_FOUND", "unknown device");
+  ExpectError(http_->Get("/v1/deployments/999999", auth), 404, "NOT_FOUND", "unknown deployment");
+
+  const std::string model = ReadFile(TestModel("classifier_v1.onnx")).value();
+  const std::string specs = "?input=input:1x4&output=probs:1x3";
+  auto pushed = http_->Post("/v1/models/classifier/versions/1" + specs, auth, model,
+                            "application/octet-stream");
+  ASSERT_TRUE(pushed);
+  ASSERT_EQ(pushed->status, 200) << pushed->body;
+  v1::ModelVersion version;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(pushed->body, &version).ok())
+      << pushed->body;
+  EXPECT_EQ(version.version(), "1");
+  EXPECT_EQ(version.size_bytes(), model.size());
+
+  ExpectError(http_->Post("/v1/models/classifier/versions/1" + specs, auth, model,
+                          "application/octet-stream"),
+              409, "ALREADY_EXISTS", "duplicate model version");
+  ExpectError(http_->Post("/v1/models/Bad_Name/versions/1" + specs, auth, model,
+                          "application/octet-stream"),
+              400, "INVALID_ARGUMENT", "upper-case model name");
+  ExpectError(
+      http_->Post("/v1/models/classifier/versions/2" + specs + "&sha256=" + std::string(64, '0'),
+                  auth, model, "application/octet-stream"),
+      400, "INVALID_ARGUMENT", "sha256 that does not match the upload");
+  ExpectError(http_->Post("/v1/models/classifier/versions/2?input=input:1xZ", auth, model,
+                          "application/octet-stream"),
+              400, "INVALID_ARGUMENT", "bad tensor spec");
+
+  // Refused uploads leave nothing behind: only version 1 exists.
+  auto listed = http_->Get("/v1/models/classifier", auth);
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->status, 200) << listed->body;
+  v1::Model stored;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(listed->body, &stored).ok())
+      << listed->body;
+  ASSERT_EQ(stored.versions_size(), 1) << listed->body;
+  EXPECT_EQ(stored.versions(0).version(), "1");
+
+  // A REST deployment of the stored version works with the same token.
+  auto deployed =
+      http_->Post("/v1/deployments", auth, R"({"model_name": "classifier", "version": "1"})",
+                  "application/json");
+  ASSERT_TRUE(deployed);
+  EXPECT_EQ(deployed->status, 200) << deployed->body;
+  ExpectError(http_->Post("/v1/deployments", auth,
+                          R"({"model_name": "classifier", "version": "9"})", "application/json"),
+              404, "NOT_FOUND", "deployment of an unknown version");
+}
+
+TEST_F(AdminApiTest, GrpcRefusesMissingOrWrongTokensAndValidates) {
+  v1::ListDevicesResponse devices;
+  {
+    grpc::ClientContext context;
+    grpc::Status s = server_->admin().ListDevices(&context, v1::ListDevicesRequest(), &devices);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  }
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer efa_wrong");
+    grpc::Status s = server_->admin().ListDevices(&context, v1::ListDevicesRequest(), &devices);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  }
+  {
+    // An unauthenticated upload is refused before anything is stored.
+    grpc::ClientContext context;
+    v1::ModelVersion out;
+    auto writer = server_->admin().PushModel(&context, &out);
+    v1::PushModelRequest first;
+    first.mutable_metadata()->set_model_name("classifier");
+    first.mutable_metadata()->set_version("7");
+    writer->Write(first);
+    writer->WritesDone();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  EXPECT_EQ(server_->ListDevices("=broken", &devices).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::Device device;
+  EXPECT_EQ(server_->GetDevice("no-such-device", &device).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  v1::ModelVersion version;
+  const std::string v1_path = TestModel("classifier_v1.onnx");
+  ASSERT_TRUE(server_->PushClassifier("classifier", "1", v1_path, &version).ok());
+  EXPECT_EQ(server_->PushClassifier("classifier", "1", v1_path, &version).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(server_->PushClassifier("Classifier!", "1", v1_path, &version).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::PushModelMetadata metadata;
+  metadata.set_model_name("classifier");
+  metadata.set_version("2");
+  metadata.set_expected_sha256(std::string(32, '\x01'));
+  grpc::Status wrong_digest = server_->PushModel(metadata, ReadFile(v1_path).value(), &version);
+  EXPECT_EQ(wrong_digest.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(wrong_digest.error_message(), HasSubstr("SHA-256"));
+  {
+    grpc::ClientContext context;
+    server_->Authorize(&context);
+    v1::GetModelRequest request;
+    request.set_model_name("classifier");
+    v1::Model model;
+    ASSERT_TRUE(server_->admin().GetModel(&context, request, &model).ok());
+    EXPECT_EQ(model.versions_size(), 1) << "refused uploads must not create versions";
+  }
+}
+
+TEST_F(AdminApiTest, EnrollmentWithWrongOrUsedUpTokenIsRefused) {
+  const std::string token = NewEnrollmentToken(1);
+  AgentHarness& good = StartAgent("dev-good", token);
+  ASSERT_TRUE(WaitFor([&] { return good.Enrolled(); }, kLongWait)) << "a valid token enrolls";
+  ASSERT_TRUE(WaitForActiveDevices(1));
+
+  AgentHarness& wrong = StartAgent("dev-wrong", "eft_000000000000_notarealtoken");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return MetricValue(server_->Metrics(), "edgefleet_enrollments_total",
+                           {{"result", "UNAUTHENTICATED"}})
+                   .value_or(0) >= 1;
+      },
+      kLongWait, 100ms))
+      << "an unknown token should be refused as UNAUTHENTICATED";
+
+  AgentHarness& late = StartAgent("dev-late", token);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return MetricValue(server_->Metrics(), "edgefleet_enrollments_total",
+                           {{"result", "RESOURCE_EXHAUSTED"}})
+                   .value_or(0) >= 1;
+      },
+      kLongWait, 100ms))
+      << "a used-up token should be refused";
+
+  EXPECT_FALSE(wrong.Enrolled());
+  EXPECT_FALSE(late.Enrolled());
+  EXPECT_TRUE(wrong.IsRunning()) << "a refused agent keeps retrying";
+  EXPECT_TRUE(late.IsRunning()) << "a refused agent keeps retrying";
+  EXPECT_THAT(late.LogText(), HasSubstr("enrollment failed"));
+
+  v1::ListDevicesResponse devices;
+  ASSERT_TRUE(server_->ListDevices("", &devices).ok());
+  ASSERT_EQ(devices.devices_size(), 1) << devices.ShortDebugString();
+  EXPECT_EQ(devices.devices(0).device_id(), "dev-good");
+  EXPECT_EQ(MetricValue(server_->Metrics(), "edgefleet_enrollments_total", {{"result", "ok"}}), 1);
+}
+
+TEST_F(AdminApiTest, MetricsAndHealthEndpointsDescribeTheFleet) {
+  const std::string token = NewEnrollmentToken(2);
+  AgentHarness& a = StartAgent("dev-m1", token);
+  AgentHarness& b = StartAgent("dev-m2", token);
+  ASSERT_TRUE(WaitForActiveDevices(2));
+  PushAndDeploy("classifier", "1", TestModel("classifier_v1.onnx"));
+  ASSERT_TRUE(WaitForServedVersion(a, "classifier", "1"));
+  ASSERT_TRUE(WaitForServedVersion(b, "classifier", "1"));
+
+  auto health = http_->Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  auto ready = http_->Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200) << ready->body;
+
+  auto metrics = http_->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  ASSERT_EQ(metrics->status, 200);
+  const std::string body = metrics->body;
+
+  const std::string metrics_file = tmp_.Sub("metrics.txt");
+  std::ofstream(metrics_file) << body;
+  const std::string promtool_out = tmp_.Sub("promtool.out");
+  const std::string command =
+      "/usr/bin/promtool check metrics < " + metrics_file + " > " + promtool_out + " 2>&1";
+  int rc = std::system(command.c_str());
+  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << "promtool check metrics failed:\n"
+                                                     << ReadFile(promtool_out).value_or("") << "\n"
+                                                     << body;
+
+  EXPECT_EQ(MetricValue(body, "edgefleet_devices", {{"status", "active"}}), 2) << body;
+  EXPECT_EQ(MetricValue(body, "edgefleet_devices", {{"status", "decommissioned"}}), 0) << body;
+  EXPECT_GE(MetricValue(body, "edgefleet_device_check_ins_total").value_or(0), 2) << body;
+  const double model_bytes = static_cast<double>(ReadFile(TestModel("classifier_v1.onnx"))->size());
+  EXPECT_GE(MetricValue(body, "edgefleet_artifact_bytes_served_total").value_or(0), 2 * model_bytes)
+      << "each agent downloaded the model once\n"
+      << body;
+  EXPECT_EQ(MetricValue(body, "edgefleet_enrollments_total", {{"result", "ok"}}), 2) << body;
+  EXPECT_GE(MetricValue(body, "edgefleet_grpc_requests_total",
+                        {{"service", "AdminService"}, {"method", "PushModel"}, {"code", "OK"}})
+                .value_or(0),
+            1)
+      << body;
+}
+
+}  // namespace
+}  // namespace edgefleet::test
