@@ -9,6 +9,9 @@ namespace edgefleet::agent {
 namespace {
 
 constexpr size_t kMaxLatencySamples = 4096;
+// Warm-up inputs are sized from metadata the server sends; bound them (256 MiB of floats) so a
+// bad shape is a refusal rather than an allocation failure that takes the agent down.
+constexpr size_t kMaxWarmUpElements = size_t{1} << 26;
 
 double Quantile(std::vector<double>& sorted, double q) {
   if (sorted.empty()) return 0;
@@ -29,7 +32,12 @@ absl::Status WarmUp(InferenceEngine& engine, const v1::ModelVersion& metadata) {
     size_t count = 1;
     for (int64_t d : spec.shape()) {
       tensor.shape.push_back(d < 0 ? 1 : d);
-      count *= static_cast<size_t>(tensor.shape.back());
+      const size_t dim = static_cast<size_t>(tensor.shape.back());
+      if (dim != 0 && count > kMaxWarmUpElements / dim) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "input '", spec.name(), "' declares more than ", kMaxWarmUpElements, " elements"));
+      }
+      count *= dim;
     }
     tensor.data.assign(count, 0.0f);
     inputs.push_back(std::move(tensor));

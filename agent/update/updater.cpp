@@ -69,6 +69,16 @@ absl::StatusOr<fs::path> StagingDir(StateStore& state, const fs::path& model_dir
   return absl::InternalError(absl::StrCat("no free staging directory for ", model, " ", version));
 }
 
+bool IsSafePathComponent(const std::string& name) {
+  if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-' || c == '+';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
@@ -89,8 +99,15 @@ absl::Status Updater::RestoreFromDisk() {
   for (const auto& v : *installed) {
     v1::ModelVersion metadata;
     metadata.ParseFromString(v.metadata_proto);
-    auto engine = engines_.Load(v.path);
-    absl::Status s = engine.ok() ? WarmUp(**engine, metadata) : engine.status();
+    // The file on disk must still be the signed artifact: a damaged or altered file is not served.
+    auto digest = crypto::Sha256File(v.path);
+    absl::Status s = !digest.ok() ? digest.status()
+                     : *digest != v.artifact_sha256
+                         ? VerificationError(v1::FAILURE_REASON_DIGEST,
+                                             absl::StrCat(v.path, " no longer matches its signed SHA-256"))
+                         : absl::OkStatus();
+    auto engine = s.ok() ? engines_.Load(v.path) : absl::StatusOr<std::unique_ptr<InferenceEngine>>(s);
+    if (s.ok()) s = engine.ok() ? WarmUp(**engine, metadata) : engine.status();
     if (!s.ok()) {
       Logger("update")->error("cannot restore model={} version={}: {}", v.model_name, v.version,
                               s.ToString());
@@ -197,6 +214,12 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   if (manifest->model_name() != model || manifest->version() != metadata.version()) {
     return Fail(model, metadata.version(), metadata.artifact_sha256(),
                 absl::InvalidArgumentError("signed manifest names a different model or version"),
+                v1::FAILURE_REASON_SIGNATURE);
+  }
+  // Names become directories under the state dir: refuse anything that is not a plain name.
+  if (!IsSafePathComponent(manifest->model_name()) || !IsSafePathComponent(manifest->version())) {
+    return Fail(model, metadata.version(), metadata.artifact_sha256(),
+                absl::InvalidArgumentError("model name or version is not a safe file name"),
                 v1::FAILURE_REASON_SIGNATURE);
   }
 

@@ -273,7 +273,7 @@ absl::Status Bsdiff40Decode(std::string_view old_data, std::string_view patch, B
       return s;
     }
   }
-  return absl::OkStatus();
+  return ExpectFullyConsumed({&ctrl, &diff, &extra});
 }
 
 }  // namespace edgefleet::delta::internal

@@ -270,17 +270,7 @@ absl::Status MatchZstdDecode(std::string_view old_data, std::string_view payload
     step.seek = UnZigZag(*v);
     if (absl::Status s = applier.Apply(step, diff, extra); !s.ok()) return s;
   }
-  // The format has one encoding per new file: leftover bytes mean a damaged or forged patch.
-  for (StreamReader* reader : {static_cast<StreamReader*>(&ctrl), static_cast<StreamReader*>(&diff),
-                               static_cast<StreamReader*>(&extra)}) {
-    absl::StatusOr<bool> at_end = reader->AtEnd();
-    if (!at_end.ok()) return at_end.status();
-    if (!*at_end) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(reader->name(), " stream has data past the declared new size"));
-    }
-  }
-  return absl::OkStatus();
+  return ExpectFullyConsumed({&ctrl, &diff, &extra});
 }
 
 }  // namespace edgefleet::delta::internal

@@ -119,4 +119,16 @@ absl::Status CheckDeclaredNewSize(uint64_t declared, const ApplyOptions& options
   return absl::OkStatus();
 }
 
+absl::Status ExpectFullyConsumed(std::initializer_list<StreamReader*> readers) {
+  for (StreamReader* reader : readers) {
+    absl::StatusOr<bool> at_end = reader->AtEnd();
+    if (!at_end.ok()) return at_end.status();
+    if (!*at_end) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(reader->name(), " stream has data past the declared new size"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace edgefleet::delta::internal

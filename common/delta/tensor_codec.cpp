@@ -39,7 +39,11 @@ constexpr char kMagic[4] = {'E', 'F', 'T', '\x01'};
 constexpr int kPlaneCount = 7;
 constexpr int kResidualZstdPrefix = 0;
 constexpr int kResidualMatchZstd = 1;
-enum Transform : int { kXor = 0, kZigzagSub = 1, kLiteral = 2 };
+// kXorZero is XOR with the images of "set to zero" and "XOR with ZeroEscape" swapped where
+// the old word is non-zero: a pruned weight then costs one marker in the top plane instead of
+// all of its old bits.
+enum Transform : int { kXor = 0, kZigzagSub = 1, kLiteral = 2, kXorZero = 3 };
+constexpr int kTransformCount = 4;
 
 // Decoder memory bounds: every zstd stream is refused beyond this window, the prefix dictionary
 // is at most kMaxPrefixBytes, and tensors are rebuilt kChunkBytes at a time.
@@ -85,6 +89,9 @@ uint64_t WidthMask(int width) {
   return width == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * width)) - 1;
 }
 
+// Top byte all ones: flips sign and exponent bits, which fine-tuning never does.
+uint64_t ZeroEscape(int width) { return uint64_t{0xff} << (8 * (width - 1)); }
+
 // Transformed word of `nw` against `ow`; the decoder's Reconstruct inverts it.
 uint64_t Forward(Transform t, int width, uint64_t ow, uint64_t nw) {
   switch (t) {
@@ -99,6 +106,11 @@ uint64_t Forward(Transform t, int width, uint64_t ow, uint64_t nw) {
     }
     case kLiteral:
       return nw;
+    case kXorZero:
+      if (ow == 0) return nw;
+      if (nw == 0) return ZeroEscape(width);
+      if (nw == (ow ^ ZeroEscape(width))) return ow;
+      return ow ^ nw;
   }
   return nw;
 }
@@ -111,6 +123,11 @@ uint64_t Reconstruct(Transform t, int width, uint64_t ow, uint64_t d) {
       return (ow + static_cast<uint64_t>(ZigzagDecode(d))) & WidthMask(width);
     case kLiteral:
       return d;
+    case kXorZero:
+      if (ow == 0) return d;
+      if (d == ZeroEscape(width)) return 0;
+      if (d == ow) return ow ^ ZeroEscape(width);
+      return ow ^ d;
   }
   return d;
 }
@@ -253,10 +270,14 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
   }
   for (Region& r : plan.regions) {
     if (r.transform == kLiteral) continue;
-    r.transform =
-        EstimateBits(old_data, new_data, r, kZigzagSub) < EstimateBits(old_data, new_data, r, kXor)
-            ? kZigzagSub
-            : kXor;
+    double best = EstimateBits(old_data, new_data, r, kXor);
+    for (Transform t : {kZigzagSub, kXorZero}) {
+      const double bits = EstimateBits(old_data, new_data, r, t);
+      if (bits < best) {
+        best = bits;
+        r.transform = t;
+      }
+    }
   }
   return plan;
 }
@@ -451,7 +472,7 @@ class Interleaver : public ByteSink {
     if (!mode.ok()) return mode.status();
     const uint64_t width_code = *mode & 3;
     const uint64_t transform = *mode >> 2;
-    if (width_code > 2 || transform > kLiteral) return Corrupt("unknown region mode");
+    if (width_code > 2 || transform >= kTransformCount) return Corrupt("unknown region mode");
     width_ = 1 << width_code;
     transform_ = static_cast<Transform>(transform);
     if (*length == 0 || *length % width_ != 0) return Corrupt("bad region length");

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cctype>
 #include <filesystem>
+#include <iostream>
 #include <thread>
 
 #include "tests/integration/integration_fixture.h"
@@ -126,6 +127,8 @@ TEST_F(FleetTest, EnrollPushDeployServeThenHotSwapUnderLoad) {
   stop = true;
   client.join();
 
+  std::cout << "hot swap under load: calls=" << load.calls << " v1=" << load.v1 << " v2=" << load.v2
+            << " failures=" << load.failures << std::endl;
   EXPECT_EQ(load.failures, 0) << "first error: " << load.first_error;
   EXPECT_EQ(load.other_versions, 0);
   EXPECT_EQ(load.wrong_outputs, 0) << "an answer did not match its version's expected outputs";
@@ -191,7 +194,9 @@ TEST_F(FleetTest, RestartsKeepServingAndReconnect) {
   const int device_port = server_->ports().device;
 
   // (a) With the server down, a restarted agent serves its committed model from disk.
+  auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(server_->Stop(), 0) << "the server should stop cleanly on SIGTERM";
+  std::cout << "DEBUG server stop ms=" << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count() << std::endl;
   EXPECT_EQ(agent.Stop(), 0) << "the agent should stop cleanly on SIGTERM";
   agent.Restart();
   ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "1", 20s))

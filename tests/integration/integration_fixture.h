@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -25,7 +26,7 @@ class IntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
     db_ = std::make_unique<TestDatabase>();
-    server_ = std::make_unique<ServerHarness>(EDGEFLEET_BIN_DIR, tmp_.Sub("server"), db_->url());
+    server_ = std::make_unique<ServerHarness>(BinDir(), tmp_.Sub("server"), db_->url());
   }
 
   void TearDown() override {
@@ -45,8 +46,7 @@ class IntegrationTest : public ::testing::Test {
 
   // A new agent (not started) with its own directory; device ids are unique per test.
   AgentHarness& AddAgent(const std::string& name) {
-    agents_.push_back(
-        std::make_unique<AgentHarness>(EDGEFLEET_BIN_DIR, tmp_.Sub("agent-" + name), name));
+    agents_.push_back(std::make_unique<AgentHarness>(BinDir(), tmp_.Sub("agent-" + name), name));
     return *agents_.back();
   }
 
@@ -55,6 +55,12 @@ class IntegrationTest : public ::testing::Test {
     AgentHarness& agent = AddAgent(name);
     agent.Start(server_->device_address(), server_->ca_file(), token);
     return agent;
+  }
+
+  // The binaries under test: this build's, or EDGEFLEET_TEST_BIN_DIR (e.g. installed ones).
+  static std::string BinDir() {
+    const char* dir = std::getenv("EDGEFLEET_TEST_BIN_DIR");
+    return dir != nullptr && *dir != '\0' ? dir : EDGEFLEET_BIN_DIR;
   }
 
   static std::string TestModel(const std::string& file) {

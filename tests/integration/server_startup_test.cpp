@@ -35,7 +35,7 @@ int ClosedPort() {
 using ServerStartupTest = IntegrationTest;
 
 TEST_F(ServerStartupTest, RefusesToStartWhenTheDatabaseIsUnreachable) {
-  ServerHarness server(EDGEFLEET_BIN_DIR, tmp_.Sub("unreachable"),
+  ServerHarness server(BinDir(), tmp_.Sub("unreachable"),
                        "postgresql://postgres@127.0.0.1:" + std::to_string(ClosedPort()) +
                            "/edgefleet?connect_timeout=5");
   ASSERT_FALSE(server.TryStart(0, 60s)) << "the server must not listen without its database";

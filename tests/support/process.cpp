@@ -136,18 +136,16 @@ std::optional<int> Process::Wait(std::chrono::milliseconds timeout) {
 }
 
 std::optional<int> Process::Terminate(std::chrono::milliseconds grace) {
-  if (pid_ <= 0) return exit_code_;
   if (IsRunning()) {
     ::kill(pid_, SIGTERM);
     if (!Wait(grace)) Kill();
   }
-  // Helpers the child started in its group go too.
-  ::kill(-pid_, SIGKILL);
-  return Reap(true);
+  return exit_code_;
 }
 
 void Process::Kill() {
-  if (pid_ <= 0) return;
+  // Once reaped, the pid may belong to someone else: never signal it again.
+  if (pid_ <= 0 || exit_code_) return;
   ::kill(-pid_, SIGKILL);
   ::kill(pid_, SIGKILL);
   Reap(true);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -79,5 +80,10 @@ namespace edgefleet::delta::internal {
 // The declared output length against the caller's expectations: the exact manifest length when
 // given, and the hard cap. InvalidArgument names both numbers.
 absl::Status CheckDeclaredNewSize(uint64_t declared, const ApplyOptions& options);
+
+// After the last step: every stream must have ended cleanly with nothing left over. Genuine
+// encoders write exactly what the steps consume; this also makes the compressors' own
+// end-of-stream checksums count (bzip2's combined CRC, zstd's frame end).
+absl::Status ExpectFullyConsumed(std::initializer_list<StreamReader*> readers);
 
 }  // namespace edgefleet::delta::internal

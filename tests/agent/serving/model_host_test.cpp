@@ -109,7 +109,7 @@ TEST_F(ModelHostTest, SwapUnderConcurrentPredictNeverFailsAndAnswersMatchTheirVe
   // so the swaps really interleave with running requests.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   bool progressed = true;
-  for (int round = 0; round < 200 && progressed; ++round) {
+  for (int round = 0; round < 40 && progressed; ++round) {
     const bool to_v2 = round % 2 == 0;
     std::atomic<uint64_t>& counter = to_v2 ? v2_answers : v1_answers;
     const uint64_t before = counter.load();
@@ -172,6 +172,14 @@ TEST_F(ModelHostTest, WarmUpRefusesModelsThatCannotAnswer) {
   v1::ModelVersion wrong_input = ClassifierMetadata("1.0");
   wrong_input.mutable_inputs(0)->set_name("pixels");
   EXPECT_FALSE(WarmUp(*engine, wrong_input).ok());
+
+  // A shape too large to allocate is a refusal, not a crash.
+  v1::ModelVersion huge = ClassifierMetadata("1.0");
+  huge.mutable_inputs(0)->set_shape(1, int64_t{1} << 40);
+  EXPECT_EQ(WarmUp(*engine, huge).code(), absl::StatusCode::kFailedPrecondition);
+  huge.mutable_inputs(0)->set_shape(0, int64_t{1} << 32);
+  huge.mutable_inputs(0)->set_shape(1, int64_t{1} << 32);  // the product overflows 64 bits
+  EXPECT_EQ(WarmUp(*engine, huge).code(), absl::StatusCode::kFailedPrecondition);
 
   // Dynamic dimensions are warmed up as 1.
   v1::ModelVersion dynamic_batch = ClassifierMetadata("1.0");

@@ -492,6 +492,30 @@ TEST_F(UpdaterTest, RestartServesTheCommittedVersionWithoutTheServer) {
   EXPECT_EQ(*state_->HighestMetadataVersion(kModel), 2u);
 }
 
+// A committed file altered on disk while the agent was down is not served after the restart.
+TEST_F(UpdaterTest, RestartRefusesACommittedFileAlteredOnDisk) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  CloseAgent();
+  {
+    std::fstream file(VersionDir("1.0") / "model.onnx", std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(10);
+    file.put('\x7f');
+  }
+  FakeDeviceTransport offline;
+  OpenAgent(offline);
+  absl::Status restored = updater_->RestoreFromDisk();
+  EXPECT_EQ(FailureReasonOf(restored), v1::FAILURE_REASON_DIGEST);
+  EXPECT_EQ(host_->Get(kModel), nullptr);
+}
+
+// Names become directories: a signed manifest with a path-like version is still refused.
+TEST_F(UpdaterTest, VersionThatIsNotAPlainFileNameIsRefused) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  EXPECT_FALSE(updater_->Apply(Release("../escape", v2_, 2)).ok());
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_FALSE(std::filesystem::exists(VersionDir("1.0").parent_path().parent_path() / "escape"));
+}
+
 // A release that reuses the serving version's name with other bytes must not touch the files
 // of the version that serves.
 TEST_F(UpdaterTest, RefusedReleaseReusingTheServingVersionNameLeavesItsFilesIntact) {

@@ -1,0 +1,58 @@
+// Writes the seed corpus for the delta fuzzers: valid patches against the fixed base files.
+//   delta_fuzz_seeds <dir>   creates <dir>/bsdiff40, <dir>/container, <dir>/tensor
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+#include "common/delta/delta.h"
+#include "tests/fuzz/fuzz_targets.h"
+
+namespace {
+
+using edgefleet::delta::Codec;
+
+class StringSink final : public edgefleet::delta::ByteSink {
+ public:
+  absl::Status Write(std::string_view data) override {
+    data_.append(data);
+    return absl::OkStatus();
+  }
+  std::string data_;
+};
+
+bool WriteSeed(const std::filesystem::path& dir, const std::string& name,
+               const std::string& old_data, const std::string& new_data, Codec codec) {
+  StringSink patch;
+  absl::StatusOr<edgefleet::delta::DiffResult> result =
+      edgefleet::delta::Diff(old_data, new_data, codec, patch, {.zstd_level = 3});
+  if (!result.ok()) {
+    std::cerr << name << ": " << result.status() << "\n";
+    return false;
+  }
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / name, std::ios::binary) << patch.data_;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::cerr << "usage: delta_fuzz_seeds <dir>\n";
+    return 2;
+  }
+  namespace fuzz = edgefleet::delta::fuzz;
+  const std::filesystem::path root = argv[1];
+  bool ok = true;
+  for (Codec codec : {Codec::kBsdiff40, Codec::kMatchZstd}) {
+    const auto dir = root / (codec == Codec::kBsdiff40 ? "bsdiff40" : "container");
+    ok &= WriteSeed(dir, "edit", fuzz::OldBlob(), fuzz::NewBlob(), codec);
+    ok &= WriteSeed(dir, "identical", fuzz::OldBlob(), fuzz::OldBlob(), codec);
+    ok &= WriteSeed(dir, "empty_new", fuzz::OldBlob(), "", codec);
+    ok &= WriteSeed(dir, "append", fuzz::OldBlob(), fuzz::OldBlob() + "tail bytes", codec);
+  }
+  ok &= WriteSeed(root / "tensor", "finetune", fuzz::OldModel(), fuzz::NewModel(), Codec::kTensor);
+  ok &= WriteSeed(root / "tensor", "identical", fuzz::OldModel(), fuzz::OldModel(), Codec::kTensor);
+  return ok ? 0 : 1;
+}
