@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "cli/delta_commands.h"
 #include "cli/parsers.h"
 #include "common/core/labels.h"
 
@@ -513,6 +514,7 @@ int ShortUsage(std::ostream& err) {
 std::set<std::string> AllFlags() {
   std::set<std::string> all = kGlobalFlags;
   for (const Command& c : Commands()) all.insert(c.flags.begin(), c.flags.end());
+  all.insert(DeltaFlags().begin(), DeltaFlags().end());
   return all;
 }
 
@@ -570,6 +572,7 @@ void PrintUsage(std::ostream& out) {
         << "  " << std::string(width + 2, ' ') << kProgram << " " << c.name
         << (c.usage.empty() ? "" : " ") << c.usage << "\n";
   }
+  PrintDeltaUsage(out);
 }
 
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
@@ -588,6 +591,8 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     PrintUsage(out);
     return 0;
   }
+
+  if (pos[0] == "delta") return RunDelta(*parsed, out, err, env);
 
   const Command* command = nullptr;
   for (const Command& c : Commands()) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/core/logging.h"
 #include "common/crypto/sha256.h"
+#include "common/delta/delta_files.h"
 #include "common/manifest/manifest.h"
 #include "common/manifest/verification.h"
 
@@ -226,9 +227,32 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   const std::string hex = crypto::ToHex(manifest->artifact_sha256());
   const fs::path part_path = fs::path(state_dir_) / "downloads" / (hex + ".part");
   (void)Save(*manifest, Phase::kFetch);
-  if (auto s = Fetch(*manifest, part_path.string()); !s.ok()) {
-    return Fail(model, manifest->version(), manifest->artifact_sha256(), s,
-                v1::FAILURE_REASON_DOWNLOAD);
+  bool via_patch = false;
+  // Resuming a full download beats starting a patch over.
+  std::error_code no_part;
+  if (desired.has_patch() && *current && !fs::exists(part_path, no_part) &&
+      (*current)->artifact_sha256 == desired.patch().from_artifact_sha256()) {
+    absl::Status patched = ApplyPatch(*manifest, desired.patch(), (*current)->path, part_path.string());
+    via_patch = patched.ok();
+    if (!via_patch) {
+      // A patch is an optimisation: any problem with it falls back to the full artifact.
+      Logger("update")->warn("patch rejected model={} version={}, falling back to full: {}", model,
+                             manifest->version(), patched.ToString());
+      Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_PATCH_REJECTED,
+             v1::FAILURE_REASON_PATCH, std::string(patched.message()));
+    }
+  }
+  if (!via_patch) {
+    std::error_code ignored;
+    if (!fs::exists(part_path, ignored)) {
+      Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED);
+    }
+    if (auto s = Download(manifest->artifact_sha256(), manifest->artifact_size_bytes(),
+                          part_path.string());
+        !s.ok()) {
+      return Fail(model, manifest->version(), manifest->artifact_sha256(), s,
+                  v1::FAILURE_REASON_DOWNLOAD);
+    }
   }
   Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_DOWNLOADED);
   (void)Save(*manifest, Phase::kVerify);
@@ -266,9 +290,9 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   return absl::OkStatus();
 }
 
-absl::Status Updater::Fetch(const v1::ReleaseManifest& manifest, const std::string& part) {
-  const fs::path part_path(part);
-  const uint64_t expected = manifest.artifact_size_bytes();
+absl::Status Updater::Download(const std::string& sha256, uint64_t expected,
+                               const std::string& path) {
+  const fs::path part_path(path);
   std::error_code ec;
   fs::create_directories(part_path.parent_path(), ec);
   uint64_t offset = fs::exists(part_path, ec) ? fs::file_size(part_path, ec) : 0;
@@ -276,22 +300,21 @@ absl::Status Updater::Fetch(const v1::ReleaseManifest& manifest, const std::stri
     fs::remove(part_path, ec);
     offset = 0;
   }
-  if (offset == 0) Report(manifest.model_name(), manifest.version(), v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED);
   auto hash = HashPrefix(part_path, offset);
   if (!hash.ok()) return hash.status();
 
   if (offset < expected) {
-    Logger("update")->info("downloading model={} version={} from_offset={} size_bytes={}",
-                           manifest.model_name(), manifest.version(), offset, expected);
+    Logger("update")->info("downloading sha256={} from_offset={} size_bytes={}",
+                           crypto::ToHex(sha256).substr(0, 12), offset, expected);
     std::ofstream out(part_path, std::ios::binary | std::ios::app);
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", part));
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
     uint64_t received = offset;
     absl::Status fetched = transport_.FetchArtifact(
-        manifest.artifact_sha256(), offset, [&](std::string_view data) -> absl::Status {
+        sha256, offset, [&](std::string_view data) -> absl::Status {
           // Never accept more than the signed length: a hostile server cannot fill the disk.
           if (received + data.size() > expected) {
             return VerificationError(v1::FAILURE_REASON_OVERSIZE,
-                                     absl::StrCat("artifact is larger than the signed ", expected,
+                                     absl::StrCat("download is larger than the expected ", expected,
                                                   " bytes"));
           }
           out.write(data.data(), static_cast<std::streamsize>(data.size()));
@@ -314,17 +337,50 @@ absl::Status Updater::Fetch(const v1::ReleaseManifest& manifest, const std::stri
     if (received != expected) {
       fs::remove(part_path, ec);
       return VerificationError(v1::FAILURE_REASON_LENGTH,
-                               absl::StrCat("artifact has ", received, " bytes, the manifest signs ",
-                                            expected));
+                               absl::StrCat("download has ", received, " bytes, expected ", expected));
     }
     FsyncPath(part_path);
   }
-  if (hash->Finish() != manifest.artifact_sha256()) {
+  if (hash->Finish() != sha256) {
     fs::remove(part_path, ec);
-    return VerificationError(v1::FAILURE_REASON_DIGEST,
-                             "artifact SHA-256 does not match the signed manifest");
+    return VerificationError(v1::FAILURE_REASON_DIGEST, "SHA-256 does not match the signed digest");
   }
   return absl::OkStatus();
+}
+
+absl::Status Updater::ApplyPatch(const v1::ReleaseManifest& manifest, const v1::PatchOffer& patch,
+                                 const std::string& held_path, const std::string& part_path) {
+  if (patch.patch_sha256().size() != 32 || patch.patch_size_bytes() == 0 ||
+      patch.patch_size_bytes() >= manifest.artifact_size_bytes()) {
+    return absl::InvalidArgumentError("patch offer is malformed or not smaller than the artifact");
+  }
+  const fs::path patch_path = fs::path(state_dir_) / "downloads" / (crypto::ToHex(patch.patch_sha256()) + ".patch");
+  std::error_code ec;
+  absl::Status s = Download(patch.patch_sha256(), patch.patch_size_bytes(), patch_path.string());
+  if (s.ok()) {
+    delta::ApplyOptions options;
+    options.expected_new_size_bytes = manifest.artifact_size_bytes();
+    options.max_new_size_bytes = manifest.artifact_size_bytes();
+    s = delta::ApplyFiles(held_path, patch_path.string(), part_path, options);
+  }
+  // The patched output is verified like a download: it must be the signed artifact, exactly.
+  if (s.ok()) {
+    auto digest = crypto::Sha256File(part_path);
+    if (!digest.ok()) {
+      s = digest.status();
+    } else if (*digest != manifest.artifact_sha256()) {
+      s = VerificationError(v1::FAILURE_REASON_DIGEST, "patched artifact does not match the signed SHA-256");
+    }
+  }
+  if (!s.ok() && FailureReasonOf(s) != v1::FAILURE_REASON_DOWNLOAD) fs::remove(patch_path, ec);
+  if (!s.ok()) fs::remove(part_path, ec);
+  if (s.ok()) {
+    fs::remove(patch_path, ec);
+    Logger("update")->info("patched model={} version={} codec={} patch_size_bytes={} artifact_size_bytes={}",
+                           manifest.model_name(), manifest.version(), patch.codec(),
+                           patch.patch_size_bytes(), manifest.artifact_size_bytes());
+  }
+  return s;
 }
 
 absl::Status Updater::Activate(const v1::ReleaseManifest& manifest,

@@ -51,6 +51,8 @@ constexpr int kMaxWindowLog = 22;
 constexpr int kPlaneWindowLog = 21;
 constexpr size_t kMaxPrefixBytes = size_t{1} << 20;
 constexpr size_t kChunkBytes = size_t{1} << 20;
+// Planes that this level leaves nearly incompressible are not tried at the requested level.
+constexpr int kQuickLevel = 3;
 // The residual is also tried with match-zstd (suffix sorting the old file) only when it is big
 // enough for structure-only prefix coding to be likely worse.
 constexpr size_t kMatchZstdResidualThreshold = size_t{256} << 10;
@@ -621,8 +623,15 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
   if (!packed.ok()) return packed.status();
   sections[0] = *std::move(packed);
   for (int p = 0; p < kPlaneCount; ++p) {
-    packed = Compress(planes[p], options.zstd_level, kPlaneWindowLog);
+    // Low mantissa planes are noise that high levels only spend minutes on: a quick pass finds
+    // them, and only planes with structure get the requested level.
+    const int quick_level = std::min(options.zstd_level, kQuickLevel);
+    packed = Compress(planes[p], quick_level, kPlaneWindowLog);
     if (!packed.ok()) return packed.status();
+    if (options.zstd_level > quick_level && packed->size() < planes[p].size() * 9 / 10) {
+      packed = Compress(planes[p], options.zstd_level, kPlaneWindowLog);
+      if (!packed.ok()) return packed.status();
+    }
     sections[1 + p] = *std::move(packed);
   }
   int residual_coder = kResidualZstdPrefix;

@@ -2,6 +2,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <set>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/core/labels.h"
@@ -68,8 +70,32 @@ absl::Status ValidateVersion(std::string_view version) {
 }
 
 AdminApi::AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock,
-                   ServerMetrics& metrics, AdminApiOptions options)
-    : repos_(repos), artifacts_(artifacts), clock_(clock), metrics_(metrics), options_(options) {}
+                   ServerMetrics& metrics, AdminApiOptions options, PatchService* patches)
+    : repos_(repos),
+      artifacts_(artifacts),
+      clock_(clock),
+      metrics_(metrics),
+      options_(options),
+      patches_(patches) {}
+
+void AdminApi::PrecomputePatches(const std::string& model_name, const std::string& to_sha256,
+                                 const std::vector<v1::Device>& devices) {
+  if (patches_ == nullptr) return;
+  std::set<std::string> from;
+  for (const v1::Device& device : devices) {
+    for (const v1::InstalledModel& m : device.inventory().models()) {
+      if (m.model_name() == model_name && m.state() == v1::MODEL_STATE_SERVING &&
+          m.artifact_sha256().size() == 32 && m.artifact_sha256() != to_sha256) {
+        from.insert(m.artifact_sha256());
+      }
+    }
+  }
+  for (const std::string& sha : from) {
+    if (auto s = patches_->Request(sha, to_sha256); !s.ok()) {
+      Logger("admin")->warn("cannot queue patch for model={}: {}", model_name, s.ToString());
+    }
+  }
+}
 
 void AdminApi::Audit(const Principal& who, const std::string& action,
                      const google::protobuf::Message& detail) {
@@ -139,9 +165,8 @@ absl::StatusOr<v1::Device> AdminApi::DecommissionDevice(
   return device;
 }
 
-absl::StatusOr<v1::ModelVersion> AdminApi::PushModel(const Principal& who,
-                                                     const v1::PushModelMetadata& metadata,
-                                                     const ChunkSource& chunks) {
+absl::StatusOr<std::unique_ptr<ModelUpload>> AdminApi::BeginPush(
+    const Principal& who, const v1::PushModelMetadata& metadata) {
   if (auto s = ValidateModelName(metadata.model_name()); !s.ok()) return s;
   if (auto s = ValidateVersion(metadata.version()); !s.ok()) return s;
   if (metadata.format() != v1::MODEL_FORMAT_UNSPECIFIED && metadata.format() != v1::MODEL_FORMAT_ONNX) {
@@ -158,16 +183,14 @@ absl::StatusOr<v1::ModelVersion> AdminApi::PushModel(const Principal& who,
     return absl::AlreadyExistsError(absl::StrCat("model ", metadata.model_name(), " version ",
                                                  metadata.version(), " already exists"));
   }
-
   auto writer = artifacts_.BeginUpload(options_.max_artifact_bytes);
   if (!writer.ok()) return writer.status();
-  while (true) {
-    auto chunk = chunks();
-    if (!chunk.ok()) return chunk.status();
-    if (!chunk->has_value()) break;
-    if (auto s = (*writer)->Append(**chunk); !s.ok()) return s;
-  }
-  auto artifact = (*writer)->Commit();
+  return std::unique_ptr<ModelUpload>(new ModelUpload(who, metadata, *std::move(writer)));
+}
+
+absl::StatusOr<v1::ModelVersion> AdminApi::FinishPush(std::unique_ptr<ModelUpload> upload) {
+  const v1::PushModelMetadata& metadata = upload->metadata_;
+  auto artifact = upload->writer_->Commit();
   if (!artifact.ok()) return artifact.status();
   if (artifact->size_bytes == 0) return absl::InvalidArgumentError("the model file is empty");
   if (!metadata.expected_sha256().empty() && metadata.expected_sha256() != artifact->sha256) {
@@ -192,11 +215,30 @@ absl::StatusOr<v1::ModelVersion> AdminApi::PushModel(const Principal& who,
   // Devices get manifests signed at check-in (fresh expiry); none is stored at push time.
   if (auto s = repos_.models.InsertVersion(version, "", "", ""); !s.ok()) return s;
   metrics_.models_pushed.Add({}).Increment();
-  Audit(who, "model.push", version);
+  Audit(upload->who_, "model.push", version);
   Logger("admin")->info("model pushed model={} version={} sha256={} size_bytes={}",
                         version.model_name(), version.version(), crypto::ToHex(artifact->sha256),
                         artifact->size_bytes);
+  if (patches_ != nullptr) {
+    if (auto devices = repos_.devices.List({}); devices.ok()) {
+      PrecomputePatches(version.model_name(), version.artifact_sha256(), *devices);
+    }
+  }
   return version;
+}
+
+absl::StatusOr<v1::ModelVersion> AdminApi::PushModel(const Principal& who,
+                                                     const v1::PushModelMetadata& metadata,
+                                                     const ChunkSource& chunks) {
+  auto upload = BeginPush(who, metadata);
+  if (!upload.ok()) return upload.status();
+  while (true) {
+    auto chunk = chunks();
+    if (!chunk.ok()) return chunk.status();
+    if (!chunk->has_value()) break;
+    if (auto s = (*upload)->Append(**chunk); !s.ok()) return s;
+  }
+  return FinishPush(*std::move(upload));
 }
 
 absl::StatusOr<v1::ListModelsResponse> AdminApi::ListModels(const v1::ListModelsRequest&) {
@@ -221,7 +263,16 @@ absl::StatusOr<v1::Deployment> AdminApi::CreateDeployment(const Principal& who,
   auto deployment = repos_.deployments.Create(request.model_name(), request.version(),
                                               FormatLabels(*selector), *selector,
                                               ToUnixSeconds(clock_.Now()));
-  if (deployment.ok()) Audit(who, "deployment.create", request);
+  if (!deployment.ok()) return deployment;
+  Audit(who, "deployment.create", request);
+  if (patches_ != nullptr) {
+    auto target = repos_.models.GetVersion(request.model_name(), request.version());
+    std::vector<v1::Device> devices;
+    for (const auto& t : deployment->targets()) {
+      if (auto device = repos_.devices.Get(t.device_id()); device.ok()) devices.push_back(*device);
+    }
+    if (target.ok()) PrecomputePatches(request.model_name(), target->meta.artifact_sha256(), devices);
+  }
   return deployment;
 }
 

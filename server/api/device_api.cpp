@@ -22,13 +22,16 @@ v1::DeploymentTargetState TargetStateFor(v1::UpdateEventKind kind) {
 
 DeviceApi::DeviceApi(DeviceRepos repos, ArtifactStore& artifacts,
                      const crypto::Signer& release_signer, const Clock& clock,
-                     ServerMetrics& metrics, DeviceApiOptions options)
+                     ServerMetrics& metrics, DeviceApiOptions options, PatchService* patches,
+                     PatchRepo* patch_repo)
     : repos_(repos),
       artifacts_(artifacts),
       release_signer_(release_signer),
       clock_(clock),
       metrics_(metrics),
-      options_(options) {}
+      options_(options),
+      patches_(patches),
+      patch_repo_(patch_repo) {}
 
 absl::Status DeviceApi::Authorize(const std::string& device_id,
                                   const std::string& certificate_serial_hex) {
@@ -83,11 +86,19 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
     *entry->mutable_metadata() = version;
 
     for (const auto& installed : request.inventory().models()) {
-      if (installed.model_name() == version.model_name() && installed.version() == version.version() &&
-          installed.state() == v1::MODEL_STATE_SERVING) {
+      if (installed.model_name() != version.model_name() || installed.state() != v1::MODEL_STATE_SERVING) {
+        continue;
+      }
+      if (installed.version() == version.version()) {
         (void)repos_.deployments.UpdateTargetState(device_id, version.model_name(), version.version(),
                                                    v1::DEPLOYMENT_TARGET_STATE_SERVING, "",
                                                    ToUnixSeconds(now));
+      } else if (patches_ != nullptr && installed.artifact_sha256().size() == 32) {
+        // A device that reports a stale sha simply gets a patch that fails to apply and falls
+        // back to the full artifact; the offer itself is only a hint.
+        auto offer = patches_->Offer(installed.artifact_sha256(), version.artifact_sha256(),
+                                     version.size_bytes());
+        if (offer.ok() && *offer) *entry->mutable_patch() = **offer;
       }
     }
   }
@@ -140,12 +151,28 @@ absl::Status DeviceApi::UploadTelemetry(const std::string& device_id,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<ArtifactReader>> DeviceApi::OpenArtifact(const std::string& sha256) {
+absl::StatusOr<DeviceApi::ArtifactStream> DeviceApi::OpenArtifact(const std::string& sha256) {
   if (sha256.size() != 32) return absl::InvalidArgumentError("artifact_sha256 must be 32 bytes");
+  ArtifactStream stream{nullptr, "full", 0};
   auto referenced = repos_.models.ArtifactReferenced(sha256);
   if (!referenced.ok()) return referenced.status();
+  if (!*referenced && patch_repo_ != nullptr) {
+    auto patch = patch_repo_->FindByPatch(sha256);
+    if (!patch.ok()) return patch.status();
+    if (*patch) {
+      stream.kind = "patch";
+      auto full = artifacts_.Open((*patch)->to_sha256);
+      if (full.ok() && (*full)->size_bytes() > (*patch)->size_bytes) {
+        stream.saved_bytes = (*full)->size_bytes() - (*patch)->size_bytes;
+      }
+      referenced = true;
+    }
+  }
   if (!*referenced) return absl::NotFoundError("no such artifact");
-  return artifacts_.Open(sha256);
+  auto reader = artifacts_.Open(sha256);
+  if (!reader.ok()) return reader.status();
+  stream.reader = *std::move(reader);
+  return stream;
 }
 
 }  // namespace edgefleet::server

@@ -13,6 +13,7 @@
 #include "edgefleet/v1/device.pb.h"
 #include "server/metrics/server_metrics.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/patches/patch_service.h"
 #include "server/store/deployment_repo.h"
 #include "server/store/device_repo.h"
 #include "server/store/event_repo.h"
@@ -36,8 +37,10 @@ struct DeviceRepos {
 
 class DeviceApi {
  public:
+  // `patches` may be null: then only full artifacts are offered.
   DeviceApi(DeviceRepos repos, ArtifactStore& artifacts, const crypto::Signer& release_signer,
-            const Clock& clock, ServerMetrics& metrics, DeviceApiOptions options);
+            const Clock& clock, ServerMetrics& metrics, DeviceApiOptions options,
+            PatchService* patches = nullptr, PatchRepo* patch_repo = nullptr);
 
   // Confirms the certificate's subject is an active device holding that certificate.
   absl::Status Authorize(const std::string& device_id, const std::string& certificate_serial_hex);
@@ -47,8 +50,13 @@ class DeviceApi {
   absl::Status ReportEvent(const std::string& device_id, const v1::ReportEventRequest& request);
   absl::Status UploadTelemetry(const std::string& device_id,
                                const v1::UploadTelemetryRequest& request);
-  // Opens an artifact the registry knows; NotFound for any other digest.
-  absl::StatusOr<std::unique_ptr<ArtifactReader>> OpenArtifact(const std::string& sha256);
+  struct ArtifactStream {
+    std::unique_ptr<ArtifactReader> reader;
+    const char* kind;            // "full" or "patch"
+    uint64_t saved_bytes = 0;    // patch: full size minus patch size, once served whole
+  };
+  // Opens a model artifact or a ready patch; NotFound for any other digest.
+  absl::StatusOr<ArtifactStream> OpenArtifact(const std::string& sha256);
 
   ServerMetrics& metrics() { return metrics_; }
 
@@ -59,6 +67,8 @@ class DeviceApi {
   const Clock& clock_;
   ServerMetrics& metrics_;
   DeviceApiOptions options_;
+  PatchService* patches_;
+  PatchRepo* patch_repo_;
 };
 
 }  // namespace edgefleet::server

@@ -61,25 +61,32 @@ grpc::Status DeviceGrpcService::FetchArtifact(grpc::ServerContext* context,
   RpcScope scope(metrics_, "DeviceService", "FetchArtifact");
   auto device = CallerDevice(*context);
   if (!device.ok()) return scope.Finish(device.status());
-  auto reader = api_.OpenArtifact(request->artifact_sha256());
-  if (!reader.ok()) return scope.Finish(reader.status());
+  auto stream = api_.OpenArtifact(request->artifact_sha256());
+  if (!stream.ok()) return scope.Finish(stream.status());
+  auto& reader = stream->reader;
   uint64_t offset = request->offset_bytes();
-  if (offset > (*reader)->size_bytes()) {
+  const uint64_t first_offset = offset;
+  if (offset > reader->size_bytes()) {
     return scope.Finish(absl::OutOfRangeError("offset_bytes is past the end of the artifact"));
   }
-  auto& bytes_served = metrics_.artifact_bytes_served.Add({{"kind", "full"}});
-  while (offset < (*reader)->size_bytes()) {
+  auto& bytes_served = metrics_.artifact_bytes_served.Add({{"kind", stream->kind}});
+  while (offset < reader->size_bytes()) {
     if (context->IsCancelled()) return scope.Finish(absl::CancelledError("client went away"));
-    auto data = (*reader)->ReadAt(offset, kChunkBytes);
+    auto data = reader->ReadAt(offset, kChunkBytes);
     if (!data.ok()) return scope.Finish(data.status());
     v1::ArtifactChunk chunk;
     chunk.set_offset_bytes(offset);
-    chunk.set_total_size_bytes((*reader)->size_bytes());
+    chunk.set_total_size_bytes(reader->size_bytes());
     const size_t n = data->size();
     chunk.set_data(*std::move(data));
     if (!writer->Write(chunk)) return scope.Finish(absl::CancelledError("client went away"));
     offset += n;
     bytes_served.Increment(static_cast<double>(n));
+  }
+  if (std::string_view(stream->kind) == "patch") {
+    if (first_offset == 0) metrics_.patch_bytes_saved.Add({}).Increment(static_cast<double>(stream->saved_bytes));
+    Logger("device")->info("served patch device={} patch_size_bytes={} saved_bytes={} from_offset={}",
+                           *device, reader->size_bytes(), stream->saved_bytes, first_offset);
   }
   return scope.Finish(absl::OkStatus());
 }

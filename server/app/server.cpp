@@ -24,6 +24,8 @@
 #include "server/store/audit_repo.h"
 #include "server/store/database.h"
 #include "server/store/event_repo.h"
+#include "server/store/patch_repo.h"
+#include "server/patches/patch_service.h"
 #include "server/store/telemetry_repo.h"
 
 namespace edgefleet::server {
@@ -78,6 +80,7 @@ class ServerImpl final : public Server {
     events_ = std::make_unique<EventRepo>(*database_);
     telemetry_ = std::make_unique<TelemetryRepo>(*database_);
     audit_ = std::make_unique<AuditRepo>(*database_);
+    patch_repo_ = std::make_unique<PatchRepo>(*database_);
     if (auto s = InstallAdminToken(); !s.ok()) return s;
 
     metrics_ = std::make_unique<ServerMetrics>(registry_);
@@ -91,14 +94,21 @@ class ServerImpl final : public Server {
     });
     artifacts_ = MakeFilesystemArtifactStore((std::filesystem::path(config_.data_dir()) / "artifacts").string());
 
+    patches_ = std::make_unique<PatchService>(
+        *patch_repo_, *artifacts_, *metrics_,
+        PatchServiceOptions{.workers = static_cast<int>(config_.patch_workers()),
+                            .time_budget = std::chrono::seconds(config_.patch_time_budget_seconds())});
+    if (auto s = patches_->Start(); !s.ok()) return s;
     admin_api_ = std::make_unique<AdminApi>(
         AdminRepos{*enrollment_tokens_, *devices_, *models_, *deployments_, *audit_}, *artifacts_,
-        clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()});
+        clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()},
+        patches_.get());
     device_api_ = std::make_unique<DeviceApi>(
         DeviceRepos{*devices_, *models_, *deployments_, *events_, *telemetry_}, *artifacts_,
         *release_signer_, clock_, *metrics_,
         DeviceApiOptions{.check_in_interval = std::chrono::seconds(config_.check_in_interval_seconds()),
-                         .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds())});
+                         .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds())},
+        patches_.get(), patch_repo_.get());
     authenticator_ = std::make_unique<Authenticator>(*api_tokens_);
     enroller_ = std::make_unique<Enroller>(*enrollment_tokens_, *devices_, *ca_,
                                            identity_.release_public_key_pem, clock_,
@@ -214,9 +224,11 @@ class ServerImpl final : public Server {
   std::unique_ptr<EventRepo> events_;
   std::unique_ptr<TelemetryRepo> telemetry_;
   std::unique_ptr<AuditRepo> audit_;
+  std::unique_ptr<PatchRepo> patch_repo_;
   metrics::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<ArtifactStore> artifacts_;
+  std::unique_ptr<PatchService> patches_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<DeviceApi> device_api_;
   std::unique_ptr<Authenticator> authenticator_;
@@ -243,6 +255,8 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
   if (c.manifest_ttl_seconds() == 0) c.set_manifest_ttl_seconds(24 * 3600);
   if (c.database_pool_size() == 0) c.set_database_pool_size(8);
   if (c.log_level().empty()) c.set_log_level("info");
+  if (c.patch_workers() == 0) c.set_patch_workers(2);
+  if (c.patch_time_budget_seconds() == 0) c.set_patch_time_budget_seconds(120);
   return c;
 }
 

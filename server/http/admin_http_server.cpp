@@ -195,18 +195,22 @@ void AdminHttpServer::RegisterRoutes() {
                 WriteError(res, status);
                 return;
               }
-              // httplib delivers the body through a callback; collect it in bounded pieces.
-              std::vector<std::string> pieces;
+              // The body streams into the artifact store as httplib reads it.
+              auto upload = api_.BeginPush(*principal, metadata);
+              if (!upload.ok()) {
+                WriteError(res, upload.status());
+                return;
+              }
+              absl::Status appended;
               content([&](const char* data, size_t length) {
-                pieces.emplace_back(data, length);
-                return true;
+                appended = (*upload)->Append(std::string_view(data, length));
+                return appended.ok();
               });
-              size_t next = 0;
-              ChunkSource chunks = [&]() -> absl::StatusOr<std::optional<std::string>> {
-                if (next == pieces.size()) return std::optional<std::string>();
-                return std::optional<std::string>(std::move(pieces[next++]));
-              };
-              auto version = api_.PushModel(*principal, metadata, chunks);
+              if (!appended.ok()) {
+                WriteError(res, appended);
+                return;
+              }
+              auto version = api_.FinishPush(*std::move(upload));
               if (!version.ok()) {
                 WriteError(res, version.status());
                 return;

@@ -21,7 +21,7 @@ v1::ErrorBody ParseError(const std::string& body) {
   return error;
 }
 
-class AdminApiTest : public IntegrationTest {
+class AdminEndToEndTest : public IntegrationTest {
  protected:
   void SetUp() override {
     IntegrationTest::SetUp();
@@ -43,7 +43,7 @@ class AdminApiTest : public IntegrationTest {
   std::unique_ptr<httplib::Client> http_;
 };
 
-TEST_F(AdminApiTest, RestRefusesMissingOrWrongTokens) {
+TEST_F(AdminEndToEndTest, RestRefusesMissingOrWrongTokens) {
   ExpectError(http_->Get("/v1/devices"), 401, "UNAUTHENTICATED", "no token");
   ExpectError(http_->Get("/v1/devices", {{"Authorization", "Bearer efa_wrong"}}), 401,
               "UNAUTHENTICATED", "wrong token");
@@ -59,7 +59,7 @@ TEST_F(AdminApiTest, RestRefusesMissingOrWrongTokens) {
   EXPECT_EQ(ok->status, 200) << ok->body;
 }
 
-TEST_F(AdminApiTest, RestValidatesRequests) {
+TEST_F(AdminEndToEndTest, RestValidatesRequests) {
   const auto auth = server_->AuthHeaders();
   ExpectError(http_->Post("/v1/enrollment-tokens", auth, "{\"max_uses\": ", "application/json"),
               400, "INVALID_ARGUMENT", "malformed JSON");
@@ -119,7 +119,7 @@ TEST_F(AdminApiTest, RestValidatesRequests) {
               404, "NOT_FOUND", "deployment of an unknown version");
 }
 
-TEST_F(AdminApiTest, GrpcRefusesMissingOrWrongTokensAndValidates) {
+TEST_F(AdminEndToEndTest, GrpcRefusesMissingOrWrongTokensAndValidates) {
   v1::ListDevicesResponse devices;
   {
     grpc::ClientContext context;
@@ -176,7 +176,7 @@ TEST_F(AdminApiTest, GrpcRefusesMissingOrWrongTokensAndValidates) {
   }
 }
 
-TEST_F(AdminApiTest, EnrollmentWithWrongOrUsedUpTokenIsRefused) {
+TEST_F(AdminEndToEndTest, EnrollmentWithWrongOrUsedUpTokenIsRefused) {
   const std::string token = NewEnrollmentToken(1);
   AgentHarness& good = StartAgent("dev-good", token);
   ASSERT_TRUE(WaitFor([&] { return good.Enrolled(); }, kLongWait)) << "a valid token enrolls";
@@ -215,7 +215,7 @@ TEST_F(AdminApiTest, EnrollmentWithWrongOrUsedUpTokenIsRefused) {
   EXPECT_EQ(MetricValue(server_->Metrics(), "edgefleet_enrollments_total", {{"result", "ok"}}), 1);
 }
 
-TEST_F(AdminApiTest, MetricsAndHealthEndpointsDescribeTheFleet) {
+TEST_F(AdminEndToEndTest, MetricsAndHealthEndpointsDescribeTheFleet) {
   const std::string token = NewEnrollmentToken(2);
   AgentHarness& a = StartAgent("dev-m1", token);
   AgentHarness& b = StartAgent("dev-m2", token);

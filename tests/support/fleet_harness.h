@@ -38,7 +38,7 @@ class ServerHarness {
   void Start(int device_port = 0);
   // Stops it (SIGTERM) and starts it again on the same device port so agents find it again.
   void Restart();
-  // SIGTERM and wait; returns the exit code.
+  // Closes the admin channel, then SIGTERM and wait; returns the exit code.
   std::optional<int> Stop();
   void Kill();
   bool IsRunning() { return process_.IsRunning(); }
@@ -57,7 +57,7 @@ class ServerHarness {
   // Extra flags for the next start (e.g. a bad --database-url).
   void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
 
-  // Admin gRPC. The stub follows restarts (it is rebuilt on every start).
+  // Admin gRPC. The stub follows restarts (it is rebuilt on every start; none while stopped).
   v1::AdminService::Stub& admin() { return *admin_; }
   // Adds "authorization: Bearer <token>" and a deadline.
   void Authorize(grpc::ClientContext* context,

@@ -45,8 +45,13 @@ TEST(ProcessTest, TerminateStopsAndKillEndsAStubbornChild) {
   EXPECT_TRUE(polite.IsRunning());
   EXPECT_EQ(polite.Terminate(5s), 128 + SIGTERM);
 
+  TempDir tmp;
+  const std::string ready = tmp.Sub("ready");
   Process stubborn;
-  stubborn.Spawn("/bin/sh", {"-c", "trap '' TERM; while :; do sleep 0.05; done"});
+  stubborn.Spawn("/bin/sh",
+                 {"-c", "trap '' TERM; touch " + ready + "; while :; do sleep 0.05; done"});
+  // Only once the trap is installed does SIGTERM go unanswered.
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(ready).has_value(); }, 10s));
   EXPECT_EQ(stubborn.Terminate(200ms), 128 + SIGKILL) << "SIGKILL after the grace period";
   EXPECT_FALSE(stubborn.IsRunning());
 }

@@ -139,7 +139,9 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-int RunShell(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()); }
+int RunShell(const std::string& command) {
+  return std::system((command + " >/dev/null 2>&1").c_str());
+}
 
 // A BSDIFF40 file assembled by hand, for hostile control values the encoder never writes.
 std::string Bz2(const std::string& data) {
@@ -220,7 +222,7 @@ TEST(DeltaDebianInterop, OurBsdiff40IsByteIdenticalToDebianBsdiff) {
     WriteFile(dir.File("old"), pair.old_data);
     WriteFile(dir.File("new"), pair.new_data);
     ASSERT_EQ(RunShell("/usr/bin/bsdiff " + dir.File("old") + " " + dir.File("new") + " " +
-                  dir.File("debian.patch")),
+                       dir.File("debian.patch")),
               0);
     const std::string ours = MakePatch(pair.old_data, pair.new_data, Codec::kBsdiff40);
     EXPECT_TRUE(ours == ReadFile(dir.File("debian.patch")));
@@ -234,7 +236,7 @@ TEST(DeltaDebianInterop, DebianBspatchAppliesOurPatches) {
     WriteFile(dir.File("old"), pair.old_data);
     WriteFile(dir.File("ours.patch"), MakePatch(pair.old_data, pair.new_data, Codec::kBsdiff40));
     ASSERT_EQ(RunShell("/usr/bin/bspatch " + dir.File("old") + " " + dir.File("out") + " " +
-                  dir.File("ours.patch")),
+                       dir.File("ours.patch")),
               0);
     EXPECT_TRUE(ReadFile(dir.File("out")) == pair.new_data);
   }
@@ -249,7 +251,7 @@ TEST(DeltaDebianInterop, WeApplyDebianBsdiffPatches) {
     WriteFile(dir.File("old"), pair.old_data);
     WriteFile(dir.File("new"), pair.new_data);
     ASSERT_EQ(RunShell("/usr/bin/bsdiff " + dir.File("old") + " " + dir.File("new") + " " +
-                  dir.File("debian.patch")),
+                       dir.File("debian.patch")),
               0);
     absl::Status s = ApplyFiles(dir.File("old"), dir.File("debian.patch"), dir.File("out"));
     ASSERT_TRUE(s.ok()) << s;
@@ -455,6 +457,26 @@ TEST(DeltaAuto, ReportsFullIsSmallerForUnrelatedData) {
   EXPECT_TRUE(result->full_is_smaller);
   EXPECT_EQ(result->patch_size_bytes, 0u);
   EXPECT_TRUE(patch.data_.empty());
+}
+
+TEST(DeltaAuto, SpentBudgetStillCompletesTheFirstWorkingCandidate) {
+  const std::string old_data = StructuredBytes(100000, 38);
+  const std::string new_data = ScatterEdits(old_data, 30, 39);
+  StringSink patch;
+  // No budget: the first candidate that works (tensor, or match-zstd if tensor declines a
+  // non-ONNX input) must still complete, and bsdiff40, tried last, must not run.
+  absl::StatusOr<DiffResult> result =
+      Diff(old_data, new_data, Codec::kAuto, patch, {.time_budget = std::chrono::milliseconds(0)});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_NE(result->codec, Codec::kBsdiff40);
+  EXPECT_TRUE(patch.data_ == MakePatch(old_data, new_data, result->codec));
+  absl::StatusOr<std::string> rebuilt = ApplyToString(old_data, patch.data_);
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
+  EXPECT_TRUE(*rebuilt == new_data);
+  // With time to spare, auto can only do as well or better.
+  StringSink unhurried;
+  ASSERT_TRUE(Diff(old_data, new_data, Codec::kAuto, unhurried).ok());
+  EXPECT_LE(unhurried.data_.size(), patch.data_.size());
 }
 
 TEST(DeltaFiles, DiffApplyInspectThroughFiles) {

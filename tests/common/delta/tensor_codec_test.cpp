@@ -3,6 +3,7 @@
 // raw weight files), hostile layouts and payloads, and the size advantage that is its purpose.
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -102,6 +103,20 @@ extra = [("dense2b.weight", rng.normal(0.0, 0.05, size=(512, 512)).astype(np.flo
          ("dense2b.bias", rng.normal(0.0, 0.05, size=(512,)).astype(np.float32))]
 save("inserted.onnx", tuned[:4] + extra + tuned[4:])
 save("renamed.onnx", [("encoder.fc2.weight" if n == "dense2.weight" else n, t) for n, t in tuned])
+
+# Other element widths: float16 (2-byte words), int8 (bytes), double (split into 4-byte words).
+def save_plain(name, tensors):
+    graph = helper.make_graph([], "weights", [], [],
+                              [numpy_helper.from_array(t, n) for n, t in tensors])
+    onnx.save(helper.make_model(graph), os.path.join(out, name))
+mixed = [("half", rng.normal(0.0, 0.05, size=(300, 300)).astype(np.float16)),
+         ("quant", rng.integers(-128, 128, size=4001).astype(np.int8)),
+         ("double", rng.normal(0.0, 0.05, size=5000).astype(np.float64))]
+save_plain("mixed_v1.onnx", mixed)
+save_plain("mixed_v2.onnx", [
+    ("half", (mixed[0][1] * (1 + 1e-2 * rng.normal(size=(300, 300)))).astype(np.float16)),
+    ("quant", np.where(rng.random(4001) < 0.1, mixed[1][1] ^ 1, mixed[1][1]).astype(np.int8)),
+    ("double", mixed[2][1] * (1 + 1e-6 * rng.normal(size=5000)))])
 )PY";
 
 class TensorCodecTest : public ::testing::Test {
@@ -264,6 +279,22 @@ TEST_F(TensorCodecTest, RoundTripsEveryKindOfModelChange) {
   }
 }
 
+TEST_F(TensorCodecTest, RoundTripsHalfFloatInt8AndDoubleTensors) {
+  MakeModels();
+  const std::string v1 = Model("mixed_v1.onnx");
+  const std::string v2 = Model("mixed_v2.onnx");
+  absl::StatusOr<std::vector<TensorRange>> layout = ParseOnnxLayout(v2);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  ASSERT_EQ(layout->size(), 3u);
+  EXPECT_EQ(WordWidthForDataType((*layout)[0].data_type), 2);
+  EXPECT_EQ(WordWidthForDataType((*layout)[1].data_type), 1);
+  EXPECT_EQ(WordWidthForDataType((*layout)[2].data_type), 4);
+  const uint64_t size = RoundTrip(v1, v2);
+  RoundTrip(v2, v1);
+  // Small changes in every element of each width still cost well under the file.
+  EXPECT_LT(size, v2.size() * 6 / 10);
+}
+
 TEST_F(TensorCodecTest, PatchSizesReflectHowMuchChanged) {
   MakeModels();
   const std::string base = Model("base.onnx");
@@ -348,7 +379,9 @@ TEST_F(TensorCodecTest, DecodeRejectsWrongSizesAndDamagedPayloads) {
   const std::string base = Model("base.onnx");
   const std::string next = Model("inserted.onnx");
   StringSink payload;
-  ASSERT_TRUE(TensorEncode(base, next, payload, DiffOptions{}).ok());
+  DiffOptions fast;
+  fast.zstd_level = 3;
+  ASSERT_TRUE(TensorEncode(base, next, payload, fast).ok());
   const std::string& p = payload.out;
   {
     StringSink out;
@@ -386,6 +419,102 @@ TEST_F(TensorCodecTest, DecodeRejectsWrongSizesAndDamagedPayloads) {
     }
   }
   EXPECT_GT(failed, 0);
+}
+
+TEST_F(TensorCodecTest, PublicDiffAndApplyUseTheTensorCodec) {
+  MakeModels();
+  const std::string base = Model("base.onnx");
+  const std::string next = Model("pruned_tuned.onnx");
+  StringSink patch;
+  DiffOptions options;
+  options.zstd_level = 3;
+  absl::StatusOr<DiffResult> diff = Diff(base, next, Codec::kTensor, patch, options);
+  ASSERT_TRUE(diff.ok()) << diff.status();
+  EXPECT_EQ(diff->codec, Codec::kTensor);
+  absl::StatusOr<PatchInfo> info = Inspect(patch.out);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->codec, Codec::kTensor);
+  EXPECT_EQ(info->new_size_bytes, next.size());
+  StringSink out;
+  ApplyOptions apply;
+  apply.expected_new_size_bytes = next.size();
+  ASSERT_TRUE(Apply(base, patch.out, out, apply).ok());
+  EXPECT_TRUE(out.out == next);
+}
+
+void PutVarint(std::string& out, uint64_t v) {
+  for (; v >= 0x80; v >>= 7) out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+  out.push_back(static_cast<char>(v));
+}
+
+std::string ZstdFrame(std::string_view data) {
+  std::string out(ZSTD_compressBound(data.size()), '\0');
+  out.resize(ZSTD_compress(out.data(), out.size(), data.data(), data.size(), 3));
+  return out;
+}
+
+// A payload with a hand-written table, no plane data and `residual` as the residual.
+std::string HandMadePayload(const std::string& table, std::string_view residual) {
+  std::string payload("EFT\x01\x00", 5);
+  PutVarint(payload, residual.size());
+  const std::string table_frame = ZstdFrame(table);
+  const std::string residual_frame = residual.empty() ? "" : ZstdFrame(residual);
+  PutVarint(payload, table_frame.size());
+  for (int i = 0; i < 7; ++i) PutVarint(payload, 0);
+  PutVarint(payload, residual_frame.size());
+  return payload + table_frame + residual_frame;
+}
+
+TEST_F(TensorCodecTest, DecodeRejectsHostileTablesWithoutAllocatingByThem) {
+  const std::string old_data(100, 'o');
+  std::string residual(100, 'n');
+  {
+    // Sanity: a table of no prefix and no regions is the residual alone.
+    std::string table;
+    PutVarint(table, 0);
+    PutVarint(table, 0);
+    StringSink out;
+    ASSERT_TRUE(TensorDecode(old_data, HandMadePayload(table, residual), 100, out).ok());
+    EXPECT_EQ(out.out, residual);
+  }
+  struct Case {
+    const char* what;
+    std::vector<uint64_t> table;  // varints
+    size_t residual_size;
+    const char* error;
+  };
+  const uint64_t huge = uint64_t{1} << 62;
+  const std::vector<Case> cases = {
+      {"prefix count far beyond the table", {huge}, 100, "stream shorter"},
+      {"prefix range past the old file", {1, 50, 51, 0}, 100, "prefix range outside"},
+      {"prefix range overflowing", {1, huge, huge, 0}, 100, "prefix range outside"},
+      {"region count far beyond the table", {0, huge}, 100, "stream shorter"},
+      {"region longer than the output",
+       {0, 1, 0, huge, 2 << 2, 0},
+       100,
+       "beyond the declared output"},
+      {"region after more residual than exists",
+       {0, 1, 101, 4, 2, 0},
+       100,
+       "beyond the declared output"},
+      {"region's old bytes past the old file", {0, 1, 0, 8, 2, 2 * 96}, 92, "old bytes outside"},
+      {"region's old offset before the file", {0, 1, 0, 8, 2, 1}, 92, "old offset outside"},
+      {"unknown width", {0, 1, 0, 8, 3, 0}, 92, "unknown region mode"},
+      {"unknown transform", {0, 1, 0, 8, 2 | (7 << 2), 0}, 92, "unknown region mode"},
+      {"length not a multiple of the width", {0, 1, 0, 6, 2, 0}, 94, "bad region length"},
+      {"plane data missing", {0, 1, 0, 8, 2, 0}, 92, "stream shorter"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    std::string table;
+    for (uint64_t v : c.table) PutVarint(table, v);
+    StringSink out;
+    const absl::Status s = TensorDecode(
+        old_data, HandMadePayload(table, residual.substr(0, c.residual_size)), 100, out);
+    EXPECT_FALSE(s.ok());
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(c.error));
+    EXPECT_LE(out.out.size(), 100u);
+  }
 }
 
 }  // namespace

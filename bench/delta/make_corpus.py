@@ -1,0 +1,238 @@
+#!/usr/bin/python3
+"""Writes ONNX model pairs (old -> new) for the delta benchmark.
+
+Each base model is a conv stem followed by an MLP head, every weight a float32 initializer stored
+as raw_data (the layout real exporters produce). Each pair models one way a fleet's model really
+changes between versions. Everything is seeded, so the corpus is the same on every machine; the
+seeds are independent of anything the delta codecs were developed against.
+
+Usage: /usr/bin/python3 bench/delta/make_corpus.py OUT_DIR [--sizes 2,20,100]
+Writes OUT_DIR/<size>mb/<pair>/{old,new}.onnx and OUT_DIR/pairs.csv (pair,size_mb,old,new).
+"""
+
+import argparse
+import csv
+import math
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+# Seeds: base model of size S MB uses BASE_SEED + S; each variant uses VARIANT_SEED[name] + S.
+BASE_SEED = 1000
+VARIANT_SEED = {
+    "last-layer": 2000,
+    "finetune-partial": 3000,
+    "finetune-full": 4000,
+    "prune-30": 5000,
+    "insert-layer": 6000,
+    "quantize-qdq": 7000,
+    "int8-finetune": 8000,
+}
+PAIRS = list(VARIANT_SEED)
+
+NUM_CLASSES = 1000
+STEM = [(3, 32), (32, 64), (64, 128)]  # 3x3 convolutions, (in, out) channels
+HIDDEN_LAYERS = 6  # square W x W Gemms in the head
+OPSET = 17
+
+
+class Model:
+    """An ordered list of layers; each layer is a node plus its initializers."""
+
+    def __init__(self):
+        self.layers = []  # list of (kind, {name: np.ndarray}, extra)
+
+    def copy_with(self, transform):
+        m = Model()
+        for kind, tensors, extra in self.layers:
+            m.layers.append((kind, {n: transform(n, a) for n, a in tensors.items()}, dict(extra)))
+        return m
+
+    def float_names(self):
+        return [n for _, t, _ in self.layers for n, a in t.items() if a.dtype == np.float32]
+
+
+def hidden_width(size_mb):
+    # params ~= HIDDEN_LAYERS*W^2 + (128 + NUM_CLASSES)*W, solved for the requested byte size.
+    params = size_mb * 1e6 / 4
+    a, b = HIDDEN_LAYERS, 128 + NUM_CLASSES
+    return max(16, int((-b + math.sqrt(b * b + 4 * a * params)) / (2 * a)))
+
+
+def he(rng, shape, fan_in):
+    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(np.float32)
+
+
+def base_model(size_mb):
+    rng = np.random.default_rng(BASE_SEED + size_mb)
+    m = Model()
+    for i, (cin, cout) in enumerate(STEM):
+        m.layers.append(("conv", {f"conv{i}.weight": he(rng, (cout, cin, 3, 3), cin * 9),
+                                  f"conv{i}.bias": (rng.standard_normal(cout) * 0.01).astype(np.float32)},
+                         {}))
+    width = hidden_width(size_mb)
+    dims = [STEM[-1][1]] + [width] * (HIDDEN_LAYERS + 1) + [NUM_CLASSES]
+    for i in range(len(dims) - 1):
+        m.layers.append(("gemm", {f"fc{i}.weight": he(rng, (dims[i + 1], dims[i]), dims[i]),
+                                  f"fc{i}.bias": (rng.standard_normal(dims[i + 1]) * 0.01).astype(np.float32)},
+                         {"last": i == len(dims) - 2}))
+    return m
+
+
+def to_onnx(model, name):
+    nodes, inits = [], []
+    x = "input"
+    for li, (kind, tensors, extra) in enumerate(model.layers):
+        # int8 layers carry (q, scale, zero point) and a DequantizeLinear in front of the op.
+        names = list(tensors)
+        for n in names:
+            inits.append(numpy_helper.from_array(tensors[n], n))
+        w, b = names[0], names[1]
+        if extra.get("int8"):
+            nodes.append(helper.make_node("DequantizeLinear", [names[0], names[2], names[3]], [f"{w}.dq"]))
+            w = f"{w}.dq"
+        y = f"l{li}.out"
+        if kind == "conv":
+            nodes.append(helper.make_node("Conv", [x, w, b], [f"{y}.pre"], pads=[1, 1, 1, 1]))
+            nodes.append(helper.make_node("Relu", [f"{y}.pre"], [y]))
+            if li == len(STEM) - 1:
+                nodes.append(helper.make_node("GlobalAveragePool", [y], [f"{y}.gap"]))
+                nodes.append(helper.make_node("Flatten", [f"{y}.gap"], [f"{y}.flat"]))
+                y = f"{y}.flat"
+        else:
+            out = y if extra.get("last") else f"{y}.pre"
+            nodes.append(helper.make_node("Gemm", [x, w, b], [out], transB=1))
+            if not extra.get("last"):
+                nodes.append(helper.make_node("Relu", [out], [y]))
+        x = y
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, NUM_CLASSES])],
+        initializer=inits)
+    proto = helper.make_model(graph, producer_name="edgefleet-bench",
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    proto.ir_version = 8
+    return proto
+
+
+def scale_noise(rng, rel):
+    return lambda n, a: (a * (1 + rng.standard_normal(a.shape) * rel)).astype(np.float32) \
+        if a.dtype == np.float32 else a
+
+
+def variant(base, pair, size_mb):
+    rng = np.random.default_rng(VARIANT_SEED[pair] + size_mb)
+    if pair == "last-layer":
+        # Only the classifier (the final Gemm) is retrained; its weights move substantially.
+        last = [n for k, t, e in base.layers if e.get("last") for n in t]
+        return base.copy_with(lambda n, a: (a + rng.standard_normal(a.shape).astype(np.float32)
+                                            * a.std() * 0.5) if n in last else a)
+    if pair == "finetune-partial":
+        names = base.float_names()
+        tail = set(names[int(len(names) * 0.7):])
+        f = scale_noise(rng, 1e-3)
+        return base.copy_with(lambda n, a: f(n, a) if n in tail else a)
+    if pair == "finetune-full":
+        return base.copy_with(scale_noise(rng, 1e-3))
+    if pair == "prune-30":
+        def prune(n, a):
+            if not n.endswith(".weight"):
+                return a
+            cut = np.quantile(np.abs(a), 0.3)
+            return np.where(np.abs(a) < cut, np.float32(0), a).astype(np.float32)
+        return base.copy_with(prune)
+    if pair == "insert-layer":
+        # A new hidden W x W layer in the middle of the head: every later tensor shifts.
+        m = base.copy_with(lambda n, a: a)
+        gemms = [i for i, (k, _, _) in enumerate(m.layers) if k == "gemm"]
+        at = gemms[len(gemms) // 2]
+        width = m.layers[at][1][next(iter(m.layers[at][1]))].shape[1]
+        m.layers.insert(at, ("gemm", {"fc_inserted.weight": he(rng, (width, width), width),
+                                      "fc_inserted.bias": np.zeros(width, np.float32)}, {}))
+        return m
+    if pair == "quantize-qdq":
+        # Per-tensor symmetric int8 quantize/dequantize round trip, stored back as float32.
+        def qdq(n, a):
+            scale = max(float(np.abs(a).max()), 1e-12) / 127.0
+            return (np.clip(np.round(a / scale), -127, 127) * scale).astype(np.float32)
+        return base.copy_with(qdq)
+    raise ValueError(pair)
+
+
+def int8_model(floats):
+    """Per-tensor int8 weights (+ scale, zero point) with DequantizeLinear; biases stay float."""
+    m = Model()
+    for kind, tensors, extra in floats.layers:
+        (wn, w), (bn, b) = list(tensors.items())
+        scale = max(float(np.abs(w).max()), 1e-12) / 127.0
+        q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+        m.layers.append((kind, {wn: q, bn: b, f"{wn}.scale": np.array(scale, np.float32),
+                                f"{wn}.zero_point": np.array(0, np.int8)}, dict(extra, int8=True)))
+    return m
+
+
+def int8_pair(base, size_mb):
+    # An int8-deployed model fine-tuned (full fine-tune, 1e-3 relative) and re-quantized with the
+    # old scales, as quantization-aware fine-tuning does: some int8 codes move by one.
+    old = int8_model(base)
+    tuned = variant(base, "finetune-full", size_mb + VARIANT_SEED["int8-finetune"])
+    new = Model()
+    for (kind, t_old, extra), (_, t_tuned, _) in zip(old.layers, tuned.layers):
+        (wn, _), (bn, _) = list(t_old.items())[:2]
+        scale = float(t_old[f"{wn}.scale"])
+        q = np.clip(np.round(t_tuned[wn] / scale), -127, 127).astype(np.int8)
+        new.layers.append((kind, {wn: q, bn: t_tuned[bn], f"{wn}.scale": t_old[f"{wn}.scale"],
+                                  f"{wn}.zero_point": t_old[f"{wn}.zero_point"]}, dict(extra)))
+    return old, new
+
+
+def save(proto, path):
+    onnx.checker.check_model(proto)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out_dir")
+    p.add_argument("--sizes", default="2,20", help="model sizes in MB, comma separated")
+    p.add_argument("--pairs", default=",".join(PAIRS), help="which pairs (default: all)")
+    args = p.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    pairs = [s for s in args.pairs.split(",") if s]
+    for s in pairs:
+        if s not in PAIRS:
+            sys.exit(f"unknown pair {s!r}; known: {', '.join(PAIRS)}")
+    rows = []
+    for size in sizes:
+        base = base_model(size)
+        base_path = os.path.join(args.out_dir, f"{size}mb", "base.onnx")
+        save(to_onnx(base, f"bench{size}"), base_path)
+        for pair in pairs:
+            d = os.path.join(args.out_dir, f"{size}mb", pair)
+            if pair == "int8-finetune":
+                old, new = int8_pair(base, size)
+                save(to_onnx(old, f"bench{size}"), os.path.join(d, "old.onnx"))
+                old_path = os.path.join(d, "old.onnx")
+            else:
+                new = variant(base, pair, size)
+                old_path = base_path
+            new_path = os.path.join(d, "new.onnx")
+            save(to_onnx(new, f"bench{size}"), new_path)
+            rows.append([pair, size, os.path.relpath(old_path, args.out_dir),
+                         os.path.relpath(new_path, args.out_dir)])
+            print(f"{size:>4} MB  {pair:<17} old {os.path.getsize(old_path):>11,} B  "
+                  f"new {os.path.getsize(new_path):>11,} B", flush=True)
+    with open(os.path.join(args.out_dir, "pairs.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["pair", "size_mb", "old", "new"])
+        w.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
