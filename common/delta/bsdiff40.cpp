@@ -165,8 +165,10 @@ class Bz2Reader final : public StreamReader {
 
 }  // namespace
 
-absl::Status Bsdiff40Encode(std::string_view old_data, std::string_view new_data, ByteSink& patch) {
-  absl::StatusOr<std::vector<MatchStep>> steps = ComputeMatchSteps(old_data, new_data);
+absl::Status Bsdiff40Encode(std::string_view old_data, std::string_view new_data, ByteSink& patch,
+                            const DiffOptions& options) {
+  absl::StatusOr<std::vector<MatchStep>> steps =
+      ComputeMatchSteps(old_data, new_data, options.deadline);
   if (!steps.ok()) return steps.status();
 
   Bz2Writer ctrl;

@@ -47,7 +47,7 @@ absl::Status DiffWith(std::string_view old_data, std::string_view new_data, Code
                       ByteSink& patch, const DiffOptions& options) {
   switch (codec) {
     case Codec::kBsdiff40:
-      return internal::Bsdiff40Encode(old_data, new_data, patch);
+      return internal::Bsdiff40Encode(old_data, new_data, patch, options);
     case Codec::kMatchZstd:
     case Codec::kTensor:
       return internal::ContainerDiff(old_data, new_data, codec, patch, options);
@@ -77,8 +77,10 @@ absl::StatusOr<DiffResult> DiffAuto(std::string_view old_data, std::string_view 
     if (best_codec.has_value() && std::chrono::steady_clock::now() - start >= options.time_budget) {
       break;
     }
+    DiffOptions bounded = options;
+    if (best_codec.has_value()) bounded.deadline = std::min(options.deadline, start + options.time_budget);
     StringSink candidate;
-    if (absl::Status s = DiffWith(old_data, new_data, codec, candidate, options); !s.ok()) {
+    if (absl::Status s = DiffWith(old_data, new_data, codec, candidate, bounded); !s.ok()) {
       // A candidate that cannot handle these inputs (the tensor codec on a non-ONNX file, or
       // not built yet) is skipped; its error is reported only if nothing works.
       if (first_error.ok()) first_error = Annotate(s, CodecName(codec));

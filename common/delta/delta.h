@@ -57,6 +57,9 @@ struct DiffOptions {
   // `auto` stops trying further candidates once this is spent (the first always completes).
   std::chrono::milliseconds time_budget{std::chrono::seconds(60)};
   int zstd_level = 19;
+  // Codecs that search (the matchers) give up with DeadlineExceeded after this point; `auto`
+  // sets it for every candidate after the first so the budget is a bound, not a hint.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
 struct DiffResult {

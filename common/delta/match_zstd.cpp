@@ -198,7 +198,8 @@ absl::StatusOr<uint64_t> ZstdCompressedSize(std::string_view data, int level) {
 
 absl::Status MatchZstdEncode(std::string_view old_data, std::string_view new_data,
                              ByteSink& payload, const DiffOptions& options) {
-  absl::StatusOr<std::vector<MatchStep>> steps = ComputeMatchSteps(old_data, new_data);
+  absl::StatusOr<std::vector<MatchStep>> steps =
+      ComputeMatchSteps(old_data, new_data, options.deadline);
   if (!steps.ok()) return steps.status();
 
   std::string ctrl_raw;

@@ -97,7 +97,8 @@ class Matcher {
 // ones Debian's bsdiff writes.
 template <typename Index>
 absl::StatusOr<std::vector<MatchStep>> Run(const uint8_t* old, int64_t oldsize, const uint8_t* nw,
-                                           int64_t newsize) {
+                                           int64_t newsize,
+                                           std::chrono::steady_clock::time_point deadline) {
   absl::StatusOr<std::vector<Index>> sa = BuildSuffixArray<Index>(old, oldsize);
   if (!sa.ok()) return sa.status();
   const Matcher<Index> matcher(old, oldsize, *sa);
@@ -105,10 +106,14 @@ absl::StatusOr<std::vector<MatchStep>> Run(const uint8_t* old, int64_t oldsize, 
 
   int64_t scan = 0, len = 0, pos = 0;
   int64_t lastscan = 0, lastpos = 0, lastoffset = 0;
+  uint64_t searches = 0;
   while (scan < newsize) {
     int64_t oldscore = 0;
     int64_t scsc;
     for (scsc = scan += len; scan < newsize; scan++) {
+      if ((++searches & 0xfff) == 0 && std::chrono::steady_clock::now() > deadline) {
+        return absl::DeadlineExceededError("matching ran out of its time budget");
+      }
       len = matcher.Search(nw + scan, newsize - scan, &pos);
       for (; scsc < scan + len; scsc++) {
         const int64_t o = scsc + lastoffset;
@@ -175,8 +180,9 @@ absl::StatusOr<std::vector<MatchStep>> Run(const uint8_t* old, int64_t oldsize, 
 
 }  // namespace
 
-absl::StatusOr<std::vector<MatchStep>> ComputeMatchSteps(std::string_view old_data,
-                                                         std::string_view new_data) {
+absl::StatusOr<std::vector<MatchStep>> ComputeMatchSteps(
+    std::string_view old_data, std::string_view new_data,
+    std::chrono::steady_clock::time_point deadline) {
   constexpr uint64_t kMax = uint64_t{std::numeric_limits<int64_t>::max()} / 2;
   if (old_data.size() > kMax || new_data.size() > kMax) {
     return absl::InvalidArgumentError("input too large to diff");
@@ -184,9 +190,9 @@ absl::StatusOr<std::vector<MatchStep>> ComputeMatchSteps(std::string_view old_da
   const auto old_size = static_cast<int64_t>(old_data.size());
   const auto new_size = static_cast<int64_t>(new_data.size());
   if (old_size < std::numeric_limits<int32_t>::max()) {
-    return Run<int32_t>(Bytes(old_data), old_size, Bytes(new_data), new_size);
+    return Run<int32_t>(Bytes(old_data), old_size, Bytes(new_data), new_size, deadline);
   }
-  return Run<int64_t>(Bytes(old_data), old_size, Bytes(new_data), new_size);
+  return Run<int64_t>(Bytes(old_data), old_size, Bytes(new_data), new_size, deadline);
 }
 
 absl::Status ForEachDiffChunk(std::string_view old_data, std::string_view new_data,

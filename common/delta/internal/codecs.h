@@ -11,7 +11,8 @@
 
 namespace edgefleet::delta::internal {
 
-absl::Status Bsdiff40Encode(std::string_view old_data, std::string_view new_data, ByteSink& patch);
+absl::Status Bsdiff40Encode(std::string_view old_data, std::string_view new_data, ByteSink& patch,
+                            const DiffOptions& options);
 absl::Status Bsdiff40Decode(std::string_view old_data, std::string_view patch, ByteSink& out,
                             const ApplyOptions& options);
 

@@ -2,6 +2,7 @@
 // match-zstd encoders so both find exactly the same control steps.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -24,8 +25,10 @@ struct MatchStep {
 // Runs the matcher and returns the steps in order. Their diff runs always lie inside old and
 // their seeks land in [0, old.size()], as Debian's bsdiff 4.3 produces them (same algorithm, so
 // the same steps). Memory: a suffix array of old (4 or 8 bytes per byte) plus the steps.
-absl::StatusOr<std::vector<MatchStep>> ComputeMatchSteps(std::string_view old_data,
-                                                         std::string_view new_data);
+// DeadlineExceeded once `deadline` passes (checked every few thousand positions).
+absl::StatusOr<std::vector<MatchStep>> ComputeMatchSteps(
+    std::string_view old_data, std::string_view new_data,
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
 
 // Walks `steps` and hands the encoder each stream's bytes in bounded chunks: the byte
 // differences of every diff run (in order) to `diff`, the literal runs to `extra`.

@@ -1,6 +1,7 @@
 // The delta engine end to end: bsdiff40 and match-zstd round trips, byte compatibility with
 // Debian's bsdiff/bspatch, refusal of damaged and hostile patches, atomic file output, auto.
 #include "common/delta/delta.h"
+#include "common/delta/internal/matcher.h"
 
 #include <bzlib.h>
 #include <gmock/gmock.h>
@@ -575,6 +576,27 @@ TEST(DeltaFiles, MappedFileHandlesEmptyAndMissingFiles) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr(dir.File("missing")));
   EXPECT_FALSE(MappedFile::Open(dir.path().string()).ok());
+}
+
+}  // namespace
+}  // namespace edgefleet::delta
+
+namespace edgefleet::delta {
+namespace {
+
+// The time budget is a bound: a matcher past its deadline stops instead of running on.
+TEST(MatcherDeadlineTest, MatchingStopsOnceItsDeadlineHasPassed) {
+  std::string old_data(1 << 16, '\0'), new_data(1 << 16, '\0');
+  uint32_t x = 12345;
+  for (size_t i = 0; i < old_data.size(); ++i) {
+    x = x * 1103515245 + 12345;
+    old_data[i] = static_cast<char>(x >> 24);
+    new_data[i] = static_cast<char>(x >> 16);
+  }
+  auto steps = internal::ComputeMatchSteps(old_data, new_data,
+                                           std::chrono::steady_clock::now() - std::chrono::seconds(1));
+  EXPECT_EQ(steps.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(internal::ComputeMatchSteps(old_data, new_data).ok());
 }
 
 }  // namespace
