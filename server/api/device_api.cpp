@@ -126,8 +126,14 @@ absl::Status DeviceApi::ReportEvent(const std::string& device_id,
                              device_id, event.model_name(), event.version(),
                              v1::FailureReason_Name(event.reason()), event.detail());
     }
+    // Operators read the target's detail first: lead with the failure reason's name.
+    std::string detail = event.detail();
+    if (event.kind() == v1::UPDATE_EVENT_KIND_FAILED) {
+      detail = absl::StrCat(v1::FailureReason_Name(event.reason()), ": ", detail);
+    }
+    if (event.kind() == v1::UPDATE_EVENT_KIND_PATCH_REJECTED) continue;  // not a state change
     auto s = repos_.deployments.UpdateTargetState(device_id, event.model_name(), event.version(),
-                                                  TargetStateFor(event.kind()), event.detail(), now);
+                                                  TargetStateFor(event.kind()), detail, now);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();

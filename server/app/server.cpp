@@ -139,7 +139,8 @@ class ServerImpl final : public Server {
   void Shutdown() override {
     if (stopped_.exchange(true)) return;
     if (http_) http_->Stop();
-    auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
+    // One shared, short deadline: idle client channels must not hold shutdown for long.
+    auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
     if (admin_server_) admin_server_->Shutdown(deadline);
     if (device_server_) device_server_->Shutdown(deadline);
   }

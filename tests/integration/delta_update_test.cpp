@@ -1,0 +1,136 @@
+// Differential updates end to end: a device holding v1 receives v2 as a patch computed by the
+// server, and a device handed a damaged patch falls back to the full artifact.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/integration/integration_fixture.h"
+
+namespace edgefleet::test {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class DeltaUpdateTest : public IntegrationTest {
+ protected:
+  // v1 is a ~4 MiB classifier; each later version is a light fine-tune of the one before.
+  void MakeVersions(int count) {
+    const std::string dir = tmp_.Sub("models");
+    const std::string tools = std::string(EDGEFLEET_SOURCE_DIR) + "/tests/models/";
+    Run("/usr/bin/python3 " + tools + "make_models.py " + dir + " --size-mb 4");
+    versions_.push_back(dir + "/classifier_large.onnx");
+    for (int v = 2; v <= count; ++v) {
+      std::string next = dir + "/large_v" + std::to_string(v) + ".onnx";
+      Run("/usr/bin/python3 " + tools + "finetune_model.py " + versions_.back() + " " + next +
+          " --seed " + std::to_string(v));
+      versions_.push_back(next);
+    }
+  }
+
+  static void Run(const std::string& command) {
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  }
+
+  double Metric(const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+    return MetricValue(server_->Metrics(), name, labels).value_or(0);
+  }
+
+  // Pushes version `v` and waits until the server has a ready patch for it.
+  void PushAndWaitForPatch(int v) {
+    v1::ModelVersion pushed;
+    grpc::Status push =
+        server_->PushClassifier("large", std::to_string(v), versions_[v - 1], &pushed);
+    ASSERT_TRUE(push.ok()) << push.error_message();
+    const double ready_before = ready_patches_;
+    ASSERT_TRUE(WaitFor([&] { return Metric("edgefleet_patches_computed_total", {{"result", "ready"}}) > ready_before; },
+                        kLongWait, 100ms))
+        << "pushing a version the fleet runs an older one of should compute a patch";
+    ready_patches_ = Metric("edgefleet_patches_computed_total", {{"result", "ready"}});
+  }
+
+  void Deploy(int v) {
+    v1::Deployment deployment;
+    grpc::Status deploy = server_->CreateDeployment("large", std::to_string(v), "", &deployment);
+    ASSERT_TRUE(deploy.ok()) << deploy.error_message();
+  }
+
+  std::vector<std::string> versions_;
+  double ready_patches_ = 0;
+};
+
+TEST_F(DeltaUpdateTest, DeviceOnV1ReceivesV2AsAPatch) {
+  MakeVersions(2);
+  server_->set_extra_args({"--patch-time-budget-seconds", "5"});
+  server_->Start();
+  AgentHarness& agent = StartAgent("dev-delta", NewEnrollmentToken(1));
+  ASSERT_TRUE(WaitForActiveDevices(1));
+  PushAndDeploy("large", "1", versions_[0]);
+  ASSERT_TRUE(WaitForServedVersion(agent, "large", "1"));
+  const double full_bytes_v1 = Metric("edgefleet_artifact_bytes_served_total", {{"kind", "full"}});
+  EXPECT_EQ(full_bytes_v1, static_cast<double>(fs::file_size(versions_[0])));
+
+  PushAndWaitForPatch(2);
+  Deploy(2);
+  ASSERT_TRUE(WaitForServedVersion(agent, "large", "2"));
+
+  const double patch_bytes = Metric("edgefleet_artifact_bytes_served_total", {{"kind", "patch"}});
+  const double v2_size = static_cast<double>(fs::file_size(versions_[1]));
+  EXPECT_GT(patch_bytes, 0) << "v2 should travel as a patch";
+  EXPECT_LT(patch_bytes, 0.8 * v2_size) << "a light fine-tune should patch well below full size";
+  EXPECT_EQ(Metric("edgefleet_artifact_bytes_served_total", {{"kind", "full"}}), full_bytes_v1)
+      << "the full v2 artifact should not have been downloaded";
+  EXPECT_EQ(Metric("edgefleet_patch_bytes_saved_total"), v2_size - patch_bytes);
+  EXPECT_THAT(server_->LogText(), HasSubstr("served patch device=dev-delta"));
+  EXPECT_THAT(agent.LogText(), HasSubstr("patched model=large version=2"));
+  EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM device_events WHERE kind = 'patch_rejected'"), "0");
+}
+
+TEST_F(DeltaUpdateTest, CorruptPatchFallsBackToTheFullArtifact) {
+  MakeVersions(2);
+  server_->set_extra_args({"--patch-time-budget-seconds", "5"});
+  server_->Start();
+  AgentHarness& agent = StartAgent("dev-corrupt", NewEnrollmentToken(1));
+  ASSERT_TRUE(WaitForActiveDevices(1));
+  PushAndDeploy("large", "1", versions_[0]);
+  ASSERT_TRUE(WaitForServedVersion(agent, "large", "1"));
+  PushAndWaitForPatch(2);
+
+  // Damage the stored patch the way a bad disk or a tampering mirror would.
+  const std::string patch_hex = db_->QueryValue(
+      "SELECT encode(patch_sha256, 'hex') FROM patches WHERE state = 'ready' LIMIT 1");
+  ASSERT_EQ(patch_hex.size(), 64u);
+  const fs::path blob =
+      fs::path(server_->data_dir()) / "artifacts" / "sha256" / patch_hex.substr(0, 2) / patch_hex;
+  ASSERT_TRUE(fs::exists(blob)) << blob;
+  {
+    std::fstream file(blob, std::ios::in | std::ios::out | std::ios::binary);
+    const auto middle = static_cast<std::streamoff>(fs::file_size(blob) / 2);
+    for (std::streamoff i = 0; i < 64; ++i) {
+      file.seekg(middle + i);
+      char c = static_cast<char>(file.get());
+      file.seekp(middle + i);
+      file.put(static_cast<char>(c ^ 0x5a));
+    }
+  }
+
+  Deploy(2);
+  ASSERT_TRUE(WaitForServedVersion(agent, "large", "2"))
+      << "the device should end on v2 through the full artifact";
+  EXPECT_EQ(db_->QueryValue("SELECT reason FROM device_events WHERE kind = 'patch_rejected' AND "
+                            "version = '2'"),
+            "patch");
+  EXPECT_GE(Metric("edgefleet_artifact_bytes_served_total", {{"kind", "full"}}),
+            static_cast<double>(fs::file_size(versions_[0]) + fs::file_size(versions_[1])))
+      << "v2 should have been downloaded in full after the patch was refused";
+  EXPECT_THAT(agent.LogText(), HasSubstr("falling back to full"));
+  // The bad patch is gone from the device; nothing half-written is left.
+  for (const auto& entry : fs::directory_iterator(fs::path(agent.state_dir()) / "downloads")) {
+    ADD_FAILURE() << "left over in downloads: " << entry.path();
+  }
+}
+
+}  // namespace
+}  // namespace edgefleet::test
