@@ -1,5 +1,6 @@
 #include "agent/app/agent.h"
 
+#include <grpcpp/grpcpp.h>
 #include <sys/statvfs.h>
 #include <sys/sysinfo.h>
 #include <sys/utsname.h>
@@ -7,7 +8,6 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
-#include <grpcpp/grpcpp.h>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -18,6 +18,7 @@
 #include "agent/state/state_store.h"
 #include "agent/update/device_transport.h"
 #include "agent/update/updater.h"
+#include "common/core/files.h"
 #include "common/core/logging.h"
 #include "common/crypto/certificate_authority.h"
 #include "common/crypto/random.h"
@@ -31,43 +32,27 @@ namespace fs = std::filesystem;
 
 constexpr char kAgentVersion[] = "0.1.0";
 
-absl::StatusOr<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path.string()));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-absl::Status WriteFile(const fs::path& path, const std::string& data, bool secret) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << data;
-    if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
-  }
-  if (secret) fs::permissions(tmp, fs::perms::owner_read | fs::perms::owner_write);
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot write ", path.string()));
-  return absl::OkStatus();
-}
-
 class AgentImpl final : public Agent {
  public:
-  AgentImpl(const v1::AgentConfig& config, const Clock& clock, std::unique_ptr<EngineFactory> engines)
-      : config_(config), clock_(clock), engines_(std::move(engines)), state_dir_(config.state_dir()) {}
+  AgentImpl(const v1::AgentConfig& config, const Clock& clock,
+            std::unique_ptr<EngineFactory> engines)
+      : config_(config),
+        clock_(clock),
+        engines_(std::move(engines)),
+        state_dir_(config.state_dir()) {}
 
   ~AgentImpl() override {
     Stop();
-    if (local_server_) local_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (local_server_)
+      local_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }
 
   absl::Status Init() {
     std::error_code ec;
     fs::create_directories(state_dir_, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot create ", state_dir_.string(), ": ", ec.message()));
+    if (ec)
+      return absl::InternalError(
+          absl::StrCat("cannot create ", state_dir_.string(), ": ", ec.message()));
     auto state = StateStore::Open((state_dir_ / "agent.db").string());
     if (!state.ok()) return state.status();
     state_ = *std::move(state);
@@ -94,7 +79,8 @@ class AgentImpl final : public Agent {
         wait = Jittered(interval_);
         if (updater_ && clock_.Now() >= next_telemetry) {
           (void)UploadTelemetry();
-          next_telemetry = clock_.Now() + std::chrono::seconds(config_.telemetry_interval_seconds());
+          next_telemetry =
+              clock_.Now() + std::chrono::seconds(config_.telemetry_interval_seconds());
         }
       } else {
         log->warn("{} failed, retrying in ~{}s: {}", updater_ ? "check-in" : "enrollment",
@@ -153,7 +139,8 @@ class AgentImpl final : public Agent {
       return absl::FailedPreconditionError("not enrolled and no enrollment token configured");
     }
     auto ca = ReadFile(config_.server_ca_file());
-    if (!ca.ok()) return absl::FailedPreconditionError(absl::StrCat("server CA: ", ca.status().message()));
+    if (!ca.ok())
+      return absl::FailedPreconditionError(absl::StrCat("server CA: ", ca.status().message()));
     std::string device_id = config_.device_id();
     if (device_id.empty()) device_id = absl::StrCat("dev-", crypto::ToHex(crypto::RandomBytes(6)));
     auto key = crypto::GenerateKeyAndCsr(device_id);
@@ -170,7 +157,8 @@ class AgentImpl final : public Agent {
           std::tuple{"cert.pem", response->certificate_pem(), false},
           std::tuple{"ca.pem", response->ca_certificate_pem(), false},
           std::tuple{"release-root.pub", response->release_root_public_key_pem(), false}}) {
-      if (auto s = WriteFile(state_dir_ / name, data, secret); !s.ok()) return s;
+      if (auto s = WriteFileAtomically((state_dir_ / name).string(), data, secret); !s.ok())
+        return s;
     }
     if (auto s = state_->SetIdentity(response->device_id()); !s.ok()) return s;
     log->info("enrolled device={} server={}", response->device_id(), config_.server_address());
@@ -180,12 +168,14 @@ class AgentImpl final : public Agent {
   // Builds the transport and updater from the pinned material in the state directory.
   absl::Status LoadIdentity(const std::string& device_id) {
     device_id_ = device_id;
-    auto ca = ReadFile(state_dir_ / "ca.pem");
-    auto cert = ReadFile(state_dir_ / "cert.pem");
-    auto key = ReadFile(state_dir_ / "key.pem");
-    auto root = ReadFile(state_dir_ / "release-root.pub");
+    auto ca = ReadFile((state_dir_ / "ca.pem").string());
+    auto cert = ReadFile((state_dir_ / "cert.pem").string());
+    auto key = ReadFile((state_dir_ / "key.pem").string());
+    auto root = ReadFile((state_dir_ / "release-root.pub").string());
     for (const auto* f : {&ca, &cert, &key, &root}) {
-      if (!f->ok()) return absl::DataLossError(absl::StrCat("enrolled state is incomplete: ", f->status().message()));
+      if (!f->ok())
+        return absl::DataLossError(
+            absl::StrCat("enrolled state is incomplete: ", f->status().message()));
     }
     auto verifier = crypto::LoadEd25519Verifier(*root);
     if (!verifier.ok()) return verifier.status();
@@ -206,7 +196,8 @@ class AgentImpl final : public Agent {
     inventory.set_agent_version(kAgentVersion);
     inventory.set_inference_runtime("opencv-dnn");
     struct sysinfo info;
-    if (::sysinfo(&info) == 0) inventory.set_free_memory_bytes(uint64_t{info.freeram} * info.mem_unit);
+    if (::sysinfo(&info) == 0)
+      inventory.set_free_memory_bytes(uint64_t{info.freeram} * info.mem_unit);
     struct statvfs disk;
     if (::statvfs(state_dir_.c_str(), &disk) == 0) {
       inventory.set_free_disk_bytes(uint64_t{disk.f_bavail} * disk.f_frsize);
@@ -264,7 +255,8 @@ class AgentImpl final : public Agent {
   std::unique_ptr<Updater> updater_;
   std::unique_ptr<InferenceGrpcService> inference_service_;
   std::unique_ptr<grpc::Server> local_server_;
-  std::chrono::seconds interval_{std::chrono::seconds(config_.check_in_interval_seconds() ? config_.check_in_interval_seconds() : 30)};
+  std::chrono::seconds interval_{std::chrono::seconds(
+      config_.check_in_interval_seconds() ? config_.check_in_interval_seconds() : 30)};
   std::mt19937 rng_{std::random_device{}()};
   std::mutex mu_;
   std::condition_variable cv_;
@@ -279,11 +271,13 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.max_backoff_seconds() == 0) c.set_max_backoff_seconds(60);
   if (c.telemetry_interval_seconds() == 0) c.set_telemetry_interval_seconds(60);
   if (c.log_level().empty()) c.set_log_level("info");
-  if (c.server_ca_file().empty()) c.set_server_ca_file((fs::path(c.state_dir()) / "ca.pem").string());
+  if (c.server_ca_file().empty())
+    c.set_server_ca_file((fs::path(c.state_dir()) / "ca.pem").string());
   return c;
 }
 
-absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const v1::AgentConfig& config, const Clock& clock,
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const v1::AgentConfig& config,
+                                                    const Clock& clock,
                                                     std::unique_ptr<EngineFactory> engines) {
   auto agent = std::make_unique<AgentImpl>(WithDefaults(config), clock, std::move(engines));
   if (auto s = agent->Init(); !s.ok()) return s;

@@ -372,10 +372,12 @@ absl::Status Updater::ApplyPatch(const v1::ReleaseManifest& manifest, const v1::
       s = VerificationError(v1::FAILURE_REASON_DIGEST, "patched artifact does not match the signed SHA-256");
     }
   }
-  if (!s.ok() && FailureReasonOf(s) != v1::FAILURE_REASON_DOWNLOAD) fs::remove(patch_path, ec);
+  // The patch goes whatever happened, even after an interrupted download: the full download
+  // follows at once, and a later attempt resumes that one (its .part exists) rather than the
+  // patch, so a partial patch would never be used again and would stay on the device's disk.
+  fs::remove(patch_path, ec);
   if (!s.ok()) fs::remove(part_path, ec);
   if (s.ok()) {
-    fs::remove(patch_path, ec);
     Logger("update")->info("patched model={} version={} codec={} patch_size_bytes={} artifact_size_bytes={}",
                            manifest.model_name(), manifest.version(), patch.codec(),
                            patch.patch_size_bytes(), manifest.artifact_size_bytes());

@@ -46,6 +46,9 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
   std::string_view data() const { return {static_cast<const char*>(addr_), size_}; }
+  // Drops the pages read so far from this process's memory (they are re-read from the page
+  // cache if touched again), so streaming over a large file keeps the resident set small.
+  void ReleasePages() const;
 
  private:
   MappedFile(void* addr, size_t size) : addr_(addr), size_(size) {}
@@ -63,7 +66,7 @@ struct DiffOptions {
 };
 
 struct DiffResult {
-  Codec codec;               // the codec that produced the patch (never kAuto)
+  Codec codec;  // the codec that produced the patch (never kAuto)
   uint64_t patch_size_bytes = 0;
   // auto only: true when no patch beat sending the new file compressed; then the patch is
   // empty and the caller should send the full artifact.

@@ -53,4 +53,9 @@ MappedFile::~MappedFile() {
   if (addr_ != nullptr) ::munmap(addr_, size_);
 }
 
+void MappedFile::ReleasePages() const {
+  // Read-only file-backed pages are never dirty, so dropping them loses nothing.
+  if (size_ > 0) ::madvise(addr_, size_, MADV_DONTNEED);
+}
+
 }  // namespace edgefleet::delta

@@ -1,13 +1,10 @@
 #include "server/enrollment/server_identity.h"
 
-#include <sys/stat.h>
-
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/core/files.h"
 #include "common/crypto/certificate_authority.h"
 #include "common/crypto/signer.h"
 
@@ -21,36 +18,15 @@ constexpr auto kCaValidity = hours(24 * 365 * 10);
 constexpr auto kServerCertValidity = hours(24 * 365);
 constexpr int64_t kRenewBeforeSeconds = 7 * 24 * 3600;
 
-bool ReadFile(const fs::path& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  *out = buffer.str();
-  return true;
-}
-
-absl::Status WriteFile(const fs::path& path, const std::string& data, bool secret) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
-    out << data;
-    if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write ", tmp.string()));
-  }
-  if (secret) ::chmod(tmp.c_str(), 0600);
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot rename ", tmp.string(), ": ", ec.message()));
-  return absl::OkStatus();
-}
-
 // Loads both halves of a key pair, or neither; one without the other is an operator error.
 absl::StatusOr<bool> LoadPair(const fs::path& public_path, const fs::path& private_path,
                               std::string* public_pem, std::string* private_pem) {
-  bool has_public = ReadFile(public_path, public_pem);
-  bool has_private = ReadFile(private_path, private_pem);
+  auto public_file = ReadFile(public_path.string());
+  auto private_file = ReadFile(private_path.string());
+  const bool has_public = public_file.ok();
+  const bool has_private = private_file.ok();
+  if (has_public) *public_pem = *std::move(public_file);
+  if (has_private) *private_pem = *std::move(private_file);
   if (has_public != has_private) {
     return absl::FailedPreconditionError(absl::StrCat("only one of ", public_path.string(), " and ",
                                                       private_path.string(), " exists"));
@@ -66,18 +42,24 @@ absl::StatusOr<ServerIdentity> LoadOrCreateServerIdentity(const std::string& dat
   fs::path dir = fs::path(data_dir) / "keys";
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir.string(), ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create ", dir.string(), ": ", ec.message()));
   ServerIdentity id;
 
-  auto has_ca = LoadPair(dir / "ca.pem", dir / "ca.key", &id.ca_certificate_pem, &id.ca_private_key_pem);
+  auto has_ca =
+      LoadPair(dir / "ca.pem", dir / "ca.key", &id.ca_certificate_pem, &id.ca_private_key_pem);
   if (!has_ca.ok()) return has_ca.status();
   if (!*has_ca) {
     auto ca = crypto::CreateSelfSignedCa("edgefleet device CA", kCaValidity, now_unix);
     if (!ca.ok()) return ca.status();
     id.ca_certificate_pem = ca->certificate_pem;
     id.ca_private_key_pem = ca->private_key_pem;
-    if (auto s = WriteFile(dir / "ca.key", id.ca_private_key_pem, true); !s.ok()) return s;
-    if (auto s = WriteFile(dir / "ca.pem", id.ca_certificate_pem, false); !s.ok()) return s;
+    if (auto s = WriteFileAtomically((dir / "ca.key").string(), id.ca_private_key_pem, true);
+        !s.ok())
+      return s;
+    if (auto s = WriteFileAtomically((dir / "ca.pem").string(), id.ca_certificate_pem, false);
+        !s.ok())
+      return s;
     id.created = true;
   }
 
@@ -89,8 +71,14 @@ absl::StatusOr<ServerIdentity> LoadOrCreateServerIdentity(const std::string& dat
     if (!keys.ok()) return keys.status();
     id.release_private_key_pem = keys->private_key_pem;
     id.release_public_key_pem = keys->public_key_pem;
-    if (auto s = WriteFile(dir / "release.key", id.release_private_key_pem, true); !s.ok()) return s;
-    if (auto s = WriteFile(dir / "release.pub", id.release_public_key_pem, false); !s.ok()) return s;
+    if (auto s =
+            WriteFileAtomically((dir / "release.key").string(), id.release_private_key_pem, true);
+        !s.ok())
+      return s;
+    if (auto s =
+            WriteFileAtomically((dir / "release.pub").string(), id.release_public_key_pem, false);
+        !s.ok())
+      return s;
     id.created = true;
   }
 
@@ -100,18 +88,26 @@ absl::StatusOr<ServerIdentity> LoadOrCreateServerIdentity(const std::string& dat
   bool issue = !*has_server;
   if (!issue) {
     auto info = crypto::ParseCertificate(id.server_certificate_pem);
-    issue = !info.ok() || info->not_after_unix - now_unix < kRenewBeforeSeconds ||
-            !crypto::VerifyIssuedBy(id.server_certificate_pem, id.ca_certificate_pem, now_unix).ok();
+    issue =
+        !info.ok() || info->not_after_unix - now_unix < kRenewBeforeSeconds ||
+        !crypto::VerifyIssuedBy(id.server_certificate_pem, id.ca_certificate_pem, now_unix).ok();
   }
   if (issue) {
     auto ca = crypto::CertificateAuthority::Load(id.ca_certificate_pem, id.ca_private_key_pem);
     if (!ca.ok()) return ca.status();
-    auto cert = (*ca)->IssueServerCertificate("edgefleet-server", tls_hosts, kServerCertValidity, now_unix);
+    auto cert =
+        (*ca)->IssueServerCertificate("edgefleet-server", tls_hosts, kServerCertValidity, now_unix);
     if (!cert.ok()) return cert.status();
     id.server_certificate_pem = cert->certificate_pem;
     id.server_private_key_pem = cert->private_key_pem;
-    if (auto s = WriteFile(dir / "server.key", id.server_private_key_pem, true); !s.ok()) return s;
-    if (auto s = WriteFile(dir / "server.pem", id.server_certificate_pem, false); !s.ok()) return s;
+    if (auto s =
+            WriteFileAtomically((dir / "server.key").string(), id.server_private_key_pem, true);
+        !s.ok())
+      return s;
+    if (auto s =
+            WriteFileAtomically((dir / "server.pem").string(), id.server_certificate_pem, false);
+        !s.ok())
+      return s;
     id.created = true;
   }
   return id;

@@ -1,5 +1,7 @@
 #include "server/patches/patch_service.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/core/logging.h"
 #include "common/crypto/sha256.h"
@@ -38,7 +40,13 @@ absl::Status PatchService::Start() {
   if (!pending.ok()) return pending.status();
   {
     std::lock_guard lock(mu_);
-    for (const auto& record : *pending) queue_.emplace_back(record.from_sha256, record.to_sha256);
+    // A pair requested before Start() is queued already (and pending in the database).
+    for (const auto& record : *pending) {
+      std::pair<std::string, std::string> job(record.from_sha256, record.to_sha256);
+      if (std::find(queue_.begin(), queue_.end(), job) == queue_.end()) {
+        queue_.push_back(std::move(job));
+      }
+    }
   }
   for (int i = 0; i < std::max(1, options_.workers); ++i) workers_.emplace_back([this] { Work(); });
   cv_.notify_all();

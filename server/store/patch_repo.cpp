@@ -55,12 +55,12 @@ absl::StatusOr<bool> PatchRepo::Enqueue(const std::string& from_sha256, const st
 
 absl::Status PatchRepo::Finish(const PatchRecord& record) {
   return WithTransaction(db_, "record patch", [&](pqxx::work& tx) -> absl::Status {
-    // A patch digest exists only for ready rows; others store NULL.
-    const std::string set_patch = record.patch_sha256.empty() ? "NULL" : "$5";
+    // A patch digest exists only for ready rows; others store NULL. $5 is always referenced
+    // (PostgreSQL cannot type a parameter the statement does not use).
     tx.exec_params(
-        "UPDATE patches SET state = $3, codec = $4, patch_sha256 = " + set_patch +
-            ", size_bytes = $6, compute_seconds = $7, detail = $8, updated_at = now() "
-            "WHERE from_sha256 = $1 AND to_sha256 = $2",
+        "UPDATE patches SET state = $3, codec = $4, patch_sha256 = NULLIF($5::bytea, ''::bytea), "
+        "size_bytes = $6, compute_seconds = $7, detail = $8, updated_at = now() "
+        "WHERE from_sha256 = $1 AND to_sha256 = $2",
         pqxx::binarystring(record.from_sha256), pqxx::binarystring(record.to_sha256),
         StateName(record.state), record.codec, pqxx::binarystring(record.patch_sha256),
         static_cast<int64_t>(record.size_bytes), record.compute_seconds, record.detail);

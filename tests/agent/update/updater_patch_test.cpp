@@ -61,7 +61,8 @@ class StringSink final : public delta::ByteSink {
 };
 
 // A patch from `old_data` to `new_data`; empty (failing the caller's size check) on error.
-std::string MakePatch(const std::string& old_data, const std::string& new_data, delta::Codec codec) {
+std::string MakePatch(const std::string& old_data, const std::string& new_data,
+                      delta::Codec codec) {
   StringSink sink;
   auto result = delta::Diff(old_data, new_data, codec, sink);
   EXPECT_TRUE(result.ok()) << result.status();
@@ -181,10 +182,11 @@ class UpdaterPatchTest : public ::testing::Test {
     ASSERT_TRUE(current.ok() && *current);
     EXPECT_EQ(crypto::Sha256Bytes(ReadFileBytes((*current)->path)), crypto::Sha256Bytes(v2_));
     EXPECT_THAT(NewFetches(), ElementsAre(patch_sha_, crypto::Sha256Bytes(v2_)));
-    EXPECT_THAT(NewKinds(),
-                ElementsAre(v1::UPDATE_EVENT_KIND_PATCH_REJECTED,
-                            v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED, v1::UPDATE_EVENT_KIND_DOWNLOADED,
-                            v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_ACTIVATED));
+    EXPECT_THAT(
+        NewKinds(),
+        ElementsAre(v1::UPDATE_EVENT_KIND_PATCH_REJECTED, v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED,
+                    v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
+                    v1::UPDATE_EVENT_KIND_ACTIVATED));
     auto events = NewEvents();
     ASSERT_FALSE(events.empty());
     EXPECT_EQ(events[0].reason(), v1::FAILURE_REASON_PATCH);
@@ -213,8 +215,9 @@ TEST_F(UpdaterPatchTest, HeldVersionIsPatchedIntoTheNextWithoutTheFullDownload) 
 
   ExpectServes("2.0", "classifier_v2.onnx");
   EXPECT_THAT(NewFetches(), ElementsAre(patch_sha_)) << "only the patch crossed the network";
-  EXPECT_THAT(NewKinds(), ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
-                                      v1::UPDATE_EVENT_KIND_ACTIVATED));
+  EXPECT_THAT(NewKinds(),
+              ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
+                          v1::UPDATE_EVENT_KIND_ACTIVATED));
   auto current = state_->Current(kModel);
   ASSERT_TRUE(current.ok() && *current);
   EXPECT_EQ((*current)->version, "2.0");
@@ -280,9 +283,10 @@ TEST_F(UpdaterPatchTest, OversizePatchFallsBackToFull) {
 
 TEST_F(UpdaterPatchTest, PatchMadeForAnotherBaseFallsBackToFull) {
   // A container patch names its base: one made for a device holding v2 does not apply to v1.
-  ASSERT_TRUE(updater_->Apply(V2WithPatch(MakePatch(v2_, v2_, delta::Codec::kTensor),
-                                          delta::Codec::kTensor))
-                  .ok());
+  ASSERT_TRUE(
+      updater_
+          ->Apply(V2WithPatch(MakePatch(v2_, v2_, delta::Codec::kTensor), delta::Codec::kTensor))
+          .ok());
   ExpectFellBackToFull();
 }
 
@@ -305,8 +309,8 @@ TEST_F(UpdaterPatchTest, TensorPatchFromAnotherBuildOfTheBaseFallsBackToFull) {
 }
 
 TEST_F(UpdaterPatchTest, BsdiffPatchFromAnotherBuildOfTheBaseFallsBackToFull) {
-  // bsdiff40 carries no digests, so only the check of the result against the signed SHA-256
-  // can notice that it was made against other bytes.
+  // bsdiff40 carries no digests: a patch made against other bytes applies cleanly to v1, and
+  // only the check of the result against the signed SHA-256 notices that it is not v2.
   std::string patch = MakePatch(OtherBuildOf(v1_), v1_, delta::Codec::kBsdiff40);
   ASSERT_LT(patch.size(), v2_.size());
   ASSERT_TRUE(updater_->Apply(V2WithPatch(patch, delta::Codec::kBsdiff40)).ok());
@@ -326,8 +330,9 @@ TEST_F(UpdaterPatchTest, PatchThatRebuildsOtherBytesFallsBackToFull) {
 }
 
 TEST_F(UpdaterPatchTest, PatchForAVersionTheDeviceDoesNotHoldIsNotFetched) {
-  ASSERT_TRUE(updater_->Apply(V2WithPatch(GoodPatch(), delta::Codec::kTensor,
-                                          crypto::Sha256Bytes("some other model")))
+  ASSERT_TRUE(updater_
+                  ->Apply(V2WithPatch(GoodPatch(), delta::Codec::kTensor,
+                                      crypto::Sha256Bytes("some other model")))
                   .ok());
   ExpectServes("2.0", "classifier_v2.onnx");
   EXPECT_THAT(NewFetches(), ElementsAre(crypto::Sha256Bytes(v2_)));

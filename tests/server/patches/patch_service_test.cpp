@@ -1,0 +1,449 @@
+// Differential updates on the server, against real PostgreSQL and a real filesystem artifact
+// store: patches are computed once per pair in the background, offered only when they are ready
+// and smaller, survive a restart, and reach devices through check-in and artifact access.
+#include "server/patches/patch_service.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "common/crypto/sha256.h"
+#include "common/delta/delta.h"
+#include "server/api/admin_api.h"
+#include "server/api/device_api.h"
+#include "server/store/database.h"
+#include "server/store/event_repo.h"
+#include "server/store/patch_repo.h"
+#include "server/store/telemetry_repo.h"
+#include "tests/support/test_database.h"
+
+namespace edgefleet::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kModelBytes = 1 << 20;
+
+// Deterministic pseudo-random bytes.
+std::string RandomBytes(size_t size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out(size, '\0');
+  for (char& c : out) c = static_cast<char>(rng());
+  return out;
+}
+
+// `base` with a few hundred bytes changed in a few places: a fine-tuned model.
+std::string Retrained(const std::string& base) {
+  std::string out = base;
+  std::mt19937 rng(99);
+  for (int block = 0; block < 4; ++block) {
+    size_t at = rng() % (out.size() - 100);
+    for (size_t i = 0; i < 80; ++i) out[at + i] = static_cast<char>(rng());
+  }
+  return out;
+}
+
+class StringSink final : public delta::ByteSink {
+ public:
+  absl::Status Write(std::string_view data) override {
+    bytes.append(data);
+    return absl::OkStatus();
+  }
+  std::string bytes;
+};
+
+class PatchServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto database = Database::Open({.url = db_.url()});
+    ASSERT_TRUE(database.ok()) << database.status();
+    database_ = *std::move(database);
+    ASSERT_TRUE(database_->Migrate().ok());
+    dir_ =
+        fs::path(::testing::TempDir()) /
+        ("patches_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+    artifacts_ = MakeFilesystemArtifactStore(dir_.string());
+    repo_ = std::make_unique<PatchRepo>(*database_);
+    metrics_ = std::make_unique<ServerMetrics>(registry_);
+    old_ = RandomBytes(kModelBytes, 1);
+    new_ = Retrained(old_);
+  }
+
+  void TearDown() override {
+    service_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // Stores `bytes` the way an upload does; returns the raw digest.
+  std::string Store(const std::string& bytes) {
+    auto writer = artifacts_->BeginUpload(bytes.size());
+    EXPECT_TRUE(writer.ok()) << writer.status();
+    if (!writer.ok()) return "";
+    // In pieces, like a streamed upload.
+    for (size_t at = 0; at < bytes.size(); at += 100000) {
+      EXPECT_TRUE((*writer)->Append(std::string_view(bytes).substr(at, 100000)).ok());
+    }
+    auto info = (*writer)->Commit();
+    EXPECT_TRUE(info.ok()) << info.status();
+    if (!info.ok()) return "";
+    EXPECT_EQ(info->sha256, crypto::Sha256Bytes(bytes));
+    return info->sha256;
+  }
+
+  std::string ReadBlob(const std::string& sha256) {
+    auto reader = artifacts_->Open(sha256);
+    EXPECT_TRUE(reader.ok()) << reader.status();
+    if (!reader.ok()) return "";
+    std::string out;
+    while (true) {
+      auto chunk = (*reader)->ReadAt(out.size(), 1 << 16);
+      EXPECT_TRUE(chunk.ok()) << chunk.status();
+      if (!chunk.ok() || chunk->empty()) return out;
+      out += *chunk;
+    }
+  }
+
+  void StartService() {
+    service_ = std::make_unique<PatchService>(*repo_, *artifacts_, *metrics_,
+                                              PatchServiceOptions{.workers = 2});
+    ASSERT_TRUE(service_->Start().ok());
+  }
+
+  double Computed(const std::string& result) {
+    return metrics_->patches_computed.Add({{"result", result}}).Value();
+  }
+
+  std::optional<v1::PatchOffer> OfferFor(const std::string& from, const std::string& to,
+                                         uint64_t to_size) {
+    auto offer = service_->Offer(from, to, to_size);
+    EXPECT_TRUE(offer.ok()) << offer.status();
+    return offer.ok() ? *offer : std::nullopt;
+  }
+
+  // The offered patch, fetched from the store, rebuilds exactly `want` from `base`.
+  void ExpectPatchRebuilds(const v1::PatchOffer& offer, const std::string& base,
+                           const std::string& want) {
+    std::string patch = ReadBlob(offer.patch_sha256());
+    EXPECT_EQ(patch.size(), offer.patch_size_bytes());
+    EXPECT_EQ(crypto::Sha256Bytes(patch), offer.patch_sha256());
+    auto info = delta::Inspect(patch);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(delta::CodecName(info->codec), offer.codec());
+    StringSink out;
+    delta::ApplyOptions options;
+    options.expected_new_size_bytes = want.size();
+    ASSERT_TRUE(delta::Apply(base, patch, out, options).ok());
+    EXPECT_TRUE(out.bytes == want) << "patched output differs from the new version";
+  }
+
+  test::TestDatabase db_;
+  std::unique_ptr<Database> database_;
+  fs::path dir_;
+  std::unique_ptr<ArtifactStore> artifacts_;
+  std::unique_ptr<PatchRepo> repo_;
+  metrics::Registry registry_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<PatchService> service_;
+  std::string old_, new_;
+};
+
+TEST_F(PatchServiceTest, SmallChangeGivesASmallPatchThatRebuildsTheNewVersion) {
+  StartService();
+  const std::string from = Store(old_);
+  const std::string to = Store(new_);
+  ASSERT_TRUE(service_->Request(from, to).ok());
+  service_->WaitIdle();
+
+  auto offer = OfferFor(from, to, new_.size());
+  ASSERT_TRUE(offer.has_value()) << "a ready patch is offered";
+  EXPECT_EQ(offer->from_artifact_sha256(), from);
+  EXPECT_FALSE(offer->codec().empty());
+  EXPECT_TRUE(delta::ParseCodec(offer->codec()).ok()) << offer->codec();
+  // A few hundred changed bytes out of a megabyte: the patch is a small fraction of the file.
+  EXPECT_LT(offer->patch_size_bytes(), new_.size() / 10);
+  ExpectPatchRebuilds(*offer, old_, new_);
+  EXPECT_EQ(Computed("ready"), 1);
+  EXPECT_EQ(Computed("failed"), 0);
+  EXPECT_EQ(metrics_->patch_compute_seconds.Add({}).Collect().count, 1u);
+  EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "ready");
+
+  // The offer is only made where the patch beats the full download.
+  auto not_worth_it = OfferFor(from, to, offer->patch_size_bytes());
+  EXPECT_FALSE(not_worth_it.has_value());
+}
+
+TEST_F(PatchServiceTest, EachPairIsComputedOnce) {
+  StartService();
+  const std::string from = Store(old_);
+  const std::string to = Store(new_);
+  ASSERT_TRUE(service_->Request(from, to).ok());
+  ASSERT_TRUE(service_->Request(from, to).ok());  // e.g. a push, then a deployment
+  service_->WaitIdle();
+  ASSERT_TRUE(OfferFor(from, to, new_.size()).has_value());
+  ASSERT_TRUE(service_->Request(from, to).ok());
+  ASSERT_TRUE(OfferFor(from, to, new_.size()).has_value());
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("ready"), 1);
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM patches"), "1");
+
+  // A version is never patched into itself.
+  ASSERT_TRUE(service_->Request(to, to).ok());
+  EXPECT_FALSE(OfferFor(to, to, new_.size()).has_value());
+  service_->WaitIdle();
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM patches"), "1");
+}
+
+TEST_F(PatchServiceTest, UnrelatedVersionsAreNotPatched) {
+  StartService();
+  const std::string from = Store(old_);
+  const std::string unrelated = RandomBytes(kModelBytes, 2);
+  const std::string to = Store(unrelated);
+  ASSERT_TRUE(service_->Request(from, to).ok());
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("not_smaller"), 1);
+  EXPECT_EQ(Computed("ready"), 0);
+  EXPECT_FALSE(OfferFor(from, to, unrelated.size()).has_value());
+  EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "not_smaller");
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM patches WHERE patch_sha256 IS NOT NULL"), "0");
+  // Offering again, or restarting the server, does not compute it again.
+  EXPECT_FALSE(OfferFor(from, to, unrelated.size()).has_value());
+  service_.reset();
+  StartService();
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("not_smaller"), 1);
+}
+
+TEST_F(PatchServiceTest, MissingArtifactIsRecordedAsFailedAndNotOffered) {
+  StartService();
+  const std::string to = Store(new_);
+  const std::string unknown = crypto::Sha256Bytes("never uploaded");
+  ASSERT_TRUE(service_->Request(unknown, to).ok());
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("failed"), 1);
+  EXPECT_FALSE(OfferFor(unknown, to, new_.size()).has_value());
+  EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "failed");
+  EXPECT_NE(db_.QueryValue("SELECT detail FROM patches"), "") << "the failure says why";
+}
+
+TEST_F(PatchServiceTest, OfferForAnUnknownPairQueuesItAndOffersItOnceReady) {
+  StartService();
+  const std::string from = Store(old_);
+  const std::string to = Store(new_);
+  EXPECT_FALSE(OfferFor(from, to, new_.size()).has_value()) << "nothing is ready yet";
+  service_->WaitIdle();
+  auto offer = OfferFor(from, to, new_.size());
+  ASSERT_TRUE(offer.has_value());
+  ExpectPatchRebuilds(*offer, old_, new_);
+  EXPECT_EQ(Computed("ready"), 1);
+}
+
+TEST_F(PatchServiceTest, PendingPairLeftByARestartIsComputedByTheNextService) {
+  const std::string from = Store(old_);
+  const std::string to = Store(new_);
+  // A previous run queued the pair and stopped before computing it.
+  auto queued = repo_->Enqueue(from, to);
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  ASSERT_TRUE(*queued);
+  EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "pending");
+
+  StartService();
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("ready"), 1);
+  EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "ready");
+  auto offer = OfferFor(from, to, new_.size());
+  ASSERT_TRUE(offer.has_value());
+  ExpectPatchRebuilds(*offer, old_, new_);
+}
+
+TEST_F(PatchServiceTest, RequestBeforeStartIsComputedOnce) {
+  const std::string from = Store(old_);
+  const std::string to = Store(new_);
+  service_ = std::make_unique<PatchService>(*repo_, *artifacts_, *metrics_,
+                                            PatchServiceOptions{.workers = 2});
+  ASSERT_TRUE(service_->Request(from, to).ok());
+  ASSERT_TRUE(service_->Start().ok());
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("ready"), 1);
+}
+
+// --- through the device API, as a device sees it ---
+
+class PatchDeviceApiTest : public PatchServiceTest {
+ protected:
+  void SetUp() override {
+    PatchServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    tokens_ = std::make_unique<EnrollmentTokenRepo>(*database_);
+    devices_ = std::make_unique<DeviceRepo>(*database_);
+    models_ = std::make_unique<ModelRepo>(*database_);
+    deployments_ = std::make_unique<DeploymentRepo>(*database_);
+    events_ = std::make_unique<EventRepo>(*database_);
+    telemetry_ = std::make_unique<TelemetryRepo>(*database_);
+    audit_ = std::make_unique<AuditRepo>(*database_);
+    StartService();
+    admin_ = std::make_unique<AdminApi>(
+        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_}, *artifacts_, clock_,
+        *metrics_, AdminApiOptions{}, service_.get());
+    auto keys = crypto::GenerateEd25519KeyPair();
+    ASSERT_TRUE(keys.ok());
+    signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
+    device_api_ = std::make_unique<DeviceApi>(
+        DeviceRepos{*devices_, *models_, *deployments_, *events_, *telemetry_}, *artifacts_,
+        *signer_, clock_, *metrics_, DeviceApiOptions{}, service_.get(), repo_.get());
+  }
+
+  v1::ModelVersion Push(const std::string& version, const std::string& bytes) {
+    v1::PushModelMetadata metadata;
+    metadata.set_model_name("detector");
+    metadata.set_version(version);
+    auto sent = std::make_shared<bool>(false);
+    auto pushed = admin_->PushModel({"admin", "admin"}, metadata,
+                                    [&bytes, sent]() -> absl::StatusOr<std::optional<std::string>> {
+                                      if (*sent) return std::optional<std::string>();
+                                      *sent = true;
+                                      return std::optional<std::string>(bytes);
+                                    });
+    EXPECT_TRUE(pushed.ok()) << pushed.status();
+    return pushed.ok() ? *pushed : v1::ModelVersion();
+  }
+
+  void Deploy(const std::string& version) {
+    v1::CreateDeploymentRequest deploy;
+    deploy.set_model_name("detector");
+    deploy.set_version(version);
+    deploy.set_label_selector("site=berlin");
+    auto deployment = admin_->CreateDeployment({"admin", "admin"}, deploy);
+    ASSERT_TRUE(deployment.ok()) << deployment.status();
+  }
+
+  static v1::Inventory Serving(const v1::ModelVersion& version) {
+    v1::Inventory inventory;
+    auto* model = inventory.add_models();
+    model->set_model_name(version.model_name());
+    model->set_version(version.version());
+    model->set_state(v1::MODEL_STATE_SERVING);
+    model->set_artifact_sha256(version.artifact_sha256());
+    return inventory;
+  }
+
+  v1::DesiredModel CheckIn(const std::string& device, const v1::Inventory& inventory) {
+    v1::CheckInRequest request;
+    *request.mutable_inventory() = inventory;
+    auto answer = device_api_->CheckIn(device, request);
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    EXPECT_EQ(answer.ok() ? answer->desired_size() : 0, 1);
+    return answer.ok() && answer->desired_size() == 1 ? answer->desired(0) : v1::DesiredModel();
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<EnrollmentTokenRepo> tokens_;
+  std::unique_ptr<DeviceRepo> devices_;
+  std::unique_ptr<ModelRepo> models_;
+  std::unique_ptr<DeploymentRepo> deployments_;
+  std::unique_ptr<EventRepo> events_;
+  std::unique_ptr<TelemetryRepo> telemetry_;
+  std::unique_ptr<AuditRepo> audit_;
+  std::unique_ptr<AdminApi> admin_;
+  std::unique_ptr<crypto::Signer> signer_;
+  std::unique_ptr<DeviceApi> device_api_;
+};
+
+TEST_F(PatchDeviceApiTest, DeviceServingTheOldVersionIsOfferedThePatchOnceReady) {
+  const v1::ModelVersion v1 = Push("1", old_);
+  const v1::ModelVersion v2 = Push("2", new_);
+  ASSERT_TRUE(devices_
+                  ->Enroll("cam-1", {{"site", "berlin"}}, v1::Inventory(), "serial-cam-1",
+                           ToUnixSeconds(clock_.Now()))
+                  .ok());
+  ASSERT_TRUE(devices_
+                  ->Enroll("cam-2", {{"site", "berlin"}}, v1::Inventory(), "serial-cam-2",
+                           ToUnixSeconds(clock_.Now()))
+                  .ok());
+  Deploy("2");
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("ready") + Computed("not_smaller") + Computed("failed"), 0)
+      << "no device reported holding anything to patch from";
+
+  // The first check-in that reveals v1 queues the computation; a later one carries the offer.
+  v1::DesiredModel first = CheckIn("cam-1", Serving(v1));
+  service_->WaitIdle();
+  v1::DesiredModel desired = CheckIn("cam-1", Serving(v1));
+  EXPECT_EQ(desired.metadata().version(), "2");
+  ASSERT_TRUE(desired.has_patch());
+  EXPECT_EQ(desired.patch().from_artifact_sha256(), v1.artifact_sha256());
+  EXPECT_LT(desired.patch().patch_size_bytes(), v2.size_bytes());
+  ExpectPatchRebuilds(desired.patch(), old_, new_);
+  if (first.has_patch()) {
+    EXPECT_EQ(first.patch().patch_sha256(), desired.patch().patch_sha256());
+  }
+
+  // A device without v1 gets only the full artifact; so does one that reports no digest.
+  EXPECT_FALSE(CheckIn("cam-2", v1::Inventory()).has_patch());
+  v1::Inventory no_digest = Serving(v1);
+  no_digest.mutable_models(0)->clear_artifact_sha256();
+  EXPECT_FALSE(CheckIn("cam-2", no_digest).has_patch());
+  // A device already serving v2 is offered nothing to patch.
+  EXPECT_FALSE(CheckIn("cam-2", Serving(v2)).has_patch());
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("ready"), 1);
+
+  // The patch is fetched like an artifact, and counted as one.
+  auto stream = device_api_->OpenArtifact(desired.patch().patch_sha256());
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  EXPECT_STREQ(stream->kind, "patch");
+  ASSERT_NE(stream->reader, nullptr);
+  EXPECT_EQ(stream->reader->size_bytes(), desired.patch().patch_size_bytes());
+  EXPECT_EQ(stream->saved_bytes, v2.size_bytes() - desired.patch().patch_size_bytes());
+  auto head = stream->reader->ReadAt(0, 16);
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(*head, ReadBlob(desired.patch().patch_sha256()).substr(0, 16));
+
+  auto full = device_api_->OpenArtifact(v2.artifact_sha256());
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_STREQ(full->kind, "full");
+  EXPECT_EQ(full->reader->size_bytes(), v2.size_bytes());
+}
+
+TEST_F(PatchDeviceApiTest, DeploymentPrecomputesPatchesForWhatTargetsServe) {
+  const v1::ModelVersion v1 = Push("1", old_);
+  const v1::ModelVersion v2 = Push("2", new_);
+  ASSERT_TRUE(devices_
+                  ->Enroll("cam-1", {{"site", "berlin"}}, Serving(v1), "serial-cam-1",
+                           ToUnixSeconds(clock_.Now()))
+                  .ok());
+  Deploy("2");
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("ready"), 1) << "computed before the device asked";
+  v1::DesiredModel desired = CheckIn("cam-1", Serving(v1));
+  ASSERT_TRUE(desired.has_patch());
+  ExpectPatchRebuilds(desired.patch(), old_, new_);
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("ready"), 1);
+}
+
+TEST_F(PatchDeviceApiTest, OnlyArtifactsAndReadyPatchesCanBeFetched) {
+  const v1::ModelVersion v1 = Push("1", old_);
+  // In the store but neither a model version nor a ready patch (e.g. an abandoned upload).
+  const std::string stray = Store(RandomBytes(1000, 5));
+  EXPECT_EQ(device_api_->OpenArtifact(stray).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(device_api_->OpenArtifact(crypto::Sha256Bytes("nothing")).status().code(),
+            absl::StatusCode::kNotFound);
+
+  // A pair that is not worth patching leaves nothing fetchable behind.
+  const v1::ModelVersion other = Push("3", RandomBytes(kModelBytes, 3));
+  ASSERT_TRUE(service_->Request(v1.artifact_sha256(), other.artifact_sha256()).ok());
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("not_smaller"), 1);
+  EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "not_smaller");
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM patches WHERE patch_sha256 IS NOT NULL"), "0");
+
+  auto full = device_api_->OpenArtifact(v1.artifact_sha256());
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_STREQ(full->kind, "full");
+}
+
+}  // namespace
+}  // namespace edgefleet::server
