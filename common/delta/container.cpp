@@ -112,8 +112,9 @@ absl::Status ContainerApply(std::string_view old_data, std::string_view patch, B
                             const ApplyOptions& options) {
   absl::StatusOr<ContainerHeader> header = ParseContainerHeader(patch);
   if (!header.ok()) return header.status();
-  if (header->old_size_bytes != old_data.size() ||
-      header->old_sha256 != crypto::Sha256Bytes(old_data)) {
+  const std::string old_sha256 =
+      options.old_sha256.empty() ? crypto::Sha256Bytes(old_data) : options.old_sha256;
+  if (header->old_size_bytes != old_data.size() || header->old_sha256 != old_sha256) {
     return absl::FailedPreconditionError(
         absl::StrCat("patch was made for a different base file (expected ", header->old_size_bytes,
                      " bytes with sha256 ", crypto::ToHex(header->old_sha256), ", have ",

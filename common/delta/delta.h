@@ -82,6 +82,9 @@ struct ApplyOptions {
   uint64_t expected_new_size_bytes = 0;
   // Hard cap on the output whatever the patch declares.
   uint64_t max_new_size_bytes = uint64_t{8} << 30;
+  // The raw SHA-256 of the old data when the caller has already computed it (ApplyFiles hashes
+  // the mapped file in bounded pieces); empty means Apply hashes the old data itself.
+  std::string old_sha256 = {};
 };
 
 // Rebuilds the new file from `old_data` and `patch` into `out`, sequentially. The codec is

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/crypto/sha256.h"
 
 namespace edgefleet::delta {
 namespace {
@@ -140,6 +141,8 @@ namespace {
 
 // Forwards output and, every few MiB of it, releases the pages of the mapped inputs already
 // read: apply's resident set then stays a small window whatever the model size.
+constexpr size_t kHashPieceBytes = 8 << 20;
+
 class PageReleasingSink final : public ByteSink {
  public:
   PageReleasingSink(ByteSink& out, const MappedFile& old_file, const MappedFile& patch)
@@ -155,7 +158,7 @@ class PageReleasingSink final : public ByteSink {
   }
 
  private:
-  static constexpr uint64_t kReleaseEveryBytes = 8 << 20;
+  static constexpr uint64_t kReleaseEveryBytes = 2 << 20;
   ByteSink& out_;
   const MappedFile& old_file_;
   const MappedFile& patch_;
@@ -172,8 +175,19 @@ absl::Status ApplyFiles(const std::string& old_path, const std::string& patch_pa
   if (!patch.ok()) return patch.status();
   absl::StatusOr<std::unique_ptr<FileSink>> sink = FileSink::Create(out_path);
   if (!sink.ok()) return sink.status();
+  // Hash the base in bounded pieces so checking it does not pull the whole file into memory.
+  ApplyOptions bounded = options;
+  if (bounded.old_sha256.empty()) {
+    crypto::Sha256 hash;
+    const std::string_view old_data = (*old_file)->data();
+    for (size_t at = 0; at < old_data.size(); at += kHashPieceBytes) {
+      hash.Update(old_data.substr(at, kHashPieceBytes));
+      (*old_file)->ReleasePages();
+    }
+    bounded.old_sha256 = hash.Finish();
+  }
   PageReleasingSink releasing(**sink, **old_file, **patch);
-  if (absl::Status s = Apply((*old_file)->data(), (*patch)->data(), releasing, options); !s.ok()) {
+  if (absl::Status s = Apply((*old_file)->data(), (*patch)->data(), releasing, bounded); !s.ok()) {
     return Annotate(s, absl::StrCat("apply '", patch_path, "' to '", old_path, "'"));
   }
   return (*sink)->Commit();

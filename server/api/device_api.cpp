@@ -93,7 +93,10 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
         (void)repos_.deployments.UpdateTargetState(device_id, version.model_name(), version.version(),
                                                    v1::DEPLOYMENT_TARGET_STATE_SERVING, "",
                                                    ToUnixSeconds(now));
-      } else if (patches_ != nullptr && installed.artifact_sha256().size() == 32) {
+      } else if (patches_ != nullptr && installed.artifact_sha256().size() == 32 &&
+                 repos_.models.ArtifactReferenced(installed.artifact_sha256()).value_or(false)) {
+        // Only artifacts the registry knows can be a patch base: a device cannot make the
+        // server queue work for arbitrary digests.
         // A device that reports a stale sha simply gets a patch that fails to apply and falls
         // back to the full artifact; the offer itself is only a hint.
         auto offer = patches_->Offer(installed.artifact_sha256(), version.artifact_sha256(),
