@@ -68,8 +68,8 @@ struct DiffOptions {
 struct DiffResult {
   Codec codec;  // the codec that produced the patch (never kAuto)
   uint64_t patch_size_bytes = 0;
-  // auto only: true when no patch beat sending the new file compressed; then the patch is
-  // empty and the caller should send the full artifact.
+  // auto only: true when no patch beat sending the new file compressed (zstd level 3); then the
+  // patch is empty and the caller should send the full artifact.
   bool full_is_smaller = false;
 };
 

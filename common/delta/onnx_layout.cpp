@@ -1,5 +1,6 @@
 #include "common/delta/internal/onnx_layout.h"
 
+#include <map>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -194,6 +195,20 @@ int WordWidthForDataType(int32_t data_type) {
     default:
       return 1;
   }
+}
+
+double AlignedTensorFraction(std::string_view old_model, std::string_view new_model) {
+  auto old_layout = ParseOnnxLayout(old_model);
+  auto new_layout = ParseOnnxLayout(new_model);
+  if (!old_layout.ok() || !new_layout.ok() || new_model.empty()) return 0;
+  std::map<std::string, uint64_t> old_lengths;
+  for (const TensorRange& t : *old_layout) old_lengths[t.name] = t.length;
+  uint64_t aligned = 0;
+  for (const TensorRange& t : *new_layout) {
+    auto it = old_lengths.find(t.name);
+    if (it != old_lengths.end() && it->second == t.length) aligned += t.length;
+  }
+  return static_cast<double>(aligned) / static_cast<double>(new_model.size());
 }
 
 }  // namespace edgefleet::delta::internal

@@ -519,3 +519,24 @@ TEST_F(TensorCodecTest, DecodeRejectsHostileTablesWithoutAllocatingByThem) {
 
 }  // namespace
 }  // namespace edgefleet::delta::internal
+
+namespace edgefleet::delta::internal {
+namespace {
+
+// auto stops after the tensor codec when the weights align by name; this measure decides it.
+TEST(AlignedTensorFractionTest, CountsSameNamedSameSizedTensorBytesOnly) {
+  const std::string v1 = ReadFile(fs::path(EDGEFLEET_TEST_DATA_DIR) / "classifier_v1.onnx");
+  const std::string v2 = ReadFile(fs::path(EDGEFLEET_TEST_DATA_DIR) / "classifier_v2.onnx");
+  const double same_layout = AlignedTensorFraction(v1, v2);
+  EXPECT_GT(same_layout, 0.5) << "the classifier is mostly weights";
+  EXPECT_LT(same_layout, 1.0) << "graph structure is not tensor bytes";
+  EXPECT_DOUBLE_EQ(AlignedTensorFraction(v1, v1), same_layout);
+  EXPECT_EQ(AlignedTensorFraction("not an onnx model", v2), 0);
+  EXPECT_EQ(AlignedTensorFraction(v1, std::string(1000, 'x')), 0);
+  const std::string conv = ReadFile(fs::path(EDGEFLEET_TEST_DATA_DIR) / "conv_v1.onnx");
+  EXPECT_EQ(AlignedTensorFraction(conv, v2), 0)
+      << "no tensor of the classifier exists in the conv model";
+}
+
+}  // namespace
+}  // namespace edgefleet::delta::internal
