@@ -327,13 +327,17 @@ int ModelGet(Context& c) {
 // ---- deploy ----
 
 std::string TargetSummary(const v1::Deployment& d) {
-  int serving = 0, failed = 0;
+  int serving = 0, failed = 0, superseded = 0;
   for (const auto& t : d.targets()) {
     if (t.state() == v1::DEPLOYMENT_TARGET_STATE_SERVING) ++serving;
     if (t.state() == v1::DEPLOYMENT_TARGET_STATE_FAILED) ++failed;
+    if (t.state() == v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED) ++superseded;
   }
+  // A deployment replaced by a newer one reads as such, not as a rollout that stalled.
+  if (superseded == d.targets_size() && superseded > 0) return "superseded";
   std::string s = absl::StrCat(serving, "/", d.targets_size(), " serving");
   if (failed > 0) absl::StrAppend(&s, ", ", failed, " failed");
+  if (superseded > 0) absl::StrAppend(&s, ", ", superseded, " superseded");
   return s;
 }
 
