@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   edgefleet::SystemClock clock;
-  auto agent = edgefleet::agent::Agent::Start(config, clock, edgefleet::agent::MakeOpenCvEngineFactory());
+  auto agent =
+      edgefleet::agent::Agent::Start(config, clock, edgefleet::agent::MakeOpenCvEngineFactory());
   if (!agent.ok()) {
     std::cerr << "edgefleet-agent: cannot start: " << agent.status().message() << "\n";
     return 1;

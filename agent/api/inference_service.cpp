@@ -33,9 +33,11 @@ grpc::Status InferenceGrpcService::Predict(grpc::ServerContext*, const v1::Predi
       return Invalid(absl::StrCat("input '", t.name(), "' has ", t.data_size(),
                                   " values but its shape holds ", t.shape().empty() ? 0 : count));
     }
-    inputs.push_back({t.name(), {t.shape().begin(), t.shape().end()}, {t.data().begin(), t.data().end()}});
+    inputs.push_back(
+        {t.name(), {t.shape().begin(), t.shape().end()}, {t.data().begin(), t.data().end()}});
   }
-  std::vector<std::string> output_names(request->output_names().begin(), request->output_names().end());
+  std::vector<std::string> output_names(request->output_names().begin(),
+                                        request->output_names().end());
   auto prediction = host_.Predict(request->model_name(), inputs, output_names);
   if (!prediction.ok()) {
     return grpc::Status(static_cast<grpc::StatusCode>(prediction.status().code()),
@@ -52,7 +54,8 @@ grpc::Status InferenceGrpcService::Predict(grpc::ServerContext*, const v1::Predi
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceGrpcService::ListModels(grpc::ServerContext*, const v1::ListLocalModelsRequest*,
+grpc::Status InferenceGrpcService::ListModels(grpc::ServerContext*,
+                                              const v1::ListLocalModelsRequest*,
                                               v1::ListLocalModelsResponse* response) {
   for (const auto& model : host_.All()) {
     v1::LocalModel* m = response->add_models();

@@ -43,8 +43,11 @@ absl::Status WarmUp(InferenceEngine& engine, const v1::ModelVersion& metadata) {
     inputs.push_back(std::move(tensor));
   }
   auto outputs = engine.Run(inputs, {});
-  if (!outputs.ok()) return absl::FailedPreconditionError(absl::StrCat("warm-up inference: ", outputs.status().message()));
-  if (outputs->empty()) return absl::FailedPreconditionError("warm-up inference returned no outputs");
+  if (!outputs.ok())
+    return absl::FailedPreconditionError(
+        absl::StrCat("warm-up inference: ", outputs.status().message()));
+  if (outputs->empty())
+    return absl::FailedPreconditionError("warm-up inference returned no outputs");
   for (const TensorData& out : *outputs) {
     for (float v : out.data) {
       if (!std::isfinite(v)) {
@@ -101,7 +104,8 @@ void ModelHost::Record(const std::string& model_name, const std::string& version
   if (w.latencies_seconds.size() < kMaxLatencySamples) w.latencies_seconds.push_back(seconds);
 }
 
-std::vector<v1::ModelTelemetry> ModelHost::TakeTelemetry(std::chrono::system_clock::time_point now) {
+std::vector<v1::ModelTelemetry> ModelHost::TakeTelemetry(
+    std::chrono::system_clock::time_point now) {
   std::map<std::pair<std::string, std::string>, Window> windows;
   std::chrono::system_clock::time_point start;
   {
@@ -124,8 +128,10 @@ std::vector<v1::ModelTelemetry> ModelHost::TakeTelemetry(std::chrono::system_clo
     latency->set_p99_seconds(Quantile(w.latencies_seconds, 0.99));
     latency->set_max_seconds(w.max_seconds);
     latency->set_sum_seconds(w.sum_seconds);
-    t.mutable_window_start()->set_seconds(std::chrono::duration_cast<std::chrono::seconds>(start.time_since_epoch()).count());
-    t.mutable_window_end()->set_seconds(std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+    t.mutable_window_start()->set_seconds(
+        std::chrono::duration_cast<std::chrono::seconds>(start.time_since_epoch()).count());
+    t.mutable_window_end()->set_seconds(
+        std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
     out.push_back(std::move(t));
   }
   return out;

@@ -39,7 +39,8 @@ absl::StatusOr<crypto::Sha256> HashPrefix(const fs::path& path, uint64_t size) {
   while (left > 0) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(left, buffer.size()));
     in.read(buffer.data(), static_cast<std::streamsize>(n));
-    if (static_cast<size_t>(in.gcount()) != n) return absl::DataLossError("partial download unreadable");
+    if (static_cast<size_t>(in.gcount()) != n)
+      return absl::DataLossError("partial download unreadable");
     hash.Update(std::string_view(buffer.data(), n));
     left -= n;
   }
@@ -102,12 +103,14 @@ absl::Status Updater::RestoreFromDisk() {
     metadata.ParseFromString(v.metadata_proto);
     // The file on disk must still be the signed artifact: a damaged or altered file is not served.
     auto digest = crypto::Sha256File(v.path);
-    absl::Status s = !digest.ok() ? digest.status()
-                     : *digest != v.artifact_sha256
-                         ? VerificationError(v1::FAILURE_REASON_DIGEST,
-                                             absl::StrCat(v.path, " no longer matches its signed SHA-256"))
-                         : absl::OkStatus();
-    auto engine = s.ok() ? engines_.Load(v.path) : absl::StatusOr<std::unique_ptr<InferenceEngine>>(s);
+    absl::Status s =
+        !digest.ok() ? digest.status()
+        : *digest != v.artifact_sha256
+            ? VerificationError(v1::FAILURE_REASON_DIGEST,
+                                absl::StrCat(v.path, " no longer matches its signed SHA-256"))
+            : absl::OkStatus();
+    auto engine =
+        s.ok() ? engines_.Load(v.path) : absl::StatusOr<std::unique_ptr<InferenceEngine>>(s);
     if (s.ok()) s = engine.ok() ? WarmUp(**engine, metadata) : engine.status();
     if (!s.ok()) {
       Logger("update")->error("cannot restore model={} version={}: {}", v.model_name, v.version,
@@ -115,8 +118,8 @@ absl::Status Updater::RestoreFromDisk() {
       first_error.Update(s);
       continue;
     }
-    host_.Swap(std::make_shared<ServingModel>(
-        ServingModel{v.model_name, v.version, metadata, std::shared_ptr<InferenceEngine>(*std::move(engine))}));
+    host_.Swap(std::make_shared<ServingModel>(ServingModel{
+        v.model_name, v.version, metadata, std::shared_ptr<InferenceEngine>(*std::move(engine))}));
     Logger("update")->info("restored model={} version={} from disk", v.model_name, v.version);
     // An update interrupted before its commit is simply retried at the next check-in.
     (void)state_.ClearUpdate(v.model_name);
@@ -129,8 +132,8 @@ absl::Status Updater::Save(const v1::ReleaseManifest& manifest, Phase phase) {
       {manifest.model_name(), manifest.version(), manifest.artifact_sha256(), phase, ""});
 }
 
-void Updater::Report(const std::string& model, const std::string& version,
-                     v1::UpdateEventKind kind, v1::FailureReason reason, const std::string& detail) {
+void Updater::Report(const std::string& model, const std::string& version, v1::UpdateEventKind kind,
+                     v1::FailureReason reason, const std::string& detail) {
   v1::UpdateEvent event;
   event.set_model_name(model);
   event.set_version(version);
@@ -200,13 +203,14 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   auto failed = state_.IsFailed(model, metadata.version(), metadata.artifact_sha256());
   if (!failed.ok()) return failed.status();
   if (*failed) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("model ", model, " version ", metadata.version(), " failed before; not retried"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model ", model, " version ", metadata.version(), " failed before; not retried"));
   }
 
   auto min_metadata_version = state_.HighestMetadataVersion(model);
   if (!min_metadata_version.ok()) return min_metadata_version.status();
-  auto manifest = manifest::Verify(desired.manifest(), release_root_, clock_.Now(), *min_metadata_version);
+  auto manifest =
+      manifest::Verify(desired.manifest(), release_root_, clock_.Now(), *min_metadata_version);
   if (!manifest.ok()) {
     return Fail(model, metadata.version(), metadata.artifact_sha256(), manifest.status(),
                 v1::FAILURE_REASON_SIGNATURE);
@@ -232,7 +236,8 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   std::error_code no_part;
   if (desired.has_patch() && *current && !fs::exists(part_path, no_part) &&
       (*current)->artifact_sha256 == desired.patch().from_artifact_sha256()) {
-    absl::Status patched = ApplyPatch(*manifest, desired.patch(), (*current)->path, part_path.string());
+    absl::Status patched =
+        ApplyPatch(*manifest, desired.patch(), (*current)->path, part_path.string());
     via_patch = patched.ok();
     if (!via_patch) {
       // A patch is an optimisation: any problem with it falls back to the full artifact.
@@ -272,14 +277,16 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   fs::rename(part_path, staged_path, ec);
   if (ec) {
     return Fail(model, manifest->version(), manifest->artifact_sha256(),
-                absl::InternalError(absl::StrCat("stage: ", ec.message())), v1::FAILURE_REASON_LOAD);
+                absl::InternalError(absl::StrCat("stage: ", ec.message())),
+                v1::FAILURE_REASON_LOAD);
   }
   FsyncPath(version_dir);
   (void)Save(*manifest, Phase::kStage);
 
   if (auto s = Activate(*manifest, desired.manifest(), metadata, staged_path.string()); !s.ok()) {
     fs::remove_all(version_dir, ec);
-    return Fail(model, manifest->version(), manifest->artifact_sha256(), s, v1::FAILURE_REASON_LOAD);
+    return Fail(model, manifest->version(), manifest->artifact_sha256(), s,
+                v1::FAILURE_REASON_LOAD);
   }
   {
     std::lock_guard lock(failures_mu_);
@@ -309,13 +316,13 @@ absl::Status Updater::Download(const std::string& sha256, uint64_t expected,
     std::ofstream out(part_path, std::ios::binary | std::ios::app);
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
     uint64_t received = offset;
-    absl::Status fetched = transport_.FetchArtifact(
-        sha256, offset, [&](std::string_view data) -> absl::Status {
+    absl::Status fetched =
+        transport_.FetchArtifact(sha256, offset, [&](std::string_view data) -> absl::Status {
           // Never accept more than the signed length: a hostile server cannot fill the disk.
           if (received + data.size() > expected) {
-            return VerificationError(v1::FAILURE_REASON_OVERSIZE,
-                                     absl::StrCat("download is larger than the expected ", expected,
-                                                  " bytes"));
+            return VerificationError(
+                v1::FAILURE_REASON_OVERSIZE,
+                absl::StrCat("download is larger than the expected ", expected, " bytes"));
           }
           out.write(data.data(), static_cast<std::streamsize>(data.size()));
           if (!out) return absl::InternalError("write to partial download failed");
@@ -330,14 +337,15 @@ absl::Status Updater::Download(const std::string& sha256, uint64_t expected,
       return fetched;
     }
     if (!fetched.ok()) {
-      return VerificationError(v1::FAILURE_REASON_DOWNLOAD,
-                               absl::StrCat("download interrupted at byte ", received, ": ",
-                                            fetched.message()));
+      return VerificationError(
+          v1::FAILURE_REASON_DOWNLOAD,
+          absl::StrCat("download interrupted at byte ", received, ": ", fetched.message()));
     }
     if (received != expected) {
       fs::remove(part_path, ec);
-      return VerificationError(v1::FAILURE_REASON_LENGTH,
-                               absl::StrCat("download has ", received, " bytes, expected ", expected));
+      return VerificationError(
+          v1::FAILURE_REASON_LENGTH,
+          absl::StrCat("download has ", received, " bytes, expected ", expected));
     }
     FsyncPath(part_path);
   }
@@ -354,7 +362,8 @@ absl::Status Updater::ApplyPatch(const v1::ReleaseManifest& manifest, const v1::
       patch.patch_size_bytes() >= manifest.artifact_size_bytes()) {
     return absl::InvalidArgumentError("patch offer is malformed or not smaller than the artifact");
   }
-  const fs::path patch_path = fs::path(state_dir_) / "downloads" / (crypto::ToHex(patch.patch_sha256()) + ".patch");
+  const fs::path patch_path =
+      fs::path(state_dir_) / "downloads" / (crypto::ToHex(patch.patch_sha256()) + ".patch");
   std::error_code ec;
   absl::Status s = Download(patch.patch_sha256(), patch.patch_size_bytes(), patch_path.string());
   if (s.ok()) {
@@ -369,7 +378,8 @@ absl::Status Updater::ApplyPatch(const v1::ReleaseManifest& manifest, const v1::
     if (!digest.ok()) {
       s = digest.status();
     } else if (*digest != manifest.artifact_sha256()) {
-      s = VerificationError(v1::FAILURE_REASON_DIGEST, "patched artifact does not match the signed SHA-256");
+      s = VerificationError(v1::FAILURE_REASON_DIGEST,
+                            "patched artifact does not match the signed SHA-256");
     }
   }
   // The patch goes whatever happened, even after an interrupted download: the full download
@@ -378,9 +388,10 @@ absl::Status Updater::ApplyPatch(const v1::ReleaseManifest& manifest, const v1::
   fs::remove(patch_path, ec);
   if (!s.ok()) fs::remove(part_path, ec);
   if (s.ok()) {
-    Logger("update")->info("patched model={} version={} codec={} patch_size_bytes={} artifact_size_bytes={}",
-                           manifest.model_name(), manifest.version(), patch.codec(),
-                           patch.patch_size_bytes(), manifest.artifact_size_bytes());
+    Logger("update")->info(
+        "patched model={} version={} codec={} patch_size_bytes={} artifact_size_bytes={}",
+        manifest.model_name(), manifest.version(), patch.codec(), patch.patch_size_bytes(),
+        manifest.artifact_size_bytes());
   }
   return s;
 }
@@ -389,7 +400,8 @@ absl::Status Updater::Activate(const v1::ReleaseManifest& manifest,
                                const v1::SignedManifest& signed_manifest,
                                const v1::ModelVersion& metadata, const std::string& staged_path) {
   auto engine = engines_.Load(staged_path);
-  if (!engine.ok()) return VerificationError(v1::FAILURE_REASON_LOAD, std::string(engine.status().message()));
+  if (!engine.ok())
+    return VerificationError(v1::FAILURE_REASON_LOAD, std::string(engine.status().message()));
   if (auto s = WarmUp(**engine, metadata); !s.ok()) {
     return VerificationError(v1::FAILURE_REASON_WARMUP, std::string(s.message()));
   }
@@ -406,19 +418,23 @@ absl::Status Updater::Activate(const v1::ReleaseManifest& manifest,
   // Committing a version name that is already installed replaces its row, so its files
   // (staged elsewhere, see StagingDir) must go too once the new one serves.
   std::vector<std::string> replaced_paths;
-  for (auto slot : {state_.Current(manifest.model_name()), state_.Previous(manifest.model_name())}) {
-    if (slot.ok() && *slot && (*slot)->version == manifest.version() && (*slot)->path != staged_path) {
+  for (auto slot :
+       {state_.Current(manifest.model_name()), state_.Previous(manifest.model_name())}) {
+    if (slot.ok() && *slot && (*slot)->version == manifest.version() &&
+        (*slot)->path != staged_path) {
       replaced_paths.push_back((*slot)->path);
     }
   }
   // Commit durably first, then flip: a crash in between restarts on the committed version.
   auto dropped = state_.CommitVersion(installed);
   if (!dropped.ok()) return dropped.status();
-  if (auto s = state_.RaiseMetadataVersion(manifest.model_name(), manifest.metadata_version()); !s.ok()) {
+  if (auto s = state_.RaiseMetadataVersion(manifest.model_name(), manifest.metadata_version());
+      !s.ok()) {
     return s;
   }
-  host_.Swap(std::make_shared<ServingModel>(ServingModel{
-      manifest.model_name(), manifest.version(), metadata, std::shared_ptr<InferenceEngine>(*std::move(engine))}));
+  host_.Swap(std::make_shared<ServingModel>(
+      ServingModel{manifest.model_name(), manifest.version(), metadata,
+                   std::shared_ptr<InferenceEngine>(*std::move(engine))}));
   (void)state_.ClearUpdate(manifest.model_name());
   if (*dropped) replaced_paths.push_back((*dropped)->path);
   for (const std::string& path : replaced_paths) {

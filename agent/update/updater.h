@@ -1,7 +1,7 @@
 // The update lifecycle for one desired model version, persisted after every step:
-// Fetch (a patch against the held version, else the full artifact; resumable) -> Verify (signature, expiry, rollback, length, digest) -> Stage ->
-// Activate (load in a new engine, warm up, swap) -> Commit. Any failure is reported with its
-// reason, and the version that was serving keeps serving.
+// Fetch (a patch against the held version, else the full artifact; resumable) -> Verify (signature,
+// expiry, rollback, length, digest) -> Stage -> Activate (load in a new engine, warm up, swap) ->
+// Commit. Any failure is reported with its reason, and the version that was serving keeps serving.
 #pragma once
 
 #include <map>
@@ -40,13 +40,15 @@ class Updater {
 
  private:
   // Downloads the blob `sha256` of exactly `size_bytes` into `path`, resuming from the bytes
-  // already there, and verifies its digest. Reasons: DOWNLOAD (transient), OVERSIZE, LENGTH, DIGEST.
+  // already there, and verifies its digest. Reasons: DOWNLOAD (transient), OVERSIZE, LENGTH,
+  // DIGEST.
   absl::Status Download(const std::string& sha256, uint64_t size_bytes, const std::string& path);
   // Rebuilds the new artifact at `part_path` from the held version and the offered patch.
   absl::Status ApplyPatch(const v1::ReleaseManifest& manifest, const v1::PatchOffer& patch,
                           const std::string& held_path, const std::string& part_path);
-  absl::Status Activate(const v1::ReleaseManifest& manifest, const v1::SignedManifest& signed_manifest,
-                        const v1::ModelVersion& metadata, const std::string& staged_path);
+  absl::Status Activate(const v1::ReleaseManifest& manifest,
+                        const v1::SignedManifest& signed_manifest, const v1::ModelVersion& metadata,
+                        const std::string& staged_path);
   void Report(const std::string& model, const std::string& version, v1::UpdateEventKind kind,
               v1::FailureReason reason = v1::FAILURE_REASON_UNSPECIFIED,
               const std::string& detail = "");

@@ -25,8 +25,8 @@ std::string EnvName(const FieldDescriptor& field) {
   return absl::StrCat("EDGEFLEET_", absl::AsciiStrToUpper(field.name()));
 }
 
-absl::Status SetField(const FieldDescriptor& field, const std::string& value, const std::string& source,
-                      Message* config) {
+absl::Status SetField(const FieldDescriptor& field, const std::string& value,
+                      const std::string& source, Message* config) {
   const auto* reflection = config->GetReflection();
   auto bad = [&] {
     return absl::InvalidArgumentError(
@@ -55,7 +55,8 @@ absl::Status SetField(const FieldDescriptor& field, const std::string& value, co
       return absl::OkStatus();
     }
     default:
-      return absl::InternalError(absl::StrCat("config field ", field.name(), " has an unsupported type"));
+      return absl::InternalError(
+          absl::StrCat("config field ", field.name(), " has an unsupported type"));
   }
 }
 
@@ -68,7 +69,8 @@ absl::Status LoadFile(const std::string& path, Message* config) {
   options.ignore_unknown_fields = false;
   auto status = google::protobuf::util::JsonStringToMessage(text.str(), config, options);
   if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("config file ", path, ": ", status.message().ToString()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config file ", path, ": ", status.message().ToString()));
   }
   return absl::OkStatus();
 }
@@ -131,7 +133,8 @@ absl::Status Load(const std::vector<std::string>& args, const EnvLookup& env, Me
 }
 
 std::string Usage(const Message& config) {
-  std::string out = "  --config FILE (EDGEFLEET_CONFIG): JSON file with any of the settings below\n";
+  std::string out =
+      "  --config FILE (EDGEFLEET_CONFIG): JSON file with any of the settings below\n";
   const auto* descriptor = config.GetDescriptor();
   for (int i = 0; i < descriptor->field_count(); ++i) {
     const FieldDescriptor& field = *descriptor->field(i);

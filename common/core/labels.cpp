@@ -30,15 +30,18 @@ absl::StatusOr<Labels> ParseLabelSelector(std::string_view selector) {
     item = absl::StripAsciiWhitespace(item);
     size_t eq = item.find('=');
     if (eq == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("label '", item, "' is not of the form key=value"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("label '", item, "' is not of the form key=value"));
     }
     absl::string_view key = item.substr(0, eq);
     absl::string_view value = item.substr(eq + 1);
     if (key.empty() || !IsLabelText(key)) {
-      return absl::InvalidArgumentError(absl::StrCat("label key '", key, "' is empty or has characters outside [A-Za-z0-9._/-]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("label key '", key, "' is empty or has characters outside [A-Za-z0-9._/-]"));
     }
     if (!IsLabelText(value)) {
-      return absl::InvalidArgumentError(absl::StrCat("label value '", value, "' has characters outside [A-Za-z0-9._/-]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("label value '", value, "' has characters outside [A-Za-z0-9._/-]"));
     }
     labels[std::string(key)] = std::string(value);
   }

@@ -20,7 +20,8 @@ enum Tag : uint8_t {
 };
 
 void PutU32(std::string* out, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>((v >> shift) & 0xff));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
 void PutField(std::string* out, Tag tag, std::string_view value) {
@@ -45,8 +46,8 @@ uint64_t ReadU64(std::string_view b) {
 absl::StatusOr<std::string_view> TakeField(std::string_view* in, Tag tag) {
   if (in->size() < 5) return absl::InvalidArgumentError("manifest truncated");
   if (static_cast<uint8_t>((*in)[0]) != tag) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest field ", static_cast<int>(tag),
-                                                   " missing or out of order"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest field ", static_cast<int>(tag), " missing or out of order"));
   }
   uint32_t len = static_cast<uint32_t>(ReadU64(in->substr(1, 4)));
   if (len > kMaxFieldBytes || in->size() - 5 < len) {
@@ -60,7 +61,8 @@ absl::StatusOr<std::string_view> TakeField(std::string_view* in, Tag tag) {
 absl::StatusOr<uint64_t> TakeU64(std::string_view* in, Tag tag) {
   auto value = TakeField(in, tag);
   if (!value.ok()) return value.status();
-  if (value->size() != 8) return absl::InvalidArgumentError("manifest integer field is not 8 bytes");
+  if (value->size() != 8)
+    return absl::InvalidArgumentError("manifest integer field is not 8 bytes");
   return ReadU64(*value);
 }
 
@@ -128,17 +130,19 @@ absl::StatusOr<v1::ReleaseManifest> Verify(const v1::SignedManifest& signed_mani
                                            const crypto::Verifier& verifier, Clock::TimePoint now,
                                            uint64_t min_metadata_version) {
   // The signature is checked before the bytes are interpreted at all.
-  if (absl::Status s = verifier.Verify(signed_manifest.canonical_manifest(), signed_manifest.signature());
+  if (absl::Status s =
+          verifier.Verify(signed_manifest.canonical_manifest(), signed_manifest.signature());
       !s.ok()) {
     return VerificationError(v1::FAILURE_REASON_SIGNATURE,
                              absl::StrCat("manifest signature: ", s.message()));
   }
   auto manifest = DecodeCanonical(signed_manifest.canonical_manifest());
   if (!manifest.ok()) {
-    return VerificationError(v1::FAILURE_REASON_SIGNATURE, std::string(manifest.status().message()));
+    return VerificationError(v1::FAILURE_REASON_SIGNATURE,
+                             std::string(manifest.status().message()));
   }
-  const std::string what = absl::StrCat("manifest for model '", manifest->model_name(), "' version '",
-                                        manifest->version(), "'");
+  const std::string what = absl::StrCat("manifest for model '", manifest->model_name(),
+                                        "' version '", manifest->version(), "'");
   if (manifest->expires_at().seconds() <= ToUnixSeconds(now)) {
     return VerificationError(v1::FAILURE_REASON_EXPIRED, absl::StrCat(what, " expired"));
   }

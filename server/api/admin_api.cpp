@@ -39,7 +39,8 @@ absl::Status ValidateName(const std::string& what, std::string_view value, bool 
 
 absl::Status ValidateLabelMap(const google::protobuf::Map<std::string, std::string>& labels) {
   for (const auto& [k, v] : labels) {
-    if (auto parsed = ParseLabelSelector(absl::StrCat(k, "=", v)); !parsed.ok() || parsed->size() != 1) {
+    if (auto parsed = ParseLabelSelector(absl::StrCat(k, "=", v));
+        !parsed.ok() || parsed->size() != 1) {
       return absl::InvalidArgumentError(absl::StrCat("invalid label ", k, "=", v));
     }
   }
@@ -131,7 +132,8 @@ absl::StatusOr<v1::EnrollmentToken> AdminApi::CreateEnrollmentToken(
   return token;
 }
 
-absl::StatusOr<v1::ListDevicesResponse> AdminApi::ListDevices(const v1::ListDevicesRequest& request) {
+absl::StatusOr<v1::ListDevicesResponse> AdminApi::ListDevices(
+    const v1::ListDevicesRequest& request) {
   auto selector = ParseLabelSelector(request.label_selector());
   if (!selector.ok()) return selector.status();
   auto devices = repos_.devices.List(*selector);
@@ -169,7 +171,8 @@ absl::StatusOr<std::unique_ptr<ModelUpload>> AdminApi::BeginPush(
     const Principal& who, const v1::PushModelMetadata& metadata) {
   if (auto s = ValidateModelName(metadata.model_name()); !s.ok()) return s;
   if (auto s = ValidateVersion(metadata.version()); !s.ok()) return s;
-  if (metadata.format() != v1::MODEL_FORMAT_UNSPECIFIED && metadata.format() != v1::MODEL_FORMAT_ONNX) {
+  if (metadata.format() != v1::MODEL_FORMAT_UNSPECIFIED &&
+      metadata.format() != v1::MODEL_FORMAT_ONNX) {
     return absl::InvalidArgumentError("format must be ONNX");
   }
   if (!metadata.expected_sha256().empty() && metadata.expected_sha256().size() != 32) {
@@ -194,9 +197,9 @@ absl::StatusOr<v1::ModelVersion> AdminApi::FinishPush(std::unique_ptr<ModelUploa
   if (!artifact.ok()) return artifact.status();
   if (artifact->size_bytes == 0) return absl::InvalidArgumentError("the model file is empty");
   if (!metadata.expected_sha256().empty() && metadata.expected_sha256() != artifact->sha256) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "uploaded artifact has SHA-256 ", crypto::ToHex(artifact->sha256), " but ",
-        crypto::ToHex(metadata.expected_sha256()), " was expected"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("uploaded artifact has SHA-256 ", crypto::ToHex(artifact->sha256), " but ",
+                     crypto::ToHex(metadata.expected_sha256()), " was expected"));
   }
   auto metadata_version = repos_.models.NextMetadataVersion();
   if (!metadata_version.ok()) return metadata_version.status();
@@ -254,15 +257,15 @@ absl::StatusOr<v1::Model> AdminApi::GetModel(const v1::GetModelRequest& request)
   return repos_.models.GetModel(request.model_name());
 }
 
-absl::StatusOr<v1::Deployment> AdminApi::CreateDeployment(const Principal& who,
-                                                          const v1::CreateDeploymentRequest& request) {
+absl::StatusOr<v1::Deployment> AdminApi::CreateDeployment(
+    const Principal& who, const v1::CreateDeploymentRequest& request) {
   if (auto s = ValidateModelName(request.model_name()); !s.ok()) return s;
   if (auto s = ValidateVersion(request.version()); !s.ok()) return s;
   auto selector = ParseLabelSelector(request.label_selector());
   if (!selector.ok()) return selector.status();
-  auto deployment = repos_.deployments.Create(request.model_name(), request.version(),
-                                              FormatLabels(*selector), *selector,
-                                              ToUnixSeconds(clock_.Now()));
+  auto deployment =
+      repos_.deployments.Create(request.model_name(), request.version(), FormatLabels(*selector),
+                                *selector, ToUnixSeconds(clock_.Now()));
   if (!deployment.ok()) return deployment;
   Audit(who, "deployment.create", request);
   if (patches_ != nullptr) {
@@ -271,7 +274,8 @@ absl::StatusOr<v1::Deployment> AdminApi::CreateDeployment(const Principal& who,
     for (const auto& t : deployment->targets()) {
       if (auto device = repos_.devices.Get(t.device_id()); device.ok()) devices.push_back(*device);
     }
-    if (target.ok()) PrecomputePatches(request.model_name(), target->meta.artifact_sha256(), devices);
+    if (target.ok())
+      PrecomputePatches(request.model_name(), target->meta.artifact_sha256(), devices);
   }
   return deployment;
 }

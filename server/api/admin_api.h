@@ -11,8 +11,8 @@
 #include "common/crypto/signer.h"
 #include "edgefleet/v1/admin.pb.h"
 #include "server/api/auth.h"
-#include "server/metrics/server_metrics.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/metrics/server_metrics.h"
 #include "server/patches/patch_service.h"
 #include "server/store/audit_repo.h"
 #include "server/store/deployment_repo.h"
@@ -62,7 +62,8 @@ class AdminApi {
       const Principal& who, const v1::CreateEnrollmentTokenRequest& request);
   absl::StatusOr<v1::ListDevicesResponse> ListDevices(const v1::ListDevicesRequest& request);
   absl::StatusOr<v1::Device> GetDevice(const v1::GetDeviceRequest& request);
-  absl::StatusOr<v1::Device> LabelDevice(const Principal& who, const v1::LabelDeviceRequest& request);
+  absl::StatusOr<v1::Device> LabelDevice(const Principal& who,
+                                         const v1::LabelDeviceRequest& request);
   absl::StatusOr<v1::Device> DecommissionDevice(const Principal& who,
                                                 const v1::DecommissionDeviceRequest& request);
   // Publishing a version: BeginPush validates and opens the upload, the caller appends the
@@ -83,7 +84,8 @@ class AdminApi {
       const v1::ListDeploymentsRequest& request);
 
  private:
-  void Audit(const Principal& who, const std::string& action, const google::protobuf::Message& detail);
+  void Audit(const Principal& who, const std::string& action,
+             const google::protobuf::Message& detail);
   // Queues patches to `to_sha256` from every artifact of `model_name` that `devices` serve now.
   void PrecomputePatches(const std::string& model_name, const std::string& to_sha256,
                          const std::vector<v1::Device>& devices);

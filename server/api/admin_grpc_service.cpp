@@ -26,9 +26,9 @@ grpc::Status AdminGrpcService::Handle(grpc::ServerContext* context, const char* 
   return scope.Finish(absl::OkStatus());
 }
 
-grpc::Status AdminGrpcService::CreateEnrollmentToken(grpc::ServerContext* context,
-                                                     const v1::CreateEnrollmentTokenRequest* request,
-                                                     v1::EnrollmentToken* response) {
+grpc::Status AdminGrpcService::CreateEnrollmentToken(
+    grpc::ServerContext* context, const v1::CreateEnrollmentTokenRequest* request,
+    v1::EnrollmentToken* response) {
   return Handle(context, "CreateEnrollmentToken", true, response,
                 [&](const Principal& who) { return api_.CreateEnrollmentToken(who, *request); });
 }
@@ -41,7 +41,8 @@ grpc::Status AdminGrpcService::ListDevices(grpc::ServerContext* context,
 }
 
 grpc::Status AdminGrpcService::GetDevice(grpc::ServerContext* context,
-                                         const v1::GetDeviceRequest* request, v1::Device* response) {
+                                         const v1::GetDeviceRequest* request,
+                                         v1::Device* response) {
   return Handle(context, "GetDevice", false, response,
                 [&](const Principal&) { return api_.GetDevice(*request); });
 }
@@ -63,23 +64,23 @@ grpc::Status AdminGrpcService::DecommissionDevice(grpc::ServerContext* context,
 grpc::Status AdminGrpcService::PushModel(grpc::ServerContext* context,
                                          grpc::ServerReader<v1::PushModelRequest>* reader,
                                          v1::ModelVersion* response) {
-  return Handle(context, "PushModel", true, response,
-                [&](const Principal& who) -> absl::StatusOr<v1::ModelVersion> {
-                  v1::PushModelRequest first;
-                  if (!reader->Read(&first) || !first.has_metadata()) {
-                    return absl::InvalidArgumentError(
-                        "the first PushModel message must carry metadata");
-                  }
-                  ChunkSource chunks = [&]() -> absl::StatusOr<std::optional<std::string>> {
-                    v1::PushModelRequest next;
-                    if (!reader->Read(&next)) return std::optional<std::string>();
-                    if (!next.has_chunk()) {
-                      return absl::InvalidArgumentError("metadata may only be sent once");
-                    }
-                    return std::optional<std::string>(std::move(*next.mutable_chunk()));
-                  };
-                  return api_.PushModel(who, first.metadata(), chunks);
-                });
+  return Handle(
+      context, "PushModel", true, response,
+      [&](const Principal& who) -> absl::StatusOr<v1::ModelVersion> {
+        v1::PushModelRequest first;
+        if (!reader->Read(&first) || !first.has_metadata()) {
+          return absl::InvalidArgumentError("the first PushModel message must carry metadata");
+        }
+        ChunkSource chunks = [&]() -> absl::StatusOr<std::optional<std::string>> {
+          v1::PushModelRequest next;
+          if (!reader->Read(&next)) return std::optional<std::string>();
+          if (!next.has_chunk()) {
+            return absl::InvalidArgumentError("metadata may only be sent once");
+          }
+          return std::optional<std::string>(std::move(*next.mutable_chunk()));
+        };
+        return api_.PushModel(who, first.metadata(), chunks);
+      });
 }
 
 grpc::Status AdminGrpcService::ListModels(grpc::ServerContext* context,

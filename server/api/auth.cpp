@@ -7,7 +7,8 @@ namespace edgefleet::server {
 
 absl::StatusOr<Principal> Authenticator::Authenticate(std::string_view authorization) const {
   constexpr std::string_view kBearer = "Bearer ";
-  if (authorization.substr(0, kBearer.size()) != kBearer || authorization.size() == kBearer.size()) {
+  if (authorization.substr(0, kBearer.size()) != kBearer ||
+      authorization.size() == kBearer.size()) {
     return absl::UnauthenticatedError("missing bearer token (Authorization: Bearer <token>)");
   }
   auto record = tokens_.FindByHash(crypto::Sha256Bytes(authorization.substr(kBearer.size())));

@@ -18,7 +18,8 @@ class Authenticator {
  public:
   explicit Authenticator(ApiTokenRepo& tokens) : tokens_(tokens) {}
 
-  // `authorization` is the header value ("Bearer <token>"). Unauthenticated when missing or unknown.
+  // `authorization` is the header value ("Bearer <token>"). Unauthenticated when missing or
+  // unknown.
   absl::StatusOr<Principal> Authenticate(std::string_view authorization) const;
 
   // PermissionDenied unless the principal may perform a mutating call (`mutating`) or a read.

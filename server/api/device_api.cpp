@@ -41,10 +41,9 @@ absl::Status DeviceApi::Authorize(const std::string& device_id,
   }
   if (!identity.ok()) return identity.status();
   if (identity->status != v1::DEVICE_STATUS_ACTIVE) {
-    return absl::PermissionDeniedError(absl::StrCat("device ", device_id, " is ",
-                                                    identity->status == v1::DEVICE_STATUS_DECOMMISSIONED
-                                                        ? "decommissioned"
-                                                        : "not active"));
+    return absl::PermissionDeniedError(absl::StrCat(
+        "device ", device_id, " is ",
+        identity->status == v1::DEVICE_STATUS_DECOMMISSIONED ? "decommissioned" : "not active"));
   }
   // A re-enrolled device's older certificates are no longer accepted.
   if (identity->certificate_serial != certificate_serial_hex) {
@@ -86,13 +85,14 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
     *entry->mutable_metadata() = version;
 
     for (const auto& installed : request.inventory().models()) {
-      if (installed.model_name() != version.model_name() || installed.state() != v1::MODEL_STATE_SERVING) {
+      if (installed.model_name() != version.model_name() ||
+          installed.state() != v1::MODEL_STATE_SERVING) {
         continue;
       }
       if (installed.version() == version.version()) {
-        (void)repos_.deployments.UpdateTargetState(device_id, version.model_name(), version.version(),
-                                                   v1::DEPLOYMENT_TARGET_STATE_SERVING, "",
-                                                   ToUnixSeconds(now));
+        (void)repos_.deployments.UpdateTargetState(
+            device_id, version.model_name(), version.version(), v1::DEPLOYMENT_TARGET_STATE_SERVING,
+            "", ToUnixSeconds(now));
       } else if (patches_ != nullptr && installed.artifact_sha256().size() == 32 &&
                  repos_.models.ArtifactReferenced(installed.artifact_sha256()).value_or(false)) {
         // Only artifacts the registry knows can be a patch base: a device cannot make the

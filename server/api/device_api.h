@@ -11,8 +11,8 @@
 #include "common/core/clock.h"
 #include "common/crypto/signer.h"
 #include "edgefleet/v1/device.pb.h"
-#include "server/metrics/server_metrics.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/metrics/server_metrics.h"
 #include "server/patches/patch_service.h"
 #include "server/store/deployment_repo.h"
 #include "server/store/device_repo.h"
@@ -52,8 +52,8 @@ class DeviceApi {
                                const v1::UploadTelemetryRequest& request);
   struct ArtifactStream {
     std::unique_ptr<ArtifactReader> reader;
-    const char* kind;            // "full" or "patch"
-    uint64_t saved_bytes = 0;    // patch: full size minus patch size, once served whole
+    const char* kind;          // "full" or "patch"
+    uint64_t saved_bytes = 0;  // patch: full size minus patch size, once served whole
   };
   // Opens a model artifact or a ready patch; NotFound for any other digest.
   absl::StatusOr<ArtifactStream> OpenArtifact(const std::string& sha256);

@@ -31,11 +31,13 @@ grpc::Status DeviceGrpcService::Enroll(grpc::ServerContext*, const v1::EnrollReq
                                        v1::EnrollResponse* response) {
   RpcScope scope(metrics_, "DeviceService", "Enroll");
   auto result = enroller_.Enroll(*request);
-  metrics_.enrollments.Add({{"result", result.ok() ? "ok" : absl::StatusCodeToString(result.status().code())}})
+  metrics_.enrollments
+      .Add({{"result", result.ok() ? "ok" : absl::StatusCodeToString(result.status().code())}})
       .Increment();
   if (!result.ok()) {
-    Logger("enrollment")->warn("enrollment refused device={} reason={}", request->device_id(),
-                               result.status().ToString());
+    Logger("enrollment")
+        ->warn("enrollment refused device={} reason={}", request->device_id(),
+               result.status().ToString());
     return scope.Finish(result.status());
   }
   Logger("enrollment")->info("device enrolled device={}", result->device_id());
@@ -84,9 +86,11 @@ grpc::Status DeviceGrpcService::FetchArtifact(grpc::ServerContext* context,
     bytes_served.Increment(static_cast<double>(n));
   }
   if (std::string_view(stream->kind) == "patch") {
-    if (first_offset == 0) metrics_.patch_bytes_saved.Add({}).Increment(static_cast<double>(stream->saved_bytes));
-    Logger("device")->info("served patch device={} patch_size_bytes={} saved_bytes={} from_offset={}",
-                           *device, reader->size_bytes(), stream->saved_bytes, first_offset);
+    if (first_offset == 0)
+      metrics_.patch_bytes_saved.Add({}).Increment(static_cast<double>(stream->saved_bytes));
+    Logger("device")->info(
+        "served patch device={} patch_size_bytes={} saved_bytes={} from_offset={}", *device,
+        reader->size_bytes(), stream->saved_bytes, first_offset);
   }
   return scope.Finish(absl::OkStatus());
 }

@@ -21,9 +21,12 @@ class RpcScope {
 
   grpc::Status Finish(const absl::Status& status) {
     std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start_;
-    metrics_.rpc_duration.Add({{"service", service_}, {"method", method_}}).Observe(elapsed.count());
+    metrics_.rpc_duration.Add({{"service", service_}, {"method", method_}})
+        .Observe(elapsed.count());
     metrics_.rpc_requests
-        .Add({{"service", service_}, {"method", method_}, {"code", absl::StatusCodeToString(status.code())}})
+        .Add({{"service", service_},
+              {"method", method_},
+              {"code", absl::StatusCodeToString(status.code())}})
         .Increment();
     return ToGrpcStatus(status);
   }

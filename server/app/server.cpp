@@ -20,12 +20,12 @@
 #include "server/artifacts/artifact_store.h"
 #include "server/enrollment/server_identity.h"
 #include "server/http/admin_http_server.h"
+#include "server/patches/patch_service.h"
 #include "server/store/api_token_repo.h"
 #include "server/store/audit_repo.h"
 #include "server/store/database.h"
 #include "server/store/event_repo.h"
 #include "server/store/patch_repo.h"
-#include "server/patches/patch_service.h"
 #include "server/store/telemetry_repo.h"
 
 namespace edgefleet::server {
@@ -36,8 +36,8 @@ constexpr auto kDeviceCertificateValidity = std::chrono::hours(24 * 90);
 absl::StatusOr<std::pair<std::string, int>> SplitHostPort(const std::string& address) {
   size_t colon = address.rfind(':');
   int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 ||
-      port > 65535) {
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("'", address, "' is not HOST:PORT"));
   }
   return std::make_pair(address.substr(0, colon), port);
@@ -59,8 +59,10 @@ class ServerImpl final : public Server {
     log->info("database ready url={} schema_version={}", database_->redacted_url(),
               database_->LatestKnownVersion());
 
-    std::vector<std::string> hosts = absl::StrSplit(config_.tls_hosts(), ',', absl::SkipWhitespace());
-    auto identity = LoadOrCreateServerIdentity(config_.data_dir(), hosts, ToUnixSeconds(clock_.Now()));
+    std::vector<std::string> hosts =
+        absl::StrSplit(config_.tls_hosts(), ',', absl::SkipWhitespace());
+    auto identity =
+        LoadOrCreateServerIdentity(config_.data_dir(), hosts, ToUnixSeconds(clock_.Now()));
     if (!identity.ok()) return identity.status();
     identity_ = *std::move(identity);
     auto ca = crypto::CertificateAuthority::Load(identity_.ca_certificate_pem,
@@ -70,7 +72,8 @@ class ServerImpl final : public Server {
     auto signer = crypto::LoadEd25519Signer(identity_.release_private_key_pem);
     if (!signer.ok()) return signer.status();
     release_signer_ = *std::move(signer);
-    log->info("keys ready data_dir={} release_key_id={}", config_.data_dir(), release_signer_->KeyId());
+    log->info("keys ready data_dir={} release_key_id={}", config_.data_dir(),
+              release_signer_->KeyId());
 
     api_tokens_ = std::make_unique<ApiTokenRepo>(*database_);
     enrollment_tokens_ = std::make_unique<EnrollmentTokenRepo>(*database_);
@@ -89,15 +92,18 @@ class ServerImpl final : public Server {
       if (!counts.ok()) return;
       for (const char* status : {"pending", "active", "decommissioned"}) {
         auto it = counts->find(status);
-        metrics_->devices.Add({{"status", status}}).Set(it == counts->end() ? 0 : static_cast<double>(it->second));
+        metrics_->devices.Add({{"status", status}})
+            .Set(it == counts->end() ? 0 : static_cast<double>(it->second));
       }
     });
-    artifacts_ = MakeFilesystemArtifactStore((std::filesystem::path(config_.data_dir()) / "artifacts").string());
+    artifacts_ = MakeFilesystemArtifactStore(
+        (std::filesystem::path(config_.data_dir()) / "artifacts").string());
 
     patches_ = std::make_unique<PatchService>(
         *patch_repo_, *artifacts_, *metrics_,
-        PatchServiceOptions{.workers = static_cast<int>(config_.patch_workers()),
-                            .time_budget = std::chrono::seconds(config_.patch_time_budget_seconds())});
+        PatchServiceOptions{
+            .workers = static_cast<int>(config_.patch_workers()),
+            .time_budget = std::chrono::seconds(config_.patch_time_budget_seconds())});
     if (auto s = patches_->Start(); !s.ok()) return s;
     admin_api_ = std::make_unique<AdminApi>(
         AdminRepos{*enrollment_tokens_, *devices_, *models_, *deployments_, *audit_}, *artifacts_,
@@ -106,8 +112,9 @@ class ServerImpl final : public Server {
     device_api_ = std::make_unique<DeviceApi>(
         DeviceRepos{*devices_, *models_, *deployments_, *events_, *telemetry_}, *artifacts_,
         *release_signer_, clock_, *metrics_,
-        DeviceApiOptions{.check_in_interval = std::chrono::seconds(config_.check_in_interval_seconds()),
-                         .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds())},
+        DeviceApiOptions{
+            .check_in_interval = std::chrono::seconds(config_.check_in_interval_seconds()),
+            .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds())},
         patches_.get(), patch_repo_.get());
     authenticator_ = std::make_unique<Authenticator>(*api_tokens_);
     enroller_ = std::make_unique<Enroller>(*enrollment_tokens_, *devices_, *ca_,
@@ -151,8 +158,8 @@ class ServerImpl final : public Server {
     auto version = database_->SchemaVersion();
     if (!version.ok()) return version.status();
     if (*version != database_->LatestKnownVersion()) {
-      return absl::UnavailableError(absl::StrCat("schema version ", *version, ", want ",
-                                                 database_->LatestKnownVersion()));
+      return absl::UnavailableError(
+          absl::StrCat("schema version ", *version, ", want ", database_->LatestKnownVersion()));
     }
     return absl::OkStatus();
   }
@@ -181,7 +188,8 @@ class ServerImpl final : public Server {
     device_builder.RegisterService(device_grpc_.get());
     device_server_ = device_builder.BuildAndStart();
     if (!device_server_ || ports_.device == 0) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on device API ", config_.device_listen()));
+      return absl::UnavailableError(
+          absl::StrCat("cannot listen on device API ", config_.device_listen()));
     }
     grpc::ServerBuilder admin_builder;
     admin_builder.AddListeningPort(config_.admin_grpc_listen(), grpc::InsecureServerCredentials(),
@@ -264,7 +272,8 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& config,
                                                       const Clock& clock) {
   if (config.database_url().empty()) {
-    return absl::InvalidArgumentError("database_url is required (--database-url or EDGEFLEET_DATABASE_URL)");
+    return absl::InvalidArgumentError(
+        "database_url is required (--database-url or EDGEFLEET_DATABASE_URL)");
   }
   auto server = std::make_unique<ServerImpl>(WithDefaults(config), clock);
   if (auto s = server->Init(); !s.ok()) return s;

@@ -17,7 +17,9 @@ namespace fs = std::filesystem;
 class FileWriter final : public ArtifactWriter {
  public:
   FileWriter(fs::path tmp_path, fs::path root, uint64_t max_bytes)
-      : tmp_path_(std::move(tmp_path)), root_(std::move(root)), max_bytes_(max_bytes),
+      : tmp_path_(std::move(tmp_path)),
+        root_(std::move(root)),
+        max_bytes_(max_bytes),
         out_(tmp_path_, std::ios::binary | std::ios::trunc) {}
   ~FileWriter() override {
     if (!committed_) {

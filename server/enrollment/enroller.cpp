@@ -38,8 +38,8 @@ absl::StatusOr<v1::EnrollResponse> Enroller::Enroll(const v1::EnrollRequest& req
     return absl::InvalidArgumentError(absl::StrCat("csr_pem: ", csr_name.status().message()));
   }
   if (*csr_name != request.device_id()) {
-    return absl::InvalidArgumentError(absl::StrCat("CSR names '", *csr_name, "' but device_id is '",
-                                                   request.device_id(), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("CSR names '", *csr_name, "' but device_id is '", request.device_id(), "'"));
   }
   // Refuse a decommissioned device before spending a token use on it.
   if (auto device = devices_.Get(request.device_id());
@@ -56,7 +56,8 @@ absl::StatusOr<v1::EnrollResponse> Enroller::Enroll(const v1::EnrollRequest& req
   if (!certificate.ok()) return certificate.status();
   auto info = crypto::ParseCertificate(*certificate);
   if (!info.ok()) return info.status();
-  auto device = devices_.Enroll(request.device_id(), *labels, request.inventory(), info->serial_hex, now);
+  auto device =
+      devices_.Enroll(request.device_id(), *labels, request.inventory(), info->serial_hex, now);
   if (!device.ok()) return device.status();
 
   v1::EnrollResponse response;

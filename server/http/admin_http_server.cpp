@@ -38,9 +38,9 @@ absl::Status ParseBody(const httplib::Request& req, Message* message) {
   if (req.body.empty()) return absl::OkStatus();
   auto status = google::protobuf::util::JsonStringToMessage(req.body, message);
   if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request body is not a valid ", message->GetDescriptor()->name(),
-                     " JSON: ", status.message().ToString()));
+    return absl::InvalidArgumentError(absl::StrCat("request body is not a valid ",
+                                                   message->GetDescriptor()->name(),
+                                                   " JSON: ", status.message().ToString()));
   }
   return absl::OkStatus();
 }
@@ -64,7 +64,8 @@ absl::StatusOr<v1::TensorSpec> ParseTensorSpec(const std::string& text) {
       if (used != dim.size()) throw std::invalid_argument(dim);
       spec.add_shape(value);
     } catch (const std::exception&) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor spec '", text, "' has a bad dimension '", dim, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor spec '", text, "' has a bad dimension '", dim, "'"));
     }
     if (x == std::string::npos) break;
     start = x + 1;
@@ -76,20 +77,31 @@ absl::StatusOr<v1::TensorSpec> ParseTensorSpec(const std::string& text) {
 
 int HttpStatusFor(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kOk: return 200;
+    case absl::StatusCode::kOk:
+      return 200;
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kOutOfRange:
-    case absl::StatusCode::kFailedPrecondition: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kFailedPrecondition:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
     case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kAborted: return 409;
-    case absl::StatusCode::kResourceExhausted: return 429;
-    case absl::StatusCode::kUnimplemented: return 501;
-    case absl::StatusCode::kUnavailable: return 503;
-    case absl::StatusCode::kDeadlineExceeded: return 504;
-    default: return 500;
+    case absl::StatusCode::kAborted:
+      return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
   }
 }
 
@@ -127,36 +139,48 @@ void AdminHttpServer::RegisterRoutes() {
     return absl::OkStatus();
   };
 
-  http.Post("/v1/enrollment-tokens", api(true, [this, respond](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+  http.Post("/v1/enrollment-tokens",
+            api(true, [this, respond](const Principal& who, const httplib::Request& req,
+                                      httplib::Response& res) {
               v1::CreateEnrollmentTokenRequest request;
               if (auto s = ParseBody(req, &request); !s.ok()) return s;
               return respond(res, api_.CreateEnrollmentToken(who, request));
             }));
-  http.Get("/v1/devices", api(false, [this, respond](const Principal&, const httplib::Request& req, httplib::Response& res) {
+  http.Get("/v1/devices", api(false, [this, respond](const Principal&, const httplib::Request& req,
+                                                     httplib::Response& res) {
              v1::ListDevicesRequest request;
              request.set_label_selector(req.get_param_value("label_selector"));
              return respond(res, api_.ListDevices(request));
            }));
-  http.Get(R"(/v1/devices/([^/]+))", api(false, [this, respond](const Principal&, const httplib::Request& req, httplib::Response& res) {
+  http.Get(R"(/v1/devices/([^/]+))",
+           api(false, [this, respond](const Principal&, const httplib::Request& req,
+                                      httplib::Response& res) {
              v1::GetDeviceRequest request;
              request.set_device_id(req.matches[1]);
              return respond(res, api_.GetDevice(request));
            }));
-  http.Post(R"(/v1/devices/([^/]+)/labels)", api(true, [this, respond](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+  http.Post(R"(/v1/devices/([^/]+)/labels)",
+            api(true, [this, respond](const Principal& who, const httplib::Request& req,
+                                      httplib::Response& res) {
               v1::LabelDeviceRequest request;
               if (auto s = ParseBody(req, &request); !s.ok()) return s;
               request.set_device_id(req.matches[1]);
               return respond(res, api_.LabelDevice(who, request));
             }));
-  http.Post(R"(/v1/devices/([^/]+)/decommission)", api(true, [this, respond](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+  http.Post(R"(/v1/devices/([^/]+)/decommission)",
+            api(true, [this, respond](const Principal& who, const httplib::Request& req,
+                                      httplib::Response& res) {
               v1::DecommissionDeviceRequest request;
               request.set_device_id(req.matches[1]);
               return respond(res, api_.DecommissionDevice(who, request));
             }));
-  http.Get("/v1/models", api(false, [this, respond](const Principal&, const httplib::Request&, httplib::Response& res) {
+  http.Get("/v1/models", api(false, [this, respond](const Principal&, const httplib::Request&,
+                                                    httplib::Response& res) {
              return respond(res, api_.ListModels(v1::ListModelsRequest()));
            }));
-  http.Get(R"(/v1/models/([^/]+))", api(false, [this, respond](const Principal&, const httplib::Request& req, httplib::Response& res) {
+  http.Get(R"(/v1/models/([^/]+))",
+           api(false, [this, respond](const Principal&, const httplib::Request& req,
+                                      httplib::Response& res) {
              v1::GetModelRequest request;
              request.set_model_name(req.matches[1]);
              return respond(res, api_.GetModel(request));
@@ -179,7 +203,8 @@ void AdminHttpServer::RegisterRoutes() {
                   if (!spec.ok()) {
                     status = spec.status();
                   } else {
-                    *(std::string(param) == "input" ? metadata.add_inputs() : metadata.add_outputs()) = *spec;
+                    *(std::string(param) == "input" ? metadata.add_inputs()
+                                                    : metadata.add_outputs()) = *spec;
                   }
                 }
               }
@@ -217,15 +242,20 @@ void AdminHttpServer::RegisterRoutes() {
               }
               WriteMessage(res, *version);
             });
-  http.Post("/v1/deployments", api(true, [this, respond](const Principal& who, const httplib::Request& req, httplib::Response& res) {
+  http.Post("/v1/deployments",
+            api(true, [this, respond](const Principal& who, const httplib::Request& req,
+                                      httplib::Response& res) {
               v1::CreateDeploymentRequest request;
               if (auto s = ParseBody(req, &request); !s.ok()) return s;
               return respond(res, api_.CreateDeployment(who, request));
             }));
-  http.Get("/v1/deployments", api(false, [this, respond](const Principal&, const httplib::Request&, httplib::Response& res) {
+  http.Get("/v1/deployments", api(false, [this, respond](const Principal&, const httplib::Request&,
+                                                         httplib::Response& res) {
              return respond(res, api_.ListDeployments(v1::ListDeploymentsRequest()));
            }));
-  http.Get(R"(/v1/deployments/([^/]+))", api(false, [this, respond](const Principal&, const httplib::Request& req, httplib::Response& res) {
+  http.Get(R"(/v1/deployments/([^/]+))",
+           api(false, [this, respond](const Principal&, const httplib::Request& req,
+                                      httplib::Response& res) {
              v1::GetDeploymentRequest request;
              request.set_deployment_id(req.matches[1]);
              return respond(res, api_.GetDeployment(request));
@@ -244,17 +274,20 @@ void AdminHttpServer::RegisterRoutes() {
                     "text/plain");
   });
   http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.status == 404 && res.body.empty()) WriteError(res, absl::NotFoundError("no such route"));
+    if (res.status == 404 && res.body.empty())
+      WriteError(res, absl::NotFoundError("no such route"));
   });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     // Route labels stay low-cardinality: the first two path segments only.
     std::string route = req.path.substr(0, req.path.find('/', req.path.find('/', 1) + 1));
-    metrics_.http_requests.Add({{"route", route}, {"status", std::to_string(res.status)}}).Increment();
+    metrics_.http_requests.Add({{"route", route}, {"status", std::to_string(res.status)}})
+        .Increment();
   });
 }
 
 absl::StatusOr<int> AdminHttpServer::Start(const std::string& host, int port) {
-  int bound = port == 0 ? http_->bind_to_any_port(host) : (http_->bind_to_port(host, port) ? port : -1);
+  int bound =
+      port == 0 ? http_->bind_to_any_port(host) : (http_->bind_to_port(host, port) ? port : -1);
   if (bound < 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on admin HTTP ", host, ":", port));
   }

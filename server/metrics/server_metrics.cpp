@@ -3,8 +3,9 @@
 namespace edgefleet::server {
 
 ServerMetrics::ServerMetrics(metrics::Registry& registry)
-    : rpc_requests(registry.AddCounter("edgefleet_grpc_requests_total",
-                                       "gRPC requests handled, by service, method and status code")),
+    : rpc_requests(
+          registry.AddCounter("edgefleet_grpc_requests_total",
+                              "gRPC requests handled, by service, method and status code")),
       rpc_duration(registry.AddHistogram("edgefleet_grpc_request_duration_seconds",
                                          "gRPC request latency by service and method",
                                          metrics::DefaultLatencyBuckets())),
@@ -14,18 +15,19 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
       check_ins(registry.AddCounter("edgefleet_device_check_ins_total", "Device check-ins")),
       artifact_bytes_served(registry.AddCounter("edgefleet_artifact_bytes_served_total",
                                                 "Artifact bytes sent to devices, by kind")),
-      enrollments(registry.AddCounter("edgefleet_enrollments_total", "Enrollment attempts by result")),
+      enrollments(
+          registry.AddCounter("edgefleet_enrollments_total", "Enrollment attempts by result")),
       update_events(registry.AddCounter("edgefleet_update_events_total",
                                         "Update events reported by devices, by kind and reason")),
-      models_pushed(registry.AddCounter("edgefleet_model_versions_pushed_total",
-                                        "Model versions published")),
+      models_pushed(
+          registry.AddCounter("edgefleet_model_versions_pushed_total", "Model versions published")),
       patches_computed(registry.AddCounter("edgefleet_patches_computed_total",
                                            "Differential patches computed, by result")),
       patch_compute_seconds(registry.AddHistogram(
           "edgefleet_patch_compute_seconds", "Time to compute one differential patch",
           {0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})),
-      patch_bytes_saved(registry.AddCounter(
-          "edgefleet_patch_bytes_saved_total",
-          "Bytes devices did not download because a patch was served instead of the full artifact")) {}
+      patch_bytes_saved(registry.AddCounter("edgefleet_patch_bytes_saved_total",
+                                            "Bytes devices did not download because a patch was "
+                                            "served instead of the full artifact")) {}
 
 }  // namespace edgefleet::server

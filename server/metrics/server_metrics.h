@@ -8,18 +8,19 @@ namespace edgefleet::server {
 struct ServerMetrics {
   explicit ServerMetrics(metrics::Registry& registry);
 
-  metrics::Family<metrics::Counter>& rpc_requests;         // {service, method, code}
-  metrics::Family<metrics::Histogram>& rpc_duration;       // {service, method}
-  metrics::Family<metrics::Counter>& http_requests;        // {route, status}
-  metrics::Family<metrics::Gauge>& devices;                // {status}
-  metrics::Family<metrics::Counter>& check_ins;            // {}
+  metrics::Family<metrics::Counter>& rpc_requests;           // {service, method, code}
+  metrics::Family<metrics::Histogram>& rpc_duration;         // {service, method}
+  metrics::Family<metrics::Counter>& http_requests;          // {route, status}
+  metrics::Family<metrics::Gauge>& devices;                  // {status}
+  metrics::Family<metrics::Counter>& check_ins;              // {}
   metrics::Family<metrics::Counter>& artifact_bytes_served;  // {kind}: full or patch
-  metrics::Family<metrics::Counter>& enrollments;          // {result}
-  metrics::Family<metrics::Counter>& update_events;        // {kind, reason}
-  metrics::Family<metrics::Counter>& models_pushed;        // {}
-  metrics::Family<metrics::Counter>& patches_computed;     // {result}: ready, not_smaller, failed
+  metrics::Family<metrics::Counter>& enrollments;            // {result}
+  metrics::Family<metrics::Counter>& update_events;          // {kind, reason}
+  metrics::Family<metrics::Counter>& models_pushed;          // {}
+  metrics::Family<metrics::Counter>& patches_computed;       // {result}: ready, not_smaller, failed
   metrics::Family<metrics::Histogram>& patch_compute_seconds;  // {}
-  metrics::Family<metrics::Counter>& patch_bytes_saved;    // {}: full size minus patch size, per served patch
+  metrics::Family<metrics::Counter>&
+      patch_bytes_saved;  // {}: full size minus patch size, per served patch
 };
 
 }  // namespace edgefleet::server

@@ -129,7 +129,8 @@ void PatchService::Compute(const std::string& from_sha256, const std::string& to
     ArtifactSink sink(**writer);
     delta::DiffOptions options;
     options.time_budget = options_.time_budget;
-    auto diff = delta::Diff((*old_file)->data(), (*new_file)->data(), delta::Codec::kAuto, sink, options);
+    auto diff =
+        delta::Diff((*old_file)->data(), (*new_file)->data(), delta::Codec::kAuto, sink, options);
     if (!diff.ok()) return diff.status();
     record.codec = std::string(delta::CodecName(diff->codec));
     if (diff->full_is_smaller || diff->patch_size_bytes >= (*new_file)->data().size()) {
@@ -148,15 +149,15 @@ void PatchService::Compute(const std::string& from_sha256, const std::string& to
   if (!outcome.ok()) record.detail = std::string(outcome.message());
   const char* result = record.state == PatchRecord::State::kReady        ? "ready"
                        : record.state == PatchRecord::State::kNotSmaller ? "not_smaller"
-                                                                          : "failed";
+                                                                         : "failed";
   metrics_.patches_computed.Add({{"result", result}}).Increment();
   metrics_.patch_compute_seconds.Add({}).Observe(record.compute_seconds);
   if (auto s = repo_.Finish(record); !s.ok()) {
     log->error("cannot record patch: {}", s.ToString());
   }
   log->info("patch computed from={} to={} result={} codec={} size_bytes={} seconds={:.3f} {}",
-            crypto::ToHex(from_sha256).substr(0, 12), crypto::ToHex(to_sha256).substr(0, 12), result,
-            record.codec, record.size_bytes, record.compute_seconds, record.detail);
+            crypto::ToHex(from_sha256).substr(0, 12), crypto::ToHex(to_sha256).substr(0, 12),
+            result, record.codec, record.size_bytes, record.compute_seconds, record.detail);
 }
 
 }  // namespace edgefleet::server

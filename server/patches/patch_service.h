@@ -14,8 +14,8 @@
 
 #include "absl/status/statusor.h"
 #include "edgefleet/v1/device.pb.h"
-#include "server/metrics/server_metrics.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/metrics/server_metrics.h"
 #include "server/store/patch_repo.h"
 
 namespace edgefleet::server {

@@ -9,10 +9,14 @@ using internal::WithTransaction;
 
 const char* StateName(PatchRecord::State state) {
   switch (state) {
-    case PatchRecord::State::kPending: return "pending";
-    case PatchRecord::State::kReady: return "ready";
-    case PatchRecord::State::kNotSmaller: return "not_smaller";
-    case PatchRecord::State::kFailed: return "failed";
+    case PatchRecord::State::kPending:
+      return "pending";
+    case PatchRecord::State::kReady:
+      return "ready";
+    case PatchRecord::State::kNotSmaller:
+      return "not_smaller";
+    case PatchRecord::State::kFailed:
+      return "failed";
   }
   return "failed";
 }
@@ -43,7 +47,8 @@ PatchRecord FromRow(const pqxx::row& row) {
 
 }  // namespace
 
-absl::StatusOr<bool> PatchRepo::Enqueue(const std::string& from_sha256, const std::string& to_sha256) {
+absl::StatusOr<bool> PatchRepo::Enqueue(const std::string& from_sha256,
+                                        const std::string& to_sha256) {
   return WithTransaction(db_, "queue patch", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
     pqxx::result r = tx.exec_params(
         "INSERT INTO patches (from_sha256, to_sha256, state) VALUES ($1, $2, 'pending') "
@@ -72,10 +77,10 @@ absl::StatusOr<std::optional<PatchRecord>> PatchRepo::Find(const std::string& fr
                                                            const std::string& to_sha256) {
   return WithTransaction(
       db_, "find patch", [&](pqxx::work& tx) -> absl::StatusOr<std::optional<PatchRecord>> {
-        pqxx::result r = tx.exec_params(
-            std::string("SELECT ") + kColumns +
-                " FROM patches WHERE from_sha256 = $1 AND to_sha256 = $2",
-            pqxx::binarystring(from_sha256), pqxx::binarystring(to_sha256));
+        pqxx::result r =
+            tx.exec_params(std::string("SELECT ") + kColumns +
+                               " FROM patches WHERE from_sha256 = $1 AND to_sha256 = $2",
+                           pqxx::binarystring(from_sha256), pqxx::binarystring(to_sha256));
         if (r.empty()) return std::optional<PatchRecord>();
         return std::optional<PatchRecord>(FromRow(r[0]));
       });
@@ -83,11 +88,12 @@ absl::StatusOr<std::optional<PatchRecord>> PatchRepo::Find(const std::string& fr
 
 absl::StatusOr<std::optional<PatchRecord>> PatchRepo::FindByPatch(const std::string& patch_sha256) {
   return WithTransaction(
-      db_, "find patch by digest", [&](pqxx::work& tx) -> absl::StatusOr<std::optional<PatchRecord>> {
-        pqxx::result r = tx.exec_params(
-            std::string("SELECT ") + kColumns +
-                " FROM patches WHERE patch_sha256 = $1 AND state = 'ready' LIMIT 1",
-            pqxx::binarystring(patch_sha256));
+      db_, "find patch by digest",
+      [&](pqxx::work& tx) -> absl::StatusOr<std::optional<PatchRecord>> {
+        pqxx::result r =
+            tx.exec_params(std::string("SELECT ") + kColumns +
+                               " FROM patches WHERE patch_sha256 = $1 AND state = 'ready' LIMIT 1",
+                           pqxx::binarystring(patch_sha256));
         if (r.empty()) return std::optional<PatchRecord>();
         return std::optional<PatchRecord>(FromRow(r[0]));
       });
@@ -97,8 +103,9 @@ absl::StatusOr<std::vector<PatchRecord>> PatchRepo::Pending() {
   return WithTransaction(
       db_, "list pending patches", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<PatchRecord>> {
         std::vector<PatchRecord> out;
-        for (const auto& row : tx.exec(std::string("SELECT ") + kColumns +
-                                       " FROM patches WHERE state = 'pending' ORDER BY created_at")) {
+        for (const auto& row :
+             tx.exec(std::string("SELECT ") + kColumns +
+                     " FROM patches WHERE state = 'pending' ORDER BY created_at")) {
           out.push_back(FromRow(row));
         }
         return out;

@@ -31,7 +31,7 @@ class PatchRepo {
   // Records the outcome of a computation.
   absl::Status Finish(const PatchRecord& record);
   absl::StatusOr<std::optional<PatchRecord>> Find(const std::string& from_sha256,
-                                                   const std::string& to_sha256);
+                                                  const std::string& to_sha256);
   // The ready patch stored under `patch_sha256`, if any.
   absl::StatusOr<std::optional<PatchRecord>> FindByPatch(const std::string& patch_sha256);
   // Pending rows, e.g. left by a restart mid-computation.

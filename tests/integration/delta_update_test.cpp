@@ -45,8 +45,11 @@ class DeltaUpdateTest : public IntegrationTest {
         server_->PushClassifier("large", std::to_string(v), versions_[v - 1], &pushed);
     ASSERT_TRUE(push.ok()) << push.error_message();
     const double ready_before = ready_patches_;
-    ASSERT_TRUE(WaitFor([&] { return Metric("edgefleet_patches_computed_total", {{"result", "ready"}}) > ready_before; },
-                        kLongWait, 100ms))
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return Metric("edgefleet_patches_computed_total", {{"result", "ready"}}) > ready_before;
+        },
+        kLongWait, 100ms))
         << "pushing a version the fleet runs an older one of should compute a patch";
     ready_patches_ = Metric("edgefleet_patches_computed_total", {{"result", "ready"}});
   }
@@ -85,7 +88,8 @@ TEST_F(DeltaUpdateTest, DeviceOnV1ReceivesV2AsAPatch) {
   EXPECT_EQ(Metric("edgefleet_patch_bytes_saved_total"), v2_size - patch_bytes);
   EXPECT_THAT(server_->LogText(), HasSubstr("served patch device=dev-delta"));
   EXPECT_THAT(agent.LogText(), HasSubstr("patched model=large version=2"));
-  EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM device_events WHERE kind = 'patch_rejected'"), "0");
+  EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM device_events WHERE kind = 'patch_rejected'"),
+            "0");
 }
 
 TEST_F(DeltaUpdateTest, CorruptPatchFallsBackToTheFullArtifact) {

@@ -49,9 +49,10 @@ TEST(ProcessTest, TerminateStopsAndKillEndsAStubbornChild) {
   const std::string ready = tmp.Sub("ready");
   Process stubborn;
   // One process that ignores SIGTERM (a shell loop's children would still die of it).
-  stubborn.Spawn("/usr/bin/python3",
-                 {"-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open('" +
-                            ready + "', 'w').close(); time.sleep(60)"});
+  stubborn.Spawn(
+      "/usr/bin/python3",
+      {"-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open('" + ready +
+                 "', 'w').close(); time.sleep(60)"});
   // Only once the trap is installed does SIGTERM go unanswered.
   ASSERT_TRUE(WaitFor([&] { return ReadFile(ready).has_value(); }, 10s));
   EXPECT_EQ(stubborn.Terminate(200ms), 128 + SIGKILL) << "SIGKILL after the grace period";

@@ -16,8 +16,8 @@ absl::Status Bsdiff40Encode(std::string_view old_data, std::string_view new_data
 absl::Status Bsdiff40Decode(std::string_view old_data, std::string_view patch, ByteSink& out,
                             const ApplyOptions& options);
 
-absl::Status MatchZstdEncode(std::string_view old_data, std::string_view new_data, ByteSink& payload,
-                             const DiffOptions& options);
+absl::Status MatchZstdEncode(std::string_view old_data, std::string_view new_data,
+                             ByteSink& payload, const DiffOptions& options);
 // Produces exactly `new_size` bytes or fails.
 absl::Status MatchZstdDecode(std::string_view old_data, std::string_view payload, uint64_t new_size,
                              ByteSink& out);

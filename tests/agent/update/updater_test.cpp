@@ -497,7 +497,8 @@ TEST_F(UpdaterTest, RestartRefusesACommittedFileAlteredOnDisk) {
   ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
   CloseAgent();
   {
-    std::fstream file(VersionDir("1.0") / "model.onnx", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream file(VersionDir("1.0") / "model.onnx",
+                      std::ios::in | std::ios::out | std::ios::binary);
     file.seekp(10);
     file.put('\x7f');
   }

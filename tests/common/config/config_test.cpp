@@ -25,9 +25,9 @@ TEST(ConfigTest, FlagsOverrideEnvironmentWhichOverridesFile) {
   std::ofstream(dir / "server.json")
       << R"({"dataDir": "/from/file", "deviceListen": "file:1", "checkInIntervalSeconds": 5})";
   v1::ServerConfig config;
-  auto status = Load({"--config", (dir / "server.json").string(), "--device-listen=flag:2"},
-                     FakeEnv({{"EDGEFLEET_DEVICE_LISTEN", "env:3"}, {"EDGEFLEET_LOG_LEVEL", "debug"}}),
-                     &config);
+  auto status = Load(
+      {"--config", (dir / "server.json").string(), "--device-listen=flag:2"},
+      FakeEnv({{"EDGEFLEET_DEVICE_LISTEN", "env:3"}, {"EDGEFLEET_LOG_LEVEL", "debug"}}), &config);
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(config.data_dir(), "/from/file");
   EXPECT_EQ(config.device_listen(), "flag:2");
@@ -53,8 +53,9 @@ TEST(ConfigTest, UnreadableOrMalformedConfigFileIsReported) {
   auto dir = std::filesystem::path(::testing::TempDir()) / "config_malformed";
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "agent.json") << R"({"stateDir": )";
-  EXPECT_EQ(Load({}, FakeEnv({{"EDGEFLEET_CONFIG", (dir / "agent.json").string()}}), &config).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Load({}, FakeEnv({{"EDGEFLEET_CONFIG", (dir / "agent.json").string()}}), &config).code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ConfigTest, UsageListsEveryFlagWithItsVariable) {

@@ -1,7 +1,6 @@
 // The delta engine end to end: bsdiff40 and match-zstd round trips, byte compatibility with
 // Debian's bsdiff/bspatch, refusal of damaged and hostile patches, atomic file output, auto.
 #include "common/delta/delta.h"
-#include "common/delta/internal/matcher.h"
 
 #include <bzlib.h>
 #include <gmock/gmock.h>
@@ -24,6 +23,7 @@
 #include "common/crypto/sha256.h"
 #include "common/delta/delta_files.h"
 #include "common/delta/internal/match_zstd.h"
+#include "common/delta/internal/matcher.h"
 
 namespace edgefleet::delta {
 namespace {
@@ -593,8 +593,8 @@ TEST(MatcherDeadlineTest, MatchingStopsOnceItsDeadlineHasPassed) {
     old_data[i] = static_cast<char>(x >> 24);
     new_data[i] = static_cast<char>(x >> 16);
   }
-  auto steps = internal::ComputeMatchSteps(old_data, new_data,
-                                           std::chrono::steady_clock::now() - std::chrono::seconds(1));
+  auto steps = internal::ComputeMatchSteps(
+      old_data, new_data, std::chrono::steady_clock::now() - std::chrono::seconds(1));
   EXPECT_EQ(steps.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_TRUE(internal::ComputeMatchSteps(old_data, new_data).ok());
 }

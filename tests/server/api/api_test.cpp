@@ -72,7 +72,9 @@ class ApiTest : public ::testing::Test {
   }
 
   void EnrollDevice(const std::string& id, Labels labels) {
-    ASSERT_TRUE(devices_->Enroll(id, labels, v1::Inventory(), "serial-" + id, ToUnixSeconds(clock_.Now())).ok());
+    ASSERT_TRUE(
+        devices_->Enroll(id, labels, v1::Inventory(), "serial-" + id, ToUnixSeconds(clock_.Now()))
+            .ok());
   }
 
   test::TestDatabase db_;
@@ -121,16 +123,18 @@ TEST_F(ApiTest, EnrollmentTokenSecretIsShownOnceAndStoredHashed) {
   EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM enrollment_tokens WHERE token_hash = decode('" +
                            crypto::ToHex(crypto::Sha256Bytes(token->token())) + "', 'hex')"),
             "1");
-  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = 'enrollment_token.create' "
-                           "AND detail::text NOT LIKE '%eft_%'"),
-            "1");
+  EXPECT_EQ(
+      db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = 'enrollment_token.create' "
+                     "AND detail::text NOT LIKE '%eft_%'"),
+      "1");
   request.set_ttl_seconds(10ull * 365 * 24 * 3600);
   EXPECT_EQ(admin_->CreateEnrollmentToken(admin_principal_, request).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ApiTest, PushStoresTheArtifactByDigestAndRefusesBadInput) {
-  auto version = admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"abc", "def"}));
+  auto version =
+      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"abc", "def"}));
   ASSERT_TRUE(version.ok()) << version.status();
   EXPECT_EQ(version->artifact_sha256(), crypto::Sha256Bytes("abcdef"));
   EXPECT_EQ(version->size_bytes(), 6u);
@@ -139,22 +143,31 @@ TEST_F(ApiTest, PushStoresTheArtifactByDigestAndRefusesBadInput) {
   ASSERT_TRUE(reader.ok());
   EXPECT_EQ(*(*reader)->ReadAt(2, 100), "cdef");
 
-  EXPECT_EQ(admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"x"})).status().code(),
-            absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(admin_->PushModel(admin_principal_, Metadata("Bad Name", "1"), Chunks({"x"})).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(admin_->PushModel(admin_principal_, Metadata("detector", "2"), Chunks({})).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(admin_->PushModel(admin_principal_, Metadata("detector", "3"), Chunks({std::string(2000, 'x')}))
-                .status()
-                .code(),
-            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(
+      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"x"})).status().code(),
+      absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(
+      admin_->PushModel(admin_principal_, Metadata("Bad Name", "1"), Chunks({"x"})).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      admin_->PushModel(admin_principal_, Metadata("detector", "2"), Chunks({})).status().code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      admin_
+          ->PushModel(admin_principal_, Metadata("detector", "3"), Chunks({std::string(2000, 'x')}))
+          .status()
+          .code(),
+      absl::StatusCode::kOutOfRange);
   v1::PushModelMetadata wrong_digest = Metadata("detector", "4");
   wrong_digest.set_expected_sha256(crypto::Sha256Bytes("something else"));
   auto refused = admin_->PushModel(admin_principal_, wrong_digest, Chunks({"abcdef"}));
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(refused.status().message().find("SHA-256"), std::string::npos);
-  auto model = admin_->GetModel([] { v1::GetModelRequest r; r.set_model_name("detector"); return r; }());
+  auto model = admin_->GetModel([] {
+    v1::GetModelRequest r;
+    r.set_model_name("detector");
+    return r;
+  }());
   ASSERT_TRUE(model.ok());
   EXPECT_EQ(model->versions_size(), 1);
 }
@@ -163,7 +176,8 @@ TEST_F(ApiTest, DeploymentToAnUnknownVersionIsNotFoundAndBadSelectorIsInvalid) {
   v1::CreateDeploymentRequest request;
   request.set_model_name("detector");
   request.set_version("9");
-  EXPECT_EQ(admin_->CreateDeployment(admin_principal_, request).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(admin_->CreateDeployment(admin_principal_, request).status().code(),
+            absl::StatusCode::kNotFound);
   request.set_label_selector("site");
   EXPECT_EQ(admin_->CreateDeployment(admin_principal_, request).status().code(),
             absl::StatusCode::kInvalidArgument);
@@ -175,7 +189,8 @@ TEST_F(ApiTest, DeploymentToAnUnknownVersionIsNotFoundAndBadSelectorIsInvalid) {
 TEST_F(ApiTest, CheckInAnswersWithAManifestTheDeviceCanVerify) {
   EnrollDevice("cam-1", {{"site", "berlin"}});
   EnrollDevice("cam-2", {{"site", "paris"}});
-  ASSERT_TRUE(admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"weights"})).ok());
+  ASSERT_TRUE(
+      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"weights"})).ok());
   v1::CreateDeploymentRequest deploy;
   deploy.set_model_name("detector");
   deploy.set_version("1");
@@ -202,7 +217,8 @@ TEST_F(ApiTest, CheckInAnswersWithAManifestTheDeviceCanVerify) {
 
 TEST_F(ApiTest, EventsDriveDeploymentTargetStateAndAreValidated) {
   EnrollDevice("cam-1", {});
-  ASSERT_TRUE(admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"weights"})).ok());
+  ASSERT_TRUE(
+      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"weights"})).ok());
   v1::CreateDeploymentRequest deploy;
   deploy.set_model_name("detector");
   deploy.set_version("1");
@@ -226,23 +242,27 @@ TEST_F(ApiTest, EventsDriveDeploymentTargetStateAndAreValidated) {
 
   v1::ReportEventRequest malformed;
   malformed.add_events()->set_model_name("detector");
-  EXPECT_EQ(device_api_->ReportEvent("cam-1", malformed).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(device_api_->ReportEvent("cam-1", malformed).code(),
+            absl::StatusCode::kInvalidArgument);
   v1::UploadTelemetryRequest telemetry;
   auto* entry = telemetry.add_models();
   entry->set_model_name("detector");
   entry->set_version("1");
   entry->set_inference_count(1);
   entry->set_error_count(2);
-  EXPECT_EQ(device_api_->UploadTelemetry("cam-1", telemetry).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(device_api_->UploadTelemetry("cam-1", telemetry).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(ApiTest, DevicesOnlyReachRegisteredArtifactsAndOnlyWithTheirCurrentCertificate) {
   EnrollDevice("cam-1", {});
   EXPECT_TRUE(device_api_->Authorize("cam-1", "serial-cam-1").ok());
-  EXPECT_EQ(device_api_->Authorize("cam-1", "old-serial").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(device_api_->Authorize("cam-1", "old-serial").code(),
+            absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(device_api_->Authorize("ghost", "x").code(), absl::StatusCode::kPermissionDenied);
   ASSERT_TRUE(devices_->Decommission("cam-1").ok());
-  EXPECT_EQ(device_api_->Authorize("cam-1", "serial-cam-1").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(device_api_->Authorize("cam-1", "serial-cam-1").code(),
+            absl::StatusCode::kPermissionDenied);
 
   EXPECT_EQ(device_api_->OpenArtifact(crypto::Sha256Bytes("not pushed")).status().code(),
             absl::StatusCode::kNotFound);

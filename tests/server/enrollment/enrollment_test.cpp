@@ -27,8 +27,10 @@ TEST(ServerIdentityTest, CreatedOnFirstStartAndReusedAfterwards) {
   auto first = LoadOrCreateServerIdentity(dir.string(), {"localhost", "127.0.0.1"}, now);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(first->created);
-  EXPECT_EQ(fs::status(dir / "keys" / "ca.key").permissions() & fs::perms::others_read, fs::perms::none);
-  EXPECT_TRUE(crypto::VerifyIssuedBy(first->server_certificate_pem, first->ca_certificate_pem, now).ok());
+  EXPECT_EQ(fs::status(dir / "keys" / "ca.key").permissions() & fs::perms::others_read,
+            fs::perms::none);
+  EXPECT_TRUE(
+      crypto::VerifyIssuedBy(first->server_certificate_pem, first->ca_certificate_pem, now).ok());
   auto server_cert = crypto::ParseCertificate(first->server_certificate_pem);
   ASSERT_TRUE(server_cert.ok());
   EXPECT_EQ(server_cert->ip_addresses, std::vector<std::string>{"127.0.0.1"});
@@ -75,8 +77,9 @@ class EnrollerTest : public ::testing::Test {
     ca_ = *std::move(authority);
     enroller_ = std::make_unique<Enroller>(*tokens_, *devices_, *ca_, "ROOT-KEY-PEM", clock_,
                                            std::chrono::hours(1));
-    ASSERT_TRUE(tokens_->Create("tok1", crypto::Sha256Bytes("secret-token"), 2,
-                                ToUnixSeconds(clock_.Now()) + 3600, {{"site", "berlin"}}, "")
+    ASSERT_TRUE(tokens_
+                    ->Create("tok1", crypto::Sha256Bytes("secret-token"), 2,
+                             ToUnixSeconds(clock_.Now()) + 3600, {{"site", "berlin"}}, "")
                     .ok());
   }
 
@@ -112,7 +115,9 @@ TEST_F(EnrollerTest, IssuesACertificateNamingTheDeviceAndAppliesTokenLabels) {
   ASSERT_TRUE(cert.ok());
   EXPECT_EQ(cert->common_name, "cam-1");
   EXPECT_FALSE(cert->is_ca);
-  EXPECT_TRUE(crypto::VerifyIssuedBy(response->certificate_pem(), ca_pem_, ToUnixSeconds(clock_.Now())).ok());
+  EXPECT_TRUE(
+      crypto::VerifyIssuedBy(response->certificate_pem(), ca_pem_, ToUnixSeconds(clock_.Now()))
+          .ok());
   auto device = devices_->Get("cam-1");
   ASSERT_TRUE(device.ok());
   EXPECT_EQ(device->status(), v1::DEVICE_STATUS_ACTIVE);
@@ -133,7 +138,8 @@ TEST_F(EnrollerTest, WrongTokenAndGarbageCsrAreRefused) {
   wrong_token.set_enrollment_token("guess");
   EXPECT_EQ(enroller_->Enroll(wrong_token).status().code(), absl::StatusCode::kUnauthenticated);
   v1::EnrollRequest garbage = Request("cam-1", "cam-1");
-  garbage.set_csr_pem("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n");
+  garbage.set_csr_pem(
+      "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n");
   EXPECT_EQ(enroller_->Enroll(garbage).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(devices_->Get("cam-1").status().code(), absl::StatusCode::kNotFound);
 }
