@@ -593,5 +593,81 @@ TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) 
   EXPECT_EQ(transport_.ReportedEvents().size(), delivered.size());
 }
 
+// The lifecycle's crash table: the agent dies in phase S of updating 1.0 -> 2.0, leaving on disk
+// what that phase leaves. After a restart it serves the committed version without the server,
+// forgets the interrupted attempt, and the next check-in completes the update.
+struct CrashCase {
+  const char* name;
+  StateStore::UpdatePhase phase;
+  // Leaves the files a crash in this phase leaves (v2's bytes given).
+  std::function<void(UpdaterTest&, const std::string& v2)> leave;
+  const char* serves_after_restart;
+};
+
+class UpdaterCrashTest : public UpdaterTest, public ::testing::WithParamInterface<CrashCase> {};
+
+TEST_P(UpdaterCrashTest, RestartServesTheCommittedVersionAndTheUpdateCompletesLater) {
+  const CrashCase& c = GetParam();
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  const v1::DesiredModel v2_release = Release("2.0", v2_, 2);
+  c.leave(*this, v2_);
+  ASSERT_TRUE(state_->SaveUpdate({kModel, "2.0", crypto::Sha256Bytes(v2_), c.phase, ""}).ok());
+  CloseAgent();
+
+  FakeDeviceTransport offline;
+  OpenAgent(offline);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  ExpectServes(c.serves_after_restart, std::string(c.serves_after_restart) == "1.0"
+                                           ? "classifier_v1.onnx"
+                                           : "classifier_v2.onnx");
+  EXPECT_EQ(offline.TotalCalls(), 0);
+  auto record = state_->LoadUpdate(kModel);
+  ASSERT_TRUE(record.ok());
+  EXPECT_FALSE(record->has_value()) << "the interrupted attempt is forgotten";
+  CloseAgent();
+
+  OpenAgent(transport_);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  ASSERT_TRUE(updater_->Apply(v2_release).ok());
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_FALSE(fs::exists(PartPath(v2_)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    CrashInEachPhase, UpdaterCrashTest,
+    ::testing::Values(
+        CrashCase{"Fetch", StateStore::UpdatePhase::kFetch,
+                  [](UpdaterTest& t, const std::string& v2) {
+                    fs::create_directories(t.PartPath(v2).parent_path());
+                    std::ofstream(t.PartPath(v2), std::ios::binary) << v2.substr(0, v2.size() / 2);
+                  },
+                  "1.0"},
+        CrashCase{"Verify", StateStore::UpdatePhase::kVerify,
+                  [](UpdaterTest& t, const std::string& v2) {
+                    fs::create_directories(t.PartPath(v2).parent_path());
+                    std::ofstream(t.PartPath(v2), std::ios::binary) << v2;
+                  },
+                  "1.0"},
+        CrashCase{"Stage", StateStore::UpdatePhase::kStage,
+                  [](UpdaterTest& t, const std::string& v2) {
+                    fs::create_directories(t.VersionDir("2.0"));
+                    std::ofstream(t.VersionDir("2.0") / "model.onnx", std::ios::binary) << v2;
+                  },
+                  "1.0"},
+        CrashCase{"Activate", StateStore::UpdatePhase::kActivate,
+                  [](UpdaterTest& t, const std::string& v2) {
+                    // Loaded and warmed up in memory, which the crash took with it.
+                    fs::create_directories(t.VersionDir("2.0"));
+                    std::ofstream(t.VersionDir("2.0") / "model.onnx", std::ios::binary) << v2;
+                  },
+                  "1.0"},
+        CrashCase{"Commit", StateStore::UpdatePhase::kCommit,
+                  [](UpdaterTest& t, const std::string&) {
+                    // Committed durably, then died before clearing the record.
+                    ASSERT_TRUE(t.updater_->Apply(t.Release("2.0", t.v2_, 2)).ok());
+                  },
+                  "2.0"}),
+    [](const ::testing::TestParamInfo<CrashCase>& info) { return std::string(info.param.name); });
+
 }  // namespace
 }  // namespace edgefleet::agent
