@@ -294,6 +294,10 @@ int RunDelta(const ParsedArgs& parsed, std::ostream& out, std::ostream& err, con
       if (pos[1] == c.name) command = &c;
     }
   }
+  if (command == nullptr && pos.size() == 1 && parsed.Has("help")) {
+    PrintDeltaUsage(out);
+    return 0;
+  }
   if (command == nullptr) {
     if (pos.size() >= 2) {
       err << kProgram << ": unknown command 'delta " << pos[1] << "'\n";

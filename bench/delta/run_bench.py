@@ -202,6 +202,61 @@ def check_targets(pair, rows, timeout):
     return out
 
 
+def summary_table(groups):
+    """One line per pair: auto against the best peer, and the numbers the targets use."""
+    lines = ["| pair | MB | best peer (bytes) | ef-auto codec | ef-auto bytes | auto / best peer "
+             "| ef-tensor / best peer | diff s: auto / bsdiff / zstd | apply peak RSS MiB: auto / bspatch |",
+             "|---|---:|---|---|---:|---:|---:|---|---|"]
+    for (pair, size_mb, _), rows in groups:
+        by = {r["tool"]: r for r in rows}
+        best, best_tool = best_peer(rows)
+        auto, tensor = by.get("ef-auto"), by.get("ef-tensor")
+        cell = lambda r, k, f: f(r[k]) if r is not None and r[k] is not None else "-"
+        ratio = lambda r: (f"{r['patch_bytes'] / best:.3f}x"
+                           if r is not None and r["patch_bytes"] is not None and best else "-")
+        times = " / ".join(cell(by.get(t), "diff_s", fmt_s) if by.get(t) is None or
+                           by[t]["diff_status"] in ("ok", "") else by[t]["diff_status"]
+                           for t in ("ef-auto", "bsdiff", "zstd"))
+        rss = " / ".join(cell(by.get(t), "apply_rss_kib", fmt_mib) for t in ("ef-auto", "bsdiff"))
+        lines.append(f"| {pair} | {size_mb} | {best_tool or '-'} ({'-' if best is None else f'{best:,}'}) | "
+                     f"{auto['codec'] if auto else '-'} | {cell(auto, 'patch_bytes', lambda v: f'{v:,}')} | "
+                     f"{ratio(auto)} | {ratio(tensor)} | {times} | {rss} |")
+    return "\n".join(lines) + "\n"
+
+
+def load_csv(path):
+    """Rows of a results.csv back into the runner's types, grouped per pair."""
+    groups, order = {}, []
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            for k in ("patch_bytes", "diff_rss_kib", "apply_rss_kib", "new_bytes"):
+                r[k] = int(r[k]) if r.get(k) else None
+            for k in ("diff_s", "apply_s"):
+                r[k] = float(r[k]) if r.get(k) else None
+            key = (r["pair"], r["size_mb"], r["new_bytes"])
+            if key not in groups:
+                groups[key] = []
+                order.append(key)
+            groups[key].append(r)
+    return [(k, groups[k]) for k in order]
+
+
+def render(groups, timeout, header):
+    md = [header, "### Summary\n", summary_table(groups)]
+    summary = []
+    for (pair, size_mb, new_size), rows in groups:
+        md.append(pair_table(pair, size_mb, new_size, rows))
+        for target, verdict, detail in check_targets(pair, rows, timeout):
+            summary.append((pair, size_mb, target, verdict, detail))
+    md.append("### Targets (measured with ef-auto)\n")
+    md.append("| pair | MB | target | result | detail |\n|---|---:|---|---|---|")
+    for pair, size, target, verdict, detail in summary:
+        md.append(f"| {pair} | {size} | {target} | **{verdict}** | {detail} |")
+    counts = {v: sum(1 for s in summary if s[3] == v) for v in ("PASS", "FAIL", "n/a")}
+    md.append(f"\nTotal: {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['n/a']} n/a.\n")
+    return "\n".join(md)
+
+
 def machine():
     model = "unknown"
     try:
@@ -226,7 +281,13 @@ def main():
     p.add_argument("--tools", default=",".join(DEFAULT_TOOLS))
     p.add_argument("--sizes", default=None, help="only these sizes (MB), comma separated")
     p.add_argument("--pairs", default=None, help="only these pairs, comma separated")
+    p.add_argument("--summarize", metavar="CSV",
+                   help="only re-render the Markdown of an earlier results.csv (CORPUS unused)")
     args = p.parse_args()
+    if args.summarize:
+        print(render(load_csv(args.summarize), args.timeout,
+                     f"Timeout per command: {args.timeout} s.\n"))
+        return
 
     tools = [t for t in args.tools.split(",") if t]
     for t in tools:
@@ -252,8 +313,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     work = args.work or tempfile.mkdtemp(prefix="edgefleet-delta-bench-")
     os.makedirs(work, exist_ok=True)
-    md = [f"Machine: {machine()}. Timeout per command: {args.timeout} s.\n"]
-    csv_rows, summary = [], []
+    csv_rows, groups = [], []
     started = time.time()
     for pr in pairs:
         old = os.path.join(args.corpus, pr["old"])
@@ -269,19 +329,12 @@ def main():
             rows.append(r)
             csv_rows.append(dict(pair=pr["pair"], size_mb=pr["size_mb"], old_bytes=os.path.getsize(old),
                                  new_bytes=new_size, **r))
-        md.append(pair_table(pr["pair"], pr["size_mb"], new_size, rows))
-        for target, verdict, detail in check_targets(pr["pair"], rows, args.timeout):
-            summary.append((pr["pair"], pr["size_mb"], target, verdict, detail))
-    shutil.rmtree(work, ignore_errors=True) if not args.work else None
-
-    md.append("### Targets (measured with ef-auto)\n")
-    md.append("| pair | MB | target | result | detail |\n|---|---:|---|---|---|")
-    for pair, size, target, verdict, detail in summary:
-        md.append(f"| {pair} | {size} | {target} | **{verdict}** | {detail} |")
-    counts = {v: sum(1 for s in summary if s[3] == v) for v in ("PASS", "FAIL", "n/a")}
-    md.append(f"\nTotal: {counts['PASS']} PASS, {counts['FAIL']} FAIL, {counts['n/a']} n/a "
-              f"({time.time() - started:.0f} s of benchmarking).\n")
-    text = "\n".join(md)
+        groups.append(((pr["pair"], pr["size_mb"], new_size), rows))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    text = render(groups, args.timeout,
+                  f"Machine: {machine()}. Timeout per command: {args.timeout} s. "
+                  f"{time.time() - started:.0f} s of benchmarking.\n")
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(text)
     with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:

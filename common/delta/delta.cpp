@@ -65,6 +65,8 @@ absl::Status Annotate(const absl::Status& s, std::string_view what) {
 
 // Share of aligned tensor bytes above which matching codecs are not tried (see DiffAuto).
 constexpr double kAlignedEnough = 0.9;
+// A tensor patch at most this share of the compressed full artifact counts as having paid off.
+constexpr double kTensorGoodEnough = 0.7;
 // How the alternative to a patch, the full artifact, is compressed for the comparison.
 constexpr int kFullArtifactZstdLevel = 3;
 
@@ -75,6 +77,11 @@ absl::StatusOr<DiffResult> DiffAuto(std::string_view old_data, std::string_view 
   if (old_data.size() < kAutoBsdiffLimitBytes && new_data.size() < kAutoBsdiffLimitBytes) {
     candidates.push_back(Codec::kBsdiff40);
   }
+  // The full artifact would be streamed compressed at a fast level (level 19 over a large
+  // model costs more time than every candidate together, for a few percent).
+  absl::StatusOr<uint64_t> full = internal::ZstdCompressedSize(new_data, kFullArtifactZstdLevel);
+  if (!full.ok()) return full.status();
+
   std::optional<Codec> best_codec;
   std::string best;
   absl::Status first_error;
@@ -84,8 +91,9 @@ absl::StatusOr<DiffResult> DiffAuto(std::string_view old_data, std::string_view 
       break;
     }
     DiffOptions bounded = options;
-    if (best_codec.has_value())
+    if (best_codec.has_value()) {
       bounded.deadline = std::min(options.deadline, start + options.time_budget);
+    }
     StringSink candidate;
     if (absl::Status s = DiffWith(old_data, new_data, codec, candidate, bounded); !s.ok()) {
       // A candidate that cannot handle these inputs (the tensor codec on a non-ONNX file, or
@@ -97,19 +105,17 @@ absl::StatusOr<DiffResult> DiffAuto(std::string_view old_data, std::string_view 
       best_codec = codec;
       best = std::move(candidate.data());
     }
-    // When nearly every byte is a weight tensor aligned by name, the tensor codec's aligned XOR
-    // is what byte matching would find at best, at a fraction of the time: stop here.
+    // When nearly every byte is a weight tensor aligned by name and the aligned XOR paid off,
+    // byte matching would find no more, at many times the cost: stop here. (Where XOR did not
+    // pay off, e.g. a re-quantized model, matching still gets its turn.)
     if (codec == Codec::kTensor && best_codec == Codec::kTensor &&
+        best.size() <= kTensorGoodEnough * static_cast<double>(*full) &&
         internal::AlignedTensorFraction(old_data, new_data) >= kAlignedEnough) {
       break;
     }
   }
   if (!best_codec.has_value()) return Annotate(first_error, "auto: no codec produced a patch");
 
-  // The full artifact would be streamed compressed at a fast level (level 19 over a large
-  // model costs more time than every candidate together, for a few percent).
-  absl::StatusOr<uint64_t> full = internal::ZstdCompressedSize(new_data, kFullArtifactZstdLevel);
-  if (!full.ok()) return full.status();
   DiffResult result{.codec = *best_codec};
   if (*full < best.size()) {
     result.full_is_smaller = true;

@@ -262,6 +262,13 @@ TEST_F(DeltaCliTest, HelpListsTheDeltaCommands) {
   EXPECT_THAT(help.out, HasSubstr("edgefleetctl delta diff OLD NEW PATCH"));
   EXPECT_THAT(help.out, HasSubstr("edgefleetctl delta apply OLD PATCH OUT"));
   EXPECT_THAT(help.out, HasSubstr("edgefleetctl delta info PATCH"));
+
+  Result delta_help = RunCli({"delta", "--help"});
+  EXPECT_EQ(delta_help.code, 0);
+  EXPECT_THAT(delta_help.out, HasSubstr("edgefleetctl delta apply OLD PATCH OUT"));
+  Result diff_help = RunCli({"delta", "diff", "-h"});
+  EXPECT_EQ(diff_help.code, 0);
+  EXPECT_THAT(diff_help.out, HasSubstr("--time-budget SECONDS"));
 }
 
 }  // namespace
