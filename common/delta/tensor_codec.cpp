@@ -19,6 +19,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <limits>
 #include <map>
 #include <memory>
@@ -622,17 +623,25 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
   absl::StatusOr<std::string> packed = Compress(table, options.zstd_level, kMaxWindowLog);
   if (!packed.ok()) return packed.status();
   sections[0] = *std::move(packed);
+  // Planes are independent: compress them concurrently (the slow strong passes overlap).
+  std::array<std::future<absl::StatusOr<std::string>>, kPlaneCount> plane_jobs;
   for (int p = 0; p < kPlaneCount; ++p) {
-    // Low mantissa planes are noise that high levels only spend minutes on: a quick pass finds
-    // them, and only planes with structure get the requested level.
-    const int quick_level = std::min(options.zstd_level, kQuickLevel);
-    packed = Compress(planes[p], quick_level, kPlaneWindowLog);
-    if (!packed.ok()) return packed.status();
-    if (options.zstd_level > quick_level && packed->size() < planes[p].size() * 9 / 10) {
-      packed = Compress(planes[p], options.zstd_level, kPlaneWindowLog);
-      if (!packed.ok()) return packed.status();
-    }
-    sections[1 + p] = *std::move(packed);
+    plane_jobs[p] = std::async(std::launch::async, [&, p]() -> absl::StatusOr<std::string> {
+      // Low mantissa planes are noise that high levels only spend minutes on: a quick pass
+      // finds them, and only planes with structure get the requested level.
+      const int quick_level = std::min(options.zstd_level, kQuickLevel);
+      absl::StatusOr<std::string> plane = Compress(planes[p], quick_level, kPlaneWindowLog);
+      if (plane.ok() && options.zstd_level > quick_level &&
+          plane->size() < planes[p].size() * 9 / 10) {
+        plane = Compress(planes[p], options.zstd_level, kPlaneWindowLog);
+      }
+      return plane;
+    });
+  }
+  for (int p = 0; p < kPlaneCount; ++p) {
+    absl::StatusOr<std::string> plane = plane_jobs[p].get();
+    if (!plane.ok()) return plane.status();
+    sections[1 + p] = *std::move(plane);
   }
   int residual_coder = kResidualZstdPrefix;
   packed = Compress(residual, options.zstd_level, kMaxWindowLog, prefix);
