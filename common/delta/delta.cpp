@@ -64,7 +64,7 @@ absl::Status Annotate(const absl::Status& s, std::string_view what) {
 }
 
 // Share of aligned tensor bytes above which matching codecs are not tried (see DiffAuto).
-constexpr double kAlignedEnough = 0.9;
+constexpr double kAlignedEnough = 0.75;
 // A tensor patch at most this share of the compressed full artifact counts as having paid off.
 constexpr double kTensorGoodEnough = 0.7;
 // How the alternative to a patch, the full artifact, is compressed for the comparison.
