@@ -16,6 +16,7 @@
 #include "common/crypto/sha256.h"
 #include "common/delta/delta.h"
 #include "tests/fakes/fake_device_transport.h"
+#include "tests/fakes/scratch_dir.h"
 #include "tests/fakes/test_release.h"
 
 namespace edgefleet::agent {
@@ -34,22 +35,6 @@ using ::testing::Not;
 
 constexpr char kModel[] = "classifier";
 constexpr float kTolerance = 1e-4f;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "updater_patch_test_XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 class StringSink final : public delta::ByteSink {
  public:
@@ -195,7 +180,7 @@ class UpdaterPatchTest : public ::testing::Test {
     EXPECT_THAT(Downloads(), IsEmpty()) << "no patch, partial or temporary file is left behind";
   }
 
-  TempDir dir_;
+  fakes::ScratchDir dir_{"updater_patch_test"};
   FakeClock clock_;
   FakeDeviceTransport transport_;
   std::optional<fakes::ReleaseKey> key_;

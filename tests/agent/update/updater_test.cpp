@@ -17,6 +17,7 @@
 #include "common/manifest/manifest.h"
 #include "common/manifest/verification.h"
 #include "tests/fakes/fake_device_transport.h"
+#include "tests/fakes/scratch_dir.h"
 #include "tests/fakes/test_release.h"
 
 namespace edgefleet::agent {
@@ -32,22 +33,6 @@ using ::testing::ElementsAre;
 
 constexpr char kModel[] = "classifier";
 constexpr float kTolerance = 1e-4f;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "updater_test_XXXXXX").string();
-    if (::mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // One agent's update stack over a temp state directory: real SQLite state, real OpenCV engines,
 // real Ed25519 verification, a fake clock and an in-memory (sometimes hostile) server.
@@ -172,7 +157,7 @@ class UpdaterTest : public ::testing::Test {
     return dir_.path() / "downloads" / (crypto::ToHex(crypto::Sha256Bytes(artifact)) + ".part");
   }
 
-  TempDir dir_;
+  fakes::ScratchDir dir_{"updater_test"};
   FakeClock clock_;
   FakeDeviceTransport transport_;
   std::optional<fakes::ReleaseKey> key_;
