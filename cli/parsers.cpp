@@ -12,46 +12,6 @@
 #include "absl/strings/str_split.h"
 
 namespace edgefleet::cli {
-namespace {
-
-// Parses "1x4" into dims; `allow_dynamic` permits -1 / ?.
-absl::StatusOr<std::vector<int64_t>> ParseShape(absl::string_view text, bool allow_dynamic) {
-  if (text.empty()) return absl::InvalidArgumentError("empty shape");
-  std::vector<int64_t> dims;
-  for (absl::string_view part : absl::StrSplit(text, 'x')) {
-    int64_t dim = 0;
-    if (allow_dynamic && (part == "?" || part == "-1")) {
-      dims.push_back(-1);
-      continue;
-    }
-    if (!absl::SimpleAtoi(part, &dim) || dim <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad dimension '", part, "' in shape '", text, "'"));
-    }
-    dims.push_back(dim);
-  }
-  return dims;
-}
-
-}  // namespace
-
-absl::StatusOr<v1::TensorSpec> ParseTensorSpec(std::string_view in) {
-  absl::string_view text(in.data(), in.size());
-  size_t colon = text.rfind(':');
-  if (colon == absl::string_view::npos || colon == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor spec '", text, "' is not NAME:SHAPE (e.g. input:1x4)"));
-  }
-  absl::StatusOr<std::vector<int64_t>> dims = ParseShape(text.substr(colon + 1), true);
-  if (!dims.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor spec '", text, "': ", dims.status().message()));
-  }
-  v1::TensorSpec spec;
-  spec.set_name(std::string(text.substr(0, colon)));
-  for (int64_t d : *dims) spec.add_shape(d);
-  return spec;
-}
 
 absl::StatusOr<v1::Tensor> ParseTensorValue(std::string_view in) {
   absl::string_view text(in.data(), in.size());
@@ -65,7 +25,7 @@ absl::StatusOr<v1::Tensor> ParseTensorValue(std::string_view in) {
     return absl::InvalidArgumentError(absl::StrCat("tensor '", text, "': ", why));
   };
   absl::StatusOr<std::vector<int64_t>> dims =
-      ParseShape(text.substr(eq + 1, colon - eq - 1), false);
+      ParseTensorShape(std::string_view(text.data() + eq + 1, colon - eq - 1), false);
   if (!dims.ok()) return bad(dims.status().message());
   int64_t count = 1;
   for (int64_t d : *dims) {

@@ -1,5 +1,6 @@
-// Parsers for the small value syntaxes edgefleetctl accepts on its command line: tensor specs
-// ("input:1x4"), tensor values ("input=1x4:0.1,0.2,0.3,0.4"), durations ("30m") and digests.
+// Parsers for the small value syntaxes edgefleetctl accepts on its command line (tensor specs
+// come from common/tensor_spec): tensor values ("input=1x4:0.1,0.2,0.3,0.4"), durations ("30m") and
+// digests.
 #pragma once
 
 #include <cstdint>
@@ -9,13 +10,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/core/labels.h"
+#include "common/tensor_spec/tensor_spec.h"  // ParseTensorSpec, shared with the REST gateway
 #include "edgefleet/v1/types.pb.h"
 
 namespace edgefleet::cli {
-
-// "NAME:1x4" or "NAME:-1x3x224x224" (-1 or ? for a dynamic dimension). The name ends at the last
-// ':' so names like "input:0" work as "input:0:1x4".
-absl::StatusOr<v1::TensorSpec> ParseTensorSpec(std::string_view text);
 
 // "NAME=1x4:0.1,0.2,0.3,0.4": every dimension positive and the value count equal to the product
 // of the shape.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/core/logging.h"
 #include "common/crypto/sha256.h"
+#include "common/tensor_spec/tensor_spec.h"
 #include "edgefleet/v1/admin.pb.h"
 
 namespace edgefleet::server {
@@ -43,34 +44,6 @@ absl::Status ParseBody(const httplib::Request& req, Message* message) {
                                                    " JSON: ", status.message().ToString()));
   }
   return absl::OkStatus();
-}
-
-// Parses a "NAME:1x4" tensor spec from a query parameter of the push route.
-absl::StatusOr<v1::TensorSpec> ParseTensorSpec(const std::string& text) {
-  v1::TensorSpec spec;
-  size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor spec '", text, "' is not NAME:DIMxDIM"));
-  }
-  spec.set_name(text.substr(0, colon));
-  std::string dims = text.substr(colon + 1);
-  size_t start = 0;
-  while (start <= dims.size()) {
-    size_t x = dims.find('x', start);
-    std::string dim = dims.substr(start, x == std::string::npos ? std::string::npos : x - start);
-    try {
-      size_t used = 0;
-      int64_t value = std::stoll(dim, &used);
-      if (used != dim.size()) throw std::invalid_argument(dim);
-      spec.add_shape(value);
-    } catch (const std::exception&) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor spec '", text, "' has a bad dimension '", dim, "'"));
-    }
-    if (x == std::string::npos) break;
-    start = x + 1;
-  }
-  return spec;
 }
 
 }  // namespace
