@@ -96,11 +96,17 @@ void AdminHttpServer::RegisterRoutes() {
   httplib::Server& http = *http_;
 
   // Wraps a REST handler: authenticates, authorizes, maps errors to JSON bodies.
-  auto api = [this](bool mutating, auto handler) {
-    return [this, mutating, handler](const httplib::Request& req, httplib::Response& res) {
-      auto principal = auth_.Authenticate(req.get_header_value("Authorization"));
+  // The caller's principal, allowed to read (or, if `mutating`, to change) state.
+  auto authorize = [this](const httplib::Request& req, bool mutating) -> absl::StatusOr<Principal> {
+    auto principal = auth_.Authenticate(req.get_header_value("Authorization"));
+    if (!principal.ok()) return principal.status();
+    if (absl::Status s = Authenticator::Authorize(*principal, mutating); !s.ok()) return s;
+    return principal;
+  };
+  auto api = [authorize](bool mutating, auto handler) {
+    return [authorize, mutating, handler](const httplib::Request& req, httplib::Response& res) {
+      auto principal = authorize(req, mutating);
       absl::Status status = principal.status();
-      if (status.ok()) status = Authenticator::Authorize(*principal, mutating);
       if (status.ok()) status = handler(*principal, req, res);
       if (!status.ok()) WriteError(res, status);
     };
@@ -161,11 +167,10 @@ void AdminHttpServer::RegisterRoutes() {
   // Upload: the body is the raw model file; metadata rides in the path and query string
   // (?input=NAME:1x4&output=NAME:1x3&sha256=HEX&label=k=v).
   http.Post(R"(/v1/models/([^/]+)/versions/([^/]+))",
-            [this](const httplib::Request& req, httplib::Response& res,
-                   const httplib::ContentReader& content) {
-              auto principal = auth_.Authenticate(req.get_header_value("Authorization"));
+            [this, authorize](const httplib::Request& req, httplib::Response& res,
+                              const httplib::ContentReader& content) {
+              auto principal = authorize(req, true);
               absl::Status status = principal.status();
-              if (status.ok()) status = Authenticator::Authorize(*principal, true);
               v1::PushModelMetadata metadata;
               metadata.set_model_name(req.matches[1]);
               metadata.set_version(req.matches[2]);
