@@ -18,18 +18,6 @@ constexpr std::string_view kBsdiff40Magic = "BSDIFF40";
 // bsdiff40 is a slow, memory-hungry fallback: `auto` only tries it on small inputs.
 constexpr uint64_t kAutoBsdiffLimitBytes = uint64_t{64} << 20;
 
-class StringSink final : public ByteSink {
- public:
-  absl::Status Write(std::string_view data) override {
-    data_.append(data);
-    return absl::OkStatus();
-  }
-  std::string& data() { return data_; }
-
- private:
-  std::string data_;
-};
-
 class CountingSink final : public ByteSink {
  public:
   explicit CountingSink(ByteSink& out) : out_(out) {}
@@ -105,9 +93,9 @@ absl::StatusOr<DiffResult> DiffAuto(std::string_view old_data, std::string_view 
       best_codec = codec;
       best = std::move(candidate.data());
     }
-    // When nearly every byte is a weight tensor aligned by name and the aligned XOR paid off,
-    // byte matching would find no more, at many times the cost: stop here. (Where XOR did not
-    // pay off, e.g. a re-quantized model, matching still gets its turn.)
+    // When nearly every byte is a weight tensor aligned by name and the aligned coding paid
+    // off, byte matching would find no more, at many times the cost: stop here. (Where it did
+    // not pay off, e.g. weights permuted within a tensor, matching still gets its turn.)
     if (codec == Codec::kTensor && best_codec == Codec::kTensor &&
         best.size() <= kTensorGoodEnough * static_cast<double>(*full) &&
         internal::AlignedTensorFraction(old_data, new_data) >= kAlignedEnough) {

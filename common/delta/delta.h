@@ -38,6 +38,20 @@ class ByteSink {
   virtual absl::Status Write(std::string_view data) = 0;
 };
 
+// Collects everything in memory (patches are small; new files go to a FileSink instead).
+class StringSink final : public ByteSink {
+ public:
+  absl::Status Write(std::string_view data) override {
+    data_.append(data);
+    return absl::OkStatus();
+  }
+  std::string& data() { return data_; }
+  const std::string& data() const { return data_; }
+
+ private:
+  std::string data_;
+};
+
 // A read-only view of a whole file, memory-mapped (so the old model costs page cache, not heap).
 class MappedFile {
  public:

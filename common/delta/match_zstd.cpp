@@ -31,9 +31,6 @@ constexpr int kMinZstdWindowLog = 10;
 struct CCtxDeleter {
   void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
 };
-struct DCtxDeleter {
-  void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
-};
 
 absl::Status ZstdError(std::string_view what, size_t rc) {
   return absl::InternalError(absl::StrCat("zstd ", absl::string_view(what.data(), what.size()),
@@ -86,70 +83,6 @@ class ZstdWriter {
     return run({}, ZSTD_e_end);
   }
 };
-
-class ZstdReader final : public StreamReader {
- public:
-  ZstdReader(std::string name, std::string_view compressed)
-      : StreamReader(std::move(name)), in_{compressed.data(), compressed.size(), 0} {}
-
- protected:
-  absl::Status Refill(char* dst, size_t capacity, size_t* produced, bool* eof) override {
-    if (dctx_ == nullptr) {
-      dctx_.reset(ZSTD_createDCtx());
-      if (dctx_ == nullptr) return absl::ResourceExhaustedError("cannot create a zstd context");
-      const size_t rc = ZSTD_DCtx_setParameter(dctx_.get(), ZSTD_d_windowLogMax, kMaxZstdWindowLog);
-      if (ZSTD_isError(rc)) return ZstdError("set window limit", rc);
-    }
-    ZSTD_outBuffer out{dst, capacity, 0};
-    for (;;) {
-      if (frame_complete_ && in_.pos == in_.size) {
-        *eof = true;
-        return absl::OkStatus();
-      }
-      const size_t rc = ZSTD_decompressStream(dctx_.get(), &out, &in_);
-      if (ZSTD_isError(rc)) {
-        return absl::DataLossError(absl::StrCat("corrupt zstd data: ", ZSTD_getErrorName(rc)));
-      }
-      frame_complete_ = rc == 0;
-      *produced = out.pos;
-      if (out.pos > 0) return absl::OkStatus();
-      if (!frame_complete_ && in_.pos == in_.size) {
-        return absl::DataLossError("zstd data is truncated");
-      }
-    }
-  }
-
- private:
-  ZSTD_inBuffer in_;
-  std::unique_ptr<ZSTD_DCtx, DCtxDeleter> dctx_;
-  bool frame_complete_ = false;
-};
-
-void PutVarint(uint64_t v, std::string& out) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-absl::StatusOr<uint64_t> ReadVarint(StreamReader& in) {
-  uint64_t v = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    char c;
-    if (absl::Status s = in.ReadExact(&c, 1); !s.ok()) return s;
-    const auto byte = static_cast<uint8_t>(c);
-    if (shift == 63 && byte > 1) break;
-    v |= uint64_t{byte & 0x7fu} << shift;
-    if ((byte & 0x80) == 0) return v;
-  }
-  return absl::InvalidArgumentError("match-zstd control stream holds an over-long varint");
-}
-
-uint64_t ZigZag(int64_t v) {
-  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-}
-int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
 
 void PutU64(uint64_t v, char* out) {
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
@@ -204,9 +137,9 @@ absl::Status MatchZstdEncode(std::string_view old_data, std::string_view new_dat
 
   std::string ctrl_raw;
   for (const MatchStep& step : *steps) {
-    PutVarint(step.diff_len, ctrl_raw);
-    PutVarint(step.extra_len, ctrl_raw);
-    PutVarint(ZigZag(step.seek), ctrl_raw);
+    PutVarint(ctrl_raw, step.diff_len);
+    PutVarint(ctrl_raw, step.extra_len);
+    PutVarint(ctrl_raw, ZigzagEncode(step.seek));
   }
   absl::StatusOr<std::string> ctrl = CompressStream(
       ctrl_raw.size(), options.zstd_level,
@@ -255,9 +188,9 @@ absl::Status MatchZstdDecode(std::string_view old_data, std::string_view payload
                                                    ctrl_len, " + ", diff_len, " + ", extra_len,
                                                    " bytes but carries ", body.size(), " bytes"));
   }
-  ZstdReader ctrl("match-zstd control", body.substr(0, ctrl_len));
-  ZstdReader diff("match-zstd diff", body.substr(ctrl_len, diff_len));
-  ZstdReader extra("match-zstd extra", body.substr(ctrl_len + diff_len));
+  ZstdStreamReader ctrl("match-zstd control", body.substr(0, ctrl_len), kMaxZstdWindowLog);
+  ZstdStreamReader diff("match-zstd diff", body.substr(ctrl_len, diff_len), kMaxZstdWindowLog);
+  ZstdStreamReader extra("match-zstd extra", body.substr(ctrl_len + diff_len), kMaxZstdWindowLog);
 
   StepApplier applier(old_data, new_size, out);
   while (!applier.done()) {
@@ -268,7 +201,7 @@ absl::Status MatchZstdDecode(std::string_view old_data, std::string_view payload
     if (v = ReadVarint(ctrl); !v.ok()) return v.status();
     step.extra_len = *v;
     if (v = ReadVarint(ctrl); !v.ok()) return v.status();
-    step.seek = UnZigZag(*v);
+    step.seek = ZigzagDecode(*v);
     if (absl::Status s = applier.Apply(step, diff, extra); !s.ok()) return s;
   }
   return ExpectFullyConsumed({&ctrl, &diff, &extra});

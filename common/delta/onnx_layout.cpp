@@ -205,12 +205,8 @@ double AlignedTensorFraction(std::string_view old_model, std::string_view new_mo
   for (const TensorRange& t : *old_layout) old_lengths[t.name] = t.length;
   uint64_t aligned = 0;
   for (const TensorRange& t : *new_layout) {
-    // Only floating-point weights: their small updates leave the XOR's high bytes zero, which
-    // is what makes the tensor codec win (integer weights do not have that shape).
-    const bool floating =
-        t.data_type == 1 || t.data_type == 10 || t.data_type == 11 || t.data_type == 16;
     auto it = old_lengths.find(t.name);
-    if (floating && it != old_lengths.end() && it->second == t.length) aligned += t.length;
+    if (it != old_lengths.end() && it->second == t.length) aligned += t.length;
   }
   return static_cast<double>(aligned) / static_cast<double>(new_model.size());
 }

@@ -47,6 +47,61 @@ absl::StatusOr<bool> StreamReader::AtEnd() {
   return end_ == 0;
 }
 
+ZstdStreamReader::ZstdStreamReader(std::string name, std::string_view compressed,
+                                   int window_log_max, std::string_view prefix)
+    : StreamReader(std::move(name)),
+      in_{compressed.data(), compressed.size(), 0},
+      window_log_max_(window_log_max),
+      prefix_(prefix) {}
+
+absl::Status ZstdStreamReader::Refill(char* dst, size_t capacity, size_t* produced, bool* eof) {
+  if (in_.size == 0) {
+    *eof = true;
+    return absl::OkStatus();
+  }
+  if (dctx_ == nullptr) {
+    dctx_.reset(ZSTD_createDCtx());
+    if (dctx_ == nullptr) return absl::ResourceExhaustedError("cannot create a zstd context");
+    size_t rc = ZSTD_DCtx_setParameter(dctx_.get(), ZSTD_d_windowLogMax, window_log_max_);
+    if (!ZSTD_isError(rc) && !prefix_.empty()) {
+      rc = ZSTD_DCtx_refPrefix(dctx_.get(), prefix_.data(), prefix_.size());
+    }
+    if (ZSTD_isError(rc)) {
+      return absl::InternalError(absl::StrCat("zstd setup: ", ZSTD_getErrorName(rc)));
+    }
+  }
+  ZSTD_outBuffer out{dst, capacity, 0};
+  for (;;) {
+    if (frame_complete_ && in_.pos == in_.size) {
+      *eof = true;
+      return absl::OkStatus();
+    }
+    const size_t rc = ZSTD_decompressStream(dctx_.get(), &out, &in_);
+    if (ZSTD_isError(rc)) {
+      return absl::DataLossError(absl::StrCat("corrupt zstd data: ", ZSTD_getErrorName(rc)));
+    }
+    frame_complete_ = rc == 0;
+    *produced = out.pos;
+    if (out.pos > 0) return absl::OkStatus();
+    if (!frame_complete_ && in_.pos == in_.size) {
+      return absl::DataLossError("zstd data is truncated");
+    }
+  }
+}
+
+absl::StatusOr<uint64_t> ReadVarint(StreamReader& in) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    char c;
+    if (absl::Status s = in.ReadExact(&c, 1); !s.ok()) return s;
+    const auto byte = static_cast<uint8_t>(c);
+    if (shift == 63 && byte > 1) break;
+    v |= uint64_t{byte & 0x7fu} << shift;
+    if ((byte & 0x80) == 0) return v;
+  }
+  return absl::DataLossError(absl::StrCat(in.name(), " stream holds an over-long varint"));
+}
+
 absl::Status StepApplier::Apply(const MatchStep& step, StreamReader& diff, StreamReader& extra) {
   // A genuine encoder advances the new cursor between steps, so there are at most new_size + 1;
   // the bound keeps a hostile stream of empty steps from spinning.

@@ -5,18 +5,21 @@
 // (graph structure, tensors without an old counterpart) is a residual coded against the old file.
 //
 // Payload (varints are LEB128):
-//   "EFT" 0x01, u8 residual coder (0 = zstd with a prefix of old bytes, 1 = match-zstd on old),
-//   varint residual length, varint section sizes: table, 7 planes, residual; then the sections.
+//   "EFT" 0x02, u8 residual coder (0 = zstd with a prefix of old bytes, 1 = match-zstd on old),
+//   varint residual length, varint sparse-plane mask (bit p: plane p is sparse), varint section
+//   sizes: table, each plane (two for a sparse one: gaps, values), residual; then the sections.
+//   Version 0x01 is the same without the mask (every plane dense) and is still decoded.
 // Table (one zstd frame, read incrementally): varint prefix range count, per range varint gap
 // from the previous range's end and varint length; varint region count, per region varint
 // residual bytes before it, varint length, varint mode (width code | transform << 2) and, unless
-// literal, varint zigzag(old offset - previous old end). Residual bytes after the last region
-// end the file. Planes: stream 0 = width 1; 1, 2 = width 2; 3..6 = width 4; byte k of each
-// little-endian word goes to the width's k-th stream, regions in table order.
-#include <zstd.h>
-
+// literal, varint zigzag(old offset - previous old end), then the transform's parameters
+// (prune: threshold | keeps_sign << 31; grid: the step's IEEE-754 bits, zigzag(min), zigzag(max)).
+// Residual bytes after the last region end the file. Planes: stream 0 = width 1; 1, 2 = width 2;
+// 3..6 = width 4; byte k of each little-endian word goes to the width's k-th stream, regions in
+// table order.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <future>
@@ -32,19 +35,19 @@
 #include "absl/strings/str_cat.h"
 #include "common/delta/internal/codecs.h"
 #include "common/delta/internal/onnx_layout.h"
+#include "common/delta/internal/patch_stream.h"
+#include "common/delta/internal/tensor_planes.h"
+#include "common/delta/internal/tensor_transforms.h"
 
 namespace edgefleet::delta::internal {
 namespace {
 
-constexpr char kMagic[4] = {'E', 'F', 'T', '\x01'};
+constexpr char kMagic[3] = {'E', 'F', 'T'};
+constexpr uint8_t kVersionDensePlanes = 1;
+constexpr uint8_t kVersion = 2;
 constexpr int kPlaneCount = 7;
 constexpr int kResidualZstdPrefix = 0;
 constexpr int kResidualMatchZstd = 1;
-// kXorZero is XOR with the images of "set to zero" and "XOR with ZeroEscape" swapped where
-// the old word is non-zero: a pruned weight then costs one marker in the top plane instead of
-// all of its old bits.
-enum Transform : int { kXor = 0, kZigzagSub = 1, kLiteral = 2, kXorZero = 3 };
-constexpr int kTransformCount = 4;
 
 // Decoder memory bounds: every zstd stream is refused beyond this window, the prefix dictionary
 // is at most kMaxPrefixBytes, and tensors are rebuilt kChunkBytes at a time.
@@ -52,31 +55,14 @@ constexpr int kMaxWindowLog = 22;
 constexpr int kPlaneWindowLog = 21;
 constexpr size_t kMaxPrefixBytes = size_t{1} << 20;
 constexpr size_t kChunkBytes = size_t{1} << 20;
-// Planes that this level leaves nearly incompressible are not tried at the requested level.
-constexpr int kQuickLevel = 3;
 // The residual is also tried with match-zstd (suffix sorting the old file) only when it is big
 // enough for structure-only prefix coding to be likely worse.
 constexpr size_t kMatchZstdResidualThreshold = size_t{256} << 10;
+constexpr int32_t kOnnxFloat = 1;
 
 int FirstPlane(int width) { return width == 1 ? 0 : width == 2 ? 1 : 3; }
 
 int WidthCode(int width) { return width == 1 ? 0 : width == 2 ? 1 : 2; }
-
-uint64_t ZigzagEncode(int64_t v) {
-  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-}
-
-int64_t ZigzagDecode(uint64_t v) {
-  return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
-}
-
-void PutVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
 
 uint64_t LoadWord(const char* p, int width) {
   uint64_t v = 0;
@@ -88,53 +74,6 @@ void StoreWord(char* p, int width, uint64_t v) {
   for (int k = 0; k < width; ++k) p[k] = static_cast<char>(v >> (8 * k));
 }
 
-uint64_t WidthMask(int width) {
-  return width == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * width)) - 1;
-}
-
-// Top byte all ones: flips sign and exponent bits, which fine-tuning never does.
-uint64_t ZeroEscape(int width) { return uint64_t{0xff} << (8 * (width - 1)); }
-
-// Transformed word of `nw` against `ow`; the decoder's Reconstruct inverts it.
-uint64_t Forward(Transform t, int width, uint64_t ow, uint64_t nw) {
-  switch (t) {
-    case kXor:
-      return ow ^ nw;
-    case kZigzagSub: {
-      // Sign-extend the width-sized difference, then zigzag so that small moves in either
-      // direction have zero high bytes.
-      const int shift = 64 - 8 * width;
-      const int64_t d = static_cast<int64_t>((nw - ow) << shift) >> shift;
-      return ZigzagEncode(d) & WidthMask(width);
-    }
-    case kLiteral:
-      return nw;
-    case kXorZero:
-      if (ow == 0) return nw;
-      if (nw == 0) return ZeroEscape(width);
-      if (nw == (ow ^ ZeroEscape(width))) return ow;
-      return ow ^ nw;
-  }
-  return nw;
-}
-
-uint64_t Reconstruct(Transform t, int width, uint64_t ow, uint64_t d) {
-  switch (t) {
-    case kXor:
-      return ow ^ d;
-    case kZigzagSub:
-      return (ow + static_cast<uint64_t>(ZigzagDecode(d))) & WidthMask(width);
-    case kLiteral:
-      return d;
-    case kXorZero:
-      if (ow == 0) return d;
-      if (d == ZeroEscape(width)) return 0;
-      if (d == ow) return ow ^ ZeroEscape(width);
-      return ow ^ d;
-  }
-  return d;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Encoder
 
@@ -142,8 +81,12 @@ struct Region {
   uint64_t new_offset = 0;
   uint64_t length = 0;
   int width = 1;
-  Transform transform = kXor;
+  bool float32 = false;  // float32 words: the predicting transforms apply
+  Transform transform = Transform::kXor;
+  TransformParams params;
   uint64_t old_offset = 0;  // unused for kLiteral
+
+  WordTransform coder() const { return WordTransform(transform, width, params); }
 };
 
 struct ByteRange {
@@ -173,19 +116,20 @@ int RangeWidth(const TensorRange& t) {
   return t.length % width == 0 ? width : 1;
 }
 
-// Estimated bits for the plane bytes of one region under `t` (order-0 entropy per plane).
+// Estimated bits for the plane bytes of one region under `coder` (order-0 entropy per plane).
 double EstimateBits(std::string_view old_data, std::string_view new_data, const Region& r,
-                    Transform t) {
+                    const WordTransform& coder) {
   std::array<std::array<uint64_t, 256>, 4> hist{};
   const uint64_t words = r.length / r.width;
   // Large tensors are sampled: the choice needs the statistics, not every word.
   const uint64_t step = std::max<uint64_t>(1, words / 65536);
+  const bool literal = coder.transform() == Transform::kLiteral;
   uint64_t n = 0;
   for (uint64_t i = 0; i < words; i += step, ++n) {
     const uint64_t nw = LoadWord(new_data.data() + r.new_offset + i * r.width, r.width);
     const uint64_t ow =
-        t == kLiteral ? 0 : LoadWord(old_data.data() + r.old_offset + i * r.width, r.width);
-    const uint64_t d = Forward(t, r.width, ow, nw);
+        literal ? 0 : LoadWord(old_data.data() + r.old_offset + i * r.width, r.width);
+    const uint64_t d = coder.Forward(ow, nw);
     for (int k = 0; k < r.width; ++k) ++hist[k][(d >> (8 * k)) & 0xff];
   }
   double bits = 0;
@@ -195,6 +139,41 @@ double EstimateBits(std::string_view old_data, std::string_view new_data, const 
     }
   }
   return bits;
+}
+
+// Picks the transform whose planes look cheapest, trying the predictions that the tensors'
+// values suggest (a pruning threshold, a quantization grid).
+void ChooseTransform(std::string_view old_data, std::string_view new_data, Region& r) {
+  std::vector<Region> candidates;
+  for (Transform t : {Transform::kXor, Transform::kZigzagSub, Transform::kXorZero}) {
+    Region c = r;
+    c.transform = t;
+    candidates.push_back(c);
+  }
+  if (r.float32 && r.width == 4) {
+    const std::string_view old_words = old_data.substr(r.old_offset, r.length);
+    const std::string_view new_words = new_data.substr(r.new_offset, r.length);
+    if (std::optional<TransformParams> prune = DetectPruneThreshold(old_words, new_words)) {
+      Region c = r;
+      c.transform = Transform::kPruneXor;
+      c.params = *prune;
+      candidates.push_back(c);
+    }
+    if (std::optional<TransformParams> grid = DetectGrid(new_words)) {
+      Region c = r;
+      c.transform = Transform::kGridXor;
+      c.params = *grid;
+      candidates.push_back(c);
+    }
+  }
+  double best = std::numeric_limits<double>::infinity();
+  for (const Region& c : candidates) {
+    const double bits = EstimateBits(old_data, new_data, c, c.coder());
+    if (bits < best) {
+      best = bits;
+      r = c;
+    }
+  }
 }
 
 struct Plan {
@@ -241,10 +220,14 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
       r.new_offset = news[i].offset;
       r.length = news[i].length;
       r.width = RangeWidth(news[i]);
+      // float_data (field 4) holds float32 whatever the data type says.
+      r.float32 = r.width == 4 && (news[i].data_type == kOnnxFloat || news[i].field == 4);
       if (match[i]) {
         r.old_offset = olds[*match[i]].offset;
+        r.float32 =
+            r.float32 && (olds[*match[i]].data_type == kOnnxFloat || olds[*match[i]].field == 4);
       } else if (r.width > 1) {
-        r.transform = kLiteral;  // byte planes still beat zstd on raw floats
+        r.transform = Transform::kLiteral;  // byte planes still beat zstd on raw floats
       } else {
         continue;  // stays residual, where match-zstd can still find it
       }
@@ -266,55 +249,31 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
     add_prefix(pos, old_data.size());
   } else if (old_data.size() == new_data.size() && new_data.size() >= 4) {
     // Raw weight files: same length means the same layout; align by offset as float32.
-    plan.regions.push_back(Region{0, new_data.size() & ~uint64_t{3}, 4, kXor, 0});
+    Region r;
+    r.length = new_data.size() & ~uint64_t{3};
+    r.width = 4;
+    r.float32 = true;
+    plan.regions.push_back(r);
     plan.prefix.push_back({0, std::min<uint64_t>(old_data.size(), kMaxPrefixBytes)});
   } else if (!old_data.empty()) {
     plan.prefix.push_back({0, std::min<uint64_t>(old_data.size(), kMaxPrefixBytes)});
   }
   for (Region& r : plan.regions) {
-    if (r.transform == kLiteral) continue;
-    double best = EstimateBits(old_data, new_data, r, kXor);
-    for (Transform t : {kZigzagSub, kXorZero}) {
-      const double bits = EstimateBits(old_data, new_data, r, t);
-      if (bits < best) {
-        best = bits;
-        r.transform = t;
-      }
-    }
+    if (r.transform != Transform::kLiteral) ChooseTransform(old_data, new_data, r);
   }
   return plan;
 }
 
-// One zstd frame; an empty input gives an empty section (the decoder reads nothing from it).
-absl::StatusOr<std::string> Compress(std::string_view data, int level, int window_log,
-                                     std::string_view prefix = {}) {
-  if (data.empty()) return std::string();
-  std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
-  if (!cctx) return absl::ResourceExhaustedError("tensor codec: cannot create zstd context");
-  const int clamped_level = std::clamp(level, 1, ZSTD_maxCLevel());
-  std::string out(ZSTD_compressBound(data.size()), '\0');
-  size_t rc = ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, clamped_level);
-  if (!ZSTD_isError(rc)) rc = ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog, window_log);
-  if (!ZSTD_isError(rc) && !prefix.empty()) {
-    rc = ZSTD_CCtx_refPrefix(cctx.get(), prefix.data(), prefix.size());
+void PutParams(std::string& table, const Region& r) {
+  if (r.transform == Transform::kPruneXor) {
+    PutVarint(table, uint64_t{r.params.prune_threshold} |
+                         (uint64_t{r.params.prune_keeps_sign ? 1u : 0u} << 31));
+  } else if (r.transform == Transform::kGridXor) {
+    PutVarint(table, std::bit_cast<uint64_t>(r.params.grid_step));
+    PutVarint(table, ZigzagEncode(r.params.grid_min));
+    PutVarint(table, ZigzagEncode(r.params.grid_max));
   }
-  if (!ZSTD_isError(rc))
-    rc = ZSTD_compress2(cctx.get(), out.data(), out.size(), data.data(), data.size());
-  if (ZSTD_isError(rc)) {
-    return absl::InternalError(absl::StrCat("tensor codec: zstd: ", ZSTD_getErrorName(rc)));
-  }
-  out.resize(rc);
-  return out;
 }
-
-class StringSink : public ByteSink {
- public:
-  absl::Status Write(std::string_view data) override {
-    out.append(data);
-    return absl::OkStatus();
-  }
-  std::string out;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Decoder
@@ -345,86 +304,36 @@ class VarintCursor {
   size_t pos_ = 0;
 };
 
-// Incremental reader of one zstd frame with a bounded window.
-class ZstdReader {
- public:
-  ZstdReader() = default;
-
-  absl::Status Open(std::string_view frame, std::string_view prefix = {}) {
-    input_ = frame;
-    in_ = ZSTD_inBuffer{frame.data(), frame.size(), 0};
-    if (frame.empty()) return absl::OkStatus();
-    dctx_.reset(ZSTD_createDCtx());
-    if (!dctx_) return absl::ResourceExhaustedError("tensor patch: cannot create zstd context");
-    size_t rc = ZSTD_DCtx_setParameter(dctx_.get(), ZSTD_d_windowLogMax, kMaxWindowLog);
-    if (!ZSTD_isError(rc) && !prefix.empty()) {
-      rc = ZSTD_DCtx_refPrefix(dctx_.get(), prefix.data(), prefix.size());
-    }
-    if (ZSTD_isError(rc)) return Corrupt(ZSTD_getErrorName(rc));
-    return absl::OkStatus();
+absl::StatusOr<TransformParams> ReadParams(StreamReader& table, Transform transform, int width) {
+  TransformParams params;
+  if (transform == Transform::kPruneXor) {
+    absl::StatusOr<uint64_t> v = ReadVarint(table);
+    if (!v.ok()) return v.status();
+    if (*v >> 32 != 0) return Corrupt("bad pruning parameters");
+    params.prune_threshold = static_cast<uint32_t>(*v & 0x7fffffff);
+    params.prune_keeps_sign = (*v >> 31) != 0;
+  } else if (transform == Transform::kGridXor) {
+    absl::StatusOr<uint64_t> step = ReadVarint(table);
+    absl::StatusOr<uint64_t> min = step.ok() ? ReadVarint(table) : step;
+    absl::StatusOr<uint64_t> max = min.ok() ? ReadVarint(table) : min;
+    if (!max.ok()) return max.status();
+    params.grid_step = std::bit_cast<double>(*step);
+    params.grid_min = ZigzagDecode(*min);
+    params.grid_max = ZigzagDecode(*max);
   }
-
-  // Produces up to `n` bytes; fewer only at the end of the frame.
-  absl::StatusOr<size_t> ReadSome(char* dst, size_t n) {
-    ZSTD_outBuffer out{dst, n, 0};
-    while (out.pos < n && !finished_ && dctx_) {
-      const size_t in_before = in_.pos;
-      const size_t out_before = out.pos;
-      const size_t rc = ZSTD_decompressStream(dctx_.get(), &out, &in_);
-      if (ZSTD_isError(rc)) return Corrupt(ZSTD_getErrorName(rc));
-      if (rc == 0) {
-        finished_ = true;
-      } else if (in_.pos == in_before && out.pos == out_before) {
-        return Corrupt("truncated zstd stream");
-      }
-    }
-    return out.pos;
+  if (!TransformParamsValid(transform, width, params)) {
+    return Corrupt("transform parameters out of range");
   }
-
-  absl::Status Read(char* dst, size_t n) {
-    absl::StatusOr<size_t> got = ReadSome(dst, n);
-    if (!got.ok()) return got.status();
-    if (*got != n) return Corrupt("stream shorter than its table declares");
-    return absl::OkStatus();
-  }
-
-  absl::StatusOr<uint64_t> ReadVarint() {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      char c;
-      if (absl::Status s = Read(&c, 1); !s.ok()) return s;
-      const auto b = static_cast<uint8_t>(c);
-      if (shift == 63 && b > 1) return Corrupt("varint overflow");
-      v |= uint64_t{b & 0x7fu} << shift;
-      if ((b & 0x80) == 0) return v;
-    }
-    return Corrupt("varint overflow");
-  }
-
-  // The frame must be complete, fully consumed and have nothing left to produce.
-  absl::Status ExpectEnd() {
-    if (input_.empty()) return absl::OkStatus();
-    char extra;
-    absl::StatusOr<size_t> got = ReadSome(&extra, 1);
-    if (!got.ok()) return got.status();
-    if (*got != 0) return Corrupt("stream longer than its table declares");
-    if (!finished_ || in_.pos != in_.size) return Corrupt("trailing bytes after zstd frame");
-    return absl::OkStatus();
-  }
-
- private:
-  std::string_view input_;
-  ZSTD_inBuffer in_{nullptr, 0, 0};
-  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx_{nullptr, ZSTD_freeDCtx};
-  bool finished_ = false;
-};
+  return params;
+}
 
 // Receives residual bytes in order and writes them to `out`, emitting each tensor region from
 // the planes when the residual reaches it.
 class Interleaver : public ByteSink {
  public:
   Interleaver(std::string_view old_data, uint64_t new_size, uint64_t residual_len,
-              ZstdReader& table, std::array<ZstdReader, kPlaneCount>& planes, ByteSink& out)
+              StreamReader& table, std::array<std::unique_ptr<PlaneReader>, kPlaneCount>& planes,
+              ByteSink& out)
       : old_(old_data),
         new_size_(new_size),
         residual_len_(residual_len),
@@ -469,9 +378,9 @@ class Interleaver : public ByteSink {
     have_region_ = false;
     if (regions_left_ == 0) return absl::OkStatus();
     --regions_left_;
-    absl::StatusOr<uint64_t> before = table_.ReadVarint();
-    absl::StatusOr<uint64_t> length = before.ok() ? table_.ReadVarint() : before;
-    absl::StatusOr<uint64_t> mode = length.ok() ? table_.ReadVarint() : length;
+    absl::StatusOr<uint64_t> before = ReadVarint(table_);
+    absl::StatusOr<uint64_t> length = before.ok() ? ReadVarint(table_) : before;
+    absl::StatusOr<uint64_t> mode = length.ok() ? ReadVarint(table_) : length;
     if (!mode.ok()) return mode.status();
     const uint64_t width_code = *mode & 3;
     const uint64_t transform = *mode >> 2;
@@ -486,8 +395,8 @@ class Interleaver : public ByteSink {
     }
     residual_before_ = *before;
     length_ = *length;
-    if (transform_ != kLiteral) {
-      absl::StatusOr<uint64_t> delta = table_.ReadVarint();
+    if (transform_ != Transform::kLiteral) {
+      absl::StatusOr<uint64_t> delta = ReadVarint(table_);
       if (!delta.ok()) return delta.status();
       const int64_t d = ZigzagDecode(*delta);
       // old_offset = prev_old_end_ + d, checked without overflow.
@@ -501,6 +410,9 @@ class Interleaver : public ByteSink {
       }
       prev_old_end_ = old_offset_ + length_;
     }
+    absl::StatusOr<TransformParams> params = ReadParams(table_, transform_, width_);
+    if (!params.ok()) return params.status();
+    params_ = *params;
     have_region_ = true;
     return absl::OkStatus();
   }
@@ -518,6 +430,8 @@ class Interleaver : public ByteSink {
       out_buf_.resize(kChunkBytes);
       plane_buf_.resize(kChunkBytes);
     }
+    const WordTransform coder(transform_, width_, params_);
+    const bool literal = transform_ == Transform::kLiteral;
     const int first = FirstPlane(width_);
     const uint64_t chunk_words = kChunkBytes / width_;
     const size_t plane_stride = static_cast<size_t>(chunk_words);
@@ -525,20 +439,20 @@ class Interleaver : public ByteSink {
     while (done < length_) {
       const uint64_t words = std::min<uint64_t>(chunk_words, (length_ - done) / width_);
       for (int k = 0; k < width_; ++k) {
-        if (absl::Status s = planes_[first + k].Read(plane_buf_.data() + k * plane_stride,
-                                                     static_cast<size_t>(words));
+        if (absl::Status s = planes_[first + k]->Read(plane_buf_.data() + k * plane_stride,
+                                                      static_cast<size_t>(words));
             !s.ok()) {
           return s;
         }
       }
-      const char* old_chunk = transform_ == kLiteral ? nullptr : old_.data() + old_offset_ + done;
+      const char* old_chunk = literal ? nullptr : old_.data() + old_offset_ + done;
       for (uint64_t i = 0; i < words; ++i) {
         uint64_t d = 0;
         for (int k = 0; k < width_; ++k) {
           d |= uint64_t{static_cast<uint8_t>(plane_buf_[k * plane_stride + i])} << (8 * k);
         }
-        const uint64_t ow = transform_ == kLiteral ? 0 : LoadWord(old_chunk + i * width_, width_);
-        StoreWord(out_buf_.data() + i * width_, width_, Reconstruct(transform_, width_, ow, d));
+        const uint64_t ow = literal ? 0 : LoadWord(old_chunk + i * width_, width_);
+        StoreWord(out_buf_.data() + i * width_, width_, coder.Reconstruct(ow, d));
       }
       const size_t bytes = static_cast<size_t>(words * width_);
       if (absl::Status s = out_.Write(std::string_view(out_buf_.data(), bytes)); !s.ok()) {
@@ -553,8 +467,8 @@ class Interleaver : public ByteSink {
   std::string_view old_;
   uint64_t new_size_;
   uint64_t residual_len_;
-  ZstdReader& table_;
-  std::array<ZstdReader, kPlaneCount>& planes_;
+  StreamReader& table_;
+  std::array<std::unique_ptr<PlaneReader>, kPlaneCount>& planes_;
   ByteSink& out_;
 
   uint64_t regions_left_ = 0;
@@ -565,7 +479,8 @@ class Interleaver : public ByteSink {
   uint64_t residual_before_ = 0;
   uint64_t length_ = 0;
   int width_ = 1;
-  Transform transform_ = kXor;
+  Transform transform_ = Transform::kXor;
+  TransformParams params_;
   uint64_t old_offset_ = 0;
   std::string out_buf_;
   std::string plane_buf_;
@@ -598,20 +513,22 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
     PutVarint(table, r.length);
     PutVarint(table, static_cast<uint64_t>(WidthCode(r.width)) |
                          (static_cast<uint64_t>(r.transform) << 2));
-    if (r.transform != kLiteral) {
+    const bool literal = r.transform == Transform::kLiteral;
+    if (!literal) {
       PutVarint(table, ZigzagEncode(static_cast<int64_t>(r.old_offset - prev_old_end)));
       prev_old_end = r.old_offset + r.length;
     }
+    PutParams(table, r);
     residual.append(new_data.substr(new_pos, r.new_offset - new_pos));
+    const WordTransform coder = r.coder();
     const int first = FirstPlane(r.width);
     const uint64_t words = r.length / r.width;
     for (int k = 0; k < r.width; ++k) planes[first + k].reserve(planes[first + k].size() + words);
     for (uint64_t i = 0; i < words; ++i) {
       const uint64_t nw = LoadWord(new_data.data() + r.new_offset + i * r.width, r.width);
-      const uint64_t ow = r.transform == kLiteral
-                              ? 0
-                              : LoadWord(old_data.data() + r.old_offset + i * r.width, r.width);
-      const uint64_t d = Forward(r.transform, r.width, ow, nw);
+      const uint64_t ow =
+          literal ? 0 : LoadWord(old_data.data() + r.old_offset + i * r.width, r.width);
+      const uint64_t d = coder.Forward(ow, nw);
       for (int k = 0; k < r.width; ++k)
         planes[first + k].push_back(static_cast<char>(d >> (8 * k)));
     }
@@ -619,48 +536,55 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
   }
   residual.append(new_data.substr(new_pos));
 
-  std::array<std::string, kPlaneCount + 2> sections;  // table, planes, residual
-  absl::StatusOr<std::string> packed = Compress(table, options.zstd_level, kMaxWindowLog);
-  if (!packed.ok()) return packed.status();
-  sections[0] = *std::move(packed);
-  // Planes are independent: compress them concurrently (the slow strong passes overlap).
-  std::array<std::future<absl::StatusOr<std::string>>, kPlaneCount> plane_jobs;
+  // Planes are independent: code them concurrently (the slow strong passes overlap).
+  std::array<std::future<absl::StatusOr<EncodedPlane>>, kPlaneCount> plane_jobs;
   for (int p = 0; p < kPlaneCount; ++p) {
-    plane_jobs[p] = std::async(std::launch::async, [&, p]() -> absl::StatusOr<std::string> {
-      // Low mantissa planes are noise that high levels only spend minutes on: a quick pass
-      // finds them, and only planes with structure get the requested level.
-      const int quick_level = std::min(options.zstd_level, kQuickLevel);
-      absl::StatusOr<std::string> plane = Compress(planes[p], quick_level, kPlaneWindowLog);
-      if (plane.ok() && options.zstd_level > quick_level &&
-          plane->size() < planes[p].size() * 9 / 10) {
-        plane = Compress(planes[p], options.zstd_level, kPlaneWindowLog);
-      }
+    plane_jobs[p] = std::async(std::launch::async, [&, p] {
+      absl::StatusOr<EncodedPlane> plane =
+          EncodePlane(planes[p], options.zstd_level, kPlaneWindowLog);
+      planes[p] = std::string();
       return plane;
     });
   }
-  for (int p = 0; p < kPlaneCount; ++p) {
-    absl::StatusOr<std::string> plane = plane_jobs[p].get();
-    if (!plane.ok()) return plane.status();
-    sections[1 + p] = *std::move(plane);
-  }
+  absl::StatusOr<std::string> packed_table =
+      CompressFrame(table, options.zstd_level, kMaxWindowLog);
+  if (!packed_table.ok()) return packed_table.status();
   int residual_coder = kResidualZstdPrefix;
-  packed = Compress(residual, options.zstd_level, kMaxWindowLog, prefix);
-  if (!packed.ok()) return packed.status();
-  sections[kPlaneCount + 1] = *std::move(packed);
+  absl::StatusOr<std::string> packed_residual =
+      CompressFrame(residual, options.zstd_level, kMaxWindowLog, prefix);
+  if (!packed_residual.ok()) return packed_residual.status();
   if (residual.size() >= kMatchZstdResidualThreshold ||
       (plan.regions.empty() && !residual.empty() && old_data.size() > prefix.size())) {
     // Match-zstd may not be able to help (or be unavailable); then the prefix coding stands.
     StringSink matched;
     if (MatchZstdEncode(old_data, residual, matched, options).ok() &&
-        matched.out.size() < sections[kPlaneCount + 1].size()) {
+        matched.data().size() < packed_residual->size()) {
       residual_coder = kResidualMatchZstd;
-      sections[kPlaneCount + 1] = std::move(matched.out);
+      *packed_residual = std::move(matched.data());
     }
   }
 
+  std::vector<std::string> sections;
+  sections.push_back(*std::move(packed_table));
+  uint64_t sparse_mask = 0;
+  for (int p = 0; p < kPlaneCount; ++p) {
+    absl::StatusOr<EncodedPlane> plane = plane_jobs[p].get();
+    if (!plane.ok()) return plane.status();
+    if (plane->sparse) {
+      sparse_mask |= uint64_t{1} << p;
+      sections.push_back(std::move(plane->gaps));
+      sections.push_back(std::move(plane->values));
+    } else {
+      sections.push_back(std::move(plane->dense));
+    }
+  }
+  sections.push_back(*std::move(packed_residual));
+
   std::string header(kMagic, sizeof(kMagic));
+  header.push_back(static_cast<char>(kVersion));
   header.push_back(static_cast<char>(residual_coder));
   PutVarint(header, residual.size());
+  PutVarint(header, sparse_mask);
   for (const std::string& s : sections) PutVarint(header, s.size());
   if (absl::Status s = payload.Write(header); !s.ok()) return s;
   for (const std::string& s : sections) {
@@ -672,25 +596,33 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
 
 absl::Status TensorDecode(std::string_view old_data, std::string_view payload, uint64_t new_size,
                           ByteSink& out) {
-  if (payload.size() < sizeof(kMagic) + 1 ||
+  if (payload.size() < sizeof(kMagic) + 2 ||
       std::memcmp(payload.data(), kMagic, sizeof(kMagic)) != 0) {
-    return Corrupt("bad magic or version");
+    return Corrupt("bad magic");
   }
-  const int residual_coder = static_cast<uint8_t>(payload[sizeof(kMagic)]);
+  const auto version = static_cast<uint8_t>(payload[sizeof(kMagic)]);
+  if (version != kVersion && version != kVersionDensePlanes) {
+    return Corrupt(absl::StrCat("unknown format version ", version));
+  }
+  const int residual_coder = static_cast<uint8_t>(payload[sizeof(kMagic) + 1]);
   if (residual_coder != kResidualZstdPrefix && residual_coder != kResidualMatchZstd) {
     return Corrupt("unknown residual coder");
   }
-  VarintCursor header(payload.substr(sizeof(kMagic) + 1));
+  VarintCursor header(payload.substr(sizeof(kMagic) + 2));
   const std::optional<uint64_t> residual_len = header.Next();
   if (!residual_len || *residual_len > new_size) return Corrupt("bad residual length");
-  std::array<std::string_view, kPlaneCount + 2> sections;
-  std::array<uint64_t, kPlaneCount + 2> sizes;
+  const std::optional<uint64_t> sparse_mask =
+      version == kVersionDensePlanes ? std::optional<uint64_t>(0) : header.Next();
+  if (!sparse_mask || *sparse_mask >> kPlaneCount != 0) return Corrupt("bad sparse-plane mask");
+  const size_t section_count = 2 + kPlaneCount + std::popcount(*sparse_mask);
+  std::vector<std::string_view> sections(section_count);
+  std::vector<uint64_t> sizes(section_count);
   for (uint64_t& size : sizes) {
     const std::optional<uint64_t> v = header.Next();
     if (!v) return Corrupt("truncated header");
     size = *v;
   }
-  std::string_view rest = payload.substr(sizeof(kMagic) + 1 + header.pos());
+  std::string_view rest = payload.substr(sizeof(kMagic) + 2 + header.pos());
   for (size_t i = 0; i < sections.size(); ++i) {
     if (sizes[i] > rest.size()) return Corrupt("section beyond the end of the patch");
     sections[i] = rest.substr(0, static_cast<size_t>(sizes[i]));
@@ -698,15 +630,14 @@ absl::Status TensorDecode(std::string_view old_data, std::string_view payload, u
   }
   if (!rest.empty()) return Corrupt("trailing bytes after the last section");
 
-  ZstdReader table;
-  if (absl::Status s = table.Open(sections[0]); !s.ok()) return s;
-  absl::StatusOr<uint64_t> prefix_count = table.ReadVarint();
+  ZstdStreamReader table("tensor patch table", sections[0], kMaxWindowLog);
+  absl::StatusOr<uint64_t> prefix_count = ReadVarint(table);
   if (!prefix_count.ok()) return prefix_count.status();
   std::string prefix;
   uint64_t prefix_end = 0;
   for (uint64_t i = 0; i < *prefix_count; ++i) {
-    absl::StatusOr<uint64_t> gap = table.ReadVarint();
-    absl::StatusOr<uint64_t> len = gap.ok() ? table.ReadVarint() : gap;
+    absl::StatusOr<uint64_t> gap = ReadVarint(table);
+    absl::StatusOr<uint64_t> len = gap.ok() ? ReadVarint(table) : gap;
     if (!len.ok()) return len.status();
     if (*gap > old_data.size() - prefix_end || *len > old_data.size() - prefix_end - *gap ||
         *len > kMaxPrefixBytes - prefix.size()) {
@@ -715,39 +646,47 @@ absl::Status TensorDecode(std::string_view old_data, std::string_view payload, u
     prefix.append(old_data.substr(prefix_end + *gap, *len));
     prefix_end += *gap + *len;
   }
-  absl::StatusOr<uint64_t> region_count = table.ReadVarint();
+  absl::StatusOr<uint64_t> region_count = ReadVarint(table);
   if (!region_count.ok()) return region_count.status();
 
-  std::array<ZstdReader, kPlaneCount> planes;
+  std::array<std::unique_ptr<PlaneReader>, kPlaneCount> planes;
+  size_t next_section = 1;
   for (int p = 0; p < kPlaneCount; ++p) {
-    if (absl::Status s = planes[p].Open(sections[1 + p]); !s.ok()) return s;
+    std::string name = absl::StrCat("tensor patch plane ", p);
+    if (*sparse_mask & (uint64_t{1} << p)) {
+      planes[p] = PlaneReader::Sparse(std::move(name), sections[next_section],
+                                      sections[next_section + 1], kPlaneWindowLog);
+      next_section += 2;
+    } else {
+      planes[p] = PlaneReader::Dense(std::move(name), sections[next_section], kPlaneWindowLog);
+      next_section += 1;
+    }
   }
   Interleaver interleaver(old_data, new_size, *residual_len, table, planes, out);
   if (absl::Status s = interleaver.Start(*region_count); !s.ok()) return s;
 
-  const std::string_view residual = sections[kPlaneCount + 1];
+  const std::string_view residual = sections[next_section];
   if (residual_coder == kResidualMatchZstd) {
     if (absl::Status s = MatchZstdDecode(old_data, residual, *residual_len, interleaver); !s.ok()) {
       return s;
     }
   } else {
-    ZstdReader reader;
-    if (absl::Status s = reader.Open(residual, prefix); !s.ok()) return s;
-    std::string buf(std::min<uint64_t>(kChunkBytes, std::max<uint64_t>(*residual_len, 1)), '\0');
+    ZstdStreamReader reader("tensor patch residual", residual, kMaxWindowLog, prefix);
     for (;;) {
-      absl::StatusOr<size_t> got = reader.ReadSome(buf.data(), buf.size());
-      if (!got.ok()) return got.status();
-      if (*got == 0) break;
-      if (absl::Status s = interleaver.Write(std::string_view(buf.data(), *got)); !s.ok()) {
-        return s;
-      }
+      absl::StatusOr<bool> end = reader.AtEnd();
+      if (!end.ok()) return end.status();
+      if (*end) break;
+      absl::StatusOr<std::string_view> chunk = reader.Read(kStreamBufferBytes);
+      if (!chunk.ok()) return chunk.status();
+      if (absl::Status s = interleaver.Write(*chunk); !s.ok()) return s;
     }
-    if (absl::Status s = reader.ExpectEnd(); !s.ok()) return s;
   }
   if (absl::Status s = interleaver.Finish(); !s.ok()) return s;
-  if (absl::Status s = table.ExpectEnd(); !s.ok()) return s;
-  for (ZstdReader& plane : planes) {
-    if (absl::Status s = plane.ExpectEnd(); !s.ok()) return s;
+  absl::StatusOr<bool> table_end = table.AtEnd();
+  if (!table_end.ok()) return table_end.status();
+  if (!*table_end) return Corrupt("table longer than its regions");
+  for (const std::unique_ptr<PlaneReader>& plane : planes) {
+    if (absl::Status s = plane->ExpectEnd(); !s.ok()) return s;
   }
   return absl::OkStatus();
 }

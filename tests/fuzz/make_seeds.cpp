@@ -12,18 +12,9 @@ namespace {
 
 using edgefleet::delta::Codec;
 
-class StringSink final : public edgefleet::delta::ByteSink {
- public:
-  absl::Status Write(std::string_view data) override {
-    data_.append(data);
-    return absl::OkStatus();
-  }
-  std::string data_;
-};
-
 bool WriteSeed(const std::filesystem::path& dir, const std::string& name,
                const std::string& old_data, const std::string& new_data, Codec codec) {
-  StringSink patch;
+  edgefleet::delta::StringSink patch;
   absl::StatusOr<edgefleet::delta::DiffResult> result =
       edgefleet::delta::Diff(old_data, new_data, codec, patch, {.zstd_level = 3});
   if (!result.ok()) {
@@ -31,7 +22,7 @@ bool WriteSeed(const std::filesystem::path& dir, const std::string& name,
     return false;
   }
   std::filesystem::create_directories(dir);
-  std::ofstream(dir / name, std::ios::binary) << patch.data_;
+  std::ofstream(dir / name, std::ios::binary) << patch.data();
   return true;
 }
 

@@ -33,8 +33,8 @@ absl::StatusOr<std::vector<TensorRange>> ParseOnnxLayout(std::string_view model)
 // UINT16, 1 otherwise.
 int WordWidthForDataType(int32_t data_type);
 
-// The share (0..1) of `new_model`'s bytes that are floating-point tensors with a same-named,
-// same-sized tensor in `old_model`: where aligned XOR is at its best. 0 when either is not ONNX.
+// The share (0..1) of `new_model`'s bytes that are tensors with a same-named, same-sized tensor
+// in `old_model`: where aligned coding is at its best. 0 when either is not ONNX.
 double AlignedTensorFraction(std::string_view old_model, std::string_view new_model);
 
 }  // namespace edgefleet::delta::internal

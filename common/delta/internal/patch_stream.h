@@ -1,9 +1,12 @@
-// Decoder plumbing shared by bsdiff40 and match-zstd: bounded reads from a decompressing stream
-// and the checked application of control steps, so hostile patches are refused the same way.
+// Decoder plumbing shared by the codecs: bounded reads from a decompressing stream, varints, and
+// the checked application of control steps, so hostile patches are refused the same way.
 #pragma once
+
+#include <zstd.h>
 
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -51,6 +54,46 @@ class StreamReader {
   size_t end_ = 0;
   bool eof_ = false;
 };
+
+// A zstd frame read through StreamReader's buffer, refusing windows beyond `window_log_max`.
+// `prefix` (kept alive by the caller) is the raw-content dictionary the encoder referenced. An
+// empty `compressed` is an empty stream (encoders write no frame for empty data).
+class ZstdStreamReader final : public StreamReader {
+ public:
+  ZstdStreamReader(std::string name, std::string_view compressed, int window_log_max,
+                   std::string_view prefix = {});
+
+ protected:
+  absl::Status Refill(char* dst, size_t capacity, size_t* produced, bool* eof) override;
+
+ private:
+  struct DCtxDeleter {
+    void operator()(ZSTD_DCtx* d) const { ZSTD_freeDCtx(d); }
+  };
+
+  ZSTD_inBuffer in_;
+  int window_log_max_;
+  std::string_view prefix_;
+  std::unique_ptr<ZSTD_DCtx, DCtxDeleter> dctx_;
+  bool frame_complete_ = false;
+};
+
+// LEB128 varints and zigzag, as every codec's control data uses them.
+inline void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+inline uint64_t ZigzagEncode(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+inline int64_t ZigzagDecode(uint64_t v) {
+  return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+}
+// DataLoss (naming the stream) on a truncated or over-long varint.
+absl::StatusOr<uint64_t> ReadVarint(StreamReader& in);
 
 // Rebuilds the new file step by step: each step is validated against the old and declared new
 // sizes before any of its bytes are produced, and output goes to `out` in bounded chunks.

@@ -36,22 +36,13 @@ using ::testing::Not;
 constexpr char kModel[] = "classifier";
 constexpr float kTolerance = 1e-4f;
 
-class StringSink final : public delta::ByteSink {
- public:
-  absl::Status Write(std::string_view data) override {
-    bytes.append(data);
-    return absl::OkStatus();
-  }
-  std::string bytes;
-};
-
 // A patch from `old_data` to `new_data`; empty (failing the caller's size check) on error.
 std::string MakePatch(const std::string& old_data, const std::string& new_data,
                       delta::Codec codec) {
-  StringSink sink;
+  delta::StringSink sink;
   auto result = delta::Diff(old_data, new_data, codec, sink);
   EXPECT_TRUE(result.ok()) << result.status();
-  return result.ok() ? sink.bytes : std::string();
+  return result.ok() ? sink.data() : std::string();
 }
 
 // One agent over a temp state directory (real SQLite state, OpenCV engines, Ed25519

@@ -31,15 +31,6 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-class StringSink final : public ByteSink {
- public:
-  absl::Status Write(std::string_view data) override {
-    data_.append(data);
-    return absl::OkStatus();
-  }
-  std::string data_;
-};
-
 std::string RandomBytes(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::string out(n, '\0');
@@ -99,7 +90,7 @@ absl::StatusOr<std::string> ApplyToString(std::string_view old_data, std::string
                                           const ApplyOptions& options = {}) {
   StringSink out;
   if (absl::Status s = Apply(old_data, patch, out, options); !s.ok()) return s;
-  return std::move(out.data_);
+  return std::move(out.data());
 }
 
 std::string MakePatch(std::string_view old_data, std::string_view new_data, Codec codec,
@@ -109,9 +100,9 @@ std::string MakePatch(std::string_view old_data, std::string_view new_data, Code
   EXPECT_TRUE(result.ok()) << result.status();
   if (result.ok()) {
     EXPECT_EQ(result->codec, codec);
-    EXPECT_EQ(result->patch_size_bytes, patch.data_.size());
+    EXPECT_EQ(result->patch_size_bytes, patch.data().size());
   }
-  return patch.data_;
+  return patch.data();
 }
 
 class TempDir {
@@ -438,16 +429,16 @@ TEST(DeltaAuto, NeverLargerThanTheCompressedFullFile) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_NE(result->codec, Codec::kAuto);
   EXPECT_FALSE(result->full_is_smaller);
-  EXPECT_EQ(result->patch_size_bytes, patch.data_.size());
+  EXPECT_EQ(result->patch_size_bytes, patch.data().size());
   absl::StatusOr<uint64_t> full = internal::ZstdCompressedSize(new_data, 19);
   ASSERT_TRUE(full.ok());
-  EXPECT_LE(patch.data_.size(), *full);
-  absl::StatusOr<std::string> rebuilt = ApplyToString(old_data, patch.data_);
+  EXPECT_LE(patch.data().size(), *full);
+  absl::StatusOr<std::string> rebuilt = ApplyToString(old_data, patch.data());
   ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
   EXPECT_TRUE(*rebuilt == new_data);
   // Never worse than either codec it tried (bsdiff40 is tried: inputs are small).
-  EXPECT_LE(patch.data_.size(), MakePatch(old_data, new_data, Codec::kMatchZstd).size());
-  EXPECT_LE(patch.data_.size(), MakePatch(old_data, new_data, Codec::kBsdiff40).size());
+  EXPECT_LE(patch.data().size(), MakePatch(old_data, new_data, Codec::kMatchZstd).size());
+  EXPECT_LE(patch.data().size(), MakePatch(old_data, new_data, Codec::kBsdiff40).size());
 }
 
 TEST(DeltaAuto, ReportsFullIsSmallerForUnrelatedData) {
@@ -457,7 +448,7 @@ TEST(DeltaAuto, ReportsFullIsSmallerForUnrelatedData) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->full_is_smaller);
   EXPECT_EQ(result->patch_size_bytes, 0u);
-  EXPECT_TRUE(patch.data_.empty());
+  EXPECT_TRUE(patch.data().empty());
 }
 
 TEST(DeltaAuto, SpentBudgetStillCompletesTheFirstWorkingCandidate) {
@@ -470,14 +461,14 @@ TEST(DeltaAuto, SpentBudgetStillCompletesTheFirstWorkingCandidate) {
       Diff(old_data, new_data, Codec::kAuto, patch, {.time_budget = std::chrono::milliseconds(0)});
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_NE(result->codec, Codec::kBsdiff40);
-  EXPECT_TRUE(patch.data_ == MakePatch(old_data, new_data, result->codec));
-  absl::StatusOr<std::string> rebuilt = ApplyToString(old_data, patch.data_);
+  EXPECT_TRUE(patch.data() == MakePatch(old_data, new_data, result->codec));
+  absl::StatusOr<std::string> rebuilt = ApplyToString(old_data, patch.data());
   ASSERT_TRUE(rebuilt.ok()) << rebuilt.status();
   EXPECT_TRUE(*rebuilt == new_data);
   // With time to spare, auto can only do as well or better.
   StringSink unhurried;
   ASSERT_TRUE(Diff(old_data, new_data, Codec::kAuto, unhurried).ok());
-  EXPECT_LE(unhurried.data_.size(), patch.data_.size());
+  EXPECT_LE(unhurried.data().size(), patch.data().size());
 }
 
 TEST(DeltaFiles, DiffApplyInspectThroughFiles) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -27,15 +28,6 @@ namespace edgefleet::delta::internal {
 namespace {
 
 namespace fs = std::filesystem;
-
-class StringSink : public ByteSink {
- public:
-  absl::Status Write(std::string_view data) override {
-    out.append(data);
-    return absl::OkStatus();
-  }
-  std::string out;
-};
 
 std::string ReadFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -166,11 +158,11 @@ uint64_t RoundTrip(std::string_view old_data, std::string_view new_data, int zst
   absl::Status encoded = TensorEncode(old_data, new_data, payload, options);
   EXPECT_TRUE(encoded.ok()) << encoded;
   StringSink out;
-  absl::Status decoded = TensorDecode(old_data, payload.out, new_data.size(), out);
+  absl::Status decoded = TensorDecode(old_data, payload.data(), new_data.size(), out);
   EXPECT_TRUE(decoded.ok()) << decoded;
-  EXPECT_EQ(out.out.size(), new_data.size());
-  EXPECT_TRUE(out.out == new_data) << "decoded bytes differ from the new file";
-  return payload.out.size();
+  EXPECT_EQ(out.data().size(), new_data.size());
+  EXPECT_TRUE(out.data() == new_data) << "decoded bytes differ from the new file";
+  return payload.data().size();
 }
 
 std::string RandomFloats(size_t count, uint32_t seed) {
@@ -382,7 +374,7 @@ TEST_F(TensorCodecTest, DecodeRejectsWrongSizesAndDamagedPayloads) {
   DiffOptions fast;
   fast.zstd_level = 3;
   ASSERT_TRUE(TensorEncode(base, next, payload, fast).ok());
-  const std::string& p = payload.out;
+  const std::string& p = payload.data();
   {
     StringSink out;
     EXPECT_FALSE(TensorDecode(base, p, next.size() + 1, out).ok());
@@ -400,7 +392,7 @@ TEST_F(TensorCodecTest, DecodeRejectsWrongSizesAndDamagedPayloads) {
     StringSink out;
     EXPECT_FALSE(TensorDecode(base, std::string_view(p.data(), cut), next.size(), out).ok())
         << "truncated at " << cut;
-    EXPECT_LE(out.out.size(), next.size());
+    EXPECT_LE(out.data().size(), next.size());
   }
   std::mt19937 rng(9);
   int failed = 0;
@@ -413,9 +405,9 @@ TEST_F(TensorCodecTest, DecodeRejectsWrongSizesAndDamagedPayloads) {
     // Damage inside plane data may still decode (the container's digest catches that); what
     // must never happen is a crash or output beyond the declared size.
     if (!s.ok()) ++failed;
-    EXPECT_LE(out.out.size(), next.size());
+    EXPECT_LE(out.data().size(), next.size());
     if (s.ok()) {
-      EXPECT_EQ(out.out.size(), next.size());
+      EXPECT_EQ(out.data().size(), next.size());
     }
   }
   EXPECT_GT(failed, 0);
@@ -431,15 +423,15 @@ TEST_F(TensorCodecTest, PublicDiffAndApplyUseTheTensorCodec) {
   absl::StatusOr<DiffResult> diff = Diff(base, next, Codec::kTensor, patch, options);
   ASSERT_TRUE(diff.ok()) << diff.status();
   EXPECT_EQ(diff->codec, Codec::kTensor);
-  absl::StatusOr<PatchInfo> info = Inspect(patch.out);
+  absl::StatusOr<PatchInfo> info = Inspect(patch.data());
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->codec, Codec::kTensor);
   EXPECT_EQ(info->new_size_bytes, next.size());
   StringSink out;
   ApplyOptions apply;
   apply.expected_new_size_bytes = next.size();
-  ASSERT_TRUE(Apply(base, patch.out, out, apply).ok());
-  EXPECT_TRUE(out.out == next);
+  ASSERT_TRUE(Apply(base, patch.data(), out, apply).ok());
+  EXPECT_TRUE(out.data() == next);
 }
 
 void PutVarint(std::string& out, uint64_t v) {
@@ -475,7 +467,7 @@ TEST_F(TensorCodecTest, DecodeRejectsHostileTablesWithoutAllocatingByThem) {
     PutVarint(table, 0);
     StringSink out;
     ASSERT_TRUE(TensorDecode(old_data, HandMadePayload(table, residual), 100, out).ok());
-    EXPECT_EQ(out.out, residual);
+    EXPECT_EQ(out.data(), residual);
   }
   struct Case {
     const char* what;
@@ -485,10 +477,10 @@ TEST_F(TensorCodecTest, DecodeRejectsHostileTablesWithoutAllocatingByThem) {
   };
   const uint64_t huge = uint64_t{1} << 62;
   const std::vector<Case> cases = {
-      {"prefix count far beyond the table", {huge}, 100, "stream shorter"},
+      {"prefix count far beyond the table", {huge}, 100, "ends early"},
       {"prefix range past the old file", {1, 50, 51, 0}, 100, "prefix range outside"},
       {"prefix range overflowing", {1, huge, huge, 0}, 100, "prefix range outside"},
-      {"region count far beyond the table", {0, huge}, 100, "stream shorter"},
+      {"region count far beyond the table", {0, huge}, 100, "ends early"},
       {"region longer than the output",
        {0, 1, 0, huge, 2 << 2, 0},
        100,
@@ -502,7 +494,23 @@ TEST_F(TensorCodecTest, DecodeRejectsHostileTablesWithoutAllocatingByThem) {
       {"unknown width", {0, 1, 0, 8, 3, 0}, 92, "unknown region mode"},
       {"unknown transform", {0, 1, 0, 8, 2 | (7 << 2), 0}, 92, "unknown region mode"},
       {"length not a multiple of the width", {0, 1, 0, 6, 2, 0}, 94, "bad region length"},
-      {"plane data missing", {0, 1, 0, 8, 2, 0}, 92, "stream shorter"},
+      {"plane data missing", {0, 1, 0, 8, 2, 0}, 92, "ends early"},
+      {"grid step not a number",
+       {0, 1, 0, 8, 2 | (5 << 2), 0, std::bit_cast<uint64_t>(std::nan("")), 0, 254},
+       92,
+       "parameters out of range"},
+      {"grid codes reversed",
+       {0, 1, 0, 8, 2 | (5 << 2), 0, std::bit_cast<uint64_t>(1.0), 10, 9},
+       92,
+       "parameters out of range"},
+      {"grid on one-byte words",
+       {0, 1, 0, 8, 0 | (5 << 2), 0, std::bit_cast<uint64_t>(1.0), 0, 2},
+       92,
+       "parameters out of range"},
+      {"pruning parameters wider than 32 bits",
+       {0, 1, 0, 8, 2 | (4 << 2), 0, uint64_t{1} << 40},
+       92,
+       "bad pruning"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -513,8 +521,22 @@ TEST_F(TensorCodecTest, DecodeRejectsHostileTablesWithoutAllocatingByThem) {
         old_data, HandMadePayload(table, residual.substr(0, c.residual_size)), 100, out);
     EXPECT_FALSE(s.ok());
     EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(c.error));
-    EXPECT_LE(out.out.size(), 100u);
+    EXPECT_LE(out.data().size(), 100u);
   }
+  // Version 2 headers: the sparse-plane mask names planes that exist; unknown versions refused.
+  std::string table;
+  PutVarint(table, 0);
+  PutVarint(table, 0);
+  std::string v1 = HandMadePayload(table, residual);
+  std::string bad_mask = std::string("EFT\x02\x00", 5);
+  PutVarint(bad_mask, residual.size());
+  PutVarint(bad_mask, 1 << 7);
+  StringSink out;
+  EXPECT_THAT(std::string(TensorDecode(old_data, bad_mask, 100, out).message()),
+              ::testing::HasSubstr("sparse-plane mask"));
+  v1[3] = '\x03';
+  EXPECT_THAT(std::string(TensorDecode(old_data, v1, 100, out).message()),
+              ::testing::HasSubstr("unknown format version 3"));
 }
 
 }  // namespace

@@ -44,15 +44,6 @@ std::string Retrained(const std::string& base) {
   return out;
 }
 
-class StringSink final : public delta::ByteSink {
- public:
-  absl::Status Write(std::string_view data) override {
-    bytes.append(data);
-    return absl::OkStatus();
-  }
-  std::string bytes;
-};
-
 class PatchServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -132,11 +123,11 @@ class PatchServiceTest : public ::testing::Test {
     auto info = delta::Inspect(patch);
     ASSERT_TRUE(info.ok()) << info.status();
     EXPECT_EQ(delta::CodecName(info->codec), offer.codec());
-    StringSink out;
+    delta::StringSink out;
     delta::ApplyOptions options;
     options.expected_new_size_bytes = want.size();
     ASSERT_TRUE(delta::Apply(base, patch, out, options).ok());
-    EXPECT_TRUE(out.bytes == want) << "patched output differs from the new version";
+    EXPECT_TRUE(out.data() == want) << "patched output differs from the new version";
   }
 
   test::TestDatabase db_;
