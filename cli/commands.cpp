@@ -12,6 +12,7 @@
 #include "cli/delta_commands.h"
 #include "cli/parsers.h"
 #include "common/core/labels.h"
+#include "common/crypto/sha256.h"
 
 namespace edgefleet::cli {
 namespace {
@@ -95,7 +96,7 @@ std::string TargetStateName(v1::DeploymentTargetState s) {
 }
 std::string FormatName(v1::ModelFormat f) { return ShortEnumName(v1::ModelFormat_Name(f), 2); }
 
-std::string ShortSha(const std::string& raw) { return OrDash(ToHex(raw).substr(0, 12)); }
+std::string ShortSha(const std::string& raw) { return OrDash(crypto::ToHex(raw).substr(0, 12)); }
 
 // ---- token ----
 
@@ -232,7 +233,7 @@ void RenderModelVersion(const v1::ModelVersion& v, std::ostream& out) {
   RenderFields({{"Model", v.model_name()},
                 {"Version", v.version()},
                 {"Format", FormatName(v.format())},
-                {"SHA-256", OrDash(ToHex(v.artifact_sha256()))},
+                {"SHA-256", OrDash(crypto::ToHex(v.artifact_sha256()))},
                 {"Size", absl::StrCat(v.size_bytes(), " bytes")},
                 {"Inputs", SpecList(v.inputs())},
                 {"Outputs", SpecList(v.outputs())},
@@ -515,6 +516,18 @@ int ShortUsage(std::ostream& err) {
   return 2;
 }
 
+DeltaFrontEnd DeltaFrontEndFor(const EnvLookup& env) {
+  return DeltaFrontEnd{
+      .program = kProgram,
+      .command_prefix = "delta ",
+      .other_flags = kGlobalFlags,
+      .output_format = [env](const ParsedArgs& args) -> absl::StatusOr<OutputFormat> {
+        absl::StatusOr<GlobalOptions> options = ResolveGlobalOptions(args, env);
+        if (!options.ok()) return options.status();
+        return options->output;
+      }};
+}
+
 std::set<std::string> AllFlags() {
   std::set<std::string> all = kGlobalFlags;
   for (const Command& c : Commands()) all.insert(c.flags.begin(), c.flags.end());
@@ -545,11 +558,9 @@ absl::StatusOr<GlobalOptions> ResolveGlobalOptions(const ParsedArgs& args, const
     o.token = *e;
   }
   if (auto v = args.Get("o")) {
-    if (*v == "json") {
-      o.output = OutputFormat::kJson;
-    } else if (*v != "table") {
-      return absl::InvalidArgumentError(absl::StrCat("-o must be table or json, not '", *v, "'"));
-    }
+    absl::StatusOr<OutputFormat> format = ParseOutputFormat(*v);
+    if (!format.ok()) return format.status();
+    o.output = *format;
   }
   if (auto v = args.Get("timeout")) {
     absl::StatusOr<uint64_t> seconds = ParseDurationSeconds(*v);
@@ -576,7 +587,8 @@ void PrintUsage(std::ostream& out) {
         << "  " << std::string(width + 2, ' ') << kProgram << " " << c.name
         << (c.usage.empty() ? "" : " ") << c.usage << "\n";
   }
-  PrintDeltaUsage(out);
+  out << "\nDelta commands (local files, no server needed):\n";
+  PrintDeltaUsage(DeltaFrontEndFor(ProcessEnv()), out);
 }
 
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
@@ -596,7 +608,11 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return 0;
   }
 
-  if (pos[0] == "delta") return RunDelta(*parsed, out, err, env);
+  if (pos[0] == "delta") {
+    ParsedArgs delta_args = *parsed;
+    delta_args.positionals.erase(delta_args.positionals.begin());
+    return RunDelta(DeltaFrontEndFor(env), delta_args, out, err);
+  }
 
   const Command* command = nullptr;
   for (const Command& c : Commands()) {

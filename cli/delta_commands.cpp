@@ -11,8 +11,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "cli/output.h"
-#include "cli/parsers.h"
+#include "cli/text_output.h"
+#include "common/crypto/sha256.h"
 #include "common/delta/delta.h"
 #include "common/delta/delta_files.h"
 
@@ -20,9 +20,6 @@ namespace edgefleet::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr char kProgram[] = "edgefleetctl";
-const std::set<std::string> kGlobalFlags = {"server", "token", "o", "timeout", "help"};
 
 struct DeltaContext;
 using DeltaHandler = int (*)(DeltaContext&);
@@ -37,6 +34,7 @@ struct DeltaCommand {
 };
 
 struct DeltaContext {
+  const DeltaFrontEnd& front;
   const DeltaCommand& command;
   std::vector<std::string> args;
   const ParsedArgs& parsed;
@@ -47,14 +45,15 @@ struct DeltaContext {
   // The same one-line form as the other commands: "edgefleetctl: delta apply: CODE: message".
   int Fail(const absl::Status& status) const {
     std::string message = absl::StrReplaceAll(status.message(), {{"\n", " "}});
-    err << kProgram << ": delta " << command.name << ": " << absl::StatusCodeToString(status.code())
-        << ": " << message << "\n";
+    err << front.program << ": " << front.command_prefix << command.name << ": "
+        << absl::StatusCodeToString(status.code()) << ": " << message << "\n";
     return 1;
   }
 
   int Usage(const std::string& problem) const {
-    err << kProgram << ": " << problem << "\n"
-        << "usage: " << kProgram << " delta " << command.name << " " << command.usage << "\n";
+    err << front.program << ": " << problem << "\n"
+        << "usage: " << front.program << " " << front.command_prefix << command.name << " "
+        << command.usage << "\n";
     return 2;
   }
 };
@@ -223,7 +222,7 @@ int DeltaInfo(DeltaContext& c) {
   const bool has_old = info->codec != delta::Codec::kBsdiff40;
   if (c.output == OutputFormat::kJson) {
     auto digest = [](const std::string& raw) {
-      return raw.empty() ? std::string("null") : JsonString(ToHex(raw));
+      return raw.empty() ? std::string("null") : JsonString(crypto::ToHex(raw));
     };
     PrintJsonObject(
         {{"codec", JsonString(CodecString(info->codec))},
@@ -236,7 +235,7 @@ int DeltaInfo(DeltaContext& c) {
     return 0;
   }
   auto digest = [](const std::string& raw) {
-    return raw.empty() ? std::string("- (not carried by this codec)") : ToHex(raw);
+    return raw.empty() ? std::string("- (not carried by this codec)") : crypto::ToHex(raw);
   };
   RenderFields({{"Codec", CodecString(info->codec)},
                 {"Old size", has_old ? absl::StrCat(info->old_size_bytes, " bytes") : "-"},
@@ -275,48 +274,58 @@ const std::set<std::string>& DeltaFlags() {
   return kFlags;
 }
 
-void PrintDeltaUsage(std::ostream& out) {
-  out << "\nDelta commands (local files, no server needed):\n";
+void PrintDeltaUsage(const DeltaFrontEnd& front, std::ostream& out) {
   size_t width = 0;
-  for (const DeltaCommand& c : DeltaCommands()) width = std::max(width, c.name.size() + 6);
   for (const DeltaCommand& c : DeltaCommands()) {
-    const std::string name = "delta " + c.name;
+    width = std::max(width, front.command_prefix.size() + c.name.size());
+  }
+  for (const DeltaCommand& c : DeltaCommands()) {
+    const std::string name = front.command_prefix + c.name;
     out << "  " << name << std::string(width - name.size() + 2, ' ') << c.summary << "\n"
-        << "  " << std::string(width + 2, ' ') << kProgram << " " << name << " " << c.usage << "\n";
+        << "  " << std::string(width + 2, ' ') << front.program << " " << name << " " << c.usage
+        << "\n";
   }
 }
 
-int RunDelta(const ParsedArgs& parsed, std::ostream& out, std::ostream& err, const EnvLookup& env) {
+int RunDelta(const DeltaFrontEnd& front, const ParsedArgs& parsed, std::ostream& out,
+             std::ostream& err) {
   const std::vector<std::string>& pos = parsed.positionals;
   const DeltaCommand* command = nullptr;
-  if (pos.size() >= 2) {
+  if (!pos.empty()) {
     for (const DeltaCommand& c : DeltaCommands()) {
-      if (pos[1] == c.name) command = &c;
+      if (pos[0] == c.name) command = &c;
     }
   }
-  if (command == nullptr && pos.size() == 1 && parsed.Has("help")) {
-    PrintDeltaUsage(out);
+  if (command == nullptr && pos.empty() && parsed.Has("help")) {
+    PrintDeltaUsage(front, out);
     return 0;
   }
   if (command == nullptr) {
-    if (pos.size() >= 2) {
-      err << kProgram << ": unknown command 'delta " << pos[1] << "'\n";
+    if (!pos.empty()) {
+      err << front.program << ": unknown command '" << front.command_prefix << pos[0] << "'\n";
     } else {
-      err << kProgram << ": 'delta' needs a subcommand\n";
+      err << front.program << ": '"
+          << front.command_prefix.substr(0, front.command_prefix.size() - 1)
+          << "' needs a subcommand\n";
     }
-    err << "usage: " << kProgram << " delta diff|apply|info ...\n"
-        << "run '" << kProgram << " help' for the list of commands\n";
+    err << "usage: " << front.program << " " << front.command_prefix << "diff|apply|info ...\n"
+        << "run '" << front.program << " help' for the list of commands\n";
     return 2;
   }
 
-  DeltaContext ctx{*command, std::vector<std::string>(pos.begin() + 2, pos.end()),
-                   parsed,   OutputFormat::kTable,
-                   out,      err};
+  DeltaContext ctx{front,
+                   *command,
+                   std::vector<std::string>(pos.begin() + 1, pos.end()),
+                   parsed,
+                   OutputFormat::kTable,
+                   out,
+                   err};
   if (parsed.Has("help")) {
-    out << "usage: " << kProgram << " delta " << command->name << " " << command->usage << "\n";
+    out << "usage: " << front.program << " " << front.command_prefix << command->name << " "
+        << command->usage << "\n";
     return 0;
   }
-  std::set<std::string> allowed = kGlobalFlags;
+  std::set<std::string> allowed = front.other_flags;
   allowed.insert(command->flags.begin(), command->flags.end());
   if (absl::Status s = CheckAllowedFlags(parsed, allowed); !s.ok()) {
     return ctx.Usage(std::string(s.message()));
@@ -325,9 +334,9 @@ int RunDelta(const ParsedArgs& parsed, std::ostream& out, std::ostream& err, con
   if (ctx.args.size() > command->num_args) {
     return ctx.Usage(absl::StrCat("unexpected argument '", ctx.args[command->num_args], "'"));
   }
-  absl::StatusOr<GlobalOptions> options = ResolveGlobalOptions(parsed, env);
-  if (!options.ok()) return ctx.Usage(std::string(options.status().message()));
-  ctx.output = options->output;
+  absl::StatusOr<OutputFormat> format = front.output_format(parsed);
+  if (!format.ok()) return ctx.Usage(std::string(format.status().message()));
+  ctx.output = *format;
   return command->run(ctx);
 }
 

@@ -99,10 +99,6 @@ absl::StatusOr<std::string> ParseSha256Hex(std::string_view in) {
   return absl::HexStringToBytes(text);
 }
 
-std::string ToHex(std::string_view bytes) {
-  return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
-}
-
 absl::StatusOr<Labels> ParseLabelItems(const std::vector<std::string>& items) {
   Labels out;
   for (const std::string& item : items) {

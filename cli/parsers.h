@@ -25,9 +25,6 @@ absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view text);
 // 64 hex digits -> 32 raw bytes.
 absl::StatusOr<std::string> ParseSha256Hex(std::string_view text);
 
-// Raw bytes -> lower-case hex.
-std::string ToHex(std::string_view bytes);
-
 // Merges "k=v" (or "k=v,k2=v2") items into one label map; later keys override earlier ones.
 absl::StatusOr<Labels> ParseLabelItems(const std::vector<std::string>& items);
 

@@ -8,7 +8,7 @@ process touched, so an mmap-ed old model counts in full). Every command has a ti
 past it is killed and reported as "timeout".
 
 Usage:
-  /usr/bin/python3 bench/delta/run_bench.py CORPUS [--ctl build/bin/edgefleetctl]
+  /usr/bin/python3 bench/delta/run_bench.py CORPUS [--ctl build/bin/edgefleet-delta]
       [--out bench/delta/results] [--timeout 600] [--tools ef-auto,...,zstd] [--sizes 2,20]
 
 Writes OUT/results.csv and OUT/results.md (tables per pair plus the issue's targets, PASS/FAIL)
@@ -33,16 +33,16 @@ TIME = "/usr/bin/time"
 # name -> (diff argv, apply argv, kind). {ctl} {old} {new} {patch} {out} are substituted.
 # kind: "ours" (edgefleet codecs), "peer" (counts for "best peer"), "ref" (context only).
 TOOLS = {
-    "ef-auto": (["{ctl}", "-o", "json", "delta", "diff", "{old}", "{new}", "{patch}", "--codec", "auto"],
-                ["{ctl}", "delta", "apply", "{old}", "{patch}", "{out}"], "ours"),
-    "ef-tensor": (["{ctl}", "-o", "json", "delta", "diff", "{old}", "{new}", "{patch}", "--codec", "tensor"],
-                  ["{ctl}", "delta", "apply", "{old}", "{patch}", "{out}"], "ours"),
-    "ef-match-zstd": (["{ctl}", "-o", "json", "delta", "diff", "{old}", "{new}", "{patch}", "--codec",
+    "ef-auto": (["{ctl}", "-o", "json", "diff", "{old}", "{new}", "{patch}", "--codec", "auto"],
+                ["{ctl}", "apply", "{old}", "{patch}", "{out}"], "ours"),
+    "ef-tensor": (["{ctl}", "-o", "json", "diff", "{old}", "{new}", "{patch}", "--codec", "tensor"],
+                  ["{ctl}", "apply", "{old}", "{patch}", "{out}"], "ours"),
+    "ef-match-zstd": (["{ctl}", "-o", "json", "diff", "{old}", "{new}", "{patch}", "--codec",
                        "match-zstd"],
-                      ["{ctl}", "delta", "apply", "{old}", "{patch}", "{out}"], "ours"),
-    "ef-bsdiff40": (["{ctl}", "-o", "json", "delta", "diff", "{old}", "{new}", "{patch}", "--codec",
+                      ["{ctl}", "apply", "{old}", "{patch}", "{out}"], "ours"),
+    "ef-bsdiff40": (["{ctl}", "-o", "json", "diff", "{old}", "{new}", "{patch}", "--codec",
                      "bsdiff40"],
-                    ["{ctl}", "delta", "apply", "{old}", "{patch}", "{out}"], "ours"),
+                    ["{ctl}", "apply", "{old}", "{patch}", "{out}"], "ours"),
     "bsdiff": (["/usr/bin/bsdiff", "{old}", "{new}", "{patch}"],
                ["/usr/bin/bspatch", "{old}", "{out}", "{patch}"], "peer"),
     "xdelta3": (["/usr/bin/xdelta3", "-9", "-e", "-f", "-s", "{old}", "{new}", "{patch}"],
@@ -274,7 +274,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("corpus")
-    p.add_argument("--ctl", default="build/bin/edgefleetctl")
+    p.add_argument("--ctl", default="build/bin/edgefleet-delta",
+                   help="edgefleet-delta (same commands as `edgefleetctl delta`, linking only the engine)")
     p.add_argument("--out", default="bench/delta/results")
     p.add_argument("--work", default=None, help="scratch dir for patches (default: a temp dir)")
     p.add_argument("--timeout", type=int, default=600, help="seconds per command")
@@ -298,7 +299,7 @@ def main():
         tools.insert(0, "full-zstd")
     ctl = os.path.abspath(args.ctl)
     if any(t.startswith("ef-") for t in tools) and not os.access(ctl, os.X_OK):
-        sys.exit(f"{ctl} is not executable; build edgefleetctl first or pass --ctl")
+        sys.exit(f"{ctl} is not executable; build edgefleet-delta first or pass --ctl")
     for exe in [TIME] + [TOOLS[t][0][0] for t in tools if not t.startswith("ef-")]:
         if not os.access(exe, os.X_OK):
             sys.exit(f"{exe} is missing (apt-get install time bsdiff xdelta3 zstd)")

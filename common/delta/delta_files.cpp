@@ -14,7 +14,7 @@
 namespace edgefleet::delta {
 namespace {
 
-constexpr size_t kWriteBufferBytes = size_t{1} << 20;
+constexpr size_t kWriteBufferBytes = size_t{256} << 10;
 
 absl::Status ErrnoError(int err, std::string_view what, const std::string& path) {
   return absl::UnavailableError(absl::StrCat(absl::string_view(what.data(), what.size()), " '",
@@ -158,7 +158,7 @@ class PageReleasingSink final : public ByteSink {
   }
 
  private:
-  static constexpr uint64_t kReleaseEveryBytes = 2 << 20;
+  static constexpr uint64_t kReleaseEveryBytes = 1 << 20;
   ByteSink& out_;
   const MappedFile& old_file_;
   const MappedFile& patch_;

@@ -4,6 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/parsers.h"
+#include "common/crypto/sha256.h"
 
 namespace edgefleet::cli {
 namespace {
@@ -103,7 +104,7 @@ TEST(ParsersTest, Sha256HexAndLabels) {
   auto raw = ParseSha256Hex(hex);
   ASSERT_TRUE(raw.ok());
   EXPECT_EQ(raw->size(), 32u);
-  EXPECT_EQ(ToHex(*raw), hex);
+  EXPECT_EQ(crypto::ToHex(*raw), hex);
   EXPECT_FALSE(ParseSha256Hex(std::string(63, 'a')).ok());
   EXPECT_FALSE(ParseSha256Hex(std::string(64, 'g')).ok());
 

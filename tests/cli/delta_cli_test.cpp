@@ -1,11 +1,13 @@
-// Tests of `edgefleetctl delta`: patches made and applied through the CLI rebuild the new file
-// byte for byte, `info` reports what the patch carries, and failures leave no output behind.
+// Tests of `edgefleetctl delta` and the standalone edgefleet-delta: patches made and applied
+// through the CLI rebuild the new file byte for byte, `info` reports what the patch carries, and
+// failures leave no output behind.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <openssl/sha.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,8 @@
 
 #include "cli/commands.h"
 #include "cli/parsers.h"
+#include "common/crypto/sha256.h"
+#include "tests/support/process.h"
 
 namespace edgefleet::cli {
 namespace {
@@ -54,7 +58,7 @@ void WriteFile(const fs::path& path, const std::string& data) {
 std::string Sha256Hex(const std::string& data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  return ToHex(std::string(reinterpret_cast<const char*>(digest), sizeof(digest)));
+  return crypto::ToHex(std::string(reinterpret_cast<const char*>(digest), sizeof(digest)));
 }
 
 // Something shaped like model weights: float32 values, a fine-tune nudging a fraction of them.
@@ -269,6 +273,53 @@ TEST_F(DeltaCliTest, HelpListsTheDeltaCommands) {
   Result diff_help = RunCli({"delta", "diff", "-h"});
   EXPECT_EQ(diff_help.code, 0);
   EXPECT_THAT(diff_help.out, HasSubstr("--time-budget SECONDS"));
+}
+
+// edgefleet-delta is the same commands in a binary of its own: run the real process.
+class DeltaBinaryTest : public DeltaCliTest {
+ protected:
+  Result Run(const std::vector<std::string>& args) {
+    const std::string out_log = Path("stdout.log");
+    fs::remove(out_log);
+    test::Process process;
+    process.Spawn(std::string(EDGEFLEET_BIN_DIR) + "/edgefleet-delta", args, {}, out_log);
+    const std::optional<int> code = process.Wait(std::chrono::seconds(60));
+    EXPECT_TRUE(code.has_value()) << "edgefleet-delta did not finish";
+    const std::string log = ReadFile(out_log);
+    fs::remove(out_log);
+    return {code.value_or(-1), log, log};
+  }
+};
+
+TEST_F(DeltaBinaryTest, DiffApplyInfoRoundTripAndFailuresExitLikeEdgefleetctl) {
+  Result diff =
+      Run({"diff", Path("old.bin"), Path("new.bin"), Path("p"), "--codec", "tensor", "-o", "json"});
+  ASSERT_EQ(diff.code, 0) << diff.out;
+  EXPECT_THAT(diff.out, HasSubstr("\"codec\": \"tensor\""));
+  Result apply = Run({"apply", Path("old.bin"), Path("p"), Path("out.bin")});
+  ASSERT_EQ(apply.code, 0) << apply.out;
+  EXPECT_TRUE(ReadFile(Path("out.bin")) == new_data_);
+  Result info = Run({"info", Path("p")});
+  EXPECT_EQ(info.code, 0);
+  EXPECT_THAT(info.out, HasSubstr(Sha256Hex(new_data_)));
+
+  std::string patch = ReadFile(Path("p"));
+  for (size_t i = patch.size() / 2; i < patch.size() / 2 + 16; ++i) patch[i] ^= 0x5a;
+  WriteFile(Path("p"), patch);
+  fs::remove(Path("out.bin"));
+  Result damaged = Run({"apply", Path("old.bin"), Path("p"), Path("out.bin")});
+  EXPECT_EQ(damaged.code, 1);
+  EXPECT_THAT(damaged.out, StartsWith("edgefleet-delta: apply: "));
+  EXPECT_EQ(std::count(damaged.out.begin(), damaged.out.end(), '\n'), 1) << damaged.out;
+  EXPECT_FALSE(fs::exists(Path("out.bin")));
+
+  Result usage = Run({"diff", Path("old.bin"), "--codec", "gzip"});
+  EXPECT_EQ(usage.code, 2);
+  EXPECT_THAT(usage.out, HasSubstr("usage: edgefleet-delta diff"));
+  EXPECT_EQ(Run({"--server", "x", "info", Path("p")}).code, 2) << "no admin flags here";
+  Result help = Run({"help"});
+  EXPECT_EQ(help.code, 0);
+  EXPECT_THAT(help.out, HasSubstr("edgefleet-delta apply OLD PATCH OUT"));
 }
 
 }  // namespace
