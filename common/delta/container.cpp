@@ -124,9 +124,10 @@ absl::Status ContainerApply(std::string_view old_data, std::string_view patch, B
 
   VerifyingSink verifying(out, header->new_size_bytes);
   const std::string_view payload = patch.substr(kContainerHeaderSize);
-  absl::Status decoded = header->codec == Codec::kMatchZstd
-                             ? MatchZstdDecode(old_data, payload, header->new_size_bytes, verifying)
-                             : TensorDecode(old_data, payload, header->new_size_bytes, verifying);
+  absl::Status decoded =
+      header->codec == Codec::kMatchZstd
+          ? MatchZstdDecode(old_data, payload, header->new_size_bytes, verifying)
+          : TensorDecode(old_data, payload, header->new_size_bytes, verifying, options);
   if (!decoded.ok()) return decoded;
   if (verifying.written() != header->new_size_bytes) {
     return absl::DataLossError(absl::StrCat("patch produced ", verifying.written(),

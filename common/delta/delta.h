@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -96,9 +97,12 @@ struct ApplyOptions {
   uint64_t expected_new_size_bytes = 0;
   // Hard cap on the output whatever the patch declares.
   uint64_t max_new_size_bytes = uint64_t{8} << 30;
-  // The raw SHA-256 of the old data when the caller has already computed it (ApplyFiles hashes
-  // the mapped file in bounded pieces); empty means Apply hashes the old data itself.
+  // The raw SHA-256 of the old data when the caller has already computed it (ApplyFiles reads
+  // the file through a small buffer); empty means Apply hashes the old data itself.
   std::string old_sha256 = {};
+  // Called after a decoder has read scattered parts of `old_data`, so that a memory-mapped base
+  // can drop those pages at once (a touched byte can make megabytes of the mapping resident).
+  std::function<void()> release_old_pages = {};
 };
 
 // Rebuilds the new file from `old_data` and `patch` into `out`, sequentially. The codec is

@@ -139,9 +139,8 @@ absl::StatusOr<DiffResult> DiffFiles(const std::string& old_path, const std::str
 
 namespace {
 
-// Forwards output and, every few MiB of it, releases the pages of the mapped inputs already
-// read: apply's resident set then stays a small window whatever the model size.
-constexpr size_t kHashPieceBytes = 8 << 20;
+// Forwards output and, every MiB of it, releases the pages of the mapped inputs already read:
+// apply's resident set then stays a small window whatever the model size.
 
 class PageReleasingSink final : public ByteSink {
  public:
@@ -175,17 +174,15 @@ absl::Status ApplyFiles(const std::string& old_path, const std::string& patch_pa
   if (!patch.ok()) return patch.status();
   absl::StatusOr<std::unique_ptr<FileSink>> sink = FileSink::Create(out_path);
   if (!sink.ok()) return sink.status();
-  // Hash the base in bounded pieces so checking it does not pull the whole file into memory.
+  // Hash the base by reading it through a small buffer: faulting the mapping in would make the
+  // file resident in large folios, megabytes at a time.
   ApplyOptions bounded = options;
   if (bounded.old_sha256.empty()) {
-    crypto::Sha256 hash;
-    const std::string_view old_data = (*old_file)->data();
-    for (size_t at = 0; at < old_data.size(); at += kHashPieceBytes) {
-      hash.Update(old_data.substr(at, kHashPieceBytes));
-      (*old_file)->ReleasePages();
-    }
-    bounded.old_sha256 = hash.Finish();
+    absl::StatusOr<std::string> digest = crypto::Sha256File(old_path);
+    if (!digest.ok()) return digest.status();
+    bounded.old_sha256 = *std::move(digest);
   }
+  bounded.release_old_pages = [&old_file] { (*old_file)->ReleasePages(); };
   PageReleasingSink releasing(**sink, **old_file, **patch);
   if (absl::Status s = Apply((*old_file)->data(), (*patch)->data(), releasing, bounded); !s.ok()) {
     return Annotate(s, absl::StrCat("apply '", patch_path, "' to '", old_path, "'"));

@@ -88,6 +88,7 @@ struct Region {
   Transform transform = Transform::kXor;
   TransformParams params;
   uint64_t old_offset = 0;  // unused for kLiteral
+  uint64_t rows = 0;        // dims[0] of a matrix: where per-channel quantization would split
 
   WordTransform coder() const { return WordTransform(transform, width, params); }
 };
@@ -179,6 +180,34 @@ void ChooseTransform(std::string_view old_data, std::string_view new_data, Regio
   }
 }
 
+// Per-channel quantization (one scale per output channel, as QDQ exporters do for weights) puts
+// each row of a matrix on its own grid: when at least half the rows are on one, the tensor becomes
+// one region per row, each with its own transform. Appends the rows to `out` and returns true, or
+// leaves `out` alone.
+bool SplitPerChannelGrid(std::string_view old_data, std::string_view new_data, const Region& r,
+                         std::vector<Region>& out) {
+  if (!r.float32 || r.transform == Transform::kLiteral || r.rows == 0 || r.length % r.rows != 0) {
+    return false;
+  }
+  const uint64_t row_bytes = r.length / r.rows;
+  if (row_bytes % 4 != 0) return false;
+  uint64_t on_grid = 0;
+  for (uint64_t i = 0; i < r.rows; ++i) {
+    if (DetectGrid(new_data.substr(r.new_offset + i * row_bytes, row_bytes))) ++on_grid;
+  }
+  if (on_grid * 2 < r.rows) return false;
+  for (uint64_t i = 0; i < r.rows; ++i) {
+    Region row = r;
+    row.new_offset = r.new_offset + i * row_bytes;
+    row.old_offset = r.old_offset + i * row_bytes;
+    row.length = row_bytes;
+    row.rows = 0;
+    ChooseTransform(old_data, new_data, row);
+    out.push_back(row);
+  }
+  return true;
+}
+
 struct Plan {
   std::vector<Region> regions;    // sorted by new_offset
   std::vector<ByteRange> prefix;  // old bytes that seed the residual's zstd window
@@ -225,6 +254,9 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
       r.width = RangeWidth(news[i]);
       // float_data (field 4) holds float32 whatever the data type says.
       r.float32 = r.width == 4 && (news[i].data_type == kOnnxFloat || news[i].field == 4);
+      if (news[i].dims.size() >= 2 && news[i].dims[0] > 1) {
+        r.rows = static_cast<uint64_t>(news[i].dims[0]);
+      }
       if (match[i]) {
         r.old_offset = olds[*match[i]].offset;
         r.float32 =
@@ -261,9 +293,14 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
   } else if (!old_data.empty()) {
     plan.prefix.push_back({0, std::min<uint64_t>(old_data.size(), kMaxPrefixBytes)});
   }
+  std::vector<Region> chosen;
   for (Region& r : plan.regions) {
     if (r.transform != Transform::kLiteral) ChooseTransform(old_data, new_data, r);
+    if (r.transform == Transform::kGridXor || !SplitPerChannelGrid(old_data, new_data, r, chosen)) {
+      chosen.push_back(r);
+    }
   }
+  plan.regions = std::move(chosen);
   return plan;
 }
 
@@ -598,7 +635,7 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
 }
 
 absl::Status TensorDecode(std::string_view old_data, std::string_view payload, uint64_t new_size,
-                          ByteSink& out) {
+                          ByteSink& out, const ApplyOptions& options) {
   if (payload.size() < sizeof(kMagic) + 2 ||
       std::memcmp(payload.data(), kMagic, sizeof(kMagic)) != 0) {
     return Corrupt("bad magic");
@@ -648,6 +685,8 @@ absl::Status TensorDecode(std::string_view old_data, std::string_view payload, u
     }
     prefix.append(old_data.substr(prefix_end + *gap, *len));
     prefix_end += *gap + *len;
+    // The structure between tensors is scattered over the whole base: drop each piece's pages.
+    if (options.release_old_pages) options.release_old_pages();
   }
   absl::StatusOr<uint64_t> region_count = ReadVarint(table);
   if (!region_count.ok()) return region_count.status();

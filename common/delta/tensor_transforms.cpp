@@ -47,6 +47,7 @@ constexpr double kMaxDetectedGridCode = 65536;
 // A sampled value is on the grid when value / step is this close to an integer.
 constexpr double kOnGridTolerance = 1e-3;
 constexpr size_t kMinGridWords = 64;
+constexpr int kMaxStepsInSmallest = 8;
 
 // The doubles x for which float(x) == v: the open interval between v's neighbours' midpoints.
 void RoundingInterval(float v, double* lo, double* hi) {
@@ -155,13 +156,21 @@ std::optional<TransformParams> DetectGrid(std::string_view new_words) {
     sample_min = std::min(sample_min, a);
   }
   if (sample_max == 0) return std::nullopt;
-  const double sample_codes = std::nearbyint(static_cast<double>(sample_max) / sample_min);
-  if (sample_codes > kMaxDetectedGridCode) return std::nullopt;
-  double step = sample_max / sample_codes;
-  for (size_t i = 0; i < n; i += stride) {
-    const double r = FloatAt(new_words, i) / step;
-    if (std::fabs(r - std::nearbyint(r)) > kOnGridTolerance) return std::nullopt;
+  // In a small tensor no value may be one step from zero: try the smallest magnitude as a few
+  // steps too, keeping the coarsest grid that every sampled value lies on.
+  double step = 0;
+  for (int steps_in_min = 1; steps_in_min <= kMaxStepsInSmallest && step == 0; ++steps_in_min) {
+    const double codes = std::nearbyint(sample_max / (sample_min / steps_in_min));
+    if (codes > kMaxDetectedGridCode) break;
+    const double candidate = sample_max / codes;
+    bool on_grid = true;
+    for (size_t i = 0; i < n && on_grid; i += stride) {
+      const double r = FloatAt(new_words, i) / candidate;
+      on_grid = std::fabs(r - std::nearbyint(r)) <= kOnGridTolerance;
+    }
+    if (on_grid) step = candidate;
   }
+  if (step == 0) return std::nullopt;
 
   // Every value must be finite; the largest magnitude pins the step down best.
   float max_abs = 0;

@@ -25,6 +25,6 @@ absl::Status MatchZstdDecode(std::string_view old_data, std::string_view payload
 absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, ByteSink& payload,
                           const DiffOptions& options);
 absl::Status TensorDecode(std::string_view old_data, std::string_view payload, uint64_t new_size,
-                          ByteSink& out);
+                          ByteSink& out, const ApplyOptions& options = {});
 
 }  // namespace edgefleet::delta::internal

@@ -95,6 +95,16 @@ extra = [("dense2b.weight", rng.normal(0.0, 0.05, size=(512, 512)).astype(np.flo
          ("dense2b.bias", rng.normal(0.0, 0.05, size=(512,)).astype(np.float32))]
 save("inserted.onnx", tuned[:4] + extra + tuned[4:])
 save("renamed.onnx", [("encoder.fc2.weight" if n == "dense2.weight" else n, t) for n, t in tuned])
+# Fake-quantized (QDQ) to int8: one scale per tensor, and one per row (per channel, as exporters
+# quantize Gemm and Conv weights, whose rows are output channels).
+def qdq(t):
+    scale = np.float32(np.abs(t).max() / np.float32(127))
+    return (np.clip(np.round(t / scale), -127, 127) * scale).astype(np.float32)
+def qdq_rows(t):
+    scale = (np.abs(t).max(axis=1, keepdims=True) / np.float32(127)).astype(np.float32)
+    return (np.clip(np.round(t / scale), -127, 127) * scale).astype(np.float32)
+save("qdq.onnx", [(n, qdq(t)) for n, t in base])
+save("qdq_rows.onnx", [(n, qdq_rows(t) if t.ndim == 2 else t) for n, t in base])
 
 # Other element widths: float16 (2-byte words), int8 (bytes), double (split into 4-byte words).
 def save_plain(name, tensors):
@@ -329,6 +339,24 @@ TEST_F(TensorCodecTest, FineTunedModelPatchBeatsZstdPatchFromByThirtyPercent) {
     if (xdelta != 0) {
       EXPECT_LE(ours, xdelta * 7 / 10);
     }
+  }
+}
+
+TEST_F(TensorCodecTest, QuantizedModelsCostAFewKilobytesPerTensorOrChannelScale) {
+  MakeModels();
+  const std::string base = Model("base.onnx");
+  for (const char* variant : {"qdq.onnx", "qdq_rows.onnx"}) {
+    SCOPED_TRACE(variant);
+    const std::string next = Model(variant);
+    const uint64_t ours = RoundTrip(base, next, DiffOptions{}.zstd_level);
+    const uint64_t zstd = ToolPatchSize(
+        "/usr/bin/zstd -q -f -19 --long=31 --patch-from=OLD NEW -o PATCH", base, next);
+    std::cout << variant << " (" << next.size() << " bytes): tensor " << ours
+              << ", zstd -19 --patch-from " << zstd << "\n";
+    // Every weight is predicted from the old one: what remains is the table of scales (one per
+    // row of the per-channel model: 1,034 rows) and the unquantized biases.
+    EXPECT_LT(ours, 32u * 1024);
+    EXPECT_LT(ours * 20, zstd);
   }
 }
 
