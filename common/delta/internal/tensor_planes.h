@@ -6,10 +6,14 @@
 // length costs bits per change, not per byte.
 #pragma once
 
+#include <zstd.h>
+
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -18,9 +22,11 @@
 namespace edgefleet::delta::internal {
 
 // One zstd frame at `level` (clamped to zstd's range) with at most a 2^window_log window, using
-// `prefix` as raw-content dictionary. Empty input gives an empty string (no frame).
-absl::StatusOr<std::string> CompressFrame(std::string_view data, int level, int window_log,
-                                          std::string_view prefix = {});
+// `prefix` as raw-content dictionary and `tuning` over the level's parameters. Empty input gives
+// an empty string (no frame).
+absl::StatusOr<std::string> CompressFrame(
+    std::string_view data, int level, int window_log, std::string_view prefix = {},
+    std::span<const std::pair<ZSTD_cParameter, int>> tuning = {});
 
 struct EncodedPlane {
   bool sparse = false;
