@@ -37,9 +37,15 @@ VARIANT_SEED = {
     "qdq-per-channel": 10000,
     "qdq-asym-clip": 11000,
     "fp16-finetune": 12000,
+    # Blind: written after the last change to the codecs and measured once, as they came out.
+    "prune-rows": 13000,
+    "qdq-int4-rows": 14000,
+    "lora-merge": 15000,
+    "finetune-1e-2": 16000,
 }
 PAIRS = list(VARIANT_SEED)
 HELD_OUT = ["prune-finetune", "qdq-per-channel", "qdq-asym-clip", "fp16-finetune"]
+BLIND = ["prune-rows", "qdq-int4-rows", "lora-merge", "finetune-1e-2"]
 
 NUM_CLASSES = 1000
 STEM = [(3, 32), (32, 64), (64, 128)]  # 3x3 convolutions, (in, out) channels
@@ -201,6 +207,44 @@ def variant(base, pair, size_mb):
             q = np.clip(np.round(a.astype(np.float64) / scale) + zp, 0, 255)
             return ((q - zp) * scale).astype(np.float32)
         return base.copy_with(asym)
+    if pair == "prune-rows":
+        # Structured pruning: the quarter of each Gemm's output neurons (weight rows) with the
+        # smallest L2 norm removed, i.e. their rows and bias entries set to zero.
+        dead = {}
+        def prune_rows(n, a):
+            layer = n.rsplit(".", 1)[0]
+            if n.endswith(".weight") and layer.startswith("fc") and a.ndim == 2:
+                norms = np.linalg.norm(a, axis=1)
+                dead[layer] = norms < np.quantile(norms, 0.25)
+                return np.where(dead[layer][:, None], np.float32(0), a).astype(np.float32)
+            if n.endswith(".bias") and layer in dead:
+                return np.where(dead[layer], np.float32(0), a).astype(np.float32)
+            return a
+        return base.copy_with(prune_rows)
+    if pair == "qdq-int4-rows":
+        # Symmetric 4-bit fake quantization with one scale per row (float32 arithmetic).
+        def int4_rows(n, a):
+            if not n.endswith(".weight"):
+                return a
+            rows = a.reshape(a.shape[0], -1)
+            scale = (np.maximum(np.abs(rows).max(axis=1, keepdims=True), 1e-12) / np.float32(7)
+                     ).astype(np.float32)
+            return (np.clip(np.round(rows / scale), -7, 7) * scale).astype(np.float32
+                                                                           ).reshape(a.shape)
+        return base.copy_with(int4_rows)
+    if pair == "lora-merge":
+        # A rank-8 adapter merged into every Gemm weight: W + (alpha / r) * B @ A.
+        def merge(n, a):
+            if not (n.endswith(".weight") and n.startswith("fc") and a.ndim == 2):
+                return a
+            r = 8
+            b = rng.standard_normal((a.shape[0], r)).astype(np.float32) * a.std() * 0.05
+            lo = rng.standard_normal((r, a.shape[1])).astype(np.float32) * 0.05
+            return (a + (16.0 / r) * (b @ lo)).astype(np.float32)
+        return base.copy_with(merge)
+    if pair == "finetune-1e-2":
+        # A longer fine-tune: every float moves by about 1% of itself.
+        return base.copy_with(scale_noise(rng, 1e-2))
     raise ValueError(pair)
 
 

@@ -59,7 +59,8 @@ DEFAULT_TOOLS = ["full-zstd", "ef-auto", "ef-tensor", "ef-match-zstd", "ef-bsdif
                  "xdelta3", "zstd"]
 PEERS = ["bsdiff", "xdelta3", "zstd"]
 # Pairs the "<= 0.7x best peer" target applies to: the fine-tuned and pruned ones.
-TUNED_PAIRS = {"finetune-partial", "finetune-full", "prune-30", "int8-finetune"}
+TUNED_PAIRS = {"finetune-partial", "finetune-full", "prune-30", "int8-finetune", "prune-finetune",
+               "fp16-finetune", "prune-rows", "lora-merge", "finetune-1e-2"}
 
 
 def run_timed(argv, timeout):

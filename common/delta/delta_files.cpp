@@ -139,7 +139,7 @@ absl::StatusOr<DiffResult> DiffFiles(const std::string& old_path, const std::str
 
 namespace {
 
-// Forwards output and, every MiB of it, releases the pages of the mapped inputs already read:
+// Forwards output and, every 256 KiB of it, releases the pages of the mapped inputs already read:
 // apply's resident set then stays a small window whatever the model size.
 
 class PageReleasingSink final : public ByteSink {
@@ -157,7 +157,7 @@ class PageReleasingSink final : public ByteSink {
   }
 
  private:
-  static constexpr uint64_t kReleaseEveryBytes = 1 << 20;
+  static constexpr uint64_t kReleaseEveryBytes = 256 << 10;
   ByteSink& out_;
   const MappedFile& old_file_;
   const MappedFile& patch_;

@@ -1,5 +1,6 @@
 #include "tests/fuzz/fuzz_targets.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -66,12 +67,15 @@ std::string Tensor(const std::string& name, const std::vector<float>& values) {
   return t;
 }
 
-std::string Model(float drift) {
+// The base weights, changed by `change(weight, index)` (w1 then w2, indexed together).
+template <typename Change>
+std::string Model(Change change) {
   uint32_t seed = 7;
   std::vector<float> w1(256), w2(96);
   for (float& w : w1) w = static_cast<float>(Next(seed) % 2000) / 1000.0f - 1.0f;
   for (float& w : w2) w = static_cast<float>(Next(seed) % 2000) / 1000.0f - 1.0f;
-  for (size_t i = 0; i < w1.size(); i += 3) w1[i] += drift;
+  for (size_t i = 0; i < w1.size(); ++i) w1[i] = change(w1[i], i);
+  for (size_t i = 0; i < w2.size(); ++i) w2[i] = change(w2[i], w1.size() + i);
   std::string graph;
   LengthDelimited(2, "fuzz_graph", graph);  // GraphProto.name
   LengthDelimited(5, Tensor("w1", w1), graph);
@@ -106,12 +110,33 @@ const std::string& NewBlob() {
 }
 
 const std::string& OldModel() {
-  static const std::string* model = new std::string(Model(0.0f));
+  static const std::string* model = new std::string(Model([](float w, size_t) { return w; }));
   return *model;
 }
 
 const std::string& NewModel() {
-  static const std::string* model = new std::string(Model(0.001f));
+  static const std::string* model =
+      new std::string(Model([](float w, size_t i) { return i % 3 == 0 ? w + 0.001f : w; }));
+  return *model;
+}
+
+const std::string& PrunedModel() {
+  static const std::string* model =
+      new std::string(Model([](float w, size_t) { return std::fabs(w) < 0.3f ? 0.0f : w; }));
+  return *model;
+}
+
+const std::string& QuantizedModel() {
+  static const std::string* model = new std::string(Model([](float w, size_t) {
+    const float scale = 1.0f / 127;
+    return std::nearbyint(w / scale) * scale;
+  }));
+  return *model;
+}
+
+const std::string& SparselyChangedModel() {
+  static const std::string* model =
+      new std::string(Model([](float w, size_t i) { return i % 37 == 0 ? w * 1.5f : w; }));
   return *model;
 }
 

@@ -17,6 +17,12 @@ const std::string& NewBlob();
 // codec.
 const std::string& OldModel();
 const std::string& NewModel();
+// Successors that exercise the tensor codec's other paths: magnitude pruning (the prune
+// prediction), int8 fake quantization (the grid prediction), and a few changed weights (sparse
+// byte planes).
+const std::string& PrunedModel();
+const std::string& QuantizedModel();
+const std::string& SparselyChangedModel();
 
 // Apply(OldBlob(), patch): the bsdiff40 decoder and the EFDELTA1 container with match-zstd.
 absl::Status RunBsdiff40(std::string_view patch);

@@ -45,5 +45,10 @@ int main(int argc, char** argv) {
   }
   ok &= WriteSeed(root / "tensor", "finetune", fuzz::OldModel(), fuzz::NewModel(), Codec::kTensor);
   ok &= WriteSeed(root / "tensor", "identical", fuzz::OldModel(), fuzz::OldModel(), Codec::kTensor);
+  ok &= WriteSeed(root / "tensor", "pruned", fuzz::OldModel(), fuzz::PrunedModel(), Codec::kTensor);
+  ok &= WriteSeed(root / "tensor", "quantized", fuzz::OldModel(), fuzz::QuantizedModel(),
+                  Codec::kTensor);
+  ok &= WriteSeed(root / "tensor", "sparse", fuzz::OldModel(), fuzz::SparselyChangedModel(),
+                  Codec::kTensor);
   return ok ? 0 : 1;
 }
