@@ -304,9 +304,7 @@ int RunDelta(const DeltaFrontEnd& front, const ParsedArgs& parsed, std::ostream&
     if (!pos.empty()) {
       err << front.program << ": unknown command '" << front.command_prefix << pos[0] << "'\n";
     } else {
-      err << front.program << ": '"
-          << front.command_prefix.substr(0, front.command_prefix.size() - 1)
-          << "' needs a subcommand\n";
+      err << front.program << ": a command is needed (diff, apply or info)\n";
     }
     err << "usage: " << front.program << " " << front.command_prefix << "diff|apply|info ...\n"
         << "run '" << front.program << " help' for the list of commands\n";

@@ -138,6 +138,15 @@ def scale_noise(rng, rel):
         if a.dtype == np.float32 else a
 
 
+def qdq_rows(a, levels):
+    """Symmetric fake quantization to +-levels with one float32 scale per row (output channel)."""
+    rows = a.reshape(a.shape[0], -1)
+    scale = (np.maximum(np.abs(rows).max(axis=1, keepdims=True), 1e-12) / np.float32(levels)
+             ).astype(np.float32)
+    return (np.clip(np.round(rows / scale), -levels, levels) * scale).astype(np.float32
+                                                                             ).reshape(a.shape)
+
+
 def variant(base, pair, size_mb):
     rng = np.random.default_rng(VARIANT_SEED[pair] + size_mb)
     if pair == "last-layer":
@@ -187,15 +196,7 @@ def variant(base, pair, size_mb):
     if pair == "qdq-per-channel":
         # Symmetric int8 with one scale per output channel (row), float32 arithmetic, as
         # onnxruntime's per-channel QDQ does for weights; biases stay float.
-        def per_channel(n, a):
-            if not n.endswith(".weight"):
-                return a
-            rows = a.reshape(a.shape[0], -1)
-            scale = (np.maximum(np.abs(rows).max(axis=1, keepdims=True), 1e-12) / np.float32(127)
-                     ).astype(np.float32)
-            return (np.clip(np.round(rows / scale), -127, 127) * scale).astype(np.float32
-                                                                               ).reshape(a.shape)
-        return base.copy_with(per_channel)
+        return base.copy_with(lambda n, a: qdq_rows(a, 127) if n.endswith(".weight") else a)
     if pair == "qdq-asym-clip":
         # Asymmetric uint8 per tensor, range clipped to the 0.1/99.9 percentiles (calibration),
         # float64 arithmetic; every tensor, biases included.
@@ -223,15 +224,7 @@ def variant(base, pair, size_mb):
         return base.copy_with(prune_rows)
     if pair == "qdq-int4-rows":
         # Symmetric 4-bit fake quantization with one scale per row (float32 arithmetic).
-        def int4_rows(n, a):
-            if not n.endswith(".weight"):
-                return a
-            rows = a.reshape(a.shape[0], -1)
-            scale = (np.maximum(np.abs(rows).max(axis=1, keepdims=True), 1e-12) / np.float32(7)
-                     ).astype(np.float32)
-            return (np.clip(np.round(rows / scale), -7, 7) * scale).astype(np.float32
-                                                                           ).reshape(a.shape)
-        return base.copy_with(int4_rows)
+        return base.copy_with(lambda n, a: qdq_rows(a, 7) if n.endswith(".weight") else a)
     if pair == "lora-merge":
         # A rank-8 adapter merged into every Gemm weight: W + (alpha / r) * B @ A.
         def merge(n, a):
