@@ -42,10 +42,14 @@ VARIANT_SEED = {
     "qdq-int4-rows": 14000,
     "lora-merge": 15000,
     "finetune-1e-2": 16000,
+    # Blind, second round: written after lora-merge showed the gap and before the codec learned
+    # anything about low-rank changes; measured once, as they came out.
+    "lora-r32-half": 17000,
+    "lora-fp16": 18000,
 }
 PAIRS = list(VARIANT_SEED)
 HELD_OUT = ["prune-finetune", "qdq-per-channel", "qdq-asym-clip", "fp16-finetune"]
-BLIND = ["prune-rows", "qdq-int4-rows", "lora-merge", "finetune-1e-2"]
+BLIND = ["prune-rows", "qdq-int4-rows", "lora-merge", "finetune-1e-2", "lora-r32-half", "lora-fp16"]
 
 NUM_CLASSES = 1000
 STEM = [(3, 32), (32, 64), (64, 128)]  # 3x3 convolutions, (in, out) channels
@@ -235,6 +239,18 @@ def variant(base, pair, size_mb):
             lo = rng.standard_normal((r, a.shape[1])).astype(np.float32) * 0.05
             return (a + (16.0 / r) * (b @ lo)).astype(np.float32)
         return base.copy_with(merge)
+    if pair == "lora-r32-half":
+        # Rank-32 adapters (alpha 32) on the second half of the head only, merged in float32.
+        fcs = [n for n in base.float_names() if n.startswith("fc") and n.endswith(".weight")]
+        tuned = set(fcs[len(fcs) // 2:])
+        def merge32(n, a):
+            if n not in tuned:
+                return a
+            r = 32
+            b = rng.standard_normal((a.shape[0], r)).astype(np.float32) * a.std() * 0.02
+            lo = (rng.standard_normal((r, a.shape[1])) / math.sqrt(a.shape[1])).astype(np.float32)
+            return (a + (32.0 / r) * (b @ lo)).astype(np.float32)
+        return base.copy_with(merge32)
     if pair == "finetune-1e-2":
         # A longer fine-tune: every float moves by about 1% of itself.
         return base.copy_with(scale_noise(rng, 1e-2))
@@ -246,6 +262,20 @@ def fp16_pair(base, size_mb):
     old = base.copy_with(lambda n, a: a.astype(np.float16))
     tuned = variant(base, "finetune-full", size_mb + VARIANT_SEED["fp16-finetune"])
     return old, tuned.copy_with(lambda n, a: a.astype(np.float16))
+
+
+def lora_fp16_pair(base, size_mb):
+    # A float16 deployment with a rank-16 adapter merged into every Gemm weight in float16.
+    rng = np.random.default_rng(VARIANT_SEED["lora-fp16"] + size_mb)
+    old = base.copy_with(lambda n, a: a.astype(np.float16))
+    def merge(n, a):
+        if not (n.endswith(".weight") and n.startswith("fc") and a.ndim == 2):
+            return a
+        r = 16
+        b = rng.standard_normal((a.shape[0], r)).astype(np.float32) * float(a.std()) * 0.05
+        lo = rng.standard_normal((r, a.shape[1])).astype(np.float32) * 0.05
+        return (a + ((32.0 / r) * (b @ lo)).astype(np.float16)).astype(np.float16)
+    return old, old.copy_with(merge)
 
 
 def int8_model(floats):
@@ -300,8 +330,10 @@ def main():
         save(to_onnx(base, f"bench{size}"), base_path)
         for pair in pairs:
             d = os.path.join(args.out_dir, f"{size}mb", pair)
-            if pair in ("int8-finetune", "fp16-finetune"):
-                old, new = (int8_pair if pair == "int8-finetune" else fp16_pair)(base, size)
+            own_base = {"int8-finetune": int8_pair, "fp16-finetune": fp16_pair,
+                        "lora-fp16": lora_fp16_pair}
+            if pair in own_base:
+                old, new = own_base[pair](base, size)
                 save(to_onnx(old, f"bench{size}"), os.path.join(d, "old.onnx"))
                 old_path = os.path.join(d, "old.onnx")
             else:

@@ -60,7 +60,8 @@ DEFAULT_TOOLS = ["full-zstd", "ef-auto", "ef-tensor", "ef-match-zstd", "ef-bsdif
 PEERS = ["bsdiff", "xdelta3", "zstd"]
 # Pairs the "<= 0.7x best peer" target applies to: the fine-tuned and pruned ones.
 TUNED_PAIRS = {"finetune-partial", "finetune-full", "prune-30", "int8-finetune", "prune-finetune",
-               "fp16-finetune", "prune-rows", "lora-merge", "finetune-1e-2"}
+               "fp16-finetune", "prune-rows", "lora-merge", "finetune-1e-2", "lora-r32-half",
+               "lora-fp16"}
 
 
 def run_timed(argv, timeout):
