@@ -5,15 +5,17 @@
 // (graph structure, tensors without an old counterpart) is a residual coded against the old file.
 //
 // Payload (varints are LEB128):
-//   "EFT" 0x02, u8 residual coder (0 = zstd with a prefix of old bytes, 1 = match-zstd on old),
+//   "EFT" 0x03, u8 residual coder (0 = zstd with a prefix of old bytes, 1 = match-zstd on old),
 //   varint residual length, varint sparse-plane mask (bit p: plane p is sparse), varint section
 //   sizes: table, each plane (two for a sparse one: gaps, values), residual; then the sections.
-//   Version 0x01 is the same without the mask (every plane dense) and is still decoded.
+//   Version 0x02 is the same without low-rank regions, 0x01 also without the mask (every plane
+//   dense); both are still decoded.
 // Table (one zstd frame, read incrementally): varint prefix range count, per range varint gap
 // from the previous range's end and varint length; varint region count, per region varint
 // residual bytes before it, varint length, varint mode (width code | transform << 2) and, unless
 // literal, varint zigzag(old offset - previous old end), then the transform's parameters
-// (prune: threshold | keeps_sign << 31; grid: the step's IEEE-754 bits, zigzag(min), zigzag(max)).
+// (prune: threshold | keeps_sign << 31; grid: the step's IEEE-754 bits, zigzag(min), zigzag(max);
+// low rank: varint rank r, varint rows, then U (rows x r) and V^T (cols x r) as float32).
 // Residual bytes after the last region end the file. Planes: stream 0 = width 1; 1, 2 = width 2;
 // 3..6 = width 4; byte k of each little-endian word goes to the width's k-th stream, regions in
 // table order.
@@ -34,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/delta/internal/codecs.h"
+#include "common/delta/internal/low_rank.h"
 #include "common/delta/internal/onnx_layout.h"
 #include "common/delta/internal/patch_stream.h"
 #include "common/delta/internal/tensor_planes.h"
@@ -44,7 +47,8 @@ namespace {
 
 constexpr char kMagic[3] = {'E', 'F', 'T'};
 constexpr uint8_t kVersionDensePlanes = 1;
-constexpr uint8_t kVersion = 2;
+constexpr uint8_t kVersionNoLowRank = 2;
+constexpr uint8_t kVersion = 3;
 constexpr int kPlaneCount = 7;
 constexpr int kResidualZstdPrefix = 0;
 constexpr int kResidualMatchZstd = 1;
@@ -56,6 +60,12 @@ constexpr int kMaxPlaneWindowLog = 21;
 // Planes are noise or runs: a longer window finds nothing more (measured: same size at 2^18 as
 // at 2^21 on the benchmark corpus) and costs the device memory per plane.
 constexpr int kPlaneWindowLog = 18;
+// The table carries low-rank factors (up to kMaxLowRankFactorBytes a tensor), which never repeat:
+// a short window keeps the decoder's buffer for it small.
+constexpr int kTableWindowLog = 18;
+// Searching for a low-rank update costs two passes over the tensor per eight directions; it is
+// tried only where the best per-weight code still pays this much per weight (a dense change).
+constexpr double kLowRankMinBitsPerWord = 2;
 constexpr size_t kMaxPrefixBytes = size_t{1} << 20;
 constexpr size_t kChunkBytes = size_t{256} << 10;
 // The residual is also tried with match-zstd (suffix sorting the old file) only when it is big
@@ -89,9 +99,18 @@ struct Region {
   TransformParams params;
   uint64_t old_offset = 0;  // unused for kLiteral
   uint64_t rows = 0;        // dims[0] of a matrix: where per-channel quantization would split
+  std::shared_ptr<const LowRankFactors> low_rank;  // kLowRankSub only
 
   WordTransform coder() const { return WordTransform(transform, width, params); }
 };
+
+// The word a region's transform sees in place of word `i`'s old word: the old word, or its
+// low-rank prediction.
+uint64_t ReferenceWord(std::string_view old_data, const Region& r, uint64_t i) {
+  if (r.transform == Transform::kLiteral) return 0;
+  const uint64_t ow = LoadWord(old_data.data() + r.old_offset + i * r.width, r.width);
+  return r.low_rank ? PredictLowRankWord(*r.low_rank, static_cast<uint32_t>(ow), i) : ow;
+}
 
 struct ByteRange {
   uint64_t offset;
@@ -120,20 +139,18 @@ int RangeWidth(const TensorRange& t) {
   return t.length % width == 0 ? width : 1;
 }
 
-// Estimated bits for the plane bytes of one region under `coder` (order-0 entropy per plane).
-double EstimateBits(std::string_view old_data, std::string_view new_data, const Region& r,
-                    const WordTransform& coder) {
+// Estimated bits for the plane bytes of one region under its transform (order-0 entropy per
+// plane, from a sample scaled to the whole region), plus its low-rank factors if any.
+double EstimateBits(std::string_view old_data, std::string_view new_data, const Region& r) {
+  const WordTransform coder = r.coder();
   std::array<std::array<uint64_t, 256>, 4> hist{};
   const uint64_t words = r.length / r.width;
   // Large tensors are sampled: the choice needs the statistics, not every word.
   const uint64_t step = std::max<uint64_t>(1, words / 65536);
-  const bool literal = coder.transform() == Transform::kLiteral;
   uint64_t n = 0;
   for (uint64_t i = 0; i < words; i += step, ++n) {
     const uint64_t nw = LoadWord(new_data.data() + r.new_offset + i * r.width, r.width);
-    const uint64_t ow =
-        literal ? 0 : LoadWord(old_data.data() + r.old_offset + i * r.width, r.width);
-    const uint64_t d = coder.Forward(ow, nw);
+    const uint64_t d = coder.Forward(ReferenceWord(old_data, r, i), nw);
     for (int k = 0; k < r.width; ++k) ++hist[k][(d >> (8 * k)) & 0xff];
   }
   double bits = 0;
@@ -142,6 +159,8 @@ double EstimateBits(std::string_view old_data, std::string_view new_data, const 
       if (c != 0) bits -= static_cast<double>(c) * std::log2(static_cast<double>(c) / n);
     }
   }
+  bits *= static_cast<double>(words) / static_cast<double>(std::max<uint64_t>(n, 1));
+  if (r.low_rank) bits += 32.0 * static_cast<double>(r.low_rank->u.size() + r.low_rank->vt.size());
   return bits;
 }
 
@@ -172,10 +191,23 @@ void ChooseTransform(std::string_view old_data, std::string_view new_data, Regio
   }
   double best = std::numeric_limits<double>::infinity();
   for (const Region& c : candidates) {
-    const double bits = EstimateBits(old_data, new_data, c, c.coder());
+    const double bits = EstimateBits(old_data, new_data, c);
     if (bits < best) {
       best = bits;
       r = c;
+    }
+  }
+  // A dense change to a matrix may be a merged adapter.
+  if (r.float32 && r.width == 4 && r.rows != 0 &&
+      best > kLowRankMinBitsPerWord * static_cast<double>(r.length / r.width)) {
+    std::optional<LowRankFactors> factors = FindLowRankUpdate(
+        old_data.substr(r.old_offset, r.length), new_data.substr(r.new_offset, r.length), r.rows);
+    if (factors) {
+      Region c = r;
+      c.transform = Transform::kLowRankSub;
+      c.params = {};
+      c.low_rank = std::make_shared<const LowRankFactors>(*std::move(factors));
+      if (EstimateBits(old_data, new_data, c) < best) r = std::move(c);
     }
   }
 }
@@ -296,7 +328,8 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
   std::vector<Region> chosen;
   for (Region& r : plan.regions) {
     if (r.transform != Transform::kLiteral) ChooseTransform(old_data, new_data, r);
-    if (r.transform == Transform::kGridXor || !SplitPerChannelGrid(old_data, new_data, r, chosen)) {
+    if (r.transform == Transform::kGridXor || r.transform == Transform::kLowRankSub ||
+        !SplitPerChannelGrid(old_data, new_data, r, chosen)) {
       chosen.push_back(r);
     }
   }
@@ -312,6 +345,16 @@ void PutParams(std::string& table, const Region& r) {
     PutVarint(table, std::bit_cast<uint64_t>(r.params.grid_step));
     PutVarint(table, ZigzagEncode(r.params.grid_min));
     PutVarint(table, ZigzagEncode(r.params.grid_max));
+  } else if (r.transform == Transform::kLowRankSub) {
+    PutVarint(table, r.low_rank->rank);
+    PutVarint(table, r.low_rank->rows);
+    for (const std::vector<float>* factor : {&r.low_rank->u, &r.low_rank->vt}) {
+      for (float x : *factor) {
+        char bytes[4];
+        StoreWord(bytes, 4, std::bit_cast<uint32_t>(x));
+        table.append(bytes, 4);
+      }
+    }
   }
 }
 
@@ -365,6 +408,34 @@ absl::StatusOr<TransformParams> ReadParams(StreamReader& table, Transform transf
     return Corrupt("transform parameters out of range");
   }
   return params;
+}
+
+// The factors of a low-rank region of `words` float32 words, checked against the decoder's bounds
+// before anything is allocated.
+absl::StatusOr<std::shared_ptr<const LowRankFactors>> ReadLowRankFactors(StreamReader& table,
+                                                                         uint64_t words) {
+  absl::StatusOr<uint64_t> rank = ReadVarint(table);
+  absl::StatusOr<uint64_t> rows = rank.ok() ? ReadVarint(table) : rank;
+  if (!rows.ok()) return rows.status();
+  if (*rank > kMaxLowRank || *rows == 0 || words % *rows != 0 ||
+      !LowRankShapeValid(*rows, words / *rows, static_cast<uint32_t>(*rank))) {
+    return Corrupt("bad low-rank factor shape");
+  }
+  auto f = std::make_shared<LowRankFactors>();
+  f->rows = *rows;
+  f->cols = words / *rows;
+  f->rank = static_cast<uint32_t>(*rank);
+  f->u.resize(f->rows * f->rank);
+  f->vt.resize(f->cols * f->rank);
+  for (std::vector<float>* factor : {&f->u, &f->vt}) {
+    for (float& x : *factor) {
+      char bytes[4];
+      if (absl::Status s = table.ReadExact(bytes, 4); !s.ok()) return s;
+      x = std::bit_cast<float>(static_cast<uint32_t>(LoadWord(bytes, 4)));
+      if (!std::isfinite(x)) return Corrupt("low-rank factor is not finite");
+    }
+  }
+  return f;
 }
 
 // Receives residual bytes in order and writes them to `out`, emitting each tensor region from
@@ -453,6 +524,13 @@ class Interleaver : public ByteSink {
     absl::StatusOr<TransformParams> params = ReadParams(table_, transform_, width_);
     if (!params.ok()) return params.status();
     params_ = *params;
+    low_rank_.reset();
+    if (transform_ == Transform::kLowRankSub) {
+      absl::StatusOr<std::shared_ptr<const LowRankFactors>> factors =
+          ReadLowRankFactors(table_, length_ / width_);
+      if (!factors.ok()) return factors.status();
+      low_rank_ = *std::move(factors);
+    }
     have_region_ = true;
     return absl::OkStatus();
   }
@@ -486,6 +564,11 @@ class Interleaver : public ByteSink {
         }
       }
       const char* old_chunk = literal ? nullptr : old_.data() + old_offset_ + done;
+      if (low_rank_) {
+        if (predicted_buf_.empty()) predicted_buf_.resize(kChunkBytes);
+        PredictLowRankWords(*low_rank_, old_chunk, done / width_, words, predicted_buf_.data());
+        old_chunk = predicted_buf_.data();
+      }
       for (uint64_t i = 0; i < words; ++i) {
         uint64_t d = 0;
         for (int k = 0; k < width_; ++k) {
@@ -521,9 +604,11 @@ class Interleaver : public ByteSink {
   int width_ = 1;
   Transform transform_ = Transform::kXor;
   TransformParams params_;
+  std::shared_ptr<const LowRankFactors> low_rank_;
   uint64_t old_offset_ = 0;
   std::string out_buf_;
   std::string plane_buf_;
+  std::string predicted_buf_;
 };
 
 }  // namespace
@@ -553,8 +638,7 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
     PutVarint(table, r.length);
     PutVarint(table, static_cast<uint64_t>(WidthCode(r.width)) |
                          (static_cast<uint64_t>(r.transform) << 2));
-    const bool literal = r.transform == Transform::kLiteral;
-    if (!literal) {
+    if (r.transform != Transform::kLiteral) {
       PutVarint(table, ZigzagEncode(static_cast<int64_t>(r.old_offset - prev_old_end)));
       prev_old_end = r.old_offset + r.length;
     }
@@ -566,9 +650,7 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
     for (int k = 0; k < r.width; ++k) planes[first + k].reserve(planes[first + k].size() + words);
     for (uint64_t i = 0; i < words; ++i) {
       const uint64_t nw = LoadWord(new_data.data() + r.new_offset + i * r.width, r.width);
-      const uint64_t ow =
-          literal ? 0 : LoadWord(old_data.data() + r.old_offset + i * r.width, r.width);
-      const uint64_t d = coder.Forward(ow, nw);
+      const uint64_t d = coder.Forward(ReferenceWord(old_data, r, i), nw);
       for (int k = 0; k < r.width; ++k)
         planes[first + k].push_back(static_cast<char>(d >> (8 * k)));
     }
@@ -587,7 +669,7 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
     });
   }
   absl::StatusOr<std::string> packed_table =
-      CompressFrame(table, options.zstd_level, kMaxWindowLog);
+      CompressFrame(table, options.zstd_level, kTableWindowLog);
   if (!packed_table.ok()) return packed_table.status();
   int residual_coder = kResidualZstdPrefix;
   absl::StatusOr<std::string> packed_residual =
@@ -641,7 +723,7 @@ absl::Status TensorDecode(std::string_view old_data, std::string_view payload, u
     return Corrupt("bad magic");
   }
   const auto version = static_cast<uint8_t>(payload[sizeof(kMagic)]);
-  if (version != kVersion && version != kVersionDensePlanes) {
+  if (version != kVersion && version != kVersionNoLowRank && version != kVersionDensePlanes) {
     return Corrupt(absl::StrCat("unknown format version ", version));
   }
   const int residual_coder = static_cast<uint8_t>(payload[sizeof(kMagic) + 1]);

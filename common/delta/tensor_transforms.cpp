@@ -74,6 +74,8 @@ bool TransformParamsValid(Transform transform, int width, const TransformParams&
       return width == 4 && std::isnormal(params.grid_step) && params.grid_step > 0 &&
              params.grid_min <= params.grid_max && params.grid_min >= -kMaxGridCode &&
              params.grid_max <= kMaxGridCode;
+    case Transform::kLowRankSub:
+      return width == 4;  // the factors are checked where they are read
   }
   return false;
 }
@@ -99,7 +101,8 @@ uint64_t WordTransform::Forward(uint64_t ow, uint64_t nw) const {
   switch (transform_) {
     case Transform::kXor:
       return ow ^ nw;
-    case Transform::kZigzagSub: {
+    case Transform::kZigzagSub:
+    case Transform::kLowRankSub: {
       // Sign-extend the width-sized difference, then zigzag so that small moves in either
       // direction have zero high bytes.
       const int shift = 64 - 8 * width_;
@@ -125,6 +128,7 @@ uint64_t WordTransform::Reconstruct(uint64_t ow, uint64_t d) const {
     case Transform::kXor:
       return ow ^ d;
     case Transform::kZigzagSub:
+    case Transform::kLowRankSub:
       return (ow + static_cast<uint64_t>(ZigzagDecode(d))) & WidthMask(width_);
     case Transform::kLiteral:
       return d;

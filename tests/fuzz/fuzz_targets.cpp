@@ -53,11 +53,14 @@ void LengthDelimited(int field, std::string_view bytes, std::string& out) {
   out.append(bytes);
 }
 
-// TensorProto { dims: n, data_type: FLOAT, name, raw_data } in protobuf wire format.
-std::string Tensor(const std::string& name, const std::vector<float>& values) {
+// TensorProto { dims, data_type: FLOAT, name, raw_data } in protobuf wire format.
+std::string Tensor(const std::string& name, const std::vector<float>& values,
+                   const std::vector<uint64_t>& dims) {
   std::string t;
-  Varint(1 << 3 | 0, t);  // dims
-  Varint(values.size(), t);
+  for (uint64_t d : dims) {
+    Varint(1 << 3 | 0, t);  // dims
+    Varint(d, t);
+  }
   Varint(2 << 3 | 0, t);  // data_type = FLOAT
   Varint(1, t);
   LengthDelimited(8, name, t);
@@ -78,8 +81,8 @@ std::string Model(Change change) {
   for (size_t i = 0; i < w2.size(); ++i) w2[i] = change(w2[i], w1.size() + i);
   std::string graph;
   LengthDelimited(2, "fuzz_graph", graph);  // GraphProto.name
-  LengthDelimited(5, Tensor("w1", w1), graph);
-  LengthDelimited(5, Tensor("w2", w2), graph);
+  LengthDelimited(5, Tensor("w1", w1, {16, 16}), graph);
+  LengthDelimited(5, Tensor("w2", w2, {96}), graph);
   std::string model;
   Varint(1 << 3 | 0, model);  // ir_version
   Varint(8, model);
@@ -137,6 +140,16 @@ const std::string& QuantizedModel() {
 const std::string& SparselyChangedModel() {
   static const std::string* model =
       new std::string(Model([](float w, size_t i) { return i % 37 == 0 ? w * 1.5f : w; }));
+  return *model;
+}
+
+const std::string& LowRankModel() {
+  // w1 (16 x 16) + u v^T with u_r = (r - 8) / 64 and v_c = (c % 5) / 8; w2 unchanged.
+  static const std::string* model = new std::string(Model([](float w, size_t i) {
+    return i < 256
+               ? w + (static_cast<float>(i / 16) - 8.0f) / 64 * static_cast<float>(i % 16 % 5) / 8
+               : w;
+  }));
   return *model;
 }
 

@@ -23,6 +23,9 @@ const std::string& NewModel();
 const std::string& PrunedModel();
 const std::string& QuantizedModel();
 const std::string& SparselyChangedModel();
+// A rank-one update of the 16 x 16 matrix w1, as merging an adapter makes (the low-rank
+// prediction and its factors).
+const std::string& LowRankModel();
 
 // Apply(OldBlob(), patch): the bsdiff40 decoder and the EFDELTA1 container with match-zstd.
 absl::Status RunBsdiff40(std::string_view patch);

@@ -50,5 +50,7 @@ int main(int argc, char** argv) {
                   Codec::kTensor);
   ok &= WriteSeed(root / "tensor", "sparse", fuzz::OldModel(), fuzz::SparselyChangedModel(),
                   Codec::kTensor);
+  ok &= WriteSeed(root / "tensor", "low_rank", fuzz::OldModel(), fuzz::LowRankModel(),
+                  Codec::kTensor);
   return ok ? 0 : 1;
 }

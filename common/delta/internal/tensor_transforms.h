@@ -4,7 +4,10 @@
 //   - fine-tuning moves every weight a little: predict "unchanged" (XOR, or subtract);
 //   - magnitude pruning zeroes the weights below a threshold: predict zero below it;
 //   - quantize/dequantize (QDQ, fake-quant) snaps weights to a grid of integer multiples of a
-//     scale: predict the old weight snapped to the new tensor's grid.
+//     scale: predict the old weight snapped to the new tensor's grid;
+//   - merging a low-rank adapter (LoRA) adds a rank-r matrix: predict old + that matrix, whose
+//     factors travel with the tensor (low_rank.h); the prediction depends on the word's position,
+//     so the caller computes it and passes it in place of the old word.
 // The decoder must rebuild the encoder's prediction bit for bit, so predictions use only integer
 // operations or correctly rounded IEEE-754 double arithmetic, with every parameter validated.
 #pragma once
@@ -17,14 +20,15 @@ namespace edgefleet::delta::internal {
 
 // Stored in the tensor patch's table; the numbers are part of the format.
 enum class Transform : int {
-  kXor = 0,        // new ^ old
-  kZigzagSub = 1,  // zigzag(new - old), word-width two's complement
-  kLiteral = 2,    // new (no old counterpart)
-  kXorZero = 3,    // XOR, with "set to zero" coded as one marker in the top byte
-  kPruneXor = 4,   // new ^ (|old| <= threshold ? 0 : old), float32 words
-  kGridXor = 5,    // new ^ float32(clamp(rint(old / step), grid_min, grid_max) * step)
+  kXor = 0,         // new ^ old
+  kZigzagSub = 1,   // zigzag(new - old), word-width two's complement
+  kLiteral = 2,     // new (no old counterpart)
+  kXorZero = 3,     // XOR, with "set to zero" coded as one marker in the top byte
+  kPruneXor = 4,    // new ^ (|old| <= threshold ? 0 : old), float32 words
+  kGridXor = 5,     // new ^ float32(clamp(rint(old / step), grid_min, grid_max) * step)
+  kLowRankSub = 6,  // zigzag(new - p), p = the low-rank prediction, passed as the old word
 };
-inline constexpr int kTransformCount = 6;
+inline constexpr int kTransformCount = 7;
 
 // Parameters of the predicting transforms (zero for the others).
 struct TransformParams {

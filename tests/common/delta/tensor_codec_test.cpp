@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -105,6 +106,12 @@ def qdq_rows(t):
     return (np.clip(np.round(t / scale), -127, 127) * scale).astype(np.float32)
 save("qdq.onnx", [(n, qdq(t)) for n, t in base])
 save("qdq_rows.onnx", [(n, qdq_rows(t) if t.ndim == 2 else t) for n, t in base])
+# A rank-8 LoRA adapter merged into every weight matrix in float32: W + 2 * B @ A.
+def merge(t):
+    b = rng.normal(0.0, 0.05 * 0.05, size=(t.shape[0], 8)).astype(np.float32)
+    a = rng.normal(0.0, 0.05, size=(8, t.shape[1])).astype(np.float32)
+    return (t + np.float32(2) * (b @ a)).astype(np.float32)
+save("lora.onnx", [(n, merge(t) if t.ndim == 2 else t) for n, t in base])
 
 # Other element widths: float16 (2-byte words), int8 (bytes), double (split into 4-byte words).
 def save_plain(name, tensors):
@@ -360,6 +367,22 @@ TEST_F(TensorCodecTest, QuantizedModelsCostAFewKilobytesPerTensorOrChannelScale)
   }
 }
 
+TEST_F(TensorCodecTest, MergedLowRankAdapterCostsItsFactorsNotItsWeights) {
+  MakeModels();
+  const std::string base = Model("base.onnx");
+  const std::string next = Model("lora.onnx");
+  const uint64_t ours = RoundTrip(base, next, DiffOptions{}.zstd_level);
+  const uint64_t zstd =
+      ToolPatchSize("/usr/bin/zstd -q -f -19 --long=31 --patch-from=OLD NEW -o PATCH", base, next);
+  ASSERT_GT(zstd, 0u) << "zstd --patch-from failed";
+  std::cout << "lora.onnx (" << next.size() << " bytes): tensor " << ours
+            << ", zstd -19 --patch-from " << zstd << "\n";
+  // All 919,040 matrix weights changed. The factors are rank 8 x (rows + cols) floats, 120 KB
+  // over the four matrices; the merge's rounding adds about one bit per weight.
+  EXPECT_LT(ours, 300u * 1024);
+  EXPECT_LT(ours * 10, zstd);
+}
+
 TEST_F(TensorCodecTest, RoundTripsRawFloatFiles) {
   const std::string old_data = RandomFloats(300000, 11);
   // Same length: aligned by offset, far smaller than the file.
@@ -539,6 +562,19 @@ TEST_F(TensorCodecTest, DecodeRejectsHostileTablesWithoutAllocatingByThem) {
        {0, 1, 0, 8, 2 | (4 << 2), 0, uint64_t{1} << 40},
        92,
        "bad pruning"},
+      // Low rank: varint rank, varint rows, then the factors.
+      {"low rank of rank zero", {0, 1, 0, 8, 2 | (6 << 2), 0, 0, 1}, 92, "factor shape"},
+      {"low rank beyond the bound", {0, 1, 0, 8, 2 | (6 << 2), 0, 65, 1}, 92, "factor shape"},
+      {"low rank rows not dividing the words",
+       {0, 1, 0, 8, 2 | (6 << 2), 0, 1, 3},
+       92,
+       "factor shape"},
+      {"low rank of absurd rows", {0, 1, 0, 8, 2 | (6 << 2), 0, 1, huge}, 92, "factor shape"},
+      {"low rank on one-byte words",
+       {0, 1, 0, 8, 0 | (6 << 2), 0, 1, 1},
+       92,
+       "parameters out of range"},
+      {"low-rank factors missing", {0, 1, 0, 8, 2 | (6 << 2), 0, 1, 1}, 92, "ends early"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
@@ -562,9 +598,19 @@ TEST_F(TensorCodecTest, DecodeRejectsHostileTablesWithoutAllocatingByThem) {
   StringSink out;
   EXPECT_THAT(std::string(TensorDecode(old_data, bad_mask, 100, out).message()),
               ::testing::HasSubstr("sparse-plane mask"));
-  v1[3] = '\x03';
+  v1[3] = '\x04';
   EXPECT_THAT(std::string(TensorDecode(old_data, v1, 100, out).message()),
-              ::testing::HasSubstr("unknown format version 3"));
+              ::testing::HasSubstr("unknown format version 4"));
+  // A low-rank region (one row of two words, rank 1) whose factors hold a NaN.
+  std::string low_rank;
+  for (uint64_t v : {0, 1, 0, 8, 2 | (6 << 2), 0, 1, 1}) PutVarint(low_rank, v);
+  for (float f : {1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f}) {
+    low_rank.append(reinterpret_cast<const char*>(&f), sizeof(f));
+  }
+  EXPECT_THAT(std::string(TensorDecode(old_data, HandMadePayload(low_rank, residual.substr(0, 92)),
+                                       100, out)
+                              .message()),
+              ::testing::HasSubstr("not finite"));
 }
 
 }  // namespace

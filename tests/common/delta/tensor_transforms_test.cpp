@@ -22,23 +22,10 @@
 #include "common/delta/internal/tensor_planes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/common/delta/test_weights.h"
 
 namespace edgefleet::delta::internal {
 namespace {
-
-std::vector<float> Weights(size_t count, uint32_t seed, float sigma = 0.05f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, sigma);
-  std::vector<float> w(count);
-  for (float& v : w) v = dist(rng);
-  return w;
-}
-
-std::string Bytes(const std::vector<float>& w) {
-  std::string out(w.size() * sizeof(float), '\0');
-  std::memcpy(out.data(), w.data(), out.size());
-  return out;
-}
 
 float MaxAbs(const std::vector<float>& w) {
   float m = 0;

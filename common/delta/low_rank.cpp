@@ -1,0 +1,307 @@
+#include "common/delta/internal/low_rank.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <utility>
+
+namespace edgefleet::delta::internal {
+namespace {
+
+// Directions are added this many at a time (one pass over the matrix finds them, one more
+// measures what they capture).
+constexpr size_t kBlock = 8;
+// Rows looked at before deciding whether a full search is worth it.
+constexpr uint64_t kSampleRows = 512;
+constexpr uint64_t kMinDimension = 16;
+// A direction is signal when it captures this many times what a random direction captures of a
+// matrix with no structure (the energy left, spread evenly over the dimensions left).
+constexpr double kSignalFactor = 6;
+// Factors may take at most this fraction of the tensor's own size; more is not a low-rank update.
+constexpr uint64_t kMaxFactorShare = 2;
+
+float FloatAt(const char* words, uint64_t i) {
+  uint32_t bits;
+  std::memcpy(&bits, words + 4 * i, 4);
+  return std::bit_cast<float>(bits);
+}
+
+// new - old, element by element, in double (exact for two floats of similar magnitude).
+class UpdateView {
+ public:
+  UpdateView(std::string_view old_words, std::string_view new_words, uint64_t cols)
+      : old_(old_words.data()), new_(new_words.data()), cols_(cols) {}
+
+  uint64_t cols() const { return cols_; }
+  double At(uint64_t row, uint64_t col) const {
+    const uint64_t i = row * cols_ + col;
+    return static_cast<double>(FloatAt(new_, i)) - static_cast<double>(FloatAt(old_, i));
+  }
+
+ private:
+  const char* old_;
+  const char* new_;
+  uint64_t cols_;
+};
+
+double Dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+// Orthonormal directions q (over a set of rows) and what each captures, v = q^T D (over all
+// columns), with the change that is left once they are taken out.
+class Directions {
+ public:
+  Directions(const UpdateView& d, const std::vector<uint64_t>& rows) : d_(d), rows_(rows) {}
+
+  size_t rank() const { return q_.size(); }
+  double Q(size_t t, size_t r) const { return q_[t][r]; }
+  double V(size_t t, uint64_t j) const { return vt_[j * kMaxLowRank + t]; }
+
+  // Row r of the set: the change left once the directions so far are taken out, into `out`.
+  // Computing it directly (not as total energy minus captured energy) keeps the noise floor
+  // measurable: it is about 1e-12 of the energy of a merged adapter.
+  void Residual(size_t r, std::vector<double>& out) const {
+    std::array<double, kMaxLowRank> qr{};
+    for (size_t t = 0; t < q_.size(); ++t) qr[t] = q_[t][r];
+    for (uint64_t j = 0; j < d_.cols(); ++j) {
+      const double* v = &vt_[j * kMaxLowRank];
+      double x = d_.At(rows_[r], j);
+      for (size_t t = 0; t < q_.size(); ++t) x -= qr[t] * v[t];
+      out[j] = x;
+    }
+  }
+
+  void Add(std::vector<double> q, const std::vector<double>& v) {
+    if (vt_.empty()) vt_.assign(d_.cols() * kMaxLowRank, 0.0);
+    for (uint64_t j = 0; j < d_.cols(); ++j) vt_[j * kMaxLowRank + q_.size()] = v[j];
+    q_.push_back(std::move(q));
+  }
+
+  const std::vector<std::vector<double>>& q() const { return q_; }
+
+ private:
+  const UpdateView& d_;
+  const std::vector<uint64_t>& rows_;
+  std::vector<std::vector<double>> q_;
+  std::vector<double> vt_;  // cols x kMaxLowRank
+};
+
+// One round of the range finder over what the directions found so far leave (R): products with
+// R in both directions, each one pass over the matrix.
+class RangeRound {
+ public:
+  explicit RangeRound(const Directions& found, uint64_t cols, size_t n)
+      : found_(found), cols_(cols), n_(n), residual_(cols) {}
+
+  // Y = R * right (right: cols x kBlock, row-major), as kBlock columns over the rows; also
+  // measures R's energy.
+  std::array<std::vector<double>, kBlock> TimesRight(const std::vector<double>& right) {
+    std::array<std::vector<double>, kBlock> y;
+    for (auto& col : y) col.assign(n_, 0.0);
+    energy_ = 0;
+    for (size_t r = 0; r < n_; ++r) {
+      found_.Residual(r, residual_);
+      std::array<double, kBlock> acc{};
+      for (uint64_t j = 0; j < cols_; ++j) {
+        const double x = residual_[j];
+        energy_ += x * x;
+        const double* w = &right[j * kBlock];
+        for (size_t t = 0; t < kBlock; ++t) acc[t] += x * w[t];
+      }
+      for (size_t t = 0; t < kBlock; ++t) y[t][r] = acc[t];
+    }
+    return y;
+  }
+
+  // q^T R for each direction q of `block`, as cols x kBlock, row-major.
+  std::vector<double> LeftTimes(const std::vector<std::vector<double>>& block) {
+    std::vector<double> m(cols_ * kBlock, 0.0);
+    for (size_t r = 0; r < n_; ++r) {
+      found_.Residual(r, residual_);
+      std::array<double, kBlock> qr{};
+      for (size_t t = 0; t < block.size(); ++t) qr[t] = block[t][r];
+      for (uint64_t j = 0; j < cols_; ++j) {
+        double* out = &m[j * kBlock];
+        for (size_t t = 0; t < kBlock; ++t) out[t] += qr[t] * residual_[j];
+      }
+    }
+    return m;
+  }
+
+  // The first `width` columns of y, orthonormal against the directions found and each other
+  // (twice: one Gram-Schmidt pass leaves what rounding put back in); spanned ones are dropped.
+  std::vector<std::vector<double>> Orthonormalize(std::array<std::vector<double>, kBlock> y,
+                                                  size_t width) const {
+    std::vector<std::vector<double>> block;
+    for (size_t t = 0; t < width; ++t) {
+      std::vector<double>& col = y[t];
+      const double before = std::sqrt(Dot(col, col));
+      for (int pass = 0; pass < 2; ++pass) {
+        for (const std::vector<std::vector<double>>* qs : {&found_.q(), &std::as_const(block)}) {
+          for (const auto& q : *qs) {
+            const double c = Dot(q, col);
+            for (size_t i = 0; i < n_; ++i) col[i] -= c * q[i];
+          }
+        }
+      }
+      const double norm = std::sqrt(Dot(col, col));
+      if (!(norm > 1e-10 * before)) continue;
+      for (double& x : col) x /= norm;
+      block.push_back(std::move(col));
+    }
+    return block;
+  }
+
+  double energy() const { return energy_; }
+
+ private:
+  const Directions& found_;
+  uint64_t cols_;
+  size_t n_;
+  std::vector<double> residual_;
+  double energy_ = 0;
+};
+
+// The randomized range finder over the rows `rows` of `d`: adds up to kBlock directions per
+// round, keeps those that are signal, and stops at the first round that is not all signal, at
+// `max_rank`, or after `max_rounds`. With `refine`, each round takes one power-iteration step:
+// without it, the rounding noise of the merge tilts the directions found enough to leave some
+// of the update behind (about 1e-10 of its energy, a hundred times the noise). Returns nullopt
+// when the change is not finite.
+std::optional<Directions> FindDirections(const UpdateView& d, const std::vector<uint64_t>& rows,
+                                         uint32_t max_rank, int max_rounds, bool refine) {
+  const uint64_t cols = d.cols();
+  const size_t n = rows.size();
+  const double dimensions = static_cast<double>(std::min<uint64_t>(n, cols));
+  std::mt19937_64 rng(0x5eed1f0);
+  std::normal_distribution<double> gaussian;
+  std::vector<double> omega(cols * kBlock);
+  Directions found(d, rows);
+  for (int round = 0; round < max_rounds && found.rank() < max_rank; ++round) {
+    const size_t width = std::min<size_t>(kBlock, max_rank - found.rank());
+    for (double& w : omega) w = gaussian(rng);
+    RangeRound pass(found, cols, n);
+    std::vector<std::vector<double>> block = pass.Orthonormalize(pass.TimesRight(omega), width);
+    const double left = pass.energy();
+    if (!std::isfinite(left)) return std::nullopt;
+    if (block.empty() || left == 0) break;
+    std::vector<double> measured = pass.LeftTimes(block);
+    if (refine) {
+      block = pass.Orthonormalize(pass.TimesRight(measured), block.size());
+      if (block.empty()) break;
+      measured = pass.LeftTimes(block);
+    }
+    // A direction is signal when it captures far more than the energy left once the whole round
+    // is taken out would give each remaining dimension.
+    std::vector<std::vector<double>> v(block.size(), std::vector<double>(cols));
+    std::vector<double> captured(block.size(), 0.0);
+    double round_captured = 0;
+    for (size_t t = 0; t < block.size(); ++t) {
+      for (uint64_t j = 0; j < cols; ++j) {
+        v[t][j] = measured[j * kBlock + t];
+        captured[t] += v[t][j] * v[t][j];
+      }
+      round_captured += captured[t];
+    }
+    const double noise_per_direction =
+        std::max(left - round_captured, 0.0) /
+        std::max(1.0, dimensions - static_cast<double>(found.rank() + block.size()));
+    bool all_signal = true;
+    for (size_t t = 0; t < block.size(); ++t) {
+      if (captured[t] > kSignalFactor * noise_per_direction) {
+        found.Add(std::move(block[t]), v[t]);
+      } else {
+        all_signal = false;
+      }
+    }
+    if (!all_signal) break;
+  }
+  return found;
+}
+
+}  // namespace
+
+bool LowRankShapeValid(uint64_t rows, uint64_t cols, uint32_t rank) {
+  if (rows == 0 || cols == 0 || rank == 0 || rank > kMaxLowRank) return false;
+  if (rows > kMaxLowRankFactorBytes || cols > kMaxLowRankFactorBytes) return false;
+  return uint64_t{rank} * (rows + cols) * sizeof(float) <= kMaxLowRankFactorBytes;
+}
+
+std::optional<LowRankFactors> FindLowRankUpdate(std::string_view old_words,
+                                                std::string_view new_words, uint64_t rows) {
+  if (rows == 0 || old_words.size() != new_words.size() || old_words.size() % 4 != 0) {
+    return std::nullopt;
+  }
+  const uint64_t words = old_words.size() / 4;
+  if (words % rows != 0) return std::nullopt;
+  const uint64_t cols = words / rows;
+  if (rows < kMinDimension || cols < kMinDimension) return std::nullopt;
+  // The factors must stay well below the tensor and within what a decoder accepts.
+  const uint64_t budget = std::min(kMaxLowRankFactorBytes, old_words.size() / kMaxFactorShare);
+  const auto max_rank = static_cast<uint32_t>(
+      std::min<uint64_t>(kMaxLowRank, budget / (sizeof(float) * (rows + cols))));
+  if (max_rank == 0) return std::nullopt;
+
+  const UpdateView d(old_words, new_words, cols);
+  if (rows > kSampleRows) {
+    std::vector<uint64_t> sample(kSampleRows);
+    for (uint64_t s = 0; s < kSampleRows; ++s) sample[s] = s * rows / kSampleRows;
+    std::optional<Directions> probe = FindDirections(d, sample, max_rank, 1, /*refine=*/false);
+    if (!probe || probe->rank() == 0) return std::nullopt;
+  }
+  std::vector<uint64_t> all(rows);
+  for (uint64_t i = 0; i < rows; ++i) all[i] = i;
+  std::optional<Directions> found =
+      FindDirections(d, all, max_rank, kMaxLowRank / kBlock, /*refine=*/true);
+  if (!found || found->rank() == 0) return std::nullopt;
+
+  LowRankFactors f;
+  f.rows = rows;
+  f.cols = cols;
+  f.rank = static_cast<uint32_t>(found->rank());
+  f.u.resize(rows * f.rank);
+  f.vt.resize(cols * f.rank);
+  for (uint32_t t = 0; t < f.rank; ++t) {
+    for (uint64_t i = 0; i < rows; ++i) f.u[i * f.rank + t] = static_cast<float>(found->Q(t, i));
+    for (uint64_t j = 0; j < cols; ++j) f.vt[j * f.rank + t] = static_cast<float>(found->V(t, j));
+  }
+  for (const std::vector<float>* factor : {&f.u, &f.vt}) {
+    for (float x : *factor) {
+      if (!std::isfinite(x)) return std::nullopt;
+    }
+  }
+  return f;
+}
+
+uint32_t PredictLowRankWord(const LowRankFactors& factors, uint32_t old_bits, uint64_t index) {
+  const float old_value = std::bit_cast<float>(old_bits);
+  if (!std::isfinite(old_value)) return old_bits;
+  const uint64_t row = index / factors.cols;
+  const uint64_t col = index % factors.cols;
+  const float* u = &factors.u[row * factors.rank];
+  const float* v = &factors.vt[col * factors.rank];
+  double change = 0;
+  for (uint32_t t = 0; t < factors.rank; ++t) {
+    change += static_cast<double>(u[t]) * static_cast<double>(v[t]);
+  }
+  const auto predicted = static_cast<float>(static_cast<double>(old_value) + change);
+  return std::isfinite(predicted) ? std::bit_cast<uint32_t>(predicted) : old_bits;
+}
+
+void PredictLowRankWords(const LowRankFactors& factors, const char* old_words, uint64_t first,
+                         uint64_t count, char* predicted_words) {
+  for (uint64_t i = 0; i < count; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, old_words + 4 * i, 4);
+    bits = PredictLowRankWord(factors, bits, first + i);
+    std::memcpy(predicted_words + 4 * i, &bits, 4);
+  }
+}
+
+}  // namespace edgefleet::delta::internal

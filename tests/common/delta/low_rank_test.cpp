@@ -1,0 +1,136 @@
+// Tests of the low-rank prediction: a merged adapter (W + B * A, computed in float32 as training
+// frameworks do) must be found at its true rank and predict nearly every new weight exactly; a
+// fine-tune, an unchanged matrix and non-finite changes must not be taken for one; and the
+// prediction must be the documented arithmetic, with non-finite weights predicting themselves.
+#include "common/delta/internal/low_rank.h"
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/common/delta/test_weights.h"
+
+namespace edgefleet::delta::internal {
+namespace {
+
+// W + (alpha / r) * B * A with B rows x r and A r x cols, every step in float32.
+std::vector<float> MergeAdapter(const std::vector<float>& w, size_t rows, size_t cols, size_t r,
+                                uint32_t seed) {
+  const std::vector<float> b = Weights(rows * r, seed, 0.05f * 0.05f);
+  const std::vector<float> a = Weights(r * cols, seed + 1, 0.05f);
+  std::vector<float> merged(w.size());
+  for (size_t i = 0; i < rows; ++i) {
+    for (size_t j = 0; j < cols; ++j) {
+      float product = 0;
+      for (size_t t = 0; t < r; ++t) product += b[i * r + t] * a[t * cols + j];
+      merged[i * cols + j] = w[i * cols + j] + 2.0f * product;
+    }
+  }
+  return merged;
+}
+
+// Fraction of words whose prediction is the new word exactly.
+double ExactFraction(const LowRankFactors& f, const std::string& old_words,
+                     const std::string& new_words) {
+  std::string predicted(old_words.size(), '\0');
+  PredictLowRankWords(f, old_words.data(), 0, old_words.size() / 4, predicted.data());
+  size_t exact = 0;
+  for (size_t i = 0; i < old_words.size(); i += 4) {
+    exact += std::memcmp(predicted.data() + i, new_words.data() + i, 4) == 0;
+  }
+  return static_cast<double>(exact) / static_cast<double>(old_words.size() / 4);
+}
+
+TEST(LowRankTest, FindsAMergedAdapterAtItsRankAndPredictsMostWeightsExactly) {
+  uint32_t seed = 3;
+  for (auto [rows, cols, rank] : {std::tuple<size_t, size_t, uint32_t>{600, 700, 8},
+                                  {300, 128, 4},
+                                  {209, 209, 32},
+                                  {1000, 64, 16}}) {
+    SCOPED_TRACE(testing::Message() << rows << " x " << cols << ", rank " << rank);
+    const std::vector<float> w = Weights(rows * cols, seed++);
+    const std::string old_words = Bytes(w);
+    const std::string new_words = Bytes(MergeAdapter(w, rows, cols, rank, seed++));
+    const std::optional<LowRankFactors> f = FindLowRankUpdate(old_words, new_words, rows);
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->rank, rank);
+    EXPECT_EQ(f->rows, rows);
+    EXPECT_EQ(f->cols, cols);
+    EXPECT_EQ(f->u.size(), rows * rank);
+    EXPECT_EQ(f->vt.size(), cols * rank);
+    // Unchanged weights predict about 0% (every weight moved); the rest is the merge's rounding.
+    EXPECT_GT(ExactFraction(*f, old_words, new_words), 0.75);
+  }
+}
+
+TEST(LowRankTest, AFineTuneAnUnchangedMatrixOrNonFiniteChangesAreNotLowRank) {
+  const size_t rows = 700, cols = 300;
+  const std::vector<float> w = Weights(rows * cols, 5);
+  std::vector<float> tuned = w;
+  const std::vector<float> noise = Weights(rows * cols, 6, 1e-3f);
+  for (size_t i = 0; i < tuned.size(); ++i) tuned[i] *= 1.0f + noise[i];
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(tuned), rows).has_value());
+  // Small matrices are searched in full (no row sample): still no structure found.
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w).substr(0, 200 * 300 * 4),
+                                 Bytes(tuned).substr(0, 200 * 300 * 4), 200)
+                   .has_value());
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(w), rows).has_value());
+
+  std::vector<float> merged = MergeAdapter(w, rows, cols, 4, 7);
+  ASSERT_TRUE(FindLowRankUpdate(Bytes(w), Bytes(merged), rows).has_value());
+  merged[12345] = std::numeric_limits<float>::infinity();
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), rows).has_value());
+  merged[12345] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), rows).has_value());
+  // Shapes that are not a matrix of at least 16 x 16, or rows that do not divide the words.
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), 0).has_value());
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), 701).has_value());
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), rows * cols / 8).has_value());
+}
+
+TEST(LowRankTest, PredictionIsOldPlusTheProductInDoubleThenFloat) {
+  LowRankFactors f;
+  f.rows = 2;
+  f.cols = 3;
+  f.rank = 2;
+  f.u = {0.5f, -1.0f, 2.0f, 0.25f};              // rows x rank
+  f.vt = {1.0f, 1.0f, 0.1f, 3.0f, -2.0f, 0.0f};  // cols x rank
+  const float old_value = 1.5f;
+  // Row 1, column 1: 2.0 * 0.1 + 0.25 * 3.0 in double, added to the old value, then to float.
+  const double change = 2.0 * static_cast<double>(0.1f) + 0.25 * 3.0;
+  const float expected = static_cast<float>(static_cast<double>(old_value) + change);
+  EXPECT_EQ(PredictLowRankWord(f, std::bit_cast<uint32_t>(old_value), 4),
+            std::bit_cast<uint32_t>(expected));
+  // Non-finite old weights, and predictions beyond float range, predict the old word.
+  for (float v : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
+                  -std::numeric_limits<float>::infinity()}) {
+    EXPECT_EQ(PredictLowRankWord(f, std::bit_cast<uint32_t>(v), 0), std::bit_cast<uint32_t>(v));
+  }
+  f.u[0] = 3e38f;
+  f.vt[0] = 3e38f;
+  const uint32_t big = std::bit_cast<uint32_t>(1.0f);
+  EXPECT_EQ(PredictLowRankWord(f, big, 0), big);
+}
+
+TEST(LowRankTest, ShapeBoundsKeepTheDecodersFactorsWithinFourMebibytes) {
+  EXPECT_TRUE(LowRankShapeValid(4096, 4096, 64));  // 2 MiB of factors
+  EXPECT_TRUE(LowRankShapeValid(1, 1, 1));
+  EXPECT_FALSE(LowRankShapeValid(0, 10, 1));
+  EXPECT_FALSE(LowRankShapeValid(10, 0, 1));
+  EXPECT_FALSE(LowRankShapeValid(10, 10, 0));
+  EXPECT_FALSE(LowRankShapeValid(10, 10, kMaxLowRank + 1));
+  EXPECT_TRUE(LowRankShapeValid(8192, 8192, 64));   // 4 MiB exactly
+  EXPECT_FALSE(LowRankShapeValid(8192, 8193, 64));  // 256 bytes more
+  EXPECT_FALSE(LowRankShapeValid(uint64_t{1} << 62, 1, 1));
+  EXPECT_FALSE(LowRankShapeValid(1, ~uint64_t{0}, 1));
+}
+
+}  // namespace
+}  // namespace edgefleet::delta::internal
