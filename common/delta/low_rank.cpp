@@ -18,8 +18,12 @@ constexpr size_t kBlock = 8;
 constexpr uint64_t kSampleRows = 512;
 constexpr uint64_t kMinDimension = 16;
 // A direction is signal when it captures this many times what a random direction captures of a
-// matrix with no structure (the energy left, spread evenly over the dimensions left).
+// matrix with no structure (the energy left, spread evenly over the dimensions left). The test in
+// each round sees that energy blurred by what the round itself captures, so it is lenient; the
+// final one measures it exactly and allows for the power step, which steers directions towards
+// the noise's largest singular values (about 4 times the average for a square matrix).
 constexpr double kSignalFactor = 6;
+constexpr double kFinalSignalFactor = 16;
 // Factors may take at most this fraction of the tensor's own size; more is not a low-rank update.
 constexpr uint64_t kMaxFactorShare = 2;
 
@@ -36,6 +40,20 @@ class UpdateView {
       : old_(old_words.data()), new_(new_words.data()), cols_(cols) {}
 
   uint64_t cols() const { return cols_; }
+
+  // The energy of rounding the exact merge to float32 (a uniform error of one unit in the last
+  // place of each new weight): structure below it is not worth sending.
+  double RoundingEnergy(uint64_t row) const {
+    double e = 0;
+    for (uint64_t j = 0; j < cols_; ++j) {
+      uint32_t bits;
+      std::memcpy(&bits, new_ + 4 * (row * cols_ + j), 4);
+      const int exponent = std::max(1, static_cast<int>((bits >> 23) & 0xff));
+      const double ulp = std::ldexp(1.0, exponent - 127 - 23);
+      e += ulp * ulp / 12;
+    }
+    return e;
+  }
   double At(uint64_t row, uint64_t col) const {
     const uint64_t i = row * cols_ + col;
     return static_cast<double>(FloatAt(new_, i)) - static_cast<double>(FloatAt(old_, i));
@@ -67,20 +85,51 @@ class Directions {
   // Computing it directly (not as total energy minus captured energy) keeps the noise floor
   // measurable: it is about 1e-12 of the energy of a merged adapter.
   void Residual(size_t r, std::vector<double>& out) const {
+    for (uint64_t j = 0; j < d_.cols(); ++j) out[j] = d_.At(rows_[r], j);
+    if (q_.empty()) return;
     std::array<double, kMaxLowRank> qr{};
     for (size_t t = 0; t < q_.size(); ++t) qr[t] = q_[t][r];
     for (uint64_t j = 0; j < d_.cols(); ++j) {
       const double* v = &vt_[j * kMaxLowRank];
-      double x = d_.At(rows_[r], j);
-      for (size_t t = 0; t < q_.size(); ++t) x -= qr[t] * v[t];
-      out[j] = x;
+      for (size_t t = 0; t < q_.size(); ++t) out[j] -= qr[t] * v[t];
     }
   }
 
-  void Add(std::vector<double> q, const std::vector<double>& v) {
+  // Adds direction q, which captures v (its energy: `captured`).
+  void Add(std::vector<double> q, const std::vector<double>& v, double captured) {
     if (vt_.empty()) vt_.assign(d_.cols() * kMaxLowRank, 0.0);
     for (uint64_t j = 0; j < d_.cols(); ++j) vt_[j * kMaxLowRank + q_.size()] = v[j];
     q_.push_back(std::move(q));
+    captured_.push_back(captured);
+  }
+
+  // The energy of what the directions leave, summed over the set's rows.
+  double LeftEnergy() const {
+    std::vector<double> residual(d_.cols());
+    double left = 0;
+    for (size_t r = 0; r < rows_.size(); ++r) {
+      Residual(r, residual);
+      for (double x : residual) left += x * x;
+    }
+    return left;
+  }
+
+  // Drops the directions that capture no more than `energy`.
+  void DropAtOrBelow(double energy) {
+    size_t kept = 0;
+    for (size_t t = 0; t < q_.size(); ++t) {
+      if (captured_[t] <= energy) continue;
+      if (kept != t) {
+        q_[kept] = std::move(q_[t]);
+        captured_[kept] = captured_[t];
+        for (uint64_t j = 0; j < d_.cols(); ++j) {
+          vt_[j * kMaxLowRank + kept] = vt_[j * kMaxLowRank + t];
+        }
+      }
+      ++kept;
+    }
+    q_.resize(kept);
+    captured_.resize(kept);
   }
 
   const std::vector<std::vector<double>>& q() const { return q_; }
@@ -90,6 +139,7 @@ class Directions {
   const std::vector<uint64_t>& rows_;
   std::vector<std::vector<double>> q_;
   std::vector<double> vt_;  // cols x kMaxLowRank
+  std::vector<double> captured_;
 };
 
 // One round of the range finder over what the directions found so far leave (R): products with
@@ -183,6 +233,9 @@ std::optional<Directions> FindDirections(const UpdateView& d, const std::vector<
   std::normal_distribution<double> gaussian;
   std::vector<double> omega(cols * kBlock);
   Directions found(d, rows);
+  double rounding = 0;
+  for (uint64_t row : rows) rounding += d.RoundingEnergy(row);
+  const double rounding_per_direction = rounding / dimensions;
   for (int round = 0; round < max_rounds && found.rank() < max_rank; ++round) {
     const size_t width = std::min<size_t>(kBlock, max_rank - found.rank());
     for (double& w : omega) w = gaussian(rng);
@@ -210,17 +263,27 @@ std::optional<Directions> FindDirections(const UpdateView& d, const std::vector<
       round_captured += captured[t];
     }
     const double noise_per_direction =
-        std::max(left - round_captured, 0.0) /
-        std::max(1.0, dimensions - static_cast<double>(found.rank() + block.size()));
+        std::max(rounding_per_direction,
+                 std::max(left - round_captured, 0.0) /
+                     std::max(1.0, dimensions - static_cast<double>(found.rank() + block.size())));
     bool all_signal = true;
     for (size_t t = 0; t < block.size(); ++t) {
       if (captured[t] > kSignalFactor * noise_per_direction) {
-        found.Add(std::move(block[t]), v[t]);
+        found.Add(std::move(block[t]), v[t], captured[t]);
       } else {
         all_signal = false;
       }
     }
     if (!all_signal) break;
+  }
+  if (refine && found.rank() != 0) {
+    // The test above measures the noise by subtraction, which cancellation blurs once nearly all
+    // of an update is captured; measured directly, directions no better than noise are dropped.
+    const double left = found.LeftEnergy();
+    found.DropAtOrBelow(
+        kFinalSignalFactor *
+        std::max(rounding_per_direction,
+                 left / std::max(1.0, dimensions - static_cast<double>(found.rank()))));
   }
   return found;
 }

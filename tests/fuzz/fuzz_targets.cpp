@@ -74,14 +74,14 @@ std::string Tensor(const std::string& name, const std::vector<float>& values,
 template <typename Change>
 std::string Model(Change change) {
   uint32_t seed = 7;
-  std::vector<float> w1(256), w2(96);
+  std::vector<float> w1(1024), w2(96);
   for (float& w : w1) w = static_cast<float>(Next(seed) % 2000) / 1000.0f - 1.0f;
   for (float& w : w2) w = static_cast<float>(Next(seed) % 2000) / 1000.0f - 1.0f;
   for (size_t i = 0; i < w1.size(); ++i) w1[i] = change(w1[i], i);
   for (size_t i = 0; i < w2.size(); ++i) w2[i] = change(w2[i], w1.size() + i);
   std::string graph;
   LengthDelimited(2, "fuzz_graph", graph);  // GraphProto.name
-  LengthDelimited(5, Tensor("w1", w1, {16, 16}), graph);
+  LengthDelimited(5, Tensor("w1", w1, {32, 32}), graph);
   LengthDelimited(5, Tensor("w2", w2, {96}), graph);
   std::string model;
   Varint(1 << 3 | 0, model);  // ir_version
@@ -144,11 +144,10 @@ const std::string& SparselyChangedModel() {
 }
 
 const std::string& LowRankModel() {
-  // w1 (16 x 16) + u v^T with u_r = (r - 8) / 64 and v_c = (c % 5) / 8; w2 unchanged.
+  // w1 (32 x 32) + u v^T with u_r = (r - 16) / 128 and v_c = (c % 5 + 1) / 8; w2 unchanged.
   static const std::string* model = new std::string(Model([](float w, size_t i) {
-    return i < 256
-               ? w + (static_cast<float>(i / 16) - 8.0f) / 64 * static_cast<float>(i % 16 % 5) / 8
-               : w;
+    if (i >= 1024) return w;
+    return w + (static_cast<float>(i / 32) - 16.0f) / 128 * static_cast<float>(i % 32 % 5 + 1) / 8;
   }));
   return *model;
 }

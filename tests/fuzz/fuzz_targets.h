@@ -23,7 +23,7 @@ const std::string& NewModel();
 const std::string& PrunedModel();
 const std::string& QuantizedModel();
 const std::string& SparselyChangedModel();
-// A rank-one update of the 16 x 16 matrix w1, as merging an adapter makes (the low-rank
+// A rank-one update of the 32 x 32 matrix w1, as merging an adapter makes (the low-rank
 // prediction and its factors).
 const std::string& LowRankModel();
 
