@@ -27,41 +27,118 @@ constexpr double kFinalSignalFactor = 16;
 // Factors may take at most this fraction of the tensor's own size; more is not a low-rank update.
 constexpr uint64_t kMaxFactorShare = 2;
 
-float FloatAt(const char* words, uint64_t i) {
-  uint32_t bits;
-  std::memcpy(&bits, words + 4 * i, 4);
-  return std::bit_cast<float>(bits);
+uint32_t WordAt(const char* words, int width, uint64_t i) {
+  uint32_t bits = 0;
+  for (int k = 0; k < width; ++k) {
+    bits |= uint32_t{static_cast<uint8_t>(words[i * width + k])} << (8 * k);
+  }
+  return bits;
 }
+
+void StoreWordAt(char* words, int width, uint64_t i, uint32_t bits) {
+  for (int k = 0; k < width; ++k) words[i * width + k] = static_cast<char>(bits >> (8 * k));
+}
+
+// IEEE-754 binary16 and binary32 words, read exactly into doubles and rounded back with integer
+// operations or correctly rounded conversions only.
+struct FloatFormat {
+  int exponent_bits;
+  int mantissa_bits;
+
+  int bias() const { return (1 << (exponent_bits - 1)) - 1; }
+  int max_exponent() const { return (1 << exponent_bits) - 1; }
+  int Exponent(uint32_t bits) const {
+    return static_cast<int>((bits >> mantissa_bits) & static_cast<uint32_t>(max_exponent()));
+  }
+  bool Finite(uint32_t bits) const { return Exponent(bits) != max_exponent(); }
+
+  bool IsFloat32() const { return exponent_bits == 8 && mantissa_bits == 23; }
+
+  // The value of finite `bits`.
+  double Value(uint32_t bits) const {
+    if (IsFloat32()) return std::bit_cast<float>(bits);
+    const uint32_t mantissa = bits & ((uint32_t{1} << mantissa_bits) - 1);
+    const int e = Exponent(bits);
+    const double magnitude =
+        e == 0 ? std::ldexp(mantissa, 1 - bias() - mantissa_bits)
+               : std::ldexp(mantissa | (uint32_t{1} << mantissa_bits), e - bias() - mantissa_bits);
+    return (bits >> (exponent_bits + mantissa_bits)) != 0 ? -magnitude : magnitude;
+  }
+
+  // One unit in the last place of `bits`.
+  double Ulp(uint32_t bits) const {
+    return std::ldexp(1.0, std::max(1, Exponent(bits)) - bias() - mantissa_bits);
+  }
+
+  // `value` rounded to nearest (ties to even), or nullopt beyond the largest finite value.
+  // Scaling by powers of two, floor and subtraction below are all exact in double; float32 has
+  // the hardware's conversion, which is the same rounding (and much faster).
+  std::optional<uint32_t> Round(double value) const {
+    const double largest = std::ldexp(2.0 - std::ldexp(1.0, -mantissa_bits), bias());
+    if (!(std::fabs(value) <= largest)) return std::nullopt;
+    if (IsFloat32()) return std::bit_cast<uint32_t>(static_cast<float>(value));
+    const uint32_t sign = std::signbit(value) ? uint32_t{1} << (exponent_bits + mantissa_bits) : 0;
+    const double magnitude = std::fabs(value);
+    if (magnitude == 0) return sign;
+    int e2;
+    std::frexp(magnitude, &e2);  // magnitude in [2^(e2-1), 2^e2)
+    // The result's unbiased exponent (subnormals share the smallest) and its unit in the last
+    // place; magnitude / unit is below 2^(mantissa_bits + 1).
+    const int exponent = std::max(e2 - 1, 1 - bias());
+    const double units = std::ldexp(magnitude, mantissa_bits - exponent);
+    double whole = std::floor(units);
+    const double rest = units - whole;
+    if (rest > 0.5 || (rest == 0.5 && std::fmod(whole, 2.0) == 1.0)) whole += 1;
+    // Exponent field above the implicit bit's; a carry out of the mantissa lands in it.
+    const uint32_t code = (static_cast<uint32_t>(exponent + bias() - 1) << mantissa_bits) +
+                          static_cast<uint32_t>(whole);
+    if (Exponent(code) == max_exponent()) return std::nullopt;
+    return sign | code;
+  }
+};
+
+constexpr FloatFormat kFloat16{5, 10};
+constexpr FloatFormat kFloat32{8, 23};
+
+const FloatFormat& FormatOf(int width) { return width == 2 ? kFloat16 : kFloat32; }
 
 // new - old, element by element, in double (exact for two floats of similar magnitude).
 class UpdateView {
  public:
-  UpdateView(std::string_view old_words, std::string_view new_words, uint64_t cols)
-      : old_(old_words.data()), new_(new_words.data()), cols_(cols) {}
+  UpdateView(std::string_view old_words, std::string_view new_words, int width, uint64_t cols)
+      : old_(old_words.data()),
+        new_(new_words.data()),
+        width_(width),
+        format_(FormatOf(width)),
+        cols_(cols) {}
 
   uint64_t cols() const { return cols_; }
 
-  // The energy of rounding the exact merge to float32 (a uniform error of one unit in the last
-  // place of each new weight): structure below it is not worth sending.
+  // The energy of rounding the exact merge to the word format (a uniform error of one unit in
+  // the last place of each new weight): structure below it is not worth sending.
   double RoundingEnergy(uint64_t row) const {
     double e = 0;
     for (uint64_t j = 0; j < cols_; ++j) {
-      uint32_t bits;
-      std::memcpy(&bits, new_ + 4 * (row * cols_ + j), 4);
-      const int exponent = std::max(1, static_cast<int>((bits >> 23) & 0xff));
-      const double ulp = std::ldexp(1.0, exponent - 127 - 23);
+      const double ulp = format_.Ulp(WordAt(new_, width_, row * cols_ + j));
       e += ulp * ulp / 12;
     }
     return e;
   }
+
+  // NaN where either word is not finite.
   double At(uint64_t row, uint64_t col) const {
     const uint64_t i = row * cols_ + col;
-    return static_cast<double>(FloatAt(new_, i)) - static_cast<double>(FloatAt(old_, i));
+    const uint32_t n = WordAt(new_, width_, i);
+    const uint32_t o = WordAt(old_, width_, i);
+    if (!format_.Finite(n) || !format_.Finite(o)) return std::nan("");
+    return format_.Value(n) - format_.Value(o);
   }
 
  private:
   const char* old_;
   const char* new_;
+  int width_;
+  const FloatFormat& format_;
   uint64_t cols_;
 };
 
@@ -297,11 +374,13 @@ bool LowRankShapeValid(uint64_t rows, uint64_t cols, uint32_t rank) {
 }
 
 std::optional<LowRankFactors> FindLowRankUpdate(std::string_view old_words,
-                                                std::string_view new_words, uint64_t rows) {
-  if (rows == 0 || old_words.size() != new_words.size() || old_words.size() % 4 != 0) {
+                                                std::string_view new_words, int width,
+                                                uint64_t rows) {
+  if (rows == 0 || (width != 2 && width != 4) || old_words.size() != new_words.size() ||
+      old_words.size() % width != 0) {
     return std::nullopt;
   }
-  const uint64_t words = old_words.size() / 4;
+  const uint64_t words = old_words.size() / width;
   if (words % rows != 0) return std::nullopt;
   const uint64_t cols = words / rows;
   if (rows < kMinDimension || cols < kMinDimension) return std::nullopt;
@@ -311,7 +390,7 @@ std::optional<LowRankFactors> FindLowRankUpdate(std::string_view old_words,
       std::min<uint64_t>(kMaxLowRank, budget / (sizeof(float) * (rows + cols))));
   if (max_rank == 0) return std::nullopt;
 
-  const UpdateView d(old_words, new_words, cols);
+  const UpdateView d(old_words, new_words, width, cols);
   if (rows > kSampleRows) {
     std::vector<uint64_t> sample(kSampleRows);
     for (uint64_t s = 0; s < kSampleRows; ++s) sample[s] = s * rows / kSampleRows;
@@ -325,6 +404,7 @@ std::optional<LowRankFactors> FindLowRankUpdate(std::string_view old_words,
   if (!found || found->rank() == 0) return std::nullopt;
 
   LowRankFactors f;
+  f.width = width;
   f.rows = rows;
   f.cols = cols;
   f.rank = static_cast<uint32_t>(found->rank());
@@ -343,8 +423,8 @@ std::optional<LowRankFactors> FindLowRankUpdate(std::string_view old_words,
 }
 
 uint32_t PredictLowRankWord(const LowRankFactors& factors, uint32_t old_bits, uint64_t index) {
-  const float old_value = std::bit_cast<float>(old_bits);
-  if (!std::isfinite(old_value)) return old_bits;
+  const FloatFormat& format = FormatOf(factors.width);
+  if (!format.Finite(old_bits)) return old_bits;
   const uint64_t row = index / factors.cols;
   const uint64_t col = index % factors.cols;
   const float* u = &factors.u[row * factors.rank];
@@ -353,17 +433,14 @@ uint32_t PredictLowRankWord(const LowRankFactors& factors, uint32_t old_bits, ui
   for (uint32_t t = 0; t < factors.rank; ++t) {
     change += static_cast<double>(u[t]) * static_cast<double>(v[t]);
   }
-  const auto predicted = static_cast<float>(static_cast<double>(old_value) + change);
-  return std::isfinite(predicted) ? std::bit_cast<uint32_t>(predicted) : old_bits;
+  return format.Round(format.Value(old_bits) + change).value_or(old_bits);
 }
 
 void PredictLowRankWords(const LowRankFactors& factors, const char* old_words, uint64_t first,
                          uint64_t count, char* predicted_words) {
   for (uint64_t i = 0; i < count; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, old_words + 4 * i, 4);
-    bits = PredictLowRankWord(factors, bits, first + i);
-    std::memcpy(predicted_words + 4 * i, &bits, 4);
+    const uint32_t bits = WordAt(old_words, factors.width, i);
+    StoreWordAt(predicted_words, factors.width, i, PredictLowRankWord(factors, bits, first + i));
   }
 }
 

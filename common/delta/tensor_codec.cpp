@@ -15,7 +15,8 @@
 // residual bytes before it, varint length, varint mode (width code | transform << 2) and, unless
 // literal, varint zigzag(old offset - previous old end), then the transform's parameters
 // (prune: threshold | keeps_sign << 31; grid: the step's IEEE-754 bits, zigzag(min), zigzag(max);
-// low rank: varint rank r, varint rows, then U (rows x r) and V^T (cols x r) as float32).
+// low rank, on float32 or float16 words: varint rank r, varint rows, then U (rows x r) and V^T
+// (cols x r) as float32).
 // Residual bytes after the last region end the file. Planes: stream 0 = width 1; 1, 2 = width 2;
 // 3..6 = width 4; byte k of each little-endian word goes to the width's k-th stream, regions in
 // table order.
@@ -72,6 +73,7 @@ constexpr size_t kChunkBytes = size_t{256} << 10;
 // enough for structure-only prefix coding to be likely worse.
 constexpr size_t kMatchZstdResidualThreshold = size_t{256} << 10;
 constexpr int32_t kOnnxFloat = 1;
+constexpr int32_t kOnnxFloat16 = 10;
 
 int FirstPlane(int width) { return width == 1 ? 0 : width == 2 ? 1 : 3; }
 
@@ -95,6 +97,7 @@ struct Region {
   uint64_t length = 0;
   int width = 1;
   bool float32 = false;  // float32 words: the predicting transforms apply
+  bool float16 = false;  // float16 words: the low-rank prediction applies
   Transform transform = Transform::kXor;
   TransformParams params;
   uint64_t old_offset = 0;  // unused for kLiteral
@@ -198,10 +201,11 @@ void ChooseTransform(std::string_view old_data, std::string_view new_data, Regio
     }
   }
   // A dense change to a matrix may be a merged adapter.
-  if (r.float32 && r.width == 4 && r.rows != 0 &&
+  if (((r.float32 && r.width == 4) || (r.float16 && r.width == 2)) && r.rows != 0 &&
       best > kLowRankMinBitsPerWord * static_cast<double>(r.length / r.width)) {
-    std::optional<LowRankFactors> factors = FindLowRankUpdate(
-        old_data.substr(r.old_offset, r.length), new_data.substr(r.new_offset, r.length), r.rows);
+    std::optional<LowRankFactors> factors =
+        FindLowRankUpdate(old_data.substr(r.old_offset, r.length),
+                          new_data.substr(r.new_offset, r.length), r.width, r.rows);
     if (factors) {
       Region c = r;
       c.transform = Transform::kLowRankSub;
@@ -293,6 +297,8 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
         r.old_offset = olds[*match[i]].offset;
         r.float32 =
             r.float32 && (olds[*match[i]].data_type == kOnnxFloat || olds[*match[i]].field == 4);
+        r.float16 = r.width == 2 && news[i].data_type == kOnnxFloat16 &&
+                    olds[*match[i]].data_type == kOnnxFloat16 && news[i].field == 9;
       } else if (r.width > 1) {
         r.transform = Transform::kLiteral;  // byte planes still beat zstd on raw floats
       } else {
@@ -410,9 +416,10 @@ absl::StatusOr<TransformParams> ReadParams(StreamReader& table, Transform transf
   return params;
 }
 
-// The factors of a low-rank region of `words` float32 words, checked against the decoder's bounds
-// before anything is allocated.
+// The factors of a low-rank region of `words` words of `width` bytes, checked against the decoder's
+// bounds before anything is allocated.
 absl::StatusOr<std::shared_ptr<const LowRankFactors>> ReadLowRankFactors(StreamReader& table,
+                                                                         int width,
                                                                          uint64_t words) {
   absl::StatusOr<uint64_t> rank = ReadVarint(table);
   absl::StatusOr<uint64_t> rows = rank.ok() ? ReadVarint(table) : rank;
@@ -422,6 +429,7 @@ absl::StatusOr<std::shared_ptr<const LowRankFactors>> ReadLowRankFactors(StreamR
     return Corrupt("bad low-rank factor shape");
   }
   auto f = std::make_shared<LowRankFactors>();
+  f->width = width;
   f->rows = *rows;
   f->cols = words / *rows;
   f->rank = static_cast<uint32_t>(*rank);
@@ -527,7 +535,7 @@ class Interleaver : public ByteSink {
     low_rank_.reset();
     if (transform_ == Transform::kLowRankSub) {
       absl::StatusOr<std::shared_ptr<const LowRankFactors>> factors =
-          ReadLowRankFactors(table_, length_ / width_);
+          ReadLowRankFactors(table_, width_, length_ / width_);
       if (!factors.ok()) return factors.status();
       low_rank_ = *std::move(factors);
     }

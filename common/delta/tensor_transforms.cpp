@@ -75,7 +75,7 @@ bool TransformParamsValid(Transform transform, int width, const TransformParams&
              params.grid_min <= params.grid_max && params.grid_min >= -kMaxGridCode &&
              params.grid_max <= kMaxGridCode;
     case Transform::kLowRankSub:
-      return width == 4;  // the factors are checked where they are read
+      return width == 4 || width == 2;  // float32 or float16; the factors are checked when read
   }
   return false;
 }

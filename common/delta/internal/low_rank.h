@@ -1,7 +1,8 @@
 // Low-rank weight updates. LoRA and other adapters change a weight matrix W (rows x cols) to
 // W + B * A with B (rows x r) and A (r x cols) of a rank r far below its dimensions, so
 // new - old is a rank-r matrix up to float rounding. The tensor codec then sends r * (rows + cols)
-// factors and predicts every new weight as float32(old + u_i . v_j): what is left to code is the
+// factors and predicts every new weight as old + u_i . v_j, rounded to the weight's float format:
+// what is left to code is the
 // rounding of the merge, mostly zero, where a per-weight code would pay for every changed weight.
 #pragma once
 
@@ -17,8 +18,10 @@ namespace edgefleet::delta::internal {
 inline constexpr uint32_t kMaxLowRank = 64;
 inline constexpr uint64_t kMaxLowRankFactorBytes = uint64_t{4} << 20;
 
-// new - old ~ U * V^T for a rows x cols float32 matrix stored row-major.
+// new - old ~ U * V^T for a rows x cols matrix of float32 (width 4) or float16 (width 2) words
+// stored row-major. The factors are float32 either way.
 struct LowRankFactors {
+  int width = 4;
   uint64_t rows = 0;
   uint64_t cols = 0;
   uint32_t rank = 0;
@@ -32,19 +35,23 @@ bool LowRankShapeValid(uint64_t rows, uint64_t cols, uint32_t rank);
 
 // The factors of new - old when it is (up to rounding noise) of low rank, found with a
 // randomized range finder that adds eight directions at a time for as long as each captures far
-// more than noise would. Costs two passes over the matrix per eight directions; a matrix whose
-// change is full rank (fine-tuning) is recognised on a sample of its rows first. `old_words` and
-// `new_words` are little-endian float32, rows x cols with cols = size / 4 / rows.
+// more than noise would. Costs four passes over the matrix per eight directions (one power
+// step); a matrix whose change is full rank (fine-tuning) is recognised on a sample of its rows
+// first. `old_words` and `new_words` are little-endian words of `width` bytes (4: float32,
+// 2: float16), rows x cols with cols = size / width / rows.
 std::optional<LowRankFactors> FindLowRankUpdate(std::string_view old_words,
-                                                std::string_view new_words, uint64_t rows);
+                                                std::string_view new_words, int width,
+                                                uint64_t rows);
 
-// The predicted new word at flat index `index` (row-major) from its old word: the bits of
-// float32(old + u_i . v_j), or the old word itself where either is not finite. Uses only
-// correctly rounded double arithmetic in a fixed order (the products of two floats are exact in
-// double, so fused multiply-adds give the same result), so every platform predicts the same bits.
+// The predicted new word at flat index `index` (row-major) from its old word: old + u_i . v_j
+// summed in double in a fixed order, then rounded to the word's format (to nearest, ties to
+// even), or the old word itself where either is not finite. Uses only correctly rounded double
+// arithmetic and exact scaling (the products of two floats are exact in double, so fused
+// multiply-adds give the same result), so every platform predicts the same bits.
 uint32_t PredictLowRankWord(const LowRankFactors& factors, uint32_t old_bits, uint64_t index);
 
-// PredictLowRankWord for `count` consecutive little-endian words starting at flat index `first`.
+// PredictLowRankWord for `count` consecutive little-endian words of factors.width bytes,
+// starting at flat index `first`.
 void PredictLowRankWords(const LowRankFactors& factors, const char* old_words, uint64_t first,
                          uint64_t count, char* predicted_words);
 

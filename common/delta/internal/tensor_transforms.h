@@ -43,7 +43,8 @@ struct TransformParams {
 inline constexpr int64_t kMaxGridCode = int64_t{1} << 24;
 
 // True when `params` are usable by `transform` at `width` bytes per word; a decoder refuses
-// anything else. The predicting transforms need float32 words (width 4).
+// anything else. The predicting transforms need float32 words (width 4); the low-rank one also
+// takes float16 (width 2).
 bool TransformParamsValid(Transform transform, int width, const TransformParams& params);
 
 // One transform bound to its word width and parameters. Words are little-endian, at most 8 bytes.

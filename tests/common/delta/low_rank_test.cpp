@@ -12,6 +12,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -58,7 +59,7 @@ TEST(LowRankTest, FindsAMergedAdapterAtItsRankAndPredictsMostWeightsExactly) {
     const std::vector<float> w = Weights(rows * cols, seed++);
     const std::string old_words = Bytes(w);
     const std::string new_words = Bytes(MergeAdapter(w, rows, cols, rank, seed++));
-    const std::optional<LowRankFactors> f = FindLowRankUpdate(old_words, new_words, rows);
+    const std::optional<LowRankFactors> f = FindLowRankUpdate(old_words, new_words, 4, rows);
     ASSERT_TRUE(f.has_value());
     EXPECT_EQ(f->rank, rank);
     EXPECT_EQ(f->rows, rows);
@@ -76,23 +77,23 @@ TEST(LowRankTest, AFineTuneAnUnchangedMatrixOrNonFiniteChangesAreNotLowRank) {
   std::vector<float> tuned = w;
   const std::vector<float> noise = Weights(rows * cols, 6, 1e-3f);
   for (size_t i = 0; i < tuned.size(); ++i) tuned[i] *= 1.0f + noise[i];
-  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(tuned), rows).has_value());
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(tuned), 4, rows).has_value());
   // Small matrices are searched in full (no row sample): still no structure found.
   EXPECT_FALSE(FindLowRankUpdate(Bytes(w).substr(0, 200 * 300 * 4),
-                                 Bytes(tuned).substr(0, 200 * 300 * 4), 200)
+                                 Bytes(tuned).substr(0, 200 * 300 * 4), 4, 200)
                    .has_value());
-  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(w), rows).has_value());
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(w), 4, rows).has_value());
 
   std::vector<float> merged = MergeAdapter(w, rows, cols, 4, 7);
-  ASSERT_TRUE(FindLowRankUpdate(Bytes(w), Bytes(merged), rows).has_value());
+  ASSERT_TRUE(FindLowRankUpdate(Bytes(w), Bytes(merged), 4, rows).has_value());
   merged[12345] = std::numeric_limits<float>::infinity();
-  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), rows).has_value());
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), 4, rows).has_value());
   merged[12345] = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), rows).has_value());
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), 4, rows).has_value());
   // Shapes that are not a matrix of at least 16 x 16, or rows that do not divide the words.
-  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), 0).has_value());
-  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), 701).has_value());
-  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), rows * cols / 8).has_value());
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), 4, 0).has_value());
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), 4, 701).has_value());
+  EXPECT_FALSE(FindLowRankUpdate(Bytes(w), Bytes(merged), 4, rows * cols / 8).has_value());
 }
 
 TEST(LowRankTest, PredictionIsOldPlusTheProductInDoubleThenFloat) {
@@ -117,6 +118,81 @@ TEST(LowRankTest, PredictionIsOldPlusTheProductInDoubleThenFloat) {
   f.vt[0] = 3e38f;
   const uint32_t big = std::bit_cast<uint32_t>(1.0f);
   EXPECT_EQ(PredictLowRankWord(f, big, 0), big);
+}
+
+// float16 words (IEEE binary16 bits) for the values in `values`.
+std::string HalfBytes(const std::vector<uint16_t>& bits) {
+  std::string out(bits.size() * 2, '\0');
+  for (size_t i = 0; i < bits.size(); ++i) {
+    out[2 * i] = static_cast<char>(bits[i]);
+    out[2 * i + 1] = static_cast<char>(bits[i] >> 8);
+  }
+  return out;
+}
+
+TEST(LowRankTest, Float16PredictionRoundsToNearestEvenAndRefusesOverflow) {
+  // One row, one column, rank 1 with u = 1: the prediction of an old +0.0 is the change, rounded.
+  LowRankFactors f;
+  f.width = 2;
+  f.rows = 1;
+  f.cols = 1;
+  f.rank = 1;
+  f.u = {1.0f};
+  const uint32_t zero = 0x0000;
+  const std::vector<std::pair<float, uint32_t>> cases = {
+      {1.0f, 0x3c00},
+      {-2.0f, 0xc000},
+      {65504.0f, 0x7bff},                      // largest finite
+      {65505.0f, zero},                        // beyond it: the old word
+      {std::ldexp(1.0f, -24), 0x0001},         // smallest subnormal
+      {std::ldexp(1.0f, -25), 0x0000},         // half of it: tie to even (zero)
+      {3 * std::ldexp(1.0f, -25), 0x0002},     // 1.5 units: tie to even (two)
+      {1.0f + std::ldexp(1.0f, -11), 0x3c00},  // tie between 1 and its successor: even
+      {1.0f + 3 * std::ldexp(1.0f, -11), 0x3c02},
+      {std::ldexp(1023.0f, -24), 0x03ff},  // largest subnormal
+      {std::ldexp(2047.0f, -25), 0x0400},  // rounds up into the smallest normal
+      {0.1f, 0x2e66},
+  };
+  for (auto [change, expected] : cases) {
+    SCOPED_TRACE(change);
+    f.vt = {change};
+    EXPECT_EQ(PredictLowRankWord(f, zero, 0), expected);
+  }
+  // Non-finite float16 words (exponent all ones) predict themselves.
+  f.vt = {1.0f};
+  for (uint32_t bits : {0x7c00u, 0xfc00u, 0x7e00u}) EXPECT_EQ(PredictLowRankWord(f, bits, 0), bits);
+  // Old 1.0 (0x3c00) plus 0.5 is 1.5 (0x3e00).
+  f.vt = {0.5f};
+  EXPECT_EQ(PredictLowRankWord(f, 0x3c00, 0), 0x3e00u);
+}
+
+TEST(LowRankTest, FindsAnAdapterMergedIntoFloat16Weights) {
+  const size_t rows = 400, cols = 300;
+  // The deployed float16 weights, and the adapter merged into them in float32 and rounded back.
+  std::vector<float> w = Weights(rows * cols, 21);
+  for (float& v : w) v = static_cast<float>(static_cast<_Float16>(v));
+  const std::vector<float> merged = MergeAdapter(w, rows, cols, 8, 22);
+  auto to_half = [](const std::vector<float>& values) {
+    std::vector<uint16_t> bits(values.size());
+    for (size_t i = 0; i < values.size(); ++i) {
+      const _Float16 h = static_cast<_Float16>(values[i]);
+      std::memcpy(&bits[i], &h, 2);
+    }
+    return HalfBytes(bits);
+  };
+  const std::string old_words = to_half(w);
+  const std::string new_words = to_half(merged);
+  const std::optional<LowRankFactors> f = FindLowRankUpdate(old_words, new_words, 2, rows);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->rank, 8u);
+  EXPECT_EQ(f->width, 2);
+  std::string predicted(old_words.size(), '\0');
+  PredictLowRankWords(*f, old_words.data(), 0, rows * cols, predicted.data());
+  size_t exact = 0;
+  for (size_t i = 0; i < predicted.size(); i += 2) {
+    exact += predicted.compare(i, 2, new_words, i, 2) == 0;
+  }
+  EXPECT_GT(static_cast<double>(exact) / (rows * cols), 0.75);
 }
 
 TEST(LowRankTest, ShapeBoundsKeepTheDecodersFactorsWithinFourMebibytes) {

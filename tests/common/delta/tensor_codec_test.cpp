@@ -126,6 +126,11 @@ save_plain("mixed_v2.onnx", [
     ("half", (mixed[0][1] * (1 + 1e-2 * rng.normal(size=(300, 300)))).astype(np.float16)),
     ("quant", np.where(rng.random(4001) < 0.1, mixed[1][1] ^ 1, mixed[1][1]).astype(np.int8)),
     ("double", mixed[2][1] * (1 + 1e-6 * rng.normal(size=5000)))])
+# A float16 deployment with a rank-8 adapter merged in float16.
+b16 = rng.normal(0.0, 0.05 * 0.05, size=(300, 8)).astype(np.float32)
+a16 = rng.normal(0.0, 0.05, size=(8, 300)).astype(np.float32)
+save_plain("mixed_lora.onnx", [(mixed[0][0], (mixed[0][1] + (2 * b16 @ a16).astype(np.float16))
+                                .astype(np.float16))] + mixed[1:])
 )PY";
 
 class TensorCodecTest : public ::testing::Test {
@@ -381,6 +386,17 @@ TEST_F(TensorCodecTest, MergedLowRankAdapterCostsItsFactorsNotItsWeights) {
   // over the four matrices; the merge's rounding adds about one bit per weight.
   EXPECT_LT(ours, 300u * 1024);
   EXPECT_LT(ours * 10, zstd);
+
+  // The same in float16: 90,000 weights, 19 KB of factors.
+  const std::string half_old = Model("mixed_v1.onnx");
+  const std::string half_new = Model("mixed_lora.onnx");
+  const uint64_t half = RoundTrip(half_old, half_new, DiffOptions{}.zstd_level);
+  const uint64_t half_zstd = ToolPatchSize(
+      "/usr/bin/zstd -q -f -19 --long=31 --patch-from=OLD NEW -o PATCH", half_old, half_new);
+  std::cout << "mixed_lora.onnx (" << half_new.size() << " bytes): tensor " << half
+            << ", zstd -19 --patch-from " << half_zstd << "\n";
+  EXPECT_LT(half, 48u * 1024);
+  EXPECT_LT(half * 3, half_zstd);
 }
 
 TEST_F(TensorCodecTest, RoundTripsRawFloatFiles) {
