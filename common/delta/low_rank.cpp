@@ -391,12 +391,13 @@ std::optional<LowRankFactors> FindLowRankUpdate(std::string_view old_words,
   if (max_rank == 0) return std::nullopt;
 
   const UpdateView d(old_words, new_words, width, cols);
-  if (rows > kSampleRows) {
-    std::vector<uint64_t> sample(kSampleRows);
-    for (uint64_t s = 0; s < kSampleRows; ++s) sample[s] = s * rows / kSampleRows;
-    std::optional<Directions> probe = FindDirections(d, sample, max_rank, 1, /*refine=*/false);
-    if (!probe || probe->rank() == 0) return std::nullopt;
-  }
+  // A probe (one round, no power step, at most kSampleRows rows) turns a fine-tune away for
+  // half the cost of the first round of the full search.
+  const uint64_t sampled = std::min(rows, kSampleRows);
+  std::vector<uint64_t> sample(sampled);
+  for (uint64_t s = 0; s < sampled; ++s) sample[s] = s * rows / sampled;
+  std::optional<Directions> probe = FindDirections(d, sample, max_rank, 1, /*refine=*/false);
+  if (!probe || probe->rank() == 0) return std::nullopt;
   std::vector<uint64_t> all(rows);
   for (uint64_t i = 0; i < rows; ++i) all[i] = i;
   std::optional<Directions> found =
