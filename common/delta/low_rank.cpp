@@ -24,6 +24,8 @@ constexpr uint64_t kMinDimension = 16;
 // the noise's largest singular values (about 4 times the average for a square matrix).
 constexpr double kSignalFactor = 6;
 constexpr double kFinalSignalFactor = 16;
+// A round keeps the matrix's residual in memory up to this many doubles (64 MiB).
+constexpr uint64_t kCachedResidualWords = uint64_t{8} << 20;
 // Factors may take at most this fraction of the tensor's own size; more is not a low-rank update.
 constexpr uint64_t kMaxFactorShare = 2;
 
@@ -54,15 +56,24 @@ struct FloatFormat {
 
   bool IsFloat32() const { return exponent_bits == 8 && mantissa_bits == 23; }
 
-  // The value of finite `bits`.
+  // The value of finite `bits`: sign, exponent and mantissa moved into a double's fields
+  // (every binary16 and binary32 value is a normal double).
   double Value(uint32_t bits) const {
     if (IsFloat32()) return std::bit_cast<float>(bits);
-    const uint32_t mantissa = bits & ((uint32_t{1} << mantissa_bits) - 1);
-    const int e = Exponent(bits);
-    const double magnitude =
-        e == 0 ? std::ldexp(mantissa, 1 - bias() - mantissa_bits)
-               : std::ldexp(mantissa | (uint32_t{1} << mantissa_bits), e - bias() - mantissa_bits);
-    return (bits >> (exponent_bits + mantissa_bits)) != 0 ? -magnitude : magnitude;
+    const uint64_t sign = uint64_t{bits >> (exponent_bits + mantissa_bits)} << 63;
+    uint64_t mantissa = bits & ((uint32_t{1} << mantissa_bits) - 1);
+    int exponent = Exponent(bits) - bias();
+    if (Exponent(bits) == 0) {  // subnormal: normalise
+      if (mantissa == 0) return std::bit_cast<double>(sign);
+      exponent = 1 - bias();
+      while ((mantissa & (uint64_t{1} << mantissa_bits)) == 0) {
+        mantissa <<= 1;
+        --exponent;
+      }
+      mantissa &= (uint64_t{1} << mantissa_bits) - 1;
+    }
+    return std::bit_cast<double>(sign | (uint64_t(exponent + 1023) << 52) |
+                                 (mantissa << (52 - mantissa_bits)));
   }
 
   // One unit in the last place of `bits`.
@@ -71,24 +82,27 @@ struct FloatFormat {
   }
 
   // `value` rounded to nearest (ties to even), or nullopt beyond the largest finite value.
-  // Scaling by powers of two, floor and subtraction below are all exact in double; float32 has
-  // the hardware's conversion, which is the same rounding (and much faster).
+  // Integer operations on the double's fields; float32 has the hardware's conversion, which is
+  // the same rounding.
   std::optional<uint32_t> Round(double value) const {
     const double largest = std::ldexp(2.0 - std::ldexp(1.0, -mantissa_bits), bias());
     if (!(std::fabs(value) <= largest)) return std::nullopt;
     if (IsFloat32()) return std::bit_cast<uint32_t>(static_cast<float>(value));
-    const uint32_t sign = std::signbit(value) ? uint32_t{1} << (exponent_bits + mantissa_bits) : 0;
-    const double magnitude = std::fabs(value);
-    if (magnitude == 0) return sign;
-    int e2;
-    std::frexp(magnitude, &e2);  // magnitude in [2^(e2-1), 2^e2)
-    // The result's unbiased exponent (subnormals share the smallest) and its unit in the last
-    // place; magnitude / unit is below 2^(mantissa_bits + 1).
-    const int exponent = std::max(e2 - 1, 1 - bias());
-    const double units = std::ldexp(magnitude, mantissa_bits - exponent);
-    double whole = std::floor(units);
-    const double rest = units - whole;
-    if (rest > 0.5 || (rest == 0.5 && std::fmod(whole, 2.0) == 1.0)) whole += 1;
+    const auto b = std::bit_cast<uint64_t>(value);
+    const uint32_t sign = static_cast<uint32_t>(b >> 63) << (exponent_bits + mantissa_bits);
+    const int double_exponent = static_cast<int>((b >> 52) & 0x7ff);
+    if (double_exponent == 0) return sign;  // zero or below 2^-1022: rounds to zero
+    // value = significand * 2^(unbiased - 52); the result's exponent (subnormals share the
+    // smallest) sets how many of the significand's low bits are rounded away.
+    const uint64_t significand = (b & ((uint64_t{1} << 52) - 1)) | (uint64_t{1} << 52);
+    const int unbiased = double_exponent - 1023;
+    const int exponent = std::max(unbiased, 1 - bias());
+    const int drop = 52 - mantissa_bits + (exponent - unbiased);
+    if (drop > 53) return sign;  // below half the smallest subnormal
+    uint64_t whole = significand >> drop;
+    const uint64_t rest = significand & ((uint64_t{1} << drop) - 1);
+    const uint64_t halfway = uint64_t{1} << (drop - 1);
+    if (rest > halfway || (rest == halfway && (whole & 1) != 0)) ++whole;
     // Exponent field above the implicit bit's; a carry out of the mantissa lands in it.
     const uint32_t code = (static_cast<uint32_t>(exponent + bias() - 1) << mantissa_bits) +
                           static_cast<uint32_t>(whole);
@@ -220,11 +234,27 @@ class Directions {
 };
 
 // One round of the range finder over what the directions found so far leave (R): products with
-// R in both directions, each one pass over the matrix.
+// R in both directions, each one pass over the matrix. R is computed once per round and kept
+// when it fits in kCachedResidualWords doubles, else recomputed row by row for each pass.
 class RangeRound {
  public:
   explicit RangeRound(const Directions& found, uint64_t cols, size_t n)
-      : found_(found), cols_(cols), n_(n), residual_(cols) {}
+      : found_(found), cols_(cols), n_(n), residual_(cols) {
+    if (n * cols <= kCachedResidualWords && found.rank() != 0) {
+      cache_.resize(n * cols);
+      for (size_t r = 0; r < n; ++r) {
+        found_.Residual(r, residual_);
+        std::copy(residual_.begin(), residual_.end(), cache_.begin() + r * cols);
+      }
+    }
+  }
+
+  // Row r of R.
+  const double* Row(size_t r) {
+    if (!cache_.empty()) return &cache_[r * cols_];
+    found_.Residual(r, residual_);
+    return residual_.data();
+  }
 
   // Y = R * right (right: cols x kBlock, row-major), as kBlock columns over the rows; also
   // measures R's energy.
@@ -233,10 +263,10 @@ class RangeRound {
     for (auto& col : y) col.assign(n_, 0.0);
     energy_ = 0;
     for (size_t r = 0; r < n_; ++r) {
-      found_.Residual(r, residual_);
+      const double* row = Row(r);
       std::array<double, kBlock> acc{};
       for (uint64_t j = 0; j < cols_; ++j) {
-        const double x = residual_[j];
+        const double x = row[j];
         energy_ += x * x;
         const double* w = &right[j * kBlock];
         for (size_t t = 0; t < kBlock; ++t) acc[t] += x * w[t];
@@ -250,12 +280,12 @@ class RangeRound {
   std::vector<double> LeftTimes(const std::vector<std::vector<double>>& block) {
     std::vector<double> m(cols_ * kBlock, 0.0);
     for (size_t r = 0; r < n_; ++r) {
-      found_.Residual(r, residual_);
+      const double* row = Row(r);
       std::array<double, kBlock> qr{};
       for (size_t t = 0; t < block.size(); ++t) qr[t] = block[t][r];
       for (uint64_t j = 0; j < cols_; ++j) {
         double* out = &m[j * kBlock];
-        for (size_t t = 0; t < kBlock; ++t) out[t] += qr[t] * residual_[j];
+        for (size_t t = 0; t < kBlock; ++t) out[t] += qr[t] * row[j];
       }
     }
     return m;
@@ -292,6 +322,7 @@ class RangeRound {
   uint64_t cols_;
   size_t n_;
   std::vector<double> residual_;
+  std::vector<double> cache_;
   double energy_ = 0;
 };
 
