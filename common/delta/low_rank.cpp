@@ -166,11 +166,13 @@ double Dot(const std::vector<double>& a, const std::vector<double>& b) {
 // columns), with the change that is left once they are taken out.
 class Directions {
  public:
-  Directions(const UpdateView& d, const std::vector<uint64_t>& rows) : d_(d), rows_(rows) {}
+  // Holds up to `max_rank` directions.
+  Directions(const UpdateView& d, const std::vector<uint64_t>& rows, uint32_t max_rank)
+      : d_(d), rows_(rows), stride_(max_rank) {}
 
   size_t rank() const { return q_.size(); }
   double Q(size_t t, size_t r) const { return q_[t][r]; }
-  double V(size_t t, uint64_t j) const { return vt_[j * kMaxLowRank + t]; }
+  double V(size_t t, uint64_t j) const { return vt_[j * stride_ + t]; }
 
   // Row r of the set: the change left once the directions so far are taken out, into `out`.
   // Computing it directly (not as total energy minus captured energy) keeps the noise floor
@@ -181,15 +183,15 @@ class Directions {
     std::array<double, kMaxLowRank> qr{};
     for (size_t t = 0; t < q_.size(); ++t) qr[t] = q_[t][r];
     for (uint64_t j = 0; j < d_.cols(); ++j) {
-      const double* v = &vt_[j * kMaxLowRank];
+      const double* v = &vt_[j * stride_];
       for (size_t t = 0; t < q_.size(); ++t) out[j] -= qr[t] * v[t];
     }
   }
 
   // Adds direction q, which captures v (its energy: `captured`).
   void Add(std::vector<double> q, const std::vector<double>& v, double captured) {
-    if (vt_.empty()) vt_.assign(d_.cols() * kMaxLowRank, 0.0);
-    for (uint64_t j = 0; j < d_.cols(); ++j) vt_[j * kMaxLowRank + q_.size()] = v[j];
+    if (vt_.empty()) vt_.assign(d_.cols() * stride_, 0.0);
+    for (uint64_t j = 0; j < d_.cols(); ++j) vt_[j * stride_ + q_.size()] = v[j];
     q_.push_back(std::move(q));
     captured_.push_back(captured);
   }
@@ -214,7 +216,7 @@ class Directions {
         q_[kept] = std::move(q_[t]);
         captured_[kept] = captured_[t];
         for (uint64_t j = 0; j < d_.cols(); ++j) {
-          vt_[j * kMaxLowRank + kept] = vt_[j * kMaxLowRank + t];
+          vt_[j * stride_ + kept] = vt_[j * stride_ + t];
         }
       }
       ++kept;
@@ -229,7 +231,8 @@ class Directions {
   const UpdateView& d_;
   const std::vector<uint64_t>& rows_;
   std::vector<std::vector<double>> q_;
-  std::vector<double> vt_;  // cols x kMaxLowRank
+  size_t stride_;
+  std::vector<double> vt_;  // cols x stride_
   std::vector<double> captured_;
 };
 
@@ -340,7 +343,7 @@ std::optional<Directions> FindDirections(const UpdateView& d, const std::vector<
   std::mt19937_64 rng(0x5eed1f0);
   std::normal_distribution<double> gaussian;
   std::vector<double> omega(cols * kBlock);
-  Directions found(d, rows);
+  Directions found(d, rows, max_rank);
   double rounding = 0;
   for (uint64_t row : rows) rounding += d.RoundingEnergy(row);
   const double rounding_per_direction = rounding / dimensions;
