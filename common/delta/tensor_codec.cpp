@@ -168,8 +168,8 @@ double EstimateBits(std::string_view old_data, std::string_view new_data, const 
 }
 
 // Picks the transform whose planes look cheapest, trying the predictions that the tensors'
-// values suggest (a pruning threshold, a quantization grid).
-void ChooseTransform(std::string_view old_data, std::string_view new_data, Region& r) {
+// values suggest (a pruning threshold, a quantization grid); returns its estimated bits.
+double ChooseTransform(std::string_view old_data, std::string_view new_data, Region& r) {
   std::vector<Region> candidates;
   for (Transform t : {Transform::kXor, Transform::kZigzagSub, Transform::kXorZero}) {
     Region c = r;
@@ -200,7 +200,12 @@ void ChooseTransform(std::string_view old_data, std::string_view new_data, Regio
       r = c;
     }
   }
-  // A dense change to a matrix may be a merged adapter.
+  return best;
+}
+
+// A dense change to a matrix may be a merged adapter: takes the low-rank prediction when it
+// beats `best` bits, the estimate of the transform `r` has.
+void TryLowRank(std::string_view old_data, std::string_view new_data, Region& r, double best) {
   if (((r.float32 && r.width == 4) || (r.float16 && r.width == 2)) && r.rows != 0 &&
       best > kLowRankMinBitsPerWord * static_cast<double>(r.length / r.width)) {
     std::optional<LowRankFactors> factors =
@@ -333,11 +338,18 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
   }
   std::vector<Region> chosen;
   for (Region& r : plan.regions) {
-    if (r.transform != Transform::kLiteral) ChooseTransform(old_data, new_data, r);
-    if (r.transform == Transform::kGridXor || r.transform == Transform::kLowRankSub ||
-        !SplitPerChannelGrid(old_data, new_data, r, chosen)) {
+    if (r.transform == Transform::kLiteral) {
       chosen.push_back(r);
+      continue;
     }
+    const double bits = ChooseTransform(old_data, new_data, r);
+    // Per-channel grids first: a quantized matrix changes at full rank, so the low-rank search
+    // would only cost time.
+    if (r.transform != Transform::kGridXor && SplitPerChannelGrid(old_data, new_data, r, chosen)) {
+      continue;
+    }
+    TryLowRank(old_data, new_data, r, bits);
+    chosen.push_back(r);
   }
   plan.regions = std::move(chosen);
   return plan;
