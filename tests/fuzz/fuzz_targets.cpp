@@ -53,36 +53,59 @@ void LengthDelimited(int field, std::string_view bytes, std::string& out) {
   out.append(bytes);
 }
 
-// TensorProto { dims, data_type: FLOAT, name, raw_data } in protobuf wire format.
-std::string Tensor(const std::string& name, const std::vector<float>& values,
+// TensorProto { dims, data_type, name, raw_data } in protobuf wire format.
+template <typename T>
+std::string Tensor(const std::string& name, int data_type, const std::vector<T>& values,
                    const std::vector<uint64_t>& dims) {
   std::string t;
   for (uint64_t d : dims) {
     Varint(1 << 3 | 0, t);  // dims
     Varint(d, t);
   }
-  Varint(2 << 3 | 0, t);  // data_type = FLOAT
-  Varint(1, t);
+  Varint(2 << 3 | 0, t);  // data_type
+  Varint(data_type, t);
   LengthDelimited(8, name, t);
-  std::string raw(values.size() * sizeof(float), '\0');
+  std::string raw(values.size() * sizeof(T), '\0');
   std::memcpy(raw.data(), values.data(), raw.size());
   LengthDelimited(9, raw, t);
   return t;
 }
 
-// The base weights, changed by `change(weight, index)` (w1 then w2, indexed together).
+constexpr int kFloat = 1;
+constexpr int kFloat16 = 10;
+
+// The bits of a float16 that holds `v` exactly (every value given is a multiple of 2^-10 of
+// magnitude in [2^-10, 2)).
+uint16_t Float16Bits(float v) {
+  if (v == 0) return 0;
+  int e;
+  const float f = std::frexp(std::fabs(v), &e);  // |v| = f * 2^e, f in [0.5, 1)
+  const auto mantissa = static_cast<uint16_t>((f * 2 - 1) * 1024);
+  return static_cast<uint16_t>((v < 0 ? 0x8000 : 0) | ((e - 1 + 15) << 10) | mantissa);
+}
+
+// The base weights, changed by `change(weight, index)`: w1 (float32, 32 x 32) and w2 (float32,
+// 96), indexed together; then w3 (float16, 32 x 32, indexed on), which only `change_float16`
+// models change (their changes keep it on multiples of 2^-10, exact in float16).
 template <typename Change>
-std::string Model(Change change) {
+std::string Model(Change change, bool change_float16 = false) {
   uint32_t seed = 7;
-  std::vector<float> w1(1024), w2(96);
-  for (float& w : w1) w = static_cast<float>(Next(seed) % 2000) / 1000.0f - 1.0f;
-  for (float& w : w2) w = static_cast<float>(Next(seed) % 2000) / 1000.0f - 1.0f;
+  std::vector<float> w1(1024), w2(96), w3(1024);
+  for (std::vector<float>* w : {&w1, &w2}) {
+    for (float& v : *w) v = static_cast<float>(Next(seed) % 2000) / 1000.0f - 1.0f;
+  }
+  for (float& v : w3) v = static_cast<float>(static_cast<int>(Next(seed) % 2048) - 1024) / 1024;
   for (size_t i = 0; i < w1.size(); ++i) w1[i] = change(w1[i], i);
   for (size_t i = 0; i < w2.size(); ++i) w2[i] = change(w2[i], w1.size() + i);
+  std::vector<uint16_t> w3_bits(w3.size());
+  for (size_t i = 0; i < w3.size(); ++i) {
+    w3_bits[i] = Float16Bits(change_float16 ? change(w3[i], w1.size() + w2.size() + i) : w3[i]);
+  }
   std::string graph;
   LengthDelimited(2, "fuzz_graph", graph);  // GraphProto.name
-  LengthDelimited(5, Tensor("w1", w1, {32, 32}), graph);
-  LengthDelimited(5, Tensor("w2", w2, {96}), graph);
+  LengthDelimited(5, Tensor("w1", kFloat, w1, {32, 32}), graph);
+  LengthDelimited(5, Tensor("w2", kFloat, w2, {96}), graph);
+  LengthDelimited(5, Tensor("w3", kFloat16, w3_bits, {32, 32}), graph);
   std::string model;
   Varint(1 << 3 | 0, model);  // ir_version
   Varint(8, model);
@@ -144,11 +167,16 @@ const std::string& SparselyChangedModel() {
 }
 
 const std::string& LowRankModel() {
-  // w1 (32 x 32) + u v^T with u_r = (r - 16) / 128 and v_c = (c % 5 + 1) / 8; w2 unchanged.
-  static const std::string* model = new std::string(Model([](float w, size_t i) {
-    if (i >= 1024) return w;
-    return w + (static_cast<float>(i / 32) - 16.0f) / 128 * static_cast<float>(i % 32 % 5 + 1) / 8;
-  }));
+  // w1 and w3 (32 x 32) + u v^T with u_r = (r - 16) / 128 and v_c = (c % 5 + 1) / 8; w2
+  // unchanged.
+  static const std::string* model = new std::string(Model(
+      [](float w, size_t i) {
+        if (i >= 1024 && i < 1120) return w;
+        const size_t k = i < 1024 ? i : i - 1120;
+        return w +
+               (static_cast<float>(k / 32) - 16.0f) / 128 * static_cast<float>(k % 32 % 5 + 1) / 8;
+      },
+      /*change_float16=*/true));
   return *model;
 }
 

@@ -13,8 +13,8 @@ namespace edgefleet::delta::fuzz {
 // the container's base-file check and reaches the payload decoder.
 const std::string& OldBlob();
 const std::string& NewBlob();
-// A small ONNX ModelProto (two float initializers) and a fine-tuned successor, for the tensor
-// codec.
+// A small ONNX ModelProto (float32 and float16 initializers) and a fine-tuned successor, for the
+// tensor codec.
 const std::string& OldModel();
 const std::string& NewModel();
 // Successors that exercise the tensor codec's other paths: magnitude pruning (the prune
@@ -23,8 +23,8 @@ const std::string& NewModel();
 const std::string& PrunedModel();
 const std::string& QuantizedModel();
 const std::string& SparselyChangedModel();
-// A rank-one update of the 32 x 32 matrix w1, as merging an adapter makes (the low-rank
-// prediction and its factors).
+// A rank-one update of the 32 x 32 matrices w1 (float32) and w3 (float16), as merging an adapter
+// makes (the low-rank prediction and its factors).
 const std::string& LowRankModel();
 
 // Apply(OldBlob(), patch): the bsdiff40 decoder and the EFDELTA1 container with match-zstd.
