@@ -8,6 +8,8 @@
 #include <random>
 #include <utility>
 
+#include "common/delta/internal/tensor_transforms.h"
+
 namespace edgefleet::delta::internal {
 namespace {
 
@@ -29,16 +31,9 @@ constexpr uint64_t kCachedResidualWords = uint64_t{8} << 20;
 // Factors may take at most this fraction of the tensor's own size; more is not a low-rank update.
 constexpr uint64_t kMaxFactorShare = 2;
 
+// Word i of little-endian `width`-byte words.
 uint32_t WordAt(const char* words, int width, uint64_t i) {
-  uint32_t bits = 0;
-  for (int k = 0; k < width; ++k) {
-    bits |= uint32_t{static_cast<uint8_t>(words[i * width + k])} << (8 * k);
-  }
-  return bits;
-}
-
-void StoreWordAt(char* words, int width, uint64_t i, uint32_t bits) {
-  for (int k = 0; k < width; ++k) words[i * width + k] = static_cast<char>(bits >> (8 * k));
+  return static_cast<uint32_t>(LoadWord(words + i * width, width));
 }
 
 // IEEE-754 binary16 and binary32 words, read exactly into doubles and rounded back with integer
@@ -475,7 +470,8 @@ void PredictLowRankWords(const LowRankFactors& factors, const char* old_words, u
                          uint64_t count, char* predicted_words) {
   for (uint64_t i = 0; i < count; ++i) {
     const uint32_t bits = WordAt(old_words, factors.width, i);
-    StoreWordAt(predicted_words, factors.width, i, PredictLowRankWord(factors, bits, first + i));
+    StoreWord(predicted_words + i * factors.width, factors.width,
+              PredictLowRankWord(factors, bits, first + i));
   }
 }
 

@@ -64,8 +64,9 @@ constexpr int kPlaneWindowLog = 18;
 // The table carries low-rank factors (up to kMaxLowRankFactorBytes a tensor), which never repeat:
 // a short window keeps the decoder's buffer for it small.
 constexpr int kTableWindowLog = 18;
-// Searching for a low-rank update costs two passes over the tensor per eight directions; it is
-// tried only where the best per-weight code still pays this much per weight (a dense change).
+// Searching for a low-rank update costs a probe, then four passes over the tensor per eight
+// directions; it is tried only where the best per-weight code still pays this much per weight
+// (a dense change).
 constexpr double kLowRankMinBitsPerWord = 2;
 constexpr size_t kMaxPrefixBytes = size_t{1} << 20;
 constexpr size_t kChunkBytes = size_t{256} << 10;
@@ -78,16 +79,6 @@ constexpr int32_t kOnnxFloat16 = 10;
 int FirstPlane(int width) { return width == 1 ? 0 : width == 2 ? 1 : 3; }
 
 int WidthCode(int width) { return width == 1 ? 0 : width == 2 ? 1 : 2; }
-
-uint64_t LoadWord(const char* p, int width) {
-  uint64_t v = 0;
-  for (int k = 0; k < width; ++k) v |= uint64_t{static_cast<uint8_t>(p[k])} << (8 * k);
-  return v;
-}
-
-void StoreWord(char* p, int width, uint64_t v) {
-  for (int k = 0; k < width; ++k) p[k] = static_cast<char>(v >> (8 * k));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Encoder

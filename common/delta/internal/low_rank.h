@@ -2,8 +2,8 @@
 // W + B * A with B (rows x r) and A (r x cols) of a rank r far below its dimensions, so
 // new - old is a rank-r matrix up to float rounding. The tensor codec then sends r * (rows + cols)
 // factors and predicts every new weight as old + u_i . v_j, rounded to the weight's float format:
-// what is left to code is the
-// rounding of the merge, mostly zero, where a per-weight code would pay for every changed weight.
+// what is left to code is the rounding of the merge, mostly zero, where a per-weight code would
+// pay for every changed weight.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +25,8 @@ struct LowRankFactors {
   uint64_t rows = 0;
   uint64_t cols = 0;
   uint32_t rank = 0;
-  std::vector<float> u;  // rows x rank, row-major
-  std::vector<float>
-      vt;  // cols x rank, row-major: V^T, so one prediction reads two contiguous runs
+  std::vector<float> u;   // rows x rank, row-major
+  std::vector<float> vt;  // cols x rank, row-major (V^T): a prediction reads two contiguous runs
 };
 
 // True when a decoder may allocate factors of this shape.

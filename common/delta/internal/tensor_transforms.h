@@ -47,6 +47,17 @@ inline constexpr int64_t kMaxGridCode = int64_t{1} << 24;
 // takes float16 (width 2).
 bool TransformParamsValid(Transform transform, int width, const TransformParams& params);
 
+// The little-endian word of `width` bytes (at most 8) at `p`, and its inverse.
+inline uint64_t LoadWord(const char* p, int width) {
+  uint64_t v = 0;
+  for (int k = 0; k < width; ++k) v |= uint64_t{static_cast<uint8_t>(p[k])} << (8 * k);
+  return v;
+}
+
+inline void StoreWord(char* p, int width, uint64_t v) {
+  for (int k = 0; k < width; ++k) p[k] = static_cast<char>(v >> (8 * k));
+}
+
 // One transform bound to its word width and parameters. Words are little-endian, at most 8 bytes.
 class WordTransform {
  public:
