@@ -244,7 +244,7 @@ absl::StatusOr<Bsdiff40Header> ParseBsdiff40Header(std::string_view patch) {
                         .new_size_bytes = new_size.magnitude};
 }
 
-absl::Status Bsdiff40Decode(std::string_view old_data, std::string_view patch, ByteSink& out,
+absl::Status Bsdiff40Decode(OldSource& old, std::string_view patch, ByteSink& out,
                             const ApplyOptions& options) {
   absl::StatusOr<Bsdiff40Header> header = ParseBsdiff40Header(patch);
   if (!header.ok()) return header.status();
@@ -257,7 +257,7 @@ absl::Status Bsdiff40Decode(std::string_view old_data, std::string_view patch, B
   body.remove_prefix(header->diff_block_bytes);
   Bz2Reader extra("bsdiff40 extra", body);
 
-  StepApplier applier(old_data, header->new_size_bytes, out);
+  StepApplier applier(old, header->new_size_bytes, out);
   while (!applier.done()) {
     char triple[24];
     if (absl::Status s = ctrl.ReadExact(triple, sizeof(triple)); !s.ok()) return s;

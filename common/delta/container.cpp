@@ -108,26 +108,31 @@ absl::Status ContainerDiff(std::string_view old_data, std::string_view new_data,
                                     : TensorEncode(old_data, new_data, patch, options);
 }
 
-absl::Status ContainerApply(std::string_view old_data, std::string_view patch, ByteSink& out,
+absl::Status ContainerApply(OldSource& old, std::string_view patch, ByteSink& out,
                             const ApplyOptions& options) {
   absl::StatusOr<ContainerHeader> header = ParseContainerHeader(patch);
   if (!header.ok()) return header.status();
-  const std::string old_sha256 =
-      options.old_sha256.empty() ? crypto::Sha256Bytes(old_data) : options.old_sha256;
-  if (header->old_size_bytes != old_data.size() || header->old_sha256 != old_sha256) {
+  // A base of the wrong size is refused before it is read at all.
+  bool same_base = header->old_size_bytes == old.size();
+  if (same_base) {
+    absl::StatusOr<std::string> old_sha256 =
+        options.old_sha256.empty() ? Sha256Of(old) : options.old_sha256;
+    if (!old_sha256.ok()) return old_sha256.status();
+    same_base = header->old_sha256 == *old_sha256;
+  }
+  if (!same_base) {
     return absl::FailedPreconditionError(
         absl::StrCat("patch was made for a different base file (expected ", header->old_size_bytes,
                      " bytes with sha256 ", crypto::ToHex(header->old_sha256), ", have ",
-                     old_data.size(), " bytes)"));
+                     old.size(), " bytes)"));
   }
   if (absl::Status s = CheckDeclaredNewSize(header->new_size_bytes, options); !s.ok()) return s;
 
   VerifyingSink verifying(out, header->new_size_bytes);
   const std::string_view payload = patch.substr(kContainerHeaderSize);
-  absl::Status decoded =
-      header->codec == Codec::kMatchZstd
-          ? MatchZstdDecode(old_data, payload, header->new_size_bytes, verifying)
-          : TensorDecode(old_data, payload, header->new_size_bytes, verifying, options);
+  absl::Status decoded = header->codec == Codec::kMatchZstd
+                             ? MatchZstdDecode(old, payload, header->new_size_bytes, verifying)
+                             : TensorDecode(old, payload, header->new_size_bytes, verifying);
   if (!decoded.ok()) return decoded;
   if (verifying.written() != header->new_size_bytes) {
     return absl::DataLossError(absl::StrCat("patch produced ", verifying.written(),

@@ -149,16 +149,22 @@ absl::StatusOr<DiffResult> Diff(std::string_view old_data, std::string_view new_
   return DiffResult{.codec = codec, .patch_size_bytes = counting.count()};
 }
 
-absl::Status Apply(std::string_view old_data, std::string_view patch, ByteSink& out,
+absl::Status Apply(OldSource& old, std::string_view patch, ByteSink& out,
                    const ApplyOptions& options) {
   if (patch.substr(0, kBsdiff40Magic.size()) == kBsdiff40Magic) {
-    return internal::Bsdiff40Decode(old_data, patch, out, options);
+    return internal::Bsdiff40Decode(old, patch, out, options);
   }
   if (patch.substr(0, internal::kContainerMagic.size()) == internal::kContainerMagic) {
-    return internal::ContainerApply(old_data, patch, out, options);
+    return internal::ContainerApply(old, patch, out, options);
   }
   return absl::InvalidArgumentError(absl::StrCat("not a delta patch: ", patch.size(),
                                                  " bytes without a BSDIFF40 or EFDELTA1 magic"));
+}
+
+absl::Status Apply(std::string_view old_data, std::string_view patch, ByteSink& out,
+                   const ApplyOptions& options) {
+  MemoryOldSource old(old_data);
+  return Apply(old, patch, out, options);
 }
 
 absl::StatusOr<PatchInfo> Inspect(std::string_view patch) {

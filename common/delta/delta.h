@@ -12,7 +12,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -71,6 +70,35 @@ class MappedFile {
   size_t size_;
 };
 
+// The base a patch is applied to, read a piece at a time: no decoder needs the whole base at
+// once. A file is read with pread through one buffer instead of being mapped, because a mapped
+// file's resident set follows the page cache, not the reader: on recent kernels a file cached in
+// 2 MiB folios becomes resident 2 MiB per page touched.
+class OldSource {
+ public:
+  // The most one Read may ask for.
+  static constexpr size_t kMaxReadBytes = size_t{64} << 10;
+
+  virtual ~OldSource() = default;
+  virtual uint64_t size() const = 0;
+  // Exactly `length` bytes at `offset`, valid until the next Read. Callers keep
+  // offset + length <= size() and length <= kMaxReadBytes.
+  virtual absl::StatusOr<std::string_view> Read(uint64_t offset, size_t length) = 0;
+};
+
+// An OldSource over bytes already in memory (no copying).
+class MemoryOldSource final : public OldSource {
+ public:
+  explicit MemoryOldSource(std::string_view data) : data_(data) {}
+  uint64_t size() const override { return data_.size(); }
+  absl::StatusOr<std::string_view> Read(uint64_t offset, size_t length) override {
+    return data_.substr(static_cast<size_t>(offset), length);
+  }
+
+ private:
+  std::string_view data_;
+};
+
 struct DiffOptions {
   // `auto` stops trying further candidates once this is spent (the first always completes).
   std::chrono::milliseconds time_budget{std::chrono::seconds(60)};
@@ -97,17 +125,17 @@ struct ApplyOptions {
   uint64_t expected_new_size_bytes = 0;
   // Hard cap on the output whatever the patch declares.
   uint64_t max_new_size_bytes = uint64_t{8} << 30;
-  // The raw SHA-256 of the old data when the caller has already computed it (ApplyFiles reads
-  // the file through a small buffer); empty means Apply hashes the old data itself.
+  // The raw SHA-256 of the old data when the caller has already computed it; empty means Apply
+  // hashes the old data itself (reading it once more).
   std::string old_sha256 = {};
-  // Called after a decoder has read scattered parts of `old_data`, so that a memory-mapped base
-  // can drop those pages at once (a touched byte can make megabytes of the mapping resident).
-  std::function<void()> release_old_pages = {};
 };
 
-// Rebuilds the new file from `old_data` and `patch` into `out`, sequentially. The codec is
+// Rebuilds the new file from `old` and `patch` into `out`, sequentially. The codec is
 // recognised from the patch's magic. InvalidArgument / DataLoss describe what is wrong with a
 // damaged or hostile patch; nothing beyond the bytes produced so far reaches `out`.
+absl::Status Apply(OldSource& old, std::string_view patch, ByteSink& out,
+                   const ApplyOptions& options = {});
+// The same over an old file already in memory.
 absl::Status Apply(std::string_view old_data, std::string_view patch, ByteSink& out,
                    const ApplyOptions& options = {});
 

@@ -4,17 +4,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "common/crypto/sha256.h"
 
 namespace edgefleet::delta {
 namespace {
 
-constexpr size_t kWriteBufferBytes = size_t{256} << 10;
+constexpr size_t kWriteBufferBytes = size_t{64} << 10;
 
 absl::Status ErrnoError(int err, std::string_view what, const std::string& path) {
   return absl::UnavailableError(absl::StrCat(absl::string_view(what.data(), what.size()), " '",
@@ -32,6 +32,72 @@ absl::Status Annotate(const absl::Status& s, std::string_view what) {
   return absl::Status(s.code(),
                       absl::StrCat(absl::string_view(what.data(), what.size()), ": ", s.message()));
 }
+
+// The base file read with pread through one buffer of OldSource::kMaxReadBytes. Decoders walk
+// the base mostly forwards in smaller pieces, so most reads are served from the buffer.
+class FileOldSource final : public OldSource {
+ public:
+  static absl::StatusOr<std::unique_ptr<FileOldSource>> Open(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      const int err = errno;
+      const absl::Status s = ErrnoError(err, "open", path);
+      return err == ENOENT ? absl::NotFoundError(s.message()) : s;
+    }
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      const int err = errno;
+      ::close(fd);
+      return ErrnoError(err, "stat", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat("'", path, "' is not a regular file"));
+    }
+    return std::unique_ptr<FileOldSource>(
+        new FileOldSource(path, fd, static_cast<uint64_t>(st.st_size)));
+  }
+  ~FileOldSource() override { ::close(fd_); }
+  FileOldSource(const FileOldSource&) = delete;
+  FileOldSource& operator=(const FileOldSource&) = delete;
+
+  uint64_t size() const override { return size_; }
+
+  absl::StatusOr<std::string_view> Read(uint64_t offset, size_t length) override {
+    if (offset < buffer_offset_ || offset + length > buffer_offset_ + buffer_length_) {
+      if (buffer_.empty()) buffer_.resize(kMaxReadBytes);
+      const size_t want =
+          static_cast<size_t>(std::min<uint64_t>(kMaxReadBytes, size_ - std::min(offset, size_)));
+      size_t got = 0;
+      while (got < want) {
+        const ssize_t n =
+            ::pread(fd_, buffer_.data() + got, want - got, static_cast<off_t>(offset + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoError(errno, "read", path_);
+        if (n == 0) break;
+        got += static_cast<size_t>(n);
+      }
+      buffer_offset_ = offset;
+      buffer_length_ = got;
+      if (got < length) {
+        return absl::DataLossError(
+            absl::StrCat("'", path_, "' became shorter than ", size_, " bytes while being read"));
+      }
+    }
+    return std::string_view(buffer_.data() + (offset - buffer_offset_), length);
+  }
+
+ private:
+  FileOldSource(std::string path, int fd, uint64_t size)
+      : path_(std::move(path)), fd_(fd), size_(size) {}
+
+  std::string path_;
+  int fd_;
+  uint64_t size_;
+  std::string buffer_;
+  uint64_t buffer_offset_ = 0;
+  size_t buffer_length_ = 0;
+};
 
 }  // namespace
 
@@ -139,17 +205,14 @@ absl::StatusOr<DiffResult> DiffFiles(const std::string& old_path, const std::str
 
 namespace {
 
-// Forwards output and, every 256 KiB of it, releases the pages of the mapped inputs already read:
-// apply's resident set then stays a small window whatever the model size.
-
+// Forwards output and, every 256 KiB of it, releases the pages of the mapped patch already read:
+// apply's resident set then stays a small window whatever the patch size.
 class PageReleasingSink final : public ByteSink {
  public:
-  PageReleasingSink(ByteSink& out, const MappedFile& old_file, const MappedFile& patch)
-      : out_(out), old_file_(old_file), patch_(patch) {}
+  PageReleasingSink(ByteSink& out, const MappedFile& patch) : out_(out), patch_(patch) {}
   absl::Status Write(std::string_view data) override {
     since_release_ += data.size();
     if (since_release_ >= kReleaseEveryBytes) {
-      old_file_.ReleasePages();
       patch_.ReleasePages();
       since_release_ = 0;
     }
@@ -159,7 +222,6 @@ class PageReleasingSink final : public ByteSink {
  private:
   static constexpr uint64_t kReleaseEveryBytes = 256 << 10;
   ByteSink& out_;
-  const MappedFile& old_file_;
   const MappedFile& patch_;
   uint64_t since_release_ = 0;
 };
@@ -168,23 +230,14 @@ class PageReleasingSink final : public ByteSink {
 
 absl::Status ApplyFiles(const std::string& old_path, const std::string& patch_path,
                         const std::string& out_path, const ApplyOptions& options) {
-  absl::StatusOr<std::unique_ptr<MappedFile>> old_file = MappedFile::Open(old_path);
+  absl::StatusOr<std::unique_ptr<FileOldSource>> old_file = FileOldSource::Open(old_path);
   if (!old_file.ok()) return old_file.status();
   absl::StatusOr<std::unique_ptr<MappedFile>> patch = MappedFile::Open(patch_path);
   if (!patch.ok()) return patch.status();
   absl::StatusOr<std::unique_ptr<FileSink>> sink = FileSink::Create(out_path);
   if (!sink.ok()) return sink.status();
-  // Hash the base by reading it through a small buffer: faulting the mapping in would make the
-  // file resident in large folios, megabytes at a time.
-  ApplyOptions bounded = options;
-  if (bounded.old_sha256.empty()) {
-    absl::StatusOr<std::string> digest = crypto::Sha256File(old_path);
-    if (!digest.ok()) return digest.status();
-    bounded.old_sha256 = *std::move(digest);
-  }
-  bounded.release_old_pages = [&old_file] { (*old_file)->ReleasePages(); };
-  PageReleasingSink releasing(**sink, **old_file, **patch);
-  if (absl::Status s = Apply((*old_file)->data(), (*patch)->data(), releasing, bounded); !s.ok()) {
+  PageReleasingSink releasing(**sink, **patch);
+  if (absl::Status s = Apply(**old_file, (*patch)->data(), releasing, options); !s.ok()) {
     return Annotate(s, absl::StrCat("apply '", patch_path, "' to '", old_path, "'"));
   }
   return (*sink)->Commit();

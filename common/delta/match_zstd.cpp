@@ -172,7 +172,7 @@ absl::Status MatchZstdEncode(std::string_view old_data, std::string_view new_dat
   return absl::OkStatus();
 }
 
-absl::Status MatchZstdDecode(std::string_view old_data, std::string_view payload, uint64_t new_size,
+absl::Status MatchZstdDecode(OldSource& old, std::string_view payload, uint64_t new_size,
                              ByteSink& out) {
   if (payload.size() < kLengthsSize) {
     return absl::InvalidArgumentError(absl::StrCat("match-zstd payload of ", payload.size(),
@@ -192,7 +192,7 @@ absl::Status MatchZstdDecode(std::string_view old_data, std::string_view payload
   ZstdStreamReader diff("match-zstd diff", body.substr(ctrl_len, diff_len), kMaxZstdWindowLog);
   ZstdStreamReader extra("match-zstd extra", body.substr(ctrl_len + diff_len), kMaxZstdWindowLog);
 
-  StepApplier applier(old_data, new_size, out);
+  StepApplier applier(old, new_size, out);
   while (!applier.done()) {
     MatchStep step;
     absl::StatusOr<uint64_t> v = ReadVarint(ctrl);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/crypto/sha256.h"
 
 namespace edgefleet::delta::internal {
 
@@ -102,6 +103,19 @@ absl::StatusOr<uint64_t> ReadVarint(StreamReader& in) {
   return absl::DataLossError(absl::StrCat(in.name(), " stream holds an over-long varint"));
 }
 
+absl::StatusOr<std::string> Sha256Of(OldSource& old) {
+  crypto::Sha256 hasher;
+  for (uint64_t offset = 0; offset < old.size();) {
+    const size_t n =
+        static_cast<size_t>(std::min<uint64_t>(OldSource::kMaxReadBytes, old.size() - offset));
+    absl::StatusOr<std::string_view> piece = old.Read(offset, n);
+    if (!piece.ok()) return piece.status();
+    hasher.Update(*piece);
+    offset += n;
+  }
+  return hasher.Finish();
+}
+
 absl::Status StepApplier::Apply(const MatchStep& step, StreamReader& diff, StreamReader& extra) {
   // A genuine encoder advances the new cursor between steps, so there are at most new_size + 1;
   // the bound keeps a hostile stream of empty steps from spinning.
@@ -131,13 +145,15 @@ absl::Status StepApplier::Apply(const MatchStep& step, StreamReader& diff, Strea
                      ", outside the old file of ", old_.size(), " bytes"));
   }
 
-  const auto* old = reinterpret_cast<const uint8_t*>(old_.data());
   for (uint64_t done = 0; done < step.diff_len;) {
     absl::StatusOr<std::string_view> chunk =
         diff.Read(static_cast<size_t>(std::min<uint64_t>(scratch_.size(), step.diff_len - done)));
     if (!chunk.ok()) return chunk.status();
+    absl::StatusOr<std::string_view> base = old_.Read(old_pos_ + done, chunk->size());
+    if (!base.ok()) return base.status();
+    const auto* old = reinterpret_cast<const uint8_t*>(base->data());
     for (size_t i = 0; i < chunk->size(); ++i) {
-      scratch_[i] = static_cast<char>(static_cast<uint8_t>((*chunk)[i]) + old[old_pos_ + done + i]);
+      scratch_[i] = static_cast<char>(static_cast<uint8_t>((*chunk)[i]) + old[i]);
     }
     if (absl::Status s = out_.Write(std::string_view(scratch_.data(), chunk->size())); !s.ok()) {
       return s;

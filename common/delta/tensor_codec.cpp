@@ -58,9 +58,10 @@ constexpr int kResidualMatchZstd = 1;
 // is at most kMaxPrefixBytes, and tensors are rebuilt kChunkBytes at a time.
 constexpr int kMaxWindowLog = 22;
 constexpr int kMaxPlaneWindowLog = 21;
-// Planes are noise or runs: a longer window finds nothing more (measured: same size at 2^18 as
-// at 2^21 on the benchmark corpus) and costs the device memory per plane.
-constexpr int kPlaneWindowLog = 18;
+// Planes are noise or runs: a longer window finds nothing more (measured on the benchmark
+// corpus: the same patches at 2^17 as at 2^21; 2^16 adds up to 0.5%) and costs the device a
+// window of memory per plane stream.
+constexpr int kPlaneWindowLog = 17;
 // The table carries low-rank factors (up to kMaxLowRankFactorBytes a tensor), which never repeat:
 // a short window keeps the decoder's buffer for it small.
 constexpr int kTableWindowLog = 18;
@@ -69,7 +70,8 @@ constexpr int kTableWindowLog = 18;
 // (a dense change).
 constexpr double kLowRankMinBitsPerWord = 2;
 constexpr size_t kMaxPrefixBytes = size_t{1} << 20;
-constexpr size_t kChunkBytes = size_t{256} << 10;
+constexpr size_t kChunkBytes = size_t{64} << 10;
+static_assert(kChunkBytes <= OldSource::kMaxReadBytes);
 // The residual is also tried with match-zstd (suffix sorting the old file) only when it is big
 // enough for structure-only prefix coding to be likely worse.
 constexpr size_t kMatchZstdResidualThreshold = size_t{256} << 10;
@@ -453,10 +455,9 @@ absl::StatusOr<std::shared_ptr<const LowRankFactors>> ReadLowRankFactors(StreamR
 // the planes when the residual reaches it.
 class Interleaver : public ByteSink {
  public:
-  Interleaver(std::string_view old_data, uint64_t new_size, uint64_t residual_len,
-              StreamReader& table, std::array<std::unique_ptr<PlaneReader>, kPlaneCount>& planes,
-              ByteSink& out)
-      : old_(old_data),
+  Interleaver(OldSource& old, uint64_t new_size, uint64_t residual_len, StreamReader& table,
+              std::array<std::unique_ptr<PlaneReader>, kPlaneCount>& planes, ByteSink& out)
+      : old_(old),
         new_size_(new_size),
         residual_len_(residual_len),
         table_(table),
@@ -574,7 +575,12 @@ class Interleaver : public ByteSink {
           return s;
         }
       }
-      const char* old_chunk = literal ? nullptr : old_.data() + old_offset_ + done;
+      const char* old_chunk = nullptr;
+      if (!literal) {
+        absl::StatusOr<std::string_view> base = old_.Read(old_offset_ + done, words * width_);
+        if (!base.ok()) return base.status();
+        old_chunk = base->data();
+      }
       if (low_rank_) {
         if (predicted_buf_.empty()) predicted_buf_.resize(kChunkBytes);
         PredictLowRankWords(*low_rank_, old_chunk, done / width_, words, predicted_buf_.data());
@@ -598,7 +604,7 @@ class Interleaver : public ByteSink {
     return absl::OkStatus();
   }
 
-  std::string_view old_;
+  OldSource& old_;
   uint64_t new_size_;
   uint64_t residual_len_;
   StreamReader& table_;
@@ -727,8 +733,8 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
   return absl::OkStatus();
 }
 
-absl::Status TensorDecode(std::string_view old_data, std::string_view payload, uint64_t new_size,
-                          ByteSink& out, const ApplyOptions& options) {
+absl::Status TensorDecode(OldSource& old, std::string_view payload, uint64_t new_size,
+                          ByteSink& out) {
   if (payload.size() < sizeof(kMagic) + 2 ||
       std::memcmp(payload.data(), kMagic, sizeof(kMagic)) != 0) {
     return Corrupt("bad magic");
@@ -772,14 +778,19 @@ absl::Status TensorDecode(std::string_view old_data, std::string_view payload, u
     absl::StatusOr<uint64_t> gap = ReadVarint(table);
     absl::StatusOr<uint64_t> len = gap.ok() ? ReadVarint(table) : gap;
     if (!len.ok()) return len.status();
-    if (*gap > old_data.size() - prefix_end || *len > old_data.size() - prefix_end - *gap ||
+    if (*gap > old.size() - prefix_end || *len > old.size() - prefix_end - *gap ||
         *len > kMaxPrefixBytes - prefix.size()) {
       return Corrupt("prefix range outside the old file or over the limit");
     }
-    prefix.append(old_data.substr(prefix_end + *gap, *len));
-    prefix_end += *gap + *len;
-    // The structure between tensors is scattered over the whole base: drop each piece's pages.
-    if (options.release_old_pages) options.release_old_pages();
+    prefix_end += *gap;
+    for (const uint64_t end = prefix_end + *len; prefix_end < end;) {
+      const size_t n =
+          static_cast<size_t>(std::min<uint64_t>(OldSource::kMaxReadBytes, end - prefix_end));
+      absl::StatusOr<std::string_view> piece = old.Read(prefix_end, n);
+      if (!piece.ok()) return piece.status();
+      prefix.append(*piece);
+      prefix_end += n;
+    }
   }
   absl::StatusOr<uint64_t> region_count = ReadVarint(table);
   if (!region_count.ok()) return region_count.status();
@@ -797,12 +808,12 @@ absl::Status TensorDecode(std::string_view old_data, std::string_view payload, u
       next_section += 1;
     }
   }
-  Interleaver interleaver(old_data, new_size, *residual_len, table, planes, out);
+  Interleaver interleaver(old, new_size, *residual_len, table, planes, out);
   if (absl::Status s = interleaver.Start(*region_count); !s.ok()) return s;
 
   const std::string_view residual = sections[next_section];
   if (residual_coder == kResidualMatchZstd) {
-    if (absl::Status s = MatchZstdDecode(old_data, residual, *residual_len, interleaver); !s.ok()) {
+    if (absl::Status s = MatchZstdDecode(old, residual, *residual_len, interleaver); !s.ok()) {
       return s;
     }
   } else {

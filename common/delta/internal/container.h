@@ -40,7 +40,7 @@ absl::Status ContainerDiff(std::string_view old_data, std::string_view new_data,
                            ByteSink& patch, const DiffOptions& options);
 // Checks the base file and declared sizes, decodes the payload into `out` and verifies the
 // output's length and digest as it streams.
-absl::Status ContainerApply(std::string_view old_data, std::string_view patch, ByteSink& out,
+absl::Status ContainerApply(OldSource& old, std::string_view patch, ByteSink& out,
                             const ApplyOptions& options);
 
 }  // namespace edgefleet::delta::internal

@@ -19,6 +19,7 @@ namespace edgefleet::delta::internal {
 
 // Bytes per decompression buffer: decoders hold a few of these whatever the file sizes.
 inline constexpr size_t kStreamBufferBytes = size_t{64} << 10;
+static_assert(kStreamBufferBytes <= OldSource::kMaxReadBytes);
 
 // One decompressed stream read through a fixed buffer. Subclasses decompress; this class hands
 // out bytes and turns "ran out" into a DataLoss error that names the stream.
@@ -95,19 +96,22 @@ inline int64_t ZigzagDecode(uint64_t v) {
 // DataLoss (naming the stream) on a truncated or over-long varint.
 absl::StatusOr<uint64_t> ReadVarint(StreamReader& in);
 
+// The raw SHA-256 of the whole of `old`, read a piece at a time.
+absl::StatusOr<std::string> Sha256Of(OldSource& old);
+
 // Rebuilds the new file step by step: each step is validated against the old and declared new
 // sizes before any of its bytes are produced, and output goes to `out` in bounded chunks.
 class StepApplier {
  public:
-  StepApplier(std::string_view old_data, uint64_t new_size, ByteSink& out)
-      : old_(old_data), new_size_(new_size), out_(out), scratch_(kStreamBufferBytes, 0) {}
+  StepApplier(OldSource& old, uint64_t new_size, ByteSink& out)
+      : old_(old), new_size_(new_size), out_(out), scratch_(kStreamBufferBytes, 0) {}
 
   absl::Status Apply(const MatchStep& step, StreamReader& diff, StreamReader& extra);
   bool done() const { return new_pos_ == new_size_; }
   uint64_t new_pos() const { return new_pos_; }
 
  private:
-  std::string_view old_;
+  OldSource& old_;
   uint64_t new_size_;
   ByteSink& out_;
   std::string scratch_;
