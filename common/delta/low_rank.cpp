@@ -71,17 +71,23 @@ struct FloatFormat {
                                  (mantissa << (52 - mantissa_bits)));
   }
 
+  // 2^e for the exponents these formats have (a double's fields, not a libm call: the prediction
+  // runs per weight).
+  static double PowerOfTwo(int e) { return std::bit_cast<double>(uint64_t(e + 1023) << 52); }
+
   // One unit in the last place of `bits`.
   double Ulp(uint32_t bits) const {
-    return std::ldexp(1.0, std::max(1, Exponent(bits)) - bias() - mantissa_bits);
+    return PowerOfTwo(std::max(1, Exponent(bits)) - bias() - mantissa_bits);
   }
+
+  // The largest finite value, (2 - 2^-mantissa_bits) * 2^bias.
+  double Largest() const { return (2.0 - PowerOfTwo(-mantissa_bits)) * PowerOfTwo(bias()); }
 
   // `value` rounded to nearest (ties to even), or nullopt beyond the largest finite value.
   // Integer operations on the double's fields; float32 has the hardware's conversion, which is
   // the same rounding.
   std::optional<uint32_t> Round(double value) const {
-    const double largest = std::ldexp(2.0 - std::ldexp(1.0, -mantissa_bits), bias());
-    if (!(std::fabs(value) <= largest)) return std::nullopt;
+    if (!(std::fabs(value) <= Largest())) return std::nullopt;
     if (IsFloat32()) return std::bit_cast<uint32_t>(static_cast<float>(value));
     const auto b = std::bit_cast<uint64_t>(value);
     const uint32_t sign = static_cast<uint32_t>(b >> 63) << (exponent_bits + mantissa_bits);

@@ -135,6 +135,18 @@ int RangeWidth(const TensorRange& t) {
   return t.length % width == 0 ? width : 1;
 }
 
+// c * log2(c): the planning estimates sum it over every histogram bin of every candidate, and
+// most counts are small, so those come from a table (log2 dominated per-row planning).
+double CountTimesLog2(uint64_t c) {
+  constexpr size_t kTableSize = 4096;
+  static const std::array<double, kTableSize> table = [] {
+    std::array<double, kTableSize> t{};
+    for (size_t i = 1; i < kTableSize; ++i) t[i] = static_cast<double>(i) * std::log2(i);
+    return t;
+  }();
+  return c < kTableSize ? table[c] : static_cast<double>(c) * std::log2(static_cast<double>(c));
+}
+
 // Estimated bits for the plane bytes of one region under its transform (order-0 entropy per
 // plane, from a sample scaled to the whole region), plus its low-rank factors if any.
 double EstimateBits(std::string_view old_data, std::string_view new_data, const Region& r) {
@@ -149,11 +161,10 @@ double EstimateBits(std::string_view old_data, std::string_view new_data, const 
     const uint64_t d = coder.Forward(ReferenceWord(old_data, r, i), nw);
     for (int k = 0; k < r.width; ++k) ++hist[k][(d >> (8 * k)) & 0xff];
   }
-  double bits = 0;
+  // Sum of c * log2(n / c) over the bins of each plane.
+  double bits = r.width * CountTimesLog2(n);
   for (int k = 0; k < r.width; ++k) {
-    for (uint64_t c : hist[k]) {
-      if (c != 0) bits -= static_cast<double>(c) * std::log2(static_cast<double>(c) / n);
-    }
+    for (uint64_t c : hist[k]) bits -= CountTimesLog2(c);
   }
   bits *= static_cast<double>(words) / static_cast<double>(std::max<uint64_t>(n, 1));
   if (r.low_rank) bits += 32.0 * static_cast<double>(r.low_rank->u.size() + r.low_rank->vt.size());
@@ -162,7 +173,9 @@ double EstimateBits(std::string_view old_data, std::string_view new_data, const 
 
 // Picks the transform whose planes look cheapest, trying the predictions that the tensors'
 // values suggest (a pruning threshold, a quantization grid); returns its estimated bits.
-double ChooseTransform(std::string_view old_data, std::string_view new_data, Region& r) {
+// `known_grid`, when given, is DetectGrid's answer for the region, already computed.
+double ChooseTransform(std::string_view old_data, std::string_view new_data, Region& r,
+                       const std::optional<TransformParams>* known_grid = nullptr) {
   std::vector<Region> candidates;
   for (Transform t : {Transform::kXor, Transform::kZigzagSub, Transform::kXorZero}) {
     Region c = r;
@@ -178,7 +191,8 @@ double ChooseTransform(std::string_view old_data, std::string_view new_data, Reg
       c.params = *prune;
       candidates.push_back(c);
     }
-    if (std::optional<TransformParams> grid = DetectGrid(new_words)) {
+    if (const std::optional<TransformParams> grid =
+            known_grid ? *known_grid : DetectGrid(new_words)) {
       Region c = r;
       c.transform = Transform::kGridXor;
       c.params = *grid;
@@ -225,9 +239,11 @@ bool SplitPerChannelGrid(std::string_view old_data, std::string_view new_data, c
   }
   const uint64_t row_bytes = r.length / r.rows;
   if (row_bytes % 4 != 0) return false;
+  std::vector<std::optional<TransformParams>> grids(r.rows);
   uint64_t on_grid = 0;
   for (uint64_t i = 0; i < r.rows; ++i) {
-    if (DetectGrid(new_data.substr(r.new_offset + i * row_bytes, row_bytes))) ++on_grid;
+    grids[i] = DetectGrid(new_data.substr(r.new_offset + i * row_bytes, row_bytes));
+    if (grids[i]) ++on_grid;
   }
   if (on_grid * 2 < r.rows) return false;
   for (uint64_t i = 0; i < r.rows; ++i) {
@@ -236,7 +252,7 @@ bool SplitPerChannelGrid(std::string_view old_data, std::string_view new_data, c
     row.old_offset = r.old_offset + i * row_bytes;
     row.length = row_bytes;
     row.rows = 0;
-    ChooseTransform(old_data, new_data, row);
+    ChooseTransform(old_data, new_data, row, &grids[i]);
     out.push_back(row);
   }
   return true;
