@@ -26,7 +26,7 @@ constexpr uint64_t kMinDimension = 16;
 // the noise's largest singular values (about 4 times the average for a square matrix).
 constexpr double kSignalFactor = 6;
 constexpr double kFinalSignalFactor = 16;
-// A round keeps the matrix's residual in memory up to this many doubles (64 MiB).
+// The search keeps the matrix's residual in memory up to this many doubles (64 MiB).
 constexpr uint64_t kCachedResidualWords = uint64_t{8} << 20;
 // Factors may take at most this fraction of the tensor's own size; more is not a low-rank update.
 constexpr uint64_t kMaxFactorShare = 2;
@@ -197,17 +197,6 @@ class Directions {
     captured_.push_back(captured);
   }
 
-  // The energy of what the directions leave, summed over the set's rows.
-  double LeftEnergy() const {
-    std::vector<double> residual(d_.cols());
-    double left = 0;
-    for (size_t r = 0; r < rows_.size(); ++r) {
-      Residual(r, residual);
-      for (double x : residual) left += x * x;
-    }
-    return left;
-  }
-
   // Drops the directions that capture no more than `energy`.
   void DropAtOrBelow(double energy) {
     size_t kept = 0;
@@ -237,28 +226,74 @@ class Directions {
   std::vector<double> captured_;
 };
 
-// One round of the range finder over what the directions found so far leave (R): products with
-// R in both directions, each one pass over the matrix. R is computed once per round and kept
-// when it fits in kCachedResidualWords doubles, else recomputed row by row for each pass.
-class RangeRound {
+// What the directions found so far leave (R), row by row. When R fits in kCachedResidualWords
+// doubles it is decoded once and kept for the whole search: each round then only subtracts the
+// directions added since, element by element in the order Directions::Residual uses, so the
+// values are the same to the bit. Otherwise every row is recomputed whenever it is read.
+class Residuals {
  public:
-  explicit RangeRound(const Directions& found, uint64_t cols, size_t n)
-      : found_(found), cols_(cols), n_(n), residual_(cols) {
-    if (n * cols <= kCachedResidualWords && found.rank() != 0) {
+  Residuals(const Directions& found, uint64_t cols, size_t n)
+      : found_(found), cols_(cols), n_(n), row_(cols) {
+    if (n * cols <= kCachedResidualWords) {
       cache_.resize(n * cols);
       for (size_t r = 0; r < n; ++r) {
-        found_.Residual(r, residual_);
-        std::copy(residual_.begin(), residual_.end(), cache_.begin() + r * cols);
+        found_.Residual(r, row_);
+        std::copy(row_.begin(), row_.end(), cache_.begin() + r * cols);
       }
+      cached_rank_ = found_.rank();
     }
   }
 
-  // Row r of R.
+  // Takes the directions added since the last call out of the kept rows.
+  void CatchUp() {
+    if (cache_.empty()) return;
+    for (size_t r = 0; r < n_; ++r) {
+      double* row = &cache_[r * cols_];
+      for (uint64_t j = 0; j < cols_; ++j) {
+        for (size_t t = cached_rank_; t < found_.rank(); ++t)
+          row[j] -= found_.Q(t, r) * found_.V(t, j);
+      }
+    }
+    cached_rank_ = found_.rank();
+  }
+
+  // Row r of R (call CatchUp first after adding directions); valid until the next call.
   const double* Row(size_t r) {
     if (!cache_.empty()) return &cache_[r * cols_];
-    found_.Residual(r, residual_);
-    return residual_.data();
+    found_.Residual(r, row_);
+    return row_.data();
   }
+
+  // R's energy.
+  double Energy() {
+    double e = 0;
+    for (size_t r = 0; r < n_; ++r) {
+      const double* row = Row(r);
+      for (uint64_t j = 0; j < cols_; ++j) e += row[j] * row[j];
+    }
+    return e;
+  }
+
+ private:
+  const Directions& found_;
+  uint64_t cols_;
+  size_t n_;
+  std::vector<double> row_;
+  std::vector<double> cache_;
+  size_t cached_rank_ = 0;
+};
+
+// One round of the range finder over R: products with R in both directions, each one pass over
+// the matrix.
+class RangeRound {
+ public:
+  RangeRound(const Directions& found, Residuals& residuals, uint64_t cols, size_t n)
+      : found_(found), residuals_(residuals), cols_(cols), n_(n) {
+    residuals_.CatchUp();
+  }
+
+  // Row r of R.
+  const double* Row(size_t r) { return residuals_.Row(r); }
 
   // Y = R * right (right: cols x kBlock, row-major), as kBlock columns over the rows; also
   // measures R's energy.
@@ -323,10 +358,9 @@ class RangeRound {
 
  private:
   const Directions& found_;
+  Residuals& residuals_;
   uint64_t cols_;
   size_t n_;
-  std::vector<double> residual_;
-  std::vector<double> cache_;
   double energy_ = 0;
 };
 
@@ -348,10 +382,11 @@ std::optional<Directions> FindDirections(const UpdateView& d, const std::vector<
   double rounding = 0;
   for (uint64_t row : rows) rounding += d.RoundingEnergy(row);
   const double rounding_per_direction = rounding / dimensions;
+  Residuals residuals(found, cols, n);
   for (int round = 0; round < max_rounds && found.rank() < max_rank; ++round) {
     const size_t width = std::min<size_t>(kBlock, max_rank - found.rank());
     for (double& w : omega) w = gaussian(rng);
-    RangeRound pass(found, cols, n);
+    RangeRound pass(found, residuals, cols, n);
     std::vector<std::vector<double>> block = pass.Orthonormalize(pass.TimesRight(omega), width);
     const double left = pass.energy();
     if (!std::isfinite(left)) return std::nullopt;
@@ -391,7 +426,8 @@ std::optional<Directions> FindDirections(const UpdateView& d, const std::vector<
   if (refine && found.rank() != 0) {
     // The test above measures the noise by subtraction, which cancellation blurs once nearly all
     // of an update is captured; measured directly, directions no better than noise are dropped.
-    const double left = found.LeftEnergy();
+    residuals.CatchUp();
+    const double left = residuals.Energy();
     found.DropAtOrBelow(
         kFinalSignalFactor *
         std::max(rounding_per_direction,
@@ -458,11 +494,12 @@ std::optional<LowRankFactors> FindLowRankUpdate(std::string_view old_words,
   return f;
 }
 
-uint32_t PredictLowRankWord(const LowRankFactors& factors, uint32_t old_bits, uint64_t index) {
-  const FloatFormat& format = FormatOf(factors.width);
+namespace {
+
+// The prediction for the word at (row, col).
+uint32_t PredictAt(const LowRankFactors& factors, const FloatFormat& format, uint32_t old_bits,
+                   uint64_t row, uint64_t col) {
   if (!format.Finite(old_bits)) return old_bits;
-  const uint64_t row = index / factors.cols;
-  const uint64_t col = index % factors.cols;
   const float* u = &factors.u[row * factors.rank];
   const float* v = &factors.vt[col * factors.rank];
   double change = 0;
@@ -472,12 +509,37 @@ uint32_t PredictLowRankWord(const LowRankFactors& factors, uint32_t old_bits, ui
   return format.Round(format.Value(old_bits) + change).value_or(old_bits);
 }
 
+}  // namespace
+
+uint32_t PredictLowRankWord(const LowRankFactors& factors, uint32_t old_bits, uint64_t index) {
+  return PredictAt(factors, FormatOf(factors.width), old_bits, index / factors.cols,
+                   index % factors.cols);
+}
+
 void PredictLowRankWords(const LowRankFactors& factors, const char* old_words, uint64_t first,
                          uint64_t count, char* predicted_words) {
-  for (uint64_t i = 0; i < count; ++i) {
-    const uint32_t bits = WordAt(old_words, factors.width, i);
-    StoreWord(predicted_words + i * factors.width, factors.width,
-              PredictLowRankWord(factors, bits, first + i));
+  const FloatFormat& format = FormatOf(factors.width);
+  const uint32_t rank = factors.rank;
+  std::vector<double> change;
+  // A row's words at a time, the rank loop outside: each word still sums its products in the
+  // same order as PredictAt (the same bits), but the words' sums no longer wait on each other.
+  for (uint64_t i = 0; i < count;) {
+    const uint64_t row = (first + i) / factors.cols;
+    const uint64_t col = (first + i) % factors.cols;
+    const uint64_t n = std::min(factors.cols - col, count - i);
+    change.assign(n, 0.0);
+    for (uint32_t t = 0; t < rank; ++t) {
+      const double u = factors.u[row * rank + t];
+      const float* v = &factors.vt[col * rank + t];
+      for (uint64_t k = 0; k < n; ++k) change[k] += u * static_cast<double>(v[k * rank]);
+    }
+    for (uint64_t k = 0; k < n; ++k) {
+      const uint32_t bits = WordAt(old_words, factors.width, i + k);
+      const uint32_t predicted =
+          format.Finite(bits) ? format.Round(format.Value(bits) + change[k]).value_or(bits) : bits;
+      StoreWord(predicted_words + (i + k) * factors.width, factors.width, predicted);
+    }
+    i += n;
   }
 }
 

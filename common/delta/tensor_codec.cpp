@@ -22,6 +22,7 @@
 // table order.
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -31,6 +32,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -70,6 +72,8 @@ constexpr int kTableWindowLog = 18;
 // (a dense change).
 constexpr double kLowRankMinBitsPerWord = 2;
 constexpr size_t kMaxPrefixBytes = size_t{1} << 20;
+// Threads planning regions at once; each low-rank search may keep up to 64 MiB of residual.
+constexpr unsigned kMaxPlanThreads = 4;
 constexpr size_t kChunkBytes = size_t{64} << 10;
 static_assert(kChunkBytes <= OldSource::kMaxReadBytes);
 // The residual is also tried with match-zstd (suffix sorting the old file) only when it is big
@@ -258,6 +262,25 @@ bool SplitPerChannelGrid(std::string_view old_data, std::string_view new_data, c
   return true;
 }
 
+// One aligned region's coding: its transform, or one region per row (per-channel grids), or a
+// low-rank prediction.
+std::vector<Region> PlanRegion(std::string_view old_data, std::string_view new_data, Region r) {
+  std::vector<Region> out;
+  if (r.transform == Transform::kLiteral) {
+    out.push_back(r);
+    return out;
+  }
+  const double bits = ChooseTransform(old_data, new_data, r);
+  // Per-channel grids first: a quantized matrix changes at full rank, so the low-rank search
+  // would only cost time.
+  if (r.transform != Transform::kGridXor && SplitPerChannelGrid(old_data, new_data, r, out)) {
+    return out;
+  }
+  TryLowRank(old_data, new_data, r, bits);
+  out.push_back(r);
+  return out;
+}
+
 struct Plan {
   std::vector<Region> regions;    // sorted by new_offset
   std::vector<ByteRange> prefix;  // old bytes that seed the residual's zstd window
@@ -345,22 +368,25 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
   } else if (!old_data.empty()) {
     plan.prefix.push_back({0, std::min<uint64_t>(old_data.size(), kMaxPrefixBytes)});
   }
-  std::vector<Region> chosen;
-  for (Region& r : plan.regions) {
-    if (r.transform == Transform::kLiteral) {
-      chosen.push_back(r);
-      continue;
+  // Regions are planned independently, and planning (estimates, the low-rank search) is most of
+  // the diff time: a few threads take the regions in turn, and the results keep their order.
+  std::vector<std::vector<Region>> planned(plan.regions.size());
+  std::atomic<size_t> next{0};
+  auto plan_some = [&] {
+    for (size_t i = next++; i < planned.size(); i = next++) {
+      planned[i] = PlanRegion(old_data, new_data, plan.regions[i]);
     }
-    const double bits = ChooseTransform(old_data, new_data, r);
-    // Per-channel grids first: a quantized matrix changes at full rank, so the low-rank search
-    // would only cost time.
-    if (r.transform != Transform::kGridXor && SplitPerChannelGrid(old_data, new_data, r, chosen)) {
-      continue;
-    }
-    TryLowRank(old_data, new_data, r, bits);
-    chosen.push_back(r);
+  };
+  const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxPlanThreads);
+  std::vector<std::future<void>> helpers;
+  for (unsigned t = 1; t < threads; ++t)
+    helpers.push_back(std::async(std::launch::async, plan_some));
+  plan_some();
+  for (std::future<void>& helper : helpers) helper.get();
+  plan.regions.clear();
+  for (std::vector<Region>& regions : planned) {
+    plan.regions.insert(plan.regions.end(), regions.begin(), regions.end());
   }
-  plan.regions = std::move(chosen);
   return plan;
 }
 
@@ -681,9 +707,19 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
     const int first = FirstPlane(r.width);
     const uint64_t words = r.length / r.width;
     for (int k = 0; k < r.width; ++k) planes[first + k].reserve(planes[first + k].size() + words);
+    // The words the transform sees: the old ones, or their low-rank prediction.
+    std::string_view reference;
+    if (r.transform != Transform::kLiteral) reference = old_data.substr(r.old_offset, r.length);
+    std::string predicted;
+    if (r.low_rank) {
+      predicted.resize(r.length);
+      PredictLowRankWords(*r.low_rank, reference.data(), 0, words, predicted.data());
+      reference = predicted;
+    }
     for (uint64_t i = 0; i < words; ++i) {
       const uint64_t nw = LoadWord(new_data.data() + r.new_offset + i * r.width, r.width);
-      const uint64_t d = coder.Forward(ReferenceWord(old_data, r, i), nw);
+      const uint64_t ow = reference.empty() ? 0 : LoadWord(reference.data() + i * r.width, r.width);
+      const uint64_t d = coder.Forward(ow, nw);
       for (int k = 0; k < r.width; ++k)
         planes[first + k].push_back(static_cast<char>(d >> (8 * k)));
     }
@@ -702,7 +738,7 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
     });
   }
   absl::StatusOr<std::string> packed_table =
-      CompressFrame(table, options.zstd_level, kTableWindowLog);
+      CompressIfStructured(table, options.zstd_level, kTableWindowLog);
   if (!packed_table.ok()) return packed_table.status();
   int residual_coder = kResidualZstdPrefix;
   absl::StatusOr<std::string> packed_residual =

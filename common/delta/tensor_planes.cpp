@@ -25,6 +25,9 @@ constexpr std::pair<ZSTD_cParameter, int> kPlaneSearch[] = {{ZSTD_c_minMatch, 7}
                                                             {ZSTD_c_hashLog, 14},
                                                             {ZSTD_c_targetLength, 16}};
 
+// The strong pass runs only where the quick pass got below this share of the input (9/10).
+bool QuickPassFoundStructure(uint64_t packed, uint64_t raw) { return packed < raw * 9 / 10; }
+
 // Sparse coding is tried only when at most this share of the bytes is non-zero.
 constexpr uint64_t kSparseMaxNonZeroShare = 4;  // 1 in 4
 
@@ -186,6 +189,17 @@ absl::StatusOr<std::string> CompressFrame(std::string_view data, int level, int 
   return out;
 }
 
+absl::StatusOr<std::string> CompressIfStructured(std::string_view data, int level, int window_log) {
+  const int quick_level = std::min(level, kQuickLevel);
+  absl::StatusOr<std::string> best = CompressFrame(data, quick_level, window_log);
+  if (!best.ok() || level <= quick_level || !QuickPassFoundStructure(best->size(), data.size())) {
+    return best;
+  }
+  absl::StatusOr<std::string> strong = CompressFrame(data, level, window_log);
+  if (!strong.ok()) return strong.status();
+  return strong->size() < best->size() ? strong : best;
+}
+
 absl::StatusOr<EncodedPlane> EncodePlane(std::string_view plane, int level, int window_log) {
   const uint64_t zeros = static_cast<uint64_t>(std::count(plane.begin(), plane.end(), '\0'));
   std::optional<SparseForm> sparse;
@@ -201,7 +215,7 @@ absl::StatusOr<EncodedPlane> EncodePlane(std::string_view plane, int level, int 
   }
   // Low mantissa bytes are noise that high levels spend minutes on for nothing: only a plane
   // the quick pass could shrink gets the requested level.
-  if (level > quick_level && best->size() < plane.size() * 9 / 10) {
+  if (level > quick_level && QuickPassFoundStructure(best->size(), plane.size())) {
     absl::StatusOr<EncodedPlane> strong =
         CompressPlane(plane, best->sparse ? &*sparse : nullptr, level, window_log);
     if (!strong.ok()) return strong.status();

@@ -28,6 +28,11 @@ absl::StatusOr<std::string> CompressFrame(
     std::string_view data, int level, int window_log, std::string_view prefix = {},
     std::span<const std::pair<ZSTD_cParameter, int>> tuning = {});
 
+// One zstd frame of `data` at a quick level, then at `level` only if the quick pass found
+// structure: high levels spend their time searching noise (low-rank factors, mantissa bytes)
+// for nothing.
+absl::StatusOr<std::string> CompressIfStructured(std::string_view data, int level, int window_log);
+
 struct EncodedPlane {
   bool sparse = false;
   std::string dense;   // sparse == false
