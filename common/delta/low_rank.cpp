@@ -5,6 +5,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <utility>
 
@@ -510,6 +511,40 @@ uint32_t PredictAt(const LowRankFactors& factors, const FloatFormat& format, uin
 }
 
 }  // namespace
+
+std::optional<LowRankFactors> HalfPrecisionFactors(const LowRankFactors& factors) {
+  LowRankFactors half = factors;
+  half.factor_width = 2;
+  const uint32_t rank = factors.rank;
+  for (uint32_t t = 0; t < rank; ++t) {
+    float max_u = 0, max_v = 0;
+    for (uint64_t i = 0; i < factors.rows; ++i)
+      max_u = std::max(max_u, std::fabs(half.u[i * rank + t]));
+    for (uint64_t j = 0; j < factors.cols; ++j)
+      max_v = std::max(max_v, std::fabs(half.vt[j * rank + t]));
+    if (max_u == 0 || max_v == 0) continue;
+    const float scale = std::sqrt(max_v / max_u);
+    for (uint64_t i = 0; i < factors.rows; ++i) half.u[i * rank + t] *= scale;
+    for (uint64_t j = 0; j < factors.cols; ++j) half.vt[j * rank + t] /= scale;
+  }
+  for (std::vector<float>* factor : {&half.u, &half.vt}) {
+    for (float& x : *factor) {
+      const std::optional<uint32_t> bits = kFloat16.Round(x);
+      if (!bits) return std::nullopt;
+      x = static_cast<float>(kFloat16.Value(*bits));
+    }
+  }
+  return half;
+}
+
+uint16_t Float16Bits(float value) {
+  return static_cast<uint16_t>(kFloat16.Round(value).value_or(0x7c00));
+}
+
+float Float16Value(uint16_t bits) {
+  if (!kFloat16.Finite(bits)) return std::numeric_limits<float>::quiet_NaN();
+  return static_cast<float>(kFloat16.Value(bits));
+}
 
 uint32_t PredictLowRankWord(const LowRankFactors& factors, uint32_t old_bits, uint64_t index) {
   return PredictAt(factors, FormatOf(factors.width), old_bits, index / factors.cols,

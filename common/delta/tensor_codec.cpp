@@ -8,15 +8,15 @@
 //   "EFT" 0x03, u8 residual coder (0 = zstd with a prefix of old bytes, 1 = match-zstd on old),
 //   varint residual length, varint sparse-plane mask (bit p: plane p is sparse), varint section
 //   sizes: table, each plane (two for a sparse one: gaps, values), residual; then the sections.
-//   Version 0x02 is the same without low-rank regions, 0x01 also without the mask (every plane
-//   dense); both are still decoded.
+//   Version 0x03 stores low-rank factors as float32 only, 0x02 has no low-rank regions and 0x01
+//   also no mask (every plane dense); all are still decoded.
 // Table (one zstd frame, read incrementally): varint prefix range count, per range varint gap
 // from the previous range's end and varint length; varint region count, per region varint
 // residual bytes before it, varint length, varint mode (width code | transform << 2) and, unless
 // literal, varint zigzag(old offset - previous old end), then the transform's parameters
 // (prune: threshold | keeps_sign << 31; grid: the step's IEEE-754 bits, zigzag(min), zigzag(max);
-// low rank, on float32 or float16 words: varint rank r, varint rows, then U (rows x r) and V^T
-// (cols x r) as float32).
+// low rank, on float32 or float16 words: varint rank r, varint rows, varint factor width (4:
+// float32, 2: float16), then U (rows x r) and V^T (cols x r) in that format).
 // Residual bytes after the last region end the file. Planes: stream 0 = width 1; 1, 2 = width 2;
 // 3..6 = width 4; byte k of each little-endian word goes to the width's k-th stream, regions in
 // table order.
@@ -51,7 +51,8 @@ namespace {
 constexpr char kMagic[3] = {'E', 'F', 'T'};
 constexpr uint8_t kVersionDensePlanes = 1;
 constexpr uint8_t kVersionNoLowRank = 2;
-constexpr uint8_t kVersion = 3;
+constexpr uint8_t kVersionFloat32Factors = 3;
+constexpr uint8_t kVersion = 4;
 constexpr int kPlaneCount = 7;
 constexpr int kResidualZstdPrefix = 0;
 constexpr int kResidualMatchZstd = 1;
@@ -171,7 +172,10 @@ double EstimateBits(std::string_view old_data, std::string_view new_data, const 
     for (uint64_t c : hist[k]) bits -= CountTimesLog2(c);
   }
   bits *= static_cast<double>(words) / static_cast<double>(std::max<uint64_t>(n, 1));
-  if (r.low_rank) bits += 32.0 * static_cast<double>(r.low_rank->u.size() + r.low_rank->vt.size());
+  if (r.low_rank) {
+    bits += 8.0 * r.low_rank->factor_width *
+            static_cast<double>(r.low_rank->u.size() + r.low_rank->vt.size());
+  }
   return bits;
 }
 
@@ -214,20 +218,27 @@ double ChooseTransform(std::string_view old_data, std::string_view new_data, Reg
   return best;
 }
 
-// A dense change to a matrix may be a merged adapter: takes the low-rank prediction when it
-// beats `best` bits, the estimate of the transform `r` has.
+// A dense change to a matrix may be a merged adapter: takes the low-rank prediction, with float32
+// or float16 factors, when it beats `best` bits, the estimate of the transform `r` has.
 void TryLowRank(std::string_view old_data, std::string_view new_data, Region& r, double best) {
   if (((r.float32 && r.width == 4) || (r.float16 && r.width == 2)) && r.rows != 0 &&
       best > kLowRankMinBitsPerWord * static_cast<double>(r.length / r.width)) {
     std::optional<LowRankFactors> factors =
         FindLowRankUpdate(old_data.substr(r.old_offset, r.length),
                           new_data.substr(r.new_offset, r.length), r.width, r.rows);
-    if (factors) {
+    if (!factors) return;
+    std::optional<LowRankFactors> half = HalfPrecisionFactors(*factors);
+    for (std::optional<LowRankFactors>* candidate : {&factors, &half}) {
+      if (!*candidate) continue;
       Region c = r;
       c.transform = Transform::kLowRankSub;
       c.params = {};
-      c.low_rank = std::make_shared<const LowRankFactors>(*std::move(factors));
-      if (EstimateBits(old_data, new_data, c) < best) r = std::move(c);
+      c.low_rank = std::make_shared<const LowRankFactors>(**std::move(candidate));
+      const double bits = EstimateBits(old_data, new_data, c);
+      if (bits < best) {
+        best = bits;
+        r = std::move(c);
+      }
     }
   }
 }
@@ -399,13 +410,16 @@ void PutParams(std::string& table, const Region& r) {
     PutVarint(table, ZigzagEncode(r.params.grid_min));
     PutVarint(table, ZigzagEncode(r.params.grid_max));
   } else if (r.transform == Transform::kLowRankSub) {
+    const int factor_width = r.low_rank->factor_width;
     PutVarint(table, r.low_rank->rank);
     PutVarint(table, r.low_rank->rows);
+    PutVarint(table, static_cast<uint64_t>(factor_width));
     for (const std::vector<float>* factor : {&r.low_rank->u, &r.low_rank->vt}) {
       for (float x : *factor) {
         char bytes[4];
-        StoreWord(bytes, 4, std::bit_cast<uint32_t>(x));
-        table.append(bytes, 4);
+        StoreWord(bytes, factor_width,
+                  factor_width == 2 ? Float16Bits(x) : std::bit_cast<uint32_t>(x));
+        table.append(bytes, factor_width);
       }
     }
   }
@@ -464,29 +478,36 @@ absl::StatusOr<TransformParams> ReadParams(StreamReader& table, Transform transf
 }
 
 // The factors of a low-rank region of `words` words of `width` bytes, checked against the decoder's
-// bounds before anything is allocated.
+// bounds before anything is allocated. Before version 4 they are always float32.
 absl::StatusOr<std::shared_ptr<const LowRankFactors>> ReadLowRankFactors(StreamReader& table,
-                                                                         int width,
-                                                                         uint64_t words) {
+                                                                         int width, uint64_t words,
+                                                                         uint8_t version) {
   absl::StatusOr<uint64_t> rank = ReadVarint(table);
   absl::StatusOr<uint64_t> rows = rank.ok() ? ReadVarint(table) : rank;
-  if (!rows.ok()) return rows.status();
+  absl::StatusOr<uint64_t> factor_width = !rows.ok()            ? rows
+                                          : version >= kVersion ? ReadVarint(table)
+                                                                : absl::StatusOr<uint64_t>(4);
+  if (!factor_width.ok()) return factor_width.status();
   if (*rank > kMaxLowRank || *rows == 0 || words % *rows != 0 ||
       !LowRankShapeValid(*rows, words / *rows, static_cast<uint32_t>(*rank))) {
     return Corrupt("bad low-rank factor shape");
   }
+  if (*factor_width != 4 && *factor_width != 2) return Corrupt("bad low-rank factor width");
   auto f = std::make_shared<LowRankFactors>();
   f->width = width;
   f->rows = *rows;
   f->cols = words / *rows;
   f->rank = static_cast<uint32_t>(*rank);
+  f->factor_width = static_cast<int>(*factor_width);
   f->u.resize(f->rows * f->rank);
   f->vt.resize(f->cols * f->rank);
   for (std::vector<float>* factor : {&f->u, &f->vt}) {
     for (float& x : *factor) {
       char bytes[4];
-      if (absl::Status s = table.ReadExact(bytes, 4); !s.ok()) return s;
-      x = std::bit_cast<float>(static_cast<uint32_t>(LoadWord(bytes, 4)));
+      if (absl::Status s = table.ReadExact(bytes, f->factor_width); !s.ok()) return s;
+      const uint64_t bits = LoadWord(bytes, f->factor_width);
+      x = f->factor_width == 2 ? Float16Value(static_cast<uint16_t>(bits))
+                               : std::bit_cast<float>(static_cast<uint32_t>(bits));
       if (!std::isfinite(x)) return Corrupt("low-rank factor is not finite");
     }
   }
@@ -497,9 +518,11 @@ absl::StatusOr<std::shared_ptr<const LowRankFactors>> ReadLowRankFactors(StreamR
 // the planes when the residual reaches it.
 class Interleaver : public ByteSink {
  public:
-  Interleaver(OldSource& old, uint64_t new_size, uint64_t residual_len, StreamReader& table,
-              std::array<std::unique_ptr<PlaneReader>, kPlaneCount>& planes, ByteSink& out)
+  Interleaver(OldSource& old, uint8_t version, uint64_t new_size, uint64_t residual_len,
+              StreamReader& table, std::array<std::unique_ptr<PlaneReader>, kPlaneCount>& planes,
+              ByteSink& out)
       : old_(old),
+        version_(version),
         new_size_(new_size),
         residual_len_(residual_len),
         table_(table),
@@ -581,7 +604,7 @@ class Interleaver : public ByteSink {
     low_rank_.reset();
     if (transform_ == Transform::kLowRankSub) {
       absl::StatusOr<std::shared_ptr<const LowRankFactors>> factors =
-          ReadLowRankFactors(table_, width_, length_ / width_);
+          ReadLowRankFactors(table_, width_, length_ / width_, version_);
       if (!factors.ok()) return factors.status();
       low_rank_ = *std::move(factors);
     }
@@ -647,6 +670,7 @@ class Interleaver : public ByteSink {
   }
 
   OldSource& old_;
+  uint8_t version_;
   uint64_t new_size_;
   uint64_t residual_len_;
   StreamReader& table_;
@@ -792,7 +816,8 @@ absl::Status TensorDecode(OldSource& old, std::string_view payload, uint64_t new
     return Corrupt("bad magic");
   }
   const auto version = static_cast<uint8_t>(payload[sizeof(kMagic)]);
-  if (version != kVersion && version != kVersionNoLowRank && version != kVersionDensePlanes) {
+  if (version != kVersion && version != kVersionFloat32Factors && version != kVersionNoLowRank &&
+      version != kVersionDensePlanes) {
     return Corrupt(absl::StrCat("unknown format version ", version));
   }
   const int residual_coder = static_cast<uint8_t>(payload[sizeof(kMagic) + 1]);
@@ -860,7 +885,7 @@ absl::Status TensorDecode(OldSource& old, std::string_view payload, uint64_t new
       next_section += 1;
     }
   }
-  Interleaver interleaver(old, new_size, *residual_len, table, planes, out);
+  Interleaver interleaver(old, version, new_size, *residual_len, table, planes, out);
   if (absl::Status s = interleaver.Start(*region_count); !s.ok()) return s;
 
   const std::string_view residual = sections[next_section];

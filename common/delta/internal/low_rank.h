@@ -19,12 +19,14 @@ inline constexpr uint32_t kMaxLowRank = 64;
 inline constexpr uint64_t kMaxLowRankFactorBytes = uint64_t{4} << 20;
 
 // new - old ~ U * V^T for a rows x cols matrix of float32 (width 4) or float16 (width 2) words
-// stored row-major. The factors are float32 either way.
+// stored row-major. The factors are held as float32; a patch stores them in factor_width bytes.
 struct LowRankFactors {
   int width = 4;
   uint64_t rows = 0;
   uint64_t cols = 0;
   uint32_t rank = 0;
+  // 4: float32; 2: float16, every factor exactly a float16 value.
+  int factor_width = 4;
   std::vector<float> u;   // rows x rank, row-major
   std::vector<float> vt;  // cols x rank, row-major (V^T): a prediction reads two contiguous runs
 };
@@ -41,6 +43,17 @@ bool LowRankShapeValid(uint64_t rows, uint64_t cols, uint32_t rank);
 std::optional<LowRankFactors> FindLowRankUpdate(std::string_view old_words,
                                                 std::string_view new_words, int width,
                                                 uint64_t rows);
+
+// The factors in float16, for a table half the size: enough wherever the update is small next to
+// the weights' own precision (float16 weights). Each direction is first rescaled so its u and v
+// share one magnitude (the product is unchanged), which keeps both inside float16's range.
+// nullopt when a factor would still overflow.
+std::optional<LowRankFactors> HalfPrecisionFactors(const LowRankFactors& factors);
+
+// float16 bits of a float that is exactly a float16 value (as HalfPrecisionFactors makes them),
+// and the float of any float16 bits (NaN for infinities and NaNs).
+uint16_t Float16Bits(float value);
+float Float16Value(uint16_t bits);
 
 // The predicted new word at flat index `index` (row-major) from its old word: old + u_i . v_j
 // summed in double in a fixed order, then rounded to the word's format (to nearest, ties to

@@ -186,13 +186,53 @@ TEST(LowRankTest, FindsAnAdapterMergedIntoFloat16Weights) {
   ASSERT_TRUE(f.has_value());
   EXPECT_EQ(f->rank, 8u);
   EXPECT_EQ(f->width, 2);
-  std::string predicted(old_words.size(), '\0');
-  PredictLowRankWords(*f, old_words.data(), 0, rows * cols, predicted.data());
-  size_t exact = 0;
-  for (size_t i = 0; i < predicted.size(); i += 2) {
-    exact += predicted.compare(i, 2, new_words, i, 2) == 0;
+  auto exact_fraction = [&](const LowRankFactors& factors) {
+    std::string predicted(old_words.size(), '\0');
+    PredictLowRankWords(factors, old_words.data(), 0, rows * cols, predicted.data());
+    size_t exact = 0;
+    for (size_t i = 0; i < predicted.size(); i += 2) {
+      exact += predicted.compare(i, 2, new_words, i, 2) == 0;
+    }
+    return static_cast<double>(exact) / (rows * cols);
+  };
+  const double full = exact_fraction(*f);
+  EXPECT_GT(full, 0.75);
+  // Float16 factors (half the table) predict float16 weights as well as float32 ones.
+  const std::optional<LowRankFactors> half = HalfPrecisionFactors(*f);
+  ASSERT_TRUE(half.has_value());
+  EXPECT_EQ(half->factor_width, 2);
+  for (const std::vector<float>* factor : {&half->u, &half->vt}) {
+    for (float x : *factor) ASSERT_EQ(Float16Value(Float16Bits(x)), x);
   }
-  EXPECT_GT(static_cast<double>(exact) / (rows * cols), 0.75);
+  EXPECT_GT(exact_fraction(*half), full - 0.01);
+}
+
+TEST(LowRankTest, Float16FactorsAreExactHalvesScaledIntoRange) {
+  EXPECT_EQ(Float16Bits(1.0f), 0x3c00);
+  EXPECT_EQ(Float16Bits(-2.0f), 0xc000);
+  EXPECT_EQ(Float16Bits(65504.0f), 0x7bff);
+  EXPECT_EQ(Float16Bits(std::ldexp(1.0f, -24)), 0x0001);  // the smallest subnormal
+  EXPECT_EQ(Float16Value(0x3555), 0.333251953125f);
+  EXPECT_EQ(Float16Value(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_TRUE(std::isnan(Float16Value(0x7c00)));  // infinity
+  EXPECT_TRUE(std::isnan(Float16Value(0xfe00)));  // NaN
+
+  // A direction with a tiny u and a large v (a product of 0.01) is rebalanced to about 0.1 each,
+  // inside float16's range, and keeps its product.
+  LowRankFactors f;
+  f.rows = 2;
+  f.cols = 1;
+  f.rank = 1;
+  f.u = {1e-6f, -5e-7f};
+  f.vt = {1e4f};
+  std::optional<LowRankFactors> half = HalfPrecisionFactors(f);
+  ASSERT_TRUE(half.has_value());
+  EXPECT_NEAR(half->u[0] * half->vt[0], 1e-2, 1e-2 / 1024);
+  EXPECT_NEAR(half->u[1] * half->vt[0], -5e-3, 5e-3 / 1024);
+  // One whose balanced magnitude is still beyond float16 (1e6 each) cannot be stored so.
+  f.u = {1e6f, 1e6f};
+  f.vt = {1e6f};
+  EXPECT_FALSE(HalfPrecisionFactors(f).has_value());
 }
 
 TEST(LowRankTest, ShapeBoundsKeepTheDecodersFactorsWithinFourMebibytes) {
