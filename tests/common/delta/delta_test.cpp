@@ -496,6 +496,56 @@ TEST(DeltaFiles, DiffApplyInspectThroughFiles) {
   EXPECT_THAT(std::string(missing.message()), HasSubstr(dir.File("nope")));
 }
 
+// The base is read a piece at a time (OldSource): a base that cannot be read, or stops being
+// readable partway, fails the apply with that reason and nothing reaches the output past it.
+class FailingOldSource final : public OldSource {
+ public:
+  FailingOldSource(std::string_view data, uint64_t fail_at) : data_(data), fail_at_(fail_at) {}
+  uint64_t size() const override { return data_.size(); }
+  absl::StatusOr<std::string_view> Read(uint64_t offset, size_t length) override {
+    EXPECT_LE(length, kMaxReadBytes);
+    EXPECT_LE(offset + length, data_.size());
+    if (offset + length > fail_at_) return absl::UnavailableError("disk went away");
+    return data_.substr(offset, length);
+  }
+
+ private:
+  std::string_view data_;
+  uint64_t fail_at_;
+};
+
+TEST(DeltaApply, BaseReadErrorsStopTheApplyWithTheirReason) {
+  const std::string old_data = StructuredBytes(300000, 38);
+  const std::string new_data = ScatterEdits(old_data, 40, 39);
+  for (Codec codec : {Codec::kBsdiff40, Codec::kMatchZstd}) {
+    SCOPED_TRACE(CodecName(codec));
+    const std::string patch = MakePatch(old_data, new_data, codec);
+    FailingOldSource whole(old_data, old_data.size());
+    StringSink out;
+    ASSERT_TRUE(Apply(whole, patch, out).ok());
+    EXPECT_TRUE(out.data() == new_data);
+    // Failing halfway: bsdiff40 reads the base only as it applies; the container hashes it first.
+    FailingOldSource halfway(old_data, old_data.size() / 2);
+    StringSink cut;
+    const absl::Status s = Apply(halfway, patch, cut);
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(std::string(s.message()), HasSubstr("disk went away"));
+    EXPECT_LT(cut.data().size(), new_data.size());
+  }
+}
+
+TEST(DeltaFiles, ABaseThatIsNotARegularFileIsRefused) {
+  TempDir dir;
+  const std::string old_data = StructuredBytes(10000, 40);
+  WriteFile(dir.File("p.delta"),
+            MakePatch(old_data, ScatterEdits(old_data, 4, 41), Codec::kBsdiff40));
+  fs::create_directory(dir.File("base"));
+  const absl::Status s = ApplyFiles(dir.File("base"), dir.File("p.delta"), dir.File("out"));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("not a regular file"));
+  EXPECT_FALSE(fs::exists(dir.File("out")));
+}
+
 TEST(DeltaFiles, FailedApplyLeavesNoOutputFile) {
   TempDir dir;
   const std::string old_data = StructuredBytes(100000, 35);
