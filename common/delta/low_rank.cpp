@@ -251,8 +251,9 @@ class Residuals {
     for (size_t r = 0; r < n_; ++r) {
       double* row = &cache_[r * cols_];
       for (uint64_t j = 0; j < cols_; ++j) {
-        for (size_t t = cached_rank_; t < found_.rank(); ++t)
+        for (size_t t = cached_rank_; t < found_.rank(); ++t) {
           row[j] -= found_.Q(t, r) * found_.V(t, j);
+        }
       }
     }
     cached_rank_ = found_.rank();

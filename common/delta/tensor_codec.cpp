@@ -5,7 +5,7 @@
 // (graph structure, tensors without an old counterpart) is a residual coded against the old file.
 //
 // Payload (varints are LEB128):
-//   "EFT" 0x03, u8 residual coder (0 = zstd with a prefix of old bytes, 1 = match-zstd on old),
+//   "EFT" 0x04, u8 residual coder (0 = zstd with a prefix of old bytes, 1 = match-zstd on old),
 //   varint residual length, varint sparse-plane mask (bit p: plane p is sparse), varint section
 //   sizes: table, each plane (two for a sparse one: gaps, values), residual; then the sections.
 //   Version 0x03 stores low-rank factors as float32 only, 0x02 has no low-rank regions and 0x01
@@ -390,8 +390,9 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
   };
   const unsigned threads = std::clamp(std::thread::hardware_concurrency(), 1u, kMaxPlanThreads);
   std::vector<std::future<void>> helpers;
-  for (unsigned t = 1; t < threads; ++t)
+  for (unsigned t = 1; t < threads; ++t) {
     helpers.push_back(std::async(std::launch::async, plan_some));
+  }
   plan_some();
   for (std::future<void>& helper : helpers) helper.get();
   plan.regions.clear();
