@@ -52,7 +52,8 @@ class StringSink final : public ByteSink {
   std::string data_;
 };
 
-// A read-only view of a whole file, memory-mapped (so the old model costs page cache, not heap).
+// A read-only view of a whole file, memory-mapped (diff inputs, and the patch being applied: they
+// cost page cache, not heap).
 class MappedFile {
  public:
   static absl::StatusOr<std::unique_ptr<MappedFile>> Open(const std::string& path);
