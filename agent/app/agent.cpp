@@ -24,6 +24,7 @@
 #include "common/crypto/random.h"
 #include "common/crypto/sha256.h"
 #include "common/crypto/signer.h"
+#include "common/delta/delta.h"
 
 namespace edgefleet::agent {
 namespace {
@@ -194,6 +195,7 @@ class AgentImpl final : public Agent {
       inventory.set_os(absl::StrCat(name.sysname, " ", name.release));
     }
     inventory.set_agent_version(kAgentVersion);
+    inventory.set_patch_decoder_version(delta::kDecoderFormatVersion);
     inventory.set_inference_runtime("opencv-dnn");
     struct sysinfo info;
     if (::sysinfo(&info) == 0)

@@ -71,6 +71,12 @@ class MappedFile {
   size_t size_;
 };
 
+// The newest patch format this build's decoders read. It is raised whenever a format gains
+// something older decoders cannot read (the tensor payload is at version 4); agents report it,
+// so the server offers a device only patches its agent can apply. bsdiff40 and match-zstd have
+// never changed.
+inline constexpr uint32_t kDecoderFormatVersion = 4;
+
 // The base a patch is applied to, read a piece at a time: no decoder needs the whole base at
 // once. A file is read with pread through one buffer instead of being mapped, because a mapped
 // file's resident set follows the page cache, not the reader: on recent kernels a file cached in

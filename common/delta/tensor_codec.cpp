@@ -53,6 +53,8 @@ constexpr uint8_t kVersionDensePlanes = 1;
 constexpr uint8_t kVersionNoLowRank = 2;
 constexpr uint8_t kVersionFloat32Factors = 3;
 constexpr uint8_t kVersion = 4;
+static_assert(kVersion == kDecoderFormatVersion,
+              "a new tensor payload version is a new decoder version");
 constexpr int kPlaneCount = 7;
 constexpr int kResidualZstdPrefix = 0;
 constexpr int kResidualMatchZstd = 1;

@@ -99,8 +99,9 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
         // server queue work for arbitrary digests.
         // A device that reports a stale sha simply gets a patch that fails to apply and falls
         // back to the full artifact; the offer itself is only a hint.
-        auto offer = patches_->Offer(installed.artifact_sha256(), version.artifact_sha256(),
-                                     version.size_bytes());
+        auto offer =
+            patches_->Offer(installed.artifact_sha256(), version.artifact_sha256(),
+                            version.size_bytes(), request.inventory().patch_decoder_version());
         if (offer.ok() && *offer) *entry->mutable_patch() = **offer;
       }
     }

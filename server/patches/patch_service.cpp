@@ -67,7 +67,8 @@ absl::Status PatchService::Request(const std::string& from_sha256, const std::st
 
 absl::StatusOr<std::optional<v1::PatchOffer>> PatchService::Offer(const std::string& from_sha256,
                                                                   const std::string& to_sha256,
-                                                                  uint64_t to_size_bytes) {
+                                                                  uint64_t to_size_bytes,
+                                                                  uint32_t decoder_version) {
   auto record = repo_.Find(from_sha256, to_sha256);
   if (!record.ok()) return record.status();
   if (!*record) {
@@ -76,6 +77,12 @@ absl::StatusOr<std::optional<v1::PatchOffer>> PatchService::Offer(const std::str
   }
   const PatchRecord& r = **record;
   if (r.state != PatchRecord::State::kReady || r.size_bytes >= to_size_bytes) {
+    return std::optional<v1::PatchOffer>();
+  }
+  // Tensor patches are written in this build's format; an older agent would download one, fail
+  // to decode it and fetch the full artifact as well, so it is sent the full artifact at once.
+  if (r.codec == delta::CodecName(delta::Codec::kTensor) &&
+      decoder_version < delta::kDecoderFormatVersion) {
     return std::optional<v1::PatchOffer>();
   }
   v1::PatchOffer offer;

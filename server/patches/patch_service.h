@@ -39,11 +39,14 @@ class PatchService {
   // Queues the (from, to) pair unless it is known already. Never blocks on the computation.
   absl::Status Request(const std::string& from_sha256, const std::string& to_sha256);
 
-  // The patch to offer a device holding `from` that should get `to` (full size `to_size`);
-  // nullopt when none is ready or it would not be smaller (a computation is queued if needed).
+  // The patch to offer a device holding `from` that should get `to` (full size `to_size`),
+  // whose agent decodes patch formats up to `decoder_version` (its inventory's
+  // patch_decoder_version); nullopt when none is ready, it would not be smaller, or the agent
+  // could not apply it (a computation is queued if needed).
   absl::StatusOr<std::optional<v1::PatchOffer>> Offer(const std::string& from_sha256,
                                                       const std::string& to_sha256,
-                                                      uint64_t to_size_bytes);
+                                                      uint64_t to_size_bytes,
+                                                      uint32_t decoder_version);
 
   // Blocks until the queue is empty and no computation runs (tests, shutdown).
   void WaitIdle();

@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <random>
+#include <utility>
 
 #include "common/crypto/sha256.h"
 #include "common/delta/delta.h"
@@ -42,6 +44,21 @@ std::string Retrained(const std::string& base) {
     for (size_t i = 0; i < 80; ++i) out[at + i] = static_cast<char>(rng());
   }
   return out;
+}
+
+// Raw float32 weights, and the same weights fine-tuned (each scaled by 1 + N(0, 1e-3)): a file
+// pair for the tensor codec (same length, aligned by offset).
+std::pair<std::string, std::string> FineTunedWeights(size_t count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> weight(0.0f, 0.05f), change(0.0f, 1e-3f);
+  std::string old_bytes(count * sizeof(float), '\0'), new_bytes = old_bytes;
+  for (size_t i = 0; i < count; ++i) {
+    const float w = weight(rng);
+    const float tuned = w * (1.0f + change(rng));
+    std::memcpy(old_bytes.data() + i * sizeof(float), &w, sizeof(float));
+    std::memcpy(new_bytes.data() + i * sizeof(float), &tuned, sizeof(float));
+  }
+  return {old_bytes, new_bytes};
 }
 
 class PatchServiceTest : public ::testing::Test {
@@ -108,8 +125,9 @@ class PatchServiceTest : public ::testing::Test {
   }
 
   std::optional<v1::PatchOffer> OfferFor(const std::string& from, const std::string& to,
-                                         uint64_t to_size) {
-    auto offer = service_->Offer(from, to, to_size);
+                                         uint64_t to_size,
+                                         uint32_t decoder_version = delta::kDecoderFormatVersion) {
+    auto offer = service_->Offer(from, to, to_size, decoder_version);
     EXPECT_TRUE(offer.ok()) << offer.status();
     return offer.ok() ? *offer : std::nullopt;
   }
@@ -140,6 +158,32 @@ class PatchServiceTest : public ::testing::Test {
   std::unique_ptr<PatchService> service_;
   std::string old_, new_;
 };
+
+TEST_F(PatchServiceTest, TensorPatchesAreOfferedOnlyToAgentsThatDecodeTheirFormat) {
+  StartService();
+  const auto [old_weights, new_weights] = FineTunedWeights(kModelBytes / 4, 7);
+  const std::string from = Store(old_weights);
+  const std::string to = Store(new_weights);
+  const std::string bytes_from = Store(old_);
+  const std::string bytes_to = Store(new_);
+  ASSERT_TRUE(service_->Request(from, to).ok());
+  ASSERT_TRUE(service_->Request(bytes_from, bytes_to).ok());
+  service_->WaitIdle();
+
+  std::optional<v1::PatchOffer> tensor = OfferFor(from, to, new_weights.size());
+  ASSERT_TRUE(tensor.has_value());
+  EXPECT_EQ(tensor->codec(), "tensor");
+  ExpectPatchRebuilds(*tensor, old_weights, new_weights);
+  // An agent that predates the current tensor format (or reports none) gets the full artifact
+  // rather than a patch it would fail to decode and then download the artifact anyway.
+  for (uint32_t older : {0u, delta::kDecoderFormatVersion - 1}) {
+    EXPECT_FALSE(OfferFor(from, to, new_weights.size(), older).has_value()) << older;
+  }
+  // Byte-matching patches have never changed format: every agent gets them.
+  std::optional<v1::PatchOffer> matched = OfferFor(bytes_from, bytes_to, new_.size(), 0);
+  ASSERT_TRUE(matched.has_value());
+  EXPECT_NE(matched->codec(), "tensor");
+}
 
 TEST_F(PatchServiceTest, SmallChangeGivesASmallPatchThatRebuildsTheNewVersion) {
   StartService();
@@ -317,6 +361,7 @@ class PatchDeviceApiTest : public PatchServiceTest {
     model->set_version(version.version());
     model->set_state(v1::MODEL_STATE_SERVING);
     model->set_artifact_sha256(version.artifact_sha256());
+    inventory.set_patch_decoder_version(delta::kDecoderFormatVersion);
     return inventory;
   }
 
