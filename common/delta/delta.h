@@ -93,6 +93,10 @@ class OldSource {
   virtual absl::StatusOr<std::string_view> Read(uint64_t offset, size_t length) = 0;
 };
 
+// An OldSource over the file at `path`, read with pread through one kMaxReadBytes buffer.
+// NotFound when it does not exist; InvalidArgument when it is not a regular file.
+absl::StatusOr<std::unique_ptr<OldSource>> OpenOldFile(const std::string& path);
+
 // An OldSource over bytes already in memory (no copying).
 class MemoryOldSource final : public OldSource {
  public:

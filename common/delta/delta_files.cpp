@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -32,72 +31,6 @@ absl::Status Annotate(const absl::Status& s, std::string_view what) {
   return absl::Status(s.code(),
                       absl::StrCat(absl::string_view(what.data(), what.size()), ": ", s.message()));
 }
-
-// The base file read with pread through one buffer of OldSource::kMaxReadBytes. Decoders walk
-// the base mostly forwards in smaller pieces, so most reads are served from the buffer.
-class FileOldSource final : public OldSource {
- public:
-  static absl::StatusOr<std::unique_ptr<FileOldSource>> Open(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      const int err = errno;
-      const absl::Status s = ErrnoError(err, "open", path);
-      return err == ENOENT ? absl::NotFoundError(s.message()) : s;
-    }
-    struct stat st;
-    if (::fstat(fd, &st) != 0) {
-      const int err = errno;
-      ::close(fd);
-      return ErrnoError(err, "stat", path);
-    }
-    if (!S_ISREG(st.st_mode)) {
-      ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat("'", path, "' is not a regular file"));
-    }
-    return std::unique_ptr<FileOldSource>(
-        new FileOldSource(path, fd, static_cast<uint64_t>(st.st_size)));
-  }
-  ~FileOldSource() override { ::close(fd_); }
-  FileOldSource(const FileOldSource&) = delete;
-  FileOldSource& operator=(const FileOldSource&) = delete;
-
-  uint64_t size() const override { return size_; }
-
-  absl::StatusOr<std::string_view> Read(uint64_t offset, size_t length) override {
-    if (offset < buffer_offset_ || offset + length > buffer_offset_ + buffer_length_) {
-      if (buffer_.empty()) buffer_.resize(kMaxReadBytes);
-      const size_t want =
-          static_cast<size_t>(std::min<uint64_t>(kMaxReadBytes, size_ - std::min(offset, size_)));
-      size_t got = 0;
-      while (got < want) {
-        const ssize_t n =
-            ::pread(fd_, buffer_.data() + got, want - got, static_cast<off_t>(offset + got));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return ErrnoError(errno, "read", path_);
-        if (n == 0) break;
-        got += static_cast<size_t>(n);
-      }
-      buffer_offset_ = offset;
-      buffer_length_ = got;
-      if (got < length) {
-        return absl::DataLossError(
-            absl::StrCat("'", path_, "' became shorter than ", size_, " bytes while being read"));
-      }
-    }
-    return std::string_view(buffer_.data() + (offset - buffer_offset_), length);
-  }
-
- private:
-  FileOldSource(std::string path, int fd, uint64_t size)
-      : path_(std::move(path)), fd_(fd), size_(size) {}
-
-  std::string path_;
-  int fd_;
-  uint64_t size_;
-  std::string buffer_;
-  uint64_t buffer_offset_ = 0;
-  size_t buffer_length_ = 0;
-};
 
 }  // namespace
 
@@ -230,7 +163,7 @@ class PageReleasingSink final : public ByteSink {
 
 absl::Status ApplyFiles(const std::string& old_path, const std::string& patch_path,
                         const std::string& out_path, const ApplyOptions& options) {
-  absl::StatusOr<std::unique_ptr<FileOldSource>> old_file = FileOldSource::Open(old_path);
+  absl::StatusOr<std::unique_ptr<OldSource>> old_file = OpenOldFile(old_path);
   if (!old_file.ok()) return old_file.status();
   absl::StatusOr<std::unique_ptr<MappedFile>> patch = MappedFile::Open(patch_path);
   if (!patch.ok()) return patch.status();

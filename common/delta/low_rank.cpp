@@ -118,6 +118,13 @@ constexpr FloatFormat kFloat32{8, 23};
 
 const FloatFormat& FormatOf(int width) { return width == 2 ? kFloat16 : kFloat32; }
 
+// The predicted word from the old word and the update at its position: old + change, rounded
+// to the format, or the old word where it is not finite or the sum leaves the format's range.
+uint32_t PredictedWord(const FloatFormat& format, uint32_t old_bits, double change) {
+  if (!format.Finite(old_bits)) return old_bits;
+  return format.Round(format.Value(old_bits) + change).value_or(old_bits);
+}
+
 // new - old, element by element, in double (exact for two floats of similar magnitude).
 class UpdateView {
  public:
@@ -496,33 +503,18 @@ std::optional<LowRankFactors> FindLowRankUpdate(std::string_view old_words,
   return f;
 }
 
-namespace {
-
-// The prediction for the word at (row, col).
-uint32_t PredictAt(const LowRankFactors& factors, const FloatFormat& format, uint32_t old_bits,
-                   uint64_t row, uint64_t col) {
-  if (!format.Finite(old_bits)) return old_bits;
-  const float* u = &factors.u[row * factors.rank];
-  const float* v = &factors.vt[col * factors.rank];
-  double change = 0;
-  for (uint32_t t = 0; t < factors.rank; ++t) {
-    change += static_cast<double>(u[t]) * static_cast<double>(v[t]);
-  }
-  return format.Round(format.Value(old_bits) + change).value_or(old_bits);
-}
-
-}  // namespace
-
 std::optional<LowRankFactors> HalfPrecisionFactors(const LowRankFactors& factors) {
   LowRankFactors half = factors;
   half.factor_width = 2;
   const uint32_t rank = factors.rank;
   for (uint32_t t = 0; t < rank; ++t) {
     float max_u = 0, max_v = 0;
-    for (uint64_t i = 0; i < factors.rows; ++i)
+    for (uint64_t i = 0; i < factors.rows; ++i) {
       max_u = std::max(max_u, std::fabs(half.u[i * rank + t]));
-    for (uint64_t j = 0; j < factors.cols; ++j)
+    }
+    for (uint64_t j = 0; j < factors.cols; ++j) {
       max_v = std::max(max_v, std::fabs(half.vt[j * rank + t]));
+    }
     if (max_u == 0 || max_v == 0) continue;
     const float scale = std::sqrt(max_v / max_u);
     for (uint64_t i = 0; i < factors.rows; ++i) half.u[i * rank + t] *= scale;
@@ -548,8 +540,13 @@ float Float16Value(uint16_t bits) {
 }
 
 uint32_t PredictLowRankWord(const LowRankFactors& factors, uint32_t old_bits, uint64_t index) {
-  return PredictAt(factors, FormatOf(factors.width), old_bits, index / factors.cols,
-                   index % factors.cols);
+  const float* u = &factors.u[index / factors.cols * factors.rank];
+  const float* v = &factors.vt[index % factors.cols * factors.rank];
+  double change = 0;
+  for (uint32_t t = 0; t < factors.rank; ++t) {
+    change += static_cast<double>(u[t]) * static_cast<double>(v[t]);
+  }
+  return PredictedWord(FormatOf(factors.width), old_bits, change);
 }
 
 void PredictLowRankWords(const LowRankFactors& factors, const char* old_words, uint64_t first,
@@ -558,7 +555,8 @@ void PredictLowRankWords(const LowRankFactors& factors, const char* old_words, u
   const uint32_t rank = factors.rank;
   std::vector<double> change;
   // A row's words at a time, the rank loop outside: each word still sums its products in the
-  // same order as PredictAt (the same bits), but the words' sums no longer wait on each other.
+  // same order as PredictLowRankWord (the same bits), but the words' sums no longer wait on each
+  // other.
   for (uint64_t i = 0; i < count;) {
     const uint64_t row = (first + i) / factors.cols;
     const uint64_t col = (first + i) % factors.cols;
@@ -570,10 +568,8 @@ void PredictLowRankWords(const LowRankFactors& factors, const char* old_words, u
       for (uint64_t k = 0; k < n; ++k) change[k] += u * static_cast<double>(v[k * rank]);
     }
     for (uint64_t k = 0; k < n; ++k) {
-      const uint32_t bits = WordAt(old_words, factors.width, i + k);
-      const uint32_t predicted =
-          format.Finite(bits) ? format.Round(format.Value(bits) + change[k]).value_or(bits) : bits;
-      StoreWord(predicted_words + (i + k) * factors.width, factors.width, predicted);
+      StoreWord(predicted_words + (i + k) * factors.width, factors.width,
+                PredictedWord(format, WordAt(old_words, factors.width, i + k), change[k]));
     }
     i += n;
   }

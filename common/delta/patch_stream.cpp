@@ -105,14 +105,9 @@ absl::StatusOr<uint64_t> ReadVarint(StreamReader& in) {
 
 absl::StatusOr<std::string> Sha256Of(OldSource& old) {
   crypto::Sha256 hasher;
-  for (uint64_t offset = 0; offset < old.size();) {
-    const size_t n =
-        static_cast<size_t>(std::min<uint64_t>(OldSource::kMaxReadBytes, old.size() - offset));
-    absl::StatusOr<std::string_view> piece = old.Read(offset, n);
-    if (!piece.ok()) return piece.status();
-    hasher.Update(*piece);
-    offset += n;
-  }
+  absl::Status read =
+      ForEachPiece(old, 0, old.size(), [&](std::string_view piece) { hasher.Update(piece); });
+  if (!read.ok()) return read;
   return hasher.Finish();
 }
 

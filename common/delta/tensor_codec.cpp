@@ -862,15 +862,10 @@ absl::Status TensorDecode(OldSource& old, std::string_view payload, uint64_t new
         *len > kMaxPrefixBytes - prefix.size()) {
       return Corrupt("prefix range outside the old file or over the limit");
     }
-    prefix_end += *gap;
-    for (const uint64_t end = prefix_end + *len; prefix_end < end;) {
-      const size_t n =
-          static_cast<size_t>(std::min<uint64_t>(OldSource::kMaxReadBytes, end - prefix_end));
-      absl::StatusOr<std::string_view> piece = old.Read(prefix_end, n);
-      if (!piece.ok()) return piece.status();
-      prefix.append(*piece);
-      prefix_end += n;
-    }
+    absl::Status read = ForEachPiece(old, prefix_end + *gap, *len,
+                                     [&](std::string_view piece) { prefix.append(piece); });
+    if (!read.ok()) return read;
+    prefix_end += *gap + *len;
   }
   absl::StatusOr<uint64_t> region_count = ReadVarint(table);
   if (!region_count.ok()) return region_count.status();

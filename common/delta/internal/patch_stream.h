@@ -4,6 +4,7 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -95,6 +96,21 @@ inline int64_t ZigzagDecode(uint64_t v) {
 }
 // DataLoss (naming the stream) on a truncated or over-long varint.
 absl::StatusOr<uint64_t> ReadVarint(StreamReader& in);
+
+// Hands `fn` the bytes [offset, offset + length) of `old`, at most OldSource::kMaxReadBytes at a
+// time (the caller keeps the range inside the source).
+template <typename Fn>
+absl::Status ForEachPiece(OldSource& old, uint64_t offset, uint64_t length, Fn fn) {
+  for (const uint64_t end = offset + length; offset < end;) {
+    const size_t n =
+        static_cast<size_t>(std::min<uint64_t>(OldSource::kMaxReadBytes, end - offset));
+    absl::StatusOr<std::string_view> piece = old.Read(offset, n);
+    if (!piece.ok()) return piece.status();
+    fn(*piece);
+    offset += n;
+  }
+  return absl::OkStatus();
+}
 
 // The raw SHA-256 of the whole of `old`, read a piece at a time.
 absl::StatusOr<std::string> Sha256Of(OldSource& old);

@@ -40,13 +40,14 @@ std::vector<float> MergeAdapter(const std::vector<float>& w, size_t rows, size_t
 // Fraction of words whose prediction is the new word exactly.
 double ExactFraction(const LowRankFactors& f, const std::string& old_words,
                      const std::string& new_words) {
+  const size_t width = static_cast<size_t>(f.width);
   std::string predicted(old_words.size(), '\0');
-  PredictLowRankWords(f, old_words.data(), 0, old_words.size() / 4, predicted.data());
+  PredictLowRankWords(f, old_words.data(), 0, old_words.size() / width, predicted.data());
   size_t exact = 0;
-  for (size_t i = 0; i < old_words.size(); i += 4) {
-    exact += std::memcmp(predicted.data() + i, new_words.data() + i, 4) == 0;
+  for (size_t i = 0; i < old_words.size(); i += width) {
+    exact += std::memcmp(predicted.data() + i, new_words.data() + i, width) == 0;
   }
-  return static_cast<double>(exact) / static_cast<double>(old_words.size() / 4);
+  return static_cast<double>(exact) / static_cast<double>(old_words.size() / width);
 }
 
 TEST(LowRankTest, FindsAMergedAdapterAtItsRankAndPredictsMostWeightsExactly) {
@@ -186,16 +187,7 @@ TEST(LowRankTest, FindsAnAdapterMergedIntoFloat16Weights) {
   ASSERT_TRUE(f.has_value());
   EXPECT_EQ(f->rank, 8u);
   EXPECT_EQ(f->width, 2);
-  auto exact_fraction = [&](const LowRankFactors& factors) {
-    std::string predicted(old_words.size(), '\0');
-    PredictLowRankWords(factors, old_words.data(), 0, rows * cols, predicted.data());
-    size_t exact = 0;
-    for (size_t i = 0; i < predicted.size(); i += 2) {
-      exact += predicted.compare(i, 2, new_words, i, 2) == 0;
-    }
-    return static_cast<double>(exact) / (rows * cols);
-  };
-  const double full = exact_fraction(*f);
+  const double full = ExactFraction(*f, old_words, new_words);
   EXPECT_GT(full, 0.75);
   // Float16 factors (half the table) predict float16 weights as well as float32 ones.
   const std::optional<LowRankFactors> half = HalfPrecisionFactors(*f);
@@ -204,7 +196,7 @@ TEST(LowRankTest, FindsAnAdapterMergedIntoFloat16Weights) {
   for (const std::vector<float>* factor : {&half->u, &half->vt}) {
     for (float x : *factor) ASSERT_EQ(Float16Value(Float16Bits(x)), x);
   }
-  EXPECT_GT(exact_fraction(*half), full - 0.01);
+  EXPECT_GT(ExactFraction(*half, old_words, new_words), full - 0.01);
 }
 
 TEST(LowRankTest, Float16FactorsAreExactHalvesScaledIntoRange) {
