@@ -182,8 +182,11 @@ class AgentImpl final : public Agent {
     if (!verifier.ok()) return verifier.status();
     release_root_ = *std::move(verifier);
     transport_ = MakeGrpcDeviceTransport(config_.server_address(), TlsMaterial{*ca, *cert, *key});
+    RetryPolicy retry;
+    retry.base_backoff = std::chrono::seconds(config_.update_retry_base_seconds());
+    retry.max_attempts = config_.update_max_attempts();
     updater_ = std::make_unique<Updater>(*state_, host_, *engines_, *transport_, *release_root_,
-                                         clock_, state_dir_.string());
+                                         clock_, state_dir_.string(), retry);
     return absl::OkStatus();
   }
 
@@ -223,6 +226,8 @@ class AgentImpl final : public Agent {
     for (const v1::DesiredModel& desired : response->desired()) {
       auto current = host_.Get(desired.metadata().model_name());
       if (current && current->version == desired.metadata().version()) continue;
+      // A refused release waiting for its next attempt changes nothing.
+      if (!updater_->Due(desired).ok()) continue;
       changed = true;
       // Each model's failure is reported and handled by the updater; others still update.
       (void)updater_->Apply(desired);
@@ -272,6 +277,8 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.server_address().empty()) c.set_server_address("localhost:7443");
   if (c.max_backoff_seconds() == 0) c.set_max_backoff_seconds(60);
   if (c.telemetry_interval_seconds() == 0) c.set_telemetry_interval_seconds(60);
+  if (c.update_retry_base_seconds() == 0) c.set_update_retry_base_seconds(30);
+  if (c.update_max_attempts() == 0) c.set_update_max_attempts(5);
   if (c.log_level().empty()) c.set_log_level("info");
   if (c.server_ca_file().empty())
     c.set_server_ca_file((fs::path(c.state_dir()) / "ca.pem").string());

@@ -11,9 +11,9 @@
 namespace edgefleet::agent {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
-// Schema v1. Appending a migration: add the next entry and bump kSchemaVersion; never edit one.
+// Appending a migration: add the next entry and bump kSchemaVersion; never edit one.
 constexpr const char* kMigrations[] = {
     R"sql(
 CREATE TABLE identity (
@@ -58,6 +58,26 @@ CREATE TABLE outbox (
   kind TEXT NOT NULL,
   payload BLOB NOT NULL
 );
+)sql",
+    // v2: a refused release is retried with backoff and a bounded count instead of being skipped
+    // forever. One record per model (its latest failing release) replaces the blacklist; releases
+    // it held get another attempt.
+    R"sql(
+CREATE TABLE update_failures (
+  model_name TEXT PRIMARY KEY,
+  version TEXT NOT NULL,
+  artifact_sha256 BLOB NOT NULL,
+  metadata_version INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  next_attempt_unix INTEGER NOT NULL,
+  reason_code INTEGER NOT NULL,
+  detail TEXT NOT NULL
+);
+INSERT OR REPLACE INTO update_failures (model_name, version, artifact_sha256, metadata_version,
+    attempts, next_attempt_unix, reason_code, detail)
+  SELECT model_name, version, artifact_sha256, 0, 0, 0, reason_code, detail
+  FROM failed_releases ORDER BY rowid;
+DROP TABLE failed_releases;
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -297,10 +317,14 @@ absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& 
   }
 
   absl::Status migrated = impl->Transaction("migrate schema", [&]() -> absl::Status {
-    Statement s(db, "PRAGMA user_version");
-    absl::StatusOr<bool> row = s.Step();
-    if (!row.ok()) return row.status();
-    int64_t version = *row ? s.Int(0) : 0;
+    int64_t version = 0;
+    {
+      // Finalized before migrating: DROP TABLE fails while a statement is still pending.
+      Statement s(db, "PRAGMA user_version");
+      absl::StatusOr<bool> row = s.Step();
+      if (!row.ok()) return row.status();
+      version = *row ? s.Int(0) : 0;
+    }
     if (version > kSchemaVersion) {
       return absl::FailedPreconditionError(absl::StrCat("schema version ", version,
                                                         " is newer than this agent understands (",
@@ -391,23 +415,37 @@ absl::StatusOr<std::optional<StateStore::InstalledVersion>> StateStore::CommitVe
 
 absl::StatusOr<std::optional<StateStore::InstalledVersion>> StateStore::RestorePrevious(
     const std::string& model_name) {
+  return RemoveCurrent(model_name, /*promote_previous=*/true);
+}
+
+absl::StatusOr<std::optional<StateStore::InstalledVersion>> StateStore::DropCurrent(
+    const std::string& model_name) {
+  return RemoveCurrent(model_name, /*promote_previous=*/false);
+}
+
+absl::StatusOr<std::optional<StateStore::InstalledVersion>> StateStore::RemoveCurrent(
+    const std::string& model_name, bool promote_previous) {
   std::lock_guard lock(impl_->mu);
   sqlite3* db = impl_->db;
   std::optional<InstalledVersion> dropped;
   absl::Status s = impl_->Transaction(
-      absl::StrCat("restore previous version of model '", model_name, "'"), [&]() -> absl::Status {
+      absl::StrCat(promote_previous ? "restore previous" : "drop current", " version of model '",
+                   model_name, "'"),
+      [&]() -> absl::Status {
         absl::StatusOr<std::optional<InstalledVersion>> current =
             LoadSlot(db, model_name, "current");
         if (!current.ok()) return current.status();
-        absl::StatusOr<std::optional<InstalledVersion>> previous =
-            LoadSlot(db, model_name, "previous");
-        if (!previous.ok()) return previous.status();
-        if (!previous->has_value()) return absl::FailedPreconditionError("no previous version");
+        if (promote_previous) {
+          absl::StatusOr<std::optional<InstalledVersion>> previous =
+              LoadSlot(db, model_name, "previous");
+          if (!previous.ok()) return previous.status();
+          if (!previous->has_value()) return absl::FailedPreconditionError("no previous version");
+        }
         dropped = std::move(*current);
         Statement del(db,
                       "DELETE FROM installed_versions WHERE model_name = ? AND slot = 'current'");
         del.Bind(model_name);
-        if (absl::Status e = del.Run(); !e.ok()) return e;
+        if (absl::Status e = del.Run(); !e.ok() || !promote_previous) return e;
         Statement promote(db,
                           "UPDATE installed_versions SET slot = 'current' "
                           "WHERE model_name = ? AND slot = 'previous'");
@@ -522,32 +560,81 @@ absl::Status StateStore::ClearUpdate(const std::string& model_name) {
   });
 }
 
-absl::Status StateStore::MarkFailed(const std::string& model_name, const std::string& version,
-                                    const std::string& artifact_sha256, int reason_code,
-                                    const std::string& detail) {
+namespace {
+
+constexpr const char* kFailureColumns =
+    "model_name, version, artifact_sha256, metadata_version, attempts, next_attempt_unix, "
+    "reason_code, detail";
+
+StateStore::UpdateFailure ReadFailure(const Statement& s) {
+  StateStore::UpdateFailure f;
+  f.model_name = s.Text(0);
+  f.version = s.Text(1);
+  f.artifact_sha256 = s.Blob(2);
+  f.metadata_version = static_cast<uint64_t>(s.Int(3));
+  f.attempts = static_cast<uint32_t>(s.Int(4));
+  f.next_attempt_unix = s.Int(5);
+  f.reason_code = static_cast<int>(s.Int(6));
+  f.detail = s.Text(7);
+  return f;
+}
+
+}  // namespace
+
+absl::Status StateStore::SaveFailure(const UpdateFailure& f) {
   std::lock_guard lock(impl_->mu);
   return impl_->Transaction(
-      absl::StrCat("mark model '", model_name, "' version '", version, "' failed"), [&] {
-        Statement s(impl_->db,
-                    "INSERT OR REPLACE INTO failed_releases (model_name, version, "
-                    "artifact_sha256, reason_code, detail) VALUES (?, ?, ?, ?, ?)");
-        s.Bind(model_name)
-            .Bind(version)
-            .BindBlob(artifact_sha256)
-            .Bind(static_cast<int64_t>(reason_code))
-            .Bind(detail);
+      absl::StrCat("record failure of model '", f.model_name, "' version '", f.version, "'"), [&] {
+        Statement s(impl_->db, absl::StrCat("INSERT OR REPLACE INTO update_failures (",
+                                            kFailureColumns, ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+        s.Bind(f.model_name)
+            .Bind(f.version)
+            .BindBlob(f.artifact_sha256)
+            .Bind(static_cast<int64_t>(f.metadata_version))
+            .Bind(static_cast<int64_t>(f.attempts))
+            .Bind(f.next_attempt_unix)
+            .Bind(static_cast<int64_t>(f.reason_code))
+            .Bind(f.detail);
         return s.Run();
       });
 }
 
-absl::StatusOr<bool> StateStore::IsFailed(const std::string& model_name, const std::string& version,
-                                          const std::string& artifact_sha256) {
+absl::StatusOr<std::optional<StateStore::UpdateFailure>> StateStore::LoadFailure(
+    const std::string& model_name) {
   std::lock_guard lock(impl_->mu);
-  Statement s(impl_->db,
-              "SELECT 1 FROM failed_releases WHERE model_name = ? AND version = ? AND "
-              "artifact_sha256 = ?");
-  s.Bind(model_name).Bind(version).BindBlob(artifact_sha256);
-  return impl_->Read(absl::StrCat("read failed mark of '", model_name, "'"), s.Step());
+  Statement s(impl_->db, absl::StrCat("SELECT ", kFailureColumns,
+                                      " FROM update_failures WHERE model_name = ?"));
+  s.Bind(model_name);
+  absl::StatusOr<bool> row = s.Step();
+  if (!row.ok()) {
+    return impl_->Read<std::optional<UpdateFailure>>(
+        absl::StrCat("read failure of '", model_name, "'"), row.status());
+  }
+  if (!*row) return std::nullopt;
+  return ReadFailure(s);
+}
+
+absl::StatusOr<std::vector<StateStore::UpdateFailure>> StateStore::AllFailures() {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, absl::StrCat("SELECT ", kFailureColumns,
+                                      " FROM update_failures ORDER BY model_name"));
+  std::vector<UpdateFailure> out;
+  while (true) {
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) return impl_->Read<std::vector<UpdateFailure>>("list failures", row.status());
+    if (!*row) break;
+    out.push_back(ReadFailure(s));
+  }
+  return out;
+}
+
+absl::Status StateStore::ClearFailure(const std::string& model_name) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Transaction(absl::StrCat("clear failure of '", model_name, "'"), [&] {
+    Statement s(impl_->db, "DELETE FROM update_failures WHERE model_name = ?");
+    s.Bind(model_name);
+    return s.Run();
+  });
 }
 
 absl::Status StateStore::Enqueue(const std::string& kind, const std::string& payload) {

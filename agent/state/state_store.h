@@ -73,6 +73,9 @@ class StateStore {
   // returned (if any) so the caller can remove its files. kFailedPrecondition when there is no
   // previous version.
   absl::StatusOr<std::optional<InstalledVersion>> RestorePrevious(const std::string& model_name);
+  // Deletes the current version (a damaged one) and returns it, if any, so the caller can remove
+  // its files; the previous version stays previous. The highest metadata version is kept.
+  absl::StatusOr<std::optional<InstalledVersion>> DropCurrent(const std::string& model_name);
   absl::StatusOr<std::optional<InstalledVersion>> Current(const std::string& model_name);
   absl::StatusOr<std::optional<InstalledVersion>> Previous(const std::string& model_name);
   // The current version of every model, ordered by model name.
@@ -89,12 +92,24 @@ class StateStore {
   absl::StatusOr<std::optional<UpdateRecord>> LoadUpdate(const std::string& model_name);
   absl::Status ClearUpdate(const std::string& model_name);
 
-  // --- failed releases, so the same (model, version, sha) is not retried forever ---
-  absl::Status MarkFailed(const std::string& model_name, const std::string& version,
-                          const std::string& artifact_sha256, int reason_code,
-                          const std::string& detail);
-  absl::StatusOr<bool> IsFailed(const std::string& model_name, const std::string& version,
-                                const std::string& artifact_sha256);
+  // --- failed update attempts: the latest failing release per model, so that it is retried with
+  // backoff and a bounded count, across restarts, and reported in the inventory ---
+  struct UpdateFailure {
+    std::string model_name;
+    std::string version;
+    std::string artifact_sha256;    // raw
+    uint64_t metadata_version = 0;  // with version and digest, names the release
+    uint32_t attempts = 0;          // failed attempts that count against the bound
+    int64_t next_attempt_unix = 0;  // no attempt before this time
+    int reason_code = 0;            // edgefleet.v1.FailureReason of the last failure
+    std::string detail;
+  };
+  // Replaces the model's failure record.
+  absl::Status SaveFailure(const UpdateFailure& failure);
+  absl::StatusOr<std::optional<UpdateFailure>> LoadFailure(const std::string& model_name);
+  // Every model's failure record, ordered by model name.
+  absl::StatusOr<std::vector<UpdateFailure>> AllFailures();
+  absl::Status ClearFailure(const std::string& model_name);
 
   // --- outbox: serialized events/telemetry buffered while the server is unreachable ---
   absl::Status Enqueue(const std::string& kind, const std::string& payload);
@@ -108,6 +123,10 @@ class StateStore {
   absl::StatusOr<size_t> TrimOutbox(size_t max_items);
 
  private:
+  // RestorePrevious when `promote_previous`, else DropCurrent.
+  absl::StatusOr<std::optional<InstalledVersion>> RemoveCurrent(const std::string& model_name,
+                                                                bool promote_previous);
+
   struct Impl;
   explicit StateStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

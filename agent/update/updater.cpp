@@ -85,44 +85,129 @@ bool IsSafePathComponent(const std::string& name) {
 
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
                  DeviceTransport& transport, const crypto::Verifier& release_root,
-                 const Clock& clock, std::string state_dir)
+                 const Clock& clock, std::string state_dir, RetryPolicy retry)
     : state_(state),
       host_(host),
       engines_(engines),
       transport_(transport),
       release_root_(release_root),
       clock_(clock),
-      state_dir_(std::move(state_dir)) {}
+      state_dir_(std::move(state_dir)),
+      retry_(retry) {}
+
+Updater::ReleaseId Updater::ReleaseIdOf(const v1::DesiredModel& desired) {
+  const v1::ModelVersion& metadata = desired.metadata();
+  ReleaseId id{metadata.model_name(), metadata.version(), metadata.artifact_sha256(),
+               metadata.metadata_version()};
+  // Before verification the manifest is only a name for the offer: a forged one can make the
+  // device try again, which a man in the middle can cause anyway by changing any field.
+  if (auto manifest = manifest::DecodeCanonical(desired.manifest().canonical_manifest());
+      manifest.ok()) {
+    id.metadata_version = manifest->metadata_version();
+  }
+  return id;
+}
+
+void Updater::RemoveVersionFiles(const std::string& artifact_path) {
+  std::error_code ec;
+  fs::remove_all(fs::path(artifact_path).parent_path(), ec);
+  if (ec) {
+    Logger("update")->warn("cannot remove {}: {}", fs::path(artifact_path).parent_path().string(),
+                           ec.message());
+  }
+}
+
+absl::Status Updater::Serve(const StateStore::InstalledVersion& v) {
+  v1::ModelVersion metadata;
+  if (!metadata.ParseFromString(v.metadata_proto)) {
+    return absl::DataLossError(
+        absl::StrCat("stored metadata of ", v.model_name, " ", v.version, " cannot be parsed"));
+  }
+  // The file on disk must still be the signed artifact: a damaged or altered file is not served.
+  auto digest = crypto::Sha256File(v.path);
+  if (!digest.ok()) {
+    return VerificationError(v1::FAILURE_REASON_DIGEST, absl::StrCat("stored artifact unreadable: ",
+                                                                     digest.status().message()));
+  }
+  if (*digest != v.artifact_sha256) {
+    return VerificationError(v1::FAILURE_REASON_DIGEST,
+                             absl::StrCat(v.path, " no longer matches its signed SHA-256"));
+  }
+  auto engine = engines_.Load(v.path);
+  if (!engine.ok()) {
+    return VerificationError(v1::FAILURE_REASON_LOAD, std::string(engine.status().message()));
+  }
+  if (auto s = WarmUp(**engine, metadata); !s.ok()) {
+    return VerificationError(v1::FAILURE_REASON_WARMUP, std::string(s.message()));
+  }
+  host_.Swap(std::make_shared<ServingModel>(ServingModel{
+      v.model_name, v.version, metadata, std::shared_ptr<InferenceEngine>(*std::move(engine))}));
+  return absl::OkStatus();
+}
+
+void Updater::Repair(const StateStore::InstalledVersion& v, const absl::Status& error) {
+  auto log = Logger("update");
+  std::string meanwhile = "nothing serves meanwhile";
+  absl::StatusOr<std::optional<StateStore::InstalledVersion>> dropped;
+  auto previous = state_.Previous(v.model_name);
+  absl::Status previous_ok = !previous.ok() ? previous.status()
+                             : !*previous   ? absl::NotFoundError("no previous version")
+                                            : Serve(**previous);
+  if (previous_ok.ok()) {
+    // Durably first: a crash before the files go leaves only an unused directory.
+    dropped = state_.RestorePrevious(v.model_name);
+    meanwhile = absl::StrCat("version ", (*previous)->version, " serves meanwhile");
+  } else {
+    log->warn("previous version of model={} cannot serve: {}", v.model_name,
+              previous_ok.ToString());
+    dropped = state_.DropCurrent(v.model_name);
+  }
+  if (!dropped.ok()) {
+    // The damaged version stays current in the state, so it is not fetched again until the next
+    // start, which detects it again.
+    log->error("cannot forget damaged model={} version={}: {}", v.model_name, v.version,
+               dropped.status().ToString());
+  } else if (*dropped) {
+    RemoveVersionFiles((*dropped)->path);
+  }
+  const v1::FailureReason reason = FailureReasonOf(error, v1::FAILURE_REASON_DIGEST);
+  const std::string detail =
+      absl::StrCat("stored model failed its check at start-up (", error.message(), "); ", meanwhile,
+                   "; fetching ", v.version, " again");
+  // Not an attempt of the release: it is fetched again at once, with its full retry budget.
+  StateStore::UpdateFailure failure{v.model_name,
+                                    v.version,
+                                    v.artifact_sha256,
+                                    v.metadata_version,
+                                    0,
+                                    ToUnixSeconds(clock_.Now()),
+                                    reason,
+                                    detail};
+  if (auto s = state_.SaveFailure(failure); !s.ok()) {
+    log->error("cannot record failure of model={}: {}", v.model_name, s.ToString());
+  }
+  Report(v.model_name, v.version, v1::UPDATE_EVENT_KIND_FAILED, reason, detail);
+}
 
 absl::Status Updater::RestoreFromDisk() {
   auto installed = state_.AllCurrent();
   if (!installed.ok()) return installed.status();
   absl::Status first_error;
   for (const auto& v : *installed) {
-    v1::ModelVersion metadata;
-    metadata.ParseFromString(v.metadata_proto);
-    // The file on disk must still be the signed artifact: a damaged or altered file is not served.
-    auto digest = crypto::Sha256File(v.path);
-    absl::Status s =
-        !digest.ok() ? digest.status()
-        : *digest != v.artifact_sha256
-            ? VerificationError(v1::FAILURE_REASON_DIGEST,
-                                absl::StrCat(v.path, " no longer matches its signed SHA-256"))
-            : absl::OkStatus();
-    auto engine =
-        s.ok() ? engines_.Load(v.path) : absl::StatusOr<std::unique_ptr<InferenceEngine>>(s);
-    if (s.ok()) s = engine.ok() ? WarmUp(**engine, metadata) : engine.status();
+    absl::Status s = Serve(v);
     if (!s.ok()) {
       Logger("update")->error("cannot restore model={} version={}: {}", v.model_name, v.version,
                               s.ToString());
       first_error.Update(s);
+      Repair(v, s);
       continue;
     }
-    host_.Swap(std::make_shared<ServingModel>(ServingModel{
-        v.model_name, v.version, metadata, std::shared_ptr<InferenceEngine>(*std::move(engine))}));
     Logger("update")->info("restored model={} version={} from disk", v.model_name, v.version);
-    // An update interrupted before its commit is simply retried at the next check-in.
-    (void)state_.ClearUpdate(v.model_name);
+    // An update interrupted before its commit is simply retried at the next check-in. Nothing
+    // acts on the record, so one left behind by a failed clear does no harm.
+    if (auto cleared = state_.ClearUpdate(v.model_name); !cleared.ok()) {
+      Logger("update")->warn("cannot clear update record: {}", cleared.ToString());
+    }
   }
   return first_error;
 }
@@ -162,75 +247,171 @@ absl::Status Updater::FlushEvents() {
   }
 }
 
-absl::Status Updater::Fail(const std::string& model, const std::string& version,
-                           const std::string& sha256, const absl::Status& error,
+std::chrono::seconds Updater::Backoff(uint32_t attempts) const {
+  std::chrono::seconds wait = retry_.base_backoff;
+  for (uint32_t i = 1; i < attempts && wait < retry_.max_backoff; ++i) wait *= 2;
+  return std::min(wait, retry_.max_backoff);
+}
+
+absl::Status Updater::Fail(const ReleaseId& release, const absl::Status& error,
                            v1::FailureReason fallback) {
-  v1::FailureReason reason = FailureReasonOf(error, fallback);
-  std::string detail(error.message());
-  Logger("update")->warn("update refused model={} version={} reason={} detail={}", model, version,
-                         v1::FailureReason_Name(reason), detail);
-  Report(model, version, v1::UPDATE_EVENT_KIND_FAILED, reason, detail);
-  // A transient download problem is retried, and so is an expired manifest: the server signs a
-  // fresh one at every check-in (and the device clock may have been wrong). Anything else would
-  // fail the same way again.
-  if (reason != v1::FAILURE_REASON_DOWNLOAD && reason != v1::FAILURE_REASON_EXPIRED) {
-    (void)state_.MarkFailed(model, version, sha256, reason, detail);
-    (void)state_.SaveUpdate({model, version, sha256, Phase::kFailed, detail});
+  auto log = Logger("update");
+  const v1::FailureReason reason = FailureReasonOf(error, fallback);
+  const std::string message(error.message());
+  const int64_t now = ToUnixSeconds(clock_.Now());
+  StateStore::UpdateFailure failure{
+      release.model, release.version, release.sha256, release.metadata_version, 0,
+      now,           reason,          message};
+  if (auto before = state_.LoadFailure(release.model);
+      before.ok() && *before && (*before)->version == release.version &&
+      (*before)->artifact_sha256 == release.sha256 &&
+      (*before)->metadata_version == release.metadata_version) {
+    failure.attempts = (*before)->attempts;
   }
-  {
-    std::lock_guard lock(failures_mu_);
-    v1::InstalledModel& failure = last_failure_[model];
-    failure.set_model_name(model);
-    failure.set_version(version);
-    failure.set_state(v1::MODEL_STATE_FAILED);
-    failure.set_artifact_sha256(sha256);
-    failure.set_detail(absl::StrCat(v1::FailureReason_Name(reason), ": ", detail));
+  // A dropped connection or an expired manifest (the server signs a fresh one at every check-in,
+  // and the device clock may have been wrong) is retried at the next check-in without counting.
+  // Anything else could fail the same way again: it waits, and stops after a bounded count.
+  if (reason == v1::FAILURE_REASON_DOWNLOAD || reason == v1::FAILURE_REASON_EXPIRED) {
+    failure.detail = absl::StrCat(message, " (retried at the next check-in)");
+  } else if (++failure.attempts >= retry_.max_attempts) {
+    failure.detail =
+        absl::StrCat(message, " (attempt ", failure.attempts, " of ", retry_.max_attempts,
+                     "; no more attempts until another release or a redeployment)");
+  } else {
+    const std::chrono::seconds wait = Backoff(failure.attempts);
+    failure.next_attempt_unix = now + wait.count();
+    failure.detail = absl::StrCat(message, " (attempt ", failure.attempts, " of ",
+                                  retry_.max_attempts, "; next in ", wait.count(), "s)");
   }
-  (void)FlushEvents();
-  return VerificationError(reason, absl::StrCat("update ", model, " to ", version, ": ", detail));
+  log->warn("update refused model={} version={} reason={} detail={}", release.model,
+            release.version, v1::FailureReason_Name(reason), failure.detail);
+  Report(release.model, release.version, v1::UPDATE_EVENT_KIND_FAILED, reason, failure.detail);
+  if (auto s = state_.SaveFailure(failure); !s.ok()) {
+    // Without the record the release is tried again at the next check-in, unbounded.
+    log->error("cannot record failure of model={}: {}", release.model, s.ToString());
+  }
+  if (auto s = state_.SaveUpdate(
+          {release.model, release.version, release.sha256, Phase::kFailed, failure.detail});
+      !s.ok()) {
+    log->warn("cannot save update phase: {}", s.ToString());
+  }
+  // Events that cannot be sent now stay queued and go with the next check-in.
+  if (auto s = FlushEvents(); !s.ok()) log->debug("events queued: {}", s.ToString());
+  return VerificationError(
+      reason, absl::StrCat("update ", release.model, " to ", release.version, ": ", message));
+}
+
+absl::Status Updater::Due(const v1::DesiredModel& desired) {
+  const ReleaseId release = ReleaseIdOf(desired);
+  auto failure = state_.LoadFailure(release.model);
+  if (!failure.ok()) return failure.status();
+  if (!*failure || (*failure)->version != release.version ||
+      (*failure)->artifact_sha256 != release.sha256 ||
+      (*failure)->metadata_version != release.metadata_version) {
+    return absl::OkStatus();
+  }
+  const StateStore::UpdateFailure& f = **failure;
+  const std::string what = absl::StrCat(
+      "model ", release.model, " version ", release.version, " failed ", f.attempts, " time(s) (",
+      v1::FailureReason_Name(static_cast<v1::FailureReason>(f.reason_code)), ": ", f.detail, ")");
+  if (f.attempts >= retry_.max_attempts) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, "; not retried until another release or a redeployment"));
+  }
+  const int64_t now = ToUnixSeconds(clock_.Now());
+  if (now < f.next_attempt_unix) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, "; next attempt in ", f.next_attempt_unix - now, "s"));
+  }
+  return absl::OkStatus();
+}
+
+void Updater::Succeeded(const ReleaseId& release) {
+  if (auto s = state_.ClearFailure(release.model); !s.ok()) {
+    // The inventory keeps listing the old failure until the next success clears it.
+    Logger("update")->warn("cannot clear failure of model={}: {}", release.model, s.ToString());
+  }
+  Report(release.model, release.version, v1::UPDATE_EVENT_KIND_ACTIVATED);
+  // Events that cannot be sent now stay queued and go with the next check-in.
+  if (auto s = FlushEvents(); !s.ok()) Logger("update")->debug("events queued: {}", s.ToString());
+}
+
+absl::Status Updater::ActivateKeptCopy(const ReleaseId& release,
+                                       const v1::ReleaseManifest& manifest,
+                                       const v1::DesiredModel& desired) {
+  auto previous = state_.Previous(manifest.model_name());
+  if (!previous.ok()) return previous.status();
+  if (!*previous || (*previous)->version != manifest.version() ||
+      (*previous)->artifact_sha256 != manifest.artifact_sha256()) {
+    return absl::NotFoundError("no kept copy of this release");
+  }
+  // Never act on unverified bytes: the kept file is checked like a download.
+  auto digest = crypto::Sha256File((*previous)->path);
+  if (!digest.ok() || *digest != manifest.artifact_sha256()) {
+    Logger("update")->warn("kept copy of model={} version={} is damaged, downloading it",
+                           manifest.model_name(), manifest.version());
+    return absl::NotFoundError("kept copy no longer verifies");
+  }
+  if (auto s = Save(manifest, Phase::kVerify); !s.ok()) return s;
+  Report(release.model, release.version, v1::UPDATE_EVENT_KIND_VERIFIED);
+  // The kept file stays where it is: a failed activation must leave it for the next attempt.
+  if (auto s = Activate(manifest, desired.manifest(), desired.metadata(), (*previous)->path);
+      !s.ok()) {
+    return Fail(release, s, v1::FAILURE_REASON_LOAD);
+  }
+  Logger("update")->info("model={} version={} served from the kept copy, no download",
+                         manifest.model_name(), manifest.version());
+  Succeeded(release);
+  return absl::OkStatus();
 }
 
 absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   const v1::ModelVersion& metadata = desired.metadata();
   const std::string& model = metadata.model_name();
+  const ReleaseId release = ReleaseIdOf(desired);
 
   auto current = state_.Current(model);
   if (!current.ok()) return current.status();
   if (*current && (*current)->version == metadata.version() &&
       (*current)->artifact_sha256 == metadata.artifact_sha256()) {
+    // A failure recorded for a release the server no longer offers is stale.
+    if (auto failure = state_.LoadFailure(model); failure.ok() && *failure) {
+      if (auto s = state_.ClearFailure(model); !s.ok()) {
+        Logger("update")->warn("cannot clear failure of model={}: {}", model, s.ToString());
+      }
+    }
     return absl::OkStatus();
   }
-  auto failed = state_.IsFailed(model, metadata.version(), metadata.artifact_sha256());
-  if (!failed.ok()) return failed.status();
-  if (*failed) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "model ", model, " version ", metadata.version(), " failed before; not retried"));
-  }
+  if (auto due = Due(desired); !due.ok()) return due;
 
   auto min_metadata_version = state_.HighestMetadataVersion(model);
   if (!min_metadata_version.ok()) return min_metadata_version.status();
   auto manifest =
       manifest::Verify(desired.manifest(), release_root_, clock_.Now(), *min_metadata_version);
-  if (!manifest.ok()) {
-    return Fail(model, metadata.version(), metadata.artifact_sha256(), manifest.status(),
-                v1::FAILURE_REASON_SIGNATURE);
-  }
+  if (!manifest.ok()) return Fail(release, manifest.status(), v1::FAILURE_REASON_SIGNATURE);
   // The signed manifest is the truth; the unsigned metadata must describe the same release.
-  if (manifest->model_name() != model || manifest->version() != metadata.version()) {
-    return Fail(model, metadata.version(), metadata.artifact_sha256(),
-                absl::InvalidArgumentError("signed manifest names a different model or version"),
-                v1::FAILURE_REASON_SIGNATURE);
+  if (manifest->model_name() != model || manifest->version() != metadata.version() ||
+      manifest->artifact_sha256() != metadata.artifact_sha256()) {
+    return Fail(
+        release,
+        absl::InvalidArgumentError("signed manifest names a different model, version or artifact"),
+        v1::FAILURE_REASON_SIGNATURE);
   }
   // Names become directories under the state dir: refuse anything that is not a plain name.
   if (!IsSafePathComponent(manifest->model_name()) || !IsSafePathComponent(manifest->version())) {
-    return Fail(model, metadata.version(), metadata.artifact_sha256(),
+    return Fail(release,
                 absl::InvalidArgumentError("model name or version is not a safe file name"),
                 v1::FAILURE_REASON_SIGNATURE);
   }
 
+  // An operator's rollback to the version kept as previous needs no download.
+  if (absl::Status kept = ActivateKeptCopy(release, *manifest, desired); !absl::IsNotFound(kept)) {
+    return kept;
+  }
+
   const std::string hex = crypto::ToHex(manifest->artifact_sha256());
   const fs::path part_path = fs::path(state_dir_) / "downloads" / (hex + ".part");
-  (void)Save(*manifest, Phase::kFetch);
+  if (auto s = Save(*manifest, Phase::kFetch); !s.ok()) return s;
   bool via_patch = false;
   // Resuming a full download beats starting a patch over.
   std::error_code no_part;
@@ -255,45 +436,36 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
     if (auto s = Download(manifest->artifact_sha256(), manifest->artifact_size_bytes(),
                           part_path.string());
         !s.ok()) {
-      return Fail(model, manifest->version(), manifest->artifact_sha256(), s,
-                  v1::FAILURE_REASON_DOWNLOAD);
+      return Fail(release, s, v1::FAILURE_REASON_DOWNLOAD);
     }
   }
   Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_DOWNLOADED);
-  (void)Save(*manifest, Phase::kVerify);
+  // A failed save fails the step; the verified .part stays and the next attempt reuses it.
+  if (auto s = Save(*manifest, Phase::kVerify); !s.ok()) return s;
   Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_VERIFIED);
 
   // Stage: each version gets its own directory, so the serving version is never overwritten.
   auto staging_dir =
       StagingDir(state_, fs::path(state_dir_) / "models" / model, model, manifest->version(), hex);
-  if (!staging_dir.ok()) {
-    return Fail(model, manifest->version(), manifest->artifact_sha256(), staging_dir.status(),
-                v1::FAILURE_REASON_LOAD);
-  }
+  if (!staging_dir.ok()) return Fail(release, staging_dir.status(), v1::FAILURE_REASON_LOAD);
   const fs::path version_dir = *staging_dir;
   const fs::path staged_path = version_dir / "model.onnx";
   std::error_code ec;
   fs::create_directories(version_dir, ec);
   fs::rename(part_path, staged_path, ec);
   if (ec) {
-    return Fail(model, manifest->version(), manifest->artifact_sha256(),
-                absl::InternalError(absl::StrCat("stage: ", ec.message())),
+    return Fail(release, absl::InternalError(absl::StrCat("stage: ", ec.message())),
                 v1::FAILURE_REASON_LOAD);
   }
   FsyncPath(version_dir);
-  (void)Save(*manifest, Phase::kStage);
+  // The staged file is not yet committed: the next attempt downloads and stages it again.
+  if (auto s = Save(*manifest, Phase::kStage); !s.ok()) return s;
 
   if (auto s = Activate(*manifest, desired.manifest(), metadata, staged_path.string()); !s.ok()) {
     fs::remove_all(version_dir, ec);
-    return Fail(model, manifest->version(), manifest->artifact_sha256(), s,
-                v1::FAILURE_REASON_LOAD);
+    return Fail(release, s, v1::FAILURE_REASON_LOAD);
   }
-  {
-    std::lock_guard lock(failures_mu_);
-    last_failure_.erase(model);
-  }
-  Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_ACTIVATED);
-  (void)FlushEvents();
+  Succeeded(release);
   return absl::OkStatus();
 }
 
@@ -308,7 +480,11 @@ absl::Status Updater::Download(const std::string& sha256, uint64_t expected,
     offset = 0;
   }
   auto hash = HashPrefix(part_path, offset);
-  if (!hash.ok()) return hash.status();
+  if (!hash.ok()) {
+    // An unreadable partial download is not resumed: the next attempt starts from zero.
+    fs::remove(part_path, ec);
+    return hash.status();
+  }
 
   if (offset < expected) {
     Logger("update")->info("downloading sha256={} from_offset={} size_bytes={}",
@@ -350,6 +526,7 @@ absl::Status Updater::Download(const std::string& sha256, uint64_t expected,
     FsyncPath(part_path);
   }
   if (hash->Finish() != sha256) {
+    // The damage may lie in bytes kept from an earlier attempt: the next one starts from zero.
     fs::remove(part_path, ec);
     return VerificationError(v1::FAILURE_REASON_DIGEST, "SHA-256 does not match the signed digest");
   }
@@ -405,7 +582,7 @@ absl::Status Updater::Activate(const v1::ReleaseManifest& manifest,
   if (auto s = WarmUp(**engine, metadata); !s.ok()) {
     return VerificationError(v1::FAILURE_REASON_WARMUP, std::string(s.message()));
   }
-  (void)Save(manifest, Phase::kActivate);
+  if (auto s = Save(manifest, Phase::kActivate); !s.ok()) return s;
 
   StateStore::InstalledVersion installed{manifest.model_name(),
                                          manifest.version(),
@@ -435,12 +612,13 @@ absl::Status Updater::Activate(const v1::ReleaseManifest& manifest,
   host_.Swap(std::make_shared<ServingModel>(
       ServingModel{manifest.model_name(), manifest.version(), metadata,
                    std::shared_ptr<InferenceEngine>(*std::move(engine))}));
-  (void)state_.ClearUpdate(manifest.model_name());
-  if (*dropped) replaced_paths.push_back((*dropped)->path);
-  for (const std::string& path : replaced_paths) {
-    std::error_code ec;
-    fs::remove_all(fs::path(path).parent_path(), ec);
+  // The version is committed and serving: a record left behind by a failed clear does no harm,
+  // nothing acts on it.
+  if (auto s = state_.ClearUpdate(manifest.model_name()); !s.ok()) {
+    Logger("update")->warn("cannot clear update record: {}", s.ToString());
   }
+  if (*dropped) replaced_paths.push_back((*dropped)->path);
+  for (const std::string& path : replaced_paths) RemoveVersionFiles(path);
   Logger("update")->info("serving model={} version={} metadata_version={}", manifest.model_name(),
                          manifest.version(), manifest.metadata_version());
   return absl::OkStatus();
@@ -464,8 +642,24 @@ std::vector<v1::InstalledModel> Updater::InstalledModels() {
       out.push_back(std::move(p));
     }
   }
-  std::lock_guard lock(failures_mu_);
-  for (const auto& [name, failure] : last_failure_) out.push_back(failure);
+  auto failures = state_.AllFailures();
+  if (!failures.ok()) {
+    Logger("update")->warn("cannot list failures: {}", failures.status().ToString());
+    return out;
+  }
+  for (const StateStore::UpdateFailure& f : *failures) {
+    v1::InstalledModel m;
+    m.set_model_name(f.model_name);
+    m.set_version(f.version);
+    m.set_state(v1::MODEL_STATE_FAILED);
+    m.set_artifact_sha256(f.artifact_sha256);
+    m.set_detail(absl::StrCat(v1::FailureReason_Name(static_cast<v1::FailureReason>(f.reason_code)),
+                              ": ", f.detail));
+    m.set_failed_attempts(f.attempts);
+    if (f.attempts < retry_.max_attempts)
+      m.mutable_next_attempt_at()->set_seconds(f.next_attempt_unix);
+    out.push_back(std::move(m));
+  }
   return out;
 }
 

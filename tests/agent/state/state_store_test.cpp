@@ -63,7 +63,8 @@ TEST_F(StateStoreTest, ReopenKeepsEverything) {
     ASSERT_TRUE(store->SetIdentity("dev-42").ok());
     ASSERT_TRUE(store->CommitVersion(Version("detector", "v1", 3)).ok());
     ASSERT_TRUE(store->SaveUpdate({"detector", "v2", "sha2", UpdatePhase::kStage, "staged"}).ok());
-    ASSERT_TRUE(store->MarkFailed("detector", "v0", "sha0", 7, "bad signature").ok());
+    ASSERT_TRUE(
+        store->SaveFailure({"detector", "v0", "sha0", 4, 2, 1'800'000'060, 7, "cannot load"}).ok());
     ASSERT_TRUE(store->Enqueue("event", "payload-1").ok());
   }
   auto store = OpenStore();
@@ -83,7 +84,11 @@ TEST_F(StateStoreTest, ReopenKeepsEverything) {
   auto update = store->LoadUpdate("detector");
   ASSERT_TRUE(update.ok() && update->has_value());
   EXPECT_EQ((*update)->phase, UpdatePhase::kStage);
-  EXPECT_TRUE(store->IsFailed("detector", "v0", "sha0").value_or(false));
+  auto failure = store->LoadFailure("detector");
+  ASSERT_TRUE(failure.ok() && failure->has_value());
+  EXPECT_EQ((*failure)->attempts, 2u);
+  EXPECT_EQ((*failure)->next_attempt_unix, 1'800'000'060);
+  EXPECT_EQ((*failure)->reason_code, 7);
   auto items = store->Peek(10);
   ASSERT_TRUE(items.ok());
   ASSERT_EQ(items->size(), 1u);
@@ -214,17 +219,46 @@ TEST_F(StateStoreTest, UpdatePhasePersistsEveryStep) {
   EXPECT_FALSE(loaded->has_value());
 }
 
-TEST_F(StateStoreTest, FailedMarksMatchExactRelease) {
+TEST_F(StateStoreTest, OneFailureRecordPerModelReplacedAndCleared) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  EXPECT_FALSE(store->IsFailed("m", "v1", "sha").value_or(true));
-  ASSERT_TRUE(store->MarkFailed("m", "v1", "sha", 3, "digest mismatch").ok());
-  ASSERT_TRUE(store->MarkFailed("m", "v1", "sha", 3, "again").ok());  // idempotent
-  EXPECT_TRUE(store->IsFailed("m", "v1", "sha").value_or(false));
-  // A re-published artifact under the same version is a different release and may be tried.
-  EXPECT_FALSE(store->IsFailed("m", "v1", "sha-other").value_or(true));
-  EXPECT_FALSE(store->IsFailed("m", "v2", "sha").value_or(true));
-  EXPECT_FALSE(store->IsFailed("n", "v1", "sha").value_or(true));
+  EXPECT_FALSE(store->LoadFailure("m").value_or(std::nullopt).has_value());
+  const std::string raw("\0sha", 4);
+  ASSERT_TRUE(store->SaveFailure({"m", "v1", raw, 3, 1, 100, 4, "digest mismatch"}).ok());
+  ASSERT_TRUE(store->SaveFailure({"m", "v1", raw, 3, 2, 160, 4, "again"}).ok());
+  ASSERT_TRUE(store->SaveFailure({"a", "v9", "sha", 1, 5, 0, 7, "load"}).ok());
+  auto m = store->LoadFailure("m");
+  ASSERT_TRUE(m.ok() && m->has_value());
+  EXPECT_EQ((*m)->version, "v1");
+  EXPECT_EQ((*m)->artifact_sha256, raw);
+  EXPECT_EQ((*m)->metadata_version, 3u);
+  EXPECT_EQ((*m)->attempts, 2u);
+  EXPECT_EQ((*m)->next_attempt_unix, 160);
+  EXPECT_EQ((*m)->detail, "again");
+  auto all = store->AllFailures();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].model_name, "a");
+  EXPECT_EQ((*all)[1].model_name, "m");
+  ASSERT_TRUE(store->ClearFailure("m").ok());
+  EXPECT_FALSE(store->LoadFailure("m").value_or(std::nullopt).has_value());
+  EXPECT_EQ(store->AllFailures()->size(), 1u);
+}
+
+TEST_F(StateStoreTest, DropCurrentKeepsPreviousAndRollbackProtection) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->CommitVersion(Version("m", "v1", 1)).ok());
+  ASSERT_TRUE(store->CommitVersion(Version("m", "v2", 2)).ok());
+  auto dropped = store->DropCurrent("m");
+  ASSERT_TRUE(dropped.ok() && dropped->has_value());
+  EXPECT_EQ((*dropped)->version, "v2");
+  EXPECT_FALSE(store->Current("m").value_or(std::nullopt).has_value());
+  EXPECT_EQ(store->Previous("m").value_or(std::nullopt)->version, "v1");
+  EXPECT_EQ(store->HighestMetadataVersion("m").value_or(0), 2u);
+  auto again = store->DropCurrent("m");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->has_value());
 }
 
 TEST_F(StateStoreTest, OutboxKeepsOrderAndAckRemovesPrefix) {

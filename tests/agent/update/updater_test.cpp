@@ -33,6 +33,7 @@ using ::testing::ElementsAre;
 
 constexpr char kModel[] = "classifier";
 constexpr float kTolerance = 1e-4f;
+constexpr RetryPolicy kRetry{std::chrono::seconds(30), std::chrono::hours(1), 5};
 
 // One agent's update stack over a temp state directory: real SQLite state, real OpenCV engines,
 // real Ed25519 verification, a fake clock and an in-memory (sometimes hostile) server.
@@ -63,7 +64,7 @@ class UpdaterTest : public ::testing::Test {
     state_ = *std::move(state);
     host_ = std::make_unique<ModelHost>();
     updater_ = std::make_unique<Updater>(*state_, *host_, *engines_, transport, key_->verifier(),
-                                         clock_, dir_.path().string());
+                                         clock_, dir_.path().string(), kRetry);
   }
 
   void CloseAgent() {
@@ -153,6 +154,21 @@ class UpdaterTest : public ::testing::Test {
     std::sort(names.begin(), names.end());
     return names;
   }
+  // Flips one byte of a file on disk.
+  static void FlipByte(const fs::path& path, std::streamoff at) {
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekg(at);
+    const char c = static_cast<char>(file.get());
+    file.seekp(at);
+    file.put(static_cast<char>(c ^ 0x01));
+  }
+  // The inventory's FAILED entry for `version`, if any.
+  std::optional<v1::InstalledModel> FailedEntry(const std::string& version) {
+    for (const auto& m : updater_->InstalledModels()) {
+      if (m.version() == version && m.state() == v1::MODEL_STATE_FAILED) return m;
+    }
+    return std::nullopt;
+  }
   fs::path PartPath(const std::string& artifact) {
     return dir_.path() / "downloads" / (crypto::ToHex(crypto::Sha256Bytes(artifact)) + ".part");
   }
@@ -228,8 +244,8 @@ TEST_F(UpdaterTest, NewVersionSwapsInKeepsPreviousAndDropsTheOneBefore) {
 struct RefusalCase {
   std::string name;
   v1::FailureReason reason;
-  bool downloads;   // whether the refusal comes after asking for artifact bytes
-  bool remembered;  // whether the same release is refused again without another attempt
+  bool downloads;  // whether the refusal comes after asking for artifact bytes
+  bool counted;    // whether the same release waits for a backoff before another attempt
   std::function<v1::DesiredModel(UpdaterTest&)> make;  // builds version "2.0"
 };
 
@@ -361,41 +377,130 @@ TEST_P(RefusalTest, IsReportedWithItsReasonAndTheServingVersionKeepsServing) {
   }
   EXPECT_TRUE(inventory_reports_failure);
 
-  // The same release again: a permanent refusal is remembered (no second download, no second
-  // report); a transient one is attempted again.
+  // The same release again: a counted refusal waits for its backoff (no second download, no
+  // second report) and is attempted again once it has passed; a transient one is attempted at
+  // once. Neither is skipped for good.
   const size_t fetches_after = transport_.Fetches().size();
-  EXPECT_FALSE(updater_->Apply(bad).ok());
-  if (c.remembered) {
+  if (c.counted) {
+    absl::Status waiting = updater_->Apply(bad);
+    EXPECT_EQ(waiting.code(), absl::StatusCode::kFailedPrecondition) << waiting;
     EXPECT_EQ(transport_.Fetches().size(), fetches_after);
     EXPECT_EQ(FailuresFor("2.0").size(), 1u);
-  } else {
-    EXPECT_EQ(FailuresFor("2.0").size(), 2u);
-    EXPECT_EQ(transport_.Fetches().size() > fetches_after, c.downloads);
+    EXPECT_EQ(FailedEntry("2.0")->failed_attempts(), 1u);
+    clock_.Advance(kRetry.base_backoff);
   }
+  EXPECT_FALSE(updater_->Apply(bad).ok());
+  ASSERT_EQ(FailuresFor("2.0").size(), 2u);
+  EXPECT_EQ(transport_.Fetches().size() > fetches_after, c.downloads);
+  EXPECT_EQ(v1::FailureReason_Name(FailuresFor("2.0")[1].reason()),
+            v1::FailureReason_Name(c.reason));
   ExpectServes("1.0", "classifier_v1.onnx");
 }
 
 INSTANTIATE_TEST_SUITE_P(Updater, RefusalTest, ::testing::ValuesIn(RefusalCases()),
                          [](const auto& info) { return info.param.name; });
 
-TEST_F(UpdaterTest, RefusedReleaseIsNotRetriedButANewVersionApplies) {
+// A transient corruption (a damaged file on the server, a one-time man in the middle) does not
+// blacklist the release: it is retried with exponential backoff and applies once bytes are good.
+TEST_F(UpdaterTest, RefusedReleaseIsRetriedWithBackoffAndAppliesOnceTheServerIsFixed) {
   ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
   v1::DesiredModel corrupt = Release("2.0", v2_, 2);
   transport_.SetBehavior(crypto::Sha256Bytes(v2_), Behavior::CorruptByte(0));
   EXPECT_EQ(FailureReasonOf(updater_->Apply(corrupt)), v1::FAILURE_REASON_DIGEST);
   ASSERT_EQ(transport_.Fetches().size(), 2u);
+  EXPECT_THAT(FailuresFor("2.0").back().detail(), ::testing::HasSubstr("attempt 1 of 5"));
+  auto failed = FailedEntry("2.0");
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_THAT(failed->detail(), ::testing::StartsWith("FAILURE_REASON_DIGEST: "));
+  EXPECT_EQ(failed->failed_attempts(), 1u);
+  EXPECT_EQ(failed->next_attempt_at().seconds(), ToUnixSeconds(clock_.Now()) + 30);
 
-  // The server fixed its storage, but the device does not go back to a release it refused.
+  // Not before the backoff: no download, no report.
+  clock_.Advance(std::chrono::seconds(29));
+  EXPECT_EQ(updater_->Due(corrupt).code(), absl::StatusCode::kFailedPrecondition);
+  absl::Status waiting = updater_->Apply(corrupt);
+  EXPECT_EQ(waiting.code(), absl::StatusCode::kFailedPrecondition) << waiting;
+  EXPECT_EQ(transport_.Fetches().size(), 2u);
+  EXPECT_EQ(FailuresFor("2.0").size(), 1u);
+
+  // Second attempt after 30 s, still corrupted: the next wait doubles.
+  clock_.Advance(std::chrono::seconds(1));
+  EXPECT_TRUE(updater_->Due(corrupt).ok());
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(corrupt)), v1::FAILURE_REASON_DIGEST);
+  ASSERT_EQ(transport_.Fetches().size(), 3u);
+  EXPECT_EQ(transport_.Fetches().back().offset, 0u) << "a refused download restarts from zero";
+  EXPECT_THAT(FailuresFor("2.0").back().detail(), ::testing::HasSubstr("attempt 2 of 5"));
+  EXPECT_EQ(FailedEntry("2.0")->next_attempt_at().seconds(), ToUnixSeconds(clock_.Now()) + 60);
+  clock_.Advance(std::chrono::seconds(59));
+  EXPECT_EQ(updater_->Apply(corrupt).code(), absl::StatusCode::kFailedPrecondition);
+
+  // The server fixed its storage: the third attempt applies and clears the failure.
   transport_.SetBehavior(crypto::Sha256Bytes(v2_), Behavior());
-  absl::Status again = updater_->Apply(corrupt);
-  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
+  clock_.Advance(std::chrono::seconds(1));
+  ASSERT_TRUE(updater_->Apply(corrupt).ok());
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_EQ(KindsFor("2.0").back(), v1::UPDATE_EVENT_KIND_ACTIVATED);
+  EXPECT_FALSE(FailedEntry("2.0").has_value()) << "a success clears the reported failure";
+  EXPECT_FALSE(state_->LoadFailure(kModel)->has_value());
+}
+
+// After the bounded count the release is left alone, however long it waits, until the server
+// offers another release; a redeployment of the same version is one (a new metadata version).
+TEST_F(UpdaterTest, RetriesStopAfterTheBoundedCountUntilARedeployment) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  v1::DesiredModel broken = Release("2.0", broken_, 2);
+  for (uint32_t attempt = 1; attempt <= kRetry.max_attempts; ++attempt) {
+    EXPECT_EQ(FailureReasonOf(updater_->Apply(broken)), v1::FAILURE_REASON_LOAD) << attempt;
+    clock_.Advance(std::chrono::hours(1));
+  }
+  ASSERT_EQ(FailuresFor("2.0").size(), kRetry.max_attempts);
+  EXPECT_THAT(FailuresFor("2.0").back().detail(),
+              ::testing::HasSubstr("attempt 5 of 5; no more attempts"));
+  const size_t fetches = transport_.Fetches().size();
+
+  clock_.Advance(std::chrono::hours(24 * 7));
+  absl::Status stopped = updater_->Apply(broken);
+  EXPECT_EQ(stopped.code(), absl::StatusCode::kFailedPrecondition) << stopped;
+  EXPECT_THAT(std::string(stopped.message()), ::testing::HasSubstr("FAILURE_REASON_LOAD"));
+  EXPECT_EQ(transport_.Fetches().size(), fetches);
+  EXPECT_EQ(FailuresFor("2.0").size(), kRetry.max_attempts);
+  auto failed = FailedEntry("2.0");
+  ASSERT_TRUE(failed.has_value());
+  EXPECT_EQ(failed->failed_attempts(), kRetry.max_attempts);
+  EXPECT_FALSE(failed->has_next_attempt_at()) << "no attempt is planned";
+  ExpectServes("1.0", "classifier_v1.onnx");
+
+  // The operator redeploys the same version (new metadata version): a fresh count.
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(Release("2.0", broken_, 3))), v1::FAILURE_REASON_LOAD);
+  EXPECT_EQ(transport_.Fetches().size(), fetches + 1);
+  EXPECT_EQ(FailedEntry("2.0")->failed_attempts(), 1u);
+  // And a different release applies at once.
+  ASSERT_TRUE(updater_->Apply(Release("2.1", v2_, 4)).ok());
+  ExpectServes("2.1", "classifier_v2.onnx");
+  EXPECT_FALSE(FailedEntry("2.0").has_value());
+}
+
+// The count, the next attempt and the reason live in the agent's state, not in memory.
+TEST_F(UpdaterTest, FailuresSurviveARestart) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  v1::DesiredModel corrupt = Release("2.0", v2_, 2);
+  transport_.SetBehavior(crypto::Sha256Bytes(v2_), Behavior::CorruptByte(7));
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(corrupt)), v1::FAILURE_REASON_DIGEST);
+  CloseAgent();
+
+  OpenAgent(transport_);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  auto failed = FailedEntry("2.0");
+  ASSERT_TRUE(failed.has_value()) << "the inventory still reports the failure after a restart";
+  EXPECT_THAT(failed->detail(), ::testing::StartsWith("FAILURE_REASON_DIGEST: "));
+  EXPECT_EQ(failed->failed_attempts(), 1u);
+  EXPECT_EQ(updater_->Apply(corrupt).code(), absl::StatusCode::kFailedPrecondition)
+      << "a restart does not skip the backoff";
   EXPECT_EQ(transport_.Fetches().size(), 2u);
 
-  ASSERT_TRUE(updater_->Apply(Release("2.1", v2_, 3)).ok());
-  ExpectServes("2.1", "classifier_v2.onnx");
-  for (const auto& m : updater_->InstalledModels()) {
-    EXPECT_NE(m.state(), v1::MODEL_STATE_FAILED) << "a success clears the reported failure";
-  }
+  clock_.Advance(kRetry.base_backoff);
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(corrupt)), v1::FAILURE_REASON_DIGEST);
+  EXPECT_EQ(FailedEntry("2.0")->failed_attempts(), 2u) << "the count continues";
 }
 
 // A fresh manifest for a release refused as expired (e.g. the device's clock was wrong) applies:
@@ -424,8 +529,9 @@ TEST_F(UpdaterTest, InterruptedDownloadResumesFromTheBytesOnDisk) {
   ExpectServes("1.0", "classifier_v1.onnx");
   ASSERT_TRUE(fs::exists(PartPath(v2_)));
   EXPECT_EQ(fs::file_size(PartPath(v2_)), kCut);
-  EXPECT_FALSE(*state_->IsFailed(kModel, "2.0", crypto::Sha256Bytes(v2_)))
-      << "a dropped connection is not a refusal";
+  EXPECT_TRUE(updater_->Due(desired).ok()) << "a dropped connection is retried at once";
+  ASSERT_TRUE(FailedEntry("2.0").has_value());
+  EXPECT_EQ(FailedEntry("2.0")->failed_attempts(), 0u) << "a dropped connection does not count";
 
   ASSERT_TRUE(updater_->Apply(desired).ok());
   auto fetches = transport_.Fetches();
@@ -441,8 +547,9 @@ TEST_F(UpdaterTest, InterruptedDownloadResumesFromTheBytesOnDisk) {
                           v1::UPDATE_EVENT_KIND_ACTIVATED));
 }
 
-// The digest covers the whole file, including bytes that were on disk before the resume.
-TEST_F(UpdaterTest, ResumedDownloadWithDamagedPrefixIsRefused) {
+// The digest covers the whole file, including bytes that were on disk before the resume; the
+// damaged partial download is deleted and the next attempt starts from zero.
+TEST_F(UpdaterTest, ResumedDownloadWithDamagedPrefixIsRefusedThenRestartedFromZero) {
   ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
   v1::DesiredModel desired = Release("2.0", v2_, 2);
   transport_.SetBehavior(crypto::Sha256Bytes(v2_), Behavior::FailAfterBytes(200));
@@ -456,6 +563,11 @@ TEST_F(UpdaterTest, ResumedDownloadWithDamagedPrefixIsRefused) {
   EXPECT_EQ(transport_.Fetches().back().offset, 200u);
   EXPECT_FALSE(fs::exists(PartPath(v2_)));
   ExpectServes("1.0", "classifier_v1.onnx");
+
+  clock_.Advance(kRetry.base_backoff);
+  ASSERT_TRUE(updater_->Apply(desired).ok());
+  EXPECT_EQ(transport_.Fetches().back().offset, 0u);
+  ExpectServes("2.0", "classifier_v2.onnx");
 }
 
 TEST_F(UpdaterTest, RestartServesTheCommittedVersionWithoutTheServer) {
@@ -477,21 +589,70 @@ TEST_F(UpdaterTest, RestartServesTheCommittedVersionWithoutTheServer) {
   EXPECT_EQ(*state_->HighestMetadataVersion(kModel), 2u);
 }
 
-// A committed file altered on disk while the agent was down is not served after the restart.
-TEST_F(UpdaterTest, RestartRefusesACommittedFileAlteredOnDisk) {
-  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+// A committed file altered on disk while the agent was down is not served after the restart; with
+// no previous version nothing serves until the release is fetched again.
+TEST_F(UpdaterTest, RestartRefusesACommittedFileAlteredOnDiskAndFetchesItAgain) {
+  const v1::DesiredModel release = Release("1.0", v1_, 1);
+  ASSERT_TRUE(updater_->Apply(release).ok());
   CloseAgent();
-  {
-    std::fstream file(VersionDir("1.0") / "model.onnx",
-                      std::ios::in | std::ios::out | std::ios::binary);
-    file.seekp(10);
-    file.put('\x7f');
-  }
-  FakeDeviceTransport offline;
-  OpenAgent(offline);
+  FlipByte(VersionDir("1.0") / "model.onnx", 10);
+
+  OpenAgent(transport_);
   absl::Status restored = updater_->RestoreFromDisk();
   EXPECT_EQ(FailureReasonOf(restored), v1::FAILURE_REASON_DIGEST);
   EXPECT_EQ(host_->Get(kModel), nullptr);
+  EXPECT_EQ(CurrentVersion(), std::nullopt) << "the damaged version is forgotten";
+  ASSERT_TRUE(FailedEntry("1.0").has_value());
+  EXPECT_THAT(FailedEntry("1.0")->detail(), ::testing::HasSubstr("nothing serves meanwhile"));
+
+  ASSERT_TRUE(updater_->Apply(release).ok());
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_EQ(transport_.Fetches().size(), 2u);
+  EXPECT_EQ(FileDigest(VersionDir("1.0") / "model.onnx"), Digest(v1_));
+}
+
+// One flipped bit in the serving model: after the restart the previous version serves, the
+// damage is reported (the inventory no longer claims the damaged version), and the release is
+// fetched again, after which it serves with the other kept as previous.
+TEST_F(UpdaterTest, DamagedCommittedModelFallsBackToPreviousAndIsRepaired) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  const v1::DesiredModel v2_release = Release("2.0", v2_, 2);
+  ASSERT_TRUE(updater_->Apply(v2_release).ok());
+  CloseAgent();
+  FlipByte(VersionDir("2.0") / "model.onnx", static_cast<std::streamoff>(v2_.size() / 2));
+
+  OpenAgent(transport_);
+  EXPECT_EQ(FailureReasonOf(updater_->RestoreFromDisk()), v1::FAILURE_REASON_DIGEST);
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_EQ(CurrentVersion(), "1.0");
+  EXPECT_FALSE(*state_->Previous(kModel));
+  EXPECT_FALSE(fs::exists(VersionDir("2.0"))) << "the damaged file is removed";
+  EXPECT_EQ(*state_->HighestMetadataVersion(kModel), 2u) << "rollback protection is kept";
+  std::vector<std::pair<std::string, v1::ModelState>> inventory;
+  for (const auto& m : updater_->InstalledModels()) inventory.emplace_back(m.version(), m.state());
+  EXPECT_THAT(inventory, ElementsAre(std::pair("1.0", v1::MODEL_STATE_SERVING),
+                                     std::pair("2.0", v1::MODEL_STATE_FAILED)));
+  EXPECT_THAT(FailedEntry("2.0")->detail(), ::testing::StartsWith("FAILURE_REASON_DIGEST: "));
+
+  ASSERT_TRUE(updater_->FlushEvents().ok());
+  auto failures = FailuresFor("2.0");
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0].reason(), v1::FAILURE_REASON_DIGEST);
+  EXPECT_THAT(failures[0].detail(), ::testing::HasSubstr("version 1.0 serves meanwhile"));
+
+  // The next check-in offers 2.0 again: fetched at once (not a counted attempt), then served.
+  EXPECT_TRUE(updater_->Due(v2_release).ok());
+  ASSERT_TRUE(updater_->Apply(v2_release).ok());
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_EQ(transport_.Fetches().size(), 3u);
+  EXPECT_EQ(KindsFor("2.0").back(), v1::UPDATE_EVENT_KIND_ACTIVATED);
+  EXPECT_FALSE(FailedEntry("2.0").has_value());
+  EXPECT_EQ((*state_->Previous(kModel))->version, "1.0");
+
+  CloseAgent();
+  OpenAgent(transport_);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  ExpectServes("2.0", "classifier_v2.onnx");
 }
 
 // Names become directories: a signed manifest with a path-like version is still refused.
@@ -533,12 +694,23 @@ TEST_F(UpdaterTest, ReleaseReusingTheServingVersionNameWithNewBytesReplacesIt) {
   ExpectServes("1.0", "classifier_v2.onnx");
 }
 
-// Going back to the previous version (re-signed with a higher metadata version) swaps the two.
+// Going back to the previous version (re-signed with a higher metadata version) swaps the two,
+// from the copy kept on disk: no download.
 TEST_F(UpdaterTest, ReinstallingThePreviousVersionKeepsBothOnDisk) {
   ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
-  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  const v1::DesiredModel v2_release = Release("2.0", v2_, 2);
+  ASSERT_TRUE(updater_->Apply(v2_release).ok());
+  const size_t events = KindsFor("1.0").size();
   ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 3)).ok());
   ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_EQ(transport_.Fetches().size(), 2u) << "the kept copy serves, nothing is downloaded";
+  const std::vector<v1::UpdateEventKind> kinds = KindsFor("1.0");
+  const std::vector<v1::UpdateEventKind> rollback_events(kinds.begin() + events, kinds.end());
+  EXPECT_THAT(rollback_events,
+              ElementsAre(v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_ACTIVATED));
+  EXPECT_EQ(*state_->HighestMetadataVersion(kModel), 3u);
+  // TUF protects metadata: the older manifest of 2.0 is now a rollback.
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(v2_release)), v1::FAILURE_REASON_ROLLBACK);
   auto previous = state_->Previous(kModel);
   ASSERT_TRUE(previous.ok() && *previous);
   EXPECT_EQ((*previous)->version, "2.0");
@@ -549,6 +721,21 @@ TEST_F(UpdaterTest, ReinstallingThePreviousVersionKeepsBothOnDisk) {
   OpenAgent(transport_);
   ASSERT_TRUE(updater_->RestoreFromDisk().ok());
   ExpectServes("1.0", "classifier_v1.onnx");
+}
+
+// A kept copy that no longer verifies is never used: the release is downloaded instead.
+TEST_F(UpdaterTest, RollbackWithADamagedKeptCopyDownloadsIt) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  FlipByte(VersionDir("1.0") / "model.onnx", 20);
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 3)).ok());
+  ExpectServes("1.0", "classifier_v1.onnx");
+  ASSERT_EQ(transport_.Fetches().size(), 3u);
+  EXPECT_EQ(transport_.Fetches().back().sha256, crypto::Sha256Bytes(v1_));
+  auto current = state_->Current(kModel);
+  ASSERT_TRUE(current.ok() && *current);
+  EXPECT_EQ(FileDigest((*current)->path), Digest(v1_));
+  EXPECT_EQ((*state_->Previous(kModel))->version, "2.0");
 }
 
 TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) {
