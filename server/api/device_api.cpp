@@ -68,8 +68,9 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
   response.mutable_check_in_interval()->set_seconds(options_.check_in_interval.count());
   for (const StoredVersion& stored : *desired) {
     const v1::ModelVersion& version = stored.meta;
-    // Manifests are signed per answer so their expiry is always fresh; the metadata version
-    // fixed at push time is what protects devices against rollback.
+    // Manifests are signed per answer so their expiry is always fresh. The metadata version is
+    // the deployment's (see DesiredForDevice): each deployment is a new release, so an operator's
+    // rollback to an older version carries a higher one, while a replayed manifest does not.
     v1::ReleaseManifest manifest;
     manifest.set_model_name(version.model_name());
     manifest.set_version(version.version());

@@ -18,7 +18,8 @@ namespace {
 constexpr absl::string_view kTargetPrefix = "DEPLOYMENT_TARGET_STATE_";
 
 constexpr const char* kDeploymentColumns =
-    "id, model_name, version, label_selector, floor(extract(epoch FROM created_at))::bigint";
+    "id, model_name, version, label_selector, floor(extract(epoch FROM created_at))::bigint, "
+    "metadata_version";
 
 v1::Deployment DeploymentFromRow(const pqxx::row& row) {
   v1::Deployment d;
@@ -27,6 +28,7 @@ v1::Deployment DeploymentFromRow(const pqxx::row& row) {
   d.set_version(row[2].as<std::string>());
   d.set_label_selector(row[3].as<std::string>());
   *d.mutable_created_at() = internal::UnixToTimestamp(row[4].as<int64_t>());
+  d.set_metadata_version(row[5].as<uint64_t>());
   return d;
 }
 
@@ -94,6 +96,7 @@ absl::StatusOr<v1::Deployment> DeploymentRepo::Create(const std::string& model_n
           return absl::NotFoundError(
               absl::StrCat("model ", model_name, " version ", version, " not found"));
         }
+        // The new row's metadata_version comes from release_metadata_version_seq (its default).
         const int64_t id =
             tx.exec_params1(
                   "INSERT INTO deployments (model_name, version, selector, label_selector, "
@@ -171,7 +174,7 @@ absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::DesiredForDevice(
         }
         pqxx::result versions = tx.exec_params(
             "SELECT mv.model_name, mv.version, mv.format, mv.artifact_sha256, mv.size_bytes, "
-            "mv.inputs::text, mv.outputs::text, mv.labels::text, mv.metadata_version, "
+            "mv.inputs::text, mv.outputs::text, mv.labels::text, d.metadata_version, "
             "floor(extract(epoch FROM mv.created_at))::bigint, mv.signed_manifest, mv.signature, "
             "mv.key_id FROM model_versions mv JOIN deployments d "
             "ON d.model_name = mv.model_name AND d.version = mv.version "

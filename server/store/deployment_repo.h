@@ -31,9 +31,11 @@ class DeploymentRepo {
   absl::StatusOr<std::vector<v1::Deployment>> List();
 
   // What the device should run: per model, the version of the latest deployment whose selector
-  // its labels contain. Creates the device's missing target rows for those deployments and marks
-  // its targets in every other deployment of the same model SUPERSEDED. Empty for a device that
-  // is not active; NotFound "device X not found".
+  // its labels contain, with that deployment's (release's) metadata version in
+  // meta.metadata_version rather than the one fixed when the version was pushed. Creates the
+  // device's missing target rows for those deployments and marks its targets in every other
+  // deployment of the same model SUPERSEDED. Empty for a device that is not active; NotFound
+  // "device X not found".
   absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(const std::string& device_id);
 
   // Moves the device's targets in deployments of model+version to `state`. Superseded targets

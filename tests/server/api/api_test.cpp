@@ -215,6 +215,42 @@ TEST_F(ApiTest, CheckInAnswersWithAManifestTheDeviceCanVerify) {
   EXPECT_EQ(other->desired_size(), 0);
 }
 
+// Deploying an older version again signs a manifest with a higher metadata version than the
+// newer release the devices hold, pointing at the old artifact.
+TEST_F(ApiTest, RedeployingAnOlderVersionSignsAHigherMetadataVersion) {
+  EnrollDevice("cam-1", {});
+  ASSERT_TRUE(admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"one"})).ok());
+  ASSERT_TRUE(admin_->PushModel(admin_principal_, Metadata("detector", "2"), Chunks({"two"})).ok());
+  auto signed_at_check_in = [&]() -> v1::ReleaseManifest {
+    auto answer = device_api_->CheckIn("cam-1", v1::CheckInRequest());
+    EXPECT_TRUE(answer.ok()) << answer.status();
+    if (!answer.ok() || answer->desired_size() != 1) return v1::ReleaseManifest();
+    auto manifest = manifest::Verify(answer->desired(0).manifest(), *verifier_, clock_.Now(), 0);
+    EXPECT_TRUE(manifest.ok()) << manifest.status();
+    EXPECT_EQ(answer->desired(0).metadata().metadata_version(), manifest->metadata_version());
+    return manifest.ok() ? *manifest : v1::ReleaseManifest();
+  };
+  v1::CreateDeploymentRequest deploy;
+  deploy.set_model_name("detector");
+  deploy.set_version("2");
+  auto newer = admin_->CreateDeployment(admin_principal_, deploy);
+  ASSERT_TRUE(newer.ok()) << newer.status();
+  const v1::ReleaseManifest held = signed_at_check_in();
+  EXPECT_EQ(held.version(), "2");
+  EXPECT_EQ(held.metadata_version(), newer->metadata_version());
+
+  deploy.set_version("1");
+  auto rollback = admin_->CreateDeployment(admin_principal_, deploy);
+  ASSERT_TRUE(rollback.ok()) << rollback.status();
+  const v1::ReleaseManifest again = signed_at_check_in();
+  EXPECT_EQ(again.version(), "1");
+  EXPECT_EQ(again.artifact_sha256(), crypto::Sha256Bytes("one"));
+  EXPECT_GT(again.metadata_version(), held.metadata_version());
+  EXPECT_EQ(again.metadata_version(), rollback->metadata_version());
+  EXPECT_EQ(signed_at_check_in().metadata_version(), again.metadata_version())
+      << "stable across check-ins";
+}
+
 TEST_F(ApiTest, EventsDriveDeploymentTargetStateAndAreValidated) {
   EnrollDevice("cam-1", {});
   ASSERT_TRUE(
@@ -238,7 +274,25 @@ TEST_F(ApiTest, EventsDriveDeploymentTargetStateAndAreValidated) {
   auto status = admin_->GetDeployment(get);
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status->targets(0).state(), v1::DEPLOYMENT_TARGET_STATE_FAILED);
-  EXPECT_NE(status->targets(0).detail().find("SHA-256"), std::string::npos);
+  EXPECT_EQ(status->targets(0).detail(), "FAILURE_REASON_DIGEST: artifact SHA-256 does not match");
+
+  // A retry moves the target back to IN_PROGRESS, its success to SERVING; a stored model found
+  // damaged later is FAILED again, until repaired.
+  const auto report_kind = [&](v1::UpdateEventKind kind) {
+    event->set_kind(kind);
+    event->set_reason(kind == v1::UPDATE_EVENT_KIND_FAILED ? v1::FAILURE_REASON_DIGEST
+                                                           : v1::FAILURE_REASON_UNSPECIFIED);
+    EXPECT_TRUE(device_api_->ReportEvent("cam-1", report).ok());
+    auto now = admin_->GetDeployment(get);
+    EXPECT_TRUE(now.ok());
+    return now.ok() ? now->targets(0).state() : v1::DEPLOYMENT_TARGET_STATE_UNSPECIFIED;
+  };
+  EXPECT_EQ(report_kind(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED),
+            v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS);
+  EXPECT_EQ(report_kind(v1::UPDATE_EVENT_KIND_ACTIVATED), v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  EXPECT_EQ(report_kind(v1::UPDATE_EVENT_KIND_FAILED), v1::DEPLOYMENT_TARGET_STATE_FAILED);
+  EXPECT_EQ(report_kind(v1::UPDATE_EVENT_KIND_DOWNLOADED), v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS);
+  EXPECT_EQ(report_kind(v1::UPDATE_EVENT_KIND_ACTIVATED), v1::DEPLOYMENT_TARGET_STATE_SERVING);
 
   v1::ReportEventRequest malformed;
   malformed.add_events()->set_model_name("detector");

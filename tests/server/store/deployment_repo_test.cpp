@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "server/store/device_repo.h"
+#include "server/store/migrations.h"
 #include "server/store/model_repo.h"
 #include "tests/server/store/store_test_util.h"
 
@@ -123,6 +124,61 @@ TEST_F(DeploymentTest, DesiredStateIsTheLatestMatchingDeploymentPerModel) {
   ASSERT_TRUE(devices_->Decommission("cam-2").ok());
   EXPECT_TRUE(Desired("cam-2").empty());
   EXPECT_EQ(deployments_->DesiredForDevice("ghost").status().code(), absl::StatusCode::kNotFound);
+}
+
+// Each deployment is a release with its own metadata version, so deploying an older version again
+// is newer metadata pointing at the old artifact (an operator's rollback, not an attack).
+TEST_F(DeploymentTest, EveryDeploymentIsANewReleaseWithAHigherMetadataVersion) {
+  auto first = deployments_->Create("detector", "1.0", "", {}, kNow);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = deployments_->Create("detector", "2.0", "", {}, kNow + 1);
+  ASSERT_TRUE(second.ok()) << second.status();
+  auto rollback = deployments_->Create("detector", "1.0", "", {}, kNow + 2);
+  ASSERT_TRUE(rollback.ok()) << rollback.status();
+  auto pushed = models_->GetVersion("detector", "2.0");
+  ASSERT_TRUE(pushed.ok());
+  EXPECT_GT(first->metadata_version(), pushed->meta.metadata_version())
+      << "numbers come from the one counter, after every push";
+  EXPECT_GT(second->metadata_version(), first->metadata_version());
+  EXPECT_GT(rollback->metadata_version(), second->metadata_version());
+  EXPECT_EQ(deployments_->Get(rollback->deployment_id())->metadata_version(),
+            rollback->metadata_version());
+
+  auto desired = deployments_->DesiredForDevice("cam-1");
+  ASSERT_TRUE(desired.ok()) << desired.status();
+  ASSERT_EQ(desired->size(), 1u);
+  EXPECT_EQ((*desired)[0].meta.version(), "1.0");
+  EXPECT_EQ((*desired)[0].meta.artifact_sha256(), Digest('a'));
+  EXPECT_EQ((*desired)[0].meta.metadata_version(), rollback->metadata_version());
+}
+
+// Deployments made before migration 0004 keep their version's number, which devices hold.
+TEST(DeploymentMigrationTest, ExistingDeploymentsKeepTheirVersionsMetadataVersion) {
+  test::TestDatabase pg;
+  std::vector<Migration> before;
+  for (const Migration& m : EmbeddedMigrations()) {
+    if (m.version < 4) before.push_back(m);
+  }
+  {
+    auto old_db = Database::Open({.url = pg.url()}, before);
+    ASSERT_TRUE(old_db.ok()) << old_db.status();
+    ASSERT_TRUE((*old_db)->Migrate().ok());
+  }
+  pg.Exec("INSERT INTO models (name) VALUES ('m')");
+  pg.Exec(
+      "INSERT INTO model_versions (model_name, version, format, artifact_sha256, size_bytes, "
+      "metadata_version, signed_manifest, signature, key_id) VALUES ('m', '1', 'onnx', "
+      "decode(repeat('ab', 32), 'hex'), 1, nextval('release_metadata_version_seq'), '', '', 'k')");
+  pg.Exec("INSERT INTO deployments (model_name, version) VALUES ('m', '1')");
+  const std::string pushed = pg.QueryValue("SELECT metadata_version FROM model_versions");
+
+  auto db = Database::Open({.url = pg.url()});
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE((*db)->Migrate().ok());
+  EXPECT_EQ(pg.QueryValue("SELECT metadata_version FROM deployments"), pushed);
+  pg.Exec("INSERT INTO deployments (model_name, version) VALUES ('m', '1')");
+  EXPECT_GT(std::stoll(pg.QueryValue("SELECT max(metadata_version) FROM deployments")),
+            std::stoll(pushed));
 }
 
 TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
