@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cctype>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -25,8 +26,29 @@ std::string Lower(std::string s) {
   return s;
 }
 
+// Flips one byte of a file in place.
+void FlipByte(const std::string& path, std::streamoff at) {
+  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(file) << path;
+  file.seekg(at);
+  const char c = static_cast<char>(file.get());
+  file.seekp(at);
+  file.put(static_cast<char>(c ^ 0x01));
+  ASSERT_TRUE(file) << path;
+}
+
 class FleetTest : public IntegrationTest {
  protected:
+  // Sum of edgefleet_artifact_bytes_served_total over its labels (full and patch).
+  double ArtifactBytesServed() {
+    return MetricValue(server_->Metrics(), "edgefleet_artifact_bytes_served_total").value_or(0);
+  }
+  std::string CountEvents(const std::string& device, const std::string& version,
+                          const std::string& where) {
+    return db_->QueryValue("SELECT count(*) FROM device_events WHERE device_id = '" + device +
+                           "' AND version = '" + version + "' AND " + where);
+  }
+
   // Predicts the sample on `agent` and checks the answer is `version` with the numpy outputs of
   // `file`.
   void ExpectServes(const AgentHarness& agent, const std::string& model_name,
@@ -297,6 +319,129 @@ TEST_F(FleetTest, AgentKilledMidDownloadResumesWhereItStopped) {
   EXPECT_EQ(db_->QueryValue(events + "'download_started'"), "1");
   EXPECT_THAT(agent.LogText(), ::testing::ContainsRegex("from_offset=[1-9][0-9]*"))
       << "the second run should download from where the first stopped (" << part_size << " bytes)";
+}
+
+// Finding 3: one flipped bit in the device's stored model. After a restart the agent serves the
+// previous version, reports the damage (the target goes FAILED with DIGEST), fetches the release
+// again and the target is SERVING again.
+TEST_F(FleetTest, DamagedStoredModelFallsBackToPreviousAndIsFetchedAgain) {
+  server_->Start();
+  AgentHarness& agent = StartAgent("dev-bitrot", NewEnrollmentToken(1));
+  ASSERT_TRUE(WaitForActiveDevices(1));
+  PushAndDeploy("classifier", "1", TestModel("classifier_v1.onnx"));
+  ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "1"));
+  v1::Deployment d2 = PushAndDeploy("classifier", "2", TestModel("classifier_v2.onnx"));
+  ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "2"));
+  ASSERT_EQ(
+      WaitForTargets(d2.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_SERVING).targets(0).state(),
+      v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  const int device_port = server_->ports().device;
+
+  // With the server down, so that the fallback is observed before any repair.
+  EXPECT_EQ(server_->Stop(), 0);
+  EXPECT_EQ(agent.Stop(), 0);
+  const std::string stored = agent.state_dir() + "/models/classifier/2/model.onnx";
+  FlipByte(stored, static_cast<std::streamoff>(fs::file_size(stored) / 2));
+  agent.Restart();
+  ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "1", 20s))
+      << "the previous version should serve while the damaged one is fetched again";
+  ExpectServes(agent, "classifier", "1", "classifier_v1.onnx");
+
+  server_->Start(device_port);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return CountEvents("dev-bitrot", "2", "kind = 'failed' AND reason = 'digest'") == "1";
+      },
+      kLongWait, 100ms))
+      << "the damage should be reported as a DIGEST failure";
+  EXPECT_EQ(CountEvents("dev-bitrot", "2",
+                        "kind = 'failed' AND detail LIKE '%version 1 serves meanwhile%'"),
+            "1");
+  ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "2")) << "the release is fetched again";
+  ExpectServes(agent, "classifier", "2", "classifier_v2.onnx");
+  v1::Deployment status = WaitForTargets(d2.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  ASSERT_EQ(status.targets_size(), 1);
+  EXPECT_EQ(status.targets(0).state(), v1::DEPLOYMENT_TARGET_STATE_SERVING)
+      << status.ShortDebugString();
+  EXPECT_TRUE(WaitFor([&] { return CountEvents("dev-bitrot", "2", "kind = 'activated'") == "2"; },
+                      kLongWait, 100ms));
+}
+
+// Finding 6: deploying an older version again is a new release with a higher metadata version;
+// the devices serve it from the copy they kept, downloading nothing.
+TEST_F(FleetTest, RollbackToAnOlderVersionServesTheKeptCopy) {
+  server_->Start();
+  const std::string token = NewEnrollmentToken(2);
+  AgentHarness& a = StartAgent("dev-rb-a", token);
+  AgentHarness& b = StartAgent("dev-rb-b", token);
+  ASSERT_TRUE(WaitForActiveDevices(2));
+  PushAndDeploy("classifier", "1", TestModel("classifier_v1.onnx"));
+  for (AgentHarness* agent : {&a, &b}) {
+    ASSERT_TRUE(WaitForServedVersion(*agent, "classifier", "1")) << agent->device_id();
+  }
+  v1::Deployment d2 = PushAndDeploy("classifier", "2", TestModel("classifier_v2.onnx"));
+  for (AgentHarness* agent : {&a, &b}) {
+    ASSERT_TRUE(WaitForServedVersion(*agent, "classifier", "2")) << agent->device_id();
+  }
+  v1::Deployment serving = WaitForTargets(d2.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  ASSERT_EQ(serving.targets_size(), 2) << serving.ShortDebugString();
+  const double served_before = ArtifactBytesServed();
+  EXPECT_GT(served_before, 0);
+
+  v1::Deployment rollback;
+  grpc::Status deploy = server_->CreateDeployment("classifier", "1", "", &rollback);
+  ASSERT_TRUE(deploy.ok()) << deploy.error_message();
+  EXPECT_GT(rollback.metadata_version(), d2.metadata_version());
+  for (AgentHarness* agent : {&a, &b}) {
+    ASSERT_TRUE(WaitForServedVersion(*agent, "classifier", "1")) << agent->device_id();
+    ExpectServes(*agent, "classifier", "1", "classifier_v1.onnx");
+    EXPECT_THAT(agent->LogText(), HasSubstr("served from the kept copy"));
+  }
+  v1::Deployment status =
+      WaitForTargets(rollback.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  ASSERT_EQ(status.targets_size(), 2) << status.ShortDebugString();
+  for (const auto& t : status.targets()) {
+    EXPECT_EQ(t.state(), v1::DEPLOYMENT_TARGET_STATE_SERVING) << t.ShortDebugString();
+  }
+  EXPECT_EQ(ArtifactBytesServed(), served_before) << "no artifact or patch bytes were served";
+  EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM device_events WHERE kind = 'failed'"), "0");
+}
+
+// Finding 4: a server that serves a corrupted artifact once does not get the release skipped for
+// good: the device reports DIGEST, retries after its backoff and serves once the bytes are good.
+TEST_F(FleetTest, CorruptedDownloadIsRetriedAndSucceedsOnceTheServerIsFixed) {
+  server_->Start();
+  AgentHarness& agent = StartAgent("dev-retry", NewEnrollmentToken(1));
+  ASSERT_TRUE(WaitForActiveDevices(1));
+  v1::ModelVersion pushed;
+  grpc::Status push =
+      server_->PushClassifier("classifier", "1", TestModel("classifier_v1.onnx"), &pushed);
+  ASSERT_TRUE(push.ok()) << push.error_message();
+  const std::string stored = server_->ArtifactPath(pushed.artifact_sha256());
+  const auto size = static_cast<std::streamoff>(fs::file_size(stored));
+  FlipByte(stored, size / 3);  // the server's copy is damaged, its digest record is not
+
+  v1::Deployment d;
+  grpc::Status deploy = server_->CreateDeployment("classifier", "1", "", &d);
+  ASSERT_TRUE(deploy.ok()) << deploy.error_message();
+  ASSERT_TRUE(WaitFor(
+      [&] { return CountEvents("dev-retry", "1", "kind = 'failed' AND reason = 'digest'") != "0"; },
+      kLongWait, 50ms))
+      << "the corrupted download should be refused with DIGEST";
+  EXPECT_EQ(CountEvents("dev-retry", "1", "kind = 'failed' AND detail LIKE '%attempt 1 of 5%'"),
+            "1");
+  FlipByte(stored, size / 3);  // repaired
+
+  ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "1"))
+      << "the release should be retried after the backoff, not skipped for good";
+  ExpectServes(agent, "classifier", "1", "classifier_v1.onnx");
+  v1::Deployment status = WaitForTargets(d.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  ASSERT_EQ(status.targets_size(), 1);
+  EXPECT_EQ(status.targets(0).state(), v1::DEPLOYMENT_TARGET_STATE_SERVING)
+      << status.ShortDebugString();
+  EXPECT_EQ(status.targets(0).detail(), "") << "success replaces the failure's detail";
+  // The refused download was deleted, so the retry started again from zero.
+  EXPECT_GE(std::stoi(CountEvents("dev-retry", "1", "kind = 'download_started'")), 2);
 }
 
 TEST_F(FleetTest, DecommissionedDeviceIsRefusedButKeepsServing) {

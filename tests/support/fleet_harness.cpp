@@ -118,6 +118,16 @@ std::string ServerHarness::device_address() const {
 
 std::string ServerHarness::LogText() const { return ReadFile(log_path()).value_or(""); }
 
+std::string ServerHarness::ArtifactPath(const std::string& sha256) const {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : sha256) {
+    hex += kDigits[c >> 4];
+    hex += kDigits[c & 0xf];
+  }
+  return data_dir() + "/artifacts/sha256/" + hex.substr(0, 2) + "/" + hex;
+}
+
 void ServerHarness::Authorize(grpc::ClientContext* context,
                               std::chrono::milliseconds timeout) const {
   context->AddMetadata("authorization", "Bearer " + admin_token_);
@@ -269,6 +279,8 @@ void AgentHarness::Start(const std::string& server_address, const std::string& c
       "--max-backoff-seconds",
       "2",
       "--telemetry-interval-seconds",
+      "1",
+      "--update-retry-base-seconds",
       "1",
   };
   Restart();

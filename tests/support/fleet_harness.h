@@ -52,6 +52,8 @@ class ServerHarness {
   std::string ca_file() const { return data_dir() + "/keys/ca.pem"; }
   std::string log_path() const { return work_dir_ + "/server.log"; }
   std::string LogText() const;
+  // Where the server stores the artifact with this raw SHA-256 (tests damage it on purpose).
+  std::string ArtifactPath(const std::string& sha256) const;
   const std::string& admin_token() const { return admin_token_; }
   const std::string& database_url() const { return database_url_; }
   // Extra flags for the next start (e.g. a bad --database-url).
@@ -107,7 +109,8 @@ class AgentHarness {
   AgentHarness(const AgentHarness&) = delete;
   AgentHarness& operator=(const AgentHarness&) = delete;
 
-  // Starts the agent with check-ins every second and at most 2 s of backoff.
+  // Starts the agent with check-ins every second, at most 2 s of backoff, and refused releases
+  // retried after 1 s (doubling).
   void Start(const std::string& server_address, const std::string& ca_file,
              const std::string& enrollment_token);
   // Starts again with the arguments of the last Start().
