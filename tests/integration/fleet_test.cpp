@@ -39,6 +39,29 @@ void FlipByte(const std::string& path, std::streamoff at) {
 
 class FleetTest : public IntegrationTest {
  protected:
+  // Starts the server and one agent `device_id` and has it serve classifier v1; check
+  // HasFatalFailure() after it.
+  AgentHarness& StartAgentServingV1(const std::string& device_id) {
+    server_->Start();
+    AgentHarness& agent = StartAgent(device_id, NewEnrollmentToken(1));
+    [&] {
+      ASSERT_TRUE(WaitForActiveDevices(1));
+      PushAndDeploy("classifier", "1", TestModel("classifier_v1.onnx"));
+      ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "1")) << device_id;
+    }();
+    return agent;
+  }
+
+  // Waits until the deployment's `count` targets are all in `state`, and checks them.
+  void ExpectAllTargets(const std::string& deployment_id, int count,
+                        v1::DeploymentTargetState state) {
+    v1::Deployment status = WaitForTargets(deployment_id, state);
+    ASSERT_EQ(status.targets_size(), count) << status.ShortDebugString();
+    for (const auto& t : status.targets()) {
+      EXPECT_EQ(t.state(), state) << t.ShortDebugString();
+    }
+  }
+
   // Sum of edgefleet_artifact_bytes_served_total over its labels (full and patch).
   double ArtifactBytesServed() {
     return MetricValue(server_->Metrics(), "edgefleet_artifact_bytes_served_total").value_or(0);
@@ -162,19 +185,12 @@ TEST_F(FleetTest, EnrollPushDeployServeThenHotSwapUnderLoad) {
   ExpectServes(a, "classifier", "2", "classifier_v2.onnx");
   ExpectServes(b, "classifier", "2", "classifier_v2.onnx");
 
-  v1::Deployment status = WaitForTargets(d2.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_SERVING);
-  ASSERT_EQ(status.targets_size(), 2) << status.ShortDebugString();
-  for (const auto& t : status.targets()) {
-    EXPECT_EQ(t.state(), v1::DEPLOYMENT_TARGET_STATE_SERVING) << t.ShortDebugString();
-  }
+  ExpectAllTargets(d2.deployment_id(), 2, v1::DEPLOYMENT_TARGET_STATE_SERVING);
 }
 
 TEST_F(FleetTest, UnloadableModelIsRefusedAndPreviousVersionKeepsServing) {
-  server_->Start();
-  AgentHarness& agent = StartAgent("dev-broken", NewEnrollmentToken(1));
-  ASSERT_TRUE(WaitForActiveDevices(1));
-  PushAndDeploy("classifier", "1", TestModel("classifier_v1.onnx"));
-  ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "1"));
+  AgentHarness& agent = StartAgentServingV1("dev-broken");
+  ASSERT_FALSE(HasFatalFailure());
 
   v1::Deployment broken = PushAndDeploy("classifier", "3", TestModel("broken.onnx"));
   v1::Deployment status =
@@ -208,11 +224,8 @@ TEST_F(FleetTest, UnloadableModelIsRefusedAndPreviousVersionKeepsServing) {
 }
 
 TEST_F(FleetTest, RestartsKeepServingAndReconnect) {
-  server_->Start();
-  AgentHarness& agent = StartAgent("dev-restart", NewEnrollmentToken(1));
-  ASSERT_TRUE(WaitForActiveDevices(1));
-  PushAndDeploy("classifier", "1", TestModel("classifier_v1.onnx"));
-  ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "1"));
+  AgentHarness& agent = StartAgentServingV1("dev-restart");
+  ASSERT_FALSE(HasFatalFailure());
   const int device_port = server_->ports().device;
 
   // (a) With the server down, a restarted agent serves its committed model from disk.
@@ -325,16 +338,12 @@ TEST_F(FleetTest, AgentKilledMidDownloadResumesWhereItStopped) {
 // previous version, reports the damage (the target goes FAILED with DIGEST), fetches the release
 // again and the target is SERVING again.
 TEST_F(FleetTest, DamagedStoredModelFallsBackToPreviousAndIsFetchedAgain) {
-  server_->Start();
-  AgentHarness& agent = StartAgent("dev-bitrot", NewEnrollmentToken(1));
-  ASSERT_TRUE(WaitForActiveDevices(1));
-  PushAndDeploy("classifier", "1", TestModel("classifier_v1.onnx"));
-  ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "1"));
+  AgentHarness& agent = StartAgentServingV1("dev-bitrot");
+  ASSERT_FALSE(HasFatalFailure());
   v1::Deployment d2 = PushAndDeploy("classifier", "2", TestModel("classifier_v2.onnx"));
   ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "2"));
-  ASSERT_EQ(
-      WaitForTargets(d2.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_SERVING).targets(0).state(),
-      v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  ExpectAllTargets(d2.deployment_id(), 1, v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  ASSERT_FALSE(HasFatalFailure());
   const int device_port = server_->ports().device;
 
   // With the server down, so that the fallback is observed before any repair.
@@ -359,10 +368,7 @@ TEST_F(FleetTest, DamagedStoredModelFallsBackToPreviousAndIsFetchedAgain) {
             "1");
   ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "2")) << "the release is fetched again";
   ExpectServes(agent, "classifier", "2", "classifier_v2.onnx");
-  v1::Deployment status = WaitForTargets(d2.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_SERVING);
-  ASSERT_EQ(status.targets_size(), 1);
-  EXPECT_EQ(status.targets(0).state(), v1::DEPLOYMENT_TARGET_STATE_SERVING)
-      << status.ShortDebugString();
+  ExpectAllTargets(d2.deployment_id(), 1, v1::DEPLOYMENT_TARGET_STATE_SERVING);
   EXPECT_TRUE(WaitFor([&] { return CountEvents("dev-bitrot", "2", "kind = 'activated'") == "2"; },
                       kLongWait, 100ms));
 }
@@ -383,8 +389,8 @@ TEST_F(FleetTest, RollbackToAnOlderVersionServesTheKeptCopy) {
   for (AgentHarness* agent : {&a, &b}) {
     ASSERT_TRUE(WaitForServedVersion(*agent, "classifier", "2")) << agent->device_id();
   }
-  v1::Deployment serving = WaitForTargets(d2.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_SERVING);
-  ASSERT_EQ(serving.targets_size(), 2) << serving.ShortDebugString();
+  ExpectAllTargets(d2.deployment_id(), 2, v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  ASSERT_FALSE(HasFatalFailure());
   const double served_before = ArtifactBytesServed();
   EXPECT_GT(served_before, 0);
 
@@ -397,12 +403,7 @@ TEST_F(FleetTest, RollbackToAnOlderVersionServesTheKeptCopy) {
     ExpectServes(*agent, "classifier", "1", "classifier_v1.onnx");
     EXPECT_THAT(agent->LogText(), HasSubstr("served from the kept copy"));
   }
-  v1::Deployment status =
-      WaitForTargets(rollback.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_SERVING);
-  ASSERT_EQ(status.targets_size(), 2) << status.ShortDebugString();
-  for (const auto& t : status.targets()) {
-    EXPECT_EQ(t.state(), v1::DEPLOYMENT_TARGET_STATE_SERVING) << t.ShortDebugString();
-  }
+  ExpectAllTargets(rollback.deployment_id(), 2, v1::DEPLOYMENT_TARGET_STATE_SERVING);
   EXPECT_EQ(ArtifactBytesServed(), served_before) << "no artifact or patch bytes were served";
   EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM device_events WHERE kind = 'failed'"), "0");
 }
@@ -445,11 +446,8 @@ TEST_F(FleetTest, CorruptedDownloadIsRetriedAndSucceedsOnceTheServerIsFixed) {
 }
 
 TEST_F(FleetTest, DecommissionedDeviceIsRefusedButKeepsServing) {
-  server_->Start();
-  AgentHarness& agent = StartAgent("dev-retired", NewEnrollmentToken(1));
-  ASSERT_TRUE(WaitForActiveDevices(1));
-  PushAndDeploy("classifier", "1", TestModel("classifier_v1.onnx"));
-  ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "1"));
+  AgentHarness& agent = StartAgentServingV1("dev-retired");
+  ASSERT_FALSE(HasFatalFailure());
 
   v1::Device device;
   grpc::Status s = server_->DecommissionDevice("dev-retired", &device);
