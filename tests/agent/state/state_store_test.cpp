@@ -4,6 +4,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -243,6 +244,35 @@ TEST_F(StateStoreTest, OneFailureRecordPerModelReplacedAndCleared) {
   ASSERT_TRUE(store->ClearFailure("m").ok());
   EXPECT_FALSE(store->LoadFailure("m").value_or(std::nullopt).has_value());
   EXPECT_EQ(store->AllFailures()->size(), 1u);
+}
+
+// Schema v1 skipped a refused release for good (failed_releases); v2 gives it another attempt
+// and keeps reporting it until then.
+TEST_F(StateStoreTest, MigrationFromV1GivesRefusedReleasesAnotherAttempt) {
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+    const char* v1 =
+        "CREATE TABLE failed_releases (model_name TEXT NOT NULL, version TEXT NOT NULL, "
+        "artifact_sha256 BLOB NOT NULL, reason_code INTEGER NOT NULL, detail TEXT NOT NULL, "
+        "PRIMARY KEY (model_name, version, artifact_sha256));"
+        "INSERT INTO failed_releases VALUES ('m', 'v2', x'00ff', 4, 'digest mismatch');"
+        "PRAGMA user_version = 1;";
+    char* error = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, &error), SQLITE_OK) << error;
+    sqlite3_free(error);
+    sqlite3_close(db);
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto failure = store->LoadFailure("m");
+  ASSERT_TRUE(failure.ok() && failure->has_value()) << failure.status();
+  EXPECT_EQ((*failure)->version, "v2");
+  EXPECT_EQ((*failure)->artifact_sha256, std::string("\0\xff", 2));
+  EXPECT_EQ((*failure)->attempts, 0u) << "not counted: the release is tried again";
+  EXPECT_EQ((*failure)->next_attempt_unix, 0);
+  EXPECT_EQ((*failure)->reason_code, 4);
+  EXPECT_EQ((*failure)->detail, "digest mismatch");
 }
 
 TEST_F(StateStoreTest, DropCurrentKeepsPreviousAndRollbackProtection) {
