@@ -98,7 +98,9 @@ class AgentImpl final : public Agent {
     state_ = *std::move(state);
 
     // Serve what was committed before anything touches the network.
-    if (auto device = state_->DeviceId(); device.ok()) {
+    auto device = state_->DeviceId();
+    if (!device.ok()) device = AdoptStoredCertificate();
+    if (device.ok()) {
       if (auto s = LoadIdentity(*device); !s.ok()) return s;
       if (auto s = updater_->RestoreFromDisk(); !s.ok()) {
         Logger("agent")->error("some committed models could not be restored: {}", s.ToString());
@@ -207,6 +209,19 @@ class AgentImpl final : public Agent {
     if (auto s = state_->SetIdentity(response->device_id()); !s.ok()) return s;
     log->info("enrolled device={} server={}", response->device_id(), config_.server_address());
     return LoadIdentity(response->device_id());
+  }
+
+  // The device id of a certificate stored by an enrollment that a crash interrupted before it
+  // recorded the id: the server counts that enrollment, so enrolling again would be refused.
+  absl::StatusOr<std::string> AdoptStoredCertificate() {
+    if (auto s = RecoverIdentity(state_dir_.string()); !s.ok()) return s;
+    auto cert = ReadFile((state_dir_ / kCertificateFile).string());
+    if (!cert.ok()) return cert.status();
+    auto info = crypto::ParseCertificate(*cert);
+    if (!info.ok()) return info.status();
+    if (auto s = state_->SetIdentity(info->common_name); !s.ok()) return s;
+    Logger("agent")->warn("resuming an interrupted enrollment device={}", info->common_name);
+    return info->common_name;
   }
 
   // Builds the transport and updater from the pinned material in the state directory; called

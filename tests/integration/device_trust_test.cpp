@@ -129,6 +129,24 @@ TEST_F(DeviceTrustTest, AnotherTokenCannotTakeOverAnActiveDeviceUntilAnOperatorR
             "t");
 }
 
+// An enrollment the server counted but the agent did not finish recording (a crash between
+// storing the certificate and recording its id) is resumed, not repeated: a repeat would now be
+// refused as a takeover.
+TEST_F(DeviceTrustTest, AgentResumesAnEnrollmentInterruptedAfterStoringItsCertificate) {
+  server_->Start();
+  AgentHarness& agent = StartAgent("dev-crash", NewEnrollmentToken(2));
+  ASSERT_TRUE(WaitForActiveDevices(1));
+  ASSERT_TRUE(WaitFor([&] { return agent.Enrolled(); }, kLongWait));
+  agent.Kill();
+  std::filesystem::remove(agent.state_dir() + "/agent.db");
+  const int64_t seen = LastSeen("dev-crash");
+  agent.Restart();
+  EXPECT_TRUE(WaitFor([&] { return LastSeen("dev-crash") > seen; }, kLongWait, 200ms))
+      << agent.LogText();
+  EXPECT_THAT(agent.LogText(), HasSubstr("resuming an interrupted enrollment"));
+  EXPECT_THAT(agent.LogText(), Not(HasSubstr("already enrolled")));
+}
+
 TEST_F(DeviceTrustTest, AgentRenewsItsCertificateAndKeepsWorkingPastTheFirstOnesExpiry) {
   server_->set_extra_args({"--device-certificate-validity-seconds", "6"});
   server_->Start();
