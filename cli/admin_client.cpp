@@ -43,6 +43,10 @@ class GrpcAdminClient final : public AdminClient {
       const v1::DecommissionDeviceRequest& request) override {
     return Call(&v1::AdminService::Stub::DecommissionDevice, request);
   }
+  absl::StatusOr<v1::RekeyDeviceResponse> RekeyDevice(
+      const v1::RekeyDeviceRequest& request) override {
+    return Call(&v1::AdminService::Stub::RekeyDevice, request);
+  }
   absl::StatusOr<v1::ListModelsResponse> ListModels(const v1::ListModelsRequest& request) override {
     return Call(&v1::AdminService::Stub::ListModels, request);
   }

@@ -227,6 +227,23 @@ int DeviceDecommission(Context& c) {
   return c.Print(what, *d, [&] { RenderDevice(*d, c.out); });
 }
 
+int DeviceRekey(Context& c) {
+  v1::RekeyDeviceRequest req;
+  req.set_device_id(c.args[0]);
+  if (auto v = c.parsed.Get("ttl")) {
+    absl::StatusOr<uint64_t> ttl = ParseDurationSeconds(*v);
+    if (!ttl.ok()) return c.Usage(std::string(ttl.status().message()));
+    req.set_ttl_seconds(*ttl);
+  }
+  const std::string what = absl::StrCat("rekey device '", c.args[0], "'");
+  absl::StatusOr<v1::RekeyDeviceResponse> r = c.Admin()->RekeyDevice(req);
+  if (!r.ok()) return c.Fail(what, r.status());
+  return c.Print(what, *r, [&] {
+    RenderDevice(r->device(), c.out);
+    RenderFields({{"Enroll before", FormatTimestamp(r->enroll_before())}}, c.out);
+  });
+}
+
 // ---- model ----
 
 void RenderModelVersion(const v1::ModelVersion& v, std::ostream& out) {
@@ -469,6 +486,14 @@ const std::vector<Command>& Commands() {
        "set or remove device labels",
        &DeviceLabel},
       {"device decommission", "ID", {}, 1, 1, "decommission a device", &DeviceDecommission},
+      {"device rekey",
+       "ID [--ttl 24h]",
+       {"ttl"},
+       1,
+       1,
+       "allow one new enrollment of an active device (new key); its old certificate then stops "
+       "working",
+       &DeviceRekey},
       {"model push",
        "NAME FILE --version V [--input NAME:1x4 ...] [--output NAME:1x3 ...] [--label k=v ...] "
        "[--sha256 HEX]",

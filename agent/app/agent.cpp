@@ -6,6 +6,7 @@
 #include <sys/utsname.h>
 
 #include <condition_variable>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -15,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/api/inference_service.h"
 #include "agent/serving/model_host.h"
+#include "agent/state/identity_files.h"
 #include "agent/state/state_store.h"
 #include "agent/update/device_transport.h"
 #include "agent/update/updater.h"
@@ -32,6 +34,43 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kAgentVersion[] = "0.1.0";
+
+std::string FormatUnixTime(int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
+// Forwards to the transport built from the current key and certificate, so that a renewed
+// certificate takes effect without rebuilding what holds the transport (the updater).
+class IdentityTransport final : public DeviceTransport {
+ public:
+  void Replace(std::unique_ptr<DeviceTransport> inner) { inner_ = std::move(inner); }
+
+  absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
+    return inner_->CheckIn(request);
+  }
+  absl::Status FetchArtifact(const std::string& sha256, uint64_t offset,
+                             const std::function<absl::Status(std::string_view)>& sink) override {
+    return inner_->FetchArtifact(sha256, offset, sink);
+  }
+  absl::Status ReportEvents(const v1::ReportEventRequest& request) override {
+    return inner_->ReportEvents(request);
+  }
+  absl::Status UploadTelemetry(const v1::UploadTelemetryRequest& request) override {
+    return inner_->UploadTelemetry(request);
+  }
+  absl::StatusOr<v1::RenewCertificateResponse> RenewCertificate(
+      const v1::RenewCertificateRequest& request) override {
+    return inner_->RenewCertificate(request);
+  }
+
+ private:
+  std::unique_ptr<DeviceTransport> inner_;
+};
 
 class AgentImpl final : public Agent {
  public:
@@ -59,7 +98,9 @@ class AgentImpl final : public Agent {
     state_ = *std::move(state);
 
     // Serve what was committed before anything touches the network.
-    if (auto device = state_->DeviceId(); device.ok()) {
+    auto device = state_->DeviceId();
+    if (!device.ok()) device = AdoptStoredCertificate();
+    if (device.ok()) {
       if (auto s = LoadIdentity(*device); !s.ok()) return s;
       if (auto s = updater_->RestoreFromDisk(); !s.ok()) {
         Logger("agent")->error("some committed models could not be restored: {}", s.ToString());
@@ -73,7 +114,7 @@ class AgentImpl final : public Agent {
     std::chrono::seconds backoff(1);
     auto next_telemetry = clock_.Now();
     while (!stopping()) {
-      absl::Status result = updater_ ? CheckInOnce() : Enroll();
+      absl::Status result = updater_ ? CheckInWithValidCertificate() : Enroll();
       std::chrono::milliseconds wait;
       if (result.ok()) {
         backoff = std::chrono::seconds(1);
@@ -142,7 +183,8 @@ class AgentImpl final : public Agent {
     auto ca = ReadFile(config_.server_ca_file());
     if (!ca.ok())
       return absl::FailedPreconditionError(absl::StrCat("server CA: ", ca.status().message()));
-    std::string device_id = config_.device_id();
+    // A device enrolling again (expired certificate, operator's rekey) keeps its id.
+    std::string device_id = device_id_.empty() ? config_.device_id() : device_id_;
     if (device_id.empty()) device_id = absl::StrCat("dev-", crypto::ToHex(crypto::RandomBytes(6)));
     auto key = crypto::GenerateKeyAndCsr(device_id);
     if (!key.ok()) return key.status();
@@ -153,40 +195,133 @@ class AgentImpl final : public Agent {
     *request.mutable_inventory() = Inventory();
     auto response = EnrollOverGrpc(config_.server_address(), *ca, request);
     if (!response.ok()) return response.status();
-    for (auto [name, data, secret] :
-         {std::tuple{"key.pem", key->private_key_pem, true},
-          std::tuple{"cert.pem", response->certificate_pem(), false},
-          std::tuple{"ca.pem", response->ca_certificate_pem(), false},
-          std::tuple{"release-root.pub", response->release_root_public_key_pem(), false}}) {
-      if (auto s = WriteFileAtomically((state_dir_ / name).string(), data, secret); !s.ok())
+    for (auto [name, data] :
+         {std::pair{"ca.pem", response->ca_certificate_pem()},
+          std::pair{"release-root.pub", response->release_root_public_key_pem()}}) {
+      if (auto s = WriteFileAtomically((state_dir_ / name).string(), data, false); !s.ok())
         return s;
+    }
+    if (auto s =
+            ReplaceIdentity(state_dir_.string(), key->private_key_pem, response->certificate_pem());
+        !s.ok()) {
+      return s;
     }
     if (auto s = state_->SetIdentity(response->device_id()); !s.ok()) return s;
     log->info("enrolled device={} server={}", response->device_id(), config_.server_address());
     return LoadIdentity(response->device_id());
   }
 
-  // Builds the transport and updater from the pinned material in the state directory.
+  // The device id of a certificate stored by an enrollment that a crash interrupted before it
+  // recorded the id: the server counts that enrollment, so enrolling again would be refused.
+  absl::StatusOr<std::string> AdoptStoredCertificate() {
+    if (auto s = RecoverIdentity(state_dir_.string()); !s.ok()) return s;
+    auto cert = ReadFile((state_dir_ / kCertificateFile).string());
+    if (!cert.ok()) return cert.status();
+    auto info = crypto::ParseCertificate(*cert);
+    if (!info.ok()) return info.status();
+    if (auto s = state_->SetIdentity(info->common_name); !s.ok()) return s;
+    Logger("agent")->warn("resuming an interrupted enrollment device={}", info->common_name);
+    return info->common_name;
+  }
+
+  // Builds the transport and updater from the pinned material in the state directory; called
+  // again after a renewal or a re-enrollment, it switches the transport to the new identity.
   absl::Status LoadIdentity(const std::string& device_id) {
     device_id_ = device_id;
+    if (auto s = RecoverIdentity(state_dir_.string()); !s.ok()) return s;
     auto ca = ReadFile((state_dir_ / "ca.pem").string());
-    auto cert = ReadFile((state_dir_ / "cert.pem").string());
-    auto key = ReadFile((state_dir_ / "key.pem").string());
+    auto cert = ReadFile((state_dir_ / kCertificateFile).string());
+    auto key = ReadFile((state_dir_ / kKeyFile).string());
     auto root = ReadFile((state_dir_ / "release-root.pub").string());
     for (const auto* f : {&ca, &cert, &key, &root}) {
       if (!f->ok())
         return absl::DataLossError(
             absl::StrCat("enrolled state is incomplete: ", f->status().message()));
     }
+    auto info = crypto::ParseCertificate(*cert);
+    if (!info.ok()) {
+      return absl::DataLossError(absl::StrCat("device certificate: ", info.status().message()));
+    }
+    certificate_ = *std::move(info);
+    if (!transport_) transport_ = std::make_unique<IdentityTransport>();
+    transport_->Replace(
+        MakeGrpcDeviceTransport(config_.server_address(), TlsMaterial{*ca, *cert, *key}));
+    if (updater_) return absl::OkStatus();
     auto verifier = crypto::LoadEd25519Verifier(*root);
     if (!verifier.ok()) return verifier.status();
     release_root_ = *std::move(verifier);
-    transport_ = MakeGrpcDeviceTransport(config_.server_address(), TlsMaterial{*ca, *cert, *key});
     RetryPolicy retry;
     retry.base_backoff = std::chrono::seconds(config_.update_retry_base_seconds());
     retry.max_attempts = config_.update_max_attempts();
     updater_ = std::make_unique<Updater>(*state_, host_, *engines_, *transport_, *release_root_,
                                          clock_, state_dir_.string(), retry);
+    return absl::OkStatus();
+  }
+
+  // Renews the certificate at two thirds of its lifetime; once it has expired, says so and
+  // enrolls again (which the server allows only after an operator's rekey).
+  absl::Status CheckInWithValidCertificate() {
+    auto log = Logger("agent");
+    const int64_t now = ToUnixSeconds(clock_.Now());
+    if (now >= certificate_.not_after_unix) {
+      const std::string expired = absl::StrCat(
+          "certificate expired on ", FormatUnixTime(certificate_.not_after_unix),
+          "; re-enroll or ask the operator to rekey (edgefleetctl device rekey ", device_id_, ")");
+      log->error("{}", expired);
+      if (config_.enrollment_token().empty()) return absl::FailedPreconditionError(expired);
+      if (auto s = Enroll(); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat(expired, "; enrolling again: ", s.message()));
+      }
+      return CheckInOnce();
+    }
+    if (now >= RenewAt()) {
+      if (auto s = RenewCertificate(); !s.ok()) {
+        log->warn("certificate renewal failed; the current one serves until {}: {}",
+                  FormatUnixTime(certificate_.not_after_unix), s.ToString());
+      }
+    }
+    return CheckInOnce();
+  }
+
+  // Two thirds into the certificate's lifetime, counted from its issue (the CA backdates
+  // notBefore for clock skew).
+  int64_t RenewAt() const {
+    int64_t issued = certificate_.not_before_unix + crypto::kClockSkewAllowance.count();
+    if (issued >= certificate_.not_after_unix) issued = certificate_.not_before_unix;
+    return issued + (certificate_.not_after_unix - issued) * 2 / 3;
+  }
+
+  // A new key, certified by the server over mutual TLS with the current one. The new pair is
+  // stored crash-safely before it is used; the server retires the old certificate when it
+  // first sees the new one, so losing the answer or crashing midway costs nothing.
+  absl::Status RenewCertificate() {
+    auto key = crypto::GenerateKeyAndCsr(device_id_);
+    if (!key.ok()) return key.status();
+    v1::RenewCertificateRequest request;
+    request.set_csr_pem(key->csr_pem);
+    auto response = transport_->RenewCertificate(request);
+    if (!response.ok()) return response.status();
+    auto info = crypto::ParseCertificate(response->certificate_pem());
+    if (!info.ok()) return info.status();
+    auto ca = ReadFile((state_dir_ / "ca.pem").string());
+    if (!ca.ok()) return ca.status();
+    if (info->common_name != device_id_) {
+      return absl::DataLossError(
+          absl::StrCat("renewed certificate names '", info->common_name, "'"));
+    }
+    if (auto s =
+            crypto::VerifyIssuedBy(response->certificate_pem(), *ca, ToUnixSeconds(clock_.Now()));
+        !s.ok()) {
+      return s;
+    }
+    if (auto s =
+            ReplaceIdentity(state_dir_.string(), key->private_key_pem, response->certificate_pem());
+        !s.ok()) {
+      return s;
+    }
+    if (auto s = LoadIdentity(device_id_); !s.ok()) return s;
+    Logger("agent")->info("certificate renewed serial={} not_after={}", info->serial_hex,
+                          FormatUnixTime(info->not_after_unix));
     return absl::OkStatus();
   }
 
@@ -258,7 +393,8 @@ class AgentImpl final : public Agent {
   ModelHost host_;
   std::string device_id_;
   std::unique_ptr<crypto::Verifier> release_root_;
-  std::unique_ptr<DeviceTransport> transport_;
+  crypto::CertificateInfo certificate_;
+  std::unique_ptr<IdentityTransport> transport_;
   std::unique_ptr<Updater> updater_;
   std::unique_ptr<InferenceGrpcService> inference_service_;
   std::unique_ptr<grpc::Server> local_server_;

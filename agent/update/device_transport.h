@@ -22,6 +22,12 @@ class DeviceTransport {
                                      const std::function<absl::Status(std::string_view)>& sink) = 0;
   virtual absl::Status ReportEvents(const v1::ReportEventRequest& request) = 0;
   virtual absl::Status UploadTelemetry(const v1::UploadTelemetryRequest& request) = 0;
+  // A certificate for a new key, asked for with the current one. Transports that cannot renew
+  // (test fakes of the update path) answer Unimplemented.
+  virtual absl::StatusOr<v1::RenewCertificateResponse> RenewCertificate(
+      const v1::RenewCertificateRequest&) {
+    return absl::UnimplementedError("this transport cannot renew certificates");
+  }
 };
 
 struct TlsMaterial {

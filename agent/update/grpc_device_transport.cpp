@@ -86,6 +86,17 @@ class GrpcDeviceTransport final : public DeviceTransport {
     return FromGrpc(stub_->UploadTelemetry(&context, request, &response));
   }
 
+  absl::StatusOr<v1::RenewCertificateResponse> RenewCertificate(
+      const v1::RenewCertificateRequest& request) override {
+    grpc::ClientContext context;
+    SetDeadline(&context, kUnaryTimeout);
+    v1::RenewCertificateResponse response;
+    if (auto s = FromGrpc(stub_->RenewCertificate(&context, request, &response)); !s.ok()) {
+      return s;
+    }
+    return response;
+  }
+
  private:
   std::unique_ptr<v1::DeviceService::Stub> stub_;
 };

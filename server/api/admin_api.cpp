@@ -93,7 +93,8 @@ void AdminApi::PrecomputePatches(const std::string& model_name, const std::strin
   }
   for (const std::string& sha : from) {
     if (auto s = patches_->Request(sha, to_sha256); !s.ok()) {
-      Logger("admin")->warn("cannot queue patch for model={}: {}", model_name, s.ToString());
+      Logger("admin")->warn("cannot queue patch for model={}: {}", EscapeForLog(model_name),
+                            EscapeForLog(s.ToString()));
     }
   }
 }
@@ -103,7 +104,8 @@ void AdminApi::Audit(const Principal& who, const std::string& action,
   std::string json;
   (void)google::protobuf::util::MessageToJsonString(detail, &json);
   if (auto s = repos_.audit.Record(who.name, action, json); !s.ok()) {
-    Logger("admin")->warn("audit action={} actor={} failed: {}", action, who.name, s.ToString());
+    Logger("admin")->warn("audit action={} actor={} failed: {}", action, EscapeForLog(who.name),
+                          EscapeForLog(s.ToString()));
   }
 }
 
@@ -165,6 +167,26 @@ absl::StatusOr<v1::Device> AdminApi::DecommissionDevice(
   auto device = repos_.devices.Decommission(request.device_id());
   if (device.ok()) Audit(who, "device.decommission", request);
   return device;
+}
+
+absl::StatusOr<v1::RekeyDeviceResponse> AdminApi::RekeyDevice(
+    const Principal& who, const v1::RekeyDeviceRequest& request) {
+  if (request.device_id().empty()) return absl::InvalidArgumentError("device_id is required");
+  constexpr uint64_t kDefaultTtl = 24 * 3600;
+  constexpr uint64_t kMaxTtl = 30 * 24 * 3600;
+  if (request.ttl_seconds() > kMaxTtl) {
+    return absl::InvalidArgumentError(absl::StrCat("ttl_seconds must be at most ", kMaxTtl));
+  }
+  const int64_t until =
+      ToUnixSeconds(clock_.Now()) +
+      static_cast<int64_t>(request.ttl_seconds() == 0 ? kDefaultTtl : request.ttl_seconds());
+  auto device = repos_.devices.AllowRekey(request.device_id(), until);
+  if (!device.ok()) return device.status();
+  Audit(who, "device.rekey", request);
+  v1::RekeyDeviceResponse response;
+  *response.mutable_device() = *std::move(device);
+  response.mutable_enroll_before()->set_seconds(until);
+  return response;
 }
 
 absl::StatusOr<std::unique_ptr<ModelUpload>> AdminApi::BeginPush(

@@ -66,6 +66,10 @@ class AdminApi {
                                          const v1::LabelDeviceRequest& request);
   absl::StatusOr<v1::Device> DecommissionDevice(const Principal& who,
                                                 const v1::DecommissionDeviceRequest& request);
+  // Allows one enrollment of an active device id with a new key, within ttl_seconds; the old
+  // certificate works until that enrollment replaces it.
+  absl::StatusOr<v1::RekeyDeviceResponse> RekeyDevice(const Principal& who,
+                                                      const v1::RekeyDeviceRequest& request);
   // Publishing a version: BeginPush validates and opens the upload, the caller appends the
   // artifact's bytes as they arrive, FinishPush verifies, records and signs off the version.
   absl::StatusOr<std::unique_ptr<ModelUpload>> BeginPush(const Principal& who,

@@ -61,6 +61,13 @@ grpc::Status AdminGrpcService::DecommissionDevice(grpc::ServerContext* context,
                 [&](const Principal& who) { return api_.DecommissionDevice(who, *request); });
 }
 
+grpc::Status AdminGrpcService::RekeyDevice(grpc::ServerContext* context,
+                                           const v1::RekeyDeviceRequest* request,
+                                           v1::RekeyDeviceResponse* response) {
+  return Handle(context, "RekeyDevice", true, response,
+                [&](const Principal& who) { return api_.RekeyDevice(who, *request); });
+}
+
 grpc::Status AdminGrpcService::PushModel(grpc::ServerContext* context,
                                          grpc::ServerReader<v1::PushModelRequest>* reader,
                                          v1::ModelVersion* response) {

@@ -19,6 +19,8 @@ class AdminGrpcService final : public v1::AdminService::Service {
   grpc::Status GetDevice(grpc::ServerContext*, const v1::GetDeviceRequest*, v1::Device*) override;
   grpc::Status LabelDevice(grpc::ServerContext*, const v1::LabelDeviceRequest*,
                            v1::Device*) override;
+  grpc::Status RekeyDevice(grpc::ServerContext*, const v1::RekeyDeviceRequest*,
+                           v1::RekeyDeviceResponse*) override;
   grpc::Status DecommissionDevice(grpc::ServerContext*, const v1::DecommissionDeviceRequest*,
                                   v1::Device*) override;
   grpc::Status PushModel(grpc::ServerContext*, grpc::ServerReader<v1::PushModelRequest>*,

@@ -45,12 +45,21 @@ absl::Status DeviceApi::Authorize(const std::string& device_id,
         "device ", device_id, " is ",
         identity->status == v1::DEVICE_STATUS_DECOMMISSIONED ? "decommissioned" : "not active"));
   }
-  // A re-enrolled device's older certificates are no longer accepted.
-  if (identity->certificate_serial != certificate_serial_hex) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("certificate of device ", device_id, " has been replaced"));
+  if (identity->certificate_serial == certificate_serial_hex) return absl::OkStatus();
+  // The first use of a renewed certificate retires the one it renewed.
+  if (!identity->pending_certificate_serial.empty() &&
+      identity->pending_certificate_serial == certificate_serial_hex) {
+    auto promoted = repos_.devices.PromoteCertificate(device_id, certificate_serial_hex);
+    if (!promoted.ok()) return promoted.status();
+    if (*promoted) {
+      Logger("device")->info("renewed certificate in use device={} serial={}", device_id,
+                             certificate_serial_hex);
+    }
+    return absl::OkStatus();
   }
-  return absl::OkStatus();
+  // A re-enrolled or renewed device's older certificates are no longer accepted.
+  return absl::PermissionDeniedError(
+      absl::StrCat("certificate of device ", device_id, " has been replaced"));
 }
 
 absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device_id,
@@ -128,8 +137,9 @@ absl::Status DeviceApi::ReportEvent(const std::string& device_id,
         .Increment();
     if (event.kind() == v1::UPDATE_EVENT_KIND_FAILED) {
       Logger("device")->warn("update failed device={} model={} version={} reason={} detail={}",
-                             device_id, event.model_name(), event.version(),
-                             v1::FailureReason_Name(event.reason()), event.detail());
+                             device_id, EscapeForLog(event.model_name()),
+                             EscapeForLog(event.version()), v1::FailureReason_Name(event.reason()),
+                             EscapeForLog(event.detail()));
     }
     // Operators read the target's detail first: lead with the failure reason's name.
     std::string detail = event.detail();
@@ -162,8 +172,13 @@ absl::Status DeviceApi::UploadTelemetry(const std::string& device_id,
   return absl::OkStatus();
 }
 
-absl::StatusOr<DeviceApi::ArtifactStream> DeviceApi::OpenArtifact(const std::string& sha256) {
+absl::StatusOr<DeviceApi::ArtifactStream> DeviceApi::OpenArtifact(const std::string& device_id,
+                                                                  const std::string& sha256) {
   if (sha256.size() != 32) return absl::InvalidArgumentError("artifact_sha256 must be 32 bytes");
+  // The same answer as for an unknown digest, so a device cannot probe what exists.
+  auto allowed = repos_.devices.MayFetchArtifact(device_id, sha256);
+  if (!allowed.ok()) return allowed.status();
+  if (!*allowed) return absl::NotFoundError("no such artifact");
   ArtifactStream stream{nullptr, "full", 0};
   auto referenced = repos_.models.ArtifactReferenced(sha256);
   if (!referenced.ok()) return referenced.status();

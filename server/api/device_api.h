@@ -42,7 +42,8 @@ class DeviceApi {
             const Clock& clock, ServerMetrics& metrics, DeviceApiOptions options,
             PatchService* patches = nullptr, PatchRepo* patch_repo = nullptr);
 
-  // Confirms the certificate's subject is an active device holding that certificate.
+  // Confirms the certificate's subject is an active device holding that certificate (its
+  // current one, or a renewed one, which then becomes the current one).
   absl::Status Authorize(const std::string& device_id, const std::string& certificate_serial_hex);
 
   absl::StatusOr<v1::CheckInResponse> CheckIn(const std::string& device_id,
@@ -55,8 +56,10 @@ class DeviceApi {
     const char* kind;          // "full" or "patch"
     uint64_t saved_bytes = 0;  // patch: full size minus patch size, once served whole
   };
-  // Opens a model artifact or a ready patch; NotFound for any other digest.
-  absl::StatusOr<ArtifactStream> OpenArtifact(const std::string& sha256);
+  // Opens a model artifact or a ready patch that the device may fetch (DeviceRepo::
+  // MayFetchArtifact); NotFound "no such artifact" for any other digest, existing or not.
+  absl::StatusOr<ArtifactStream> OpenArtifact(const std::string& device_id,
+                                              const std::string& sha256);
 
   ServerMetrics& metrics() { return metrics_; }
 

@@ -11,7 +11,51 @@ namespace {
 
 constexpr size_t kChunkBytes = 256 * 1024;
 
+// Finishes a device call with what the device may be told.
+class DeviceRpcScope {
+ public:
+  DeviceRpcScope(ServerMetrics& metrics, const char* method)
+      : scope_(metrics, "DeviceService", method), method_(method) {}
+  grpc::Status Finish(const absl::Status& status) {
+    return scope_.Finish(ForDevice(status, method_));
+  }
+
+ private:
+  RpcScope scope_;
+  const char* method_;
+};
+
 }  // namespace
+
+absl::Status ForDevice(const absl::Status& status, std::string_view method) {
+  if (status.ok()) return status;
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kAborted:
+      Logger("device")->warn("{} failed: {}", method, EscapeForLog(status.ToString()));
+      return absl::UnavailableError("server temporarily unavailable");
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kUnimplemented:
+      Logger("device")->error("{} failed: {}", method, EscapeForLog(status.ToString()));
+      return absl::InternalError("internal error");
+    default:
+      break;
+  }
+  if (IsStoreError(status)) {
+    // A constraint the request broke in the database: the device's fault, but the database's
+    // wording quotes rows.
+    Logger("device")->warn("{} refused by the database: {}", method,
+                           EscapeForLog(status.ToString()));
+    if (status.code() == absl::StatusCode::kInvalidArgument) {
+      return absl::InvalidArgumentError("the request holds data the server cannot store");
+    }
+    return absl::InternalError("internal error");
+  }
+  return status;
+}
 
 absl::StatusOr<std::string> DeviceGrpcService::CallerDevice(const grpc::ServerContext& context) {
   auto auth = context.auth_context();
@@ -29,15 +73,15 @@ absl::StatusOr<std::string> DeviceGrpcService::CallerDevice(const grpc::ServerCo
 
 grpc::Status DeviceGrpcService::Enroll(grpc::ServerContext*, const v1::EnrollRequest* request,
                                        v1::EnrollResponse* response) {
-  RpcScope scope(metrics_, "DeviceService", "Enroll");
+  DeviceRpcScope scope(metrics_, "Enroll");
   auto result = enroller_.Enroll(*request);
   metrics_.enrollments
       .Add({{"result", result.ok() ? "ok" : absl::StatusCodeToString(result.status().code())}})
       .Increment();
   if (!result.ok()) {
     Logger("enrollment")
-        ->warn("enrollment refused device={} reason={}", request->device_id(),
-               result.status().ToString());
+        ->warn("enrollment refused device={} reason={}", EscapeForLog(request->device_id()),
+               EscapeForLog(result.status().ToString()));
     return scope.Finish(result.status());
   }
   Logger("enrollment")->info("device enrolled device={}", result->device_id());
@@ -48,7 +92,7 @@ grpc::Status DeviceGrpcService::Enroll(grpc::ServerContext*, const v1::EnrollReq
 grpc::Status DeviceGrpcService::CheckIn(grpc::ServerContext* context,
                                         const v1::CheckInRequest* request,
                                         v1::CheckInResponse* response) {
-  RpcScope scope(metrics_, "DeviceService", "CheckIn");
+  DeviceRpcScope scope(metrics_, "CheckIn");
   auto device = CallerDevice(*context);
   if (!device.ok()) return scope.Finish(device.status());
   auto result = api_.CheckIn(*device, *request);
@@ -60,10 +104,10 @@ grpc::Status DeviceGrpcService::CheckIn(grpc::ServerContext* context,
 grpc::Status DeviceGrpcService::FetchArtifact(grpc::ServerContext* context,
                                               const v1::FetchArtifactRequest* request,
                                               grpc::ServerWriter<v1::ArtifactChunk>* writer) {
-  RpcScope scope(metrics_, "DeviceService", "FetchArtifact");
+  DeviceRpcScope scope(metrics_, "FetchArtifact");
   auto device = CallerDevice(*context);
   if (!device.ok()) return scope.Finish(device.status());
-  auto stream = api_.OpenArtifact(request->artifact_sha256());
+  auto stream = api_.OpenArtifact(*device, request->artifact_sha256());
   if (!stream.ok()) return scope.Finish(stream.status());
   auto& reader = stream->reader;
   uint64_t offset = request->offset_bytes();
@@ -98,7 +142,7 @@ grpc::Status DeviceGrpcService::FetchArtifact(grpc::ServerContext* context,
 grpc::Status DeviceGrpcService::ReportEvent(grpc::ServerContext* context,
                                             const v1::ReportEventRequest* request,
                                             v1::ReportEventResponse*) {
-  RpcScope scope(metrics_, "DeviceService", "ReportEvent");
+  DeviceRpcScope scope(metrics_, "ReportEvent");
   auto device = CallerDevice(*context);
   if (!device.ok()) return scope.Finish(device.status());
   return scope.Finish(api_.ReportEvent(*device, *request));
@@ -107,10 +151,24 @@ grpc::Status DeviceGrpcService::ReportEvent(grpc::ServerContext* context,
 grpc::Status DeviceGrpcService::UploadTelemetry(grpc::ServerContext* context,
                                                 const v1::UploadTelemetryRequest* request,
                                                 v1::UploadTelemetryResponse*) {
-  RpcScope scope(metrics_, "DeviceService", "UploadTelemetry");
+  DeviceRpcScope scope(metrics_, "UploadTelemetry");
   auto device = CallerDevice(*context);
   if (!device.ok()) return scope.Finish(device.status());
   return scope.Finish(api_.UploadTelemetry(*device, *request));
+}
+
+grpc::Status DeviceGrpcService::RenewCertificate(grpc::ServerContext* context,
+                                                 const v1::RenewCertificateRequest* request,
+                                                 v1::RenewCertificateResponse* response) {
+  DeviceRpcScope scope(metrics_, "RenewCertificate");
+  auto device = CallerDevice(*context);
+  if (!device.ok()) return scope.Finish(device.status());
+  auto result = enroller_.Renew(*device, request->csr_pem());
+  if (!result.ok()) return scope.Finish(result.status());
+  Logger("enrollment")
+      ->info("certificate renewed device={} not_after={}", *device, result->not_after().seconds());
+  *response = *std::move(result);
+  return scope.Finish(absl::OkStatus());
 }
 
 }  // namespace edgefleet::server

@@ -8,6 +8,12 @@
 
 namespace edgefleet::server {
 
+// What a device is told about a failed call: its own business (bad input, no permission, an
+// unknown digest, token problems) as it is; server trouble only as UNAVAILABLE "server
+// temporarily unavailable" or INTERNAL "internal error", so that SQL, row content or the
+// database's address never reach a device. The real error is logged with `method`.
+absl::Status ForDevice(const absl::Status& status, std::string_view method);
+
 class DeviceGrpcService final : public v1::DeviceService::Service {
  public:
   DeviceGrpcService(DeviceApi& api, Enroller& enroller, ServerMetrics& metrics)
@@ -22,6 +28,8 @@ class DeviceGrpcService final : public v1::DeviceService::Service {
                            v1::ReportEventResponse*) override;
   grpc::Status UploadTelemetry(grpc::ServerContext*, const v1::UploadTelemetryRequest*,
                                v1::UploadTelemetryResponse*) override;
+  grpc::Status RenewCertificate(grpc::ServerContext*, const v1::RenewCertificateRequest*,
+                                v1::RenewCertificateResponse*) override;
 
  private:
   // The authenticated device id of the caller, or Unauthenticated / PermissionDenied.

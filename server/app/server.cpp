@@ -31,8 +31,6 @@
 namespace edgefleet::server {
 namespace {
 
-constexpr auto kDeviceCertificateValidity = std::chrono::hours(24 * 90);
-
 absl::StatusOr<std::pair<std::string, int>> SplitHostPort(const std::string& address) {
   size_t colon = address.rfind(':');
   int port = 0;
@@ -117,9 +115,9 @@ class ServerImpl final : public Server {
             .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds())},
         patches_.get(), patch_repo_.get());
     authenticator_ = std::make_unique<Authenticator>(*api_tokens_);
-    enroller_ = std::make_unique<Enroller>(*enrollment_tokens_, *devices_, *ca_,
-                                           identity_.release_public_key_pem, clock_,
-                                           kDeviceCertificateValidity);
+    enroller_ = std::make_unique<Enroller>(
+        *devices_, *ca_, identity_.release_public_key_pem, clock_,
+        std::chrono::seconds(config_.device_certificate_validity_seconds()));
     admin_grpc_ = std::make_unique<AdminGrpcService>(*admin_api_, *authenticator_, *metrics_);
     device_grpc_ = std::make_unique<DeviceGrpcService>(*device_api_, *enroller_, *metrics_);
 
@@ -266,6 +264,9 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
   if (c.log_level().empty()) c.set_log_level("info");
   if (c.patch_workers() == 0) c.set_patch_workers(2);
   if (c.patch_time_budget_seconds() == 0) c.set_patch_time_budget_seconds(120);
+  if (c.device_certificate_validity_seconds() == 0) {
+    c.set_device_certificate_validity_seconds(90 * 24 * 3600);
+  }
   return c;
 }
 

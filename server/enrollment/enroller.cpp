@@ -1,6 +1,7 @@
 #include "server/enrollment/enroller.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/core/logging.h"
 #include "common/crypto/sha256.h"
 
 namespace edgefleet::server {
@@ -18,55 +19,92 @@ absl::Status ValidateDeviceId(std::string_view id) {
   return absl::OkStatus();
 }
 
-Enroller::Enroller(EnrollmentTokenRepo& tokens, DeviceRepo& devices,
-                   const crypto::CertificateAuthority& ca, std::string release_public_key_pem,
-                   const Clock& clock, std::chrono::seconds certificate_validity)
-    : tokens_(tokens),
-      devices_(devices),
+namespace {
+
+// OK when the CSR is well-formed and names `device_id`.
+absl::Status CsrName(const std::string& device_id, const std::string& csr_pem) {
+  auto csr_name = crypto::CsrCommonName(csr_pem);
+  if (!csr_name.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("csr_pem: ", csr_name.status().message()));
+  }
+  if (*csr_name != device_id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CSR names '", *csr_name, "' but the device id is '", device_id, "'"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Enroller::Enroller(DeviceRepo& devices, const crypto::CertificateAuthority& ca,
+                   std::string release_public_key_pem, const Clock& clock,
+                   std::chrono::seconds certificate_validity)
+    : devices_(devices),
       ca_(ca),
       release_public_key_pem_(std::move(release_public_key_pem)),
       clock_(clock),
       certificate_validity_(certificate_validity) {}
 
 absl::StatusOr<v1::EnrollResponse> Enroller::Enroll(const v1::EnrollRequest& request) {
+  auto response = TryEnroll(request);
+  if (!response.ok()) {
+    auto s = devices_.RecordRefusedEnrollment(crypto::Sha256Bytes(request.enrollment_token()),
+                                              request.device_id(), response.status());
+    if (!s.ok()) {
+      Logger("enrollment")->error("cannot audit a refused enrollment: {}", s.ToString());
+    }
+  }
+  return response;
+}
+
+absl::StatusOr<v1::EnrollResponse> Enroller::TryEnroll(const v1::EnrollRequest& request) {
   if (request.enrollment_token().empty()) {
     return absl::InvalidArgumentError("enrollment_token is required");
   }
   if (auto s = ValidateDeviceId(request.device_id()); !s.ok()) return s;
-  auto csr_name = crypto::CsrCommonName(request.csr_pem());
-  if (!csr_name.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("csr_pem: ", csr_name.status().message()));
-  }
-  if (*csr_name != request.device_id()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CSR names '", *csr_name, "' but device_id is '", request.device_id(), "'"));
-  }
-  // Refuse a decommissioned device before spending a token use on it.
-  if (auto device = devices_.Get(request.device_id());
-      device.ok() && device->status() == v1::DEVICE_STATUS_DECOMMISSIONED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("device ", request.device_id(), " is decommissioned"));
-  }
+  // Checked before the token so that a wrong CSR spends nothing; the device's state is only
+  // looked at once the token is accepted, so that a caller without one learns nothing about it.
+  if (auto name = CsrName(request.device_id(), request.csr_pem()); !name.ok()) return name;
   const int64_t now = ToUnixSeconds(clock_.Now());
-  auto labels = tokens_.Consume(crypto::Sha256Bytes(request.enrollment_token()), now);
-  if (!labels.ok()) return labels.status();
+  auto enrollment =
+      devices_.EnrollWithToken({crypto::Sha256Bytes(request.enrollment_token()),
+                                request.device_id(), request.inventory(), now},
+                               [&] { return Issue(request.device_id(), request.csr_pem(), now); });
+  if (!enrollment.ok()) return enrollment.status();
 
-  auto certificate =
-      ca_.SignClientCsr(request.csr_pem(), request.device_id(), certificate_validity_, now);
+  v1::EnrollResponse response;
+  response.set_device_id(enrollment->device.device_id());
+  response.set_certificate_pem(enrollment->certificate.pem);
+  response.set_ca_certificate_pem(ca_.CertificatePem());
+  response.set_release_root_public_key_pem(release_public_key_pem_);
+  response.mutable_labels()->insert(enrollment->device.labels().begin(),
+                                    enrollment->device.labels().end());
+  return response;
+}
+
+absl::StatusOr<v1::RenewCertificateResponse> Enroller::Renew(const std::string& device_id,
+                                                             const std::string& csr_pem) {
+  const int64_t now = ToUnixSeconds(clock_.Now());
+  auto certificate = Issue(device_id, csr_pem, now);
+  if (!certificate.ok()) return certificate.status();
+  if (auto s = devices_.SetPendingCertificate(device_id, certificate->serial_hex); !s.ok()) {
+    return s;
+  }
+  v1::RenewCertificateResponse response;
+  response.set_certificate_pem(certificate->pem);
+  response.mutable_not_after()->set_seconds(certificate->not_after_unix);
+  return response;
+}
+
+absl::StatusOr<DeviceRepo::IssuedCertificate> Enroller::Issue(const std::string& device_id,
+                                                              const std::string& csr_pem,
+                                                              int64_t now) {
+  if (auto name = CsrName(device_id, csr_pem); !name.ok()) return name;
+  auto certificate = ca_.SignClientCsr(csr_pem, device_id, certificate_validity_, now);
   if (!certificate.ok()) return certificate.status();
   auto info = crypto::ParseCertificate(*certificate);
   if (!info.ok()) return info.status();
-  auto device =
-      devices_.Enroll(request.device_id(), *labels, request.inventory(), info->serial_hex, now);
-  if (!device.ok()) return device.status();
-
-  v1::EnrollResponse response;
-  response.set_device_id(device->device_id());
-  response.set_certificate_pem(*certificate);
-  response.set_ca_certificate_pem(ca_.CertificatePem());
-  response.set_release_root_public_key_pem(release_public_key_pem_);
-  response.mutable_labels()->insert(device->labels().begin(), device->labels().end());
-  return response;
+  return DeviceRepo::IssuedCertificate{*certificate, info->serial_hex, info->not_after_unix};
 }
 
 }  // namespace edgefleet::server

@@ -9,7 +9,6 @@
 #include "common/crypto/certificate_authority.h"
 #include "edgefleet/v1/device.pb.h"
 #include "server/store/device_repo.h"
-#include "server/store/enrollment_token_repo.h"
 
 namespace edgefleet::server {
 
@@ -18,16 +17,28 @@ absl::Status ValidateDeviceId(std::string_view device_id);
 
 class Enroller {
  public:
-  Enroller(EnrollmentTokenRepo& tokens, DeviceRepo& devices, const crypto::CertificateAuthority& ca,
+  Enroller(DeviceRepo& devices, const crypto::CertificateAuthority& ca,
            std::string release_public_key_pem, const Clock& clock,
            std::chrono::seconds certificate_validity);
 
   // InvalidArgument for malformed input, Unauthenticated/PermissionDenied/ResourceExhausted for
-  // token problems, FailedPrecondition for a decommissioned device.
+  // token problems, AlreadyExists for an active device id no operator allowed to rekey,
+  // FailedPrecondition for a decommissioned device. Every attempt is audited; a refused one
+  // spends no token use.
   absl::StatusOr<v1::EnrollResponse> Enroll(const v1::EnrollRequest& request);
 
+  // A certificate for the new key in `csr_pem` of `device_id`, who proved its current key by
+  // mutual TLS. It becomes the device's certificate when first used (DeviceRepo).
+  // InvalidArgument when the CSR does not name the device.
+  absl::StatusOr<v1::RenewCertificateResponse> Renew(const std::string& device_id,
+                                                     const std::string& csr_pem);
+
  private:
-  EnrollmentTokenRepo& tokens_;
+  absl::StatusOr<v1::EnrollResponse> TryEnroll(const v1::EnrollRequest& request);
+  // Checks that the CSR names `device_id` and signs it.
+  absl::StatusOr<DeviceRepo::IssuedCertificate> Issue(const std::string& device_id,
+                                                      const std::string& csr_pem, int64_t now);
+
   DeviceRepo& devices_;
   const crypto::CertificateAuthority& ca_;
   std::string release_public_key_pem_;

@@ -153,6 +153,14 @@ void AdminHttpServer::RegisterRoutes() {
               request.set_device_id(req.matches[1]);
               return respond(res, api_.DecommissionDevice(who, request));
             }));
+  http.Post(R"(/v1/devices/([^/]+)/rekey)",
+            api(true, [this, respond](const Principal& who, const httplib::Request& req,
+                                      httplib::Response& res) {
+              v1::RekeyDeviceRequest request;
+              if (auto s = ParseBody(req, &request); !s.ok()) return s;
+              request.set_device_id(req.matches[1]);
+              return respond(res, api_.RekeyDevice(who, request));
+            }));
   http.Get("/v1/models", api(false, [this, respond](const Principal&, const httplib::Request&,
                                                     httplib::Response& res) {
              return respond(res, api_.ListModels(v1::ListModelsRequest()));

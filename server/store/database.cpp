@@ -24,11 +24,18 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
   applied_at timestamptz NOT NULL DEFAULT now()
 ))sql";
 
+constexpr char kStoreErrorPayload[] = "type.edgefleet.dev/store-error";
+
 }  // namespace
 
-namespace internal {
+bool IsStoreError(const absl::Status& status) {
+  return status.GetPayload(kStoreErrorPayload).has_value();
+}
 
-absl::Status StatusFromException(absl::string_view what, const std::exception& e) {
+namespace internal {
+namespace {
+
+absl::Status ClassifyException(absl::string_view what, const std::exception& e) {
   std::string message = absl::StrCat(what, ": ", absl::StripAsciiWhitespace(e.what()));
   if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) {
     return absl::AlreadyExistsError(message);
@@ -62,6 +69,14 @@ absl::Status StatusFromException(absl::string_view what, const std::exception& e
     if (absl::StartsWith(sql->sqlstate(), "57")) return absl::UnavailableError(message);
   }
   return absl::InternalError(message);
+}
+
+}  // namespace
+
+absl::Status StatusFromException(absl::string_view what, const std::exception& e) {
+  absl::Status status = ClassifyException(what, e);
+  status.SetPayload(kStoreErrorPayload, absl::Cord());
+  return status;
 }
 
 }  // namespace internal

@@ -59,6 +59,11 @@ class Database {
   std::vector<Migration> migrations_;
 };
 
+// True for a status made from a database error. Its message may quote SQL, table names and row
+// content, and the connection pool's may name the database: APIs facing devices must not pass
+// such messages on (the pool's errors are all Unavailable).
+bool IsStoreError(const absl::Status& status);
+
 // Replaces the password in a libpq URL or key=value connection string with "***".
 std::string RedactDatabaseUrl(const std::string& url);
 

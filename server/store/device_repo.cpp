@@ -1,8 +1,10 @@
 #include "server/store/device_repo.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/core/logging.h"
 #include "server/store/internal/json.h"
 #include "server/store/internal/rows.h"
+#include "server/store/internal/steps.h"
 #include "server/store/internal/transaction.h"
 
 namespace edgefleet::server {
@@ -19,6 +21,74 @@ absl::Status NotFound(const std::string& device_id) {
   return absl::NotFoundError(absl::StrCat("device ", device_id, " not found"));
 }
 
+absl::Status AlreadyEnrolled(const std::string& device_id) {
+  return absl::AlreadyExistsError(absl::StrCat(
+      "device ", device_id,
+      " is already enrolled; to enroll it with a new key an operator must allow it first "
+      "(edgefleetctl device rekey ",
+      device_id, ")"));
+}
+
+// Why a statement limited to active devices matched nothing.
+absl::StatusOr<v1::Device> NotActive(pqxx::work& tx, const std::string& device_id) {
+  pqxx::result r = tx.exec_params("SELECT status FROM devices WHERE id = $1", device_id);
+  if (r.empty()) return NotFound(device_id);
+  return absl::FailedPreconditionError(
+      absl::StrCat("device ", device_id, " is ", r[0][0].as<std::string>()));
+}
+
+struct EnrolledRow {
+  v1::Device device;
+  bool rekeyed = false;
+};
+
+// The device part of an enrollment (see DeviceRepo::Enroll); `issue` runs only once the device
+// id is accepted, so a refused id costs no certificate.
+absl::StatusOr<EnrolledRow> EnrollRow(pqxx::work& tx, const std::string& device_id,
+                                      const Labels& labels, const v1::Inventory& inventory,
+                                      int64_t now_unix,
+                                      const DeviceRepo::CertificateIssuer& issue) {
+  // The row lock makes a concurrent enrollment of the same id wait for this one's outcome.
+  pqxx::result existing = tx.exec_params(
+      "SELECT status, coalesce(rekey_allowed_until > to_timestamp($2), false) FROM devices "
+      "WHERE id = $1 FOR UPDATE",
+      device_id, now_unix);
+  const bool exists = !existing.empty();
+  if (exists) {
+    if (existing[0][0].as<std::string>() == "decommissioned") {
+      return absl::FailedPreconditionError(
+          absl::StrCat("device ", device_id, " is decommissioned"));
+    }
+    if (!existing[0][1].as<bool>()) return AlreadyEnrolled(device_id);
+  }
+  auto certificate = issue();
+  if (!certificate.ok()) return certificate.status();
+  if (exists) {
+    // A rekey replaces the key only: the device keeps the labels operators gave it.
+    pqxx::result r = tx.exec_params(
+        absl::StrCat("UPDATE devices SET status = 'active', certificate_serial = $2, "
+                     "pending_certificate_serial = NULL, rekey_allowed_until = NULL, "
+                     "inventory = $3::jsonb, last_seen = to_timestamp($4) WHERE id = $1 "
+                     "RETURNING ",
+                     kDeviceColumns),
+        device_id, certificate->serial_hex, internal::MessageToJson(inventory), now_unix);
+    auto device = internal::DeviceFromRow(r[0]);
+    if (!device.ok()) return device.status();
+    return EnrolledRow{*std::move(device), true};
+  }
+  pqxx::result r = tx.exec_params(
+      absl::StrCat("INSERT INTO devices (id, status, labels, first_seen, last_seen, inventory, "
+                   "certificate_serial) VALUES ($1, 'active', $2::jsonb, to_timestamp($3), "
+                   "to_timestamp($3), $4::jsonb, $5) ON CONFLICT (id) DO NOTHING RETURNING ",
+                   kDeviceColumns),
+      device_id, internal::LabelsToJson(labels), now_unix, internal::MessageToJson(inventory),
+      certificate->serial_hex);
+  if (r.empty()) return AlreadyEnrolled(device_id);  // a concurrent first enrollment won
+  auto device = internal::DeviceFromRow(r[0]);
+  if (!device.ok()) return device.status();
+  return EnrolledRow{*std::move(device), false};
+}
+
 }  // namespace
 
 absl::StatusOr<v1::Device> DeviceRepo::Enroll(const std::string& device_id, const Labels& labels,
@@ -28,23 +98,132 @@ absl::StatusOr<v1::Device> DeviceRepo::Enroll(const std::string& device_id, cons
   return WithTransaction(
       db_, absl::StrCat("enroll device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<v1::Device> {
+        auto row = EnrollRow(tx, device_id, labels, inventory, now_unix, [&] {
+          return absl::StatusOr<IssuedCertificate>(IssuedCertificate{"", certificate_serial, 0});
+        });
+        if (!row.ok()) return row.status();
+        return std::move(row->device);
+      });
+}
+
+absl::StatusOr<DeviceRepo::Enrollment> DeviceRepo::EnrollWithToken(const EnrollmentAttempt& attempt,
+                                                                   const CertificateIssuer& issue) {
+  return WithTransaction(
+      db_, absl::StrCat("enroll device ", attempt.device_id),
+      [&](pqxx::work& tx) -> absl::StatusOr<Enrollment> {
+        auto token = internal::ConsumeEnrollmentToken(tx, attempt.token_hash, attempt.now_unix);
+        if (!token.ok()) return token.status();
+        IssuedCertificate certificate;
+        auto row = EnrollRow(tx, attempt.device_id, token->labels, attempt.inventory,
+                             attempt.now_unix, [&]() -> absl::StatusOr<IssuedCertificate> {
+                               auto issued = issue();
+                               if (issued.ok()) certificate = *issued;
+                               return issued;
+                             });
+        if (!row.ok()) return row.status();
+        internal::InsertAuditRow(
+            tx, absl::StrCat("enrollment-token:", token->token_id), "device.enroll",
+            internal::LabelsToJson({{"device_id", attempt.device_id},
+                                    {"token_id", token->token_id},
+                                    {"result", row->rekeyed ? "rekeyed" : "enrolled"},
+                                    {"certificate_serial", certificate.serial_hex}}));
+        return Enrollment{std::move(row->device), certificate, row->rekeyed};
+      });
+}
+
+absl::Status DeviceRepo::RecordRefusedEnrollment(const std::string& token_hash,
+                                                 const std::string& device_id,
+                                                 const absl::Status& reason) {
+  return WithTransaction(db_, "record refused enrollment", [&](pqxx::work& tx) {
+    pqxx::result token = tx.exec_params("SELECT id FROM enrollment_tokens WHERE token_hash = $1",
+                                        pqxx::binarystring(token_hash));
+    const std::string token_id = token.empty() ? "" : token[0][0].as<std::string>();
+    // The device id and the reason may carry anything a caller sent: keep them printable.
+    internal::InsertAuditRow(
+        tx, absl::StrCat("enrollment-token:", token_id.empty() ? "unknown" : token_id),
+        "device.enroll.refused",
+        internal::LabelsToJson(
+            {{"device_id", EscapeForLog(device_id.substr(0, 128))},
+             {"token_id", token_id},
+             {"result", "refused"},
+             {"code", absl::StatusCodeToString(reason.code())},
+             {"reason", EscapeForLog(std::string(reason.message().substr(0, 512)))}}));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<v1::Device> DeviceRepo::AllowRekey(const std::string& device_id,
+                                                  int64_t until_unix) {
+  return WithTransaction(
+      db_, absl::StrCat("allow rekey of device ", device_id),
+      [&](pqxx::work& tx) -> absl::StatusOr<v1::Device> {
+        pqxx::result r =
+            tx.exec_params(absl::StrCat("UPDATE devices SET rekey_allowed_until = to_timestamp($2) "
+                                        "WHERE id = $1 AND status = 'active' RETURNING ",
+                                        kDeviceColumns),
+                           device_id, until_unix);
+        if (!r.empty()) return internal::DeviceFromRow(r[0]);
+        return NotActive(tx, device_id);
+      });
+}
+
+absl::Status DeviceRepo::SetPendingCertificate(const std::string& device_id,
+                                               const std::string& serial_hex) {
+  return WithTransaction(
+      db_, absl::StrCat("record renewed certificate of device ", device_id),
+      [&](pqxx::work& tx) -> absl::Status {
         pqxx::result r = tx.exec_params(
-            absl::StrCat(
-                "INSERT INTO devices AS d (id, status, labels, first_seen, last_seen, inventory, "
-                "certificate_serial) VALUES ($1, 'active', $2::jsonb, to_timestamp($3), "
-                "to_timestamp($3), $4::jsonb, $5) "
-                "ON CONFLICT (id) DO UPDATE SET status = 'active', "
-                "labels = d.labels || EXCLUDED.labels, last_seen = EXCLUDED.last_seen, "
-                "inventory = EXCLUDED.inventory, certificate_serial = EXCLUDED.certificate_serial "
-                "WHERE d.status <> 'decommissioned' RETURNING ",
-                kDeviceColumns),
-            device_id, internal::LabelsToJson(labels), now_unix, internal::MessageToJson(inventory),
-            certificate_serial);
-        if (r.empty()) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("device ", device_id, " is decommissioned"));
-        }
-        return internal::DeviceFromRow(r[0]);
+            "UPDATE devices SET pending_certificate_serial = $2 "
+            "WHERE id = $1 AND status = 'active' RETURNING 1",
+            device_id, serial_hex);
+        if (r.empty()) return NotActive(tx, device_id).status();
+        internal::InsertAuditRow(
+            tx, absl::StrCat("device:", device_id), "device.certificate.renew",
+            internal::LabelsToJson({{"device_id", device_id}, {"certificate_serial", serial_hex}}));
+        return absl::OkStatus();
+      });
+}
+
+absl::StatusOr<bool> DeviceRepo::PromoteCertificate(const std::string& device_id,
+                                                    const std::string& serial_hex) {
+  return WithTransaction(
+      db_, absl::StrCat("activate renewed certificate of device ", device_id),
+      [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+        pqxx::result r = tx.exec_params(
+            "UPDATE devices SET certificate_serial = pending_certificate_serial, "
+            "pending_certificate_serial = NULL "
+            "WHERE id = $1 AND status = 'active' AND pending_certificate_serial = $2 RETURNING 1",
+            device_id, serial_hex);
+        return !r.empty();
+      });
+}
+
+absl::StatusOr<bool> DeviceRepo::MayFetchArtifact(const std::string& device_id,
+                                                  const std::string& sha256) {
+  return WithTransaction(
+      db_, absl::StrCat("check artifact access of device ", device_id),
+      [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+        // Released to this device: its live targets, plus superseded ones whose artifact its
+        // inventory reports holding (inventory alone proves nothing: a device could claim any
+        // digest). Inventory stores bytes as base64 (protobuf JSON).
+        pqxx::result r = tx.exec_params(
+            "WITH held AS ("
+            "  SELECT decode(m->>'artifact_sha256', 'base64') AS sha FROM devices dev, "
+            "  jsonb_array_elements(CASE WHEN jsonb_typeof(dev.inventory->'models') = 'array' "
+            "    THEN dev.inventory->'models' ELSE '[]'::jsonb END) m "
+            "  WHERE dev.id = $1 AND m ? 'artifact_sha256'"
+            "), released AS ("
+            "  SELECT mv.artifact_sha256 AS sha FROM deployment_targets t "
+            "  JOIN deployments d ON d.id = t.deployment_id "
+            "  JOIN model_versions mv ON mv.model_name = d.model_name AND mv.version = d.version "
+            "  JOIN devices dev ON dev.id = t.device_id AND dev.status = 'active' "
+            "  WHERE t.device_id = $1 "
+            "    AND (t.state <> 'superseded' OR mv.artifact_sha256 IN (SELECT sha FROM held))"
+            ") SELECT EXISTS (SELECT 1 FROM released WHERE sha = $2) OR EXISTS ("
+            "  SELECT 1 FROM patches p WHERE p.patch_sha256 = $2 AND p.state = 'ready' "
+            "  AND p.to_sha256 IN (SELECT sha FROM released))",
+            device_id, pqxx::binarystring(sha256));
+        return r[0][0].as<bool>();
       });
 }
 
@@ -151,12 +330,13 @@ absl::StatusOr<DeviceRepo::DeviceIdentity> DeviceRepo::Identity(const std::strin
       db_, absl::StrCat("get identity of device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<DeviceIdentity> {
         pqxx::result r = tx.exec_params(
-            "SELECT status, coalesce(certificate_serial, '') FROM devices WHERE id = $1",
+            "SELECT status, coalesce(certificate_serial, ''), "
+            "coalesce(pending_certificate_serial, '') FROM devices WHERE id = $1",
             device_id);
         if (r.empty()) return NotFound(device_id);
         return DeviceIdentity{
             internal::FromDb<v1::DeviceStatus>(r[0][0].as<std::string>(), "DEVICE_STATUS_"),
-            r[0][1].as<std::string>()};
+            r[0][1].as<std::string>(), r[0][2].as<std::string>()};
       });
 }
 

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/store/internal/json.h"
+#include "server/store/internal/steps.h"
 #include "server/store/internal/transaction.h"
 
 namespace edgefleet::server {
@@ -37,24 +38,39 @@ absl::StatusOr<v1::EnrollmentToken> EnrollmentTokenRepo::Create(
 
 absl::StatusOr<Labels> EnrollmentTokenRepo::Consume(const std::string& token_hash,
                                                     int64_t now_unix) {
-  return WithTransaction(
-      db_, "consume enrollment token", [&](pqxx::work& tx) -> absl::StatusOr<Labels> {
-        pqxx::binarystring hash(token_hash);
-        // Under READ COMMITTED a concurrent UPDATE re-checks the WHERE clause on the row's
-        // latest version, so exactly max_uses callers succeed.
-        pqxx::result used = tx.exec_params(
-            "UPDATE enrollment_tokens SET uses = uses + 1 "
-            "WHERE token_hash = $1 AND uses < max_uses AND expires_at > to_timestamp($2) "
-            "RETURNING labels::text",
-            hash, now_unix);
-        if (!used.empty()) return internal::LabelsFromJson(used[0][0].as<std::string>());
-        pqxx::result why = tx.exec_params(
-            "SELECT expires_at <= to_timestamp($2) FROM enrollment_tokens WHERE token_hash = $1",
-            hash, now_unix);
-        if (why.empty()) return absl::UnauthenticatedError("unknown enrollment token");
-        if (why[0][0].as<bool>()) return absl::PermissionDeniedError("enrollment token expired");
-        return absl::ResourceExhaustedError("enrollment token has no uses left");
-      });
+  return WithTransaction(db_, "consume enrollment token",
+                         [&](pqxx::work& tx) -> absl::StatusOr<Labels> {
+                           auto token = internal::ConsumeEnrollmentToken(tx, token_hash, now_unix);
+                           if (!token.ok()) return token.status();
+                           return std::move(token->labels);
+                         });
 }
+
+namespace internal {
+
+absl::StatusOr<ConsumedToken> ConsumeEnrollmentToken(pqxx::work& tx, const std::string& token_hash,
+                                                     int64_t now_unix) {
+  pqxx::binarystring hash(token_hash);
+  // Under READ COMMITTED a concurrent UPDATE re-checks the WHERE clause on the row's
+  // latest version, so exactly max_uses callers succeed.
+  pqxx::result used = tx.exec_params(
+      "UPDATE enrollment_tokens SET uses = uses + 1 "
+      "WHERE token_hash = $1 AND uses < max_uses AND expires_at > to_timestamp($2) "
+      "RETURNING id, labels::text",
+      hash, now_unix);
+  if (!used.empty()) {
+    auto labels = LabelsFromJson(used[0][1].as<std::string>());
+    if (!labels.ok()) return labels.status();
+    return ConsumedToken{used[0][0].as<std::string>(), *std::move(labels)};
+  }
+  pqxx::result why = tx.exec_params(
+      "SELECT expires_at <= to_timestamp($2) FROM enrollment_tokens WHERE token_hash = $1", hash,
+      now_unix);
+  if (why.empty()) return absl::UnauthenticatedError("unknown enrollment token");
+  if (why[0][0].as<bool>()) return absl::PermissionDeniedError("enrollment token expired");
+  return absl::ResourceExhaustedError("enrollment token has no uses left");
+}
+
+}  // namespace internal
 
 }  // namespace edgefleet::server

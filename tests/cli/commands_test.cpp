@@ -40,6 +40,7 @@ class FakeAdmin : public AdminClient {
     AdminClientOptions options;
     v1::ListDevicesRequest list_devices;
     v1::LabelDeviceRequest label_device;
+    v1::RekeyDeviceRequest rekey_device;
     v1::CreateEnrollmentTokenRequest create_token;
     v1::ListDevicesResponse devices;
     absl::Status status;
@@ -69,6 +70,14 @@ class FakeAdmin : public AdminClient {
   }
   absl::StatusOr<v1::Device> DecommissionDevice(const v1::DecommissionDeviceRequest&) override {
     return Unused();
+  }
+  absl::StatusOr<v1::RekeyDeviceResponse> RekeyDevice(const v1::RekeyDeviceRequest& r) override {
+    s_->rekey_device = r;
+    if (!s_->status.ok()) return s_->status;
+    v1::RekeyDeviceResponse response;
+    response.mutable_device()->set_device_id(r.device_id());
+    response.mutable_enroll_before()->set_seconds(1'800'000'000);
+    return response;
   }
   absl::StatusOr<v1::ModelVersion> PushModel(const v1::PushModelMetadata&, std::istream&) override {
     return Unused();
@@ -244,6 +253,16 @@ TEST(CommandsTest, TokenCreateAndDeviceLabelBuildRequests) {
   EXPECT_EQ(shared.label_device.set_labels().size(), 2u);
   EXPECT_EQ(shared.label_device.set_labels().at("tier"), "2");
   EXPECT_THAT(shared.label_device.remove_labels(), ElementsAre("old", "older"));
+}
+
+TEST(CommandsTest, DeviceRekeySendsTheDeviceAndTtl) {
+  FakeAdmin::Shared shared;
+  RunResult r = RunWith({"device", "rekey", "dev-9", "--ttl", "2h"}, &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(shared.rekey_device.device_id(), "dev-9");
+  EXPECT_EQ(shared.rekey_device.ttl_seconds(), 7200u);
+  EXPECT_THAT(r.out, HasSubstr("dev-9"));
+  EXPECT_EQ(RunWith({"device", "rekey"}, &shared).code, 2);
 }
 
 // A port nothing listens on: bind to port 0, note the port, close.

@@ -68,6 +68,12 @@ TestDatabase::~TestDatabase() {
   }
 }
 
+void TestDatabase::ExecOnServer(const std::string& sql) const {
+  pqxx::connection admin(admin_url_);
+  pqxx::nontransaction tx(admin);
+  tx.exec(sql);
+}
+
 void TestDatabase::Exec(const std::string& sql) const {
   pqxx::connection conn(url_);
   pqxx::work tx(conn);

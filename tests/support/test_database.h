@@ -21,6 +21,9 @@ class TestDatabase {
   const std::string& name() const { return name_; }
   // Runs SQL against the fresh database (test setup, e.g. faking a newer schema).
   void Exec(const std::string& sql) const;
+  // Runs SQL on the server's maintenance connection (not inside the fresh database), e.g. to
+  // cut the fresh database off during a test.
+  void ExecOnServer(const std::string& sql) const;
   // Runs a query and returns the first column of its first row as text ("" when no row or NULL).
   std::string QueryValue(const std::string& sql) const;
 

@@ -7,6 +7,7 @@
 #include "server/api/admin_api.h"
 #include "server/api/auth.h"
 #include "server/api/device_api.h"
+#include "server/api/device_grpc_service.h"
 #include "server/store/api_token_repo.h"
 #include "server/store/database.h"
 #include "server/store/event_repo.h"
@@ -318,9 +319,97 @@ TEST_F(ApiTest, DevicesOnlyReachRegisteredArtifactsAndOnlyWithTheirCurrentCertif
   EXPECT_EQ(device_api_->Authorize("cam-1", "serial-cam-1").code(),
             absl::StatusCode::kPermissionDenied);
 
-  EXPECT_EQ(device_api_->OpenArtifact(crypto::Sha256Bytes("not pushed")).status().code(),
+  EXPECT_EQ(device_api_->OpenArtifact("cam-1", crypto::Sha256Bytes("not pushed")).status().code(),
             absl::StatusCode::kNotFound);
-  EXPECT_EQ(device_api_->OpenArtifact("short").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(device_api_->OpenArtifact("cam-1", "short").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ApiTest, ARenewedCertificateRetiresTheOldOneOnFirstUse) {
+  EnrollDevice("cam-1", {});
+  ASSERT_TRUE(devices_->SetPendingCertificate("cam-1", "renewed").ok());
+  EXPECT_TRUE(device_api_->Authorize("cam-1", "serial-cam-1").ok()) << "until the new one is used";
+  EXPECT_TRUE(device_api_->Authorize("cam-1", "renewed").ok());
+  EXPECT_EQ(device_api_->Authorize("cam-1", "serial-cam-1").code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(device_api_->Authorize("cam-1", "renewed").ok());
+  EXPECT_EQ(devices_->SetPendingCertificate("ghost", "x").code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ApiTest, DevicesFetchOnlyArtifactsReleasedToThem) {
+  EnrollDevice("cam-1", {{"site", "berlin"}});
+  EnrollDevice("cam-2", {{"site", "paris"}});
+  auto deploy = [&](const std::string& version, const std::string& bytes) {
+    auto pushed =
+        admin_->PushModel(admin_principal_, Metadata("detector", version), Chunks({bytes}));
+    EXPECT_TRUE(pushed.ok()) << pushed.status();
+    v1::CreateDeploymentRequest request;
+    request.set_model_name("detector");
+    request.set_version(version);
+    request.set_label_selector("site=berlin");
+    EXPECT_TRUE(admin_->CreateDeployment(admin_principal_, request).ok());
+    return pushed->artifact_sha256();
+  };
+  const std::string v1_sha = deploy("1", "weights-1");
+  EXPECT_TRUE(device_api_->OpenArtifact("cam-1", v1_sha).ok());
+  auto refused = device_api_->OpenArtifact("cam-2", v1_sha);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(refused.status().message(),
+            device_api_->OpenArtifact("cam-2", crypto::Sha256Bytes("nothing")).status().message())
+      << "a refusal must not tell whether the digest exists";
+
+  // v2 supersedes v1: v1 stays fetchable only for a device that holds it (a patch base or a
+  // rollback copy), and claiming to hold it gives nothing to a device it was never released to.
+  const std::string v2_sha = deploy("2", "weights-2");
+  EXPECT_TRUE(device_api_->OpenArtifact("cam-1", v2_sha).ok());
+  EXPECT_EQ(device_api_->OpenArtifact("cam-1", v1_sha).status().code(),
+            absl::StatusCode::kNotFound);
+  v1::Inventory holds_v1;
+  auto* model = holds_v1.add_models();
+  model->set_model_name("detector");
+  model->set_version("1");
+  model->set_state(v1::MODEL_STATE_SERVING);
+  model->set_artifact_sha256(v1_sha);
+  ASSERT_TRUE(devices_->RecordCheckIn("cam-1", holds_v1, ToUnixSeconds(clock_.Now())).ok());
+  ASSERT_TRUE(devices_->RecordCheckIn("cam-2", holds_v1, ToUnixSeconds(clock_.Now())).ok());
+  EXPECT_TRUE(device_api_->OpenArtifact("cam-1", v1_sha).ok());
+  EXPECT_EQ(device_api_->OpenArtifact("cam-2", v1_sha).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(ApiTest, DevicesGetGenericErrorsForDatabaseTrouble) {
+  EnrollDevice("cam-1", {});
+  // A database constraint quotes rows: the device is not told.
+  v1::ReportEventRequest report;
+  auto* event = report.add_events();
+  event->set_model_name("detector");
+  event->set_version("1");
+  event->set_kind(v1::UPDATE_EVENT_KIND_DOWNLOADED);
+  absl::Status constraint = device_api_->ReportEvent("ghost", report);
+  ASSERT_FALSE(constraint.ok());
+  EXPECT_TRUE(IsStoreError(constraint)) << constraint;
+  absl::Status told = ForDevice(constraint, "ReportEvent");
+  EXPECT_EQ(told.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(told.message(), "internal error");
+
+  // The device's own business passes as it is.
+  absl::Status bad = absl::InvalidArgumentError("each event needs model_name, version and kind");
+  EXPECT_EQ(ForDevice(bad, "ReportEvent"), bad);
+  EXPECT_EQ(ForDevice(absl::NotFoundError("no such artifact"), "FetchArtifact").message(),
+            "no such artifact");
+
+  // An outage: the database refuses connections.
+  db_.ExecOnServer("ALTER DATABASE " + db_.name() + " ALLOW_CONNECTIONS false");
+  db_.ExecOnServer("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" +
+                   db_.name() + "'");
+  auto outage = device_api_->CheckIn("cam-1", v1::CheckInRequest());
+  ASSERT_FALSE(outage.ok());
+  EXPECT_NE(outage.status().ToString().find(db_.name()), std::string::npos)
+      << "the server-side error names the database: " << outage.status();
+  told = ForDevice(outage.status(), "CheckIn");
+  EXPECT_EQ(told.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(told.message(), "server temporarily unavailable");
+  db_.ExecOnServer("ALTER DATABASE " + db_.name() + " ALLOW_CONNECTIONS true");
 }
 
 }  // namespace

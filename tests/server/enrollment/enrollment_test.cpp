@@ -1,3 +1,4 @@
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,12 +8,14 @@
 #include "server/enrollment/enroller.h"
 #include "server/enrollment/server_identity.h"
 #include "server/store/database.h"
+#include "server/store/enrollment_token_repo.h"
 #include "tests/support/test_database.h"
 
 namespace edgefleet::server {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::HasSubstr;
 
 fs::path FreshDir(const std::string& name) {
   fs::path dir = fs::path(::testing::TempDir()) / ("enrollment_" + name);
@@ -75,19 +78,24 @@ class EnrollerTest : public ::testing::Test {
     auto authority = crypto::CertificateAuthority::Load(ca->certificate_pem, ca->private_key_pem);
     ASSERT_TRUE(authority.ok());
     ca_ = *std::move(authority);
-    enroller_ = std::make_unique<Enroller>(*tokens_, *devices_, *ca_, "ROOT-KEY-PEM", clock_,
-                                           std::chrono::hours(1));
+    enroller_ =
+        std::make_unique<Enroller>(*devices_, *ca_, "ROOT-KEY-PEM", clock_, std::chrono::hours(1));
     ASSERT_TRUE(tokens_
                     ->Create("tok1", crypto::Sha256Bytes("secret-token"), 2,
                              ToUnixSeconds(clock_.Now()) + 3600, {{"site", "berlin"}}, "")
                     .ok());
+    ASSERT_TRUE(tokens_
+                    ->Create("tok2", crypto::Sha256Bytes("other-token"), 2,
+                             ToUnixSeconds(clock_.Now()) + 3600, {{"site", "attacker"}}, "")
+                    .ok());
   }
 
-  v1::EnrollRequest Request(const std::string& device_id, const std::string& csr_name) {
+  v1::EnrollRequest Request(const std::string& device_id, const std::string& csr_name,
+                            const std::string& token = "secret-token") {
     auto key = crypto::GenerateKeyAndCsr(csr_name);
     EXPECT_TRUE(key.ok());
     v1::EnrollRequest request;
-    request.set_enrollment_token("secret-token");
+    request.set_enrollment_token(token);
     request.set_device_id(device_id);
     request.set_csr_pem(key->csr_pem);
     request.mutable_inventory()->set_hardware("x86_64");
@@ -149,6 +157,91 @@ TEST_F(EnrollerTest, DecommissionedDeviceCannotEnrollAgain) {
   ASSERT_TRUE(devices_->Decommission("cam-1").ok());
   EXPECT_EQ(enroller_->Enroll(Request("cam-1", "cam-1")).status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(EnrollerTest, ActiveDeviceIsNotTakenOverByAnotherTokenAndEveryAttemptIsAudited) {
+  auto first = enroller_->Enroll(Request("cam-1", "cam-1"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string serial = crypto::ParseCertificate(first->certificate_pem())->serial_hex;
+
+  auto takeover = enroller_->Enroll(Request("cam-1", "cam-1", "other-token"));
+  EXPECT_EQ(takeover.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(takeover.status().message()),
+              HasSubstr("edgefleetctl device rekey cam-1"));
+  EXPECT_EQ(db_.QueryValue("SELECT uses FROM enrollment_tokens WHERE id = 'tok2'"), "0")
+      << "a refused enrollment spends no token use";
+  EXPECT_EQ(db_.QueryValue("SELECT certificate_serial FROM devices WHERE id = 'cam-1'"), serial);
+  EXPECT_EQ(devices_->Get("cam-1")->labels().at("site"), "berlin");
+  EXPECT_TRUE(devices_->Identity("cam-1").ok());
+
+  EXPECT_EQ(db_.QueryValue("SELECT detail->>'result' || ' ' || (detail->>'token_id') FROM "
+                           "audit_log WHERE action = 'device.enroll'"),
+            "enrolled tok1");
+  EXPECT_EQ(db_.QueryValue("SELECT (detail->>'token_id') || ' ' || (detail->>'code') FROM "
+                           "audit_log WHERE action = 'device.enroll.refused'"),
+            "tok2 ALREADY_EXISTS");
+  // Refusals before the token is known are audited too, with the text made printable.
+  v1::EnrollRequest unknown = Request("cam-2", "cam-2", "guess");
+  EXPECT_EQ(enroller_->Enroll(unknown).status().code(), absl::StatusCode::kUnauthenticated);
+  v1::EnrollRequest bad_id = Request("cam-3", "cam-3");
+  bad_id.set_device_id(std::string("x\n\0y", 4));
+  EXPECT_EQ(enroller_->Enroll(bad_id).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = 'device.enroll.refused'"),
+            "3");
+  EXPECT_EQ(db_.QueryValue("SELECT actor FROM audit_log WHERE detail->>'code' = 'UNAUTHENTICATED'"),
+            "enrollment-token:unknown");
+}
+
+TEST_F(EnrollerTest, RekeyAllowsExactlyOneNewEnrollmentWhichKeepsTheLabels) {
+  ASSERT_TRUE(enroller_->Enroll(Request("cam-1", "cam-1")).ok());
+  ASSERT_TRUE(devices_->AllowRekey("cam-1", ToUnixSeconds(clock_.Now()) + 60).ok());
+  auto rekeyed = enroller_->Enroll(Request("cam-1", "cam-1", "other-token"));
+  ASSERT_TRUE(rekeyed.ok()) << rekeyed.status();
+  EXPECT_EQ(rekeyed->labels().at("site"), "berlin");
+  EXPECT_EQ(db_.QueryValue("SELECT certificate_serial FROM devices WHERE id = 'cam-1'"),
+            crypto::ParseCertificate(rekeyed->certificate_pem())->serial_hex);
+  EXPECT_EQ(db_.QueryValue("SELECT detail->>'result' FROM audit_log WHERE action = "
+                           "'device.enroll' AND detail->>'token_id' = 'tok2'"),
+            "rekeyed");
+  EXPECT_EQ(enroller_->Enroll(Request("cam-1", "cam-1", "other-token")).status().code(),
+            absl::StatusCode::kAlreadyExists);
+
+  // An allowance that expired is no allowance.
+  ASSERT_TRUE(devices_->AllowRekey("cam-1", ToUnixSeconds(clock_.Now()) + 60).ok());
+  clock_.Advance(std::chrono::seconds(61));
+  EXPECT_EQ(enroller_->Enroll(Request("cam-1", "cam-1", "other-token")).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(devices_->AllowRekey("ghost", 0).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(EnrollerTest, RenewedCertificateReplacesTheCurrentOneOnFirstUse) {
+  auto enrolled = enroller_->Enroll(Request("cam-1", "cam-1"));
+  ASSERT_TRUE(enrolled.ok());
+  const std::string old_serial = crypto::ParseCertificate(enrolled->certificate_pem())->serial_hex;
+  auto key = crypto::GenerateKeyAndCsr("cam-1");
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ(enroller_->Renew("cam-1", crypto::GenerateKeyAndCsr("cam-2")->csr_pem).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto renewed = enroller_->Renew("cam-1", key->csr_pem);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  auto info = crypto::ParseCertificate(renewed->certificate_pem());
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->common_name, "cam-1");
+  EXPECT_EQ(renewed->not_after().seconds(), info->not_after_unix);
+  EXPECT_EQ(info->not_after_unix, ToUnixSeconds(clock_.Now()) + 3600);
+
+  auto identity = devices_->Identity("cam-1");
+  ASSERT_TRUE(identity.ok());
+  EXPECT_EQ(identity->certificate_serial, old_serial) << "the old one works until the new is used";
+  EXPECT_EQ(identity->pending_certificate_serial, info->serial_hex);
+  EXPECT_TRUE(*devices_->PromoteCertificate("cam-1", info->serial_hex));
+  EXPECT_FALSE(*devices_->PromoteCertificate("cam-1", info->serial_hex));
+  identity = devices_->Identity("cam-1");
+  EXPECT_EQ(identity->certificate_serial, info->serial_hex);
+  EXPECT_EQ(identity->pending_certificate_serial, "");
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = "
+                           "'device.certificate.renew'"),
+            "1");
 }
 
 }  // namespace

@@ -427,7 +427,7 @@ TEST_F(PatchDeviceApiTest, DeviceServingTheOldVersionIsOfferedThePatchOnceReady)
   EXPECT_EQ(Computed("ready"), 1);
 
   // The patch is fetched like an artifact, and counted as one.
-  auto stream = device_api_->OpenArtifact(desired.patch().patch_sha256());
+  auto stream = device_api_->OpenArtifact("cam-1", desired.patch().patch_sha256());
   ASSERT_TRUE(stream.ok()) << stream.status();
   EXPECT_STREQ(stream->kind, "patch");
   ASSERT_NE(stream->reader, nullptr);
@@ -437,7 +437,7 @@ TEST_F(PatchDeviceApiTest, DeviceServingTheOldVersionIsOfferedThePatchOnceReady)
   ASSERT_TRUE(head.ok());
   EXPECT_EQ(*head, ReadBlob(desired.patch().patch_sha256()).substr(0, 16));
 
-  auto full = device_api_->OpenArtifact(v2.artifact_sha256());
+  auto full = device_api_->OpenArtifact("cam-1", v2.artifact_sha256());
   ASSERT_TRUE(full.ok()) << full.status();
   EXPECT_STREQ(full->kind, "full");
   EXPECT_EQ(full->reader->size_bytes(), v2.size_bytes());
@@ -461,11 +461,16 @@ TEST_F(PatchDeviceApiTest, DeploymentPrecomputesPatchesForWhatTargetsServe) {
 }
 
 TEST_F(PatchDeviceApiTest, OnlyArtifactsAndReadyPatchesCanBeFetched) {
+  ASSERT_TRUE(devices_
+                  ->Enroll("cam-1", {{"site", "berlin"}}, v1::Inventory(), "serial-cam-1",
+                           ToUnixSeconds(clock_.Now()))
+                  .ok());
   const v1::ModelVersion v1 = Push("1", old_);
+  Deploy("1");
   // In the store but neither a model version nor a ready patch (e.g. an abandoned upload).
   const std::string stray = Store(RandomBytes(1000, 5));
-  EXPECT_EQ(device_api_->OpenArtifact(stray).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(device_api_->OpenArtifact(crypto::Sha256Bytes("nothing")).status().code(),
+  EXPECT_EQ(device_api_->OpenArtifact("cam-1", stray).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(device_api_->OpenArtifact("cam-1", crypto::Sha256Bytes("nothing")).status().code(),
             absl::StatusCode::kNotFound);
 
   // A pair that is not worth patching leaves nothing fetchable behind.
@@ -476,7 +481,7 @@ TEST_F(PatchDeviceApiTest, OnlyArtifactsAndReadyPatchesCanBeFetched) {
   EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "not_smaller");
   EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM patches WHERE patch_sha256 IS NOT NULL"), "0");
 
-  auto full = device_api_->OpenArtifact(v1.artifact_sha256());
+  auto full = device_api_->OpenArtifact("cam-1", v1.artifact_sha256());
   ASSERT_TRUE(full.ok()) << full.status();
   EXPECT_STREQ(full->kind, "full");
 }

@@ -61,21 +61,28 @@ TEST_F(StoreTest, EnrolledDevicesCanBeFetchedAndListedBySelector) {
   EXPECT_EQ(missing.message(), "device nope not found");
 }
 
-TEST_F(StoreTest, ReEnrollingAnActiveDeviceMergesLabelsAndKeepsFirstSeen) {
+TEST_F(StoreTest, AnActiveDeviceIsEnrolledAgainOnlyOnceAfterARekeyAndKeepsItsLabels) {
   DeviceRepo repo(*db_);
   ASSERT_TRUE(
       repo.Enroll("cam-1", {{"site", "berlin"}, {"line", "3"}}, MakeInventory("0.1"), "01", kNow)
           .ok());
+  auto takeover = repo.Enroll("cam-1", {{"site", "evil"}}, MakeInventory("0.2"), "02", kNow + 9);
+  EXPECT_EQ(takeover.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(pg_.QueryValue("SELECT certificate_serial FROM devices WHERE id = 'cam-1'"), "01");
+
+  ASSERT_TRUE(repo.AllowRekey("cam-1", kNow + 100).ok());
   auto again =
       repo.Enroll("cam-1", {{"line", "5"}, {"tier", "gpu"}}, MakeInventory("0.2"), "02", kNow + 99);
   ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ(again->labels().size(), 3u);
-  EXPECT_EQ(again->labels().at("site"), "berlin");
-  EXPECT_EQ(again->labels().at("line"), "5");
+  EXPECT_EQ(Labels(again->labels().begin(), again->labels().end()),
+            (Labels{{"site", "berlin"}, {"line", "3"}}));
   EXPECT_EQ(again->first_seen().seconds(), kNow);
   EXPECT_EQ(again->last_seen().seconds(), kNow + 99);
   EXPECT_EQ(again->inventory().agent_version(), "0.2");
   EXPECT_EQ(pg_.QueryValue("SELECT certificate_serial FROM devices WHERE id = 'cam-1'"), "02");
+  EXPECT_EQ(repo.Enroll("cam-1", {}, MakeInventory("0.3"), "03", kNow + 100).status().code(),
+            absl::StatusCode::kAlreadyExists)
+      << "a rekey allows one enrollment";
 }
 
 TEST_F(StoreTest, LabelsAreSetAndRemoved) {
