@@ -34,7 +34,8 @@ class AdminClient {
   virtual absl::StatusOr<v1::Device> LabelDevice(const v1::LabelDeviceRequest& request) = 0;
   virtual absl::StatusOr<v1::Device> DecommissionDevice(
       const v1::DecommissionDeviceRequest& request) = 0;
-  // Streams `metadata` then `artifact` in 64 KiB chunks. Stops early if the server gives up.
+  // Streams `metadata`, then `artifact` in 64 KiB chunks, then a finish message with the size
+  // and SHA-256 of what was sent. Stops early if the server gives up.
   virtual absl::StatusOr<v1::ModelVersion> PushModel(const v1::PushModelMetadata& metadata,
                                                      std::istream& artifact) = 0;
   virtual absl::StatusOr<v1::ListModelsResponse> ListModels(
