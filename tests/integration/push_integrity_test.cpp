@@ -281,9 +281,14 @@ TEST_F(PushIntegrityTest, NonOnnxFilesMismatchedSpecsAndDotNamesAreRefused) {
   ASSERT_TRUE(not_onnx);
   EXPECT_EQ(not_onnx->status, 400) << not_onnx->body;
   EXPECT_THAT(not_onnx->body, HasSubstr("not an ONNX model"));
+  // A truncated model file is not ONNX either.
+  v1::ModelVersion version;
+  grpc::Status truncated =
+      server_->PushClassifier("classifier", "1", TestModel("broken.onnx"), &version);
+  EXPECT_EQ(truncated.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(truncated.error_message(), HasSubstr("not an ONNX model"));
 
   // conv_v1 takes image [1,1,8,8]: declared as the classifier's input [1,4], it is refused.
-  v1::ModelVersion version;
   grpc::Status mismatch =
       server_->PushClassifier("classifier", "1", TestModel("conv_v1.onnx"), &version);
   EXPECT_EQ(mismatch.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
