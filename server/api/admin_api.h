@@ -35,7 +35,8 @@ struct AdminRepos {
   AuditRepo& audit;
 };
 
-// Yields the next chunk of an upload, std::nullopt at its end, or an error.
+// Yields the next chunk of an upload, std::nullopt once the client has sent all of it (never
+// for a transfer that merely stopped: that is an error), or an error.
 using ChunkSource = std::function<absl::StatusOr<std::optional<std::string>>()>;
 
 // A model upload in progress: validated metadata and an artifact being written (streamed to
