@@ -11,10 +11,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
+#include "common/crypto/sha256.h"
 #include "tests/integration/integration_fixture.h"
 #include "tests/support/onnx_bytes.h"
 
@@ -148,6 +150,17 @@ TEST_F(PushIntegrityTest, RestUploadClosedBeforeContentLengthRegistersNothing) {
   ASSERT_TRUE(WaitFor([&] { return UploadAnswers("") > answered_before; }, kLongWait))
       << "the server never finished the cut-short upload";
   EXPECT_EQ(UploadAnswers("400"), 1) << server_->Metrics();
+
+  // The same with chunked framing: a chunk announced in full, half of it sent, no last chunk.
+  const std::string chunked_head = UploadHead(
+      std::string("/v1/models/classifier/versions/1?") + kSpecs, "Transfer-Encoding: chunked\r\n");
+  char size_line[32];
+  std::snprintf(size_line, sizeof(size_line), "%zx\r\n", model_.size());
+  RawHttp(server_->ports().admin_http, chunked_head,
+          size_line + model_.substr(0, model_.size() / 2), false);
+  ASSERT_TRUE(WaitFor([&] { return UploadAnswers("") > answered_before + 1; }, kLongWait))
+      << "the server never finished the cut-short chunked upload";
+  EXPECT_EQ(UploadAnswers("400"), 2) << server_->Metrics();
   ExpectNothingRegisteredThenFullPushWorks("REST body cut short");
 }
 
@@ -179,6 +192,28 @@ TEST_F(PushIntegrityTest, RestUploadOverTheLimitIs413BeforeTheBody) {
   ASSERT_TRUE(too_big);
   EXPECT_EQ(too_big->status, 413) << too_big->body;
   ExpectNothingRegisteredThenFullPushWorks("refused oversize uploads");
+}
+
+// A chunked body counts once its last chunk arrived, with size= and sha256= checked.
+TEST_F(PushIntegrityTest, RestChunkedUploadWithStatedSizeAndDigestIsRegistered) {
+  server_->Start();
+  auto http = server_->Http();
+  const std::string query = std::string("/v1/models/classifier/versions/1?") + kSpecs +
+                            "&size=" + std::to_string(model_.size()) +
+                            "&sha256=" + crypto::ToHex(crypto::Sha256Bytes(model_));
+  auto chunked = http->Post(
+      query, server_->AuthHeaders(),
+      [&](size_t offset, httplib::DataSink& sink) {
+        const size_t n = std::min<size_t>(300, model_.size() - offset);
+        sink.write(model_.data() + offset, n);
+        if (offset + n == model_.size()) sink.done();
+        return true;
+      },
+      "application/octet-stream");
+  ASSERT_TRUE(chunked);
+  EXPECT_EQ(chunked->status, 200) << chunked->body;
+  EXPECT_EQ(VersionCount("classifier"), 1);
+  EXPECT_TRUE(TmpIsEmpty());
 }
 
 TEST_F(PushIntegrityTest, GrpcStreamCancelledMidwayRegistersNothing) {
