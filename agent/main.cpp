@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   edgefleet::v1::AgentConfig config;
   if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-    std::cout << "usage: edgefleet-agent [flags]\n" << edgefleet::config::Usage(config);
+    std::cout << "usage: edgefleet-agent [flags]\n"
+              << edgefleet::config::Usage(edgefleet::agent::Agent::WithDefaults(config));
     return 0;
   }
   if (auto s = edgefleet::config::Load(args, edgefleet::config::ProcessEnv(), &config); !s.ok()) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/crypto/sha256.h"
 #include "edgefleet/v1/admin.grpc.pb.h"
 #include "edgefleet/v1/inference.grpc.pb.h"
 
@@ -78,12 +79,17 @@ class GrpcAdminClient final : public AdminClient {
     bool open = writer->Write(first);
     std::vector<char> buffer(kPushChunkBytes);
     absl::Status read_error;
+    // What was actually sent, for the finish message: the server registers nothing without it.
+    crypto::Sha256 sent_hash;
+    uint64_t sent_bytes = 0;
     while (open) {
       artifact.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
       std::streamsize n = artifact.gcount();
       if (n > 0) {
         v1::PushModelRequest chunk;
         chunk.set_chunk(buffer.data(), static_cast<size_t>(n));
+        sent_hash.Update(chunk.chunk());
+        sent_bytes += static_cast<uint64_t>(n);
         open = writer->Write(chunk);
       }
       if (artifact.bad()) {
@@ -92,6 +98,12 @@ class GrpcAdminClient final : public AdminClient {
         break;
       }
       if (artifact.eof()) break;
+    }
+    if (open) {
+      v1::PushModelRequest finish;
+      finish.mutable_finish()->set_size_bytes(sent_bytes);
+      finish.mutable_finish()->set_sha256(sent_hash.Finish());
+      open = writer->Write(finish);
     }
     if (open) writer->WritesDone();
     grpc::Status status = writer->Finish();

@@ -36,7 +36,8 @@ class AdminClient {
       const v1::DecommissionDeviceRequest& request) = 0;
   virtual absl::StatusOr<v1::RekeyDeviceResponse> RekeyDevice(
       const v1::RekeyDeviceRequest& request) = 0;
-  // Streams `metadata` then `artifact` in 64 KiB chunks. Stops early if the server gives up.
+  // Streams `metadata`, then `artifact` in 64 KiB chunks, then a finish message with the size
+  // and SHA-256 of what was sent. Stops early if the server gives up.
   virtual absl::StatusOr<v1::ModelVersion> PushModel(const v1::PushModelMetadata& metadata,
                                                      std::istream& artifact) = 0;
   virtual absl::StatusOr<v1::ListModelsResponse> ListModels(

@@ -2,15 +2,18 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "cli/delta_commands.h"
 #include "cli/parsers.h"
+#include "common/core/files.h"
 #include "common/core/labels.h"
 #include "common/crypto/sha256.h"
 
@@ -18,7 +21,8 @@ namespace edgefleet::cli {
 namespace {
 
 constexpr char kProgram[] = "edgefleetctl";
-const std::set<std::string> kGlobalFlags = {"server", "token", "o", "timeout", "help"};
+const std::set<std::string> kGlobalFlags = {"server", "token",   "token-file",
+                                            "o",      "timeout", "help"};
 
 struct Context;
 using Handler = int (*)(Context&);
@@ -288,6 +292,23 @@ int ModelPush(Context& c) {
   }
   std::ifstream in(file, std::ios::binary);
   if (!in) return c.Fail(absl::StrCat("open '", file, "'"), absl::NotFoundError("cannot read"));
+  // The server registers the version only if exactly these bytes arrive: a push cut short (or a
+  // file changed while it is sent) registers nothing.
+  std::error_code size_error;
+  const uint64_t size = std::filesystem::file_size(file, size_error);
+  absl::StatusOr<std::string> digest = crypto::Sha256File(file);
+  if (size_error || !digest.ok()) {
+    return c.Fail(absl::StrCat("read '", file, "'"),
+                  digest.ok() ? absl::NotFoundError(size_error.message()) : digest.status());
+  }
+  if (!meta.expected_sha256().empty() && meta.expected_sha256() != *digest) {
+    return c.Fail(
+        absl::StrCat("check '", file, "'"),
+        absl::InvalidArgumentError(absl::StrCat("the file's SHA-256 is ", crypto::ToHex(*digest),
+                                                ", not the one given with --sha256")));
+  }
+  meta.set_expected_sha256(*digest);
+  meta.set_expected_size_bytes(size);
 
   const std::string what = absl::StrCat("push model '", c.args[0], "' version '", *version, "'");
   absl::StatusOr<v1::ModelVersion> v = c.Admin()->PushModel(meta, in);
@@ -535,7 +556,7 @@ const std::vector<Command>& Commands() {
 // The short form for usage errors; `help` prints the long one.
 int ShortUsage(std::ostream& err) {
   err << "usage: " << kProgram
-      << " [--server HOST:PORT] [--token TOKEN] [-o table|json] [--timeout SECONDS] COMMAND "
+      << " [--server HOST:PORT] [--token-file FILE] [-o table|json] [--timeout SECONDS] COMMAND "
          "[args]\n"
       << "run '" << kProgram << " help' for the list of commands\n";
   return 2;
@@ -560,6 +581,18 @@ std::set<std::string> AllFlags() {
   return all;
 }
 
+// The operator token kept in a file (surrounding whitespace and the final newline ignored).
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("token file ", path, ": cannot read it"));
+  }
+  std::string token(absl::StripAsciiWhitespace(*text));
+  if (token.empty())
+    return absl::InvalidArgumentError(absl::StrCat("token file ", path, " is empty"));
+  return token;
+}
+
 }  // namespace
 
 EnvLookup ProcessEnv() {
@@ -577,10 +610,19 @@ absl::StatusOr<GlobalOptions> ResolveGlobalOptions(const ParsedArgs& args, const
   } else if (auto e = env("EDGEFLEET_SERVER"); e.has_value() && !e->empty()) {
     o.server = *e;
   }
+  // Flags before the environment; a token file keeps the secret out of `ps` and shell history.
   if (auto v = args.Get("token")) {
     o.token = *v;
-  } else if (auto e = env("EDGEFLEET_TOKEN")) {
+  } else if (auto f = args.Get("token-file")) {
+    absl::StatusOr<std::string> token = ReadTokenFile(*f);
+    if (!token.ok()) return token.status();
+    o.token = *token;
+  } else if (auto e = env("EDGEFLEET_TOKEN"); e.has_value() && !e->empty()) {
     o.token = *e;
+  } else if (auto ef = env("EDGEFLEET_TOKEN_FILE"); ef.has_value() && !ef->empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(*ef);
+    if (!token.ok()) return token.status();
+    o.token = *token;
   }
   if (auto v = args.Get("o")) {
     absl::StatusOr<OutputFormat> format = ParseOutputFormat(*v);
@@ -601,7 +643,9 @@ void PrintUsage(std::ostream& out) {
       << "Global flags (before or after the command):\n"
       << "  --server HOST:PORT   admin API address (env EDGEFLEET_SERVER, default "
       << kDefaultServer << ")\n"
-      << "  --token TOKEN        operator API token (env EDGEFLEET_TOKEN)\n"
+      << "  --token-file FILE    file holding the operator API token (env EDGEFLEET_TOKEN_FILE)\n"
+      << "  --token TOKEN        operator API token (env EDGEFLEET_TOKEN); visible in ps, prefer\n"
+      << "                       --token-file or the environment\n"
       << "  -o table|json        output format (default table)\n"
       << "  --timeout SECONDS    per-call deadline (default 30)\n\n"
       << "Commands:\n";

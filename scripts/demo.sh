@@ -313,7 +313,7 @@ EOF
 Use it:
   source var/demo/env
   ${BIN#"$ROOT"/}/edgefleetctl device list
-  curl -H "Authorization: Bearer \$EDGEFLEET_TOKEN" \$EDGEFLEET_HTTP/v1/devices
+  curl -H @<(echo "Authorization: Bearer \$EDGEFLEET_TOKEN") \$EDGEFLEET_HTTP/v1/devices
   ${BIN#"$ROOT"/}/edgefleetctl agent predict --socket var/demo/agents/demo-cam-1/inference.sock --model classifier --input $PREDICT_INPUT
 Logs: var/demo/logs/   Stop it: ./scripts/demo.sh --down
 EOF

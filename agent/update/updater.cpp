@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/core/logging.h"
+#include "common/core/names.h"
 #include "common/crypto/sha256.h"
 #include "common/delta/delta_files.h"
 #include "common/manifest/manifest.h"
@@ -69,16 +70,6 @@ absl::StatusOr<fs::path> StagingDir(StateStore& state, const fs::path& model_dir
     if (!taken(model_dir / name)) return model_dir / name;
   }
   return absl::InternalError(absl::StrCat("no free staging directory for ", model, " ", version));
-}
-
-bool IsSafePathComponent(const std::string& name) {
-  if (name.empty() || name.size() > 128 || name == "." || name == "..") return false;
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-' || c == '+';
-    if (!ok) return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -397,11 +388,11 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
         absl::InvalidArgumentError("signed manifest names a different model, version or artifact"),
         v1::FAILURE_REASON_SIGNATURE);
   }
-  // Names become directories under the state dir: refuse anything that is not a plain name.
-  if (!IsSafePathComponent(manifest->model_name()) || !IsSafePathComponent(manifest->version())) {
-    return Fail(release,
-                absl::InvalidArgumentError("model name or version is not a safe file name"),
-                v1::FAILURE_REASON_SIGNATURE);
+  // Names become directories under the state dir: the server's naming rule, checked again here.
+  absl::Status name_ok = ValidateModelName(manifest->model_name());
+  if (name_ok.ok()) name_ok = ValidateVersion(manifest->version());
+  if (!name_ok.ok()) {
+    return Fail(release, name_ok, v1::FAILURE_REASON_NAME);
   }
 
   // An operator's rollback to the version kept as previous needs no download.

@@ -8,7 +8,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "edgefleet/v1/config.pb.h"
 #include "google/protobuf/descriptor.h"
+#include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace edgefleet::config {
@@ -132,13 +134,26 @@ absl::Status Load(const std::vector<std::string>& args, const EnvLookup& env, Me
   return absl::OkStatus();
 }
 
-std::string Usage(const Message& config) {
+std::string Usage(const Message& defaults) {
   std::string out =
-      "  --config FILE (EDGEFLEET_CONFIG): JSON file with any of the settings below\n";
-  const auto* descriptor = config.GetDescriptor();
+      "  --config FILE (EDGEFLEET_CONFIG)\n      JSON file with any of the settings below\n";
+  const auto* descriptor = defaults.GetDescriptor();
+  const auto* reflection = defaults.GetReflection();
   for (int i = 0; i < descriptor->field_count(); ++i) {
     const FieldDescriptor& field = *descriptor->field(i);
-    absl::StrAppend(&out, "  --", FlagName(field), " (", EnvName(field), ")\n");
+    absl::StrAppend(&out, "  --", FlagName(field), " (", EnvName(field), ")\n      ",
+                    field.options().GetExtension(v1::help));
+    // Proto3 scalars have no presence: a value other than zero/empty is a default.
+    if (reflection->HasField(defaults, &field)) {
+      std::string value;
+      if (field.cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
+        value = reflection->GetString(defaults, &field);
+      } else {
+        google::protobuf::TextFormat::PrintFieldValueToString(defaults, &field, -1, &value);
+      }
+      absl::StrAppend(&out, " (default: ", value, ")");
+    }
+    absl::StrAppend(&out, "\n");
   }
   return out;
 }

@@ -23,7 +23,9 @@ EnvLookup ProcessEnv();
 absl::Status Load(const std::vector<std::string>& args, const EnvLookup& env,
                   google::protobuf::Message* config);
 
-// One line per field: "--field-name (EDGEFLEET_FIELD_NAME)".
-std::string Usage(const google::protobuf::Message& config);
+// Two lines per field: "--field-name (EDGEFLEET_FIELD_NAME)", then its description (the
+// field's `help` option in config.proto) and, when `defaults` sets it, "(default: VALUE)".
+// Pass the binary's defaults (WithDefaults of an empty config): they stay in one place.
+std::string Usage(const google::protobuf::Message& defaults);
 
 }  // namespace edgefleet::config

@@ -2,9 +2,11 @@
 
 #include <map>
 #include <optional>
+#include <set>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/delta/onnx_signature.h"
 
 namespace edgefleet::delta::internal {
 namespace {
@@ -16,8 +18,18 @@ constexpr int kLengthDelimited = 2;
 constexpr int kFixed32 = 5;
 
 // ModelProto / GraphProto / TensorProto field numbers from onnx.proto.
+constexpr uint64_t kModelIrVersion = 1;
 constexpr uint64_t kModelGraph = 7;
 constexpr uint64_t kGraphInitializer = 5;
+constexpr uint64_t kGraphInput = 11;
+constexpr uint64_t kGraphOutput = 12;
+// ValueInfoProto -> TypeProto -> TypeProto.Tensor -> TensorShapeProto -> Dimension.
+constexpr uint64_t kValueInfoName = 1;
+constexpr uint64_t kValueInfoType = 2;
+constexpr uint64_t kTypeTensor = 1;
+constexpr uint64_t kTensorTypeShape = 2;
+constexpr uint64_t kShapeDim = 1;
+constexpr uint64_t kDimValue = 1;
 constexpr uint64_t kTensorDims = 1;
 constexpr uint64_t kTensorDataType = 2;
 constexpr uint64_t kTensorFloatData = 4;
@@ -211,4 +223,123 @@ double AlignedTensorFraction(std::string_view old_model, std::string_view new_mo
   return static_cast<double>(aligned) / static_cast<double>(new_model.size());
 }
 
+namespace {
+
+absl::Status NotOnnx(std::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("not an ONNX model: ", std::string(what)));
+}
+
+// TensorShapeProto: one Dimension per `dim`; a dim_value of 0 or a dim_param leaves it open.
+absl::Status ParseShape(std::string_view bytes, OnnxTensorInfo& out) {
+  WireReader shape(bytes, 0);
+  out.has_shape = true;
+  while (!shape.done()) {
+    const auto dim = shape.Next();
+    if (!dim) return NotOnnx("malformed tensor shape");
+    if (dim->number != kShapeDim) continue;
+    if (dim->wire_type != kLengthDelimited) return NotOnnx("malformed tensor dimension");
+    WireReader fields(dim->bytes, 0);
+    int64_t value = -1;
+    while (!fields.done()) {
+      const auto f = fields.Next();
+      if (!f) return NotOnnx("malformed tensor dimension");
+      if (f->number == kDimValue && f->wire_type == kVarint) {
+        const auto v = static_cast<int64_t>(f->varint);
+        value = v > 0 ? v : -1;
+      }
+    }
+    out.dims.push_back(value);
+  }
+  return absl::OkStatus();
+}
+
+// ValueInfoProto of a graph input or output; only tensor types are accepted.
+absl::StatusOr<OnnxTensorInfo> ParseValueInfo(std::string_view bytes) {
+  OnnxTensorInfo info;
+  bool is_tensor = false;
+  WireReader reader(bytes, 0);
+  while (!reader.done()) {
+    const auto field = reader.Next();
+    if (!field) return NotOnnx("malformed graph input or output");
+    if (field->number == kValueInfoName && field->wire_type == kLengthDelimited) {
+      info.name = std::string(field->bytes);
+    } else if (field->number == kValueInfoType && field->wire_type == kLengthDelimited) {
+      WireReader type(field->bytes, 0);
+      while (!type.done()) {
+        const auto t = type.Next();
+        if (!t) return NotOnnx("malformed value type");
+        if (t->number != kTypeTensor || t->wire_type != kLengthDelimited) continue;
+        is_tensor = true;
+        WireReader tensor(t->bytes, 0);
+        while (!tensor.done()) {
+          const auto tf = tensor.Next();
+          if (!tf) return NotOnnx("malformed tensor type");
+          if (tf->number == kTensorTypeShape && tf->wire_type == kLengthDelimited) {
+            if (absl::Status s = ParseShape(tf->bytes, info); !s.ok()) return s;
+          }
+        }
+      }
+    }
+  }
+  if (info.name.empty()) return NotOnnx("a graph input or output has no name");
+  if (!is_tensor) {
+    return NotOnnx(absl::StrCat("graph input or output '", info.name, "' is not a tensor"));
+  }
+  return info;
+}
+
+absl::StatusOr<OnnxSignature> ParseSignature(std::string_view model) {
+  OnnxSignature signature;
+  WireReader top(model, 0);
+  std::optional<std::string_view> graph_bytes;
+  while (!top.done()) {
+    const auto field = top.Next();
+    if (!field) return NotOnnx("malformed ModelProto");
+    if (field->number == kModelIrVersion && field->wire_type == kVarint) {
+      signature.ir_version = static_cast<int64_t>(field->varint);
+    } else if (field->number == kModelGraph) {
+      if (field->wire_type != kLengthDelimited || graph_bytes) return NotOnnx("malformed graph");
+      graph_bytes = field->bytes;
+    }
+  }
+  if (signature.ir_version <= 0) return NotOnnx("no ir_version");
+  if (!graph_bytes) return NotOnnx("no graph");
+  std::set<std::string, std::less<>> initializers;
+  std::vector<OnnxTensorInfo> inputs;
+  WireReader graph(*graph_bytes, 0);
+  while (!graph.done()) {
+    const auto g = graph.Next();
+    if (!g) return NotOnnx("malformed graph");
+    if (g->wire_type != kLengthDelimited) continue;
+    if (g->number == kGraphInitializer) {
+      WireReader tensor(g->bytes, 0);
+      while (!tensor.done()) {
+        const auto t = tensor.Next();
+        if (!t) return NotOnnx("malformed initializer");
+        if (t->number == kTensorName && t->wire_type == kLengthDelimited) {
+          initializers.emplace(t->bytes);
+        }
+      }
+    } else if (g->number == kGraphInput || g->number == kGraphOutput) {
+      auto info = ParseValueInfo(g->bytes);
+      if (!info.ok()) return info.status();
+      (g->number == kGraphInput ? inputs : signature.outputs).push_back(*std::move(info));
+    }
+  }
+  for (OnnxTensorInfo& input : inputs) {
+    if (!initializers.contains(input.name)) signature.inputs.push_back(std::move(input));
+  }
+  if (signature.outputs.empty()) return NotOnnx("the graph has no outputs");
+  return signature;
+}
+
+}  // namespace
 }  // namespace edgefleet::delta::internal
+
+namespace edgefleet::delta {
+
+absl::StatusOr<OnnxSignature> ParseOnnxSignature(std::string_view model) {
+  return internal::ParseSignature(model);
+}
+
+}  // namespace edgefleet::delta

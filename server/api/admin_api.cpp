@@ -2,14 +2,18 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/core/labels.h"
 #include "common/core/logging.h"
 #include "common/crypto/random.h"
 #include "common/crypto/sha256.h"
+#include "common/delta/delta.h"
+#include "common/delta/onnx_signature.h"
 #include "server/enrollment/enroller.h"
 
 namespace edgefleet::server {
@@ -18,24 +22,6 @@ namespace {
 constexpr uint64_t kDefaultTokenTtlSeconds = 24 * 3600;
 constexpr uint64_t kMaxTokenTtlSeconds = 366 * 24 * 3600;
 constexpr uint32_t kMaxTokenUses = 1'000'000;
-
-absl::Status ValidateName(const std::string& what, std::string_view value, bool allow_upper,
-                          std::string_view extra) {
-  if (value.empty() || value.size() > 63) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " must be 1 to 63 characters"));
-  }
-  for (char c : value) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-' || (allow_upper && c >= 'A' && c <= 'Z') ||
-              extra.find(c) != std::string_view::npos;
-    if (!ok) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " '", std::string(value), "' has a character outside ",
-                       allow_upper ? "[A-Za-z0-9._+-]" : "[a-z0-9._-]"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::Status ValidateLabelMap(const google::protobuf::Map<std::string, std::string>& labels) {
   for (const auto& [k, v] : labels) {
@@ -61,14 +47,76 @@ absl::Status ValidateTensorSpecs(const std::string& what,
   return absl::OkStatus();
 }
 
-}  // namespace
+// The ONNX graph's inputs and outputs, from the staged file (mapped, not read into memory).
+absl::StatusOr<delta::OnnxSignature> ReadModelSignature(const std::string& path) {
+  auto mapped = delta::MappedFile::Open(path);
+  if (!mapped.ok()) return mapped.status();
+  return delta::ParseOnnxSignature((*mapped)->data());
+}
 
-absl::Status ValidateModelName(std::string_view name) {
-  return ValidateName("model_name", name, false, "");
+std::string Names(const std::vector<delta::OnnxTensorInfo>& tensors) {
+  std::vector<std::string> names;
+  for (const auto& t : tensors) names.push_back(absl::StrCat("'", t.name, "'"));
+  return names.empty() ? "none" : absl::StrJoin(names, ", ");
 }
-absl::Status ValidateVersion(std::string_view version) {
-  return ValidateName("version", version, true, "+");
+
+// A declared tensor list (when not empty) must name exactly the graph's tensors, with shapes
+// that agree wherever both state a dimension.
+absl::Status CheckTensors(const char* what,
+                          const google::protobuf::RepeatedPtrField<v1::TensorSpec>& declared,
+                          const std::vector<delta::OnnxTensorInfo>& graph) {
+  if (declared.empty()) return absl::OkStatus();
+  std::set<std::string> declared_names;
+  for (const v1::TensorSpec& spec : declared) {
+    declared_names.insert(spec.name());
+    auto it = std::find_if(graph.begin(), graph.end(),
+                           [&](const delta::OnnxTensorInfo& t) { return t.name == spec.name(); });
+    if (it == graph.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("declared ", what, " '", spec.name(),
+                                                     "' is not in the ONNX graph, whose ", what,
+                                                     "s are ", Names(graph)));
+    }
+    if (!it->has_shape || spec.shape().empty()) continue;
+    bool same = static_cast<size_t>(spec.shape_size()) == it->dims.size();
+    for (size_t i = 0; same && i < it->dims.size(); ++i) {
+      const int64_t want = spec.shape(static_cast<int>(i));
+      same = want == -1 || it->dims[i] == -1 || want == it->dims[i];
+    }
+    if (!same) {
+      std::vector<std::string> dims;
+      for (int64_t d : it->dims) dims.push_back(d == -1 ? "?" : absl::StrCat(d));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "declared ", what, " '", spec.name(), "' has shape ", absl::StrJoin(spec.shape(), "x"),
+          " but the ONNX graph says ", absl::StrJoin(dims, "x")));
+    }
+  }
+  for (const delta::OnnxTensorInfo& t : graph) {
+    if (!declared_names.contains(t.name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the ONNX graph's ", what, " '", t.name, "' is not declared"));
+    }
+  }
+  return absl::OkStatus();
 }
+
+absl::Status CheckDeclaredTensors(const v1::PushModelMetadata& metadata,
+                                  const delta::OnnxSignature& signature) {
+  if (auto s = CheckTensors("input", metadata.inputs(), signature.inputs); !s.ok()) return s;
+  return CheckTensors("output", metadata.outputs(), signature.outputs);
+}
+
+google::protobuf::RepeatedPtrField<v1::TensorSpec> ToTensorSpecs(
+    const std::vector<delta::OnnxTensorInfo>& tensors) {
+  google::protobuf::RepeatedPtrField<v1::TensorSpec> specs;
+  for (const delta::OnnxTensorInfo& t : tensors) {
+    v1::TensorSpec* spec = specs.Add();
+    spec->set_name(t.name);
+    for (int64_t d : t.dims) spec->add_shape(d);
+  }
+  return specs;
+}
+
+}  // namespace
 
 AdminApi::AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock,
                    ServerMetrics& metrics, AdminApiOptions options, PatchService* patches)
@@ -189,6 +237,36 @@ absl::StatusOr<v1::RekeyDeviceResponse> AdminApi::RekeyDevice(
   return response;
 }
 
+absl::Status ModelUpload::Append(std::string_view data) {
+  const uint64_t declared = metadata_.expected_size_bytes();
+  if (declared != 0 && received_bytes_ + data.size() > declared) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the upload has more than the declared ", declared, " bytes"));
+  }
+  if (absl::Status s = writer_->Append(data); !s.ok()) return s;
+  received_bytes_ += data.size();
+  return absl::OkStatus();
+}
+
+absl::Status ModelUpload::DeclareEnd(uint64_t size_bytes, std::string_view sha256) {
+  if (!sha256.empty() && sha256.size() != 32) {
+    return absl::InvalidArgumentError("the finish message's sha256 must be 32 bytes");
+  }
+  if (metadata_.expected_size_bytes() != 0 && metadata_.expected_size_bytes() != size_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the finish message says ", size_bytes,
+                                                   " bytes but the metadata declared ",
+                                                   metadata_.expected_size_bytes()));
+  }
+  if (!sha256.empty() && !metadata_.expected_sha256().empty() &&
+      metadata_.expected_sha256() != sha256) {
+    return absl::InvalidArgumentError(
+        "the finish message's SHA-256 differs from the one in the metadata");
+  }
+  metadata_.set_expected_size_bytes(size_bytes);
+  if (!sha256.empty()) metadata_.set_expected_sha256(std::string(sha256));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<ModelUpload>> AdminApi::BeginPush(
     const Principal& who, const v1::PushModelMetadata& metadata) {
   if (auto s = ValidateModelName(metadata.model_name()); !s.ok()) return s;
@@ -199,6 +277,11 @@ absl::StatusOr<std::unique_ptr<ModelUpload>> AdminApi::BeginPush(
   }
   if (!metadata.expected_sha256().empty() && metadata.expected_sha256().size() != 32) {
     return absl::InvalidArgumentError("expected_sha256 must be 32 bytes");
+  }
+  if (metadata.expected_size_bytes() > options_.max_artifact_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the model file's declared size of ", metadata.expected_size_bytes(),
+                     " bytes is over the limit of ", options_.max_artifact_bytes, " bytes"));
   }
   if (auto s = ValidateTensorSpecs("input", metadata.inputs()); !s.ok()) return s;
   if (auto s = ValidateTensorSpecs("output", metadata.outputs()); !s.ok()) return s;
@@ -215,14 +298,27 @@ absl::StatusOr<std::unique_ptr<ModelUpload>> AdminApi::BeginPush(
 
 absl::StatusOr<v1::ModelVersion> AdminApi::FinishPush(std::unique_ptr<ModelUpload> upload) {
   const v1::PushModelMetadata& metadata = upload->metadata_;
-  auto artifact = upload->writer_->Commit();
+  delta::OnnxSignature signature;
+  // Size, digest and content are checked before the bytes become visible in the store.
+  auto artifact = upload->writer_->CommitIf([&](const ArtifactInfo& info,
+                                                const std::string& staged_path) -> absl::Status {
+    if (info.size_bytes == 0) return absl::InvalidArgumentError("the model file is empty");
+    if (metadata.expected_size_bytes() != 0 && metadata.expected_size_bytes() != info.size_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("the upload is incomplete: ", info.size_bytes,
+                                                     " of ", metadata.expected_size_bytes(),
+                                                     " declared bytes arrived"));
+    }
+    if (!metadata.expected_sha256().empty() && metadata.expected_sha256() != info.sha256) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("uploaded artifact has SHA-256 ", crypto::ToHex(info.sha256), " but ",
+                       crypto::ToHex(metadata.expected_sha256()), " was expected"));
+    }
+    auto parsed = ReadModelSignature(staged_path);
+    if (!parsed.ok()) return parsed.status();
+    signature = *std::move(parsed);
+    return CheckDeclaredTensors(metadata, signature);
+  });
   if (!artifact.ok()) return artifact.status();
-  if (artifact->size_bytes == 0) return absl::InvalidArgumentError("the model file is empty");
-  if (!metadata.expected_sha256().empty() && metadata.expected_sha256() != artifact->sha256) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("uploaded artifact has SHA-256 ", crypto::ToHex(artifact->sha256), " but ",
-                     crypto::ToHex(metadata.expected_sha256()), " was expected"));
-  }
   auto metadata_version = repos_.models.NextMetadataVersion();
   if (!metadata_version.ok()) return metadata_version.status();
 
@@ -232,8 +328,11 @@ absl::StatusOr<v1::ModelVersion> AdminApi::FinishPush(std::unique_ptr<ModelUploa
   version.set_format(v1::MODEL_FORMAT_ONNX);
   version.set_artifact_sha256(artifact->sha256);
   version.set_size_bytes(artifact->size_bytes);
-  *version.mutable_inputs() = metadata.inputs();
-  *version.mutable_outputs() = metadata.outputs();
+  // Tensors not declared are described as the graph states them.
+  *version.mutable_inputs() =
+      metadata.inputs().empty() ? ToTensorSpecs(signature.inputs) : metadata.inputs();
+  *version.mutable_outputs() =
+      metadata.outputs().empty() ? ToTensorSpecs(signature.outputs) : metadata.outputs();
   *version.mutable_labels() = metadata.labels();
   version.set_metadata_version(*metadata_version);
   version.mutable_created_at()->set_seconds(ToUnixSeconds(clock_.Now()));

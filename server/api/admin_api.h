@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/core/clock.h"
+#include "common/core/names.h"
 #include "common/crypto/signer.h"
 #include "edgefleet/v1/admin.pb.h"
 #include "server/api/auth.h"
@@ -34,14 +35,19 @@ struct AdminRepos {
   AuditRepo& audit;
 };
 
-// Yields the next chunk of an upload, std::nullopt at its end, or an error.
+// Yields the next chunk of an upload, std::nullopt once the client has sent all of it (never
+// for a transfer that merely stopped: that is an error), or an error.
 using ChunkSource = std::function<absl::StatusOr<std::optional<std::string>>()>;
 
 // A model upload in progress: validated metadata and an artifact being written (streamed to
 // the artifact store, hashed and size-capped as it arrives; discarded unless finished).
 class ModelUpload {
  public:
-  absl::Status Append(std::string_view data) { return writer_->Append(data); }
+  // Refuses bytes past the declared size (expected_size_bytes) or the store's limit at once.
+  absl::Status Append(std::string_view data);
+  // What the client says it sent, from the end-of-upload marker (gRPC PushModelFinish): FinishPush
+  // refuses the upload unless the bytes received match. `sha256` may be empty (not stated).
+  absl::Status DeclareEnd(uint64_t size_bytes, std::string_view sha256);
 
  private:
   friend class AdminApi;
@@ -50,6 +56,7 @@ class ModelUpload {
   Principal who_;
   v1::PushModelMetadata metadata_;
   std::unique_ptr<ArtifactWriter> writer_;
+  uint64_t received_bytes_ = 0;
 };
 
 class AdminApi {
@@ -70,8 +77,12 @@ class AdminApi {
   // certificate works until that enrollment replaces it.
   absl::StatusOr<v1::RekeyDeviceResponse> RekeyDevice(const Principal& who,
                                                       const v1::RekeyDeviceRequest& request);
-  // Publishing a version: BeginPush validates and opens the upload, the caller appends the
-  // artifact's bytes as they arrive, FinishPush verifies, records and signs off the version.
+  // Publishing a version: BeginPush validates and opens the upload (a declared size over the
+  // limit is ResourceExhausted before any byte is read), the caller appends the artifact's bytes
+  // as they arrive and calls FinishPush only once the client has sent all of them (a complete
+  // REST body, a gRPC finish marker); FinishPush checks size, digest and that the bytes are an
+  // ONNX model whose graph matches the declared inputs and outputs, then records the version.
+  // Until FinishPush succeeds nothing is registered; dropping the upload removes its bytes.
   absl::StatusOr<std::unique_ptr<ModelUpload>> BeginPush(const Principal& who,
                                                          const v1::PushModelMetadata& metadata);
   absl::StatusOr<v1::ModelVersion> FinishPush(std::unique_ptr<ModelUpload> upload);
@@ -102,8 +113,8 @@ class AdminApi {
   PatchService* patches_;
 };
 
-// Model names: 1-63 of [a-z0-9._-]; versions: 1-63 of [A-Za-z0-9._+-].
-absl::Status ValidateModelName(std::string_view name);
-absl::Status ValidateVersion(std::string_view version);
+// The naming rule the agent checks too (common/core/names.h).
+using ::edgefleet::ValidateModelName;
+using ::edgefleet::ValidateVersion;
 
 }  // namespace edgefleet::server

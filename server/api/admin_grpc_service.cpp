@@ -78,15 +78,34 @@ grpc::Status AdminGrpcService::PushModel(grpc::ServerContext* context,
         if (!reader->Read(&first) || !first.has_metadata()) {
           return absl::InvalidArgumentError("the first PushModel message must carry metadata");
         }
-        ChunkSource chunks = [&]() -> absl::StatusOr<std::optional<std::string>> {
-          v1::PushModelRequest next;
-          if (!reader->Read(&next)) return std::optional<std::string>();
-          if (!next.has_chunk()) {
+        auto upload = api_.BeginPush(who, first.metadata());
+        if (!upload.ok()) return upload.status();
+        // The upload counts only when the client ends it with a finish message and then closes
+        // its side: a stream that breaks off or is cancelled also ends Read(), without one.
+        v1::PushModelRequest next;
+        bool finished = false;
+        while (reader->Read(&next)) {
+          if (finished) return absl::InvalidArgumentError("nothing may follow the finish message");
+          if (next.has_chunk()) {
+            if (auto s = (*upload)->Append(next.chunk()); !s.ok()) return s;
+          } else if (next.has_finish()) {
+            finished = true;
+            if (auto s = (*upload)->DeclareEnd(next.finish().size_bytes(), next.finish().sha256());
+                !s.ok()) {
+              return s;
+            }
+          } else {
             return absl::InvalidArgumentError("metadata may only be sent once");
           }
-          return std::optional<std::string>(std::move(*next.mutable_chunk()));
-        };
-        return api_.PushModel(who, first.metadata(), chunks);
+        }
+        if (context->IsCancelled()) {
+          return absl::CancelledError("the upload was cancelled; nothing was registered");
+        }
+        if (!finished) {
+          return absl::InvalidArgumentError(
+              "the upload ended without its finish message; nothing was registered");
+        }
+        return api_.FinishPush(*std::move(upload));
       });
 }
 

@@ -96,6 +96,12 @@ class ServerImpl final : public Server {
     });
     artifacts_ = MakeFilesystemArtifactStore(
         (std::filesystem::path(config_.data_dir()) / "artifacts").string());
+    // Uploads a crash interrupted are never finished: their bytes go.
+    auto abandoned = artifacts_->RemoveAbandonedUploads();
+    if (!abandoned.ok()) return abandoned.status();
+    if (*abandoned > 0) {
+      Logger("server")->info("removed abandoned uploads count={}", *abandoned);
+    }
 
     patches_ = std::make_unique<PatchService>(
         *patch_repo_, *artifacts_, *metrics_,

@@ -1,6 +1,9 @@
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -14,47 +17,47 @@ namespace {
 
 namespace fs = std::filesystem;
 
+absl::Status Errno(const char* what) {
+  return absl::InternalError(absl::StrCat("artifact store: ", what, ": ", std::strerror(errno)));
+}
+
 class FileWriter final : public ArtifactWriter {
  public:
-  FileWriter(fs::path tmp_path, fs::path root, uint64_t max_bytes)
-      : tmp_path_(std::move(tmp_path)),
-        root_(std::move(root)),
-        max_bytes_(max_bytes),
-        out_(tmp_path_, std::ios::binary | std::ios::trunc) {}
+  // Takes ownership of `fd`, an open, flock'ed descriptor of `tmp_path`.
+  FileWriter(int fd, fs::path tmp_path, fs::path root, uint64_t max_bytes)
+      : fd_(fd), tmp_path_(std::move(tmp_path)), root_(std::move(root)), max_bytes_(max_bytes) {}
   ~FileWriter() override {
     if (!committed_) {
       std::error_code ignored;
       fs::remove(tmp_path_, ignored);
     }
+    ::close(fd_);  // releases the lock
   }
-
-  bool ok() const { return out_.good(); }
 
   absl::Status Append(std::string_view data) override {
     if (size_ + data.size() > max_bytes_) {
-      return absl::OutOfRangeError(
+      return absl::ResourceExhaustedError(
           absl::StrCat("artifact exceeds the limit of ", max_bytes_, " bytes"));
     }
-    out_.write(data.data(), static_cast<std::streamsize>(data.size()));
-    if (!out_) return absl::InternalError("artifact store: write failed");
+    for (size_t done = 0; done < data.size();) {
+      ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Errno("write failed");
+      done += static_cast<size_t>(n);
+    }
     hash_.Update(data);
     size_ += data.size();
     return absl::OkStatus();
   }
 
-  absl::StatusOr<ArtifactInfo> Commit() override {
-    out_.flush();
-    out_.close();
-    if (!out_) return absl::InternalError("artifact store: flush failed");
-    {
-      // Durable before it becomes visible under its digest.
-      int fd = ::open(tmp_path_.c_str(), O_RDONLY);
-      if (fd >= 0) {
-        ::fsync(fd);
-        ::close(fd);
-      }
-    }
+  absl::StatusOr<ArtifactInfo> CommitIf(const StagedCheck& check) override {
+    if (committed_) return absl::FailedPreconditionError("artifact store: committed twice");
+    // Durable before it becomes visible under its digest.
+    if (::fsync(fd_) != 0) return Errno("flush failed");
     ArtifactInfo info{hash_.Finish(), size_};
+    if (check) {
+      if (absl::Status s = check(info, tmp_path_.string()); !s.ok()) return s;
+    }
     std::string hex = crypto::ToHex(info.sha256);
     fs::path final_path = root_ / "sha256" / hex.substr(0, 2) / hex;
     std::error_code ec;
@@ -66,10 +69,10 @@ class FileWriter final : public ArtifactWriter {
   }
 
  private:
+  int fd_;
   fs::path tmp_path_;
   fs::path root_;
   uint64_t max_bytes_;
-  std::ofstream out_;
   crypto::Sha256 hash_;
   uint64_t size_ = 0;
   bool committed_ = false;
@@ -106,11 +109,34 @@ class FilesystemArtifactStore final : public ArtifactStore {
     std::error_code ec;
     fs::create_directories(root_ / "tmp", ec);
     if (ec) return absl::InternalError(absl::StrCat("artifact store: ", ec.message()));
-    auto writer = std::make_unique<FileWriter>(
-        root_ / "tmp" / absl::StrCat("upload-", crypto::ToHex(crypto::RandomBytes(8))), root_,
-        max_bytes);
-    if (!writer->ok()) return absl::InternalError("artifact store: cannot create upload file");
-    return writer;
+    fs::path path = root_ / "tmp" / absl::StrCat("upload-", crypto::ToHex(crypto::RandomBytes(8)));
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return Errno("cannot create upload file");
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      absl::Status error = Errno("cannot lock upload file");
+      ::close(fd);
+      fs::remove(path, ec);
+      return error;
+    }
+    return std::make_unique<FileWriter>(fd, std::move(path), root_, max_bytes);
+  }
+
+  absl::StatusOr<size_t> RemoveAbandonedUploads() override {
+    std::error_code ec;
+    fs::directory_iterator it(root_ / "tmp", ec);
+    if (ec == std::errc::no_such_file_or_directory) return 0;
+    if (ec) return absl::InternalError(absl::StrCat("artifact store: ", ec.message()));
+    size_t removed = 0;
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      const fs::path path = it->path();
+      int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      if (fd < 0) continue;
+      // A live writer holds the lock; only files nobody holds are leftovers.
+      if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && ::unlink(path.c_str()) == 0) ++removed;
+      ::close(fd);
+    }
+    if (ec) return absl::InternalError(absl::StrCat("artifact store: ", ec.message()));
+    return removed;
   }
 
   absl::StatusOr<std::unique_ptr<ArtifactReader>> Open(std::string_view sha256) override {

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/core/logging.h"
 #include "common/crypto/sha256.h"
@@ -173,61 +174,103 @@ void AdminHttpServer::RegisterRoutes() {
              return respond(res, api_.GetModel(request));
            }));
   // Upload: the body is the raw model file; metadata rides in the path and query string
-  // (?input=NAME:1x4&output=NAME:1x3&sha256=HEX&label=k=v).
-  http.Post(R"(/v1/models/([^/]+)/versions/([^/]+))",
-            [this, authorize](const httplib::Request& req, httplib::Response& res,
-                              const httplib::ContentReader& content) {
-              auto principal = authorize(req, true);
-              absl::Status status = principal.status();
-              v1::PushModelMetadata metadata;
-              metadata.set_model_name(req.matches[1]);
-              metadata.set_version(req.matches[2]);
-              metadata.set_format(v1::MODEL_FORMAT_ONNX);
-              for (const char* param : {"input", "output"}) {
-                for (size_t i = 0; status.ok() && i < req.get_param_value_count(param); ++i) {
-                  auto spec = ParseTensorSpec(req.get_param_value(param, i));
-                  if (!spec.ok()) {
-                    status = spec.status();
-                  } else {
-                    *(std::string(param) == "input" ? metadata.add_inputs()
-                                                    : metadata.add_outputs()) = *spec;
-                  }
-                }
-              }
-              if (status.ok() && req.has_param("sha256")) {
-                auto raw = crypto::FromHex(req.get_param_value("sha256"));
-                if (raw.ok()) {
-                  metadata.set_expected_sha256(*raw);
-                } else {
-                  status = absl::InvalidArgumentError("sha256 must be 64 hex characters");
-                }
-              }
-              if (!status.ok()) {
-                WriteError(res, status);
-                return;
-              }
-              // The body streams into the artifact store as httplib reads it.
-              auto upload = api_.BeginPush(*principal, metadata);
-              if (!upload.ok()) {
-                WriteError(res, upload.status());
-                return;
-              }
-              absl::Status appended;
-              content([&](const char* data, size_t length) {
-                appended = (*upload)->Append(std::string_view(data, length));
-                return appended.ok();
-              });
-              if (!appended.ok()) {
-                WriteError(res, appended);
-                return;
-              }
-              auto version = api_.FinishPush(*std::move(upload));
-              if (!version.ok()) {
-                WriteError(res, version.status());
-                return;
-              }
-              WriteMessage(res, *version);
-            });
+  // (?input=NAME:1x4&output=NAME:1x3&sha256=HEX&size=BYTES&label=k=v). The version is registered
+  // only when the whole body arrived (Content-Length reached, or the last chunk of a chunked
+  // body); a body over the size limit is refused with 413 before it is read.
+  http.Post(R"(/v1/models/([^/]+)/versions/([^/]+))", [this, authorize](
+                                                          const httplib::Request& req,
+                                                          httplib::Response& res,
+                                                          const httplib::ContentReader& content) {
+    auto principal = authorize(req, true);
+    absl::Status status = principal.status();
+    v1::PushModelMetadata metadata;
+    metadata.set_model_name(req.matches[1]);
+    metadata.set_version(req.matches[2]);
+    metadata.set_format(v1::MODEL_FORMAT_ONNX);
+    for (const char* param : {"input", "output"}) {
+      for (size_t i = 0; status.ok() && i < req.get_param_value_count(param); ++i) {
+        auto spec = ParseTensorSpec(req.get_param_value(param, i));
+        if (!spec.ok()) {
+          status = spec.status();
+        } else {
+          *(std::string(param) == "input" ? metadata.add_inputs() : metadata.add_outputs()) = *spec;
+        }
+      }
+    }
+    if (status.ok() && req.has_param("sha256")) {
+      auto raw = crypto::FromHex(req.get_param_value("sha256"));
+      if (raw.ok()) {
+        metadata.set_expected_sha256(*raw);
+      } else {
+        status = absl::InvalidArgumentError("sha256 must be 64 hex characters");
+      }
+    }
+    // Without a length or chunked framing, the end of the body cannot be told from a
+    // dropped connection.
+    const bool chunked = req.get_header_value("Transfer-Encoding") == "chunked";
+    const bool has_length = req.has_header("Content-Length");
+    uint64_t content_length = 0;
+    if (status.ok() && has_length &&
+        !absl::SimpleAtoi(req.get_header_value("Content-Length"), &content_length)) {
+      status = absl::InvalidArgumentError("Content-Length is not a number");
+    }
+    if (status.ok() && req.has_param("size")) {
+      uint64_t size = 0;
+      if (!absl::SimpleAtoi(req.get_param_value("size"), &size) || size == 0) {
+        status = absl::InvalidArgumentError("size must be a positive number of bytes");
+      } else if (has_length && size != content_length) {
+        status = absl::InvalidArgumentError(
+            absl::StrCat("size=", size, " differs from the Content-Length of ", content_length));
+      }
+      metadata.set_expected_size_bytes(size);
+    } else if (status.ok() && has_length) {
+      metadata.set_expected_size_bytes(content_length);
+    }
+    if (!status.ok()) {
+      WriteError(res, status);
+      return;
+    }
+    if (!chunked && !has_length) {
+      WriteError(res,
+                 absl::InvalidArgumentError("an upload needs a Content-Length or a chunked body"));
+      res.status = 411;
+      return;
+    }
+    // The upload exists only from here on; returning early drops it (and its bytes).
+    auto upload = api_.BeginPush(*principal, metadata);
+    if (!upload.ok()) {
+      WriteError(res, upload.status());
+      // Over the size limit: 413, answered before the body is read.
+      if (upload.status().code() == absl::StatusCode::kResourceExhausted) {
+        res.status = 413;
+      }
+      return;
+    }
+    // The body streams into the artifact store as httplib reads it; httplib reports a
+    // body that ends before Content-Length (or before its last chunk) as false.
+    absl::Status appended;
+    const bool complete = content([&](const char* data, size_t length) {
+      appended = (*upload)->Append(std::string_view(data, length));
+      return appended.ok();
+    });
+    if (!appended.ok()) {
+      WriteError(res, appended);
+      if (appended.code() == absl::StatusCode::kResourceExhausted) res.status = 413;
+      return;
+    }
+    if (!complete) {
+      WriteError(
+          res, absl::InvalidArgumentError("the upload ended before its whole body arrived; nothing "
+                                          "was registered"));
+      return;
+    }
+    auto version = api_.FinishPush(*std::move(upload));
+    if (!version.ok()) {
+      WriteError(res, version.status());
+      return;
+    }
+    WriteMessage(res, *version);
+  });
   http.Post("/v1/deployments",
             api(true, [this, respond](const Principal& who, const httplib::Request& req,
                                       httplib::Response& res) {

@@ -14,6 +14,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/crypto/sha256.h"
 #include "edgefleet/v1/admin.grpc.pb.h"
 #include "edgefleet/v1/inference.grpc.pb.h"
 
@@ -148,6 +149,38 @@ TEST(GlobalOptionsTest, FlagsOverrideEnvOverrideDefaults) {
 
   parsed = ParseArgs({"-o", "yaml"});
   EXPECT_FALSE(ResolveGlobalOptions(*parsed, env).ok());
+}
+
+// The token can come from a file (flag or EDGEFLEET_TOKEN_FILE), so it need not be on a command
+// line where `ps` shows it.
+TEST(GlobalOptionsTest, TokenIsReadFromAFile) {
+  const fs::path dir = fs::temp_directory_path() / ("ctl-token-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string file = (dir / "token").string();
+  std::ofstream(file) << "  filetok\n";
+  const std::string empty = (dir / "empty").string();
+  std::ofstream(empty) << "\n";
+
+  auto parsed = ParseArgs({"device", "list"});
+  ASSERT_TRUE(parsed.ok());
+  auto from_env_file = ResolveGlobalOptions(*parsed, FakeEnv({{"EDGEFLEET_TOKEN_FILE", file}}));
+  ASSERT_TRUE(from_env_file.ok()) << from_env_file.status();
+  EXPECT_EQ(from_env_file->token, "filetok");
+
+  parsed = ParseArgs({"device", "list", "--token-file", file});
+  ASSERT_TRUE(parsed.ok());
+  auto from_flag = ResolveGlobalOptions(*parsed, FakeEnv({{"EDGEFLEET_TOKEN", "envtok"}}));
+  ASSERT_TRUE(from_flag.ok()) << from_flag.status();
+  EXPECT_EQ(from_flag->token, "filetok") << "a flag beats the environment";
+
+  for (const std::string& bad : {empty, (dir / "missing").string()}) {
+    parsed = ParseArgs({"device", "list", "--token-file", bad});
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(ResolveGlobalOptions(*parsed, FakeEnv({})).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  fs::remove_all(dir);
 }
 
 TEST(OutputTest, TableColumnsAlign) {
@@ -307,6 +340,9 @@ class RecordingAdmin final : public v1::AdminService::Service {
       if (req.has_metadata()) {
         metadata = req.metadata();
         ++metadata_messages;
+      } else if (req.has_finish()) {
+        finish = req.finish();
+        ++finish_messages;
       } else {
         chunk_sizes.push_back(req.chunk().size());
         body += req.chunk();
@@ -322,6 +358,8 @@ class RecordingAdmin final : public v1::AdminService::Service {
   std::string authorization;
   v1::PushModelMetadata metadata;
   int metadata_messages = 0;
+  v1::PushModelFinish finish;
+  int finish_messages = 0;
   std::vector<size_t> chunk_sizes;
   std::string body;
 };
@@ -375,7 +413,7 @@ TEST(GrpcClientTest, PushModelStreamsMetadataThenChunksWithBearerToken) {
   std::ofstream(file, std::ios::binary) << content;
 
   std::ostringstream out, err;
-  const std::string sha(64, 'b');
+  const std::string sha = crypto::ToHex(crypto::Sha256Bytes(content));
   int code = cli::Run({"model", "push", "detector", file.string(), "--version", "1.2", "--input",
                        "x:1x4", "--output", "y:1x3", "--label", "task=cls", "--sha256", sha,
                        "--server", "127.0.0.1:" + std::to_string(port), "--token", "op-secret"},
@@ -387,7 +425,12 @@ TEST(GrpcClientTest, PushModelStreamsMetadataThenChunksWithBearerToken) {
   EXPECT_EQ(service.metadata.model_name(), "detector");
   EXPECT_EQ(service.metadata.version(), "1.2");
   EXPECT_EQ(service.metadata.format(), v1::MODEL_FORMAT_ONNX);
-  EXPECT_EQ(service.metadata.expected_sha256(), std::string(32, '\xbb'));
+  // The CLI always states the digest and size, and ends the stream with a finish message.
+  EXPECT_EQ(service.metadata.expected_sha256(), crypto::Sha256Bytes(content));
+  EXPECT_EQ(service.metadata.expected_size_bytes(), content.size());
+  EXPECT_EQ(service.finish_messages, 1);
+  EXPECT_EQ(service.finish.size_bytes(), content.size());
+  EXPECT_EQ(service.finish.sha256(), crypto::Sha256Bytes(content));
   ASSERT_EQ(service.metadata.inputs_size(), 1);
   EXPECT_EQ(service.metadata.inputs(0).name(), "x");
   EXPECT_EQ(service.metadata.outputs(0).shape(1), 3);
@@ -395,6 +438,14 @@ TEST(GrpcClientTest, PushModelStreamsMetadataThenChunksWithBearerToken) {
   EXPECT_EQ(service.body, content);
   EXPECT_THAT(service.chunk_sizes, ElementsAre(65536u, 65536u, 150u * 1024 + 7 - 131072));
   EXPECT_THAT(out.str(), HasSubstr("Metadata version:"));
+
+  // Without --sha256 the CLI computes it; a --sha256 that is not the file's is refused locally.
+  std::ostringstream out2, err2;
+  code = cli::Run({"model", "push", "detector", file.string(), "--version", "1.3", "--sha256",
+                   std::string(64, 'b'), "--server", "127.0.0.1:1"},
+                  out2, err2, FakeEnv({}));
+  EXPECT_NE(code, 0);
+  EXPECT_THAT(err2.str(), HasSubstr("not the one given with --sha256"));
 }
 
 TEST(GrpcClientTest, PushModelOfMissingFileFailsWithoutCallingServer) {

@@ -192,7 +192,9 @@ TEST_F(FleetTest, UnloadableModelIsRefusedAndPreviousVersionKeepsServing) {
   AgentHarness& agent = StartAgentServingV1("dev-broken");
   ASSERT_FALSE(HasFatalFailure());
 
-  v1::Deployment broken = PushAndDeploy("classifier", "3", TestModel("broken.onnx"));
+  // The server checks that a pushed file is a well-formed ONNX model with the declared inputs
+  // and outputs; this one is, but its operator does not exist, so only loading it fails.
+  v1::Deployment broken = PushAndDeploy("classifier", "3", TestModel("unloadable.onnx"));
   v1::Deployment status =
       WaitForTargets(broken.deployment_id(), v1::DEPLOYMENT_TARGET_STATE_FAILED);
   ASSERT_EQ(status.targets_size(), 1) << status.ShortDebugString();

@@ -3,9 +3,9 @@
 
 Usage: make_models.py OUTDIR [--size-mb N]
 
-OUTDIR receives classifier_v1.onnx, classifier_v2.onnx, conv_v1.onnx, broken.onnx and
-expected.json ({"models": {FILE: {"inputs": [...], "outputs": [...]}}, "broken": [FILE]}),
-each tensor as {"name", "shape", "data"}. expected.txt holds the same tensors for parsers
+OUTDIR receives classifier_v1.onnx, classifier_v2.onnx, conv_v1.onnx, broken.onnx (truncated),
+unloadable.onnx (well-formed, with an operator no runtime has) and expected.json
+({"models": {FILE: {"inputs": [...], "outputs": [...]}}, "broken": [FILE]}), each tensor as {"name", "shape", "data"}. expected.txt holds the same tensors for parsers
 without JSON, one per line: "FILE input|output NAME D1,D2,... V1 V2 ...". With --size-mb N it also writes classifier_large.onnx,
 a classifier with a hidden layer big enough that the file is about N MiB (benchmarks, demo).
 
@@ -142,7 +142,7 @@ def main(argv):
     if np.argmax(p1) == np.argmax(p2) or np.max(np.abs(p1 - p2)) < 0.2:
         sys.exit(f"classifier v1 and v2 answers are too similar: {p1} vs {p2}")
 
-    expected = {"models": {}, "broken": ["broken.onnx"]}
+    expected = {"models": {}, "broken": ["broken.onnx", "unloadable.onnx"]}
     lines = []
     for filename, (model, inputs, outputs) in built.items():
         onnx.save(model, os.path.join(args.outdir, filename))
@@ -167,6 +167,17 @@ def main(argv):
         sys.exit("truncated model unexpectedly parses")
     with open(os.path.join(args.outdir, "broken.onnx"), "wb") as f:
         f.write(broken)
+
+    # A well-formed model the server accepts (valid protobuf, the classifier's inputs and
+    # outputs) that no runtime loads: its only node is an operator that does not exist.
+    graph = helper.make_graph(
+        [helper.make_node("EdgefleetNoSuchOp", ["input"], ["probs"])], "unloadable",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 3])])
+    unloadable = helper.make_model(graph, producer_name="edgefleet-make-models",
+                                   opset_imports=[helper.make_opsetid("", OPSET)])
+    unloadable.ir_version = IR_VERSION
+    onnx.save(unloadable, os.path.join(args.outdir, "unloadable.onnx"))
 
     with open(os.path.join(args.outdir, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)

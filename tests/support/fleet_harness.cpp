@@ -184,6 +184,11 @@ grpc::Status ServerHarness::PushModel(const v1::PushModelMetadata& metadata,
     chunk.set_chunk(bytes.substr(offset, kPushChunkBytes));
     open = writer->Write(chunk);
   }
+  if (open) {
+    v1::PushModelRequest finish;
+    finish.mutable_finish()->set_size_bytes(bytes.size());
+    open = writer->Write(finish);
+  }
   // A refused upload closes the stream early; Finish carries the server's reason.
   writer->WritesDone();
   return writer->Finish();

@@ -71,7 +71,7 @@ class ServerHarness {
   grpc::Status ListDevices(const std::string& label_selector, v1::ListDevicesResponse* out);
   grpc::Status GetDevice(const std::string& device_id, v1::Device* out);
   grpc::Status DecommissionDevice(const std::string& device_id, v1::Device* out);
-  // Client-streams `bytes` after `metadata`, in 1 MiB chunks.
+  // Client-streams `bytes` after `metadata`, in 1 MiB chunks, then the finish message.
   grpc::Status PushModel(const v1::PushModelMetadata& metadata, const std::string& bytes,
                          v1::ModelVersion* out);
   // PushModel of the file at `path` with the classifier's tensor specs (input [1,4], probs [1,3]).

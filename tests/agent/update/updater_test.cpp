@@ -663,6 +663,19 @@ TEST_F(UpdaterTest, VersionThatIsNotAPlainFileNameIsRefused) {
   EXPECT_FALSE(std::filesystem::exists(VersionDir("1.0").parent_path().parent_path() / "escape"));
 }
 
+// The server's naming rule, checked again on the device, with its own reason (not SIGNATURE):
+// a signed release of a model named ".." or a version starting with a dot is refused as NAME.
+TEST_F(UpdaterTest, ModelNameOrVersionBreakingTheNamingRuleIsRefusedAsName) {
+  ReleaseSpec dots = Spec("1.0", v1_, 1);
+  dots.model_name = "..";
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(Release(dots))), v1::FAILURE_REASON_NAME);
+  EXPECT_EQ(FailureReasonOf(updater_->Apply(Release(".hidden", v1_, 2))), v1::FAILURE_REASON_NAME);
+  std::vector<v1::UpdateEvent> failures = FailuresFor(".hidden");
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0].reason(), v1::FAILURE_REASON_NAME);
+  EXPECT_EQ(CurrentVersion(), std::nullopt);
+}
+
 // A release that reuses the serving version's name with other bytes must not touch the files
 // of the version that serves.
 TEST_F(UpdaterTest, RefusedReleaseReusingTheServingVersionNameLeavesItsFilesIntact) {

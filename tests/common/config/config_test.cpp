@@ -64,5 +64,31 @@ TEST(ConfigTest, UsageListsEveryFlagWithItsVariable) {
   EXPECT_NE(usage.find("--server-ca-file (EDGEFLEET_SERVER_CA_FILE)"), std::string::npos);
 }
 
+// --help describes every setting (from the `help` option in config.proto) and prints the
+// defaults it is given.
+TEST(ConfigTest, UsageDescribesEveryFieldAndPrintsDefaults) {
+  for (const google::protobuf::Descriptor* d :
+       {v1::ServerConfig::descriptor(), v1::AgentConfig::descriptor()}) {
+    for (int i = 0; i < d->field_count(); ++i) {
+      EXPECT_FALSE(d->field(i)->options().GetExtension(v1::help).empty())
+          << d->name() << "." << d->field(i)->name() << " needs a (help) option";
+    }
+  }
+  v1::ServerConfig defaults;
+  defaults.set_data_dir("/var/lib/edgefleet");
+  defaults.set_max_artifact_bytes(2048);
+  const std::string usage = Usage(defaults);
+  EXPECT_NE(usage.find("--data-dir (EDGEFLEET_DATA_DIR)\n      directory for keys"),
+            std::string::npos)
+      << usage;
+  EXPECT_NE(usage.find("(default: /var/lib/edgefleet)\n"), std::string::npos) << usage;
+  EXPECT_NE(usage.find("get 413 (default: 2048)\n"), std::string::npos) << usage;
+  EXPECT_EQ(usage.find("--database-url (EDGEFLEET_DATABASE_URL)\n      PostgreSQL connection URL "
+                       "(required) (default"),
+            std::string::npos)
+      << "no default is printed for an unset field\n"
+      << usage;
+}
+
 }  // namespace
 }  // namespace edgefleet::config

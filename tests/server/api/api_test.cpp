@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "common/crypto/sha256.h"
 #include "common/manifest/manifest.h"
@@ -12,6 +13,7 @@
 #include "server/store/database.h"
 #include "server/store/event_repo.h"
 #include "server/store/telemetry_repo.h"
+#include "tests/support/onnx_bytes.h"
 #include "tests/support/test_database.h"
 
 namespace edgefleet::server {
@@ -134,43 +136,140 @@ TEST_F(ApiTest, EnrollmentTokenSecretIsShownOnceAndStoredHashed) {
 }
 
 TEST_F(ApiTest, PushStoresTheArtifactByDigestAndRefusesBadInput) {
-  auto version =
-      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"abc", "def"}));
+  const std::string model = test::OnnxModelWith("abcdefgh");
+  auto version = admin_->PushModel(admin_principal_, Metadata("detector", "1"),
+                                   Chunks({model.substr(0, 10), model.substr(10)}));
   ASSERT_TRUE(version.ok()) << version.status();
-  EXPECT_EQ(version->artifact_sha256(), crypto::Sha256Bytes("abcdef"));
-  EXPECT_EQ(version->size_bytes(), 6u);
+  EXPECT_EQ(version->artifact_sha256(), crypto::Sha256Bytes(model));
+  EXPECT_EQ(version->size_bytes(), model.size());
   EXPECT_GT(version->metadata_version(), 0u);
   auto reader = artifacts_->Open(version->artifact_sha256());
   ASSERT_TRUE(reader.ok());
-  EXPECT_EQ(*(*reader)->ReadAt(2, 100), "cdef");
+  EXPECT_EQ(*(*reader)->ReadAt(2, 1000), model.substr(2));
 
-  EXPECT_EQ(
-      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"x"})).status().code(),
-      absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(
-      admin_->PushModel(admin_principal_, Metadata("Bad Name", "1"), Chunks({"x"})).status().code(),
-      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({model}))
+                .status()
+                .code(),
+            absl::StatusCode::kAlreadyExists);
+  for (const char* bad : {"Bad Name", "..", ".hidden"}) {
+    EXPECT_EQ(
+        admin_->PushModel(admin_principal_, Metadata(bad, "1"), Chunks({model})).status().code(),
+        absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  EXPECT_EQ(admin_->PushModel(admin_principal_, Metadata("detector", ".."), Chunks({model}))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(
       admin_->PushModel(admin_principal_, Metadata("detector", "2"), Chunks({})).status().code(),
       absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      admin_
-          ->PushModel(admin_principal_, Metadata("detector", "3"), Chunks({std::string(2000, 'x')}))
-          .status()
-          .code(),
-      absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(admin_
+                ->PushModel(admin_principal_, Metadata("detector", "3"),
+                            Chunks({test::OnnxModelWith(std::string(2000, 'x'))}))
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
   v1::PushModelMetadata wrong_digest = Metadata("detector", "4");
   wrong_digest.set_expected_sha256(crypto::Sha256Bytes("something else"));
-  auto refused = admin_->PushModel(admin_principal_, wrong_digest, Chunks({"abcdef"}));
+  auto refused = admin_->PushModel(admin_principal_, wrong_digest, Chunks({model}));
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(refused.status().message().find("SHA-256"), std::string::npos);
-  auto model = admin_->GetModel([] {
+  auto model_versions = admin_->GetModel([] {
     v1::GetModelRequest r;
     r.set_model_name("detector");
     return r;
   }());
-  ASSERT_TRUE(model.ok());
-  EXPECT_EQ(model->versions_size(), 1);
+  ASSERT_TRUE(model_versions.ok());
+  EXPECT_EQ(model_versions->versions_size(), 1);
+  EXPECT_TRUE(fs::is_empty(dir_ / "tmp")) << "refused uploads leave no temporary file";
+}
+
+// An upload that stops short of its declared size registers nothing, and the same version can
+// then be pushed in full (no "already exists").
+TEST_F(ApiTest, IncompleteUploadRegistersNothingAndTheFullFileCanBePushedAgain) {
+  const std::string model = test::OnnxModelWith(std::string(400, 'w'));
+  v1::PushModelMetadata metadata = Metadata("detector", "1");
+  metadata.set_expected_size_bytes(model.size());
+  metadata.set_expected_sha256(crypto::Sha256Bytes(model));
+  auto cut = admin_->PushModel(admin_principal_, metadata, Chunks({model.substr(0, 100)}));
+  EXPECT_EQ(cut.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(cut.status().message().find("incomplete"), std::string::npos) << cut.status();
+  EXPECT_EQ(admin_->PushModel(admin_principal_, metadata, Chunks({model, "x"})).status().code(),
+            absl::StatusCode::kInvalidArgument)
+      << "more bytes than declared";
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM model_versions"), "0");
+  EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
+
+  // The end marker's size and digest must agree with what arrived, too.
+  auto upload = admin_->BeginPush(admin_principal_, Metadata("detector", "1"));
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  ASSERT_TRUE((*upload)->Append(model).ok());
+  ASSERT_TRUE((*upload)->DeclareEnd(model.size() + 1, "").ok());
+  EXPECT_EQ(admin_->FinishPush(*std::move(upload)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  auto full = admin_->PushModel(admin_principal_, metadata, Chunks({model}));
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->size_bytes(), model.size());
+}
+
+TEST_F(ApiTest, DeclaredSizeOverTheLimitIsRefusedBeforeAnyByte) {
+  v1::PushModelMetadata metadata = Metadata("detector", "1");
+  metadata.set_expected_size_bytes(1025);  // the limit is 1024
+  auto upload = admin_->BeginPush(admin_principal_, metadata);
+  EXPECT_EQ(upload.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(fs::exists(dir_ / "tmp") && !fs::is_empty(dir_ / "tmp"));
+}
+
+TEST_F(ApiTest, PushedFilesMustBeOnnxWithTheDeclaredInputsAndOutputs) {
+  auto not_onnx =
+      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"abcdef"}));
+  EXPECT_EQ(not_onnx.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(not_onnx.status().message().find("not an ONNX model"), std::string::npos)
+      << not_onnx.status();
+
+  // Metadata declares input [1,4]; these graphs disagree in name, shape or rank.
+  for (const auto& inputs :
+       std::vector<std::vector<test::OnnxTensorDecl>>{{{"image", {1, 4}}},
+                                                      {{"input", {1, 3}}},
+                                                      {{"input", {4}}},
+                                                      {{"input", {1, 4}}, {"mask", {1, 4}}}}) {
+    auto refused = admin_->PushModel(admin_principal_, Metadata("detector", "1"),
+                                     Chunks({test::OnnxModelWith("wwww", inputs)}));
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  v1::PushModelMetadata wrong_output = Metadata("detector", "1");
+  auto* output = wrong_output.add_outputs();
+  output->set_name("scores");
+  EXPECT_EQ(admin_->PushModel(admin_principal_, wrong_output, Chunks({test::OnnxModelWith("w")}))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM model_versions"), "0");
+
+  // A dynamic graph dimension accepts a fixed declared one; undeclared outputs come from the graph.
+  auto accepted = admin_->PushModel(admin_principal_, Metadata("detector", "1"),
+                                    Chunks({test::OnnxModelWith("wwww", {{"input", {-1, 4}}})}));
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  ASSERT_EQ(accepted->outputs_size(), 1);
+  EXPECT_EQ(accepted->outputs(0).name(), "probs");
+  EXPECT_EQ(accepted->outputs(0).shape_size(), 2);
+}
+
+TEST_F(ApiTest, AbandonedUploadsAreRemovedButLiveOnesKept) {
+  auto live = artifacts_->BeginUpload(1024);
+  ASSERT_TRUE(live.ok());
+  ASSERT_TRUE((*live)->Append("partial").ok());
+  {
+    std::ofstream stale(dir_ / "tmp" / "upload-left-by-a-crash", std::ios::binary);
+    stale << "half a model";
+  }
+  auto removed = artifacts_->RemoveAbandonedUploads();
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 1u);
+  EXPECT_FALSE(fs::exists(dir_ / "tmp" / "upload-left-by-a-crash"));
+  EXPECT_TRUE((*live)->Commit().ok()) << "a live upload is not touched";
 }
 
 TEST_F(ApiTest, DeploymentToAnUnknownVersionIsNotFoundAndBadSelectorIsInvalid) {
@@ -190,8 +289,10 @@ TEST_F(ApiTest, DeploymentToAnUnknownVersionIsNotFoundAndBadSelectorIsInvalid) {
 TEST_F(ApiTest, CheckInAnswersWithAManifestTheDeviceCanVerify) {
   EnrollDevice("cam-1", {{"site", "berlin"}});
   EnrollDevice("cam-2", {{"site", "paris"}});
-  ASSERT_TRUE(
-      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"weights"})).ok());
+  ASSERT_TRUE(admin_
+                  ->PushModel(admin_principal_, Metadata("detector", "1"),
+                              Chunks({test::OnnxModelWith("weights")}))
+                  .ok());
   v1::CreateDeploymentRequest deploy;
   deploy.set_model_name("detector");
   deploy.set_version("1");
@@ -207,8 +308,8 @@ TEST_F(ApiTest, CheckInAnswersWithAManifestTheDeviceCanVerify) {
   auto manifest = manifest::Verify(answer->desired(0).manifest(), *verifier_, clock_.Now(), 0);
   ASSERT_TRUE(manifest.ok()) << manifest.status();
   EXPECT_EQ(manifest->model_name(), "detector");
-  EXPECT_EQ(manifest->artifact_sha256(), crypto::Sha256Bytes("weights"));
-  EXPECT_EQ(manifest->artifact_size_bytes(), 7u);
+  EXPECT_EQ(manifest->artifact_sha256(), crypto::Sha256Bytes(test::OnnxModelWith("weights")));
+  EXPECT_EQ(manifest->artifact_size_bytes(), test::OnnxModelWith("weights").size());
   EXPECT_GT(manifest->expires_at().seconds(), ToUnixSeconds(clock_.Now()));
 
   auto other = device_api_->CheckIn("cam-2", v1::CheckInRequest());
@@ -254,8 +355,10 @@ TEST_F(ApiTest, RedeployingAnOlderVersionSignsAHigherMetadataVersion) {
 
 TEST_F(ApiTest, EventsDriveDeploymentTargetStateAndAreValidated) {
   EnrollDevice("cam-1", {});
-  ASSERT_TRUE(
-      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"weights"})).ok());
+  ASSERT_TRUE(admin_
+                  ->PushModel(admin_principal_, Metadata("detector", "1"),
+                              Chunks({test::OnnxModelWith("weights")}))
+                  .ok());
   v1::CreateDeploymentRequest deploy;
   deploy.set_model_name("detector");
   deploy.set_version("1");

@@ -18,6 +18,7 @@
 #include "server/store/event_repo.h"
 #include "server/store/patch_repo.h"
 #include "server/store/telemetry_repo.h"
+#include "tests/support/onnx_bytes.h"
 #include "tests/support/test_database.h"
 
 namespace edgefleet::server {
@@ -311,6 +312,9 @@ class PatchDeviceApiTest : public PatchServiceTest {
   void SetUp() override {
     PatchServiceTest::SetUp();
     if (HasFatalFailure()) return;
+    // Pushed versions must be ONNX: the same weights, inside a minimal model file.
+    old_ = test::OnnxModelWith(old_);
+    new_ = test::OnnxModelWith(new_);
     tokens_ = std::make_unique<EnrollmentTokenRepo>(*database_);
     devices_ = std::make_unique<DeviceRepo>(*database_);
     models_ = std::make_unique<ModelRepo>(*database_);
@@ -474,7 +478,7 @@ TEST_F(PatchDeviceApiTest, OnlyArtifactsAndReadyPatchesCanBeFetched) {
             absl::StatusCode::kNotFound);
 
   // A pair that is not worth patching leaves nothing fetchable behind.
-  const v1::ModelVersion other = Push("3", RandomBytes(kModelBytes, 3));
+  const v1::ModelVersion other = Push("3", test::OnnxModelWith(RandomBytes(kModelBytes, 3)));
   ASSERT_TRUE(service_->Request(v1.artifact_sha256(), other.artifact_sha256()).ok());
   service_->WaitIdle();
   EXPECT_EQ(Computed("not_smaller"), 1);
