@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "cli/delta_commands.h"
+#include "cli/key_commands.h"
 #include "cli/parsers.h"
 #include "common/core/labels.h"
 #include "common/crypto/sha256.h"
@@ -532,6 +533,7 @@ std::set<std::string> AllFlags() {
   std::set<std::string> all = kGlobalFlags;
   for (const Command& c : Commands()) all.insert(c.flags.begin(), c.flags.end());
   all.insert(DeltaFlags().begin(), DeltaFlags().end());
+  all.insert(KeyFlags().begin(), KeyFlags().end());
   return all;
 }
 
@@ -589,6 +591,8 @@ void PrintUsage(std::ostream& out) {
   }
   out << "\nDelta commands (local files, no server needed):\n";
   PrintDeltaUsage(DeltaFrontEndFor(ProcessEnv()), out);
+  out << "\nRoot key commands (local files, run where the offline root key is kept):\n";
+  PrintKeysUsage(out);
 }
 
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
@@ -608,6 +612,11 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return 0;
   }
 
+  if (pos[0] == "keys") {
+    ParsedArgs key_args = *parsed;
+    key_args.positionals.erase(key_args.positionals.begin());
+    return RunKeys(key_args, out, err);
+  }
   if (pos[0] == "delta") {
     ParsedArgs delta_args = *parsed;
     delta_args.positionals.erase(delta_args.positionals.begin());

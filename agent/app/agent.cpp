@@ -17,6 +17,7 @@
 #include "agent/serving/model_host.h"
 #include "agent/state/state_store.h"
 #include "agent/update/device_transport.h"
+#include "agent/update/release_trust.h"
 #include "agent/update/updater.h"
 #include "common/core/files.h"
 #include "common/core/logging.h"
@@ -25,6 +26,7 @@
 #include "common/crypto/sha256.h"
 #include "common/crypto/signer.h"
 #include "common/delta/delta.h"
+#include "common/metrics/metrics.h"
 
 namespace edgefleet::agent {
 namespace {
@@ -74,6 +76,7 @@ class AgentImpl final : public Agent {
     auto next_telemetry = clock_.Now();
     while (!stopping()) {
       absl::Status result = updater_ ? CheckInOnce() : Enroll();
+      if (trust_) trust_->CheckFreshness();
       std::chrono::milliseconds wait;
       if (result.ok()) {
         backoff = std::chrono::seconds(1);
@@ -120,7 +123,7 @@ class AgentImpl final : public Agent {
     std::error_code ec;
     fs::remove(config_.local_socket(), ec);  // a stale socket from a previous run
     fs::create_directories(fs::path(config_.local_socket()).parent_path(), ec);
-    inference_service_ = std::make_unique<InferenceGrpcService>(host_);
+    inference_service_ = std::make_unique<InferenceGrpcService>(host_, [this] { return Status(); });
     grpc::ServerBuilder builder;
     builder.AddListeningPort(absl::StrCat("unix:", config_.local_socket()),
                              grpc::InsecureServerCredentials());
@@ -168,7 +171,10 @@ class AgentImpl final : public Agent {
 
   // Builds the transport and updater from the pinned material in the state directory.
   absl::Status LoadIdentity(const std::string& device_id) {
-    device_id_ = device_id;
+    {
+      std::lock_guard lock(status_mu_);
+      device_id_ = device_id;
+    }
     auto ca = ReadFile((state_dir_ / "ca.pem").string());
     auto cert = ReadFile((state_dir_ / "cert.pem").string());
     auto key = ReadFile((state_dir_ / "key.pem").string());
@@ -180,11 +186,33 @@ class AgentImpl final : public Agent {
     }
     auto verifier = crypto::LoadEd25519Verifier(*root);
     if (!verifier.ok()) return verifier.status();
-    release_root_ = *std::move(verifier);
+    auto trust =
+        ReleaseTrust::Open(*std::move(verifier), (state_dir_ / "release-trust.pb").string(), clock_,
+                           std::chrono::seconds(config_.freshness_limit_seconds()), &registry_);
+    if (!trust.ok()) return trust.status();
+    {
+      std::lock_guard lock(status_mu_);
+      trust_ = *std::move(trust);
+    }
     transport_ = MakeGrpcDeviceTransport(config_.server_address(), TlsMaterial{*ca, *cert, *key});
-    updater_ = std::make_unique<Updater>(*state_, host_, *engines_, *transport_, *release_root_,
+    updater_ = std::make_unique<Updater>(*state_, host_, *engines_, *transport_, trust_->keys(),
                                          clock_, state_dir_.string());
     return absl::OkStatus();
+  }
+
+  // The local API's GetAgentStatus: called from its threads while Run() may be enrolling.
+  v1::AgentStatus Status() {
+    v1::AgentStatus status;
+    {
+      std::lock_guard lock(status_mu_);
+      status.set_device_id(device_id_);
+      if (trust_) {
+        trust_->CheckFreshness();
+        *status.mutable_trust() = trust_->Status();
+      }
+    }
+    status.set_metrics_text(registry_.Serialize());
+    return status;
   }
 
   v1::Inventory Inventory() {
@@ -216,6 +244,16 @@ class AgentImpl final : public Agent {
     *request.mutable_inventory() = Inventory();
     auto response = transport_->CheckIn(request);
     if (!response.ok()) return response.status();
+    // An answer that is not fresh, not for this device or not signed by a trusted key is not
+    // acted on; what it asked for is reported so the server's view says why.
+    if (absl::Status trusted = trust_->AcceptAnswer(*response, device_id_); !trusted.ok()) {
+      for (const v1::DesiredModel& desired : response->desired()) {
+        auto current = host_.Get(desired.metadata().model_name());
+        if (current && current->version == desired.metadata().version()) continue;
+        updater_->ReportUntrusted(desired, trusted);
+      }
+      return trusted;
+    }
     if (response->check_in_interval().seconds() > 0 && config_.check_in_interval_seconds() == 0) {
       interval_ = std::chrono::seconds(response->check_in_interval().seconds());
     }
@@ -252,7 +290,9 @@ class AgentImpl final : public Agent {
   std::unique_ptr<StateStore> state_;
   ModelHost host_;
   std::string device_id_;
-  std::unique_ptr<crypto::Verifier> release_root_;
+  metrics::Registry registry_;
+  std::mutex status_mu_;  // device_id_ and trust_, read by the local API's threads
+  std::unique_ptr<ReleaseTrust> trust_;
   std::unique_ptr<DeviceTransport> transport_;
   std::unique_ptr<Updater> updater_;
   std::unique_ptr<InferenceGrpcService> inference_service_;

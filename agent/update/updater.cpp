@@ -84,13 +84,27 @@ bool IsSafePathComponent(const std::string& name) {
 }  // namespace
 
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
+                 DeviceTransport& transport, const manifest::ReleaseKeyring& keys,
+                 const Clock& clock, std::string state_dir)
+    : state_(state),
+      host_(host),
+      engines_(engines),
+      transport_(transport),
+      keys_(keys),
+      clock_(clock),
+      state_dir_(std::move(state_dir)) {}
+
+Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
                  DeviceTransport& transport, const crypto::Verifier& release_root,
                  const Clock& clock, std::string state_dir)
     : state_(state),
       host_(host),
       engines_(engines),
       transport_(transport),
-      release_root_(release_root),
+      // The caller owns `release_root` and outlives this updater: borrow it without owning.
+      own_keys_(std::make_unique<manifest::ReleaseKeyring>(
+          std::shared_ptr<const crypto::Verifier>(std::shared_ptr<void>(), &release_root))),
+      keys_(*own_keys_),
       clock_(clock),
       state_dir_(std::move(state_dir)) {}
 
@@ -162,6 +176,13 @@ absl::Status Updater::FlushEvents() {
   }
 }
 
+void Updater::ReportUntrusted(const v1::DesiredModel& desired, const absl::Status& why) {
+  const v1::ModelVersion& metadata = desired.metadata();
+  Report(metadata.model_name(), metadata.version(), v1::UPDATE_EVENT_KIND_FAILED,
+         FailureReasonOf(why, v1::FAILURE_REASON_SIGNATURE), std::string(why.message()));
+  (void)FlushEvents();  // queued: sent at the next check-in when the server is unreachable now
+}
+
 absl::Status Updater::Fail(const std::string& model, const std::string& version,
                            const std::string& sha256, const absl::Status& error,
                            v1::FailureReason fallback) {
@@ -209,8 +230,7 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
 
   auto min_metadata_version = state_.HighestMetadataVersion(model);
   if (!min_metadata_version.ok()) return min_metadata_version.status();
-  auto manifest =
-      manifest::Verify(desired.manifest(), release_root_, clock_.Now(), *min_metadata_version);
+  auto manifest = manifest::Verify(desired.manifest(), keys_, clock_.Now(), *min_metadata_version);
   if (!manifest.ok()) {
     return Fail(model, metadata.version(), metadata.artifact_sha256(), manifest.status(),
                 v1::FAILURE_REASON_SIGNATURE);

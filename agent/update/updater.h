@@ -16,12 +16,17 @@
 #include "agent/update/device_transport.h"
 #include "common/core/clock.h"
 #include "common/crypto/signer.h"
+#include "common/manifest/trust.h"
 #include "edgefleet/v1/device.pb.h"
 
 namespace edgefleet::agent {
 
 class Updater {
  public:
+  // Trusts only manifests signed by `keys` (the pinned root and the release key it delegated).
+  Updater(StateStore& state, ModelHost& host, EngineFactory& engines, DeviceTransport& transport,
+          const manifest::ReleaseKeyring& keys, const Clock& clock, std::string state_dir);
+  // Trusts only manifests signed by `release_root` itself.
   Updater(StateStore& state, ModelHost& host, EngineFactory& engines, DeviceTransport& transport,
           const crypto::Verifier& release_root, const Clock& clock, std::string state_dir);
 
@@ -37,6 +42,10 @@ class Updater {
 
   // Sends queued update events; they stay queued while the server is unreachable.
   absl::Status FlushEvents();
+
+  // Reports that `desired` was not acted on because the check-in answer carrying it could not be
+  // trusted (`why`); nothing is marked failed, so a trustworthy answer later is acted on.
+  void ReportUntrusted(const v1::DesiredModel& desired, const absl::Status& why);
 
  private:
   // Downloads the blob `sha256` of exactly `size_bytes` into `path`, resuming from the bytes
@@ -60,7 +69,8 @@ class Updater {
   ModelHost& host_;
   EngineFactory& engines_;
   DeviceTransport& transport_;
-  const crypto::Verifier& release_root_;
+  std::unique_ptr<manifest::ReleaseKeyring> own_keys_;  // set by the root-only constructor
+  const manifest::ReleaseKeyring& keys_;
   const Clock& clock_;
   std::string state_dir_;
 
