@@ -313,6 +313,9 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.max_backoff_seconds() == 0) c.set_max_backoff_seconds(60);
   if (c.telemetry_interval_seconds() == 0) c.set_telemetry_interval_seconds(60);
   if (c.log_level().empty()) c.set_log_level("info");
+  if (c.freshness_limit_seconds() == 0) {
+    c.set_freshness_limit_seconds(static_cast<uint32_t>(kDefaultFreshnessLimit.count()));
+  }
   if (c.server_ca_file().empty())
     c.set_server_ca_file((fs::path(c.state_dir()) / "ca.pem").string());
   return c;

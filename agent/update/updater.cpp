@@ -86,25 +86,26 @@ bool IsSafePathComponent(const std::string& name) {
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
                  DeviceTransport& transport, const manifest::ReleaseKeyring& keys,
                  const Clock& clock, std::string state_dir)
-    : state_(state),
-      host_(host),
-      engines_(engines),
-      transport_(transport),
-      keys_(keys),
-      clock_(clock),
-      state_dir_(std::move(state_dir)) {}
+    : Updater(state, host, engines, transport, nullptr, &keys, clock, std::move(state_dir)) {}
 
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
                  DeviceTransport& transport, const crypto::Verifier& release_root,
                  const Clock& clock, std::string state_dir)
+    // The caller owns `release_root` and outlives this updater: borrow it without owning.
+    : Updater(state, host, engines, transport,
+              std::make_unique<manifest::ReleaseKeyring>(
+                  std::shared_ptr<const crypto::Verifier>(std::shared_ptr<void>(), &release_root)),
+              nullptr, clock, std::move(state_dir)) {}
+
+Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
+                 DeviceTransport& transport, std::unique_ptr<manifest::ReleaseKeyring> own_keys,
+                 const manifest::ReleaseKeyring* keys, const Clock& clock, std::string state_dir)
     : state_(state),
       host_(host),
       engines_(engines),
       transport_(transport),
-      // The caller owns `release_root` and outlives this updater: borrow it without owning.
-      own_keys_(std::make_unique<manifest::ReleaseKeyring>(
-          std::shared_ptr<const crypto::Verifier>(std::shared_ptr<void>(), &release_root))),
-      keys_(*own_keys_),
+      own_keys_(std::move(own_keys)),
+      keys_(keys != nullptr ? *keys : *own_keys_),
       clock_(clock),
       state_dir_(std::move(state_dir)) {}
 

@@ -48,6 +48,11 @@ class Updater {
   void ReportUntrusted(const v1::DesiredModel& desired, const absl::Status& why);
 
  private:
+  // `keys` when given, else the keyring this updater owns.
+  Updater(StateStore& state, ModelHost& host, EngineFactory& engines, DeviceTransport& transport,
+          std::unique_ptr<manifest::ReleaseKeyring> own_keys, const manifest::ReleaseKeyring* keys,
+          const Clock& clock, std::string state_dir);
+
   // Downloads the blob `sha256` of exactly `size_bytes` into `path`, resuming from the bytes
   // already there, and verifies its digest. Reasons: DOWNLOAD (transient), OVERSIZE, LENGTH,
   // DIGEST.
