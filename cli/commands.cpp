@@ -449,6 +449,25 @@ int AgentModels(Context& c) {
   });
 }
 
+int AgentStatus(Context& c) {
+  std::optional<std::string> socket = c.parsed.Get("socket");
+  if (!socket.has_value()) return c.Usage("--socket is required");
+  const std::string what = "agent status";
+  absl::StatusOr<v1::AgentStatus> resp =
+      c.clients.inference(*socket, c.options.timeout)->GetAgentStatus(v1::GetAgentStatusRequest());
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] {
+    const v1::ReleaseTrustStatus& t = resp->trust();
+    c.out << "Device: " << OrDash(resp->device_id()) << "\nRoot key: " << OrDash(t.root_key_id())
+          << "\nRelease key: " << OrDash(t.release_key_id()) << " (delegation version "
+          << t.delegation_version()
+          << ")\nRevoked keys: " << OrDash(absl::StrJoin(t.revoked_key_ids(), ","))
+          << "\nFreshness: " << (t.stale() ? "STALE" : "fresh") << ", newest signed timestamp "
+          << t.timestamp_age_seconds() << "s old (limit " << t.freshness_limit_seconds()
+          << "s)\nLast refusal: " << OrDash(t.last_refusal()) << "\n";
+  });
+}
+
 constexpr size_t kUnbounded = SIZE_MAX;
 
 const std::vector<Command>& Commands() {
@@ -504,6 +523,13 @@ const std::vector<Command>& Commands() {
        0,
        "list a local agent's models",
        &AgentModels},
+      {"agent status",
+       "--socket PATH",
+       {"socket"},
+       0,
+       0,
+       "a local agent's release keys and freshness (freeze alarm)",
+       &AgentStatus},
   };
   return kCommands;
 }

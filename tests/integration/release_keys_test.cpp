@@ -150,6 +150,9 @@ TEST_F(ReleaseKeysTest, WithoutAConfiguredRootTheServerHoldsOneOnlineAndSaysSo) 
   EXPECT_TRUE(status.trust().has_newest_timestamp());
   EXPECT_FALSE(status.trust().stale());
   EXPECT_THAT(status.metrics_text(), HasSubstr("edgefleet_agent_release_metadata_stale 0"));
+  ASSERT_EQ(Ctl({"agent", "status", "--socket", agent.socket_path()}), 0) << output_;
+  EXPECT_THAT(output_, HasSubstr("delegation version 1"));
+  EXPECT_THAT(output_, HasSubstr("Freshness: fresh"));
 }
 
 }  // namespace
