@@ -155,5 +155,32 @@ TEST_F(ReleaseKeysTest, WithoutAConfiguredRootTheServerHoldsOneOnlineAndSaysSo) 
   EXPECT_THAT(output_, HasSubstr("Freshness: fresh"));
 }
 
+TEST_F(ReleaseKeysTest, AgentWithoutFreshTimestampsRaisesTheFreezeAlarmAndClearsIt) {
+  server_->Start();
+  AgentHarness& agent = AddAgent("dev-freeze");
+  agent.set_extra_args({"--freshness-limit-seconds", "3"});
+  agent.Start(server_->device_address(), server_->ca_file(), NewEnrollmentToken(1));
+  ASSERT_TRUE(WaitForActiveDevices(1));
+  ASSERT_TRUE(
+      WaitFor([&] { return Status(agent).trust().has_newest_timestamp(); }, kLongWait, 100ms));
+  EXPECT_FALSE(Status(agent).trust().stale());
+
+  // No fresh signed timestamp reaches the agent (here: the server is gone).
+  const int device_port = server_->ports().device;
+  server_->Stop();
+  ASSERT_TRUE(WaitFor([&] { return Status(agent).trust().stale(); }, kLongWait, 200ms))
+      << Status(agent).ShortDebugString();
+  const v1::AgentStatus stale = Status(agent);
+  EXPECT_GE(stale.trust().timestamp_age_seconds(), 3u);
+  EXPECT_THAT(stale.metrics_text(), HasSubstr("edgefleet_agent_release_metadata_stale 1"));
+  EXPECT_TRUE(WaitFor(
+      [&] { return agent.LogText().find("release metadata is stale") != std::string::npos; },
+      kLongWait, 100ms));
+
+  server_->Start(device_port);
+  EXPECT_TRUE(WaitFor([&] { return !Status(agent).trust().stale(); }, kLongWait, 200ms));
+  EXPECT_THAT(agent.LogText(), HasSubstr("release metadata is fresh again"));
+}
+
 }  // namespace
 }  // namespace edgefleet::test
