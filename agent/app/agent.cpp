@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -26,6 +27,7 @@
 #include "common/crypto/sha256.h"
 #include "common/crypto/signer.h"
 #include "common/delta/delta.h"
+#include "common/manifest/verification.h"
 #include "common/metrics/metrics.h"
 
 namespace edgefleet::agent {
@@ -248,8 +250,14 @@ class AgentImpl final : public Agent {
     // acted on; what it asked for is reported so the server's view says why.
     if (absl::Status trusted = trust_->AcceptAnswer(*response, device_id_); !trusted.ok()) {
       for (const v1::DesiredModel& desired : response->desired()) {
-        auto current = host_.Get(desired.metadata().model_name());
-        if (current && current->version == desired.metadata().version()) continue;
+        const v1::ModelVersion& m = desired.metadata();
+        auto current = host_.Get(m.model_name());
+        if (current && current->version == m.version()) continue;
+        // Once per version and reason, not at every refused check-in.
+        std::string key =
+            absl::StrCat(m.version(), "/", static_cast<int>(FailureReasonOf(trusted)));
+        if (untrusted_reported_[m.model_name()] == key) continue;
+        untrusted_reported_[m.model_name()] = std::move(key);
         updater_->ReportUntrusted(desired, trusted);
       }
       return trusted;
@@ -293,6 +301,7 @@ class AgentImpl final : public Agent {
   metrics::Registry registry_;
   std::mutex status_mu_;  // device_id_ and trust_, read by the local API's threads
   std::unique_ptr<ReleaseTrust> trust_;
+  std::map<std::string, std::string> untrusted_reported_;  // model -> "version/reason"
   std::unique_ptr<DeviceTransport> transport_;
   std::unique_ptr<Updater> updater_;
   std::unique_ptr<InferenceGrpcService> inference_service_;

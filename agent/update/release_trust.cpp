@@ -67,6 +67,7 @@ absl::StatusOr<std::unique_ptr<ReleaseTrust>> ReleaseTrust::Open(
     }
     if (state.has_newest_timestamp()) {
       trust->newest_timestamp_ = FromUnixSeconds(state.newest_timestamp().seconds());
+      trust->persisted_newest_ = trust->newest_timestamp_;
     }
     if (state.has_trusted_since()) {
       trust->trusted_since_ = FromUnixSeconds(state.trusted_since().seconds());
@@ -78,12 +79,19 @@ absl::StatusOr<std::unique_ptr<ReleaseTrust>> ReleaseTrust::Open(
 
 absl::Status ReleaseTrust::Persist() {
   v1::ReleaseTrustState state = keys_.Snapshot();
+  std::optional<Clock::TimePoint> newest;
   {
     std::lock_guard lock(mu_);
-    if (newest_timestamp_) *state.mutable_newest_timestamp() = ToProto(*newest_timestamp_);
+    newest = newest_timestamp_;
+    if (newest) *state.mutable_newest_timestamp() = ToProto(*newest);
     *state.mutable_trusted_since() = ToProto(trusted_since_);
   }
-  return WriteFileAtomically(state_path_, state.SerializeAsString(), false);
+  absl::Status written = WriteFileAtomically(state_path_, state.SerializeAsString(), false);
+  if (written.ok()) {
+    std::lock_guard lock(mu_);
+    persisted_newest_ = newest;
+  }
+  return written;
 }
 
 absl::Status ReleaseTrust::AcceptAnswer(const v1::CheckInResponse& response,
@@ -126,7 +134,16 @@ absl::Status ReleaseTrust::AcceptAnswer(const v1::CheckInResponse& response,
                               FailureReasonOf(timestamp.status(), v1::FAILURE_REASON_SIGNATURE))}})
         .Increment();
   }
-  absl::Status persisted = Persist();
+  // Each answer moves the newest timestamp; writing it at most once a minute spares the device's
+  // flash, and a restart then accepts replays from at most that last minute.
+  bool persist = keys_.highest_version() != version_before;
+  {
+    std::lock_guard lock(mu_);
+    persist |= newest_timestamp_.has_value() &&
+               (!persisted_newest_.has_value() ||
+                *newest_timestamp_ - *persisted_newest_ >= kPersistTimestampEvery);
+  }
+  absl::Status persisted = persist ? Persist() : absl::OkStatus();
   CheckFreshness();
   if (!timestamp.ok()) {
     return VerificationError(

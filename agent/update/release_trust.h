@@ -20,6 +20,8 @@
 namespace edgefleet::agent {
 
 inline constexpr std::chrono::seconds kDefaultFreshnessLimit{24 * 3600};
+// The newest timestamp is written to disk when it moved at least this much (or trust changed).
+inline constexpr std::chrono::seconds kPersistTimestampEvery{60};
 
 class ReleaseTrust {
  public:
@@ -60,6 +62,7 @@ class ReleaseTrust {
 
   mutable std::mutex mu_;
   std::optional<Clock::TimePoint> newest_timestamp_;
+  std::optional<Clock::TimePoint> persisted_newest_;
   Clock::TimePoint trusted_since_;
   std::string last_refusal_;
   bool alarm_raised_ = false;

@@ -85,6 +85,13 @@ class ServerImpl final : public Server {
           "delegate, and leave only root.pub and delegation.bin here",
           config_.data_dir());
     }
+    if (FromUnixSeconds(release_trust_.decoded.expires_at().seconds()) - clock_.Now() <
+        kDelegationRenewBefore) {
+      log->warn(
+          "the release key delegation expires at unix time {}: devices refuse every "
+          "release after that; issue the next one with edgefleetctl keys delegate",
+          release_trust_.decoded.expires_at().seconds());
+    }
     log->info(
         "keys ready data_dir={} release_key_id={} delegation_version={} "
         "delegation_expires_unix={}",
