@@ -32,17 +32,18 @@ class ReleaseKeysTest : public IntegrationTest {
     fs::copy_file(from, to, fs::copy_options::overwrite_existing);
   }
 
-  // Installs a release key pair and its delegation in the server's key folder.
-  void Install(const std::string& dir) {
+  // Copies a release key pair and its delegation from one key folder to another.
+  static void CopyReleaseKeys(const std::string& from, const std::string& to) {
+    fs::create_directories(to);
     for (const char* file : {"release.key", "release.pub", "delegation.bin"}) {
-      Copy(dir + "/" + file, KeysDir() + "/" + file);
+      Copy(from + "/" + file, to + "/" + file);
     }
   }
 
   void RestartWith(const std::string& keys_from) {
     const int device_port = server_->ports().device;
     server_->Stop();
-    Install(keys_from);
+    CopyReleaseKeys(keys_from, KeysDir());
     server_->Start(device_port);
   }
 
@@ -77,10 +78,7 @@ TEST_F(ReleaseKeysTest, RotatingTheReleaseKeyKeepsTheFleetUpdatingAndTheRevokedK
   server_->Start();
   EXPECT_THAT(server_->LogText(), ::testing::Not(HasSubstr("ONLINE")));
   const std::string first_keys = tmp_.Sub("first-release-key");
-  fs::create_directories(first_keys);
-  for (const char* file : {"release.key", "release.pub", "delegation.bin"}) {
-    Copy(KeysDir() + "/" + file, first_keys + "/" + file);
-  }
+  CopyReleaseKeys(KeysDir(), first_keys);
 
   const std::string token = NewEnrollmentToken(2);
   AgentHarness& a = StartAgent("dev-rot-a", token);
