@@ -163,6 +163,16 @@ class GrpcInferenceClient final : public InferenceClient {
     return response;
   }
 
+  absl::StatusOr<v1::AgentStatus> GetAgentStatus(
+      const v1::GetAgentStatusRequest& request) override {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + timeout_);
+    v1::AgentStatus response;
+    grpc::Status status = stub_->GetAgentStatus(&context, request, &response);
+    if (!status.ok()) return FromGrpc(status);
+    return response;
+  }
+
  private:
   std::chrono::seconds timeout_;
   std::unique_ptr<v1::InferenceService::Stub> stub_;

@@ -60,6 +60,9 @@ class InferenceClient {
   virtual absl::StatusOr<v1::PredictResponse> Predict(const v1::PredictRequest& request) = 0;
   virtual absl::StatusOr<v1::ListLocalModelsResponse> ListModels(
       const v1::ListLocalModelsRequest& request) = 0;
+  virtual absl::StatusOr<v1::AgentStatus> GetAgentStatus(const v1::GetAgentStatusRequest&) {
+    return absl::UnimplementedError("agent status is not available from this client");
+  }
 };
 
 // The size of each artifact chunk in PushModel.

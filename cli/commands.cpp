@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "cli/delta_commands.h"
+#include "cli/key_commands.h"
 #include "cli/parsers.h"
 #include "common/core/files.h"
 #include "common/core/labels.h"
@@ -486,6 +487,25 @@ int AgentModels(Context& c) {
   });
 }
 
+int AgentStatus(Context& c) {
+  std::optional<std::string> socket = c.parsed.Get("socket");
+  if (!socket.has_value()) return c.Usage("--socket is required");
+  const std::string what = "agent status";
+  absl::StatusOr<v1::AgentStatus> resp =
+      c.clients.inference(*socket, c.options.timeout)->GetAgentStatus(v1::GetAgentStatusRequest());
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] {
+    const v1::ReleaseTrustStatus& t = resp->trust();
+    c.out << "Device: " << OrDash(resp->device_id()) << "\nRoot key: " << OrDash(t.root_key_id())
+          << "\nRelease key: " << OrDash(t.release_key_id()) << " (delegation version "
+          << t.delegation_version()
+          << ")\nRevoked keys: " << OrDash(absl::StrJoin(t.revoked_key_ids(), ","))
+          << "\nFreshness: " << (t.stale() ? "STALE" : "fresh") << ", newest signed timestamp "
+          << t.timestamp_age_seconds() << "s old (limit " << t.freshness_limit_seconds()
+          << "s)\nLast refusal: " << OrDash(t.last_refusal()) << "\n";
+  });
+}
+
 constexpr size_t kUnbounded = SIZE_MAX;
 
 const std::vector<Command>& Commands() {
@@ -549,6 +569,13 @@ const std::vector<Command>& Commands() {
        0,
        "list a local agent's models",
        &AgentModels},
+      {"agent status",
+       "--socket PATH",
+       {"socket"},
+       0,
+       0,
+       "a local agent's release keys and freshness (freeze alarm)",
+       &AgentStatus},
   };
   return kCommands;
 }
@@ -578,6 +605,7 @@ std::set<std::string> AllFlags() {
   std::set<std::string> all = kGlobalFlags;
   for (const Command& c : Commands()) all.insert(c.flags.begin(), c.flags.end());
   all.insert(DeltaFlags().begin(), DeltaFlags().end());
+  all.insert(KeyFlags().begin(), KeyFlags().end());
   return all;
 }
 
@@ -658,6 +686,8 @@ void PrintUsage(std::ostream& out) {
   }
   out << "\nDelta commands (local files, no server needed):\n";
   PrintDeltaUsage(DeltaFrontEndFor(ProcessEnv()), out);
+  out << "\nRoot key commands (local files, run where the offline root key is kept):\n";
+  PrintKeysUsage(out);
 }
 
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
@@ -677,6 +707,11 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return 0;
   }
 
+  if (pos[0] == "keys") {
+    ParsedArgs key_args = *parsed;
+    key_args.positionals.erase(key_args.positionals.begin());
+    return RunKeys(key_args, out, err);
+  }
   if (pos[0] == "delta") {
     ParsedArgs delta_args = *parsed;
     delta_args.positionals.erase(delta_args.positionals.begin());

@@ -68,4 +68,12 @@ grpc::Status InferenceGrpcService::ListModels(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status InferenceGrpcService::GetAgentStatus(grpc::ServerContext*,
+                                                  const v1::GetAgentStatusRequest*,
+                                                  v1::AgentStatus* response) {
+  if (!status_) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no agent status here");
+  *response = status_();
+  return grpc::Status::OK;
+}
+
 }  // namespace edgefleet::agent

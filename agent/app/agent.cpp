@@ -9,6 +9,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -19,6 +20,7 @@
 #include "agent/state/identity_files.h"
 #include "agent/state/state_store.h"
 #include "agent/update/device_transport.h"
+#include "agent/update/release_trust.h"
 #include "agent/update/updater.h"
 #include "common/core/files.h"
 #include "common/core/logging.h"
@@ -27,6 +29,8 @@
 #include "common/crypto/sha256.h"
 #include "common/crypto/signer.h"
 #include "common/delta/delta.h"
+#include "common/manifest/verification.h"
+#include "common/metrics/metrics.h"
 
 namespace edgefleet::agent {
 namespace {
@@ -115,6 +119,7 @@ class AgentImpl final : public Agent {
     auto next_telemetry = clock_.Now();
     while (!stopping()) {
       absl::Status result = updater_ ? CheckInWithValidCertificate() : Enroll();
+      if (trust_) trust_->CheckFreshness();
       std::chrono::milliseconds wait;
       if (result.ok()) {
         backoff = std::chrono::seconds(1);
@@ -161,7 +166,7 @@ class AgentImpl final : public Agent {
     std::error_code ec;
     fs::remove(config_.local_socket(), ec);  // a stale socket from a previous run
     fs::create_directories(fs::path(config_.local_socket()).parent_path(), ec);
-    inference_service_ = std::make_unique<InferenceGrpcService>(host_);
+    inference_service_ = std::make_unique<InferenceGrpcService>(host_, [this] { return Status(); });
     grpc::ServerBuilder builder;
     builder.AddListeningPort(absl::StrCat("unix:", config_.local_socket()),
                              grpc::InsecureServerCredentials());
@@ -227,7 +232,10 @@ class AgentImpl final : public Agent {
   // Builds the transport and updater from the pinned material in the state directory; called
   // again after a renewal or a re-enrollment, it switches the transport to the new identity.
   absl::Status LoadIdentity(const std::string& device_id) {
-    device_id_ = device_id;
+    {
+      std::lock_guard lock(status_mu_);
+      device_id_ = device_id;
+    }
     if (auto s = RecoverIdentity(state_dir_.string()); !s.ok()) return s;
     auto ca = ReadFile((state_dir_ / "ca.pem").string());
     auto cert = ReadFile((state_dir_ / kCertificateFile).string());
@@ -249,11 +257,18 @@ class AgentImpl final : public Agent {
     if (updater_) return absl::OkStatus();
     auto verifier = crypto::LoadEd25519Verifier(*root);
     if (!verifier.ok()) return verifier.status();
-    release_root_ = *std::move(verifier);
+    auto trust =
+        ReleaseTrust::Open(*std::move(verifier), (state_dir_ / "release-trust.pb").string(), clock_,
+                           std::chrono::seconds(config_.freshness_limit_seconds()), &registry_);
+    if (!trust.ok()) return trust.status();
+    {
+      std::lock_guard lock(status_mu_);
+      trust_ = *std::move(trust);
+    }
     RetryPolicy retry;
     retry.base_backoff = std::chrono::seconds(config_.update_retry_base_seconds());
     retry.max_attempts = config_.update_max_attempts();
-    updater_ = std::make_unique<Updater>(*state_, host_, *engines_, *transport_, *release_root_,
+    updater_ = std::make_unique<Updater>(*state_, host_, *engines_, *transport_, trust_->keys(),
                                          clock_, state_dir_.string(), retry);
     return absl::OkStatus();
   }
@@ -325,6 +340,21 @@ class AgentImpl final : public Agent {
     return absl::OkStatus();
   }
 
+  // The local API's GetAgentStatus: called from its threads while Run() may be enrolling.
+  v1::AgentStatus Status() {
+    v1::AgentStatus status;
+    {
+      std::lock_guard lock(status_mu_);
+      status.set_device_id(device_id_);
+      if (trust_) {
+        trust_->CheckFreshness();
+        *status.mutable_trust() = trust_->Status();
+      }
+    }
+    status.set_metrics_text(registry_.Serialize());
+    return status;
+  }
+
   v1::Inventory Inventory() {
     v1::Inventory inventory;
     struct utsname name;
@@ -354,6 +384,22 @@ class AgentImpl final : public Agent {
     *request.mutable_inventory() = Inventory();
     auto response = transport_->CheckIn(request);
     if (!response.ok()) return response.status();
+    // An answer that is not fresh, not for this device or not signed by a trusted key is not
+    // acted on; what it asked for is reported so the server's view says why.
+    if (absl::Status trusted = trust_->AcceptAnswer(*response, device_id_); !trusted.ok()) {
+      for (const v1::DesiredModel& desired : response->desired()) {
+        const v1::ModelVersion& m = desired.metadata();
+        auto current = host_.Get(m.model_name());
+        if (current && current->version == m.version()) continue;
+        // Once per version and reason, not at every refused check-in.
+        std::string key =
+            absl::StrCat(m.version(), "/", static_cast<int>(FailureReasonOf(trusted)));
+        if (untrusted_reported_[m.model_name()] == key) continue;
+        untrusted_reported_[m.model_name()] = std::move(key);
+        updater_->ReportUntrusted(desired, trusted);
+      }
+      return trusted;
+    }
     if (response->check_in_interval().seconds() > 0 && config_.check_in_interval_seconds() == 0) {
       interval_ = std::chrono::seconds(response->check_in_interval().seconds());
     }
@@ -392,8 +438,11 @@ class AgentImpl final : public Agent {
   std::unique_ptr<StateStore> state_;
   ModelHost host_;
   std::string device_id_;
-  std::unique_ptr<crypto::Verifier> release_root_;
   crypto::CertificateInfo certificate_;
+  metrics::Registry registry_;
+  std::mutex status_mu_;  // device_id_ and trust_, read by the local API's threads
+  std::unique_ptr<ReleaseTrust> trust_;
+  std::map<std::string, std::string> untrusted_reported_;  // model -> "version/reason"
   std::unique_ptr<IdentityTransport> transport_;
   std::unique_ptr<Updater> updater_;
   std::unique_ptr<InferenceGrpcService> inference_service_;
@@ -416,6 +465,9 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.update_retry_base_seconds() == 0) c.set_update_retry_base_seconds(30);
   if (c.update_max_attempts() == 0) c.set_update_max_attempts(5);
   if (c.log_level().empty()) c.set_log_level("info");
+  if (c.freshness_limit_seconds() == 0) {
+    c.set_freshness_limit_seconds(static_cast<uint32_t>(kDefaultFreshnessLimit.count()));
+  }
   if (c.server_ca_file().empty())
     c.set_server_ca_file((fs::path(c.state_dir()) / "ca.pem").string());
   return c;

@@ -75,13 +75,30 @@ absl::StatusOr<fs::path> StagingDir(StateStore& state, const fs::path& model_dir
 }  // namespace
 
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
+                 DeviceTransport& transport, const manifest::ReleaseKeyring& keys,
+                 const Clock& clock, std::string state_dir, RetryPolicy retry)
+    : Updater(state, host, engines, transport, nullptr, &keys, clock, std::move(state_dir),
+              retry) {}
+
+Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
                  DeviceTransport& transport, const crypto::Verifier& release_root,
                  const Clock& clock, std::string state_dir, RetryPolicy retry)
+    // The caller owns `release_root` and outlives this updater: borrow it without owning.
+    : Updater(state, host, engines, transport,
+              std::make_unique<manifest::ReleaseKeyring>(
+                  std::shared_ptr<const crypto::Verifier>(std::shared_ptr<void>(), &release_root)),
+              nullptr, clock, std::move(state_dir), retry) {}
+
+Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
+                 DeviceTransport& transport, std::unique_ptr<manifest::ReleaseKeyring> own_keys,
+                 const manifest::ReleaseKeyring* keys, const Clock& clock, std::string state_dir,
+                 RetryPolicy retry)
     : state_(state),
       host_(host),
       engines_(engines),
       transport_(transport),
-      release_root_(release_root),
+      own_keys_(std::move(own_keys)),
+      keys_(keys != nullptr ? *keys : *own_keys_),
       clock_(clock),
       state_dir_(std::move(state_dir)),
       retry_(retry) {}
@@ -244,6 +261,13 @@ std::chrono::seconds Updater::Backoff(uint32_t attempts) const {
   return std::min(wait, retry_.max_backoff);
 }
 
+void Updater::ReportUntrusted(const v1::DesiredModel& desired, const absl::Status& why) {
+  const v1::ModelVersion& metadata = desired.metadata();
+  Report(metadata.model_name(), metadata.version(), v1::UPDATE_EVENT_KIND_FAILED,
+         FailureReasonOf(why, v1::FAILURE_REASON_SIGNATURE), std::string(why.message()));
+  (void)FlushEvents();  // queued: sent at the next check-in when the server is unreachable now
+}
+
 absl::Status Updater::Fail(const ReleaseId& release, const absl::Status& error,
                            v1::FailureReason fallback) {
   auto log = Logger("update");
@@ -377,8 +401,7 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
 
   auto min_metadata_version = state_.HighestMetadataVersion(model);
   if (!min_metadata_version.ok()) return min_metadata_version.status();
-  auto manifest =
-      manifest::Verify(desired.manifest(), release_root_, clock_.Now(), *min_metadata_version);
+  auto manifest = manifest::Verify(desired.manifest(), keys_, clock_.Now(), *min_metadata_version);
   if (!manifest.ok()) return Fail(release, manifest.status(), v1::FAILURE_REASON_SIGNATURE);
   // The signed manifest is the truth; the unsigned metadata must describe the same release.
   if (manifest->model_name() != model || manifest->version() != metadata.version() ||

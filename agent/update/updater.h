@@ -19,6 +19,7 @@
 #include "agent/update/device_transport.h"
 #include "common/core/clock.h"
 #include "common/crypto/signer.h"
+#include "common/manifest/trust.h"
 #include "edgefleet/v1/device.pb.h"
 
 namespace edgefleet::agent {
@@ -36,6 +37,11 @@ struct RetryPolicy {
 
 class Updater {
  public:
+  // Trusts only manifests signed by `keys` (the pinned root and the release key it delegated).
+  Updater(StateStore& state, ModelHost& host, EngineFactory& engines, DeviceTransport& transport,
+          const manifest::ReleaseKeyring& keys, const Clock& clock, std::string state_dir,
+          RetryPolicy retry = {});
+  // Trusts only manifests signed by `release_root` itself.
   Updater(StateStore& state, ModelHost& host, EngineFactory& engines, DeviceTransport& transport,
           const crypto::Verifier& release_root, const Clock& clock, std::string state_dir,
           RetryPolicy retry = {});
@@ -59,6 +65,10 @@ class Updater {
 
   // Sends queued update events; they stay queued while the server is unreachable.
   absl::Status FlushEvents();
+
+  // Reports that `desired` was not acted on because the check-in answer carrying it could not be
+  // trusted (`why`); nothing is marked failed, so a trustworthy answer later is acted on.
+  void ReportUntrusted(const v1::DesiredModel& desired, const absl::Status& why);
 
  private:
   // What names a release for retries: an offer of another version, digest or metadata version is
@@ -86,6 +96,10 @@ class Updater {
   // Removes the directory holding a version's artifact (best effort: an orphaned directory only
   // costs disk space and is reused by StagingDir).
   static void RemoveVersionFiles(const std::string& artifact_path);
+  // `keys` when given, else the keyring this updater owns.
+  Updater(StateStore& state, ModelHost& host, EngineFactory& engines, DeviceTransport& transport,
+          std::unique_ptr<manifest::ReleaseKeyring> own_keys, const manifest::ReleaseKeyring* keys,
+          const Clock& clock, std::string state_dir, RetryPolicy retry);
 
   // Downloads the blob `sha256` of exactly `size_bytes` into `path`, resuming from the bytes
   // already there, and verifies its digest. Reasons: DOWNLOAD (transient), OVERSIZE, LENGTH,
@@ -110,7 +124,8 @@ class Updater {
   ModelHost& host_;
   EngineFactory& engines_;
   DeviceTransport& transport_;
-  const crypto::Verifier& release_root_;
+  std::unique_ptr<manifest::ReleaseKeyring> own_keys_;  // set by the root-only constructor
+  const manifest::ReleaseKeyring& keys_;
   const Clock& clock_;
   std::string state_dir_;
   RetryPolicy retry_;

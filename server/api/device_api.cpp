@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/core/logging.h"
 #include "common/manifest/manifest.h"
+#include "common/manifest/trust.h"
 
 namespace edgefleet::server {
 namespace {
@@ -116,7 +117,31 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
       }
     }
   }
+  if (auto s = StampAnswer(device_id, now, &response); !s.ok()) return s;
   return response;
+}
+
+absl::Status DeviceApi::StampAnswer(const std::string& device_id, Clock::TimePoint now,
+                                    v1::CheckInResponse* response) const {
+  if (options_.delegation.canonical_delegation().empty()) {
+    Logger("device")->error("check-in answer without a release key delegation device={}",
+                            device_id);
+  } else {
+    *response->mutable_delegation() = options_.delegation;
+  }
+  v1::CheckInTimestamp timestamp;
+  if (auto d = manifest::DecodeCanonicalDelegation(options_.delegation.canonical_delegation());
+      d.ok()) {
+    timestamp.set_delegation_version(d->delegation_version());
+  }
+  timestamp.set_device_id(device_id);
+  timestamp.mutable_issued_at()->set_seconds(ToUnixSeconds(now));
+  timestamp.mutable_expires_at()->set_seconds(ToUnixSeconds(now + options_.manifest_ttl));
+  timestamp.set_desired_sha256(manifest::DesiredDigest(response->desired()));
+  auto signed_timestamp = manifest::SignTimestamp(timestamp, release_signer_);
+  if (!signed_timestamp.ok()) return signed_timestamp.status();
+  *response->mutable_timestamp() = *std::move(signed_timestamp);
+  return absl::OkStatus();
 }
 
 absl::Status DeviceApi::ReportEvent(const std::string& device_id,

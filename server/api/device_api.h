@@ -25,6 +25,9 @@ namespace edgefleet::server {
 struct DeviceApiOptions {
   std::chrono::seconds check_in_interval{30};
   std::chrono::seconds manifest_ttl{24 * 3600};
+  // The root's delegation of the release key, sent with every answer; the answer's signed
+  // timestamp expires after manifest_ttl like its manifests.
+  v1::SignedDelegation delegation;
 };
 
 struct DeviceRepos {
@@ -64,6 +67,10 @@ class DeviceApi {
   ServerMetrics& metrics() { return metrics_; }
 
  private:
+  // Adds the delegation and the signed timestamp binding this answer's manifests.
+  absl::Status StampAnswer(const std::string& device_id, Clock::TimePoint now,
+                           v1::CheckInResponse* response) const;
+
   DeviceRepos repos_;
   ArtifactStore& artifacts_;
   const crypto::Signer& release_signer_;

@@ -18,6 +18,7 @@
 #include "server/api/admin_grpc_service.h"
 #include "server/api/device_grpc_service.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/enrollment/release_trust.h"
 #include "server/enrollment/server_identity.h"
 #include "server/http/admin_http_server.h"
 #include "server/patches/patch_service.h"
@@ -70,8 +71,30 @@ class ServerImpl final : public Server {
     auto signer = crypto::LoadEd25519Signer(identity_.release_private_key_pem);
     if (!signer.ok()) return signer.status();
     release_signer_ = *std::move(signer);
-    log->info("keys ready data_dir={} release_key_id={}", config_.data_dir(),
-              release_signer_->KeyId());
+    auto trust =
+        LoadOrCreateReleaseTrust((std::filesystem::path(config_.data_dir()) / "keys").string(),
+                                 identity_.release_public_key_pem, clock_.Now());
+    if (!trust.ok()) return trust.status();
+    release_trust_ = *std::move(trust);
+    if (release_trust_.root_online) {
+      log->warn(
+          "release root key is held ONLINE in {}/keys/root.key: whoever takes this host can sign "
+          "releases for every device. Keep the root offline: edgefleetctl keys init, then keys "
+          "delegate, and leave only root.pub and delegation.bin here",
+          config_.data_dir());
+    }
+    if (FromUnixSeconds(release_trust_.decoded.expires_at().seconds()) - clock_.Now() <
+        kDelegationRenewBefore) {
+      log->warn(
+          "the release key delegation expires at unix time {}: devices refuse every "
+          "release after that; issue the next one with edgefleetctl keys delegate",
+          release_trust_.decoded.expires_at().seconds());
+    }
+    log->info(
+        "keys ready data_dir={} release_key_id={} delegation_version={} "
+        "delegation_expires_unix={}",
+        config_.data_dir(), release_signer_->KeyId(), release_trust_.decoded.delegation_version(),
+        release_trust_.decoded.expires_at().seconds());
 
     api_tokens_ = std::make_unique<ApiTokenRepo>(*database_);
     enrollment_tokens_ = std::make_unique<EnrollmentTokenRepo>(*database_);
@@ -118,11 +141,12 @@ class ServerImpl final : public Server {
         *release_signer_, clock_, *metrics_,
         DeviceApiOptions{
             .check_in_interval = std::chrono::seconds(config_.check_in_interval_seconds()),
-            .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds())},
+            .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds()),
+            .delegation = release_trust_.delegation},
         patches_.get(), patch_repo_.get());
     authenticator_ = std::make_unique<Authenticator>(*api_tokens_);
     enroller_ = std::make_unique<Enroller>(
-        *devices_, *ca_, identity_.release_public_key_pem, clock_,
+        *devices_, *ca_, release_trust_.root_public_key_pem, clock_,
         std::chrono::seconds(config_.device_certificate_validity_seconds()));
     admin_grpc_ = std::make_unique<AdminGrpcService>(*admin_api_, *authenticator_, *metrics_);
     device_grpc_ = std::make_unique<DeviceGrpcService>(*device_api_, *enroller_, *metrics_);
@@ -227,6 +251,7 @@ class ServerImpl final : public Server {
   std::atomic<bool> stopped_{false};
   std::unique_ptr<Database> database_;
   ServerIdentity identity_;
+  ServerReleaseTrust release_trust_;
   std::unique_ptr<crypto::CertificateAuthority> ca_;
   std::unique_ptr<crypto::Signer> release_signer_;
   std::unique_ptr<ApiTokenRepo> api_tokens_;

@@ -288,6 +288,7 @@ void AgentHarness::Start(const std::string& server_address, const std::string& c
       "--update-retry-base-seconds",
       "1",
   };
+  args_.insert(args_.end(), extra_args_.begin(), extra_args_.end());
   Restart();
 }
 

@@ -115,6 +115,8 @@ class AgentHarness {
              const std::string& enrollment_token);
   // Starts again with the arguments of the last Start().
   void Restart();
+  // Extra flags for the next Start() (e.g. --freshness-limit-seconds).
+  void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
   std::optional<int> Stop();
   void Kill();
   bool IsRunning() { return process_.IsRunning(); }
@@ -138,6 +140,7 @@ class AgentHarness {
   std::string work_dir_;
   std::string device_id_;
   std::vector<std::string> args_;
+  std::vector<std::string> extra_args_;
   Process process_;
 };
 

@@ -5,6 +5,7 @@
 
 #include "common/crypto/sha256.h"
 #include "common/manifest/manifest.h"
+#include "common/manifest/trust.h"
 #include "server/api/admin_api.h"
 #include "server/api/auth.h"
 #include "server/api/device_api.h"
@@ -351,6 +352,43 @@ TEST_F(ApiTest, RedeployingAnOlderVersionSignsAHigherMetadataVersion) {
   EXPECT_EQ(again.metadata_version(), rollback->metadata_version());
   EXPECT_EQ(signed_at_check_in().metadata_version(), again.metadata_version())
       << "stable across check-ins";
+}
+
+TEST_F(ApiTest, CheckInAnswersCarryTheDelegationAndATimestampBindingThem) {
+  auto root_pem = crypto::GenerateEd25519KeyPair();
+  ASSERT_TRUE(root_pem.ok());
+  auto root = crypto::LoadEd25519Signer(root_pem->private_key_pem);
+  auto delegation = manifest::NextDelegation(std::nullopt, signer_->PublicKeyPem(), clock_.Now(),
+                                             std::chrono::hours(24), false);
+  ASSERT_TRUE(delegation.ok()) << delegation.status();
+  DeviceApi api(DeviceRepos{*devices_, *models_, *deployments_, *events_, *telemetry_}, *artifacts_,
+                *signer_, clock_, *metrics_,
+                DeviceApiOptions{.delegation = *manifest::SignDelegation(*delegation, **root)});
+  EnrollDevice("cam-1", {{"site", "berlin"}});
+  ASSERT_TRUE(
+      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"weights"})).ok());
+  v1::CreateDeploymentRequest deploy;
+  deploy.set_model_name("detector");
+  deploy.set_version("1");
+  ASSERT_TRUE(admin_->CreateDeployment(admin_principal_, deploy).ok());
+
+  auto answer = api.CheckIn("cam-1", v1::CheckInRequest());
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  ASSERT_EQ(answer->desired_size(), 1);
+  // What an agent that pinned the root does with it.
+  manifest::ReleaseKeyring keys(*crypto::LoadEd25519Verifier(root_pem->public_key_pem));
+  ASSERT_TRUE(keys.Adopt(answer->delegation(), clock_.Now()).ok());
+  EXPECT_TRUE(manifest::Verify(answer->desired(0).manifest(), keys, clock_.Now(), 0).ok());
+  auto timestamp =
+      manifest::VerifyTimestamp(answer->timestamp(), keys, "cam-1",
+                                manifest::DesiredDigest(answer->desired()), clock_.Now(), {});
+  ASSERT_TRUE(timestamp.ok()) << timestamp.status();
+  EXPECT_EQ(timestamp->issued_at().seconds(), ToUnixSeconds(clock_.Now()));
+  EXPECT_EQ(timestamp->delegation_version(), 1u);
+  EXPECT_FALSE(manifest::VerifyTimestamp(answer->timestamp(), keys, "cam-2",
+                                         manifest::DesiredDigest(answer->desired()), clock_.Now(),
+                                         {})
+                   .ok());
 }
 
 TEST_F(ApiTest, EventsDriveDeploymentTargetStateAndAreValidated) {

@@ -1,0 +1,207 @@
+#include "agent/update/release_trust.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/core/files.h"
+#include "common/core/logging.h"
+#include "common/manifest/verification.h"
+
+namespace edgefleet::agent {
+namespace {
+
+google::protobuf::Timestamp ToProto(Clock::TimePoint t) {
+  google::protobuf::Timestamp out;
+  out.set_seconds(ToUnixSeconds(t));
+  return out;
+}
+
+}  // namespace
+
+ReleaseTrust::ReleaseTrust(std::shared_ptr<const crypto::Verifier> root, std::string state_path,
+                           const Clock& clock, std::chrono::seconds freshness_limit,
+                           metrics::Registry* registry)
+    : keys_(std::move(root)),
+      state_path_(std::move(state_path)),
+      clock_(clock),
+      freshness_limit_(freshness_limit.count() > 0 ? freshness_limit : kDefaultFreshnessLimit),
+      trusted_since_(clock.Now()) {
+  if (registry != nullptr) {
+    timestamp_age_ = &registry
+                          ->AddGauge("edgefleet_agent_release_timestamp_age_seconds",
+                                     "Age of the newest verified signed check-in timestamp.")
+                          .Add({});
+    stale_ = &registry
+                  ->AddGauge("edgefleet_agent_release_metadata_stale",
+                             "1 when no fresh signed timestamp came within the freshness limit "
+                             "(possible freeze attack).")
+                  .Add({});
+    delegation_version_ = &registry
+                               ->AddGauge("edgefleet_agent_release_delegation_version",
+                                          "Version of the root's release key delegation in force.")
+                               .Add({});
+    refused_ = &registry->AddCounter("edgefleet_agent_check_in_answers_refused_total",
+                                     "Check-in answers not acted on, by failure reason.");
+  }
+}
+
+absl::StatusOr<std::unique_ptr<ReleaseTrust>> ReleaseTrust::Open(
+    std::shared_ptr<const crypto::Verifier> root, std::string state_path, const Clock& clock,
+    std::chrono::seconds freshness_limit, metrics::Registry* registry) {
+  std::unique_ptr<ReleaseTrust> trust(
+      new ReleaseTrust(std::move(root), std::move(state_path), clock, freshness_limit, registry));
+  std::error_code ec;
+  if (!std::filesystem::exists(trust->state_path_, ec)) {
+    if (auto s = trust->Persist(); !s.ok()) return s;
+  } else {
+    auto bytes = ReadFile(trust->state_path_);
+    if (!bytes.ok()) return bytes.status();
+    v1::ReleaseTrustState state;
+    if (!state.ParseFromString(*bytes)) {
+      // Refusing to start is safer than forgetting the version floor and the revocations.
+      return absl::DataLossError(absl::StrCat(trust->state_path_, " is damaged"));
+    }
+    if (absl::Status s = trust->keys_.Restore(state); !s.ok()) {
+      Logger("trust")->warn("kept delegation no longer verifies, waiting for the server's: {}",
+                            s.ToString());
+    }
+    if (state.has_newest_timestamp()) {
+      trust->newest_timestamp_ = FromUnixSeconds(state.newest_timestamp().seconds());
+      trust->persisted_newest_ = trust->newest_timestamp_;
+    }
+    if (state.has_trusted_since()) {
+      trust->trusted_since_ = FromUnixSeconds(state.trusted_since().seconds());
+    }
+  }
+  trust->CheckFreshness();
+  return trust;
+}
+
+absl::Status ReleaseTrust::Persist() {
+  v1::ReleaseTrustState state = keys_.Snapshot();
+  std::optional<Clock::TimePoint> newest;
+  {
+    std::lock_guard lock(mu_);
+    newest = newest_timestamp_;
+    if (newest) *state.mutable_newest_timestamp() = ToProto(*newest);
+    *state.mutable_trusted_since() = ToProto(trusted_since_);
+  }
+  absl::Status written = WriteFileAtomically(state_path_, state.SerializeAsString(), false);
+  if (written.ok()) {
+    std::lock_guard lock(mu_);
+    persisted_newest_ = newest;
+  }
+  return written;
+}
+
+absl::Status ReleaseTrust::AcceptAnswer(const v1::CheckInResponse& response,
+                                        const std::string& device_id) {
+  auto log = Logger("trust");
+  const auto now = clock_.Now();
+  const uint64_t version_before = keys_.highest_version();
+  if (response.has_delegation()) {
+    // A delegation that is not newer is not adopted; the answer may still be signed by the key
+    // already in force, so this alone refuses nothing.
+    if (absl::Status s = keys_.Adopt(response.delegation(), now); !s.ok()) {
+      log->warn("delegation from the server not adopted: {}", s.ToString());
+    }
+  }
+  if (keys_.highest_version() != version_before) {
+    auto d = keys_.delegation();
+    log->info("release key delegation adopted version={} key_id={} revoked={}",
+              keys_.highest_version(), d ? d->key_id() : "", d ? d->revoked_key_ids_size() : 0);
+  }
+
+  std::optional<Clock::TimePoint> newest;
+  {
+    std::lock_guard lock(mu_);
+    newest = newest_timestamp_;
+  }
+  auto timestamp =
+      manifest::VerifyTimestamp(response.timestamp(), keys_, device_id,
+                                manifest::DesiredDigest(response.desired()), now, newest);
+  {
+    std::lock_guard lock(mu_);
+    if (timestamp.ok()) {
+      newest_timestamp_ = FromUnixSeconds(timestamp->issued_at().seconds());
+    } else {
+      last_refusal_ = std::string(timestamp.status().message());
+    }
+  }
+  if (!timestamp.ok() && refused_ != nullptr) {
+    refused_
+        ->Add({{"reason", v1::FailureReason_Name(
+                              FailureReasonOf(timestamp.status(), v1::FAILURE_REASON_SIGNATURE))}})
+        .Increment();
+  }
+  // Each answer moves the newest timestamp; writing it at most once a minute spares the device's
+  // flash, and a restart then accepts replays from at most that last minute.
+  bool persist = keys_.highest_version() != version_before;
+  {
+    std::lock_guard lock(mu_);
+    persist |= newest_timestamp_.has_value() &&
+               (!persisted_newest_.has_value() ||
+                *newest_timestamp_ - *persisted_newest_ >= kPersistTimestampEvery);
+  }
+  absl::Status persisted = persist ? Persist() : absl::OkStatus();
+  CheckFreshness();
+  if (!timestamp.ok()) {
+    return VerificationError(
+        FailureReasonOf(timestamp.status(), v1::FAILURE_REASON_SIGNATURE),
+        absl::StrCat("check-in answer not acted on: ", timestamp.status().message()));
+  }
+  // An answer whose freshness cannot be remembered would let a replay through after a restart.
+  return persisted;
+}
+
+Clock::TimePoint ReleaseTrust::FreshAsOfLocked() const {
+  return newest_timestamp_.value_or(trusted_since_);
+}
+
+bool ReleaseTrust::StaleLocked() const {
+  return clock_.Now() - FreshAsOfLocked() > freshness_limit_;
+}
+
+bool ReleaseTrust::CheckFreshness() {
+  std::lock_guard lock(mu_);
+  const bool stale = StaleLocked();
+  const auto age =
+      std::chrono::duration_cast<std::chrono::seconds>(clock_.Now() - FreshAsOfLocked());
+  if (stale && !alarm_raised_) {
+    Logger("trust")->warn(
+        "release metadata is stale: no fresh signed timestamp for {}s (limit {}s); the server is "
+        "unreachable or this device is being frozen on old metadata. last_refusal={}",
+        age.count(), freshness_limit_.count(), last_refusal_.empty() ? "-" : last_refusal_);
+  } else if (!stale && alarm_raised_) {
+    Logger("trust")->info("release metadata is fresh again age={}s", age.count());
+  }
+  alarm_raised_ = stale;
+  if (timestamp_age_ != nullptr) {
+    timestamp_age_->Set(static_cast<double>(age.count()));
+    stale_->Set(stale ? 1 : 0);
+    delegation_version_->Set(static_cast<double>(keys_.highest_version()));
+  }
+  return stale;
+}
+
+v1::ReleaseTrustStatus ReleaseTrust::Status() const {
+  v1::ReleaseTrustStatus out;
+  out.set_root_key_id(keys_.root_key_id());
+  if (auto d = keys_.delegation()) {
+    out.set_release_key_id(d->key_id());
+    *out.mutable_delegation_expires_at() = d->expires_at();
+  }
+  out.set_delegation_version(keys_.highest_version());
+  *out.mutable_revoked_key_ids() = keys_.Snapshot().revoked_key_ids();
+  std::lock_guard lock(mu_);
+  if (newest_timestamp_) *out.mutable_newest_timestamp() = ToProto(*newest_timestamp_);
+  const auto age = clock_.Now() - FreshAsOfLocked();
+  out.set_timestamp_age_seconds(static_cast<uint64_t>(
+      std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(age).count())));
+  out.set_freshness_limit_seconds(static_cast<uint32_t>(freshness_limit_.count()));
+  out.set_stale(StaleLocked());
+  out.set_last_refusal(last_refusal_);
+  return out;
+}
+
+}  // namespace edgefleet::agent

@@ -1,0 +1,76 @@
+// The agent's side of TUF's key and freshness roles: the keyring built from the root pinned at
+// enrollment and the delegations the server relays, the newest signed check-in timestamp, both
+// kept across restarts, and the freeze alarm raised when no fresh timestamp came for too long.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/core/clock.h"
+#include "common/crypto/signer.h"
+#include "common/manifest/trust.h"
+#include "common/metrics/metrics.h"
+#include "edgefleet/v1/device.pb.h"
+#include "edgefleet/v1/inference.pb.h"
+
+namespace edgefleet::agent {
+
+inline constexpr std::chrono::seconds kDefaultFreshnessLimit{24 * 3600};
+// The newest timestamp is written to disk when it moved at least this much (or trust changed).
+inline constexpr std::chrono::seconds kPersistTimestampEvery{60};
+
+class ReleaseTrust {
+ public:
+  // Reads the state kept at `state_path` (a serialized ReleaseTrustState) or starts one there.
+  // `registry` (may be null) receives the freshness metrics.
+  static absl::StatusOr<std::unique_ptr<ReleaseTrust>> Open(
+      std::shared_ptr<const crypto::Verifier> root, std::string state_path, const Clock& clock,
+      std::chrono::seconds freshness_limit, metrics::Registry* registry = nullptr);
+
+  // The keys manifests are verified with.
+  const manifest::ReleaseKeyring& keys() const { return keys_; }
+
+  // Decides whether a check-in answer may be acted on: adopts its delegation when it is newer
+  // (a rotation), then requires its timestamp to verify, bind the answer and be newer than any
+  // seen. OK means act on it; the error (with a FailureReason) says why not. Either way the new
+  // state is persisted before returning.
+  absl::Status AcceptAnswer(const v1::CheckInResponse& response, const std::string& device_id);
+
+  // Re-evaluates the freeze alarm (logged at warn when it starts and when it ends); returns
+  // whether the agent is stale. The agent calls it after every check-in attempt.
+  bool CheckFreshness();
+
+  v1::ReleaseTrustStatus Status() const;
+
+ private:
+  ReleaseTrust(std::shared_ptr<const crypto::Verifier> root, std::string state_path,
+               const Clock& clock, std::chrono::seconds freshness_limit,
+               metrics::Registry* registry);
+  absl::Status Persist();
+  // The time freshness is measured from: the newest timestamp, else when trust began.
+  Clock::TimePoint FreshAsOfLocked() const;
+  bool StaleLocked() const;
+
+  manifest::ReleaseKeyring keys_;
+  const std::string state_path_;
+  const Clock& clock_;
+  const std::chrono::seconds freshness_limit_;
+
+  mutable std::mutex mu_;
+  std::optional<Clock::TimePoint> newest_timestamp_;
+  std::optional<Clock::TimePoint> persisted_newest_;
+  Clock::TimePoint trusted_since_;
+  std::string last_refusal_;
+  bool alarm_raised_ = false;
+
+  metrics::Gauge* timestamp_age_ = nullptr;
+  metrics::Gauge* stale_ = nullptr;
+  metrics::Gauge* delegation_version_ = nullptr;
+  metrics::Family<metrics::Counter>* refused_ = nullptr;
+};
+
+}  // namespace edgefleet::agent
