@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/core/logging.h"
 #include "common/crypto/sha256.h"
@@ -46,6 +47,94 @@ absl::Status ParseBody(const httplib::Request& req, Message* message) {
   return absl::OkStatus();
 }
 
+// "/v1/devices/{device_id}/labels" -> "/v1/devices/([^/]+)/labels" and {"device_id"}.
+std::string PathPattern(std::string_view path, std::vector<std::string>* fields) {
+  std::string pattern;
+  size_t at = 0;
+  while (true) {
+    size_t open = path.find('{', at);
+    if (open == std::string_view::npos) break;
+    size_t close = path.find('}', open);
+    absl::StrAppend(&pattern, std::string(path.substr(at, open - at)), "([^/]+)");
+    fields->emplace_back(path.substr(open + 1, close - open - 1));
+    at = close + 1;
+  }
+  absl::StrAppend(&pattern, std::string(path.substr(at)));
+  return pattern;
+}
+
+// Sets the singular scalar field `name` of `message` from its text form. Unknown names are
+// ignored (as before the table existed); a value of the wrong type is InvalidArgument.
+absl::Status SetScalarField(Message* message, const std::string& name, const std::string& value) {
+  using google::protobuf::FieldDescriptor;
+  const FieldDescriptor* field = message->GetDescriptor()->FindFieldByName(name);
+  if (field == nullptr || field->is_repeated()) return absl::OkStatus();
+  const google::protobuf::Reflection* reflection = message->GetReflection();
+  auto bad = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameter ", name, "='", value, "' is not a valid ", field->type_name()));
+  };
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_STRING:
+      reflection->SetString(message, field, value);
+      return absl::OkStatus();
+    case FieldDescriptor::CPPTYPE_INT32: {
+      int32_t v;
+      if (!absl::SimpleAtoi(value, &v)) return bad();
+      reflection->SetInt32(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_INT64: {
+      int64_t v;
+      if (!absl::SimpleAtoi(value, &v)) return bad();
+      reflection->SetInt64(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_UINT32: {
+      uint32_t v;
+      if (!absl::SimpleAtoi(value, &v)) return bad();
+      reflection->SetUInt32(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t v;
+      if (!absl::SimpleAtoi(value, &v)) return bad();
+      reflection->SetUInt64(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      bool v;
+      if (!absl::SimpleAtob(value, &v)) return bad();
+      reflection->SetBool(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_ENUM: {
+      const auto* v = field->enum_type()->FindValueByName(value);
+      if (v == nullptr) return bad();
+      reflection->SetEnum(message, field, v);
+      return absl::OkStatus();
+    }
+    default:
+      return absl::OkStatus();
+  }
+}
+
+// Fills a call's request from the REST request: the body or the query string, then the path.
+absl::Status BindRequest(const RestRoute& route, const std::vector<std::string>& path_fields,
+                         const httplib::Request& req, Message* request) {
+  if (route.body == RestBody::kJson) {
+    if (auto s = ParseBody(req, request); !s.ok()) return s;
+  } else {
+    for (const auto& [name, value] : req.params) {
+      if (auto s = SetScalarField(request, name, value); !s.ok()) return s;
+    }
+  }
+  for (size_t i = 0; i < path_fields.size(); ++i) {
+    if (auto s = SetScalarField(request, path_fields[i], req.matches[i + 1]); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int HttpStatusFor(absl::StatusCode code) {
@@ -82,7 +171,7 @@ AdminHttpServer::AdminHttpServer(AdminApi& api, const Authenticator& auth,
                                  metrics::Registry& registry, ServerMetrics& metrics,
                                  std::function<absl::Status()> ready)
     : api_(api),
-      auth_(auth),
+      dispatcher_(api, auth),
       registry_(registry),
       metrics_(metrics),
       ready_(std::move(ready)),
@@ -92,152 +181,108 @@ AdminHttpServer::AdminHttpServer(AdminApi& api, const Authenticator& auth,
 
 AdminHttpServer::~AdminHttpServer() { Stop(); }
 
-void AdminHttpServer::RegisterRoutes() {
+void AdminHttpServer::RegisterCallRoutes() {
   httplib::Server& http = *http_;
-
-  // Wraps a REST handler: authenticates, authorizes, maps errors to JSON bodies.
-  // The caller's principal, allowed to read (or, if `mutating`, to change) state.
-  auto authorize = [this](const httplib::Request& req, bool mutating) -> absl::StatusOr<Principal> {
-    auto principal = auth_.Authenticate(req.get_header_value("Authorization"));
-    if (!principal.ok()) return principal.status();
-    if (absl::Status s = Authenticator::Authorize(*principal, mutating); !s.ok()) return s;
-    return principal;
-  };
-  auto api = [authorize](bool mutating, auto handler) {
-    return [authorize, mutating, handler](const httplib::Request& req, httplib::Response& res) {
-      auto principal = authorize(req, mutating);
+  for (const AdminCall& call : AdminCalls()) {
+    if (!call.rest.has_value()) continue;
+    std::vector<std::string> path_fields;
+    std::string pattern = PathPattern(call.rest->path, &path_fields);
+    if (call.rest->body == RestBody::kRawUpload) {
+      RegisterUploadRoute(call, pattern);
+      continue;
+    }
+    httplib::Server::Handler handler = [this, &call, path_fields](const httplib::Request& req,
+                                                                  httplib::Response& res) {
+      auto principal = dispatcher_.Admit(call, req.get_header_value("Authorization"));
       absl::Status status = principal.status();
-      if (status.ok()) status = handler(*principal, req, res);
+      std::unique_ptr<Message> request(call.request_prototype->New());
+      if (status.ok()) status = BindRequest(*call.rest, path_fields, req, request.get());
+      if (status.ok()) {
+        auto response = dispatcher_.Run(call, *principal, *request);
+        status = response.status();
+        if (response.ok()) WriteMessage(res, **response);
+      }
       if (!status.ok()) WriteError(res, status);
     };
-  };
-  // Adapts an AdminApi call returning StatusOr<Message> to a REST handler.
-  auto respond = [](httplib::Response& res, const auto& result) -> absl::Status {
-    if (!result.ok()) return result.status();
-    WriteMessage(res, *result);
-    return absl::OkStatus();
-  };
+    switch (call.rest->method) {
+      case HttpMethod::kGet:
+        http.Get(pattern, handler);
+        break;
+      case HttpMethod::kPost:
+        http.Post(pattern, handler);
+        break;
+      case HttpMethod::kDelete:
+        http.Delete(pattern, handler);
+        break;
+    }
+  }
+}
 
-  http.Post("/v1/enrollment-tokens",
-            api(true, [this, respond](const Principal& who, const httplib::Request& req,
-                                      httplib::Response& res) {
-              v1::CreateEnrollmentTokenRequest request;
-              if (auto s = ParseBody(req, &request); !s.ok()) return s;
-              return respond(res, api_.CreateEnrollmentToken(who, request));
-            }));
-  http.Get("/v1/devices", api(false, [this, respond](const Principal&, const httplib::Request& req,
-                                                     httplib::Response& res) {
-             v1::ListDevicesRequest request;
-             request.set_label_selector(req.get_param_value("label_selector"));
-             return respond(res, api_.ListDevices(request));
-           }));
-  http.Get(R"(/v1/devices/([^/]+))",
-           api(false, [this, respond](const Principal&, const httplib::Request& req,
-                                      httplib::Response& res) {
-             v1::GetDeviceRequest request;
-             request.set_device_id(req.matches[1]);
-             return respond(res, api_.GetDevice(request));
-           }));
-  http.Post(R"(/v1/devices/([^/]+)/labels)",
-            api(true, [this, respond](const Principal& who, const httplib::Request& req,
-                                      httplib::Response& res) {
-              v1::LabelDeviceRequest request;
-              if (auto s = ParseBody(req, &request); !s.ok()) return s;
-              request.set_device_id(req.matches[1]);
-              return respond(res, api_.LabelDevice(who, request));
-            }));
-  http.Post(R"(/v1/devices/([^/]+)/decommission)",
-            api(true, [this, respond](const Principal& who, const httplib::Request& req,
-                                      httplib::Response& res) {
-              v1::DecommissionDeviceRequest request;
-              request.set_device_id(req.matches[1]);
-              return respond(res, api_.DecommissionDevice(who, request));
-            }));
-  http.Get("/v1/models", api(false, [this, respond](const Principal&, const httplib::Request&,
-                                                    httplib::Response& res) {
-             return respond(res, api_.ListModels(v1::ListModelsRequest()));
-           }));
-  http.Get(R"(/v1/models/([^/]+))",
-           api(false, [this, respond](const Principal&, const httplib::Request& req,
-                                      httplib::Response& res) {
-             v1::GetModelRequest request;
-             request.set_model_name(req.matches[1]);
-             return respond(res, api_.GetModel(request));
-           }));
+void AdminHttpServer::RegisterUploadRoute(const AdminCall& call, const std::string& pattern) {
+  httplib::Server& http = *http_;
+  // The caller's principal, if it may make the upload call.
+  auto authorize = [this, &call](const httplib::Request& req) -> absl::StatusOr<Principal> {
+    return dispatcher_.Admit(call, req.get_header_value("Authorization"));
+  };
   // Upload: the body is the raw model file; metadata rides in the path and query string
   // (?input=NAME:1x4&output=NAME:1x3&sha256=HEX&label=k=v).
-  http.Post(R"(/v1/models/([^/]+)/versions/([^/]+))",
-            [this, authorize](const httplib::Request& req, httplib::Response& res,
-                              const httplib::ContentReader& content) {
-              auto principal = authorize(req, true);
-              absl::Status status = principal.status();
-              v1::PushModelMetadata metadata;
-              metadata.set_model_name(req.matches[1]);
-              metadata.set_version(req.matches[2]);
-              metadata.set_format(v1::MODEL_FORMAT_ONNX);
-              for (const char* param : {"input", "output"}) {
-                for (size_t i = 0; status.ok() && i < req.get_param_value_count(param); ++i) {
-                  auto spec = ParseTensorSpec(req.get_param_value(param, i));
-                  if (!spec.ok()) {
-                    status = spec.status();
-                  } else {
-                    *(std::string(param) == "input" ? metadata.add_inputs()
-                                                    : metadata.add_outputs()) = *spec;
-                  }
-                }
-              }
-              if (status.ok() && req.has_param("sha256")) {
-                auto raw = crypto::FromHex(req.get_param_value("sha256"));
-                if (raw.ok()) {
-                  metadata.set_expected_sha256(*raw);
-                } else {
-                  status = absl::InvalidArgumentError("sha256 must be 64 hex characters");
-                }
-              }
-              if (!status.ok()) {
-                WriteError(res, status);
-                return;
-              }
-              // The body streams into the artifact store as httplib reads it.
-              auto upload = api_.BeginPush(*principal, metadata);
-              if (!upload.ok()) {
-                WriteError(res, upload.status());
-                return;
-              }
-              absl::Status appended;
-              content([&](const char* data, size_t length) {
-                appended = (*upload)->Append(std::string_view(data, length));
-                return appended.ok();
-              });
-              if (!appended.ok()) {
-                WriteError(res, appended);
-                return;
-              }
-              auto version = api_.FinishPush(*std::move(upload));
-              if (!version.ok()) {
-                WriteError(res, version.status());
-                return;
-              }
-              WriteMessage(res, *version);
-            });
-  http.Post("/v1/deployments",
-            api(true, [this, respond](const Principal& who, const httplib::Request& req,
-                                      httplib::Response& res) {
-              v1::CreateDeploymentRequest request;
-              if (auto s = ParseBody(req, &request); !s.ok()) return s;
-              return respond(res, api_.CreateDeployment(who, request));
-            }));
-  http.Get("/v1/deployments", api(false, [this, respond](const Principal&, const httplib::Request&,
-                                                         httplib::Response& res) {
-             return respond(res, api_.ListDeployments(v1::ListDeploymentsRequest()));
-           }));
-  http.Get(R"(/v1/deployments/([^/]+))",
-           api(false, [this, respond](const Principal&, const httplib::Request& req,
-                                      httplib::Response& res) {
-             v1::GetDeploymentRequest request;
-             request.set_deployment_id(req.matches[1]);
-             return respond(res, api_.GetDeployment(request));
-           }));
+  http.Post(pattern, [this, authorize](const httplib::Request& req, httplib::Response& res,
+                                       const httplib::ContentReader& content) {
+    auto principal = authorize(req);
+    absl::Status status = principal.status();
+    v1::PushModelMetadata metadata;
+    metadata.set_model_name(req.matches[1]);
+    metadata.set_version(req.matches[2]);
+    metadata.set_format(v1::MODEL_FORMAT_ONNX);
+    for (const char* param : {"input", "output"}) {
+      for (size_t i = 0; status.ok() && i < req.get_param_value_count(param); ++i) {
+        auto spec = ParseTensorSpec(req.get_param_value(param, i));
+        if (!spec.ok()) {
+          status = spec.status();
+        } else {
+          *(std::string(param) == "input" ? metadata.add_inputs() : metadata.add_outputs()) = *spec;
+        }
+      }
+    }
+    if (status.ok() && req.has_param("sha256")) {
+      auto raw = crypto::FromHex(req.get_param_value("sha256"));
+      if (raw.ok()) {
+        metadata.set_expected_sha256(*raw);
+      } else {
+        status = absl::InvalidArgumentError("sha256 must be 64 hex characters");
+      }
+    }
+    if (!status.ok()) {
+      WriteError(res, status);
+      return;
+    }
+    // The body streams into the artifact store as httplib reads it.
+    auto upload = api_.BeginPush(*principal, metadata);
+    if (!upload.ok()) {
+      WriteError(res, upload.status());
+      return;
+    }
+    absl::Status appended;
+    content([&](const char* data, size_t length) {
+      appended = (*upload)->Append(std::string_view(data, length));
+      return appended.ok();
+    });
+    if (!appended.ok()) {
+      WriteError(res, appended);
+      return;
+    }
+    auto version = api_.FinishPush(*std::move(upload));
+    if (!version.ok()) {
+      WriteError(res, version.status());
+      return;
+    }
+    WriteMessage(res, *version);
+  });
+}
+
+void AdminHttpServer::RegisterRoutes() {
+  httplib::Server& http = *http_;
+  RegisterCallRoutes();
 
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry_.Serialize(), "text/plain; version=0.0.4; charset=utf-8");

@@ -1,12 +1,21 @@
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/client_unary_call.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <filesystem>
+#include <regex>
 
 #include "common/crypto/sha256.h"
 #include "common/manifest/manifest.h"
 #include "server/api/admin_api.h"
+#include "server/api/admin_calls.h"
+#include "server/api/admin_grpc_service.h"
 #include "server/api/auth.h"
 #include "server/api/device_api.h"
+#include "server/http/admin_http_server.h"
 #include "server/store/api_token_repo.h"
 #include "server/store/database.h"
 #include "server/store/event_repo.h"
@@ -17,6 +26,8 @@ namespace edgefleet::server {
 namespace {
 
 namespace fs = std::filesystem;
+using google::protobuf::Message;
+using ::testing::HasSubstr;
 
 // Real PostgreSQL and a real artifact store; the APIs as the gRPC and REST adapters call them.
 class ApiTest : public ::testing::Test {
@@ -96,7 +107,7 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<crypto::Signer> signer_;
   std::unique_ptr<crypto::Verifier> verifier_;
   std::unique_ptr<DeviceApi> device_api_;
-  Principal admin_principal_{"admin", "admin"};
+  Principal admin_principal_{"admin", v1::ROLE_ADMIN};
 };
 
 TEST_F(ApiTest, BearerTokensAuthenticateAndViewersMayOnlyRead) {
@@ -107,9 +118,10 @@ TEST_F(ApiTest, BearerTokensAuthenticateAndViewersMayOnlyRead) {
   EXPECT_EQ(auth.Authenticate("Bearer wrong").status().code(), absl::StatusCode::kUnauthenticated);
   auto viewer = auth.Authenticate("Bearer view-secret");
   ASSERT_TRUE(viewer.ok()) << viewer.status();
-  EXPECT_EQ(viewer->role, "viewer");
-  EXPECT_TRUE(Authenticator::Authorize(*viewer, false).ok());
-  EXPECT_EQ(Authenticator::Authorize(*viewer, true).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(viewer->role, v1::ROLE_VIEWER);
+  EXPECT_TRUE(Authenticator::Authorize(*viewer, permission::kReadDevices).ok());
+  EXPECT_EQ(Authenticator::Authorize(*viewer, permission::kWriteDevices).code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(ApiTest, EnrollmentTokenSecretIsShownOnceAndStoredHashed) {
@@ -267,6 +279,127 @@ TEST_F(ApiTest, DevicesOnlyReachRegisteredArtifactsAndOnlyWithTheirCurrentCertif
   EXPECT_EQ(device_api_->OpenArtifact(crypto::Sha256Bytes("not pushed")).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(device_api_->OpenArtifact("short").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Both faces of the admin call table (gRPC and REST) on loopback ports, over the same AdminApi.
+class AdminFacesTest : public ApiTest {
+ protected:
+  void SetUp() override {
+    ApiTest::SetUp();
+    ASSERT_TRUE(api_tokens_->Upsert("watcher", "viewer", crypto::Sha256Bytes("view-secret")).ok());
+    auth_ = std::make_unique<Authenticator>(*api_tokens_);
+
+    grpc_service_ = std::make_unique<AdminGrpcService>(*admin_, *auth_, *metrics_);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(grpc_service_.get());
+    grpc_server_ = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                   grpc::InsecureChannelCredentials());
+
+    http_ = std::make_unique<AdminHttpServer>(*admin_, *auth_, registry_, *metrics_,
+                                              [] { return absl::OkStatus(); });
+    auto http_port = http_->Start("127.0.0.1", 0);
+    ASSERT_TRUE(http_port.ok()) << http_port.status();
+    http_client_ = std::make_unique<httplib::Client>("127.0.0.1", *http_port);
+  }
+
+  void TearDown() override {
+    if (http_) http_->Stop();
+    if (grpc_server_) grpc_server_->Shutdown();
+  }
+
+  // Calls `call` over gRPC with `token` (none when empty) and an empty request.
+  grpc::Status CallGrpc(const AdminCall& call, const std::string& token) {
+    grpc::ClientContext context;
+    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    const std::string path = "/edgefleet.v1.AdminService/" + std::string(call.rpc);
+    if (call.handler == nullptr) {
+      auto stub = v1::AdminService::NewStub(channel_);
+      v1::ModelVersion out;
+      auto writer = stub->PushModel(&context, &out);
+      v1::PushModelRequest first;
+      first.mutable_metadata()->set_model_name("m");
+      first.mutable_metadata()->set_version("1");
+      writer->Write(first);
+      writer->WritesDone();
+      return writer->Finish();
+    }
+    std::unique_ptr<Message> request(call.request_prototype->New());
+    std::unique_ptr<Message> response(call.response_prototype->New());
+    return grpc::internal::BlockingUnaryCall<Message, Message>(
+        channel_.get(),
+        grpc::internal::RpcMethod(path.c_str(), grpc::internal::RpcMethod::NORMAL_RPC), &context,
+        *request, response.get());
+  }
+
+  // Calls `call`'s REST route with `token` (none when empty); path fields are "x".
+  httplib::Result CallRest(const AdminCall& call, const std::string& token) {
+    std::string path =
+        std::regex_replace(std::string(call.rest->path), std::regex("\\{[^}]+\\}"), "x");
+    httplib::Headers headers;
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+    if (call.rest->method == HttpMethod::kGet) return http_client_->Get(path, headers);
+    if (call.rest->method == HttpMethod::kDelete) return http_client_->Delete(path, headers);
+    return http_client_->Post(
+        path, headers, "",
+        call.rest->body == RestBody::kRawUpload ? "application/octet-stream" : "application/json");
+  }
+
+  // The call is refused the same way on both faces: same code, same message.
+  void ExpectSameRefusal(const AdminCall& call, const std::string& token, absl::StatusCode code) {
+    SCOPED_TRACE(std::string(call.rpc) + " with token '" + token + "'");
+    grpc::Status over_grpc = CallGrpc(call, token);
+    EXPECT_EQ(static_cast<int>(over_grpc.error_code()), static_cast<int>(code))
+        << over_grpc.error_message();
+    httplib::Result over_rest = CallRest(call, token);
+    ASSERT_TRUE(over_rest);
+    EXPECT_EQ(over_rest->status, HttpStatusFor(code)) << over_rest->body;
+    v1::ErrorBody error;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(over_rest->body, &error).ok())
+        << over_rest->body;
+    EXPECT_EQ(error.code(), absl::StatusCodeToString(code));
+    EXPECT_EQ(error.message(), over_grpc.error_message());
+  }
+
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<AdminGrpcService> grpc_service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<AdminHttpServer> http_;
+  std::unique_ptr<httplib::Client> http_client_;
+};
+
+TEST_F(AdminFacesTest, RestAndGrpcRefuseEveryCallIdentically) {
+  int denied = 0;
+  for (const AdminCall& call : AdminCalls()) {
+    ExpectSameRefusal(call, "", absl::StatusCode::kUnauthenticated);
+    ExpectSameRefusal(call, "wrong-secret", absl::StatusCode::kUnauthenticated);
+    if (!RoleAllows(v1::ROLE_VIEWER, call.permission)) {
+      ExpectSameRefusal(call, "view-secret", absl::StatusCode::kPermissionDenied);
+      ++denied;
+    }
+  }
+  EXPECT_GE(denied, 5) << "a viewer may not change anything";
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM audit_log"), "0") << "nothing refused ran";
+}
+
+TEST_F(AdminFacesTest, ADeniedCallNamesTheMissingPermission) {
+  grpc::Status status = CallGrpc(*FindAdminCall("CreateDeployment"), "view-secret");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("create:deployments"));
+  EXPECT_THAT(status.error_message(), HasSubstr("viewer"));
+}
+
+TEST_F(AdminFacesTest, AViewerReadsOverBothFaces) {
+  const AdminCall& list = *FindAdminCall("ListDevices");
+  EXPECT_TRUE(CallGrpc(list, "view-secret").ok());
+  auto rest = CallRest(list, "view-secret");
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->status, 200) << rest->body;
+  EXPECT_THAT(rest->body, HasSubstr("devices"));
 }
 
 }  // namespace

@@ -335,7 +335,7 @@ class PatchDeviceApiTest : public PatchServiceTest {
     metadata.set_model_name("detector");
     metadata.set_version(version);
     auto sent = std::make_shared<bool>(false);
-    auto pushed = admin_->PushModel({"admin", "admin"}, metadata,
+    auto pushed = admin_->PushModel({"admin", v1::ROLE_ADMIN}, metadata,
                                     [&bytes, sent]() -> absl::StatusOr<std::optional<std::string>> {
                                       if (*sent) return std::optional<std::string>();
                                       *sent = true;
@@ -350,7 +350,7 @@ class PatchDeviceApiTest : public PatchServiceTest {
     deploy.set_model_name("detector");
     deploy.set_version(version);
     deploy.set_label_selector("site=berlin");
-    auto deployment = admin_->CreateDeployment({"admin", "admin"}, deploy);
+    auto deployment = admin_->CreateDeployment({"admin", v1::ROLE_ADMIN}, deploy);
     ASSERT_TRUE(deployment.ok()) << deployment.status();
   }
 
