@@ -75,6 +75,21 @@ std::vector<AdminCall> BuildTable() {
   calls.push_back(Unary<v1::ListDeploymentsRequest, v1::ListDeploymentsResponse>(
       "ListDeployments", p::kReadDeployments, &AdminApi::ListDeployments,
       {M::kGet, "/v1/deployments", B::kNone}));
+  calls.push_back(Unary<v1::CreateApiTokenRequest, v1::ApiToken>(
+      "CreateApiToken", p::kCreateApiTokens, &AdminApi::CreateApiToken,
+      {M::kPost, "/v1/api-tokens", B::kJson}));
+  calls.push_back(Unary<v1::ListApiTokensRequest, v1::ListApiTokensResponse>(
+      "ListApiTokens", p::kReadApiTokens, &AdminApi::ListApiTokens,
+      {M::kGet, "/v1/api-tokens", B::kNone}));
+  calls.push_back(Unary<v1::RevokeApiTokenRequest, v1::ApiToken>(
+      "RevokeApiToken", p::kRevokeApiTokens, &AdminApi::RevokeApiToken,
+      {M::kPost, "/v1/api-tokens/{name}/revoke", B::kNone}));
+  calls.push_back(Unary<v1::ListEnrollmentTokensRequest, v1::ListEnrollmentTokensResponse>(
+      "ListEnrollmentTokens", p::kReadEnrollmentTokens, &AdminApi::ListEnrollmentTokens,
+      {M::kGet, "/v1/enrollment-tokens", B::kNone}));
+  calls.push_back(Unary<v1::RevokeEnrollmentTokenRequest, v1::EnrollmentToken>(
+      "RevokeEnrollmentToken", p::kRevokeEnrollmentTokens, &AdminApi::RevokeEnrollmentToken,
+      {M::kPost, "/v1/enrollment-tokens/{token_id}/revoke", B::kNone}));
   return calls;
 }
 

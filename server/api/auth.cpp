@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/crypto/sha256.h"
 
 namespace edgefleet::server {
@@ -27,6 +28,11 @@ std::vector<Permission> Grants(std::vector<Permission> base, std::vector<Permiss
 
 }  // namespace
 
+std::string FormatUnixTime(int64_t unix_seconds) {
+  return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixSeconds(unix_seconds),
+                          absl::UTCTimeZone());
+}
+
 const std::vector<Permission>& PermissionsOf(v1::Role role) {
   static const auto* kViewer =
       new std::vector<Permission>{kReadDevices, kReadModels, kReadDeployments};
@@ -34,8 +40,9 @@ const std::vector<Permission>& PermissionsOf(v1::Role role) {
       new std::vector<Permission>(Grants(*kViewer, {kWriteDevices, kCreateDeployments}));
   static const auto* kReleaseManager =
       new std::vector<Permission>(Grants(*kOperator, {kPushModels}));
-  static const auto* kAdmin =
-      new std::vector<Permission>(Grants(*kReleaseManager, {kCreateEnrollmentTokens}));
+  static const auto* kAdmin = new std::vector<Permission>(Grants(
+      *kReleaseManager, {kCreateEnrollmentTokens, kReadEnrollmentTokens, kRevokeEnrollmentTokens,
+                         kCreateApiTokens, kReadApiTokens, kRevokeApiTokens}));
   static const auto* kNone = new std::vector<Permission>();
   switch (role) {
     case v1::ROLE_VIEWER:
@@ -80,6 +87,15 @@ absl::StatusOr<Principal> Authenticator::Authenticate(std::string_view authoriza
   auto record = tokens_.FindByHash(crypto::Sha256Bytes(authorization.substr(kBearer.size())));
   if (absl::IsNotFound(record.status())) return absl::UnauthenticatedError("unknown API token");
   if (!record.ok()) return record.status();
+  if (record->revoked_at_unix.has_value()) {
+    return absl::UnauthenticatedError(absl::StrCat("API token '", record->name, "' was revoked at ",
+                                                   FormatUnixTime(*record->revoked_at_unix)));
+  }
+  if (record->expires_at_unix.has_value() &&
+      *record->expires_at_unix <= ToUnixSeconds(clock_.Now())) {
+    return absl::UnauthenticatedError(absl::StrCat("API token '", record->name, "' expired at ",
+                                                   FormatUnixTime(*record->expires_at_unix)));
+  }
   auto role = ParseRoleName(record->role);
   if (!role.ok()) {
     return absl::InternalError(absl::StrCat(

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/core/clock.h"
 #include "edgefleet/v1/admin.pb.h"
 #include "server/store/api_token_repo.h"
 
@@ -23,6 +24,11 @@ inline constexpr Permission kPushModels = "push:models";
 inline constexpr Permission kReadDeployments = "read:deployments";
 inline constexpr Permission kCreateDeployments = "create:deployments";
 inline constexpr Permission kCreateEnrollmentTokens = "create:enrollment-tokens";
+inline constexpr Permission kReadEnrollmentTokens = "read:enrollment-tokens";
+inline constexpr Permission kRevokeEnrollmentTokens = "revoke:enrollment-tokens";
+inline constexpr Permission kCreateApiTokens = "create:api-tokens";
+inline constexpr Permission kReadApiTokens = "read:api-tokens";
+inline constexpr Permission kRevokeApiTokens = "revoke:api-tokens";
 }  // namespace permission
 
 struct Principal {
@@ -41,12 +47,15 @@ bool RoleAllows(v1::Role role, Permission permission);
 std::string_view RoleName(v1::Role role);
 absl::StatusOr<v1::Role> ParseRoleName(std::string_view name);
 
+// RFC 3339 UTC, for messages.
+std::string FormatUnixTime(int64_t unix_seconds);
+
 class Authenticator {
  public:
-  explicit Authenticator(ApiTokenRepo& tokens) : tokens_(tokens) {}
+  Authenticator(ApiTokenRepo& tokens, const Clock& clock) : tokens_(tokens), clock_(clock) {}
 
-  // `authorization` is the header value ("Bearer <token>"). Unauthenticated when missing or
-  // unknown.
+  // `authorization` is the header value ("Bearer <token>"). Unauthenticated when missing,
+  // unknown, revoked or expired (the message says which).
   absl::StatusOr<Principal> Authenticate(std::string_view authorization) const;
 
   // PermissionDenied unless the principal's role grants `permission`.
@@ -54,6 +63,7 @@ class Authenticator {
 
  private:
   ApiTokenRepo& tokens_;
+  const Clock& clock_;
 };
 
 }  // namespace edgefleet::server

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/core/logging.h"
@@ -17,14 +18,72 @@ using google::protobuf::Message;
 
 constexpr char kJson[] = "application/json";
 
-void WriteError(httplib::Response& res, const absl::Status& status) {
+// The answer to a request whose body exceeds kMaxJsonBodyBytes.
+constexpr int kPayloadTooLarge = 413;
+
+// `http_status` 0 means HttpStatusFor(status.code()).
+void WriteError(httplib::Response& res, const absl::Status& status, int http_status = 0) {
   v1::ErrorBody body;
   body.set_code(absl::StatusCodeToString(status.code()));
   body.set_message(std::string(status.message()));
   std::string json;
+  // An ErrorBody of two strings always serializes.
   (void)google::protobuf::util::MessageToJsonString(body, &json);
-  res.status = HttpStatusFor(status.code());
+  res.status = http_status != 0 ? http_status : HttpStatusFor(status.code());
   res.set_content(json, kJson);
+}
+
+// The status code an error answer made by cpp-httplib itself (not by a route) stands for.
+absl::Status StatusForHttpError(int http_status) {
+  switch (http_status) {
+    case 400:
+      return absl::InvalidArgumentError("malformed HTTP request");
+    case 404:
+      return absl::NotFoundError("no such route");
+    case 405:
+      return absl::UnimplementedError("method not allowed on this route");
+    case 413:
+      return absl::ResourceExhaustedError("request body too large");
+    case 414:
+      return absl::InvalidArgumentError("request URI too long");
+    case 416:
+      return absl::OutOfRangeError("requested range not satisfiable");
+    case 431:
+      return absl::InvalidArgumentError("request headers too large");
+    case 503:
+      return absl::UnavailableError("service unavailable");
+    default:
+      return http_status < 500 ? absl::InvalidArgumentError("bad request")
+                               : absl::InternalError("internal error");
+  }
+}
+
+// Reads a JSON request body of any Content-Type (curl -d sends form encoding) up to
+// kMaxJsonBodyBytes; ResourceExhausted beyond, without reading what a Content-Length
+// announces as too large.
+absl::Status ReadBody(const httplib::Request& req, const httplib::ContentReader& content,
+                      std::string* body) {
+  const absl::Status too_large = absl::ResourceExhaustedError(
+      absl::StrCat("request body is larger than ", AdminHttpServer::kMaxJsonBodyBytes, " bytes"));
+  if (req.has_header("Content-Length")) {
+    uint64_t length = 0;
+    if (!absl::SimpleAtoi(req.get_header_value("Content-Length"), &length)) {
+      return absl::InvalidArgumentError("Content-Length is not a number");
+    }
+    if (length > AdminHttpServer::kMaxJsonBodyBytes) return too_large;
+  }
+  bool over = false;
+  bool complete = content([&](const char* data, size_t length) {
+    if (body->size() + length > AdminHttpServer::kMaxJsonBodyBytes) {
+      over = true;
+      return false;
+    }
+    body->append(data, length);
+    return true;
+  });
+  if (over) return too_large;
+  if (!complete) return absl::InvalidArgumentError("the request body ended early");
+  return absl::OkStatus();
 }
 
 void WriteMessage(httplib::Response& res, const Message& message) {
@@ -36,9 +95,9 @@ void WriteMessage(httplib::Response& res, const Message& message) {
   res.set_content(json, kJson);
 }
 
-absl::Status ParseBody(const httplib::Request& req, Message* message) {
-  if (req.body.empty()) return absl::OkStatus();
-  auto status = google::protobuf::util::JsonStringToMessage(req.body, message);
+absl::Status ParseBody(const std::string& body, Message* message) {
+  if (body.empty()) return absl::OkStatus();
+  auto status = google::protobuf::util::JsonStringToMessage(body, message);
   if (!status.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("request body is not a valid ",
                                                    message->GetDescriptor()->name(),
@@ -121,9 +180,9 @@ absl::Status SetScalarField(Message* message, const std::string& name, const std
 
 // Fills a call's request from the REST request: the body or the query string, then the path.
 absl::Status BindRequest(const RestRoute& route, const std::vector<std::string>& path_fields,
-                         const httplib::Request& req, Message* request) {
+                         const httplib::Request& req, const std::string& body, Message* request) {
   if (route.body == RestBody::kJson) {
-    if (auto s = ParseBody(req, request); !s.ok()) return s;
+    if (auto s = ParseBody(body, request); !s.ok()) return s;
   } else {
     for (const auto& [name, value] : req.params) {
       if (auto s = SetScalarField(request, name, value); !s.ok()) return s;
@@ -191,12 +250,24 @@ void AdminHttpServer::RegisterCallRoutes() {
       RegisterUploadRoute(call, pattern);
       continue;
     }
-    httplib::Server::Handler handler = [this, &call, path_fields](const httplib::Request& req,
-                                                                  httplib::Response& res) {
+    // `content` is null for GET. Bodies are read here, not by httplib, so that JSON is accepted
+    // whatever the Content-Type (httplib caps form-encoded bodies at 8 KiB).
+    auto serve = [this, &call, path_fields](const httplib::Request& req, httplib::Response& res,
+                                            const httplib::ContentReader* content) {
       auto principal = dispatcher_.Admit(call, req.get_header_value("Authorization"));
-      absl::Status status = principal.status();
+      std::string body;
+      absl::Status read = content != nullptr ? ReadBody(req, *content, &body) : absl::OkStatus();
+      absl::Status status = principal.ok() ? read : principal.status();
+      if (absl::IsResourceExhausted(read)) {
+        // What is left of the body is not read: this connection cannot carry another request.
+        res.set_header("Connection", "close");
+        if (principal.ok()) {
+          WriteError(res, read, kPayloadTooLarge);
+          return;
+        }
+      }
       std::unique_ptr<Message> request(call.request_prototype->New());
-      if (status.ok()) status = BindRequest(*call.rest, path_fields, req, request.get());
+      if (status.ok()) status = BindRequest(*call.rest, path_fields, req, body, request.get());
       if (status.ok()) {
         auto response = dispatcher_.Run(call, *principal, *request);
         status = response.status();
@@ -204,15 +275,19 @@ void AdminHttpServer::RegisterCallRoutes() {
       }
       if (!status.ok()) WriteError(res, status);
     };
+    auto with_body = [serve](const httplib::Request& req, httplib::Response& res,
+                             const httplib::ContentReader& content) { serve(req, res, &content); };
     switch (call.rest->method) {
       case HttpMethod::kGet:
-        http.Get(pattern, handler);
+        http.Get(pattern, [serve](const httplib::Request& req, httplib::Response& res) {
+          serve(req, res, nullptr);
+        });
         break;
       case HttpMethod::kPost:
-        http.Post(pattern, handler);
+        http.Post(pattern, with_body);
         break;
       case HttpMethod::kDelete:
-        http.Delete(pattern, handler);
+        http.Delete(pattern, with_body);
         break;
     }
   }
@@ -292,14 +367,35 @@ void AdminHttpServer::RegisterRoutes() {
   });
   http.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
     absl::Status status = ready_();
-    res.status = status.ok() ? 200 : 503;
-    res.set_content(status.ok() ? "ready\n" : absl::StrCat("not ready: ", status.message(), "\n"),
-                    "text/plain");
+    if (!status.ok()) {
+      WriteError(res, absl::UnavailableError(absl::StrCat("not ready: ", status.message())), 503);
+      return;
+    }
+    res.set_content("ready\n", "text/plain");
   });
-  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.status == 404 && res.body.empty())
-      WriteError(res, absl::NotFoundError("no such route"));
-  });
+  // Every error answer is an ErrorBody, also those httplib makes itself (400 for a malformed
+  // request, 404 for no route, 413, 414 for a URI over 8 KiB, ...).
+  http.set_error_handler(httplib::Server::HandlerWithResponse(
+      [](const httplib::Request&, httplib::Response& res) {
+        if (res.get_header_value("Content-Type").rfind(kJson, 0) == 0) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        WriteError(res, StatusForHttpError(res.status), res.status);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  http.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        Logger("admin")->error("HTTP handler failed method={} path={}: {}", req.method,
+                               absl::CHexEscape(req.path), absl::CHexEscape(what));
+        WriteError(res, absl::InternalError("internal error"), 500);
+      });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     // Route labels stay low-cardinality: the first two path segments only.
     std::string route = req.path.substr(0, req.path.find('/', req.path.find('/', 1) + 1));

@@ -22,6 +22,9 @@ namespace edgefleet::server {
 
 class AdminHttpServer {
  public:
+  // The largest JSON request body; a larger one is refused with HTTP 413 and an ErrorBody.
+  static constexpr uint64_t kMaxJsonBodyBytes = 1 << 20;
+
   // `ready` reports whether the server can serve (database reachable, schema current).
   AdminHttpServer(AdminApi& api, const Authenticator& auth, metrics::Registry& registry,
                   ServerMetrics& metrics, std::function<absl::Status()> ready);

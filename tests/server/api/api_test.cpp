@@ -51,8 +51,8 @@ class ApiTest : public ::testing::Test {
     audit_ = std::make_unique<AuditRepo>(*database_);
     metrics_ = std::make_unique<ServerMetrics>(registry_);
     admin_ = std::make_unique<AdminApi>(
-        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_}, *artifacts_, clock_,
-        *metrics_, AdminApiOptions{.max_artifact_bytes = 1024});
+        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
+        *artifacts_, clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = 1024});
     auto keys = crypto::GenerateEd25519KeyPair();
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
@@ -112,7 +112,7 @@ class ApiTest : public ::testing::Test {
 
 TEST_F(ApiTest, BearerTokensAuthenticateAndViewersMayOnlyRead) {
   ASSERT_TRUE(api_tokens_->Upsert("ops", "viewer", crypto::Sha256Bytes("view-secret")).ok());
-  Authenticator auth(*api_tokens_);
+  Authenticator auth(*api_tokens_, clock_);
   EXPECT_EQ(auth.Authenticate("").status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(auth.Authenticate("Basic abc").status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(auth.Authenticate("Bearer wrong").status().code(), absl::StatusCode::kUnauthenticated);
@@ -281,13 +281,129 @@ TEST_F(ApiTest, DevicesOnlyReachRegisteredArtifactsAndOnlyWithTheirCurrentCertif
   EXPECT_EQ(device_api_->OpenArtifact("short").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(ApiTest, ApiTokensCarryARoleExpireAndAreRevoked) {
+  Authenticator auth(*api_tokens_, clock_);
+  ASSERT_TRUE(api_tokens_->Upsert("admin", "admin", crypto::Sha256Bytes("admin-secret")).ok());
+  v1::CreateApiTokenRequest request;
+  request.set_name("ci");
+  request.set_role(v1::ROLE_OPERATOR);
+  request.set_ttl_seconds(3600);
+  request.set_description("pipeline");
+  auto created = admin_->CreateApiToken(admin_principal_, request);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->token().rfind("efa_", 0), 0u);
+  EXPECT_EQ(created->created_by(), "admin");
+  EXPECT_EQ(created->expires_at().seconds(), ToUnixSeconds(clock_.Now()) + 3600);
+  // Stored hashed; the audit row names the token but not its secret.
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM api_tokens WHERE token_hash = decode('" +
+                           crypto::ToHex(crypto::Sha256Bytes(created->token())) + "', 'hex')"),
+            "1");
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = 'api_token.create' AND "
+                           "actor = 'admin' AND detail::text LIKE '%ci%' AND detail::text NOT "
+                           "LIKE '%efa_%'"),
+            "1");
+  EXPECT_EQ(admin_->CreateApiToken(admin_principal_, request).status().code(),
+            absl::StatusCode::kAlreadyExists);
+
+  auto ci = auth.Authenticate("Bearer " + created->token());
+  ASSERT_TRUE(ci.ok()) << ci.status();
+  EXPECT_EQ(ci->name, "ci");
+  EXPECT_EQ(ci->role, v1::ROLE_OPERATOR);
+
+  // Listed without secrets; the built-in admin token never expires.
+  auto listed = admin_->ListApiTokens(v1::ListApiTokensRequest());
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->tokens_size(), 2);
+  for (const v1::ApiToken& t : listed->tokens()) EXPECT_TRUE(t.token().empty()) << t.name();
+  EXPECT_EQ(listed->tokens(0).name(), "admin");
+  EXPECT_FALSE(listed->tokens(0).has_expires_at());
+
+  clock_.Advance(std::chrono::seconds(3600));
+  auto expired = auth.Authenticate("Bearer " + created->token());
+  EXPECT_EQ(expired.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(expired.status().message(), HasSubstr("'ci' expired at"));
+  EXPECT_TRUE(auth.Authenticate("Bearer admin-secret").ok()) << "the admin token does not expire";
+
+  request.set_name("ops");
+  request.set_role(v1::ROLE_VIEWER);
+  auto ops = admin_->CreateApiToken(admin_principal_, request);
+  ASSERT_TRUE(ops.ok()) << ops.status();
+  v1::RevokeApiTokenRequest revoke;
+  revoke.set_name("ops");
+  auto revoked = admin_->RevokeApiToken(admin_principal_, revoke);
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  EXPECT_EQ(revoked->revoked_at().seconds(), ToUnixSeconds(clock_.Now()));
+  auto refused = auth.Authenticate("Bearer " + ops->token());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(refused.status().message(), HasSubstr("'ops' was revoked at"));
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = 'api_token.revoke'"),
+            "1");
+
+  // Neither the built-in admin token nor the caller's own token can be revoked; unknown is 404.
+  revoke.set_name("admin");
+  EXPECT_EQ(admin_->RevokeApiToken(Principal{"root-2", v1::ROLE_ADMIN}, revoke).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  revoke.set_name("ci");
+  EXPECT_EQ(admin_->RevokeApiToken(Principal{"ci", v1::ROLE_ADMIN}, revoke).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  revoke.set_name("nobody");
+  EXPECT_EQ(admin_->RevokeApiToken(admin_principal_, revoke).status().code(),
+            absl::StatusCode::kNotFound);
+
+  request.set_name("bad");
+  request.set_role(v1::ROLE_UNSPECIFIED);
+  EXPECT_EQ(admin_->CreateApiToken(admin_principal_, request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  request.set_role(static_cast<v1::Role>(42));
+  EXPECT_EQ(admin_->CreateApiToken(admin_principal_, request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  request.set_role(v1::ROLE_VIEWER);
+  request.set_name("Bad Name");
+  EXPECT_EQ(admin_->CreateApiToken(admin_principal_, request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  request.set_name("long");
+  request.set_ttl_seconds(400ull * 24 * 3600);
+  EXPECT_EQ(admin_->CreateApiToken(admin_principal_, request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ApiTest, EnrollmentTokensAreListedWithoutSecretsAndRevokedTokensCannotBeUsed) {
+  v1::CreateEnrollmentTokenRequest request;
+  request.set_max_uses(3);
+  auto token = admin_->CreateEnrollmentToken(admin_principal_, request);
+  ASSERT_TRUE(token.ok()) << token.status();
+  auto listed = admin_->ListEnrollmentTokens(v1::ListEnrollmentTokensRequest());
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->tokens_size(), 1);
+  EXPECT_EQ(listed->tokens(0).token_id(), token->token_id());
+  EXPECT_TRUE(listed->tokens(0).token().empty());
+  EXPECT_EQ(listed->tokens(0).max_uses(), 3u);
+  EXPECT_FALSE(listed->tokens(0).has_revoked_at());
+
+  v1::RevokeEnrollmentTokenRequest revoke;
+  revoke.set_token_id(token->token_id());
+  auto revoked = admin_->RevokeEnrollmentToken(admin_principal_, revoke);
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  EXPECT_EQ(revoked->revoked_at().seconds(), ToUnixSeconds(clock_.Now()));
+  EXPECT_TRUE(revoked->token().empty());
+  EXPECT_EQ(
+      db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = 'enrollment_token.revoke'"),
+      "1");
+  auto used = tokens_->Consume(crypto::Sha256Bytes(token->token()), ToUnixSeconds(clock_.Now()));
+  EXPECT_EQ(used.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(used.status().message(), HasSubstr("revoked"));
+  revoke.set_token_id("nope");
+  EXPECT_EQ(admin_->RevokeEnrollmentToken(admin_principal_, revoke).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 // Both faces of the admin call table (gRPC and REST) on loopback ports, over the same AdminApi.
 class AdminFacesTest : public ApiTest {
  protected:
   void SetUp() override {
     ApiTest::SetUp();
     ASSERT_TRUE(api_tokens_->Upsert("watcher", "viewer", crypto::Sha256Bytes("view-secret")).ok());
-    auth_ = std::make_unique<Authenticator>(*api_tokens_);
+    auth_ = std::make_unique<Authenticator>(*api_tokens_, clock_);
 
     grpc_service_ = std::make_unique<AdminGrpcService>(*admin_, *auth_, *metrics_);
     grpc::ServerBuilder builder;

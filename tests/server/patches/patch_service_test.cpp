@@ -318,10 +318,11 @@ class PatchDeviceApiTest : public PatchServiceTest {
     events_ = std::make_unique<EventRepo>(*database_);
     telemetry_ = std::make_unique<TelemetryRepo>(*database_);
     audit_ = std::make_unique<AuditRepo>(*database_);
+    api_tokens_ = std::make_unique<ApiTokenRepo>(*database_);
     StartService();
     admin_ = std::make_unique<AdminApi>(
-        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_}, *artifacts_, clock_,
-        *metrics_, AdminApiOptions{}, service_.get());
+        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
+        *artifacts_, clock_, *metrics_, AdminApiOptions{}, service_.get());
     auto keys = crypto::GenerateEd25519KeyPair();
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
@@ -382,6 +383,7 @@ class PatchDeviceApiTest : public PatchServiceTest {
   std::unique_ptr<EventRepo> events_;
   std::unique_ptr<TelemetryRepo> telemetry_;
   std::unique_ptr<AuditRepo> audit_;
+  std::unique_ptr<ApiTokenRepo> api_tokens_;
   std::unique_ptr<AdminApi> admin_;
   std::unique_ptr<crypto::Signer> signer_;
   std::unique_ptr<DeviceApi> device_api_;
