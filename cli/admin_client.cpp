@@ -65,6 +65,24 @@ class GrpcAdminClient final : public AdminClient {
       const v1::ListDeploymentsRequest& request) override {
     return Call(&v1::AdminService::Stub::ListDeployments, request);
   }
+  absl::StatusOr<v1::ApiToken> CreateApiToken(const v1::CreateApiTokenRequest& request) override {
+    return Call(&v1::AdminService::Stub::CreateApiToken, request);
+  }
+  absl::StatusOr<v1::ListApiTokensResponse> ListApiTokens(
+      const v1::ListApiTokensRequest& request) override {
+    return Call(&v1::AdminService::Stub::ListApiTokens, request);
+  }
+  absl::StatusOr<v1::ApiToken> RevokeApiToken(const v1::RevokeApiTokenRequest& request) override {
+    return Call(&v1::AdminService::Stub::RevokeApiToken, request);
+  }
+  absl::StatusOr<v1::ListEnrollmentTokensResponse> ListEnrollmentTokens(
+      const v1::ListEnrollmentTokensRequest& request) override {
+    return Call(&v1::AdminService::Stub::ListEnrollmentTokens, request);
+  }
+  absl::StatusOr<v1::EnrollmentToken> RevokeEnrollmentToken(
+      const v1::RevokeEnrollmentTokenRequest& request) override {
+    return Call(&v1::AdminService::Stub::RevokeEnrollmentToken, request);
+  }
 
   absl::StatusOr<v1::ModelVersion> PushModel(const v1::PushModelMetadata& metadata,
                                              std::istream& artifact) override {

@@ -48,6 +48,14 @@ class AdminClient {
   virtual absl::StatusOr<v1::Deployment> GetDeployment(const v1::GetDeploymentRequest& request) = 0;
   virtual absl::StatusOr<v1::ListDeploymentsResponse> ListDeployments(
       const v1::ListDeploymentsRequest& request) = 0;
+  virtual absl::StatusOr<v1::ApiToken> CreateApiToken(const v1::CreateApiTokenRequest& request) = 0;
+  virtual absl::StatusOr<v1::ListApiTokensResponse> ListApiTokens(
+      const v1::ListApiTokensRequest& request) = 0;
+  virtual absl::StatusOr<v1::ApiToken> RevokeApiToken(const v1::RevokeApiTokenRequest& request) = 0;
+  virtual absl::StatusOr<v1::ListEnrollmentTokensResponse> ListEnrollmentTokens(
+      const v1::ListEnrollmentTokensRequest& request) = 0;
+  virtual absl::StatusOr<v1::EnrollmentToken> RevokeEnrollmentToken(
+      const v1::RevokeEnrollmentTokenRequest& request) = 0;
 };
 
 // The agent's InferenceService on its Unix socket.

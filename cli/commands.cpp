@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -135,6 +136,120 @@ int TokenCreate(Context& c) {
                  c.out);
     c.out << "\nThe token is shown only once: store it now.\n";
   });
+}
+
+std::string TokenState(const google::protobuf::Timestamp& revoked_at,
+                       const google::protobuf::Timestamp& expires_at, int64_t now_unix) {
+  if (revoked_at.seconds() != 0) return "revoked";
+  if (expires_at.seconds() != 0 && expires_at.seconds() <= now_unix) return "expired";
+  return "active";
+}
+
+int64_t NowUnix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int TokenList(Context& c) {
+  const std::string what = "list enrollment tokens";
+  absl::StatusOr<v1::ListEnrollmentTokensResponse> resp =
+      c.Admin()->ListEnrollmentTokens(v1::ListEnrollmentTokensRequest());
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] {
+    Table table({"ID", "STATE", "USES", "EXPIRES", "LABELS", "DESCRIPTION"});
+    for (const auto& t : resp->tokens()) {
+      table.AddRow({t.token_id(), TokenState(t.revoked_at(), t.expires_at(), NowUnix()),
+                    absl::StrCat(t.uses(), "/", t.max_uses()), FormatTimestamp(t.expires_at()),
+                    OrDash(FormatLabels(ToLabels(t.labels()))), OrDash(t.description())});
+    }
+    table.Render(c.out);
+  });
+}
+
+int TokenRevoke(Context& c) {
+  v1::RevokeEnrollmentTokenRequest req;
+  req.set_token_id(c.args[0]);
+  const std::string what = absl::StrCat("revoke enrollment token '", c.args[0], "'");
+  absl::StatusOr<v1::EnrollmentToken> token = c.Admin()->RevokeEnrollmentToken(req);
+  if (!token.ok()) return c.Fail(what, token.status());
+  return c.Print(what, *token,
+                 [&] { c.out << "Enrollment token " << token->token_id() << " revoked.\n"; });
+}
+
+// ---- api-token ----
+
+// "release-manager" <-> ROLE_RELEASE_MANAGER.
+absl::StatusOr<v1::Role> ParseRole(const std::string& name) {
+  v1::Role role = v1::ROLE_UNSPECIFIED;
+  std::string upper = absl::AsciiStrToUpper(absl::StrReplaceAll(name, {{"-", "_"}}));
+  if (name.empty() || !v1::Role_Parse("ROLE_" + upper, &role) || role == v1::ROLE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--role must be viewer, operator, release-manager or admin, not '", name, "'"));
+  }
+  return role;
+}
+std::string RoleText(v1::Role role) {
+  return absl::AsciiStrToLower(
+      absl::StrReplaceAll(ShortEnumName(v1::Role_Name(role), 1), {{"_", "-"}}));
+}
+
+void RenderApiToken(const v1::ApiToken& t, std::ostream& out) {
+  RenderFields({{"Name", t.name()},
+                {"Role", RoleText(t.role())},
+                {"State", TokenState(t.revoked_at(), t.expires_at(), NowUnix())},
+                {"Expires", t.has_expires_at() ? FormatTimestamp(t.expires_at()) : "never"},
+                {"Created by", OrDash(t.created_by())},
+                {"Description", OrDash(t.description())}},
+               out);
+}
+
+int ApiTokenCreate(Context& c) {
+  v1::CreateApiTokenRequest req;
+  req.set_name(c.args[0]);
+  absl::StatusOr<v1::Role> role = ParseRole(c.parsed.Get("role").value_or(""));
+  if (!role.ok()) return c.Usage(std::string(role.status().message()));
+  req.set_role(*role);
+  if (auto v = c.parsed.Get("ttl")) {
+    absl::StatusOr<uint64_t> ttl = ParseDurationSeconds(*v);
+    if (!ttl.ok()) return c.Usage(std::string(ttl.status().message()));
+    req.set_ttl_seconds(*ttl);
+  }
+  req.set_description(c.parsed.Get("description").value_or(""));
+  const std::string what = absl::StrCat("create API token '", c.args[0], "'");
+  absl::StatusOr<v1::ApiToken> token = c.Admin()->CreateApiToken(req);
+  if (!token.ok()) return c.Fail(what, token.status());
+  return c.Print(what, *token, [&] {
+    RenderApiToken(*token, c.out);
+    RenderFields({{"Token", token->token()}}, c.out);
+    c.out << "\nThe token is shown only once: store it now.\n";
+  });
+}
+
+int ApiTokenList(Context& c) {
+  const std::string what = "list API tokens";
+  absl::StatusOr<v1::ListApiTokensResponse> resp =
+      c.Admin()->ListApiTokens(v1::ListApiTokensRequest());
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] {
+    Table table({"NAME", "ROLE", "STATE", "EXPIRES", "CREATED-BY", "DESCRIPTION"});
+    for (const auto& t : resp->tokens()) {
+      table.AddRow({t.name(), RoleText(t.role()),
+                    TokenState(t.revoked_at(), t.expires_at(), NowUnix()),
+                    t.has_expires_at() ? FormatTimestamp(t.expires_at()) : "never",
+                    OrDash(t.created_by()), OrDash(t.description())});
+    }
+    table.Render(c.out);
+  });
+}
+
+int ApiTokenRevoke(Context& c) {
+  v1::RevokeApiTokenRequest req;
+  req.set_name(c.args[0]);
+  const std::string what = absl::StrCat("revoke API token '", c.args[0], "'");
+  absl::StatusOr<v1::ApiToken> token = c.Admin()->RevokeApiToken(req);
+  if (!token.ok()) return c.Fail(what, token.status());
+  return c.Print(what, *token, [&] { RenderApiToken(*token, c.out); });
 }
 
 // ---- device ----
@@ -517,6 +632,23 @@ const std::vector<Command>& Commands() {
        0,
        "create an enrollment token (the secret is shown once)",
        &TokenCreate},
+      {"token list", "", {}, 0, 0, "list enrollment tokens (never their secrets)", &TokenList},
+      {"token revoke",
+       "ID",
+       {},
+       1,
+       1,
+       "revoke an enrollment token: it enrolls no more",
+       &TokenRevoke},
+      {"api-token create",
+       "NAME --role viewer|operator|release-manager|admin [--ttl 90d] [--description TEXT]",
+       {"role", "ttl", "description"},
+       1,
+       1,
+       "create an operator API token (the secret is shown once)",
+       &ApiTokenCreate},
+      {"api-token list", "", {}, 0, 0, "list operator API tokens", &ApiTokenList},
+      {"api-token revoke", "NAME", {}, 1, 1, "revoke an operator API token", &ApiTokenRevoke},
       {"device list", "[--selector k=v,...]", {"selector"}, 0, 0, "list devices", &DeviceList},
       {"device get", "ID", {}, 1, 1, "show one device", &DeviceGet},
       {"device label",

@@ -22,6 +22,9 @@ namespace {
 constexpr uint64_t kDefaultTokenTtlSeconds = 24 * 3600;
 constexpr uint64_t kMaxTokenTtlSeconds = 366 * 24 * 3600;
 constexpr uint32_t kMaxTokenUses = 1'000'000;
+constexpr uint64_t kDefaultApiTokenTtlSeconds = 90ull * 24 * 3600;
+// The token the server installs from its admin_token setting (server/app/server.cpp).
+constexpr char kBuiltInAdminToken[] = "admin";
 
 absl::Status ValidateLabelMap(const google::protobuf::Map<std::string, std::string>& labels) {
   for (const auto& [k, v] : labels) {
@@ -52,6 +55,20 @@ absl::StatusOr<delta::OnnxSignature> ReadModelSignature(const std::string& path)
   auto mapped = delta::MappedFile::Open(path);
   if (!mapped.ok()) return mapped.status();
   return delta::ParseOnnxSignature((*mapped)->data());
+}
+
+absl::StatusOr<v1::ApiToken> ToApiToken(const ApiTokenRecord& record) {
+  auto role = ParseRoleName(record.role);
+  if (!role.ok()) return role.status();
+  v1::ApiToken token;
+  token.set_name(record.name);
+  token.set_role(*role);
+  token.mutable_created_at()->set_seconds(record.created_at_unix);
+  if (record.expires_at_unix) token.mutable_expires_at()->set_seconds(*record.expires_at_unix);
+  if (record.revoked_at_unix) token.mutable_revoked_at()->set_seconds(*record.revoked_at_unix);
+  token.set_created_by(record.created_by);
+  token.set_description(record.description);
+  return token;
 }
 
 std::string Names(const std::vector<delta::OnnxTensorInfo>& tensors) {
@@ -417,6 +434,87 @@ absl::StatusOr<v1::ListDeploymentsResponse> AdminApi::ListDeployments(
   v1::ListDeploymentsResponse response;
   for (auto& d : *deployments) *response.add_deployments() = std::move(d);
   return response;
+}
+
+absl::StatusOr<v1::ApiToken> AdminApi::CreateApiToken(const Principal& who,
+                                                      const v1::CreateApiTokenRequest& request) {
+  if (auto s = ValidateName("name", request.name(), false, ""); !s.ok()) return s;
+  if (request.role() == v1::ROLE_UNSPECIFIED || !ParseRoleName(RoleName(request.role())).ok()) {
+    return absl::InvalidArgumentError(
+        "role must be ROLE_VIEWER, ROLE_OPERATOR, ROLE_RELEASE_MANAGER or ROLE_ADMIN");
+  }
+  uint64_t ttl = request.ttl_seconds() == 0 ? kDefaultApiTokenTtlSeconds : request.ttl_seconds();
+  if (ttl > kMaxTokenTtlSeconds) {
+    return absl::InvalidArgumentError("ttl_seconds must be at most one year");
+  }
+  std::string secret = absl::StrCat("efa_", crypto::RandomToken(24));
+  ApiTokenRecord record;
+  record.name = request.name();
+  record.role = std::string(RoleName(request.role()));
+  record.expires_at_unix = ToUnixSeconds(clock_.Now()) + static_cast<int64_t>(ttl);
+  record.created_by = who.name;
+  record.description = request.description();
+  auto stored = repos_.api_tokens.Insert(record, crypto::Sha256Bytes(secret));
+  if (!stored.ok()) return stored.status();
+  auto token = ToApiToken(*stored);
+  if (!token.ok()) return token.status();
+  Audit(who, "api_token.create", *token);
+  Logger("admin")->info("API token created name={} role={} by={}", token->name(),
+                        RoleName(token->role()), who.name);
+  token->set_token(secret);
+  return token;
+}
+
+absl::StatusOr<v1::ListApiTokensResponse> AdminApi::ListApiTokens(const v1::ListApiTokensRequest&) {
+  auto records = repos_.api_tokens.List();
+  if (!records.ok()) return records.status();
+  v1::ListApiTokensResponse response;
+  for (const ApiTokenRecord& record : *records) {
+    auto token = ToApiToken(record);
+    if (!token.ok()) return token.status();
+    *response.add_tokens() = *std::move(token);
+  }
+  return response;
+}
+
+absl::StatusOr<v1::ApiToken> AdminApi::RevokeApiToken(const Principal& who,
+                                                      const v1::RevokeApiTokenRequest& request) {
+  if (request.name().empty()) return absl::InvalidArgumentError("name is required");
+  if (request.name() == kBuiltInAdminToken) {
+    return absl::FailedPreconditionError(
+        "the built-in admin token comes from the server's admin_token setting; change it there");
+  }
+  if (request.name() == who.name) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("API token '", who.name,
+                     "' is the one making this call; revoke it with another admin token"));
+  }
+  auto record = repos_.api_tokens.Revoke(request.name(), ToUnixSeconds(clock_.Now()));
+  if (!record.ok()) return record.status();
+  auto token = ToApiToken(*record);
+  if (!token.ok()) return token.status();
+  Audit(who, "api_token.revoke", request);
+  Logger("admin")->info("API token revoked name={} by={}", request.name(), who.name);
+  return token;
+}
+
+absl::StatusOr<v1::ListEnrollmentTokensResponse> AdminApi::ListEnrollmentTokens(
+    const v1::ListEnrollmentTokensRequest&) {
+  auto tokens = repos_.tokens.List();
+  if (!tokens.ok()) return tokens.status();
+  v1::ListEnrollmentTokensResponse response;
+  for (auto& t : *tokens) *response.add_tokens() = std::move(t);
+  return response;
+}
+
+absl::StatusOr<v1::EnrollmentToken> AdminApi::RevokeEnrollmentToken(
+    const Principal& who, const v1::RevokeEnrollmentTokenRequest& request) {
+  if (request.token_id().empty()) return absl::InvalidArgumentError("token_id is required");
+  auto token = repos_.tokens.Revoke(request.token_id(), ToUnixSeconds(clock_.Now()));
+  if (!token.ok()) return token.status();
+  Audit(who, "enrollment_token.revoke", request);
+  Logger("admin")->info("enrollment token revoked token_id={} by={}", request.token_id(), who.name);
+  return token;
 }
 
 }  // namespace edgefleet::server

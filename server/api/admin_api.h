@@ -15,6 +15,7 @@
 #include "server/artifacts/artifact_store.h"
 #include "server/metrics/server_metrics.h"
 #include "server/patches/patch_service.h"
+#include "server/store/api_token_repo.h"
 #include "server/store/audit_repo.h"
 #include "server/store/deployment_repo.h"
 #include "server/store/device_repo.h"
@@ -33,6 +34,7 @@ struct AdminRepos {
   ModelRepo& models;
   DeploymentRepo& deployments;
   AuditRepo& audit;
+  ApiTokenRepo& api_tokens;
 };
 
 // Yields the next chunk of an upload, std::nullopt once the client has sent all of it (never
@@ -97,6 +99,18 @@ class AdminApi {
   absl::StatusOr<v1::Deployment> GetDeployment(const v1::GetDeploymentRequest& request);
   absl::StatusOr<v1::ListDeploymentsResponse> ListDeployments(
       const v1::ListDeploymentsRequest& request);
+
+  // Operator API tokens: the secret is in CreateApiToken's answer only. The built-in `admin`
+  // token (server config) and the caller's own token cannot be revoked (FailedPrecondition).
+  absl::StatusOr<v1::ApiToken> CreateApiToken(const Principal& who,
+                                              const v1::CreateApiTokenRequest& request);
+  absl::StatusOr<v1::ListApiTokensResponse> ListApiTokens(const v1::ListApiTokensRequest& request);
+  absl::StatusOr<v1::ApiToken> RevokeApiToken(const Principal& who,
+                                              const v1::RevokeApiTokenRequest& request);
+  absl::StatusOr<v1::ListEnrollmentTokensResponse> ListEnrollmentTokens(
+      const v1::ListEnrollmentTokensRequest& request);
+  absl::StatusOr<v1::EnrollmentToken> RevokeEnrollmentToken(
+      const Principal& who, const v1::RevokeEnrollmentTokenRequest& request);
 
  private:
   void Audit(const Principal& who, const std::string& action,

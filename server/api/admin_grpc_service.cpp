@@ -1,9 +1,19 @@
 #include "server/api/admin_grpc_service.h"
 
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/impl/rpc_service_method.h>
+#include <grpcpp/support/method_handler.h>
+
+#include "absl/strings/str_cat.h"
 #include "server/api/rpc_scope.h"
 
 namespace edgefleet::server {
 namespace {
+
+using google::protobuf::Message;
+using MessageTraits = grpc::SerializationTraits<Message>;
+
+constexpr char kServiceName[] = "edgefleet.v1.AdminService";
 
 std::string AuthorizationHeader(const grpc::ServerContext& context) {
   auto it = context.client_metadata().find("authorization");
@@ -13,66 +23,77 @@ std::string AuthorizationHeader(const grpc::ServerContext& context) {
 
 }  // namespace
 
+AdminGrpcService::AdminGrpcService(AdminApi& api, const Authenticator& auth, ServerMetrics& metrics)
+    : api_(api), dispatcher_(api, auth), metrics_(metrics) {
+  for (const AdminCall& call : AdminCalls()) {
+    const std::string& path =
+        paths_.emplace_back(absl::StrCat("/", kServiceName, "/", std::string(call.rpc)));
+    if (call.handler == nullptr) {
+      // The one streaming call; a new streaming RPC needs its own handler here.
+      AddMethod(new grpc::internal::RpcServiceMethod(
+          path.c_str(), grpc::internal::RpcMethod::CLIENT_STREAMING,
+          new grpc::internal::ClientStreamingHandler<AdminGrpcService, v1::PushModelRequest,
+                                                     v1::ModelVersion>(
+              [](AdminGrpcService* self, grpc::ServerContext* context,
+                 grpc::ServerReader<v1::PushModelRequest>* reader,
+                 v1::ModelVersion* response) { return self->PushModel(context, reader, response); },
+              this)));
+      continue;
+    }
+    // Requests and responses travel as bytes; the table entry knows their message types.
+    AddMethod(new grpc::internal::RpcServiceMethod(
+        path.c_str(), grpc::internal::RpcMethod::NORMAL_RPC,
+        new grpc::internal::RpcMethodHandler<AdminGrpcService, grpc::ByteBuffer, grpc::ByteBuffer>(
+            [&call](AdminGrpcService* self, grpc::ServerContext* context,
+                    const grpc::ByteBuffer* request, grpc::ByteBuffer* response) {
+              return self->Unary(call, context, *request, response);
+            },
+            this)));
+  }
+}
+
+grpc::Status AdminGrpcService::Unary(const AdminCall& call, grpc::ServerContext* context,
+                                     const grpc::ByteBuffer& request, grpc::ByteBuffer* response) {
+  RpcScope scope(metrics_, "AdminService", std::string(call.rpc));
+  auto principal = dispatcher_.Admit(call, AuthorizationHeader(*context));
+  if (!principal.ok()) return scope.Finish(principal.status());
+  std::unique_ptr<Message> parsed(call.request_prototype->New());
+  grpc::ByteBuffer copy(request);
+  if (grpc::Status s = MessageTraits::Deserialize(&copy, parsed.get()); !s.ok()) {
+    return scope.Finish(absl::InvalidArgumentError(absl::StrCat(
+        "cannot parse ", parsed->GetDescriptor()->full_name(), ": ", s.error_message())));
+  }
+  auto result = dispatcher_.Run(call, *principal, *parsed);
+  if (!result.ok()) return scope.Finish(result.status());
+  bool own_buffer = false;
+  if (grpc::Status s = MessageTraits::Serialize(**result, response, &own_buffer); !s.ok()) {
+    return scope.Finish(
+        absl::InternalError(absl::StrCat("cannot serialize the response: ", s.error_message())));
+  }
+  return scope.Finish(absl::OkStatus());
+}
+
 template <typename Response, typename Call>
 grpc::Status AdminGrpcService::Handle(grpc::ServerContext* context, const char* method,
-                                      bool mutating, Response* response, Call call) {
+                                      Response* response, Call call) {
   RpcScope scope(metrics_, "AdminService", method);
-  auto principal = auth_.Authenticate(AuthorizationHeader(*context));
+  const AdminCall* entry = FindAdminCall(method);
+  if (entry == nullptr) {
+    return scope.Finish(absl::InternalError(absl::StrCat(method, " has no admin call entry")));
+  }
+  auto principal = dispatcher_.Admit(*entry, AuthorizationHeader(*context));
   if (!principal.ok()) return scope.Finish(principal.status());
-  if (auto s = Authenticator::Authorize(*principal, mutating); !s.ok()) return scope.Finish(s);
   auto result = call(*principal);
   if (!result.ok()) return scope.Finish(result.status());
   *response = *std::move(result);
   return scope.Finish(absl::OkStatus());
 }
 
-grpc::Status AdminGrpcService::CreateEnrollmentToken(
-    grpc::ServerContext* context, const v1::CreateEnrollmentTokenRequest* request,
-    v1::EnrollmentToken* response) {
-  return Handle(context, "CreateEnrollmentToken", true, response,
-                [&](const Principal& who) { return api_.CreateEnrollmentToken(who, *request); });
-}
-
-grpc::Status AdminGrpcService::ListDevices(grpc::ServerContext* context,
-                                           const v1::ListDevicesRequest* request,
-                                           v1::ListDevicesResponse* response) {
-  return Handle(context, "ListDevices", false, response,
-                [&](const Principal&) { return api_.ListDevices(*request); });
-}
-
-grpc::Status AdminGrpcService::GetDevice(grpc::ServerContext* context,
-                                         const v1::GetDeviceRequest* request,
-                                         v1::Device* response) {
-  return Handle(context, "GetDevice", false, response,
-                [&](const Principal&) { return api_.GetDevice(*request); });
-}
-
-grpc::Status AdminGrpcService::LabelDevice(grpc::ServerContext* context,
-                                           const v1::LabelDeviceRequest* request,
-                                           v1::Device* response) {
-  return Handle(context, "LabelDevice", true, response,
-                [&](const Principal& who) { return api_.LabelDevice(who, *request); });
-}
-
-grpc::Status AdminGrpcService::DecommissionDevice(grpc::ServerContext* context,
-                                                  const v1::DecommissionDeviceRequest* request,
-                                                  v1::Device* response) {
-  return Handle(context, "DecommissionDevice", true, response,
-                [&](const Principal& who) { return api_.DecommissionDevice(who, *request); });
-}
-
-grpc::Status AdminGrpcService::RekeyDevice(grpc::ServerContext* context,
-                                           const v1::RekeyDeviceRequest* request,
-                                           v1::RekeyDeviceResponse* response) {
-  return Handle(context, "RekeyDevice", true, response,
-                [&](const Principal& who) { return api_.RekeyDevice(who, *request); });
-}
-
 grpc::Status AdminGrpcService::PushModel(grpc::ServerContext* context,
                                          grpc::ServerReader<v1::PushModelRequest>* reader,
                                          v1::ModelVersion* response) {
   return Handle(
-      context, "PushModel", true, response,
+      context, "PushModel", response,
       [&](const Principal& who) -> absl::StatusOr<v1::ModelVersion> {
         v1::PushModelRequest first;
         if (!reader->Read(&first) || !first.has_metadata()) {
@@ -107,40 +128,6 @@ grpc::Status AdminGrpcService::PushModel(grpc::ServerContext* context,
         }
         return api_.FinishPush(*std::move(upload));
       });
-}
-
-grpc::Status AdminGrpcService::ListModels(grpc::ServerContext* context,
-                                          const v1::ListModelsRequest* request,
-                                          v1::ListModelsResponse* response) {
-  return Handle(context, "ListModels", false, response,
-                [&](const Principal&) { return api_.ListModels(*request); });
-}
-
-grpc::Status AdminGrpcService::GetModel(grpc::ServerContext* context,
-                                        const v1::GetModelRequest* request, v1::Model* response) {
-  return Handle(context, "GetModel", false, response,
-                [&](const Principal&) { return api_.GetModel(*request); });
-}
-
-grpc::Status AdminGrpcService::CreateDeployment(grpc::ServerContext* context,
-                                                const v1::CreateDeploymentRequest* request,
-                                                v1::Deployment* response) {
-  return Handle(context, "CreateDeployment", true, response,
-                [&](const Principal& who) { return api_.CreateDeployment(who, *request); });
-}
-
-grpc::Status AdminGrpcService::GetDeployment(grpc::ServerContext* context,
-                                             const v1::GetDeploymentRequest* request,
-                                             v1::Deployment* response) {
-  return Handle(context, "GetDeployment", false, response,
-                [&](const Principal&) { return api_.GetDeployment(*request); });
-}
-
-grpc::Status AdminGrpcService::ListDeployments(grpc::ServerContext* context,
-                                               const v1::ListDeploymentsRequest* request,
-                                               v1::ListDeploymentsResponse* response) {
-  return Handle(context, "ListDeployments", false, response,
-                [&](const Principal&) { return api_.ListDeployments(*request); });
 }
 
 }  // namespace edgefleet::server

@@ -133,9 +133,9 @@ class ServerImpl final : public Server {
             .time_budget = std::chrono::seconds(config_.patch_time_budget_seconds())});
     if (auto s = patches_->Start(); !s.ok()) return s;
     admin_api_ = std::make_unique<AdminApi>(
-        AdminRepos{*enrollment_tokens_, *devices_, *models_, *deployments_, *audit_}, *artifacts_,
-        clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()},
-        patches_.get());
+        AdminRepos{*enrollment_tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
+        *artifacts_, clock_, *metrics_,
+        AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()}, patches_.get());
     device_api_ = std::make_unique<DeviceApi>(
         DeviceRepos{*devices_, *models_, *deployments_, *events_, *telemetry_}, *artifacts_,
         *release_signer_, clock_, *metrics_,
@@ -144,7 +144,7 @@ class ServerImpl final : public Server {
             .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds()),
             .delegation = release_trust_.delegation},
         patches_.get(), patch_repo_.get());
-    authenticator_ = std::make_unique<Authenticator>(*api_tokens_);
+    authenticator_ = std::make_unique<Authenticator>(*api_tokens_, clock_);
     enroller_ = std::make_unique<Enroller>(
         *devices_, *ca_, release_trust_.root_public_key_pem, clock_,
         std::chrono::seconds(config_.device_certificate_validity_seconds()));

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <httplib.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/core/logging.h"
@@ -17,14 +18,72 @@ using google::protobuf::Message;
 
 constexpr char kJson[] = "application/json";
 
-void WriteError(httplib::Response& res, const absl::Status& status) {
+// The answer to a request whose body exceeds kMaxJsonBodyBytes.
+constexpr int kPayloadTooLarge = 413;
+
+// `http_status` 0 means HttpStatusFor(status.code()).
+void WriteError(httplib::Response& res, const absl::Status& status, int http_status = 0) {
   v1::ErrorBody body;
   body.set_code(absl::StatusCodeToString(status.code()));
   body.set_message(std::string(status.message()));
   std::string json;
+  // An ErrorBody of two strings always serializes.
   (void)google::protobuf::util::MessageToJsonString(body, &json);
-  res.status = HttpStatusFor(status.code());
+  res.status = http_status != 0 ? http_status : HttpStatusFor(status.code());
   res.set_content(json, kJson);
+}
+
+// The status code an error answer made by cpp-httplib itself (not by a route) stands for.
+absl::Status StatusForHttpError(int http_status) {
+  switch (http_status) {
+    case 400:
+      return absl::InvalidArgumentError("malformed HTTP request");
+    case 404:
+      return absl::NotFoundError("no such route");
+    case 405:
+      return absl::UnimplementedError("method not allowed on this route");
+    case 413:
+      return absl::ResourceExhaustedError("request body too large");
+    case 414:
+      return absl::InvalidArgumentError("request URI too long");
+    case 416:
+      return absl::OutOfRangeError("requested range not satisfiable");
+    case 431:
+      return absl::InvalidArgumentError("request headers too large");
+    case 503:
+      return absl::UnavailableError("service unavailable");
+    default:
+      return http_status < 500 ? absl::InvalidArgumentError("bad request")
+                               : absl::InternalError("internal error");
+  }
+}
+
+// Reads a JSON request body of any Content-Type (curl -d sends form encoding) up to
+// kMaxJsonBodyBytes; ResourceExhausted beyond, without reading what a Content-Length
+// announces as too large.
+absl::Status ReadBody(const httplib::Request& req, const httplib::ContentReader& content,
+                      std::string* body) {
+  const absl::Status too_large = absl::ResourceExhaustedError(
+      absl::StrCat("request body is larger than ", AdminHttpServer::kMaxJsonBodyBytes, " bytes"));
+  if (req.has_header("Content-Length")) {
+    uint64_t length = 0;
+    if (!absl::SimpleAtoi(req.get_header_value("Content-Length"), &length)) {
+      return absl::InvalidArgumentError("Content-Length is not a number");
+    }
+    if (length > AdminHttpServer::kMaxJsonBodyBytes) return too_large;
+  }
+  bool over = false;
+  bool complete = content([&](const char* data, size_t length) {
+    if (body->size() + length > AdminHttpServer::kMaxJsonBodyBytes) {
+      over = true;
+      return false;
+    }
+    body->append(data, length);
+    return true;
+  });
+  if (over) return too_large;
+  if (!complete) return absl::InvalidArgumentError("the request body ended early");
+  return absl::OkStatus();
 }
 
 void WriteMessage(httplib::Response& res, const Message& message) {
@@ -36,13 +95,101 @@ void WriteMessage(httplib::Response& res, const Message& message) {
   res.set_content(json, kJson);
 }
 
-absl::Status ParseBody(const httplib::Request& req, Message* message) {
-  if (req.body.empty()) return absl::OkStatus();
-  auto status = google::protobuf::util::JsonStringToMessage(req.body, message);
+absl::Status ParseBody(const std::string& body, Message* message) {
+  if (body.empty()) return absl::OkStatus();
+  auto status = google::protobuf::util::JsonStringToMessage(body, message);
   if (!status.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("request body is not a valid ",
                                                    message->GetDescriptor()->name(),
                                                    " JSON: ", status.message().ToString()));
+  }
+  return absl::OkStatus();
+}
+
+// "/v1/devices/{device_id}/labels" -> "/v1/devices/([^/]+)/labels" and {"device_id"}.
+std::string PathPattern(std::string_view path, std::vector<std::string>* fields) {
+  std::string pattern;
+  size_t at = 0;
+  while (true) {
+    size_t open = path.find('{', at);
+    if (open == std::string_view::npos) break;
+    size_t close = path.find('}', open);
+    absl::StrAppend(&pattern, std::string(path.substr(at, open - at)), "([^/]+)");
+    fields->emplace_back(path.substr(open + 1, close - open - 1));
+    at = close + 1;
+  }
+  absl::StrAppend(&pattern, std::string(path.substr(at)));
+  return pattern;
+}
+
+// Sets the singular scalar field `name` of `message` from its text form. Unknown names are
+// ignored (as before the table existed); a value of the wrong type is InvalidArgument.
+absl::Status SetScalarField(Message* message, const std::string& name, const std::string& value) {
+  using google::protobuf::FieldDescriptor;
+  const FieldDescriptor* field = message->GetDescriptor()->FindFieldByName(name);
+  if (field == nullptr || field->is_repeated()) return absl::OkStatus();
+  const google::protobuf::Reflection* reflection = message->GetReflection();
+  auto bad = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameter ", name, "='", value, "' is not a valid ", field->type_name()));
+  };
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_STRING:
+      reflection->SetString(message, field, value);
+      return absl::OkStatus();
+    case FieldDescriptor::CPPTYPE_INT32: {
+      int32_t v;
+      if (!absl::SimpleAtoi(value, &v)) return bad();
+      reflection->SetInt32(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_INT64: {
+      int64_t v;
+      if (!absl::SimpleAtoi(value, &v)) return bad();
+      reflection->SetInt64(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_UINT32: {
+      uint32_t v;
+      if (!absl::SimpleAtoi(value, &v)) return bad();
+      reflection->SetUInt32(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t v;
+      if (!absl::SimpleAtoi(value, &v)) return bad();
+      reflection->SetUInt64(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      bool v;
+      if (!absl::SimpleAtob(value, &v)) return bad();
+      reflection->SetBool(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_ENUM: {
+      const auto* v = field->enum_type()->FindValueByName(value);
+      if (v == nullptr) return bad();
+      reflection->SetEnum(message, field, v);
+      return absl::OkStatus();
+    }
+    default:
+      return absl::OkStatus();
+  }
+}
+
+// Fills a call's request from the REST request: the body or the query string, then the path.
+absl::Status BindRequest(const RestRoute& route, const std::vector<std::string>& path_fields,
+                         const httplib::Request& req, const std::string& body, Message* request) {
+  if (route.body == RestBody::kJson) {
+    if (auto s = ParseBody(body, request); !s.ok()) return s;
+  } else {
+    for (const auto& [name, value] : req.params) {
+      if (auto s = SetScalarField(request, name, value); !s.ok()) return s;
+    }
+  }
+  for (size_t i = 0; i < path_fields.size(); ++i) {
+    if (auto s = SetScalarField(request, path_fields[i], req.matches[i + 1]); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -83,7 +230,7 @@ AdminHttpServer::AdminHttpServer(AdminApi& api, const Authenticator& auth,
                                  metrics::Registry& registry, ServerMetrics& metrics,
                                  std::function<absl::Status()> ready)
     : api_(api),
-      auth_(auth),
+      dispatcher_(api, auth),
       registry_(registry),
       metrics_(metrics),
       ready_(std::move(ready)),
@@ -93,95 +240,72 @@ AdminHttpServer::AdminHttpServer(AdminApi& api, const Authenticator& auth,
 
 AdminHttpServer::~AdminHttpServer() { Stop(); }
 
-void AdminHttpServer::RegisterRoutes() {
+void AdminHttpServer::RegisterCallRoutes() {
   httplib::Server& http = *http_;
-
-  // Wraps a REST handler: authenticates, authorizes, maps errors to JSON bodies.
-  // The caller's principal, allowed to read (or, if `mutating`, to change) state.
-  auto authorize = [this](const httplib::Request& req, bool mutating) -> absl::StatusOr<Principal> {
-    auto principal = auth_.Authenticate(req.get_header_value("Authorization"));
-    if (!principal.ok()) return principal.status();
-    if (absl::Status s = Authenticator::Authorize(*principal, mutating); !s.ok()) return s;
-    return principal;
-  };
-  auto api = [authorize](bool mutating, auto handler) {
-    return [authorize, mutating, handler](const httplib::Request& req, httplib::Response& res) {
-      auto principal = authorize(req, mutating);
-      absl::Status status = principal.status();
-      if (status.ok()) status = handler(*principal, req, res);
+  for (const AdminCall& call : AdminCalls()) {
+    if (!call.rest.has_value()) continue;
+    std::vector<std::string> path_fields;
+    std::string pattern = PathPattern(call.rest->path, &path_fields);
+    if (call.rest->body == RestBody::kRawUpload) {
+      RegisterUploadRoute(call, pattern);
+      continue;
+    }
+    // `content` is null for GET. Bodies are read here, not by httplib, so that JSON is accepted
+    // whatever the Content-Type (httplib caps form-encoded bodies at 8 KiB).
+    auto serve = [this, &call, path_fields](const httplib::Request& req, httplib::Response& res,
+                                            const httplib::ContentReader* content) {
+      auto principal = dispatcher_.Admit(call, req.get_header_value("Authorization"));
+      std::string body;
+      absl::Status read = content != nullptr ? ReadBody(req, *content, &body) : absl::OkStatus();
+      absl::Status status = principal.ok() ? read : principal.status();
+      if (absl::IsResourceExhausted(read)) {
+        // What is left of the body is not read: this connection cannot carry another request.
+        res.set_header("Connection", "close");
+        if (principal.ok()) {
+          WriteError(res, read, kPayloadTooLarge);
+          return;
+        }
+      }
+      std::unique_ptr<Message> request(call.request_prototype->New());
+      if (status.ok()) status = BindRequest(*call.rest, path_fields, req, body, request.get());
+      if (status.ok()) {
+        auto response = dispatcher_.Run(call, *principal, *request);
+        status = response.status();
+        if (response.ok()) WriteMessage(res, **response);
+      }
       if (!status.ok()) WriteError(res, status);
     };
-  };
-  // Adapts an AdminApi call returning StatusOr<Message> to a REST handler.
-  auto respond = [](httplib::Response& res, const auto& result) -> absl::Status {
-    if (!result.ok()) return result.status();
-    WriteMessage(res, *result);
-    return absl::OkStatus();
-  };
+    auto with_body = [serve](const httplib::Request& req, httplib::Response& res,
+                             const httplib::ContentReader& content) { serve(req, res, &content); };
+    switch (call.rest->method) {
+      case HttpMethod::kGet:
+        http.Get(pattern, [serve](const httplib::Request& req, httplib::Response& res) {
+          serve(req, res, nullptr);
+        });
+        break;
+      case HttpMethod::kPost:
+        http.Post(pattern, with_body);
+        break;
+      case HttpMethod::kDelete:
+        http.Delete(pattern, with_body);
+        break;
+    }
+  }
+}
 
-  http.Post("/v1/enrollment-tokens",
-            api(true, [this, respond](const Principal& who, const httplib::Request& req,
-                                      httplib::Response& res) {
-              v1::CreateEnrollmentTokenRequest request;
-              if (auto s = ParseBody(req, &request); !s.ok()) return s;
-              return respond(res, api_.CreateEnrollmentToken(who, request));
-            }));
-  http.Get("/v1/devices", api(false, [this, respond](const Principal&, const httplib::Request& req,
-                                                     httplib::Response& res) {
-             v1::ListDevicesRequest request;
-             request.set_label_selector(req.get_param_value("label_selector"));
-             return respond(res, api_.ListDevices(request));
-           }));
-  http.Get(R"(/v1/devices/([^/]+))",
-           api(false, [this, respond](const Principal&, const httplib::Request& req,
-                                      httplib::Response& res) {
-             v1::GetDeviceRequest request;
-             request.set_device_id(req.matches[1]);
-             return respond(res, api_.GetDevice(request));
-           }));
-  http.Post(R"(/v1/devices/([^/]+)/labels)",
-            api(true, [this, respond](const Principal& who, const httplib::Request& req,
-                                      httplib::Response& res) {
-              v1::LabelDeviceRequest request;
-              if (auto s = ParseBody(req, &request); !s.ok()) return s;
-              request.set_device_id(req.matches[1]);
-              return respond(res, api_.LabelDevice(who, request));
-            }));
-  http.Post(R"(/v1/devices/([^/]+)/decommission)",
-            api(true, [this, respond](const Principal& who, const httplib::Request& req,
-                                      httplib::Response& res) {
-              v1::DecommissionDeviceRequest request;
-              request.set_device_id(req.matches[1]);
-              return respond(res, api_.DecommissionDevice(who, request));
-            }));
-  http.Post(R"(/v1/devices/([^/]+)/rekey)",
-            api(true, [this, respond](const Principal& who, const httplib::Request& req,
-                                      httplib::Response& res) {
-              v1::RekeyDeviceRequest request;
-              if (auto s = ParseBody(req, &request); !s.ok()) return s;
-              request.set_device_id(req.matches[1]);
-              return respond(res, api_.RekeyDevice(who, request));
-            }));
-  http.Get("/v1/models", api(false, [this, respond](const Principal&, const httplib::Request&,
-                                                    httplib::Response& res) {
-             return respond(res, api_.ListModels(v1::ListModelsRequest()));
-           }));
-  http.Get(R"(/v1/models/([^/]+))",
-           api(false, [this, respond](const Principal&, const httplib::Request& req,
-                                      httplib::Response& res) {
-             v1::GetModelRequest request;
-             request.set_model_name(req.matches[1]);
-             return respond(res, api_.GetModel(request));
-           }));
+void AdminHttpServer::RegisterUploadRoute(const AdminCall& call, const std::string& pattern) {
+  httplib::Server& http = *http_;
+  // The caller's principal, if it may make the upload call.
+  auto authorize = [this, &call](const httplib::Request& req) -> absl::StatusOr<Principal> {
+    return dispatcher_.Admit(call, req.get_header_value("Authorization"));
+  };
   // Upload: the body is the raw model file; metadata rides in the path and query string
   // (?input=NAME:1x4&output=NAME:1x3&sha256=HEX&size=BYTES&label=k=v). The version is registered
   // only when the whole body arrived (Content-Length reached, or the last chunk of a chunked
   // body); a body over the size limit is refused with 413 before it is read.
-  http.Post(R"(/v1/models/([^/]+)/versions/([^/]+))", [this, authorize](
-                                                          const httplib::Request& req,
-                                                          httplib::Response& res,
-                                                          const httplib::ContentReader& content) {
-    auto principal = authorize(req, true);
+  http.Post(pattern, [this, authorize](const httplib::Request& req, httplib::Response& res,
+                                       const httplib::ContentReader& content) {
+    auto principal = authorize(req);
     absl::Status status = principal.status();
     v1::PushModelMetadata metadata;
     metadata.set_model_name(req.matches[1]);
@@ -271,24 +395,11 @@ void AdminHttpServer::RegisterRoutes() {
     }
     WriteMessage(res, *version);
   });
-  http.Post("/v1/deployments",
-            api(true, [this, respond](const Principal& who, const httplib::Request& req,
-                                      httplib::Response& res) {
-              v1::CreateDeploymentRequest request;
-              if (auto s = ParseBody(req, &request); !s.ok()) return s;
-              return respond(res, api_.CreateDeployment(who, request));
-            }));
-  http.Get("/v1/deployments", api(false, [this, respond](const Principal&, const httplib::Request&,
-                                                         httplib::Response& res) {
-             return respond(res, api_.ListDeployments(v1::ListDeploymentsRequest()));
-           }));
-  http.Get(R"(/v1/deployments/([^/]+))",
-           api(false, [this, respond](const Principal&, const httplib::Request& req,
-                                      httplib::Response& res) {
-             v1::GetDeploymentRequest request;
-             request.set_deployment_id(req.matches[1]);
-             return respond(res, api_.GetDeployment(request));
-           }));
+}
+
+void AdminHttpServer::RegisterRoutes() {
+  httplib::Server& http = *http_;
+  RegisterCallRoutes();
 
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry_.Serialize(), "text/plain; version=0.0.4; charset=utf-8");
@@ -298,14 +409,35 @@ void AdminHttpServer::RegisterRoutes() {
   });
   http.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
     absl::Status status = ready_();
-    res.status = status.ok() ? 200 : 503;
-    res.set_content(status.ok() ? "ready\n" : absl::StrCat("not ready: ", status.message(), "\n"),
-                    "text/plain");
+    if (!status.ok()) {
+      WriteError(res, absl::UnavailableError(absl::StrCat("not ready: ", status.message())), 503);
+      return;
+    }
+    res.set_content("ready\n", "text/plain");
   });
-  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.status == 404 && res.body.empty())
-      WriteError(res, absl::NotFoundError("no such route"));
-  });
+  // Every error answer is an ErrorBody, also those httplib makes itself (400 for a malformed
+  // request, 404 for no route, 413, 414 for a URI over 8 KiB, ...).
+  http.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request&, httplib::Response& res) {
+        if (res.get_header_value("Content-Type").rfind(kJson, 0) == 0) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        WriteError(res, StatusForHttpError(res.status), res.status);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  http.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        Logger("admin")->error("HTTP handler failed method={} path={}: {}", req.method,
+                               absl::CHexEscape(req.path), absl::CHexEscape(what));
+        WriteError(res, absl::InternalError("internal error"), 500);
+      });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     // Route labels stay low-cardinality: the first two path segments only.
     std::string route = req.path.substr(0, req.path.find('/', req.path.find('/', 1) + 1));

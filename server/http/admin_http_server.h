@@ -1,5 +1,6 @@
-// The admin HTTP port: REST JSON under /v1/ (protobuf JSON mapping of the admin messages,
-// served by the same AdminApi as gRPC), plus /metrics, /healthz and /readyz.
+// The admin HTTP port: REST JSON under /v1/ (protobuf JSON mapping of the admin messages; one
+// route per entry of the admin call table, admin_calls.h, served through the same dispatcher as
+// gRPC), plus /metrics, /healthz and /readyz.
 #pragma once
 
 #include <functional>
@@ -10,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "common/metrics/metrics.h"
 #include "server/api/admin_api.h"
+#include "server/api/admin_calls.h"
 #include "server/api/auth.h"
 
 namespace httplib {
@@ -20,6 +22,9 @@ namespace edgefleet::server {
 
 class AdminHttpServer {
  public:
+  // The largest JSON request body; a larger one is refused with HTTP 413 and an ErrorBody.
+  static constexpr uint64_t kMaxJsonBodyBytes = 1 << 20;
+
   // `ready` reports whether the server can serve (database reachable, schema current).
   AdminHttpServer(AdminApi& api, const Authenticator& auth, metrics::Registry& registry,
                   ServerMetrics& metrics, std::function<absl::Status()> ready);
@@ -31,9 +36,13 @@ class AdminHttpServer {
 
  private:
   void RegisterRoutes();
+  // The table's unary calls as REST routes.
+  void RegisterCallRoutes();
+  // The raw-body model upload (PushModel) at `pattern`.
+  void RegisterUploadRoute(const AdminCall& call, const std::string& pattern);
 
   AdminApi& api_;
-  const Authenticator& auth_;
+  AdminDispatcher dispatcher_;
   metrics::Registry& registry_;
   ServerMetrics& metrics_;
   std::function<absl::Status()> ready_;

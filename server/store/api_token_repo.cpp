@@ -1,29 +1,96 @@
 #include "server/store/api_token_repo.h"
 
+#include "absl/strings/str_cat.h"
 #include "server/store/internal/transaction.h"
 
 namespace edgefleet::server {
 
 using internal::WithTransaction;
 
+namespace {
+
+constexpr char kColumns[] =
+    "name, role, floor(extract(epoch FROM created_at))::bigint, "
+    "floor(extract(epoch FROM expires_at))::bigint, floor(extract(epoch FROM revoked_at))::bigint, "
+    "created_by, description";
+
+std::optional<int64_t> OptionalSeconds(const pqxx::field& field) {
+  if (field.is_null()) return std::nullopt;
+  return field.as<int64_t>();
+}
+
+ApiTokenRecord RecordFromRow(const pqxx::row& row) {
+  return ApiTokenRecord{row[0].as<std::string>(), row[1].as<std::string>(),
+                        row[2].as<int64_t>(),     OptionalSeconds(row[3]),
+                        OptionalSeconds(row[4]),  row[5].as<std::string>(),
+                        row[6].as<std::string>()};
+}
+
+}  // namespace
+
 absl::Status ApiTokenRepo::Upsert(const std::string& name, const std::string& role,
                                   const std::string& token_hash) {
   return WithTransaction(db_, "store API token '" + name + "'", [&](pqxx::work& tx) {
     tx.exec_params(
         "INSERT INTO api_tokens (name, role, token_hash) VALUES ($1, $2, $3) "
-        "ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, token_hash = EXCLUDED.token_hash",
+        "ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, token_hash = EXCLUDED.token_hash, "
+        "expires_at = NULL, revoked_at = NULL",
         name, role, pqxx::binarystring(token_hash));
     return absl::OkStatus();
   });
 }
 
+absl::StatusOr<ApiTokenRecord> ApiTokenRepo::Insert(const ApiTokenRecord& record,
+                                                    const std::string& token_hash) {
+  return WithTransaction(
+      db_, absl::StrCat("create API token '", record.name, "'"),
+      [&](pqxx::work& tx) -> absl::StatusOr<ApiTokenRecord> {
+        pqxx::result r = tx.exec_params(
+            absl::StrCat("INSERT INTO api_tokens (name, role, token_hash, expires_at, created_by, "
+                         "description) VALUES ($1, $2, $3, CASE WHEN $4 THEN to_timestamp($5) "
+                         "END, $6, $7) RETURNING ",
+                         kColumns),
+            record.name, record.role, pqxx::binarystring(token_hash),
+            record.expires_at_unix.has_value(), record.expires_at_unix.value_or(0),
+            record.created_by, record.description);
+        return RecordFromRow(r[0]);
+      });
+}
+
 absl::StatusOr<ApiTokenRecord> ApiTokenRepo::FindByHash(const std::string& token_hash) {
   return WithTransaction(
       db_, "look up API token", [&](pqxx::work& tx) -> absl::StatusOr<ApiTokenRecord> {
-        pqxx::result r = tx.exec_params("SELECT name, role FROM api_tokens WHERE token_hash = $1",
-                                        pqxx::binarystring(token_hash));
+        pqxx::result r = tx.exec_params(
+            absl::StrCat("SELECT ", kColumns, " FROM api_tokens WHERE token_hash = $1"),
+            pqxx::binarystring(token_hash));
         if (r.empty()) return absl::NotFoundError("unknown API token");
-        return ApiTokenRecord{r[0][0].as<std::string>(), r[0][1].as<std::string>()};
+        return RecordFromRow(r[0]);
+      });
+}
+
+absl::StatusOr<std::vector<ApiTokenRecord>> ApiTokenRepo::List() {
+  return WithTransaction(
+      db_, "list API tokens", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<ApiTokenRecord>> {
+        std::vector<ApiTokenRecord> records;
+        for (const pqxx::row& row :
+             tx.exec(absl::StrCat("SELECT ", kColumns, " FROM api_tokens ORDER BY name"))) {
+          records.push_back(RecordFromRow(row));
+        }
+        return records;
+      });
+}
+
+absl::StatusOr<ApiTokenRecord> ApiTokenRepo::Revoke(const std::string& name, int64_t now_unix) {
+  return WithTransaction(
+      db_, absl::StrCat("revoke API token '", name, "'"),
+      [&](pqxx::work& tx) -> absl::StatusOr<ApiTokenRecord> {
+        pqxx::result r =
+            tx.exec_params(absl::StrCat("UPDATE api_tokens SET revoked_at = coalesce(revoked_at, "
+                                        "to_timestamp($2)) WHERE name = $1 RETURNING ",
+                                        kColumns),
+                           name, now_unix);
+        if (r.empty()) return absl::NotFoundError(absl::StrCat("no API token named '", name, "'"));
+        return RecordFromRow(r[0]);
       });
 }
 

@@ -36,6 +36,64 @@ absl::StatusOr<v1::EnrollmentToken> EnrollmentTokenRepo::Create(
   return token;
 }
 
+namespace {
+
+constexpr char kColumns[] =
+    "id, max_uses, uses, floor(extract(epoch FROM expires_at))::bigint, labels::text, "
+    "description, floor(extract(epoch FROM created_at))::bigint, "
+    "floor(extract(epoch FROM revoked_at))::bigint";
+
+absl::StatusOr<v1::EnrollmentToken> TokenFromRow(const pqxx::row& row) {
+  v1::EnrollmentToken token;
+  token.set_token_id(row[0].as<std::string>());
+  token.set_max_uses(row[1].as<uint32_t>());
+  token.set_uses(row[2].as<uint32_t>());
+  *token.mutable_expires_at() = internal::UnixToTimestamp(row[3].as<int64_t>());
+  auto labels = internal::LabelsFromJson(row[4].as<std::string>());
+  if (!labels.ok()) return labels.status();
+  token.mutable_labels()->insert(labels->begin(), labels->end());
+  token.set_description(row[5].as<std::string>());
+  *token.mutable_created_at() = internal::UnixToTimestamp(row[6].as<int64_t>());
+  if (!row[7].is_null()) {
+    *token.mutable_revoked_at() = internal::UnixToTimestamp(row[7].as<int64_t>());
+  }
+  return token;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<v1::EnrollmentToken>> EnrollmentTokenRepo::List() {
+  return WithTransaction(
+      db_, "list enrollment tokens",
+      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<v1::EnrollmentToken>> {
+        std::vector<v1::EnrollmentToken> tokens;
+        for (const pqxx::row& row : tx.exec(absl::StrCat(
+                 "SELECT ", kColumns, " FROM enrollment_tokens ORDER BY created_at DESC, id"))) {
+          auto token = TokenFromRow(row);
+          if (!token.ok()) return token.status();
+          tokens.push_back(*std::move(token));
+        }
+        return tokens;
+      });
+}
+
+absl::StatusOr<v1::EnrollmentToken> EnrollmentTokenRepo::Revoke(const std::string& token_id,
+                                                                int64_t now_unix) {
+  return WithTransaction(
+      db_, absl::StrCat("revoke enrollment token '", token_id, "'"),
+      [&](pqxx::work& tx) -> absl::StatusOr<v1::EnrollmentToken> {
+        pqxx::result r = tx.exec_params(
+            absl::StrCat("UPDATE enrollment_tokens SET revoked_at = coalesce(revoked_at, "
+                         "to_timestamp($2)) WHERE id = $1 RETURNING ",
+                         kColumns),
+            token_id, now_unix);
+        if (r.empty()) {
+          return absl::NotFoundError(absl::StrCat("no enrollment token '", token_id, "'"));
+        }
+        return TokenFromRow(r[0]);
+      });
+}
+
 absl::StatusOr<Labels> EnrollmentTokenRepo::Consume(const std::string& token_hash,
                                                     int64_t now_unix) {
   return WithTransaction(db_, "consume enrollment token",
@@ -56,7 +114,7 @@ absl::StatusOr<ConsumedToken> ConsumeEnrollmentToken(pqxx::work& tx, const std::
   pqxx::result used = tx.exec_params(
       "UPDATE enrollment_tokens SET uses = uses + 1 "
       "WHERE token_hash = $1 AND uses < max_uses AND expires_at > to_timestamp($2) "
-      "RETURNING id, labels::text",
+      "AND revoked_at IS NULL RETURNING id, labels::text",
       hash, now_unix);
   if (!used.empty()) {
     auto labels = LabelsFromJson(used[0][1].as<std::string>());
@@ -64,10 +122,12 @@ absl::StatusOr<ConsumedToken> ConsumeEnrollmentToken(pqxx::work& tx, const std::
     return ConsumedToken{used[0][0].as<std::string>(), *std::move(labels)};
   }
   pqxx::result why = tx.exec_params(
-      "SELECT expires_at <= to_timestamp($2) FROM enrollment_tokens WHERE token_hash = $1", hash,
-      now_unix);
+      "SELECT revoked_at IS NOT NULL, expires_at <= to_timestamp($2) FROM enrollment_tokens "
+      "WHERE token_hash = $1",
+      hash, now_unix);
   if (why.empty()) return absl::UnauthenticatedError("unknown enrollment token");
-  if (why[0][0].as<bool>()) return absl::PermissionDeniedError("enrollment token expired");
+  if (why[0][0].as<bool>()) return absl::PermissionDeniedError("enrollment token revoked");
+  if (why[0][1].as<bool>()) return absl::PermissionDeniedError("enrollment token expired");
   return absl::ResourceExhaustedError("enrollment token has no uses left");
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -23,10 +24,16 @@ class EnrollmentTokenRepo {
                                              int64_t expires_at_unix, const Labels& labels,
                                              const std::string& description);
 
+  // Every token without its secret, newest first.
+  absl::StatusOr<std::vector<v1::EnrollmentToken>> List();
+  // Marks the token revoked at `now_unix` (kept as it was when already revoked); it cannot
+  // enroll from then on. NotFound.
+  absl::StatusOr<v1::EnrollmentToken> Revoke(const std::string& token_id, int64_t now_unix);
+
   // Uses the token once and returns the labels it grants. One atomic UPDATE, so concurrent
   // callers can never exceed max_uses. Errors: Unauthenticated "unknown enrollment token",
-  // PermissionDenied "enrollment token expired", ResourceExhausted "enrollment token has no
-  // uses left".
+  // PermissionDenied "enrollment token revoked" or "enrollment token expired",
+  // ResourceExhausted "enrollment token has no uses left".
   absl::StatusOr<Labels> Consume(const std::string& token_hash, int64_t now_unix);
 
  private:

@@ -43,6 +43,10 @@ class FakeAdmin : public AdminClient {
     v1::LabelDeviceRequest label_device;
     v1::RekeyDeviceRequest rekey_device;
     v1::CreateEnrollmentTokenRequest create_token;
+    v1::CreateApiTokenRequest create_api_token;
+    v1::RevokeApiTokenRequest revoke_api_token;
+    v1::RevokeEnrollmentTokenRequest revoke_token;
+    v1::ListEnrollmentTokensResponse enrollment_tokens;
     v1::ListDevicesResponse devices;
     absl::Status status;
   };
@@ -96,6 +100,36 @@ class FakeAdmin : public AdminClient {
   absl::StatusOr<v1::ListDeploymentsResponse> ListDeployments(
       const v1::ListDeploymentsRequest&) override {
     return Unused();
+  }
+  absl::StatusOr<v1::ApiToken> CreateApiToken(const v1::CreateApiTokenRequest& r) override {
+    s_->create_api_token = r;
+    v1::ApiToken t;
+    t.set_name(r.name());
+    t.set_role(r.role());
+    t.set_token("efa_SECRET");
+    return t;
+  }
+  absl::StatusOr<v1::ListApiTokensResponse> ListApiTokens(
+      const v1::ListApiTokensRequest&) override {
+    return Unused();
+  }
+  absl::StatusOr<v1::ApiToken> RevokeApiToken(const v1::RevokeApiTokenRequest& r) override {
+    s_->revoke_api_token = r;
+    v1::ApiToken t;
+    t.set_name(r.name());
+    t.mutable_revoked_at()->set_seconds(1'700'000'000);
+    return t;
+  }
+  absl::StatusOr<v1::ListEnrollmentTokensResponse> ListEnrollmentTokens(
+      const v1::ListEnrollmentTokensRequest&) override {
+    return s_->enrollment_tokens;
+  }
+  absl::StatusOr<v1::EnrollmentToken> RevokeEnrollmentToken(
+      const v1::RevokeEnrollmentTokenRequest& r) override {
+    s_->revoke_token = r;
+    v1::EnrollmentToken t;
+    t.set_token_id(r.token_id());
+    return t;
   }
 
  private:
@@ -247,6 +281,10 @@ TEST(CommandsTest, UsageErrorsExitTwo) {
            {"model", "push", "m", "f.onnx"},  // --version missing
            {"model", "push", "m", "f.onnx", "--version", "1", "--input", "x:1xq"},
            {"token", "create", "--ttl", "soon"},
+           {"token", "revoke"},
+           {"api-token", "create", "ci"},  // --role missing
+           {"api-token", "create", "ci", "--role", "root"},
+           {"api-token", "revoke"},
            {"device", "list", "--selector", "not a selector"},
            {"agent", "predict", "--socket", "/s", "--model", "m", "--input", "x=1x2:1"},
        }) {
@@ -257,12 +295,47 @@ TEST(CommandsTest, UsageErrorsExitTwo) {
   RunResult help = RunWith({"--help"}, &shared);
   EXPECT_EQ(help.code, 0);
   for (const char* cmd :
-       {"token create", "device list", "device get", "device label", "device decommission",
+       {"token create", "token list", "token revoke", "api-token create", "api-token list",
+        "api-token revoke", "device list", "device get", "device label", "device decommission",
         "model push", "model list", "model get", "deploy create", "deploy status", "deploy list",
         "agent predict", "agent models"}) {
     EXPECT_THAT(help.out, HasSubstr(std::string("edgefleetctl ") + cmd)) << cmd;
   }
   EXPECT_EQ(RunWith({"help"}, &shared).out, help.out);
+}
+
+TEST(CommandsTest, ApiAndEnrollmentTokenCommandsBuildRequests) {
+  FakeAdmin::Shared shared;
+  RunResult created = RunWith({"api-token", "create", "ci", "--role", "release-manager", "--ttl",
+                               "30d", "--description", "pipeline"},
+                              &shared);
+  ASSERT_EQ(created.code, 0) << created.err;
+  EXPECT_EQ(shared.create_api_token.name(), "ci");
+  EXPECT_EQ(shared.create_api_token.role(), v1::ROLE_RELEASE_MANAGER);
+  EXPECT_EQ(shared.create_api_token.ttl_seconds(), 30u * 24 * 3600);
+  EXPECT_EQ(shared.create_api_token.description(), "pipeline");
+  EXPECT_THAT(created.out, HasSubstr("efa_SECRET"));
+  EXPECT_THAT(created.out, HasSubstr("release-manager"));
+  EXPECT_THAT(created.out, HasSubstr("shown only once"));
+
+  RunResult revoked = RunWith({"api-token", "revoke", "ci"}, &shared);
+  ASSERT_EQ(revoked.code, 0) << revoked.err;
+  EXPECT_EQ(shared.revoke_api_token.name(), "ci");
+  EXPECT_THAT(revoked.out, HasSubstr("revoked"));
+
+  v1::EnrollmentToken* listed = shared.enrollment_tokens.add_tokens();
+  listed->set_token_id("a1b2c3");
+  listed->set_max_uses(5);
+  listed->set_uses(2);
+  listed->mutable_revoked_at()->set_seconds(1'700'000'000);
+  RunResult list = RunWith({"token", "list"}, &shared);
+  ASSERT_EQ(list.code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("a1b2c3"));
+  EXPECT_THAT(list.out, HasSubstr("2/5"));
+  EXPECT_THAT(list.out, HasSubstr("revoked"));
+
+  ASSERT_EQ(RunWith({"token", "revoke", "a1b2c3"}, &shared).code, 0);
+  EXPECT_EQ(shared.revoke_token.token_id(), "a1b2c3");
 }
 
 TEST(CommandsTest, TokenCreateAndDeviceLabelBuildRequests) {

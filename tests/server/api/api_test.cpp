@@ -1,15 +1,24 @@
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/client_unary_call.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "common/crypto/sha256.h"
 #include "common/manifest/manifest.h"
 #include "common/manifest/trust.h"
 #include "server/api/admin_api.h"
+#include "server/api/admin_calls.h"
+#include "server/api/admin_grpc_service.h"
 #include "server/api/auth.h"
 #include "server/api/device_api.h"
 #include "server/api/device_grpc_service.h"
+#include "server/http/admin_http_server.h"
 #include "server/store/api_token_repo.h"
 #include "server/store/database.h"
 #include "server/store/event_repo.h"
@@ -21,6 +30,8 @@ namespace edgefleet::server {
 namespace {
 
 namespace fs = std::filesystem;
+using google::protobuf::Message;
+using ::testing::HasSubstr;
 
 // Real PostgreSQL and a real artifact store; the APIs as the gRPC and REST adapters call them.
 class ApiTest : public ::testing::Test {
@@ -44,8 +55,8 @@ class ApiTest : public ::testing::Test {
     audit_ = std::make_unique<AuditRepo>(*database_);
     metrics_ = std::make_unique<ServerMetrics>(registry_);
     admin_ = std::make_unique<AdminApi>(
-        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_}, *artifacts_, clock_,
-        *metrics_, AdminApiOptions{.max_artifact_bytes = 1024});
+        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
+        *artifacts_, clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = 1024});
     auto keys = crypto::GenerateEd25519KeyPair();
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
@@ -100,20 +111,21 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<crypto::Signer> signer_;
   std::unique_ptr<crypto::Verifier> verifier_;
   std::unique_ptr<DeviceApi> device_api_;
-  Principal admin_principal_{"admin", "admin"};
+  Principal admin_principal_{"admin", v1::ROLE_ADMIN};
 };
 
 TEST_F(ApiTest, BearerTokensAuthenticateAndViewersMayOnlyRead) {
   ASSERT_TRUE(api_tokens_->Upsert("ops", "viewer", crypto::Sha256Bytes("view-secret")).ok());
-  Authenticator auth(*api_tokens_);
+  Authenticator auth(*api_tokens_, clock_);
   EXPECT_EQ(auth.Authenticate("").status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(auth.Authenticate("Basic abc").status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(auth.Authenticate("Bearer wrong").status().code(), absl::StatusCode::kUnauthenticated);
   auto viewer = auth.Authenticate("Bearer view-secret");
   ASSERT_TRUE(viewer.ok()) << viewer.status();
-  EXPECT_EQ(viewer->role, "viewer");
-  EXPECT_TRUE(Authenticator::Authorize(*viewer, false).ok());
-  EXPECT_EQ(Authenticator::Authorize(*viewer, true).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(viewer->role, v1::ROLE_VIEWER);
+  EXPECT_TRUE(Authenticator::Authorize(*viewer, permission::kReadDevices).ok());
+  EXPECT_EQ(Authenticator::Authorize(*viewer, permission::kWriteDevices).code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(ApiTest, EnrollmentTokenSecretIsShownOnceAndStoredHashed) {
@@ -551,6 +563,243 @@ TEST_F(ApiTest, DevicesGetGenericErrorsForDatabaseTrouble) {
   EXPECT_EQ(told.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(told.message(), "server temporarily unavailable");
   db_.ExecOnServer("ALTER DATABASE " + db_.name() + " ALLOW_CONNECTIONS true");
+}
+
+TEST_F(ApiTest, ApiTokensCarryARoleExpireAndAreRevoked) {
+  Authenticator auth(*api_tokens_, clock_);
+  ASSERT_TRUE(api_tokens_->Upsert("admin", "admin", crypto::Sha256Bytes("admin-secret")).ok());
+  v1::CreateApiTokenRequest request;
+  request.set_name("ci");
+  request.set_role(v1::ROLE_OPERATOR);
+  request.set_ttl_seconds(3600);
+  request.set_description("pipeline");
+  auto created = admin_->CreateApiToken(admin_principal_, request);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->token().rfind("efa_", 0), 0u);
+  EXPECT_EQ(created->created_by(), "admin");
+  EXPECT_EQ(created->expires_at().seconds(), ToUnixSeconds(clock_.Now()) + 3600);
+  // Stored hashed; the audit row names the token but not its secret.
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM api_tokens WHERE token_hash = decode('" +
+                           crypto::ToHex(crypto::Sha256Bytes(created->token())) + "', 'hex')"),
+            "1");
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = 'api_token.create' AND "
+                           "actor = 'admin' AND detail::text LIKE '%ci%' AND detail::text NOT "
+                           "LIKE '%efa_%'"),
+            "1");
+  EXPECT_EQ(admin_->CreateApiToken(admin_principal_, request).status().code(),
+            absl::StatusCode::kAlreadyExists);
+
+  auto ci = auth.Authenticate("Bearer " + created->token());
+  ASSERT_TRUE(ci.ok()) << ci.status();
+  EXPECT_EQ(ci->name, "ci");
+  EXPECT_EQ(ci->role, v1::ROLE_OPERATOR);
+
+  // Listed without secrets; the built-in admin token never expires.
+  auto listed = admin_->ListApiTokens(v1::ListApiTokensRequest());
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->tokens_size(), 2);
+  for (const v1::ApiToken& t : listed->tokens()) EXPECT_TRUE(t.token().empty()) << t.name();
+  EXPECT_EQ(listed->tokens(0).name(), "admin");
+  EXPECT_FALSE(listed->tokens(0).has_expires_at());
+
+  clock_.Advance(std::chrono::seconds(3600));
+  auto expired = auth.Authenticate("Bearer " + created->token());
+  EXPECT_EQ(expired.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(expired.status().message(), HasSubstr("'ci' expired at"));
+  EXPECT_TRUE(auth.Authenticate("Bearer admin-secret").ok()) << "the admin token does not expire";
+
+  request.set_name("ops");
+  request.set_role(v1::ROLE_VIEWER);
+  auto ops = admin_->CreateApiToken(admin_principal_, request);
+  ASSERT_TRUE(ops.ok()) << ops.status();
+  v1::RevokeApiTokenRequest revoke;
+  revoke.set_name("ops");
+  auto revoked = admin_->RevokeApiToken(admin_principal_, revoke);
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  EXPECT_EQ(revoked->revoked_at().seconds(), ToUnixSeconds(clock_.Now()));
+  auto refused = auth.Authenticate("Bearer " + ops->token());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(refused.status().message(), HasSubstr("'ops' was revoked at"));
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = 'api_token.revoke'"),
+            "1");
+
+  // Neither the built-in admin token nor the caller's own token can be revoked; unknown is 404.
+  revoke.set_name("admin");
+  EXPECT_EQ(admin_->RevokeApiToken(Principal{"root-2", v1::ROLE_ADMIN}, revoke).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  revoke.set_name("ci");
+  EXPECT_EQ(admin_->RevokeApiToken(Principal{"ci", v1::ROLE_ADMIN}, revoke).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  revoke.set_name("nobody");
+  EXPECT_EQ(admin_->RevokeApiToken(admin_principal_, revoke).status().code(),
+            absl::StatusCode::kNotFound);
+
+  request.set_name("bad");
+  request.set_role(v1::ROLE_UNSPECIFIED);
+  EXPECT_EQ(admin_->CreateApiToken(admin_principal_, request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  request.set_role(static_cast<v1::Role>(42));
+  EXPECT_EQ(admin_->CreateApiToken(admin_principal_, request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  request.set_role(v1::ROLE_VIEWER);
+  request.set_name("Bad Name");
+  EXPECT_EQ(admin_->CreateApiToken(admin_principal_, request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  request.set_name("long");
+  request.set_ttl_seconds(400ull * 24 * 3600);
+  EXPECT_EQ(admin_->CreateApiToken(admin_principal_, request).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ApiTest, EnrollmentTokensAreListedWithoutSecretsAndRevokedTokensCannotBeUsed) {
+  v1::CreateEnrollmentTokenRequest request;
+  request.set_max_uses(3);
+  auto token = admin_->CreateEnrollmentToken(admin_principal_, request);
+  ASSERT_TRUE(token.ok()) << token.status();
+  auto listed = admin_->ListEnrollmentTokens(v1::ListEnrollmentTokensRequest());
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->tokens_size(), 1);
+  EXPECT_EQ(listed->tokens(0).token_id(), token->token_id());
+  EXPECT_TRUE(listed->tokens(0).token().empty());
+  EXPECT_EQ(listed->tokens(0).max_uses(), 3u);
+  EXPECT_FALSE(listed->tokens(0).has_revoked_at());
+
+  v1::RevokeEnrollmentTokenRequest revoke;
+  revoke.set_token_id(token->token_id());
+  auto revoked = admin_->RevokeEnrollmentToken(admin_principal_, revoke);
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  EXPECT_EQ(revoked->revoked_at().seconds(), ToUnixSeconds(clock_.Now()));
+  EXPECT_TRUE(revoked->token().empty());
+  EXPECT_EQ(
+      db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = 'enrollment_token.revoke'"),
+      "1");
+  auto used = tokens_->Consume(crypto::Sha256Bytes(token->token()), ToUnixSeconds(clock_.Now()));
+  EXPECT_EQ(used.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(used.status().message(), HasSubstr("revoked"));
+  revoke.set_token_id("nope");
+  EXPECT_EQ(admin_->RevokeEnrollmentToken(admin_principal_, revoke).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+// Both faces of the admin call table (gRPC and REST) on loopback ports, over the same AdminApi.
+class AdminFacesTest : public ApiTest {
+ protected:
+  void SetUp() override {
+    ApiTest::SetUp();
+    ASSERT_TRUE(api_tokens_->Upsert("watcher", "viewer", crypto::Sha256Bytes("view-secret")).ok());
+    auth_ = std::make_unique<Authenticator>(*api_tokens_, clock_);
+
+    grpc_service_ = std::make_unique<AdminGrpcService>(*admin_, *auth_, *metrics_);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(grpc_service_.get());
+    grpc_server_ = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                   grpc::InsecureChannelCredentials());
+
+    http_ = std::make_unique<AdminHttpServer>(*admin_, *auth_, registry_, *metrics_,
+                                              [] { return absl::OkStatus(); });
+    auto http_port = http_->Start("127.0.0.1", 0);
+    ASSERT_TRUE(http_port.ok()) << http_port.status();
+    http_client_ = std::make_unique<httplib::Client>("127.0.0.1", *http_port);
+  }
+
+  void TearDown() override {
+    if (http_) http_->Stop();
+    if (grpc_server_) grpc_server_->Shutdown();
+  }
+
+  // Calls `call` over gRPC with `token` (none when empty) and an empty request.
+  grpc::Status CallGrpc(const AdminCall& call, const std::string& token) {
+    grpc::ClientContext context;
+    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    const std::string path = "/edgefleet.v1.AdminService/" + std::string(call.rpc);
+    if (call.handler == nullptr) {
+      auto stub = v1::AdminService::NewStub(channel_);
+      v1::ModelVersion out;
+      auto writer = stub->PushModel(&context, &out);
+      v1::PushModelRequest first;
+      first.mutable_metadata()->set_model_name("m");
+      first.mutable_metadata()->set_version("1");
+      writer->Write(first);
+      writer->WritesDone();
+      return writer->Finish();
+    }
+    std::unique_ptr<Message> request(call.request_prototype->New());
+    std::unique_ptr<Message> response(call.response_prototype->New());
+    return grpc::internal::BlockingUnaryCall<Message, Message>(
+        channel_.get(),
+        grpc::internal::RpcMethod(path.c_str(), grpc::internal::RpcMethod::NORMAL_RPC), &context,
+        *request, response.get());
+  }
+
+  // Calls `call`'s REST route with `token` (none when empty); path fields are "x".
+  httplib::Result CallRest(const AdminCall& call, const std::string& token) {
+    std::string path =
+        std::regex_replace(std::string(call.rest->path), std::regex("\\{[^}]+\\}"), "x");
+    httplib::Headers headers;
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+    if (call.rest->method == HttpMethod::kGet) return http_client_->Get(path, headers);
+    if (call.rest->method == HttpMethod::kDelete) return http_client_->Delete(path, headers);
+    return http_client_->Post(
+        path, headers, "",
+        call.rest->body == RestBody::kRawUpload ? "application/octet-stream" : "application/json");
+  }
+
+  // The call is refused the same way on both faces: same code, same message.
+  void ExpectSameRefusal(const AdminCall& call, const std::string& token, absl::StatusCode code) {
+    SCOPED_TRACE(std::string(call.rpc) + " with token '" + token + "'");
+    grpc::Status over_grpc = CallGrpc(call, token);
+    EXPECT_EQ(static_cast<int>(over_grpc.error_code()), static_cast<int>(code))
+        << over_grpc.error_message();
+    httplib::Result over_rest = CallRest(call, token);
+    ASSERT_TRUE(over_rest);
+    EXPECT_EQ(over_rest->status, HttpStatusFor(code)) << over_rest->body;
+    v1::ErrorBody error;
+    ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(over_rest->body, &error).ok())
+        << over_rest->body;
+    EXPECT_EQ(error.code(), absl::StatusCodeToString(code));
+    EXPECT_EQ(error.message(), over_grpc.error_message());
+  }
+
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<AdminGrpcService> grpc_service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<AdminHttpServer> http_;
+  std::unique_ptr<httplib::Client> http_client_;
+};
+
+TEST_F(AdminFacesTest, RestAndGrpcRefuseEveryCallIdentically) {
+  int denied = 0;
+  for (const AdminCall& call : AdminCalls()) {
+    ExpectSameRefusal(call, "", absl::StatusCode::kUnauthenticated);
+    ExpectSameRefusal(call, "wrong-secret", absl::StatusCode::kUnauthenticated);
+    if (!RoleAllows(v1::ROLE_VIEWER, call.permission)) {
+      ExpectSameRefusal(call, "view-secret", absl::StatusCode::kPermissionDenied);
+      ++denied;
+    }
+  }
+  EXPECT_GE(denied, 5) << "a viewer may not change anything";
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM audit_log"), "0") << "nothing refused ran";
+}
+
+TEST_F(AdminFacesTest, ADeniedCallNamesTheMissingPermission) {
+  grpc::Status status = CallGrpc(*FindAdminCall("CreateDeployment"), "view-secret");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(status.error_message(), HasSubstr("create:deployments"));
+  EXPECT_THAT(status.error_message(), HasSubstr("viewer"));
+}
+
+TEST_F(AdminFacesTest, AViewerReadsOverBothFaces) {
+  const AdminCall& list = *FindAdminCall("ListDevices");
+  EXPECT_TRUE(CallGrpc(list, "view-secret").ok());
+  auto rest = CallRest(list, "view-secret");
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->status, 200) << rest->body;
+  EXPECT_THAT(rest->body, HasSubstr("devices"));
 }
 
 }  // namespace

@@ -322,10 +322,11 @@ class PatchDeviceApiTest : public PatchServiceTest {
     events_ = std::make_unique<EventRepo>(*database_);
     telemetry_ = std::make_unique<TelemetryRepo>(*database_);
     audit_ = std::make_unique<AuditRepo>(*database_);
+    api_tokens_ = std::make_unique<ApiTokenRepo>(*database_);
     StartService();
     admin_ = std::make_unique<AdminApi>(
-        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_}, *artifacts_, clock_,
-        *metrics_, AdminApiOptions{}, service_.get());
+        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
+        *artifacts_, clock_, *metrics_, AdminApiOptions{}, service_.get());
     auto keys = crypto::GenerateEd25519KeyPair();
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
@@ -339,7 +340,7 @@ class PatchDeviceApiTest : public PatchServiceTest {
     metadata.set_model_name("detector");
     metadata.set_version(version);
     auto sent = std::make_shared<bool>(false);
-    auto pushed = admin_->PushModel({"admin", "admin"}, metadata,
+    auto pushed = admin_->PushModel({"admin", v1::ROLE_ADMIN}, metadata,
                                     [&bytes, sent]() -> absl::StatusOr<std::optional<std::string>> {
                                       if (*sent) return std::optional<std::string>();
                                       *sent = true;
@@ -354,7 +355,7 @@ class PatchDeviceApiTest : public PatchServiceTest {
     deploy.set_model_name("detector");
     deploy.set_version(version);
     deploy.set_label_selector("site=berlin");
-    auto deployment = admin_->CreateDeployment({"admin", "admin"}, deploy);
+    auto deployment = admin_->CreateDeployment({"admin", v1::ROLE_ADMIN}, deploy);
     ASSERT_TRUE(deployment.ok()) << deployment.status();
   }
 
@@ -386,6 +387,7 @@ class PatchDeviceApiTest : public PatchServiceTest {
   std::unique_ptr<EventRepo> events_;
   std::unique_ptr<TelemetryRepo> telemetry_;
   std::unique_ptr<AuditRepo> audit_;
+  std::unique_ptr<ApiTokenRepo> api_tokens_;
   std::unique_ptr<AdminApi> admin_;
   std::unique_ptr<crypto::Signer> signer_;
   std::unique_ptr<DeviceApi> device_api_;
