@@ -114,7 +114,10 @@ TEST_F(PagingTest, DevicePagesHaveNoDuplicatesOrGapsWhileDevicesEnroll) {
   int odd = 1;
   std::vector<std::string> ahead;
   auto seen = PageThrough<v1::Device>(
-      7, [&](const PageRequest& p) { return devices_->ListPage({{"site", "a"}}, p); },
+      7,
+      [&](const PageRequest& p) {
+        return devices_->ListPage({{"site", "a"}}, p);
+      },
       [](const v1::Device& d) { return d.device_id(); },
       [&](int n) {
         // Behind the cursor (not seen this time) and ahead of it (seen).
