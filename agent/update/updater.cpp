@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/core/limits.h"
 #include "common/core/logging.h"
 #include "common/crypto/sha256.h"
 #include "common/delta/delta_files.h"
@@ -139,7 +140,7 @@ void Updater::Report(const std::string& model, const std::string& version, v1::U
   event.set_version(version);
   event.set_kind(kind);
   event.set_reason(reason);
-  event.set_detail(detail);
+  event.set_detail(FitText(detail, RequestLimits::kDetailBytes));  // or the server refuses it
   event.mutable_occurred_at()->set_seconds(ToUnixSeconds(clock_.Now()));
   if (auto s = state_.Enqueue(kEventKind, event.SerializeAsString()); !s.ok()) {
     Logger("update")->warn("cannot queue update event: {}", s.ToString());
@@ -184,7 +185,8 @@ absl::Status Updater::Fail(const std::string& model, const std::string& version,
     failure.set_version(version);
     failure.set_state(v1::MODEL_STATE_FAILED);
     failure.set_artifact_sha256(sha256);
-    failure.set_detail(absl::StrCat(v1::FailureReason_Name(reason), ": ", detail));
+    failure.set_detail(FitText(absl::StrCat(v1::FailureReason_Name(reason), ": ", detail),
+                               RequestLimits::kDetailBytes));
   }
   (void)FlushEvents();
   return VerificationError(reason, absl::StrCat("update ", model, " to ", version, ": ", detail));

@@ -62,7 +62,18 @@ TEST(RequestLimitsTest, DeviceInventoryIsBoundedInsideTheRequest) {
   v1::ReportEventRequest report;
   report.add_events()->set_detail("fine");
   report.add_events()->set_detail(std::string(5000, 'd'));
-  EXPECT_EQ(Text(CheckRequestLimits(report)), "events[1].detail has 5000 bytes; the limit is 1024");
+  EXPECT_EQ(Text(CheckRequestLimits(report)), "events[1].detail has 5000 bytes; the limit is 4096");
+}
+
+TEST(RequestLimitsTest, AgentsFitTheirTextWithinTheLimitsOnACharacterBoundary) {
+  EXPECT_EQ(FitText("short", 10), "short");
+  EXPECT_EQ(FitText(std::string("a\0b", 3), 10), "ab");
+  EXPECT_EQ(FitText("abcdef", 4), "abcd");
+  EXPECT_EQ(FitText("ab\xc3\xa9", 3), "ab") << "the two-byte e-acute is not split";
+  v1::ReportEventRequest report;
+  report.add_events()->set_detail(
+      FitText(std::string(RequestLimits::kDetailBytes + 100, 'x'), RequestLimits::kDetailBytes));
+  EXPECT_TRUE(CheckRequestLimits(report).ok());
 }
 
 // Fills every string, bytes, map and list of `message` (recursively) up to its limit.
