@@ -18,6 +18,7 @@ struct RequestLimits {
   static constexpr size_t kDescriptionBytes = 1024;
   static constexpr size_t kDetailBytes = 4096;  // failure details from devices
   static constexpr size_t kSelectorBytes = 4096;
+  static constexpr size_t kPageTokenBytes = 1024;  // holds a key of up to kTextBytes
   static constexpr size_t kCsrBytes = 16 * 1024;
   static constexpr size_t kUploadChunkBytes = 1024 * 1024;  // PushModel chunks
   static constexpr size_t kTensorDims = 16;

@@ -10,6 +10,7 @@
 
 #include "edgefleet/v1/admin.pb.h"
 #include "edgefleet/v1/device.pb.h"
+#include "server/store/paging.h"
 
 namespace edgefleet::server {
 namespace {
@@ -74,6 +75,13 @@ TEST(RequestLimitsTest, AgentsFitTheirTextWithinTheLimitsOnACharacterBoundary) {
   report.add_events()->set_detail(
       FitText(std::string(RequestLimits::kDetailBytes + 100, 'x'), RequestLimits::kDetailBytes));
   EXPECT_TRUE(CheckRequestLimits(report).ok());
+}
+
+TEST(RequestLimitsTest, APageTokenForTheLongestKeyIsWithinItsLimit) {
+  v1::ListDeploymentsRequest list;
+  list.set_page_token(
+      NextPageToken("ListDeployments", std::string(RequestLimits::kTextBytes, 'k')));
+  EXPECT_TRUE(CheckRequestLimits(list).ok()) << CheckRequestLimits(list);
 }
 
 // Fills every string, bytes, map and list of `message` (recursively) up to its limit.
