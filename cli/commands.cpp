@@ -104,6 +104,39 @@ std::string FormatName(v1::ModelFormat f) { return ShortEnumName(v1::ModelFormat
 
 std::string ShortSha(const std::string& raw) { return OrDash(crypto::ToHex(raw).substr(0, 12)); }
 
+// Reads --limit: 0 (all) when absent.
+absl::StatusOr<size_t> ParseLimit(const Context& c) {
+  std::optional<std::string> v = c.parsed.Get("limit");
+  if (!v.has_value()) return 0;
+  size_t n = 0;
+  if (!absl::SimpleAtoi(*v, &n) || n == 0) {
+    return absl::InvalidArgumentError("--limit must be a positive number");
+  }
+  return n;
+}
+
+// Runs a list call page after page until the last page or `limit` items (0: all), answering
+// the items of every page in one response. A response cut by `limit` keeps the token that
+// continues after it.
+template <typename Request, typename Response, typename Call, typename Items>
+absl::StatusOr<Response> FollowPages(Request request, size_t limit, Call call, Items items) {
+  constexpr size_t kPageSize = 1000;  // the server's largest page
+  Response all;
+  while (true) {
+    const size_t have = static_cast<size_t>(items(all)->size());
+    request.set_page_size(
+        static_cast<uint32_t>(limit == 0 ? kPageSize : std::min(kPageSize, limit - have)));
+    absl::StatusOr<Response> page = call(request);
+    if (!page.ok()) return page.status();
+    for (auto& item : *items(*page)) *items(all)->Add() = std::move(item);
+    all.set_next_page_token(page->next_page_token());
+    if (page->next_page_token().empty()) break;
+    if (limit != 0 && static_cast<size_t>(items(all)->size()) >= limit) break;
+    request.set_page_token(page->next_page_token());
+  }
+  return all;
+}
+
 // ---- token ----
 
 int TokenCreate(Context& c) {
@@ -298,8 +331,14 @@ int DeviceList(Context& c) {
     return c.Usage(std::string(s.status().message()));
   }
   req.set_label_selector(selector);
+  absl::StatusOr<size_t> limit = ParseLimit(c);
+  if (!limit.ok()) return c.Usage(std::string(limit.status().message()));
   const std::string what = "list devices";
-  absl::StatusOr<v1::ListDevicesResponse> resp = c.Admin()->ListDevices(req);
+  auto admin = c.Admin();
+  absl::StatusOr<v1::ListDevicesResponse> resp =
+      FollowPages<v1::ListDevicesRequest, v1::ListDevicesResponse>(
+          req, *limit, [&](const v1::ListDevicesRequest& r) { return admin->ListDevices(r); },
+          [](v1::ListDevicesResponse& r) { return r.mutable_devices(); });
   if (!resp.ok()) return c.Fail(what, resp.status());
   return c.Print(what, *resp, [&] {
     Table table({"ID", "STATUS", "LABELS", "LAST-SEEN", "MODELS"});
@@ -446,8 +485,15 @@ const v1::ModelVersion* Latest(const v1::Model& m) {
 }
 
 int ModelList(Context& c) {
+  absl::StatusOr<size_t> limit = ParseLimit(c);
+  if (!limit.ok()) return c.Usage(std::string(limit.status().message()));
   const std::string what = "list models";
-  absl::StatusOr<v1::ListModelsResponse> resp = c.Admin()->ListModels(v1::ListModelsRequest());
+  auto admin = c.Admin();
+  absl::StatusOr<v1::ListModelsResponse> resp =
+      FollowPages<v1::ListModelsRequest, v1::ListModelsResponse>(
+          v1::ListModelsRequest(), *limit,
+          [&](const v1::ListModelsRequest& r) { return admin->ListModels(r); },
+          [](v1::ListModelsResponse& r) { return r.mutable_models(); });
   if (!resp.ok()) return c.Fail(what, resp.status());
   return c.Print(what, *resp, [&] {
     Table table({"NAME", "VERSIONS", "LATEST", "CREATED"});
@@ -540,9 +586,15 @@ int DeployStatus(Context& c) {
 }
 
 int DeployList(Context& c) {
+  absl::StatusOr<size_t> limit = ParseLimit(c);
+  if (!limit.ok()) return c.Usage(std::string(limit.status().message()));
   const std::string what = "list deployments";
+  auto admin = c.Admin();
   absl::StatusOr<v1::ListDeploymentsResponse> resp =
-      c.Admin()->ListDeployments(v1::ListDeploymentsRequest());
+      FollowPages<v1::ListDeploymentsRequest, v1::ListDeploymentsResponse>(
+          v1::ListDeploymentsRequest(), *limit,
+          [&](const v1::ListDeploymentsRequest& r) { return admin->ListDeployments(r); },
+          [](v1::ListDeploymentsResponse& r) { return r.mutable_deployments(); });
   if (!resp.ok()) return c.Fail(what, resp.status());
   return c.Print(what, *resp, [&] {
     Table table({"ID", "MODEL", "VERSION", "SELECTOR", "TARGETS", "CREATED"});
@@ -649,7 +701,13 @@ const std::vector<Command>& Commands() {
        &ApiTokenCreate},
       {"api-token list", "", {}, 0, 0, "list operator API tokens", &ApiTokenList},
       {"api-token revoke", "NAME", {}, 1, 1, "revoke an operator API token", &ApiTokenRevoke},
-      {"device list", "[--selector k=v,...]", {"selector"}, 0, 0, "list devices", &DeviceList},
+      {"device list",
+       "[--selector k=v,...] [--limit N]",
+       {"selector", "limit"},
+       0,
+       0,
+       "list devices (every page, or the first N)",
+       &DeviceList},
       {"device get", "ID", {}, 1, 1, "show one device", &DeviceGet},
       {"device label",
        "ID [k=v ...] [--remove KEY ...]",
@@ -675,7 +733,13 @@ const std::vector<Command>& Commands() {
        2,
        "upload an ONNX model version",
        &ModelPush},
-      {"model list", "", {}, 0, 0, "list models", &ModelList},
+      {"model list",
+       "[--limit N]",
+       {"limit"},
+       0,
+       0,
+       "list models (every page, or the first N)",
+       &ModelList},
       {"model get", "NAME", {}, 1, 1, "show a model's versions", &ModelGet},
       {"deploy create",
        "NAME VERSION [--selector k=v,...]",
@@ -685,7 +749,13 @@ const std::vector<Command>& Commands() {
        "deploy a model version to matching devices",
        &DeployCreate},
       {"deploy status", "ID", {}, 1, 1, "show a deployment and its targets", &DeployStatus},
-      {"deploy list", "", {}, 0, 0, "list deployments", &DeployList},
+      {"deploy list",
+       "[--limit N]",
+       {"limit"},
+       0,
+       0,
+       "list deployments (every page, or the first N)",
+       &DeployList},
       {"agent predict",
        "--socket PATH --model NAME --input NAME=1x4:0.1,0.2,0.3,0.4 [--input ...] "
        "[--output-name NAME ...]",
@@ -753,6 +823,41 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   return token;
 }
 
+// The commands of `group` ("deploy"), in table order; empty for an unknown group.
+std::vector<const Command*> GroupCommands(const std::string& group) {
+  std::vector<const Command*> commands;
+  for (const Command& c : Commands()) {
+    if (c.name.substr(0, c.name.find(' ')) == group) commands.push_back(&c);
+  }
+  return commands;
+}
+
+// Each command's name and summary, then its usage line.
+void PrintCommandList(const std::vector<const Command*>& commands, std::ostream& out) {
+  size_t width = 0;
+  for (const Command* c : commands) width = std::max(width, c->name.size());
+  for (const Command* c : commands) {
+    out << "  " << c->name << std::string(width - c->name.size() + 2, ' ') << c->summary << "\n"
+        << "  " << std::string(width + 2, ' ') << kProgram << " " << c->name
+        << (c->usage.empty() ? "" : " ") << c->usage << "\n";
+  }
+}
+
+void PrintGroupUsage(const std::string& group, std::ostream& out) {
+  out << "usage: " << kProgram << " " << group << " COMMAND [args] [flags]\n\n"
+      << "Commands:\n";
+  PrintCommandList(GroupCommands(group), out);
+  out << "\nRun '" << kProgram << " " << group << " COMMAND --help' for a command's flags, '"
+      << kProgram << " --help' for the global flags.\n";
+}
+
+// `edgefleetctl GROUP CMD --help`: its usage line (every flag it takes) and what it does.
+void PrintCommandHelp(const Command& c, std::ostream& out) {
+  out << "usage: " << kProgram << " " << c.name << (c.usage.empty() ? "" : " ") << c.usage << "\n\n"
+      << c.summary << "\n"
+      << "\nGlobal flags (--server, --token, -o, --timeout): see '" << kProgram << " --help'.\n";
+}
+
 }  // namespace
 
 EnvLookup ProcessEnv() {
@@ -809,13 +914,9 @@ void PrintUsage(std::ostream& out) {
       << "  -o table|json        output format (default table)\n"
       << "  --timeout SECONDS    per-call deadline (default 30)\n\n"
       << "Commands:\n";
-  size_t width = 0;
-  for (const Command& c : Commands()) width = std::max(width, c.name.size());
-  for (const Command& c : Commands()) {
-    out << "  " << c.name << std::string(width - c.name.size() + 2, ' ') << c.summary << "\n"
-        << "  " << std::string(width + 2, ' ') << kProgram << " " << c.name
-        << (c.usage.empty() ? "" : " ") << c.usage << "\n";
-  }
+  std::vector<const Command*> all;
+  for (const Command& c : Commands()) all.push_back(&c);
+  PrintCommandList(all, out);
   out << "\nDelta commands (local files, no server needed):\n";
   PrintDeltaUsage(DeltaFrontEndFor(ProcessEnv()), out);
   out << "\nRoot key commands (local files, run where the offline root key is kept):\n";
@@ -830,6 +931,11 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     return ShortUsage(err);
   }
   const std::vector<std::string>& pos = parsed->positionals;
+  // "help GROUP" is "GROUP --help".
+  if (pos.size() == 2 && pos[0] == "help" && !GroupCommands(pos[1]).empty()) {
+    PrintGroupUsage(pos[1], out);
+    return 0;
+  }
   if (pos.empty() || pos[0] == "help") {
     if (pos.empty() && !parsed->Has("help")) {
       err << kProgram << ": no command given\n";
@@ -858,6 +964,19 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       command = &c;
     }
   }
+  if (command == nullptr && !GroupCommands(pos[0]).empty()) {
+    if (pos.size() == 1 && parsed->Has("help")) {
+      PrintGroupUsage(pos[0], out);
+      return 0;
+    }
+    if (pos.size() == 1) {
+      err << kProgram << ": no " << pos[0] << " command given\n";
+    } else {
+      err << kProgram << ": unknown command '" << pos[0] << " " << pos[1] << "'\n";
+    }
+    PrintGroupUsage(pos[0], err);
+    return 2;
+  }
   if (command == nullptr) {
     err << kProgram << ": unknown command '"
         << absl::StrJoin(pos.begin(), pos.begin() + std::min<size_t>(pos.size(), 2), " ") << "'\n";
@@ -867,7 +986,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   Context ctx{*command, std::vector<std::string>(pos.begin() + 2, pos.end()), *parsed, {}, out, err,
               clients};
   if (parsed->Has("help")) {
-    out << "usage: " << kProgram << " " << command->name << " " << command->usage << "\n";
+    PrintCommandHelp(*command, out);
     return 0;
   }
   std::set<std::string> allowed = kGlobalFlags;

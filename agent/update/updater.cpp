@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/core/limits.h"
 #include "common/core/logging.h"
 #include "common/core/names.h"
 #include "common/crypto/sha256.h"
@@ -77,8 +78,8 @@ absl::StatusOr<fs::path> StagingDir(StateStore& state, const fs::path& model_dir
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
                  DeviceTransport& transport, const manifest::ReleaseKeyring& keys,
                  const Clock& clock, std::string state_dir, RetryPolicy retry)
-    : Updater(state, host, engines, transport, nullptr, &keys, clock, std::move(state_dir),
-              retry) {}
+    : Updater(state, host, engines, transport, nullptr, &keys, clock, std::move(state_dir), retry) {
+}
 
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
                  DeviceTransport& transport, const crypto::Verifier& release_root,
@@ -232,7 +233,7 @@ void Updater::Report(const std::string& model, const std::string& version, v1::U
   event.set_version(version);
   event.set_kind(kind);
   event.set_reason(reason);
-  event.set_detail(detail);
+  event.set_detail(FitText(detail, RequestLimits::kDetailBytes));  // or the server refuses it
   event.mutable_occurred_at()->set_seconds(ToUnixSeconds(clock_.Now()));
   if (auto s = state_.Enqueue(kEventKind, event.SerializeAsString()); !s.ok()) {
     Logger("update")->warn("cannot queue update event: {}", s.ToString());
@@ -667,8 +668,11 @@ std::vector<v1::InstalledModel> Updater::InstalledModels() {
     m.set_version(f.version);
     m.set_state(v1::MODEL_STATE_FAILED);
     m.set_artifact_sha256(f.artifact_sha256);
-    m.set_detail(absl::StrCat(v1::FailureReason_Name(static_cast<v1::FailureReason>(f.reason_code)),
-                              ": ", f.detail));
+    // Within the server's limit, or every check-in carrying it would be refused.
+    m.set_detail(
+        FitText(absl::StrCat(v1::FailureReason_Name(static_cast<v1::FailureReason>(f.reason_code)),
+                             ": ", f.detail),
+                RequestLimits::kDetailBytes));
     m.set_failed_attempts(f.attempts);
     if (f.attempts < retry_.max_attempts)
       m.mutable_next_attempt_at()->set_seconds(f.next_attempt_unix);

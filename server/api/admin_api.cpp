@@ -14,6 +14,7 @@
 #include "common/crypto/sha256.h"
 #include "common/delta/delta.h"
 #include "common/delta/onnx_signature.h"
+#include "server/api/request_limits.h"
 #include "server/enrollment/enroller.h"
 
 namespace edgefleet::server {
@@ -203,10 +204,13 @@ absl::StatusOr<v1::ListDevicesResponse> AdminApi::ListDevices(
     const v1::ListDevicesRequest& request) {
   auto selector = ParseLabelSelector(request.label_selector());
   if (!selector.ok()) return selector.status();
-  auto devices = repos_.devices.List(*selector);
+  auto page = ReadPageRequest("ListDevices", request.page_size(), request.page_token());
+  if (!page.ok()) return page.status();
+  auto devices = repos_.devices.ListPage(*selector, *page);
   if (!devices.ok()) return devices.status();
   v1::ListDevicesResponse response;
-  for (auto& d : *devices) *response.add_devices() = std::move(d);
+  for (auto& d : devices->items) *response.add_devices() = std::move(d);
+  response.set_next_page_token(NextPageToken("ListDevices", devices->next_after));
   return response;
 }
 
@@ -286,6 +290,7 @@ absl::Status ModelUpload::DeclareEnd(uint64_t size_bytes, std::string_view sha25
 
 absl::StatusOr<std::unique_ptr<ModelUpload>> AdminApi::BeginPush(
     const Principal& who, const v1::PushModelMetadata& metadata) {
+  if (auto s = CheckRequestLimits(metadata); !s.ok()) return s;
   if (auto s = ValidateModelName(metadata.model_name()); !s.ok()) return s;
   if (auto s = ValidateVersion(metadata.version()); !s.ok()) return s;
   if (metadata.format() != v1::MODEL_FORMAT_UNSPECIFIED &&
@@ -382,11 +387,14 @@ absl::StatusOr<v1::ModelVersion> AdminApi::PushModel(const Principal& who,
   return FinishPush(*std::move(upload));
 }
 
-absl::StatusOr<v1::ListModelsResponse> AdminApi::ListModels(const v1::ListModelsRequest&) {
-  auto models = repos_.models.ListModels();
+absl::StatusOr<v1::ListModelsResponse> AdminApi::ListModels(const v1::ListModelsRequest& request) {
+  auto page = ReadPageRequest("ListModels", request.page_size(), request.page_token());
+  if (!page.ok()) return page.status();
+  auto models = repos_.models.ListModelsPage(*page);
   if (!models.ok()) return models.status();
   v1::ListModelsResponse response;
-  for (auto& m : *models) *response.add_models() = std::move(m);
+  for (auto& m : models->items) *response.add_models() = std::move(m);
+  response.set_next_page_token(NextPageToken("ListModels", models->next_after));
   return response;
 }
 
@@ -428,11 +436,14 @@ absl::StatusOr<v1::Deployment> AdminApi::GetDeployment(const v1::GetDeploymentRe
 }
 
 absl::StatusOr<v1::ListDeploymentsResponse> AdminApi::ListDeployments(
-    const v1::ListDeploymentsRequest&) {
-  auto deployments = repos_.deployments.List();
+    const v1::ListDeploymentsRequest& request) {
+  auto page = ReadPageRequest("ListDeployments", request.page_size(), request.page_token());
+  if (!page.ok()) return page.status();
+  auto deployments = repos_.deployments.ListPage(*page);
   if (!deployments.ok()) return deployments.status();
   v1::ListDeploymentsResponse response;
-  for (auto& d : *deployments) *response.add_deployments() = std::move(d);
+  for (auto& d : deployments->items) *response.add_deployments() = std::move(d);
+  response.set_next_page_token(NextPageToken("ListDeployments", deployments->next_after));
   return response;
 }
 

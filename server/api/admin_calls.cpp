@@ -1,6 +1,7 @@
 #include "server/api/admin_calls.h"
 
 #include "absl/strings/str_cat.h"
+#include "server/api/request_limits.h"
 
 namespace edgefleet::server {
 namespace {
@@ -129,6 +130,8 @@ absl::StatusOr<std::unique_ptr<Message>> AdminDispatcher::Run(const AdminCall& c
                                             call.request_prototype->GetDescriptor()->full_name(),
                                             ", not ", request.GetDescriptor()->full_name()));
   }
+  // Every unary request is bounded here, for both faces; PushModel's metadata in BeginPush.
+  if (absl::Status s = CheckRequestLimits(request); !s.ok()) return s;
   return call.handler(api_, who, request);
 }
 

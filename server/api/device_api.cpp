@@ -4,6 +4,7 @@
 #include "common/core/logging.h"
 #include "common/manifest/manifest.h"
 #include "common/manifest/trust.h"
+#include "server/api/request_limits.h"
 
 namespace edgefleet::server {
 namespace {
@@ -65,6 +66,7 @@ absl::Status DeviceApi::Authorize(const std::string& device_id,
 
 absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device_id,
                                                        const v1::CheckInRequest& request) {
+  if (auto s = CheckRequestLimits(request); !s.ok()) return s;
   const auto now = clock_.Now();
   if (auto s = repos_.devices.RecordCheckIn(device_id, request.inventory(), ToUnixSeconds(now));
       !s.ok()) {
@@ -146,9 +148,7 @@ absl::Status DeviceApi::StampAnswer(const std::string& device_id, Clock::TimePoi
 
 absl::Status DeviceApi::ReportEvent(const std::string& device_id,
                                     const v1::ReportEventRequest& request) {
-  if (request.events_size() > 1000) {
-    return absl::InvalidArgumentError("at most 1000 events per report");
-  }
+  if (auto s = CheckRequestLimits(request); !s.ok()) return s;
   const int64_t now = ToUnixSeconds(clock_.Now());
   for (const v1::UpdateEvent& event : request.events()) {
     if (event.model_name().empty() || event.version().empty() ||
@@ -181,9 +181,7 @@ absl::Status DeviceApi::ReportEvent(const std::string& device_id,
 
 absl::Status DeviceApi::UploadTelemetry(const std::string& device_id,
                                         const v1::UploadTelemetryRequest& request) {
-  if (request.models_size() > 1000) {
-    return absl::InvalidArgumentError("at most 1000 telemetry entries per upload");
-  }
+  if (auto s = CheckRequestLimits(request); !s.ok()) return s;
   const int64_t now = ToUnixSeconds(clock_.Now());
   for (const auto& entry : request.models()) {
     if (entry.model_name().empty() || entry.version().empty()) {

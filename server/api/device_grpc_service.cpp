@@ -4,6 +4,7 @@
 
 #include "common/core/logging.h"
 #include "common/crypto/certificate_authority.h"
+#include "server/api/request_limits.h"
 #include "server/api/rpc_scope.h"
 
 namespace edgefleet::server {
@@ -74,7 +75,9 @@ absl::StatusOr<std::string> DeviceGrpcService::CallerDevice(const grpc::ServerCo
 grpc::Status DeviceGrpcService::Enroll(grpc::ServerContext*, const v1::EnrollRequest* request,
                                        v1::EnrollResponse* response) {
   DeviceRpcScope scope(metrics_, "Enroll");
-  auto result = enroller_.Enroll(*request);
+  absl::Status limits = CheckRequestLimits(*request);
+  absl::StatusOr<v1::EnrollResponse> result =
+      limits.ok() ? enroller_.Enroll(*request) : absl::StatusOr<v1::EnrollResponse>(limits);
   metrics_.enrollments
       .Add({{"result", result.ok() ? "ok" : absl::StatusCodeToString(result.status().code())}})
       .Increment();

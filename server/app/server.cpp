@@ -17,6 +17,7 @@
 #include "common/metrics/metrics.h"
 #include "server/api/admin_grpc_service.h"
 #include "server/api/device_grpc_service.h"
+#include "server/api/request_limits.h"
 #include "server/artifacts/artifact_store.h"
 #include "server/enrollment/release_trust.h"
 #include "server/enrollment/server_identity.h"
@@ -214,6 +215,8 @@ class ServerImpl final : public Server {
     device_builder.AddListeningPort(config_.device_listen(), grpc::SslServerCredentials(tls),
                                     &ports_.device);
     device_builder.RegisterService(device_grpc_.get());
+    // Every request within RequestLimits fits; larger ones are refused before they are parsed.
+    device_builder.SetMaxReceiveMessageSize(RequestLimits::kMaxDeviceMessageBytes);
     device_server_ = device_builder.BuildAndStart();
     if (!device_server_ || ports_.device == 0) {
       return absl::UnavailableError(
@@ -223,6 +226,8 @@ class ServerImpl final : public Server {
     admin_builder.AddListeningPort(config_.admin_grpc_listen(), grpc::InsecureServerCredentials(),
                                    &ports_.admin_grpc);
     admin_builder.RegisterService(admin_grpc_.get());
+    // PushModel chunks up to RequestLimits::kUploadChunkBytes (the CLI sends 64 KiB) fit.
+    admin_builder.SetMaxReceiveMessageSize(RequestLimits::kMaxAdminMessageBytes);
     admin_server_ = admin_builder.BuildAndStart();
     if (!admin_server_ || ports_.admin_grpc == 0) {
       return absl::UnavailableError(

@@ -46,6 +46,24 @@ constexpr const char* kTargetColumns =
     "deployment_id, device_id, state, detail, floor(extract(epoch FROM updated_at))::bigint";
 
 // Loads deployments (all, or the one with `id`) with their targets.
+// Deployments from `deployments` rows (kDeploymentColumns) with their targets from `targets`
+// rows (kTargetColumns, ordered by device id).
+std::vector<v1::Deployment> GroupDeployments(const pqxx::result& deployments,
+                                             const pqxx::result& targets) {
+  std::vector<v1::Deployment> out;
+  std::map<int64_t, size_t> index;
+  for (const pqxx::row& row : deployments) {
+    index[row[0].as<int64_t>()] = out.size();
+    out.push_back(DeploymentFromRow(row));
+  }
+  for (const pqxx::row& row : targets) {
+    auto it = index.find(row[0].as<int64_t>());
+    if (it == index.end()) continue;
+    *out[it->second].add_targets() = TargetFromRow(row.slice(1, 5));
+  }
+  return out;
+}
+
 std::vector<v1::Deployment> LoadDeployments(pqxx::work& tx, const int64_t* id) {
   pqxx::result deployments =
       id == nullptr
@@ -61,18 +79,23 @@ std::vector<v1::Deployment> LoadDeployments(pqxx::work& tx, const int64_t* id) {
                                         " FROM deployment_targets WHERE deployment_id = $1 "
                                         "ORDER BY device_id"),
                            *id);
-  std::vector<v1::Deployment> out;
-  std::map<int64_t, size_t> index;
-  for (const pqxx::row& row : deployments) {
-    index[row[0].as<int64_t>()] = out.size();
-    out.push_back(DeploymentFromRow(row));
-  }
-  for (const pqxx::row& row : targets) {
-    auto it = index.find(row[0].as<int64_t>());
-    if (it == index.end()) continue;
-    *out[it->second].add_targets() = TargetFromRow(row.slice(1, 5));
-  }
-  return out;
+  return GroupDeployments(deployments, targets);
+}
+
+// At most `limit` deployments with ids above `after` (keyset), with their targets.
+std::vector<v1::Deployment> LoadDeploymentsAfter(pqxx::work& tx, int64_t after, size_t limit) {
+  pqxx::result deployments =
+      tx.exec_params(absl::StrCat("SELECT ", kDeploymentColumns,
+                                  " FROM deployments WHERE id > $1 ORDER BY id LIMIT $2"),
+                     after, static_cast<int64_t>(limit));
+  if (deployments.empty()) return {};
+  const int64_t last = deployments[deployments.size() - 1][0].as<int64_t>();
+  pqxx::result targets = tx.exec_params(
+      absl::StrCat("SELECT ", kTargetColumns,
+                   " FROM deployment_targets WHERE deployment_id > $1 AND deployment_id <= $2 "
+                   "ORDER BY deployment_id, device_id"),
+      after, last);
+  return GroupDeployments(deployments, targets);
 }
 
 bool ParseId(const std::string& text, int64_t* id) {
@@ -137,6 +160,19 @@ absl::StatusOr<std::vector<v1::Deployment>> DeploymentRepo::List() {
   return WithTransaction(db_, "list deployments",
                          [](pqxx::work& tx) -> absl::StatusOr<std::vector<v1::Deployment>> {
                            return LoadDeployments(tx, nullptr);
+                         });
+}
+
+absl::StatusOr<Page<v1::Deployment>> DeploymentRepo::ListPage(const PageRequest& page) {
+  int64_t after = 0;
+  if (!page.after.empty() && (!ParseId(page.after, &after) || after < 0)) {
+    return absl::InvalidArgumentError("page_token is not a page token of ListDeployments");
+  }
+  return WithTransaction(db_, "list a page of deployments",
+                         [&](pqxx::work& tx) -> absl::StatusOr<Page<v1::Deployment>> {
+                           return FinishPage(
+                               LoadDeploymentsAfter(tx, after, page.size + 1), page.size,
+                               [](const v1::Deployment& d) { return d.deployment_id(); });
                          });
 }
 

@@ -12,6 +12,7 @@
 #include "edgefleet/v1/admin.pb.h"
 #include "server/store/database.h"
 #include "server/store/model_repo.h"
+#include "server/store/paging.h"
 
 namespace edgefleet::server {
 
@@ -29,6 +30,9 @@ class DeploymentRepo {
   absl::StatusOr<v1::Deployment> Get(const std::string& deployment_id);
   // Every deployment with its targets, oldest first.
   absl::StatusOr<std::vector<v1::Deployment>> List();
+  // One page of List: deployment ids after `page.after`; continues after the last id.
+  // InvalidArgument when `page.after` is not an id.
+  absl::StatusOr<Page<v1::Deployment>> ListPage(const PageRequest& page);
 
   // What the device should run: per model, the version of the latest deployment whose selector
   // its labels contain, with that deployment's (release's) metadata version in

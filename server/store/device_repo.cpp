@@ -89,6 +89,17 @@ absl::StatusOr<EnrolledRow> EnrollRow(pqxx::work& tx, const std::string& device_
   return EnrolledRow{*std::move(device), false};
 }
 
+absl::StatusOr<std::vector<v1::Device>> DevicesFromRows(const pqxx::result& r) {
+  std::vector<v1::Device> devices;
+  devices.reserve(r.size());
+  for (const pqxx::row& row : r) {
+    absl::StatusOr<v1::Device> d = internal::DeviceFromRow(row);
+    if (!d.ok()) return d.status();
+    devices.push_back(*std::move(d));
+  }
+  return devices;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::Device> DeviceRepo::Enroll(const std::string& device_id, const Labels& labels,
@@ -241,18 +252,25 @@ absl::StatusOr<v1::Device> DeviceRepo::Get(const std::string& device_id) {
 absl::StatusOr<std::vector<v1::Device>> DeviceRepo::List(const Labels& selector) {
   return WithTransaction(
       db_, "list devices", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<v1::Device>> {
-        pqxx::result r =
+        return DevicesFromRows(
             tx.exec_params(absl::StrCat("SELECT ", kDeviceColumns,
                                         " FROM devices WHERE labels @> $1::jsonb ORDER BY id"),
-                           internal::LabelsToJson(selector));
-        std::vector<v1::Device> devices;
-        devices.reserve(r.size());
-        for (const pqxx::row& row : r) {
-          absl::StatusOr<v1::Device> d = internal::DeviceFromRow(row);
-          if (!d.ok()) return d.status();
-          devices.push_back(*std::move(d));
-        }
-        return devices;
+                           internal::LabelsToJson(selector)));
+      });
+}
+
+absl::StatusOr<Page<v1::Device>> DeviceRepo::ListPage(const Labels& selector,
+                                                      const PageRequest& page) {
+  return WithTransaction(
+      db_, "list a page of devices", [&](pqxx::work& tx) -> absl::StatusOr<Page<v1::Device>> {
+        auto devices = DevicesFromRows(tx.exec_params(
+            absl::StrCat("SELECT ", kDeviceColumns,
+                         " FROM devices WHERE labels @> $1::jsonb AND id > $2 ORDER BY id "
+                         "LIMIT $3"),
+            internal::LabelsToJson(selector), page.after, static_cast<int64_t>(page.size + 1)));
+        if (!devices.ok()) return devices.status();
+        return FinishPage(*std::move(devices), page.size,
+                          [](const v1::Device& d) { return d.device_id(); });
       });
 }
 

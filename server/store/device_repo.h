@@ -12,6 +12,7 @@
 #include "common/core/labels.h"
 #include "edgefleet/v1/types.pb.h"
 #include "server/store/database.h"
+#include "server/store/paging.h"
 
 namespace edgefleet::server {
 
@@ -77,6 +78,8 @@ class DeviceRepo {
   absl::StatusOr<v1::Device> Get(const std::string& device_id);
   // Devices (any status) whose labels contain every pair of `selector`, ordered by id.
   absl::StatusOr<std::vector<v1::Device>> List(const Labels& selector);
+  // One page of List: device ids after `page.after`; continues after the last id.
+  absl::StatusOr<Page<v1::Device>> ListPage(const Labels& selector, const PageRequest& page);
   // Removes `remove_keys`, then sets `set`. NotFound for an unknown device.
   absl::StatusOr<v1::Device> UpdateLabels(const std::string& device_id, const Labels& set,
                                           const std::vector<std::string>& remove_keys);

@@ -25,18 +25,10 @@ absl::Status VersionNotFound(const std::string& model_name, const std::string& v
       absl::StrCat("model ", model_name, " version ", version, " not found"));
 }
 
-absl::StatusOr<std::vector<v1::Model>> LoadModels(pqxx::work& tx, const std::string* only) {
-  pqxx::result models = only == nullptr
-                            ? tx.exec("SELECT name FROM models ORDER BY name")
-                            : tx.exec_params("SELECT name FROM models WHERE name = $1", *only);
-  pqxx::result versions =
-      only == nullptr
-          ? tx.exec(absl::StrCat("SELECT ", kVersionColumns,
-                                 " FROM model_versions ORDER BY model_name, metadata_version"))
-          : tx.exec_params(absl::StrCat("SELECT ", kVersionColumns,
-                                        " FROM model_versions WHERE model_name = $1 "
-                                        "ORDER BY metadata_version"),
-                           *only);
+// Models from `models` rows (name) with their versions from `versions` rows (kVersionColumns,
+// in publication order).
+absl::StatusOr<std::vector<v1::Model>> GroupModels(const pqxx::result& models,
+                                                   const pqxx::result& versions) {
   std::vector<v1::Model> out;
   std::map<std::string, size_t> index;
   for (const pqxx::row& row : models) {
@@ -51,6 +43,33 @@ absl::StatusOr<std::vector<v1::Model>> LoadModels(pqxx::work& tx, const std::str
     *out[it->second].add_versions() = *std::move(mv);
   }
   return out;
+}
+
+absl::StatusOr<std::vector<v1::Model>> LoadModels(pqxx::work& tx, const std::string* only) {
+  pqxx::result models = only == nullptr
+                            ? tx.exec("SELECT name FROM models ORDER BY name")
+                            : tx.exec_params("SELECT name FROM models WHERE name = $1", *only);
+  pqxx::result versions =
+      only == nullptr
+          ? tx.exec(absl::StrCat("SELECT ", kVersionColumns,
+                                 " FROM model_versions ORDER BY model_name, metadata_version"))
+          : tx.exec_params(absl::StrCat("SELECT ", kVersionColumns,
+                                        " FROM model_versions WHERE model_name = $1 "
+                                        "ORDER BY metadata_version"),
+                           *only);
+  return GroupModels(models, versions);
+}
+
+// At most `limit` models named after `after` (keyset), with their versions.
+absl::StatusOr<std::vector<v1::Model>> LoadModelsAfter(pqxx::work& tx, const std::string& after,
+                                                       size_t limit) {
+  constexpr const char* kNames = "SELECT name FROM models WHERE name > $1 ORDER BY name LIMIT $2";
+  pqxx::result models = tx.exec_params(kNames, after, static_cast<int64_t>(limit));
+  pqxx::result versions = tx.exec_params(
+      absl::StrCat("SELECT ", kVersionColumns, " FROM model_versions WHERE model_name IN (", kNames,
+                   ") ORDER BY model_name, metadata_version"),
+      after, static_cast<int64_t>(limit));
+  return GroupModels(models, versions);
 }
 
 }  // namespace
@@ -128,6 +147,16 @@ absl::StatusOr<StoredVersion> ModelRepo::GetVersion(const std::string& model_nam
 absl::StatusOr<std::vector<v1::Model>> ModelRepo::ListModels() {
   return WithTransaction(db_, "list models",
                          [](pqxx::work& tx) { return LoadModels(tx, nullptr); });
+}
+
+absl::StatusOr<Page<v1::Model>> ModelRepo::ListModelsPage(const PageRequest& page) {
+  return WithTransaction(db_, "list a page of models",
+                         [&](pqxx::work& tx) -> absl::StatusOr<Page<v1::Model>> {
+                           auto models = LoadModelsAfter(tx, page.after, page.size + 1);
+                           if (!models.ok()) return models.status();
+                           return FinishPage(*std::move(models), page.size,
+                                             [](const v1::Model& m) { return m.name(); });
+                         });
 }
 
 absl::StatusOr<v1::Model> ModelRepo::GetModel(const std::string& model_name) {

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "edgefleet/v1/types.pb.h"
 #include "server/store/database.h"
+#include "server/store/paging.h"
 
 namespace edgefleet::server {
 
@@ -37,6 +38,8 @@ class ModelRepo {
                                            const std::string& version);
   // Models by name, each with its versions in publication (metadata version) order.
   absl::StatusOr<std::vector<v1::Model>> ListModels();
+  // One page of ListModels: model names after `page.after`; continues after the last name.
+  absl::StatusOr<Page<v1::Model>> ListModelsPage(const PageRequest& page);
   // NotFound "model M not found".
   absl::StatusOr<v1::Model> GetModel(const std::string& model_name);
   // Whether any version's artifact has this SHA-256.

@@ -48,6 +48,9 @@ class FakeAdmin : public AdminClient {
     v1::RevokeEnrollmentTokenRequest revoke_token;
     v1::ListEnrollmentTokensResponse enrollment_tokens;
     v1::ListDevicesResponse devices;
+    // When set, ListDevices answers by page_token instead of `devices`.
+    std::map<std::string, v1::ListDevicesResponse> device_pages;
+    std::vector<v1::ListDevicesRequest> list_devices_calls;
     absl::Status status;
   };
   explicit FakeAdmin(Shared* shared) : s_(shared) {}
@@ -63,7 +66,9 @@ class FakeAdmin : public AdminClient {
   }
   absl::StatusOr<v1::ListDevicesResponse> ListDevices(const v1::ListDevicesRequest& r) override {
     s_->list_devices = r;
+    s_->list_devices_calls.push_back(r);
     if (!s_->status.ok()) return s_->status;
+    if (!s_->device_pages.empty()) return s_->device_pages.at(r.page_token());
     return s_->devices;
   }
   absl::StatusOr<v1::Device> GetDevice(const v1::GetDeviceRequest&) override { return Unused(); }
@@ -552,6 +557,77 @@ TEST(GrpcClientTest, AgentPredictOverUnixSocket) {
   EXPECT_EQ(service.last.inputs(1).name(), "mask");
   EXPECT_THAT(out.str(), HasSubstr("Version: v7"));
   EXPECT_THAT(out.str(), HasSubstr("probs    1x3     0.25,0.5,0.25"));
+}
+
+}  // namespace
+}  // namespace edgefleet::cli
+
+namespace edgefleet::cli {
+namespace {
+
+TEST(CommandsTest, ListsFollowEveryPageOrStopAtTheLimit) {
+  FakeAdmin::Shared shared;
+  auto page = [](std::initializer_list<const char*> ids, const std::string& next) {
+    v1::ListDevicesResponse response;
+    for (const char* id : ids) response.add_devices()->set_device_id(id);
+    response.set_next_page_token(next);
+    return response;
+  };
+  shared.device_pages[""] = page({"dev-1", "dev-2"}, "t2");
+  shared.device_pages["t2"] = page({"dev-3", "dev-4"}, "t3");
+  shared.device_pages["t3"] = page({"dev-5"}, "");
+
+  RunResult all = RunWith({"-o", "json", "device", "list", "--selector", "a=b"}, &shared);
+  ASSERT_EQ(all.code, 0) << all.err;
+  ASSERT_EQ(shared.list_devices_calls.size(), 3u);
+  for (const auto& call : shared.list_devices_calls) {
+    EXPECT_EQ(call.label_selector(), "a=b") << "every page keeps the selector";
+  }
+  for (const char* id : {"dev-1", "dev-2", "dev-3", "dev-4", "dev-5"}) {
+    EXPECT_THAT(all.out, HasSubstr(id));
+  }
+  EXPECT_THAT(all.out, HasSubstr("\"nextPageToken\": \"\"")) << "nothing left to fetch";
+
+  shared.list_devices_calls.clear();
+  RunResult limited = RunWith({"device", "list", "--limit", "3"}, &shared);
+  ASSERT_EQ(limited.code, 0) << limited.err;
+  ASSERT_EQ(shared.list_devices_calls.size(), 2u);
+  EXPECT_EQ(shared.list_devices_calls[0].page_size(), 3u);
+  EXPECT_EQ(shared.list_devices_calls[1].page_size(), 1u) << "asks only for what is missing";
+  EXPECT_EQ(shared.list_devices_calls[1].page_token(), "t2");
+
+  EXPECT_EQ(RunWith({"device", "list", "--limit", "0"}, &shared).code, 2);
+  EXPECT_EQ(RunWith({"device", "list", "--limit", "many"}, &shared).code, 2);
+}
+
+TEST(CommandsTest, EveryGroupHasItsOwnHelp) {
+  FakeAdmin::Shared shared;
+  for (const char* group : {"token", "device", "model", "deploy", "agent"}) {
+    SCOPED_TRACE(group);
+    RunResult help = RunWith({group, "--help"}, &shared);
+    EXPECT_EQ(help.code, 0) << help.err;
+    EXPECT_THAT(help.out, HasSubstr(std::string("usage: edgefleetctl ") + group + " COMMAND"));
+    EXPECT_EQ(RunWith({"help", group}, &shared).out, help.out);
+
+    RunResult bare = RunWith({group}, &shared);
+    EXPECT_EQ(bare.code, 2) << "a group without a command is a usage error";
+    EXPECT_THAT(bare.err, HasSubstr(help.out));
+
+    RunResult unknown = RunWith({group, "fly"}, &shared);
+    EXPECT_EQ(unknown.code, 2);
+    EXPECT_THAT(unknown.err, HasSubstr(std::string("unknown command '") + group + " fly'"));
+  }
+  RunResult deploy = RunWith({"deploy", "--help"}, &shared);
+  EXPECT_THAT(deploy.out, HasSubstr("deploy create"));
+  EXPECT_THAT(deploy.out, HasSubstr("deploy status"));
+  EXPECT_THAT(deploy.out, HasSubstr("deploy list"));
+  EXPECT_THAT(deploy.out, Not(HasSubstr("device list"))) << "only the group's commands";
+
+  RunResult command = RunWith({"deploy", "create", "--help"}, &shared);
+  EXPECT_EQ(command.code, 0);
+  EXPECT_THAT(command.out,
+              HasSubstr("usage: edgefleetctl deploy create NAME VERSION [--selector k=v,...]"));
+  EXPECT_THAT(command.out, HasSubstr("deploy a model version to matching devices"));
 }
 
 }  // namespace

@@ -263,3 +263,69 @@ TEST_F(AdminEndToEndTest, MetricsAndHealthEndpointsDescribeTheFleet) {
 
 }  // namespace
 }  // namespace edgefleet::test
+
+namespace edgefleet::test {
+namespace {
+
+v1::ListDevicesResponse ParseDevices(const httplib::Result& result) {
+  v1::ListDevicesResponse devices;
+  EXPECT_TRUE(result && result->status == 200) << (result ? result->body : "no response");
+  if (result) {
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(result->body, &devices).ok());
+  }
+  return devices;
+}
+
+TEST_F(AdminEndToEndTest, DeviceListIsPagedOverRest) {
+  const std::string token = NewEnrollmentToken(3);
+  for (const char* name : {"dev-a", "dev-b", "dev-c"}) StartAgent(name, token);
+  ASSERT_TRUE(WaitForActiveDevices(3));
+  const auto auth = server_->AuthHeaders();
+
+  v1::ListDevicesResponse first = ParseDevices(http_->Get("/v1/devices?page_size=2", auth));
+  ASSERT_EQ(first.devices_size(), 2) << "at most the page size";
+  EXPECT_EQ(first.devices(0).device_id(), "dev-a");
+  EXPECT_EQ(first.devices(1).device_id(), "dev-b");
+  ASSERT_FALSE(first.next_page_token().empty());
+
+  v1::ListDevicesResponse second = ParseDevices(
+      http_->Get("/v1/devices?page_size=2&page_token=" + first.next_page_token(), auth));
+  ASSERT_EQ(second.devices_size(), 1);
+  EXPECT_EQ(second.devices(0).device_id(), "dev-c");
+  EXPECT_TRUE(second.next_page_token().empty()) << "the last page";
+
+  ExpectError(http_->Get("/v1/devices?page_token=bm90LWEtdG9rZW4", auth), 400, "INVALID_ARGUMENT",
+              "a token that is not ours");
+  ExpectError(http_->Get("/v1/devices?page_size=1001", auth), 400, "INVALID_ARGUMENT",
+              "over the page size limit");
+  ExpectError(http_->Get("/v1/models?page_token=" + first.next_page_token(), auth), 400,
+              "INVALID_ARGUMENT", "another call's token");
+}
+
+TEST_F(AdminEndToEndTest, OversizedFieldsAndNulBytesAreRefusedNamingTheField) {
+  const auto auth = server_->AuthHeaders();
+  auto description = [&](const std::string& text) {
+    v1::CreateEnrollmentTokenRequest request;
+    request.set_description(text);
+    std::string json;
+    EXPECT_TRUE(google::protobuf::util::MessageToJsonString(request, &json).ok());
+    return http_->Post("/v1/enrollment-tokens", auth, json, "application/json");
+  };
+  auto big = description(std::string(100'000, 'x'));
+  ExpectError(big, 400, "INVALID_ARGUMENT", "a 100 kB description");
+  EXPECT_EQ(ParseError(big->body).message(), "description has 100000 bytes; the limit is 1024");
+  auto nul = description(std::string("before\0after", 12));
+  ExpectError(nul, 400, "INVALID_ARGUMENT", "a NUL byte");
+  EXPECT_EQ(ParseError(nul->body).message(), "description contains a NUL byte");
+
+  std::string labels = "{\"labels\": {";
+  for (int i = 0; i < 1000; ++i) labels += (i ? ",\"k" : "\"k") + std::to_string(i) + "\": \"v\"";
+  labels += "}}";
+  auto many = http_->Post("/v1/enrollment-tokens", auth, labels, "application/json");
+  ExpectError(many, 400, "INVALID_ARGUMENT", "1000 labels");
+  EXPECT_EQ(ParseError(many->body).message(), "labels has 1000 entries; the limit is 64");
+  EXPECT_EQ(description("fine")->status, 200) << "within the limits";
+}
+
+}  // namespace
+}  // namespace edgefleet::test

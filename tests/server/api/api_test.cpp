@@ -330,6 +330,37 @@ TEST_F(ApiTest, CheckInAnswersWithAManifestTheDeviceCanVerify) {
   EXPECT_EQ(other->desired_size(), 0);
 }
 
+TEST_F(ApiTest, OversizedDeviceAndUploadInputIsRefusedBeforeAnythingIsStored) {
+  EnrollDevice("cam-1", {});
+  v1::CheckInRequest checkin;
+  checkin.mutable_inventory()->set_os(std::string(1 << 20, 'o'));
+  absl::Status refused = device_api_->CheckIn("cam-1", checkin).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(refused.message(), "inventory.os has 1048576 bytes; the limit is 256");
+  v1::GetDeviceRequest get;
+  get.set_device_id("cam-1");
+  EXPECT_NE(admin_->GetDevice(get)->inventory().os().size(), 1u << 20) << "nothing stored";
+
+  v1::ReportEventRequest report;
+  auto* event = report.add_events();
+  event->set_model_name("detector");
+  event->set_version("1");
+  event->set_kind(v1::UPDATE_EVENT_KIND_FAILED);
+  event->set_detail(std::string("cut\0here", 8));
+  EXPECT_EQ(device_api_->ReportEvent("cam-1", report).message(),
+            "events[0].detail contains a NUL byte");
+
+  v1::UploadTelemetryRequest telemetry;
+  for (int i = 0; i < 1001; ++i) telemetry.add_models()->set_model_name("detector");
+  EXPECT_EQ(device_api_->UploadTelemetry("cam-1", telemetry).message(),
+            "models has 1001 entries; the limit is 1000");
+
+  v1::PushModelMetadata metadata = Metadata("detector", "1");
+  for (int i = 0; i < 100; ++i) (*metadata.mutable_labels())["k" + std::to_string(i)] = "v";
+  EXPECT_EQ(admin_->PushModel(admin_principal_, metadata, Chunks({"weights"})).status().message(),
+            "labels has 100 entries; the limit is 64");
+}
+
 // Deploying an older version again signs a manifest with a higher metadata version than the
 // newer release the devices hold, pointing at the old artifact.
 TEST_F(ApiTest, RedeployingAnOlderVersionSignsAHigherMetadataVersion) {

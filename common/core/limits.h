@@ -1,0 +1,37 @@
+// The size limits on what clients send the server, in one place: the server refuses requests
+// beyond them (server/api/request_limits.h walks every request against them), and the agent fits
+// the text it reports within them so that its reports are never refused.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace edgefleet {
+
+struct RequestLimits {
+  // Defaults for fields without an entry of their own below.
+  static constexpr size_t kTextBytes = 256;   // names, versions, ids, inventory strings
+  static constexpr size_t kBytesBytes = 64;   // digests (SHA-256 is 32)
+  static constexpr size_t kListEntries = 64;  // repeated fields
+  static constexpr size_t kMapEntries = 64;   // label maps
+  // Fields with their own limit.
+  static constexpr size_t kDescriptionBytes = 1024;
+  static constexpr size_t kDetailBytes = 4096;  // failure details from devices
+  static constexpr size_t kSelectorBytes = 4096;
+  static constexpr size_t kPageTokenBytes = 1024;  // holds a key of up to kTextBytes
+  static constexpr size_t kCsrBytes = 16 * 1024;
+  static constexpr size_t kUploadChunkBytes = 1024 * 1024;  // PushModel chunks
+  static constexpr size_t kTensorDims = 16;
+  static constexpr size_t kInventoryModels = 256;
+  static constexpr size_t kEventsPerReport = 500;  // agents send 100 at a time
+  static constexpr size_t kTelemetryEntriesPerUpload = 1000;
+  // The gRPC servers' maximum received message: every request within the limits above fits
+  // (tests/server/api/request_limits_test.cpp builds the largest ones).
+  static constexpr int kMaxDeviceMessageBytes = 4 * 1024 * 1024;
+  static constexpr int kMaxAdminMessageBytes = 2 * 1024 * 1024;
+};
+
+// `text` without NUL bytes and cut to at most `max_bytes` on a UTF-8 character boundary.
+std::string FitText(std::string text, size_t max_bytes);
+
+}  // namespace edgefleet
