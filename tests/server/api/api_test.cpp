@@ -365,8 +365,12 @@ TEST_F(ApiTest, OversizedDeviceAndUploadInputIsRefusedBeforeAnythingIsStored) {
 // newer release the devices hold, pointing at the old artifact.
 TEST_F(ApiTest, RedeployingAnOlderVersionSignsAHigherMetadataVersion) {
   EnrollDevice("cam-1", {});
-  ASSERT_TRUE(admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"one"})).ok());
-  ASSERT_TRUE(admin_->PushModel(admin_principal_, Metadata("detector", "2"), Chunks({"two"})).ok());
+  const std::string one = test::OnnxModelWith("one");
+  ASSERT_TRUE(admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({one})).ok());
+  ASSERT_TRUE(admin_
+                  ->PushModel(admin_principal_, Metadata("detector", "2"),
+                              Chunks({test::OnnxModelWith("two")}))
+                  .ok());
   auto signed_at_check_in = [&]() -> v1::ReleaseManifest {
     auto answer = device_api_->CheckIn("cam-1", v1::CheckInRequest());
     EXPECT_TRUE(answer.ok()) << answer.status();
@@ -390,7 +394,7 @@ TEST_F(ApiTest, RedeployingAnOlderVersionSignsAHigherMetadataVersion) {
   ASSERT_TRUE(rollback.ok()) << rollback.status();
   const v1::ReleaseManifest again = signed_at_check_in();
   EXPECT_EQ(again.version(), "1");
-  EXPECT_EQ(again.artifact_sha256(), crypto::Sha256Bytes("one"));
+  EXPECT_EQ(again.artifact_sha256(), crypto::Sha256Bytes(one));
   EXPECT_GT(again.metadata_version(), held.metadata_version());
   EXPECT_EQ(again.metadata_version(), rollback->metadata_version());
   EXPECT_EQ(signed_at_check_in().metadata_version(), again.metadata_version())
@@ -408,8 +412,10 @@ TEST_F(ApiTest, CheckInAnswersCarryTheDelegationAndATimestampBindingThem) {
                 *signer_, clock_, *metrics_,
                 DeviceApiOptions{.delegation = *manifest::SignDelegation(*delegation, **root)});
   EnrollDevice("cam-1", {{"site", "berlin"}});
-  ASSERT_TRUE(
-      admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({"weights"})).ok());
+  ASSERT_TRUE(admin_
+                  ->PushModel(admin_principal_, Metadata("detector", "1"),
+                              Chunks({test::OnnxModelWith("weights")}))
+                  .ok());
   v1::CreateDeploymentRequest deploy;
   deploy.set_model_name("detector");
   deploy.set_version("1");
