@@ -41,4 +41,8 @@ absl::Status ValidateVersion(std::string_view version) {
   return ValidateName("version", version, true, "+");
 }
 
+absl::Status ValidatePlainName(const char* what, std::string_view name) {
+  return ValidateName(what, name, false, "");
+}
+
 }  // namespace edgefleet

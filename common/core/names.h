@@ -13,5 +13,8 @@ namespace edgefleet {
 absl::Status ValidateModelName(std::string_view name);
 // Versions: 1 to 63 of [A-Za-z0-9._+-], not starting with a dot.
 absl::Status ValidateVersion(std::string_view version);
+// Other names that end up in URLs (API token names): the model-name rule, with `what` naming
+// the field in the error.
+absl::Status ValidatePlainName(const char* what, std::string_view name);
 
 }  // namespace edgefleet
