@@ -41,4 +41,8 @@ absl::Status ValidateVersion(std::string_view version) {
   return ValidateName("version", version, true, "+");
 }
 
+absl::Status ValidateApiTokenName(std::string_view name) {
+  return ValidateName("name", name, false, "");
+}
+
 }  // namespace edgefleet

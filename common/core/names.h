@@ -13,5 +13,7 @@ namespace edgefleet {
 absl::Status ValidateModelName(std::string_view name);
 // Versions: 1 to 63 of [A-Za-z0-9._+-], not starting with a dot.
 absl::Status ValidateVersion(std::string_view version);
+// API token names (they appear in URLs too): the model-name rule, reported as "name".
+absl::Status ValidateApiTokenName(std::string_view name);
 
 }  // namespace edgefleet

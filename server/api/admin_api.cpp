@@ -449,7 +449,7 @@ absl::StatusOr<v1::ListDeploymentsResponse> AdminApi::ListDeployments(
 
 absl::StatusOr<v1::ApiToken> AdminApi::CreateApiToken(const Principal& who,
                                                       const v1::CreateApiTokenRequest& request) {
-  if (auto s = ValidateName("name", request.name(), false, ""); !s.ok()) return s;
+  if (auto s = ValidateApiTokenName(request.name()); !s.ok()) return s;
   if (request.role() == v1::ROLE_UNSPECIFIED || !ParseRoleName(RoleName(request.role())).ok()) {
     return absl::InvalidArgumentError(
         "role must be ROLE_VIEWER, ROLE_OPERATOR, ROLE_RELEASE_MANAGER or ROLE_ADMIN");
