@@ -185,9 +185,15 @@ int64_t NowUnix() {
 }
 
 int TokenList(Context& c) {
+  absl::StatusOr<size_t> limit = ParseLimit(c);
+  if (!limit.ok()) return c.Usage(std::string(limit.status().message()));
   const std::string what = "list enrollment tokens";
+  auto admin = c.Admin();
   absl::StatusOr<v1::ListEnrollmentTokensResponse> resp =
-      c.Admin()->ListEnrollmentTokens(v1::ListEnrollmentTokensRequest());
+      FollowPages<v1::ListEnrollmentTokensRequest, v1::ListEnrollmentTokensResponse>(
+          v1::ListEnrollmentTokensRequest(), *limit,
+          [&](const v1::ListEnrollmentTokensRequest& r) { return admin->ListEnrollmentTokens(r); },
+          [](v1::ListEnrollmentTokensResponse& r) { return r.mutable_tokens(); });
   if (!resp.ok()) return c.Fail(what, resp.status());
   return c.Print(what, *resp, [&] {
     Table table({"ID", "STATE", "USES", "EXPIRES", "LABELS", "DESCRIPTION"});
@@ -260,9 +266,15 @@ int ApiTokenCreate(Context& c) {
 }
 
 int ApiTokenList(Context& c) {
+  absl::StatusOr<size_t> limit = ParseLimit(c);
+  if (!limit.ok()) return c.Usage(std::string(limit.status().message()));
   const std::string what = "list API tokens";
+  auto admin = c.Admin();
   absl::StatusOr<v1::ListApiTokensResponse> resp =
-      c.Admin()->ListApiTokens(v1::ListApiTokensRequest());
+      FollowPages<v1::ListApiTokensRequest, v1::ListApiTokensResponse>(
+          v1::ListApiTokensRequest(), *limit,
+          [&](const v1::ListApiTokensRequest& r) { return admin->ListApiTokens(r); },
+          [](v1::ListApiTokensResponse& r) { return r.mutable_tokens(); });
   if (!resp.ok()) return c.Fail(what, resp.status());
   return c.Print(what, *resp, [&] {
     Table table({"NAME", "ROLE", "STATE", "EXPIRES", "CREATED-BY", "DESCRIPTION"});
@@ -684,7 +696,13 @@ const std::vector<Command>& Commands() {
        0,
        "create an enrollment token (the secret is shown once)",
        &TokenCreate},
-      {"token list", "", {}, 0, 0, "list enrollment tokens (never their secrets)", &TokenList},
+      {"token list",
+       "[--limit N]",
+       {"limit"},
+       0,
+       0,
+       "list enrollment tokens, never their secrets (every page, or the first N)",
+       &TokenList},
       {"token revoke",
        "ID",
        {},
@@ -699,7 +717,13 @@ const std::vector<Command>& Commands() {
        1,
        "create an operator API token (the secret is shown once)",
        &ApiTokenCreate},
-      {"api-token list", "", {}, 0, 0, "list operator API tokens", &ApiTokenList},
+      {"api-token list",
+       "[--limit N]",
+       {"limit"},
+       0,
+       0,
+       "list operator API tokens (every page, or the first N)",
+       &ApiTokenList},
       {"api-token revoke", "NAME", {}, 1, 1, "revoke an operator API token", &ApiTokenRevoke},
       {"device list",
        "[--selector k=v,...] [--limit N]",

@@ -476,15 +476,19 @@ absl::StatusOr<v1::ApiToken> AdminApi::CreateApiToken(const Principal& who,
   return token;
 }
 
-absl::StatusOr<v1::ListApiTokensResponse> AdminApi::ListApiTokens(const v1::ListApiTokensRequest&) {
-  auto records = repos_.api_tokens.List();
+absl::StatusOr<v1::ListApiTokensResponse> AdminApi::ListApiTokens(
+    const v1::ListApiTokensRequest& request) {
+  auto page = ReadPageRequest("ListApiTokens", request.page_size(), request.page_token());
+  if (!page.ok()) return page.status();
+  auto records = repos_.api_tokens.ListPage(*page);
   if (!records.ok()) return records.status();
   v1::ListApiTokensResponse response;
-  for (const ApiTokenRecord& record : *records) {
+  for (const ApiTokenRecord& record : records->items) {
     auto token = ToApiToken(record);
     if (!token.ok()) return token.status();
     *response.add_tokens() = *std::move(token);
   }
+  response.set_next_page_token(NextPageToken("ListApiTokens", records->next_after));
   return response;
 }
 
@@ -510,11 +514,14 @@ absl::StatusOr<v1::ApiToken> AdminApi::RevokeApiToken(const Principal& who,
 }
 
 absl::StatusOr<v1::ListEnrollmentTokensResponse> AdminApi::ListEnrollmentTokens(
-    const v1::ListEnrollmentTokensRequest&) {
-  auto tokens = repos_.tokens.List();
+    const v1::ListEnrollmentTokensRequest& request) {
+  auto page = ReadPageRequest("ListEnrollmentTokens", request.page_size(), request.page_token());
+  if (!page.ok()) return page.status();
+  auto tokens = repos_.tokens.ListPage(*page);
   if (!tokens.ok()) return tokens.status();
   v1::ListEnrollmentTokensResponse response;
-  for (auto& t : *tokens) *response.add_tokens() = std::move(t);
+  for (auto& t : tokens->items) *response.add_tokens() = std::move(t);
+  response.set_next_page_token(NextPageToken("ListEnrollmentTokens", tokens->next_after));
   return response;
 }
 

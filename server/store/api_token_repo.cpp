@@ -68,15 +68,19 @@ absl::StatusOr<ApiTokenRecord> ApiTokenRepo::FindByHash(const std::string& token
       });
 }
 
-absl::StatusOr<std::vector<ApiTokenRecord>> ApiTokenRepo::List() {
+absl::StatusOr<Page<ApiTokenRecord>> ApiTokenRepo::ListPage(const PageRequest& page) {
   return WithTransaction(
-      db_, "list API tokens", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<ApiTokenRecord>> {
+      db_, "list a page of API tokens",
+      [&](pqxx::work& tx) -> absl::StatusOr<Page<ApiTokenRecord>> {
         std::vector<ApiTokenRecord> records;
         for (const pqxx::row& row :
-             tx.exec(absl::StrCat("SELECT ", kColumns, " FROM api_tokens ORDER BY name"))) {
+             tx.exec_params(absl::StrCat("SELECT ", kColumns,
+                                         " FROM api_tokens WHERE name > $1 ORDER BY name LIMIT $2"),
+                            page.after, static_cast<int64_t>(page.size + 1))) {
           records.push_back(RecordFromRow(row));
         }
-        return records;
+        return FinishPage(std::move(records), page.size,
+                          [](const ApiTokenRecord& r) { return r.name; });
       });
 }
 

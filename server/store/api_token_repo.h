@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/store/database.h"
+#include "server/store/paging.h"
 
 namespace edgefleet::server {
 
@@ -37,8 +38,8 @@ class ApiTokenRepo {
                                         const std::string& token_hash);
   // The token with this hash, revoked or expired ones included. NotFound "unknown API token".
   absl::StatusOr<ApiTokenRecord> FindByHash(const std::string& token_hash);
-  // Every token, by name.
-  absl::StatusOr<std::vector<ApiTokenRecord>> List();
+  // A page of tokens, by name, after `page.after` (a name).
+  absl::StatusOr<Page<ApiTokenRecord>> ListPage(const PageRequest& page);
   // Marks the token revoked at `now_unix` (kept as it was when already revoked). NotFound.
   absl::StatusOr<ApiTokenRecord> Revoke(const std::string& name, int64_t now_unix);
   // Whether any token exists (the server bootstraps an admin token when none does).

@@ -62,18 +62,21 @@ absl::StatusOr<v1::EnrollmentToken> TokenFromRow(const pqxx::row& row) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<v1::EnrollmentToken>> EnrollmentTokenRepo::List() {
+absl::StatusOr<Page<v1::EnrollmentToken>> EnrollmentTokenRepo::ListPage(const PageRequest& page) {
   return WithTransaction(
-      db_, "list enrollment tokens",
-      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<v1::EnrollmentToken>> {
+      db_, "list a page of enrollment tokens",
+      [&](pqxx::work& tx) -> absl::StatusOr<Page<v1::EnrollmentToken>> {
         std::vector<v1::EnrollmentToken> tokens;
-        for (const pqxx::row& row : tx.exec(absl::StrCat(
-                 "SELECT ", kColumns, " FROM enrollment_tokens ORDER BY created_at DESC, id"))) {
+        for (const pqxx::row& row : tx.exec_params(
+                 absl::StrCat("SELECT ", kColumns,
+                              " FROM enrollment_tokens WHERE id > $1 ORDER BY id LIMIT $2"),
+                 page.after, static_cast<int64_t>(page.size + 1))) {
           auto token = TokenFromRow(row);
           if (!token.ok()) return token.status();
           tokens.push_back(*std::move(token));
         }
-        return tokens;
+        return FinishPage(std::move(tokens), page.size,
+                          [](const v1::EnrollmentToken& t) { return t.token_id(); });
       });
 }
 

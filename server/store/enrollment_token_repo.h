@@ -10,6 +10,7 @@
 #include "common/core/labels.h"
 #include "edgefleet/v1/admin.pb.h"
 #include "server/store/database.h"
+#include "server/store/paging.h"
 
 namespace edgefleet::server {
 
@@ -24,8 +25,8 @@ class EnrollmentTokenRepo {
                                              int64_t expires_at_unix, const Labels& labels,
                                              const std::string& description);
 
-  // Every token without its secret, newest first.
-  absl::StatusOr<std::vector<v1::EnrollmentToken>> List();
+  // A page of tokens without their secrets, by id, after `page.after` (an id).
+  absl::StatusOr<Page<v1::EnrollmentToken>> ListPage(const PageRequest& page);
   // Marks the token revoked at `now_unix` (kept as it was when already revoked); it cannot
   // enroll from then on. NotFound.
   absl::StatusOr<v1::EnrollmentToken> Revoke(const std::string& token_id, int64_t now_unix);

@@ -51,6 +51,11 @@ class FakeAdmin : public AdminClient {
     // When set, ListDevices answers by page_token instead of `devices`.
     std::map<std::string, v1::ListDevicesResponse> device_pages;
     std::vector<v1::ListDevicesRequest> list_devices_calls;
+    // ListApiTokens answers by page_token; ListEnrollmentTokens too when set.
+    std::map<std::string, v1::ListApiTokensResponse> api_token_pages;
+    std::vector<v1::ListApiTokensRequest> list_api_tokens_calls;
+    std::map<std::string, v1::ListEnrollmentTokensResponse> enrollment_token_pages;
+    std::vector<v1::ListEnrollmentTokensRequest> list_enrollment_tokens_calls;
     absl::Status status;
   };
   explicit FakeAdmin(Shared* shared) : s_(shared) {}
@@ -115,8 +120,10 @@ class FakeAdmin : public AdminClient {
     return t;
   }
   absl::StatusOr<v1::ListApiTokensResponse> ListApiTokens(
-      const v1::ListApiTokensRequest&) override {
-    return Unused();
+      const v1::ListApiTokensRequest& r) override {
+    s_->list_api_tokens_calls.push_back(r);
+    if (s_->api_token_pages.empty()) return Unused();
+    return s_->api_token_pages.at(r.page_token());
   }
   absl::StatusOr<v1::ApiToken> RevokeApiToken(const v1::RevokeApiTokenRequest& r) override {
     s_->revoke_api_token = r;
@@ -126,7 +133,9 @@ class FakeAdmin : public AdminClient {
     return t;
   }
   absl::StatusOr<v1::ListEnrollmentTokensResponse> ListEnrollmentTokens(
-      const v1::ListEnrollmentTokensRequest&) override {
+      const v1::ListEnrollmentTokensRequest& r) override {
+    s_->list_enrollment_tokens_calls.push_back(r);
+    if (!s_->enrollment_token_pages.empty()) return s_->enrollment_token_pages.at(r.page_token());
     return s_->enrollment_tokens;
   }
   absl::StatusOr<v1::EnrollmentToken> RevokeEnrollmentToken(
@@ -598,6 +607,45 @@ TEST(CommandsTest, ListsFollowEveryPageOrStopAtTheLimit) {
 
   EXPECT_EQ(RunWith({"device", "list", "--limit", "0"}, &shared).code, 2);
   EXPECT_EQ(RunWith({"device", "list", "--limit", "many"}, &shared).code, 2);
+}
+
+// FollowPages itself is covered by the device list above; here: both token lists use it.
+TEST(CommandsTest, TokenListsFollowEveryPageOrStopAtTheLimit) {
+  FakeAdmin::Shared shared;
+  shared.api_token_pages[""].add_tokens()->set_name("api-1");
+  shared.api_token_pages[""].set_next_page_token("a2");
+  shared.api_token_pages["a2"].add_tokens()->set_name("api-2");
+  shared.enrollment_token_pages[""].add_tokens()->set_token_id("tok-1");
+  shared.enrollment_token_pages[""].add_tokens()->set_token_id("tok-2");
+  shared.enrollment_token_pages[""].set_next_page_token("e2");
+  shared.enrollment_token_pages["e2"].add_tokens()->set_token_id("tok-3");
+
+  RunResult api = RunWith({"api-token", "list"}, &shared);
+  ASSERT_EQ(api.code, 0) << api.err;
+  ASSERT_EQ(shared.list_api_tokens_calls.size(), 2u);
+  EXPECT_EQ(shared.list_api_tokens_calls[1].page_token(), "a2");
+  EXPECT_THAT(api.out, HasSubstr("api-1"));
+  EXPECT_THAT(api.out, HasSubstr("api-2"));
+
+  RunResult enrollment = RunWith({"-o", "json", "token", "list"}, &shared);
+  ASSERT_EQ(enrollment.code, 0) << enrollment.err;
+  ASSERT_EQ(shared.list_enrollment_tokens_calls.size(), 2u);
+  EXPECT_EQ(shared.list_enrollment_tokens_calls[1].page_token(), "e2");
+  EXPECT_THAT(enrollment.out, HasSubstr("tok-1"));
+  EXPECT_THAT(enrollment.out, HasSubstr("tok-3"));
+  EXPECT_THAT(enrollment.out, HasSubstr("\"nextPageToken\": \"\""));
+
+  RunResult limited_api = RunWith({"api-token", "list", "--limit", "1"}, &shared);
+  ASSERT_EQ(limited_api.code, 0) << limited_api.err;
+  ASSERT_EQ(shared.list_api_tokens_calls.size(), 3u) << "one page was enough";
+  EXPECT_EQ(shared.list_api_tokens_calls[2].page_size(), 1u);
+  RunResult limited = RunWith({"token", "list", "--limit", "2"}, &shared);
+  ASSERT_EQ(limited.code, 0) << limited.err;
+  ASSERT_EQ(shared.list_enrollment_tokens_calls.size(), 3u) << "one page was enough";
+  EXPECT_EQ(shared.list_enrollment_tokens_calls[2].page_size(), 2u);
+
+  EXPECT_EQ(RunWith({"token", "list", "--limit", "0"}, &shared).code, 2);
+  EXPECT_EQ(RunWith({"api-token", "list", "--limit", "many"}, &shared).code, 2);
 }
 
 TEST(CommandsTest, EveryGroupHasItsOwnHelp) {

@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <set>
+
 #include "tests/integration/integration_fixture.h"
 
 namespace edgefleet::test {
@@ -175,6 +177,70 @@ TEST_F(AdminTokensTest, ARevokedEnrollmentTokenCannotEnroll) {
   v1::ListDevicesResponse devices;
   ASSERT_TRUE(server_->ListDevices("", &devices).ok());
   EXPECT_EQ(devices.devices_size(), 0) << devices.ShortDebugString();
+}
+
+// Follows `path`'s pages of `page_size` over REST; returns every page's answer.
+template <typename Response>
+std::vector<Response> RestPages(httplib::Client& http, const httplib::Headers& auth,
+                                const std::string& path, int page_size) {
+  std::vector<Response> pages;
+  std::string token;
+  for (int n = 0; n < 100; ++n) {
+    std::string url = path + "?page_size=" + std::to_string(page_size);
+    if (!token.empty()) url += "&page_token=" + token;
+    auto got = http.Get(url, auth);
+    EXPECT_TRUE(got && got->status == 200) << url << ": " << (got ? got->body : "no response");
+    if (!got || got->status != 200) break;
+    Response page;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(got->body, &page).ok()) << got->body;
+    pages.push_back(page);
+    token = page.next_page_token();
+    if (token.empty()) break;
+  }
+  return pages;
+}
+
+TEST_F(AdminTokensTest, TokenListsArePagedOverRest) {
+  const auto auth = server_->AuthHeaders();
+  std::set<std::string> enrollment_ids;
+  for (int i = 0; i < 5; ++i) {
+    v1::EnrollmentToken token;
+    ASSERT_TRUE(server_->CreateEnrollmentToken(1, {}, &token).ok());
+    enrollment_ids.insert(token.token_id());
+  }
+  std::vector<std::string> seen;
+  auto enrollment_pages =
+      RestPages<v1::ListEnrollmentTokensResponse>(*http_, auth, "/v1/enrollment-tokens", 2);
+  ASSERT_EQ(enrollment_pages.size(), 3u) << "2 + 2 + 1";
+  for (const auto& page : enrollment_pages) {
+    EXPECT_LE(page.tokens_size(), 2);
+    for (const auto& t : page.tokens()) seen.push_back(t.token_id());
+  }
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end())) << "by id";
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), enrollment_ids)
+      << "each token once, none missing";
+
+  for (const char* name : {"ci-a", "ci-b"}) {
+    auto created = http_->Post("/v1/api-tokens", auth,
+                               std::string(R"({"name": ")") + name + R"(", "role": "ROLE_VIEWER"})",
+                               "application/json");
+    ASSERT_TRUE(created && created->status == 200) << (created ? created->body : "no response");
+  }
+  seen.clear();
+  auto api_pages = RestPages<v1::ListApiTokensResponse>(*http_, auth, "/v1/api-tokens", 1);
+  for (const auto& page : api_pages) {
+    for (const auto& t : page.tokens()) seen.push_back(t.name());
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"admin", "ci-a", "ci-b"})) << "one a page, by name";
+
+  ASSERT_FALSE(api_pages.empty());
+  const std::string api_token = api_pages.front().next_page_token();
+  auto other_call = http_->Get("/v1/enrollment-tokens?page_token=" + api_token, auth);
+  ASSERT_TRUE(other_call);
+  EXPECT_EQ(other_call->status, 400) << "another call's token: " << other_call->body;
+  auto too_big = http_->Get("/v1/api-tokens?page_size=1001", auth);
+  ASSERT_TRUE(too_big);
+  EXPECT_EQ(too_big->status, 400) << too_big->body;
 }
 
 TEST_F(AdminTokensTest, EveryHttpErrorIsAJsonErrorBody) {

@@ -638,6 +638,28 @@ TEST_F(ApiTest, ApiTokensCarryARoleExpireAndAreRevoked) {
   for (const v1::ApiToken& t : listed->tokens()) EXPECT_TRUE(t.token().empty()) << t.name();
   EXPECT_EQ(listed->tokens(0).name(), "admin");
   EXPECT_FALSE(listed->tokens(0).has_expires_at());
+  EXPECT_TRUE(listed->next_page_token().empty()) << "one page";
+
+  // Paged by name with the rule of every list call.
+  v1::ListApiTokensRequest paged;
+  paged.set_page_size(1);
+  auto first = admin_->ListApiTokens(paged);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->tokens_size(), 1);
+  EXPECT_EQ(first->tokens(0).name(), "admin");
+  paged.set_page_token(first->next_page_token());
+  auto second = admin_->ListApiTokens(paged);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->tokens_size(), 1);
+  EXPECT_EQ(second->tokens(0).name(), "ci");
+  EXPECT_TRUE(second->next_page_token().empty()) << "the last page";
+  paged.set_page_size(1001);
+  EXPECT_EQ(admin_->ListApiTokens(paged).status().code(), absl::StatusCode::kInvalidArgument);
+  v1::ListEnrollmentTokensRequest other_call;
+  other_call.set_page_token(first->next_page_token());
+  EXPECT_EQ(admin_->ListEnrollmentTokens(other_call).status().code(),
+            absl::StatusCode::kInvalidArgument)
+      << "a token of another call";
 
   clock_.Advance(std::chrono::seconds(3600));
   auto expired = auth.Authenticate("Bearer " + created->token());

@@ -77,11 +77,19 @@ TEST(RequestLimitsTest, AgentsFitTheirTextWithinTheLimitsOnACharacterBoundary) {
   EXPECT_TRUE(CheckRequestLimits(report).ok());
 }
 
+template <typename Request>
+void ExpectLongestPageTokenFits(const std::string& call) {
+  Request list;
+  list.set_page_token(NextPageToken(call, std::string(RequestLimits::kTextBytes, 'k')));
+  EXPECT_TRUE(CheckRequestLimits(list).ok()) << call << ": " << CheckRequestLimits(list);
+}
+
 TEST(RequestLimitsTest, APageTokenForTheLongestKeyIsWithinItsLimit) {
-  v1::ListDeploymentsRequest list;
-  list.set_page_token(
-      NextPageToken("ListDeployments", std::string(RequestLimits::kTextBytes, 'k')));
-  EXPECT_TRUE(CheckRequestLimits(list).ok()) << CheckRequestLimits(list);
+  ExpectLongestPageTokenFits<v1::ListDevicesRequest>("ListDevices");
+  ExpectLongestPageTokenFits<v1::ListModelsRequest>("ListModels");
+  ExpectLongestPageTokenFits<v1::ListDeploymentsRequest>("ListDeployments");
+  ExpectLongestPageTokenFits<v1::ListApiTokensRequest>("ListApiTokens");
+  ExpectLongestPageTokenFits<v1::ListEnrollmentTokensRequest>("ListEnrollmentTokens");
 }
 
 // Fills every string, bytes, map and list of `message` (recursively) up to its limit.

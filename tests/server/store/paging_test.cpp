@@ -7,8 +7,10 @@
 #include <functional>
 #include <set>
 
+#include "server/store/api_token_repo.h"
 #include "server/store/deployment_repo.h"
 #include "server/store/device_repo.h"
+#include "server/store/enrollment_token_repo.h"
 #include "server/store/model_repo.h"
 #include "tests/server/store/store_test_util.h"
 
@@ -41,6 +43,12 @@ TEST(PageRequestTest, TokensAreOpaqueRoundTripAndBelongToOneCall) {
   }
 }
 
+std::string Name(const char* prefix, int i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%s-%03d", prefix, i);
+  return buf;
+}
+
 class PagingTest : public StoreTest {
  protected:
   void SetUp() override {
@@ -49,6 +57,21 @@ class PagingTest : public StoreTest {
     devices_ = std::make_unique<DeviceRepo>(*db_);
     models_ = std::make_unique<ModelRepo>(*db_);
     deployments_ = std::make_unique<DeploymentRepo>(*db_);
+    api_tokens_ = std::make_unique<ApiTokenRepo>(*db_);
+    enrollment_tokens_ = std::make_unique<EnrollmentTokenRepo>(*db_);
+  }
+
+  void CreateApiToken(const std::string& name) {
+    ApiTokenRecord record;
+    record.name = name;
+    record.role = "viewer";
+    auto stored = api_tokens_->Insert(record, "hash-" + name);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+  }
+
+  void CreateEnrollmentToken(const std::string& id) {
+    auto stored = enrollment_tokens_->Create(id, "hash-" + id, 1, kNow, {}, "");
+    ASSERT_TRUE(stored.ok()) << stored.status();
   }
 
   void Publish(const std::string& name, const std::string& version) {
@@ -93,16 +116,34 @@ class PagingTest : public StoreTest {
     }
   }
 
+  // Creates rows "row-000", "row-002", ... then pages through them 4 at a time, creating rows
+  // behind the cursor (odd numbers: need not be seen) and ahead of it ("zz-N": must be seen)
+  // between pages. Rows present at the start and rows created ahead are each seen once.
+  template <typename T, typename Fetch, typename Key>
+  void ExpectPagesWhileCreating(const std::function<void(const std::string&)>& create, Fetch fetch,
+                                Key key) {
+    std::vector<std::string> at_start;
+    for (int i = 0; i < 30; i += 2) {
+      at_start.push_back(Name("row", i));
+      create(at_start.back());
+    }
+    int odd = 1;
+    std::vector<std::string> ahead;
+    auto seen = PageThrough<T>(4, fetch, key, [&](int n) {
+      for (int k = 0; k < 3 && odd < 30; ++k, odd += 2) create(Name("row", odd));
+      ahead.push_back(Name("zz", n));
+      create(ahead.back());
+    });
+    ExpectEachOnceInOrder(seen, at_start);
+    ExpectEachOnceInOrder(seen, ahead);
+  }
+
   std::unique_ptr<DeviceRepo> devices_;
   std::unique_ptr<ModelRepo> models_;
   std::unique_ptr<DeploymentRepo> deployments_;
+  std::unique_ptr<ApiTokenRepo> api_tokens_;
+  std::unique_ptr<EnrollmentTokenRepo> enrollment_tokens_;
 };
-
-std::string Name(const char* prefix, int i) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%s-%03d", prefix, i);
-  return buf;
-}
 
 TEST_F(PagingTest, DevicePagesHaveNoDuplicatesOrGapsWhileDevicesEnroll) {
   std::vector<std::string> at_start;
@@ -179,6 +220,27 @@ TEST_F(PagingTest, DeploymentPagesHaveNoDuplicatesOrGapsWhileDeploymentsAreCreat
   }
   EXPECT_EQ(deployments_->ListPage({"not-a-number", 5}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PagingTest, ApiTokenPagesHaveNoDuplicatesOrGapsWhileTokensAreCreated) {
+  ExpectPagesWhileCreating<ApiTokenRecord>(
+      [&](const std::string& name) { CreateApiToken(name); },
+      [&](const PageRequest& p) { return api_tokens_->ListPage(p); },
+      [](const ApiTokenRecord& r) {
+        EXPECT_EQ(r.role, "viewer") << r.name << " comes whole";
+        return r.name;
+      });
+}
+
+TEST_F(PagingTest, EnrollmentTokenPagesHaveNoDuplicatesOrGapsWhileTokensAreCreated) {
+  ExpectPagesWhileCreating<v1::EnrollmentToken>(
+      [&](const std::string& id) { CreateEnrollmentToken(id); },
+      [&](const PageRequest& p) { return enrollment_tokens_->ListPage(p); },
+      [](const v1::EnrollmentToken& t) {
+        EXPECT_EQ(t.max_uses(), 1u) << t.token_id() << " comes whole";
+        EXPECT_TRUE(t.token().empty()) << "never the secret";
+        return t.token_id();
+      });
 }
 
 }  // namespace
