@@ -530,8 +530,8 @@ TEST_F(ApiTest, DevicesFetchOnlyArtifactsReleasedToThem) {
   EnrollDevice("cam-1", {{"site", "berlin"}});
   EnrollDevice("cam-2", {{"site", "paris"}});
   auto deploy = [&](const std::string& version, const std::string& bytes) {
-    auto pushed =
-        admin_->PushModel(admin_principal_, Metadata("detector", version), Chunks({bytes}));
+    auto pushed = admin_->PushModel(admin_principal_, Metadata("detector", version),
+                                    Chunks({test::OnnxModelWith(bytes)}));
     EXPECT_TRUE(pushed.ok()) << pushed.status();
     v1::CreateDeploymentRequest request;
     request.set_model_name("detector");
