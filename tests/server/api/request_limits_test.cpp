@@ -82,6 +82,11 @@ TEST(RequestLimitsTest, APageTokenForTheLongestKeyIsWithinItsLimit) {
   list.set_page_token(
       NextPageToken("ListDeployments", std::string(RequestLimits::kTextBytes, 'k')));
   EXPECT_TRUE(CheckRequestLimits(list).ok()) << CheckRequestLimits(list);
+  v1::GetDeploymentRequest get;
+  get.set_deployment_id("1");
+  get.set_target_page_token(
+      NextPageToken("GetDeployment", std::string(RequestLimits::kTextBytes, 'd')));
+  EXPECT_TRUE(CheckRequestLimits(get).ok()) << CheckRequestLimits(get);
 }
 
 // Fills every string, bytes, map and list of `message` (recursively) up to its limit.
