@@ -539,18 +539,14 @@ int ModelGet(Context& c) {
 
 // ---- deploy ----
 
+// From the server's per-state counts: a listed deployment carries no targets.
 std::string TargetSummary(const v1::Deployment& d) {
-  int serving = 0, failed = 0, superseded = 0;
-  for (const auto& t : d.targets()) {
-    if (t.state() == v1::DEPLOYMENT_TARGET_STATE_SERVING) ++serving;
-    if (t.state() == v1::DEPLOYMENT_TARGET_STATE_FAILED) ++failed;
-    if (t.state() == v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED) ++superseded;
-  }
+  const v1::DeploymentTargetCounts& n = d.target_counts();
   // A deployment replaced by a newer one reads as such, not as a rollout that stalled.
-  if (superseded == d.targets_size() && superseded > 0) return "superseded";
-  std::string s = absl::StrCat(serving, "/", d.targets_size(), " serving");
-  if (failed > 0) absl::StrAppend(&s, ", ", failed, " failed");
-  if (superseded > 0) absl::StrAppend(&s, ", ", superseded, " superseded");
+  if (n.superseded() == d.target_count() && n.superseded() > 0) return "superseded";
+  std::string s = absl::StrCat(n.serving(), "/", d.target_count(), " serving");
+  if (n.failed() > 0) absl::StrAppend(&s, ", ", n.failed(), " failed");
+  if (n.superseded() > 0) absl::StrAppend(&s, ", ", n.superseded(), " superseded");
   return s;
 }
 
@@ -591,9 +587,19 @@ int DeployCreate(Context& c) {
 int DeployStatus(Context& c) {
   v1::GetDeploymentRequest req;
   req.set_deployment_id(c.args[0]);
+  req.set_target_page_size(1000);  // the server's largest page
   const std::string what = absl::StrCat("get deployment '", c.args[0], "'");
-  absl::StatusOr<v1::Deployment> d = c.Admin()->GetDeployment(req);
+  auto admin = c.Admin();
+  // Follows every page of targets; the first answer carries the rest of the deployment.
+  absl::StatusOr<v1::Deployment> d = admin->GetDeployment(req);
   if (!d.ok()) return c.Fail(what, d.status());
+  while (!d->next_target_page_token().empty()) {
+    req.set_target_page_token(d->next_target_page_token());
+    absl::StatusOr<v1::Deployment> page = admin->GetDeployment(req);
+    if (!page.ok()) return c.Fail(what, page.status());
+    for (auto& t : *page->mutable_targets()) *d->add_targets() = std::move(t);
+    d->set_next_target_page_token(page->next_target_page_token());
+  }
   return c.Print(what, *d, [&] { RenderDeployment(*d, c.out); });
 }
 

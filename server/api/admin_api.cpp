@@ -432,7 +432,14 @@ absl::StatusOr<v1::Deployment> AdminApi::GetDeployment(const v1::GetDeploymentRe
     return absl::InvalidArgumentError(
         absl::StrCat("deployment_id '", request.deployment_id(), "' is not a positive number"));
   }
-  return repos_.deployments.Get(request.deployment_id());
+  auto targets = ReadPageRequest("GetDeployment", request.target_page_size(),
+                                 request.target_page_token(), "target_");
+  if (!targets.ok()) return targets.status();
+  auto page = repos_.deployments.Get(request.deployment_id(), *targets);
+  if (!page.ok()) return page.status();
+  page->deployment.set_next_target_page_token(
+      NextPageToken("GetDeployment", page->next_target_after));
+  return std::move(page->deployment);
 }
 
 absl::StatusOr<v1::ListDeploymentsResponse> AdminApi::ListDeployments(

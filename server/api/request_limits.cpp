@@ -25,6 +25,7 @@ const std::map<std::string_view, size_t>& OwnLimits() {
       {"edgefleet.v1.ListDeploymentsRequest.page_token", L::kPageTokenBytes},
       {"edgefleet.v1.ListApiTokensRequest.page_token", L::kPageTokenBytes},
       {"edgefleet.v1.ListEnrollmentTokensRequest.page_token", L::kPageTokenBytes},
+      {"edgefleet.v1.GetDeploymentRequest.target_page_token", L::kPageTokenBytes},
       {"edgefleet.v1.PushModelRequest.chunk", L::kUploadChunkBytes},
       {"edgefleet.v1.TensorSpec.shape", L::kTensorDims},
       {"edgefleet.v1.EnrollRequest.csr_pem", L::kCsrBytes},

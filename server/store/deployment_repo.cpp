@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -42,60 +43,64 @@ v1::DeploymentTarget TargetFromRow(const pqxx::row& row) {
   return t;
 }
 
-constexpr const char* kTargetColumns =
-    "deployment_id, device_id, state, detail, floor(extract(epoch FROM updated_at))::bigint";
-
-// Loads deployments (all, or the one with `id`) with their targets.
-// Deployments from `deployments` rows (kDeploymentColumns) with their targets from `targets`
-// rows (kTargetColumns, ordered by device id).
-std::vector<v1::Deployment> GroupDeployments(const pqxx::result& deployments,
-                                             const pqxx::result& targets) {
-  std::vector<v1::Deployment> out;
-  std::map<int64_t, size_t> index;
-  for (const pqxx::row& row : deployments) {
-    index[row[0].as<int64_t>()] = out.size();
-    out.push_back(DeploymentFromRow(row));
-  }
-  for (const pqxx::row& row : targets) {
+// Counts each deployment's targets by state: `counts` rows are (deployment_id, state, count),
+// `index` maps a deployment id to its deployment.
+void AddCounts(const pqxx::result& counts, const std::map<int64_t, v1::Deployment*>& index) {
+  for (const pqxx::row& row : counts) {
     auto it = index.find(row[0].as<int64_t>());
     if (it == index.end()) continue;
-    *out[it->second].add_targets() = TargetFromRow(row.slice(1, 5));
+    v1::Deployment& d = *it->second;
+    const uint64_t n = row[2].as<uint64_t>();
+    v1::DeploymentTargetCounts& c = *d.mutable_target_counts();
+    switch (internal::FromDb<v1::DeploymentTargetState>(row[1].as<std::string>(), kTargetPrefix)) {
+      case v1::DEPLOYMENT_TARGET_STATE_PENDING:
+        c.set_pending(c.pending() + n);
+        break;
+      case v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS:
+        c.set_in_progress(c.in_progress() + n);
+        break;
+      case v1::DEPLOYMENT_TARGET_STATE_SERVING:
+        c.set_serving(c.serving() + n);
+        break;
+      case v1::DEPLOYMENT_TARGET_STATE_FAILED:
+        c.set_failed(c.failed() + n);
+        break;
+      case v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED:
+        c.set_superseded(c.superseded() + n);
+        break;
+      default:
+        break;  // the table's CHECK allows no other state
+    }
+    d.set_target_count(d.target_count() + n);
   }
-  return out;
 }
 
-std::vector<v1::Deployment> LoadDeployments(pqxx::work& tx, const int64_t* id) {
-  pqxx::result deployments =
-      id == nullptr
-          ? tx.exec(absl::StrCat("SELECT ", kDeploymentColumns, " FROM deployments ORDER BY id"))
-          : tx.exec_params(
-                absl::StrCat("SELECT ", kDeploymentColumns, " FROM deployments WHERE id = $1"),
-                *id);
-  pqxx::result targets =
-      id == nullptr
-          ? tx.exec(absl::StrCat("SELECT ", kTargetColumns,
-                                 " FROM deployment_targets ORDER BY deployment_id, device_id"))
-          : tx.exec_params(absl::StrCat("SELECT ", kTargetColumns,
-                                        " FROM deployment_targets WHERE deployment_id = $1 "
-                                        "ORDER BY device_id"),
-                           *id);
-  return GroupDeployments(deployments, targets);
-}
-
-// At most `limit` deployments with ids above `after` (keyset), with their targets.
+// At most `limit` deployments with ids above `after` (keyset), with their target counts and no
+// targets.
 std::vector<v1::Deployment> LoadDeploymentsAfter(pqxx::work& tx, int64_t after, size_t limit) {
-  pqxx::result deployments =
+  pqxx::result rows =
       tx.exec_params(absl::StrCat("SELECT ", kDeploymentColumns,
                                   " FROM deployments WHERE id > $1 ORDER BY id LIMIT $2"),
                      after, static_cast<int64_t>(limit));
-  if (deployments.empty()) return {};
-  const int64_t last = deployments[deployments.size() - 1][0].as<int64_t>();
-  pqxx::result targets = tx.exec_params(
-      absl::StrCat("SELECT ", kTargetColumns,
-                   " FROM deployment_targets WHERE deployment_id > $1 AND deployment_id <= $2 "
-                   "ORDER BY deployment_id, device_id"),
-      after, last);
-  return GroupDeployments(deployments, targets);
+  if (rows.empty()) return {};
+  std::vector<v1::Deployment> deployments;
+  for (const pqxx::row& row : rows) deployments.push_back(DeploymentFromRow(row));
+  std::map<int64_t, v1::Deployment*> index;
+  for (size_t i = 0; i < deployments.size(); ++i) index[rows[i][0].as<int64_t>()] = &deployments[i];
+  const int64_t last = rows[rows.size() - 1][0].as<int64_t>();
+  AddCounts(tx.exec_params("SELECT deployment_id, state, count(*) FROM deployment_targets "
+                           "WHERE deployment_id > $1 AND deployment_id <= $2 "
+                           "GROUP BY deployment_id, state",
+                           after, last),
+            index);
+  return deployments;
+}
+
+// The deployment `id` with its target counts and no targets; nullopt when there is none.
+std::optional<v1::Deployment> LoadDeployment(pqxx::work& tx, int64_t id) {
+  std::vector<v1::Deployment> loaded = LoadDeploymentsAfter(tx, id - 1, 1);
+  if (loaded.empty() || loaded.front().deployment_id() != std::to_string(id)) return std::nullopt;
+  return std::move(loaded.front());
 }
 
 bool ParseId(const std::string& text, int64_t* id) {
@@ -138,29 +143,36 @@ absl::StatusOr<v1::Deployment> DeploymentRepo::Create(const std::string& model_n
             "AND d.id <> $1 AND t.state <> 'superseded' AND t.device_id IN "
             "(SELECT device_id FROM deployment_targets WHERE deployment_id = $1)",
             id, model_name, now_unix);
-        std::vector<v1::Deployment> loaded = LoadDeployments(tx, &id);
-        return std::move(loaded.front());
+        return *LoadDeployment(tx, id);
       });
 }
 
-absl::StatusOr<v1::Deployment> DeploymentRepo::Get(const std::string& deployment_id) {
+absl::StatusOr<DeploymentPage> DeploymentRepo::Get(const std::string& deployment_id,
+                                                   const PageRequest& targets) {
   int64_t id = 0;
   absl::Status not_found =
       absl::NotFoundError(absl::StrCat("deployment ", deployment_id, " not found"));
-  if (!ParseId(deployment_id, &id)) return not_found;
-  return WithTransaction(db_, absl::StrCat("get deployment ", deployment_id),
-                         [&](pqxx::work& tx) -> absl::StatusOr<v1::Deployment> {
-                           std::vector<v1::Deployment> loaded = LoadDeployments(tx, &id);
-                           if (loaded.empty()) return not_found;
-                           return std::move(loaded.front());
-                         });
-}
-
-absl::StatusOr<std::vector<v1::Deployment>> DeploymentRepo::List() {
-  return WithTransaction(db_, "list deployments",
-                         [](pqxx::work& tx) -> absl::StatusOr<std::vector<v1::Deployment>> {
-                           return LoadDeployments(tx, nullptr);
-                         });
+  if (!ParseId(deployment_id, &id) || id <= 0) return not_found;
+  return WithTransaction(
+      db_, absl::StrCat("get deployment ", deployment_id),
+      [&](pqxx::work& tx) -> absl::StatusOr<DeploymentPage> {
+        std::optional<v1::Deployment> deployment = LoadDeployment(tx, id);
+        if (!deployment.has_value()) return not_found;
+        std::vector<v1::DeploymentTarget> rows;
+        for (const pqxx::row& row : tx.exec_params(
+                 "SELECT device_id, state, detail, floor(extract(epoch FROM updated_at))::bigint "
+                 "FROM deployment_targets WHERE deployment_id = $1 AND device_id > $2 "
+                 "ORDER BY device_id LIMIT $3",
+                 id, targets.after, static_cast<int64_t>(targets.size + 1))) {
+          rows.push_back(TargetFromRow(row));
+        }
+        Page<v1::DeploymentTarget> page =
+            FinishPage(std::move(rows), targets.size,
+                       [](const v1::DeploymentTarget& t) { return t.device_id(); });
+        DeploymentPage out{std::move(*deployment), std::move(page.next_after)};
+        for (v1::DeploymentTarget& t : page.items) *out.deployment.add_targets() = std::move(t);
+        return out;
+      });
 }
 
 absl::StatusOr<Page<v1::Deployment>> DeploymentRepo::ListPage(const PageRequest& page) {

@@ -16,22 +16,27 @@
 
 namespace edgefleet::server {
 
+// A deployment with one page of its targets (ordered by device id).
+struct DeploymentPage {
+  v1::Deployment deployment;      // with its target counts
+  std::string next_target_after;  // the device id to continue after; empty on the last page
+};
+
 class DeploymentRepo {
  public:
   explicit DeploymentRepo(Database& db) : db_(db) {}
 
   // Inserts a PENDING target for every active device whose labels contain `selector` and marks
-  // those devices' targets in older deployments of the same model SUPERSEDED. NotFound "model M
-  // version V not found".
+  // those devices' targets in older deployments of the same model SUPERSEDED. Answers with the
+  // target counts, without targets. NotFound "model M version V not found".
   absl::StatusOr<v1::Deployment> Create(const std::string& model_name, const std::string& version,
                                         const std::string& label_selector_text,
                                         const Labels& selector, int64_t now_unix);
-  // With targets ordered by device id. NotFound "deployment X not found".
-  absl::StatusOr<v1::Deployment> Get(const std::string& deployment_id);
-  // Every deployment with its targets, oldest first.
-  absl::StatusOr<std::vector<v1::Deployment>> List();
-  // One page of List: deployment ids after `page.after`; continues after the last id.
-  // InvalidArgument when `page.after` is not an id.
+  // With its target counts and the targets whose device ids follow `targets.after`, at most
+  // `targets.size` of them (a fleet can hold 100,000). NotFound "deployment X not found".
+  absl::StatusOr<DeploymentPage> Get(const std::string& deployment_id, const PageRequest& targets);
+  // One page of deployments, oldest first, with their target counts but no targets: ids after
+  // `page.after`; continues after the last id. InvalidArgument when `page.after` is not an id.
   absl::StatusOr<Page<v1::Deployment>> ListPage(const PageRequest& page);
 
   // What the device should run: per model, the version of the latest deployment whose selector

@@ -15,11 +15,12 @@ std::string TokenPrefix(const std::string& call) {
 }  // namespace
 
 absl::StatusOr<PageRequest> ReadPageRequest(const std::string& call, uint32_t page_size,
-                                            const std::string& page_token) {
+                                            const std::string& page_token,
+                                            absl::string_view field_prefix) {
   PageRequest page;
   if (page_size > kMaxPageSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("page_size ", page_size, " is over the limit of ", kMaxPageSize));
+    return absl::InvalidArgumentError(absl::StrCat(field_prefix, "page_size ", page_size,
+                                                   " is over the limit of ", kMaxPageSize));
   }
   page.size = page_size == 0 ? kDefaultPageSize : page_size;
   if (page_token.empty()) return page;
@@ -27,7 +28,8 @@ absl::StatusOr<PageRequest> ReadPageRequest(const std::string& call, uint32_t pa
   const std::string prefix = TokenPrefix(call);
   if (!absl::WebSafeBase64Unescape(page_token, &decoded) || !absl::StartsWith(decoded, prefix) ||
       decoded.size() == prefix.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("page_token is not a page token of ", call));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field_prefix, "page_token is not a page token of ", call));
   }
   page.after = decoded.substr(prefix.size());
   return page;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace edgefleet::server {
 
@@ -30,9 +31,11 @@ struct Page {
 
 // The page a list call asks for. `call` names the list ("ListDevices"): a token is valid only
 // for the call that issued it. page_size 0 means kDefaultPageSize; above kMaxPageSize, or a
-// token that is not one of ours, is InvalidArgument.
+// token that is not one of ours, is InvalidArgument. Errors name the fields with
+// `field_prefix` in front ("target_" for target_page_size).
 absl::StatusOr<PageRequest> ReadPageRequest(const std::string& call, uint32_t page_size,
-                                            const std::string& page_token);
+                                            const std::string& page_token,
+                                            absl::string_view field_prefix = "");
 // The token that continues `call` after `next_after`; empty when `next_after` is (last page).
 std::string NextPageToken(const std::string& call, const std::string& next_after);
 

@@ -56,6 +56,10 @@ class FakeAdmin : public AdminClient {
     std::vector<v1::ListApiTokensRequest> list_api_tokens_calls;
     std::map<std::string, v1::ListEnrollmentTokensResponse> enrollment_token_pages;
     std::vector<v1::ListEnrollmentTokensRequest> list_enrollment_tokens_calls;
+    // GetDeployment answers by target_page_token.
+    std::map<std::string, v1::Deployment> deployment_pages;
+    std::vector<v1::GetDeploymentRequest> get_deployment_calls;
+    v1::ListDeploymentsResponse deployments;
     absl::Status status;
   };
   explicit FakeAdmin(Shared* shared) : s_(shared) {}
@@ -104,12 +108,13 @@ class FakeAdmin : public AdminClient {
   absl::StatusOr<v1::Deployment> CreateDeployment(const v1::CreateDeploymentRequest&) override {
     return Unused();
   }
-  absl::StatusOr<v1::Deployment> GetDeployment(const v1::GetDeploymentRequest&) override {
-    return Unused();
+  absl::StatusOr<v1::Deployment> GetDeployment(const v1::GetDeploymentRequest& r) override {
+    s_->get_deployment_calls.push_back(r);
+    return s_->deployment_pages.at(r.target_page_token());
   }
   absl::StatusOr<v1::ListDeploymentsResponse> ListDeployments(
       const v1::ListDeploymentsRequest&) override {
-    return Unused();
+    return s_->deployments;
   }
   absl::StatusOr<v1::ApiToken> CreateApiToken(const v1::CreateApiTokenRequest& r) override {
     s_->create_api_token = r;
@@ -646,6 +651,54 @@ TEST(CommandsTest, TokenListsFollowEveryPageOrStopAtTheLimit) {
 
   EXPECT_EQ(RunWith({"token", "list", "--limit", "0"}, &shared).code, 2);
   EXPECT_EQ(RunWith({"api-token", "list", "--limit", "many"}, &shared).code, 2);
+}
+
+TEST(CommandsTest, DeployStatusFollowsEveryTargetPage) {
+  FakeAdmin::Shared shared;
+  const auto page = [](std::vector<const char*> ids, const std::string& next) {
+    v1::Deployment d;
+    d.set_deployment_id("7");
+    d.set_model_name("detector");
+    d.set_target_count(5);
+    d.mutable_target_counts()->set_serving(5);
+    for (const char* id : ids) {
+      v1::DeploymentTarget* t = d.add_targets();
+      t->set_device_id(id);
+      t->set_state(v1::DEPLOYMENT_TARGET_STATE_SERVING);
+    }
+    d.set_next_target_page_token(next);
+    return d;
+  };
+  shared.deployment_pages[""] = page({"dev-1", "dev-2"}, "t2");
+  shared.deployment_pages["t2"] = page({"dev-3", "dev-4"}, "t3");
+  shared.deployment_pages["t3"] = page({"dev-5"}, "");
+
+  RunResult status = RunWith({"deploy", "status", "7"}, &shared);
+  ASSERT_EQ(status.code, 0) << status.err;
+  ASSERT_EQ(shared.get_deployment_calls.size(), 3u);
+  for (const auto& call : shared.get_deployment_calls) {
+    EXPECT_EQ(call.deployment_id(), "7") << "every page asks for the same deployment";
+  }
+  EXPECT_EQ(shared.get_deployment_calls[1].target_page_token(), "t2");
+  EXPECT_EQ(shared.get_deployment_calls[2].target_page_token(), "t3");
+  for (const char* id : {"dev-1", "dev-2", "dev-3", "dev-4", "dev-5"}) {
+    EXPECT_EQ(status.out.find(id), status.out.rfind(id)) << id << " shown once";
+    EXPECT_THAT(status.out, HasSubstr(id));
+  }
+  EXPECT_THAT(status.out, HasSubstr("5/5 serving"));
+}
+
+TEST(CommandsTest, DeployListShowsTheServersTargetCounts) {
+  FakeAdmin::Shared shared;
+  v1::Deployment* d = shared.deployments.add_deployments();
+  d->set_deployment_id("3");
+  d->set_target_count(100000);
+  d->mutable_target_counts()->set_serving(99990);
+  d->mutable_target_counts()->set_failed(10);
+
+  RunResult list = RunWith({"deploy", "list"}, &shared);
+  ASSERT_EQ(list.code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("99990/100000 serving, 10 failed")) << "listed without targets";
 }
 
 TEST(CommandsTest, EveryGroupHasItsOwnHelp) {

@@ -267,13 +267,19 @@ TEST_F(AdminEndToEndTest, MetricsAndHealthEndpointsDescribeTheFleet) {
 namespace edgefleet::test {
 namespace {
 
-v1::ListDevicesResponse ParseDevices(const httplib::Result& result) {
-  v1::ListDevicesResponse devices;
+// The JSON answer of a successful REST call.
+template <typename Message>
+Message ParseAnswer(const httplib::Result& result) {
+  Message answer;
   EXPECT_TRUE(result && result->status == 200) << (result ? result->body : "no response");
   if (result) {
-    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(result->body, &devices).ok());
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(result->body, &answer).ok());
   }
-  return devices;
+  return answer;
+}
+
+v1::ListDevicesResponse ParseDevices(const httplib::Result& result) {
+  return ParseAnswer<v1::ListDevicesResponse>(result);
 }
 
 TEST_F(AdminEndToEndTest, DeviceListIsPagedOverRest) {
@@ -300,6 +306,41 @@ TEST_F(AdminEndToEndTest, DeviceListIsPagedOverRest) {
               "over the page size limit");
   ExpectError(http_->Get("/v1/models?page_token=" + first.next_page_token(), auth), 400,
               "INVALID_ARGUMENT", "another call's token");
+}
+
+TEST_F(AdminEndToEndTest, DeploymentTargetsArePagedOverRestAndListsCarryOnlyCounts) {
+  const std::string token = NewEnrollmentToken(3);
+  for (const char* name : {"dev-a", "dev-b", "dev-c"}) StartAgent(name, token);
+  ASSERT_TRUE(WaitForActiveDevices(3));
+  const auto auth = server_->AuthHeaders();
+  const std::string id =
+      PushAndDeploy("classifier", "1", TestModel("classifier_v1.onnx")).deployment_id();
+  const std::string path = "/v1/deployments/" + id;
+
+  v1::Deployment first =
+      ParseAnswer<v1::Deployment>(http_->Get(path + "?target_page_size=2", auth));
+  ASSERT_EQ(first.targets_size(), 2) << "at most the page size";
+  EXPECT_EQ(first.targets(0).device_id(), "dev-a");
+  EXPECT_EQ(first.targets(1).device_id(), "dev-b");
+  EXPECT_EQ(first.target_count(), 3u) << "counts cover every target";
+  ASSERT_FALSE(first.next_target_page_token().empty());
+
+  v1::Deployment second = ParseAnswer<v1::Deployment>(http_->Get(
+      path + "?target_page_size=2&target_page_token=" + first.next_target_page_token(), auth));
+  ASSERT_EQ(second.targets_size(), 1);
+  EXPECT_EQ(second.targets(0).device_id(), "dev-c");
+  EXPECT_TRUE(second.next_target_page_token().empty()) << "the last page";
+
+  auto too_big = http_->Get(path + "?target_page_size=1001", auth);
+  ExpectError(too_big, 400, "INVALID_ARGUMENT", "over the page size limit");
+  EXPECT_THAT(ParseError(too_big->body).message(), HasSubstr("target_page_size 1001"));
+  ExpectError(http_->Get("/v1/devices?page_token=" + first.next_target_page_token(), auth), 400,
+              "INVALID_ARGUMENT", "another call's token");
+
+  auto listed = ParseAnswer<v1::ListDeploymentsResponse>(http_->Get("/v1/deployments", auth));
+  ASSERT_EQ(listed.deployments_size(), 1);
+  EXPECT_EQ(listed.deployments(0).targets_size(), 0) << "a listed deployment has no targets";
+  EXPECT_EQ(listed.deployments(0).target_count(), 3u);
 }
 
 TEST_F(AdminEndToEndTest, OversizedFieldsAndNulBytesAreRefusedNamingTheField) {

@@ -90,6 +90,11 @@ TEST(RequestLimitsTest, APageTokenForTheLongestKeyIsWithinItsLimit) {
   ExpectLongestPageTokenFits<v1::ListDeploymentsRequest>("ListDeployments");
   ExpectLongestPageTokenFits<v1::ListApiTokensRequest>("ListApiTokens");
   ExpectLongestPageTokenFits<v1::ListEnrollmentTokensRequest>("ListEnrollmentTokens");
+  v1::GetDeploymentRequest get;
+  get.set_deployment_id("1");
+  get.set_target_page_token(
+      NextPageToken("GetDeployment", std::string(RequestLimits::kTextBytes, 'd')));
+  EXPECT_TRUE(CheckRequestLimits(get).ok()) << CheckRequestLimits(get);
 }
 
 // Fills every string, bytes, map and list of `message` (recursively) up to its limit.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "server/store/device_repo.h"
 #include "server/store/migrations.h"
 #include "server/store/model_repo.h"
@@ -11,6 +13,7 @@ namespace edgefleet::server {
 namespace {
 
 constexpr int64_t kNow = 1'800'000'000;
+const PageRequest kAllTargets{"", kMaxPageSize};
 
 class DeploymentTest : public StoreTest {
  protected:
@@ -43,10 +46,10 @@ class DeploymentTest : public StoreTest {
   // device id -> target state in the given deployment.
   std::map<std::string, v1::DeploymentTargetState> Targets(const std::string& id) {
     std::map<std::string, v1::DeploymentTargetState> out;
-    auto d = deployments_->Get(id);
+    auto d = deployments_->Get(id, kAllTargets);
     EXPECT_TRUE(d.ok()) << d.status();
     if (!d.ok()) return out;
-    for (const auto& t : d->targets()) out[t.device_id()] = t.state();
+    for (const auto& t : d->deployment.targets()) out[t.device_id()] = t.state();
     return out;
   }
 
@@ -81,9 +84,59 @@ TEST_F(DeploymentTest, CreateTargetsEveryMatchingActiveDevice) {
   absl::Status missing = deployments_->Create("detector", "9.9", "", {}, kNow).status();
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(missing.message(), "model detector version 9.9 not found");
-  EXPECT_EQ(deployments_->Get("12345").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(deployments_->Get("not-a-number").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(deployments_->List()->size(), 1u);
+  EXPECT_EQ(deployments_->Get("12345", kAllTargets).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(deployments_->Get("not-a-number", kAllTargets).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(deployments_->ListPage({})->items.size(), 1u);
+}
+
+TEST_F(DeploymentTest, GetPagesTargetsByDeviceIdAndCountsThemAll) {
+  for (int i = 0; i < 9; ++i) {
+    ASSERT_TRUE(
+        devices_->Enroll("edge-" + std::to_string(i), {}, {}, "e" + std::to_string(i), kNow).ok());
+  }
+  auto d = deployments_->Create("detector", "1.0", "", {}, kNow);  // 12 devices
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->target_count(), 12u);
+  EXPECT_EQ(d->target_counts().pending(), 12u);
+  EXPECT_EQ(d->targets_size(), 0) << "Create answers with counts, not targets";
+  ASSERT_TRUE(deployments_
+                  ->UpdateTargetState("cam-1", "detector", "1.0",
+                                      v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 1)
+                  .ok());
+  ASSERT_TRUE(deployments_
+                  ->UpdateTargetState("gw-1", "detector", "1.0", v1::DEPLOYMENT_TARGET_STATE_FAILED,
+                                      "bad", kNow + 1)
+                  .ok());
+
+  std::vector<std::string> seen;
+  PageRequest page{"", 5};
+  int pages = 0;
+  do {
+    auto got = deployments_->Get(d->deployment_id(), page);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ++pages;
+    EXPECT_LE(got->deployment.targets_size(), 5);
+    EXPECT_EQ(got->deployment.target_count(), 12u) << "every page carries the whole counts";
+    EXPECT_EQ(got->deployment.target_counts().pending(), 10u);
+    EXPECT_EQ(got->deployment.target_counts().serving(), 1u);
+    EXPECT_EQ(got->deployment.target_counts().failed(), 1u);
+    for (const auto& t : got->deployment.targets()) seen.push_back(t.device_id());
+    page.after = got->next_target_after;
+    ASSERT_LE(pages, 3);
+  } while (!page.after.empty());
+  EXPECT_EQ(pages, 3);
+  std::vector<std::string> expected = {"cam-1", "cam-2", "gw-1"};
+  for (int i = 0; i < 9; ++i) expected.push_back("edge-" + std::to_string(i));
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(seen, expected) << "each target once, ordered by device id";
+
+  auto listed = deployments_->ListPage({});
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->items.size(), 1u);
+  EXPECT_EQ(listed->items[0].targets_size(), 0) << "a listed deployment carries no targets";
+  EXPECT_EQ(listed->items[0].target_count(), 12u);
+  EXPECT_EQ(listed->items[0].target_counts().serving(), 1u);
 }
 
 TEST_F(DeploymentTest, DesiredStateIsTheLatestMatchingDeploymentPerModel) {
@@ -141,8 +194,9 @@ TEST_F(DeploymentTest, EveryDeploymentIsANewReleaseWithAHigherMetadataVersion) {
       << "numbers come from the one counter, after every push";
   EXPECT_GT(second->metadata_version(), first->metadata_version());
   EXPECT_GT(rollback->metadata_version(), second->metadata_version());
-  EXPECT_EQ(deployments_->Get(rollback->deployment_id())->metadata_version(),
-            rollback->metadata_version());
+  EXPECT_EQ(
+      deployments_->Get(rollback->deployment_id(), kAllTargets)->deployment.metadata_version(),
+      rollback->metadata_version());
 
   auto desired = deployments_->DesiredForDevice("cam-1");
   ASSERT_TRUE(desired.ok()) << desired.status();
@@ -209,10 +263,10 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                                       v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 5)
                   .ok());
 
-  auto got = deployments_->Get(d->deployment_id());
+  auto got = deployments_->Get(d->deployment_id(), kAllTargets);
   ASSERT_TRUE(got.ok()) << got.status();
   std::map<std::string, v1::DeploymentTarget> by_device;
-  for (const auto& t : got->targets()) by_device[t.device_id()] = t;
+  for (const auto& t : got->deployment.targets()) by_device[t.device_id()] = t;
   EXPECT_EQ(by_device["cam-1"].state(), v1::DEPLOYMENT_TARGET_STATE_SERVING);
   EXPECT_EQ(by_device["cam-1"].updated_at().seconds(), kNow + 2);
   EXPECT_EQ(by_device["cam-2"].state(), v1::DEPLOYMENT_TARGET_STATE_FAILED);

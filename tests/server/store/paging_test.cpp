@@ -207,7 +207,8 @@ TEST_F(PagingTest, DeploymentPagesHaveNoDuplicatesOrGapsWhileDeploymentsAreCreat
   auto seen = PageThrough<v1::Deployment>(
       5, [&](const PageRequest& p) { return deployments_->ListPage(p); },
       [&](const v1::Deployment& d) {
-        EXPECT_EQ(d.targets_size(), 1) << "each deployment comes with its targets";
+        EXPECT_EQ(d.target_count(), 1u) << "each deployment comes with its target counts";
+        EXPECT_EQ(d.targets_size(), 0) << "but not its targets";
         seen_ids.push_back(std::stoll(d.deployment_id()));
         return d.deployment_id();
       },
