@@ -416,9 +416,14 @@ absl::StatusOr<v1::Deployment> AdminApi::CreateDeployment(
   Audit(who, "deployment.create", request);
   if (patches_ != nullptr) {
     auto target = repos_.models.GetVersion(request.model_name(), request.version());
+    // The deployment targets every active device its selector matches (its answer carries
+    // only counts): patches go from what those devices serve now.
+    auto matching = repos_.devices.List(*selector);
     std::vector<v1::Device> devices;
-    for (const auto& t : deployment->targets()) {
-      if (auto device = repos_.devices.Get(t.device_id()); device.ok()) devices.push_back(*device);
+    if (matching.ok()) {
+      for (v1::Device& device : *matching) {
+        if (device.status() == v1::DEVICE_STATUS_ACTIVE) devices.push_back(std::move(device));
+      }
     }
     if (target.ok())
       PrecomputePatches(request.model_name(), target->meta.artifact_sha256(), devices);
