@@ -15,6 +15,7 @@
 #include "cli/delta_commands.h"
 #include "cli/key_commands.h"
 #include "cli/parsers.h"
+#include "common/core/clock.h"
 #include "common/core/files.h"
 #include "common/core/labels.h"
 #include "common/crypto/sha256.h"
@@ -178,11 +179,7 @@ std::string TokenState(const google::protobuf::Timestamp& revoked_at,
   return "active";
 }
 
-int64_t NowUnix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t NowUnix() { return ToUnixSeconds(SystemClock().Now()); }
 
 int TokenList(Context& c) {
   absl::StatusOr<size_t> limit = ParseLimit(c);
@@ -885,7 +882,8 @@ void PrintGroupUsage(const std::string& group, std::ostream& out) {
 void PrintCommandHelp(const Command& c, std::ostream& out) {
   out << "usage: " << kProgram << " " << c.name << (c.usage.empty() ? "" : " ") << c.usage << "\n\n"
       << c.summary << "\n"
-      << "\nGlobal flags (--server, --token, -o, --timeout): see '" << kProgram << " --help'.\n";
+      << "\nGlobal flags (--server, --token, --token-file, -o, --timeout): see '" << kProgram
+      << " --help'.\n";
 }
 
 }  // namespace

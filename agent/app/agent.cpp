@@ -6,7 +6,6 @@
 #include <sys/utsname.h>
 
 #include <condition_variable>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -38,15 +37,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kAgentVersion[] = "0.1.0";
-
-std::string FormatUnixTime(int64_t unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buffer;
-}
 
 // Forwards to the transport built from the current key and certificate, so that a renewed
 // certificate takes effect without rebuilding what holds the transport (the updater).

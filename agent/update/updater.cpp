@@ -279,9 +279,7 @@ absl::Status Updater::Fail(const ReleaseId& release, const absl::Status& error,
       release.model, release.version, release.sha256, release.metadata_version, 0,
       now,           reason,          message};
   if (auto before = state_.LoadFailure(release.model);
-      before.ok() && *before && (*before)->version == release.version &&
-      (*before)->artifact_sha256 == release.sha256 &&
-      (*before)->metadata_version == release.metadata_version) {
+      before.ok() && *before && release.Names(**before)) {
     failure.attempts = (*before)->attempts;
   }
   // A dropped connection or an expired manifest (the server signs a fresh one at every check-in,
@@ -321,9 +319,7 @@ absl::Status Updater::Due(const v1::DesiredModel& desired) {
   const ReleaseId release = ReleaseIdOf(desired);
   auto failure = state_.LoadFailure(release.model);
   if (!failure.ok()) return failure.status();
-  if (!*failure || (*failure)->version != release.version ||
-      (*failure)->artifact_sha256 != release.sha256 ||
-      (*failure)->metadata_version != release.metadata_version) {
+  if (!*failure || !release.Names(**failure)) {
     return absl::OkStatus();
   }
   const StateStore::UpdateFailure& f = **failure;

@@ -78,6 +78,11 @@ class Updater {
     std::string version;
     std::string sha256;  // raw
     uint64_t metadata_version = 0;
+    // Whether `failure` was recorded for this very release (its model is the caller's).
+    bool Names(const StateStore::UpdateFailure& failure) const {
+      return failure.version == version && failure.artifact_sha256 == sha256 &&
+             failure.metadata_version == metadata_version;
+    }
   };
   static ReleaseId ReleaseIdOf(const v1::DesiredModel& desired);
 

@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
+#include <string>
 
 namespace edgefleet {
 
@@ -39,6 +41,16 @@ inline int64_t ToUnixSeconds(Clock::TimePoint t) {
 
 inline Clock::TimePoint FromUnixSeconds(int64_t s) {
   return Clock::TimePoint(std::chrono::seconds(s));
+}
+
+// "2026-12-01T03:20:21Z": how logs and error messages name a moment.
+inline std::string FormatUnixTime(int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
 }
 
 }  // namespace edgefleet

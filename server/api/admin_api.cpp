@@ -462,7 +462,7 @@ absl::StatusOr<v1::ListDeploymentsResponse> AdminApi::ListDeployments(
 absl::StatusOr<v1::ApiToken> AdminApi::CreateApiToken(const Principal& who,
                                                       const v1::CreateApiTokenRequest& request) {
   if (auto s = ValidatePlainName("name", request.name()); !s.ok()) return s;
-  if (request.role() == v1::ROLE_UNSPECIFIED || !ParseRoleName(RoleName(request.role())).ok()) {
+  if (PermissionsOf(request.role()).empty()) {  // unspecified or unknown
     return absl::InvalidArgumentError(
         "role must be ROLE_VIEWER, ROLE_OPERATOR, ROLE_RELEASE_MANAGER or ROLE_ADMIN");
   }

@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/time.h"
 #include "common/crypto/sha256.h"
 
 namespace edgefleet::server {
@@ -27,11 +26,6 @@ std::vector<Permission> Grants(std::vector<Permission> base, std::vector<Permiss
 }
 
 }  // namespace
-
-std::string FormatUnixTime(int64_t unix_seconds) {
-  return absl::FormatTime(absl::RFC3339_sec, absl::FromUnixSeconds(unix_seconds),
-                          absl::UTCTimeZone());
-}
 
 const std::vector<Permission>& PermissionsOf(v1::Role role) {
   static const auto* kViewer =

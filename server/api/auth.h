@@ -49,9 +49,6 @@ bool RoleAllows(v1::Role role, Permission permission);
 std::string_view RoleName(v1::Role role);
 absl::StatusOr<v1::Role> ParseRoleName(std::string_view name);
 
-// RFC 3339 UTC, for messages.
-std::string FormatUnixTime(int64_t unix_seconds);
-
 class Authenticator {
  public:
   Authenticator(ApiTokenRepo& tokens, const Clock& clock) : tokens_(tokens), clock_(clock) {}

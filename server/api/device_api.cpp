@@ -33,7 +33,13 @@ DeviceApi::DeviceApi(DeviceRepos repos, ArtifactStore& artifacts,
       metrics_(metrics),
       options_(options),
       patches_(patches),
-      patch_repo_(patch_repo) {}
+      patch_repo_(patch_repo) {
+  // Decoded once: every check-in answer's timestamp names the delegation's version.
+  if (auto d = manifest::DecodeCanonicalDelegation(options_.delegation.canonical_delegation());
+      d.ok()) {
+    delegation_version_ = d->delegation_version();
+  }
+}
 
 absl::Status DeviceApi::Authorize(const std::string& device_id,
                                   const std::string& certificate_serial_hex) {
@@ -132,10 +138,7 @@ absl::Status DeviceApi::StampAnswer(const std::string& device_id, Clock::TimePoi
     *response->mutable_delegation() = options_.delegation;
   }
   v1::CheckInTimestamp timestamp;
-  if (auto d = manifest::DecodeCanonicalDelegation(options_.delegation.canonical_delegation());
-      d.ok()) {
-    timestamp.set_delegation_version(d->delegation_version());
-  }
+  timestamp.set_delegation_version(delegation_version_);
   timestamp.set_device_id(device_id);
   timestamp.mutable_issued_at()->set_seconds(ToUnixSeconds(now));
   timestamp.mutable_expires_at()->set_seconds(ToUnixSeconds(now + options_.manifest_ttl));

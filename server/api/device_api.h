@@ -77,6 +77,7 @@ class DeviceApi {
   const Clock& clock_;
   ServerMetrics& metrics_;
   DeviceApiOptions options_;
+  uint64_t delegation_version_ = 0;  // of options_.delegation; 0 when there is none
   PatchService* patches_;
   PatchRepo* patch_repo_;
 };
