@@ -953,7 +953,9 @@ void PrintUsage(std::ostream& out) {
 
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
         const EnvLookup& env, const Clients& clients) {
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, {"help"}, AllFlags());
+  // Flags that take no value.
+  static const std::set<std::string> kBooleanFlags = {"help", "reset-rollback-floors"};
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, kBooleanFlags, AllFlags());
   if (!parsed.ok()) {
     err << kProgram << ": " << parsed.status().message() << "\n";
     return ShortUsage(err);

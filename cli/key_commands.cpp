@@ -57,7 +57,9 @@ absl::Status WriteNew(const std::string& path, const std::string& data, bool sec
 void Describe(const v1::ReleaseKeyDelegation& d, std::ostream& out) {
   out << "release key " << d.key_id() << " delegated, version " << d.delegation_version()
       << ", expires at unix time " << d.expires_at().seconds() << ", revoked ["
-      << absl::StrJoin(d.revoked_key_ids(), ",") << "]\n";
+      << absl::StrJoin(d.revoked_key_ids(), ",") << "]";
+  if (d.rollback_floor_epoch() != 0) out << ", rollback floor epoch " << d.rollback_floor_epoch();
+  out << "\n";
 }
 
 struct Issued {
@@ -97,6 +99,9 @@ absl::StatusOr<Issued> Issue(const ParsedArgs& p, const Clock& clock,
   }
   next->clear_revoked_key_ids();
   for (const std::string& id : revoked) next->add_revoked_key_ids(id);
+  if (p.Has("reset-rollback-floors")) {
+    next->set_rollback_floor_epoch(next->rollback_floor_epoch() + 1);
+  }
   auto signed_delegation = manifest::SignDelegation(*next, **root);
   if (!signed_delegation.ok()) return signed_delegation.status();
   return Issued{*std::move(next), *std::move(signed_delegation)};
@@ -212,9 +217,11 @@ const std::vector<KeyCommand>& Commands() {
        &Delegate},
       {"rotate",
        "--root ROOT.key --previous FILE (--release-public-key PEM | --new-key-dir DIR) --out FILE "
-       "[--expires-in 90d] [--revoke KEYID ...]",
-       {"root", "release-public-key", "new-key-dir", "out", "expires-in", "previous", "revoke"},
-       "delegate to a new release key and revoke the previous one",
+       "[--expires-in 90d] [--revoke KEYID ...] [--reset-rollback-floors]",
+       {"root", "release-public-key", "new-key-dir", "out", "expires-in", "previous", "revoke",
+        "reset-rollback-floors"},
+       "delegate to a new release key and revoke the previous one; --reset-rollback-floors "
+       "also makes devices forget the metadata versions the previous key fast-forwarded",
        &Rotate},
       {"show",
        "FILE [--root-public-key PEM]",

@@ -242,8 +242,10 @@ class AgentImpl final : public Agent {
     }
     certificate_ = *std::move(info);
     if (!transport_) transport_ = std::make_unique<IdentityTransport>();
-    transport_->Replace(
-        MakeGrpcDeviceTransport(config_.server_address(), TlsMaterial{*ca, *cert, *key}));
+    transport_->Replace(MakeGrpcDeviceTransport(
+        config_.server_address(), TlsMaterial{*ca, *cert, *key},
+        StallPolicy{std::chrono::seconds(config_.download_stall_window_seconds()),
+                    config_.download_min_bytes_per_second()}));
     if (updater_) return absl::OkStatus();
     auto verifier = crypto::LoadEd25519Verifier(*root);
     if (!verifier.ok()) return verifier.status();
@@ -251,6 +253,7 @@ class AgentImpl final : public Agent {
         ReleaseTrust::Open(*std::move(verifier), (state_dir_ / "release-trust.pb").string(), clock_,
                            std::chrono::seconds(config_.freshness_limit_seconds()), &registry_);
     if (!trust.ok()) return trust.status();
+    (*trust)->SetRollbackFloorReset([this] { return state_->ForgetMetadataVersions(); });
     {
       std::lock_guard lock(status_mu_);
       trust_ = *std::move(trust);
@@ -457,6 +460,14 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.log_level().empty()) c.set_log_level("info");
   if (c.freshness_limit_seconds() == 0) {
     c.set_freshness_limit_seconds(static_cast<uint32_t>(kDefaultFreshnessLimit.count()));
+  }
+  const StallPolicy stall;
+  if (c.download_stall_window_seconds() == 0) {
+    c.set_download_stall_window_seconds(static_cast<uint32_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(stall.window).count()));
+  }
+  if (c.download_min_bytes_per_second() == 0) {
+    c.set_download_min_bytes_per_second(static_cast<uint32_t>(stall.min_bytes_per_second));
   }
   if (c.server_ca_file().empty())
     c.set_server_ca_file((fs::path(c.state_dir()) / "ca.pem").string());

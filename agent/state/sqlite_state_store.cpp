@@ -505,6 +505,14 @@ absl::Status StateStore::RaiseMetadataVersion(const std::string& model_name, uin
                             [&] { return RaiseLocked(impl_->db, model_name, v); });
 }
 
+absl::Status StateStore::ForgetMetadataVersions() {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Transaction("forget metadata versions", [&] {
+    Statement s(impl_->db, "DELETE FROM metadata_versions");
+    return s.Run();
+  });
+}
+
 absl::Status StateStore::SaveUpdate(const UpdateRecord& record) {
   std::lock_guard lock(impl_->mu);
   return impl_->Transaction(absl::StrCat("save update of '", record.model_name, "'"), [&] {

@@ -86,6 +86,9 @@ class StateStore {
   absl::StatusOr<uint64_t> HighestMetadataVersion(const std::string& model_name);
   // Sets the highest to max(current highest, v).
   absl::Status RaiseMetadataVersion(const std::string& model_name, uint64_t v);
+  // Forgets every model's highest (TUF's fast-forward recovery, ordered by the root: see
+  // ReleaseKeyDelegation.rollback_floor_epoch); the next accepted release sets it again.
+  absl::Status ForgetMetadataVersions();
 
   // --- update lifecycle: one in-flight update per model ---
   absl::Status SaveUpdate(const UpdateRecord& record);

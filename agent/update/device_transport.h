@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "agent/update/transfer_watchdog.h"
 #include "edgefleet/v1/device.pb.h"
 
 namespace edgefleet::agent {
@@ -41,8 +42,10 @@ absl::StatusOr<v1::EnrollResponse> EnrollOverGrpc(const std::string& server_addr
                                                   const std::string& ca_certificate_pem,
                                                   const v1::EnrollRequest& request);
 
-// A mutual-TLS gRPC transport to the device API.
+// A mutual-TLS gRPC transport to the device API. Artifact downloads slower than `stall` allows
+// are cancelled (Unavailable, "download too slow: ...").
 std::unique_ptr<DeviceTransport> MakeGrpcDeviceTransport(const std::string& server_address,
-                                                         const TlsMaterial& tls);
+                                                         const TlsMaterial& tls,
+                                                         StallPolicy stall = {});
 
 }  // namespace edgefleet::agent

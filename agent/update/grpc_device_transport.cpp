@@ -2,13 +2,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/update/device_transport.h"
+#include "agent/update/transfer_watchdog.h"
 #include "edgefleet/v1/device.grpc.pb.h"
 
 namespace edgefleet::agent {
 namespace {
 
 constexpr auto kUnaryTimeout = std::chrono::seconds(30);
-// A whole-artifact deadline would cut large downloads on slow links; resumption covers stalls.
+// A whole-artifact deadline would cut large downloads on slow links; the stall watchdog cuts a
+// trickle, and resumption continues either.
 constexpr auto kFetchTimeout = std::chrono::minutes(30);
 
 absl::Status FromGrpc(const grpc::Status& status) {
@@ -35,8 +37,8 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address, const Tls
 
 class GrpcDeviceTransport final : public DeviceTransport {
  public:
-  GrpcDeviceTransport(const std::string& address, const TlsMaterial& tls)
-      : stub_(v1::DeviceService::NewStub(MakeChannel(address, tls))) {}
+  GrpcDeviceTransport(const std::string& address, const TlsMaterial& tls, StallPolicy stall)
+      : stub_(v1::DeviceService::NewStub(MakeChannel(address, tls))), stall_(stall) {}
 
   absl::StatusOr<v1::CheckInResponse> CheckIn(const v1::CheckInRequest& request) override {
     grpc::ClientContext context;
@@ -53,10 +55,13 @@ class GrpcDeviceTransport final : public DeviceTransport {
     v1::FetchArtifactRequest request;
     request.set_artifact_sha256(sha256);
     request.set_offset_bytes(offset);
+    request.set_max_chunk_bytes(stall_.ChunkBytes());
     auto reader = stub_->FetchArtifact(&context, request);
+    TransferWatchdog watchdog(stall_, [&context] { context.TryCancel(); });
     v1::ArtifactChunk chunk;
     uint64_t expected_offset = offset;
     while (reader->Read(&chunk)) {
+      watchdog.Received(chunk.ByteSizeLong());
       if (chunk.offset_bytes() != expected_offset) {
         context.TryCancel();
         reader->Finish();
@@ -69,7 +74,9 @@ class GrpcDeviceTransport final : public DeviceTransport {
       }
       expected_offset += chunk.data().size();
     }
-    return FromGrpc(reader->Finish());
+    absl::Status finished = FromGrpc(reader->Finish());
+    if (watchdog.Fired()) return absl::UnavailableError(watchdog.Reason());
+    return finished;
   }
 
   absl::Status ReportEvents(const v1::ReportEventRequest& request) override {
@@ -99,6 +106,7 @@ class GrpcDeviceTransport final : public DeviceTransport {
 
  private:
   std::unique_ptr<v1::DeviceService::Stub> stub_;
+  const StallPolicy stall_;
 };
 
 }  // namespace
@@ -118,8 +126,9 @@ absl::StatusOr<v1::EnrollResponse> EnrollOverGrpc(const std::string& server_addr
 }
 
 std::unique_ptr<DeviceTransport> MakeGrpcDeviceTransport(const std::string& server_address,
-                                                         const TlsMaterial& tls) {
-  return std::make_unique<GrpcDeviceTransport>(server_address, tls);
+                                                         const TlsMaterial& tls,
+                                                         StallPolicy stall) {
+  return std::make_unique<GrpcDeviceTransport>(server_address, tls, stall);
 }
 
 }  // namespace edgefleet::agent

@@ -72,6 +72,7 @@ absl::StatusOr<std::unique_ptr<ReleaseTrust>> ReleaseTrust::Open(
     if (state.has_trusted_since()) {
       trust->trusted_since_ = FromUnixSeconds(state.trusted_since().seconds());
     }
+    trust->floors_reset_epoch_ = state.rollback_floors_reset_epoch();
   }
   trust->CheckFreshness();
   return trust;
@@ -85,6 +86,7 @@ absl::Status ReleaseTrust::Persist() {
     newest = newest_timestamp_;
     if (newest) *state.mutable_newest_timestamp() = ToProto(*newest);
     *state.mutable_trusted_since() = ToProto(trusted_since_);
+    state.set_rollback_floors_reset_epoch(floors_reset_epoch_);
   }
   absl::Status written = WriteFileAtomically(state_path_, state.SerializeAsString(), false);
   if (written.ok()) {
@@ -112,6 +114,8 @@ absl::Status ReleaseTrust::AcceptAnswer(const v1::CheckInResponse& response,
               keys_.highest_version(), d ? d->key_id() : "", d ? d->revoked_key_ids_size() : 0);
   }
 
+  const bool floors_reset = ResetRollbackFloorsIfOrdered();
+
   std::optional<Clock::TimePoint> newest;
   {
     std::lock_guard lock(mu_);
@@ -136,7 +140,7 @@ absl::Status ReleaseTrust::AcceptAnswer(const v1::CheckInResponse& response,
   }
   // Each answer moves the newest timestamp; writing it at most once a minute spares the device's
   // flash, and a restart then accepts replays from at most that last minute.
-  bool persist = keys_.highest_version() != version_before;
+  bool persist = keys_.highest_version() != version_before || floors_reset;
   {
     std::lock_guard lock(mu_);
     persist |= newest_timestamp_.has_value() &&
@@ -152,6 +156,29 @@ absl::Status ReleaseTrust::AcceptAnswer(const v1::CheckInResponse& response,
   }
   // An answer whose freshness cannot be remembered would let a replay through after a restart.
   return persisted;
+}
+
+void ReleaseTrust::SetRollbackFloorReset(std::function<absl::Status()> reset) {
+  std::lock_guard lock(mu_);
+  reset_floors_ = std::move(reset);
+}
+
+bool ReleaseTrust::ResetRollbackFloorsIfOrdered() {
+  const uint64_t ordered = keys_.rollback_floor_epoch();
+  std::lock_guard lock(mu_);
+  if (ordered <= floors_reset_epoch_ || !reset_floors_) return false;
+  // Forgetting the floors before recording the epoch: a crash in between forgets them again,
+  // which changes nothing, while the other order could skip the reset.
+  if (absl::Status s = reset_floors_(); !s.ok()) {
+    Logger("trust")->error("cannot reset rollback floors for epoch {}: {}", ordered, s.ToString());
+    return false;
+  }
+  Logger("trust")->warn(
+      "rollback floors reset by the root (epoch {}): the next release of each model sets them "
+      "again",
+      ordered);
+  floors_reset_epoch_ = ordered;
+  return true;
 }
 
 Clock::TimePoint ReleaseTrust::FreshAsOfLocked() const {

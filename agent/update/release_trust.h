@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +35,11 @@ class ReleaseTrust {
   // The keys manifests are verified with.
   const manifest::ReleaseKeyring& keys() const { return keys_; }
 
+  // How the device forgets its rollback floors when the root orders it (a delegation raising
+  // rollback_floor_epoch, after a release key that fast-forwarded metadata versions was revoked).
+  // Until it succeeds the reset is tried again at every answer.
+  void SetRollbackFloorReset(std::function<absl::Status()> reset);
+
   // Decides whether a check-in answer may be acted on: adopts its delegation when it is newer
   // (a rotation), then requires its timestamp to verify, bind the answer and be newer than any
   // seen. OK means act on it; the error (with a FailureReason) says why not. Either way the new
@@ -51,6 +57,8 @@ class ReleaseTrust {
                const Clock& clock, std::chrono::seconds freshness_limit,
                metrics::Registry* registry);
   absl::Status Persist();
+  // Runs the floor reset when the adopted epoch is ahead of the last one done; true when it ran.
+  bool ResetRollbackFloorsIfOrdered();
   // The time freshness is measured from: the newest timestamp, else when trust began.
   Clock::TimePoint FreshAsOfLocked() const;
   bool StaleLocked() const;
@@ -66,6 +74,8 @@ class ReleaseTrust {
   Clock::TimePoint trusted_since_;
   std::string last_refusal_;
   bool alarm_raised_ = false;
+  std::function<absl::Status()> reset_floors_;
+  uint64_t floors_reset_epoch_ = 0;
 
   metrics::Gauge* timestamp_age_ = nullptr;
   metrics::Gauge* stale_ = nullptr;

@@ -21,6 +21,9 @@ struct RequestLimits {
   static constexpr size_t kPageTokenBytes = 1024;  // holds a key of up to kTextBytes
   static constexpr size_t kCsrBytes = 16 * 1024;
   static constexpr size_t kUploadChunkBytes = 1024 * 1024;  // PushModel chunks
+  // FetchArtifact chunks the server sends: a device may ask for smaller ones, down to the minimum.
+  static constexpr size_t kMinArtifactChunkBytes = 4 * 1024;
+  static constexpr size_t kMaxArtifactChunkBytes = 256 * 1024;
   static constexpr size_t kTensorDims = 16;
   static constexpr size_t kInventoryModels = 256;
   static constexpr size_t kEventsPerReport = 500;  // agents send 100 at a time

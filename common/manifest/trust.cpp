@@ -23,6 +23,7 @@ enum DelegationTag : uint8_t {
   kDelegationVersion = 4,
   kRevokedKeyIds = 5,
   kIssuedAt = 6,
+  kRollbackFloorEpoch = 7,  // optional: written only when non-zero, so older encodings hold
 };
 
 enum TimestampTag : uint8_t {
@@ -70,6 +71,7 @@ std::string EncodeCanonical(const v1::ReleaseKeyDelegation& d) {
   for (const std::string& id : d.revoked_key_ids()) revoked.Bytes(kRevokedKeyIds, id);
   out.Bytes(kRevokedKeyIds, revoked.Take());
   out.U64(kIssuedAt, static_cast<uint64_t>(d.issued_at().seconds()));
+  if (d.rollback_floor_epoch() != 0) out.U64(kRollbackFloorEpoch, d.rollback_floor_epoch());
   return out.Take();
 }
 
@@ -88,6 +90,13 @@ absl::StatusOr<v1::ReleaseKeyDelegation> DecodeCanonicalDelegation(std::string_v
   if (!revoked.ok()) return revoked.status();
   auto issued = in.U64(kIssuedAt);
   if (!issued.ok()) return issued.status();
+  uint64_t floor_epoch = 0;
+  if (!in.AtEnd()) {
+    auto epoch = in.U64(kRollbackFloorEpoch);
+    if (!epoch.ok()) return epoch.status();
+    if (*epoch == 0) return absl::InvalidArgumentError("delegation encodes a zero floor epoch");
+    floor_epoch = *epoch;
+  }
   if (absl::Status s = in.End(); !s.ok()) return s;
 
   v1::ReleaseKeyDelegation d;
@@ -96,6 +105,7 @@ absl::StatusOr<v1::ReleaseKeyDelegation> DecodeCanonicalDelegation(std::string_v
   d.mutable_expires_at()->set_seconds(static_cast<int64_t>(*expires));
   d.set_delegation_version(*version);
   d.mutable_issued_at()->set_seconds(static_cast<int64_t>(*issued));
+  d.set_rollback_floor_epoch(floor_epoch);
   internal::CanonicalReader list(*revoked, "delegation revoked key list");
   for (std::string_view rest = *revoked; !rest.empty();) {
     auto id = list.Bytes(kRevokedKeyIds);
@@ -207,6 +217,7 @@ absl::StatusOr<v1::ReleaseKeyDelegation> NextDelegation(
   d.set_delegation_version(1);
   if (previous.has_value()) {
     d.set_delegation_version(previous->delegation_version() + 1);
+    d.set_rollback_floor_epoch(previous->rollback_floor_epoch());
     revoked.insert(previous->revoked_key_ids().begin(), previous->revoked_key_ids().end());
     if (revoke_previous && previous->key_id() != d.key_id()) revoked.insert(previous->key_id());
   }
@@ -254,6 +265,11 @@ absl::Status ReleaseKeyring::AdoptLocked(const v1::SignedDelegation& signed_dele
         absl::StrCat(what, " is not newer than version ", highest_version_, " already held"));
   }
   if (now.has_value() && TimeOf(d->expires_at()) <= *now) return Expired(what, d->expires_at());
+  if (d->rollback_floor_epoch() < floor_epoch_) {
+    return VerificationError(v1::FAILURE_REASON_ROLLBACK,
+                             absl::StrCat(what, " lowers the rollback floor epoch to ",
+                                          d->rollback_floor_epoch(), " from ", floor_epoch_));
+  }
   std::set<std::string> revoked = revoked_;
   revoked.insert(d->revoked_key_ids().begin(), d->revoked_key_ids().end());
   if (revoked.count(d->key_id()) > 0) {
@@ -269,6 +285,7 @@ absl::Status ReleaseKeyring::AdoptLocked(const v1::SignedDelegation& signed_dele
   delegation_ = *std::move(d);
   delegated_ = *std::move(key);
   highest_version_ = delegation_->delegation_version();
+  floor_epoch_ = delegation_->rollback_floor_epoch();
   revoked_ = std::move(revoked);
   return absl::OkStatus();
 }
@@ -282,6 +299,7 @@ absl::Status ReleaseKeyring::Restore(const v1::ReleaseTrustState& state) {
     adopted = AdoptLocked(state.delegation(), std::nullopt);
   }
   highest_version_ = std::max(highest_version_, state.highest_delegation_version());
+  floor_epoch_ = std::max(floor_epoch_, state.rollback_floor_epoch());
   return adopted;
 }
 
@@ -290,6 +308,7 @@ v1::ReleaseTrustState ReleaseKeyring::Snapshot() const {
   v1::ReleaseTrustState state;
   if (signed_.has_value()) *state.mutable_delegation() = *signed_;
   state.set_highest_delegation_version(highest_version_);
+  state.set_rollback_floor_epoch(floor_epoch_);
   for (const std::string& id : revoked_) state.add_revoked_key_ids(id);
   return state;
 }
@@ -333,6 +352,11 @@ std::optional<v1::ReleaseKeyDelegation> ReleaseKeyring::delegation() const {
 uint64_t ReleaseKeyring::highest_version() const {
   std::lock_guard lock(mu_);
   return highest_version_;
+}
+
+uint64_t ReleaseKeyring::rollback_floor_epoch() const {
+  std::lock_guard lock(mu_);
+  return floor_epoch_;
 }
 
 absl::StatusOr<v1::ReleaseManifest> Verify(const v1::SignedManifest& signed_manifest,

@@ -41,8 +41,9 @@ absl::StatusOr<v1::ReleaseKeyDelegation> VerifyDelegationSignature(
     const v1::SignedDelegation& signed_delegation, const crypto::Verifier& root);
 
 // The delegation an operator issues for `release_public_key_pem`, valid from `now` for `validity`.
-// With `previous` it follows it: version + 1 and its revocations kept; `revoke_previous` adds the
-// previous key (a rotation). InvalidArgument for a bad key or when the new key is revoked.
+// With `previous` it follows it: version + 1, its revocations and rollback floor epoch kept;
+// `revoke_previous` adds the previous key (a rotation). InvalidArgument for a bad key or when the
+// new key is revoked.
 absl::StatusOr<v1::ReleaseKeyDelegation> NextDelegation(
     const std::optional<v1::ReleaseKeyDelegation>& previous,
     std::string_view release_public_key_pem, Clock::TimePoint now, std::chrono::seconds validity,
@@ -79,6 +80,8 @@ class ReleaseKeyring {
   // The delegation in force (if any) and the highest version seen.
   std::optional<v1::ReleaseKeyDelegation> delegation() const;
   uint64_t highest_version() const;
+  // The highest rollback floor epoch adopted (see ReleaseKeyDelegation.rollback_floor_epoch).
+  uint64_t rollback_floor_epoch() const;
 
  private:
   absl::Status AdoptLocked(const v1::SignedDelegation& signed_delegation,
@@ -90,6 +93,7 @@ class ReleaseKeyring {
   std::optional<v1::ReleaseKeyDelegation> delegation_;
   std::shared_ptr<const crypto::Verifier> delegated_;
   uint64_t highest_version_ = 0;
+  uint64_t floor_epoch_ = 0;
   std::set<std::string> revoked_;
 };
 

@@ -2,6 +2,9 @@
 
 #include <grpc/grpc_security_constants.h>
 
+#include <algorithm>
+
+#include "common/core/limits.h"
 #include "common/core/logging.h"
 #include "common/crypto/certificate_authority.h"
 #include "server/api/request_limits.h"
@@ -9,8 +12,6 @@
 
 namespace edgefleet::server {
 namespace {
-
-constexpr size_t kChunkBytes = 256 * 1024;
 
 // Finishes a device call with what the device may be told.
 class DeviceRpcScope {
@@ -118,10 +119,15 @@ grpc::Status DeviceGrpcService::FetchArtifact(grpc::ServerContext* context,
   if (offset > reader->size_bytes()) {
     return scope.Finish(absl::OutOfRangeError("offset_bytes is past the end of the artifact"));
   }
+  const size_t chunk_bytes =
+      request->max_chunk_bytes() == 0
+          ? RequestLimits::kMaxArtifactChunkBytes
+          : std::clamp<size_t>(request->max_chunk_bytes(), RequestLimits::kMinArtifactChunkBytes,
+                               RequestLimits::kMaxArtifactChunkBytes);
   auto& bytes_served = metrics_.artifact_bytes_served.Add({{"kind", stream->kind}});
   while (offset < reader->size_bytes()) {
     if (context->IsCancelled()) return scope.Finish(absl::CancelledError("client went away"));
-    auto data = reader->ReadAt(offset, kChunkBytes);
+    auto data = reader->ReadAt(offset, chunk_bytes);
     if (!data.ok()) return scope.Finish(data.status());
     v1::ArtifactChunk chunk;
     chunk.set_offset_bytes(offset);

@@ -79,6 +79,21 @@ TEST_F(KeyCommandsTest, InitDelegateRotateAndShow) {
             1);
   EXPECT_NE(err_.str().find("revoked"), std::string::npos) << err_.str();
   EXPECT_FALSE(fs::exists(P("d3.bin")));
+
+  // Recovering from a fast-forward: the rotation raises the signed floor epoch, and later
+  // delegations keep it.
+  EXPECT_EQ(second.rollback_floor_epoch(), 0u);
+  ASSERT_EQ(Ctl({"keys", "rotate", "--root", P("root/root.key"), "--previous", P("d2.bin"),
+                 "--new-key-dir", P("third"), "--reset-rollback-floors", "--out", P("d3.bin")}),
+            0)
+      << err_.str();
+  EXPECT_EQ(Read("d3.bin").rollback_floor_epoch(), 1u);
+  EXPECT_NE(out_.str().find("rollback floor epoch 1"), std::string::npos) << out_.str();
+  ASSERT_EQ(Ctl({"keys", "rotate", "--root", P("root/root.key"), "--previous", P("d3.bin"),
+                 "--new-key-dir", P("fourth"), "--out", P("d4.bin")}),
+            0)
+      << err_.str();
+  EXPECT_EQ(Read("d4.bin").rollback_floor_epoch(), 1u);
 }
 
 TEST_F(KeyCommandsTest, RefusesAnotherRootsDelegationAndBadUsage) {

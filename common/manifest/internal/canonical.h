@@ -35,6 +35,8 @@ class CanonicalReader {
   absl::StatusOr<uint64_t> U64(uint8_t tag);
   // InvalidArgument when bytes are left over.
   absl::Status End() const;
+  // True when every byte was read (fields added later are optional at the end).
+  bool AtEnd() const { return in_.empty(); }
 
  private:
   std::string_view in_;

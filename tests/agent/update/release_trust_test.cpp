@@ -53,13 +53,15 @@ class ReleaseTrustTest : public ::testing::Test {
     trust_ = *std::move(trust);
   }
 
+  // `reset_floors` is keys rotate --reset-rollback-floors.
   v1::SignedDelegation Delegate(const Key& key, const std::optional<v1::SignedDelegation>& previous,
-                                bool revoke_previous) {
+                                bool revoke_previous, bool reset_floors = false) {
     std::optional<v1::ReleaseKeyDelegation> decoded;
     if (previous) decoded = *manifest::DecodeCanonicalDelegation(previous->canonical_delegation());
     auto d = manifest::NextDelegation(decoded, key.public_pem, clock_.Now(), hours(24 * 90),
                                       revoke_previous);
     EXPECT_TRUE(d.ok()) << d.status();
+    if (reset_floors) d->set_rollback_floor_epoch(d->rollback_floor_epoch() + 1);
     return *manifest::SignDelegation(*d, *root_.signer);
   }
 
@@ -146,6 +148,63 @@ TEST_F(ReleaseTrustTest, UpdaterFollowsARotationAndRefusesTheRevokedKey) {
   absl::Status answer = trust_->AcceptAnswer(Answer(release_a_, first_, {forged}), kDevice);
   EXPECT_EQ(FailureReasonOf(answer), v1::FAILURE_REASON_SIGNATURE) << answer;
   EXPECT_NE(answer.message().find("revoked"), std::string::npos) << answer;
+}
+
+// TUF's fast-forward attack: whoever holds the release key signs a huge metadata version, which
+// the device accepts and which then locks out every real release. The root revokes that key and
+// orders the floors reset; the device recovers without re-enrolling, once, and the floor that
+// the next real release sets protects it again, across restarts.
+TEST_F(ReleaseTrustTest, AFastForwardedDeviceRecoversWhenTheRootResetsTheFloorsOnce) {
+  auto state = StateStore::Open((dir_.path() / "state.db").string());
+  ASSERT_TRUE(state.ok()) << state.status();
+  trust_->SetRollbackFloorReset([&] { return (*state)->ForgetMetadataVersions(); });
+  ModelHost host;
+  auto engines = MakeOpenCvEngineFactory();
+  Updater updater(**state, host, *engines, transport_, trust_->keys(), clock_,
+                  dir_.path().string());
+  const std::string v1 = ReadFileBytes(TestDataPath("classifier_v1.onnx"));
+  const std::string v2 = ReadFileBytes(TestDataPath("classifier_v2.onnx"));
+  ASSERT_FALSE(v1.empty() || v2.empty()) << "run edgefleet_test_models";
+
+  // The attacker, holding release key A, fast-forwards the model to metadata version 10^12.
+  v1::DesiredModel forged = Release(release_a_, "6.6.6", v1, 1'000'000'000'000);
+  ASSERT_TRUE(trust_->AcceptAnswer(Answer(release_a_, first_, {forged}), kDevice).ok());
+  ASSERT_TRUE(updater.Apply(forged).ok());
+  // The real server's next release is locked out.
+  clock_.Advance(std::chrono::minutes(1));
+  v1::DesiredModel real_a = Release(release_a_, "2.0", v2, 7);
+  ASSERT_TRUE(trust_->AcceptAnswer(Answer(release_a_, first_, {real_a}), kDevice).ok());
+  EXPECT_EQ(FailureReasonOf(updater.Apply(real_a)), v1::FAILURE_REASON_ROLLBACK);
+
+  // A rotation alone (revoking A) keeps the floor: the device stays locked out.
+  v1::SignedDelegation rotated = Delegate(release_b_, first_, /*revoke_previous=*/true);
+  clock_.Advance(std::chrono::minutes(1));
+  v1::DesiredModel real_b = Release(release_b_, "2.0", v2, 8);
+  ASSERT_TRUE(trust_->AcceptAnswer(Answer(release_b_, rotated, {real_b}), kDevice).ok());
+  EXPECT_EQ(FailureReasonOf(updater.Apply(real_b)), v1::FAILURE_REASON_ROLLBACK);
+
+  // The root orders the floors reset: the real release is accepted, and sets the floor again.
+  v1::SignedDelegation reset = Delegate(release_b_, rotated, false, /*reset_floors=*/true);
+  clock_.Advance(std::chrono::minutes(1));
+  v1::DesiredModel again = Release(release_b_, "2.0", v2, 9);
+  ASSERT_TRUE(trust_->AcceptAnswer(Answer(release_b_, reset, {again}), kDevice).ok());
+  absl::Status recovered = updater.Apply(again);
+  ASSERT_TRUE(recovered.ok()) << recovered;
+  EXPECT_EQ(host.Get("classifier")->version, "2.0");
+  EXPECT_EQ(*(*state)->HighestMetadataVersion("classifier"), 9u);
+
+  // The reset happened once: after a restart, with the same delegation, an older release the
+  // new key signed is a rollback again, and the attacker's manifest stays refused.
+  Reopen();
+  trust_->SetRollbackFloorReset([&] { return (*state)->ForgetMetadataVersions(); });
+  Updater restarted(**state, host, *engines, transport_, trust_->keys(), clock_,
+                    dir_.path().string());
+  clock_.Advance(std::chrono::minutes(1));
+  v1::DesiredModel older = Release(release_b_, "1.0", v1, 8);
+  ASSERT_TRUE(trust_->AcceptAnswer(Answer(release_b_, reset, {older}), kDevice).ok());
+  EXPECT_EQ(FailureReasonOf(restarted.Apply(older)), v1::FAILURE_REASON_ROLLBACK);
+  EXPECT_EQ(FailureReasonOf(restarted.Apply(forged)), v1::FAILURE_REASON_SIGNATURE);
+  EXPECT_EQ(host.Get("classifier")->version, "2.0");
 }
 
 TEST_F(ReleaseTrustTest, AnswersMustBeSignedFreshForThisDeviceAndMatchTheirTimestamp) {

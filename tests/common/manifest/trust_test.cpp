@@ -94,6 +94,40 @@ TEST_F(TrustTest, DelegationEncodingRoundTripsAndRefusesAnythingElse) {
   EXPECT_FALSE(DecodeCanonicalDelegation(EncodeCanonical(unsorted)).ok());
 }
 
+TEST_F(TrustTest, RollbackFloorEpochIsSignedCarriedForwardAndNeverLowered) {
+  v1::SignedDelegation first = Delegate(release_a_, std::nullopt);
+  // Delegations without an epoch keep the encoding they had before epochs existed.
+  EXPECT_EQ(first.canonical_delegation().size(), EncodeCanonical(Decoded(first)).size());
+  v1::ReleaseKeyDelegation raised = Decoded(first);
+  raised.set_delegation_version(2);
+  raised.set_rollback_floor_epoch(1);
+  const std::string bytes = EncodeCanonical(raised);
+  EXPECT_GT(bytes.size(), first.canonical_delegation().size());
+  EXPECT_EQ(DecodeCanonicalDelegation(bytes)->rollback_floor_epoch(), 1u);
+  // The epoch is under the root's signature, and the next delegation carries it forward.
+  v1::SignedDelegation signed_raised = *SignDelegation(raised, *root_.signer);
+  v1::SignedDelegation forged = signed_raised;
+  forged.mutable_canonical_delegation()->back() ^= 1;
+  EXPECT_FALSE(VerifyDelegationSignature(forged, *root_.verifier).ok());
+  v1::SignedDelegation next = Delegate(release_b_, raised, true);
+  EXPECT_EQ(Decoded(next).rollback_floor_epoch(), 1u);
+
+  ReleaseKeyring keys(root_.verifier);
+  ASSERT_TRUE(keys.Adopt(first, clock_.Now()).ok());
+  EXPECT_EQ(keys.rollback_floor_epoch(), 0u);
+  ASSERT_TRUE(keys.Adopt(signed_raised, clock_.Now()).ok());
+  EXPECT_EQ(keys.rollback_floor_epoch(), 1u);
+  // A later delegation that lowers the epoch is refused; restoring keeps it.
+  v1::ReleaseKeyDelegation lowered = Decoded(next);
+  lowered.set_delegation_version(3);
+  lowered.set_rollback_floor_epoch(0);
+  EXPECT_EQ(FailureReasonOf(keys.Adopt(*SignDelegation(lowered, *root_.signer), clock_.Now())),
+            v1::FAILURE_REASON_ROLLBACK);
+  ReleaseKeyring restored(root_.verifier);
+  ASSERT_TRUE(restored.Restore(keys.Snapshot()).ok());
+  EXPECT_EQ(restored.rollback_floor_epoch(), 1u);
+}
+
 TEST_F(TrustTest, TimestampEncodingRoundTrips) {
   v1::SignedTimestamp s = Stamp(release_a_, "dev-1", crypto::Sha256Bytes("x"));
   auto t = DecodeCanonicalTimestamp(s.canonical_timestamp());
