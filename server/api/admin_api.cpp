@@ -165,14 +165,13 @@ void AdminApi::PrecomputePatches(const std::string& model_name, const std::strin
   }
 }
 
-void AdminApi::Audit(const Principal& who, const std::string& action,
-                     const google::protobuf::Message& detail) {
+absl::Status AdminApi::Audit(Tx& tx, const Principal& who, const std::string& action,
+                             const google::protobuf::Message& detail) {
   std::string json;
-  (void)google::protobuf::util::MessageToJsonString(detail, &json);
-  if (auto s = repos_.audit.Record(who.name, action, json); !s.ok()) {
-    Logger("admin")->warn("audit action={} actor={} failed: {}", action, EscapeForLog(who.name),
-                          EscapeForLog(s.ToString()));
+  if (auto s = google::protobuf::util::MessageToJsonString(detail, &json); !s.ok()) {
+    return absl::InternalError(absl::StrCat("audit ", action, ": ", s.ToString()));
   }
+  return repos_.audit.Record(tx, who.name, action, json);
 }
 
 absl::StatusOr<v1::EnrollmentToken> AdminApi::CreateEnrollmentToken(
@@ -189,14 +188,18 @@ absl::StatusOr<v1::EnrollmentToken> AdminApi::CreateEnrollmentToken(
   std::string id = crypto::ToHex(crypto::RandomBytes(6));
   std::string secret = absl::StrCat("eft_", id, "_", crypto::RandomToken(24));
   Labels labels(request.labels().begin(), request.labels().end());
-  auto token = repos_.tokens.Create(id, crypto::Sha256Bytes(secret), max_uses,
-                                    ToUnixSeconds(clock_.Now()) + static_cast<int64_t>(ttl), labels,
-                                    request.description());
+  const int64_t expires = ToUnixSeconds(clock_.Now()) + static_cast<int64_t>(ttl);
+  auto token = repos_.db.Transact(
+      "create enrollment token", [&](Tx& tx) -> absl::StatusOr<v1::EnrollmentToken> {
+        auto token = repos_.tokens.Create(tx, id, crypto::Sha256Bytes(secret), max_uses, expires,
+                                          labels, request.description());
+        if (!token.ok()) return token;
+        // The audit row gets the token without its secret (set below, after the commit).
+        if (auto s = Audit(tx, who, "enrollment_token.create", *token); !s.ok()) return s;
+        return token;
+      });
   if (!token.ok()) return token.status();
   token->set_token(secret);
-  v1::EnrollmentToken audited = *token;
-  audited.clear_token();
-  Audit(who, "enrollment_token.create", audited);
   return token;
 }
 
@@ -225,17 +228,23 @@ absl::StatusOr<v1::Device> AdminApi::LabelDevice(const Principal& who,
   if (auto s = ValidateLabelMap(request.set_labels()); !s.ok()) return s;
   Labels set(request.set_labels().begin(), request.set_labels().end());
   std::vector<std::string> remove(request.remove_labels().begin(), request.remove_labels().end());
-  auto device = repos_.devices.UpdateLabels(request.device_id(), set, remove);
-  if (device.ok()) Audit(who, "device.label", request);
-  return device;
+  return repos_.db.Transact("label device", [&](Tx& tx) -> absl::StatusOr<v1::Device> {
+    auto device = repos_.devices.UpdateLabels(tx, request.device_id(), set, remove);
+    if (!device.ok()) return device;
+    if (auto s = Audit(tx, who, "device.label", request); !s.ok()) return s;
+    return device;
+  });
 }
 
 absl::StatusOr<v1::Device> AdminApi::DecommissionDevice(
     const Principal& who, const v1::DecommissionDeviceRequest& request) {
   if (request.device_id().empty()) return absl::InvalidArgumentError("device_id is required");
-  auto device = repos_.devices.Decommission(request.device_id());
-  if (device.ok()) Audit(who, "device.decommission", request);
-  return device;
+  return repos_.db.Transact("decommission device", [&](Tx& tx) -> absl::StatusOr<v1::Device> {
+    auto device = repos_.devices.Decommission(tx, request.device_id());
+    if (!device.ok()) return device;
+    if (auto s = Audit(tx, who, "device.decommission", request); !s.ok()) return s;
+    return device;
+  });
 }
 
 absl::StatusOr<v1::RekeyDeviceResponse> AdminApi::RekeyDevice(
@@ -249,9 +258,13 @@ absl::StatusOr<v1::RekeyDeviceResponse> AdminApi::RekeyDevice(
   const int64_t until =
       ToUnixSeconds(clock_.Now()) +
       static_cast<int64_t>(request.ttl_seconds() == 0 ? kDefaultTtl : request.ttl_seconds());
-  auto device = repos_.devices.AllowRekey(request.device_id(), until);
+  auto device = repos_.db.Transact("allow device rekey", [&](Tx& tx) -> absl::StatusOr<v1::Device> {
+    auto device = repos_.devices.AllowRekey(tx, request.device_id(), until);
+    if (!device.ok()) return device;
+    if (auto s = Audit(tx, who, "device.rekey", request); !s.ok()) return s;
+    return device;
+  });
   if (!device.ok()) return device.status();
-  Audit(who, "device.rekey", request);
   v1::RekeyDeviceResponse response;
   *response.mutable_device() = *std::move(device);
   response.mutable_enroll_before()->set_seconds(until);
@@ -341,9 +354,6 @@ absl::StatusOr<v1::ModelVersion> AdminApi::FinishPush(std::unique_ptr<ModelUploa
     return CheckDeclaredTensors(metadata, signature);
   });
   if (!artifact.ok()) return artifact.status();
-  auto metadata_version = repos_.models.NextMetadataVersion();
-  if (!metadata_version.ok()) return metadata_version.status();
-
   v1::ModelVersion version;
   version.set_model_name(metadata.model_name());
   version.set_version(metadata.version());
@@ -356,12 +366,17 @@ absl::StatusOr<v1::ModelVersion> AdminApi::FinishPush(std::unique_ptr<ModelUploa
   *version.mutable_outputs() =
       metadata.outputs().empty() ? ToTensorSpecs(signature.outputs) : metadata.outputs();
   *version.mutable_labels() = metadata.labels();
-  version.set_metadata_version(*metadata_version);
   version.mutable_created_at()->set_seconds(ToUnixSeconds(clock_.Now()));
-  // Devices get manifests signed at check-in (fresh expiry); none is stored at push time.
-  if (auto s = repos_.models.InsertVersion(version, "", "", ""); !s.ok()) return s;
+  absl::Status registered = repos_.db.Transact("register model version", [&](Tx& tx) {
+    auto metadata_version = repos_.models.NextMetadataVersion(tx);
+    if (!metadata_version.ok()) return metadata_version.status();
+    version.set_metadata_version(*metadata_version);
+    // Devices get manifests signed at check-in (fresh expiry); none is stored at push time.
+    if (auto s = repos_.models.InsertVersion(tx, version, "", "", ""); !s.ok()) return s;
+    return Audit(tx, upload->who_, "model.push", version);
+  });
+  if (!registered.ok()) return registered;
   metrics_.models_pushed.Add({}).Increment();
-  Audit(upload->who_, "model.push", version);
   Logger("admin")->info("model pushed model={} version={} sha256={} size_bytes={}",
                         version.model_name(), version.version(), crypto::ToHex(artifact->sha256),
                         artifact->size_bytes);
@@ -410,10 +425,15 @@ absl::StatusOr<v1::Deployment> AdminApi::CreateDeployment(
   auto selector = ParseLabelSelector(request.label_selector());
   if (!selector.ok()) return selector.status();
   auto deployment =
-      repos_.deployments.Create(request.model_name(), request.version(), FormatLabels(*selector),
-                                *selector, ToUnixSeconds(clock_.Now()));
+      repos_.db.Transact("create deployment", [&](Tx& tx) -> absl::StatusOr<v1::Deployment> {
+        auto deployment = repos_.deployments.Create(tx, request.model_name(), request.version(),
+                                                    FormatLabels(*selector), *selector,
+                                                    ToUnixSeconds(clock_.Now()));
+        if (!deployment.ok()) return deployment;
+        if (auto s = Audit(tx, who, "deployment.create", request); !s.ok()) return s;
+        return deployment;
+      });
   if (!deployment.ok()) return deployment;
-  Audit(who, "deployment.create", request);
   if (patches_ != nullptr) {
     auto target = repos_.models.GetVersion(request.model_name(), request.version());
     // The deployment targets every active device its selector matches (its answer carries
@@ -477,11 +497,15 @@ absl::StatusOr<v1::ApiToken> AdminApi::CreateApiToken(const Principal& who,
   record.expires_at_unix = ToUnixSeconds(clock_.Now()) + static_cast<int64_t>(ttl);
   record.created_by = who.name;
   record.description = request.description();
-  auto stored = repos_.api_tokens.Insert(record, crypto::Sha256Bytes(secret));
-  if (!stored.ok()) return stored.status();
-  auto token = ToApiToken(*stored);
+  auto token = repos_.db.Transact("create API token", [&](Tx& tx) -> absl::StatusOr<v1::ApiToken> {
+    auto stored = repos_.api_tokens.Insert(tx, record, crypto::Sha256Bytes(secret));
+    if (!stored.ok()) return stored.status();
+    auto token = ToApiToken(*stored);
+    if (!token.ok()) return token;
+    if (auto s = Audit(tx, who, "api_token.create", *token); !s.ok()) return s;
+    return token;
+  });
   if (!token.ok()) return token.status();
-  Audit(who, "api_token.create", *token);
   Logger("admin")->info("API token created name={} role={} by={}", token->name(),
                         RoleName(token->role()), who.name);
   token->set_token(secret);
@@ -516,11 +540,15 @@ absl::StatusOr<v1::ApiToken> AdminApi::RevokeApiToken(const Principal& who,
         absl::StrCat("API token '", who.name,
                      "' is the one making this call; revoke it with another admin token"));
   }
-  auto record = repos_.api_tokens.Revoke(request.name(), ToUnixSeconds(clock_.Now()));
-  if (!record.ok()) return record.status();
-  auto token = ToApiToken(*record);
+  auto token = repos_.db.Transact("revoke API token", [&](Tx& tx) -> absl::StatusOr<v1::ApiToken> {
+    auto record = repos_.api_tokens.Revoke(tx, request.name(), ToUnixSeconds(clock_.Now()));
+    if (!record.ok()) return record.status();
+    auto token = ToApiToken(*record);
+    if (!token.ok()) return token;
+    if (auto s = Audit(tx, who, "api_token.revoke", request); !s.ok()) return s;
+    return token;
+  });
   if (!token.ok()) return token.status();
-  Audit(who, "api_token.revoke", request);
   Logger("admin")->info("API token revoked name={} by={}", request.name(), who.name);
   return token;
 }
@@ -540,9 +568,14 @@ absl::StatusOr<v1::ListEnrollmentTokensResponse> AdminApi::ListEnrollmentTokens(
 absl::StatusOr<v1::EnrollmentToken> AdminApi::RevokeEnrollmentToken(
     const Principal& who, const v1::RevokeEnrollmentTokenRequest& request) {
   if (request.token_id().empty()) return absl::InvalidArgumentError("token_id is required");
-  auto token = repos_.tokens.Revoke(request.token_id(), ToUnixSeconds(clock_.Now()));
+  auto token = repos_.db.Transact(
+      "revoke enrollment token", [&](Tx& tx) -> absl::StatusOr<v1::EnrollmentToken> {
+        auto token = repos_.tokens.Revoke(tx, request.token_id(), ToUnixSeconds(clock_.Now()));
+        if (!token.ok()) return token;
+        if (auto s = Audit(tx, who, "enrollment_token.revoke", request); !s.ok()) return s;
+        return token;
+      });
   if (!token.ok()) return token.status();
-  Audit(who, "enrollment_token.revoke", request);
   Logger("admin")->info("enrollment token revoked token_id={} by={}", request.token_id(), who.name);
   return token;
 }

@@ -28,13 +28,15 @@ struct AdminApiOptions {
   uint64_t max_artifact_bytes = 2ull << 30;
 };
 
+// Every mutating call and its audit row commit together in one transaction of `db`.
 struct AdminRepos {
-  EnrollmentTokenRepo& tokens;
-  DeviceRepo& devices;
-  ModelRepo& models;
-  DeploymentRepo& deployments;
-  AuditRepo& audit;
-  ApiTokenRepo& api_tokens;
+  Transactor& db;
+  EnrollmentTokenStore& tokens;
+  DeviceStore& devices;
+  ModelStore& models;
+  DeploymentStore& deployments;
+  AuditStore& audit;
+  ApiTokenStore& api_tokens;
 };
 
 // Yields the next chunk of an upload, std::nullopt once the client has sent all of it (never
@@ -113,8 +115,9 @@ class AdminApi {
       const Principal& who, const v1::RevokeEnrollmentTokenRequest& request);
 
  private:
-  void Audit(const Principal& who, const std::string& action,
-             const google::protobuf::Message& detail);
+  // The call's audit row, in the call's transaction.
+  absl::Status Audit(Tx& tx, const Principal& who, const std::string& action,
+                     const google::protobuf::Message& detail);
   // Queues patches to `to_sha256` from every artifact of `model_name` that `devices` serve now.
   void PrecomputePatches(const std::string& model_name, const std::string& to_sha256,
                          const std::vector<v1::Device>& devices);

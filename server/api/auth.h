@@ -51,7 +51,7 @@ absl::StatusOr<v1::Role> ParseRoleName(std::string_view name);
 
 class Authenticator {
  public:
-  Authenticator(ApiTokenRepo& tokens, const Clock& clock) : tokens_(tokens), clock_(clock) {}
+  Authenticator(ApiTokenStore& tokens, const Clock& clock) : tokens_(tokens), clock_(clock) {}
 
   // `authorization` is the header value ("Bearer <token>"). Unauthenticated when missing,
   // unknown, revoked or expired (the message says which).
@@ -61,7 +61,7 @@ class Authenticator {
   static absl::Status Authorize(const Principal& principal, Permission permission);
 
  private:
-  ApiTokenRepo& tokens_;
+  ApiTokenStore& tokens_;
   const Clock& clock_;
 };
 

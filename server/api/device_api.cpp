@@ -25,7 +25,7 @@ v1::DeploymentTargetState TargetStateFor(v1::UpdateEventKind kind) {
 DeviceApi::DeviceApi(DeviceRepos repos, ArtifactStore& artifacts,
                      const crypto::Signer& release_signer, const Clock& clock,
                      ServerMetrics& metrics, DeviceApiOptions options, PatchService* patches,
-                     PatchRepo* patch_repo)
+                     PatchStore* patch_repo)
     : repos_(repos),
       artifacts_(artifacts),
       release_signer_(release_signer),
@@ -57,7 +57,9 @@ absl::Status DeviceApi::Authorize(const std::string& device_id,
   // The first use of a renewed certificate retires the one it renewed.
   if (!identity->pending_certificate_serial.empty() &&
       identity->pending_certificate_serial == certificate_serial_hex) {
-    auto promoted = repos_.devices.PromoteCertificate(device_id, certificate_serial_hex);
+    auto promoted = repos_.db.Transact("promote renewed certificate", [&](Tx& tx) {
+      return repos_.devices.PromoteCertificate(tx, device_id, certificate_serial_hex);
+    });
     if (!promoted.ok()) return promoted.status();
     if (*promoted) {
       Logger("device")->info("renewed certificate in use device={} serial={}", device_id,
@@ -74,13 +76,34 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
                                                        const v1::CheckInRequest& request) {
   if (auto s = CheckRequestLimits(request); !s.ok()) return s;
   const auto now = clock_.Now();
-  if (auto s = repos_.devices.RecordCheckIn(device_id, request.inventory(), ToUnixSeconds(now));
-      !s.ok()) {
-    return s;
-  }
-  metrics_.check_ins.Add({}).Increment();
-  auto desired = repos_.deployments.DesiredForDevice(device_id);
+  const int64_t now_unix = ToUnixSeconds(now);
+  auto desired = repos_.db.Transact(
+      "device check-in", [&](Tx& tx) -> absl::StatusOr<std::vector<StoredVersion>> {
+        if (auto s = repos_.devices.RecordCheckIn(tx, device_id, request.inventory(), now_unix);
+            !s.ok()) {
+          return s;
+        }
+        auto desired = repos_.deployments.DesiredForDevice(tx, device_id);
+        if (!desired.ok()) return desired;
+        // A device serving its desired version has reached its target.
+        for (const StoredVersion& stored : *desired) {
+          for (const auto& installed : request.inventory().models()) {
+            if (installed.model_name() == stored.meta.model_name() &&
+                installed.state() == v1::MODEL_STATE_SERVING &&
+                installed.version() == stored.meta.version()) {
+              if (auto s = repos_.deployments.UpdateTargetState(
+                      tx, device_id, stored.meta.model_name(), stored.meta.version(),
+                      v1::DEPLOYMENT_TARGET_STATE_SERVING, "", now_unix);
+                  !s.ok()) {
+                return s;
+              }
+            }
+          }
+        }
+        return desired;
+      });
   if (!desired.ok()) return desired.status();
+  metrics_.check_ins.Add({}).Increment();
 
   v1::CheckInResponse response;
   response.mutable_check_in_interval()->set_seconds(options_.check_in_interval.count());
@@ -108,12 +131,9 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
           installed.state() != v1::MODEL_STATE_SERVING) {
         continue;
       }
-      if (installed.version() == version.version()) {
-        (void)repos_.deployments.UpdateTargetState(
-            device_id, version.model_name(), version.version(), v1::DEPLOYMENT_TARGET_STATE_SERVING,
-            "", ToUnixSeconds(now));
-      } else if (patches_ != nullptr && installed.artifact_sha256().size() == 32 &&
-                 repos_.models.ArtifactReferenced(installed.artifact_sha256()).value_or(false)) {
+      if (installed.version() != version.version() && patches_ != nullptr &&
+          installed.artifact_sha256().size() == 32 &&
+          repos_.models.ArtifactReferenced(installed.artifact_sha256()).value_or(false)) {
         // Only artifacts the registry knows can be a patch base: a device cannot make the
         // server queue work for arbitrary digests.
         // A device that reports a stale sha simply gets a patch that fails to apply and falls
@@ -158,7 +178,28 @@ absl::Status DeviceApi::ReportEvent(const std::string& device_id,
         event.kind() == v1::UPDATE_EVENT_KIND_UNSPECIFIED) {
       return absl::InvalidArgumentError("each event needs model_name, version and kind");
     }
-    if (auto s = repos_.events.Insert(device_id, event, now); !s.ok()) return s;
+  }
+  // One report is one transaction: its events and the target states they move.
+  absl::Status stored = repos_.db.Transact("store update events", [&](Tx& tx) -> absl::Status {
+    for (const v1::UpdateEvent& event : request.events()) {
+      if (auto s = repos_.events.Insert(tx, device_id, event, now); !s.ok()) return s;
+      if (event.kind() == v1::UPDATE_EVENT_KIND_PATCH_REJECTED) continue;  // not a state change
+      // Operators read the target's detail first: lead with the failure reason's name.
+      std::string detail = event.detail();
+      if (event.kind() == v1::UPDATE_EVENT_KIND_FAILED) {
+        detail = absl::StrCat(v1::FailureReason_Name(event.reason()), ": ", detail);
+      }
+      if (auto s = repos_.deployments.UpdateTargetState(tx, device_id, event.model_name(),
+                                                        event.version(),
+                                                        TargetStateFor(event.kind()), detail, now);
+          !s.ok()) {
+        return s;
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!stored.ok()) return stored;
+  for (const v1::UpdateEvent& event : request.events()) {
     metrics_.update_events
         .Add({{"kind", v1::UpdateEventKind_Name(event.kind())},
               {"reason", v1::FailureReason_Name(event.reason())}})
@@ -169,15 +210,6 @@ absl::Status DeviceApi::ReportEvent(const std::string& device_id,
                              EscapeForLog(event.version()), v1::FailureReason_Name(event.reason()),
                              EscapeForLog(event.detail()));
     }
-    // Operators read the target's detail first: lead with the failure reason's name.
-    std::string detail = event.detail();
-    if (event.kind() == v1::UPDATE_EVENT_KIND_FAILED) {
-      detail = absl::StrCat(v1::FailureReason_Name(event.reason()), ": ", detail);
-    }
-    if (event.kind() == v1::UPDATE_EVENT_KIND_PATCH_REJECTED) continue;  // not a state change
-    auto s = repos_.deployments.UpdateTargetState(device_id, event.model_name(), event.version(),
-                                                  TargetStateFor(event.kind()), detail, now);
-    if (!s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -193,9 +225,13 @@ absl::Status DeviceApi::UploadTelemetry(const std::string& device_id,
     if (entry.error_count() > entry.inference_count()) {
       return absl::InvalidArgumentError("error_count cannot exceed inference_count");
     }
-    if (auto s = repos_.telemetry.Insert(device_id, entry, now); !s.ok()) return s;
   }
-  return absl::OkStatus();
+  return repos_.db.Transact("store telemetry", [&](Tx& tx) -> absl::Status {
+    for (const auto& entry : request.models()) {
+      if (auto s = repos_.telemetry.Insert(tx, device_id, entry, now); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<DeviceApi::ArtifactStream> DeviceApi::OpenArtifact(const std::string& device_id,

@@ -30,12 +30,14 @@ struct DeviceApiOptions {
   v1::SignedDelegation delegation;
 };
 
+// A check-in, an event report and a telemetry upload each write in one transaction of `db`.
 struct DeviceRepos {
-  DeviceRepo& devices;
-  ModelRepo& models;
-  DeploymentRepo& deployments;
-  EventRepo& events;
-  TelemetryRepo& telemetry;
+  Transactor& db;
+  DeviceStore& devices;
+  ModelStore& models;
+  DeploymentStore& deployments;
+  EventStore& events;
+  TelemetryStore& telemetry;
 };
 
 class DeviceApi {
@@ -43,7 +45,7 @@ class DeviceApi {
   // `patches` may be null: then only full artifacts are offered.
   DeviceApi(DeviceRepos repos, ArtifactStore& artifacts, const crypto::Signer& release_signer,
             const Clock& clock, ServerMetrics& metrics, DeviceApiOptions options,
-            PatchService* patches = nullptr, PatchRepo* patch_repo = nullptr);
+            PatchService* patches = nullptr, PatchStore* patch_repo = nullptr);
 
   // Confirms the certificate's subject is an active device holding that certificate (its
   // current one, or a renewed one, which then becomes the current one).
@@ -79,7 +81,7 @@ class DeviceApi {
   DeviceApiOptions options_;
   uint64_t delegation_version_ = 0;  // of options_.delegation; 0 when there is none
   PatchService* patches_;
-  PatchRepo* patch_repo_;
+  PatchStore* patch_repo_;
 };
 
 }  // namespace edgefleet::server

@@ -103,8 +103,8 @@ class ServerImpl final : public Server {
     models_ = std::make_unique<ModelRepo>(*database_);
     deployments_ = std::make_unique<DeploymentRepo>(*database_);
     events_ = std::make_unique<EventRepo>(*database_);
-    telemetry_ = std::make_unique<TelemetryRepo>(*database_);
-    audit_ = std::make_unique<AuditRepo>(*database_);
+    telemetry_ = std::make_unique<TelemetryRepo>();
+    audit_ = std::make_unique<AuditRepo>();
     patch_repo_ = std::make_unique<PatchRepo>(*database_);
     if (auto s = InstallAdminToken(); !s.ok()) return s;
 
@@ -128,18 +128,19 @@ class ServerImpl final : public Server {
     }
 
     patches_ = std::make_unique<PatchService>(
-        *patch_repo_, *artifacts_, *metrics_,
+        *database_, *patch_repo_, *artifacts_, *metrics_,
         PatchServiceOptions{
             .workers = static_cast<int>(config_.patch_workers()),
             .time_budget = std::chrono::seconds(config_.patch_time_budget_seconds())});
     if (auto s = patches_->Start(); !s.ok()) return s;
     admin_api_ = std::make_unique<AdminApi>(
-        AdminRepos{*enrollment_tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
+        AdminRepos{*database_, *enrollment_tokens_, *devices_, *models_, *deployments_, *audit_,
+                   *api_tokens_},
         *artifacts_, clock_, *metrics_,
         AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()}, patches_.get());
     device_api_ = std::make_unique<DeviceApi>(
-        DeviceRepos{*devices_, *models_, *deployments_, *events_, *telemetry_}, *artifacts_,
-        *release_signer_, clock_, *metrics_,
+        DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_},
+        *artifacts_, *release_signer_, clock_, *metrics_,
         DeviceApiOptions{
             .check_in_interval = std::chrono::seconds(config_.check_in_interval_seconds()),
             .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds()),
@@ -147,7 +148,7 @@ class ServerImpl final : public Server {
         patches_.get(), patch_repo_.get());
     authenticator_ = std::make_unique<Authenticator>(*api_tokens_, clock_);
     enroller_ = std::make_unique<Enroller>(
-        *devices_, *ca_, release_trust_.root_public_key_pem, clock_,
+        *database_, *devices_, *ca_, release_trust_.root_public_key_pem, clock_,
         std::chrono::seconds(config_.device_certificate_validity_seconds()));
     admin_grpc_ = std::make_unique<AdminGrpcService>(*admin_api_, *authenticator_, *metrics_);
     device_grpc_ = std::make_unique<DeviceGrpcService>(*device_api_, *enroller_, *metrics_);
@@ -196,14 +197,17 @@ class ServerImpl final : public Server {
   // An operator-supplied token replaces the admin token; otherwise one is generated the first
   // time the database has no token at all, and shown once.
   absl::Status InstallAdminToken() {
-    if (!config_.admin_token().empty()) {
-      return api_tokens_->Upsert("admin", "admin", crypto::Sha256Bytes(config_.admin_token()));
-    }
+    auto install = [this](const std::string& token) {
+      return database_->Transact("install admin token", [&](Tx& tx) {
+        return api_tokens_->Upsert(tx, "admin", "admin", crypto::Sha256Bytes(token));
+      });
+    };
+    if (!config_.admin_token().empty()) return install(config_.admin_token());
     auto any = api_tokens_->Any();
     if (!any.ok()) return any.status();
     if (*any) return absl::OkStatus();
     generated_admin_token_ = absl::StrCat("efa_", crypto::RandomToken(24));
-    return api_tokens_->Upsert("admin", "admin", crypto::Sha256Bytes(generated_admin_token_));
+    return install(generated_admin_token_);
   }
 
   absl::Status StartGrpc() {

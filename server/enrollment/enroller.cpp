@@ -36,10 +36,11 @@ absl::Status CsrName(const std::string& device_id, const std::string& csr_pem) {
 
 }  // namespace
 
-Enroller::Enroller(DeviceRepo& devices, const crypto::CertificateAuthority& ca,
+Enroller::Enroller(Transactor& db, DeviceStore& devices, const crypto::CertificateAuthority& ca,
                    std::string release_public_key_pem, const Clock& clock,
                    std::chrono::seconds certificate_validity)
-    : devices_(devices),
+    : db_(db),
+      devices_(devices),
       ca_(ca),
       release_public_key_pem_(std::move(release_public_key_pem)),
       clock_(clock),
@@ -48,8 +49,10 @@ Enroller::Enroller(DeviceRepo& devices, const crypto::CertificateAuthority& ca,
 absl::StatusOr<v1::EnrollResponse> Enroller::Enroll(const v1::EnrollRequest& request) {
   auto response = TryEnroll(request);
   if (!response.ok()) {
-    auto s = devices_.RecordRefusedEnrollment(crypto::Sha256Bytes(request.enrollment_token()),
+    auto s = db_.Transact("record refused enrollment", [&](Tx& tx) {
+      return devices_.RecordRefusedEnrollment(tx, crypto::Sha256Bytes(request.enrollment_token()),
                                               request.device_id(), response.status());
+    });
     if (!s.ok()) {
       Logger("enrollment")->error("cannot audit a refused enrollment: {}", s.ToString());
     }
@@ -66,10 +69,14 @@ absl::StatusOr<v1::EnrollResponse> Enroller::TryEnroll(const v1::EnrollRequest& 
   // looked at once the token is accepted, so that a caller without one learns nothing about it.
   if (auto name = CsrName(request.device_id(), request.csr_pem()); !name.ok()) return name;
   const int64_t now = ToUnixSeconds(clock_.Now());
-  auto enrollment =
-      devices_.EnrollWithToken({crypto::Sha256Bytes(request.enrollment_token()),
-                                request.device_id(), request.inventory(), now},
-                               [&] { return Issue(request.device_id(), request.csr_pem(), now); });
+  // One transaction: the token use, the device row and the audit row commit together.
+  auto enrollment = db_.Transact("enroll device", [&](Tx& tx) {
+    return devices_.EnrollWithToken(
+        tx,
+        {crypto::Sha256Bytes(request.enrollment_token()), request.device_id(), request.inventory(),
+         now},
+        [&] { return Issue(request.device_id(), request.csr_pem(), now); });
+  });
   if (!enrollment.ok()) return enrollment.status();
 
   v1::EnrollResponse response;
@@ -87,7 +94,12 @@ absl::StatusOr<v1::RenewCertificateResponse> Enroller::Renew(const std::string& 
   const int64_t now = ToUnixSeconds(clock_.Now());
   auto certificate = Issue(device_id, csr_pem, now);
   if (!certificate.ok()) return certificate.status();
-  if (auto s = devices_.SetPendingCertificate(device_id, certificate->serial_hex); !s.ok()) {
+  if (auto s = db_.Transact("record renewed certificate",
+                            [&](Tx& tx) {
+                              return devices_.SetPendingCertificate(tx, device_id,
+                                                                    certificate->serial_hex);
+                            });
+      !s.ok()) {
     return s;
   }
   v1::RenewCertificateResponse response;
@@ -96,15 +108,15 @@ absl::StatusOr<v1::RenewCertificateResponse> Enroller::Renew(const std::string& 
   return response;
 }
 
-absl::StatusOr<DeviceRepo::IssuedCertificate> Enroller::Issue(const std::string& device_id,
-                                                              const std::string& csr_pem,
-                                                              int64_t now) {
+absl::StatusOr<DeviceStore::IssuedCertificate> Enroller::Issue(const std::string& device_id,
+                                                               const std::string& csr_pem,
+                                                               int64_t now) {
   if (auto name = CsrName(device_id, csr_pem); !name.ok()) return name;
   auto certificate = ca_.SignClientCsr(csr_pem, device_id, certificate_validity_, now);
   if (!certificate.ok()) return certificate.status();
   auto info = crypto::ParseCertificate(*certificate);
   if (!info.ok()) return info.status();
-  return DeviceRepo::IssuedCertificate{*certificate, info->serial_hex, info->not_after_unix};
+  return DeviceStore::IssuedCertificate{*certificate, info->serial_hex, info->not_after_unix};
 }
 
 }  // namespace edgefleet::server

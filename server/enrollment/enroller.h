@@ -17,7 +17,7 @@ absl::Status ValidateDeviceId(std::string_view device_id);
 
 class Enroller {
  public:
-  Enroller(DeviceRepo& devices, const crypto::CertificateAuthority& ca,
+  Enroller(Transactor& db, DeviceStore& devices, const crypto::CertificateAuthority& ca,
            std::string release_public_key_pem, const Clock& clock,
            std::chrono::seconds certificate_validity);
 
@@ -36,10 +36,11 @@ class Enroller {
  private:
   absl::StatusOr<v1::EnrollResponse> TryEnroll(const v1::EnrollRequest& request);
   // Checks that the CSR names `device_id` and signs it.
-  absl::StatusOr<DeviceRepo::IssuedCertificate> Issue(const std::string& device_id,
-                                                      const std::string& csr_pem, int64_t now);
+  absl::StatusOr<DeviceStore::IssuedCertificate> Issue(const std::string& device_id,
+                                                       const std::string& csr_pem, int64_t now);
 
-  DeviceRepo& devices_;
+  Transactor& db_;
+  DeviceStore& devices_;
   const crypto::CertificateAuthority& ca_;
   std::string release_public_key_pem_;
   const Clock& clock_;

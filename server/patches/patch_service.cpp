@@ -22,9 +22,9 @@ class ArtifactSink final : public delta::ByteSink {
 
 }  // namespace
 
-PatchService::PatchService(PatchRepo& repo, ArtifactStore& artifacts, ServerMetrics& metrics,
-                           PatchServiceOptions options)
-    : repo_(repo), artifacts_(artifacts), metrics_(metrics), options_(options) {}
+PatchService::PatchService(Transactor& db, PatchStore& repo, ArtifactStore& artifacts,
+                           ServerMetrics& metrics, PatchServiceOptions options)
+    : db_(db), repo_(repo), artifacts_(artifacts), metrics_(metrics), options_(options) {}
 
 PatchService::~PatchService() {
   {
@@ -55,7 +55,8 @@ absl::Status PatchService::Start() {
 
 absl::Status PatchService::Request(const std::string& from_sha256, const std::string& to_sha256) {
   if (from_sha256 == to_sha256) return absl::OkStatus();
-  auto queued = repo_.Enqueue(from_sha256, to_sha256);
+  auto queued = db_.Transact("queue patch",
+                             [&](Tx& tx) { return repo_.Enqueue(tx, from_sha256, to_sha256); });
   if (!queued.ok()) return queued.status();
   if (*queued) {
     std::lock_guard lock(mu_);
@@ -159,7 +160,8 @@ void PatchService::Compute(const std::string& from_sha256, const std::string& to
                                                                          : "failed";
   metrics_.patches_computed.Add({{"result", result}}).Increment();
   metrics_.patch_compute_seconds.Add({}).Observe(record.compute_seconds);
-  if (auto s = repo_.Finish(record); !s.ok()) {
+  if (auto s = db_.Transact("record patch", [&](Tx& tx) { return repo_.Finish(tx, record); });
+      !s.ok()) {
     log->error("cannot record patch: {}", s.ToString());
   }
   log->info("patch computed from={} to={} result={} codec={} size_bytes={} seconds={:.3f} {}",

@@ -27,7 +27,7 @@ struct PatchServiceOptions {
 
 class PatchService {
  public:
-  PatchService(PatchRepo& repo, ArtifactStore& artifacts, ServerMetrics& metrics,
+  PatchService(Transactor& db, PatchStore& repo, ArtifactStore& artifacts, ServerMetrics& metrics,
                PatchServiceOptions options);
   ~PatchService();
   PatchService(const PatchService&) = delete;
@@ -55,7 +55,8 @@ class PatchService {
   void Work();
   void Compute(const std::string& from_sha256, const std::string& to_sha256);
 
-  PatchRepo& repo_;
+  Transactor& db_;
+  PatchStore& repo_;
   ArtifactStore& artifacts_;
   ServerMetrics& metrics_;
   PatchServiceOptions options_;

@@ -28,9 +28,9 @@ ApiTokenRecord RecordFromRow(const pqxx::row& row) {
 
 }  // namespace
 
-absl::Status ApiTokenRepo::Upsert(const std::string& name, const std::string& role,
+absl::Status ApiTokenRepo::Upsert(Tx& txn, const std::string& name, const std::string& role,
                                   const std::string& token_hash) {
-  return WithTransaction(db_, "store API token '" + name + "'", [&](pqxx::work& tx) {
+  return internal::InTx(txn, "store API token '" + name + "'", [&](pqxx::work& tx) {
     tx.exec_params(
         "INSERT INTO api_tokens (name, role, token_hash) VALUES ($1, $2, $3) "
         "ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, token_hash = EXCLUDED.token_hash, "
@@ -40,10 +40,10 @@ absl::Status ApiTokenRepo::Upsert(const std::string& name, const std::string& ro
   });
 }
 
-absl::StatusOr<ApiTokenRecord> ApiTokenRepo::Insert(const ApiTokenRecord& record,
+absl::StatusOr<ApiTokenRecord> ApiTokenRepo::Insert(Tx& txn, const ApiTokenRecord& record,
                                                     const std::string& token_hash) {
-  return WithTransaction(
-      db_, absl::StrCat("create API token '", record.name, "'"),
+  return internal::InTx(
+      txn, absl::StrCat("create API token '", record.name, "'"),
       [&](pqxx::work& tx) -> absl::StatusOr<ApiTokenRecord> {
         pqxx::result r = tx.exec_params(
             absl::StrCat("INSERT INTO api_tokens (name, role, token_hash, expires_at, created_by, "
@@ -84,9 +84,10 @@ absl::StatusOr<Page<ApiTokenRecord>> ApiTokenRepo::ListPage(const PageRequest& p
       });
 }
 
-absl::StatusOr<ApiTokenRecord> ApiTokenRepo::Revoke(const std::string& name, int64_t now_unix) {
-  return WithTransaction(
-      db_, absl::StrCat("revoke API token '", name, "'"),
+absl::StatusOr<ApiTokenRecord> ApiTokenRepo::Revoke(Tx& txn, const std::string& name,
+                                                    int64_t now_unix) {
+  return internal::InTx(
+      txn, absl::StrCat("revoke API token '", name, "'"),
       [&](pqxx::work& tx) -> absl::StatusOr<ApiTokenRecord> {
         pqxx::result r =
             tx.exec_params(absl::StrCat("UPDATE api_tokens SET revoked_at = coalesce(revoked_at, "

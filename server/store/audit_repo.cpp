@@ -5,9 +5,9 @@
 
 namespace edgefleet::server {
 
-absl::Status AuditRepo::Record(const std::string& actor, const std::string& action,
+absl::Status AuditRepo::Record(Tx& txn, const std::string& actor, const std::string& action,
                                const std::string& detail_json) {
-  return internal::WithTransaction(db_, "record audit entry '" + action + "'", [&](pqxx::work& tx) {
+  return internal::InTx(txn, "record audit entry '" + action + "'", [&](pqxx::work& tx) {
     internal::InsertAuditRow(tx, actor, action, detail_json);
     return absl::OkStatus();
   });

@@ -1,4 +1,5 @@
-// AuditRepo appends one row per mutating admin call.
+// AuditStore appends one row per mutating admin call.
+// AuditRepo is its PostgreSQL implementation; its mutating methods run in the caller's Tx.
 #pragma once
 
 #include <string>
@@ -8,16 +9,20 @@
 
 namespace edgefleet::server {
 
-class AuditRepo {
+class AuditStore {
  public:
-  explicit AuditRepo(Database& db) : db_(db) {}
+  virtual ~AuditStore() = default;
 
   // `detail_json` must be a JSON value (empty means {}); InvalidArgument otherwise.
-  absl::Status Record(const std::string& actor, const std::string& action,
-                      const std::string& detail_json);
+  virtual absl::Status Record(Tx& tx, const std::string& actor, const std::string& action,
+                              const std::string& detail_json) = 0;
+};
 
- private:
-  Database& db_;
+// The PostgreSQL AuditStore.
+class AuditRepo final : public AuditStore {
+ public:
+  absl::Status Record(Tx& tx, const std::string& actor, const std::string& action,
+                      const std::string& detail_json) override;
 };
 
 }  // namespace edgefleet::server

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/core/logging.h"
 #include "server/store/internal/connection_pool.h"
 #include "server/store/internal/transaction.h"
 
@@ -132,6 +133,53 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& 
   if (absl::Status s = pool->Warm(); !s.ok()) return s;
   return std::unique_ptr<Database>(
       new Database(std::move(pool), std::move(redacted), std::move(migrations)));
+}
+
+absl::Status Database::Run(absl::string_view name, const std::function<absl::Status(Tx&)>& body) {
+  constexpr int kAttempts = 2;
+  absl::Status status;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    auto lease = pool_->Acquire();
+    if (!lease.ok()) return lease.status();
+    bool retry = false;
+    try {
+      pqxx::work work(lease->connection());
+      internal::TxState state(work);
+      Tx tx = MakeTx(name, &state);
+      status = body(tx);
+      // A statement failed and the caller carried on: PostgreSQL aborted the transaction anyway.
+      if (status.ok() && !state.failure.ok()) status = state.failure;
+      if (status.ok()) {
+        work.commit();
+        return status;
+      }
+      // Rolled back by work's destructor.
+      if (state.broken) lease->MarkBroken();
+      retry = state.retry;
+    } catch (const pqxx::statement_completion_unknown& e) {
+      lease->MarkBroken();
+      return internal::StatusFromException(name, e);
+    } catch (const pqxx::in_doubt_error& e) {
+      // The commit may or may not have landed: never retry.
+      lease->MarkBroken();
+      return internal::StatusFromException(name, e);
+    } catch (const pqxx::broken_connection& e) {
+      lease->MarkBroken();
+      status = internal::StatusFromException(name, e);
+      retry = true;
+    } catch (const pqxx::transaction_rollback& e) {
+      status = internal::StatusFromException(name, e);
+      retry = true;
+    } catch (const std::exception& e) {
+      return internal::StatusFromException(name, e);
+    }
+    if (!retry) return status;
+    if (attempt + 1 < kAttempts) {
+      Logger("store")->warn("transaction={} retried: {}", std::string(name),
+                            std::string(status.message()));
+    }
+  }
+  return status;
 }
 
 int Database::LatestKnownVersion() const {

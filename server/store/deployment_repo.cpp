@@ -111,12 +111,12 @@ bool ParseId(const std::string& text, int64_t* id) {
 
 }  // namespace
 
-absl::StatusOr<v1::Deployment> DeploymentRepo::Create(const std::string& model_name,
+absl::StatusOr<v1::Deployment> DeploymentRepo::Create(Tx& txn, const std::string& model_name,
                                                       const std::string& version,
                                                       const std::string& label_selector_text,
                                                       const Labels& selector, int64_t now_unix) {
-  return WithTransaction(
-      db_, absl::StrCat("deploy model ", model_name, " version ", version),
+  return internal::InTx(
+      txn, absl::StrCat("deploy model ", model_name, " version ", version),
       [&](pqxx::work& tx) -> absl::StatusOr<v1::Deployment> {
         if (tx.exec_params("SELECT 1 FROM model_versions WHERE model_name = $1 AND version = $2",
                            model_name, version)
@@ -189,9 +189,9 @@ absl::StatusOr<Page<v1::Deployment>> DeploymentRepo::ListPage(const PageRequest&
 }
 
 absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::DesiredForDevice(
-    const std::string& device_id) {
-  return WithTransaction(
-      db_, absl::StrCat("compute desired state of device ", device_id),
+    Tx& txn, const std::string& device_id) {
+  return internal::InTx(
+      txn, absl::StrCat("compute desired state of device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<StoredVersion>> {
         pqxx::result device = tx.exec_params("SELECT status FROM devices WHERE id = $1", device_id);
         if (device.empty()) {
@@ -244,7 +244,7 @@ absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::DesiredForDevice(
       });
 }
 
-absl::Status DeploymentRepo::UpdateTargetState(const std::string& device_id,
+absl::Status DeploymentRepo::UpdateTargetState(Tx& txn, const std::string& device_id,
                                                const std::string& model_name,
                                                const std::string& version,
                                                v1::DeploymentTargetState state,
@@ -252,8 +252,8 @@ absl::Status DeploymentRepo::UpdateTargetState(const std::string& device_id,
   if (state == v1::DEPLOYMENT_TARGET_STATE_UNSPECIFIED) {
     return absl::InvalidArgumentError("deployment target state is unspecified");
   }
-  return WithTransaction(
-      db_,
+  return internal::InTx(
+      txn,
       absl::StrCat("update deployment target of device ", device_id, " for model ", model_name,
                    " version ", version),
       [&](pqxx::work& tx) {

@@ -1,5 +1,6 @@
-// DeploymentRepo records deployments (a model version for a label selector), their per-device
+// DeploymentStore records deployments (a model version for a label selector), their per-device
 // targets, and answers each device's desired state.
+// DeploymentRepo is its PostgreSQL implementation; its mutating methods run in the caller's Tx.
 #pragma once
 
 #include <cstdint>
@@ -22,36 +23,57 @@ struct DeploymentPage {
   std::string next_target_after;  // the device id to continue after; empty on the last page
 };
 
-class DeploymentRepo {
+class DeploymentStore {
  public:
-  explicit DeploymentRepo(Database& db) : db_(db) {}
+  virtual ~DeploymentStore() = default;
 
   // Inserts a PENDING target for every active device whose labels contain `selector` and marks
   // those devices' targets in older deployments of the same model SUPERSEDED. Answers with the
   // target counts, without targets. NotFound "model M version V not found".
-  absl::StatusOr<v1::Deployment> Create(const std::string& model_name, const std::string& version,
-                                        const std::string& label_selector_text,
-                                        const Labels& selector, int64_t now_unix);
+  virtual absl::StatusOr<v1::Deployment> Create(Tx& tx, const std::string& model_name,
+                                                const std::string& version,
+                                                const std::string& label_selector_text,
+                                                const Labels& selector, int64_t now_unix) = 0;
   // With its target counts and the targets whose device ids follow `targets.after`, at most
   // `targets.size` of them (a fleet can hold 100,000). NotFound "deployment X not found".
-  absl::StatusOr<DeploymentPage> Get(const std::string& deployment_id, const PageRequest& targets);
+  virtual absl::StatusOr<DeploymentPage> Get(const std::string& deployment_id,
+                                             const PageRequest& targets) = 0;
   // One page of deployments, oldest first, with their target counts but no targets: ids after
   // `page.after`; continues after the last id. InvalidArgument when `page.after` is not an id.
-  absl::StatusOr<Page<v1::Deployment>> ListPage(const PageRequest& page);
-
+  virtual absl::StatusOr<Page<v1::Deployment>> ListPage(const PageRequest& page) = 0;
   // What the device should run: per model, the version of the latest deployment whose selector
   // its labels contain, with that deployment's (release's) metadata version in
   // meta.metadata_version rather than the one fixed when the version was pushed. Creates the
   // device's missing target rows for those deployments and marks its targets in every other
   // deployment of the same model SUPERSEDED. Empty for a device that is not active; NotFound
   // "device X not found".
-  absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(const std::string& device_id);
-
+  virtual absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(
+      Tx& tx, const std::string& device_id) = 0;
   // Moves the device's targets in deployments of model+version to `state`. Superseded targets
   // stay superseded, and a late IN_PROGRESS/PENDING never downgrades SERVING.
-  absl::Status UpdateTargetState(const std::string& device_id, const std::string& model_name,
-                                 const std::string& version, v1::DeploymentTargetState state,
-                                 const std::string& detail, int64_t now_unix);
+  virtual absl::Status UpdateTargetState(Tx& tx, const std::string& device_id,
+                                         const std::string& model_name, const std::string& version,
+                                         v1::DeploymentTargetState state, const std::string& detail,
+                                         int64_t now_unix) = 0;
+};
+
+// The PostgreSQL DeploymentStore.
+class DeploymentRepo final : public DeploymentStore {
+ public:
+  explicit DeploymentRepo(Database& db) : db_(db) {}
+  absl::StatusOr<v1::Deployment> Create(Tx& tx, const std::string& model_name,
+                                        const std::string& version,
+                                        const std::string& label_selector_text,
+                                        const Labels& selector, int64_t now_unix) override;
+  absl::StatusOr<DeploymentPage> Get(const std::string& deployment_id,
+                                     const PageRequest& targets) override;
+  absl::StatusOr<Page<v1::Deployment>> ListPage(const PageRequest& page) override;
+  absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(
+      Tx& tx, const std::string& device_id) override;
+  absl::Status UpdateTargetState(Tx& tx, const std::string& device_id,
+                                 const std::string& model_name, const std::string& version,
+                                 v1::DeploymentTargetState state, const std::string& detail,
+                                 int64_t now_unix) override;
 
  private:
   Database& db_;

@@ -102,12 +102,12 @@ absl::StatusOr<std::vector<v1::Device>> DevicesFromRows(const pqxx::result& r) {
 
 }  // namespace
 
-absl::StatusOr<v1::Device> DeviceRepo::Enroll(const std::string& device_id, const Labels& labels,
-                                              const v1::Inventory& inventory,
+absl::StatusOr<v1::Device> DeviceRepo::Enroll(Tx& txn, const std::string& device_id,
+                                              const Labels& labels, const v1::Inventory& inventory,
                                               const std::string& certificate_serial,
                                               int64_t now_unix) {
-  return WithTransaction(
-      db_, absl::StrCat("enroll device ", device_id),
+  return internal::InTx(
+      txn, absl::StrCat("enroll device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<v1::Device> {
         auto row = EnrollRow(tx, device_id, labels, inventory, now_unix, [&] {
           return absl::StatusOr<IssuedCertificate>(IssuedCertificate{"", certificate_serial, 0});
@@ -117,10 +117,11 @@ absl::StatusOr<v1::Device> DeviceRepo::Enroll(const std::string& device_id, cons
       });
 }
 
-absl::StatusOr<DeviceRepo::Enrollment> DeviceRepo::EnrollWithToken(const EnrollmentAttempt& attempt,
+absl::StatusOr<DeviceRepo::Enrollment> DeviceRepo::EnrollWithToken(Tx& txn,
+                                                                   const EnrollmentAttempt& attempt,
                                                                    const CertificateIssuer& issue) {
-  return WithTransaction(
-      db_, absl::StrCat("enroll device ", attempt.device_id),
+  return internal::InTx(
+      txn, absl::StrCat("enroll device ", attempt.device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<Enrollment> {
         auto token = internal::ConsumeEnrollmentToken(tx, attempt.token_hash, attempt.now_unix);
         if (!token.ok()) return token.status();
@@ -142,10 +143,10 @@ absl::StatusOr<DeviceRepo::Enrollment> DeviceRepo::EnrollWithToken(const Enrollm
       });
 }
 
-absl::Status DeviceRepo::RecordRefusedEnrollment(const std::string& token_hash,
+absl::Status DeviceRepo::RecordRefusedEnrollment(Tx& txn, const std::string& token_hash,
                                                  const std::string& device_id,
                                                  const absl::Status& reason) {
-  return WithTransaction(db_, "record refused enrollment", [&](pqxx::work& tx) {
+  return internal::InTx(txn, "record refused enrollment", [&](pqxx::work& tx) {
     pqxx::result token = tx.exec_params("SELECT id FROM enrollment_tokens WHERE token_hash = $1",
                                         pqxx::binarystring(token_hash));
     const std::string token_id = token.empty() ? "" : token[0][0].as<std::string>();
@@ -163,10 +164,10 @@ absl::Status DeviceRepo::RecordRefusedEnrollment(const std::string& token_hash,
   });
 }
 
-absl::StatusOr<v1::Device> DeviceRepo::AllowRekey(const std::string& device_id,
+absl::StatusOr<v1::Device> DeviceRepo::AllowRekey(Tx& txn, const std::string& device_id,
                                                   int64_t until_unix) {
-  return WithTransaction(
-      db_, absl::StrCat("allow rekey of device ", device_id),
+  return internal::InTx(
+      txn, absl::StrCat("allow rekey of device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<v1::Device> {
         pqxx::result r =
             tx.exec_params(absl::StrCat("UPDATE devices SET rekey_allowed_until = to_timestamp($2) "
@@ -178,10 +179,10 @@ absl::StatusOr<v1::Device> DeviceRepo::AllowRekey(const std::string& device_id,
       });
 }
 
-absl::Status DeviceRepo::SetPendingCertificate(const std::string& device_id,
+absl::Status DeviceRepo::SetPendingCertificate(Tx& txn, const std::string& device_id,
                                                const std::string& serial_hex) {
-  return WithTransaction(
-      db_, absl::StrCat("record renewed certificate of device ", device_id),
+  return internal::InTx(
+      txn, absl::StrCat("record renewed certificate of device ", device_id),
       [&](pqxx::work& tx) -> absl::Status {
         pqxx::result r = tx.exec_params(
             "UPDATE devices SET pending_certificate_serial = $2 "
@@ -195,10 +196,10 @@ absl::Status DeviceRepo::SetPendingCertificate(const std::string& device_id,
       });
 }
 
-absl::StatusOr<bool> DeviceRepo::PromoteCertificate(const std::string& device_id,
+absl::StatusOr<bool> DeviceRepo::PromoteCertificate(Tx& txn, const std::string& device_id,
                                                     const std::string& serial_hex) {
-  return WithTransaction(
-      db_, absl::StrCat("activate renewed certificate of device ", device_id),
+  return internal::InTx(
+      txn, absl::StrCat("activate renewed certificate of device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<bool> {
         pqxx::result r = tx.exec_params(
             "UPDATE devices SET certificate_serial = pending_certificate_serial, "
@@ -274,10 +275,11 @@ absl::StatusOr<Page<v1::Device>> DeviceRepo::ListPage(const Labels& selector,
       });
 }
 
-absl::StatusOr<v1::Device> DeviceRepo::UpdateLabels(const std::string& device_id, const Labels& set,
+absl::StatusOr<v1::Device> DeviceRepo::UpdateLabels(Tx& txn, const std::string& device_id,
+                                                    const Labels& set,
                                                     const std::vector<std::string>& remove_keys) {
-  return WithTransaction(
-      db_, absl::StrCat("label device ", device_id),
+  return internal::InTx(
+      txn, absl::StrCat("label device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<v1::Device> {
         pqxx::result r = tx.exec_params(
             absl::StrCat("UPDATE devices SET labels = (labels - ARRAY(SELECT "
@@ -290,9 +292,9 @@ absl::StatusOr<v1::Device> DeviceRepo::UpdateLabels(const std::string& device_id
       });
 }
 
-absl::StatusOr<v1::Device> DeviceRepo::Decommission(const std::string& device_id) {
-  return WithTransaction(
-      db_, absl::StrCat("decommission device ", device_id),
+absl::StatusOr<v1::Device> DeviceRepo::Decommission(Tx& txn, const std::string& device_id) {
+  return internal::InTx(
+      txn, absl::StrCat("decommission device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<v1::Device> {
         pqxx::result r = tx.exec_params(
             absl::StrCat("UPDATE devices SET status = 'decommissioned' WHERE id = $1 RETURNING ",
@@ -303,10 +305,10 @@ absl::StatusOr<v1::Device> DeviceRepo::Decommission(const std::string& device_id
       });
 }
 
-absl::Status DeviceRepo::RecordCheckIn(const std::string& device_id, const v1::Inventory& inventory,
-                                       int64_t now_unix) {
-  return WithTransaction(
-      db_, absl::StrCat("record check-in of device ", device_id),
+absl::Status DeviceRepo::RecordCheckIn(Tx& txn, const std::string& device_id,
+                                       const v1::Inventory& inventory, int64_t now_unix) {
+  return internal::InTx(
+      txn, absl::StrCat("record check-in of device ", device_id),
       [&](pqxx::work& tx) -> absl::Status {
         pqxx::result r = tx.exec_params(
             "UPDATE devices SET inventory = $2::jsonb, last_seen = to_timestamp($3) "

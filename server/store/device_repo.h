@@ -1,4 +1,5 @@
-// DeviceRepo is the device registry: enrollment, labels, status and check-in inventory.
+// DeviceStore is the device registry: enrollment, labels, status and check-in inventory.
+// DeviceRepo is its PostgreSQL implementation; its mutating methods run in the caller's Tx.
 #pragma once
 
 #include <cstdint>
@@ -16,17 +17,18 @@
 
 namespace edgefleet::server {
 
-class DeviceRepo {
+class DeviceStore {
  public:
-  explicit DeviceRepo(Database& db) : db_(db) {}
+  virtual ~DeviceStore() = default;
 
   // A new device becomes active with `labels`. An active device id is refused with
   // AlreadyExists unless an operator allowed a rekey (AllowRekey) that has not expired: then the
   // device keeps its labels and gets the new certificate serial and inventory, and the rekey is
   // used up. FailedPrecondition "device X is decommissioned" for a decommissioned one.
-  absl::StatusOr<v1::Device> Enroll(const std::string& device_id, const Labels& labels,
-                                    const v1::Inventory& inventory,
-                                    const std::string& certificate_serial, int64_t now_unix);
+  virtual absl::StatusOr<v1::Device> Enroll(Tx& tx, const std::string& device_id,
+                                            const Labels& labels, const v1::Inventory& inventory,
+                                            const std::string& certificate_serial,
+                                            int64_t now_unix) = 0;
 
   struct IssuedCertificate {
     std::string pem;
@@ -46,53 +48,57 @@ class DeviceRepo {
     IssuedCertificate certificate;
     bool rekeyed = false;  // an existing device enrolled again after an operator's rekey
   };
-  // One transaction: uses the token once (its errors as EnrollmentTokenRepo::Consume), enrolls
+  // All in `tx`: uses the token once (its errors as EnrollmentTokenRepo::Consume), enrolls
   // the device as Enroll does, issues its certificate and writes the "device.enroll" audit row.
-  // A refusal changes nothing (the token use is not spent); record it with RecordRefusedEnrollment.
-  absl::StatusOr<Enrollment> EnrollWithToken(const EnrollmentAttempt& attempt,
-                                             const CertificateIssuer& issue);
+  // A refusal returns an error (roll `tx` back: the token use is not spent); record it with
+  // RecordRefusedEnrollment in a transaction of its own.
+  virtual absl::StatusOr<Enrollment> EnrollWithToken(Tx& tx, const EnrollmentAttempt& attempt,
+                                                     const CertificateIssuer& issue) = 0;
   // The audit row of a refused enrollment attempt (token id when the token is known).
-  absl::Status RecordRefusedEnrollment(const std::string& token_hash, const std::string& device_id,
-                                       const absl::Status& reason);
-
+  virtual absl::Status RecordRefusedEnrollment(Tx& tx, const std::string& token_hash,
+                                               const std::string& device_id,
+                                               const absl::Status& reason) = 0;
   // Allows one enrollment of the active device id until `until_unix` (see Enroll). NotFound,
   // FailedPrecondition for a decommissioned device.
-  absl::StatusOr<v1::Device> AllowRekey(const std::string& device_id, int64_t until_unix);
-
+  virtual absl::StatusOr<v1::Device> AllowRekey(Tx& tx, const std::string& device_id,
+                                                int64_t until_unix) = 0;
   // Records a renewed certificate for an active device: it is accepted next to the current one
   // until the device first uses it (PromoteCertificate). A later renewal replaces it.
   // FailedPrecondition when the device is not active, NotFound for an unknown one.
   // Writes the "device.certificate.renew" audit row with it.
-  absl::Status SetPendingCertificate(const std::string& device_id, const std::string& serial_hex);
+  virtual absl::Status SetPendingCertificate(Tx& tx, const std::string& device_id,
+                                             const std::string& serial_hex) = 0;
   // Makes the pending certificate `serial_hex` the current one (the old one stops working).
   // False when it is not the pending one (e.g. a concurrent call promoted it already).
-  absl::StatusOr<bool> PromoteCertificate(const std::string& device_id,
-                                          const std::string& serial_hex);
-
+  virtual absl::StatusOr<bool> PromoteCertificate(Tx& tx, const std::string& device_id,
+                                                  const std::string& serial_hex) = 0;
   // Whether the device may download `sha256`: an artifact of a release targeted to it (a
   // deployment target that is not superseded), the artifact of a release once targeted to it
   // that its inventory says it holds (a patch base or rollback copy), or a ready patch to one of
   // those artifacts.
-  absl::StatusOr<bool> MayFetchArtifact(const std::string& device_id, const std::string& sha256);
+  virtual absl::StatusOr<bool> MayFetchArtifact(const std::string& device_id,
+                                                const std::string& sha256) = 0;
   // NotFound "device X not found".
-  absl::StatusOr<v1::Device> Get(const std::string& device_id);
+  virtual absl::StatusOr<v1::Device> Get(const std::string& device_id) = 0;
   // Devices (any status) whose labels contain every pair of `selector`, ordered by id.
-  absl::StatusOr<std::vector<v1::Device>> List(const Labels& selector);
+  virtual absl::StatusOr<std::vector<v1::Device>> List(const Labels& selector) = 0;
   // One page of List: device ids after `page.after`; continues after the last id.
-  absl::StatusOr<Page<v1::Device>> ListPage(const Labels& selector, const PageRequest& page);
+  virtual absl::StatusOr<Page<v1::Device>> ListPage(const Labels& selector,
+                                                    const PageRequest& page) = 0;
   // Removes `remove_keys`, then sets `set`. NotFound for an unknown device.
-  absl::StatusOr<v1::Device> UpdateLabels(const std::string& device_id, const Labels& set,
-                                          const std::vector<std::string>& remove_keys);
+  virtual absl::StatusOr<v1::Device> UpdateLabels(Tx& tx, const std::string& device_id,
+                                                  const Labels& set,
+                                                  const std::vector<std::string>& remove_keys) = 0;
   // Idempotent. NotFound for an unknown device.
-  absl::StatusOr<v1::Device> Decommission(const std::string& device_id);
+  virtual absl::StatusOr<v1::Device> Decommission(Tx& tx, const std::string& device_id) = 0;
   // Stores the reported inventory and last_seen. NotFound for an unknown device,
   // FailedPrecondition for a decommissioned one.
-  absl::Status RecordCheckIn(const std::string& device_id, const v1::Inventory& inventory,
-                             int64_t now_unix);
+  virtual absl::Status RecordCheckIn(Tx& tx, const std::string& device_id,
+                                     const v1::Inventory& inventory, int64_t now_unix) = 0;
   // Device count per status name ("pending", "active", "decommissioned"; zeros included).
-  absl::StatusOr<std::map<std::string, int64_t>> CountByStatus();
+  virtual absl::StatusOr<std::map<std::string, int64_t>> CountByStatus() = 0;
   // NotFound for an unknown device.
-  absl::StatusOr<v1::DeviceStatus> Status(const std::string& device_id);
+  virtual absl::StatusOr<v1::DeviceStatus> Status(const std::string& device_id) = 0;
 
   // What mTLS authorization needs: the status and the serial of the current certificate.
   struct DeviceIdentity {
@@ -101,7 +107,42 @@ class DeviceRepo {
     std::string pending_certificate_serial;  // empty when no renewal waits for its first use
   };
   // NotFound for an unknown device.
-  absl::StatusOr<DeviceIdentity> Identity(const std::string& device_id);
+  virtual absl::StatusOr<DeviceIdentity> Identity(const std::string& device_id) = 0;
+};
+
+// The PostgreSQL DeviceStore.
+class DeviceRepo final : public DeviceStore {
+ public:
+  explicit DeviceRepo(Database& db) : db_(db) {}
+  absl::StatusOr<v1::Device> Enroll(Tx& tx, const std::string& device_id, const Labels& labels,
+                                    const v1::Inventory& inventory,
+                                    const std::string& certificate_serial,
+                                    int64_t now_unix) override;
+  absl::StatusOr<Enrollment> EnrollWithToken(Tx& tx, const EnrollmentAttempt& attempt,
+                                             const CertificateIssuer& issue) override;
+  absl::Status RecordRefusedEnrollment(Tx& tx, const std::string& token_hash,
+                                       const std::string& device_id,
+                                       const absl::Status& reason) override;
+  absl::StatusOr<v1::Device> AllowRekey(Tx& tx, const std::string& device_id,
+                                        int64_t until_unix) override;
+  absl::Status SetPendingCertificate(Tx& tx, const std::string& device_id,
+                                     const std::string& serial_hex) override;
+  absl::StatusOr<bool> PromoteCertificate(Tx& tx, const std::string& device_id,
+                                          const std::string& serial_hex) override;
+  absl::StatusOr<bool> MayFetchArtifact(const std::string& device_id,
+                                        const std::string& sha256) override;
+  absl::StatusOr<v1::Device> Get(const std::string& device_id) override;
+  absl::StatusOr<std::vector<v1::Device>> List(const Labels& selector) override;
+  absl::StatusOr<Page<v1::Device>> ListPage(const Labels& selector,
+                                            const PageRequest& page) override;
+  absl::StatusOr<v1::Device> UpdateLabels(Tx& tx, const std::string& device_id, const Labels& set,
+                                          const std::vector<std::string>& remove_keys) override;
+  absl::StatusOr<v1::Device> Decommission(Tx& tx, const std::string& device_id) override;
+  absl::Status RecordCheckIn(Tx& tx, const std::string& device_id, const v1::Inventory& inventory,
+                             int64_t now_unix) override;
+  absl::StatusOr<std::map<std::string, int64_t>> CountByStatus() override;
+  absl::StatusOr<v1::DeviceStatus> Status(const std::string& device_id) override;
+  absl::StatusOr<DeviceIdentity> Identity(const std::string& device_id) override;
 
  private:
   Database& db_;

@@ -10,14 +10,14 @@ namespace edgefleet::server {
 using internal::WithTransaction;
 
 absl::StatusOr<v1::EnrollmentToken> EnrollmentTokenRepo::Create(
-    const std::string& token_id, const std::string& token_hash, int max_uses,
+    Tx& txn, const std::string& token_id, const std::string& token_hash, int max_uses,
     int64_t expires_at_unix, const Labels& labels, const std::string& description) {
   if (max_uses < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("enrollment token max_uses must be at least 1, got ", max_uses));
   }
-  absl::Status s = WithTransaction(
-      db_, absl::StrCat("create enrollment token '", token_id, "'"), [&](pqxx::work& tx) {
+  absl::Status s = internal::InTx(
+      txn, absl::StrCat("create enrollment token '", token_id, "'"), [&](pqxx::work& tx) {
         tx.exec_params(
             "INSERT INTO enrollment_tokens (id, token_hash, labels, max_uses, expires_at, "
             "description) VALUES ($1, $2, $3::jsonb, $4, to_timestamp($5), $6)",
@@ -80,10 +80,11 @@ absl::StatusOr<Page<v1::EnrollmentToken>> EnrollmentTokenRepo::ListPage(const Pa
       });
 }
 
-absl::StatusOr<v1::EnrollmentToken> EnrollmentTokenRepo::Revoke(const std::string& token_id,
+absl::StatusOr<v1::EnrollmentToken> EnrollmentTokenRepo::Revoke(Tx& txn,
+                                                                const std::string& token_id,
                                                                 int64_t now_unix) {
-  return WithTransaction(
-      db_, absl::StrCat("revoke enrollment token '", token_id, "'"),
+  return internal::InTx(
+      txn, absl::StrCat("revoke enrollment token '", token_id, "'"),
       [&](pqxx::work& tx) -> absl::StatusOr<v1::EnrollmentToken> {
         pqxx::result r = tx.exec_params(
             absl::StrCat("UPDATE enrollment_tokens SET revoked_at = coalesce(revoked_at, "
@@ -97,14 +98,14 @@ absl::StatusOr<v1::EnrollmentToken> EnrollmentTokenRepo::Revoke(const std::strin
       });
 }
 
-absl::StatusOr<Labels> EnrollmentTokenRepo::Consume(const std::string& token_hash,
+absl::StatusOr<Labels> EnrollmentTokenRepo::Consume(Tx& txn, const std::string& token_hash,
                                                     int64_t now_unix) {
-  return WithTransaction(db_, "consume enrollment token",
-                         [&](pqxx::work& tx) -> absl::StatusOr<Labels> {
-                           auto token = internal::ConsumeEnrollmentToken(tx, token_hash, now_unix);
-                           if (!token.ok()) return token.status();
-                           return std::move(token->labels);
-                         });
+  return internal::InTx(txn, "consume enrollment token",
+                        [&](pqxx::work& tx) -> absl::StatusOr<Labels> {
+                          auto token = internal::ConsumeEnrollmentToken(tx, token_hash, now_unix);
+                          if (!token.ok()) return token.status();
+                          return std::move(token->labels);
+                        });
 }
 
 namespace internal {

@@ -1,4 +1,6 @@
-// EnrollmentTokenRepo stores hashed device enrollment tokens and consumes their uses atomically.
+// EnrollmentTokenStore stores hashed device enrollment tokens and consumes their uses atomically.
+// EnrollmentTokenRepo is its PostgreSQL implementation; its mutating methods run in the
+// caller's Tx.
 #pragma once
 
 #include <cstdint>
@@ -14,28 +16,42 @@
 
 namespace edgefleet::server {
 
-class EnrollmentTokenRepo {
+class EnrollmentTokenStore {
  public:
-  explicit EnrollmentTokenRepo(Database& db) : db_(db) {}
+  virtual ~EnrollmentTokenStore() = default;
 
   // Returns the stored token without its secret (`token` is empty). InvalidArgument when
   // max_uses < 1; AlreadyExists for a duplicate id or hash.
-  absl::StatusOr<v1::EnrollmentToken> Create(const std::string& token_id,
-                                             const std::string& token_hash, int max_uses,
-                                             int64_t expires_at_unix, const Labels& labels,
-                                             const std::string& description);
-
+  virtual absl::StatusOr<v1::EnrollmentToken> Create(Tx& tx, const std::string& token_id,
+                                                     const std::string& token_hash, int max_uses,
+                                                     int64_t expires_at_unix, const Labels& labels,
+                                                     const std::string& description) = 0;
   // A page of tokens without their secrets, by id, after `page.after` (an id).
-  absl::StatusOr<Page<v1::EnrollmentToken>> ListPage(const PageRequest& page);
+  virtual absl::StatusOr<Page<v1::EnrollmentToken>> ListPage(const PageRequest& page) = 0;
   // Marks the token revoked at `now_unix` (kept as it was when already revoked); it cannot
   // enroll from then on. NotFound.
-  absl::StatusOr<v1::EnrollmentToken> Revoke(const std::string& token_id, int64_t now_unix);
-
+  virtual absl::StatusOr<v1::EnrollmentToken> Revoke(Tx& tx, const std::string& token_id,
+                                                     int64_t now_unix) = 0;
   // Uses the token once and returns the labels it grants. One atomic UPDATE, so concurrent
   // callers can never exceed max_uses. Errors: Unauthenticated "unknown enrollment token",
   // PermissionDenied "enrollment token revoked" or "enrollment token expired",
   // ResourceExhausted "enrollment token has no uses left".
-  absl::StatusOr<Labels> Consume(const std::string& token_hash, int64_t now_unix);
+  virtual absl::StatusOr<Labels> Consume(Tx& tx, const std::string& token_hash,
+                                         int64_t now_unix) = 0;
+};
+
+// The PostgreSQL EnrollmentTokenStore.
+class EnrollmentTokenRepo final : public EnrollmentTokenStore {
+ public:
+  explicit EnrollmentTokenRepo(Database& db) : db_(db) {}
+  absl::StatusOr<v1::EnrollmentToken> Create(Tx& tx, const std::string& token_id,
+                                             const std::string& token_hash, int max_uses,
+                                             int64_t expires_at_unix, const Labels& labels,
+                                             const std::string& description) override;
+  absl::StatusOr<Page<v1::EnrollmentToken>> ListPage(const PageRequest& page) override;
+  absl::StatusOr<v1::EnrollmentToken> Revoke(Tx& tx, const std::string& token_id,
+                                             int64_t now_unix) override;
+  absl::StatusOr<Labels> Consume(Tx& tx, const std::string& token_hash, int64_t now_unix) override;
 
  private:
   Database& db_;

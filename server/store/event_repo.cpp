@@ -11,11 +11,11 @@ constexpr absl::string_view kKindPrefix = "UPDATE_EVENT_KIND_";
 constexpr absl::string_view kReasonPrefix = "FAILURE_REASON_";
 }  // namespace
 
-absl::Status EventRepo::Insert(const std::string& device_id, const v1::UpdateEvent& event,
+absl::Status EventRepo::Insert(Tx& txn, const std::string& device_id, const v1::UpdateEvent& event,
                                int64_t now_unix) {
   const int64_t occurred = event.has_occurred_at() ? event.occurred_at().seconds() : now_unix;
-  return internal::WithTransaction(
-      db_, absl::StrCat("store update event of device ", device_id), [&](pqxx::work& tx) {
+  return internal::InTx(
+      txn, absl::StrCat("store update event of device ", device_id), [&](pqxx::work& tx) {
         tx.exec_params(
             "INSERT INTO device_events (device_id, model_name, version, kind, reason, detail, "
             "occurred_at, received_at) VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), "

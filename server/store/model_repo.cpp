@@ -74,7 +74,7 @@ absl::StatusOr<std::vector<v1::Model>> LoadModelsAfter(pqxx::work& tx, const std
 
 }  // namespace
 
-absl::Status ModelRepo::InsertVersion(const v1::ModelVersion& meta,
+absl::Status ModelRepo::InsertVersion(Tx& txn, const v1::ModelVersion& meta,
                                       const std::string& signed_manifest,
                                       const std::string& signature, const std::string& key_id) {
   const std::string what =
@@ -90,7 +90,7 @@ absl::Status ModelRepo::InsertVersion(const v1::ModelVersion& meta,
   *specs.mutable_inputs() = meta.inputs();
   *specs.mutable_outputs() = meta.outputs();
   Labels labels(meta.labels().begin(), meta.labels().end());
-  return WithTransaction(db_, what, [&](pqxx::work& tx) -> absl::Status {
+  return internal::InTx(txn, what, [&](pqxx::work& tx) -> absl::Status {
     tx.exec_params("INSERT INTO models (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
                    meta.model_name());
     try {
@@ -109,19 +109,21 @@ absl::Status ModelRepo::InsertVersion(const v1::ModelVersion& meta,
                                 : std::nullopt);
     } catch (const pqxx::unique_violation& e) {
       if (absl::StrContains(e.what(), "model_versions_pkey")) {
-        return absl::AlreadyExistsError(absl::StrCat("model ", meta.model_name(), " version ",
-                                                     meta.version(), " already exists"));
+        return internal::MarkFailed(
+            txn, absl::AlreadyExistsError(absl::StrCat("model ", meta.model_name(), " version ",
+                                                       meta.version(), " already exists")));
       }
-      return absl::AlreadyExistsError(
-          absl::StrCat(what, ": metadata version ", meta.metadata_version(), " is already used"));
+      return internal::MarkFailed(
+          txn, absl::AlreadyExistsError(absl::StrCat(what, ": metadata version ",
+                                                     meta.metadata_version(), " is already used")));
     }
     return absl::OkStatus();
   });
 }
 
-absl::StatusOr<uint64_t> ModelRepo::NextMetadataVersion() {
-  return WithTransaction(
-      db_, "allocate metadata version", [](pqxx::work& tx) -> absl::StatusOr<uint64_t> {
+absl::StatusOr<uint64_t> ModelRepo::NextMetadataVersion(Tx& txn) {
+  return internal::InTx(
+      txn, "allocate metadata version", [](pqxx::work& tx) -> absl::StatusOr<uint64_t> {
         return tx.exec1("SELECT nextval('release_metadata_version_seq')")[0].as<uint64_t>();
       });
 }

@@ -47,9 +47,9 @@ PatchRecord FromRow(const pqxx::row& row) {
 
 }  // namespace
 
-absl::StatusOr<bool> PatchRepo::Enqueue(const std::string& from_sha256,
+absl::StatusOr<bool> PatchRepo::Enqueue(Tx& txn, const std::string& from_sha256,
                                         const std::string& to_sha256) {
-  return WithTransaction(db_, "queue patch", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+  return internal::InTx(txn, "queue patch", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
     pqxx::result r = tx.exec_params(
         "INSERT INTO patches (from_sha256, to_sha256, state) VALUES ($1, $2, 'pending') "
         "ON CONFLICT DO NOTHING RETURNING 1",
@@ -58,8 +58,8 @@ absl::StatusOr<bool> PatchRepo::Enqueue(const std::string& from_sha256,
   });
 }
 
-absl::Status PatchRepo::Finish(const PatchRecord& record) {
-  return WithTransaction(db_, "record patch", [&](pqxx::work& tx) -> absl::Status {
+absl::Status PatchRepo::Finish(Tx& txn, const PatchRecord& record) {
+  return internal::InTx(txn, "record patch", [&](pqxx::work& tx) -> absl::Status {
     // A patch digest exists only for ready rows; others store NULL. $5 is always referenced
     // (PostgreSQL cannot type a parameter the statement does not use).
     tx.exec_params(

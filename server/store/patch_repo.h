@@ -1,4 +1,5 @@
-// PatchRepo records differential updates between artifact pairs: queued, ready, or not worth it.
+// PatchStore records differential updates between artifact pairs: queued, ready, or not worth it.
+// PatchRepo is its PostgreSQL implementation; its mutating methods run in the caller's Tx.
 #pragma once
 
 #include <optional>
@@ -22,20 +23,35 @@ struct PatchRecord {
   std::string detail;
 };
 
-class PatchRepo {
+class PatchStore {
  public:
-  explicit PatchRepo(Database& db) : db_(db) {}
+  virtual ~PatchStore() = default;
 
   // Inserts a pending row unless the pair is known; true when this call queued it.
-  absl::StatusOr<bool> Enqueue(const std::string& from_sha256, const std::string& to_sha256);
+  virtual absl::StatusOr<bool> Enqueue(Tx& tx, const std::string& from_sha256,
+                                       const std::string& to_sha256) = 0;
   // Records the outcome of a computation.
-  absl::Status Finish(const PatchRecord& record);
-  absl::StatusOr<std::optional<PatchRecord>> Find(const std::string& from_sha256,
-                                                  const std::string& to_sha256);
+  virtual absl::Status Finish(Tx& tx, const PatchRecord& record) = 0;
+  virtual absl::StatusOr<std::optional<PatchRecord>> Find(const std::string& from_sha256,
+                                                          const std::string& to_sha256) = 0;
   // The ready patch stored under `patch_sha256`, if any.
-  absl::StatusOr<std::optional<PatchRecord>> FindByPatch(const std::string& patch_sha256);
+  virtual absl::StatusOr<std::optional<PatchRecord>> FindByPatch(
+      const std::string& patch_sha256) = 0;
   // Pending rows, e.g. left by a restart mid-computation.
-  absl::StatusOr<std::vector<PatchRecord>> Pending();
+  virtual absl::StatusOr<std::vector<PatchRecord>> Pending() = 0;
+};
+
+// The PostgreSQL PatchStore.
+class PatchRepo final : public PatchStore {
+ public:
+  explicit PatchRepo(Database& db) : db_(db) {}
+  absl::StatusOr<bool> Enqueue(Tx& tx, const std::string& from_sha256,
+                               const std::string& to_sha256) override;
+  absl::Status Finish(Tx& tx, const PatchRecord& record) override;
+  absl::StatusOr<std::optional<PatchRecord>> Find(const std::string& from_sha256,
+                                                  const std::string& to_sha256) override;
+  absl::StatusOr<std::optional<PatchRecord>> FindByPatch(const std::string& patch_sha256) override;
+  absl::StatusOr<std::vector<PatchRecord>> Pending() override;
 
  private:
   Database& db_;

@@ -5,14 +5,14 @@
 
 namespace edgefleet::server {
 
-absl::Status TelemetryRepo::Insert(const std::string& device_id,
+absl::Status TelemetryRepo::Insert(Tx& txn, const std::string& device_id,
                                    const v1::ModelTelemetry& telemetry, int64_t now_unix) {
   auto seconds = [&](const google::protobuf::Timestamp& t, bool set) {
     return set ? static_cast<double>(t.seconds()) + t.nanos() / 1e9 : static_cast<double>(now_unix);
   };
   const v1::LatencySummary& latency = telemetry.latency();
-  return internal::WithTransaction(
-      db_, absl::StrCat("store telemetry of device ", device_id), [&](pqxx::work& tx) {
+  return internal::InTx(
+      txn, absl::StrCat("store telemetry of device ", device_id), [&](pqxx::work& tx) {
         tx.exec_params(
             "INSERT INTO model_telemetry (device_id, model_name, version, inference_count, "
             "error_count, latency_p50_seconds, latency_p95_seconds, latency_p99_seconds, "

@@ -1,4 +1,5 @@
-// TelemetryRepo stores per-window model telemetry (inference counts, errors, latency) from agents.
+// TelemetryStore stores per-window model telemetry (inference counts, errors, latency) from agents.
+// TelemetryRepo is its PostgreSQL implementation; its mutating methods run in the caller's Tx.
 #pragma once
 
 #include <cstdint>
@@ -10,16 +11,20 @@
 
 namespace edgefleet::server {
 
-class TelemetryRepo {
+class TelemetryStore {
  public:
-  explicit TelemetryRepo(Database& db) : db_(db) {}
+  virtual ~TelemetryStore() = default;
 
   // Unset window bounds default to now_unix. NotFound for an unknown device.
-  absl::Status Insert(const std::string& device_id, const v1::ModelTelemetry& telemetry,
-                      int64_t now_unix);
+  virtual absl::Status Insert(Tx& tx, const std::string& device_id,
+                              const v1::ModelTelemetry& telemetry, int64_t now_unix) = 0;
+};
 
- private:
-  Database& db_;
+// The PostgreSQL TelemetryStore.
+class TelemetryRepo final : public TelemetryStore {
+ public:
+  absl::Status Insert(Tx& tx, const std::string& device_id, const v1::ModelTelemetry& telemetry,
+                      int64_t now_unix) override;
 };
 
 }  // namespace edgefleet::server

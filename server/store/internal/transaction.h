@@ -1,4 +1,4 @@
-// Runs repository code in a pooled pqxx transaction and turns libpqxx exceptions into
+// Runs repository code on the pqxx transaction behind a Tx and turns libpqxx exceptions into
 // absl::Status (adapter-internal header: include it only from server/store/*.cpp).
 #pragma once
 
@@ -8,9 +8,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "server/store/database.h"
-#include "server/store/internal/connection_pool.h"
 
 namespace edgefleet::server::internal {
 
@@ -19,48 +19,68 @@ namespace edgefleet::server::internal {
 // broken connection -> Unavailable; anything else -> Internal. `what` prefixes the message.
 absl::Status StatusFromException(absl::string_view what, const std::exception& e);
 
-template <class R>
-struct IsStatusOr : std::false_type {};
-template <class T>
-struct IsStatusOr<absl::StatusOr<T>> : std::true_type {};
+// What Database::Run lends to a Tx: the pqxx transaction and what went wrong inside it.
+struct TxState {
+  explicit TxState(pqxx::work& w) : work(w) {}
+  pqxx::work& work;
+  // The first statement that threw: PostgreSQL has aborted the transaction, so it cannot commit
+  // (even when the caller carries on) and later statements fail with this status.
+  absl::Status failure;
+  bool retry = false;   // a fresh transaction may succeed (serialization, deadlock, connection)
+  bool broken = false;  // the connection must not go back to the pool
+};
 
-// Calls f(pqxx::work&) -> absl::Status or absl::StatusOr<T>; commits only when it returns OK.
-// A broken connection or a serialization failure/deadlock is retried once on a fresh
-// transaction, so f must not keep state between calls.
+struct TxAccess {
+  static TxState* State(Tx& tx) { return tx.state_; }
+};
+
+// Calls f(pqxx::work&) -> absl::Status or absl::StatusOr<T> on the transaction behind `tx`; a
+// libpqxx exception becomes a status prefixed with `what` and marks the transaction failed.
 template <class F>
-auto WithTransaction(const Database& db, absl::string_view what, F&& f)
-    -> std::invoke_result_t<F&, pqxx::work&> {
+auto InTx(Tx& tx, absl::string_view what, F&& f) -> std::invoke_result_t<F&, pqxx::work&> {
   using R = std::invoke_result_t<F&, pqxx::work&>;
-  static_assert(std::is_same_v<R, absl::Status> || IsStatusOr<R>::value,
-                "the transaction body must return absl::Status or absl::StatusOr<T>");
-  constexpr int kAttempts = 2;
-  absl::Status last;
-  for (int attempt = 0; attempt < kAttempts; ++attempt) {
-    auto lease = db.pool().Acquire();
-    if (!lease.ok()) return lease.status();
-    try {
-      pqxx::work tx(lease->connection());
-      R result = f(tx);
-      if (!result.ok()) return result;  // tx aborts in its destructor
-      tx.commit();
-      return result;
-    } catch (const pqxx::statement_completion_unknown& e) {
-      lease->MarkBroken();
-      return StatusFromException(what, e);
-    } catch (const pqxx::in_doubt_error& e) {
-      // The commit may or may not have landed: never retry.
-      lease->MarkBroken();
-      return StatusFromException(what, e);
-    } catch (const pqxx::broken_connection& e) {
-      lease->MarkBroken();
-      last = StatusFromException(what, e);
-    } catch (const pqxx::transaction_rollback& e) {
-      last = StatusFromException(what, e);
-    } catch (const std::exception& e) {
-      return StatusFromException(what, e);
-    }
+  TxState* state = TxAccess::State(tx);
+  if (state == nullptr) {
+    return absl::InternalError(
+        absl::StrCat(what, ": transaction '", tx.name(), "' is not a PostgreSQL one"));
   }
-  return last;
+  if (!state->failure.ok()) return R(state->failure);
+  auto fail = [&](const std::exception& e, bool retry, bool broken) -> R {
+    absl::Status status = StatusFromException(what, e);
+    state->failure = status;
+    state->retry = retry;
+    state->broken = broken;
+    return R(status);
+  };
+  try {
+    return f(state->work);
+  } catch (const pqxx::statement_completion_unknown& e) {
+    return fail(e, false, true);
+  } catch (const pqxx::in_doubt_error& e) {
+    return fail(e, false, true);
+  } catch (const pqxx::broken_connection& e) {
+    return fail(e, true, true);
+  } catch (const pqxx::transaction_rollback& e) {
+    return fail(e, true, false);
+  } catch (const std::exception& e) {
+    return fail(e, false, false);
+  }
+}
+
+// For a statement error that a repository turns into a status of its own: PostgreSQL aborted
+// the transaction all the same, so it must not commit.
+inline absl::Status MarkFailed(Tx& tx, absl::Status status) {
+  if (TxState* state = TxAccess::State(tx); state != nullptr && state->failure.ok()) {
+    state->failure = status;
+  }
+  return status;
+}
+
+// Read-only convenience: f in a transaction of its own (see Transactor::Transact).
+template <class F>
+auto WithTransaction(Database& db, absl::string_view what, F&& f)
+    -> std::invoke_result_t<F&, pqxx::work&> {
+  return db.Transact(what, [&](Tx& tx) { return InTx(tx, what, f); });
 }
 
 }  // namespace edgefleet::server::internal

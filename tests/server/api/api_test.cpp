@@ -51,19 +51,19 @@ class ApiTest : public ::testing::Test {
     models_ = std::make_unique<ModelRepo>(*database_);
     deployments_ = std::make_unique<DeploymentRepo>(*database_);
     events_ = std::make_unique<EventRepo>(*database_);
-    telemetry_ = std::make_unique<TelemetryRepo>(*database_);
-    audit_ = std::make_unique<AuditRepo>(*database_);
+    telemetry_ = std::make_unique<TelemetryRepo>();
+    audit_ = std::make_unique<AuditRepo>();
     metrics_ = std::make_unique<ServerMetrics>(registry_);
     admin_ = std::make_unique<AdminApi>(
-        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
+        AdminRepos{*database_, *tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
         *artifacts_, clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = 1024});
     auto keys = crypto::GenerateEd25519KeyPair();
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
     verifier_ = *crypto::LoadEd25519Verifier(keys->public_key_pem);
     device_api_ = std::make_unique<DeviceApi>(
-        DeviceRepos{*devices_, *models_, *deployments_, *events_, *telemetry_}, *artifacts_,
-        *signer_, clock_, *metrics_, DeviceApiOptions{});
+        DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_},
+        *artifacts_, *signer_, clock_, *metrics_, DeviceApiOptions{});
   }
 
   static ChunkSource Chunks(std::vector<std::string> pieces) {
@@ -87,9 +87,14 @@ class ApiTest : public ::testing::Test {
   }
 
   void EnrollDevice(const std::string& id, Labels labels) {
-    ASSERT_TRUE(
-        devices_->Enroll(id, labels, v1::Inventory(), "serial-" + id, ToUnixSeconds(clock_.Now()))
-            .ok());
+    ASSERT_TRUE(database_
+                    ->Transact("test",
+                               [&](Tx& tx) {
+                                 return devices_->Enroll(tx, id, labels, v1::Inventory(),
+                                                         "serial-" + id,
+                                                         ToUnixSeconds(clock_.Now()));
+                               })
+                    .ok());
   }
 
   test::TestDatabase db_;
@@ -115,7 +120,13 @@ class ApiTest : public ::testing::Test {
 };
 
 TEST_F(ApiTest, BearerTokensAuthenticateAndViewersMayOnlyRead) {
-  ASSERT_TRUE(api_tokens_->Upsert("ops", "viewer", crypto::Sha256Bytes("view-secret")).ok());
+  ASSERT_TRUE(database_
+                  ->Transact("test",
+                             [&](Tx& tx) {
+                               return api_tokens_->Upsert(tx, "ops", "viewer",
+                                                          crypto::Sha256Bytes("view-secret"));
+                             })
+                  .ok());
   Authenticator auth(*api_tokens_, clock_);
   EXPECT_EQ(auth.Authenticate("").status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(auth.Authenticate("Basic abc").status().code(), absl::StatusCode::kUnauthenticated);
@@ -146,6 +157,75 @@ TEST_F(ApiTest, EnrollmentTokenSecretIsShownOnceAndStoredHashed) {
   request.set_ttl_seconds(10ull * 365 * 24 * 3600);
   EXPECT_EQ(admin_->CreateEnrollmentToken(admin_principal_, request).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// An audit store that refuses every row, as a full disk or a broken audit table would.
+class RefusingAudit final : public AuditStore {
+ public:
+  absl::Status Record(Tx&, const std::string&, const std::string&, const std::string&) override {
+    return absl::UnavailableError("audit log unavailable");
+  }
+};
+
+// An admin call and its audit row are one transaction: no change goes unaudited.
+TEST_F(ApiTest, AnAdminCallWhoseAuditRowFailsChangesNothing) {
+  EnrollDevice("cam-1", {{"site", "berlin"}});
+  RefusingAudit audit;
+  AdminApi admin(
+      AdminRepos{*database_, *tokens_, *devices_, *models_, *deployments_, audit, *api_tokens_},
+      *artifacts_, clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = 1024});
+  constexpr auto kUnavailable = absl::StatusCode::kUnavailable;
+
+  v1::LabelDeviceRequest label;
+  label.set_device_id("cam-1");
+  (*label.mutable_set_labels())["ring"] = "canary";
+  EXPECT_EQ(admin.LabelDevice(admin_principal_, label).status().code(), kUnavailable);
+  EXPECT_EQ(devices_->Get("cam-1")->labels().count("ring"), 0u);
+
+  v1::DecommissionDeviceRequest decommission;
+  decommission.set_device_id("cam-1");
+  EXPECT_EQ(admin.DecommissionDevice(admin_principal_, decommission).status().code(), kUnavailable);
+  EXPECT_EQ(devices_->Get("cam-1")->status(), v1::DEVICE_STATUS_ACTIVE);
+
+  v1::RekeyDeviceRequest rekey;
+  rekey.set_device_id("cam-1");
+  EXPECT_EQ(admin.RekeyDevice(admin_principal_, rekey).status().code(), kUnavailable);
+  EXPECT_EQ(database_
+                ->Transact("enroll again",
+                           [&](Tx& tx) {
+                             return devices_->Enroll(tx, "cam-1", {}, v1::Inventory(), "new",
+                                                     ToUnixSeconds(clock_.Now()));
+                           })
+                .status()
+                .code(),
+            absl::StatusCode::kAlreadyExists)
+      << "no rekey was allowed";
+
+  EXPECT_EQ(admin.CreateEnrollmentToken(admin_principal_, {}).status().code(), kUnavailable);
+  EXPECT_TRUE(tokens_->ListPage({"", kMaxPageSize})->items.empty());
+
+  v1::CreateApiTokenRequest api_token;
+  api_token.set_name("ci");
+  api_token.set_role(v1::ROLE_VIEWER);
+  EXPECT_EQ(admin.CreateApiToken(admin_principal_, api_token).status().code(), kUnavailable);
+  EXPECT_TRUE(api_tokens_->ListPage({"", kMaxPageSize})->items.empty());
+
+  const std::string model = test::OnnxModelWith("abcdefgh");
+  EXPECT_EQ(
+      admin.PushModel(admin_principal_, Metadata("detector", "1"), Chunks({model})).status().code(),
+      kUnavailable);
+  EXPECT_TRUE(models_->ListModels()->empty());
+
+  // With a working audit store the same calls go through, each with its row.
+  ASSERT_TRUE(admin_->PushModel(admin_principal_, Metadata("detector", "1"), Chunks({model})).ok());
+  v1::CreateDeploymentRequest deploy;
+  deploy.set_model_name("detector");
+  deploy.set_version("1");
+  EXPECT_EQ(admin.CreateDeployment(admin_principal_, deploy).status().code(), kUnavailable);
+  EXPECT_TRUE(deployments_->ListPage({"", kMaxPageSize})->items.empty());
+  EXPECT_TRUE(admin_->CreateDeployment(admin_principal_, deploy).ok());
+  EXPECT_EQ(db_.QueryValue("SELECT string_agg(action, ',' ORDER BY id) FROM audit_log"),
+            "model.push,deployment.create");
 }
 
 TEST_F(ApiTest, PushStoresTheArtifactByDigestAndRefusesBadInput) {
@@ -411,8 +491,8 @@ TEST_F(ApiTest, CheckInAnswersCarryTheDelegationAndATimestampBindingThem) {
   auto delegation = manifest::NextDelegation(std::nullopt, signer_->PublicKeyPem(), clock_.Now(),
                                              std::chrono::hours(24), false);
   ASSERT_TRUE(delegation.ok()) << delegation.status();
-  DeviceApi api(DeviceRepos{*devices_, *models_, *deployments_, *events_, *telemetry_}, *artifacts_,
-                *signer_, clock_, *metrics_,
+  DeviceApi api(DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_},
+                *artifacts_, *signer_, clock_, *metrics_,
                 DeviceApiOptions{.delegation = *manifest::SignDelegation(*delegation, **root)});
   EnrollDevice("cam-1", {{"site", "berlin"}});
   ASSERT_TRUE(admin_
@@ -508,7 +588,9 @@ TEST_F(ApiTest, DevicesOnlyReachRegisteredArtifactsAndOnlyWithTheirCurrentCertif
   EXPECT_EQ(device_api_->Authorize("cam-1", "old-serial").code(),
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(device_api_->Authorize("ghost", "x").code(), absl::StatusCode::kPermissionDenied);
-  ASSERT_TRUE(devices_->Decommission("cam-1").ok());
+  ASSERT_TRUE(
+      database_->Transact("test", [&](Tx& tx) { return devices_->Decommission(tx, "cam-1"); })
+          .ok());
   EXPECT_EQ(device_api_->Authorize("cam-1", "serial-cam-1").code(),
             absl::StatusCode::kPermissionDenied);
 
@@ -520,13 +602,23 @@ TEST_F(ApiTest, DevicesOnlyReachRegisteredArtifactsAndOnlyWithTheirCurrentCertif
 
 TEST_F(ApiTest, ARenewedCertificateRetiresTheOldOneOnFirstUse) {
   EnrollDevice("cam-1", {});
-  ASSERT_TRUE(devices_->SetPendingCertificate("cam-1", "renewed").ok());
+  ASSERT_TRUE(database_
+                  ->Transact("test",
+                             [&](Tx& tx) {
+                               return devices_->SetPendingCertificate(tx, "cam-1", "renewed");
+                             })
+                  .ok());
   EXPECT_TRUE(device_api_->Authorize("cam-1", "serial-cam-1").ok()) << "until the new one is used";
   EXPECT_TRUE(device_api_->Authorize("cam-1", "renewed").ok());
   EXPECT_EQ(device_api_->Authorize("cam-1", "serial-cam-1").code(),
             absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(device_api_->Authorize("cam-1", "renewed").ok());
-  EXPECT_EQ(devices_->SetPendingCertificate("ghost", "x").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      database_
+          ->Transact("test",
+                     [&](Tx& tx) { return devices_->SetPendingCertificate(tx, "ghost", "x"); })
+          .code(),
+      absl::StatusCode::kNotFound);
 }
 
 TEST_F(ApiTest, DevicesFetchOnlyArtifactsReleasedToThem) {
@@ -563,8 +655,20 @@ TEST_F(ApiTest, DevicesFetchOnlyArtifactsReleasedToThem) {
   model->set_version("1");
   model->set_state(v1::MODEL_STATE_SERVING);
   model->set_artifact_sha256(v1_sha);
-  ASSERT_TRUE(devices_->RecordCheckIn("cam-1", holds_v1, ToUnixSeconds(clock_.Now())).ok());
-  ASSERT_TRUE(devices_->RecordCheckIn("cam-2", holds_v1, ToUnixSeconds(clock_.Now())).ok());
+  ASSERT_TRUE(database_
+                  ->Transact("test",
+                             [&](Tx& tx) {
+                               return devices_->RecordCheckIn(tx, "cam-1", holds_v1,
+                                                              ToUnixSeconds(clock_.Now()));
+                             })
+                  .ok());
+  ASSERT_TRUE(database_
+                  ->Transact("test",
+                             [&](Tx& tx) {
+                               return devices_->RecordCheckIn(tx, "cam-2", holds_v1,
+                                                              ToUnixSeconds(clock_.Now()));
+                             })
+                  .ok());
   EXPECT_TRUE(device_api_->OpenArtifact("cam-1", v1_sha).ok());
   EXPECT_EQ(device_api_->OpenArtifact("cam-2", v1_sha).status().code(),
             absl::StatusCode::kNotFound);
@@ -607,7 +711,13 @@ TEST_F(ApiTest, DevicesGetGenericErrorsForDatabaseTrouble) {
 
 TEST_F(ApiTest, ApiTokensCarryARoleExpireAndAreRevoked) {
   Authenticator auth(*api_tokens_, clock_);
-  ASSERT_TRUE(api_tokens_->Upsert("admin", "admin", crypto::Sha256Bytes("admin-secret")).ok());
+  ASSERT_TRUE(database_
+                  ->Transact("test",
+                             [&](Tx& tx) {
+                               return api_tokens_->Upsert(tx, "admin", "admin",
+                                                          crypto::Sha256Bytes("admin-secret"));
+                             })
+                  .ok());
   v1::CreateApiTokenRequest request;
   request.set_name("ci");
   request.set_role(v1::ROLE_OPERATOR);
@@ -735,7 +845,9 @@ TEST_F(ApiTest, EnrollmentTokensAreListedWithoutSecretsAndRevokedTokensCannotBeU
   EXPECT_EQ(
       db_.QueryValue("SELECT count(*) FROM audit_log WHERE action = 'enrollment_token.revoke'"),
       "1");
-  auto used = tokens_->Consume(crypto::Sha256Bytes(token->token()), ToUnixSeconds(clock_.Now()));
+  auto used = database_->Transact("test", [&](Tx& tx) {
+    return tokens_->Consume(tx, crypto::Sha256Bytes(token->token()), ToUnixSeconds(clock_.Now()));
+  });
   EXPECT_EQ(used.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(used.status().message(), HasSubstr("revoked"));
   revoke.set_token_id("nope");
@@ -748,7 +860,13 @@ class AdminFacesTest : public ApiTest {
  protected:
   void SetUp() override {
     ApiTest::SetUp();
-    ASSERT_TRUE(api_tokens_->Upsert("watcher", "viewer", crypto::Sha256Bytes("view-secret")).ok());
+    ASSERT_TRUE(database_
+                    ->Transact("test",
+                               [&](Tx& tx) {
+                                 return api_tokens_->Upsert(tx, "watcher", "viewer",
+                                                            crypto::Sha256Bytes("view-secret"));
+                               })
+                    .ok());
     auth_ = std::make_unique<Authenticator>(*api_tokens_, clock_);
 
     grpc_service_ = std::make_unique<AdminGrpcService>(*admin_, *auth_, *metrics_);

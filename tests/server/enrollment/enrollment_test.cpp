@@ -78,15 +78,24 @@ class EnrollerTest : public ::testing::Test {
     auto authority = crypto::CertificateAuthority::Load(ca->certificate_pem, ca->private_key_pem);
     ASSERT_TRUE(authority.ok());
     ca_ = *std::move(authority);
-    enroller_ =
-        std::make_unique<Enroller>(*devices_, *ca_, "ROOT-KEY-PEM", clock_, std::chrono::hours(1));
-    ASSERT_TRUE(tokens_
-                    ->Create("tok1", crypto::Sha256Bytes("secret-token"), 2,
-                             ToUnixSeconds(clock_.Now()) + 3600, {{"site", "berlin"}}, "")
+    enroller_ = std::make_unique<Enroller>(*database_, *devices_, *ca_, "ROOT-KEY-PEM", clock_,
+                                           std::chrono::hours(1));
+    ASSERT_TRUE(database_
+                    ->Transact("test",
+                               [&](Tx& tx) {
+                                 return tokens_->Create(
+                                     tx, "tok1", crypto::Sha256Bytes("secret-token"), 2,
+                                     ToUnixSeconds(clock_.Now()) + 3600, {{"site", "berlin"}}, "");
+                               })
                     .ok());
-    ASSERT_TRUE(tokens_
-                    ->Create("tok2", crypto::Sha256Bytes("other-token"), 2,
-                             ToUnixSeconds(clock_.Now()) + 3600, {{"site", "attacker"}}, "")
+    ASSERT_TRUE(database_
+                    ->Transact("test",
+                               [&](Tx& tx) {
+                                 return tokens_->Create(tx, "tok2",
+                                                        crypto::Sha256Bytes("other-token"), 2,
+                                                        ToUnixSeconds(clock_.Now()) + 3600,
+                                                        {{"site", "attacker"}}, "");
+                               })
                     .ok());
   }
 
@@ -154,7 +163,9 @@ TEST_F(EnrollerTest, WrongTokenAndGarbageCsrAreRefused) {
 
 TEST_F(EnrollerTest, DecommissionedDeviceCannotEnrollAgain) {
   ASSERT_TRUE(enroller_->Enroll(Request("cam-1", "cam-1")).ok());
-  ASSERT_TRUE(devices_->Decommission("cam-1").ok());
+  ASSERT_TRUE(
+      database_->Transact("test", [&](Tx& tx) { return devices_->Decommission(tx, "cam-1"); })
+          .ok());
   EXPECT_EQ(enroller_->Enroll(Request("cam-1", "cam-1")).status().code(),
             absl::StatusCode::kFailedPrecondition);
 }
@@ -194,7 +205,12 @@ TEST_F(EnrollerTest, ActiveDeviceIsNotTakenOverByAnotherTokenAndEveryAttemptIsAu
 
 TEST_F(EnrollerTest, RekeyAllowsExactlyOneNewEnrollmentWhichKeepsTheLabels) {
   ASSERT_TRUE(enroller_->Enroll(Request("cam-1", "cam-1")).ok());
-  ASSERT_TRUE(devices_->AllowRekey("cam-1", ToUnixSeconds(clock_.Now()) + 60).ok());
+  auto allow_rekey_for_a_minute = [&] {
+    return database_->Transact("allow rekey", [&](Tx& tx) {
+      return devices_->AllowRekey(tx, "cam-1", ToUnixSeconds(clock_.Now()) + 60);
+    });
+  };
+  ASSERT_TRUE(allow_rekey_for_a_minute().ok());
   auto rekeyed = enroller_->Enroll(Request("cam-1", "cam-1", "other-token"));
   ASSERT_TRUE(rekeyed.ok()) << rekeyed.status();
   EXPECT_EQ(rekeyed->labels().at("site"), "berlin");
@@ -207,11 +223,15 @@ TEST_F(EnrollerTest, RekeyAllowsExactlyOneNewEnrollmentWhichKeepsTheLabels) {
             absl::StatusCode::kAlreadyExists);
 
   // An allowance that expired is no allowance.
-  ASSERT_TRUE(devices_->AllowRekey("cam-1", ToUnixSeconds(clock_.Now()) + 60).ok());
+  ASSERT_TRUE(allow_rekey_for_a_minute().ok());
   clock_.Advance(std::chrono::seconds(61));
   EXPECT_EQ(enroller_->Enroll(Request("cam-1", "cam-1", "other-token")).status().code(),
             absl::StatusCode::kAlreadyExists);
-  EXPECT_EQ(devices_->AllowRekey("ghost", 0).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      database_->Transact("test", [&](Tx& tx) { return devices_->AllowRekey(tx, "ghost", 0); })
+          .status()
+          .code(),
+      absl::StatusCode::kNotFound);
 }
 
 TEST_F(EnrollerTest, RenewedCertificateReplacesTheCurrentOneOnFirstUse) {
@@ -234,8 +254,10 @@ TEST_F(EnrollerTest, RenewedCertificateReplacesTheCurrentOneOnFirstUse) {
   ASSERT_TRUE(identity.ok());
   EXPECT_EQ(identity->certificate_serial, old_serial) << "the old one works until the new is used";
   EXPECT_EQ(identity->pending_certificate_serial, info->serial_hex);
-  EXPECT_TRUE(*devices_->PromoteCertificate("cam-1", info->serial_hex));
-  EXPECT_FALSE(*devices_->PromoteCertificate("cam-1", info->serial_hex));
+  EXPECT_TRUE(*database_->Transact(
+      "test", [&](Tx& tx) { return devices_->PromoteCertificate(tx, "cam-1", info->serial_hex); }));
+  EXPECT_FALSE(*database_->Transact(
+      "test", [&](Tx& tx) { return devices_->PromoteCertificate(tx, "cam-1", info->serial_hex); }));
   identity = devices_->Identity("cam-1");
   EXPECT_EQ(identity->certificate_serial, info->serial_hex);
   EXPECT_EQ(identity->pending_certificate_serial, "");

@@ -116,7 +116,7 @@ class PatchServiceTest : public ::testing::Test {
   }
 
   void StartService() {
-    service_ = std::make_unique<PatchService>(*repo_, *artifacts_, *metrics_,
+    service_ = std::make_unique<PatchService>(*database_, *repo_, *artifacts_, *metrics_,
                                               PatchServiceOptions{.workers = 2});
     ASSERT_TRUE(service_->Start().ok());
   }
@@ -280,7 +280,7 @@ TEST_F(PatchServiceTest, PendingPairLeftByARestartIsComputedByTheNextService) {
   const std::string from = Store(old_);
   const std::string to = Store(new_);
   // A previous run queued the pair and stopped before computing it.
-  auto queued = repo_->Enqueue(from, to);
+  auto queued = database_->Transact("test", [&](Tx& tx) { return repo_->Enqueue(tx, from, to); });
   ASSERT_TRUE(queued.ok()) << queued.status();
   ASSERT_TRUE(*queued);
   EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "pending");
@@ -297,7 +297,7 @@ TEST_F(PatchServiceTest, PendingPairLeftByARestartIsComputedByTheNextService) {
 TEST_F(PatchServiceTest, RequestBeforeStartIsComputedOnce) {
   const std::string from = Store(old_);
   const std::string to = Store(new_);
-  service_ = std::make_unique<PatchService>(*repo_, *artifacts_, *metrics_,
+  service_ = std::make_unique<PatchService>(*database_, *repo_, *artifacts_, *metrics_,
                                             PatchServiceOptions{.workers = 2});
   ASSERT_TRUE(service_->Request(from, to).ok());
   ASSERT_TRUE(service_->Start().ok());
@@ -320,19 +320,19 @@ class PatchDeviceApiTest : public PatchServiceTest {
     models_ = std::make_unique<ModelRepo>(*database_);
     deployments_ = std::make_unique<DeploymentRepo>(*database_);
     events_ = std::make_unique<EventRepo>(*database_);
-    telemetry_ = std::make_unique<TelemetryRepo>(*database_);
-    audit_ = std::make_unique<AuditRepo>(*database_);
+    telemetry_ = std::make_unique<TelemetryRepo>();
+    audit_ = std::make_unique<AuditRepo>();
     api_tokens_ = std::make_unique<ApiTokenRepo>(*database_);
     StartService();
     admin_ = std::make_unique<AdminApi>(
-        AdminRepos{*tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
+        AdminRepos{*database_, *tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
         *artifacts_, clock_, *metrics_, AdminApiOptions{}, service_.get());
     auto keys = crypto::GenerateEd25519KeyPair();
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
     device_api_ = std::make_unique<DeviceApi>(
-        DeviceRepos{*devices_, *models_, *deployments_, *events_, *telemetry_}, *artifacts_,
-        *signer_, clock_, *metrics_, DeviceApiOptions{}, service_.get(), repo_.get());
+        DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_},
+        *artifacts_, *signer_, clock_, *metrics_, DeviceApiOptions{}, service_.get(), repo_.get());
   }
 
   v1::ModelVersion Push(const std::string& version, const std::string& bytes) {
@@ -348,6 +348,17 @@ class PatchDeviceApiTest : public PatchServiceTest {
                                     });
     EXPECT_TRUE(pushed.ok()) << pushed.status();
     return pushed.ok() ? *pushed : v1::ModelVersion();
+  }
+
+  void EnrollInBerlin(const std::string& id, const v1::Inventory& inventory = {}) {
+    ASSERT_TRUE(database_
+                    ->Transact("enroll",
+                               [&](Tx& tx) {
+                                 return devices_->Enroll(tx, id, {{"site", "berlin"}}, inventory,
+                                                         "serial-" + id,
+                                                         ToUnixSeconds(clock_.Now()));
+                               })
+                    .ok());
   }
 
   void Deploy(const std::string& version) {
@@ -396,14 +407,8 @@ class PatchDeviceApiTest : public PatchServiceTest {
 TEST_F(PatchDeviceApiTest, DeviceServingTheOldVersionIsOfferedThePatchOnceReady) {
   const v1::ModelVersion v1 = Push("1", old_);
   const v1::ModelVersion v2 = Push("2", new_);
-  ASSERT_TRUE(devices_
-                  ->Enroll("cam-1", {{"site", "berlin"}}, v1::Inventory(), "serial-cam-1",
-                           ToUnixSeconds(clock_.Now()))
-                  .ok());
-  ASSERT_TRUE(devices_
-                  ->Enroll("cam-2", {{"site", "berlin"}}, v1::Inventory(), "serial-cam-2",
-                           ToUnixSeconds(clock_.Now()))
-                  .ok());
+  EnrollInBerlin("cam-1");
+  EnrollInBerlin("cam-2");
   Deploy("2");
   service_->WaitIdle();
   EXPECT_EQ(Computed("ready") + Computed("not_smaller") + Computed("failed"), 0)
@@ -452,10 +457,7 @@ TEST_F(PatchDeviceApiTest, DeviceServingTheOldVersionIsOfferedThePatchOnceReady)
 TEST_F(PatchDeviceApiTest, DeploymentPrecomputesPatchesForWhatTargetsServe) {
   const v1::ModelVersion v1 = Push("1", old_);
   const v1::ModelVersion v2 = Push("2", new_);
-  ASSERT_TRUE(devices_
-                  ->Enroll("cam-1", {{"site", "berlin"}}, Serving(v1), "serial-cam-1",
-                           ToUnixSeconds(clock_.Now()))
-                  .ok());
+  EnrollInBerlin("cam-1", Serving(v1));
   Deploy("2");
   service_->WaitIdle();
   EXPECT_EQ(Computed("ready"), 1) << "computed before the device asked";
@@ -467,10 +469,7 @@ TEST_F(PatchDeviceApiTest, DeploymentPrecomputesPatchesForWhatTargetsServe) {
 }
 
 TEST_F(PatchDeviceApiTest, OnlyArtifactsAndReadyPatchesCanBeFetched) {
-  ASSERT_TRUE(devices_
-                  ->Enroll("cam-1", {{"site", "berlin"}}, v1::Inventory(), "serial-cam-1",
-                           ToUnixSeconds(clock_.Now()))
-                  .ok());
+  EnrollInBerlin("cam-1");
   const v1::ModelVersion v1 = Push("1", old_);
   Deploy("1");
   // In the store but neither a model version nor a ready patch (e.g. an abandoned upload).

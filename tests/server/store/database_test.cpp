@@ -106,13 +106,19 @@ TEST(DatabaseTest, RedactsPasswordsInBothUrlForms) {
 TEST_F(StoreTest, PoolServesMoreThreadsThanConnections) {
   auto small = Database::Open({.url = pg_.url(), .pool_size = 2});
   ASSERT_TRUE(small.ok()) << small.status();
-  AuditRepo audit(**small);
+  AuditRepo audit;
   std::atomic<int> failures{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&, i] {
       for (int j = 0; j < 5; ++j) {
-        if (!audit.Record("tester", "ping", "{\"thread\":" + std::to_string(i) + "}").ok()) {
+        if (!(*small)
+                 ->Transact("ping",
+                            [&](Tx& tx) {
+                              return audit.Record(tx, "tester", "ping",
+                                                  "{\"thread\":" + std::to_string(i) + "}");
+                            })
+                 .ok()) {
           ++failures;
         }
       }
@@ -139,8 +145,13 @@ TEST_F(StoreTest, PoolReconnectsAfterTheServerDropsItsConnection) {
 TEST_F(StoreTest, ApiTokensAreFoundByHashWithTheirRole) {
   ApiTokenRepo tokens(*db_);
   EXPECT_FALSE(*tokens.Any());
-  ASSERT_TRUE(tokens.Upsert("ops", "admin", Digest('a')).ok());
-  ASSERT_TRUE(tokens.Upsert("ci", "release-manager", Digest('b')).ok());
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return tokens.Upsert(tx, "ops", "admin", Digest('a')); })
+          .ok());
+  ASSERT_TRUE(
+      db_->Transact("test",
+                    [&](Tx& tx) { return tokens.Upsert(tx, "ci", "release-manager", Digest('b')); })
+          .ok());
   EXPECT_TRUE(*tokens.Any());
 
   auto found = tokens.FindByHash(Digest('b'));
@@ -150,19 +161,36 @@ TEST_F(StoreTest, ApiTokensAreFoundByHashWithTheirRole) {
   EXPECT_EQ(tokens.FindByHash(Digest('z')).status().code(), absl::StatusCode::kNotFound);
 
   // Rotating a token replaces the old hash.
-  ASSERT_TRUE(tokens.Upsert("ci", "viewer", Digest('c')).ok());
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return tokens.Upsert(tx, "ci", "viewer", Digest('c')); })
+          .ok());
   EXPECT_EQ(tokens.FindByHash(Digest('b')).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(tokens.FindByHash(Digest('c'))->role, "viewer");
 
-  EXPECT_EQ(tokens.Upsert("x", "root", Digest('d')).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(tokens.Upsert("y", "viewer", Digest('a')).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(
+      db_->Transact("test", [&](Tx& tx) { return tokens.Upsert(tx, "x", "root", Digest('d')); })
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      db_->Transact("test", [&](Tx& tx) { return tokens.Upsert(tx, "y", "viewer", Digest('a')); })
+          .code(),
+      absl::StatusCode::kAlreadyExists);
 }
 
 TEST_F(StoreTest, AuditRequiresValidJson) {
-  AuditRepo audit(*db_);
-  ASSERT_TRUE(audit.Record("ops", "device.label", R"({"device_id":"cam-1"})").ok());
-  ASSERT_TRUE(audit.Record("ops", "model.push", "").ok());
-  EXPECT_EQ(audit.Record("ops", "x", "{not json").code(), absl::StatusCode::kInvalidArgument);
+  AuditRepo audit;
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return audit.Record(tx, "ops", "device.label",
+                                                  R"({"device_id":"cam-1"})");
+                            })
+                  .ok());
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return audit.Record(tx, "ops", "model.push", ""); })
+          .ok());
+  EXPECT_EQ(db_->Transact("test", [&](Tx& tx) { return audit.Record(tx, "ops", "x", "{not json"); })
+                .code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(pg_.QueryValue("SELECT detail->>'device_id' FROM audit_log WHERE action = "
                            "'device.label'"),
             "cam-1");

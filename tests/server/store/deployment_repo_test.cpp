@@ -23,10 +23,25 @@ class DeploymentTest : public StoreTest {
     devices_ = std::make_unique<DeviceRepo>(*db_);
     models_ = std::make_unique<ModelRepo>(*db_);
     deployments_ = std::make_unique<DeploymentRepo>(*db_);
+    ASSERT_TRUE(db_->Transact("test",
+                              [&](Tx& tx) {
+                                return devices_->Enroll(tx, "cam-1",
+                                                        {{"site", "berlin"}, {"ring", "canary"}},
+                                                        {}, "1", kNow);
+                              })
+                    .ok());
     ASSERT_TRUE(
-        devices_->Enroll("cam-1", {{"site", "berlin"}, {"ring", "canary"}}, {}, "1", kNow).ok());
-    ASSERT_TRUE(devices_->Enroll("cam-2", {{"site", "berlin"}}, {}, "2", kNow).ok());
-    ASSERT_TRUE(devices_->Enroll("gw-1", {{"site", "paris"}}, {}, "3", kNow).ok());
+        db_->Transact("test",
+                      [&](Tx& tx) {
+                        return devices_->Enroll(tx, "cam-2", {{"site", "berlin"}}, {}, "2", kNow);
+                      })
+            .ok());
+    ASSERT_TRUE(
+        db_->Transact("test",
+                      [&](Tx& tx) {
+                        return devices_->Enroll(tx, "gw-1", {{"site", "paris"}}, {}, "3", kNow);
+                      })
+            .ok());
     Publish("detector", "1.0", 'a');
     Publish("detector", "2.0", 'b');
     Publish("classifier", "0.1", 'c');
@@ -39,8 +54,14 @@ class DeploymentTest : public StoreTest {
     mv.set_format(v1::MODEL_FORMAT_ONNX);
     mv.set_artifact_sha256(Digest(digest));
     mv.set_size_bytes(10);
-    mv.set_metadata_version(*models_->NextMetadataVersion());
-    ASSERT_TRUE(models_->InsertVersion(mv, "manifest-" + version, "sig", "k1").ok());
+    mv.set_metadata_version(
+        *db_->Transact("test", [&](Tx& tx) { return models_->NextMetadataVersion(tx); }));
+    ASSERT_TRUE(db_->Transact("test",
+                              [&](Tx& tx) {
+                                return models_->InsertVersion(tx, mv, "manifest-" + version, "sig",
+                                                              "k1");
+                              })
+                    .ok());
   }
 
   // device id -> target state in the given deployment.
@@ -55,7 +76,8 @@ class DeploymentTest : public StoreTest {
 
   std::map<std::string, std::string> Desired(const std::string& device) {
     std::map<std::string, std::string> out;
-    auto desired = deployments_->DesiredForDevice(device);
+    auto desired =
+        db_->Transact("test", [&](Tx& tx) { return deployments_->DesiredForDevice(tx, device); });
     EXPECT_TRUE(desired.ok()) << desired.status();
     if (!desired.ok()) return out;
     for (const auto& v : *desired) out[v.meta.model_name()] = v.meta.version();
@@ -68,10 +90,18 @@ class DeploymentTest : public StoreTest {
 };
 
 TEST_F(DeploymentTest, CreateTargetsEveryMatchingActiveDevice) {
-  ASSERT_TRUE(devices_->Enroll("cam-3", {{"site", "berlin"}}, {}, "4", kNow).ok());
-  ASSERT_TRUE(devices_->Decommission("cam-3").ok());
+  ASSERT_TRUE(
+      db_->Transact("test",
+                    [&](Tx& tx) {
+                      return devices_->Enroll(tx, "cam-3", {{"site", "berlin"}}, {}, "4", kNow);
+                    })
+          .ok());
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return devices_->Decommission(tx, "cam-3"); }).ok());
 
-  auto d = deployments_->Create("detector", "1.0", "site=berlin", {{"site", "berlin"}}, kNow);
+  auto d = db_->Transact("test", [&](Tx& tx) {
+    return deployments_->Create(tx, "detector", "1.0", "site=berlin", {{"site", "berlin"}}, kNow);
+  });
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->model_name(), "detector");
   EXPECT_EQ(d->version(), "1.0");
@@ -81,7 +111,11 @@ TEST_F(DeploymentTest, CreateTargetsEveryMatchingActiveDevice) {
                                              {"cam-1", v1::DEPLOYMENT_TARGET_STATE_PENDING},
                                              {"cam-2", v1::DEPLOYMENT_TARGET_STATE_PENDING}}));
 
-  absl::Status missing = deployments_->Create("detector", "9.9", "", {}, kNow).status();
+  absl::Status missing =
+      db_->Transact(
+             "test",
+             [&](Tx& tx) { return deployments_->Create(tx, "detector", "9.9", "", {}, kNow); })
+          .status();
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(missing.message(), "model detector version 9.9 not found");
   EXPECT_EQ(deployments_->Get("12345", kAllTargets).status().code(), absl::StatusCode::kNotFound);
@@ -92,21 +126,33 @@ TEST_F(DeploymentTest, CreateTargetsEveryMatchingActiveDevice) {
 
 TEST_F(DeploymentTest, GetPagesTargetsByDeviceIdAndCountsThemAll) {
   for (int i = 0; i < 9; ++i) {
-    ASSERT_TRUE(
-        devices_->Enroll("edge-" + std::to_string(i), {}, {}, "e" + std::to_string(i), kNow).ok());
+    ASSERT_TRUE(db_->Transact("test",
+                              [&](Tx& tx) {
+                                return devices_->Enroll(tx, "edge-" + std::to_string(i), {}, {},
+                                                        "e" + std::to_string(i), kNow);
+                              })
+                    .ok());
   }
-  auto d = deployments_->Create("detector", "1.0", "", {}, kNow);  // 12 devices
+  auto d = db_->Transact("test", [&](Tx& tx) {
+    return deployments_->Create(tx, "detector", "1.0", "", {}, kNow);
+  });  // 12 devices
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->target_count(), 12u);
   EXPECT_EQ(d->target_counts().pending(), 12u);
   EXPECT_EQ(d->targets_size(), 0) << "Create answers with counts, not targets";
-  ASSERT_TRUE(deployments_
-                  ->UpdateTargetState("cam-1", "detector", "1.0",
-                                      v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 1)
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->UpdateTargetState(
+                                  tx, "cam-1", "detector", "1.0",
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 1);
+                            })
                   .ok());
-  ASSERT_TRUE(deployments_
-                  ->UpdateTargetState("gw-1", "detector", "1.0", v1::DEPLOYMENT_TARGET_STATE_FAILED,
-                                      "bad", kNow + 1)
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->UpdateTargetState(
+                                  tx, "gw-1", "detector", "1.0", v1::DEPLOYMENT_TARGET_STATE_FAILED,
+                                  "bad", kNow + 1);
+                            })
                   .ok());
 
   std::vector<std::string> seen;
@@ -140,19 +186,27 @@ TEST_F(DeploymentTest, GetPagesTargetsByDeviceIdAndCountsThemAll) {
 }
 
 TEST_F(DeploymentTest, DesiredStateIsTheLatestMatchingDeploymentPerModel) {
-  auto fleet = deployments_->Create("detector", "1.0", "", {}, kNow);
+  auto fleet = db_->Transact(
+      "test", [&](Tx& tx) { return deployments_->Create(tx, "detector", "1.0", "", {}, kNow); });
   ASSERT_TRUE(fleet.ok()) << fleet.status();
-  auto canary =
-      deployments_->Create("detector", "2.0", "ring=canary", {{"ring", "canary"}}, kNow + 10);
+  auto canary = db_->Transact("test", [&](Tx& tx) {
+    return deployments_->Create(tx, "detector", "2.0", "ring=canary", {{"ring", "canary"}},
+                                kNow + 10);
+  });
   ASSERT_TRUE(canary.ok()) << canary.status();
-  ASSERT_TRUE(
-      deployments_->Create("classifier", "0.1", "site=paris", {{"site", "paris"}}, kNow + 20).ok());
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->Create(tx, "classifier", "0.1", "site=paris",
+                                                          {{"site", "paris"}}, kNow + 20);
+                            })
+                  .ok());
 
   EXPECT_EQ(Desired("cam-1"), (std::map<std::string, std::string>{{"detector", "2.0"}}));
   EXPECT_EQ(Desired("cam-2"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
   EXPECT_EQ(Desired("gw-1"),
             (std::map<std::string, std::string>{{"classifier", "0.1"}, {"detector", "1.0"}}));
-  auto desired = deployments_->DesiredForDevice("cam-1");
+  auto desired =
+      db_->Transact("test", [&](Tx& tx) { return deployments_->DesiredForDevice(tx, "cam-1"); });
   ASSERT_TRUE(desired.ok());
   ASSERT_EQ(desired->size(), 1u);
   EXPECT_EQ((*desired)[0].signed_manifest, "manifest-2.0");
@@ -163,30 +217,49 @@ TEST_F(DeploymentTest, DesiredStateIsTheLatestMatchingDeploymentPerModel) {
   EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-2"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 
   // A device enrolled after the deployment gets its target at its first check-in.
-  ASSERT_TRUE(devices_->Enroll("cam-9", {{"site", "berlin"}}, {}, "9", kNow + 30).ok());
+  ASSERT_TRUE(
+      db_->Transact(
+             "test",
+             [&](Tx& tx) {
+               return devices_->Enroll(tx, "cam-9", {{"site", "berlin"}}, {}, "9", kNow + 30);
+             })
+          .ok());
   EXPECT_EQ(Desired("cam-9"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
   EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-9"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 
   // Leaving the canary ring falls back to the fleet-wide version.
-  ASSERT_TRUE(devices_->UpdateLabels("cam-1", {}, {"ring"}).ok());
+  ASSERT_TRUE(
+      db_->Transact("test",
+                    [&](Tx& tx) { return devices_->UpdateLabels(tx, "cam-1", {}, {"ring"}); })
+          .ok());
   EXPECT_EQ(Desired("cam-1"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
   EXPECT_EQ(Targets(canary->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED);
   EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 
   // Decommissioned devices want nothing; unknown ones are NotFound.
-  ASSERT_TRUE(devices_->Decommission("cam-2").ok());
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return devices_->Decommission(tx, "cam-2"); }).ok());
   EXPECT_TRUE(Desired("cam-2").empty());
-  EXPECT_EQ(deployments_->DesiredForDevice("ghost").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      db_->Transact("test", [&](Tx& tx) { return deployments_->DesiredForDevice(tx, "ghost"); })
+          .status()
+          .code(),
+      absl::StatusCode::kNotFound);
 }
 
 // Each deployment is a release with its own metadata version, so deploying an older version again
 // is newer metadata pointing at the old artifact (an operator's rollback, not an attack).
 TEST_F(DeploymentTest, EveryDeploymentIsANewReleaseWithAHigherMetadataVersion) {
-  auto first = deployments_->Create("detector", "1.0", "", {}, kNow);
+  auto first = db_->Transact(
+      "test", [&](Tx& tx) { return deployments_->Create(tx, "detector", "1.0", "", {}, kNow); });
   ASSERT_TRUE(first.ok()) << first.status();
-  auto second = deployments_->Create("detector", "2.0", "", {}, kNow + 1);
+  auto second = db_->Transact("test", [&](Tx& tx) {
+    return deployments_->Create(tx, "detector", "2.0", "", {}, kNow + 1);
+  });
   ASSERT_TRUE(second.ok()) << second.status();
-  auto rollback = deployments_->Create("detector", "1.0", "", {}, kNow + 2);
+  auto rollback = db_->Transact("test", [&](Tx& tx) {
+    return deployments_->Create(tx, "detector", "1.0", "", {}, kNow + 2);
+  });
   ASSERT_TRUE(rollback.ok()) << rollback.status();
   auto pushed = models_->GetVersion("detector", "2.0");
   ASSERT_TRUE(pushed.ok());
@@ -198,7 +271,8 @@ TEST_F(DeploymentTest, EveryDeploymentIsANewReleaseWithAHigherMetadataVersion) {
       deployments_->Get(rollback->deployment_id(), kAllTargets)->deployment.metadata_version(),
       rollback->metadata_version());
 
-  auto desired = deployments_->DesiredForDevice("cam-1");
+  auto desired =
+      db_->Transact("test", [&](Tx& tx) { return deployments_->DesiredForDevice(tx, "cam-1"); });
   ASSERT_TRUE(desired.ok()) << desired.status();
   ASSERT_EQ(desired->size(), 1u);
   EXPECT_EQ((*desired)[0].meta.version(), "1.0");
@@ -236,31 +310,46 @@ TEST(DeploymentMigrationTest, ExistingDeploymentsKeepTheirVersionsMetadataVersio
 }
 
 TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
-  auto d = deployments_->Create("detector", "1.0", "", {}, kNow);
+  auto d = db_->Transact(
+      "test", [&](Tx& tx) { return deployments_->Create(tx, "detector", "1.0", "", {}, kNow); });
   ASSERT_TRUE(d.ok()) << d.status();
-  ASSERT_TRUE(deployments_
-                  ->UpdateTargetState("cam-1", "detector", "1.0",
-                                      v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, "", kNow + 1)
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->UpdateTargetState(
+                                  tx, "cam-1", "detector", "1.0",
+                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, "", kNow + 1);
+                            })
                   .ok());
   EXPECT_EQ(Targets(d->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS);
-  ASSERT_TRUE(deployments_
-                  ->UpdateTargetState("cam-1", "detector", "1.0",
-                                      v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 2)
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->UpdateTargetState(
+                                  tx, "cam-1", "detector", "1.0",
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 2);
+                            })
                   .ok());
   // A delayed "download started" must not pull a serving device back.
-  ASSERT_TRUE(deployments_
-                  ->UpdateTargetState("cam-1", "detector", "1.0",
-                                      v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, "", kNow + 3)
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->UpdateTargetState(
+                                  tx, "cam-1", "detector", "1.0",
+                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, "", kNow + 3);
+                            })
                   .ok());
-  ASSERT_TRUE(deployments_
-                  ->UpdateTargetState("cam-2", "detector", "1.0",
-                                      v1::DEPLOYMENT_TARGET_STATE_FAILED, "digest mismatch",
-                                      kNow + 4)
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->UpdateTargetState(
+                                  tx, "cam-2", "detector", "1.0",
+                                  v1::DEPLOYMENT_TARGET_STATE_FAILED, "digest mismatch", kNow + 4);
+                            })
                   .ok());
   // Reports about another version leave this deployment alone.
-  ASSERT_TRUE(deployments_
-                  ->UpdateTargetState("gw-1", "detector", "2.0",
-                                      v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 5)
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->UpdateTargetState(
+                                  tx, "gw-1", "detector", "2.0",
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 5);
+                            })
                   .ok());
 
   auto got = deployments_->Get(d->deployment_id(), kAllTargets);

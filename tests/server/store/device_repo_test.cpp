@@ -31,13 +31,24 @@ std::vector<std::string> Ids(const std::vector<v1::Device>& devices) {
 
 TEST_F(StoreTest, EnrolledDevicesCanBeFetchedAndListedBySelector) {
   DeviceRepo repo(*db_);
-  ASSERT_TRUE(
-      repo.Enroll("cam-2", {{"site", "berlin"}, {"line", "3"}}, MakeInventory("0.1"), "0a", kNow)
-          .ok());
-  ASSERT_TRUE(
-      repo.Enroll("cam-1", {{"site", "berlin"}, {"line", "4"}}, MakeInventory("0.1"), "0b", kNow)
-          .ok());
-  ASSERT_TRUE(repo.Enroll("gw-1", {{"site", "paris"}}, MakeInventory("0.1"), "0c", kNow).ok());
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.Enroll(tx, "cam-2", {{"site", "berlin"}, {"line", "3"}},
+                                                 MakeInventory("0.1"), "0a", kNow);
+                            })
+                  .ok());
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.Enroll(tx, "cam-1", {{"site", "berlin"}, {"line", "4"}},
+                                                 MakeInventory("0.1"), "0b", kNow);
+                            })
+                  .ok());
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.Enroll(tx, "gw-1", {{"site", "paris"}},
+                                                 MakeInventory("0.1"), "0c", kNow);
+                            })
+                  .ok());
 
   auto cam = repo.Get("cam-2");
   ASSERT_TRUE(cam.ok()) << cam.status();
@@ -63,16 +74,24 @@ TEST_F(StoreTest, EnrolledDevicesCanBeFetchedAndListedBySelector) {
 
 TEST_F(StoreTest, AnActiveDeviceIsEnrolledAgainOnlyOnceAfterARekeyAndKeepsItsLabels) {
   DeviceRepo repo(*db_);
-  ASSERT_TRUE(
-      repo.Enroll("cam-1", {{"site", "berlin"}, {"line", "3"}}, MakeInventory("0.1"), "01", kNow)
-          .ok());
-  auto takeover = repo.Enroll("cam-1", {{"site", "evil"}}, MakeInventory("0.2"), "02", kNow + 9);
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.Enroll(tx, "cam-1", {{"site", "berlin"}, {"line", "3"}},
+                                                 MakeInventory("0.1"), "01", kNow);
+                            })
+                  .ok());
+  auto takeover = db_->Transact("test", [&](Tx& tx) {
+    return repo.Enroll(tx, "cam-1", {{"site", "evil"}}, MakeInventory("0.2"), "02", kNow + 9);
+  });
   EXPECT_EQ(takeover.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(pg_.QueryValue("SELECT certificate_serial FROM devices WHERE id = 'cam-1'"), "01");
 
-  ASSERT_TRUE(repo.AllowRekey("cam-1", kNow + 100).ok());
-  auto again =
-      repo.Enroll("cam-1", {{"line", "5"}, {"tier", "gpu"}}, MakeInventory("0.2"), "02", kNow + 99);
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return repo.AllowRekey(tx, "cam-1", kNow + 100); }).ok());
+  auto again = db_->Transact("test", [&](Tx& tx) {
+    return repo.Enroll(tx, "cam-1", {{"line", "5"}, {"tier", "gpu"}}, MakeInventory("0.2"), "02",
+                       kNow + 99);
+  });
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(Labels(again->labels().begin(), again->labels().end()),
             (Labels{{"site", "berlin"}, {"line", "3"}}));
@@ -80,47 +99,93 @@ TEST_F(StoreTest, AnActiveDeviceIsEnrolledAgainOnlyOnceAfterARekeyAndKeepsItsLab
   EXPECT_EQ(again->last_seen().seconds(), kNow + 99);
   EXPECT_EQ(again->inventory().agent_version(), "0.2");
   EXPECT_EQ(pg_.QueryValue("SELECT certificate_serial FROM devices WHERE id = 'cam-1'"), "02");
-  EXPECT_EQ(repo.Enroll("cam-1", {}, MakeInventory("0.3"), "03", kNow + 100).status().code(),
+  EXPECT_EQ(db_->Transact("test",
+                          [&](Tx& tx) {
+                            return repo.Enroll(tx, "cam-1", {}, MakeInventory("0.3"), "03",
+                                               kNow + 100);
+                          })
+                .status()
+                .code(),
             absl::StatusCode::kAlreadyExists)
       << "a rekey allows one enrollment";
 }
 
 TEST_F(StoreTest, LabelsAreSetAndRemoved) {
   DeviceRepo repo(*db_);
-  ASSERT_TRUE(
-      repo.Enroll("cam-1", {{"site", "berlin"}, {"line", "3"}, {"canary", "yes"}}, {}, "01", kNow)
-          .ok());
-  auto updated = repo.UpdateLabels("cam-1", {{"line", "4"}, {"room", "a/b"}}, {"canary", "absent"});
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.Enroll(
+                                  tx, "cam-1",
+                                  {{"site", "berlin"}, {"line", "3"}, {"canary", "yes"}}, {}, "01",
+                                  kNow);
+                            })
+                  .ok());
+  auto updated = db_->Transact("test", [&](Tx& tx) {
+    return repo.UpdateLabels(tx, "cam-1", {{"line", "4"}, {"room", "a/b"}}, {"canary", "absent"});
+  });
   ASSERT_TRUE(updated.ok()) << updated.status();
   EXPECT_EQ(Labels(updated->labels().begin(), updated->labels().end()),
             (Labels{{"line", "4"}, {"room", "a/b"}, {"site", "berlin"}}));
   EXPECT_EQ(Ids(*repo.List({{"room", "a/b"}})), (std::vector<std::string>{"cam-1"}));
-  EXPECT_EQ(repo.UpdateLabels("ghost", {{"a", "b"}}, {}).status().code(),
+  EXPECT_EQ(db_->Transact("test",
+                          [&](Tx& tx) {
+                            return repo.UpdateLabels(tx, "ghost", {{"a", "b"}}, {});
+                          })
+                .status()
+                .code(),
             absl::StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, DecommissionedDeviceIsRefusedEverywhere) {
   DeviceRepo repo(*db_);
-  ASSERT_TRUE(repo.Enroll("cam-1", {}, MakeInventory("0.1"), "01", kNow).ok());
-  ASSERT_TRUE(repo.Enroll("cam-2", {}, MakeInventory("0.1"), "02", kNow).ok());
-  ASSERT_TRUE(repo.RecordCheckIn("cam-1", MakeInventory("0.3"), kNow + 30).ok());
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.Enroll(tx, "cam-1", {}, MakeInventory("0.1"), "01", kNow);
+                            })
+                  .ok());
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.Enroll(tx, "cam-2", {}, MakeInventory("0.1"), "02", kNow);
+                            })
+                  .ok());
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.RecordCheckIn(tx, "cam-1", MakeInventory("0.3"),
+                                                        kNow + 30);
+                            })
+                  .ok());
   EXPECT_EQ(repo.Get("cam-1")->last_seen().seconds(), kNow + 30);
   EXPECT_EQ(repo.Get("cam-1")->inventory().agent_version(), "0.3");
 
-  auto gone = repo.Decommission("cam-1");
+  auto gone = db_->Transact("test", [&](Tx& tx) { return repo.Decommission(tx, "cam-1"); });
   ASSERT_TRUE(gone.ok()) << gone.status();
   EXPECT_EQ(gone->status(), v1::DEVICE_STATUS_DECOMMISSIONED);
   EXPECT_EQ(*repo.Status("cam-1"), v1::DEVICE_STATUS_DECOMMISSIONED);
   EXPECT_EQ(*repo.Status("cam-2"), v1::DEVICE_STATUS_ACTIVE);
 
-  absl::Status reenroll = repo.Enroll("cam-1", {}, MakeInventory("0.1"), "03", kNow + 60).status();
+  absl::Status reenroll =
+      db_->Transact("test",
+                    [&](Tx& tx) {
+                      return repo.Enroll(tx, "cam-1", {}, MakeInventory("0.1"), "03", kNow + 60);
+                    })
+          .status();
   EXPECT_EQ(reenroll.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(reenroll.message(), "device cam-1 is decommissioned");
-  EXPECT_EQ(repo.RecordCheckIn("cam-1", MakeInventory("0.4"), kNow + 90).code(),
+  EXPECT_EQ(db_->Transact("test",
+                          [&](Tx& tx) {
+                            return repo.RecordCheckIn(tx, "cam-1", MakeInventory("0.4"), kNow + 90);
+                          })
+                .code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(repo.RecordCheckIn("ghost", MakeInventory("0.4"), kNow + 90).code(),
+  EXPECT_EQ(db_->Transact("test",
+                          [&](Tx& tx) {
+                            return repo.RecordCheckIn(tx, "ghost", MakeInventory("0.4"), kNow + 90);
+                          })
+                .code(),
             absl::StatusCode::kNotFound);
-  EXPECT_EQ(repo.Decommission("ghost").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      db_->Transact("test", [&](Tx& tx) { return repo.Decommission(tx, "ghost"); }).status().code(),
+      absl::StatusCode::kNotFound);
   EXPECT_EQ(repo.Status("ghost").status().code(), absl::StatusCode::kNotFound);
 
   auto counts = repo.CountByStatus();

@@ -24,23 +24,32 @@ v1::UpdateEvent Event(v1::UpdateEventKind kind, v1::FailureReason reason, int64_
 
 TEST_F(StoreTest, UpdateEventsAreListedNewestFirst) {
   DeviceRepo devices(*db_);
-  ASSERT_TRUE(devices.Enroll("cam-1", {}, {}, "1", kNow).ok());
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return devices.Enroll(tx, "cam-1", {}, {}, "1", kNow); })
+          .ok());
   EventRepo events(*db_);
-  ASSERT_TRUE(events
-                  .Insert("cam-1",
-                          Event(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED,
-                                v1::FAILURE_REASON_UNSPECIFIED, kNow + 1),
-                          kNow + 5)
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return events.Insert(tx, "cam-1",
+                                                   Event(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED,
+                                                         v1::FAILURE_REASON_UNSPECIFIED, kNow + 1),
+                                                   kNow + 5);
+                            })
                   .ok());
-  ASSERT_TRUE(events
-                  .Insert("cam-1",
-                          Event(v1::UPDATE_EVENT_KIND_FAILED, v1::FAILURE_REASON_DIGEST, kNow + 2),
-                          kNow + 5)
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return events.Insert(tx, "cam-1",
+                                                   Event(v1::UPDATE_EVENT_KIND_FAILED,
+                                                         v1::FAILURE_REASON_DIGEST, kNow + 2),
+                                                   kNow + 5);
+                            })
                   .ok());
   v1::UpdateEvent undated =
       Event(v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::FAILURE_REASON_UNSPECIFIED, 0);
   undated.clear_occurred_at();
-  ASSERT_TRUE(events.Insert("cam-1", undated, kNow + 7).ok());
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return events.Insert(tx, "cam-1", undated, kNow + 7); })
+          .ok());
 
   auto listed = events.ListForDevice("cam-1", 2);
   ASSERT_TRUE(listed.ok()) << listed.status();
@@ -54,19 +63,23 @@ TEST_F(StoreTest, UpdateEventsAreListedNewestFirst) {
   EXPECT_EQ(pg_.QueryValue("SELECT kind || '/' || reason FROM device_events WHERE kind = 'failed'"),
             "failed/digest");
 
-  EXPECT_EQ(
-      events
-          .Insert("ghost",
-                  Event(v1::UPDATE_EVENT_KIND_ACTIVATED, v1::FAILURE_REASON_UNSPECIFIED, kNow),
-                  kNow)
-          .code(),
-      absl::StatusCode::kNotFound);
+  EXPECT_EQ(db_->Transact("test",
+                          [&](Tx& tx) {
+                            return events.Insert(tx, "ghost",
+                                                 Event(v1::UPDATE_EVENT_KIND_ACTIVATED,
+                                                       v1::FAILURE_REASON_UNSPECIFIED, kNow),
+                                                 kNow);
+                          })
+                .code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, TelemetryWindowsAreStored) {
   DeviceRepo devices(*db_);
-  ASSERT_TRUE(devices.Enroll("cam-1", {}, {}, "1", kNow).ok());
-  TelemetryRepo telemetry(*db_);
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return devices.Enroll(tx, "cam-1", {}, {}, "1", kNow); })
+          .ok());
+  TelemetryRepo telemetry;
   v1::ModelTelemetry t;
   t.set_model_name("detector");
   t.set_version("2.0");
@@ -77,7 +90,9 @@ TEST_F(StoreTest, TelemetryWindowsAreStored) {
   t.mutable_latency()->set_sum_seconds(18.5);
   t.mutable_window_start()->set_seconds(kNow - 60);
   t.mutable_window_end()->set_seconds(kNow);
-  ASSERT_TRUE(telemetry.Insert("cam-1", t, kNow + 1).ok());
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return telemetry.Insert(tx, "cam-1", t, kNow + 1); })
+          .ok());
 
   EXPECT_EQ(
       pg_.QueryValue("SELECT inference_count || '/' || error_count || '/' || "
@@ -86,7 +101,9 @@ TEST_F(StoreTest, TelemetryWindowsAreStored) {
   EXPECT_EQ(pg_.QueryValue("SELECT extract(epoch FROM window_end - window_start)::int FROM "
                            "model_telemetry"),
             "60");
-  EXPECT_EQ(telemetry.Insert("ghost", t, kNow).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      db_->Transact("test", [&](Tx& tx) { return telemetry.Insert(tx, "ghost", t, kNow); }).code(),
+      absl::StatusCode::kNotFound);
 }
 
 }  // namespace

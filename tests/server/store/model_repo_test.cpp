@@ -29,13 +29,18 @@ v1::ModelVersion MakeVersion(const std::string& name, const std::string& version
 
 TEST_F(StoreTest, ModelVersionRoundTripsWithItsSignedManifest) {
   ModelRepo repo(*db_);
-  uint64_t mdv = *repo.NextMetadataVersion();
+  uint64_t mdv = *db_->Transact("test", [&](Tx& tx) { return repo.NextMetadataVersion(tx); });
   v1::ModelVersion mv = MakeVersion("detector", "1.0.0", mdv, 'a');
   const std::string manifest(
       "\x0a\x08"
       "detector\x00\xff",
       12);
-  ASSERT_TRUE(repo.InsertVersion(mv, manifest, std::string(64, '\x01'), "root-2024").ok());
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.InsertVersion(tx, mv, manifest, std::string(64, '\x01'),
+                                                        "root-2024");
+                            })
+                  .ok());
 
   auto stored = repo.GetVersion("detector", "1.0.0");
   ASSERT_TRUE(stored.ok()) << stored.status();
@@ -62,21 +67,27 @@ TEST_F(StoreTest, ModelVersionRoundTripsWithItsSignedManifest) {
 
 TEST_F(StoreTest, DuplicateVersionIsRefusedAndModelsAreListed) {
   ModelRepo repo(*db_);
-  ASSERT_TRUE(repo.InsertVersion(MakeVersion("detector", "1.0.0", *repo.NextMetadataVersion(), 'a'),
-                                 "m", "s", "k")
-                  .ok());
-  ASSERT_TRUE(repo.InsertVersion(MakeVersion("detector", "1.1.0", *repo.NextMetadataVersion(), 'b'),
-                                 "m", "s", "k")
-                  .ok());
-  ASSERT_TRUE(repo.InsertVersion(MakeVersion("classifier", "0.1", *repo.NextMetadataVersion(), 'c'),
-                                 "m", "s", "k")
-                  .ok());
+  auto publish = [&](const std::string& name, const std::string& version, char digest) {
+    return db_->Transact("publish", [&](Tx& tx) {
+      auto metadata_version = repo.NextMetadataVersion(tx);
+      if (!metadata_version.ok()) return metadata_version.status();
+      return repo.InsertVersion(tx, MakeVersion(name, version, *metadata_version, digest), "m", "s",
+                                "k");
+    });
+  };
+  ASSERT_TRUE(publish("detector", "1.0.0", 'a').ok());
+  ASSERT_TRUE(publish("detector", "1.1.0", 'b').ok());
+  ASSERT_TRUE(publish("classifier", "0.1", 'c').ok());
 
-  absl::Status dup = repo.InsertVersion(
-      MakeVersion("detector", "1.0.0", *repo.NextMetadataVersion(), 'd'), "m", "s", "k");
+  absl::Status dup = publish("detector", "1.0.0", 'd');
   EXPECT_EQ(dup.code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(dup.message(), "model detector version 1.0.0 already exists");
-  EXPECT_EQ(repo.InsertVersion(MakeVersion("detector", "2.0", 0, 'e'), "m", "s", "k").code(),
+  EXPECT_EQ(db_->Transact("test",
+                          [&](Tx& tx) {
+                            return repo.InsertVersion(tx, MakeVersion("detector", "2.0", 0, 'e'),
+                                                      "m", "s", "k");
+                          })
+                .code(),
             absl::StatusCode::kInvalidArgument);
 
   auto models = repo.ListModels();
@@ -100,7 +111,7 @@ TEST_F(StoreTest, MetadataVersionsStrictlyIncrease) {
   ModelRepo repo(*db_);
   uint64_t previous = 0;
   for (int i = 0; i < 5; ++i) {
-    auto next = repo.NextMetadataVersion();
+    auto next = db_->Transact("test", [&](Tx& tx) { return repo.NextMetadataVersion(tx); });
     ASSERT_TRUE(next.ok()) << next.status();
     EXPECT_GT(*next, previous);
     previous = *next;

@@ -65,12 +65,15 @@ class PagingTest : public StoreTest {
     ApiTokenRecord record;
     record.name = name;
     record.role = "viewer";
-    auto stored = api_tokens_->Insert(record, "hash-" + name);
+    auto stored = db_->Transact(
+        "test", [&](Tx& tx) { return api_tokens_->Insert(tx, record, "hash-" + name); });
     ASSERT_TRUE(stored.ok()) << stored.status();
   }
 
   void CreateEnrollmentToken(const std::string& id) {
-    auto stored = enrollment_tokens_->Create(id, "hash-" + id, 1, kNow, {}, "");
+    auto stored = db_->Transact("test", [&](Tx& tx) {
+      return enrollment_tokens_->Create(tx, id, "hash-" + id, 1, kNow, {}, "");
+    });
     ASSERT_TRUE(stored.ok()) << stored.status();
   }
 
@@ -81,8 +84,11 @@ class PagingTest : public StoreTest {
     mv.set_format(v1::MODEL_FORMAT_ONNX);
     mv.set_artifact_sha256(Digest('a'));
     mv.set_size_bytes(10);
-    mv.set_metadata_version(*models_->NextMetadataVersion());
-    ASSERT_TRUE(models_->InsertVersion(mv, "", "", "").ok());
+    mv.set_metadata_version(
+        *db_->Transact("test", [&](Tx& tx) { return models_->NextMetadataVersion(tx); }));
+    ASSERT_TRUE(
+        db_->Transact("test", [&](Tx& tx) { return models_->InsertVersion(tx, mv, "", "", ""); })
+            .ok());
   }
 
   // Follows pages of `size` until the last, calling `between(page_number)` after each page;
@@ -149,9 +155,19 @@ TEST_F(PagingTest, DevicePagesHaveNoDuplicatesOrGapsWhileDevicesEnroll) {
   std::vector<std::string> at_start;
   for (int i = 0; i < 50; i += 2) {  // even numbers now, odd ones while paging
     at_start.push_back(Name("cam", i));
-    ASSERT_TRUE(devices_->Enroll(at_start.back(), {{"site", "a"}}, {}, "1", kNow).ok());
+    ASSERT_TRUE(
+        db_->Transact(
+               "test",
+               [&](Tx& tx) {
+                 return devices_->Enroll(tx, at_start.back(), {{"site", "a"}}, {}, "1", kNow);
+               })
+            .ok());
   }
-  ASSERT_TRUE(devices_->Enroll("other", {{"site", "b"}}, {}, "1", kNow).ok());
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return devices_->Enroll(tx, "other", {{"site", "b"}}, {}, "1", kNow);
+                            })
+                  .ok());
   int odd = 1;
   std::vector<std::string> ahead;
   auto seen = PageThrough<v1::Device>(
@@ -163,10 +179,21 @@ TEST_F(PagingTest, DevicePagesHaveNoDuplicatesOrGapsWhileDevicesEnroll) {
       [&](int n) {
         // Behind the cursor (not seen this time) and ahead of it (seen).
         for (int k = 0; k < 3 && odd < 50; ++k, odd += 2) {
-          ASSERT_TRUE(devices_->Enroll(Name("cam", odd), {{"site", "a"}}, {}, "1", kNow).ok());
+          ASSERT_TRUE(db_->Transact("test",
+                                    [&](Tx& tx) {
+                                      return devices_->Enroll(tx, Name("cam", odd), {{"site", "a"}},
+                                                              {}, "1", kNow);
+                                    })
+                          .ok());
         }
         ahead.push_back(Name("zz", n));
-        ASSERT_TRUE(devices_->Enroll(ahead.back(), {{"site", "a"}}, {}, "1", kNow).ok());
+        ASSERT_TRUE(
+            db_->Transact(
+                   "test",
+                   [&](Tx& tx) {
+                     return devices_->Enroll(tx, ahead.back(), {{"site", "a"}}, {}, "1", kNow);
+                   })
+                .ok());
       });
   ExpectEachOnceInOrder(seen, at_start);
   ExpectEachOnceInOrder(seen, ahead);
@@ -195,11 +222,16 @@ TEST_F(PagingTest, ModelPagesHaveNoDuplicatesOrGapsWhileModelsArePushed) {
 }
 
 TEST_F(PagingTest, DeploymentPagesHaveNoDuplicatesOrGapsWhileDeploymentsAreCreated) {
-  ASSERT_TRUE(devices_->Enroll("cam-1", {}, {}, "1", kNow).ok());
+  ASSERT_TRUE(
+      db_->Transact("test",
+                    [&](Tx& tx) { return devices_->Enroll(tx, "cam-1", {}, {}, "1", kNow); })
+          .ok());
   Publish("detector", "1");
   std::vector<std::string> at_start;
   for (int i = 0; i < 12; ++i) {
-    auto d = deployments_->Create("detector", "1", "", {}, kNow + i);
+    auto d = db_->Transact("test", [&](Tx& tx) {
+      return deployments_->Create(tx, "detector", "1", "", {}, kNow + i);
+    });
     ASSERT_TRUE(d.ok()) << d.status();
     at_start.push_back(d->deployment_id());
   }
@@ -212,7 +244,14 @@ TEST_F(PagingTest, DeploymentPagesHaveNoDuplicatesOrGapsWhileDeploymentsAreCreat
         seen_ids.push_back(std::stoll(d.deployment_id()));
         return d.deployment_id();
       },
-      [&](int) { ASSERT_TRUE(deployments_->Create("detector", "1", "", {}, kNow + 99).ok()); });
+      [&](int) {
+        ASSERT_TRUE(db_->Transact("test",
+                                  [&](Tx& tx) {
+                                    return deployments_->Create(tx, "detector", "1", "", {},
+                                                                kNow + 99);
+                                  })
+                        .ok());
+      });
   // Ids are numbers: ordered numerically, not as text.
   EXPECT_TRUE(std::is_sorted(seen_ids.begin(), seen_ids.end()));
   EXPECT_EQ(std::set<int64_t>(seen_ids.begin(), seen_ids.end()).size(), seen_ids.size());
