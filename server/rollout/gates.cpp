@@ -87,8 +87,11 @@ WaveCounts TallyWave(const std::vector<DeviceProgress>& devices, Clock::TimePoin
 }
 
 std::vector<v1::GateResult> EvaluateGates(const GateThresholds& gates, const WaveCounts& counts) {
+  // A device that timed out may never report: waiting for it would hold the wave forever
+  // (the timeout gate judges it instead).
+  const uint64_t can_report = counts.targeted - std::min(counts.targeted, counts.timed_out);
   const uint64_t min_needed =
-      std::max<uint64_t>(1, std::min(gates.min_finished_devices, counts.targeted));
+      std::max<uint64_t>(1, std::min(gates.min_finished_devices, can_report));
   std::vector<v1::GateResult> results;
   results.push_back(
       EvaluateFinished({v1::GATE_INSTALL_FAILURES, "failed or refused the install",

@@ -51,7 +51,9 @@ WaveCounts TallyWave(const std::vector<DeviceProgress>& devices, Clock::TimePoin
 // (only when a count limit is set), timeouts.
 //  - install failures: (install_failed + refused) / finished, in percent;
 //  - probation failures: probation_failed / finished, in percent; and its count;
-//    both INCONCLUSIVE while finished < min(min_finished_devices, targeted) (at least 1);
+//    both INCONCLUSIVE while finished < min(min_finished_devices, targeted - timed_out), and
+//    while no device finished (a wave smaller than the minimum needs all its devices that have
+//    not timed out);
 //  - timeouts: timed_out / targeted, in percent. FAIL as soon as it is above its threshold;
 //    PASS only when no device is still waiting within its time (so a wave whose gates all pass
 //    has every device finished or timed out); INCONCLUSIVE otherwise.
