@@ -335,4 +335,31 @@ v1::WaveState WaveStateOf(const RolloutProgress& progress, size_t index,
   }
 }
 
+v1::WaveStatus DescribeWave(const RolloutDefinition& rollout, const RolloutProgress& progress,
+                            size_t index, const WaveCounts& counts) {
+  v1::WaveStatus status;
+  status.set_index(static_cast<uint32_t>(index));
+  if (index < rollout.plan.waves.size())
+    *status.mutable_spec() = ToProto(rollout.plan.waves[index]);
+  SetCounts(counts, &status);
+  const bool started = index < progress.current_wave ||
+                       (index == progress.current_wave && progress.wave_started_at.has_value());
+  v1::GateOutcome outcome = v1::GATE_OUTCOME_UNSPECIFIED;
+  if (started && index < rollout.plan.waves.size()) {
+    const auto gates = EvaluateGates(rollout.plan.waves[index].gates, counts);
+    outcome = Overall(gates);
+    for (const v1::GateResult& g : gates) *status.add_gates() = g;
+  }
+  status.set_state(WaveStateOf(progress, index, outcome));
+  if (index == progress.current_wave) {
+    if (progress.wave_started_at) {
+      status.mutable_started_at()->set_seconds(ToUnixSeconds(*progress.wave_started_at));
+    }
+    if (progress.soak_started_at) {
+      status.mutable_soak_started_at()->set_seconds(ToUnixSeconds(*progress.soak_started_at));
+    }
+  }
+  return status;
+}
+
 }  // namespace edgefleet::server::rollout

@@ -109,6 +109,11 @@ absl::StatusOr<Decision> ApplyOperatorAction(const RolloutDefinition& rollout,
 v1::WaveState WaveStateOf(const RolloutProgress& progress, size_t index,
                           v1::GateOutcome last_outcome);
 
+// A wave's status for GetRollout: its normalised spec, its state, its counts, and (once it has
+// started) its gates evaluated on `counts`, with the current wave's start and soak times.
+v1::WaveStatus DescribeWave(const RolloutDefinition& rollout, const RolloutProgress& progress,
+                            size_t index, const WaveCounts& counts);
+
 // "PAUSED": a state's name without the enum prefix, as messages and the CLI show it.
 const char* StateName(v1::RolloutState state);
 

@@ -291,4 +291,41 @@ absl::StatusOr<RolloutDefinition> ValidateCreateRollout(const v1::CreateRolloutR
   return def;
 }
 
+absl::StatusOr<RolloutDefinition> DefinitionOf(const v1::Rollout& rollout) {
+  v1::CreateRolloutRequest request;
+  request.set_name(rollout.name());
+  request.set_model_name(rollout.model_name());
+  request.set_version(rollout.version());
+  request.set_label_selector(rollout.label_selector());
+  request.set_on_failure(rollout.on_failure());
+  for (const v1::WaveStatus& wave : rollout.waves()) *request.add_waves() = wave.spec();
+  if (rollout.waves().empty()) {
+    return absl::InternalError(absl::StrCat("stored rollout '", rollout.name(), "' has no waves"));
+  }
+  auto definition = ValidateCreateRollout(request);
+  if (!definition.ok()) {
+    return absl::InternalError(
+        absl::StrCat("stored rollout '", rollout.name(),
+                     "' does not validate: ", definition.status().message()));
+  }
+  return definition;
+}
+
+v1::Rollout NewRollout(const RolloutDefinition& definition) {
+  v1::Rollout rollout;
+  rollout.set_name(definition.name);
+  rollout.set_model_name(definition.model_name);
+  rollout.set_version(definition.version);
+  rollout.set_label_selector(definition.label_selector);
+  rollout.set_on_failure(definition.on_failure);
+  rollout.set_state(v1::ROLLOUT_STATE_PENDING);
+  for (size_t i = 0; i < definition.plan.waves.size(); ++i) {
+    v1::WaveStatus* wave = rollout.add_waves();
+    wave->set_index(static_cast<uint32_t>(i));
+    *wave->mutable_spec() = ToProto(definition.plan.waves[i]);
+    wave->set_state(v1::WAVE_STATE_PENDING);
+  }
+  return rollout;
+}
+
 }  // namespace edgefleet::server::rollout

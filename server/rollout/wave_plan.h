@@ -105,4 +105,11 @@ struct RolloutDefinition {
 // becomes PAUSE. InvalidArgument naming the field.
 absl::StatusOr<RolloutDefinition> ValidateCreateRollout(const v1::CreateRolloutRequest& request);
 
+// The definition of a stored rollout (its name, model, version, selector, on_failure and the
+// normalised specs in waves[i].spec), validated again. Internal when the stored rollout does not
+// validate (the store is corrupt); the controller must not act on it.
+absl::StatusOr<RolloutDefinition> DefinitionOf(const v1::Rollout& rollout);
+// The rollout as created: definition fields and every wave's normalised spec, state PENDING.
+v1::Rollout NewRollout(const RolloutDefinition& definition);
+
 }  // namespace edgefleet::server::rollout

@@ -400,5 +400,36 @@ TEST(DecisionTest, WaveStatesForStatus) {
             v1::WAVE_STATE_PASSED);
 }
 
+TEST(DecisionTest, AWaveIsDescribedWithItsSpecCountsAndGates) {
+  const auto def = Definition();
+  const RolloutProgress progress = Running(1, kT0, kT0 + minutes(5));
+  const v1::WaveStatus current = DescribeWave(def, progress, 1, kAllServing);
+  EXPECT_EQ(current.index(), 1u);
+  EXPECT_DOUBLE_EQ(current.spec().percent(), 50);
+  EXPECT_EQ(current.spec().soak().seconds(), 3600);
+  EXPECT_EQ(current.state(), v1::WAVE_STATE_SOAKING);
+  EXPECT_EQ(current.serving(), 10u);
+  EXPECT_EQ(current.gates_size(), 3);
+  EXPECT_EQ(current.started_at().seconds(), ToUnixSeconds(kT0));
+  EXPECT_EQ(current.soak_started_at().seconds(), ToUnixSeconds(kT0 + minutes(5)));
+  const v1::WaveStatus next = DescribeWave(def, progress, 2, {});
+  EXPECT_EQ(next.state(), v1::WAVE_STATE_PENDING);
+  EXPECT_EQ(next.gates_size(), 0) << "a wave that has not started has no gate results";
+}
+
+TEST(DecisionTest, AStoredRolloutGivesItsDefinitionBack) {
+  const auto def = Definition("5,50%,100%", v1::ROLLOUT_FAILURE_ACTION_ROLLBACK);
+  const v1::Rollout stored = NewRollout(def);
+  EXPECT_EQ(stored.state(), S::ROLLOUT_STATE_PENDING);
+  ASSERT_EQ(stored.waves_size(), 3);
+  auto again = DefinitionOf(stored);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->plan, def.plan);
+  EXPECT_EQ(again->on_failure, def.on_failure);
+  v1::Rollout corrupt = stored;
+  corrupt.mutable_waves(2)->mutable_spec()->set_percent(40);
+  EXPECT_EQ(DefinitionOf(corrupt).status().code(), absl::StatusCode::kInternal);
+}
+
 }  // namespace
 }  // namespace edgefleet::server::rollout
