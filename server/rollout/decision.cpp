@@ -8,7 +8,6 @@
 namespace edgefleet::server::rollout {
 namespace {
 
-using std::chrono::duration_cast;
 using std::chrono::seconds;
 
 std::string WaveName(const RolloutDefinition& rollout, size_t index) {
@@ -93,10 +92,6 @@ Decision Advance(const RolloutDefinition& rollout, DecisionBuilder& b, size_t wa
   b.StartWave(wave + 1);
   return b.Finish(Action::kPromote, v1::ROLLOUT_EVENT_KIND_PROMOTED,
                   absl::StrCat(why, "; starting ", WaveName(rollout, wave + 1)));
-}
-
-std::string Seconds(Clock::TimePoint::duration d) {
-  return absl::StrCat(duration_cast<seconds>(d).count(), " s");
 }
 
 Decision DecideRunning(const RolloutDefinition& rollout, const RolloutProgress& progress,
@@ -187,10 +182,9 @@ Decision DecideRunning(const RolloutDefinition& rollout, const RolloutProgress& 
     return Advance(rollout, b, index,
                    absl::StrCat(passed, " and soaked ", spec.soak.count(), " s"));
   }
-  return b.Finish(
-      Action::kHold, v1::ROLLOUT_EVENT_KIND_HELD,
-      absl::StrCat(wave, " soaking: ", Seconds(soak_end - now), " of ", spec.soak.count(),
-                   " s left, until ", FormatUnixTime(ToUnixSeconds(soak_end))));
+  return b.Finish(Action::kHold, v1::ROLLOUT_EVENT_KIND_HELD,
+                  absl::StrCat(wave, " soaking ", spec.soak.count(), " s, until ",
+                               FormatUnixTime(ToUnixSeconds(soak_end))));
 }
 
 absl::Status Impossible(const RolloutDefinition& rollout, const RolloutProgress& progress,
@@ -360,6 +354,21 @@ v1::WaveStatus DescribeWave(const RolloutDefinition& rollout, const RolloutProgr
     }
   }
   return status;
+}
+
+bool SameHold(const v1::RolloutEvent& a, const v1::RolloutEvent& b) {
+  if (a.kind() != v1::ROLLOUT_EVENT_KIND_HELD || b.kind() != v1::ROLLOUT_EVENT_KIND_HELD ||
+      a.wave() != b.wave() || a.gates_size() != b.gates_size()) {
+    return false;
+  }
+  for (int i = 0; i < a.gates_size(); ++i) {
+    if (a.gates(i).gate() != b.gates(i).gate() || a.gates(i).result() != b.gates(i).result()) {
+      return false;
+    }
+  }
+  // Without gates (no device yet) the message says it all; with gates all passing (soaking) the
+  // message names the soak's end, which does not move with the clock.
+  return a.gates_size() > 0 || a.message() == b.message();
 }
 
 }  // namespace edgefleet::server::rollout

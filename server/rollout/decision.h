@@ -13,8 +13,8 @@
 //     kAbort:     assign nothing more;
 //     kRollBack:  assign nothing more; send the devices on the new version back to the version
 //                 they ran before (under a new metadata version).
-// A hold is decided at every evaluation; record its event only when its message differs from
-// the last event recorded, or the record fills with the same line every 5 s.
+// A hold is decided at every evaluation; record its event only when !SameHold(it, the last
+// event recorded), or the record fills with the same line every 5 s.
 //
 // Operator promote skips the rest of the current wave's soak but never a failing or
 // inconclusive gate: the wave promotes at the first evaluation where all its gates pass.
@@ -108,6 +108,10 @@ absl::StatusOr<Decision> ApplyOperatorAction(const RolloutDefinition& rollout,
 // A wave's state for status answers, from the progress and the wave's last gate outcome.
 v1::WaveState WaveStateOf(const RolloutProgress& progress, size_t index,
                           v1::GateOutcome last_outcome);
+
+// True when `a` and `b` are holds for the same reason: the same wave with the same gate outcomes
+// (the counts in their messages may differ), or the same message when they carry no gates.
+bool SameHold(const v1::RolloutEvent& a, const v1::RolloutEvent& b);
 
 // A wave's status for GetRollout: its normalised spec, its state, its counts, and (once it has
 // started) its gates evaluated on `counts`, with the current wave's start and soak times.

@@ -98,7 +98,7 @@ std::vector<Row> Rows() {
        "soaking 3600 s until 2027-01-15T09:10:00Z"},
       {"soaking: hold", def, Running(0, kT0, t1), Seen(kAllServing), soak_end - seconds(1),
        Action::kHold, Running(0, kT0, t1), v1::ROLLOUT_EVENT_KIND_HELD,
-       "wave 0 (10%) soaking: 1 s of 3600 s left"},
+       "wave 0 (10%) soaking 3600 s, until 2027-01-15T09:10:00Z"},
       {"soak over exactly: promote", def, Running(0, kT0, t1), Seen(kAllServing), soak_end,
        Action::kPromote, Running(1, soak_end), v1::ROLLOUT_EVENT_KIND_PROMOTED,
        "wave 0 (10%) passed its gates (10 targeted, 10 serving, 0 failed, 0 in progress) and "
@@ -429,6 +429,27 @@ TEST(DecisionTest, AStoredRolloutGivesItsDefinitionBack) {
   v1::Rollout corrupt = stored;
   corrupt.mutable_waves(2)->mutable_spec()->set_percent(40);
   EXPECT_EQ(DefinitionOf(corrupt).status().code(), absl::StatusCode::kInternal);
+}
+
+TEST(DecisionTest, HoldsForTheSameReasonAreRecognisedSoTheRecordStaysShort) {
+  const auto def = Definition();
+  auto hold = [&](WaveCounts counts, Clock::TimePoint now, RolloutProgress p = Running(0, kT0)) {
+    Decision d = Decide(def, p, Seen(counts), now);
+    EXPECT_EQ(d.action, Action::kHold);
+    return *d.event;
+  };
+  const auto a = hold({10, 1, 0, 0, 0, 0}, kT0 + seconds(5));
+  const auto b = hold({10, 2, 0, 0, 0, 0}, kT0 + seconds(10));
+  EXPECT_NE(a.message(), b.message()) << "the numbers moved";
+  EXPECT_TRUE(SameHold(a, b)) << "but the reason is the same";
+  const auto c = hold({10, 9, 0, 0, 0, 0}, kT0 + seconds(15));
+  EXPECT_FALSE(SameHold(b, c)) << "enough finished: the install gates now pass";
+  const auto soak1 = hold(kAllServing, kT0 + minutes(1), Running(0, kT0, kT0));
+  const auto soak2 = hold(kAllServing, kT0 + minutes(2), Running(0, kT0, kT0));
+  EXPECT_TRUE(SameHold(soak1, soak2));
+  EXPECT_FALSE(SameHold(a, soak1));
+  const auto promoted = Decide(def, Running(0, kT0, kT0), Seen(kAllServing), kT0 + hours(2));
+  EXPECT_FALSE(SameHold(*promoted.event, *promoted.event)) << "only holds are the same hold";
 }
 
 }  // namespace
