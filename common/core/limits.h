@@ -28,6 +28,7 @@ struct RequestLimits {
   static constexpr size_t kInventoryModels = 256;
   static constexpr size_t kEventsPerReport = 500;  // agents send 100 at a time
   static constexpr size_t kTelemetryEntriesPerUpload = 1000;
+  static constexpr size_t kRolloutWaves = 16;
   // The gRPC servers' maximum received message: every request within the limits above fits
   // (tests/server/api/request_limits_test.cpp builds the largest ones).
   static constexpr int kMaxDeviceMessageBytes = 4 * 1024 * 1024;

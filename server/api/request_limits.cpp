@@ -34,6 +34,15 @@ const std::map<std::string_view, size_t>& OwnLimits() {
       {"edgefleet.v1.UpdateEvent.detail", L::kDetailBytes},
       {"edgefleet.v1.ReportEventRequest.events", L::kEventsPerReport},
       {"edgefleet.v1.UploadTelemetryRequest.models", L::kTelemetryEntriesPerUpload},
+      {"edgefleet.v1.CreateRolloutRequest.label_selector", L::kSelectorBytes},
+      {"edgefleet.v1.CreateRolloutRequest.description", L::kDescriptionBytes},
+      {"edgefleet.v1.CreateRolloutRequest.waves", L::kRolloutWaves},
+      {"edgefleet.v1.ListRolloutsRequest.page_token", L::kPageTokenBytes},
+      {"edgefleet.v1.PauseRolloutRequest.reason", L::kDescriptionBytes},
+      {"edgefleet.v1.ResumeRolloutRequest.reason", L::kDescriptionBytes},
+      {"edgefleet.v1.PromoteRolloutRequest.reason", L::kDescriptionBytes},
+      {"edgefleet.v1.AbortRolloutRequest.reason", L::kDescriptionBytes},
+      {"edgefleet.v1.RollbackRolloutRequest.reason", L::kDescriptionBytes},
   };
   return *kLimits;
 }

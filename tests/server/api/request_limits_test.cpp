@@ -10,6 +10,7 @@
 
 #include "edgefleet/v1/admin.pb.h"
 #include "edgefleet/v1/device.pb.h"
+#include "edgefleet/v1/rollout.pb.h"
 #include "server/store/paging.h"
 
 namespace edgefleet::server {
@@ -140,12 +141,8 @@ void FillToLimits(google::protobuf::Message* message, int* counter) {
   }
 }
 
-void ExpectLargestRequestsFit(const char* service_name, int max_bytes) {
-  const auto* service =
-      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service_name);
-  ASSERT_NE(service, nullptr);
-  for (int m = 0; m < service->method_count(); ++m) {
-    const auto* type = service->method(m)->input_type();
+void ExpectLargestRequestFits(const google::protobuf::Descriptor* type, int max_bytes) {
+  {
     SCOPED_TRACE(type->full_name());
     const google::protobuf::Message* prototype =
         google::protobuf::MessageFactory::generated_factory()->GetPrototype(type);
@@ -176,12 +173,39 @@ void ExpectLargestRequestsFit(const char* service_name, int max_bytes) {
   }
 }
 
+void ExpectLargestRequestsFit(const char* service_name, int max_bytes) {
+  const auto* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service_name);
+  ASSERT_NE(service, nullptr);
+  for (int m = 0; m < service->method_count(); ++m) {
+    ExpectLargestRequestFits(service->method(m)->input_type(), max_bytes);
+  }
+}
+
 TEST(RequestLimitsTest, TheLargestValidDeviceRequestsFitTheDeviceServersMessageSize) {
   ExpectLargestRequestsFit("edgefleet.v1.DeviceService", RequestLimits::kMaxDeviceMessageBytes);
 }
 
 TEST(RequestLimitsTest, TheLargestValidAdminRequestsFitTheAdminServersMessageSize) {
   ExpectLargestRequestsFit("edgefleet.v1.AdminService", RequestLimits::kMaxAdminMessageBytes);
+}
+
+// The rollout calls' requests (their RPCs join AdminService with their handlers).
+TEST(RequestLimitsTest, TheLargestValidRolloutRequestsFitTheAdminServersMessageSize) {
+  for (const auto* type :
+       {v1::CreateRolloutRequest::descriptor(), v1::GetRolloutRequest::descriptor(),
+        v1::ListRolloutsRequest::descriptor(), v1::PauseRolloutRequest::descriptor(),
+        v1::ResumeRolloutRequest::descriptor(), v1::PromoteRolloutRequest::descriptor(),
+        v1::AbortRolloutRequest::descriptor(), v1::RollbackRolloutRequest::descriptor()}) {
+    ExpectLargestRequestFits(type, RequestLimits::kMaxAdminMessageBytes);
+  }
+  v1::CreateRolloutRequest create;
+  for (size_t i = 0; i <= RequestLimits::kRolloutWaves; ++i) create.add_waves()->set_percent(100);
+  EXPECT_EQ(Text(CheckRequestLimits(create)), "waves has 17 entries; the limit is 16");
+  v1::PauseRolloutRequest pause;
+  pause.set_reason(std::string(RequestLimits::kDescriptionBytes + 1, 'r'));
+  EXPECT_EQ(Text(CheckRequestLimits(pause)), "reason has 1025 bytes; the limit is 1024");
+  ExpectLongestPageTokenFits<v1::ListRolloutsRequest>("ListRollouts");
 }
 
 }  // namespace
