@@ -3,7 +3,9 @@
 #include <signal.h>
 
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,8 @@ constexpr const char* kUsage =
   --model-name NAME      (default classifier)
   --input-name NAME      the models' input (default input)
   --input-shape D,D,...  its shape (default 1,4)
+  --trim-after-swap      experiment: the host calls malloc_trim(0) after every swap (the
+                         agent does not)
   --json FILE            also write the report as JSON
   --check                exit 1 unless every request succeeded with the right answer
 )";
@@ -50,63 +54,52 @@ int main(int argc, char** argv) {
   bool host_mode = false;
   bool check = false;
   std::string json_path;
+  auto text = [](std::string* out) {
+    return [out](const std::string& v) {
+      *out = v;
+      return true;
+    };
+  };
+  auto integer = [](int* out) {
+    return [out](const std::string& v) { return absl::SimpleAtoi(v, out) && *out >= 0; };
+  };
+  auto real = [](double* out) {
+    return [out](const std::string& v) { return absl::SimpleAtod(v, out) && *out >= 0; };
+  };
+  const std::map<std::string, std::function<bool(const std::string&)>> flags = {
+      {"--socket", text(&host.socket_path)},
+      {"--model-a", text(&host.model_a)},
+      {"--model-b", text(&host.model_b)},
+      {"--model-name", text(&host.model_name)},
+      {"--input-name", text(&host.input_name)},
+      {"--input-shape", [&](const std::string& v) { return ParseShape(v, &host.input_shape); }},
+      {"--swap-interval-ms", integer(&host.swap_interval_ms)},
+      {"--swaps", integer(&options.swaps)},
+      {"--clients", integer(&options.clients)},
+      {"--rounds", integer(&options.rounds)},
+      {"--rss-every", integer(&options.rss_every_swaps)},
+      {"--steady-seconds", real(&options.steady_seconds)},
+      {"--warmup-seconds", real(&options.warmup_seconds)},
+      {"--json", text(&json_path)},
+  };
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& flag = args[i];
-    auto value = [&](auto parse) {
-      if (i + 1 >= args.size() || !parse(args[i + 1])) {
-        std::cerr << "edgefleet-bench-swap: bad or missing value for " << flag << "\n" << kUsage;
-        std::exit(2);
-      }
-      ++i;
-    };
-    auto text = [&](std::string* out) {
-      value([&](const std::string& v) {
-        *out = v;
-        return true;
-      });
-    };
-    auto integer = [&](int* out) {
-      value([&](const std::string& v) { return absl::SimpleAtoi(v, out); });
-    };
-    auto real = [&](double* out) {
-      value([&](const std::string& v) { return absl::SimpleAtod(v, out); });
-    };
-    if (flag == "--host")
-      host_mode = true;
-    else if (flag == "--check")
-      check = true;
-    else if (flag == "--socket")
-      text(&host.socket_path);
-    else if (flag == "--model-a")
-      text(&host.model_a);
-    else if (flag == "--model-b")
-      text(&host.model_b);
-    else if (flag == "--model-name")
-      text(&host.model_name);
-    else if (flag == "--input-name")
-      text(&host.input_name);
-    else if (flag == "--input-shape")
-      value([&](const std::string& v) { return ParseShape(v, &host.input_shape); });
-    else if (flag == "--swap-interval-ms")
-      integer(&host.swap_interval_ms);
-    else if (flag == "--swaps")
-      integer(&options.swaps);
-    else if (flag == "--clients")
-      integer(&options.clients);
-    else if (flag == "--rss-every")
-      integer(&options.rss_every_swaps);
-    else if (flag == "--steady-seconds")
-      real(&options.steady_seconds);
-    else if (flag == "--warmup-seconds")
-      real(&options.warmup_seconds);
-    else if (flag == "--json")
-      text(&json_path);
-    else {
-      std::cerr << (flag == "--help" || flag == "-h"
-                        ? ""
-                        : "edgefleet-bench-swap: unknown flag " + flag + "\n")
-                << kUsage;
-      return flag == "--help" || flag == "-h" ? 0 : 2;
+    if (flag == "--help" || flag == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (flag == "--host" || flag == "--check" || flag == "--trim-after-swap") {
+      (flag == "--host" ? host_mode : flag == "--check" ? check : host.trim_after_swap) = true;
+      continue;
+    }
+    auto it = flags.find(flag);
+    if (it == flags.end()) {
+      std::cerr << "edgefleet-bench-swap: unknown flag " << flag << "\n" << kUsage;
+      return 2;
+    }
+    if (i + 1 >= args.size() || !it->second(args[++i])) {
+      std::cerr << "edgefleet-bench-swap: bad or missing value for " << flag << "\n" << kUsage;
+      return 2;
     }
   }
   if (host.model_a.empty() || host.model_b.empty()) {

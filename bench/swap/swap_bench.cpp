@@ -1,6 +1,7 @@
 #include "bench/swap/swap_bench.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -107,7 +108,9 @@ class HostProcess {
     }
   }
 
-  absl::Status Spawn(const std::vector<std::string>& argv) {
+  // Runs `binary` with `argv` (argv[0] included), so that ps names the host even when `binary`
+  // is /proc/self/exe.
+  absl::Status Spawn(const std::string& binary, const std::vector<std::string>& argv) {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
       return absl::InternalError(absl::StrCat("pipe: ", strerror(errno)));
@@ -120,13 +123,13 @@ class HostProcess {
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     pid_t pid = 0;
-    int rc = posix_spawn(&pid, argv[0].c_str(), &actions, nullptr, args.data(), environ);
+    int rc = posix_spawn(&pid, binary.c_str(), &actions, nullptr, args.data(), environ);
     posix_spawn_file_actions_destroy(&actions);
     close(in[0]);
     close(out[1]);
     to_host_ = in[1];
     from_host_ = fdopen(out[0], "r");
-    if (rc != 0) return absl::InternalError(absl::StrCat("spawn ", argv[0], ": ", strerror(rc)));
+    if (rc != 0) return absl::InternalError(absl::StrCat("spawn ", binary, ": ", strerror(rc)));
     pid_ = pid;
     return absl::OkStatus();
   }
@@ -324,6 +327,8 @@ int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out)
         rc = 1;
         break;
       }
+      // An experiment, not what the agent does: hand freed heap pages back after the swap.
+      if (options.trim_after_swap) malloc_trim(0);
       absl::StrAppendFormat(&answer, " %.6f", *seconds);
     }
     out << answer << std::endl;
@@ -388,14 +393,24 @@ absl::StatusOr<SwapReport> RunSwapBench(const BenchOptions& options) {
   std::string shape;
   for (int64_t d : host_options.input_shape) absl::StrAppend(&shape, shape.empty() ? "" : ",", d);
   HostProcess host;
-  if (auto s = host.Spawn({options.host_binary, "--host", "--socket", host_options.socket_path,
-                           "--model-a", host_options.model_a, "--model-b", host_options.model_b,
-                           "--model-name", host_options.model_name, "--input-name",
-                           host_options.input_name, "--input-shape", shape, "--swap-interval-ms",
-                           absl::StrCat(host_options.swap_interval_ms)});
-      !s.ok()) {
-    return s;
-  }
+  std::vector<std::string> argv = {"edgefleet-bench-swap",
+                                   "--host",
+                                   "--socket",
+                                   host_options.socket_path,
+                                   "--model-a",
+                                   host_options.model_a,
+                                   "--model-b",
+                                   host_options.model_b,
+                                   "--model-name",
+                                   host_options.model_name,
+                                   "--input-name",
+                                   host_options.input_name,
+                                   "--input-shape",
+                                   shape,
+                                   "--swap-interval-ms",
+                                   absl::StrCat(host_options.swap_interval_ms)};
+  if (host_options.trim_after_swap) argv.push_back("--trim-after-swap");
+  if (auto s = host.Spawn(options.host_binary, argv); !s.ok()) return s;
   auto ready = host.Receive();
   if (!ready.ok()) return ready.status();
   if (ready->rfind("ready ", 0) != 0)
@@ -468,11 +483,17 @@ absl::StatusOr<SwapReport> RunSwapBench(const BenchOptions& options) {
   const double window = options.steady_seconds / (rounds + 2);
   report.rss_kib_before_swaps = steady_window(window);
   absl::Status status = swap(report.rss_early_swaps);
-  if (status.ok()) report.rss_kib_early = steady_window(window);
+  if (status.ok()) {
+    report.rss_kib_early = steady_window(window);
+    report.rss_settled.emplace_back(done, report.rss_kib_early);
+  }
   for (int round = 0; status.ok() && round < rounds; ++round) {
     const int left = options.swaps - done;
     status = swap(left / (rounds - round));
-    if (status.ok()) report.rss_kib_after_all = steady_window(window);
+    if (status.ok()) {
+      report.rss_kib_after_all = steady_window(window);
+      report.rss_settled.emplace_back(done, report.rss_kib_after_all);
+    }
   }
   report.steady_windows = steady_windows;
   phase = kStopped;
@@ -517,10 +538,13 @@ absl::StatusOr<SwapReport> RunSwapBench(const BenchOptions& options) {
 }
 
 std::string ReportJson(const SwapReport& r) {
-  std::string curve;
-  for (const auto& [swaps, kib] : r.rss_curve) {
-    absl::StrAppend(&curve, curve.empty() ? "" : ", ", "[", swaps, ", ", kib, "]");
-  }
+  auto pairs = [](const std::vector<std::pair<int, int64_t>>& points) {
+    std::string out;
+    for (const auto& [swaps, kib] : points) {
+      absl::StrAppend(&out, out.empty() ? "" : ", ", "[", swaps, ", ", kib, "]");
+    }
+    return out;
+  };
   return absl::StrCat(
       "{\n",
       absl::StrFormat(R"(  "swaps": %d, "clients": %d, "host_pid": %d,)", r.swaps, r.clients,
@@ -542,7 +566,8 @@ std::string ReportJson(const SwapReport& r) {
           R"(  "rss_kib_before_swaps": %d, "rss_early_swaps": %d, "rss_kib_early": %d, "rss_kib_after_all": %d, "rss_kib_max": %d, "rss_growth_pct": %.3f,)",
           r.rss_kib_before_swaps, r.rss_early_swaps, r.rss_kib_early, r.rss_kib_after_all,
           r.rss_kib_max, r.rss_growth_pct),
-      "\n  \"rss_curve\": [", curve, "]\n}\n");
+      "\n  \"rss_settled\": [", pairs(r.rss_settled), "],\n  \"rss_curve\": [", pairs(r.rss_curve),
+      "]\n}\n");
 }
 
 std::string ReportText(const SwapReport& r) {
@@ -565,6 +590,11 @@ std::string ReportText(const SwapReport& r) {
       "after %d; right after a batch of swaps at most %d KiB\n",
       r.rss_kib_before_swaps, r.rss_kib_early, r.rss_early_swaps, r.rss_kib_after_all, r.swaps,
       r.rss_kib_max);
+  absl::StrAppend(&out, "host RSS after each steady window (swaps: MiB):");
+  for (const auto& [swaps, kib] : r.rss_settled) {
+    absl::StrAppendFormat(&out, " %d: %.1f", swaps, static_cast<double>(kib) / 1024.0);
+  }
+  absl::StrAppend(&out, "\n");
   absl::StrAppendFormat(&out, "targets:\n  failed requests = 0: %d failed, %d wrong answers  %s\n",
                         r.failed_requests, r.wrong_answers,
                         verdict(r.failed_requests == 0 && r.wrong_answers == 0));

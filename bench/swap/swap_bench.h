@@ -28,6 +28,8 @@ struct HostOptions {
   std::vector<int64_t> input_shape = {1, 4};
   // Sleep between two swaps of one batch (0: back to back).
   int swap_interval_ms = 0;
+  // Experiment (the agent does not do this): malloc_trim(0) after every swap.
+  bool trim_after_swap = false;
 };
 
 // The host side. Serves A, prints "ready <pid>", then for each line "swap K" on `in` performs K
@@ -81,14 +83,20 @@ struct SwapReport {
   double swap_max_ms = 0;
   double swaps_per_second = 0;    // swaps / swap_seconds_total
   double swap_phase_seconds = 0;  // wall time of the whole swap phase, as the clients saw it
-  // Host RSS (VmRSS, KiB) from /proc/<pid>/status.
+  // Host RSS (VmRSS, KiB) from /proc/<pid>/status: the median of the readings (every 100 ms)
+  // of a steady window, before the swaps, after the first min(10, swaps) swaps, after all.
   int64_t rss_kib_before_swaps = 0;
-  int rss_early_swaps = 0;  // min(10, swaps): the reference point
+  int rss_early_swaps = 0;
   int64_t rss_kib_early = 0;
   int64_t rss_kib_after_all = 0;
+  double rss_growth_pct = 0;  // after_all against early
+  // The same median after every steady window that follows swaps: (swaps done, KiB). Shows
+  // whether memory keeps growing or levels off.
+  std::vector<std::pair<int, int64_t>> rss_settled;
+  // Single readings right after every rss_every_swaps swaps, while replaced models may still be
+  // held by requests in flight: (swaps done, KiB), and their maximum.
+  std::vector<std::pair<int, int64_t>> rss_curve;
   int64_t rss_kib_max = 0;
-  double rss_growth_pct = 0;                       // after_all against early
-  std::vector<std::pair<int, int64_t>> rss_curve;  // (swaps done, KiB)
 };
 
 absl::StatusOr<SwapReport> RunSwapBench(const BenchOptions& options);
