@@ -309,6 +309,13 @@ int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out)
   int serving = 0;
   int rc = 0;
   for (std::string line; std::getline(in, line) && line != "quit";) {
+    if (line == "heap") {
+      // Bytes malloc has handed out and not had back, over all arenas: a leak grows this, memory
+      // the allocator keeps after a free only grows RSS.
+      const struct mallinfo2 info = mallinfo2();
+      out << "heap " << info.uordblks + info.hblkhd << std::endl;
+      continue;
+    }
     int count = 0;
     if (line.rfind("swap ", 0) != 0 || !absl::SimpleAtoi(line.substr(5), &count) || count < 0) {
       out << "error unknown command '" << line << "'" << std::endl;
@@ -431,6 +438,7 @@ absl::StatusOr<SwapReport> RunSwapBench(const BenchOptions& options) {
   }
   double phase_seconds[kPhases] = {};
   int steady_windows = 0;
+  int done = 0;  // swaps so far
   // A steady window: no swap runs; the host's RSS is read every 100 ms and the median kept,
   // so one reading taken while a request still holds a replaced model does not decide it.
   auto steady_window = [&](double seconds) -> int64_t {
@@ -448,8 +456,26 @@ absl::StatusOr<SwapReport> RunSwapBench(const BenchOptions& options) {
     std::sort(rss.begin(), rss.end());
     return rss[rss.size() / 2];
   };
+  auto heap_kib = [&]() -> absl::StatusOr<int64_t> {
+    if (auto s = host.Send("heap"); !s.ok()) return s;
+    auto answer = host.Receive();
+    if (!answer.ok()) return answer.status();
+    int64_t bytes = 0;
+    if (answer->rfind("heap ", 0) != 0 || !absl::SimpleAtoi(answer->substr(5), &bytes)) {
+      return absl::InternalError(absl::StrCat("host answered '", *answer, "'"));
+    }
+    return bytes / 1024;
+  };
+  // After a steady window: its RSS median and the heap in use, as (swaps done, KiB).
+  auto settle = [&](double seconds) -> absl::StatusOr<int64_t> {
+    const int64_t rss = steady_window(seconds);
+    auto heap = heap_kib();
+    if (!heap.ok()) return heap.status();
+    report.rss_settled.emplace_back(done, rss);
+    report.heap_settled.emplace_back(done, *heap);
+    return rss;
+  };
   std::vector<double> swap_seconds;
-  int done = 0;
   auto swap = [&](int count) -> absl::Status {
     phase = kSwapping;
     const Clock::time_point start = Clock::now();
@@ -484,15 +510,17 @@ absl::StatusOr<SwapReport> RunSwapBench(const BenchOptions& options) {
   report.rss_kib_before_swaps = steady_window(window);
   absl::Status status = swap(report.rss_early_swaps);
   if (status.ok()) {
-    report.rss_kib_early = steady_window(window);
-    report.rss_settled.emplace_back(done, report.rss_kib_early);
+    auto rss = settle(window);
+    status = rss.status();
+    if (rss.ok()) report.rss_kib_early = *rss;
   }
   for (int round = 0; status.ok() && round < rounds; ++round) {
     const int left = options.swaps - done;
     status = swap(left / (rounds - round));
     if (status.ok()) {
-      report.rss_kib_after_all = steady_window(window);
-      report.rss_settled.emplace_back(done, report.rss_kib_after_all);
+      auto rss = settle(window);
+      status = rss.status();
+      if (rss.ok()) report.rss_kib_after_all = *rss;
     }
   }
   report.steady_windows = steady_windows;
@@ -566,8 +594,8 @@ std::string ReportJson(const SwapReport& r) {
           R"(  "rss_kib_before_swaps": %d, "rss_early_swaps": %d, "rss_kib_early": %d, "rss_kib_after_all": %d, "rss_kib_max": %d, "rss_growth_pct": %.3f,)",
           r.rss_kib_before_swaps, r.rss_early_swaps, r.rss_kib_early, r.rss_kib_after_all,
           r.rss_kib_max, r.rss_growth_pct),
-      "\n  \"rss_settled\": [", pairs(r.rss_settled), "],\n  \"rss_curve\": [", pairs(r.rss_curve),
-      "]\n}\n");
+      "\n  \"rss_settled\": [", pairs(r.rss_settled), "],\n  \"heap_settled\": [",
+      pairs(r.heap_settled), "],\n  \"rss_curve\": [", pairs(r.rss_curve), "]\n}\n");
 }
 
 std::string ReportText(const SwapReport& r) {
@@ -592,6 +620,10 @@ std::string ReportText(const SwapReport& r) {
       r.rss_kib_max);
   absl::StrAppend(&out, "host RSS after each steady window (swaps: MiB):");
   for (const auto& [swaps, kib] : r.rss_settled) {
+    absl::StrAppendFormat(&out, " %d: %.1f", swaps, static_cast<double>(kib) / 1024.0);
+  }
+  absl::StrAppend(&out, "\nhost heap in use (mallinfo2) at the same points (swaps: MiB):");
+  for (const auto& [swaps, kib] : r.heap_settled) {
     absl::StrAppendFormat(&out, " %d: %.1f", swaps, static_cast<double>(kib) / 1024.0);
   }
   absl::StrAppend(&out, "\n");

@@ -34,7 +34,8 @@ struct HostOptions {
 
 // The host side. Serves A, prints "ready <pid>", then for each line "swap K" on `in` performs K
 // swaps (alternating B, A, ...) and prints "swapped D1 D2 ... DK" (seconds per swap: load, warm
-// up, flip); "quit" or end of input stops it. Errors are printed as "error MESSAGE" and end it.
+// up, flip); "heap" prints "heap BYTES" (malloc's bytes in use); "quit" or end of input stops it.
+// Errors are printed as "error MESSAGE" and end it.
 int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out);
 
 struct BenchOptions {
@@ -93,6 +94,10 @@ struct SwapReport {
   // The same median after every steady window that follows swaps: (swaps done, KiB). Shows
   // whether memory keeps growing or levels off.
   std::vector<std::pair<int, int64_t>> rss_settled;
+  // At the end of the same windows, the bytes the host's malloc has handed out and not had back
+  // (mallinfo2 over all arenas), KiB: a leak grows this; memory the allocator keeps after frees
+  // grows RSS only.
+  std::vector<std::pair<int, int64_t>> heap_settled;
   // Single readings right after every rss_every_swaps swaps, while replaced models may still be
   // held by requests in flight: (swaps done, KiB), and their maximum.
   std::vector<std::pair<int, int64_t>> rss_curve;
