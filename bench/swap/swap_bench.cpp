@@ -65,8 +65,10 @@ agent::TensorData SampleInput(const HostOptions& o) {
 
 // What Updater::Activate does for a verified, staged file: load into a new engine, warm up, flip.
 // The durable commit in between (SQLite, fsync) is the updater's and is not part of this bench.
+// `loaded` gets every engine ever swapped in, so that the host can tell how many still exist.
 absl::StatusOr<double> Activate(agent::EngineFactory& engines, agent::ModelHost& host,
-                                const HostOptions& o, int which) {
+                                const HostOptions& o, int which,
+                                std::vector<std::weak_ptr<agent::InferenceEngine>>& loaded) {
   const std::string& path = which == 0 ? o.model_a : o.model_b;
   const Clock::time_point start = Clock::now();
   auto engine = engines.Load(path);
@@ -77,9 +79,10 @@ absl::StatusOr<double> Activate(agent::EngineFactory& engines, agent::ModelHost&
   if (auto s = agent::WarmUp(**engine, metadata); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("warm up ", path, ": ", s.message()));
   }
+  std::shared_ptr<agent::InferenceEngine> shared(*std::move(engine));
+  loaded.push_back(shared);
   host.Swap(std::make_shared<agent::ServingModel>(
-      agent::ServingModel{o.model_name, kVersions[which], std::move(metadata),
-                          std::shared_ptr<agent::InferenceEngine>(*std::move(engine))}));
+      agent::ServingModel{o.model_name, kVersions[which], std::move(metadata), std::move(shared)}));
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
@@ -286,7 +289,8 @@ std::string LatencyLine(const char* name, const LatencySummary& s) {
 int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out) {
   std::unique_ptr<agent::EngineFactory> engines = agent::MakeOpenCvEngineFactory();
   agent::ModelHost host;
-  if (auto first = Activate(*engines, host, options, 0); !first.ok()) {
+  std::vector<std::weak_ptr<agent::InferenceEngine>> loaded;
+  if (auto first = Activate(*engines, host, options, 0, loaded); !first.ok()) {
     out << "error " << first.status().message() << std::endl;
     return 1;
   }
@@ -313,7 +317,9 @@ int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out)
       // Bytes malloc has handed out and not had back, over all arenas: a leak grows this, memory
       // the allocator keeps after a free only grows RSS.
       const struct mallinfo2 info = mallinfo2();
-      out << "heap " << info.uordblks + info.hblkhd << std::endl;
+      const auto alive = std::count_if(loaded.begin(), loaded.end(),
+                                       [](const auto& engine) { return !engine.expired(); });
+      out << "heap " << info.uordblks + info.hblkhd << " " << alive << std::endl;
       continue;
     }
     int count = 0;
@@ -328,7 +334,7 @@ int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out)
         std::this_thread::sleep_for(std::chrono::milliseconds(options.swap_interval_ms));
       }
       serving = 1 - serving;
-      absl::StatusOr<double> seconds = Activate(*engines, host, options, serving);
+      absl::StatusOr<double> seconds = Activate(*engines, host, options, serving, loaded);
       if (!seconds.ok()) {
         answer = absl::StrCat("error ", seconds.status().message());
         rc = 1;
@@ -456,23 +462,27 @@ absl::StatusOr<SwapReport> RunSwapBench(const BenchOptions& options) {
     std::sort(rss.begin(), rss.end());
     return rss[rss.size() / 2];
   };
-  auto heap_kib = [&]() -> absl::StatusOr<int64_t> {
+  // The host's heap in use (KiB) and how many engines it has loaded still exist.
+  auto heap = [&]() -> absl::StatusOr<std::pair<int64_t, int64_t>> {
     if (auto s = host.Send("heap"); !s.ok()) return s;
     auto answer = host.Receive();
     if (!answer.ok()) return answer.status();
-    int64_t bytes = 0;
-    if (answer->rfind("heap ", 0) != 0 || !absl::SimpleAtoi(answer->substr(5), &bytes)) {
+    std::vector<std::string> parts = absl::StrSplit(*answer, ' ');
+    int64_t bytes = 0, alive = 0;
+    if (parts.size() != 3 || parts[0] != "heap" || !absl::SimpleAtoi(parts[1], &bytes) ||
+        !absl::SimpleAtoi(parts[2], &alive)) {
       return absl::InternalError(absl::StrCat("host answered '", *answer, "'"));
     }
-    return bytes / 1024;
+    return std::make_pair(bytes / 1024, alive);
   };
   // After a steady window: its RSS median and the heap in use, as (swaps done, KiB).
   auto settle = [&](double seconds) -> absl::StatusOr<int64_t> {
     const int64_t rss = steady_window(seconds);
-    auto heap = heap_kib();
-    if (!heap.ok()) return heap.status();
+    auto in_use = heap();
+    if (!in_use.ok()) return in_use.status();
     report.rss_settled.emplace_back(done, rss);
-    report.heap_settled.emplace_back(done, *heap);
+    report.heap_settled.emplace_back(done, in_use->first);
+    report.engines_settled.emplace_back(done, in_use->second);
     return rss;
   };
   std::vector<double> swap_seconds;
@@ -595,7 +605,8 @@ std::string ReportJson(const SwapReport& r) {
           r.rss_kib_before_swaps, r.rss_early_swaps, r.rss_kib_early, r.rss_kib_after_all,
           r.rss_kib_max, r.rss_growth_pct),
       "\n  \"rss_settled\": [", pairs(r.rss_settled), "],\n  \"heap_settled\": [",
-      pairs(r.heap_settled), "],\n  \"rss_curve\": [", pairs(r.rss_curve), "]\n}\n");
+      pairs(r.heap_settled), "],\n  \"engines_settled\": [", pairs(r.engines_settled),
+      "],\n  \"rss_curve\": [", pairs(r.rss_curve), "]\n}\n");
 }
 
 std::string ReportText(const SwapReport& r) {
@@ -626,6 +637,9 @@ std::string ReportText(const SwapReport& r) {
   for (const auto& [swaps, kib] : r.heap_settled) {
     absl::StrAppendFormat(&out, " %d: %.1f", swaps, static_cast<double>(kib) / 1024.0);
   }
+  absl::StrAppend(&out, "\nengines loaded that still exist (swaps: engines):");
+  for (const auto& [swaps, count] : r.engines_settled)
+    absl::StrAppend(&out, " ", swaps, ": ", count);
   absl::StrAppend(&out, "\n");
   absl::StrAppendFormat(&out, "targets:\n  failed requests = 0: %d failed, %d wrong answers  %s\n",
                         r.failed_requests, r.wrong_answers,

@@ -34,7 +34,8 @@ struct HostOptions {
 
 // The host side. Serves A, prints "ready <pid>", then for each line "swap K" on `in` performs K
 // swaps (alternating B, A, ...) and prints "swapped D1 D2 ... DK" (seconds per swap: load, warm
-// up, flip); "heap" prints "heap BYTES" (malloc's bytes in use); "quit" or end of input stops it.
+// up, flip); "heap" prints "heap BYTES ENGINES" (malloc's bytes in use, engines
+// loaded that still exist); "quit" or end of input stops it.
 // Errors are printed as "error MESSAGE" and end it.
 int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out);
 
@@ -98,6 +99,9 @@ struct SwapReport {
   // (mallinfo2 over all arenas), KiB: a leak grows this; memory the allocator keeps after frees
   // grows RSS only.
   std::vector<std::pair<int, int64_t>> heap_settled;
+  // At the same points, how many of the engines the host loaded still exist (1 when every
+  // replaced model has been freed).
+  std::vector<std::pair<int, int64_t>> engines_settled;
   // Single readings right after every rss_every_swaps swaps, while replaced models may still be
   // held by requests in flight: (swaps done, KiB), and their maximum.
   std::vector<std::pair<int, int64_t>> rss_curve;
