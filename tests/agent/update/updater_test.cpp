@@ -35,6 +35,13 @@ constexpr char kModel[] = "classifier";
 constexpr float kTolerance = 1e-4f;
 constexpr RetryPolicy kRetry{std::chrono::seconds(30), std::chrono::hours(1), 5};
 
+// Probation decided at the swap: tests of the other steps need no traffic or time for it.
+ProbationPolicy NoWindow() {
+  ProbationPolicy p;
+  p.window = std::chrono::seconds(0);
+  return p;
+}
+
 // One agent's update stack over a temp state directory: real SQLite state, real OpenCV engines,
 // real Ed25519 verification, a fake clock and an in-memory (sometimes hostile) server.
 class UpdaterTest : public ::testing::Test {
@@ -58,13 +65,14 @@ class UpdaterTest : public ::testing::Test {
     OpenAgent(transport_);
   }
 
-  void OpenAgent(DeviceTransport& transport) {
+  void OpenAgent(DeviceTransport& transport) { OpenAgent(transport, probation_); }
+  void OpenAgent(DeviceTransport& transport, const ProbationPolicy& probation) {
     auto state = StateStore::Open((dir_.path() / "state.db").string());
     ASSERT_TRUE(state.ok()) << state.status();
     state_ = *std::move(state);
     host_ = std::make_unique<ModelHost>();
     updater_ = std::make_unique<Updater>(*state_, *host_, *engines_, transport, key_->verifier(),
-                                         clock_, dir_.path().string(), kRetry);
+                                         clock_, dir_.path().string(), kRetry, probation);
   }
 
   void CloseAgent() {
@@ -174,6 +182,7 @@ class UpdaterTest : public ::testing::Test {
   }
 
   fakes::ScratchDir dir_{"updater_test"};
+  ProbationPolicy probation_ = NoWindow();
   FakeClock clock_;
   FakeDeviceTransport transport_;
   std::optional<fakes::ReleaseKey> key_;
@@ -192,7 +201,8 @@ TEST_F(UpdaterTest, FirstVersionIsDownloadedVerifiedAndServed) {
   ExpectServes("1.0", "classifier_v1.onnx");
   EXPECT_THAT(KindsFor("1.0"),
               ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED, v1::UPDATE_EVENT_KIND_DOWNLOADED,
-                          v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_ACTIVATED));
+                          v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_PROBATION_STARTED,
+                          v1::UPDATE_EVENT_KIND_ACTIVATED));
   ASSERT_EQ(transport_.Fetches().size(), 1u);
   EXPECT_EQ(transport_.Fetches()[0].offset, 0u);
   EXPECT_EQ(transport_.Fetches()[0].sha256, crypto::Sha256Bytes(v1_));
@@ -541,10 +551,11 @@ TEST_F(UpdaterTest, InterruptedDownloadResumesFromTheBytesOnDisk) {
   ExpectServes("2.0", "classifier_v2.onnx");
   EXPECT_EQ(FileDigest(VersionDir("2.0") / "model.onnx"), Digest(v2_));
   EXPECT_FALSE(fs::exists(PartPath(v2_)));
-  EXPECT_THAT(KindsFor("2.0"),
-              ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED, v1::UPDATE_EVENT_KIND_FAILED,
-                          v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
-                          v1::UPDATE_EVENT_KIND_ACTIVATED));
+  EXPECT_THAT(
+      KindsFor("2.0"),
+      ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED, v1::UPDATE_EVENT_KIND_FAILED,
+                  v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
+                  v1::UPDATE_EVENT_KIND_PROBATION_STARTED, v1::UPDATE_EVENT_KIND_ACTIVATED));
 }
 
 // The digest covers the whole file, including bytes that were on disk before the resume; the
@@ -720,7 +731,8 @@ TEST_F(UpdaterTest, ReinstallingThePreviousVersionKeepsBothOnDisk) {
   const std::vector<v1::UpdateEventKind> kinds = KindsFor("1.0");
   const std::vector<v1::UpdateEventKind> rollback_events(kinds.begin() + events, kinds.end());
   EXPECT_THAT(rollback_events,
-              ElementsAre(v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_ACTIVATED));
+              ElementsAre(v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_ACTIVATED))
+      << "the kept copy passed its probation before: it is committed at once";
   EXPECT_EQ(*state_->HighestMetadataVersion(kModel), 3u);
   // TUF protects metadata: the older manifest of 2.0 is now a rollback.
   EXPECT_EQ(FailureReasonOf(updater_->Apply(v2_release)), v1::FAILURE_REASON_ROLLBACK);
@@ -759,7 +771,7 @@ TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) 
   EXPECT_FALSE(updater_->Apply(corrupt).ok());
   EXPECT_TRUE(transport_.ReportedEvents().empty());
   EXPECT_FALSE(updater_->FlushEvents().ok());
-  ASSERT_EQ(*state_->OutboxSize(), 6u);
+  ASSERT_EQ(*state_->OutboxSize(), 7u);
 
   transport_.SetReportEventsFailing(false);
   ASSERT_TRUE(updater_->FlushEvents().ok());
@@ -768,6 +780,7 @@ TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) 
   EXPECT_THAT(delivered, ElementsAre(std::pair("1.0", v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED),
                                      std::pair("1.0", v1::UPDATE_EVENT_KIND_DOWNLOADED),
                                      std::pair("1.0", v1::UPDATE_EVENT_KIND_VERIFIED),
+                                     std::pair("1.0", v1::UPDATE_EVENT_KIND_PROBATION_STARTED),
                                      std::pair("1.0", v1::UPDATE_EVENT_KIND_ACTIVATED),
                                      std::pair("2.0", v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED),
                                      std::pair("2.0", v1::UPDATE_EVENT_KIND_FAILED)));
@@ -778,25 +791,28 @@ TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) 
   EXPECT_EQ(transport_.ReportedEvents().size(), delivered.size());
 }
 
-// The lifecycle's crash table: the agent dies in phase S of updating 1.0 -> 2.0, leaving on disk
-// what that phase leaves. After a restart it serves the committed version without the server,
-// forgets the interrupted attempt, and the next check-in completes the update.
+// The lifecycle's crash table, from the state a crash leaves: the agent dies in state S of
+// updating 1.0 -> 2.0, leaving on disk what that state leaves. After a restart it serves a
+// known-good version without the server. Before the swap the interrupted attempt is forgotten and
+// the next check-in completes the update; a crash while activating counts as a failed attempt.
 struct CrashCase {
   const char* name;
   StateStore::UpdatePhase phase;
   // Leaves the files a crash in this phase leaves (v2's bytes given).
   std::function<void(UpdaterTest&, const std::string& v2)> leave;
   const char* serves_after_restart;
+  bool counted = false;  // the restart records a failed attempt of 2.0
 };
 
 class UpdaterCrashTest : public UpdaterTest, public ::testing::WithParamInterface<CrashCase> {};
 
-TEST_P(UpdaterCrashTest, RestartServesTheCommittedVersionAndTheUpdateCompletesLater) {
+TEST_P(UpdaterCrashTest, RestartServesAKnownGoodVersionAndTheUpdateCompletesLater) {
   const CrashCase& c = GetParam();
   ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
   const v1::DesiredModel v2_release = Release("2.0", v2_, 2);
   c.leave(*this, v2_);
-  ASSERT_TRUE(state_->SaveUpdate({kModel, "2.0", crypto::Sha256Bytes(v2_), c.phase, ""}).ok());
+  ASSERT_TRUE(
+      state_->SaveUpdate({kModel, "2.0", crypto::Sha256Bytes(v2_), c.phase, "", 2, 0}).ok());
   CloseAgent();
 
   FakeDeviceTransport offline;
@@ -805,48 +821,70 @@ TEST_P(UpdaterCrashTest, RestartServesTheCommittedVersionAndTheUpdateCompletesLa
   ExpectServes(c.serves_after_restart, std::string(c.serves_after_restart) == "1.0"
                                            ? "classifier_v1.onnx"
                                            : "classifier_v2.onnx");
-  EXPECT_EQ(offline.TotalCalls(), 0);
+  EXPECT_TRUE(offline.Fetches().empty()) << "a known-good version serves from disk";
+  // A counted failure is reported (queued while the server is away); nothing else is sent.
+  EXPECT_EQ(offline.TotalCalls(), c.counted ? 1 : 0);
+  EXPECT_EQ(CurrentVersion(), c.serves_after_restart);
   auto record = state_->LoadUpdate(kModel);
   ASSERT_TRUE(record.ok());
-  EXPECT_FALSE(record->has_value()) << "the interrupted attempt is forgotten";
+  if (c.counted) {
+    ASSERT_TRUE(record->has_value());
+    EXPECT_EQ((*record)->phase, StateStore::UpdatePhase::kFailed);
+    ASSERT_TRUE(FailedEntry("2.0").has_value());
+    EXPECT_EQ(FailedEntry("2.0")->failed_attempts(), 1u);
+  } else {
+    EXPECT_FALSE(record->has_value()) << "the interrupted attempt is forgotten";
+  }
   CloseAgent();
 
   OpenAgent(transport_);
   ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  if (c.counted) clock_.Advance(kRetry.base_backoff);
   ASSERT_TRUE(updater_->Apply(v2_release).ok());
   ExpectServes("2.0", "classifier_v2.onnx");
   EXPECT_FALSE(fs::exists(PartPath(v2_)));
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    CrashInEachPhase, UpdaterCrashTest,
+    CrashInEachState, UpdaterCrashTest,
     ::testing::Values(
-        CrashCase{"Fetch", StateStore::UpdatePhase::kFetch,
+        CrashCase{"Fetching", StateStore::UpdatePhase::kFetching,
                   [](UpdaterTest& t, const std::string& v2) {
                     fs::create_directories(t.PartPath(v2).parent_path());
                     std::ofstream(t.PartPath(v2), std::ios::binary) << v2.substr(0, v2.size() / 2);
                   },
                   "1.0"},
-        CrashCase{"Verify", StateStore::UpdatePhase::kVerify,
+        CrashCase{"Verifying", StateStore::UpdatePhase::kVerifying,
                   [](UpdaterTest& t, const std::string& v2) {
                     fs::create_directories(t.PartPath(v2).parent_path());
                     std::ofstream(t.PartPath(v2), std::ios::binary) << v2;
                   },
                   "1.0"},
-        CrashCase{"Stage", StateStore::UpdatePhase::kStage,
+        CrashCase{"Staged", StateStore::UpdatePhase::kStaged,
                   [](UpdaterTest& t, const std::string& v2) {
                     fs::create_directories(t.VersionDir("2.0"));
                     std::ofstream(t.VersionDir("2.0") / "model.onnx", std::ios::binary) << v2;
                   },
                   "1.0"},
-        CrashCase{"Activate", StateStore::UpdatePhase::kActivate,
+        CrashCase{"ActivatingBeforeTheCommit", StateStore::UpdatePhase::kActivating,
                   [](UpdaterTest& t, const std::string& v2) {
                     // Loaded and warmed up in memory, which the crash took with it.
                     fs::create_directories(t.VersionDir("2.0"));
                     std::ofstream(t.VersionDir("2.0") / "model.onnx", std::ios::binary) << v2;
                   },
-                  "1.0"},
-        CrashCase{"Commit", StateStore::UpdatePhase::kCommit,
+                  "1.0", true},
+        CrashCase{"ActivatingAfterTheCommit", StateStore::UpdatePhase::kActivating,
+                  [](UpdaterTest& t, const std::string&) {
+                    // Committed and swapped, then died before saving Probation: rolled back.
+                    ASSERT_TRUE(t.updater_->Apply(t.Release("2.0", t.v2_, 2)).ok());
+                  },
+                  "1.0", true},
+        CrashCase{"RollingBack", StateStore::UpdatePhase::kRollingBack,
+                  [](UpdaterTest& t, const std::string&) {
+                    ASSERT_TRUE(t.updater_->Apply(t.Release("2.0", t.v2_, 2)).ok());
+                  },
+                  "1.0", true},
+        CrashCase{"Committed", StateStore::UpdatePhase::kCommitted,
                   [](UpdaterTest& t, const std::string&) {
                     // Committed durably, then died before clearing the record.
                     ASSERT_TRUE(t.updater_->Apply(t.Release("2.0", t.v2_, 2)).ok());
