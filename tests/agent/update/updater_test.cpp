@@ -3,14 +3,18 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
+#include <thread>
 
 #include "agent/engine/opencv_engine.h"
 #include "common/crypto/sha256.h"
@@ -891,6 +895,297 @@ INSTANTIATE_TEST_SUITE_P(
                   },
                   "2.0"}),
     [](const ::testing::TestParamInfo<CrashCase>& info) { return std::string(info.param.name); });
+
+// --- probation: the new version is watched after its swap, on the fake clock ---
+
+// Engines whose answers a test scripts per version directory ("2.0", ...): failing after the
+// warm-up, or slow. Everything else is the real OpenCV engine.
+class ScriptedEngines final : public EngineFactory {
+ public:
+  struct Script {
+    bool fail_after_warm_up = false;
+    std::chrono::milliseconds delay{0};
+  };
+  explicit ScriptedEngines(std::map<std::string, Script> scripts) : scripts_(std::move(scripts)) {}
+
+  absl::StatusOr<std::unique_ptr<InferenceEngine>> Load(const std::string& path) override {
+    auto engine = real_->Load(path);
+    if (!engine.ok()) return engine.status();
+    auto it = scripts_.find(fs::path(path).parent_path().filename().string());
+    if (it == scripts_.end()) return engine;
+    return std::unique_ptr<InferenceEngine>(new Scripted(*std::move(engine), it->second));
+  }
+
+ private:
+  class Scripted final : public InferenceEngine {
+   public:
+    Scripted(std::unique_ptr<InferenceEngine> real, Script script)
+        : real_(std::move(real)), script_(script) {}
+    absl::StatusOr<std::vector<TensorData>> Run(const std::vector<TensorData>& inputs,
+                                                const std::vector<std::string>& names) override {
+      if (script_.fail_after_warm_up && runs_++ > 0) return absl::InternalError("engine failed");
+      // The latency under test is real time measured by the serving layer.
+      if (script_.delay.count() > 0) std::this_thread::sleep_for(script_.delay);
+      return real_->Run(inputs, names);
+    }
+    std::vector<std::string> OutputNames() const override { return real_->OutputNames(); }
+    std::string RuntimeName() const override { return real_->RuntimeName(); }
+
+   private:
+    std::unique_ptr<InferenceEngine> real_;
+    Script script_;
+    std::atomic<int> runs_{0};
+  };
+
+  std::unique_ptr<EngineFactory> real_ = MakeOpenCvEngineFactory();
+  std::map<std::string, Script> scripts_;
+};
+
+class ProbationTest : public UpdaterTest {
+ public:
+  void SetUp() override {
+    UpdaterTest::SetUp();
+    nan_ = ReadFileBytes(TestDataPath("classifier_nan.onnx"));
+    ASSERT_FALSE(nan_.empty()) << "run edgefleet_test_models";
+    probation_.window = std::chrono::seconds(60);
+    probation_.min_requests = 20;
+    Reopen();
+  }
+  void Reopen() {
+    CloseAgent();
+    OpenAgent(transport_);
+  }
+  // `n` requests with the sample input; how many were answered.
+  int Traffic(int n) {
+    int ok = 0;
+    for (int i = 0; i < n; ++i) {
+      ok += host_->Predict(kModel, expected_["classifier_v1.onnx"].inputs, {}).ok() ? 1 : 0;
+    }
+    return ok;
+  }
+  // 1.0 committed (its window passed with no traffic), then answering `n` requests.
+  void ServeV1(int n) {
+    ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+    clock_.Advance(probation_.window);
+    updater_->CheckProbation();
+    ASSERT_FALSE(updater_->OnProbation());
+    EXPECT_EQ(Traffic(n), n);
+  }
+  std::optional<v1::UpdateEvent> ProbationFailure(const std::string& version) {
+    for (const auto& e : FailuresFor(version)) {
+      if (e.reason() == v1::FAILURE_REASON_PROBATION_FAILED) return e;
+    }
+    return std::nullopt;
+  }
+
+  std::string nan_;
+};
+
+TEST_F(ProbationTest, VersionAnsweringNonFiniteIsSwappedBackInProcessAndReported) {
+  ServeV1(30);
+  ASSERT_TRUE(updater_->Apply(Release("2.0", nan_, 2)).ok()) << "passes its warm-up";
+  const size_t fetches = transport_.Fetches().size();
+  EXPECT_TRUE(updater_->OnProbation());
+  EXPECT_EQ(KindsFor("2.0").back(), v1::UPDATE_EVENT_KIND_PROBATION_STARTED);
+  EXPECT_EQ(Traffic(3), 3) << "answers, with NaN";
+  updater_->CheckProbation();
+
+  EXPECT_FALSE(updater_->OnProbation());
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_EQ(CurrentVersion(), "1.0");
+  EXPECT_FALSE(*state_->Previous(kModel)) << "the failed version is gone";
+  EXPECT_FALSE(fs::exists(VersionDir("2.0")));
+  EXPECT_EQ(transport_.Fetches().size(), fetches) << "swapped back without a download";
+  auto failure = ProbationFailure("2.0");
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_THAT(failure->detail(), ::testing::HasSubstr("non-finite 3"));
+  EXPECT_THAT(failure->detail(), ::testing::HasSubstr("errors 0/3"));
+  // A failed attempt under the retry policy; the inventory says so.
+  ASSERT_TRUE(FailedEntry("2.0").has_value());
+  EXPECT_EQ(FailedEntry("2.0")->failed_attempts(), 1u);
+  EXPECT_FALSE(updater_->Due(Release("2.0", nan_, 2)).ok());
+
+  // A restart serves 1.0 and does not resurrect 2.0.
+  CloseAgent();
+  OpenAgent(transport_);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_FALSE(updater_->OnProbation());
+}
+
+TEST_F(ProbationTest, VersionFailingRequestsIsSwappedBackWithItsErrorCount) {
+  engines_ = std::make_unique<ScriptedEngines>(
+      std::map<std::string, ScriptedEngines::Script>{{"2.0", {true, {}}}});
+  Reopen();
+  ServeV1(0);
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  EXPECT_EQ(Traffic(19), 0);
+  updater_->CheckProbation();
+  EXPECT_TRUE(updater_->OnProbation()) << "19 answers are not enough evidence yet";
+  EXPECT_EQ(Traffic(1), 0);
+  updater_->CheckProbation();
+  EXPECT_FALSE(updater_->OnProbation()) << "decided before the window ends";
+  ExpectServes("1.0", "classifier_v1.onnx");
+  auto failure = ProbationFailure("2.0");
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_THAT(failure->detail(), ::testing::HasSubstr("errors 20/20, non-finite 0"));
+}
+
+TEST_F(ProbationTest, VersionMuchSlowerThanThePreviousIsSwappedBack) {
+  engines_ = std::make_unique<ScriptedEngines>(std::map<std::string, ScriptedEngines::Script>{
+      {"2.0", {false, std::chrono::milliseconds(5)}}});
+  Reopen();
+  ServeV1(30);  // the baseline: well under the 1 ms floor
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  EXPECT_EQ(Traffic(20), 20);
+  updater_->CheckProbation();
+  ExpectServes("1.0", "classifier_v1.onnx");
+  auto failure = ProbationFailure("2.0");
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_THAT(failure->detail(),
+              ::testing::MatchesRegex("errors 0/20, non-finite 0, p95 [0-9.]+ms vs [0-9.]+ms "
+                                      "\\(limit 2x\\) after 0s.*"));
+}
+
+TEST_F(ProbationTest, WithoutTrafficTheWindowAloneDecides) {
+  ServeV1(0);
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  clock_.Advance(probation_.window - std::chrono::seconds(1));
+  updater_->CheckProbation();
+  EXPECT_TRUE(updater_->OnProbation());
+  EXPECT_NE(KindsFor("2.0").back(), v1::UPDATE_EVENT_KIND_ACTIVATED);
+  clock_.Advance(std::chrono::seconds(1));
+  updater_->CheckProbation();
+  EXPECT_FALSE(updater_->OnProbation());
+  EXPECT_EQ(KindsFor("2.0").back(), v1::UPDATE_EVENT_KIND_ACTIVATED);
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_FALSE(state_->LoadUpdate(kModel)->has_value()) << "committed: nothing in flight";
+}
+
+TEST_F(ProbationTest, HealthyVersionWithTrafficCommitsAfterTheWindowAndMinRequests) {
+  ServeV1(30);
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  // Another release of the model waits while 2.0 is on probation.
+  EXPECT_EQ(updater_->Apply(Release("3.0", v1_, 3)).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Traffic(5), 5);
+  clock_.Advance(probation_.window);
+  updater_->CheckProbation();
+  EXPECT_TRUE(updater_->OnProbation()) << "some traffic: waits for the minimum of requests";
+  EXPECT_EQ(Traffic(15), 15);
+  updater_->CheckProbation();
+  EXPECT_FALSE(updater_->OnProbation());
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_EQ((*state_->Previous(kModel))->version, "1.0");
+  EXPECT_THAT(KindsFor("2.0"), ::testing::Contains(v1::UPDATE_EVENT_KIND_ACTIVATED));
+  EXPECT_FALSE(FailedEntry("2.0").has_value());
+}
+
+// The crash table with real kills: a child process updates 1.0 -> 2.0 and is killed with
+// SIGKILL right after it saves state S; the restarted agent ends on a known-good version.
+class UpdaterKillTest : public ProbationTest {
+ public:
+  // Runs `body` in a child killed by SIGKILL once its updater saves `die_in` after `body`
+  // called Arm(); true when it died that way. The parent's agent is closed meanwhile, and the
+  // parent has run no inference yet (a forked child must not inherit an inference thread pool).
+  bool RunKilledIn(UpdateState die_in, const std::function<void()>& body) {
+    CloseAgent();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      OpenAgent(transport_);
+      updater_->SetAfterSaveForTest([this, die_in](UpdateState s) {
+        if (armed_ && s == die_in) ::raise(SIGKILL);
+      });
+      body();
+      ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    OpenAgent(transport_);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  }
+  void Arm() { armed_ = true; }
+
+ private:
+  bool armed_ = false;
+};
+
+struct KillCase {
+  const char* name;
+  UpdateState die_in;
+  const char* serves_after_restart;
+  // Extra restarts killed in Probation again (a crash loop).
+  int probation_kills_after_restart = 0;
+  bool nan_model = false;  // 2.0 answers NaN: probation fails and rolls back
+};
+
+class KillInEachStateTest : public UpdaterKillTest,
+                            public ::testing::WithParamInterface<KillCase> {};
+
+TEST_P(KillInEachStateTest, RestartEndsOnAKnownGoodVersion) {
+  const KillCase& c = GetParam();
+  const v1::DesiredModel v1_release = Release("1.0", v1_, 1);
+  const v1::DesiredModel v2_release = Release("2.0", c.nan_model ? nan_ : v2_, 2);
+  ASSERT_TRUE(RunKilledIn(c.die_in,
+                          [&] {
+                            if (!updater_->Apply(v1_release).ok()) return;
+                            clock_.Advance(probation_.window);
+                            updater_->CheckProbation();
+                            // Killed during this update, or during the traffic and the check after
+                            // it.
+                            Arm();
+                            if (!updater_->Apply(v2_release).ok()) return;
+                            Traffic(probation_.min_requests);
+                            clock_.Advance(probation_.window);
+                            updater_->CheckProbation();
+                          }))
+      << "the child was not killed in " << UpdatePhaseName(c.die_in);
+  for (int i = 0; i < c.probation_kills_after_restart; ++i) {
+    ASSERT_TRUE(RunKilledIn(UpdateState::kProbation,
+                            [&] {
+                              Arm();
+                              (void)updater_->RestoreFromDisk();
+                            }))
+        << "restart " << i + 1 << " was not killed on probation";
+  }
+
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  const std::string serves = c.serves_after_restart;
+  ExpectServes(serves, serves == "1.0" ? "classifier_v1.onnx" : "classifier_v2.onnx");
+  EXPECT_EQ(CurrentVersion(), serves);
+  if (updater_->OnProbation()) {
+    // Resumed: the window runs again and the version commits.
+    EXPECT_EQ(Traffic(probation_.min_requests), static_cast<int>(probation_.min_requests));
+    clock_.Advance(probation_.window);
+    updater_->CheckProbation();
+    EXPECT_FALSE(updater_->OnProbation());
+    ExpectServes(serves, "classifier_v2.onnx");
+  }
+  auto record = state_->LoadUpdate(kModel);
+  ASSERT_TRUE(record.ok());
+  if (*record) {
+    EXPECT_EQ((*record)->phase, UpdateState::kFailed) << "nothing is left in flight";
+  }
+  if (c.probation_kills_after_restart > 0 || c.nan_model) {
+    ASSERT_TRUE(updater_->FlushEvents().ok());
+    auto failure = ProbationFailure("2.0");
+    ASSERT_TRUE(failure.has_value()) << "the rollback is reported as PROBATION_FAILED";
+    if (c.probation_kills_after_restart > 0) {
+      EXPECT_THAT(failure->detail(), ::testing::HasSubstr("restarted 2 times"));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    KillInEachState, KillInEachStateTest,
+    ::testing::Values(KillCase{"Fetching", UpdateState::kFetching, "1.0"},
+                      KillCase{"Verifying", UpdateState::kVerifying, "1.0"},
+                      KillCase{"Staged", UpdateState::kStaged, "1.0"},
+                      KillCase{"Activating", UpdateState::kActivating, "1.0"},
+                      KillCase{"Probation", UpdateState::kProbation, "2.0"},
+                      KillCase{"ProbationCrashLoop", UpdateState::kProbation, "1.0", 1},
+                      KillCase{"RollingBack", UpdateState::kRollingBack, "1.0", 0, true},
+                      KillCase{"Committed", UpdateState::kCommitted, "2.0"}),
+    [](const ::testing::TestParamInfo<KillCase>& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace edgefleet::agent
