@@ -60,6 +60,8 @@ constexpr Row kTable[] = {
     // The new version may have taken the agent down while loading: a failed attempt.
     {S::kActivating, E::kRestarted, S::kRollingBack, A::kRollBack},
     {S::kProbation, E::kRestarted, S::kProbation, A::kResumeProbation},
+    // Damaged on disk while the agent was down: not the release's fault, fetched again at once.
+    {S::kProbation, E::kStoredCopyDamaged, S::kIdle, A::kRepair},
     {S::kProbation, E::kRestartedInCrashLoop, S::kRollingBack, A::kRollBack},
     {S::kRollingBack, E::kRestarted, S::kRollingBack, A::kRollBack},
 };
@@ -102,6 +104,8 @@ const char* UpdateEventName(UpdateEvent event) {
       return "restarted";
     case E::kRestartedInCrashLoop:
       return "restarted-in-crash-loop";
+    case E::kStoredCopyDamaged:
+      return "stored-copy-damaged";
   }
   return "unknown";
 }
@@ -128,6 +132,8 @@ const char* UpdateActionName(UpdateAction action) {
       return "roll-back";
     case A::kRecordFailure:
       return "record-failure";
+    case A::kRepair:
+      return "repair";
   }
   return "unknown";
 }

@@ -32,6 +32,7 @@ enum class UpdateEvent {
   kRolledBack,
   kRestarted,             // the agent started and found this state saved
   kRestartedInCrashLoop,  // ... in Probation, for the crash-limit-th time
+  kStoredCopyDamaged,     // the version to resume no longer matches its signed digest
 };
 
 enum class UpdateAction {
@@ -45,6 +46,7 @@ enum class UpdateAction {
   kCommit,           // end the update: the version is known good
   kRollBack,         // swap the previous version back in and make it current again
   kRecordFailure,    // count the failed attempt and report it
+  kRepair,  // drop a damaged stored version, serve the previous one, fetch it again (uncounted)
 };
 
 struct UpdateTransition {

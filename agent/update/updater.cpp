@@ -235,6 +235,8 @@ absl::Status Updater::RestoreFromDisk() {
                 r.version, UpdatePhaseName(r.phase));
       if (absl::Status s = Drive(job, r.phase, event); !s.ok()) {
         log->warn("update of model={} version={}: {}", r.model_name, r.version, s.ToString());
+        // A stored model that failed its check, like those found below.
+        if (FailureReasonOf(s) == v1::FAILURE_REASON_DIGEST) first_error.Update(s);
       }
     }
   }
@@ -353,6 +355,11 @@ std::optional<UpdateEvent> Updater::Execute(UpdateAction action, Job& job) {
       return UpdateEvent::kRolledBack;
     case UpdateAction::kRecordFailure:
       job.result = Fail(r, job.error, job.fallback);
+      return std::nullopt;
+    case UpdateAction::kRepair:
+      watches_.erase(r.model);
+      Repair(*job.kept, job.error);
+      job.result = job.error;
       return std::nullopt;
   }
   return std::nullopt;
@@ -695,7 +702,10 @@ std::optional<UpdateEvent> Updater::ResumeProbation(Job& job) {
                       v1::FAILURE_REASON_LOAD);
   }
   if (absl::Status s = Serve(**current); !s.ok()) {
-    return StepFailed(job, s, v1::FAILURE_REASON_LOAD);
+    StepFailed(job, s, v1::FAILURE_REASON_LOAD);
+    job.kept = **current;  // what Repair drops
+    return FailureReasonOf(s) == v1::FAILURE_REASON_DIGEST ? UpdateEvent::kStoredCopyDamaged
+                                                           : UpdateEvent::kStepFailed;
   }
   auto serving = host_.Get(r.model);
   // Nothing in memory to swap back to, and no recent p95 to compare with: the restored

@@ -1080,6 +1080,29 @@ TEST_F(ProbationTest, HealthyVersionWithTrafficCommitsAfterTheWindowAndMinReques
   EXPECT_FALSE(FailedEntry("2.0").has_value());
 }
 
+// Damaged on disk while the agent was down with the version on probation: the previous version
+// serves and the release is fetched again at once, not counted against it.
+TEST_F(ProbationTest, VersionOnProbationDamagedOnDiskIsRepairedNotCounted) {
+  ServeV1(0);
+  const v1::DesiredModel v2_release = Release("2.0", v2_, 2);
+  ASSERT_TRUE(updater_->Apply(v2_release).ok());
+  ASSERT_TRUE(updater_->OnProbation());
+  CloseAgent();
+  FlipByte(VersionDir("2.0") / "model.onnx", static_cast<std::streamoff>(v2_.size() / 2));
+
+  OpenAgent(transport_);
+  EXPECT_EQ(FailureReasonOf(updater_->RestoreFromDisk()), v1::FAILURE_REASON_DIGEST);
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_FALSE(updater_->OnProbation());
+  EXPECT_FALSE(state_->LoadUpdate(kModel)->has_value());
+  ASSERT_TRUE(FailedEntry("2.0").has_value());
+  EXPECT_EQ(FailedEntry("2.0")->failed_attempts(), 0u);
+  EXPECT_THAT(FailedEntry("2.0")->detail(), ::testing::HasSubstr("version 1.0 serves meanwhile"));
+  EXPECT_TRUE(updater_->Due(v2_release).ok());
+  ASSERT_TRUE(updater_->Apply(v2_release).ok());
+  ExpectServes("2.0", "classifier_v2.onnx");
+}
+
 // The crash table with real kills: a child process updates 1.0 -> 2.0 and is killed with
 // SIGKILL right after it saves state S; the restarted agent ends on a known-good version.
 class UpdaterKillTest : public ProbationTest {
