@@ -37,6 +37,8 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kAgentVersion[] = "0.1.0";
+// How often a version on probation is judged.
+constexpr auto kProbationTick = std::chrono::milliseconds(500);
 
 // Forwards to the transport built from the current key and certificate, so that a renewed
 // certificate takes effect without rebuilding what holds the transport (the updater).
@@ -107,26 +109,41 @@ class AgentImpl final : public Agent {
     auto log = Logger("agent");
     std::chrono::seconds backoff(1);
     auto next_telemetry = clock_.Now();
+    auto next_check_in = std::chrono::steady_clock::now();
     while (!stopping()) {
-      absl::Status result = updater_ ? CheckInWithValidCertificate() : Enroll();
-      if (trust_) trust_->CheckFreshness();
-      std::chrono::milliseconds wait;
-      if (result.ok()) {
-        backoff = std::chrono::seconds(1);
-        wait = Jittered(interval_);
-        if (updater_ && clock_.Now() >= next_telemetry) {
-          (void)UploadTelemetry();
-          next_telemetry =
-              clock_.Now() + std::chrono::seconds(config_.telemetry_interval_seconds());
+      if (std::chrono::steady_clock::now() >= next_check_in) {
+        absl::Status result = updater_ ? CheckInWithValidCertificate() : Enroll();
+        if (trust_) trust_->CheckFreshness();
+        std::chrono::milliseconds wait;
+        if (result.ok()) {
+          backoff = std::chrono::seconds(1);
+          wait = Jittered(interval_);
+          if (updater_ && clock_.Now() >= next_telemetry) {
+            // A failed upload is retried with the next window's numbers; nothing to do now.
+            (void)UploadTelemetry();
+            next_telemetry =
+                clock_.Now() + std::chrono::seconds(config_.telemetry_interval_seconds());
+          }
+        } else {
+          log->warn("{} failed, retrying in ~{}s: {}", updater_ ? "check-in" : "enrollment",
+                    backoff.count(), result.ToString());
+          wait = Jittered(backoff);
+          backoff = std::min(backoff * 2, std::chrono::seconds(config_.max_backoff_seconds()));
         }
-      } else {
-        log->warn("{} failed, retrying in ~{}s: {}", updater_ ? "check-in" : "enrollment",
-                  backoff.count(), result.ToString());
-        wait = Jittered(backoff);
-        backoff = std::min(backoff * 2, std::chrono::seconds(config_.max_backoff_seconds()));
+        next_check_in = std::chrono::steady_clock::now() + wait;
+      }
+      auto wake = next_check_in;
+      if (updater_ && updater_->OnProbation()) {
+        updater_->CheckProbation();
+        if (!updater_->OnProbation()) {
+          // Tell the server at once what serves now (committed, or swapped back).
+          next_check_in = std::chrono::steady_clock::now();
+          continue;
+        }
+        wake = std::min(wake, std::chrono::steady_clock::now() + kProbationTick);
       }
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, wait, [this] { return stop_; });
+      cv_.wait_until(lock, wake, [this] { return stop_; });
     }
     (void)UploadTelemetry();
   }
@@ -261,8 +278,12 @@ class AgentImpl final : public Agent {
     RetryPolicy retry;
     retry.base_backoff = std::chrono::seconds(config_.update_retry_base_seconds());
     retry.max_attempts = config_.update_max_attempts();
+    ProbationPolicy probation;
+    probation.window = std::chrono::seconds(config_.probation_window_seconds());
+    probation.min_requests = config_.probation_min_requests();
+    probation.latency_ratio = config_.probation_latency_limit_percent() / 100.0;
     updater_ = std::make_unique<Updater>(*state_, host_, *engines_, *transport_, trust_->keys(),
-                                         clock_, state_dir_.string(), retry);
+                                         clock_, state_dir_.string(), retry, probation);
     return absl::OkStatus();
   }
 
@@ -457,6 +478,9 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.telemetry_interval_seconds() == 0) c.set_telemetry_interval_seconds(60);
   if (c.update_retry_base_seconds() == 0) c.set_update_retry_base_seconds(30);
   if (c.update_max_attempts() == 0) c.set_update_max_attempts(5);
+  if (c.probation_window_seconds() == 0) c.set_probation_window_seconds(60);
+  if (c.probation_min_requests() == 0) c.set_probation_min_requests(50);
+  if (c.probation_latency_limit_percent() == 0) c.set_probation_latency_limit_percent(200);
   if (c.log_level().empty()) c.set_log_level("info");
   if (c.freshness_limit_seconds() == 0) {
     c.set_freshness_limit_seconds(static_cast<uint32_t>(kDefaultFreshnessLimit.count()));

@@ -79,6 +79,15 @@ std::shared_ptr<const ServingModel> ModelHost::Swap(std::shared_ptr<const Servin
   return model;
 }
 
+std::shared_ptr<const ServingModel> ModelHost::Remove(const std::string& model_name) {
+  std::lock_guard lock(mu_);
+  auto it = serving_.find(model_name);
+  if (it == serving_.end()) return nullptr;
+  std::shared_ptr<const ServingModel> removed = std::move(it->second);
+  serving_.erase(it);
+  return removed;
+}
+
 absl::StatusOr<Prediction> ModelHost::Predict(const std::string& model_name,
                                               const std::vector<TensorData>& inputs,
                                               const std::vector<std::string>& output_names) {
@@ -87,8 +96,11 @@ absl::StatusOr<Prediction> ModelHost::Predict(const std::string& model_name,
   if (!model) return absl::NotFoundError(absl::StrCat("model '", model_name, "' is not serving"));
   auto start = std::chrono::steady_clock::now();
   auto outputs = model->engine->Run(inputs, output_names);
-  std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
-  Record(model->model_name, model->version, outputs.ok(), elapsed.count());
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  Record(model->model_name, model->version, outputs.ok(),
+         std::chrono::duration<double>(elapsed).count());
+  // The version's own observer: reached through the pointer already held, no lock taken.
+  if (model->observer) model->observer->OnAnswer(outputs, elapsed);
   if (!outputs.ok()) return outputs.status();
   return Prediction{model->version, *std::move(outputs)};
 }

@@ -17,11 +17,22 @@
 
 namespace edgefleet::agent {
 
+// Sees every answer of one serving version (the probation watch, the recent latencies that the
+// next version is compared with). Called on the request's thread after the inference: it must be
+// cheap, must not block, and must be safe to call from many threads at once.
+class RequestObserver {
+ public:
+  virtual ~RequestObserver() = default;
+  virtual void OnAnswer(const absl::StatusOr<std::vector<TensorData>>& answer,
+                        std::chrono::nanoseconds latency) = 0;
+};
+
 struct ServingModel {
   std::string model_name;
   std::string version;
   v1::ModelVersion metadata;  // input/output spec
   std::shared_ptr<InferenceEngine> engine;
+  std::shared_ptr<RequestObserver> observer;  // may be null
 };
 
 struct Prediction {
@@ -39,6 +50,8 @@ class ModelHost {
   std::vector<std::shared_ptr<const ServingModel>> All() const;
   // Installs `model` as the serving version of its name; returns the one it replaced.
   std::shared_ptr<const ServingModel> Swap(std::shared_ptr<const ServingModel> model);
+  // Stops serving the model (a rollback with no version to go back to); returns what served.
+  std::shared_ptr<const ServingModel> Remove(const std::string& model_name);
 
   // NotFound when no version of the model is serving; InvalidArgument for bad inputs.
   absl::StatusOr<Prediction> Predict(const std::string& model_name,

@@ -11,7 +11,7 @@
 namespace edgefleet::agent {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 // Appending a migration: add the next entry and bump kSchemaVersion; never edit one.
 constexpr const char* kMigrations[] = {
@@ -79,13 +79,31 @@ INSERT OR REPLACE INTO update_failures (model_name, version, artifact_sha256, me
   FROM failed_releases ORDER BY rowid;
 DROP TABLE failed_releases;
 )sql",
+    // v3: the update lifecycle is a transition table whose states are read back at start-up.
+    // A record names its release fully (the metadata version, so that a failure found at
+    // start-up counts against the right release), counts the starts that found it on
+    // probation, and keeps the reason of the failure being rolled back. Phases saved by v2 agents
+    // map onto the states that mean the same.
+    R"sql(
+ALTER TABLE updates ADD COLUMN metadata_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE updates ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE updates ADD COLUMN reason_code INTEGER NOT NULL DEFAULT 0;
+UPDATE updates SET phase = CASE phase
+  WHEN 'Fetch' THEN 'Fetching'
+  WHEN 'Verify' THEN 'Verifying'
+  WHEN 'Stage' THEN 'Staged'
+  WHEN 'Activate' THEN 'Activating'
+  WHEN 'Commit' THEN 'Committed'
+  ELSE phase END;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
 using UpdatePhase = StateStore::UpdatePhase;
 constexpr UpdatePhase kAllPhases[] = {
-    UpdatePhase::kIdle,     UpdatePhase::kFetch,  UpdatePhase::kVerify, UpdatePhase::kStage,
-    UpdatePhase::kActivate, UpdatePhase::kCommit, UpdatePhase::kFailed};
+    UpdatePhase::kIdle,      UpdatePhase::kFetching,    UpdatePhase::kVerifying,
+    UpdatePhase::kStaged,    UpdatePhase::kActivating,  UpdatePhase::kProbation,
+    UpdatePhase::kCommitted, UpdatePhase::kRollingBack, UpdatePhase::kFailed};
 
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
@@ -226,22 +244,50 @@ absl::Status RaiseLocked(sqlite3* db, absl::string_view model, uint64_t v) {
   return s.Run();
 }
 
+constexpr const char* kUpdateColumns =
+    "model_name, version, artifact_sha256, phase, detail, metadata_version, restarts, reason_code";
+
+absl::StatusOr<StateStore::UpdateRecord> ReadUpdate(const Statement& s) {
+  StateStore::UpdateRecord r;
+  r.model_name = s.Text(0);
+  r.version = s.Text(1);
+  r.artifact_sha256 = s.Blob(2);
+  const std::string phase = s.Text(3);
+  bool known = false;
+  for (UpdatePhase p : kAllPhases) {
+    if (phase == UpdatePhaseName(p)) {
+      r.phase = p;
+      known = true;
+    }
+  }
+  if (!known) return absl::DataLossError(absl::StrCat("unknown update phase '", phase, "'"));
+  r.detail = s.Text(4);
+  r.metadata_version = static_cast<uint64_t>(s.Int(5));
+  r.restarts = static_cast<uint32_t>(s.Int(6));
+  r.reason_code = static_cast<int>(s.Int(7));
+  return r;
+}
+
 }  // namespace
 
 const char* UpdatePhaseName(StateStore::UpdatePhase phase) {
   switch (phase) {
     case UpdatePhase::kIdle:
       return "Idle";
-    case UpdatePhase::kFetch:
-      return "Fetch";
-    case UpdatePhase::kVerify:
-      return "Verify";
-    case UpdatePhase::kStage:
-      return "Stage";
-    case UpdatePhase::kActivate:
-      return "Activate";
-    case UpdatePhase::kCommit:
-      return "Commit";
+    case UpdatePhase::kFetching:
+      return "Fetching";
+    case UpdatePhase::kVerifying:
+      return "Verifying";
+    case UpdatePhase::kStaged:
+      return "Staged";
+    case UpdatePhase::kActivating:
+      return "Activating";
+    case UpdatePhase::kProbation:
+      return "Probation";
+    case UpdatePhase::kCommitted:
+      return "Committed";
+    case UpdatePhase::kRollingBack:
+      return "RollingBack";
     case UpdatePhase::kFailed:
       return "Failed";
   }
@@ -516,14 +562,16 @@ absl::Status StateStore::ForgetMetadataVersions() {
 absl::Status StateStore::SaveUpdate(const UpdateRecord& record) {
   std::lock_guard lock(impl_->mu);
   return impl_->Transaction(absl::StrCat("save update of '", record.model_name, "'"), [&] {
-    Statement s(impl_->db,
-                "INSERT OR REPLACE INTO updates (model_name, version, artifact_sha256, phase, "
-                "detail) VALUES (?, ?, ?, ?, ?)");
+    Statement s(impl_->db, absl::StrCat("INSERT OR REPLACE INTO updates (", kUpdateColumns,
+                                        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
     s.Bind(record.model_name)
         .Bind(record.version)
         .BindBlob(record.artifact_sha256)
         .Bind(UpdatePhaseName(record.phase))
-        .Bind(record.detail);
+        .Bind(record.detail)
+        .Bind(static_cast<int64_t>(record.metadata_version))
+        .Bind(static_cast<int64_t>(record.restarts))
+        .Bind(static_cast<int64_t>(record.reason_code));
     return s.Run();
   });
 }
@@ -533,30 +581,30 @@ absl::StatusOr<std::optional<StateStore::UpdateRecord>> StateStore::LoadUpdate(
   std::lock_guard lock(impl_->mu);
   const std::string what = absl::StrCat("load update of '", model_name, "'");
   Statement s(impl_->db,
-              "SELECT model_name, version, artifact_sha256, phase, detail FROM updates "
-              "WHERE model_name = ?");
+              absl::StrCat("SELECT ", kUpdateColumns, " FROM updates WHERE model_name = ?"));
   s.Bind(model_name);
   absl::StatusOr<bool> row = s.Step();
   if (!row.ok()) return impl_->Read<std::optional<UpdateRecord>>(what, row.status());
   if (!*row) return std::nullopt;
-  UpdateRecord r;
-  r.model_name = s.Text(0);
-  r.version = s.Text(1);
-  r.artifact_sha256 = s.Blob(2);
-  const std::string phase = s.Text(3);
-  bool known = false;
-  for (UpdatePhase p : kAllPhases) {
-    if (phase == UpdatePhaseName(p)) {
-      r.phase = p;
-      known = true;
-    }
+  absl::StatusOr<UpdateRecord> r = ReadUpdate(s);
+  if (!r.ok()) return impl_->Read<std::optional<UpdateRecord>>(what, r.status());
+  return *std::move(r);
+}
+
+absl::StatusOr<std::vector<StateStore::UpdateRecord>> StateStore::AllUpdates() {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db,
+              absl::StrCat("SELECT ", kUpdateColumns, " FROM updates ORDER BY model_name"));
+  std::vector<UpdateRecord> out;
+  while (true) {
+    absl::StatusOr<bool> row = s.Step();
+    if (!row.ok()) return impl_->Read<std::vector<UpdateRecord>>("list updates", row.status());
+    if (!*row) break;
+    absl::StatusOr<UpdateRecord> r = ReadUpdate(s);
+    if (!r.ok()) return impl_->Read<std::vector<UpdateRecord>>("list updates", r.status());
+    out.push_back(*std::move(r));
   }
-  if (!known) {
-    return impl_->Read<std::optional<UpdateRecord>>(
-        what, absl::DataLossError(absl::StrCat("unknown update phase '", phase, "'")));
-  }
-  r.detail = s.Text(4);
-  return r;
+  return out;
 }
 
 absl::Status StateStore::ClearUpdate(const std::string& model_name) {

@@ -31,9 +31,20 @@ class StateStore {
     std::string metadata_proto;  // serialized edgefleet.v1.ModelVersion
   };
 
-  // Steps of the update lifecycle; persisted after every step so a restart resumes or cleans up.
-  // Stored by name, so values may be appended without breaking existing databases.
-  enum class UpdatePhase { kIdle, kFetch, kVerify, kStage, kActivate, kCommit, kFailed };
+  // States of the update lifecycle (agent/update/lifecycle.h), each saved before the agent
+  // enters it so that a restart resumes or rolls back. Stored by name, so values may be
+  // appended without breaking existing databases.
+  enum class UpdatePhase {
+    kIdle,
+    kFetching,
+    kVerifying,
+    kStaged,
+    kActivating,
+    kProbation,
+    kCommitted,
+    kRollingBack,
+    kFailed,
+  };
 
   struct UpdateRecord {
     std::string model_name;
@@ -41,6 +52,10 @@ class StateStore {
     std::string artifact_sha256;  // raw
     UpdatePhase phase = UpdatePhase::kIdle;
     std::string detail;
+    uint64_t metadata_version = 0;  // with version and digest, names the release
+    // Starts of the agent found this update in kProbation: a crash loop rolls it back.
+    uint32_t restarts = 0;
+    int reason_code = 0;  // edgefleet.v1.FailureReason of the error being handled, if any
   };
 
   struct OutboxItem {
@@ -94,6 +109,8 @@ class StateStore {
   absl::Status SaveUpdate(const UpdateRecord& record);
   absl::StatusOr<std::optional<UpdateRecord>> LoadUpdate(const std::string& model_name);
   absl::Status ClearUpdate(const std::string& model_name);
+  // Every model's update record, ordered by model name (read back at start-up).
+  absl::StatusOr<std::vector<UpdateRecord>> AllUpdates();
 
   // --- failed update attempts: the latest failing release per model, so that it is retried with
   // backoff and a bounded count, across restarts, and reported in the inventory ---
@@ -135,7 +152,7 @@ class StateStore {
   std::unique_ptr<Impl> impl_;
 };
 
-// "Idle", "Fetch", ... as stored in the database and shown in logs.
+// "Idle", "Fetching", ... as stored in the database and shown in logs.
 const char* UpdatePhaseName(StateStore::UpdatePhase phase);
 
 }  // namespace edgefleet::agent

@@ -19,7 +19,6 @@ namespace edgefleet::agent {
 namespace {
 
 namespace fs = std::filesystem;
-using Phase = StateStore::UpdatePhase;
 
 constexpr char kEventKind[] = "update_event";
 constexpr size_t kHashBufferBytes = 1 << 16;
@@ -77,23 +76,25 @@ absl::StatusOr<fs::path> StagingDir(StateStore& state, const fs::path& model_dir
 
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
                  DeviceTransport& transport, const manifest::ReleaseKeyring& keys,
-                 const Clock& clock, std::string state_dir, RetryPolicy retry)
-    : Updater(state, host, engines, transport, nullptr, &keys, clock, std::move(state_dir), retry) {
-}
+                 const Clock& clock, std::string state_dir, RetryPolicy retry,
+                 ProbationPolicy probation)
+    : Updater(state, host, engines, transport, nullptr, &keys, clock, std::move(state_dir), retry,
+              probation) {}
 
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
                  DeviceTransport& transport, const crypto::Verifier& release_root,
-                 const Clock& clock, std::string state_dir, RetryPolicy retry)
+                 const Clock& clock, std::string state_dir, RetryPolicy retry,
+                 ProbationPolicy probation)
     // The caller owns `release_root` and outlives this updater: borrow it without owning.
     : Updater(state, host, engines, transport,
               std::make_unique<manifest::ReleaseKeyring>(
                   std::shared_ptr<const crypto::Verifier>(std::shared_ptr<void>(), &release_root)),
-              nullptr, clock, std::move(state_dir), retry) {}
+              nullptr, clock, std::move(state_dir), retry, probation) {}
 
 Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
                  DeviceTransport& transport, std::unique_ptr<manifest::ReleaseKeyring> own_keys,
                  const manifest::ReleaseKeyring* keys, const Clock& clock, std::string state_dir,
-                 RetryPolicy retry)
+                 RetryPolicy retry, ProbationPolicy probation)
     : state_(state),
       host_(host),
       engines_(engines),
@@ -102,7 +103,8 @@ Updater::Updater(StateStore& state, ModelHost& host, EngineFactory& engines,
       keys_(keys != nullptr ? *keys : *own_keys_),
       clock_(clock),
       state_dir_(std::move(state_dir)),
-      retry_(retry) {}
+      retry_(retry),
+      probation_(probation) {}
 
 Updater::ReleaseId Updater::ReleaseIdOf(const v1::DesiredModel& desired) {
   const v1::ModelVersion& metadata = desired.metadata();
@@ -150,7 +152,8 @@ absl::Status Updater::Serve(const StateStore::InstalledVersion& v) {
     return VerificationError(v1::FAILURE_REASON_WARMUP, std::string(s.message()));
   }
   host_.Swap(std::make_shared<ServingModel>(ServingModel{
-      v.model_name, v.version, metadata, std::shared_ptr<InferenceEngine>(*std::move(engine))}));
+      v.model_name, v.version, metadata, std::shared_ptr<InferenceEngine>(*std::move(engine)),
+      std::make_shared<VersionMonitor>()}));
   return absl::OkStatus();
 }
 
@@ -199,31 +202,167 @@ void Updater::Repair(const StateStore::InstalledVersion& v, const absl::Status& 
 }
 
 absl::Status Updater::RestoreFromDisk() {
+  auto log = Logger("update");
+  absl::Status first_error;
+  // The saved states first: a rollback changes which version is current.
+  auto records = state_.AllUpdates();
+  if (!records.ok()) {
+    log->error("cannot read update states: {}", records.status().ToString());
+    first_error.Update(records.status());
+  } else {
+    for (const StateStore::UpdateRecord& r : *records) {
+      Job job{ReleaseId{r.model_name, r.version, r.artifact_sha256, r.metadata_version}};
+      job.restarts = r.restarts;
+      job.fallback = r.reason_code != 0 ? static_cast<v1::FailureReason>(r.reason_code)
+                                        : v1::FAILURE_REASON_LOAD;
+      job.error = absl::InternalError(r.detail.empty() ? "interrupted by a restart of the agent"
+                                                       : r.detail);
+      UpdateEvent event = UpdateEvent::kRestarted;
+      if (r.phase == UpdateState::kProbation) {
+        job.restarts = r.restarts + 1;
+        if (job.restarts >= probation_.crash_limit) {
+          event = UpdateEvent::kRestartedInCrashLoop;
+          job.error = VerificationError(
+              v1::FAILURE_REASON_PROBATION_FAILED,
+              absl::StrCat("the agent restarted ", job.restarts, " times while version ", r.version,
+                           " was on probation (crash limit ", probation_.crash_limit, ")"));
+        }
+      } else if (r.phase == UpdateState::kActivating) {
+        job.error = VerificationError(v1::FAILURE_REASON_LOAD,
+                                      "the agent stopped while activating this version");
+      }
+      log->info("update of model={} version={} found in state {} at start-up", r.model_name,
+                r.version, UpdatePhaseName(r.phase));
+      if (absl::Status s = Drive(job, r.phase, event); !s.ok()) {
+        log->warn("update of model={} version={}: {}", r.model_name, r.version, s.ToString());
+        // A stored model that failed its check, like those found below.
+        if (FailureReasonOf(s) == v1::FAILURE_REASON_DIGEST) first_error.Update(s);
+      }
+    }
+  }
+
   auto installed = state_.AllCurrent();
   if (!installed.ok()) return installed.status();
-  absl::Status first_error;
   for (const auto& v : *installed) {
+    // Already served by a resumed probation or a rollback.
+    if (auto serving = host_.Get(v.model_name);
+        serving && serving->version == v.version &&
+        serving->metadata.artifact_sha256() == v.artifact_sha256) {
+      continue;
+    }
     absl::Status s = Serve(v);
     if (!s.ok()) {
-      Logger("update")->error("cannot restore model={} version={}: {}", v.model_name, v.version,
-                              s.ToString());
+      log->error("cannot restore model={} version={}: {}", v.model_name, v.version, s.ToString());
       first_error.Update(s);
       Repair(v, s);
       continue;
     }
-    Logger("update")->info("restored model={} version={} from disk", v.model_name, v.version);
-    // An update interrupted before its commit is simply retried at the next check-in. Nothing
-    // acts on the record, so one left behind by a failed clear does no harm.
-    if (auto cleared = state_.ClearUpdate(v.model_name); !cleared.ok()) {
-      Logger("update")->warn("cannot clear update record: {}", cleared.ToString());
-    }
+    log->info("restored model={} version={} from disk", v.model_name, v.version);
   }
   return first_error;
 }
 
-absl::Status Updater::Save(const v1::ReleaseManifest& manifest, Phase phase) {
-  return state_.SaveUpdate(
-      {manifest.model_name(), manifest.version(), manifest.artifact_sha256(), phase, ""});
+absl::Status Updater::SaveState(const Job& job, UpdateState state) {
+  if (state == UpdateState::kIdle) return state_.ClearUpdate(job.release.model);
+  StateStore::UpdateRecord record{job.release.model,
+                                  job.release.version,
+                                  job.release.sha256,
+                                  state,
+                                  std::string(job.error.message()),
+                                  job.release.metadata_version,
+                                  job.restarts,
+                                  FailureReasonOf(job.error, job.fallback)};
+  if (job.error.ok()) record.reason_code = v1::FAILURE_REASON_UNSPECIFIED;
+  return state_.SaveUpdate(record);
+}
+
+absl::Status Updater::Drive(Job& job, UpdateState state, UpdateEvent event) {
+  auto log = Logger("update");
+  while (true) {
+    absl::StatusOr<UpdateTransition> t = NextTransition(state, event);
+    if (!t.ok()) {
+      log->error("model={} version={}: {}", job.release.model, job.release.version,
+                 t.status().ToString());
+      return t.status();
+    }
+    if (absl::Status saved = SaveState(job, t->to); !saved.ok()) {
+      // Going back to what served, recording a failure and forgetting an attempt protect the
+      // device: a save never blocks them. Any other step fails.
+      log->error("cannot save update state {} of model={} version={}: {}", UpdatePhaseName(t->to),
+                 job.release.model, job.release.version, saved.ToString());
+      if (t->to != UpdateState::kRollingBack && t->to != UpdateState::kFailed &&
+          t->to != UpdateState::kIdle) {
+        event = StepFailed(job, saved, v1::FAILURE_REASON_LOAD);
+        continue;
+      }
+    }
+    log->debug("model={} version={} {} --{}--> {} action={}", job.release.model,
+               job.release.version, UpdatePhaseName(state), UpdateEventName(event),
+               UpdatePhaseName(t->to), UpdateActionName(t->action));
+    state = t->to;
+    if (after_save_) after_save_(state);
+    std::optional<UpdateEvent> next = Execute(t->action, job);
+    if (!next) return job.result;
+    event = *next;
+  }
+}
+
+UpdateEvent Updater::StepFailed(Job& job, const absl::Status& error, v1::FailureReason fallback) {
+  job.error = error;
+  job.fallback = fallback;
+  return UpdateEvent::kStepFailed;
+}
+
+std::optional<UpdateEvent> Updater::Execute(UpdateAction action, Job& job) {
+  const ReleaseId& r = job.release;
+  switch (action) {
+    case UpdateAction::kNone:
+      job.result = absl::OkStatus();
+      return std::nullopt;
+    case UpdateAction::kFetch:
+      return Fetch(job);
+    case UpdateAction::kVerify:
+      // Downloads and patches are hashed while they stream in, a kept copy before it is
+      // offered: the bytes about to be staged are the signed ones.
+      Report(r.model, r.version, v1::UPDATE_EVENT_KIND_VERIFIED);
+      return UpdateEvent::kVerified;
+    case UpdateAction::kStage:
+      return Stage(job);
+    case UpdateAction::kActivate:
+      return Activate(job);
+    case UpdateAction::kWatch:
+      StartWatch(job);
+      job.result = absl::OkStatus();
+      return std::nullopt;
+    case UpdateAction::kResumeProbation:
+      return ResumeProbation(job);
+    case UpdateAction::kCommit:
+      watches_.erase(r.model);
+      // The version is committed and serving: a record left behind by a failed clear reads as
+      // Committed at the next start, which forgets it.
+      if (auto s = state_.ClearUpdate(r.model); !s.ok()) {
+        Logger("update")->warn("cannot clear update record: {}", s.ToString());
+      }
+      if (job.kept) {
+        Logger("update")->info("model={} version={} served from the kept copy, no download",
+                               r.model, r.version);
+      }
+      Succeeded(r);
+      job.result = absl::OkStatus();
+      return std::nullopt;
+    case UpdateAction::kRollBack:
+      RollBack(job);
+      return UpdateEvent::kRolledBack;
+    case UpdateAction::kRecordFailure:
+      job.result = Fail(r, job.error, job.fallback);
+      return std::nullopt;
+    case UpdateAction::kRepair:
+      watches_.erase(r.model);
+      Repair(*job.kept, job.error);
+      job.result = job.error;
+      return std::nullopt;
+  }
+  return std::nullopt;
 }
 
 void Updater::Report(const std::string& model, const std::string& version, v1::UpdateEventKind kind,
@@ -304,11 +443,6 @@ absl::Status Updater::Fail(const ReleaseId& release, const absl::Status& error,
     // Without the record the release is tried again at the next check-in, unbounded.
     log->error("cannot record failure of model={}: {}", release.model, s.ToString());
   }
-  if (auto s = state_.SaveUpdate(
-          {release.model, release.version, release.sha256, Phase::kFailed, failure.detail});
-      !s.ok()) {
-    log->warn("cannot save update phase: {}", s.ToString());
-  }
   // Events that cannot be sent now stay queued and go with the next check-in.
   if (auto s = FlushEvents(); !s.ok()) log->debug("events queued: {}", s.ToString());
   return VerificationError(
@@ -348,40 +482,21 @@ void Updater::Succeeded(const ReleaseId& release) {
   if (auto s = FlushEvents(); !s.ok()) Logger("update")->debug("events queued: {}", s.ToString());
 }
 
-absl::Status Updater::ActivateKeptCopy(const ReleaseId& release,
-                                       const v1::ReleaseManifest& manifest,
-                                       const v1::DesiredModel& desired) {
-  auto previous = state_.Previous(manifest.model_name());
-  if (!previous.ok()) return previous.status();
-  if (!*previous || (*previous)->version != manifest.version() ||
-      (*previous)->artifact_sha256 != manifest.artifact_sha256()) {
-    return absl::NotFoundError("no kept copy of this release");
-  }
-  // Never act on unverified bytes: the kept file is checked like a download.
-  auto digest = crypto::Sha256File((*previous)->path);
-  if (!digest.ok() || *digest != manifest.artifact_sha256()) {
-    Logger("update")->warn("kept copy of model={} version={} is damaged, downloading it",
-                           manifest.model_name(), manifest.version());
-    return absl::NotFoundError("kept copy no longer verifies");
-  }
-  if (auto s = Save(manifest, Phase::kVerify); !s.ok()) return s;
-  Report(release.model, release.version, v1::UPDATE_EVENT_KIND_VERIFIED);
-  // The kept file stays where it is: a failed activation must leave it for the next attempt.
-  if (auto s = Activate(manifest, desired.manifest(), desired.metadata(), (*previous)->path);
-      !s.ok()) {
-    return Fail(release, s, v1::FAILURE_REASON_LOAD);
-  }
-  Logger("update")->info("model={} version={} served from the kept copy, no download",
-                         manifest.model_name(), manifest.version());
-  Succeeded(release);
-  return absl::OkStatus();
-}
-
 absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   const v1::ModelVersion& metadata = desired.metadata();
   const std::string& model = metadata.model_name();
   const ReleaseId release = ReleaseIdOf(desired);
 
+  // One update of a model at a time: the next waits until the probation ends.
+  if (auto watch = watches_.find(model); watch != watches_.end()) {
+    const ReleaseId& watched = watch->second.release;
+    if (watched.version == metadata.version() && watched.sha256 == metadata.artifact_sha256()) {
+      return absl::OkStatus();
+    }
+    return absl::UnavailableError(absl::StrCat("model ", model, " version ", watched.version,
+                                               " is on probation; ", metadata.version(),
+                                               " waits until it ends"));
+  }
   auto current = state_.Current(model);
   if (!current.ok()) return current.status();
   if (*current && (*current)->version == metadata.version() &&
@@ -396,88 +511,320 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   }
   if (auto due = Due(desired); !due.ok()) return due;
 
+  Job job{release};
+  job.desired = &desired;
+  auto refuse = [&](const absl::Status& error, v1::FailureReason fallback) {
+    StepFailed(job, error, fallback);
+    return Drive(job, UpdateState::kIdle, UpdateEvent::kStepFailed);
+  };
   auto min_metadata_version = state_.HighestMetadataVersion(model);
   if (!min_metadata_version.ok()) return min_metadata_version.status();
   auto manifest = manifest::Verify(desired.manifest(), keys_, clock_.Now(), *min_metadata_version);
-  if (!manifest.ok()) return Fail(release, manifest.status(), v1::FAILURE_REASON_SIGNATURE);
+  if (!manifest.ok()) return refuse(manifest.status(), v1::FAILURE_REASON_SIGNATURE);
   // The signed manifest is the truth; the unsigned metadata must describe the same release.
   if (manifest->model_name() != model || manifest->version() != metadata.version() ||
       manifest->artifact_sha256() != metadata.artifact_sha256()) {
-    return Fail(
-        release,
+    return refuse(
         absl::InvalidArgumentError("signed manifest names a different model, version or artifact"),
         v1::FAILURE_REASON_SIGNATURE);
   }
   // Names become directories under the state dir: the server's naming rule, checked again here.
   absl::Status name_ok = ValidateModelName(manifest->model_name());
   if (name_ok.ok()) name_ok = ValidateVersion(manifest->version());
-  if (!name_ok.ok()) {
-    return Fail(release, name_ok, v1::FAILURE_REASON_NAME);
-  }
+  if (!name_ok.ok()) return refuse(name_ok, v1::FAILURE_REASON_NAME);
+  job.manifest = *manifest;
+  job.part_path =
+      (fs::path(state_dir_) / "downloads" / (crypto::ToHex(manifest->artifact_sha256()) + ".part"))
+          .string();
 
   // An operator's rollback to the version kept as previous needs no download.
-  if (absl::Status kept = ActivateKeptCopy(release, *manifest, desired); !absl::IsNotFound(kept)) {
-    return kept;
+  UpdateEvent offer = UpdateEvent::kOffered;
+  auto previous = state_.Previous(model);
+  if (!previous.ok()) return previous.status();
+  if (*previous && (*previous)->version == manifest->version() &&
+      (*previous)->artifact_sha256 == manifest->artifact_sha256()) {
+    // Never act on unverified bytes: the kept file is checked like a download.
+    auto digest = crypto::Sha256File((*previous)->path);
+    if (digest.ok() && *digest == manifest->artifact_sha256()) {
+      job.kept = **previous;
+      offer = UpdateEvent::kKeptCopyOffered;
+    } else {
+      Logger("update")->warn("kept copy of model={} version={} is damaged, downloading it", model,
+                             manifest->version());
+    }
   }
+  absl::Status result = Drive(job, UpdateState::kIdle, offer);
+  // A window of zero (or a version that fails at once) is decided now.
+  if (result.ok() && watches_.count(model) > 0) Judge(model);
+  return result;
+}
 
-  const std::string hex = crypto::ToHex(manifest->artifact_sha256());
-  const fs::path part_path = fs::path(state_dir_) / "downloads" / (hex + ".part");
-  if (auto s = Save(*manifest, Phase::kFetch); !s.ok()) return s;
+UpdateEvent Updater::Fetch(Job& job) {
+  const v1::ReleaseManifest& manifest = *job.manifest;
+  const v1::DesiredModel& desired = *job.desired;
+  const std::string& model = manifest.model_name();
+  auto current = state_.Current(model);
+  if (!current.ok()) return StepFailed(job, current.status(), v1::FAILURE_REASON_DOWNLOAD);
   bool via_patch = false;
   // Resuming a full download beats starting a patch over.
   std::error_code no_part;
-  if (desired.has_patch() && *current && !fs::exists(part_path, no_part) &&
+  if (desired.has_patch() && *current && !fs::exists(job.part_path, no_part) &&
       (*current)->artifact_sha256 == desired.patch().from_artifact_sha256()) {
-    absl::Status patched =
-        ApplyPatch(*manifest, desired.patch(), (*current)->path, part_path.string());
+    absl::Status patched = ApplyPatch(manifest, desired.patch(), (*current)->path, job.part_path);
     via_patch = patched.ok();
     if (!via_patch) {
       // A patch is an optimisation: any problem with it falls back to the full artifact.
       Logger("update")->warn("patch rejected model={} version={}, falling back to full: {}", model,
-                             manifest->version(), patched.ToString());
-      Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_PATCH_REJECTED,
+                             manifest.version(), patched.ToString());
+      Report(model, manifest.version(), v1::UPDATE_EVENT_KIND_PATCH_REJECTED,
              v1::FAILURE_REASON_PATCH, std::string(patched.message()));
     }
   }
   if (!via_patch) {
     std::error_code ignored;
-    if (!fs::exists(part_path, ignored)) {
-      Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED);
+    if (!fs::exists(job.part_path, ignored)) {
+      Report(model, manifest.version(), v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED);
     }
-    if (auto s = Download(manifest->artifact_sha256(), manifest->artifact_size_bytes(),
-                          part_path.string());
+    if (auto s =
+            Download(manifest.artifact_sha256(), manifest.artifact_size_bytes(), job.part_path);
         !s.ok()) {
-      return Fail(release, s, v1::FAILURE_REASON_DOWNLOAD);
+      return StepFailed(job, s, v1::FAILURE_REASON_DOWNLOAD);
     }
   }
-  Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_DOWNLOADED);
-  // A failed save fails the step; the verified .part stays and the next attempt reuses it.
-  if (auto s = Save(*manifest, Phase::kVerify); !s.ok()) return s;
-  Report(model, manifest->version(), v1::UPDATE_EVENT_KIND_VERIFIED);
+  Report(model, manifest.version(), v1::UPDATE_EVENT_KIND_DOWNLOADED);
+  return UpdateEvent::kFetched;
+}
 
-  // Stage: each version gets its own directory, so the serving version is never overwritten.
-  auto staging_dir =
-      StagingDir(state_, fs::path(state_dir_) / "models" / model, model, manifest->version(), hex);
-  if (!staging_dir.ok()) return Fail(release, staging_dir.status(), v1::FAILURE_REASON_LOAD);
+UpdateEvent Updater::Stage(Job& job) {
+  // The kept file stays where it is: a failed activation must leave it for the next attempt.
+  if (job.kept) {
+    job.staged_path = job.kept->path;
+    return UpdateEvent::kStaged;
+  }
+  const v1::ReleaseManifest& manifest = *job.manifest;
+  const std::string& model = manifest.model_name();
+  // Each version gets its own directory, so the serving version is never overwritten.
+  auto staging_dir = StagingDir(state_, fs::path(state_dir_) / "models" / model, model,
+                                manifest.version(), crypto::ToHex(manifest.artifact_sha256()));
+  if (!staging_dir.ok()) return StepFailed(job, staging_dir.status(), v1::FAILURE_REASON_LOAD);
   const fs::path version_dir = *staging_dir;
   const fs::path staged_path = version_dir / "model.onnx";
   std::error_code ec;
   fs::create_directories(version_dir, ec);
-  fs::rename(part_path, staged_path, ec);
+  job.staged_here = true;
+  job.staged_path = staged_path.string();
+  fs::rename(job.part_path, staged_path, ec);
   if (ec) {
-    return Fail(release, absl::InternalError(absl::StrCat("stage: ", ec.message())),
-                v1::FAILURE_REASON_LOAD);
+    return StepFailed(job, absl::InternalError(absl::StrCat("stage: ", ec.message())),
+                      v1::FAILURE_REASON_LOAD);
   }
   FsyncPath(version_dir);
-  // The staged file is not yet committed: the next attempt downloads and stages it again.
-  if (auto s = Save(*manifest, Phase::kStage); !s.ok()) return s;
+  return UpdateEvent::kStaged;
+}
 
-  if (auto s = Activate(*manifest, desired.manifest(), metadata, staged_path.string()); !s.ok()) {
-    fs::remove_all(version_dir, ec);
-    return Fail(release, s, v1::FAILURE_REASON_LOAD);
+UpdateEvent Updater::Activate(Job& job) {
+  const v1::ReleaseManifest& manifest = *job.manifest;
+  const v1::SignedManifest& signed_manifest = job.desired->manifest();
+  const v1::ModelVersion& metadata = job.desired->metadata();
+  auto engine = engines_.Load(job.staged_path);
+  if (!engine.ok()) {
+    return StepFailed(
+        job, VerificationError(v1::FAILURE_REASON_LOAD, std::string(engine.status().message())),
+        v1::FAILURE_REASON_LOAD);
   }
-  Succeeded(release);
-  return absl::OkStatus();
+  if (auto s = WarmUp(**engine, metadata); !s.ok()) {
+    return StepFailed(job, VerificationError(v1::FAILURE_REASON_WARMUP, std::string(s.message())),
+                      v1::FAILURE_REASON_WARMUP);
+  }
+  StateStore::InstalledVersion installed{manifest.model_name(),
+                                         manifest.version(),
+                                         manifest.artifact_sha256(),
+                                         job.staged_path,
+                                         signed_manifest.canonical_manifest(),
+                                         signed_manifest.signature(),
+                                         manifest.metadata_version(),
+                                         metadata.SerializeAsString()};
+  // Committing a version name that is already installed replaces its row, so its files
+  // (staged elsewhere, see StagingDir) must go too once the new one serves.
+  std::vector<std::string> replaced_paths;
+  for (auto slot :
+       {state_.Current(manifest.model_name()), state_.Previous(manifest.model_name())}) {
+    if (slot.ok() && *slot && (*slot)->version == manifest.version() &&
+        (*slot)->path != job.staged_path) {
+      replaced_paths.push_back((*slot)->path);
+    }
+  }
+  // Commit durably first, then flip: a crash in between restarts in Activating, which rolls
+  // the committed version back.
+  auto dropped = state_.CommitVersion(installed);
+  if (!dropped.ok()) return StepFailed(job, dropped.status(), v1::FAILURE_REASON_LOAD);
+  if (auto s = state_.RaiseMetadataVersion(manifest.model_name(), manifest.metadata_version());
+      !s.ok()) {
+    return StepFailed(job, s, v1::FAILURE_REASON_LOAD);
+  }
+  job.monitor = std::make_shared<VersionMonitor>();
+  job.replaced = host_.Swap(std::make_shared<ServingModel>(
+      ServingModel{manifest.model_name(), manifest.version(), metadata,
+                   std::shared_ptr<InferenceEngine>(*std::move(engine)), job.monitor}));
+  if (*dropped) replaced_paths.push_back((*dropped)->path);
+  for (const std::string& path : replaced_paths) RemoveVersionFiles(path);
+  Logger("update")->info("serving model={} version={} metadata_version={}", manifest.model_name(),
+                         manifest.version(), manifest.metadata_version());
+  return job.kept ? UpdateEvent::kSwappedKnownGood : UpdateEvent::kSwapped;
+}
+
+void Updater::StartWatch(Job& job) {
+  const ReleaseId& r = job.release;
+  Watch watch{r, job.replaced, job.monitor, std::nullopt, clock_.Now(), job.restarts};
+  if (job.replaced) {
+    if (auto monitor = std::dynamic_pointer_cast<VersionMonitor>(job.replaced->observer)) {
+      watch.baseline = monitor->Read();
+    }
+  }
+  watches_[r.model] = std::move(watch);
+  Logger("update")->info(
+      "probation started model={} version={} window_seconds={} min_requests={} "
+      "latency_ratio={}",
+      r.model, r.version, probation_.window.count(), probation_.min_requests,
+      probation_.latency_ratio);
+  Report(r.model, r.version, v1::UPDATE_EVENT_KIND_PROBATION_STARTED);
+  // Events that cannot be sent now stay queued and go with the next check-in.
+  if (auto s = FlushEvents(); !s.ok()) Logger("update")->debug("events queued: {}", s.ToString());
+}
+
+std::optional<UpdateEvent> Updater::ResumeProbation(Job& job) {
+  const ReleaseId& r = job.release;
+  auto current = state_.Current(r.model);
+  if (!current.ok()) return StepFailed(job, current.status(), v1::FAILURE_REASON_LOAD);
+  if (!*current || (*current)->version != r.version || (*current)->artifact_sha256 != r.sha256) {
+    return StepFailed(job,
+                      absl::InternalError("the version on probation is no longer the current one"),
+                      v1::FAILURE_REASON_LOAD);
+  }
+  if (absl::Status s = Serve(**current); !s.ok()) {
+    StepFailed(job, s, v1::FAILURE_REASON_LOAD);
+    job.kept = **current;  // what Repair drops
+    return FailureReasonOf(s) == v1::FAILURE_REASON_DIGEST ? UpdateEvent::kStoredCopyDamaged
+                                                           : UpdateEvent::kStepFailed;
+  }
+  auto serving = host_.Get(r.model);
+  // Nothing in memory to swap back to, and no recent p95 to compare with: the restored
+  // previous version and the error and non-finite checks still protect the device.
+  watches_[r.model] = Watch{r,
+                            nullptr,
+                            std::dynamic_pointer_cast<VersionMonitor>(serving->observer),
+                            std::nullopt,
+                            clock_.Now(),
+                            job.restarts};
+  Logger("update")->warn(
+      "model={} version={} was on probation when the agent stopped; watching it again (restart "
+      "{} of {})",
+      r.model, r.version, job.restarts, probation_.crash_limit);
+  job.result = absl::OkStatus();
+  return std::nullopt;
+}
+
+void Updater::Judge(const std::string& model) {
+  auto it = watches_.find(model);
+  if (it == watches_.end()) return;
+  const Watch& w = it->second;
+  const VersionMonitor::Snapshot now = w.monitor->Read();
+  ProbationEvidence evidence;
+  evidence.elapsed = clock_.Now() - w.started;
+  evidence.answers = now.answers;
+  evidence.errors = now.errors;
+  evidence.non_finite = now.non_finite;
+  evidence.p95_seconds = now.p95_seconds;
+  evidence.latency_samples = now.latency_samples;
+  if (w.baseline) {
+    evidence.previous_p95_seconds = w.baseline->p95_seconds;
+    evidence.previous_latency_samples = w.baseline->latency_samples;
+  }
+  const ProbationResult result = JudgeProbation(probation_, evidence);
+  if (result.verdict == ProbationVerdict::kWatching) return;
+  Job job{w.release};
+  job.restarts = w.restarts;
+  job.replaced = w.previous;
+  auto log = Logger("update");
+  UpdateEvent event = UpdateEvent::kProbationPassed;
+  if (result.verdict == ProbationVerdict::kPassed) {
+    log->info("model={} version={} passed probation: {}", model, job.release.version,
+              result.detail);
+  } else {
+    log->warn("model={} version={} failed probation: {}", model, job.release.version,
+              result.detail);
+    job.error = VerificationError(v1::FAILURE_REASON_PROBATION_FAILED, result.detail);
+    job.fallback = v1::FAILURE_REASON_PROBATION_FAILED;
+    event = UpdateEvent::kProbationFailed;
+  }
+  if (absl::Status s = Drive(job, UpdateState::kProbation, event); !s.ok()) {
+    log->debug("probation of model={} ended: {}", model, s.ToString());
+  }
+}
+
+void Updater::CheckProbation() {
+  std::vector<std::string> models;
+  for (const auto& [model, watch] : watches_) models.push_back(model);
+  for (const std::string& model : models) Judge(model);
+}
+
+void Updater::RollBack(Job& job) {
+  auto log = Logger("update");
+  const ReleaseId& r = job.release;
+  std::shared_ptr<const ServingModel> previous_in_memory = job.replaced;
+  if (auto watch = watches_.find(r.model); watch != watches_.end()) {
+    if (!previous_in_memory) previous_in_memory = watch->second.previous;
+    watches_.erase(watch);
+  }
+  // Durably first: what a restart serves is the current version in the state.
+  auto current = state_.Current(r.model);
+  if (!current.ok()) {
+    log->error("cannot read current version of model={}: {}", r.model, current.status().ToString());
+  } else if (*current && (*current)->version == r.version &&
+             (*current)->artifact_sha256 == r.sha256) {
+    auto previous = state_.Previous(r.model);
+    const bool has_previous = previous.ok() && previous->has_value();
+    auto dropped = has_previous ? state_.RestorePrevious(r.model) : state_.DropCurrent(r.model);
+    if (!dropped.ok()) {
+      log->error("cannot roll back model={} version={} in the state: {}", r.model, r.version,
+                 dropped.status().ToString());
+    } else if (*dropped && (!has_previous || (*dropped)->path != (**previous).path)) {
+      RemoveVersionFiles((*dropped)->path);
+    }
+  }
+  // Then what serves follows the state: the restored version from memory when it is there,
+  // else from its kept copy on disk (no download), else nothing.
+  auto restored = state_.Current(r.model);
+  std::shared_ptr<const ServingModel> serving = host_.Get(r.model);
+  auto serves = [](const std::shared_ptr<const ServingModel>& m,
+                   const StateStore::InstalledVersion& v) {
+    return m && m->version == v.version && m->metadata.artifact_sha256() == v.artifact_sha256;
+  };
+  std::string now_serving = "nothing";
+  if (restored.ok() && *restored) {
+    now_serving = (*restored)->version;
+    if (serves(serving, **restored)) {
+      // Already (the activation failed before its swap, or at start-up before serving).
+    } else if (serves(previous_in_memory, **restored)) {
+      host_.Swap(previous_in_memory);
+    } else if (absl::Status s = Serve(**restored); !s.ok()) {
+      log->error("cannot serve model={} version={} after the rollback: {}", r.model,
+                 (*restored)->version, s.ToString());
+      host_.Remove(r.model);
+      now_serving = "nothing";
+    }
+  } else if (serving && serving->version == r.version) {
+    host_.Remove(r.model);
+  }
+  // A staged file that the state does not name (the activation failed before its commit).
+  if (job.staged_here && !job.staged_path.empty()) {
+    bool named = false;
+    for (auto slot : {state_.Current(r.model), state_.Previous(r.model)}) {
+      if (slot.ok() && *slot && (*slot)->path == job.staged_path) named = true;
+    }
+    if (!named) RemoveVersionFiles(job.staged_path);
+  }
+  log->warn("rolled back model={} version={}; {} serves", r.model, r.version, now_serving);
 }
 
 absl::Status Updater::Download(const std::string& sha256, uint64_t expected,
@@ -582,57 +929,6 @@ absl::Status Updater::ApplyPatch(const v1::ReleaseManifest& manifest, const v1::
         manifest.artifact_size_bytes());
   }
   return s;
-}
-
-absl::Status Updater::Activate(const v1::ReleaseManifest& manifest,
-                               const v1::SignedManifest& signed_manifest,
-                               const v1::ModelVersion& metadata, const std::string& staged_path) {
-  auto engine = engines_.Load(staged_path);
-  if (!engine.ok())
-    return VerificationError(v1::FAILURE_REASON_LOAD, std::string(engine.status().message()));
-  if (auto s = WarmUp(**engine, metadata); !s.ok()) {
-    return VerificationError(v1::FAILURE_REASON_WARMUP, std::string(s.message()));
-  }
-  if (auto s = Save(manifest, Phase::kActivate); !s.ok()) return s;
-
-  StateStore::InstalledVersion installed{manifest.model_name(),
-                                         manifest.version(),
-                                         manifest.artifact_sha256(),
-                                         staged_path,
-                                         signed_manifest.canonical_manifest(),
-                                         signed_manifest.signature(),
-                                         manifest.metadata_version(),
-                                         metadata.SerializeAsString()};
-  // Committing a version name that is already installed replaces its row, so its files
-  // (staged elsewhere, see StagingDir) must go too once the new one serves.
-  std::vector<std::string> replaced_paths;
-  for (auto slot :
-       {state_.Current(manifest.model_name()), state_.Previous(manifest.model_name())}) {
-    if (slot.ok() && *slot && (*slot)->version == manifest.version() &&
-        (*slot)->path != staged_path) {
-      replaced_paths.push_back((*slot)->path);
-    }
-  }
-  // Commit durably first, then flip: a crash in between restarts on the committed version.
-  auto dropped = state_.CommitVersion(installed);
-  if (!dropped.ok()) return dropped.status();
-  if (auto s = state_.RaiseMetadataVersion(manifest.model_name(), manifest.metadata_version());
-      !s.ok()) {
-    return s;
-  }
-  host_.Swap(std::make_shared<ServingModel>(
-      ServingModel{manifest.model_name(), manifest.version(), metadata,
-                   std::shared_ptr<InferenceEngine>(*std::move(engine))}));
-  // The version is committed and serving: a record left behind by a failed clear does no harm,
-  // nothing acts on it.
-  if (auto s = state_.ClearUpdate(manifest.model_name()); !s.ok()) {
-    Logger("update")->warn("cannot clear update record: {}", s.ToString());
-  }
-  if (*dropped) replaced_paths.push_back((*dropped)->path);
-  for (const std::string& path : replaced_paths) RemoveVersionFiles(path);
-  Logger("update")->info("serving model={} version={} metadata_version={}", manifest.model_name(),
-                         manifest.version(), manifest.metadata_version());
-  return absl::OkStatus();
 }
 
 std::vector<v1::InstalledModel> Updater::InstalledModels() {

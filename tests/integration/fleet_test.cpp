@@ -346,6 +346,9 @@ TEST_F(FleetTest, DamagedStoredModelFallsBackToPreviousAndIsFetchedAgain) {
   ASSERT_TRUE(WaitForServedVersion(agent, "classifier", "2"));
   ExpectAllTargets(d2.deployment_id(), 1, v1::DEPLOYMENT_TARGET_STATE_SERVING);
   ASSERT_FALSE(HasFatalFailure());
+  // Committed: its probation is over.
+  ASSERT_TRUE(WaitFor([&] { return CountEvents("dev-bitrot", "2", "kind = 'activated'") == "1"; },
+                      kLongWait, 100ms));
   const int device_port = server_->ports().device;
 
   // With the server down, so that the fallback is observed before any repair.

@@ -3,7 +3,8 @@
 
 Usage: make_models.py OUTDIR [--size-mb N]
 
-OUTDIR receives classifier_v1.onnx, classifier_v2.onnx, conv_v1.onnx, broken.onnx (truncated),
+OUTDIR receives classifier_v1.onnx, classifier_v2.onnx, conv_v1.onnx, classifier_nan.onnx (finite
+for warm-up's zeros, NaN for the sample input; not in expected.*), broken.onnx (truncated),
 unloadable.onnx (well-formed, with an operator no runtime has) and expected.json
 ({"models": {FILE: {"inputs": [...], "outputs": [...]}}, "broken": [FILE]}), each tensor as {"name", "shape", "data"}. expected.txt holds the same tensors for parsers
 without JSON, one per line: "FILE input|output NAME D1,D2,... V1 V2 ...". With --size-mb N it also writes classifier_large.onnx,
@@ -113,6 +114,32 @@ def make_conv(seed):
     return _finish(graph, "conv v1"), {"image": image}, {"scores": scores}
 
 
+def make_nan_on_traffic(seed):
+    """A classifier-shaped model that passes warm-up but answers NaN for real inputs:
+    input [1,4] -> Gemm (no bias) -> Abs -> Mul(-1) -> Sqrt -> probs [1,3]. Warm-up feeds zeros,
+    giving sqrt(-0) = 0 (finite); any input with a non-zero projection gives sqrt of a negative."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0.0, 1.0, size=(3, 4)).astype(np.float32)
+    b = np.zeros((3,), dtype=np.float32)
+    minus_one = np.array([-1.0], dtype=np.float32)
+    nodes = [
+        helper.make_node("Gemm", ["input", "w", "b"], ["projected"], transB=1),
+        helper.make_node("Abs", ["projected"], ["magnitude"]),
+        helper.make_node("Mul", ["magnitude", "minus_one"], ["negative"]),
+        helper.make_node("Sqrt", ["negative"], ["probs"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "classifier_nan_on_traffic",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 3])],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b"),
+                     numpy_helper.from_array(minus_one, "minus_one")])
+    projected = SAMPLE_FEATURES.astype(np.float64) @ w.T.astype(np.float64)
+    if not np.all(np.abs(projected) > 1e-3):
+        sys.exit("the NaN model's projection of the sample input must be non-zero")
+    return _finish(graph, "classifier that answers NaN")
+
+
 def _tensor_json(name, array):
     return {"name": name, "shape": list(array.shape),
             "data": [float(np.float32(v)) for v in array.reshape(-1)]}
@@ -178,6 +205,9 @@ def main(argv):
                                    opset_imports=[helper.make_opsetid("", OPSET)])
     unloadable.ir_version = IR_VERSION
     onnx.save(unloadable, os.path.join(args.outdir, "unloadable.onnx"))
+
+    # Not in expected.*: its answer is NaN by design, which the expected files' parsers refuse.
+    onnx.save(make_nan_on_traffic(seed=505), os.path.join(args.outdir, "classifier_nan.onnx"))
 
     with open(os.path.join(args.outdir, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)

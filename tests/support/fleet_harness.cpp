@@ -287,6 +287,14 @@ void AgentHarness::Start(const std::string& server_address, const std::string& c
       "1",
       "--update-retry-base-seconds",
       "1",
+      // A short probation that any traffic satisfies, lenient on latency (loaded test machines):
+      // tests about probation itself override these.
+      "--probation-window-seconds",
+      "1",
+      "--probation-min-requests",
+      "1",
+      "--probation-latency-limit-percent",
+      "1000",
   };
   args_.insert(args_.end(), extra_args_.begin(), extra_args_.end());
   Restart();

@@ -109,8 +109,8 @@ class AgentHarness {
   AgentHarness(const AgentHarness&) = delete;
   AgentHarness& operator=(const AgentHarness&) = delete;
 
-  // Starts the agent with check-ins every second, at most 2 s of backoff, and refused releases
-  // retried after 1 s (doubling).
+  // Starts the agent with check-ins every second, at most 2 s of backoff, refused releases
+  // retried after 1 s (doubling), and a 1 s probation after each swap.
   void Start(const std::string& server_address, const std::string& ca_file,
              const std::string& enrollment_token);
   // Starts again with the arguments of the last Start().

@@ -5,10 +5,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <thread>
 #include <vector>
 
 #include "agent/engine/opencv_engine.h"
+#include "agent/serving/version_monitor.h"
 #include "tests/fakes/test_release.h"
 
 namespace edgefleet::agent {
@@ -44,7 +46,7 @@ std::shared_ptr<const ServingModel> Serving(const std::string& version, const st
   auto engine = LoadEngine(file);
   if (!engine) return nullptr;
   return std::make_shared<ServingModel>(
-      ServingModel{"classifier", version, ClassifierMetadata(version), engine});
+      ServingModel{"classifier", version, ClassifierMetadata(version), engine, nullptr});
 }
 
 bool Near(const std::vector<float>& a, const std::vector<float>& b) {
@@ -143,6 +145,62 @@ TEST_F(ModelHostTest, SwapReturnsTheReplacedModel) {
   EXPECT_EQ(host.Swap(v2), v1);
   ASSERT_EQ(host.All().size(), 1u);
   EXPECT_EQ(host.All()[0]->version, "2.0");
+}
+
+// Each version's observer sees exactly the answers of that version, across a swap; Remove stops
+// serving the model.
+TEST_F(ModelHostTest, EachVersionsObserverSeesItsOwnAnswers) {
+  ModelHost host;
+  auto m1 = std::make_shared<VersionMonitor>();
+  auto m2 = std::make_shared<VersionMonitor>();
+  host.Swap(std::make_shared<ServingModel>(ServingModel{
+      "classifier", "1.0", ClassifierMetadata("1.0"), LoadEngine("classifier_v1.onnx"), m1}));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(host.Predict("classifier", inputs_, {}).ok());
+  std::vector<TensorData> malformed = inputs_;
+  malformed[0].name = "no_such_input";
+  EXPECT_FALSE(host.Predict("classifier", malformed, {}).ok());
+  host.Swap(std::make_shared<ServingModel>(ServingModel{
+      "classifier", "2.0", ClassifierMetadata("2.0"), LoadEngine("classifier_v2.onnx"), m2}));
+  ASSERT_TRUE(host.Predict("classifier", inputs_, {}).ok());
+
+  const VersionMonitor::Snapshot first = m1->Read();
+  EXPECT_EQ(first.answers, 4u);
+  EXPECT_EQ(first.errors, 0u) << "a malformed request is the caller's, not the version's";
+  EXPECT_EQ(first.non_finite, 0u);
+  EXPECT_EQ(first.latency_samples, 4u);
+  ASSERT_TRUE(first.p95_seconds.has_value());
+  EXPECT_GT(*first.p95_seconds, 0.0);
+  EXPECT_EQ(m2->Read().answers, 1u);
+
+  EXPECT_NE(host.Remove("classifier"), nullptr);
+  EXPECT_EQ(host.Predict("classifier", inputs_, {}).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(VersionMonitorTest, CountsErrorsNonFiniteAnswersAndTheRecentP95) {
+  VersionMonitor monitor;
+  EXPECT_FALSE(monitor.Read().p95_seconds.has_value());
+  const std::vector<TensorData> finite{{"probs", {1, 2}, {0.5f, 0.5f}}};
+  const std::vector<TensorData> nan{{"probs", {1, 2}, {0.5f, std::nanf("")}}};
+  const std::vector<TensorData> inf{{"a", {1}, {1.0f}}, {"b", {1}, {HUGE_VALF}}};
+  // 100 answers taking 1..100 ms: the p95 is 95 ms.
+  for (int ms = 1; ms <= 100; ++ms) monitor.OnAnswer(finite, std::chrono::milliseconds(ms));
+  monitor.OnAnswer(nan, std::chrono::milliseconds(1));
+  monitor.OnAnswer(inf, std::chrono::milliseconds(1));
+  monitor.OnAnswer(absl::InternalError("engine failed"), std::chrono::milliseconds(1));
+  monitor.OnAnswer(absl::InvalidArgumentError("bad input"), std::chrono::milliseconds(1));
+  const VersionMonitor::Snapshot s = monitor.Read();
+  EXPECT_EQ(s.answers, 104u);
+  EXPECT_EQ(s.errors, 1u);
+  EXPECT_EQ(s.non_finite, 2u);
+  EXPECT_EQ(s.latency_samples, 104u);
+  ASSERT_TRUE(s.p95_seconds.has_value());
+  EXPECT_NEAR(*s.p95_seconds, 0.095, 1e-6);
+
+  // Only the most recent answers count: a slow past is forgotten.
+  for (size_t i = 0; i < VersionMonitor::kLatencySamples; ++i) {
+    monitor.OnAnswer(finite, std::chrono::microseconds(500));
+  }
+  EXPECT_NEAR(*monitor.Read().p95_seconds, 0.0005, 1e-6);
 }
 
 TEST_F(ModelHostTest, PredictOnUnknownModelIsNotFound) {

@@ -63,7 +63,7 @@ TEST_F(StateStoreTest, ReopenKeepsEverything) {
     ASSERT_NE(store, nullptr);
     ASSERT_TRUE(store->SetIdentity("dev-42").ok());
     ASSERT_TRUE(store->CommitVersion(Version("detector", "v1", 3)).ok());
-    ASSERT_TRUE(store->SaveUpdate({"detector", "v2", "sha2", UpdatePhase::kStage, "staged"}).ok());
+    ASSERT_TRUE(store->SaveUpdate({"detector", "v2", "sha2", UpdatePhase::kStaged, "staged"}).ok());
     ASSERT_TRUE(
         store->SaveFailure({"detector", "v0", "sha0", 4, 2, 1'800'000'060, 7, "cannot load"}).ok());
     ASSERT_TRUE(store->Enqueue("event", "payload-1").ok());
@@ -84,7 +84,7 @@ TEST_F(StateStoreTest, ReopenKeepsEverything) {
   EXPECT_EQ(store->HighestMetadataVersion("detector").value_or(0), 3u);
   auto update = store->LoadUpdate("detector");
   ASSERT_TRUE(update.ok() && update->has_value());
-  EXPECT_EQ((*update)->phase, UpdatePhase::kStage);
+  EXPECT_EQ((*update)->phase, UpdatePhase::kStaged);
   auto failure = store->LoadFailure("detector");
   ASSERT_TRUE(failure.ok() && failure->has_value());
   EXPECT_EQ((*failure)->attempts, 2u);
@@ -193,15 +193,17 @@ TEST_F(StateStoreTest, MetadataVersionNeverDecreases) {
 }
 
 TEST_F(StateStoreTest, UpdatePhasePersistsEveryStep) {
-  const UpdatePhase phases[] = {UpdatePhase::kIdle,  UpdatePhase::kFetch,    UpdatePhase::kVerify,
-                                UpdatePhase::kStage, UpdatePhase::kActivate, UpdatePhase::kCommit,
-                                UpdatePhase::kFailed};
+  const UpdatePhase phases[] = {
+      UpdatePhase::kIdle,      UpdatePhase::kFetching,    UpdatePhase::kVerifying,
+      UpdatePhase::kStaged,    UpdatePhase::kActivating,  UpdatePhase::kProbation,
+      UpdatePhase::kCommitted, UpdatePhase::kRollingBack, UpdatePhase::kFailed};
   for (UpdatePhase phase : phases) {
     {
       auto store = OpenStore();
       ASSERT_NE(store, nullptr);
       ASSERT_TRUE(
-          store->SaveUpdate({"m", "v7", std::string("\0\x01", 2), phase, "step detail"}).ok());
+          store->SaveUpdate({"m", "v7", std::string("\0\x01", 2), phase, "step detail", 12, 1, 7})
+              .ok());
     }
     auto store = OpenStore();  // as after a crash
     ASSERT_NE(store, nullptr);
@@ -212,8 +214,18 @@ TEST_F(StateStoreTest, UpdatePhasePersistsEveryStep) {
     EXPECT_EQ((*loaded)->version, "v7");
     EXPECT_EQ((*loaded)->artifact_sha256, std::string("\0\x01", 2));
     EXPECT_EQ((*loaded)->detail, "step detail");
+    EXPECT_EQ((*loaded)->metadata_version, 12u);
+    EXPECT_EQ((*loaded)->restarts, 1u);
+    EXPECT_EQ((*loaded)->reason_code, 7);
   }
   auto store = OpenStore();
+  ASSERT_TRUE(store->SaveUpdate({"a", "v1", "sha", UpdatePhase::kProbation, "", 3, 0}).ok());
+  auto all = store->AllUpdates();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].model_name, "a");
+  EXPECT_EQ((*all)[0].phase, UpdatePhase::kProbation);
+  EXPECT_EQ((*all)[1].model_name, "m");
   ASSERT_TRUE(store->ClearUpdate("m").ok());
   auto loaded = store->LoadUpdate("m");
   ASSERT_TRUE(loaded.ok());
@@ -253,6 +265,8 @@ TEST_F(StateStoreTest, MigrationFromV1GivesRefusedReleasesAnotherAttempt) {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
     const char* v1 =
+        "CREATE TABLE updates (model_name TEXT PRIMARY KEY, version TEXT NOT NULL, "
+        "artifact_sha256 BLOB NOT NULL, phase TEXT NOT NULL, detail TEXT NOT NULL);"
         "CREATE TABLE failed_releases (model_name TEXT NOT NULL, version TEXT NOT NULL, "
         "artifact_sha256 BLOB NOT NULL, reason_code INTEGER NOT NULL, detail TEXT NOT NULL, "
         "PRIMARY KEY (model_name, version, artifact_sha256));"
@@ -273,6 +287,41 @@ TEST_F(StateStoreTest, MigrationFromV1GivesRefusedReleasesAnotherAttempt) {
   EXPECT_EQ((*failure)->next_attempt_unix, 0);
   EXPECT_EQ((*failure)->reason_code, 4);
   EXPECT_EQ((*failure)->detail, "digest mismatch");
+}
+
+// Schema v2 saved steps as "Fetch", "Activate", ...; v3 keeps every record, under the names of
+// the lifecycle's states, with no restarts counted.
+TEST_F(StateStoreTest, MigrationFromV2KeepsUpdateRecordsUnderTheNewStateNames) {
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+    const char* v2 =
+        "CREATE TABLE updates (model_name TEXT PRIMARY KEY, version TEXT NOT NULL, "
+        "artifact_sha256 BLOB NOT NULL, phase TEXT NOT NULL, detail TEXT NOT NULL);"
+        "INSERT INTO updates VALUES ('a', 'v1', x'01', 'Fetch', '');"
+        "INSERT INTO updates VALUES ('b', 'v2', x'02', 'Activate', 'loading');"
+        "INSERT INTO updates VALUES ('c', 'v3', x'03', 'Commit', '');"
+        "INSERT INTO updates VALUES ('d', 'v4', x'04', 'Failed', 'digest');"
+        "PRAGMA user_version = 2;";
+    char* error = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, v2, nullptr, nullptr, &error), SQLITE_OK) << error;
+    sqlite3_free(error);
+    sqlite3_close(db);
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto all = store->AllUpdates();
+  ASSERT_TRUE(all.ok()) << all.status();
+  std::vector<std::pair<std::string, UpdatePhase>> phases;
+  for (const auto& r : *all) phases.emplace_back(r.model_name, r.phase);
+  EXPECT_THAT(phases, ::testing::ElementsAre(std::pair("a", UpdatePhase::kFetching),
+                                             std::pair("b", UpdatePhase::kActivating),
+                                             std::pair("c", UpdatePhase::kCommitted),
+                                             std::pair("d", UpdatePhase::kFailed)));
+  EXPECT_EQ((*all)[1].detail, "loading");
+  EXPECT_EQ((*all)[1].artifact_sha256, "\x02");
+  EXPECT_EQ((*all)[1].restarts, 0u);
+  EXPECT_EQ((*all)[1].metadata_version, 0u);
 }
 
 TEST_F(StateStoreTest, DropCurrentKeepsPreviousAndRollbackProtection) {

@@ -108,8 +108,11 @@ TEST_F(ReleaseTrustTest, UpdaterFollowsARotationAndRefusesTheRevokedKey) {
   ASSERT_TRUE(state.ok()) << state.status();
   ModelHost host;
   auto engines = MakeOpenCvEngineFactory();
+  // Probation decided at the swap: this test is about the keys.
+  ProbationPolicy probation;
+  probation.window = std::chrono::seconds(0);
   Updater updater(**state, host, *engines, transport_, trust_->keys(), clock_,
-                  dir_.path().string());
+                  dir_.path().string(), RetryPolicy{}, probation);
   const std::string v1 = ReadFileBytes(TestDataPath("classifier_v1.onnx"));
   const std::string v2 = ReadFileBytes(TestDataPath("classifier_v2.onnx"));
   ASSERT_FALSE(v1.empty() || v2.empty()) << "run edgefleet_test_models";

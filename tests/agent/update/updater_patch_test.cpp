@@ -63,8 +63,11 @@ class UpdaterPatchTest : public ::testing::Test {
     auto state = StateStore::Open((dir_.path() / "state.db").string());
     ASSERT_TRUE(state.ok()) << state.status();
     state_ = *std::move(state);
+    // Probation is decided at the swap (no window): these tests are about the bytes.
+    ProbationPolicy probation;
+    probation.window = std::chrono::seconds(0);
     updater_ = std::make_unique<Updater>(*state_, host_, *engines_, transport_, key_->verifier(),
-                                         clock_, dir_.path().string());
+                                         clock_, dir_.path().string(), RetryPolicy{}, probation);
 
     ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
     ExpectServes("1.0", "classifier_v1.onnx");
@@ -162,7 +165,7 @@ class UpdaterPatchTest : public ::testing::Test {
         NewKinds(),
         ElementsAre(v1::UPDATE_EVENT_KIND_PATCH_REJECTED, v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED,
                     v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
-                    v1::UPDATE_EVENT_KIND_ACTIVATED));
+                    v1::UPDATE_EVENT_KIND_PROBATION_STARTED, v1::UPDATE_EVENT_KIND_ACTIVATED));
     auto events = NewEvents();
     ASSERT_FALSE(events.empty());
     EXPECT_EQ(events[0].reason(), v1::FAILURE_REASON_PATCH);
@@ -191,9 +194,10 @@ TEST_F(UpdaterPatchTest, HeldVersionIsPatchedIntoTheNextWithoutTheFullDownload) 
 
   ExpectServes("2.0", "classifier_v2.onnx");
   EXPECT_THAT(NewFetches(), ElementsAre(patch_sha_)) << "only the patch crossed the network";
-  EXPECT_THAT(NewKinds(),
-              ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
-                          v1::UPDATE_EVENT_KIND_ACTIVATED));
+  EXPECT_THAT(
+      NewKinds(),
+      ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
+                  v1::UPDATE_EVENT_KIND_PROBATION_STARTED, v1::UPDATE_EVENT_KIND_ACTIVATED));
   auto current = state_->Current(kModel);
   ASSERT_TRUE(current.ok() && *current);
   EXPECT_EQ((*current)->version, "2.0");
@@ -314,7 +318,8 @@ TEST_F(UpdaterPatchTest, PatchForAVersionTheDeviceDoesNotHoldIsNotFetched) {
   EXPECT_THAT(NewFetches(), ElementsAre(crypto::Sha256Bytes(v2_)));
   EXPECT_THAT(NewKinds(),
               ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED, v1::UPDATE_EVENT_KIND_DOWNLOADED,
-                          v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_ACTIVATED));
+                          v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_PROBATION_STARTED,
+                          v1::UPDATE_EVENT_KIND_ACTIVATED));
   EXPECT_THAT(Downloads(), IsEmpty());
 }
 

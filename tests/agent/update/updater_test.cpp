@@ -3,14 +3,18 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
+#include <thread>
 
 #include "agent/engine/opencv_engine.h"
 #include "common/crypto/sha256.h"
@@ -35,6 +39,13 @@ constexpr char kModel[] = "classifier";
 constexpr float kTolerance = 1e-4f;
 constexpr RetryPolicy kRetry{std::chrono::seconds(30), std::chrono::hours(1), 5};
 
+// Probation decided at the swap: tests of the other steps need no traffic or time for it.
+ProbationPolicy NoWindow() {
+  ProbationPolicy p;
+  p.window = std::chrono::seconds(0);
+  return p;
+}
+
 // One agent's update stack over a temp state directory: real SQLite state, real OpenCV engines,
 // real Ed25519 verification, a fake clock and an in-memory (sometimes hostile) server.
 class UpdaterTest : public ::testing::Test {
@@ -58,13 +69,14 @@ class UpdaterTest : public ::testing::Test {
     OpenAgent(transport_);
   }
 
-  void OpenAgent(DeviceTransport& transport) {
+  void OpenAgent(DeviceTransport& transport) { OpenAgent(transport, probation_); }
+  void OpenAgent(DeviceTransport& transport, const ProbationPolicy& probation) {
     auto state = StateStore::Open((dir_.path() / "state.db").string());
     ASSERT_TRUE(state.ok()) << state.status();
     state_ = *std::move(state);
     host_ = std::make_unique<ModelHost>();
     updater_ = std::make_unique<Updater>(*state_, *host_, *engines_, transport, key_->verifier(),
-                                         clock_, dir_.path().string(), kRetry);
+                                         clock_, dir_.path().string(), kRetry, probation);
   }
 
   void CloseAgent() {
@@ -174,6 +186,7 @@ class UpdaterTest : public ::testing::Test {
   }
 
   fakes::ScratchDir dir_{"updater_test"};
+  ProbationPolicy probation_ = NoWindow();
   FakeClock clock_;
   FakeDeviceTransport transport_;
   std::optional<fakes::ReleaseKey> key_;
@@ -192,7 +205,8 @@ TEST_F(UpdaterTest, FirstVersionIsDownloadedVerifiedAndServed) {
   ExpectServes("1.0", "classifier_v1.onnx");
   EXPECT_THAT(KindsFor("1.0"),
               ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED, v1::UPDATE_EVENT_KIND_DOWNLOADED,
-                          v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_ACTIVATED));
+                          v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_PROBATION_STARTED,
+                          v1::UPDATE_EVENT_KIND_ACTIVATED));
   ASSERT_EQ(transport_.Fetches().size(), 1u);
   EXPECT_EQ(transport_.Fetches()[0].offset, 0u);
   EXPECT_EQ(transport_.Fetches()[0].sha256, crypto::Sha256Bytes(v1_));
@@ -541,10 +555,11 @@ TEST_F(UpdaterTest, InterruptedDownloadResumesFromTheBytesOnDisk) {
   ExpectServes("2.0", "classifier_v2.onnx");
   EXPECT_EQ(FileDigest(VersionDir("2.0") / "model.onnx"), Digest(v2_));
   EXPECT_FALSE(fs::exists(PartPath(v2_)));
-  EXPECT_THAT(KindsFor("2.0"),
-              ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED, v1::UPDATE_EVENT_KIND_FAILED,
-                          v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
-                          v1::UPDATE_EVENT_KIND_ACTIVATED));
+  EXPECT_THAT(
+      KindsFor("2.0"),
+      ElementsAre(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED, v1::UPDATE_EVENT_KIND_FAILED,
+                  v1::UPDATE_EVENT_KIND_DOWNLOADED, v1::UPDATE_EVENT_KIND_VERIFIED,
+                  v1::UPDATE_EVENT_KIND_PROBATION_STARTED, v1::UPDATE_EVENT_KIND_ACTIVATED));
 }
 
 // The digest covers the whole file, including bytes that were on disk before the resume; the
@@ -720,7 +735,8 @@ TEST_F(UpdaterTest, ReinstallingThePreviousVersionKeepsBothOnDisk) {
   const std::vector<v1::UpdateEventKind> kinds = KindsFor("1.0");
   const std::vector<v1::UpdateEventKind> rollback_events(kinds.begin() + events, kinds.end());
   EXPECT_THAT(rollback_events,
-              ElementsAre(v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_ACTIVATED));
+              ElementsAre(v1::UPDATE_EVENT_KIND_VERIFIED, v1::UPDATE_EVENT_KIND_ACTIVATED))
+      << "the kept copy passed its probation before: it is committed at once";
   EXPECT_EQ(*state_->HighestMetadataVersion(kModel), 3u);
   // TUF protects metadata: the older manifest of 2.0 is now a rollback.
   EXPECT_EQ(FailureReasonOf(updater_->Apply(v2_release)), v1::FAILURE_REASON_ROLLBACK);
@@ -759,7 +775,7 @@ TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) 
   EXPECT_FALSE(updater_->Apply(corrupt).ok());
   EXPECT_TRUE(transport_.ReportedEvents().empty());
   EXPECT_FALSE(updater_->FlushEvents().ok());
-  ASSERT_EQ(*state_->OutboxSize(), 6u);
+  ASSERT_EQ(*state_->OutboxSize(), 7u);
 
   transport_.SetReportEventsFailing(false);
   ASSERT_TRUE(updater_->FlushEvents().ok());
@@ -768,6 +784,7 @@ TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) 
   EXPECT_THAT(delivered, ElementsAre(std::pair("1.0", v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED),
                                      std::pair("1.0", v1::UPDATE_EVENT_KIND_DOWNLOADED),
                                      std::pair("1.0", v1::UPDATE_EVENT_KIND_VERIFIED),
+                                     std::pair("1.0", v1::UPDATE_EVENT_KIND_PROBATION_STARTED),
                                      std::pair("1.0", v1::UPDATE_EVENT_KIND_ACTIVATED),
                                      std::pair("2.0", v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED),
                                      std::pair("2.0", v1::UPDATE_EVENT_KIND_FAILED)));
@@ -778,25 +795,28 @@ TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) 
   EXPECT_EQ(transport_.ReportedEvents().size(), delivered.size());
 }
 
-// The lifecycle's crash table: the agent dies in phase S of updating 1.0 -> 2.0, leaving on disk
-// what that phase leaves. After a restart it serves the committed version without the server,
-// forgets the interrupted attempt, and the next check-in completes the update.
+// The lifecycle's crash table, from the state a crash leaves: the agent dies in state S of
+// updating 1.0 -> 2.0, leaving on disk what that state leaves. After a restart it serves a
+// known-good version without the server. Before the swap the interrupted attempt is forgotten and
+// the next check-in completes the update; a crash while activating counts as a failed attempt.
 struct CrashCase {
   const char* name;
   StateStore::UpdatePhase phase;
   // Leaves the files a crash in this phase leaves (v2's bytes given).
   std::function<void(UpdaterTest&, const std::string& v2)> leave;
   const char* serves_after_restart;
+  bool counted = false;  // the restart records a failed attempt of 2.0
 };
 
 class UpdaterCrashTest : public UpdaterTest, public ::testing::WithParamInterface<CrashCase> {};
 
-TEST_P(UpdaterCrashTest, RestartServesTheCommittedVersionAndTheUpdateCompletesLater) {
+TEST_P(UpdaterCrashTest, RestartServesAKnownGoodVersionAndTheUpdateCompletesLater) {
   const CrashCase& c = GetParam();
   ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
   const v1::DesiredModel v2_release = Release("2.0", v2_, 2);
   c.leave(*this, v2_);
-  ASSERT_TRUE(state_->SaveUpdate({kModel, "2.0", crypto::Sha256Bytes(v2_), c.phase, ""}).ok());
+  ASSERT_TRUE(
+      state_->SaveUpdate({kModel, "2.0", crypto::Sha256Bytes(v2_), c.phase, "", 2, 0}).ok());
   CloseAgent();
 
   FakeDeviceTransport offline;
@@ -805,54 +825,390 @@ TEST_P(UpdaterCrashTest, RestartServesTheCommittedVersionAndTheUpdateCompletesLa
   ExpectServes(c.serves_after_restart, std::string(c.serves_after_restart) == "1.0"
                                            ? "classifier_v1.onnx"
                                            : "classifier_v2.onnx");
-  EXPECT_EQ(offline.TotalCalls(), 0);
+  EXPECT_TRUE(offline.Fetches().empty()) << "a known-good version serves from disk";
+  // A counted failure is reported (queued while the server is away); nothing else is sent.
+  EXPECT_EQ(offline.TotalCalls(), c.counted ? 1 : 0);
+  EXPECT_EQ(CurrentVersion(), c.serves_after_restart);
   auto record = state_->LoadUpdate(kModel);
   ASSERT_TRUE(record.ok());
-  EXPECT_FALSE(record->has_value()) << "the interrupted attempt is forgotten";
+  if (c.counted) {
+    ASSERT_TRUE(record->has_value());
+    EXPECT_EQ((*record)->phase, StateStore::UpdatePhase::kFailed);
+    ASSERT_TRUE(FailedEntry("2.0").has_value());
+    EXPECT_EQ(FailedEntry("2.0")->failed_attempts(), 1u);
+  } else {
+    EXPECT_FALSE(record->has_value()) << "the interrupted attempt is forgotten";
+  }
   CloseAgent();
 
   OpenAgent(transport_);
   ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  if (c.counted) clock_.Advance(kRetry.base_backoff);
   ASSERT_TRUE(updater_->Apply(v2_release).ok());
   ExpectServes("2.0", "classifier_v2.onnx");
   EXPECT_FALSE(fs::exists(PartPath(v2_)));
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    CrashInEachPhase, UpdaterCrashTest,
+    CrashInEachState, UpdaterCrashTest,
     ::testing::Values(
-        CrashCase{"Fetch", StateStore::UpdatePhase::kFetch,
+        CrashCase{"Fetching", StateStore::UpdatePhase::kFetching,
                   [](UpdaterTest& t, const std::string& v2) {
                     fs::create_directories(t.PartPath(v2).parent_path());
                     std::ofstream(t.PartPath(v2), std::ios::binary) << v2.substr(0, v2.size() / 2);
                   },
                   "1.0"},
-        CrashCase{"Verify", StateStore::UpdatePhase::kVerify,
+        CrashCase{"Verifying", StateStore::UpdatePhase::kVerifying,
                   [](UpdaterTest& t, const std::string& v2) {
                     fs::create_directories(t.PartPath(v2).parent_path());
                     std::ofstream(t.PartPath(v2), std::ios::binary) << v2;
                   },
                   "1.0"},
-        CrashCase{"Stage", StateStore::UpdatePhase::kStage,
+        CrashCase{"Staged", StateStore::UpdatePhase::kStaged,
                   [](UpdaterTest& t, const std::string& v2) {
                     fs::create_directories(t.VersionDir("2.0"));
                     std::ofstream(t.VersionDir("2.0") / "model.onnx", std::ios::binary) << v2;
                   },
                   "1.0"},
-        CrashCase{"Activate", StateStore::UpdatePhase::kActivate,
+        CrashCase{"ActivatingBeforeTheCommit", StateStore::UpdatePhase::kActivating,
                   [](UpdaterTest& t, const std::string& v2) {
                     // Loaded and warmed up in memory, which the crash took with it.
                     fs::create_directories(t.VersionDir("2.0"));
                     std::ofstream(t.VersionDir("2.0") / "model.onnx", std::ios::binary) << v2;
                   },
-                  "1.0"},
-        CrashCase{"Commit", StateStore::UpdatePhase::kCommit,
+                  "1.0", true},
+        CrashCase{"ActivatingAfterTheCommit", StateStore::UpdatePhase::kActivating,
+                  [](UpdaterTest& t, const std::string&) {
+                    // Committed and swapped, then died before saving Probation: rolled back.
+                    ASSERT_TRUE(t.updater_->Apply(t.Release("2.0", t.v2_, 2)).ok());
+                  },
+                  "1.0", true},
+        CrashCase{"RollingBack", StateStore::UpdatePhase::kRollingBack,
+                  [](UpdaterTest& t, const std::string&) {
+                    ASSERT_TRUE(t.updater_->Apply(t.Release("2.0", t.v2_, 2)).ok());
+                  },
+                  "1.0", true},
+        CrashCase{"Committed", StateStore::UpdatePhase::kCommitted,
                   [](UpdaterTest& t, const std::string&) {
                     // Committed durably, then died before clearing the record.
                     ASSERT_TRUE(t.updater_->Apply(t.Release("2.0", t.v2_, 2)).ok());
                   },
                   "2.0"}),
     [](const ::testing::TestParamInfo<CrashCase>& info) { return std::string(info.param.name); });
+
+// --- probation: the new version is watched after its swap, on the fake clock ---
+
+// Engines whose answers a test scripts per version directory ("2.0", ...): failing after the
+// warm-up, or slow. Everything else is the real OpenCV engine.
+class ScriptedEngines final : public EngineFactory {
+ public:
+  struct Script {
+    bool fail_after_warm_up = false;
+    std::chrono::milliseconds delay{0};
+  };
+  explicit ScriptedEngines(std::map<std::string, Script> scripts) : scripts_(std::move(scripts)) {}
+
+  absl::StatusOr<std::unique_ptr<InferenceEngine>> Load(const std::string& path) override {
+    auto engine = real_->Load(path);
+    if (!engine.ok()) return engine.status();
+    auto it = scripts_.find(fs::path(path).parent_path().filename().string());
+    if (it == scripts_.end()) return engine;
+    return std::unique_ptr<InferenceEngine>(new Scripted(*std::move(engine), it->second));
+  }
+
+ private:
+  class Scripted final : public InferenceEngine {
+   public:
+    Scripted(std::unique_ptr<InferenceEngine> real, Script script)
+        : real_(std::move(real)), script_(script) {}
+    absl::StatusOr<std::vector<TensorData>> Run(const std::vector<TensorData>& inputs,
+                                                const std::vector<std::string>& names) override {
+      if (script_.fail_after_warm_up && runs_++ > 0) return absl::InternalError("engine failed");
+      // The latency under test is real time measured by the serving layer.
+      if (script_.delay.count() > 0) std::this_thread::sleep_for(script_.delay);
+      return real_->Run(inputs, names);
+    }
+    std::vector<std::string> OutputNames() const override { return real_->OutputNames(); }
+    std::string RuntimeName() const override { return real_->RuntimeName(); }
+
+   private:
+    std::unique_ptr<InferenceEngine> real_;
+    Script script_;
+    std::atomic<int> runs_{0};
+  };
+
+  std::unique_ptr<EngineFactory> real_ = MakeOpenCvEngineFactory();
+  std::map<std::string, Script> scripts_;
+};
+
+class ProbationTest : public UpdaterTest {
+ public:
+  void SetUp() override {
+    UpdaterTest::SetUp();
+    nan_ = ReadFileBytes(TestDataPath("classifier_nan.onnx"));
+    ASSERT_FALSE(nan_.empty()) << "run edgefleet_test_models";
+    probation_.window = std::chrono::seconds(60);
+    probation_.min_requests = 20;
+    Reopen();
+  }
+  void Reopen() {
+    CloseAgent();
+    OpenAgent(transport_);
+  }
+  // `n` requests with the sample input; how many were answered.
+  int Traffic(int n) {
+    int ok = 0;
+    for (int i = 0; i < n; ++i) {
+      ok += host_->Predict(kModel, expected_["classifier_v1.onnx"].inputs, {}).ok() ? 1 : 0;
+    }
+    return ok;
+  }
+  // 1.0 committed (its window passed with no traffic), then answering `n` requests.
+  void ServeV1(int n) {
+    ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+    clock_.Advance(probation_.window);
+    updater_->CheckProbation();
+    ASSERT_FALSE(updater_->OnProbation());
+    EXPECT_EQ(Traffic(n), n);
+  }
+  std::optional<v1::UpdateEvent> ProbationFailure(const std::string& version) {
+    for (const auto& e : FailuresFor(version)) {
+      if (e.reason() == v1::FAILURE_REASON_PROBATION_FAILED) return e;
+    }
+    return std::nullopt;
+  }
+
+  std::string nan_;
+};
+
+TEST_F(ProbationTest, VersionAnsweringNonFiniteIsSwappedBackInProcessAndReported) {
+  ServeV1(30);
+  ASSERT_TRUE(updater_->Apply(Release("2.0", nan_, 2)).ok()) << "passes its warm-up";
+  const size_t fetches = transport_.Fetches().size();
+  EXPECT_TRUE(updater_->OnProbation());
+  EXPECT_EQ(KindsFor("2.0").back(), v1::UPDATE_EVENT_KIND_PROBATION_STARTED);
+  EXPECT_EQ(Traffic(3), 3) << "answers, with NaN";
+  updater_->CheckProbation();
+
+  EXPECT_FALSE(updater_->OnProbation());
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_EQ(CurrentVersion(), "1.0");
+  EXPECT_FALSE(*state_->Previous(kModel)) << "the failed version is gone";
+  EXPECT_FALSE(fs::exists(VersionDir("2.0")));
+  EXPECT_EQ(transport_.Fetches().size(), fetches) << "swapped back without a download";
+  auto failure = ProbationFailure("2.0");
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_THAT(failure->detail(), ::testing::HasSubstr("non-finite 3"));
+  EXPECT_THAT(failure->detail(), ::testing::HasSubstr("errors 0/3"));
+  // A failed attempt under the retry policy; the inventory says so.
+  ASSERT_TRUE(FailedEntry("2.0").has_value());
+  EXPECT_EQ(FailedEntry("2.0")->failed_attempts(), 1u);
+  EXPECT_FALSE(updater_->Due(Release("2.0", nan_, 2)).ok());
+
+  // A restart serves 1.0 and does not resurrect 2.0.
+  CloseAgent();
+  OpenAgent(transport_);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_FALSE(updater_->OnProbation());
+}
+
+TEST_F(ProbationTest, VersionFailingRequestsIsSwappedBackWithItsErrorCount) {
+  engines_ = std::make_unique<ScriptedEngines>(
+      std::map<std::string, ScriptedEngines::Script>{{"2.0", {true, {}}}});
+  Reopen();
+  ServeV1(0);
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  EXPECT_EQ(Traffic(19), 0);
+  updater_->CheckProbation();
+  EXPECT_TRUE(updater_->OnProbation()) << "19 answers are not enough evidence yet";
+  EXPECT_EQ(Traffic(1), 0);
+  updater_->CheckProbation();
+  EXPECT_FALSE(updater_->OnProbation()) << "decided before the window ends";
+  ExpectServes("1.0", "classifier_v1.onnx");
+  auto failure = ProbationFailure("2.0");
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_THAT(failure->detail(), ::testing::HasSubstr("errors 20/20, non-finite 0"));
+}
+
+TEST_F(ProbationTest, VersionMuchSlowerThanThePreviousIsSwappedBack) {
+  engines_ = std::make_unique<ScriptedEngines>(std::map<std::string, ScriptedEngines::Script>{
+      {"2.0", {false, std::chrono::milliseconds(5)}}});
+  Reopen();
+  ServeV1(30);  // the baseline: well under the 1 ms floor
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  EXPECT_EQ(Traffic(20), 20);
+  updater_->CheckProbation();
+  ExpectServes("1.0", "classifier_v1.onnx");
+  auto failure = ProbationFailure("2.0");
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_THAT(failure->detail(),
+              ::testing::MatchesRegex("errors 0/20, non-finite 0, p95 [0-9.]+ms vs [0-9.]+ms "
+                                      "\\(limit 2x\\) after 0s.*"));
+}
+
+TEST_F(ProbationTest, WithoutTrafficTheWindowAloneDecides) {
+  ServeV1(0);
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  clock_.Advance(probation_.window - std::chrono::seconds(1));
+  updater_->CheckProbation();
+  EXPECT_TRUE(updater_->OnProbation());
+  EXPECT_NE(KindsFor("2.0").back(), v1::UPDATE_EVENT_KIND_ACTIVATED);
+  clock_.Advance(std::chrono::seconds(1));
+  updater_->CheckProbation();
+  EXPECT_FALSE(updater_->OnProbation());
+  EXPECT_EQ(KindsFor("2.0").back(), v1::UPDATE_EVENT_KIND_ACTIVATED);
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_FALSE(state_->LoadUpdate(kModel)->has_value()) << "committed: nothing in flight";
+}
+
+TEST_F(ProbationTest, HealthyVersionWithTrafficCommitsAfterTheWindowAndMinRequests) {
+  ServeV1(30);
+  ASSERT_TRUE(updater_->Apply(Release("2.0", v2_, 2)).ok());
+  // Another release of the model waits while 2.0 is on probation.
+  EXPECT_EQ(updater_->Apply(Release("3.0", v1_, 3)).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Traffic(5), 5);
+  clock_.Advance(probation_.window);
+  updater_->CheckProbation();
+  EXPECT_TRUE(updater_->OnProbation()) << "some traffic: waits for the minimum of requests";
+  EXPECT_EQ(Traffic(15), 15);
+  updater_->CheckProbation();
+  EXPECT_FALSE(updater_->OnProbation());
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_EQ((*state_->Previous(kModel))->version, "1.0");
+  EXPECT_THAT(KindsFor("2.0"), ::testing::Contains(v1::UPDATE_EVENT_KIND_ACTIVATED));
+  EXPECT_FALSE(FailedEntry("2.0").has_value());
+}
+
+// Damaged on disk while the agent was down with the version on probation: the previous version
+// serves and the release is fetched again at once, not counted against it.
+TEST_F(ProbationTest, VersionOnProbationDamagedOnDiskIsRepairedNotCounted) {
+  ServeV1(0);
+  const v1::DesiredModel v2_release = Release("2.0", v2_, 2);
+  ASSERT_TRUE(updater_->Apply(v2_release).ok());
+  ASSERT_TRUE(updater_->OnProbation());
+  CloseAgent();
+  FlipByte(VersionDir("2.0") / "model.onnx", static_cast<std::streamoff>(v2_.size() / 2));
+
+  OpenAgent(transport_);
+  EXPECT_EQ(FailureReasonOf(updater_->RestoreFromDisk()), v1::FAILURE_REASON_DIGEST);
+  ExpectServes("1.0", "classifier_v1.onnx");
+  EXPECT_FALSE(updater_->OnProbation());
+  EXPECT_FALSE(state_->LoadUpdate(kModel)->has_value());
+  ASSERT_TRUE(FailedEntry("2.0").has_value());
+  EXPECT_EQ(FailedEntry("2.0")->failed_attempts(), 0u);
+  EXPECT_THAT(FailedEntry("2.0")->detail(), ::testing::HasSubstr("version 1.0 serves meanwhile"));
+  EXPECT_TRUE(updater_->Due(v2_release).ok());
+  ASSERT_TRUE(updater_->Apply(v2_release).ok());
+  ExpectServes("2.0", "classifier_v2.onnx");
+}
+
+// The crash table with real kills: a child process updates 1.0 -> 2.0 and is killed with
+// SIGKILL right after it saves state S; the restarted agent ends on a known-good version.
+class UpdaterKillTest : public ProbationTest {
+ public:
+  // Runs `body` in a child killed by SIGKILL once its updater saves `die_in` after `body`
+  // called Arm(); true when it died that way. The parent's agent is closed meanwhile, and the
+  // parent has run no inference yet (a forked child must not inherit an inference thread pool).
+  bool RunKilledIn(UpdateState die_in, const std::function<void()>& body) {
+    CloseAgent();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      OpenAgent(transport_);
+      updater_->SetAfterSaveForTest([this, die_in](UpdateState s) {
+        if (armed_ && s == die_in) ::raise(SIGKILL);
+      });
+      body();
+      ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    OpenAgent(transport_);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  }
+  void Arm() { armed_ = true; }
+
+ private:
+  bool armed_ = false;
+};
+
+struct KillCase {
+  const char* name;
+  UpdateState die_in;
+  const char* serves_after_restart;
+  // Extra restarts killed in Probation again (a crash loop).
+  int probation_kills_after_restart = 0;
+  bool nan_model = false;  // 2.0 answers NaN: probation fails and rolls back
+};
+
+class KillInEachStateTest : public UpdaterKillTest,
+                            public ::testing::WithParamInterface<KillCase> {};
+
+TEST_P(KillInEachStateTest, RestartEndsOnAKnownGoodVersion) {
+  const KillCase& c = GetParam();
+  const v1::DesiredModel v1_release = Release("1.0", v1_, 1);
+  const v1::DesiredModel v2_release = Release("2.0", c.nan_model ? nan_ : v2_, 2);
+  ASSERT_TRUE(RunKilledIn(c.die_in,
+                          [&] {
+                            if (!updater_->Apply(v1_release).ok()) return;
+                            clock_.Advance(probation_.window);
+                            updater_->CheckProbation();
+                            // Killed during this update, or during the traffic and the check after
+                            // it.
+                            Arm();
+                            if (!updater_->Apply(v2_release).ok()) return;
+                            Traffic(probation_.min_requests);
+                            clock_.Advance(probation_.window);
+                            updater_->CheckProbation();
+                          }))
+      << "the child was not killed in " << UpdatePhaseName(c.die_in);
+  for (int i = 0; i < c.probation_kills_after_restart; ++i) {
+    ASSERT_TRUE(RunKilledIn(UpdateState::kProbation,
+                            [&] {
+                              Arm();
+                              (void)updater_->RestoreFromDisk();
+                            }))
+        << "restart " << i + 1 << " was not killed on probation";
+  }
+
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  const std::string serves = c.serves_after_restart;
+  ExpectServes(serves, serves == "1.0" ? "classifier_v1.onnx" : "classifier_v2.onnx");
+  EXPECT_EQ(CurrentVersion(), serves);
+  if (updater_->OnProbation()) {
+    // Resumed: the window runs again and the version commits.
+    EXPECT_EQ(Traffic(probation_.min_requests), static_cast<int>(probation_.min_requests));
+    clock_.Advance(probation_.window);
+    updater_->CheckProbation();
+    EXPECT_FALSE(updater_->OnProbation());
+    ExpectServes(serves, "classifier_v2.onnx");
+  }
+  auto record = state_->LoadUpdate(kModel);
+  ASSERT_TRUE(record.ok());
+  if (*record) {
+    EXPECT_EQ((*record)->phase, UpdateState::kFailed) << "nothing is left in flight";
+  }
+  if (c.probation_kills_after_restart > 0 || c.nan_model) {
+    ASSERT_TRUE(updater_->FlushEvents().ok());
+    auto failure = ProbationFailure("2.0");
+    ASSERT_TRUE(failure.has_value()) << "the rollback is reported as PROBATION_FAILED";
+    if (c.probation_kills_after_restart > 0) {
+      EXPECT_THAT(failure->detail(), ::testing::HasSubstr("restarted 2 times"));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    KillInEachState, KillInEachStateTest,
+    ::testing::Values(KillCase{"Fetching", UpdateState::kFetching, "1.0"},
+                      KillCase{"Verifying", UpdateState::kVerifying, "1.0"},
+                      KillCase{"Staged", UpdateState::kStaged, "1.0"},
+                      KillCase{"Activating", UpdateState::kActivating, "1.0"},
+                      KillCase{"Probation", UpdateState::kProbation, "2.0"},
+                      KillCase{"ProbationCrashLoop", UpdateState::kProbation, "1.0", 1},
+                      KillCase{"RollingBack", UpdateState::kRollingBack, "1.0", 0, true},
+                      KillCase{"Committed", UpdateState::kCommitted, "2.0"}),
+    [](const ::testing::TestParamInfo<KillCase>& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace edgefleet::agent

@@ -568,6 +568,22 @@ TEST_F(ApiTest, EventsDriveDeploymentTargetStateAndAreValidated) {
   EXPECT_EQ(report_kind(v1::UPDATE_EVENT_KIND_DOWNLOADED), v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS);
   EXPECT_EQ(report_kind(v1::UPDATE_EVENT_KIND_ACTIVATED), v1::DEPLOYMENT_TARGET_STATE_SERVING);
 
+  // Probation: a version watched after its swap is not serving yet; one that fails it is FAILED
+  // with the agent's measured numbers, its reason leading the detail.
+  EXPECT_EQ(report_kind(v1::UPDATE_EVENT_KIND_FAILED), v1::DEPLOYMENT_TARGET_STATE_FAILED);
+  EXPECT_EQ(report_kind(v1::UPDATE_EVENT_KIND_PROBATION_STARTED),
+            v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS);
+  event->set_kind(v1::UPDATE_EVENT_KIND_FAILED);
+  event->set_reason(v1::FAILURE_REASON_PROBATION_FAILED);
+  event->set_detail("errors 7/50, non-finite 0, p95 41.0ms vs 9.0ms (limit 2x) after 60s");
+  ASSERT_TRUE(device_api_->ReportEvent("cam-1", report).ok());
+  auto failed = admin_->GetDeployment(get);
+  ASSERT_TRUE(failed.ok());
+  EXPECT_EQ(failed->targets(0).state(), v1::DEPLOYMENT_TARGET_STATE_FAILED);
+  EXPECT_EQ(failed->targets(0).detail(),
+            "FAILURE_REASON_PROBATION_FAILED: errors 7/50, non-finite 0, p95 41.0ms vs 9.0ms "
+            "(limit 2x) after 60s");
+
   v1::ReportEventRequest malformed;
   malformed.add_events()->set_model_name("detector");
   EXPECT_EQ(device_api_->ReportEvent("cam-1", malformed).code(),
