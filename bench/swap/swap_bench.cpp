@@ -82,7 +82,8 @@ absl::StatusOr<double> Activate(agent::EngineFactory& engines, agent::ModelHost&
   std::shared_ptr<agent::InferenceEngine> shared(*std::move(engine));
   loaded.push_back(shared);
   host.Swap(std::make_shared<agent::ServingModel>(
-      agent::ServingModel{o.model_name, kVersions[which], std::move(metadata), std::move(shared)}));
+      agent::ServingModel{o.model_name, kVersions[which], std::move(metadata), std::move(shared),
+                          /*observer=*/nullptr}));
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
