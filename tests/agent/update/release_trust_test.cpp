@@ -65,6 +65,15 @@ class ReleaseTrustTest : public ::testing::Test {
     return *manifest::SignDelegation(*d, *root_.signer);
   }
 
+  // An updater trusting trust_'s keys, deciding probation at the swap: these tests are about
+  // keys. Build a new one after Reopen().
+  std::unique_ptr<Updater> NewUpdater(StateStore& state, ModelHost& host) {
+    ProbationPolicy probation;
+    probation.window = std::chrono::seconds(0);
+    return std::make_unique<Updater>(state, host, *engines_, transport_, trust_->keys(), clock_,
+                                     dir_.path().string(), RetryPolicy{}, probation);
+  }
+
   // A check-in answer as the server makes it: delegation, desired state, signed timestamp.
   v1::CheckInResponse Answer(const Key& key, const v1::SignedDelegation& delegation,
                              std::vector<v1::DesiredModel> desired = {},
@@ -101,18 +110,15 @@ class ReleaseTrustTest : public ::testing::Test {
   v1::SignedDelegation first_;
   std::unique_ptr<ReleaseTrust> trust_;
   fakes::FakeDeviceTransport transport_;
+  std::unique_ptr<EngineFactory> engines_ = MakeOpenCvEngineFactory();
 };
 
 TEST_F(ReleaseTrustTest, UpdaterFollowsARotationAndRefusesTheRevokedKey) {
   auto state = StateStore::Open((dir_.path() / "state.db").string());
   ASSERT_TRUE(state.ok()) << state.status();
   ModelHost host;
-  auto engines = MakeOpenCvEngineFactory();
-  // Probation decided at the swap: this test is about the keys.
-  ProbationPolicy probation;
-  probation.window = std::chrono::seconds(0);
-  Updater updater(**state, host, *engines, transport_, trust_->keys(), clock_,
-                  dir_.path().string(), RetryPolicy{}, probation);
+  std::unique_ptr<Updater> owned = NewUpdater(**state, host);
+  Updater& updater = *owned;
   const std::string v1 = ReadFileBytes(TestDataPath("classifier_v1.onnx"));
   const std::string v2 = ReadFileBytes(TestDataPath("classifier_v2.onnx"));
   ASSERT_FALSE(v1.empty() || v2.empty()) << "run edgefleet_test_models";
@@ -162,9 +168,8 @@ TEST_F(ReleaseTrustTest, AFastForwardedDeviceRecoversWhenTheRootResetsTheFloorsO
   ASSERT_TRUE(state.ok()) << state.status();
   trust_->SetRollbackFloorReset([&] { return (*state)->ForgetMetadataVersions(); });
   ModelHost host;
-  auto engines = MakeOpenCvEngineFactory();
-  Updater updater(**state, host, *engines, transport_, trust_->keys(), clock_,
-                  dir_.path().string());
+  std::unique_ptr<Updater> owned = NewUpdater(**state, host);
+  Updater& updater = *owned;
   const std::string v1 = ReadFileBytes(TestDataPath("classifier_v1.onnx"));
   const std::string v2 = ReadFileBytes(TestDataPath("classifier_v2.onnx"));
   ASSERT_FALSE(v1.empty() || v2.empty()) << "run edgefleet_test_models";
@@ -200,13 +205,12 @@ TEST_F(ReleaseTrustTest, AFastForwardedDeviceRecoversWhenTheRootResetsTheFloorsO
   // new key signed is a rollback again, and the attacker's manifest stays refused.
   Reopen();
   trust_->SetRollbackFloorReset([&] { return (*state)->ForgetMetadataVersions(); });
-  Updater restarted(**state, host, *engines, transport_, trust_->keys(), clock_,
-                    dir_.path().string());
+  std::unique_ptr<Updater> restarted = NewUpdater(**state, host);
   clock_.Advance(std::chrono::minutes(1));
   v1::DesiredModel older = Release(release_b_, "1.0", v1, 8);
   ASSERT_TRUE(trust_->AcceptAnswer(Answer(release_b_, reset, {older}), kDevice).ok());
-  EXPECT_EQ(FailureReasonOf(restarted.Apply(older)), v1::FAILURE_REASON_ROLLBACK);
-  EXPECT_EQ(FailureReasonOf(restarted.Apply(forged)), v1::FAILURE_REASON_SIGNATURE);
+  EXPECT_EQ(FailureReasonOf(restarted->Apply(older)), v1::FAILURE_REASON_ROLLBACK);
+  EXPECT_EQ(FailureReasonOf(restarted->Apply(forged)), v1::FAILURE_REASON_SIGNATURE);
   EXPECT_EQ(host.Get("classifier")->version, "2.0");
 }
 
