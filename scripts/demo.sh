@@ -236,6 +236,7 @@ for id in "${DEVICES[@]}"; do
     --device-id "$id" \
     --local-socket "$dir/inference.sock" \
     --check-in-interval-seconds 2 \
+    --probation-window-seconds 5 \
     --log-level info
   info "started agent $id (state ${dir#"$ROOT"/}, log ${LOGS#"$ROOT"/}/agent-$id.log)"
 done
