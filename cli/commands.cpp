@@ -871,10 +871,8 @@ const std::vector<Command>& Commands() {
         "on-failure"},
        1,
        1,
-       "start a staged rollout: waves are cumulative shares (10%) or device counts (5) of the "
-       "matching devices, each soaking before the next; --max-failure-pct bounds install and "
-       "probation failures, judged once --min-devices devices finished; --on-failure says what a "
-       "failed gate does",
+       "start a staged rollout: cumulative waves (10% or a device count), each gated on install "
+       "and probation failures (--max-failure-pct, once --min-devices finished) and soaked",
        &RolloutCreate},
       {"rollout status",
        "NAME [--watch]",

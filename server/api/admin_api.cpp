@@ -592,27 +592,27 @@ absl::StatusOr<rollout::RolloutService*> AdminApi::Rollouts() const {
 
 absl::StatusOr<v1::Rollout> AdminApi::CreateRollout(const Principal& who,
                                                     const v1::CreateRolloutRequest& request) {
-  auto service = Rollouts();
-  if (!service.ok()) return service.status();
   if (auto definition = rollout::ValidateCreateRollout(request); !definition.ok()) {
     return definition.status();
   }
+  auto service = Rollouts();
+  if (!service.ok()) return service.status();
   return (*service)->Create(request, who.name);
 }
 
 absl::StatusOr<v1::Rollout> AdminApi::GetRollout(const v1::GetRolloutRequest& request) {
+  if (request.name().empty()) return absl::InvalidArgumentError("name is required");
   auto service = Rollouts();
   if (!service.ok()) return service.status();
-  if (request.name().empty()) return absl::InvalidArgumentError("name is required");
   return (*service)->Get(request.name());
 }
 
 absl::StatusOr<v1::ListRolloutsResponse> AdminApi::ListRollouts(
     const v1::ListRolloutsRequest& request) {
-  auto service = Rollouts();
-  if (!service.ok()) return service.status();
   auto page = ReadPageRequest("ListRollouts", request.page_size(), request.page_token());
   if (!page.ok()) return page.status();
+  auto service = Rollouts();
+  if (!service.ok()) return service.status();
   auto rollouts = (*service)->List(*page);
   if (!rollouts.ok()) return rollouts.status();
   v1::ListRolloutsResponse response;
@@ -627,9 +627,9 @@ absl::StatusOr<v1::ListRolloutsResponse> AdminApi::ListRollouts(
 absl::StatusOr<v1::Rollout> AdminApi::ActOnRollout(const Principal& who, const std::string& name,
                                                    rollout::OperatorAction action,
                                                    const std::string& reason) {
+  if (name.empty()) return absl::InvalidArgumentError("name is required");
   auto service = Rollouts();
   if (!service.ok()) return service.status();
-  if (name.empty()) return absl::InvalidArgumentError("name is required");
   return (*service)->Act(name, action, reason, who.name);
 }
 

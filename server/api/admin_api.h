@@ -118,8 +118,9 @@ class AdminApi {
       const Principal& who, const v1::RevokeEnrollmentTokenRequest& request);
 
   // Staged rollouts, answered by the RolloutService. Requests are validated here first
-  // (InvalidArgument naming the field) so that nothing malformed reaches it; its NotFound,
-  // AlreadyExists and FailedPrecondition pass through unchanged.
+  // (InvalidArgument naming the field, also on a server without a rollout service, which answers
+  // Unavailable) so that nothing malformed reaches it; its NotFound, AlreadyExists and
+  // FailedPrecondition pass through unchanged.
   absl::StatusOr<v1::Rollout> CreateRollout(const Principal& who,
                                             const v1::CreateRolloutRequest& request);
   absl::StatusOr<v1::Rollout> GetRollout(const v1::GetRolloutRequest& request);

@@ -1065,18 +1065,33 @@ v1::CreateRolloutRequest ValidCreate(const std::string& name) {
 
 TEST_F(ApiTest, RolloutCallsAnswerUnavailableWhenTheServerHasNoRolloutService) {
   const Principal& who = admin_principal_;
+  v1::GetRolloutRequest get;
+  get.set_name("r1");
+  v1::PauseRolloutRequest pause;
+  pause.set_name("r1");
+  v1::ResumeRolloutRequest resume;
+  resume.set_name("r1");
+  v1::PromoteRolloutRequest promote;
+  promote.set_name("r1");
+  v1::AbortRolloutRequest abort;
+  abort.set_name("r1");
+  v1::RollbackRolloutRequest rollback;
+  rollback.set_name("r1");
   for (const absl::Status& s :
-       {admin_->CreateRollout(who, ValidCreate("r1")).status(),
-        admin_->GetRollout(v1::GetRolloutRequest()).status(),
+       {admin_->CreateRollout(who, ValidCreate("r1")).status(), admin_->GetRollout(get).status(),
         admin_->ListRollouts(v1::ListRolloutsRequest()).status(),
-        admin_->PauseRollout(who, v1::PauseRolloutRequest()).status(),
-        admin_->ResumeRollout(who, v1::ResumeRolloutRequest()).status(),
-        admin_->PromoteRollout(who, v1::PromoteRolloutRequest()).status(),
-        admin_->AbortRollout(who, v1::AbortRolloutRequest()).status(),
-        admin_->RollbackRollout(who, v1::RollbackRolloutRequest()).status()}) {
+        admin_->PauseRollout(who, pause).status(), admin_->ResumeRollout(who, resume).status(),
+        admin_->PromoteRollout(who, promote).status(), admin_->AbortRollout(who, abort).status(),
+        admin_->RollbackRollout(who, rollback).status()}) {
     EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
     EXPECT_EQ(s.message(), "rollouts are not configured");
   }
+  // Bad input is bad input there too.
+  v1::CreateRolloutRequest bad = ValidCreate("r1");
+  bad.mutable_waves(1)->set_percent(50);
+  EXPECT_EQ(admin_->CreateRollout(who, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(admin_->AbortRollout(who, v1::AbortRolloutRequest()).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 class RolloutApiTest : public ApiTest {
@@ -1409,11 +1424,11 @@ TEST_F(RolloutFacesTest, RefusalsKeepTheirCodeOnBothFaces) {
 }
 
 TEST_F(AdminFacesTest, WithoutARolloutServiceRolloutCallsAreUnavailableOnBothFaces) {
-  const AdminCall& get = *FindAdminCall("GetRollout");
-  grpc::Status status = CallGrpc(get, "view-secret");
+  const AdminCall& list = *FindAdminCall("ListRollouts");
+  grpc::Status status = CallGrpc(list, "view-secret");
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(status.error_message(), "rollouts are not configured");
-  auto rest = CallRest(get, "view-secret");
+  auto rest = CallRest(list, "view-secret");
   ASSERT_TRUE(rest);
   EXPECT_EQ(rest->status, 503) << rest->body;
 }
