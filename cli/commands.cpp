@@ -642,13 +642,17 @@ int RolloutStatus(Context& c) {
   const std::string what = absl::StrCat("get rollout '", c.args[0], "'");
   auto admin = c.Admin();
   const bool watch = c.parsed.Has("watch");
-  std::string shown;  // what was printed last: a watch prints only what changed
+  // What was printed last: a watch prints the rollout again only when more than its updated_at
+  // changed (the controller touches that on every evaluation).
+  std::optional<std::string> shown;
   while (true) {
     absl::StatusOr<v1::Rollout> r = admin->GetRollout(req);
     if (!r.ok()) return c.Fail(what, r.status());
-    std::string now = r->SerializeAsString();
+    v1::Rollout compared = *r;
+    compared.clear_updated_at();
+    std::string now = compared.SerializeAsString();
     if (now != shown) {
-      if (!shown.empty()) c.out << "\n";
+      if (shown.has_value()) c.out << "\n";
       if (int rc = c.Print(what, *r, [&] { RenderRollout(*r, c.out); }); rc != 0) return rc;
       c.out.flush();
       shown = std::move(now);

@@ -966,13 +966,16 @@ TEST(RolloutCommandsTest, WatchPollsEveryTwoSecondsUntilTheRolloutIsFinished) {
   FakeAdmin::Shared shared;
   v1::Rollout running = SampleRollout(v1::ROLLOUT_STATE_RUNNING);
   v1::Rollout paused = SampleRollout(v1::ROLLOUT_STATE_PAUSED);
-  shared.rollout_polls = {running, running, paused, running,
+  v1::Rollout touched = running;  // evaluated again, nothing else changed
+  touched.mutable_updated_at()->set_seconds(1'700'000'005);
+  shared.rollout_polls = {running, touched, paused, running,
                           SampleRollout(v1::ROLLOUT_STATE_SUCCEEDED)};
   RunResult r = RunWith({"rollout", "status", "r1", "--watch"}, &shared);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(shared.get_rollout_calls, 5u) << "a pause is not the end";
   EXPECT_EQ(shared.waits, 4u);
-  // Printed when it changed: running, paused, running, succeeded (the repeat is not printed).
+  // Printed when it changed: running, paused, running, succeeded (not the poll where only
+  // updated_at moved).
   std::vector<std::string> states;
   std::istringstream lines(r.out);
   for (std::string line; std::getline(lines, line);) {
