@@ -83,6 +83,31 @@ class GrpcAdminClient final : public AdminClient {
       const v1::RevokeEnrollmentTokenRequest& request) override {
     return Call(&v1::AdminService::Stub::RevokeEnrollmentToken, request);
   }
+  absl::StatusOr<v1::Rollout> CreateRollout(const v1::CreateRolloutRequest& request) override {
+    return Call(&v1::AdminService::Stub::CreateRollout, request);
+  }
+  absl::StatusOr<v1::Rollout> GetRollout(const v1::GetRolloutRequest& request) override {
+    return Call(&v1::AdminService::Stub::GetRollout, request);
+  }
+  absl::StatusOr<v1::ListRolloutsResponse> ListRollouts(
+      const v1::ListRolloutsRequest& request) override {
+    return Call(&v1::AdminService::Stub::ListRollouts, request);
+  }
+  absl::StatusOr<v1::Rollout> PauseRollout(const v1::PauseRolloutRequest& request) override {
+    return Call(&v1::AdminService::Stub::PauseRollout, request);
+  }
+  absl::StatusOr<v1::Rollout> ResumeRollout(const v1::ResumeRolloutRequest& request) override {
+    return Call(&v1::AdminService::Stub::ResumeRollout, request);
+  }
+  absl::StatusOr<v1::Rollout> PromoteRollout(const v1::PromoteRolloutRequest& request) override {
+    return Call(&v1::AdminService::Stub::PromoteRollout, request);
+  }
+  absl::StatusOr<v1::Rollout> AbortRollout(const v1::AbortRolloutRequest& request) override {
+    return Call(&v1::AdminService::Stub::AbortRollout, request);
+  }
+  absl::StatusOr<v1::Rollout> RollbackRollout(const v1::RollbackRolloutRequest& request) override {
+    return Call(&v1::AdminService::Stub::RollbackRollout, request);
+  }
 
   absl::StatusOr<v1::ModelVersion> PushModel(const v1::PushModelMetadata& metadata,
                                              std::istream& artifact) override {

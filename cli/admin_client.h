@@ -56,6 +56,16 @@ class AdminClient {
       const v1::ListEnrollmentTokensRequest& request) = 0;
   virtual absl::StatusOr<v1::EnrollmentToken> RevokeEnrollmentToken(
       const v1::RevokeEnrollmentTokenRequest& request) = 0;
+  virtual absl::StatusOr<v1::Rollout> CreateRollout(const v1::CreateRolloutRequest& request) = 0;
+  virtual absl::StatusOr<v1::Rollout> GetRollout(const v1::GetRolloutRequest& request) = 0;
+  virtual absl::StatusOr<v1::ListRolloutsResponse> ListRollouts(
+      const v1::ListRolloutsRequest& request) = 0;
+  virtual absl::StatusOr<v1::Rollout> PauseRollout(const v1::PauseRolloutRequest& request) = 0;
+  virtual absl::StatusOr<v1::Rollout> ResumeRollout(const v1::ResumeRolloutRequest& request) = 0;
+  virtual absl::StatusOr<v1::Rollout> PromoteRollout(const v1::PromoteRolloutRequest& request) = 0;
+  virtual absl::StatusOr<v1::Rollout> AbortRollout(const v1::AbortRolloutRequest& request) = 0;
+  virtual absl::StatusOr<v1::Rollout> RollbackRollout(
+      const v1::RollbackRolloutRequest& request) = 0;
 };
 
 // The agent's InferenceService on its Unix socket.

@@ -15,6 +15,7 @@
 #include "cli/delta_commands.h"
 #include "cli/key_commands.h"
 #include "cli/parsers.h"
+#include "cli/rollout_cli.h"
 #include "common/core/clock.h"
 #include "common/core/files.h"
 #include "common/core/labels.h"
@@ -621,6 +622,90 @@ int DeployList(Context& c) {
   });
 }
 
+// ---- rollout ----
+
+// How often `rollout status --watch` asks again.
+constexpr std::chrono::seconds kWatchInterval{2};
+
+int RolloutCreate(Context& c) {
+  absl::StatusOr<v1::CreateRolloutRequest> req = CreateRolloutRequestFromFlags(c.args[0], c.parsed);
+  if (!req.ok()) return c.Usage(std::string(req.status().message()));
+  const std::string what = absl::StrCat("create rollout '", c.args[0], "'");
+  absl::StatusOr<v1::Rollout> r = c.Admin()->CreateRollout(*req);
+  if (!r.ok()) return c.Fail(what, r.status());
+  return c.Print(what, *r, [&] { RenderRollout(*r, c.out); });
+}
+
+int RolloutStatus(Context& c) {
+  v1::GetRolloutRequest req;
+  req.set_name(c.args[0]);
+  const std::string what = absl::StrCat("get rollout '", c.args[0], "'");
+  auto admin = c.Admin();
+  const bool watch = c.parsed.Has("watch");
+  // What was printed last: a watch prints the rollout again only when more than its updated_at
+  // changed (the controller touches that on every evaluation).
+  std::optional<std::string> shown;
+  while (true) {
+    absl::StatusOr<v1::Rollout> r = admin->GetRollout(req);
+    if (!r.ok()) return c.Fail(what, r.status());
+    v1::Rollout compared = *r;
+    compared.clear_updated_at();
+    std::string now = compared.SerializeAsString();
+    if (now != shown) {
+      if (shown.has_value()) c.out << "\n";
+      if (int rc = c.Print(what, *r, [&] { RenderRollout(*r, c.out); }); rc != 0) return rc;
+      c.out.flush();
+      shown = std::move(now);
+    }
+    if (!watch || IsFinalRolloutState(r->state())) return 0;
+    c.clients.wait(kWatchInterval);
+  }
+}
+
+int RolloutList(Context& c) {
+  absl::StatusOr<size_t> limit = ParseLimit(c);
+  if (!limit.ok()) return c.Usage(std::string(limit.status().message()));
+  const std::string what = "list rollouts";
+  auto admin = c.Admin();
+  absl::StatusOr<v1::ListRolloutsResponse> resp =
+      FollowPages<v1::ListRolloutsRequest, v1::ListRolloutsResponse>(
+          v1::ListRolloutsRequest(), *limit,
+          [&](const v1::ListRolloutsRequest& r) { return admin->ListRollouts(r); },
+          [](v1::ListRolloutsResponse& r) { return r.mutable_rollouts(); });
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] { RenderRolloutList(*resp, c.out); });
+}
+
+// An operator action on the rollout named by the first argument: `Request` carries its name and
+// --reason, `call` sends it.
+template <typename Request, typename Call>
+int RolloutAct(Context& c, const char* verb, Call call) {
+  Request req;
+  req.set_name(c.args[0]);
+  req.set_reason(c.parsed.Get("reason").value_or(""));
+  const std::string what = absl::StrCat(verb, " rollout '", c.args[0], "'");
+  std::unique_ptr<AdminClient> admin = c.Admin();
+  absl::StatusOr<v1::Rollout> r = ((*admin).*call)(req);
+  if (!r.ok()) return c.Fail(what, r.status());
+  return c.Print(what, *r, [&] { RenderRollout(*r, c.out); });
+}
+
+int RolloutPause(Context& c) {
+  return RolloutAct<v1::PauseRolloutRequest>(c, "pause", &AdminClient::PauseRollout);
+}
+int RolloutResume(Context& c) {
+  return RolloutAct<v1::ResumeRolloutRequest>(c, "resume", &AdminClient::ResumeRollout);
+}
+int RolloutPromote(Context& c) {
+  return RolloutAct<v1::PromoteRolloutRequest>(c, "promote", &AdminClient::PromoteRollout);
+}
+int RolloutAbort(Context& c) {
+  return RolloutAct<v1::AbortRolloutRequest>(c, "abort", &AdminClient::AbortRollout);
+}
+int RolloutRollback(Context& c) {
+  return RolloutAct<v1::RollbackRolloutRequest>(c, "roll back", &AdminClient::RollbackRollout);
+}
+
 // ---- agent (local inference API) ----
 
 int AgentPredict(Context& c) {
@@ -783,6 +868,66 @@ const std::vector<Command>& Commands() {
        0,
        "list deployments (every page, or the first N)",
        &DeployList},
+      {"rollout create",
+       "NAME --model M --version V [--selector k=v,...] [--waves 10%,50%,100%] [--soak 30s] "
+       "[--max-failure-pct 5] [--min-devices N] [--on-failure pause|abort|rollback]",
+       {"model", "version", "selector", "waves", "soak", "max-failure-pct", "min-devices",
+        "on-failure"},
+       1,
+       1,
+       "start a staged rollout: cumulative waves (10% or a device count), each gated on install "
+       "and probation failures (--max-failure-pct, once --min-devices finished) and soaked",
+       &RolloutCreate},
+      {"rollout status",
+       "NAME [--watch]",
+       {"watch"},
+       1,
+       1,
+       "show a rollout: its waves with their counts and gate results, and its decisions "
+       "(--watch: ask again every 2 s until it is finished)",
+       &RolloutStatus},
+      {"rollout list",
+       "[--limit N]",
+       {"limit"},
+       0,
+       0,
+       "list rollouts (every page, or the first N)",
+       &RolloutList},
+      {"rollout pause",
+       "NAME [--reason TEXT]",
+       {"reason"},
+       1,
+       1,
+       "pause a rollout: no new devices are targeted until it is resumed",
+       &RolloutPause},
+      {"rollout resume",
+       "NAME [--reason TEXT]",
+       {"reason"},
+       1,
+       1,
+       "resume a paused rollout",
+       &RolloutResume},
+      {"rollout promote",
+       "NAME [--reason TEXT]",
+       {"reason"},
+       1,
+       1,
+       "skip the rest of the current wave's soak (its gates must still pass)",
+       &RolloutPromote},
+      {"rollout abort",
+       "NAME [--reason TEXT]",
+       {"reason"},
+       1,
+       1,
+       "stop a rollout: no device is assigned any more; devices keep what they run",
+       &RolloutAbort},
+      {"rollout rollback",
+       "NAME [--reason TEXT]",
+       {"reason"},
+       1,
+       1,
+       "send the devices on the rollout's version back to the version they ran before",
+       &RolloutRollback},
       {"agent predict",
        "--socket PATH --model NAME --input NAME=1x4:0.1,0.2,0.3,0.4 [--input ...] "
        "[--output-name NAME ...]",
@@ -954,7 +1099,7 @@ void PrintUsage(std::ostream& out) {
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
         const EnvLookup& env, const Clients& clients) {
   // Flags that take no value.
-  static const std::set<std::string> kBooleanFlags = {"help", "reset-rollback-floors"};
+  static const std::set<std::string> kBooleanFlags = {"help", "reset-rollback-floors", "watch"};
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, kBooleanFlags, AllFlags());
   if (!parsed.ok()) {
     err << kProgram << ": " << parsed.status().message() << "\n";

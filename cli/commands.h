@@ -8,6 +8,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -42,6 +43,10 @@ struct Clients {
   std::function<std::unique_ptr<InferenceClient>(const std::string& socket_path,
                                                  std::chrono::seconds timeout)>
       inference = &InferenceClient::Create;
+  // How `rollout status --watch` waits between polls; tests substitute one that returns at once.
+  std::function<void(std::chrono::milliseconds)> wait = [](std::chrono::milliseconds d) {
+    std::this_thread::sleep_for(d);
+  };
 };
 
 // Runs one command line (without the program name). Returns the exit code: 0 success, 1 the

@@ -16,6 +16,7 @@
 #include "common/delta/onnx_signature.h"
 #include "server/api/request_limits.h"
 #include "server/enrollment/enroller.h"
+#include "server/rollout/wave_plan.h"
 
 namespace edgefleet::server {
 namespace {
@@ -137,13 +138,15 @@ google::protobuf::RepeatedPtrField<v1::TensorSpec> ToTensorSpecs(
 }  // namespace
 
 AdminApi::AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock,
-                   ServerMetrics& metrics, AdminApiOptions options, PatchService* patches)
+                   ServerMetrics& metrics, AdminApiOptions options, PatchService* patches,
+                   rollout::RolloutService* rollouts)
     : repos_(repos),
       artifacts_(artifacts),
       clock_(clock),
       metrics_(metrics),
       options_(options),
-      patches_(patches) {}
+      patches_(patches),
+      rollouts_(rollouts) {}
 
 void AdminApi::PrecomputePatches(const std::string& model_name, const std::string& to_sha256,
                                  const std::vector<v1::Device>& devices) {
@@ -578,6 +581,81 @@ absl::StatusOr<v1::EnrollmentToken> AdminApi::RevokeEnrollmentToken(
   if (!token.ok()) return token.status();
   Logger("admin")->info("enrollment token revoked token_id={} by={}", request.token_id(), who.name);
   return token;
+}
+
+// ---- rollouts ----
+
+absl::StatusOr<rollout::RolloutService*> AdminApi::Rollouts() const {
+  if (rollouts_ == nullptr) return absl::UnavailableError("rollouts are not configured");
+  return rollouts_;
+}
+
+absl::StatusOr<v1::Rollout> AdminApi::CreateRollout(const Principal& who,
+                                                    const v1::CreateRolloutRequest& request) {
+  if (auto definition = rollout::ValidateCreateRollout(request); !definition.ok()) {
+    return definition.status();
+  }
+  auto service = Rollouts();
+  if (!service.ok()) return service.status();
+  return (*service)->Create(request, who.name);
+}
+
+absl::StatusOr<v1::Rollout> AdminApi::GetRollout(const v1::GetRolloutRequest& request) {
+  if (request.name().empty()) return absl::InvalidArgumentError("name is required");
+  auto service = Rollouts();
+  if (!service.ok()) return service.status();
+  return (*service)->Get(request.name());
+}
+
+absl::StatusOr<v1::ListRolloutsResponse> AdminApi::ListRollouts(
+    const v1::ListRolloutsRequest& request) {
+  auto page = ReadPageRequest("ListRollouts", request.page_size(), request.page_token());
+  if (!page.ok()) return page.status();
+  auto service = Rollouts();
+  if (!service.ok()) return service.status();
+  auto rollouts = (*service)->List(*page);
+  if (!rollouts.ok()) return rollouts.status();
+  v1::ListRolloutsResponse response;
+  for (v1::Rollout& r : rollouts->items) {
+    r.clear_events();  // list answers carry none, whatever the service gave
+    *response.add_rollouts() = std::move(r);
+  }
+  response.set_next_page_token(NextPageToken("ListRollouts", rollouts->next_after));
+  return response;
+}
+
+absl::StatusOr<v1::Rollout> AdminApi::ActOnRollout(const Principal& who, const std::string& name,
+                                                   rollout::OperatorAction action,
+                                                   const std::string& reason) {
+  if (name.empty()) return absl::InvalidArgumentError("name is required");
+  auto service = Rollouts();
+  if (!service.ok()) return service.status();
+  return (*service)->Act(name, action, reason, who.name);
+}
+
+absl::StatusOr<v1::Rollout> AdminApi::PauseRollout(const Principal& who,
+                                                   const v1::PauseRolloutRequest& request) {
+  return ActOnRollout(who, request.name(), rollout::OperatorAction::kPause, request.reason());
+}
+
+absl::StatusOr<v1::Rollout> AdminApi::ResumeRollout(const Principal& who,
+                                                    const v1::ResumeRolloutRequest& request) {
+  return ActOnRollout(who, request.name(), rollout::OperatorAction::kResume, request.reason());
+}
+
+absl::StatusOr<v1::Rollout> AdminApi::PromoteRollout(const Principal& who,
+                                                     const v1::PromoteRolloutRequest& request) {
+  return ActOnRollout(who, request.name(), rollout::OperatorAction::kPromote, request.reason());
+}
+
+absl::StatusOr<v1::Rollout> AdminApi::AbortRollout(const Principal& who,
+                                                   const v1::AbortRolloutRequest& request) {
+  return ActOnRollout(who, request.name(), rollout::OperatorAction::kAbort, request.reason());
+}
+
+absl::StatusOr<v1::Rollout> AdminApi::RollbackRollout(const Principal& who,
+                                                      const v1::RollbackRolloutRequest& request) {
+  return ActOnRollout(who, request.name(), rollout::OperatorAction::kRollBack, request.reason());
 }
 
 }  // namespace edgefleet::server

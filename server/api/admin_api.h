@@ -15,6 +15,7 @@
 #include "server/artifacts/artifact_store.h"
 #include "server/metrics/server_metrics.h"
 #include "server/patches/patch_service.h"
+#include "server/rollout/rollout_service.h"
 #include "server/store/api_token_repo.h"
 #include "server/store/audit_repo.h"
 #include "server/store/deployment_repo.h"
@@ -65,9 +66,11 @@ class ModelUpload {
 
 class AdminApi {
  public:
-  // `patches` may be null: then no patches are precomputed.
+  // `patches` may be null: then no patches are precomputed. `rollouts` may be null: then the
+  // rollout calls answer Unavailable.
   AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock, ServerMetrics& metrics,
-           AdminApiOptions options, PatchService* patches = nullptr);
+           AdminApiOptions options, PatchService* patches = nullptr,
+           rollout::RolloutService* rollouts = nullptr);
 
   absl::StatusOr<v1::EnrollmentToken> CreateEnrollmentToken(
       const Principal& who, const v1::CreateEnrollmentTokenRequest& request);
@@ -114,7 +117,32 @@ class AdminApi {
   absl::StatusOr<v1::EnrollmentToken> RevokeEnrollmentToken(
       const Principal& who, const v1::RevokeEnrollmentTokenRequest& request);
 
+  // Staged rollouts, answered by the RolloutService. Requests are validated here first
+  // (InvalidArgument naming the field, also on a server without a rollout service, which answers
+  // Unavailable) so that nothing malformed reaches it; its NotFound, AlreadyExists and
+  // FailedPrecondition pass through unchanged.
+  absl::StatusOr<v1::Rollout> CreateRollout(const Principal& who,
+                                            const v1::CreateRolloutRequest& request);
+  absl::StatusOr<v1::Rollout> GetRollout(const v1::GetRolloutRequest& request);
+  absl::StatusOr<v1::ListRolloutsResponse> ListRollouts(const v1::ListRolloutsRequest& request);
+  absl::StatusOr<v1::Rollout> PauseRollout(const Principal& who,
+                                           const v1::PauseRolloutRequest& request);
+  absl::StatusOr<v1::Rollout> ResumeRollout(const Principal& who,
+                                            const v1::ResumeRolloutRequest& request);
+  absl::StatusOr<v1::Rollout> PromoteRollout(const Principal& who,
+                                             const v1::PromoteRolloutRequest& request);
+  absl::StatusOr<v1::Rollout> AbortRollout(const Principal& who,
+                                           const v1::AbortRolloutRequest& request);
+  absl::StatusOr<v1::Rollout> RollbackRollout(const Principal& who,
+                                              const v1::RollbackRolloutRequest& request);
+
  private:
+  // The rollout service, or Unavailable when this server has none.
+  absl::StatusOr<rollout::RolloutService*> Rollouts() const;
+  absl::StatusOr<v1::Rollout> ActOnRollout(const Principal& who, const std::string& name,
+                                           rollout::OperatorAction action,
+                                           const std::string& reason);
+
   // The call's audit row, in the call's transaction.
   absl::Status Audit(Tx& tx, const Principal& who, const std::string& action,
                      const google::protobuf::Message& detail);
@@ -128,6 +156,7 @@ class AdminApi {
   ServerMetrics& metrics_;
   AdminApiOptions options_;
   PatchService* patches_;
+  rollout::RolloutService* rollouts_;
 };
 
 // The naming rule the agent checks too (common/core/names.h).

@@ -94,6 +94,31 @@ std::vector<AdminCall> BuildTable() {
   calls.push_back(Unary<v1::RevokeEnrollmentTokenRequest, v1::EnrollmentToken>(
       "RevokeEnrollmentToken", p::kRevokeEnrollmentTokens, &AdminApi::RevokeEnrollmentToken,
       {M::kPost, "/v1/enrollment-tokens/{token_id}/revoke", B::kNone}));
+  calls.push_back(Unary<v1::CreateRolloutRequest, v1::Rollout>(
+      "CreateRollout", p::kCreateRollouts, &AdminApi::CreateRollout,
+      {M::kPost, "/v1/rollouts", B::kJson}));
+  calls.push_back(Unary<v1::GetRolloutRequest, v1::Rollout>(
+      "GetRollout", p::kReadRollouts, &AdminApi::GetRollout,
+      {M::kGet, "/v1/rollouts/{name}", B::kNone}));
+  calls.push_back(Unary<v1::ListRolloutsRequest, v1::ListRolloutsResponse>(
+      "ListRollouts", p::kReadRollouts, &AdminApi::ListRollouts,
+      {M::kGet, "/v1/rollouts", B::kNone}));
+  // The operator actions take an optional JSON body: {"reason": "..."}.
+  calls.push_back(Unary<v1::PauseRolloutRequest, v1::Rollout>(
+      "PauseRollout", p::kActRollouts, &AdminApi::PauseRollout,
+      {M::kPost, "/v1/rollouts/{name}/pause", B::kJson}));
+  calls.push_back(Unary<v1::ResumeRolloutRequest, v1::Rollout>(
+      "ResumeRollout", p::kActRollouts, &AdminApi::ResumeRollout,
+      {M::kPost, "/v1/rollouts/{name}/resume", B::kJson}));
+  calls.push_back(Unary<v1::PromoteRolloutRequest, v1::Rollout>(
+      "PromoteRollout", p::kActRollouts, &AdminApi::PromoteRollout,
+      {M::kPost, "/v1/rollouts/{name}/promote", B::kJson}));
+  calls.push_back(Unary<v1::AbortRolloutRequest, v1::Rollout>(
+      "AbortRollout", p::kActRollouts, &AdminApi::AbortRollout,
+      {M::kPost, "/v1/rollouts/{name}/abort", B::kJson}));
+  calls.push_back(Unary<v1::RollbackRolloutRequest, v1::Rollout>(
+      "RollbackRollout", p::kActRollouts, &AdminApi::RollbackRollout,
+      {M::kPost, "/v1/rollouts/{name}/rollback", B::kJson}));
   return calls;
 }
 

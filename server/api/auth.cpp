@@ -29,9 +29,9 @@ std::vector<Permission> Grants(std::vector<Permission> base, std::vector<Permiss
 
 const std::vector<Permission>& PermissionsOf(v1::Role role) {
   static const auto* kViewer =
-      new std::vector<Permission>{kReadDevices, kReadModels, kReadDeployments};
-  static const auto* kOperator =
-      new std::vector<Permission>(Grants(*kViewer, {kWriteDevices, kCreateDeployments}));
+      new std::vector<Permission>{kReadDevices, kReadModels, kReadDeployments, kReadRollouts};
+  static const auto* kOperator = new std::vector<Permission>(
+      Grants(*kViewer, {kWriteDevices, kCreateDeployments, kCreateRollouts, kActRollouts}));
   static const auto* kReleaseManager =
       new std::vector<Permission>(Grants(*kOperator, {kPushModels}));
   static const auto* kAdmin = new std::vector<Permission>(

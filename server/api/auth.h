@@ -31,6 +31,10 @@ inline constexpr Permission kRevokeEnrollmentTokens = "revoke:enrollment-tokens"
 inline constexpr Permission kCreateApiTokens = "create:api-tokens";
 inline constexpr Permission kReadApiTokens = "read:api-tokens";
 inline constexpr Permission kRevokeApiTokens = "revoke:api-tokens";
+inline constexpr Permission kReadRollouts = "read:rollouts";
+inline constexpr Permission kCreateRollouts = "create:rollouts";
+// Pause, resume, promote, abort and roll back a rollout.
+inline constexpr Permission kActRollouts = "act:rollouts";
 }  // namespace permission
 
 struct Principal {
@@ -39,8 +43,9 @@ struct Principal {
 };
 
 // The permissions a role grants (empty for ROLE_UNSPECIFIED). The one place roles are defined:
-// viewer reads the fleet, operator adds device actions and deployments, release-manager adds
-// pushing models, admin has every permission (tokens included).
+// viewer reads the fleet, operator adds device actions, deployments and rollouts (creating and
+// acting on them), release-manager adds pushing models, admin has every permission (tokens
+// included).
 const std::vector<Permission>& PermissionsOf(v1::Role role);
 bool RoleAllows(v1::Role role, Permission permission);
 

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 
 #include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -61,6 +62,15 @@ class FakeAdmin : public AdminClient {
     std::vector<v1::GetDeploymentRequest> get_deployment_calls;
     v1::ListDeploymentsResponse deployments;
     absl::Status status;
+    // Rollouts: GetRollout answers each of `rollout_polls` in turn, then the last one again.
+    std::vector<v1::Rollout> rollout_polls;
+    size_t get_rollout_calls = 0;
+    v1::CreateRolloutRequest create_rollout;
+    std::map<std::string, v1::ListRolloutsResponse> rollout_pages;
+    std::vector<v1::ListRolloutsRequest> list_rollouts_calls;
+    // Every rollout action as "verb name reason".
+    std::vector<std::string> rollout_actions;
+    size_t waits = 0;  // how often a watch waited before polling again
   };
   explicit FakeAdmin(Shared* shared) : s_(shared) {}
 
@@ -150,8 +160,50 @@ class FakeAdmin : public AdminClient {
     t.set_token_id(r.token_id());
     return t;
   }
+  absl::StatusOr<v1::Rollout> CreateRollout(const v1::CreateRolloutRequest& r) override {
+    s_->create_rollout = r;
+    if (!s_->status.ok()) return s_->status;
+    v1::Rollout rollout;
+    rollout.set_name(r.name());
+    rollout.set_state(v1::ROLLOUT_STATE_PENDING);
+    return rollout;
+  }
+  absl::StatusOr<v1::Rollout> GetRollout(const v1::GetRolloutRequest& r) override {
+    if (!s_->status.ok()) return s_->status;
+    const size_t i = std::min(s_->get_rollout_calls++, s_->rollout_polls.size() - 1);
+    EXPECT_EQ(r.name(), s_->rollout_polls[i].name());
+    return s_->rollout_polls[i];
+  }
+  absl::StatusOr<v1::ListRolloutsResponse> ListRollouts(const v1::ListRolloutsRequest& r) override {
+    s_->list_rollouts_calls.push_back(r);
+    return s_->rollout_pages.at(r.page_token());
+  }
+  absl::StatusOr<v1::Rollout> PauseRollout(const v1::PauseRolloutRequest& r) override {
+    return Acted("pause", r);
+  }
+  absl::StatusOr<v1::Rollout> ResumeRollout(const v1::ResumeRolloutRequest& r) override {
+    return Acted("resume", r);
+  }
+  absl::StatusOr<v1::Rollout> PromoteRollout(const v1::PromoteRolloutRequest& r) override {
+    return Acted("promote", r);
+  }
+  absl::StatusOr<v1::Rollout> AbortRollout(const v1::AbortRolloutRequest& r) override {
+    return Acted("abort", r);
+  }
+  absl::StatusOr<v1::Rollout> RollbackRollout(const v1::RollbackRolloutRequest& r) override {
+    return Acted("rollback", r);
+  }
 
  private:
+  template <typename Request>
+  absl::StatusOr<v1::Rollout> Acted(const std::string& verb, const Request& r) {
+    s_->rollout_actions.push_back(verb + " " + r.name() + " " + r.reason());
+    if (!s_->status.ok()) return s_->status;
+    v1::Rollout rollout;
+    rollout.set_name(r.name());
+    rollout.set_state(v1::ROLLOUT_STATE_PAUSED);
+    return rollout;
+  }
   static absl::Status Unused() { return absl::UnimplementedError("not in this fake"); }
   Shared* s_;
 };
@@ -168,6 +220,10 @@ RunResult RunWith(const std::vector<std::string>& args, FakeAdmin::Shared* share
   clients.admin = [shared](const AdminClientOptions& o) {
     shared->options = o;
     return std::make_unique<FakeAdmin>(shared);
+  };
+  clients.wait = [shared](std::chrono::milliseconds interval) {
+    EXPECT_EQ(interval, std::chrono::seconds(2));
+    ++shared->waits;
   };
   std::ostringstream out, err;
   int code = cli::Run(args, out, err, FakeEnv(std::move(env)), clients);
@@ -703,7 +759,7 @@ TEST(CommandsTest, DeployListShowsTheServersTargetCounts) {
 
 TEST(CommandsTest, EveryGroupHasItsOwnHelp) {
   FakeAdmin::Shared shared;
-  for (const char* group : {"token", "device", "model", "deploy", "agent"}) {
+  for (const char* group : {"token", "device", "model", "deploy", "rollout", "agent"}) {
     SCOPED_TRACE(group);
     RunResult help = RunWith({group, "--help"}, &shared);
     EXPECT_EQ(help.code, 0) << help.err;
@@ -729,6 +785,258 @@ TEST(CommandsTest, EveryGroupHasItsOwnHelp) {
   EXPECT_THAT(command.out,
               HasSubstr("usage: edgefleetctl deploy create NAME VERSION [--selector k=v,...]"));
   EXPECT_THAT(command.out, HasSubstr("deploy a model version to matching devices"));
+}
+
+// ---- rollout ----
+
+TEST(RolloutCommandsTest, CreateTurnsEveryFlagIntoTheRequest) {
+  FakeAdmin::Shared shared;
+  RunResult r =
+      RunWith({"rollout", "create", "r1", "--model", "detector", "--version", "2.0", "--selector",
+               "hw=pi,env=prod", "--waves", "5,10%,50%,100%", "--soak", "30s", "--max-failure-pct",
+               "2.5", "--min-devices", "4", "--on-failure", "rollback"},
+              &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("PENDING"));
+  const v1::CreateRolloutRequest& req = shared.create_rollout;
+  EXPECT_EQ(req.name(), "r1");
+  EXPECT_EQ(req.model_name(), "detector");
+  EXPECT_EQ(req.version(), "2.0");
+  EXPECT_EQ(req.label_selector(), "hw=pi,env=prod");
+  ASSERT_EQ(req.waves_size(), 4);
+  EXPECT_EQ(req.waves(0).device_count(), 5u);
+  EXPECT_EQ(req.waves(0).percent(), 0);
+  EXPECT_EQ(req.waves(1).percent(), 10);
+  EXPECT_EQ(req.waves(3).percent(), 100);
+  EXPECT_EQ(req.soak().seconds(), 30);
+  EXPECT_EQ(req.gates().max_install_failure_percent(), 2.5);
+  EXPECT_EQ(req.gates().max_probation_failure_percent(), 2.5);
+  EXPECT_EQ(req.gates().min_finished_devices(), 4u);
+  EXPECT_EQ(req.on_failure(), v1::ROLLOUT_FAILURE_ACTION_ROLLBACK);
+
+  // Left out, the server's defaults apply: nothing is set.
+  ASSERT_EQ(RunWith({"rollout", "create", "r2", "--model", "m", "--version", "1"}, &shared).code,
+            0);
+  EXPECT_EQ(shared.create_rollout.waves_size(), 0);
+  EXPECT_FALSE(shared.create_rollout.has_soak());
+  EXPECT_FALSE(shared.create_rollout.has_gates());
+  EXPECT_EQ(shared.create_rollout.on_failure(), v1::ROLLOUT_FAILURE_ACTION_UNSPECIFIED);
+  // --soak 0 is no soak, not the default hour.
+  ASSERT_EQ(
+      RunWith({"rollout", "create", "r3", "--model", "m", "--version", "1", "--soak", "0"}, &shared)
+          .code,
+      0);
+  EXPECT_TRUE(shared.create_rollout.has_soak());
+  EXPECT_EQ(shared.create_rollout.soak().seconds(), 0);
+  for (const char* action : {"pause", "abort"}) {
+    ASSERT_EQ(RunWith({"rollout", "create", "r4", "--model", "m", "--version", "1", "--on-failure",
+                       action},
+                      &shared)
+                  .code,
+              0);
+  }
+  EXPECT_EQ(shared.create_rollout.on_failure(), v1::ROLLOUT_FAILURE_ACTION_ABORT);
+}
+
+TEST(RolloutCommandsTest, BadCreateFlagsAreUsageErrorsNamingTheFlag) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> kCases = {
+      {{"--version", "1"}, "--model is required"},
+      {{"--model", "m"}, "--version is required"},
+      {{"--model", "m", "--version", "1", "--waves", "10%,x"}, "--waves"},
+      {{"--model", "m", "--version", "1", "--waves", "0%,100%"}, "--waves"},
+      {{"--model", "m", "--version", "1", "--waves", ""}, "--waves"},
+      {{"--model", "m", "--version", "1", "--soak", "soon"}, "--soak"},
+      {{"--model", "m", "--version", "1", "--max-failure-pct", "101"}, "--max-failure-pct"},
+      {{"--model", "m", "--version", "1", "--max-failure-pct", "x"}, "--max-failure-pct"},
+      {{"--model", "m", "--version", "1", "--min-devices", "0"}, "--min-devices"},
+      {{"--model", "m", "--version", "1", "--on-failure", "explode"}, "--on-failure"},
+      {{"--model", "m", "--version", "1", "--selector", "=x"}, "--selector"},
+      {{"--model", "m", "--version", "1", "--watch"}, "--watch"},
+  };
+  for (const auto& [flags, problem] : kCases) {
+    FakeAdmin::Shared shared;
+    std::vector<std::string> args = {"rollout", "create", "r1"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    SCOPED_TRACE(testing::PrintToString(args));
+    RunResult r = RunWith(args, &shared);
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_THAT(r.err, HasSubstr(problem));
+    EXPECT_THAT(r.err, HasSubstr("usage: edgefleetctl rollout create NAME --model M"));
+    EXPECT_EQ(shared.create_rollout.name(), "") << "nothing was sent";
+  }
+}
+
+v1::Rollout SampleRollout(v1::RolloutState state) {
+  v1::Rollout r;
+  r.set_name("r1");
+  r.set_model_name("detector");
+  r.set_version("2.0");
+  r.set_label_selector("hw=pi");
+  r.set_on_failure(v1::ROLLOUT_FAILURE_ACTION_ROLLBACK);
+  r.set_state(state);
+  r.set_current_wave(1);
+  r.set_matching_devices(40);
+  r.set_created_by("alice");
+  r.mutable_created_at()->set_seconds(1'700'000'000);
+  v1::WaveStatus* first = r.add_waves();
+  first->set_index(0);
+  first->mutable_spec()->set_percent(10);
+  first->mutable_spec()->mutable_soak()->set_seconds(1800);
+  first->set_state(v1::WAVE_STATE_PASSED);
+  first->set_targeted(4);
+  first->set_serving(4);
+  v1::GateResult* passed = first->add_gates();
+  passed->set_gate(v1::GATE_INSTALL_FAILURES);
+  passed->set_result(v1::GATE_OUTCOME_PASS);
+  passed->set_value(0);
+  passed->set_threshold(5);
+  passed->set_devices(4);
+  passed->set_min_devices(3);
+  passed->set_detail("0 of 4 finished devices failed (0%)");
+  v1::WaveStatus* second = r.add_waves();
+  second->set_index(1);
+  second->mutable_spec()->set_device_count(20);
+  second->set_state(v1::WAVE_STATE_FAILED);
+  second->set_targeted(16);
+  second->set_serving(12);
+  second->set_failed(3);
+  second->set_in_progress(1);
+  v1::GateResult* failed = second->add_gates();
+  failed->set_gate(v1::GATE_PROBATION_FAILURES);
+  failed->set_result(v1::GATE_OUTCOME_FAIL);
+  failed->set_value(20);
+  failed->set_threshold(5);
+  failed->set_devices(15);
+  failed->set_min_devices(3);
+  failed->set_detail("3 of 15 finished devices failed probation (20%)");
+  v1::RolloutEvent* created = r.add_events();
+  created->mutable_at()->set_seconds(1'700'000'000);
+  created->set_kind(v1::ROLLOUT_EVENT_KIND_CREATED);
+  created->set_actor(v1::ROLLOUT_ACTOR_OPERATOR);
+  created->set_operator_name("alice");
+  created->set_message("created");
+  v1::RolloutEvent* rolled = r.add_events();
+  rolled->mutable_at()->set_seconds(1'700'003'600);
+  rolled->set_kind(v1::ROLLOUT_EVENT_KIND_ROLLED_BACK);
+  rolled->set_actor(v1::ROLLOUT_ACTOR_CONTROLLER);
+  rolled->set_wave(1);
+  rolled->set_message("probation failures 20% > 5%: rolling back");
+  return r;
+}
+
+TEST(RolloutCommandsTest, StatusShowsWavesGatesAgainstThresholdsAndDecisions) {
+  FakeAdmin::Shared shared;
+  shared.rollout_polls = {SampleRollout(v1::ROLLOUT_STATE_ROLLED_BACK)};
+  RunResult r = RunWith({"rollout", "status", "r1"}, &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("State:"));
+  EXPECT_THAT(r.out, HasSubstr("ROLLED_BACK"));
+  EXPECT_THAT(r.out, HasSubstr("detector 2.0"));
+  EXPECT_THAT(r.out, HasSubstr("On failure:    ROLLBACK"));
+  EXPECT_THAT(r.out, HasSubstr("Current wave:  1 (of 0-1)"));
+  EXPECT_THAT(r.out, HasSubstr("2023-11-14T22:13:20Z by alice"));
+  // Waves: size, state and the counts; a count wave reads as devices.
+  EXPECT_THAT(r.out, testing::ContainsRegex("0 +10% +PASSED +4 +4 +0 +0 +0 +30m"));
+  EXPECT_THAT(r.out, testing::ContainsRegex("1 +20 devices +FAILED +16 +12 +3 +1 +0 +-"));
+  // Gates: result, value against threshold, over how many devices.
+  EXPECT_THAT(r.out,
+              testing::ContainsRegex("0 +INSTALL_FAILURES +PASS +0% +5% +4 \\(min 3\\) +0 of 4"));
+  EXPECT_THAT(r.out, testing::ContainsRegex(
+                         "1 +PROBATION_FAILURES +FAIL +20% +5% +15 \\(min 3\\) +3 of 15"));
+  // Decisions: time, actor, kind, message.
+  EXPECT_THAT(r.out,
+              testing::ContainsRegex("2023-11-14T22:13:20Z +operator alice +CREATED +0 +created"));
+  EXPECT_THAT(r.out, testing::ContainsRegex("2023-11-14T23:13:20Z +controller +ROLLED_BACK +1 "
+                                            "+probation failures 20% > 5%: rolling back"));
+  EXPECT_EQ(shared.waits, 0u) << "no --watch, one look";
+
+  RunResult json = RunWith({"rollout", "status", "r1", "-o", "json"}, &shared);
+  ASSERT_EQ(json.code, 0) << json.err;
+  v1::Rollout parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &parsed).ok()) << json.out;
+  EXPECT_EQ(parsed.SerializeAsString(),
+            SampleRollout(v1::ROLLOUT_STATE_ROLLED_BACK).SerializeAsString());
+  EXPECT_THAT(json.out, HasSubstr("\"state\": \"ROLLOUT_STATE_ROLLED_BACK\""));
+  EXPECT_THAT(json.out, HasSubstr("\"waves\": ["));
+  EXPECT_THAT(json.out, HasSubstr("\"events\": ["));
+  EXPECT_THAT(json.out, HasSubstr("\"threshold\": 5"));
+}
+
+TEST(RolloutCommandsTest, WatchPollsEveryTwoSecondsUntilTheRolloutIsFinished) {
+  FakeAdmin::Shared shared;
+  v1::Rollout running = SampleRollout(v1::ROLLOUT_STATE_RUNNING);
+  v1::Rollout paused = SampleRollout(v1::ROLLOUT_STATE_PAUSED);
+  v1::Rollout touched = running;  // evaluated again, nothing else changed
+  touched.mutable_updated_at()->set_seconds(1'700'000'005);
+  shared.rollout_polls = {running, touched, paused, running,
+                          SampleRollout(v1::ROLLOUT_STATE_SUCCEEDED)};
+  RunResult r = RunWith({"rollout", "status", "r1", "--watch"}, &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(shared.get_rollout_calls, 5u) << "a pause is not the end";
+  EXPECT_EQ(shared.waits, 4u);
+  // Printed when it changed: running, paused, running, succeeded (not the poll where only
+  // updated_at moved).
+  std::vector<std::string> states;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("State:", 0) == 0) states.push_back(line.substr(line.find_last_of(' ') + 1));
+  }
+  EXPECT_THAT(states, ElementsAre("RUNNING", "PAUSED", "RUNNING", "SUCCEEDED"));
+
+  // A failed poll ends the watch with the error.
+  FakeAdmin::Shared failing;
+  failing.status = absl::UnavailableError("connection refused");
+  RunResult down = RunWith({"rollout", "status", "r1", "--watch"}, &failing);
+  EXPECT_EQ(down.code, 1);
+  EXPECT_EQ(down.err, "edgefleetctl: get rollout 'r1': UNAVAILABLE: connection refused\n");
+}
+
+TEST(RolloutCommandsTest, ListFollowsEveryPage) {
+  FakeAdmin::Shared shared;
+  v1::Rollout a = SampleRollout(v1::ROLLOUT_STATE_RUNNING);
+  a.set_name("a");
+  a.clear_events();
+  v1::Rollout b = a;
+  b.set_name("b");
+  b.set_state(v1::ROLLOUT_STATE_SUCCEEDED);
+  b.clear_label_selector();
+  *shared.rollout_pages[""].add_rollouts() = a;
+  shared.rollout_pages[""].set_next_page_token("t1");
+  *shared.rollout_pages["t1"].add_rollouts() = b;
+  RunResult r = RunWith({"rollout", "list"}, &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(shared.list_rollouts_calls.size(), 2u);
+  EXPECT_THAT(r.out, testing::ContainsRegex("NAME +MODEL +VERSION +STATE +WAVE +SELECTOR"));
+  EXPECT_THAT(r.out, testing::ContainsRegex("a +detector +2.0 +RUNNING +1/1 +hw=pi"));
+  EXPECT_THAT(r.out, testing::ContainsRegex("b +detector +2.0 +SUCCEEDED +1/1 +-"));
+  RunResult json = RunWith({"rollout", "list", "-o", "json"}, &shared);
+  ASSERT_EQ(json.code, 0) << json.err;
+  v1::ListRolloutsResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &parsed).ok()) << json.out;
+  EXPECT_EQ(parsed.rollouts_size(), 2);
+}
+
+TEST(RolloutCommandsTest, ActionsSendTheNameAndReason) {
+  FakeAdmin::Shared shared;
+  for (const char* verb : {"pause", "resume", "promote", "abort", "rollback"}) {
+    RunResult r = RunWith({"rollout", verb, "r1", "--reason", "night shift"}, &shared);
+    ASSERT_EQ(r.code, 0) << verb << ": " << r.err;
+    EXPECT_THAT(r.out, HasSubstr("PAUSED"));
+  }
+  ASSERT_EQ(RunWith({"rollout", "abort", "r2"}, &shared).code, 0);
+  EXPECT_THAT(shared.rollout_actions,
+              ElementsAre("pause r1 night shift", "resume r1 night shift", "promote r1 night shift",
+                          "abort r1 night shift", "rollback r1 night shift", "abort r2 "));
+
+  shared.status = absl::FailedPreconditionError("rollout r1 is SUCCEEDED: resume needs PAUSED");
+  RunResult refused = RunWith({"rollout", "resume", "r1"}, &shared);
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_EQ(refused.err,
+            "edgefleetctl: resume rollout 'r1': FAILED_PRECONDITION: rollout r1 is SUCCEEDED: "
+            "resume needs PAUSED\n");
+  RunResult unnamed = RunWith({"rollout", "pause"}, &shared);
+  EXPECT_EQ(unnamed.code, 2);
+  EXPECT_THAT(unnamed.err, HasSubstr("usage: edgefleetctl rollout pause NAME [--reason TEXT]"));
 }
 
 }  // namespace

@@ -79,6 +79,12 @@ TEST(AdminCallTableTest, RolesAreNestedPermissionSets) {
   EXPECT_FALSE(RoleAllows(v1::ROLE_OPERATOR, kPushModels));
   EXPECT_TRUE(RoleAllows(v1::ROLE_RELEASE_MANAGER, kPushModels));
   EXPECT_FALSE(RoleAllows(v1::ROLE_RELEASE_MANAGER, kCreateEnrollmentTokens));
+  // Rollouts: everyone reads them; operators (and above) start them and act on them.
+  EXPECT_TRUE(RoleAllows(v1::ROLE_VIEWER, kReadRollouts));
+  EXPECT_FALSE(RoleAllows(v1::ROLE_VIEWER, kCreateRollouts));
+  EXPECT_FALSE(RoleAllows(v1::ROLE_VIEWER, kActRollouts));
+  EXPECT_TRUE(RoleAllows(v1::ROLE_OPERATOR, kCreateRollouts));
+  EXPECT_TRUE(RoleAllows(v1::ROLE_OPERATOR, kActRollouts));
   EXPECT_TRUE(PermissionsOf(v1::ROLE_UNSPECIFIED).empty());
   for (v1::Role role : kOrder) EXPECT_EQ(*ParseRoleName(RoleName(role)), role);
   EXPECT_EQ(ParseRoleName("root").status().code(), absl::StatusCode::kInvalidArgument);

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 
 #include "common/crypto/sha256.h"
@@ -56,7 +57,8 @@ class ApiTest : public ::testing::Test {
     metrics_ = std::make_unique<ServerMetrics>(registry_);
     admin_ = std::make_unique<AdminApi>(
         AdminRepos{*database_, *tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
-        *artifacts_, clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = 1024});
+        *artifacts_, clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = 1024},
+        /*patches=*/nullptr, rollouts_);
     auto keys = crypto::GenerateEd25519KeyPair();
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
@@ -117,6 +119,8 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<crypto::Verifier> verifier_;
   std::unique_ptr<DeviceApi> device_api_;
   Principal admin_principal_{"admin", v1::ROLE_ADMIN};
+  // The rollout service admin_ is built with (none unless a fixture sets it before SetUp).
+  rollout::RolloutService* rollouts_ = nullptr;
 };
 
 TEST_F(ApiTest, BearerTokensAuthenticateAndViewersMayOnlyRead) {
@@ -996,6 +1000,453 @@ TEST_F(AdminFacesTest, AViewerReadsOverBothFaces) {
   ASSERT_TRUE(rest);
   EXPECT_EQ(rest->status, 200) << rest->body;
   EXPECT_THAT(rest->body, HasSubstr("devices"));
+}
+
+// ---- rollouts: the admin API in front of a fake RolloutService ----
+
+// Keeps rollouts in a map and records what the API asked of it. `refusal`, when set, is the
+// answer to every action (as the real service refuses an action the state does not allow).
+class FakeRolloutService final : public rollout::RolloutService {
+ public:
+  struct ActCall {
+    std::string name;
+    rollout::OperatorAction action;
+    std::string reason;
+    std::string actor;
+  };
+
+  absl::StatusOr<v1::Rollout> Create(const v1::CreateRolloutRequest& request,
+                                     const std::string& actor) override {
+    created.push_back(request);
+    if (rollouts.contains(request.name())) {
+      return absl::AlreadyExistsError("rollout " + request.name() + " already exists");
+    }
+    v1::Rollout r;
+    r.set_name(request.name());
+    r.set_model_name(request.model_name());
+    r.set_version(request.version());
+    r.set_label_selector(request.label_selector());
+    r.set_state(v1::ROLLOUT_STATE_PENDING);
+    r.set_created_by(actor);
+    r.add_waves()->set_state(v1::WAVE_STATE_PENDING);
+    auto* event = r.add_events();
+    event->set_kind(v1::ROLLOUT_EVENT_KIND_CREATED);
+    event->set_actor(v1::ROLLOUT_ACTOR_OPERATOR);
+    event->set_operator_name(actor);
+    rollouts[r.name()] = r;
+    return r;
+  }
+  absl::StatusOr<v1::Rollout> Get(const std::string& name) override {
+    auto it = rollouts.find(name);
+    if (it == rollouts.end()) return absl::NotFoundError("rollout " + name + " not found");
+    return it->second;
+  }
+  absl::StatusOr<Page<v1::Rollout>> List(const PageRequest& page) override {
+    pages.push_back(page);
+    std::vector<v1::Rollout> rows;
+    for (auto it = rollouts.upper_bound(page.after); it != rollouts.end(); ++it) {
+      rows.push_back(it->second);
+    }
+    return FinishPage(std::move(rows), page.size, [](const v1::Rollout& r) { return r.name(); });
+  }
+  absl::StatusOr<v1::Rollout> Act(const std::string& name, rollout::OperatorAction action,
+                                  const std::string& reason, const std::string& actor) override {
+    acts.push_back({name, action, reason, actor});
+    if (!refusal.ok()) return refusal;
+    auto it = rollouts.find(name);
+    if (it == rollouts.end()) return absl::NotFoundError("rollout " + name + " not found");
+    it->second.set_state(action == rollout::OperatorAction::kPause ? v1::ROLLOUT_STATE_PAUSED
+                                                                   : v1::ROLLOUT_STATE_RUNNING);
+    return it->second;
+  }
+
+  std::map<std::string, v1::Rollout> rollouts;
+  std::vector<v1::CreateRolloutRequest> created;
+  std::vector<PageRequest> pages;
+  std::vector<ActCall> acts;
+  absl::Status refusal;
+};
+
+v1::CreateRolloutRequest ValidCreate(const std::string& name) {
+  v1::CreateRolloutRequest r;
+  r.set_name(name);
+  r.set_model_name("detector");
+  r.set_version("2.0");
+  r.set_label_selector("hw=pi");
+  r.add_waves()->set_percent(10);
+  r.add_waves()->set_percent(100);
+  r.set_on_failure(v1::ROLLOUT_FAILURE_ACTION_ROLLBACK);
+  return r;
+}
+
+TEST_F(ApiTest, RolloutCallsAnswerUnavailableWhenTheServerHasNoRolloutService) {
+  const Principal& who = admin_principal_;
+  v1::GetRolloutRequest get;
+  get.set_name("r1");
+  v1::PauseRolloutRequest pause;
+  pause.set_name("r1");
+  v1::ResumeRolloutRequest resume;
+  resume.set_name("r1");
+  v1::PromoteRolloutRequest promote;
+  promote.set_name("r1");
+  v1::AbortRolloutRequest abort;
+  abort.set_name("r1");
+  v1::RollbackRolloutRequest rollback;
+  rollback.set_name("r1");
+  for (const absl::Status& s :
+       {admin_->CreateRollout(who, ValidCreate("r1")).status(), admin_->GetRollout(get).status(),
+        admin_->ListRollouts(v1::ListRolloutsRequest()).status(),
+        admin_->PauseRollout(who, pause).status(), admin_->ResumeRollout(who, resume).status(),
+        admin_->PromoteRollout(who, promote).status(), admin_->AbortRollout(who, abort).status(),
+        admin_->RollbackRollout(who, rollback).status()}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    EXPECT_EQ(s.message(), "rollouts are not configured");
+  }
+  // Bad input is bad input there too.
+  v1::CreateRolloutRequest bad = ValidCreate("r1");
+  bad.mutable_waves(1)->set_percent(50);
+  EXPECT_EQ(admin_->CreateRollout(who, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(admin_->AbortRollout(who, v1::AbortRolloutRequest()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+class RolloutApiTest : public ApiTest {
+ protected:
+  void SetUp() override {
+    rollouts_ = &fake_;
+    ApiTest::SetUp();
+  }
+  FakeRolloutService fake_;
+};
+
+TEST_F(RolloutApiTest, CreateValidatesThenHandsTheRequestAndTheCallerToTheService) {
+  auto created = admin_->CreateRollout(admin_principal_, ValidCreate("r1"));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->state(), v1::ROLLOUT_STATE_PENDING);
+  ASSERT_EQ(fake_.created.size(), 1u);
+  EXPECT_EQ(fake_.created[0].SerializeAsString(), ValidCreate("r1").SerializeAsString());
+  EXPECT_EQ(created->created_by(), "admin");
+  // The service's own refusals pass through unchanged.
+  EXPECT_EQ(admin_->CreateRollout(admin_principal_, ValidCreate("r1")).status().code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(RolloutApiTest, BadCreateRequestsAreInvalidArgumentNamingTheFieldAndNeverReachTheService) {
+  struct Case {
+    std::function<void(v1::CreateRolloutRequest&)> spoil;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {[](auto& r) { r.set_name(""); }, "name"},
+      {[](auto& r) { r.set_name("Bad Name!"); }, "name"},
+      {[](auto& r) { r.set_model_name(""); }, "model"},
+      {[](auto& r) { r.set_version(""); }, "version"},
+      {[](auto& r) { r.set_label_selector("=x"); }, "label_selector"},
+      {[](auto& r) { r.mutable_waves(1)->set_percent(50); }, "100%"},
+      {[](auto& r) { r.mutable_waves(0)->set_percent(150); }, "waves[0]"},
+      {[](auto& r) { r.mutable_soak()->set_seconds(-1); }, "soak"},
+      {[](auto& r) { r.mutable_gates()->set_max_install_failure_percent(101); },
+       "max_install_failure_percent"},
+  };
+  for (const Case& c : cases) {
+    v1::CreateRolloutRequest request = ValidCreate("r1");
+    c.spoil(request);
+    SCOPED_TRACE(request.ShortDebugString());
+    absl::Status s = admin_->CreateRollout(admin_principal_, request).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.field));
+  }
+  EXPECT_TRUE(fake_.created.empty());
+}
+
+TEST_F(RolloutApiTest, GetAndListReadTheServiceAndListsCarryNoEventsAndPageByName) {
+  for (const char* name : {"a", "b", "c"}) {
+    ASSERT_TRUE(admin_->CreateRollout(admin_principal_, ValidCreate(name)).ok());
+  }
+  v1::GetRolloutRequest get;
+  get.set_name("b");
+  auto b = admin_->GetRollout(get);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->name(), "b");
+  EXPECT_EQ(b->events_size(), 1) << "a single rollout comes with its events";
+  get.set_name("zz");
+  EXPECT_EQ(admin_->GetRollout(get).status().code(), absl::StatusCode::kNotFound);
+  get.set_name("");
+  absl::Status empty = admin_->GetRollout(get).status();
+  EXPECT_EQ(empty.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(empty.message()), HasSubstr("name"));
+
+  v1::ListRolloutsRequest list;
+  list.set_page_size(2);
+  auto first = admin_->ListRollouts(list);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->rollouts_size(), 2);
+  EXPECT_EQ(first->rollouts(0).name(), "a");
+  EXPECT_EQ(first->rollouts(0).events_size(), 0);
+  EXPECT_EQ(first->rollouts(0).waves_size(), 1) << "waves stay";
+  ASSERT_FALSE(first->next_page_token().empty());
+  list.set_page_token(first->next_page_token());
+  auto second = admin_->ListRollouts(list);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->rollouts_size(), 1);
+  EXPECT_EQ(second->rollouts(0).name(), "c");
+  EXPECT_TRUE(second->next_page_token().empty());
+  ASSERT_EQ(fake_.pages.size(), 2u);
+  EXPECT_EQ(fake_.pages[1].after, "b");
+
+  list.set_page_size(kMaxPageSize + 1);
+  absl::Status big = admin_->ListRollouts(list).status();
+  EXPECT_EQ(big.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(big.message()), HasSubstr("page_size"));
+  // A token another list issued is not one of ours.
+  v1::ListDevicesRequest devices;
+  devices.set_page_size(1);
+  EnrollDevice("d1", {});
+  EnrollDevice("d2", {});
+  auto device_page = admin_->ListDevices(devices);
+  ASSERT_TRUE(device_page.ok());
+  list.set_page_size(2);
+  list.set_page_token(device_page->next_page_token());
+  EXPECT_EQ(admin_->ListRollouts(list).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(RolloutApiTest, EachActionReachesTheServiceWithItsReasonAndTheCaller) {
+  ASSERT_TRUE(admin_->CreateRollout(admin_principal_, ValidCreate("r1")).ok());
+  const Principal op{"night-shift", v1::ROLE_OPERATOR};
+  v1::PauseRolloutRequest pause;
+  pause.set_name("r1");
+  pause.set_reason("error budget");
+  auto paused = admin_->PauseRollout(op, pause);
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_EQ(paused->state(), v1::ROLLOUT_STATE_PAUSED);
+  v1::ResumeRolloutRequest resume;
+  resume.set_name("r1");
+  ASSERT_TRUE(admin_->ResumeRollout(op, resume).ok());
+  v1::PromoteRolloutRequest promote;
+  promote.set_name("r1");
+  ASSERT_TRUE(admin_->PromoteRollout(op, promote).ok());
+  v1::AbortRolloutRequest abort;
+  abort.set_name("r1");
+  ASSERT_TRUE(admin_->AbortRollout(op, abort).ok());
+  v1::RollbackRolloutRequest rollback;
+  rollback.set_name("r1");
+  rollback.set_reason("bad model");
+  ASSERT_TRUE(admin_->RollbackRollout(op, rollback).ok());
+
+  using A = rollout::OperatorAction;
+  ASSERT_EQ(fake_.acts.size(), 5u);
+  const A kWant[] = {A::kPause, A::kResume, A::kPromote, A::kAbort, A::kRollBack};
+  for (size_t i = 0; i < 5; ++i) {
+    EXPECT_EQ(fake_.acts[i].action, kWant[i]) << i;
+    EXPECT_EQ(fake_.acts[i].name, "r1");
+    EXPECT_EQ(fake_.acts[i].actor, "night-shift");
+  }
+  EXPECT_EQ(fake_.acts[0].reason, "error budget");
+  EXPECT_EQ(fake_.acts[4].reason, "bad model");
+
+  // No name: refused before the service is asked.
+  absl::Status unnamed = admin_->AbortRollout(op, v1::AbortRolloutRequest()).status();
+  EXPECT_EQ(unnamed.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unnamed.message()), HasSubstr("name"));
+  EXPECT_EQ(fake_.acts.size(), 5u);
+  // The service's refusal passes through unchanged.
+  fake_.refusal = absl::FailedPreconditionError("rollout r1 is SUCCEEDED; cannot resume");
+  EXPECT_EQ(admin_->ResumeRollout(op, resume).status(), fake_.refusal);
+}
+
+// Both faces with a fake rollout service behind them, and a token of every role.
+class RolloutFacesTest : public AdminFacesTest {
+ protected:
+  void SetUp() override {
+    rollouts_ = &fake_;
+    AdminFacesTest::SetUp();
+    for (const auto& [name, role] : std::vector<std::pair<std::string, std::string>>{
+             {"operator", "operator"}, {"releaser", "release-manager"}, {"root", "admin"}}) {
+      ASSERT_TRUE(database_
+                      ->Transact("test",
+                                 [&](Tx& tx) {
+                                   return api_tokens_->Upsert(
+                                       tx, name, role, crypto::Sha256Bytes(name + "-secret"));
+                                 })
+                      .ok());
+    }
+  }
+
+  // The REST answer to `method` `path` with `body`, as `token`.
+  httplib::Result Rest(HttpMethod method, const std::string& path, const std::string& body = "",
+                       const std::string& token = "root-secret") {
+    httplib::Headers headers{{"Authorization", "Bearer " + token}};
+    if (method == HttpMethod::kGet) return http_client_->Get(path, headers);
+    return http_client_->Post(path, headers, body, "application/json");
+  }
+
+  static v1::ErrorBody ErrorOf(const httplib::Result& result) {
+    v1::ErrorBody error;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(result->body, &error).ok())
+        << result->body;
+    return error;
+  }
+
+  FakeRolloutService fake_;
+};
+
+TEST_F(RolloutFacesTest, ViewersReadRolloutsAndOperatorsAndAboveAlsoCreateAndAct) {
+  const std::vector<std::string> kReads = {"GetRollout", "ListRollouts"};
+  const std::vector<std::string> kWrites = {"CreateRollout",  "PauseRollout", "ResumeRollout",
+                                            "PromoteRollout", "AbortRollout", "RollbackRollout"};
+  for (const std::string& rpc : kReads) {
+    EXPECT_EQ(FindAdminCall(rpc)->permission, permission::kReadRollouts) << rpc;
+  }
+  EXPECT_EQ(FindAdminCall("CreateRollout")->permission, permission::kCreateRollouts);
+  for (size_t i = 1; i < kWrites.size(); ++i) {
+    EXPECT_EQ(FindAdminCall(kWrites[i])->permission, permission::kActRollouts) << kWrites[i];
+  }
+  for (const auto& [token, may_write] :
+       std::vector<std::pair<std::string, bool>>{{"view-secret", false},
+                                                 {"operator-secret", true},
+                                                 {"releaser-secret", true},
+                                                 {"root-secret", true}}) {
+    for (const std::string& rpc : kReads) {
+      SCOPED_TRACE(rpc + " as " + token);
+      EXPECT_NE(CallGrpc(*FindAdminCall(rpc), token).error_code(),
+                grpc::StatusCode::PERMISSION_DENIED);
+    }
+    for (const std::string& rpc : kWrites) {
+      SCOPED_TRACE(rpc + " as " + token);
+      grpc::Status status = CallGrpc(*FindAdminCall(rpc), token);
+      if (may_write) {
+        // An empty request gets past authorization and fails validation.
+        EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+            << status.error_message();
+      } else {
+        ExpectSameRefusal(*FindAdminCall(rpc), token, absl::StatusCode::kPermissionDenied);
+      }
+    }
+  }
+  EXPECT_TRUE(fake_.created.empty());
+  EXPECT_TRUE(fake_.acts.empty());
+}
+
+TEST_F(RolloutFacesTest, RestRoutesCreateReadListAndActOnRollouts) {
+  std::string body;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(ValidCreate("r1"), &body).ok());
+  auto created = Rest(HttpMethod::kPost, "/v1/rollouts", body, "operator-secret");
+  ASSERT_TRUE(created);
+  EXPECT_EQ(created->status, 200) << created->body;
+  v1::Rollout rollout;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(created->body, &rollout).ok());
+  EXPECT_EQ(rollout.state(), v1::ROLLOUT_STATE_PENDING);
+  EXPECT_EQ(rollout.created_by(), "operator");
+  ASSERT_EQ(fake_.created.size(), 1u);
+  EXPECT_EQ(fake_.created[0].waves_size(), 2);
+  EXPECT_EQ(fake_.created[0].on_failure(), v1::ROLLOUT_FAILURE_ACTION_ROLLBACK);
+
+  auto got = Rest(HttpMethod::kGet, "/v1/rollouts/r1", "", "view-secret");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200) << got->body;
+  EXPECT_THAT(got->body, HasSubstr("\"state\":\"ROLLOUT_STATE_PENDING\""));
+  EXPECT_THAT(got->body, HasSubstr("\"events\""));
+
+  ASSERT_TRUE(fake_.Create(ValidCreate("r2"), "x").ok());
+  auto page = Rest(HttpMethod::kGet, "/v1/rollouts?page_size=1", "", "view-secret");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200) << page->body;
+  v1::ListRolloutsResponse list;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(page->body, &list).ok());
+  ASSERT_EQ(list.rollouts_size(), 1);
+  EXPECT_EQ(list.rollouts(0).name(), "r1");
+  EXPECT_EQ(list.rollouts(0).events_size(), 0);
+  EXPECT_FALSE(list.next_page_token().empty());
+
+  using A = rollout::OperatorAction;
+  const std::vector<std::pair<std::string, A>> kActions = {{"pause", A::kPause},
+                                                           {"resume", A::kResume},
+                                                           {"promote", A::kPromote},
+                                                           {"abort", A::kAbort},
+                                                           {"rollback", A::kRollBack}};
+  for (const auto& [verb, action] : kActions) {
+    SCOPED_TRACE(verb);
+    auto answer =
+        Rest(HttpMethod::kPost, "/v1/rollouts/r1/" + verb,
+             verb == "pause" ? R"({"reason":"waiting for the night"})" : "", "operator-secret");
+    ASSERT_TRUE(answer);
+    EXPECT_EQ(answer->status, 200) << answer->body;
+    EXPECT_EQ(fake_.acts.back().action, action);
+    EXPECT_EQ(fake_.acts.back().name, "r1") << "the path's name wins";
+    EXPECT_EQ(fake_.acts.back().actor, "operator");
+  }
+  EXPECT_EQ(fake_.acts[0].reason, "waiting for the night");
+  EXPECT_EQ(fake_.acts[1].reason, "");
+}
+
+TEST_F(RolloutFacesTest, RefusalsKeepTheirCodeOnBothFaces) {
+  // Bad input: 400 with a JSON body naming the field, INVALID_ARGUMENT over gRPC.
+  v1::CreateRolloutRequest bad = ValidCreate("r1");
+  bad.mutable_waves(1)->set_percent(50);
+  std::string body;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(bad, &body).ok());
+  auto rest = Rest(HttpMethod::kPost, "/v1/rollouts", body);
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->status, 400) << rest->body;
+  EXPECT_EQ(ErrorOf(rest).code(), "INVALID_ARGUMENT");
+  EXPECT_THAT(ErrorOf(rest).message(), HasSubstr("waves[1]"));
+  auto malformed = Rest(HttpMethod::kPost, "/v1/rollouts", R"({"waves":"many"})");
+  ASSERT_TRUE(malformed);
+  EXPECT_EQ(malformed->status, 400) << malformed->body;
+  EXPECT_EQ(ErrorOf(malformed).code(), "INVALID_ARGUMENT");
+  auto stub = v1::AdminService::NewStub(channel_);
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer root-secret");
+    v1::Rollout out;
+    grpc::Status status = stub->CreateRollout(&context, bad, &out);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_message(), ErrorOf(rest).message());
+  }
+  // Oversized input is refused by the request limits.
+  auto long_reason = Rest(HttpMethod::kPost, "/v1/rollouts/r1/pause",
+                          R"({"reason":")" + std::string(2000, 'x') + R"("})");
+  ASSERT_TRUE(long_reason);
+  EXPECT_EQ(long_reason->status, 400) << long_reason->body;
+  EXPECT_THAT(ErrorOf(long_reason).message(), HasSubstr("reason"));
+  EXPECT_TRUE(fake_.created.empty());
+  EXPECT_TRUE(fake_.acts.empty());
+
+  // Unknown: 404 / NOT_FOUND.
+  auto missing = Rest(HttpMethod::kGet, "/v1/rollouts/nope");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404) << missing->body;
+  EXPECT_EQ(ErrorOf(missing).message(), "rollout nope not found");
+
+  // An action the state does not allow: FAILED_PRECONDITION with the service's message
+  // (HTTP 400, as every FailedPrecondition of the admin API).
+  ASSERT_TRUE(fake_.Create(ValidCreate("r1"), "x").ok());
+  fake_.refusal = absl::FailedPreconditionError("rollout r1 is SUCCEEDED: resume needs PAUSED");
+  auto refused = Rest(HttpMethod::kPost, "/v1/rollouts/r1/resume");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, HttpStatusFor(absl::StatusCode::kFailedPrecondition));
+  EXPECT_EQ(ErrorOf(refused).code(), "FAILED_PRECONDITION");
+  EXPECT_EQ(ErrorOf(refused).message(), fake_.refusal.message());
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer root-secret");
+    v1::ResumeRolloutRequest resume;
+    resume.set_name("r1");
+    v1::Rollout out;
+    grpc::Status status = stub->ResumeRollout(&context, resume, &out);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_EQ(status.error_message(), fake_.refusal.message());
+  }
+}
+
+TEST_F(AdminFacesTest, WithoutARolloutServiceRolloutCallsAreUnavailableOnBothFaces) {
+  const AdminCall& list = *FindAdminCall("ListRollouts");
+  grpc::Status status = CallGrpc(list, "view-secret");
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), "rollouts are not configured");
+  auto rest = CallRest(list, "view-secret");
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->status, 503) << rest->body;
 }
 
 }  // namespace
