@@ -7,6 +7,7 @@
 #include "server/store/device_repo.h"
 #include "server/store/migrations.h"
 #include "server/store/model_repo.h"
+#include "server/store/rollout_repo.h"
 #include "tests/server/store/store_test_util.h"
 
 namespace edgefleet::server {
@@ -144,13 +145,13 @@ TEST_F(DeploymentTest, GetPagesTargetsByDeviceIdAndCountsThemAll) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 1);
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 1);
                             })
                   .ok());
   ASSERT_TRUE(db_->Transact("test",
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
-                                  tx, "gw-1", "detector", "1.0", v1::DEPLOYMENT_TARGET_STATE_FAILED,
+                                  tx, "gw-1", "detector", "1.0", v1::DEPLOYMENT_TARGET_STATE_FAILED, v1::FAILURE_REASON_UNSPECIFIED,
                                   "bad", kNow + 1);
                             })
                   .ok());
@@ -216,7 +217,8 @@ TEST_F(DeploymentTest, DesiredStateIsTheLatestMatchingDeploymentPerModel) {
   EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED);
   EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-2"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 
-  // A device enrolled after the deployment gets its target at its first check-in.
+  // Check-in is a read: a device enrolled after the deployment has no target until the rollout
+  // component assigns it (the controller takes late devices into the current wave).
   ASSERT_TRUE(
       db_->Transact(
              "test",
@@ -224,17 +226,14 @@ TEST_F(DeploymentTest, DesiredStateIsTheLatestMatchingDeploymentPerModel) {
                return devices_->Enroll(tx, "cam-9", {{"site", "berlin"}}, {}, "9", kNow + 30);
              })
           .ok());
+  EXPECT_TRUE(Desired("cam-9").empty());
+  EXPECT_EQ(Targets(fleet->deployment_id()).count("cam-9"), 0u);
+  ASSERT_TRUE(db_->Transact("test", [&](Tx& tx) {
+                   return RolloutRepo().Assign(tx, std::stoll(fleet->deployment_id()), 0,
+                                               {"cam-9"}, kNow + 31);
+                 }).ok());
   EXPECT_EQ(Desired("cam-9"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
   EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-9"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
-
-  // Leaving the canary ring falls back to the fleet-wide version.
-  ASSERT_TRUE(
-      db_->Transact("test",
-                    [&](Tx& tx) { return devices_->UpdateLabels(tx, "cam-1", {}, {"ring"}); })
-          .ok());
-  EXPECT_EQ(Desired("cam-1"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
-  EXPECT_EQ(Targets(canary->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED);
-  EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 
   // Decommissioned devices want nothing; unknown ones are NotFound.
   ASSERT_TRUE(
@@ -317,7 +316,7 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, "", kNow + 1);
+                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 1);
                             })
                   .ok());
   EXPECT_EQ(Targets(d->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS);
@@ -325,7 +324,7 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 2);
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 2);
                             })
                   .ok());
   // A delayed "download started" must not pull a serving device back.
@@ -333,14 +332,14 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, "", kNow + 3);
+                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 3);
                             })
                   .ok());
   ASSERT_TRUE(db_->Transact("test",
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-2", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_FAILED, "digest mismatch", kNow + 4);
+                                  v1::DEPLOYMENT_TARGET_STATE_FAILED, v1::FAILURE_REASON_UNSPECIFIED, "digest mismatch", kNow + 4);
                             })
                   .ok());
   // Reports about another version leave this deployment alone.
@@ -348,7 +347,7 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "gw-1", "detector", "2.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 5);
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 5);
                             })
                   .ok());
 

@@ -1,0 +1,52 @@
+-- Staged rollouts. A rollout owns one deployments row (its model version, selector and release
+-- metadata version); deployment_targets stays the ONE table of per-device desired state, written
+-- only by the rollout component (the controller assigns waves; `deploy create` is a one-wave
+-- rollout) and moved only by device events. Check-in reads it.
+
+CREATE TABLE rollouts (
+  name text PRIMARY KEY,
+  deployment_id bigint NOT NULL UNIQUE REFERENCES deployments (id) ON DELETE CASCADE,
+  -- The validated spec: an edgefleet.v1.Rollout (protobuf JSON) as NewRollout(definition) gives
+  -- (name, model, version, selector, on_failure, every wave's normalised spec).
+  definition jsonb NOT NULL,
+  state text NOT NULL
+    CHECK (state IN ('pending', 'running', 'paused', 'succeeded', 'aborted', 'rolled_back')),
+  current_wave integer NOT NULL DEFAULT 0 CHECK (current_wave >= 0),
+  wave_started_at timestamptz,
+  soak_started_at timestamptz,
+  promote_requested boolean NOT NULL DEFAULT false,
+  matching_devices bigint NOT NULL DEFAULT 0,
+  description text NOT NULL DEFAULT '',
+  created_by text NOT NULL DEFAULT '',
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  finished_at timestamptz
+);
+-- The controller's loop looks for the rollouts it still acts on.
+CREATE INDEX rollouts_active_idx ON rollouts (state) WHERE state IN ('pending', 'running');
+
+-- Decision events, oldest first: an edgefleet.v1.RolloutEvent in protobuf JSON, its kind readable.
+CREATE TABLE rollout_events (
+  id bigserial PRIMARY KEY,
+  rollout_name text NOT NULL REFERENCES rollouts (name) ON DELETE CASCADE,
+  kind text NOT NULL,
+  wave integer NOT NULL DEFAULT 0,
+  event jsonb NOT NULL,
+  at timestamptz NOT NULL
+);
+CREATE INDEX rollout_events_rollout_idx ON rollout_events (rollout_name, id);
+
+-- Per-device targets carry their wave, why they failed, when they were targeted (for the serving
+-- timeout), the version the device ran before (for a roll back) and, once rolled back, the
+-- metadata version minted for sending it back (higher than the deployment's, so the agent's
+-- rollback protection holds).
+ALTER TABLE deployment_targets
+  ADD COLUMN wave integer NOT NULL DEFAULT 0,
+  ADD COLUMN reason text NOT NULL DEFAULT '',
+  ADD COLUMN targeted_at timestamptz NOT NULL DEFAULT now(),
+  ADD COLUMN previous_version text,
+  ADD COLUMN rollback_metadata_version bigint;
+ALTER TABLE deployment_targets DROP CONSTRAINT deployment_targets_state_check;
+ALTER TABLE deployment_targets ADD CONSTRAINT deployment_targets_state_check
+  CHECK (state IN ('pending', 'in_progress', 'serving', 'failed', 'superseded', 'rolled_back'));
+CREATE INDEX deployment_targets_wave_idx ON deployment_targets (deployment_id, wave, state);
