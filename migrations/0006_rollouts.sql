@@ -39,14 +39,12 @@ CREATE INDEX rollout_events_rollout_idx ON rollout_events (rollout_name, id);
 -- Per-device targets carry their wave, why they failed, when they were targeted (for the serving
 -- timeout), the version the device ran before (for a roll back) and, once rolled back, the
 -- metadata version minted for sending it back (higher than the deployment's, so the agent's
--- rollback protection holds).
+-- rollback protection holds). A rolled back target keeps the state its device reported, for the
+-- wave's counts; device events no longer move it.
 ALTER TABLE deployment_targets
   ADD COLUMN wave integer NOT NULL DEFAULT 0,
   ADD COLUMN reason text NOT NULL DEFAULT '',
   ADD COLUMN targeted_at timestamptz NOT NULL DEFAULT now(),
   ADD COLUMN previous_version text,
   ADD COLUMN rollback_metadata_version bigint;
-ALTER TABLE deployment_targets DROP CONSTRAINT deployment_targets_state_check;
-ALTER TABLE deployment_targets ADD CONSTRAINT deployment_targets_state_check
-  CHECK (state IN ('pending', 'in_progress', 'serving', 'failed', 'superseded', 'rolled_back'));
 CREATE INDEX deployment_targets_wave_idx ON deployment_targets (deployment_id, wave, state);

@@ -217,8 +217,9 @@ absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::DesiredForDevice(
         // rolled back target names the version it ran before, under the roll back's release.
         pqxx::result versions = tx.exec_params(
             "WITH latest AS (SELECT DISTINCT ON (d.model_name) d.model_name, "
-            "CASE WHEN t.state = 'rolled_back' THEN t.previous_version ELSE d.version END "
-            "AS version, CASE WHEN t.state = 'rolled_back' THEN t.rollback_metadata_version "
+            "CASE WHEN t.rollback_metadata_version IS NOT NULL THEN t.previous_version "
+            "ELSE d.version END AS version, CASE WHEN t.rollback_metadata_version IS NOT NULL "
+            "THEN t.rollback_metadata_version "
             "ELSE d.metadata_version END AS metadata_version FROM deployment_targets t "
             "JOIN deployments d ON d.id = t.deployment_id WHERE t.device_id = $1 "
             "AND t.state <> 'superseded' ORDER BY d.model_name, d.id DESC) "
@@ -243,8 +244,8 @@ absl::Status DeploymentRepo::UpdateTargetState(Tx& txn, const std::string& devic
                                                const std::string& model_name,
                                                const std::string& version,
                                                v1::DeploymentTargetState state,
-                                               v1::FailureReason reason,
-                                               const std::string& detail, int64_t now_unix) {
+                                               v1::FailureReason reason, const std::string& detail,
+                                               int64_t now_unix) {
   if (state == v1::DEPLOYMENT_TARGET_STATE_UNSPECIFIED) {
     return absl::InvalidArgumentError("deployment target state is unspecified");
   }
@@ -257,7 +258,8 @@ absl::Status DeploymentRepo::UpdateTargetState(Tx& txn, const std::string& devic
             "UPDATE deployment_targets t SET state = $4, detail = $5, "
             "updated_at = to_timestamp($6), reason = $7 FROM deployments d "
             "WHERE t.deployment_id = d.id AND t.device_id = $1 AND d.model_name = $2 "
-            "AND d.version = $3 AND t.state NOT IN ('superseded', 'rolled_back') "
+            "AND d.version = $3 AND t.state <> 'superseded' AND t.rollback_metadata_version IS "
+            "NULL "
             "AND NOT (t.state = 'serving' AND $4 IN ('pending', 'in_progress'))",
             device_id, model_name, version, internal::ToDb(state, kTargetPrefix), detail, now_unix,
             state == v1::DEPLOYMENT_TARGET_STATE_FAILED ? v1::FailureReason_Name(reason)

@@ -57,9 +57,8 @@ class DeploymentStore {
   // downgrades SERVING.
   virtual absl::Status UpdateTargetState(Tx& tx, const std::string& device_id,
                                          const std::string& model_name, const std::string& version,
-                                         v1::DeploymentTargetState state,
-                                         v1::FailureReason reason, const std::string& detail,
-                                         int64_t now_unix) = 0;
+                                         v1::DeploymentTargetState state, v1::FailureReason reason,
+                                         const std::string& detail, int64_t now_unix) = 0;
 };
 
 // The PostgreSQL DeploymentStore.

@@ -106,8 +106,8 @@ absl::StatusOr<StoredRollout> InsertRollout(pqxx::work& tx, const v1::Rollout& d
             "INSERT INTO deployments (id, model_name, version, selector, label_selector, "
             "created_at) VALUES (coalesce($1, nextval(pg_get_serial_sequence('deployments', "
             "'id'))), $2, $3, $4::jsonb, $5, to_timestamp($6)) RETURNING id",
-            deployment_id, definition.model_name(), definition.version(),
-            LabelsToJson(*selector), definition.label_selector(), now_unix)[0]
+            deployment_id, definition.model_name(), definition.version(), LabelsToJson(*selector),
+            definition.label_selector(), now_unix)[0]
           .as<int64_t>();
   v1::Rollout spec = definition;
   spec.clear_events();
@@ -123,8 +123,7 @@ absl::StatusOr<StoredRollout> InsertRollout(pqxx::work& tx, const v1::Rollout& d
 }  // namespace internal
 
 absl::StatusOr<StoredRollout> RolloutRepo::Insert(Tx& txn, const v1::Rollout& definition,
-                                                  const std::string& created_by,
-                                                  int64_t now_unix) {
+                                                  const std::string& created_by, int64_t now_unix) {
   return InTx(txn, absl::StrCat("create rollout ", definition.name()), [&](pqxx::work& tx) {
     return internal::InsertRollout(tx, definition, created_by, now_unix, std::nullopt);
   });
@@ -165,10 +164,10 @@ absl::StatusOr<Page<StoredRollout>> RolloutRepo::ListPage(Tx& txn, const PageReq
   return InTx(txn, "list a page of rollouts",
               [&](pqxx::work& tx) -> absl::StatusOr<Page<StoredRollout>> {
                 std::vector<StoredRollout> rows;
-                for (const pqxx::row& row : tx.exec_params(
-                         absl::StrCat("SELECT ", kRolloutColumns,
-                                      " WHERE r.name > $1 ORDER BY r.name LIMIT $2"),
-                         page.after, static_cast<int64_t>(page.size + 1))) {
+                for (const pqxx::row& row :
+                     tx.exec_params(absl::StrCat("SELECT ", kRolloutColumns,
+                                                 " WHERE r.name > $1 ORDER BY r.name LIMIT $2"),
+                                    page.after, static_cast<int64_t>(page.size + 1))) {
                   auto stored = RolloutFromRow(row);
                   if (!stored.ok()) return stored.status();
                   rows.push_back(*std::move(stored));
@@ -179,16 +178,16 @@ absl::StatusOr<Page<StoredRollout>> RolloutRepo::ListPage(Tx& txn, const PageReq
 }
 
 absl::StatusOr<std::vector<std::string>> RolloutRepo::NamesToEvaluate(Tx& txn) {
-  return InTx(txn, "list rollouts to evaluate",
-              [&](pqxx::work& tx) -> absl::StatusOr<std::vector<std::string>> {
-                std::vector<std::string> names;
-                for (const pqxx::row& row :
-                     tx.exec("SELECT name FROM rollouts WHERE state IN "
-                             "('pending', 'running', 'succeeded') ORDER BY name")) {
-                  names.push_back(row[0].as<std::string>());
-                }
-                return names;
-              });
+  return InTx(
+      txn, "list rollouts to evaluate",
+      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<std::string>> {
+        std::vector<std::string> names;
+        for (const pqxx::row& row : tx.exec("SELECT name FROM rollouts WHERE state IN "
+                                            "('pending', 'running', 'succeeded') ORDER BY name")) {
+          names.push_back(row[0].as<std::string>());
+        }
+        return names;
+      });
 }
 
 absl::Status RolloutRepo::SaveProgress(Tx& txn, const std::string& name,
@@ -213,16 +212,15 @@ absl::Status RolloutRepo::SaveProgress(Tx& txn, const std::string& name,
 
 absl::Status RolloutRepo::AddEvent(Tx& txn, const std::string& name,
                                    const v1::RolloutEvent& event) {
-  return InTx(txn, absl::StrCat("record an event of rollout ", name),
-              [&](pqxx::work& tx) -> absl::Status {
-                tx.exec_params(
-                    "INSERT INTO rollout_events (rollout_name, kind, wave, event, at) "
-                    "VALUES ($1, $2, $3, $4::jsonb, to_timestamp($5))",
-                    name, internal::ToDb(event.kind(), kEventPrefix),
-                    static_cast<int64_t>(event.wave()), internal::MessageToJson(event),
-                    event.at().seconds());
-                return absl::OkStatus();
-              });
+  return InTx(
+      txn, absl::StrCat("record an event of rollout ", name), [&](pqxx::work& tx) -> absl::Status {
+        tx.exec_params(
+            "INSERT INTO rollout_events (rollout_name, kind, wave, event, at) "
+            "VALUES ($1, $2, $3, $4::jsonb, to_timestamp($5))",
+            name, internal::ToDb(event.kind(), kEventPrefix), static_cast<int64_t>(event.wave()),
+            internal::MessageToJson(event), event.at().seconds());
+        return absl::OkStatus();
+      });
 }
 
 namespace {
@@ -268,43 +266,44 @@ absl::StatusOr<std::optional<v1::RolloutEvent>> RolloutRepo::LastEvent(Tx& txn,
 absl::StatusOr<std::vector<rollout::WaveCounts>> RolloutRepo::CountWaves(
     Tx& txn, int64_t deployment_id, const std::vector<std::chrono::seconds>& serving_timeouts,
     int64_t now_unix) {
-  return InTx(
-      txn, absl::StrCat("count the targets of deployment ", deployment_id),
-      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<rollout::WaveCounts>> {
-        std::vector<rollout::WaveCounts> counts(serving_timeouts.size());
-        std::vector<std::string> timeouts;
-        for (const auto& t : serving_timeouts) timeouts.push_back(std::to_string(t.count()));
-        // Outcome per target: serving, refused, probation, install (failed), timed_out, waiting.
-        pqxx::result rows = tx.exec_params(
-            "SELECT t.wave, CASE "
-            "WHEN t.state = 'serving' THEN 'serving' "
-            "WHEN t.state = 'failed' AND t.reason IN ('FAILURE_REASON_SIGNATURE', "
-            "'FAILURE_REASON_EXPIRED', 'FAILURE_REASON_ROLLBACK', 'FAILURE_REASON_NAME') "
-            "THEN 'refused' "
-            "WHEN t.state = 'failed' AND t.reason = 'FAILURE_REASON_PROBATION_FAILED' "
-            "THEN 'probation' "
-            "WHEN t.state = 'failed' THEN 'install' "
-            "WHEN t.targeted_at <= to_timestamp($2) - make_interval(secs => "
-            "coalesce(($3::jsonb ->> t.wave)::bigint, 0)) THEN 'timed_out' "
-            "ELSE 'waiting' END AS outcome, count(*) FROM deployment_targets t "
-            "WHERE t.deployment_id = $1 AND t.state NOT IN ('superseded', 'rolled_back') "
-            "GROUP BY 1, 2",
-            deployment_id, now_unix, internal::StringsToJson(timeouts));
-        for (const pqxx::row& row : rows) {
-          const auto wave = row[0].as<size_t>();
-          if (wave >= counts.size()) continue;
-          rollout::WaveCounts& c = counts[wave];
-          const std::string outcome = row[1].as<std::string>();
-          const uint64_t n = row[2].as<uint64_t>();
-          c.targeted += n;
-          if (outcome == "serving") c.serving += n;
-          if (outcome == "refused") c.refused += n;
-          if (outcome == "probation") c.probation_failed += n;
-          if (outcome == "install") c.install_failed += n;
-          if (outcome == "timed_out") c.timed_out += n;
-        }
-        return counts;
-      });
+  return InTx(txn, absl::StrCat("count the targets of deployment ", deployment_id),
+              [&](pqxx::work& tx) -> absl::StatusOr<std::vector<rollout::WaveCounts>> {
+                std::vector<rollout::WaveCounts> counts(serving_timeouts.size());
+                std::vector<std::string> timeouts;
+                for (const auto& t : serving_timeouts)
+                  timeouts.push_back(std::to_string(t.count()));
+                // Outcome per target: serving, refused, probation, install (failed), timed_out,
+                // waiting.
+                pqxx::result rows = tx.exec_params(
+                    "SELECT t.wave, CASE "
+                    "WHEN t.state = 'serving' THEN 'serving' "
+                    "WHEN t.state = 'failed' AND t.reason IN ('FAILURE_REASON_SIGNATURE', "
+                    "'FAILURE_REASON_EXPIRED', 'FAILURE_REASON_ROLLBACK', 'FAILURE_REASON_NAME') "
+                    "THEN 'refused' "
+                    "WHEN t.state = 'failed' AND t.reason = 'FAILURE_REASON_PROBATION_FAILED' "
+                    "THEN 'probation' "
+                    "WHEN t.state = 'failed' THEN 'install' "
+                    "WHEN t.targeted_at <= to_timestamp($2) - make_interval(secs => "
+                    "coalesce(($3::jsonb ->> t.wave)::bigint, 0)) THEN 'timed_out' "
+                    "ELSE 'waiting' END AS outcome, count(*) FROM deployment_targets t "
+                    "WHERE t.deployment_id = $1 AND t.state <> 'superseded' "
+                    "GROUP BY 1, 2",
+                    deployment_id, now_unix, internal::StringsToJson(timeouts));
+                for (const pqxx::row& row : rows) {
+                  const auto wave = row[0].as<size_t>();
+                  if (wave >= counts.size()) continue;
+                  rollout::WaveCounts& c = counts[wave];
+                  const std::string outcome = row[1].as<std::string>();
+                  const uint64_t n = row[2].as<uint64_t>();
+                  c.targeted += n;
+                  if (outcome == "serving") c.serving += n;
+                  if (outcome == "refused") c.refused += n;
+                  if (outcome == "probation") c.probation_failed += n;
+                  if (outcome == "install") c.install_failed += n;
+                  if (outcome == "timed_out") c.timed_out += n;
+                }
+                return counts;
+              });
 }
 
 absl::StatusOr<std::vector<rollout::MatchingDevice>> RolloutRepo::MatchingDevices(
@@ -342,7 +341,8 @@ absl::Status RolloutRepo::Assign(Tx& txn, int64_t deployment_id, uint32_t wave,
             "INSERT INTO deployment_targets (deployment_id, device_id, state, wave, targeted_at, "
             "updated_at, previous_version) "
             "SELECT $1, dev_id, 'pending', $2, to_timestamp($4), to_timestamp($4), "
-            "(SELECT CASE WHEN o.state = 'rolled_back' THEN o.previous_version ELSE od.version "
+            "(SELECT CASE WHEN o.rollback_metadata_version IS NOT NULL THEN o.previous_version "
+            "ELSE od.version "
             "END FROM deployment_targets o JOIN deployments od ON od.id = o.deployment_id "
             "JOIN deployments d ON d.id = $1 WHERE o.device_id = dev_id AND "
             "od.model_name = d.model_name AND od.id <> $1 AND o.state <> 'superseded' "
@@ -361,18 +361,18 @@ absl::Status RolloutRepo::Assign(Tx& txn, int64_t deployment_id, uint32_t wave,
 }
 
 absl::StatusOr<uint64_t> RolloutRepo::RollBack(Tx& txn, int64_t deployment_id, int64_t now_unix) {
-  return InTx(txn, absl::StrCat("roll back deployment ", deployment_id),
-              [&](pqxx::work& tx) -> absl::StatusOr<uint64_t> {
-                // One new release for the roll back: every target sent back carries it.
-                pqxx::result rows = tx.exec_params(
-                    "WITH release AS (SELECT nextval('release_metadata_version_seq') AS v) "
-                    "UPDATE deployment_targets SET state = 'rolled_back', "
-                    "rollback_metadata_version = (SELECT v FROM release), "
-                    "updated_at = to_timestamp($2) WHERE deployment_id = $1 "
-                    "AND state NOT IN ('superseded', 'rolled_back') RETURNING 1",
-                    deployment_id, now_unix);
-                return static_cast<uint64_t>(rows.size());
-              });
+  return InTx(
+      txn, absl::StrCat("roll back deployment ", deployment_id),
+      [&](pqxx::work& tx) -> absl::StatusOr<uint64_t> {
+        // One new release for the roll back: every target sent back carries it.
+        pqxx::result rows = tx.exec_params(
+            "WITH release AS (SELECT nextval('release_metadata_version_seq') AS v) "
+            "UPDATE deployment_targets SET rollback_metadata_version = (SELECT v FROM release), "
+            "updated_at = to_timestamp($2) WHERE deployment_id = $1 "
+            "AND state <> 'superseded' AND rollback_metadata_version IS NULL RETURNING 1",
+            deployment_id, now_unix);
+        return static_cast<uint64_t>(rows.size());
+      });
 }
 
 absl::StatusOr<std::map<std::string, uint64_t>> RolloutRepo::CountRolloutsByState(Tx& txn) {
@@ -386,7 +386,8 @@ absl::StatusOr<std::map<std::string, uint64_t>> RolloutRepo::CountTargetsByState
   return InTx(txn, "count deployment targets by state",
               [&](pqxx::work& tx) -> absl::StatusOr<std::map<std::string, uint64_t>> {
                 return CountsOf(
-                    tx.exec("SELECT state, count(*) FROM deployment_targets GROUP BY state"));
+                    tx.exec("SELECT CASE WHEN rollback_metadata_version IS NULL THEN state "
+                            "ELSE 'rolled_back' END, count(*) FROM deployment_targets GROUP BY 1"));
               });
 }
 

@@ -39,8 +39,7 @@ class RolloutStore {
   // release before it). AlreadyExists "rollout N already exists"; NotFound "model M version V
   // not found".
   virtual absl::StatusOr<StoredRollout> Insert(Tx& tx, const v1::Rollout& definition,
-                                               const std::string& created_by,
-                                               int64_t now_unix) = 0;
+                                               const std::string& created_by, int64_t now_unix) = 0;
   // Reads the rollout and locks its row until `tx` ends: the lease under which the controller
   // and operator actions change it. With `skip_locked`, nullopt while another transaction holds
   // it; without, waits for it. NotFound "rollout N not found".
@@ -56,8 +55,7 @@ class RolloutStore {
   virtual absl::Status SaveProgress(Tx& tx, const std::string& name,
                                     const rollout::RolloutProgress& progress,
                                     uint64_t matching_devices, int64_t now_unix) = 0;
-  virtual absl::Status AddEvent(Tx& tx, const std::string& name,
-                                const v1::RolloutEvent& event) = 0;
+  virtual absl::Status AddEvent(Tx& tx, const std::string& name, const v1::RolloutEvent& event) = 0;
   // Oldest first.
   virtual absl::StatusOr<std::vector<v1::RolloutEvent>> Events(Tx& tx, const std::string& name) = 0;
   virtual absl::StatusOr<std::optional<v1::RolloutEvent>> LastEvent(Tx& tx,
@@ -66,7 +64,7 @@ class RolloutStore {
   // FAILED with a refusal reason (signature, expiry, rollback, naming) counts as refused, with
   // PROBATION_FAILED as a probation failure, any other FAILED as an install failure; a target
   // neither serving nor failed for at least its wave's serving timeout has timed out. Superseded
-  // and rolled back targets are not counted.
+  // targets are not counted.
   virtual absl::StatusOr<std::vector<rollout::WaveCounts>> CountWaves(
       Tx& tx, int64_t deployment_id, const std::vector<std::chrono::seconds>& serving_timeouts,
       int64_t now_unix) = 0;
@@ -81,10 +79,13 @@ class RolloutStore {
   virtual absl::Status Assign(Tx& tx, int64_t deployment_id, uint32_t wave,
                               const std::vector<std::string>& device_ids, int64_t now_unix) = 0;
   // Sends every target of the deployment back to the version its device ran before, under a
-  // newly minted (higher) release metadata version: state ROLLED_BACK. Targets with no previous
-  // version are rolled back to nothing (the device keeps what it runs). Answers how many.
+  // newly minted (higher) release metadata version. Targets with no previous
+  // version are rolled back to nothing (the device keeps what it runs). A rolled back target
+  // keeps its state (the wave's counts stay as they were); device events no longer move it.
+  // Answers how many.
   virtual absl::StatusOr<uint64_t> RollBack(Tx& tx, int64_t deployment_id, int64_t now_unix) = 0;
-  // Rollouts by state and targets (of every deployment) by state, lower-case names, for metrics.
+  // Rollouts by state and targets (of every deployment) by state ("rolled_back" for rolled back
+  // ones), lower-case names, for metrics.
   virtual absl::StatusOr<std::map<std::string, uint64_t>> CountRolloutsByState(Tx& tx) = 0;
   virtual absl::StatusOr<std::map<std::string, uint64_t>> CountTargetsByState(Tx& tx) = 0;
 };

@@ -145,14 +145,15 @@ TEST_F(DeploymentTest, GetPagesTargetsByDeviceIdAndCountsThemAll) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 1);
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 1);
                             })
                   .ok());
   ASSERT_TRUE(db_->Transact("test",
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
-                                  tx, "gw-1", "detector", "1.0", v1::DEPLOYMENT_TARGET_STATE_FAILED, v1::FAILURE_REASON_UNSPECIFIED,
-                                  "bad", kNow + 1);
+                                  tx, "gw-1", "detector", "1.0", v1::DEPLOYMENT_TARGET_STATE_FAILED,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "bad", kNow + 1);
                             })
                   .ok());
 
@@ -228,10 +229,12 @@ TEST_F(DeploymentTest, DesiredStateIsTheLatestMatchingDeploymentPerModel) {
           .ok());
   EXPECT_TRUE(Desired("cam-9").empty());
   EXPECT_EQ(Targets(fleet->deployment_id()).count("cam-9"), 0u);
-  ASSERT_TRUE(db_->Transact("test", [&](Tx& tx) {
-                   return RolloutRepo().Assign(tx, std::stoll(fleet->deployment_id()), 0,
-                                               {"cam-9"}, kNow + 31);
-                 }).ok());
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return RolloutRepo().Assign(tx, std::stoll(fleet->deployment_id()), 0,
+                                                          {"cam-9"}, kNow + 31);
+                            })
+                  .ok());
   EXPECT_EQ(Desired("cam-9"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
   EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-9"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 
@@ -316,7 +319,8 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 1);
+                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 1);
                             })
                   .ok());
   EXPECT_EQ(Targets(d->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS);
@@ -324,7 +328,8 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 2);
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 2);
                             })
                   .ok());
   // A delayed "download started" must not pull a serving device back.
@@ -332,14 +337,16 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 3);
+                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 3);
                             })
                   .ok());
   ASSERT_TRUE(db_->Transact("test",
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-2", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_FAILED, v1::FAILURE_REASON_UNSPECIFIED, "digest mismatch", kNow + 4);
+                                  v1::DEPLOYMENT_TARGET_STATE_FAILED,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "digest mismatch", kNow + 4);
                             })
                   .ok());
   // Reports about another version leave this deployment alone.
@@ -347,7 +354,8 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "gw-1", "detector", "2.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 5);
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 5);
                             })
                   .ok());
 
