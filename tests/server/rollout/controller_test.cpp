@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "server/store/audit_repo.h"
 #include "server/store/deployment_repo.h"
@@ -313,6 +315,59 @@ TEST_F(ControllerTest, AHeldLeaseIsSkippedAndTransitionsHappenOnce) {
   for (const auto& e : got->events()) started += e.kind() == v1::ROLLOUT_EVENT_KIND_WAVE_STARTED;
   EXPECT_EQ(started, 1);
   EXPECT_EQ(DevicesOn("2.0").size(), 2u);
+}
+
+// An operator pause racing the controller's promotion: both take the rollout's lease, so the
+// end is either "promoted, then paused in wave 1" or "paused in wave 0, never promoted", each
+// with the devices and events that go with it.
+TEST_F(ControllerTest, PauseRacingAPromotionEndsInOneConsistentState) {
+  for (int round = 0; round < 5; ++round) {
+    const std::string name = "race-" + std::to_string(round);
+    v1::CreateRolloutRequest request = Request("20%,100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE);
+    request.set_name(name);
+    ASSERT_TRUE(controller_->Create(request, "alice").ok());
+    ASSERT_TRUE(controller_->Evaluate(name).ok());
+    for (const std::string& id : DevicesOn("2.0")) Report(id, "2.0", true);
+    ASSERT_TRUE(controller_->Evaluate(name).ok());  // the soak starts
+    clock_.Advance(std::chrono::seconds(10));       // the promotion is due
+
+    std::atomic<int> ready{0};
+    auto wait_for_both = [&] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) std::this_thread::yield();
+    };
+    absl::Status evaluated;
+    absl::StatusOr<v1::Rollout> paused;
+    std::thread controller([&] {
+      wait_for_both();
+      evaluated = controller_->Evaluate(name);
+    });
+    std::thread operator_([&] {
+      wait_for_both();
+      paused = controller_->Act(name, OperatorAction::kPause, "race", "bob");
+    });
+    controller.join();
+    operator_.join();
+    ASSERT_TRUE(evaluated.ok()) << evaluated;
+    ASSERT_TRUE(paused.ok()) << paused.status();
+
+    auto got = controller_->Get(name);
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->state(), v1::ROLLOUT_STATE_PAUSED);
+    int promoted = 0;
+    for (const auto& e : got->events()) promoted += e.kind() == v1::ROLLOUT_EVENT_KIND_PROMOTED;
+    EXPECT_EQ(got->events().rbegin()->kind(), v1::ROLLOUT_EVENT_KIND_PAUSED);
+    if (got->current_wave() == 1) {
+      EXPECT_EQ(promoted, 1);
+      EXPECT_EQ(got->waves(0).targeted() + got->waves(1).targeted(), 10u);
+    } else {
+      EXPECT_EQ(got->current_wave(), 0u);
+      EXPECT_EQ(promoted, 0);
+      EXPECT_EQ(got->waves(1).targeted(), 0u);
+    }
+    // The next round starts from the fleet on 1.0 again.
+    ASSERT_TRUE(controller_->Act(name, OperatorAction::kRollBack, "", "bob").ok());
+  }
 }
 
 }  // namespace
