@@ -372,3 +372,138 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
 
 }  // namespace
 }  // namespace edgefleet::server
+
+namespace edgefleet::server {
+namespace {
+
+// A rollout as the controller stores it: detector 2.0 for every device, two waves.
+v1::Rollout TwoWaveRollout(const std::string& name) {
+  rollout::RolloutDefinition definition;
+  definition.name = name;
+  definition.model_name = "detector";
+  definition.version = "2.0";
+  definition.plan = rollout::SingleWavePlan();
+  rollout::Wave half;
+  half.percent_bp = 50 * rollout::kBasisPointsPerPercent;
+  definition.plan.waves.insert(definition.plan.waves.begin(), half);
+  return rollout::NewRollout(definition);
+}
+
+TEST_F(DeploymentTest, RolloutRepoStoresRolloutsLeasesThemAndCountsTheirWaves) {
+  RolloutRepo repo;
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->Create(tx, "detector", "1.0", "", {}, kNow);
+                            })
+                  .ok());
+  auto stored = db_->Transact(
+      "test", [&](Tx& tx) { return repo.Insert(tx, TwoWaveRollout("r1"), "alice", kNow); });
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->progress.state, v1::ROLLOUT_STATE_PENDING);
+  EXPECT_EQ(stored->rollout.waves_size(), 2);
+  EXPECT_EQ(stored->rollout.created_by(), "alice");
+  EXPECT_EQ(db_->Transact("test",
+                          [&](Tx& tx) { return repo.Insert(tx, TwoWaveRollout("r1"), "a", kNow); })
+                .status()
+                .code(),
+            absl::StatusCode::kAlreadyExists);
+
+  // The lease: a second transaction skips a held rollout; an unknown one is NotFound.
+  absl::Status held = db_->Transact("hold", [&](Tx& tx) -> absl::Status {
+    auto mine = repo.Lock(tx, "r1", false);
+    EXPECT_TRUE(mine.ok() && mine->has_value());
+    auto other = db_->Transact("other", [&](Tx& tx2) { return repo.Lock(tx2, "r1", true); });
+    EXPECT_TRUE(other.ok() && !other->has_value()) << "held by the first transaction";
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(held.ok()) << held;
+  EXPECT_EQ(
+      db_->Transact("test", [&](Tx& tx) { return repo.Lock(tx, "nope", true); }).status().code(),
+      absl::StatusCode::kNotFound);
+
+  // Assigning supersedes the devices' older target and remembers the version they ran.
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.Assign(tx, stored->deployment_id, 0,
+                                                 {"cam-1", "cam-2", "gw-1"}, kNow + 10);
+                            })
+                  .ok());
+  EXPECT_EQ(Desired("cam-1"), (std::map<std::string, std::string>{{"detector", "2.0"}}));
+  auto matching = db_->Transact("test", [&](Tx& tx) { return repo.MatchingDevices(tx, 1); });
+  ASSERT_TRUE(matching.ok()) << matching.status();
+  EXPECT_TRUE(matching->empty()) << "the older deployment never takes a device back";
+
+  // Outcomes: refused (signature), probation failure, install failure, timed out, serving.
+  auto report = [&](const std::string& device, v1::DeploymentTargetState state,
+                    v1::FailureReason reason) {
+    ASSERT_TRUE(db_->Transact("test",
+                              [&](Tx& tx) {
+                                return deployments_->UpdateTargetState(
+                                    tx, device, "detector", "2.0", state, reason, "", kNow + 11);
+                              })
+                    .ok());
+  };
+  report("cam-1", v1::DEPLOYMENT_TARGET_STATE_FAILED, v1::FAILURE_REASON_SIGNATURE);
+  report("cam-2", v1::DEPLOYMENT_TARGET_STATE_FAILED, v1::FAILURE_REASON_LOAD);
+  const std::vector<std::chrono::seconds> timeouts = {std::chrono::seconds(60),
+                                                      std::chrono::seconds(60)};
+  auto counts = db_->Transact("test", [&](Tx& tx) {
+    return repo.CountWaves(tx, stored->deployment_id, timeouts, kNow + 69);
+  });
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ((*counts)[0], ([] {
+              rollout::WaveCounts c;
+              c.targeted = 3;
+              c.install_failed = 1;
+              c.refused = 1;
+              return c;
+            }()));
+  counts = db_->Transact("test", [&](Tx& tx) {
+    return repo.CountWaves(tx, stored->deployment_id, timeouts, kNow + 70);
+  });
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)[0].timed_out, 1u) << "gw-1 waited 60 s";
+
+  // Roll back: every target goes back to 1.0 under a newer metadata version than 2.0's release.
+  auto rolled = db_->Transact(
+      "test", [&](Tx& tx) { return repo.RollBack(tx, stored->deployment_id, kNow + 80); });
+  ASSERT_TRUE(rolled.ok()) << rolled.status();
+  EXPECT_EQ(*rolled, 3u);
+  auto desired =
+      db_->Transact("test", [&](Tx& tx) { return deployments_->DesiredForDevice(tx, "gw-1"); });
+  ASSERT_TRUE(desired.ok());
+  ASSERT_EQ(desired->size(), 1u);
+  EXPECT_EQ(desired->front().meta.version(), "1.0");
+  EXPECT_GT(desired->front().meta.metadata_version(), stored->rollout.metadata_version());
+  // A late report about 2.0 no longer moves a rolled back target.
+  report("gw-1", v1::DEPLOYMENT_TARGET_STATE_SERVING, v1::FAILURE_REASON_UNSPECIFIED);
+  counts = db_->Transact("test", [&](Tx& tx) {
+    return repo.CountWaves(tx, stored->deployment_id, timeouts, kNow + 90);
+  });
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)[0].serving, 0u);
+
+  // Events come back oldest first; the last one on its own.
+  for (auto kind : {v1::ROLLOUT_EVENT_KIND_CREATED, v1::ROLLOUT_EVENT_KIND_WAVE_STARTED}) {
+    v1::RolloutEvent e;
+    e.set_kind(kind);
+    ASSERT_TRUE(db_->Transact("test", [&](Tx& tx) { return repo.AddEvent(tx, "r1", e); }).ok());
+  }
+  auto events = db_->Transact("test", [&](Tx& tx) { return repo.Events(tx, "r1"); });
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].kind(), v1::ROLLOUT_EVENT_KIND_CREATED);
+  auto last = db_->Transact("test", [&](Tx& tx) { return repo.LastEvent(tx, "r1"); });
+  ASSERT_TRUE(last.ok() && last->has_value());
+  EXPECT_EQ((*last)->kind(), v1::ROLLOUT_EVENT_KIND_WAVE_STARTED);
+
+  // Pages by name: deploy-1 (the deployment) and r1.
+  auto page = db_->Transact("test", [&](Tx& tx) { return repo.ListPage(tx, {"", 1}); });
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 1u);
+  EXPECT_EQ(page->items[0].rollout.name(), "deploy-1");
+  EXPECT_EQ(page->next_after, "deploy-1");
+}
+
+}  // namespace
+}  // namespace edgefleet::server
