@@ -48,3 +48,18 @@ ALTER TABLE deployment_targets
   ADD COLUMN previous_version text,
   ADD COLUMN rollback_metadata_version bigint;
 CREATE INDEX deployment_targets_wave_idx ON deployment_targets (deployment_id, wave, state);
+
+-- Deployments made before this migration become one-wave rollouts that have succeeded, so the
+-- controller keeps giving their version to devices that start matching later (check-in no
+-- longer does). Their definition is rollout::SingleWavePlan: the wave "100%" with no soak (the
+-- controller fills in the default gates).
+INSERT INTO rollouts (name, deployment_id, definition, state, created_by, created_at, updated_at,
+                      finished_at)
+SELECT 'deploy-' || d.id, d.id,
+       jsonb_build_object('name', 'deploy-' || d.id, 'model_name', d.model_name,
+                          'version', d.version, 'label_selector', d.label_selector,
+                          'on_failure', 'ROLLOUT_FAILURE_ACTION_PAUSE',
+                          'waves', jsonb_build_array(jsonb_build_object('index', 0, 'spec',
+                              jsonb_build_object('percent', 100, 'soak', '0s')))),
+       'succeeded', 'migration 0006', d.created_at, now(), now()
+FROM deployments d;

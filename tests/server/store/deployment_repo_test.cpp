@@ -311,6 +311,40 @@ TEST(DeploymentMigrationTest, ExistingDeploymentsKeepTheirVersionsMetadataVersio
             std::stoll(pushed));
 }
 
+// Deployments made before migration 0006 become succeeded one-wave rollouts, which the
+// controller reads (so devices that match later still get their version).
+TEST(DeploymentMigrationTest, ExistingDeploymentsBecomeSucceededOneWaveRollouts) {
+  test::TestDatabase pg;
+  std::vector<Migration> before;
+  for (const Migration& m : EmbeddedMigrations()) {
+    if (m.version < 6) before.push_back(m);
+  }
+  {
+    auto old_db = Database::Open({.url = pg.url()}, before);
+    ASSERT_TRUE(old_db.ok()) << old_db.status();
+    ASSERT_TRUE((*old_db)->Migrate().ok());
+  }
+  pg.Exec("INSERT INTO models (name) VALUES ('m')");
+  pg.Exec(
+      "INSERT INTO model_versions (model_name, version, format, artifact_sha256, size_bytes, "
+      "metadata_version, signed_manifest, signature, key_id) VALUES ('m', '1', 'onnx', "
+      "decode(repeat('ab', 32), 'hex'), 1, nextval('release_metadata_version_seq'), '', '', 'k')");
+  pg.Exec(
+      "INSERT INTO deployments (model_name, version, label_selector, selector) "
+      "VALUES ('m', '1', 'site=x', '{\"site\": \"x\"}')");
+  auto db = Database::Open({.url = pg.url()});
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE((*db)->Migrate().ok());
+  RolloutRepo repo;
+  auto stored = (*db)->Transact("test", [&](Tx& tx) { return repo.Find(tx, "deploy-1"); });
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->progress.state, v1::ROLLOUT_STATE_SUCCEEDED);
+  auto definition = rollout::DefinitionOf(stored->rollout);
+  ASSERT_TRUE(definition.ok()) << definition.status();
+  EXPECT_EQ(definition->plan, rollout::SingleWavePlan());
+  EXPECT_EQ(definition->selector, (Labels{{"site", "x"}}));
+}
+
 TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
   auto d = db_->Transact(
       "test", [&](Tx& tx) { return deployments_->Create(tx, "detector", "1.0", "", {}, kNow); });
