@@ -335,12 +335,18 @@ absl::Status RolloutRepo::Assign(Tx& txn, int64_t deployment_id, uint32_t wave,
       txn, absl::StrCat("assign devices to wave ", wave, " of deployment ", deployment_id),
       [&](pqxx::work& tx) -> absl::Status {
         const std::string ids = internal::StringsToJson(device_ids);
-        // The version each device runs now: its latest live target of the same model (rolled
-        // back targets send it to their previous version).
+        // A device whose inventory already reports the version serving is SERVING at once (no
+        // event would come). The version each device runs now: its latest live target of the
+        // same model (rolled back targets send it to their previous version).
         tx.exec_params(
             "INSERT INTO deployment_targets (deployment_id, device_id, state, wave, targeted_at, "
             "updated_at, previous_version) "
-            "SELECT $1, dev_id, 'pending', $2, to_timestamp($4), to_timestamp($4), "
+            "SELECT $1, dev_id, CASE WHEN EXISTS (SELECT 1 FROM devices dev, deployments d, "
+            "jsonb_array_elements(CASE WHEN jsonb_typeof(dev.inventory->'models') = 'array' "
+            "THEN dev.inventory->'models' ELSE '[]'::jsonb END) m WHERE dev.id = dev_id "
+            "AND d.id = $1 AND m->>'model_name' = d.model_name AND m->>'version' = d.version "
+            "AND m->>'state' = 'MODEL_STATE_SERVING') THEN 'serving' ELSE 'pending' END, "
+            "$2, to_timestamp($4), to_timestamp($4), "
             "(SELECT CASE WHEN o.rollback_metadata_version IS NOT NULL THEN o.previous_version "
             "ELSE od.version "
             "END FROM deployment_targets o JOIN deployments od ON od.id = o.deployment_id "

@@ -73,7 +73,8 @@ class RolloutStore {
   // an older rollout never takes a device from a newer one.
   virtual absl::StatusOr<std::vector<rollout::MatchingDevice>> MatchingDevices(
       Tx& tx, int64_t deployment_id) = 0;
-  // Targets `device_ids` in wave `wave` of the deployment (PENDING, targeted now), recording the
+  // Targets `device_ids` in wave `wave` of the deployment (PENDING, or SERVING for a device whose
+  // last check-in reported serving the version already; targeted now), recording the
   // version each ran before (its target of an older deployment of the same model) and
   // superseding that older target.
   virtual absl::Status Assign(Tx& tx, int64_t deployment_id, uint32_t wave,

@@ -509,6 +509,8 @@ TEST_F(DeploymentTest, RolloutRepoStoresRolloutsLeasesThemAndCountsTheirWaves) {
   ASSERT_EQ(desired->size(), 1u);
   EXPECT_EQ(desired->front().meta.version(), "1.0");
   EXPECT_GT(desired->front().meta.metadata_version(), stored->rollout.metadata_version());
+  // The device may fetch the version it goes back to (it may have lost its kept copy).
+  EXPECT_TRUE(devices_->MayFetchArtifact("gw-1", Digest('a')).value_or(false));
   // A late report about 2.0 no longer moves a rolled back target.
   report("gw-1", v1::DEPLOYMENT_TARGET_STATE_SERVING, v1::FAILURE_REASON_UNSPECIFIED);
   counts = db_->Transact("test", [&](Tx& tx) {
@@ -537,6 +539,33 @@ TEST_F(DeploymentTest, RolloutRepoStoresRolloutsLeasesThemAndCountsTheirWaves) {
   ASSERT_EQ(page->items.size(), 1u);
   EXPECT_EQ(page->items[0].rollout.name(), "deploy-1");
   EXPECT_EQ(page->next_after, "deploy-1");
+}
+
+// A device already serving the version when its wave takes it sends no event: its target starts
+// SERVING from what its last check-in reported.
+TEST_F(DeploymentTest, AssignedDeviceAlreadyServingTheVersionStartsServing) {
+  RolloutRepo repo;
+  v1::Inventory inventory;
+  v1::InstalledModel* m = inventory.add_models();
+  m->set_model_name("detector");
+  m->set_version("2.0");
+  m->set_state(v1::MODEL_STATE_SERVING);
+  ASSERT_TRUE(
+      db_->Transact("test",
+                    [&](Tx& tx) { return devices_->RecordCheckIn(tx, "cam-1", inventory, kNow); })
+          .ok());
+  auto stored = db_->Transact(
+      "test", [&](Tx& tx) { return repo.Insert(tx, TwoWaveRollout("r1"), "alice", kNow); });
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_TRUE(
+      db_->Transact("test",
+                    [&](Tx& tx) {
+                      return repo.Assign(tx, stored->deployment_id, 0, {"cam-1", "cam-2"}, kNow);
+                    })
+          .ok());
+  auto targets = Targets(std::to_string(stored->deployment_id));
+  EXPECT_EQ(targets.at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  EXPECT_EQ(targets.at("cam-2"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 }
 
 }  // namespace
