@@ -317,6 +317,27 @@ TEST_F(ControllerTest, AHeldLeaseIsSkippedAndTransitionsHappenOnce) {
   EXPECT_EQ(DevicesOn("2.0").size(), 2u);
 }
 
+TEST_F(ControllerTest, DevicesThatMatchLaterJoinTheCurrentWave) {
+  ASSERT_TRUE(controller_->Create(Request("100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "a").ok());
+  ASSERT_TRUE(controller_->Evaluate("r1").ok());
+  EXPECT_EQ(DevicesOn("2.0").size(), static_cast<size_t>(kDevices));
+  Enroll("dev-late", "a");
+  ASSERT_TRUE(controller_->Evaluate("r1").ok());
+  auto got = controller_->Get("r1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state(), v1::ROLLOUT_STATE_RUNNING);
+  EXPECT_EQ(got->waves(0).targeted(), static_cast<uint64_t>(kDevices + 1));
+  EXPECT_EQ(got->matching_devices(), static_cast<uint64_t>(kDevices + 1));
+  // A paused rollout takes nobody: the device joins when it resumes.
+  ASSERT_TRUE(controller_->Act("r1", OperatorAction::kPause, "", "bob").ok());
+  Enroll("dev-later", "b");
+  ASSERT_TRUE(controller_->Evaluate("r1").ok());
+  EXPECT_EQ(controller_->Get("r1")->waves(0).targeted(), static_cast<uint64_t>(kDevices + 1));
+  ASSERT_TRUE(controller_->Act("r1", OperatorAction::kResume, "", "bob").ok());
+  ASSERT_TRUE(controller_->Evaluate("r1").ok());
+  EXPECT_EQ(controller_->Get("r1")->waves(0).targeted(), static_cast<uint64_t>(kDevices + 2));
+}
+
 // An operator pause racing the controller's promotion: both take the rollout's lease, so the
 // end is either "promoted, then paused in wave 1" or "paused in wave 0, never promoted", each
 // with the devices and events that go with it.
