@@ -83,24 +83,8 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
             !s.ok()) {
           return s;
         }
-        auto desired = repos_.deployments.DesiredForDevice(tx, device_id);
-        if (!desired.ok()) return desired;
-        // A device serving its desired version has reached its target.
-        for (const StoredVersion& stored : *desired) {
-          for (const auto& installed : request.inventory().models()) {
-            if (installed.model_name() == stored.meta.model_name() &&
-                installed.state() == v1::MODEL_STATE_SERVING &&
-                installed.version() == stored.meta.version()) {
-              if (auto s = repos_.deployments.UpdateTargetState(
-                      tx, device_id, stored.meta.model_name(), stored.meta.version(),
-                      v1::DEPLOYMENT_TARGET_STATE_SERVING, "", now_unix);
-                  !s.ok()) {
-                return s;
-              }
-            }
-          }
-        }
-        return desired;
+        // A read: target states move only through device events (ReportEvent).
+        return repos_.deployments.DesiredForDevice(tx, device_id);
       });
   if (!desired.ok()) return desired.status();
   metrics_.check_ins.Add({}).Increment();
@@ -189,9 +173,9 @@ absl::Status DeviceApi::ReportEvent(const std::string& device_id,
       if (event.kind() == v1::UPDATE_EVENT_KIND_FAILED) {
         detail = absl::StrCat(v1::FailureReason_Name(event.reason()), ": ", detail);
       }
-      if (auto s = repos_.deployments.UpdateTargetState(tx, device_id, event.model_name(),
-                                                        event.version(),
-                                                        TargetStateFor(event.kind()), detail, now);
+      if (auto s = repos_.deployments.UpdateTargetState(
+              tx, device_id, event.model_name(), event.version(), TargetStateFor(event.kind()),
+              event.reason(), detail, now);
           !s.ok()) {
         return s;
       }

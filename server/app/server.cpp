@@ -23,6 +23,7 @@
 #include "server/enrollment/server_identity.h"
 #include "server/http/admin_http_server.h"
 #include "server/patches/patch_service.h"
+#include "server/rollout/controller.h"
 #include "server/store/api_token_repo.h"
 #include "server/store/audit_repo.h"
 #include "server/store/database.h"
@@ -106,6 +107,7 @@ class ServerImpl final : public Server {
     telemetry_ = std::make_unique<TelemetryRepo>();
     audit_ = std::make_unique<AuditRepo>();
     patch_repo_ = std::make_unique<PatchRepo>(*database_);
+    rollout_repo_ = std::make_unique<RolloutRepo>();
     if (auto s = InstallAdminToken(); !s.ok()) return s;
 
     metrics_ = std::make_unique<ServerMetrics>(registry_);
@@ -117,6 +119,7 @@ class ServerImpl final : public Server {
         metrics_->devices.Add({{"status", status}})
             .Set(it == counts->end() ? 0 : static_cast<double>(it->second));
       }
+      CollectRolloutGauges();
     });
     artifacts_ = MakeFilesystemArtifactStore(
         (std::filesystem::path(config_.data_dir()) / "artifacts").string());
@@ -133,11 +136,17 @@ class ServerImpl final : public Server {
             .workers = static_cast<int>(config_.patch_workers()),
             .time_budget = std::chrono::seconds(config_.patch_time_budget_seconds())});
     if (auto s = patches_->Start(); !s.ok()) return s;
+    rollout_controller_ = std::make_unique<rollout::RolloutController>(
+        *database_, *rollout_repo_, *audit_, clock_, metrics_.get(),
+        rollout::ControllerOptions{.interval =
+                                       std::chrono::milliseconds(config_.rollout_interval_ms())});
+    rollout_controller_->Start();
     admin_api_ = std::make_unique<AdminApi>(
         AdminRepos{*database_, *enrollment_tokens_, *devices_, *models_, *deployments_, *audit_,
                    *api_tokens_},
         *artifacts_, clock_, *metrics_,
-        AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()}, patches_.get());
+        AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()}, patches_.get(),
+        rollout_controller_.get());
     device_api_ = std::make_unique<DeviceApi>(
         DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_},
         *artifacts_, *release_signer_, clock_, *metrics_,
@@ -175,6 +184,8 @@ class ServerImpl final : public Server {
 
   void Shutdown() override {
     if (stopped_.exchange(true)) return;
+    // An evaluation in progress finishes (or its transaction rolls back) before the servers go.
+    if (rollout_controller_) rollout_controller_->Stop();
     if (http_) http_->Stop();
     // One shared, short deadline: idle client channels must not hold shutdown for long.
     auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
@@ -183,6 +194,32 @@ class ServerImpl final : public Server {
   }
 
  private:
+  // edgefleet_rollouts{state} and edgefleet_rollout_targets{state}, read at each scrape.
+  void CollectRolloutGauges() {
+    auto counts = database_->Transact("count rollouts for metrics", [&](Tx& tx) {
+      return rollout_repo_->CountRolloutsByState(tx);
+    });
+    if (counts.ok()) {
+      for (const char* state :
+           {"pending", "running", "paused", "succeeded", "aborted", "rolled_back"}) {
+        auto it = counts->find(state);
+        metrics_->rollouts.Add({{"state", state}})
+            .Set(it == counts->end() ? 0 : static_cast<double>(it->second));
+      }
+    }
+    auto targets = database_->Transact("count rollout targets for metrics", [&](Tx& tx) {
+      return rollout_repo_->CountTargetsByState(tx);
+    });
+    if (targets.ok()) {
+      for (const char* state :
+           {"pending", "in_progress", "serving", "failed", "superseded", "rolled_back"}) {
+        auto it = targets->find(state);
+        metrics_->rollout_targets.Add({{"state", state}})
+            .Set(it == targets->end() ? 0 : static_cast<double>(it->second));
+      }
+    }
+  }
+
   absl::Status Ready() {
     if (auto s = database_->Ping(); !s.ok()) return s;
     auto version = database_->SchemaVersion();
@@ -272,10 +309,12 @@ class ServerImpl final : public Server {
   std::unique_ptr<TelemetryRepo> telemetry_;
   std::unique_ptr<AuditRepo> audit_;
   std::unique_ptr<PatchRepo> patch_repo_;
+  std::unique_ptr<RolloutRepo> rollout_repo_;
   metrics::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<PatchService> patches_;
+  std::unique_ptr<rollout::RolloutController> rollout_controller_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<DeviceApi> device_api_;
   std::unique_ptr<Authenticator> authenticator_;
@@ -307,6 +346,7 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
   if (c.device_certificate_validity_seconds() == 0) {
     c.set_device_certificate_validity_seconds(90 * 24 * 3600);
   }
+  if (c.rollout_interval_ms() == 0) c.set_rollout_interval_ms(5000);
   return c;
 }
 

@@ -28,6 +28,12 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
           {0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})),
       patch_bytes_saved(registry.AddCounter("edgefleet_patch_bytes_saved_total",
                                             "Bytes devices did not download because a patch was "
-                                            "served instead of the full artifact")) {}
+                                            "served instead of the full artifact")),
+      rollouts(registry.AddGauge("edgefleet_rollouts", "Rollouts by state")),
+      rollout_gate_evaluations(registry.AddCounter(
+          "edgefleet_rollout_gate_evaluations_total",
+          "Rollout wave gate evaluations by the controller, by gate and result")),
+      rollout_targets(
+          registry.AddGauge("edgefleet_rollout_targets", "Per-device rollout targets by state")) {}
 
 }  // namespace edgefleet::server

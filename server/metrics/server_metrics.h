@@ -20,7 +20,10 @@ struct ServerMetrics {
   metrics::Family<metrics::Counter>& patches_computed;       // {result}: ready, not_smaller, failed
   metrics::Family<metrics::Histogram>& patch_compute_seconds;  // {}
   metrics::Family<metrics::Counter>&
-      patch_bytes_saved;  // {}: full size minus patch size, per served patch
+      patch_bytes_saved;                      // {}: full size minus patch size, per served patch
+  metrics::Family<metrics::Gauge>& rollouts;  // {state}
+  metrics::Family<metrics::Counter>& rollout_gate_evaluations;  // {gate, result}
+  metrics::Family<metrics::Gauge>& rollout_targets;             // {state}: per-device targets
 };
 
 }  // namespace edgefleet::server

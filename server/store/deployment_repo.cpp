@@ -6,9 +6,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/rollout/wave_plan.h"
 #include "server/store/internal/json.h"
+#include "server/store/internal/rollouts.h"
 #include "server/store/internal/rows.h"
 #include "server/store/internal/transaction.h"
+#include "server/store/rollout_repo.h"
 
 namespace edgefleet::server {
 
@@ -115,36 +118,47 @@ absl::StatusOr<v1::Deployment> DeploymentRepo::Create(Tx& txn, const std::string
                                                       const std::string& version,
                                                       const std::string& label_selector_text,
                                                       const Labels& selector, int64_t now_unix) {
-  return internal::InTx(
+  absl::StatusOr<int64_t> created = internal::InTx(
       txn, absl::StrCat("deploy model ", model_name, " version ", version),
-      [&](pqxx::work& tx) -> absl::StatusOr<v1::Deployment> {
-        if (tx.exec_params("SELECT 1 FROM model_versions WHERE model_name = $1 AND version = $2",
-                           model_name, version)
-                .empty()) {
-          return absl::NotFoundError(
-              absl::StrCat("model ", model_name, " version ", version, " not found"));
-        }
-        // The new row's metadata_version comes from release_metadata_version_seq (its default).
+      [&](pqxx::work& tx) -> absl::StatusOr<int64_t> {
+        // A deployment is a one-wave rollout named after its id, started at once: its targets
+        // exist when the answer is given, and the rollout controller assigns devices that match
+        // later and evaluates its gates.
         const int64_t id =
-            tx.exec_params1(
-                  "INSERT INTO deployments (model_name, version, selector, label_selector, "
-                  "created_at) VALUES ($1, $2, $3::jsonb, $4, to_timestamp($5)) RETURNING id",
-                  model_name, version, internal::LabelsToJson(selector), label_selector_text,
-                  now_unix)[0]
+            tx.exec1("SELECT nextval(pg_get_serial_sequence('deployments', 'id'))")[0]
                 .as<int64_t>();
+        rollout::RolloutDefinition definition;
+        definition.name = absl::StrCat("deploy-", id);
+        definition.model_name = model_name;
+        definition.version = version;
+        definition.label_selector = label_selector_text;
+        definition.selector = selector;
+        definition.plan = rollout::SingleWavePlan();
+        auto stored = internal::InsertRollout(tx, rollout::NewRollout(definition), "deploy create",
+                                              now_unix, id);
+        if (!stored.ok()) return stored.status();
         tx.exec_params(
-            "INSERT INTO deployment_targets (deployment_id, device_id, state, updated_at) "
-            "SELECT $1, id, 'pending', to_timestamp($3) FROM devices "
-            "WHERE status = 'active' AND labels @> $2::jsonb",
-            id, internal::LabelsToJson(selector), now_unix);
-        tx.exec_params(
-            "UPDATE deployment_targets t SET state = 'superseded', updated_at = to_timestamp($3) "
-            "FROM deployments d WHERE t.deployment_id = d.id AND d.model_name = $2 "
-            "AND d.id <> $1 AND t.state <> 'superseded' AND t.device_id IN "
-            "(SELECT device_id FROM deployment_targets WHERE deployment_id = $1)",
-            id, model_name, now_unix);
-        return *LoadDeployment(tx, id);
+            "UPDATE rollouts SET state = 'running', wave_started_at = to_timestamp($2) "
+            "WHERE name = $1",
+            definition.name, now_unix);
+        return id;
       });
+  if (!created.ok()) return created.status();
+  std::vector<std::string> devices;
+  auto listed = internal::InTx(txn, "list the devices a deployment matches", [&](pqxx::work& tx) {
+    for (const pqxx::row& row :
+         tx.exec_params("SELECT id FROM devices WHERE status = 'active' AND labels @> $1::jsonb "
+                        "ORDER BY id",
+                        internal::LabelsToJson(selector))) {
+      devices.push_back(row[0].as<std::string>());
+    }
+    return absl::OkStatus();
+  });
+  if (!listed.ok()) return listed;
+  if (auto s = RolloutRepo().Assign(txn, *created, 0, devices, now_unix); !s.ok()) return s;
+  return internal::InTx(txn, "read the deployment", [&](pqxx::work& tx) {
+    return absl::StatusOr<v1::Deployment>(*LoadDeployment(tx, *created));
+  });
 }
 
 absl::StatusOr<DeploymentPage> DeploymentRepo::Get(const std::string& deployment_id,
@@ -191,7 +205,7 @@ absl::StatusOr<Page<v1::Deployment>> DeploymentRepo::ListPage(const PageRequest&
 absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::DesiredForDevice(
     Tx& txn, const std::string& device_id) {
   return internal::InTx(
-      txn, absl::StrCat("compute desired state of device ", device_id),
+      txn, absl::StrCat("read desired state of device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<StoredVersion>> {
         pqxx::result device = tx.exec_params("SELECT status FROM devices WHERE id = $1", device_id);
         if (device.empty()) {
@@ -199,40 +213,22 @@ absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::DesiredForDevice(
         }
         std::vector<StoredVersion> desired;
         if (device[0][0].as<std::string>() != "active") return desired;
-        pqxx::result latest = tx.exec_params(
-            "SELECT DISTINCT ON (d.model_name) d.id, d.model_name FROM deployments d "
-            "JOIN devices dev ON dev.id = $1 AND dev.labels @> d.selector "
-            "ORDER BY d.model_name, d.id DESC",
-            device_id);
-        for (const pqxx::row& row : latest) {
-          const int64_t id = row[0].as<int64_t>();
-          const std::string model = row[1].as<std::string>();
-          // A target superseded earlier comes back when the device matches this deployment again.
-          tx.exec_params(
-              "INSERT INTO deployment_targets (deployment_id, device_id, state) "
-              "VALUES ($1, $2, 'pending') ON CONFLICT (deployment_id, device_id) DO UPDATE "
-              "SET state = 'pending', detail = '', updated_at = now() "
-              "WHERE deployment_targets.state = 'superseded'",
-              id, device_id);
-          tx.exec_params(
-              "UPDATE deployment_targets t SET state = 'superseded', updated_at = now() "
-              "FROM deployments d WHERE t.deployment_id = d.id AND t.device_id = $1 "
-              "AND d.model_name = $2 AND d.id <> $3 AND t.state <> 'superseded'",
-              device_id, model, id);
-        }
+        // Per model, the device's target in the newest deployment that still targets it; a
+        // rolled back target names the version it ran before, under the roll back's release.
         pqxx::result versions = tx.exec_params(
+            "WITH latest AS (SELECT DISTINCT ON (d.model_name) d.model_name, "
+            "CASE WHEN t.rollback_metadata_version IS NOT NULL THEN t.previous_version "
+            "ELSE d.version END AS version, CASE WHEN t.rollback_metadata_version IS NOT NULL "
+            "THEN t.rollback_metadata_version "
+            "ELSE d.metadata_version END AS metadata_version FROM deployment_targets t "
+            "JOIN deployments d ON d.id = t.deployment_id WHERE t.device_id = $1 "
+            "AND t.state <> 'superseded' ORDER BY d.model_name, d.id DESC) "
             "SELECT mv.model_name, mv.version, mv.format, mv.artifact_sha256, mv.size_bytes, "
-            "mv.inputs::text, mv.outputs::text, mv.labels::text, d.metadata_version, "
+            "mv.inputs::text, mv.outputs::text, mv.labels::text, l.metadata_version, "
             "floor(extract(epoch FROM mv.created_at))::bigint, mv.signed_manifest, mv.signature, "
-            "mv.key_id FROM model_versions mv JOIN deployments d "
-            "ON d.model_name = mv.model_name AND d.version = mv.version "
-            "WHERE d.id = ANY (SELECT (jsonb_array_elements_text($1::jsonb))::bigint) "
-            "ORDER BY mv.model_name",
-            [&] {
-              std::vector<std::string> ids;
-              for (const pqxx::row& row : latest) ids.push_back(row[0].as<std::string>());
-              return internal::StringsToJson(ids);
-            }());
+            "mv.key_id FROM latest l JOIN model_versions mv "
+            "ON mv.model_name = l.model_name AND mv.version = l.version ORDER BY mv.model_name",
+            device_id);
         for (const pqxx::row& row : versions) {
           absl::StatusOr<v1::ModelVersion> mv = internal::ModelVersionFromRow(row);
           if (!mv.ok()) return mv.status();
@@ -248,7 +244,8 @@ absl::Status DeploymentRepo::UpdateTargetState(Tx& txn, const std::string& devic
                                                const std::string& model_name,
                                                const std::string& version,
                                                v1::DeploymentTargetState state,
-                                               const std::string& detail, int64_t now_unix) {
+                                               v1::FailureReason reason, const std::string& detail,
+                                               int64_t now_unix) {
   if (state == v1::DEPLOYMENT_TARGET_STATE_UNSPECIFIED) {
     return absl::InvalidArgumentError("deployment target state is unspecified");
   }
@@ -259,11 +256,14 @@ absl::Status DeploymentRepo::UpdateTargetState(Tx& txn, const std::string& devic
       [&](pqxx::work& tx) {
         tx.exec_params(
             "UPDATE deployment_targets t SET state = $4, detail = $5, "
-            "updated_at = to_timestamp($6) FROM deployments d "
+            "updated_at = to_timestamp($6), reason = $7 FROM deployments d "
             "WHERE t.deployment_id = d.id AND t.device_id = $1 AND d.model_name = $2 "
-            "AND d.version = $3 AND t.state <> 'superseded' "
+            "AND d.version = $3 AND t.state <> 'superseded' AND t.rollback_metadata_version IS "
+            "NULL "
             "AND NOT (t.state = 'serving' AND $4 IN ('pending', 'in_progress'))",
-            device_id, model_name, version, internal::ToDb(state, kTargetPrefix), detail, now_unix);
+            device_id, model_name, version, internal::ToDb(state, kTargetPrefix), detail, now_unix,
+            state == v1::DEPLOYMENT_TARGET_STATE_FAILED ? v1::FailureReason_Name(reason)
+                                                        : std::string());
         return absl::OkStatus();
       });
 }

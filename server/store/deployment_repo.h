@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "common/core/labels.h"
 #include "edgefleet/v1/admin.pb.h"
+#include "edgefleet/v1/device.pb.h"
 #include "server/store/database.h"
 #include "server/store/model_repo.h"
 #include "server/store/paging.h"
@@ -27,9 +28,11 @@ class DeploymentStore {
  public:
   virtual ~DeploymentStore() = default;
 
-  // Inserts a PENDING target for every active device whose labels contain `selector` and marks
-  // those devices' targets in older deployments of the same model SUPERSEDED. Answers with the
-  // target counts, without targets. NotFound "model M version V not found".
+  // A one-wave rollout (rollout::SingleWavePlan) named "deploy-ID", started at once: inserts a
+  // PENDING target for every active device whose labels contain `selector` and marks those
+  // devices' targets in older deployments of the same model SUPERSEDED. The rollout controller
+  // assigns devices that match later. Answers with the target counts, without targets.
+  // NotFound "model M version V not found".
   virtual absl::StatusOr<v1::Deployment> Create(Tx& tx, const std::string& model_name,
                                                 const std::string& version,
                                                 const std::string& label_selector_text,
@@ -41,20 +44,21 @@ class DeploymentStore {
   // One page of deployments, oldest first, with their target counts but no targets: ids after
   // `page.after`; continues after the last id. InvalidArgument when `page.after` is not an id.
   virtual absl::StatusOr<Page<v1::Deployment>> ListPage(const PageRequest& page) = 0;
-  // What the device should run: per model, the version of the latest deployment whose selector
-  // its labels contain, with that deployment's (release's) metadata version in
-  // meta.metadata_version rather than the one fixed when the version was pushed. Creates the
-  // device's missing target rows for those deployments and marks its targets in every other
-  // deployment of the same model SUPERSEDED. Empty for a device that is not active; NotFound
-  // "device X not found".
+  // What the device should run, read from the targets the rollout component wrote (writes
+  // nothing): per model, the version of the newest deployment with a live target for the device,
+  // with that deployment's (release's) metadata version in meta.metadata_version rather than the
+  // one fixed when the version was pushed; for a rolled back target, the version the device ran
+  // before under the roll back's metadata version. Empty for a device that is not active;
+  // NotFound "device X not found".
   virtual absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(
       Tx& tx, const std::string& device_id) = 0;
-  // Moves the device's targets in deployments of model+version to `state`. Superseded targets
-  // stay superseded, and a late IN_PROGRESS/PENDING never downgrades SERVING.
+  // Moves the device's targets in deployments of model+version to `state` (with `reason` when
+  // FAILED). Superseded and rolled back targets stay so, and a late IN_PROGRESS/PENDING never
+  // downgrades SERVING.
   virtual absl::Status UpdateTargetState(Tx& tx, const std::string& device_id,
                                          const std::string& model_name, const std::string& version,
-                                         v1::DeploymentTargetState state, const std::string& detail,
-                                         int64_t now_unix) = 0;
+                                         v1::DeploymentTargetState state, v1::FailureReason reason,
+                                         const std::string& detail, int64_t now_unix) = 0;
 };
 
 // The PostgreSQL DeploymentStore.
@@ -72,8 +76,8 @@ class DeploymentRepo final : public DeploymentStore {
       Tx& tx, const std::string& device_id) override;
   absl::Status UpdateTargetState(Tx& tx, const std::string& device_id,
                                  const std::string& model_name, const std::string& version,
-                                 v1::DeploymentTargetState state, const std::string& detail,
-                                 int64_t now_unix) override;
+                                 v1::DeploymentTargetState state, v1::FailureReason reason,
+                                 const std::string& detail, int64_t now_unix) override;
 
  private:
   Database& db_;

@@ -215,7 +215,8 @@ absl::StatusOr<bool> DeviceRepo::MayFetchArtifact(const std::string& device_id,
   return WithTransaction(
       db_, absl::StrCat("check artifact access of device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<bool> {
-        // Released to this device: its live targets, plus superseded ones whose artifact its
+        // Released to this device: its live targets (a rolled back one releases both versions),
+        // plus superseded ones whose artifact its
         // inventory reports holding (inventory alone proves nothing: a device could claim any
         // digest). Inventory stores bytes as base64 (protobuf JSON).
         pqxx::result r = tx.exec_params(
@@ -231,6 +232,14 @@ absl::StatusOr<bool> DeviceRepo::MayFetchArtifact(const std::string& device_id,
             "  JOIN devices dev ON dev.id = t.device_id AND dev.status = 'active' "
             "  WHERE t.device_id = $1 "
             "    AND (t.state <> 'superseded' OR mv.artifact_sha256 IN (SELECT sha FROM held))"
+            // A rolled back target releases the version its device ran before.
+            "  UNION SELECT mv.artifact_sha256 FROM deployment_targets t "
+            "  JOIN deployments d ON d.id = t.deployment_id "
+            "  JOIN model_versions mv ON mv.model_name = d.model_name "
+            "    AND mv.version = t.previous_version "
+            "  JOIN devices dev ON dev.id = t.device_id AND dev.status = 'active' "
+            "  WHERE t.device_id = $1 AND t.state <> 'superseded' "
+            "    AND t.rollback_metadata_version IS NOT NULL"
             ") SELECT EXISTS (SELECT 1 FROM released WHERE sha = $2) OR EXISTS ("
             "  SELECT 1 FROM patches p WHERE p.patch_sha256 = $2 AND p.state = 'ready' "
             "  AND p.to_sha256 IN (SELECT sha FROM released))",

@@ -7,6 +7,7 @@
 #include "server/store/device_repo.h"
 #include "server/store/migrations.h"
 #include "server/store/model_repo.h"
+#include "server/store/rollout_repo.h"
 #include "tests/server/store/store_test_util.h"
 
 namespace edgefleet::server {
@@ -144,14 +145,15 @@ TEST_F(DeploymentTest, GetPagesTargetsByDeviceIdAndCountsThemAll) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 1);
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 1);
                             })
                   .ok());
   ASSERT_TRUE(db_->Transact("test",
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "gw-1", "detector", "1.0", v1::DEPLOYMENT_TARGET_STATE_FAILED,
-                                  "bad", kNow + 1);
+                                  v1::FAILURE_REASON_UNSPECIFIED, "bad", kNow + 1);
                             })
                   .ok());
 
@@ -216,7 +218,8 @@ TEST_F(DeploymentTest, DesiredStateIsTheLatestMatchingDeploymentPerModel) {
   EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED);
   EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-2"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 
-  // A device enrolled after the deployment gets its target at its first check-in.
+  // Check-in is a read: a device enrolled after the deployment has no target until the rollout
+  // component assigns it (the controller takes late devices into the current wave).
   ASSERT_TRUE(
       db_->Transact(
              "test",
@@ -224,17 +227,16 @@ TEST_F(DeploymentTest, DesiredStateIsTheLatestMatchingDeploymentPerModel) {
                return devices_->Enroll(tx, "cam-9", {{"site", "berlin"}}, {}, "9", kNow + 30);
              })
           .ok());
+  EXPECT_TRUE(Desired("cam-9").empty());
+  EXPECT_EQ(Targets(fleet->deployment_id()).count("cam-9"), 0u);
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return RolloutRepo().Assign(tx, std::stoll(fleet->deployment_id()), 0,
+                                                          {"cam-9"}, kNow + 31);
+                            })
+                  .ok());
   EXPECT_EQ(Desired("cam-9"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
   EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-9"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
-
-  // Leaving the canary ring falls back to the fleet-wide version.
-  ASSERT_TRUE(
-      db_->Transact("test",
-                    [&](Tx& tx) { return devices_->UpdateLabels(tx, "cam-1", {}, {"ring"}); })
-          .ok());
-  EXPECT_EQ(Desired("cam-1"), (std::map<std::string, std::string>{{"detector", "1.0"}}));
-  EXPECT_EQ(Targets(canary->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED);
-  EXPECT_EQ(Targets(fleet->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 
   // Decommissioned devices want nothing; unknown ones are NotFound.
   ASSERT_TRUE(
@@ -309,6 +311,40 @@ TEST(DeploymentMigrationTest, ExistingDeploymentsKeepTheirVersionsMetadataVersio
             std::stoll(pushed));
 }
 
+// Deployments made before migration 0006 become succeeded one-wave rollouts, which the
+// controller reads (so devices that match later still get their version).
+TEST(DeploymentMigrationTest, ExistingDeploymentsBecomeSucceededOneWaveRollouts) {
+  test::TestDatabase pg;
+  std::vector<Migration> before;
+  for (const Migration& m : EmbeddedMigrations()) {
+    if (m.version < 6) before.push_back(m);
+  }
+  {
+    auto old_db = Database::Open({.url = pg.url()}, before);
+    ASSERT_TRUE(old_db.ok()) << old_db.status();
+    ASSERT_TRUE((*old_db)->Migrate().ok());
+  }
+  pg.Exec("INSERT INTO models (name) VALUES ('m')");
+  pg.Exec(
+      "INSERT INTO model_versions (model_name, version, format, artifact_sha256, size_bytes, "
+      "metadata_version, signed_manifest, signature, key_id) VALUES ('m', '1', 'onnx', "
+      "decode(repeat('ab', 32), 'hex'), 1, nextval('release_metadata_version_seq'), '', '', 'k')");
+  pg.Exec(
+      "INSERT INTO deployments (model_name, version, label_selector, selector) "
+      "VALUES ('m', '1', 'site=x', '{\"site\": \"x\"}')");
+  auto db = Database::Open({.url = pg.url()});
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE((*db)->Migrate().ok());
+  RolloutRepo repo;
+  auto stored = (*db)->Transact("test", [&](Tx& tx) { return repo.Find(tx, "deploy-1"); });
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->progress.state, v1::ROLLOUT_STATE_SUCCEEDED);
+  auto definition = rollout::DefinitionOf(stored->rollout);
+  ASSERT_TRUE(definition.ok()) << definition.status();
+  EXPECT_EQ(definition->plan, rollout::SingleWavePlan());
+  EXPECT_EQ(definition->selector, (Labels{{"site", "x"}}));
+}
+
 TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
   auto d = db_->Transact(
       "test", [&](Tx& tx) { return deployments_->Create(tx, "detector", "1.0", "", {}, kNow); });
@@ -317,7 +353,8 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, "", kNow + 1);
+                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 1);
                             })
                   .ok());
   EXPECT_EQ(Targets(d->deployment_id()).at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS);
@@ -325,7 +362,8 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 2);
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 2);
                             })
                   .ok());
   // A delayed "download started" must not pull a serving device back.
@@ -333,14 +371,16 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-1", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS, "", kNow + 3);
+                                  v1::DEPLOYMENT_TARGET_STATE_IN_PROGRESS,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 3);
                             })
                   .ok());
   ASSERT_TRUE(db_->Transact("test",
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "cam-2", "detector", "1.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_FAILED, "digest mismatch", kNow + 4);
+                                  v1::DEPLOYMENT_TARGET_STATE_FAILED,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "digest mismatch", kNow + 4);
                             })
                   .ok());
   // Reports about another version leave this deployment alone.
@@ -348,7 +388,8 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
                             [&](Tx& tx) {
                               return deployments_->UpdateTargetState(
                                   tx, "gw-1", "detector", "2.0",
-                                  v1::DEPLOYMENT_TARGET_STATE_SERVING, "", kNow + 5);
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 5);
                             })
                   .ok());
 
@@ -361,6 +402,170 @@ TEST_F(DeploymentTest, TargetStatesFollowReportsButNeverDowngradeServing) {
   EXPECT_EQ(by_device["cam-2"].state(), v1::DEPLOYMENT_TARGET_STATE_FAILED);
   EXPECT_EQ(by_device["cam-2"].detail(), "digest mismatch");
   EXPECT_EQ(by_device["gw-1"].state(), v1::DEPLOYMENT_TARGET_STATE_PENDING);
+}
+
+}  // namespace
+}  // namespace edgefleet::server
+
+namespace edgefleet::server {
+namespace {
+
+// A rollout as the controller stores it: detector 2.0 for every device, two waves.
+v1::Rollout TwoWaveRollout(const std::string& name) {
+  rollout::RolloutDefinition definition;
+  definition.name = name;
+  definition.model_name = "detector";
+  definition.version = "2.0";
+  definition.plan = rollout::SingleWavePlan();
+  rollout::Wave half;
+  half.percent_bp = 50 * rollout::kBasisPointsPerPercent;
+  definition.plan.waves.insert(definition.plan.waves.begin(), half);
+  return rollout::NewRollout(definition);
+}
+
+TEST_F(DeploymentTest, RolloutRepoStoresRolloutsLeasesThemAndCountsTheirWaves) {
+  RolloutRepo repo;
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->Create(tx, "detector", "1.0", "", {}, kNow);
+                            })
+                  .ok());
+  auto stored = db_->Transact(
+      "test", [&](Tx& tx) { return repo.Insert(tx, TwoWaveRollout("r1"), "alice", kNow); });
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(stored->progress.state, v1::ROLLOUT_STATE_PENDING);
+  EXPECT_EQ(stored->rollout.waves_size(), 2);
+  EXPECT_EQ(stored->rollout.created_by(), "alice");
+  EXPECT_EQ(db_->Transact("test",
+                          [&](Tx& tx) { return repo.Insert(tx, TwoWaveRollout("r1"), "a", kNow); })
+                .status()
+                .code(),
+            absl::StatusCode::kAlreadyExists);
+
+  // The lease: a second transaction skips a held rollout; an unknown one is NotFound.
+  absl::Status held = db_->Transact("hold", [&](Tx& tx) -> absl::Status {
+    auto mine = repo.Lock(tx, "r1", false);
+    EXPECT_TRUE(mine.ok() && mine->has_value());
+    auto other = db_->Transact("other", [&](Tx& tx2) { return repo.Lock(tx2, "r1", true); });
+    EXPECT_TRUE(other.ok() && !other->has_value()) << "held by the first transaction";
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(held.ok()) << held;
+  EXPECT_EQ(
+      db_->Transact("test", [&](Tx& tx) { return repo.Lock(tx, "nope", true); }).status().code(),
+      absl::StatusCode::kNotFound);
+
+  // Assigning supersedes the devices' older target and remembers the version they ran.
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.Assign(tx, stored->deployment_id, 0,
+                                                 {"cam-1", "cam-2", "gw-1"}, kNow + 10);
+                            })
+                  .ok());
+  EXPECT_EQ(Desired("cam-1"), (std::map<std::string, std::string>{{"detector", "2.0"}}));
+  auto matching = db_->Transact("test", [&](Tx& tx) { return repo.MatchingDevices(tx, 1); });
+  ASSERT_TRUE(matching.ok()) << matching.status();
+  EXPECT_TRUE(matching->empty()) << "the older deployment never takes a device back";
+
+  // Outcomes: refused (signature), probation failure, install failure, timed out, serving.
+  auto report = [&](const std::string& device, v1::DeploymentTargetState state,
+                    v1::FailureReason reason) {
+    ASSERT_TRUE(db_->Transact("test",
+                              [&](Tx& tx) {
+                                return deployments_->UpdateTargetState(
+                                    tx, device, "detector", "2.0", state, reason, "", kNow + 11);
+                              })
+                    .ok());
+  };
+  report("cam-1", v1::DEPLOYMENT_TARGET_STATE_FAILED, v1::FAILURE_REASON_SIGNATURE);
+  report("cam-2", v1::DEPLOYMENT_TARGET_STATE_FAILED, v1::FAILURE_REASON_LOAD);
+  const std::vector<std::chrono::seconds> timeouts = {std::chrono::seconds(60),
+                                                      std::chrono::seconds(60)};
+  auto counts = db_->Transact("test", [&](Tx& tx) {
+    return repo.CountWaves(tx, stored->deployment_id, timeouts, kNow + 69);
+  });
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ((*counts)[0], ([] {
+              rollout::WaveCounts c;
+              c.targeted = 3;
+              c.install_failed = 1;
+              c.refused = 1;
+              return c;
+            }()));
+  counts = db_->Transact("test", [&](Tx& tx) {
+    return repo.CountWaves(tx, stored->deployment_id, timeouts, kNow + 70);
+  });
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)[0].timed_out, 1u) << "gw-1 waited 60 s";
+
+  // Roll back: every target goes back to 1.0 under a newer metadata version than 2.0's release.
+  auto rolled = db_->Transact(
+      "test", [&](Tx& tx) { return repo.RollBack(tx, stored->deployment_id, kNow + 80); });
+  ASSERT_TRUE(rolled.ok()) << rolled.status();
+  EXPECT_EQ(*rolled, 3u);
+  auto desired =
+      db_->Transact("test", [&](Tx& tx) { return deployments_->DesiredForDevice(tx, "gw-1"); });
+  ASSERT_TRUE(desired.ok());
+  ASSERT_EQ(desired->size(), 1u);
+  EXPECT_EQ(desired->front().meta.version(), "1.0");
+  EXPECT_GT(desired->front().meta.metadata_version(), stored->rollout.metadata_version());
+  // The device may fetch the version it goes back to (it may have lost its kept copy).
+  EXPECT_TRUE(devices_->MayFetchArtifact("gw-1", Digest('a')).value_or(false));
+  // A late report about 2.0 no longer moves a rolled back target.
+  report("gw-1", v1::DEPLOYMENT_TARGET_STATE_SERVING, v1::FAILURE_REASON_UNSPECIFIED);
+  counts = db_->Transact("test", [&](Tx& tx) {
+    return repo.CountWaves(tx, stored->deployment_id, timeouts, kNow + 90);
+  });
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)[0].serving, 0u);
+
+  // Events come back oldest first; the last one on its own.
+  for (auto kind : {v1::ROLLOUT_EVENT_KIND_CREATED, v1::ROLLOUT_EVENT_KIND_WAVE_STARTED}) {
+    v1::RolloutEvent e;
+    e.set_kind(kind);
+    ASSERT_TRUE(db_->Transact("test", [&](Tx& tx) { return repo.AddEvent(tx, "r1", e); }).ok());
+  }
+  auto events = db_->Transact("test", [&](Tx& tx) { return repo.Events(tx, "r1"); });
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[0].kind(), v1::ROLLOUT_EVENT_KIND_CREATED);
+  auto last = db_->Transact("test", [&](Tx& tx) { return repo.LastEvent(tx, "r1"); });
+  ASSERT_TRUE(last.ok() && last->has_value());
+  EXPECT_EQ((*last)->kind(), v1::ROLLOUT_EVENT_KIND_WAVE_STARTED);
+
+  // Pages by name: deploy-1 (the deployment) and r1.
+  auto page = db_->Transact("test", [&](Tx& tx) { return repo.ListPage(tx, {"", 1}); });
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->items.size(), 1u);
+  EXPECT_EQ(page->items[0].rollout.name(), "deploy-1");
+  EXPECT_EQ(page->next_after, "deploy-1");
+}
+
+// A device already serving the version when its wave takes it sends no event: its target starts
+// SERVING from what its last check-in reported.
+TEST_F(DeploymentTest, AssignedDeviceAlreadyServingTheVersionStartsServing) {
+  RolloutRepo repo;
+  v1::Inventory inventory;
+  v1::InstalledModel* m = inventory.add_models();
+  m->set_model_name("detector");
+  m->set_version("2.0");
+  m->set_state(v1::MODEL_STATE_SERVING);
+  ASSERT_TRUE(
+      db_->Transact("test",
+                    [&](Tx& tx) { return devices_->RecordCheckIn(tx, "cam-1", inventory, kNow); })
+          .ok());
+  auto stored = db_->Transact(
+      "test", [&](Tx& tx) { return repo.Insert(tx, TwoWaveRollout("r1"), "alice", kNow); });
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_TRUE(
+      db_->Transact("test",
+                    [&](Tx& tx) {
+                      return repo.Assign(tx, stored->deployment_id, 0, {"cam-1", "cam-2"}, kNow);
+                    })
+          .ok());
+  auto targets = Targets(std::to_string(stored->deployment_id));
+  EXPECT_EQ(targets.at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  EXPECT_EQ(targets.at("cam-2"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 }
 
 }  // namespace

@@ -1,0 +1,323 @@
+#include "server/rollout/controller.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/core/logging.h"
+#include "server/rollout/membership.h"
+
+namespace edgefleet::server::rollout {
+namespace {
+
+google::protobuf::Timestamp TimestampOf(Clock::TimePoint t) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(ToUnixSeconds(t));
+  return ts;
+}
+
+std::string JsonOf(const google::protobuf::Message& message) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(message, &json).ok()) return "{}";
+  return json;
+}
+
+std::vector<std::chrono::seconds> ServingTimeouts(const RolloutDefinition& definition) {
+  std::vector<std::chrono::seconds> timeouts;
+  for (const Wave& wave : definition.plan.waves) timeouts.push_back(wave.gates.serving_timeout);
+  return timeouts;
+}
+
+uint64_t AssignedCount(const std::vector<MatchingDevice>& devices) {
+  uint64_t n = 0;
+  for (const MatchingDevice& d : devices) n += d.assigned ? 1 : 0;
+  return n;
+}
+
+// Marks `picked` assigned in `devices`.
+void MarkAssigned(const std::vector<std::string>& picked, std::vector<MatchingDevice>* devices) {
+  for (MatchingDevice& d : *devices) {
+    for (const std::string& id : picked) {
+      if (d.device_id == id) d.assigned = true;
+    }
+  }
+}
+
+}  // namespace
+
+const char* ActionName(OperatorAction action) {
+  switch (action) {
+    case OperatorAction::kPause:
+      return "pause";
+    case OperatorAction::kResume:
+      return "resume";
+    case OperatorAction::kPromote:
+      return "promote";
+    case OperatorAction::kAbort:
+      return "abort";
+    case OperatorAction::kRollBack:
+      return "rollback";
+  }
+  return "unknown";
+}
+
+RolloutController::RolloutController(Transactor& db, RolloutStore& rollouts, AuditStore& audit,
+                                     const Clock& clock, ServerMetrics* metrics,
+                                     ControllerOptions options)
+    : db_(db),
+      rollouts_(rollouts),
+      audit_(audit),
+      clock_(clock),
+      metrics_(metrics),
+      options_(options) {}
+
+RolloutController::~RolloutController() { Stop(); }
+
+absl::StatusOr<v1::Rollout> RolloutController::Describe(Tx& tx, const StoredRollout& stored,
+                                                        bool with_events) {
+  auto definition = DefinitionOf(stored.rollout);
+  if (!definition.ok()) return definition.status();
+  auto counts = rollouts_.CountWaves(tx, stored.deployment_id, ServingTimeouts(*definition),
+                                     ToUnixSeconds(clock_.Now()));
+  if (!counts.ok()) return counts.status();
+  v1::Rollout out = stored.rollout;
+  out.clear_events();
+  for (size_t i = 0; i < definition->plan.waves.size(); ++i) {
+    *out.mutable_waves(static_cast<int>(i)) =
+        DescribeWave(*definition, stored.progress, i, (*counts)[i]);
+  }
+  if (with_events) {
+    auto events = rollouts_.Events(tx, stored.rollout.name());
+    if (!events.ok()) return events.status();
+    for (v1::RolloutEvent& e : *events) *out.add_events() = std::move(e);
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Rollout> RolloutController::Create(const v1::CreateRolloutRequest& request,
+                                                      const std::string& actor) {
+  auto definition = ValidateCreateRollout(request);
+  if (!definition.ok()) return definition.status();
+  v1::Rollout rollout = NewRollout(*definition);
+  rollout.set_description(request.description());
+  const Clock::TimePoint now = clock_.Now();
+  v1::RolloutEvent created;
+  *created.mutable_at() = TimestampOf(now);
+  created.set_kind(v1::ROLLOUT_EVENT_KIND_CREATED);
+  created.set_actor(v1::ROLLOUT_ACTOR_OPERATOR);
+  created.set_operator_name(actor);
+  created.set_to_state(v1::ROLLOUT_STATE_PENDING);
+  created.set_message(absl::StrCat("created: model ", definition->model_name, " version ",
+                                   definition->version, ", selector '", definition->label_selector,
+                                   "', ", definition->plan.waves.size(), " waves"));
+  return db_.Transact("create rollout", [&](Tx& tx) -> absl::StatusOr<v1::Rollout> {
+    auto stored = rollouts_.Insert(tx, rollout, actor, ToUnixSeconds(now));
+    if (!stored.ok()) return stored.status();
+    if (auto s = rollouts_.AddEvent(tx, rollout.name(), created); !s.ok()) return s;
+    if (auto s = audit_.Record(tx, actor, "rollout.create", JsonOf(request)); !s.ok()) return s;
+    return Describe(tx, *stored, true);
+  });
+}
+
+absl::StatusOr<v1::Rollout> RolloutController::Get(const std::string& name) {
+  return db_.Transact("get rollout", [&](Tx& tx) -> absl::StatusOr<v1::Rollout> {
+    auto stored = rollouts_.Find(tx, name);
+    if (!stored.ok()) return stored.status();
+    return Describe(tx, *stored, true);
+  });
+}
+
+absl::StatusOr<Page<v1::Rollout>> RolloutController::List(const PageRequest& page) {
+  return db_.Transact("list rollouts", [&](Tx& tx) -> absl::StatusOr<Page<v1::Rollout>> {
+    auto stored = rollouts_.ListPage(tx, page);
+    if (!stored.ok()) return stored.status();
+    Page<v1::Rollout> out;
+    out.next_after = stored->next_after;
+    for (const StoredRollout& r : stored->items) {
+      auto described = Describe(tx, r, false);
+      if (!described.ok()) return described.status();
+      out.items.push_back(*std::move(described));
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<v1::Rollout> RolloutController::Act(const std::string& name, OperatorAction action,
+                                                   const std::string& reason,
+                                                   const std::string& actor) {
+  return db_.Transact("rollout operator action", [&](Tx& tx) -> absl::StatusOr<v1::Rollout> {
+    // Waits for the lease: a controller evaluation in progress finishes first, and this action
+    // then applies to the state it left.
+    auto locked = rollouts_.Lock(tx, name, /*skip_locked=*/false);
+    if (!locked.ok()) return locked.status();
+    StoredRollout& stored = **locked;
+    auto definition = DefinitionOf(stored.rollout);
+    if (!definition.ok()) return definition.status();
+    const Clock::TimePoint now = clock_.Now();
+    auto decision = ApplyOperatorAction(*definition, stored.progress, action, actor, reason, now);
+    if (!decision.ok()) return decision.status();
+    if (auto s = rollouts_.SaveProgress(tx, name, decision->next, stored.rollout.matching_devices(),
+                                        ToUnixSeconds(now));
+        !s.ok()) {
+      return s;
+    }
+    if (decision->event.has_value()) {
+      if (auto s = rollouts_.AddEvent(tx, name, *decision->event); !s.ok()) return s;
+    }
+    if (decision->action == Action::kRollBack) {
+      auto rolled = rollouts_.RollBack(tx, stored.deployment_id, ToUnixSeconds(now));
+      if (!rolled.ok()) return rolled.status();
+    }
+    if (auto s = audit_.Record(
+            tx, actor, absl::StrCat("rollout.", ActionName(action)),
+            decision->event.has_value() ? JsonOf(*decision->event) : std::string("{}"));
+        !s.ok()) {
+      return s;
+    }
+    auto after = rollouts_.Find(tx, name);
+    if (!after.ok()) return after.status();
+    return Describe(tx, *after, true);
+  });
+}
+
+absl::Status RolloutController::Evaluate(const std::string& name) {
+  std::vector<v1::GateResult> evaluated;
+  absl::Status status = db_.Transact("evaluate rollout", [&](Tx& tx) -> absl::Status {
+    evaluated.clear();
+    auto locked = rollouts_.Lock(tx, name, /*skip_locked=*/true);
+    if (!locked.ok()) return locked.status();
+    if (!locked->has_value()) return absl::OkStatus();  // another replica holds the lease
+    StoredRollout& stored = **locked;
+    const v1::RolloutState state = stored.progress.state;
+    if (state != v1::ROLLOUT_STATE_PENDING && state != v1::ROLLOUT_STATE_RUNNING &&
+        state != v1::ROLLOUT_STATE_SUCCEEDED) {
+      return absl::OkStatus();
+    }
+    auto definition = DefinitionOf(stored.rollout);
+    if (!definition.ok()) return definition.status();
+    const Clock::TimePoint now = clock_.Now();
+    const int64_t now_unix = ToUnixSeconds(now);
+    const size_t waves = definition->plan.waves.size();
+    auto matching = rollouts_.MatchingDevices(tx, stored.deployment_id);
+    if (!matching.ok()) return matching.status();
+
+    // Devices that started matching after their wave began join it (its share of them).
+    const RolloutProgress& progress = stored.progress;
+    std::optional<size_t> late_wave = WaveForLateDevice(state, progress.current_wave, waves);
+    if (late_wave.has_value() &&
+        (state == v1::ROLLOUT_STATE_SUCCEEDED || progress.wave_started_at.has_value())) {
+      const uint64_t target = CumulativeTarget(definition->plan, *late_wave, matching->size());
+      std::vector<std::string> picked = PickNewMembers(name, *matching, target);
+      if (auto s = rollouts_.Assign(tx, stored.deployment_id, static_cast<uint32_t>(*late_wave),
+                                    picked, now_unix);
+          !s.ok()) {
+        return s;
+      }
+      MarkAssigned(picked, &*matching);
+    }
+    if (state == v1::ROLLOUT_STATE_SUCCEEDED) {
+      if (matching->size() != stored.rollout.matching_devices()) {
+        return rollouts_.SaveProgress(tx, name, progress, matching->size(), now_unix);
+      }
+      return absl::OkStatus();
+    }
+
+    auto counts =
+        rollouts_.CountWaves(tx, stored.deployment_id, ServingTimeouts(*definition), now_unix);
+    if (!counts.ok()) return counts.status();
+    WaveObservation observation;
+    observation.counts = (*counts)[std::min(progress.current_wave, waves - 1)];
+    observation.matching_devices = matching->size();
+    observation.assigned_devices = AssignedCount(*matching);
+    Decision decision = Decide(*definition, progress, observation, now);
+    evaluated = decision.gates;
+    if (decision.action == Action::kNone) return absl::OkStatus();
+
+    if (decision.next != progress || matching->size() != stored.rollout.matching_devices()) {
+      if (auto s = rollouts_.SaveProgress(tx, name, decision.next, matching->size(), now_unix);
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (decision.event.has_value()) {
+      bool record = true;
+      if (decision.action == Action::kHold) {
+        auto last = rollouts_.LastEvent(tx, name);
+        if (!last.ok()) return last.status();
+        record = !last->has_value() || !SameHold(**last, *decision.event);
+      }
+      if (record) {
+        if (auto s = rollouts_.AddEvent(tx, name, *decision.event); !s.ok()) return s;
+      }
+    }
+    switch (decision.action) {
+      case Action::kStartWave:
+      case Action::kPromote: {
+        const uint64_t target =
+            CumulativeTarget(definition->plan, decision.next.current_wave, matching->size());
+        return rollouts_.Assign(tx, stored.deployment_id,
+                                static_cast<uint32_t>(decision.next.current_wave),
+                                PickNewMembers(name, *matching, target), now_unix);
+      }
+      case Action::kRollBack: {
+        auto rolled = rollouts_.RollBack(tx, stored.deployment_id, now_unix);
+        return rolled.status();
+      }
+      default:
+        return absl::OkStatus();
+    }
+  });
+  if (status.ok() && metrics_ != nullptr) {
+    for (const v1::GateResult& gate : evaluated) {
+      metrics_->rollout_gate_evaluations
+          .Add({{"gate", v1::Gate_Name(gate.gate())},
+                {"result", v1::GateOutcome_Name(gate.result())}})
+          .Increment();
+    }
+  }
+  return status;
+}
+
+absl::Status RolloutController::EvaluateAll() {
+  auto names = db_.Transact("list rollouts to evaluate",
+                            [&](Tx& tx) { return rollouts_.NamesToEvaluate(tx); });
+  if (!names.ok()) return names.status();
+  absl::Status first;
+  for (const std::string& name : *names) {
+    absl::Status s = Evaluate(name);
+    if (!s.ok()) {
+      Logger("rollout")->warn("evaluation failed rollout={} error={}", name, s.ToString());
+      if (first.ok()) first = s;
+    }
+  }
+  return first;
+}
+
+void RolloutController::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable()) return;
+  stopping_ = false;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void RolloutController::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void RolloutController::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    (void)EvaluateAll();  // failures are logged; the next round tries again
+    lock.lock();
+    wake_.wait_for(lock, options_.interval, [this] { return stopping_; });
+  }
+}
+
+}  // namespace edgefleet::server::rollout

@@ -1,0 +1,79 @@
+// The rollout controller: RolloutService on a RolloutStore, and the loop that moves rollouts
+// forward. Every change of a rollout happens in one transaction that holds the rollout's row
+// lock (RolloutStore::Lock), so with several server replicas on one database exactly one acts on
+// a rollout at a time, and an operator action racing the controller ends in one consistent
+// state. All state lives in the store: a restarted controller continues where it was.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/core/clock.h"
+#include "server/metrics/server_metrics.h"
+#include "server/rollout/rollout_service.h"
+#include "server/store/audit_repo.h"
+#include "server/store/database.h"
+#include "server/store/rollout_repo.h"
+
+namespace edgefleet::server::rollout {
+
+struct ControllerOptions {
+  std::chrono::milliseconds interval{5000};  // between evaluations of every rollout
+};
+
+class RolloutController final : public RolloutService {
+ public:
+  // `metrics` may be null (tests).
+  RolloutController(Transactor& db, RolloutStore& rollouts, AuditStore& audit, const Clock& clock,
+                    ServerMetrics* metrics, ControllerOptions options = {});
+  ~RolloutController() override;  // stops the loop
+
+  RolloutController(const RolloutController&) = delete;
+  RolloutController& operator=(const RolloutController&) = delete;
+
+  absl::StatusOr<v1::Rollout> Create(const v1::CreateRolloutRequest& request,
+                                     const std::string& actor) override;
+  absl::StatusOr<v1::Rollout> Get(const std::string& name) override;
+  absl::StatusOr<Page<v1::Rollout>> List(const PageRequest& page) override;
+  absl::StatusOr<v1::Rollout> Act(const std::string& name, OperatorAction action,
+                                  const std::string& reason, const std::string& actor) override;
+
+  // One evaluation of rollout `name` in one transaction (what the loop does for each rollout):
+  // skipped when another transaction holds its lease. For PENDING and RUNNING rollouts: late
+  // matching devices join the current wave, then Decide, store the progress and the event (a
+  // hold only when it differs from the last event), and act (assign a wave's devices, roll
+  // back). For SUCCEEDED ones: late matching devices join the last wave.
+  absl::Status Evaluate(const std::string& name);
+  // Evaluate for every rollout the store names; the first error, after trying them all.
+  absl::Status EvaluateAll();
+
+  // Starts the loop on its own thread: EvaluateAll every interval until Stop.
+  void Start();
+  // Stops the loop and waits for an evaluation in progress to end. Idempotent.
+  void Stop();
+
+ private:
+  absl::StatusOr<v1::Rollout> Describe(Tx& tx, const StoredRollout& stored, bool with_events);
+  void Loop();
+
+  Transactor& db_;
+  RolloutStore& rollouts_;
+  AuditStore& audit_;
+  const Clock& clock_;
+  ServerMetrics* metrics_;
+  ControllerOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// "pause", "rollback": how audit rows and messages name an operator action.
+const char* ActionName(OperatorAction action);
+
+}  // namespace edgefleet::server::rollout

@@ -1,0 +1,395 @@
+// The rollout controller on a real PostgreSQL (RolloutRepo, DeploymentRepo) with a fake clock:
+// waves, gates, roll back under a higher metadata version, leases, operator actions.
+#include "server/rollout/controller.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "server/store/audit_repo.h"
+#include "server/store/deployment_repo.h"
+#include "server/store/device_repo.h"
+#include "server/store/model_repo.h"
+#include "server/store/rollout_repo.h"
+#include "tests/support/test_database.h"
+
+namespace edgefleet::server::rollout {
+namespace {
+
+constexpr int kDevices = 10;
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto db = Database::Open({.url = pg_.url()});
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = *std::move(db);
+    ASSERT_TRUE(db_->Migrate().ok());
+    devices_ = std::make_unique<DeviceRepo>(*db_);
+    models_ = std::make_unique<ModelRepo>(*db_);
+    deployments_ = std::make_unique<DeploymentRepo>(*db_);
+    controller_ = std::make_unique<RolloutController>(*db_, rollouts_, audit_, clock_, nullptr);
+    for (int i = 0; i < kDevices; ++i) Enroll("dev-" + std::to_string(i), i % 2 ? "a" : "b");
+    Publish("1.0", 'a');
+    Publish("2.0", 'b');
+    // Every device runs 1.0 first.
+    auto first = db_->Transact(
+        "test", [&](Tx& tx) { return deployments_->Create(tx, "detector", "1.0", "", {}, Now()); });
+    ASSERT_TRUE(first.ok()) << first.status();
+    for (int i = 0; i < kDevices; ++i) Report("dev-" + std::to_string(i), "1.0", true);
+  }
+
+  int64_t Now() const { return ToUnixSeconds(clock_.Now()); }
+
+  void Enroll(const std::string& id, const std::string& hw) {
+    ASSERT_TRUE(db_->Transact("test",
+                              [&](Tx& tx) {
+                                return devices_->Enroll(tx, id, {{"hw", hw}}, {}, id, Now());
+                              })
+                    .ok());
+  }
+
+  void Publish(const std::string& version, char digest) {
+    v1::ModelVersion mv;
+    mv.set_model_name("detector");
+    mv.set_version(version);
+    mv.set_format(v1::MODEL_FORMAT_ONNX);
+    mv.set_artifact_sha256(std::string(32, digest));
+    mv.set_size_bytes(10);
+    mv.set_metadata_version(
+        *db_->Transact("test", [&](Tx& tx) { return models_->NextMetadataVersion(tx); }));
+    ASSERT_TRUE(db_->Transact("test",
+                              [&](Tx& tx) {
+                                return models_->InsertVersion(tx, mv, "manifest", "sig", "k1");
+                              })
+                    .ok());
+  }
+
+  // What the device's agent reports: ACTIVATED (serving) or FAILED with `reason`.
+  void Report(const std::string& device, const std::string& version, bool serving,
+              v1::FailureReason reason = v1::FAILURE_REASON_LOAD) {
+    ASSERT_TRUE(db_->Transact("test",
+                              [&](Tx& tx) {
+                                return deployments_->UpdateTargetState(
+                                    tx, device, "detector", version,
+                                    serving ? v1::DEPLOYMENT_TARGET_STATE_SERVING
+                                            : v1::DEPLOYMENT_TARGET_STATE_FAILED,
+                                    reason, "", Now());
+                              })
+                    .ok());
+  }
+
+  // device -> (version, metadata version) it is told to run.
+  std::map<std::string, std::pair<std::string, uint64_t>> Desired() {
+    std::map<std::string, std::pair<std::string, uint64_t>> out;
+    for (int i = 0; i < kDevices; ++i) {
+      const std::string id = "dev-" + std::to_string(i);
+      auto desired =
+          db_->Transact("test", [&](Tx& tx) { return deployments_->DesiredForDevice(tx, id); });
+      EXPECT_TRUE(desired.ok()) << desired.status();
+      if (desired.ok() && !desired->empty()) {
+        out[id] = {desired->front().meta.version(), desired->front().meta.metadata_version()};
+      }
+    }
+    return out;
+  }
+
+  std::vector<std::string> DevicesOn(const std::string& version) {
+    std::vector<std::string> out;
+    for (const auto& [id, d] : Desired()) {
+      if (d.first == version) out.push_back(id);
+    }
+    return out;
+  }
+
+  v1::CreateRolloutRequest Request(const std::string& waves, v1::RolloutFailureAction on_failure) {
+    v1::CreateRolloutRequest r;
+    r.set_name("r1");
+    r.set_model_name("detector");
+    r.set_version("2.0");
+    auto sizes = ParseWaveSizes(waves);
+    EXPECT_TRUE(sizes.ok());
+    for (const auto& w : *sizes) *r.add_waves() = w;
+    r.mutable_soak()->set_seconds(10);
+    r.mutable_gates()->set_min_finished_devices(1);
+    r.mutable_gates()->set_max_install_failure_percent(10);
+    r.set_on_failure(on_failure);
+    return r;
+  }
+
+  size_t EventCount(const std::string& name) {
+    auto got = controller_->Get(name);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? static_cast<size_t>(got->events_size()) : 0;
+  }
+
+  v1::RolloutState State(const std::string& name) {
+    auto got = controller_->Get(name);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? got->state() : v1::ROLLOUT_STATE_UNSPECIFIED;
+  }
+
+  test::TestDatabase pg_;
+  std::unique_ptr<Database> db_;
+  FakeClock clock_;
+  RolloutRepo rollouts_;
+  AuditRepo audit_;
+  std::unique_ptr<DeviceRepo> devices_;
+  std::unique_ptr<ModelRepo> models_;
+  std::unique_ptr<DeploymentRepo> deployments_;
+  std::unique_ptr<RolloutController> controller_;
+};
+
+TEST_F(ControllerTest, GoodVersionGoesThroughItsWavesAndEveryDecisionIsRecordedOnce) {
+  auto created =
+      controller_->Create(Request("10%,50%,100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "alice");
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->state(), v1::ROLLOUT_STATE_PENDING);
+  EXPECT_TRUE(DevicesOn("2.0").empty()) << "nothing is assigned before the controller runs";
+
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  EXPECT_EQ(State("r1"), v1::ROLLOUT_STATE_RUNNING);
+  std::vector<std::string> wave0 = DevicesOn("2.0");
+  ASSERT_EQ(wave0.size(), 1u);
+  const size_t events = EventCount("r1");
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  EXPECT_EQ(EventCount("r1"), events + 1) << "one hold recorded, repeated holds are not";
+
+  Report(wave0[0], "2.0", true);
+  ASSERT_TRUE(controller_->EvaluateAll().ok());  // gates pass: the soak starts
+  EXPECT_EQ(DevicesOn("2.0").size(), 1u);
+  clock_.Advance(std::chrono::seconds(10));
+  ASSERT_TRUE(controller_->EvaluateAll().ok());  // promoted to 50%
+  EXPECT_EQ(DevicesOn("2.0").size(), 5u);
+  EXPECT_EQ(controller_->Get("r1")->current_wave(), 1u);
+  for (const std::string& id : DevicesOn("2.0")) Report(id, "2.0", true);
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  clock_.Advance(std::chrono::seconds(10));
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  EXPECT_EQ(DevicesOn("2.0").size(), 10u);
+  for (const std::string& id : DevicesOn("2.0")) Report(id, "2.0", true);
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  clock_.Advance(std::chrono::seconds(10));
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  auto done = controller_->Get("r1");
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_TRUE(done->has_finished_at());
+  for (const auto& wave : done->waves()) EXPECT_EQ(wave.state(), v1::WAVE_STATE_PASSED);
+  EXPECT_EQ(done->waves(0).targeted() + done->waves(1).targeted() + done->waves(2).targeted(), 10u);
+  std::map<v1::RolloutEventKind, int> kinds;
+  for (const auto& e : done->events()) ++kinds[e.kind()];
+  EXPECT_EQ(kinds[v1::ROLLOUT_EVENT_KIND_CREATED], 1);
+  EXPECT_EQ(kinds[v1::ROLLOUT_EVENT_KIND_WAVE_STARTED], 1);
+  EXPECT_EQ(kinds[v1::ROLLOUT_EVENT_KIND_PROMOTED], 2);
+  EXPECT_EQ(kinds[v1::ROLLOUT_EVENT_KIND_SUCCEEDED], 1);
+
+  // A device enrolled after the rollout succeeded joins its last wave.
+  Enroll("dev-late", "a");
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  auto late =
+      db_->Transact("test", [&](Tx& tx) { return deployments_->DesiredForDevice(tx, "dev-late"); });
+  ASSERT_TRUE(late.ok());
+  ASSERT_EQ(late->size(), 1u);
+  EXPECT_EQ(late->front().meta.version(), "2.0");
+}
+
+TEST_F(ControllerTest, FailedInstallsRollTheFirstWaveBackUnderAHigherMetadataVersion) {
+  auto created =
+      controller_->Create(Request("20%,100%", v1::ROLLOUT_FAILURE_ACTION_ROLLBACK), "alice");
+  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  std::vector<std::string> wave0 = DevicesOn("2.0");
+  ASSERT_EQ(wave0.size(), 2u);
+  const uint64_t release = controller_->Get("r1")->metadata_version();
+  Report(wave0[0], "2.0", false, v1::FAILURE_REASON_LOAD);
+  Report(wave0[1], "2.0", false, v1::FAILURE_REASON_SIGNATURE);
+  auto counted = controller_->Get("r1");
+  ASSERT_TRUE(counted.ok());
+  EXPECT_EQ(counted->waves(0).install_failed(), 1u);
+  EXPECT_EQ(counted->waves(0).refused(), 1u);
+
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  auto rolled = controller_->Get("r1");
+  ASSERT_TRUE(rolled.ok());
+  EXPECT_EQ(rolled->state(), v1::ROLLOUT_STATE_ROLLED_BACK);
+  EXPECT_EQ(rolled->waves(0).state(), v1::WAVE_STATE_FAILED);
+  EXPECT_TRUE(DevicesOn("2.0").empty());
+  auto desired = Desired();
+  ASSERT_EQ(desired.size(), static_cast<size_t>(kDevices));
+  for (const std::string& id : wave0) {
+    EXPECT_EQ(desired[id].first, "1.0") << id;
+    EXPECT_GT(desired[id].second, release) << "the roll back is a newer release";
+  }
+  // Nothing more happens to a finished rollout.
+  const size_t events = EventCount("r1");
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  EXPECT_EQ(EventCount("r1"), events);
+}
+
+TEST_F(ControllerTest, FailedGatePausesAndTheOtherDevicesAreNeverTargeted) {
+  ASSERT_TRUE(
+      controller_->Create(Request("20%,100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "alice").ok());
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  for (const std::string& id : DevicesOn("2.0")) Report(id, "2.0", false);
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  EXPECT_EQ(State("r1"), v1::ROLLOUT_STATE_PAUSED);
+  clock_.Advance(std::chrono::hours(2));
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  EXPECT_EQ(DevicesOn("2.0").size(), 2u);
+  // Resuming with the gate still failing pauses again.
+  ASSERT_TRUE(controller_->Act("r1", OperatorAction::kResume, "retry", "bob").ok());
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  EXPECT_EQ(State("r1"), v1::ROLLOUT_STATE_PAUSED);
+  auto rolled = controller_->Act("r1", OperatorAction::kRollBack, "bad model", "bob");
+  ASSERT_TRUE(rolled.ok()) << rolled.status();
+  EXPECT_EQ(rolled->state(), v1::ROLLOUT_STATE_ROLLED_BACK);
+  EXPECT_TRUE(DevicesOn("2.0").empty());
+  EXPECT_EQ(rolled->events().rbegin()->operator_name(), "bob");
+}
+
+TEST_F(ControllerTest, OperatorActionsAreCheckedAgainstTheState) {
+  ASSERT_TRUE(
+      controller_->Create(Request("20%,100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "alice").ok());
+  EXPECT_EQ(controller_->Act("r1", OperatorAction::kResume, "", "bob").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(controller_->Act("nope", OperatorAction::kPause, "", "bob").status().code(),
+            absl::StatusCode::kNotFound);
+  auto paused = controller_->Act("r1", OperatorAction::kPause, "night", "bob");
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_EQ(paused->state(), v1::ROLLOUT_STATE_PAUSED);
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  EXPECT_TRUE(DevicesOn("2.0").empty()) << "a paused rollout assigns nothing";
+  ASSERT_TRUE(controller_->Act("r1", OperatorAction::kResume, "", "bob").ok());
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  EXPECT_EQ(DevicesOn("2.0").size(), 2u);
+  ASSERT_TRUE(controller_->Act("r1", OperatorAction::kAbort, "", "bob").ok());
+  EXPECT_EQ(controller_->Act("r1", OperatorAction::kPause, "", "bob").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ControllerTest, CreateValidatesAndRejectsDuplicatesAndUnknownVersions) {
+  v1::CreateRolloutRequest bad = Request("10%,50%", v1::ROLLOUT_FAILURE_ACTION_PAUSE);
+  EXPECT_EQ(controller_->Create(bad, "a").status().code(), absl::StatusCode::kInvalidArgument);
+  v1::CreateRolloutRequest missing = Request("100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE);
+  missing.set_version("9.9");
+  EXPECT_EQ(controller_->Create(missing, "a").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(controller_->Create(Request("100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "a").ok());
+  EXPECT_EQ(
+      controller_->Create(Request("100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "a").status().code(),
+      absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(controller_->Get("nope").status().code(), absl::StatusCode::kNotFound);
+  auto listed = controller_->List({"", 10});
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  // deploy-1 (the deployment of 1.0 is a one-wave rollout) and r1, without events.
+  ASSERT_EQ(listed->items.size(), 2u);
+  EXPECT_EQ(listed->items[0].name(), "deploy-1");
+  EXPECT_EQ(listed->items[1].name(), "r1");
+  EXPECT_EQ(listed->items[1].events_size(), 0);
+}
+
+// The lease: while another transaction holds a rollout's row, the controller skips it; a replica
+// evaluating after a transition sees the new state and does not repeat it.
+TEST_F(ControllerTest, AHeldLeaseIsSkippedAndTransitionsHappenOnce) {
+  ASSERT_TRUE(
+      controller_->Create(Request("20%,100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "alice").ok());
+  absl::Status held = db_->Transact("hold", [&](Tx& tx) -> absl::Status {
+    auto locked = rollouts_.Lock(tx, "r1", false);
+    if (!locked.ok()) return locked.status();
+    EXPECT_TRUE(controller_->Evaluate("r1").ok());
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(held.ok()) << held;
+  EXPECT_EQ(State("r1"), v1::ROLLOUT_STATE_PENDING) << "the lease holder's turn, not ours";
+  RolloutController replica(*db_, rollouts_, audit_, clock_, nullptr);
+  ASSERT_TRUE(controller_->Evaluate("r1").ok());
+  ASSERT_TRUE(replica.Evaluate("r1").ok());
+  auto got = controller_->Get("r1");
+  ASSERT_TRUE(got.ok());
+  int started = 0;
+  for (const auto& e : got->events()) started += e.kind() == v1::ROLLOUT_EVENT_KIND_WAVE_STARTED;
+  EXPECT_EQ(started, 1);
+  EXPECT_EQ(DevicesOn("2.0").size(), 2u);
+}
+
+TEST_F(ControllerTest, DevicesThatMatchLaterJoinTheCurrentWave) {
+  ASSERT_TRUE(controller_->Create(Request("100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "a").ok());
+  ASSERT_TRUE(controller_->Evaluate("r1").ok());
+  EXPECT_EQ(DevicesOn("2.0").size(), static_cast<size_t>(kDevices));
+  Enroll("dev-late", "a");
+  ASSERT_TRUE(controller_->Evaluate("r1").ok());
+  auto got = controller_->Get("r1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state(), v1::ROLLOUT_STATE_RUNNING);
+  EXPECT_EQ(got->waves(0).targeted(), static_cast<uint64_t>(kDevices + 1));
+  EXPECT_EQ(got->matching_devices(), static_cast<uint64_t>(kDevices + 1));
+  // A paused rollout takes nobody: the device joins when it resumes.
+  ASSERT_TRUE(controller_->Act("r1", OperatorAction::kPause, "", "bob").ok());
+  Enroll("dev-later", "b");
+  ASSERT_TRUE(controller_->Evaluate("r1").ok());
+  EXPECT_EQ(controller_->Get("r1")->waves(0).targeted(), static_cast<uint64_t>(kDevices + 1));
+  ASSERT_TRUE(controller_->Act("r1", OperatorAction::kResume, "", "bob").ok());
+  ASSERT_TRUE(controller_->Evaluate("r1").ok());
+  EXPECT_EQ(controller_->Get("r1")->waves(0).targeted(), static_cast<uint64_t>(kDevices + 2));
+}
+
+// An operator pause racing the controller's promotion: both take the rollout's lease, so the
+// end is either "promoted, then paused in wave 1" or "paused in wave 0, never promoted", each
+// with the devices and events that go with it.
+TEST_F(ControllerTest, PauseRacingAPromotionEndsInOneConsistentState) {
+  for (int round = 0; round < 5; ++round) {
+    const std::string name = "race-" + std::to_string(round);
+    v1::CreateRolloutRequest request = Request("20%,100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE);
+    request.set_name(name);
+    ASSERT_TRUE(controller_->Create(request, "alice").ok());
+    ASSERT_TRUE(controller_->Evaluate(name).ok());
+    for (const std::string& id : DevicesOn("2.0")) Report(id, "2.0", true);
+    ASSERT_TRUE(controller_->Evaluate(name).ok());  // the soak starts
+    clock_.Advance(std::chrono::seconds(10));       // the promotion is due
+
+    std::atomic<int> ready{0};
+    auto wait_for_both = [&] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) std::this_thread::yield();
+    };
+    absl::Status evaluated;
+    absl::StatusOr<v1::Rollout> paused;
+    std::thread controller([&] {
+      wait_for_both();
+      evaluated = controller_->Evaluate(name);
+    });
+    std::thread operator_([&] {
+      wait_for_both();
+      paused = controller_->Act(name, OperatorAction::kPause, "race", "bob");
+    });
+    controller.join();
+    operator_.join();
+    ASSERT_TRUE(evaluated.ok()) << evaluated;
+    ASSERT_TRUE(paused.ok()) << paused.status();
+
+    auto got = controller_->Get(name);
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->state(), v1::ROLLOUT_STATE_PAUSED);
+    int promoted = 0;
+    for (const auto& e : got->events()) promoted += e.kind() == v1::ROLLOUT_EVENT_KIND_PROMOTED;
+    EXPECT_EQ(got->events().rbegin()->kind(), v1::ROLLOUT_EVENT_KIND_PAUSED);
+    if (got->current_wave() == 1) {
+      EXPECT_EQ(promoted, 1);
+      EXPECT_EQ(got->waves(0).targeted() + got->waves(1).targeted(), 10u);
+    } else {
+      EXPECT_EQ(got->current_wave(), 0u);
+      EXPECT_EQ(promoted, 0);
+      EXPECT_EQ(got->waves(1).targeted(), 0u);
+    }
+    // The next round starts from the fleet on 1.0 again.
+    ASSERT_TRUE(controller_->Act(name, OperatorAction::kRollBack, "", "bob").ok());
+  }
+}
+
+}  // namespace
+}  // namespace edgefleet::server::rollout
