@@ -230,6 +230,15 @@ absl::Status RolloutController::Evaluate(const std::string& name) {
     observation.counts = (*counts)[std::min(progress.current_wave, waves - 1)];
     observation.matching_devices = matching->size();
     observation.assigned_devices = AssignedCount(*matching);
+    // MatchingDevices leaves out devices a newer rollout of the model claimed, and CountWaves
+    // their superseded targets: none left of either after a wave started means superseded.
+    uint64_t live_targets = 0;
+    for (const WaveCounts& c : *counts) live_targets += c.targeted;
+    if (matching->empty() && live_targets == 0) {
+      auto had_targets = rollouts_.HasTargets(tx, stored.deployment_id);
+      if (!had_targets.ok()) return had_targets.status();
+      observation.superseded = *had_targets;
+    }
     Decision decision = Decide(*definition, progress, observation, now);
     evaluated = decision.gates;
     if (decision.action == Action::kNone) return absl::OkStatus();

@@ -114,6 +114,14 @@ Decision DecideRunning(const RolloutDefinition& rollout, const RolloutProgress& 
   }
   const Wave& spec = rollout.plan.waves[index];
 
+  if (seen.superseded) {
+    b.next().state = v1::ROLLOUT_STATE_ABORTED;
+    b.next().promote_requested = false;
+    return b.Finish(
+        Action::kAbort, v1::ROLLOUT_EVENT_KIND_ABORTED,
+        absl::StrCat("superseded: every device it targeted follows a newer rollout of ",
+                     rollout.model_name, " and no other device matches; it stops in ", wave));
+  }
   if (seen.counts.targeted == 0) {
     if (seen.matching_devices == 0) {
       return b.Finish(Action::kHold, v1::ROLLOUT_EVENT_KIND_HELD,

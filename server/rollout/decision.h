@@ -53,6 +53,9 @@ struct WaveObservation {
   WaveCounts counts;              // the current wave's own devices
   uint64_t matching_devices = 0;  // devices the selector matches now
   uint64_t assigned_devices = 0;  // devices assigned to any wave of the rollout
+  // Every device the rollout targeted now follows a newer rollout of the same model, and no
+  // other device matches: nothing is left for it to do.
+  bool superseded = false;
 };
 
 enum class Action {
@@ -79,6 +82,7 @@ struct Decision {
 // The controller's decision for a rollout at `now`.
 //  - PENDING: start wave 0.
 //  - RUNNING, current wave not started (resumed before its start): start it.
+//  - RUNNING and superseded (see WaveObservation): ABORTED, saying so, rather than hold forever.
 //  - RUNNING, the wave has no device: hold while no device matches or it has none assigned yet;
 //    skip to the next wave (or succeed) when earlier waves already cover its target.
 //  - RUNNING, a gate FAILs: the rollout's on_failure (pause, abort or roll back).

@@ -381,6 +381,18 @@ absl::StatusOr<uint64_t> RolloutRepo::RollBack(Tx& txn, int64_t deployment_id, i
       });
 }
 
+absl::StatusOr<bool> RolloutRepo::HasTargets(Tx& txn, int64_t deployment_id) {
+  return InTx(txn, absl::StrCat("find targets of deployment ", deployment_id),
+              [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+                return tx
+                    .exec_params1(
+                        "SELECT EXISTS (SELECT 1 FROM deployment_targets "
+                        "WHERE deployment_id = $1)",
+                        deployment_id)[0]
+                    .as<bool>();
+              });
+}
+
 absl::StatusOr<std::map<std::string, uint64_t>> RolloutRepo::CountRolloutsByState(Tx& txn) {
   return InTx(txn, "count rollouts by state",
               [&](pqxx::work& tx) -> absl::StatusOr<std::map<std::string, uint64_t>> {

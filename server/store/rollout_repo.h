@@ -85,6 +85,8 @@ class RolloutStore {
   // keeps its state (the wave's counts stay as they were); device events no longer move it.
   // Answers how many.
   virtual absl::StatusOr<uint64_t> RollBack(Tx& tx, int64_t deployment_id, int64_t now_unix) = 0;
+  // Whether the deployment ever targeted a device (superseded targets included).
+  virtual absl::StatusOr<bool> HasTargets(Tx& tx, int64_t deployment_id) = 0;
   // Rollouts by state and targets (of every deployment) by state ("rolled_back" for rolled back
   // ones), lower-case names, for metrics.
   virtual absl::StatusOr<std::map<std::string, uint64_t>> CountRolloutsByState(Tx& tx) = 0;
@@ -116,6 +118,7 @@ class RolloutRepo final : public RolloutStore {
   absl::Status Assign(Tx& tx, int64_t deployment_id, uint32_t wave,
                       const std::vector<std::string>& device_ids, int64_t now_unix) override;
   absl::StatusOr<uint64_t> RollBack(Tx& tx, int64_t deployment_id, int64_t now_unix) override;
+  absl::StatusOr<bool> HasTargets(Tx& tx, int64_t deployment_id) override;
   absl::StatusOr<std::map<std::string, uint64_t>> CountRolloutsByState(Tx& tx) override;
   absl::StatusOr<std::map<std::string, uint64_t>> CountTargetsByState(Tx& tx) override;
 };

@@ -338,6 +338,40 @@ TEST_F(ControllerTest, DevicesThatMatchLaterJoinTheCurrentWave) {
   EXPECT_EQ(controller_->Get("r1")->waves(0).targeted(), static_cast<uint64_t>(kDevices + 2));
 }
 
+// A one-wave deploy whose every device moved to a newer rollout of the model has nothing left to
+// do: it ends as ABORTED, saying why, instead of holding RUNNING forever.
+TEST_F(ControllerTest, ARolloutWhoseDevicesAllMovedToANewerOneEnds) {
+  auto listed = controller_->List(PageRequest{});
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->items.size(), 1u);
+  const std::string deploy = listed->items[0].name();
+  ASSERT_EQ(State(deploy), v1::ROLLOUT_STATE_RUNNING);
+  ASSERT_TRUE(controller_->Create(Request("100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "a").ok());
+  ASSERT_TRUE(controller_->Evaluate("r1").ok());
+  ASSERT_EQ(DevicesOn("2.0").size(), static_cast<size_t>(kDevices));
+
+  ASSERT_TRUE(controller_->Evaluate(deploy).ok());
+  auto got = controller_->Get(deploy);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state(), v1::ROLLOUT_STATE_ABORTED);
+  ASSERT_GT(got->events_size(), 0);
+  const v1::RolloutEvent& last = got->events(got->events_size() - 1);
+  EXPECT_EQ(last.kind(), v1::ROLLOUT_EVENT_KIND_ABORTED);
+  EXPECT_EQ(last.actor(), v1::ROLLOUT_ACTOR_CONTROLLER);
+  EXPECT_NE(last.message().find("superseded"), std::string::npos) << last.message();
+  // The newer rollout and the devices are untouched.
+  EXPECT_EQ(State("r1"), v1::ROLLOUT_STATE_RUNNING);
+  EXPECT_EQ(DevicesOn("2.0").size(), static_cast<size_t>(kDevices));
+  // A rollout whose selector matches no device yet has targeted nobody: it waits, it is not
+  // superseded.
+  v1::CreateRolloutRequest waiting = Request("100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE);
+  waiting.set_name("r-none-yet");
+  waiting.set_label_selector("hw=not-yet");
+  ASSERT_TRUE(controller_->Create(waiting, "a").ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(controller_->Evaluate("r-none-yet").ok());
+  EXPECT_EQ(State("r-none-yet"), v1::ROLLOUT_STATE_RUNNING);
+}
+
 // An operator pause racing the controller's promotion: both take the rollout's lease, so the
 // end is either "promoted, then paused in wave 1" or "paused in wave 0, never promoted", each
 // with the devices and events that go with it.
