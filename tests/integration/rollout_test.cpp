@@ -290,6 +290,23 @@ TEST_F(RolloutTest, GoodVersionGoesThroughThreeWaves) {
   EXPECT_EQ(MetricValue(server_->Metrics(), "edgefleet_rollouts", {{"state", "succeeded"}}),
             std::optional<double>(2))
       << "r1 and the deployment of v1";
+
+  // An operator rolls the finished rollout back: every device returns to v1 from the copy it
+  // kept, with no download.
+  const double before = ArtifactBytesServed();
+  auto rolled = FromJson<v1::Rollout>(
+      CtlOk({"rollout", "rollback", "r1", "--reason", "field reports", "-o", "json"}).out);
+  ASSERT_TRUE(rolled.has_value());
+  EXPECT_EQ(rolled->state(), v1::ROLLOUT_STATE_ROLLED_BACK);
+  const v1::RolloutEvent& last = rolled->events(rolled->events_size() - 1);
+  EXPECT_EQ(last.kind(), v1::ROLLOUT_EVENT_KIND_ROLLED_BACK);
+  EXPECT_EQ(last.actor(), v1::ROLLOUT_ACTOR_OPERATOR);
+  EXPECT_EQ(last.from_state(), v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_THAT(last.message(), HasSubstr("field reports"));
+  for (AgentHarness* agent : fleet_) {
+    EXPECT_TRUE(WaitForServedVersion(*agent, "classifier", "1")) << agent->device_id();
+  }
+  EXPECT_EQ(ArtifactBytesServed(), before) << "the kept copies served, nothing was downloaded";
 }
 
 // Through REST with a plain HTTP client: bad requests are refused with a JSON error body and
