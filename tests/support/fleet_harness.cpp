@@ -252,6 +252,26 @@ std::string ServerHarness::Metrics() const {
   return result->body;
 }
 
+CommandResult ServerHarness::Ctl(const std::vector<std::string>& args) const {
+  return Ctl(args, admin_token_);
+}
+
+CommandResult ServerHarness::Ctl(const std::vector<std::string>& args,
+                                 const std::string& token) const {
+  std::vector<std::string> all = {"--server", "127.0.0.1:" + std::to_string(ports_.admin_grpc)};
+  all.insert(all.end(), args.begin(), args.end());
+  const std::string base = work_dir_ + "/ctl-" + std::to_string(++ctl_runs_);
+  Process ctl;
+  ctl.Spawn(bin_dir_ + "/edgefleetctl", all, {{"EDGEFLEET_TOKEN", token}}, base + ".out",
+            base + ".err");
+  CommandResult result;
+  result.exit_code = ctl.Wait(std::chrono::seconds(60)).value_or(-1);
+  ctl.Kill();
+  result.out = ReadFile(base + ".out").value_or("");
+  result.err = ReadFile(base + ".err").value_or("");
+  return result;
+}
+
 // ---------------------------------------------------------------------------------------------
 // AgentHarness
 

@@ -5,6 +5,7 @@
 
 #include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -20,6 +21,13 @@ namespace edgefleet::test {
 
 // A random hex string of `bytes` random bytes (admin tokens, device ids).
 std::string RandomHex(size_t bytes);
+
+// What a finished command printed, apart.
+struct CommandResult {
+  int exit_code = -1;  // -1 when it did not end within its timeout (it was killed)
+  std::string out;     // stdout
+  std::string err;     // stderr
+};
 
 class ServerHarness {
  public:
@@ -55,6 +63,9 @@ class ServerHarness {
   // Where the server stores the artifact with this raw SHA-256 (tests damage it on purpose).
   std::string ArtifactPath(const std::string& sha256) const;
   const std::string& admin_token() const { return admin_token_; }
+  // The token for the next start. Replicas on one database need the same one: each start
+  // installs its token as the "admin" token, replacing the one installed before.
+  void set_admin_token(std::string token) { admin_token_ = std::move(token); }
   const std::string& database_url() const { return database_url_; }
   // Extra flags for the next start (e.g. a bad --database-url).
   void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
@@ -87,6 +98,12 @@ class ServerHarness {
   // GET /metrics body; "" when the request fails.
   std::string Metrics() const;
 
+  // Runs `edgefleetctl --server <this server's admin gRPC> ARGS...` as an operator would, with
+  // the admin token (or `token`) in EDGEFLEET_TOKEN, and waits up to a minute for it. Safe to
+  // call from several threads at once; each run's stdout and stderr files stay in the work dir.
+  CommandResult Ctl(const std::vector<std::string>& args) const;
+  CommandResult Ctl(const std::vector<std::string>& args, const std::string& token) const;
+
  private:
   std::vector<std::string> Args(int device_port) const;
 
@@ -98,6 +115,7 @@ class ServerHarness {
   Process process_;
   Ports ports_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
+  mutable std::atomic<int> ctl_runs_{0};
 };
 
 class AgentHarness {

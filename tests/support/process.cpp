@@ -33,7 +33,8 @@ int DecodeWaitStatus(int status) {
 Process::~Process() { Kill(); }
 
 void Process::Spawn(const std::string& binary, const std::vector<std::string>& args,
-                    const std::map<std::string, std::string>& env, const std::string& log_file) {
+                    const std::map<std::string, std::string>& env, const std::string& log_file,
+                    const std::string& err_file) {
   if (pid_ > 0 && IsRunning()) throw std::runtime_error("process already running: " + binary);
   pid_ = -1;
   exit_code_.reset();
@@ -63,11 +64,24 @@ void Process::Spawn(const std::string& binary, const std::vector<std::string>& a
   if (log_fd < 0) {
     throw std::runtime_error("cannot open log file " + log_file + ": " + std::strerror(errno));
   }
+  int err_fd = log_fd;
+  if (!err_file.empty()) {
+    err_fd = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (err_fd < 0) {
+      ::close(log_fd);
+      throw std::runtime_error("cannot open log file " + err_file + ": " + std::strerror(errno));
+    }
+  }
+  // Closes what the parent keeps of the child's output files.
+  auto close_logs = [&] {
+    ::close(log_fd);
+    if (err_fd != log_fd) ::close(err_fd);
+  };
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   // The child writes errno here when execve fails; a successful exec closes it (CLOEXEC).
   int exec_pipe[2];
   if (null_fd < 0 || ::pipe2(exec_pipe, O_CLOEXEC) != 0) {
-    ::close(log_fd);
+    close_logs();
     if (null_fd >= 0) ::close(null_fd);
     throw std::runtime_error(std::string("cannot set up child process: ") + std::strerror(errno));
   }
@@ -75,7 +89,7 @@ void Process::Spawn(const std::string& binary, const std::vector<std::string>& a
   pid_t pid = ::fork();
   if (pid < 0) {
     int err = errno;
-    ::close(log_fd);
+    close_logs();
     ::close(null_fd);
     ::close(exec_pipe[0]);
     ::close(exec_pipe[1]);
@@ -90,7 +104,7 @@ void Process::Spawn(const std::string& binary, const std::vector<std::string>& a
     ::signal(SIGPIPE, SIG_DFL);
     ::dup2(null_fd, 0);
     ::dup2(log_fd, 1);
-    ::dup2(log_fd, 2);
+    ::dup2(err_fd, 2);
     ::execve(binary.c_str(), argv.data(), envp.data());
     int err = errno;
     (void)!::write(exec_pipe[1], &err, sizeof err);
@@ -98,7 +112,7 @@ void Process::Spawn(const std::string& binary, const std::vector<std::string>& a
   }
   // Also set the group from the parent so a Kill() right after Spawn() cannot miss it.
   ::setpgid(pid, pid);
-  ::close(log_fd);
+  close_logs();
   ::close(null_fd);
   ::close(exec_pipe[1]);
   int child_errno = 0;

@@ -26,10 +26,12 @@ class Process {
   // Starts `binary` with `args` (argv[0] is added) via fork/execve in a new process group.
   // The child inherits this process's environment without EDGEFLEET_* variables (so the
   // developer's shell cannot configure it), plus `env`. stdout and stderr are appended to
-  // `log_file` (/dev/null when empty). Throws std::runtime_error when the binary cannot be
+  // `log_file` (/dev/null when empty), stderr to `err_file` instead when that is given (a CLI's
+  // JSON answer apart from its messages). Throws std::runtime_error when the binary cannot be
   // executed or a process is already running.
   void Spawn(const std::string& binary, const std::vector<std::string>& args,
-             const std::map<std::string, std::string>& env = {}, const std::string& log_file = "");
+             const std::map<std::string, std::string>& env = {}, const std::string& log_file = "",
+             const std::string& err_file = "");
 
   // True while the child has not exited (reaps it when it has).
   bool IsRunning();
