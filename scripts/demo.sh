@@ -323,24 +323,57 @@ wait_for "$WAIT_SECONDS" "${#DEVICES[@]} active devices" all_active
 show device list
 
 # ---------------------------------------------------------------------------------------------------
+# ask_agents ARGS...: runs `edgefleetctl -o json agent ARGS --socket ...` on every agent at once (one
+# after the other takes long with many agents); leaves each answer in var/demo/answers/ID.json and
+# its errors in ID.err. Fails when a call failed.
+ANSWERS=$DEMO/answers
+ask_agents() {
+  local id pid failed=0 pids=()
+  rm -rf "$ANSWERS"
+  mkdir -p "$ANSWERS"
+  for id in "${DEVICES[@]}"; do
+    ctl -o json agent "$@" --socket "$DEMO/agents/$id/inference.sock" >"$ANSWERS/$id.json" 2>"$ANSWERS/$id.err" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  return $failed
+}
+
 # serving_everywhere VERSION: every agent's local API serves classifier at VERSION.
 serving_everywhere() {
-  local version=$1 id json
-  for id in "${DEVICES[@]}"; do
-    json=$(ctl -o json agent models --socket "$DEMO/agents/$id/inference.sock" 2>/dev/null) || return 1
-    [ "$(json_get "any(m.get('modelName') == 'classifier' and m.get('version') == '$version' and m.get('state', 'MODEL_STATE_SERVING') == 'MODEL_STATE_SERVING' for m in j.get('models', []))" <<<"$json")" = True ] || return 1
-  done
+  ask_agents models || return 1
+  [ "$("$EDGEFLEET_PYTHON" - "$1" "$ANSWERS" "${DEVICES[@]}" <<'PY'
+import json, sys
+version, answers, ids = sys.argv[1], sys.argv[2], sys.argv[3:]
+def serves(i):
+    models = json.load(open(f"{answers}/{i}.json")).get("models", [])
+    return any(m.get("modelName") == "classifier" and m.get("version") == version
+               and m.get("state", "MODEL_STATE_SERVING") == "MODEL_STATE_SERVING" for m in models)
+print(all(serves(i) for i in ids))
+PY
+)" = True ]
 }
 
 # predict_all: asks every agent for the same prediction and prints version + output per device.
 predict_all() {
-  local id json
+  local id
   printf '    $ edgefleetctl agent predict --socket var/demo/agents/ID/inference.sock --model classifier --input %s\n' "$PREDICT_INPUT"
-  for id in "${DEVICES[@]}"; do
-    json=$(ctl -o json agent predict --socket "$DEMO/agents/$id/inference.sock" --model classifier --input "$PREDICT_INPUT") ||
-      die "prediction on $id failed"
-    printf '      %-14s %s\n' "$id" "$(json_get "'version %s  ' % j.get('version') + '  '.join('%s=[%s]' % (t.get('name'), ', '.join('%.4f' % x for x in t.get('data', []))) for t in j.get('outputs', []))" <<<"$json")"
-  done
+  if ! ask_agents predict --model classifier --input "$PREDICT_INPUT"; then
+    for id in "${DEVICES[@]}"; do
+      [ ! -s "$ANSWERS/$id.err" ] || printf '      %s: %s\n' "$id" "$(cat "$ANSWERS/$id.err")" >&2
+    done
+    die "a prediction failed (above)"
+  fi
+  "$EDGEFLEET_PYTHON" - "$ANSWERS" "${DEVICES[@]}" <<'PY' || die "could not read the predictions in ${ANSWERS#"$ROOT"/}/"
+import json, sys
+answers, ids = sys.argv[1], sys.argv[2:]
+width = max(len(i) for i in ids)
+for i in ids:
+    j = json.load(open(f"{answers}/{i}.json"))
+    outputs = "  ".join("%s=[%s]" % (t.get("name"), ", ".join("%.4f" % float(x) for x in t.get("data", [])))
+                        for t in j.get("outputs", []))
+    print("      %-*s  version %s  %s" % (width, i, j.get("version"), outputs))
+PY
 }
 
 # push VERSION FILE: publishes var/demo/models/FILE as classifier VERSION; prints its JSON.
@@ -425,8 +458,8 @@ step "Start local traffic: the application on every device calls Predict"
 SOCKETS=()
 for id in "${DEVICES[@]}"; do SOCKETS+=("$DEMO/agents/$id/inference.sock"); done
 start_bg traffic "$LOGS/traffic.log" bash scripts/lib/demo_traffic.sh "$BIN/edgefleetctl" classifier "$PREDICT_INPUT" "${SOCKETS[@]}"
-info "scripts/lib/demo_traffic.sh calls edgefleetctl agent predict on each device in turn, again and"
-info "again (log: ${LOGS#"$ROOT"/}/traffic.log). A new version's probation is judged on these answers."
+info "scripts/lib/demo_traffic.sh calls edgefleetctl agent predict on every device about once a second"
+info "(log: ${LOGS#"$ROOT"/}/traffic.log). A new version's probation is judged on these answers."
 
 # ---------------------------------------------------------------------------------------------------
 step "Roll classifier v2 out in waves ($WAVES): each wave promotes itself when its gates pass"
@@ -558,7 +591,7 @@ predict_all
 
 # The devices keep their applications' traffic in a real fleet; the demo stops its own here.
 stop_bg traffic
-info "stopped the local traffic ($(grep -c ' round ' "$LOGS/traffic.log" || true) rounds of Predict calls; log: ${LOGS#"$ROOT"/}/traffic.log)"
+info "stopped the local traffic; NaN answers the applications got from v3 before it was swapped out: $(grep -c 'answered non-finite' "$LOGS/traffic.log" || true) (log: ${LOGS#"$ROOT"/}/traffic.log)"
 
 # ---------------------------------------------------------------------------------------------------
 step "Rollouts, metrics, and shutdown"
