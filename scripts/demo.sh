@@ -398,12 +398,13 @@ rollout_done() {
 # follow_rollout NAME: waits until the rollout ends (each wave gets EDGEFLEET_DEMO_TIMEOUT seconds),
 # showing `rollout status` whenever it moves on to another wave. Sets ROLLOUT_STATE.
 follow_rollout() {
-  local name=$1 json wave last_wave=0 deadline=$((SECONDS + WAIT_SECONDS))
+  local name=$1 json state='' wave last_wave=0 deadline=$((SECONDS + WAIT_SECONDS))
   info "following rollout $name (up to ${WAIT_SECONDS}s per wave)"
-  until rollout_done "$name"; do
+  while :; do
     check_alive
     if json=$(rollout_json "$name" 2>/dev/null); then
-      wave=$(json_get 'j.get("currentWave", 0)' <<<"$json")
+      read -r state wave < <(json_get '"%s %s" % (j["state"].replace("ROLLOUT_STATE_", ""), j.get("currentWave", 0))' <<<"$json")
+      case $state in SUCCEEDED | ABORTED | ROLLED_BACK) break ;; esac
       if [ "$wave" != "$last_wave" ]; then
         ok "wave $last_wave passed its gates and its soak: the controller promoted the rollout to wave $wave"
         show rollout status "$name"
@@ -417,6 +418,7 @@ follow_rollout() {
     fi
     sleep 0.5
   done
+  ROLLOUT_STATE=$state
   info "rollout $name ended: $ROLLOUT_STATE"
 }
 
