@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# End-to-end demo on this machine: builds edgefleet, starts PostgreSQL, the server and three agents,
-# pushes a model, rolls out version 1 then version 2, and shows each device's answers.
+# End-to-end demo on this machine: builds edgefleet, starts PostgreSQL, the server and N agents with
+# hw labels, deploys model v1, rolls v2 out in waves gated on what the devices report, then rolls out
+# a broken v3 that the first wave's agents catch on probation: the rollout rolls itself back and the
+# devices outside that wave never download v3. The demo checks every claim it prints.
 #
-# Usage: ./scripts/demo.sh           run the demo and stop everything at the end
-#        ./scripts/demo.sh --keep    leave the stack running; writes var/demo/env
-#        ./scripts/demo.sh --down    stop a stack left running by --keep
-# Everything lives under var/demo/ (logs in var/demo/logs/). A new run starts from a clean fleet.
-# Environment: EDGEFLEET_BUILD_DIR (default build), EDGEFLEET_SKIP_BUILD=1 to use an existing build,
-#              EDGEFLEET_DEMO_TIMEOUT seconds to wait for enrollment and each rollout (default 60).
+# Usage: ./scripts/demo.sh [--agents N]          run the demo and stop everything at the end
+#        ./scripts/demo.sh [--agents N] --keep   leave the stack running; writes var/demo/env
+#        ./scripts/demo.sh --down                stop a stack left running by --keep
+# --agents N: how many agents (default 3, from 2 to 50); they get hw=jetson, hw=rpi4 and no hw label
+# in turn. Everything lives under var/demo/ (logs in var/demo/logs/). A new run starts from a clean
+# fleet. Environment: EDGEFLEET_BUILD_DIR (default build), EDGEFLEET_SKIP_BUILD=1 to use an existing
+# build, EDGEFLEET_DEMO_TIMEOUT seconds to wait for enrollment, a deployment or a wave (default 60).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/common.sh
@@ -24,22 +27,55 @@ LOGS=$DEMO/logs
 PIDS_FILE=$DEMO/pids
 ENV_FILE=$DEMO/env
 PG_DIR_FILE=$DEMO/pgdir
-DEVICES=(demo-cam-1 demo-cam-2 demo-gw-1)
 PREDICT_INPUT=input=1x4:0.5,-1.2,3.3,0.7
 WAIT_SECONDS=${EDGEFLEET_DEMO_TIMEOUT:-60}
-STEP_TOTAL=8
+STEP_TOTAL=11
+MIN_AGENTS=2   # the broken rollout's story needs a device outside its first wave
+MAX_AGENTS=50  # each agent is a process with its own inference runtime
 
-usage() { sed -n '2,10s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
+usage_error() {
+  printf 'demo.sh: %s\n\n' "$1" >&2
+  usage >&2
+  exit 2
+}
 
 mode=run
-case "${1:-}" in
-  '') ;;
-  --keep) mode=keep ;;
-  --down) mode=down ;;
-  -h | --help) usage; exit 0 ;;
-  *) usage >&2; exit 2 ;;
-esac
-[ $# -le 1 ] || { usage >&2; exit 2; }
+AGENTS=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --keep | --down)
+      [ "$mode" = run ] || usage_error "give at most one of --keep and --down"
+      mode=${1#--}
+      ;;
+    --agents)
+      [ $# -ge 2 ] || usage_error "--agents needs a number"
+      AGENTS=$2
+      shift
+      ;;
+    --agents=*) AGENTS=${1#--agents=} ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage_error "unknown argument '$1'" ;;
+  esac
+  shift
+done
+if ! [[ $AGENTS =~ ^[0-9]{1,4}$ ]] || [ $((10#$AGENTS)) -lt $MIN_AGENTS ] || [ $((10#$AGENTS)) -gt $MAX_AGENTS ]; then
+  usage_error "--agents: want a whole number from $MIN_AGENTS to $MAX_AGENTS, not '$AGENTS'"
+fi
+AGENTS=$((10#$AGENTS))
+
+# The fleet: devices get hw=jetson, hw=rpi4 and no hw label in turn (demo-jetson-1, demo-rpi4-1,
+# demo-gw-1, demo-jetson-2, ...). Rollout waves are spread across the hw values.
+DEVICES=()
+declare -A DEVICE_HW=() HW_COUNT=()
+for ((i = 0; i < AGENTS; i++)); do
+  case $((i % 3)) in 0) hw=jetson ;; 1) hw=rpi4 ;; *) hw='' ;; esac
+  kind=${hw:-gw}
+  HW_COUNT[$kind]=$((${HW_COUNT[$kind]:-0} + 1))
+  id=demo-$kind-${HW_COUNT[$kind]}
+  DEVICES+=("$id")
+  DEVICE_HW[$id]=$hw
+done
 
 # ---------------------------------------------------------------------------------------------------
 # Process bookkeeping: every background process is recorded as "NAME PID LOGFILE" in var/demo/pids.
@@ -91,6 +127,20 @@ stop_stack() {
   fi
   if [ -f "$PG_DIR_FILE" ]; then pg_stop "$(cat "$PG_DIR_FILE")"; fi
   rm -f "$ENV_FILE"
+}
+
+# stop_bg NAME: stops the recorded process NAME and forgets it.
+stop_bg() {
+  local name=$1 n pid log
+  [ -f "$PIDS_FILE" ] || return 0
+  while read -r n pid log; do
+    if [ "$n" = "$name" ] && is_ours "$pid"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done <"$PIDS_FILE"
+  grep -v "^$name " "$PIDS_FILE" >"$PIDS_FILE.new" || true
+  mv "$PIDS_FILE.new" "$PIDS_FILE"
 }
 
 # Dies when a recorded process has exited, showing the end of its log.
@@ -197,6 +247,9 @@ step "Start edgefleet-server"
 ADMIN_TOKEN=efa_$("$EDGEFLEET_PYTHON" -c 'import secrets; print(secrets.token_hex(24))')
 # Port 0 everywhere: the server picks free ports and writes them to the ports file.
 # Secrets go through the environment so they do not show up in `ps`.
+# The rollout controller evaluates every 0.5 s instead of the default 5 s so that a wave is promoted
+# (or a failing one rolled back) right after its devices report, and the demo stays short; a real
+# fleet soaks waves for minutes to hours, where 5 s is nothing.
 EDGEFLEET_ADMIN_TOKEN=$ADMIN_TOKEN EDGEFLEET_DATABASE_URL=$DB_URL \
   start_bg server "$LOGS/server.log" "$BIN/edgefleet-server" \
   --data-dir "$DEMO/server" \
@@ -205,6 +258,7 @@ EDGEFLEET_ADMIN_TOKEN=$ADMIN_TOKEN EDGEFLEET_DATABASE_URL=$DB_URL \
   --admin-http-listen 127.0.0.1:0 \
   --tls-hosts localhost,127.0.0.1 \
   --check-in-interval-seconds 2 \
+  --rollout-interval-ms 500 \
   --ports-file "$DEMO/ports.json" \
   --log-level info
 wait_for 60 "the server to bind its ports" test -s "$DEMO/ports.json"
@@ -216,19 +270,36 @@ export EDGEFLEET_SERVER=127.0.0.1:$GRPC_PORT EDGEFLEET_TOKEN=$ADMIN_TOKEN
 ok "server ready: device API (mTLS) 127.0.0.1:$DEVICE_PORT, admin gRPC $EDGEFLEET_SERVER, admin HTTP $HTTP"
 info "log: ${LOGS#"$ROOT"/}/server.log"
 
-# ---------------------------------------------------------------------------------------------------
-step "Create an enrollment token for three devices"
-printf '    $ edgefleetctl token create --max-uses 3 --label site=demo\n'
-token_json=$(ctl -o json token create --max-uses 3 --label site=demo) || die "edgefleetctl token create failed"
-ENROLL_TOKEN=$(json_get 'j["token"]' <<<"$token_json") || die "no token in: $token_json"
-ok "token $(json_get 'j.get("tokenId", "?")' <<<"$token_json"): max 3 uses, devices get label site=demo"
 
 # ---------------------------------------------------------------------------------------------------
-step "Start three agents and wait until they are enrolled"
+step "Create enrollment tokens: devices get their labels from the token they enroll with"
+declare -A ENROLL_TOKEN=()
+for kind in jetson rpi4 gw; do
+  count=${HW_COUNT[$kind]:-0}
+  [ "$count" -gt 0 ] || continue
+  labels=(site=demo)
+  [ "$kind" = gw ] || labels+=("hw=$kind")
+  flags=()
+  for label in "${labels[@]}"; do flags+=(--label "$label"); done
+  printf '    $ edgefleetctl token create --max-uses %s %s\n' "$count" "${flags[*]}"
+  token_json=$(ctl -o json token create --max-uses "$count" "${flags[@]}") || die "edgefleetctl token create failed"
+  ENROLL_TOKEN[$kind]=$(json_get 'j["token"]' <<<"$token_json") || die "no token in: $token_json"
+  ok "token $(json_get 'j.get("tokenId", "?")' <<<"$token_json"): $count uses, devices get ${labels[*]}"
+done
+
+# ---------------------------------------------------------------------------------------------------
+step "Start $AGENTS agents and wait until they are enrolled"
+# Probation: after a swap the agent watches the new version for 5 s (default 60 s) and, when the
+# device has traffic, for at least 5 answers (default 50; with fewer answers the window stretches,
+# up to 10 times). The demo's traffic (below) gives each device about one request a second.
+# The latency limit is 10x the previous version's p95 (default 2x): here every agent, the server,
+# PostgreSQL and the traffic share one machine, where a few milliseconds of scheduling delay make a
+# sub-millisecond model's p95 look many times slower. The broken version below fails on NaN answers,
+# which no latency limit hides.
 for id in "${DEVICES[@]}"; do
   dir=$DEMO/agents/$id
   mkdir -p "$dir"
-  EDGEFLEET_ENROLLMENT_TOKEN=$ENROLL_TOKEN \
+  EDGEFLEET_ENROLLMENT_TOKEN=${ENROLL_TOKEN[${DEVICE_HW[$id]:-gw}]} \
     start_bg "agent-$id" "$LOGS/agent-$id.log" "$BIN/edgefleet-agent" \
     --state-dir "$dir" \
     --server-address "127.0.0.1:$DEVICE_PORT" \
@@ -237,9 +308,12 @@ for id in "${DEVICES[@]}"; do
     --local-socket "$dir/inference.sock" \
     --check-in-interval-seconds 2 \
     --probation-window-seconds 5 \
+    --probation-min-requests 5 \
+    --probation-latency-limit-percent 1000 \
     --log-level info
-  info "started agent $id (state ${dir#"$ROOT"/}, log ${LOGS#"$ROOT"/}/agent-$id.log)"
 done
+info "started ${DEVICES[*]}"
+info "(state in var/demo/agents/ID/, logs in ${LOGS#"$ROOT"/}/agent-ID.log)"
 all_active() {
   local json
   json=$(ctl -o json device list 2>/dev/null) || return 1
@@ -249,75 +323,303 @@ wait_for "$WAIT_SECONDS" "${#DEVICES[@]} active devices" all_active
 show device list
 
 # ---------------------------------------------------------------------------------------------------
+# ask_agents ARGS...: runs `edgefleetctl -o json agent ARGS --socket ...` on every agent at once (one
+# after the other takes long with many agents); leaves each answer in var/demo/answers/ID.json and
+# its errors in ID.err. Fails when a call failed.
+ANSWERS=$DEMO/answers
+ask_agents() {
+  local id pid failed=0 pids=()
+  rm -rf "$ANSWERS"
+  mkdir -p "$ANSWERS"
+  for id in "${DEVICES[@]}"; do
+    ctl -o json agent "$@" --socket "$DEMO/agents/$id/inference.sock" >"$ANSWERS/$id.json" 2>"$ANSWERS/$id.err" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  return $failed
+}
+
 # serving_everywhere VERSION: every agent's local API serves classifier at VERSION.
 serving_everywhere() {
-  local version=$1 id json
-  for id in "${DEVICES[@]}"; do
-    json=$(ctl -o json agent models --socket "$DEMO/agents/$id/inference.sock" 2>/dev/null) || return 1
-    [ "$(json_get "any(m.get('modelName') == 'classifier' and m.get('version') == '$version' and m.get('state', 'MODEL_STATE_SERVING') == 'MODEL_STATE_SERVING' for m in j.get('models', []))" <<<"$json")" = True ] || return 1
-  done
+  ask_agents models || return 1
+  [ "$("$EDGEFLEET_PYTHON" - "$1" "$ANSWERS" "${DEVICES[@]}" <<'PY'
+import json, sys
+version, answers, ids = sys.argv[1], sys.argv[2], sys.argv[3:]
+def serves(i):
+    models = json.load(open(f"{answers}/{i}.json")).get("models", [])
+    return any(m.get("modelName") == "classifier" and m.get("version") == version
+               and m.get("state", "MODEL_STATE_SERVING") == "MODEL_STATE_SERVING" for m in models)
+print(all(serves(i) for i in ids))
+PY
+)" = True ]
 }
 
 # predict_all: asks every agent for the same prediction and prints version + output per device.
 predict_all() {
-  local id json
+  local id
   printf '    $ edgefleetctl agent predict --socket var/demo/agents/ID/inference.sock --model classifier --input %s\n' "$PREDICT_INPUT"
-  for id in "${DEVICES[@]}"; do
-    json=$(ctl -o json agent predict --socket "$DEMO/agents/$id/inference.sock" --model classifier --input "$PREDICT_INPUT") ||
-      die "prediction on $id failed"
-    printf '      %-11s %s\n' "$id" "$(json_get "'version %s  ' % j.get('version') + '  '.join('%s=[%s]' % (t.get('name'), ', '.join('%.4f' % x for x in t.get('data', []))) for t in j.get('outputs', []))" <<<"$json")"
+  if ! ask_agents predict --model classifier --input "$PREDICT_INPUT"; then
+    for id in "${DEVICES[@]}"; do
+      [ ! -s "$ANSWERS/$id.err" ] || printf '      %s: %s\n' "$id" "$(cat "$ANSWERS/$id.err")" >&2
+    done
+    die "a prediction failed (above)"
+  fi
+  "$EDGEFLEET_PYTHON" - "$ANSWERS" "${DEVICES[@]}" <<'PY' || die "could not read the predictions in ${ANSWERS#"$ROOT"/}/"
+import json, sys
+answers, ids = sys.argv[1], sys.argv[2:]
+width = max(len(i) for i in ids)
+for i in ids:
+    j = json.load(open(f"{answers}/{i}.json"))
+    outputs = "  ".join("%s=[%s]" % (t.get("name"), ", ".join("%.4f" % float(x) for x in t.get("data", [])))
+                        for t in j.get("outputs", []))
+    print("      %-*s  version %s  %s" % (width, i, j.get("version"), outputs))
+PY
+}
+
+# push VERSION FILE: publishes var/demo/models/FILE as classifier VERSION; prints its JSON.
+push() {
+  local version=$1 file=$2
+  printf '    $ edgefleetctl model push classifier var/demo/models/%s --version %s --input input:1x4 --output probs:1x3\n' "$file" "$version" >&2
+  ctl -o json model push classifier "$DEMO/models/$file" --version "$version" --input input:1x4 --output probs:1x3 ||
+    die "edgefleetctl model push classifier $file failed"
+}
+
+rollout_json() { ctl -o json rollout status "$1"; }
+
+# rollout_done NAME: the rollout reached a final state; sets ROLLOUT_STATE (RUNNING, SUCCEEDED, ...).
+ROLLOUT_STATE=''
+rollout_done() {
+  local json
+  json=$(rollout_json "$1" 2>/dev/null) || return 1
+  ROLLOUT_STATE=$(json_get 'j["state"].replace("ROLLOUT_STATE_", "")' <<<"$json")
+  case $ROLLOUT_STATE in SUCCEEDED | ABORTED | ROLLED_BACK) return 0 ;; *) return 1 ;; esac
+}
+
+# follow_rollout NAME: waits until the rollout ends (each wave gets EDGEFLEET_DEMO_TIMEOUT seconds),
+# showing `rollout status` whenever it moves on to another wave. Sets ROLLOUT_STATE.
+follow_rollout() {
+  local name=$1 json state='' wave last_wave=0 deadline=$((SECONDS + WAIT_SECONDS))
+  info "following rollout $name (up to ${WAIT_SECONDS}s per wave)"
+  while :; do
+    check_alive
+    if json=$(rollout_json "$name" 2>/dev/null); then
+      read -r state wave < <(json_get '"%s %s" % (j["state"].replace("ROLLOUT_STATE_", ""), j.get("currentWave", 0))' <<<"$json")
+      case $state in SUCCEEDED | ABORTED | ROLLED_BACK) break ;; esac
+      if [ "$wave" != "$last_wave" ]; then
+        ok "wave $last_wave passed its gates and its soak: the controller promoted the rollout to wave $wave"
+        show rollout status "$name"
+        last_wave=$wave
+        deadline=$((SECONDS + WAIT_SECONDS))
+      fi
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      show rollout status "$name"
+      die "timed out after ${WAIT_SECONDS}s in wave $last_wave of rollout $name (logs: ${LOGS#"$ROOT"/}/)"
+    fi
+    sleep 0.5
   done
+  ROLLOUT_STATE=$state
+  info "rollout $name ended: $ROLLOUT_STATE"
 }
 
-# deploy VERSION: pushes classifier_vVERSION.onnx, deploys it to every device and waits until they serve it.
-deploy() {
-  local version=$1 out
-  show model push classifier "var/demo/models/classifier_v$version.onnx" --version "$version" --input input:1x4 --output probs:1x3
-  printf '    $ edgefleetctl deploy create classifier %s\n' "$version"
-  out=$(ctl -o json deploy create classifier "$version") || die "edgefleetctl deploy create classifier $version failed"
-  DEPLOYMENT_ID=$(json_get 'j["deploymentId"]' <<<"$out")
-  info "deployment $DEPLOYMENT_ID created"
-  wait_for "$WAIT_SECONDS" "every agent to serve classifier version $version" serving_everywhere "$version"
-  ok "all ${#DEVICES[@]} devices serve classifier version $version"
-  show deploy status "$DEPLOYMENT_ID"
+# expect JSON "claim" EXPRESSION: dies with the claim unless the Python expression over j (the
+# parsed JSON) is true. The demo is also a check of what it shows.
+expect() {
+  local json=$1 claim=$2 expr=$3 verdict
+  verdict=$(json_get "bool($expr)" <<<"$json") || die "could not check: $claim"
+  [ "$verdict" = True ] || die "check failed: $claim"
+  ok "checked: $claim"
 }
 
-step "Push classifier v1, deploy it to the fleet and run a prediction on every device"
+# bytes_served: the server's edgefleet_artifact_bytes_served_total, full artifacts and patches.
+bytes_served() {
+  curl -fsS "$HTTP/metrics" | awk '/^edgefleet_artifact_bytes_served_total/ { s += $2 } END { printf "%d\n", s }'
+}
+
+# The rollouts' waves: three (30%, 60%, 100%: 1, 2 and 3 devices of 3), two for a fleet of two.
+if [ "$AGENTS" -ge 3 ]; then WAVES=30%,60%,100%; else WAVES=50%,100%; fi
+
+# ---------------------------------------------------------------------------------------------------
+step "Push classifier v1 and deploy it to the whole fleet (deploy create: one wave of 100%)"
 "$EDGEFLEET_PYTHON" tests/models/make_models.py "$DEMO/models" >"$LOGS/make_models.log" 2>&1 ||
   { cat "$LOGS/make_models.log" >&2; die "could not generate the ONNX models (needs python3-onnx and python3-numpy)"; }
 info "generated ONNX models in var/demo/models/"
-deploy 1
+push 1 classifier_v1.onnx >/dev/null
+printf '    $ edgefleetctl deploy create classifier 1\n'
+out=$(ctl -o json deploy create classifier 1) || die "edgefleetctl deploy create classifier 1 failed"
+DEPLOYMENT_ID=$(json_get 'j["deploymentId"]' <<<"$out")
+info "deployment $DEPLOYMENT_ID created (its rollout is deploy-$DEPLOYMENT_ID)"
+wait_for "$WAIT_SECONDS" "every device to install v1 and pass probation" rollout_done "deploy-$DEPLOYMENT_ID"
+[ "$ROLLOUT_STATE" = SUCCEEDED ] || { show rollout status "deploy-$DEPLOYMENT_ID"; die "deploy-$DEPLOYMENT_ID ended $ROLLOUT_STATE, not SUCCEEDED"; }
+show deploy status "$DEPLOYMENT_ID"
+serving_everywhere 1 || die "not every agent serves classifier v1 although deploy-$DEPLOYMENT_ID succeeded"
 predict_all
 
 # ---------------------------------------------------------------------------------------------------
-step "Push classifier v2, roll it out, and predict again (answers change)"
-deploy 2
+step "Start local traffic: the application on every device calls Predict"
+SOCKETS=()
+for id in "${DEVICES[@]}"; do SOCKETS+=("$DEMO/agents/$id/inference.sock"); done
+start_bg traffic "$LOGS/traffic.log" bash scripts/lib/demo_traffic.sh "$BIN/edgefleetctl" classifier "$PREDICT_INPUT" "${SOCKETS[@]}"
+info "scripts/lib/demo_traffic.sh calls edgefleetctl agent predict on every device about once a second"
+info "(log: ${LOGS#"$ROOT"/}/traffic.log). A new version's probation is judged on these answers."
+
+# ---------------------------------------------------------------------------------------------------
+step "Roll classifier v2 out in waves ($WAVES): each wave promotes itself when its gates pass"
+push 2 classifier_v2.onnx >/dev/null
+show rollout create classifier-v2 --model classifier --version 2 --waves "$WAVES" --soak 3s --min-devices 1 --on-failure rollback
+follow_rollout classifier-v2
+[ "$ROLLOUT_STATE" = SUCCEEDED ] || { show rollout status classifier-v2; die "rollout classifier-v2 ended $ROLLOUT_STATE, not SUCCEEDED"; }
+show rollout status classifier-v2
+json=$(rollout_json classifier-v2) || die "edgefleetctl rollout status classifier-v2 failed"
+expect "$json" "classifier-v2 SUCCEEDED, every wave PASSED" \
+  "j['state'] == 'ROLLOUT_STATE_SUCCEEDED' and all(w['state'] == 'WAVE_STATE_PASSED' for w in j['waves'])"
+expect "$json" "its waves targeted $AGENTS devices in all and all $AGENTS serve v2" \
+  "sum(int(w['targeted']) for w in j['waves']) == $AGENTS and sum(int(w['serving']) for w in j['waves']) == $AGENTS"
+serving_everywhere 2 || die "check failed: not every agent's local API serves classifier v2"
+ok "checked: every agent's local API serves classifier v2"
 predict_all
 
 # ---------------------------------------------------------------------------------------------------
-step "Deployments, metrics, and shutdown"
-show deploy list
-info "a few lines of $HTTP/metrics:"
+step "Roll out a broken classifier v3 with --on-failure rollback"
+info "classifier_nan.onnx loads and passes the agent's warm-up (zeros in, finite out), but answers"
+info "NaN for the inputs the devices' applications send: only probation under real traffic catches it."
+v3_json=$(push 3 classifier_nan.onnx) || exit 1
+V3_SIZE=$(json_get 'int(j["sizeBytes"])' <<<"$v3_json")
+BYTES_BEFORE=$(bytes_served) || die "GET $HTTP/metrics failed"
+info "v3 is $V3_SIZE bytes; artifact bytes served so far (edgefleet_artifact_bytes_served_total): $BYTES_BEFORE"
+show rollout create classifier-v3 --model classifier --version 3 --waves "$WAVES" --soak 3s --min-devices 1 --on-failure rollback
+follow_rollout classifier-v3
+[ "$ROLLOUT_STATE" = ROLLED_BACK ] || { show rollout status classifier-v3; die "rollout classifier-v3 ended $ROLLOUT_STATE, not ROLLED_BACK"; }
+
+# ---------------------------------------------------------------------------------------------------
+step "Check: v3 was stopped in wave 0, rolled back, and never reached the other devices"
+show rollout status classifier-v3
+json=$(rollout_json classifier-v3) || die "edgefleetctl rollout status classifier-v3 failed"
+expect "$json" "classifier-v3 is ROLLED_BACK by the controller" \
+  "j['state'] == 'ROLLOUT_STATE_ROLLED_BACK' and any(e['kind'] == 'ROLLOUT_EVENT_KIND_ROLLED_BACK' and e.get('actor') == 'ROLLOUT_ACTOR_CONTROLLER' for e in j['events'])"
+expect "$json" "wave 0's probation gate FAILED: an agent reported PROBATION_FAILED" \
+  "any(g['gate'] == 'GATE_PROBATION_FAILURES' and g['result'] == 'GATE_OUTCOME_FAIL' for g in j['waves'][0]['gates']) and int(j['waves'][0]['probationFailed']) >= 1"
+WAVE0=$(json_get 'int(j["waves"][0]["targeted"])' <<<"$json")
+expect "$json" "only wave 0 was targeted ($WAVE0 of $AGENTS devices); the later waves targeted nobody" \
+  "j['currentWave'] == 0 and $WAVE0 < $AGENTS and all(int(w['targeted']) == 0 for w in j['waves'][1:])"
+
+# The roll back is over on the devices once every device checked in after it, reports classifier v2
+# serving and v3 in no state short of FAILED (a wave-0 device that was still installing v3 when the
+# gate failed swaps back at its next check-in), and its local API serves v2.
+FINISHED_AT=$(json_get 'j["finishedAt"]' <<<"$json")
+rollback_settled() {
+  local devices
+  devices=$(ctl -o json device list 2>/dev/null) || return 1
+  [ "$("$EDGEFLEET_PYTHON" -c '
+import datetime, json, sys
+finished = datetime.datetime.fromisoformat(sys.argv[1].replace("Z", "+00:00"))
+ids = set(sys.argv[2].split())
+settled = 0
+for d in json.load(sys.stdin).get("devices", []):
+    if d["deviceId"] not in ids or "lastSeen" not in d:
+        continue
+    seen = datetime.datetime.fromisoformat(d["lastSeen"].replace("Z", "+00:00"))
+    models = {m["version"]: m["state"] for m in d.get("inventory", {}).get("models", [])
+              if m["modelName"] == "classifier"}
+    if ((seen - finished).total_seconds() >= 2 and models.get("2") == "MODEL_STATE_SERVING"
+            and models.get("3", "MODEL_STATE_FAILED") == "MODEL_STATE_FAILED"):
+        settled += 1
+print(settled == len(ids))' "$FINISHED_AT" "${DEVICES[*]}" <<<"$devices")" = True ] || return 1
+  serving_everywhere 2
+}
+wait_for "$WAIT_SECONDS" "every device to check in after the roll back and report classifier v2 serving" rollback_settled
+ok "checked: every device serves classifier v2 again (its local API, and its report to the server)"
+
+BYTES_AFTER=$(bytes_served) || die "GET $HTTP/metrics failed"
+V3_BYTES=$((BYTES_AFTER - BYTES_BEFORE))
+info "artifact bytes served during the v3 rollout and its roll back: $BYTES_AFTER - $BYTES_BEFORE = $V3_BYTES"
+info "(v3 in full is $V3_SIZE bytes; a device fetches it in full or as a smaller patch)"
+[ "$V3_BYTES" -gt 0 ] || die "check failed: no artifact bytes were served during the v3 rollout, yet wave 0 ran v3"
+[ "$V3_BYTES" -le $((WAVE0 * V3_SIZE)) ] ||
+  die "check failed: $V3_BYTES bytes served is more than wave 0's $WAVE0 device(s) x $V3_SIZE bytes: v3 reached more devices, or the roll back downloaded v2 again"
+ok "checked: $V3_BYTES bytes <= $WAVE0 wave-0 device(s) x $V3_SIZE bytes; the roll back to v2 downloaded nothing"
+
+# Per device: its target in the v3 rollout (none: never offered v3) and what the agent reports of v3.
+DEPLOY_V3=$(ctl -o json deploy list | json_get '[d["deploymentId"] for d in j.get("deployments", []) if d.get("version") == "3"][0]') ||
+  die "no deployment for classifier v3 in edgefleetctl deploy list"
+info "per device: its target in rollout classifier-v3 (edgefleetctl deploy status $DEPLOY_V3), the version it"
+info "serves and what it reports of v3 (edgefleetctl device list):"
+ctl -o json deploy status "$DEPLOY_V3" >"$DEMO/v3-targets.json" || die "edgefleetctl deploy status $DEPLOY_V3 failed"
+ctl -o json device list >"$DEMO/devices.json" || die "edgefleetctl device list failed"
+"$EDGEFLEET_PYTHON" - "$DEMO/v3-targets.json" "$DEMO/devices.json" "$WAVE0" "${DEVICES[@]}" <<'PY' || die "check failed (above)"
+import json, sys
+targets_file, devices_file, wave0, ids = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+targets = {t["deviceId"]: t for t in json.load(open(targets_file)).get("targets", [])}
+devices = {d["deviceId"]: d for d in json.load(open(devices_file)).get("devices", [])}
+rows, problems = [], []
+for i in ids:
+    d = devices[i]
+    hw = d.get("labels", {}).get("hw", "-")
+    t = targets.get(i)
+    target = t["state"].replace("DEPLOYMENT_TARGET_STATE_", "") if t else "never targeted"
+    v3 = [m for m in d.get("inventory", {}).get("models", [])
+          if m["modelName"] == "classifier" and m["version"] == "3"]
+    serving = [m["version"] for m in d.get("inventory", {}).get("models", [])
+               if m["modelName"] == "classifier" and m["state"] == "MODEL_STATE_SERVING"]
+    report = "never had it"
+    if v3:
+        detail = v3[0].get("detail", "").replace("FAILURE_REASON_", "").split(" (attempt")[0]
+        report = v3[0]["state"].replace("MODEL_STATE_", "") + (": " + detail if detail else "")
+    rows.append((i, hw, target, ",".join(serving), report))
+    if not t and v3:
+        problems.append(f"{i} was never targeted by classifier-v3 yet reports v3: {report}")
+width = [max(len(r[k]) for r in rows + [("DEVICE", "HW", "V3 TARGET", "SERVES", "")]) for k in range(4)]
+print("      %-*s  %-*s  %-*s  %-*s  %s" % (width[0], "DEVICE", width[1], "HW", width[2], "V3 TARGET",
+                                           width[3], "SERVES", "V3 AS THE AGENT REPORTS IT"))
+for r in rows:
+    print("      %-*s  %-*s  %-*s  %-*s  %s" % (width[0], r[0], width[1], r[1], width[2], r[2],
+                                               width[3], r[3], r[4]))
+if len(targets) != wave0:
+    problems.append(f"classifier-v3 has {len(targets)} targets, wave 0 has {wave0}")
+outside = [i for i in ids if i not in targets]
+if len(outside) != len(ids) - wave0:
+    problems.append(f"{len(outside)} devices outside wave 0, expected {len(ids) - wave0}")
+for p in problems:
+    print("    problem: " + p, file=sys.stderr)
+if problems:
+    sys.exit(1)
+print(f"    checked: the {len(outside)} devices outside wave 0 were never targeted and never had v3")
+PY
+for id in "${DEVICES[@]}"; do
+  line=$(grep -m1 'failed probation' "$LOGS/agent-$id.log" | grep 'version=3' || true)
+  [ -z "$line" ] || info "agent $id: ${line#* }"
+done
+predict_all
+
+# The devices keep their applications' traffic in a real fleet; the demo stops its own here.
+stop_bg traffic
+info "stopped the local traffic; NaN answers the applications got from v3 before it was swapped out: $(grep -c 'answered non-finite' "$LOGS/traffic.log" || true) (log: ${LOGS#"$ROOT"/}/traffic.log)"
+
+# ---------------------------------------------------------------------------------------------------
+step "Rollouts, metrics, and shutdown"
+show rollout list
+info "rollout and delivery lines of $HTTP/metrics:"
 metrics=$(curl -fsS "$HTTP/metrics") || die "GET $HTTP/metrics failed"
-printf '%s\n' "$metrics" | awk '/^edgefleet_/ && !/_bucket\{/ && n++ < 12 { print "      " $0 }'
+printf '%s\n' "$metrics" | awk '/^edgefleet_(rollouts|rollout_targets|artifact_bytes_served_total|update_events_total)/ && !/ 0$/ { print "      " $0 }'
 
 succeeded=1
 if [ "$mode" = keep ]; then
-  cat >"$ENV_FILE" <<EOF
+  cat >"$ENV_FILE" <<ENV
 export EDGEFLEET_SERVER=$EDGEFLEET_SERVER
 export EDGEFLEET_HTTP=$HTTP
 export EDGEFLEET_TOKEN=$ADMIN_TOKEN
-EOF
+ENV
   chmod 600 "$ENV_FILE"
   printf '\n%sDemo finished; the stack keeps running.%s\n' "$_ef_green" "$_ef_reset"
-  cat <<EOF
+  cat <<USE
 Use it:
   source var/demo/env
   ${BIN#"$ROOT"/}/edgefleetctl device list
-  curl -H @<(echo "Authorization: Bearer \$EDGEFLEET_TOKEN") \$EDGEFLEET_HTTP/v1/devices
-  ${BIN#"$ROOT"/}/edgefleetctl agent predict --socket var/demo/agents/demo-cam-1/inference.sock --model classifier --input $PREDICT_INPUT
+  ${BIN#"$ROOT"/}/edgefleetctl rollout status classifier-v3
+  curl -H @<(echo "Authorization: Bearer \$EDGEFLEET_TOKEN") \$EDGEFLEET_HTTP/v1/rollouts
+  ${BIN#"$ROOT"/}/edgefleetctl agent predict --socket var/demo/agents/${DEVICES[0]}/inference.sock --model classifier --input $PREDICT_INPUT
 Logs: var/demo/logs/   Stop it: ./scripts/demo.sh --down
-EOF
+USE
 else
   info "stopping agents, server and PostgreSQL (use --keep to leave them running)"
   stop_stack
