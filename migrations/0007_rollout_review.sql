@@ -27,3 +27,16 @@ CREATE TRIGGER devices_queue_placement_on_update AFTER UPDATE OF labels, status 
 -- Devices active before this migration are placed once more at the first pass (what the
 -- controller did at every pass before).
 INSERT INTO device_placement_queue (device_id) SELECT id FROM devices WHERE status = 'active';
+
+-- The models a device's inventory (an edgefleet.v1.Inventory in protobuf JSON) reports, one row
+-- each, digests decoded; an inventory without a models array reports none. The one place SQL
+-- reads the inventory: what a rollout finds serving already (RolloutRepo::Assign) and what a
+-- device may fetch again (DeviceRepo::MayFetchArtifact) read it alike.
+CREATE FUNCTION inventory_models(inventory jsonb)
+RETURNS TABLE (model_name text, version text, state text, artifact_sha256 bytea)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT m ->> 'model_name', m ->> 'version', m ->> 'state',
+         CASE WHEN m ? 'artifact_sha256' THEN decode(m ->> 'artifact_sha256', 'base64') END
+  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(inventory -> 'models') = 'array'
+                                 THEN inventory -> 'models' ELSE '[]'::jsonb END) AS m
+$$;

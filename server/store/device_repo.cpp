@@ -218,13 +218,11 @@ absl::StatusOr<bool> DeviceRepo::MayFetchArtifact(const std::string& device_id,
         // Released to this device: its live targets (a rolled back one releases both versions),
         // plus superseded ones whose artifact its
         // inventory reports holding (inventory alone proves nothing: a device could claim any
-        // digest). Inventory stores bytes as base64 (protobuf JSON).
+        // digest).
         pqxx::result r = tx.exec_params(
             "WITH held AS ("
-            "  SELECT decode(m->>'artifact_sha256', 'base64') AS sha FROM devices dev, "
-            "  jsonb_array_elements(CASE WHEN jsonb_typeof(dev.inventory->'models') = 'array' "
-            "    THEN dev.inventory->'models' ELSE '[]'::jsonb END) m "
-            "  WHERE dev.id = $1 AND m ? 'artifact_sha256'"
+            "  SELECT m.artifact_sha256 AS sha FROM devices dev, inventory_models(dev.inventory) m "
+            "  WHERE dev.id = $1 AND m.artifact_sha256 IS NOT NULL"
             "), released AS ("
             "  SELECT mv.artifact_sha256 AS sha FROM deployment_targets t "
             "  JOIN deployments d ON d.id = t.deployment_id "

@@ -146,3 +146,26 @@ TEST_F(RolloutRepoTest, PlacementsArePassedOnInBoundedBatchesOldestFirst) {
 
 }  // namespace
 }  // namespace edgefleet::server
+
+namespace edgefleet::server {
+namespace {
+
+// inventory_models (migration 0007), the one reading of a device's inventory in SQL.
+TEST_F(StoreTest, InventoryModelsReadsTheModelsArrayAndDecodesDigests) {
+  EXPECT_EQ(
+      pg_.QueryValue("SELECT string_agg(model_name || '/' || version || '/' || state || '/' || "
+                     "coalesce(encode(artifact_sha256, 'hex'), '-'), ',') FROM inventory_models("
+                     "'{\"models\": [{\"model_name\": \"d\", \"version\": \"1\", \"state\": "
+                     "\"MODEL_STATE_SERVING\", \"artifact_sha256\": \"q80=\"}, {\"model_name\": "
+                     "\"e\", \"version\": \"2\", \"state\": \"MODEL_STATE_STAGED\"}]}')"),
+      "d/1/MODEL_STATE_SERVING/abcd,e/2/MODEL_STATE_STAGED/-");
+  for (const char* inventory : {"{}", "{\"models\": {\"a\": 1}}", "{\"models\": \"x\"}", "null"}) {
+    EXPECT_EQ(
+        pg_.QueryValue(std::string("SELECT count(*) FROM inventory_models('") + inventory + "')"),
+        "0")
+        << inventory;
+  }
+}
+
+}  // namespace
+}  // namespace edgefleet::server
