@@ -8,7 +8,7 @@
 #include "cli/output.h"
 #include "cli/parsers.h"
 #include "common/core/labels.h"
-#include "server/rollout/wave_plan.h"
+#include "common/rollout/wave_sizes.h"
 
 namespace edgefleet::cli {
 namespace {
@@ -90,7 +90,7 @@ absl::StatusOr<v1::CreateRolloutRequest> CreateRolloutRequestFromFlags(const std
     req.set_label_selector(*selector);
   }
   if (auto waves = args.Get("waves")) {
-    auto specs = server::rollout::ParseWaveSizes(*waves);
+    auto specs = rollout::ParseWaveSizes(*waves);
     if (!specs.ok()) return BadFlag("waves", std::string(specs.status().message()));
     if (specs->empty()) return BadFlag("waves", "give at least one wave (10%,50%,100%)");
     for (v1::WaveSpec& spec : *specs) *req.add_waves() = std::move(spec);

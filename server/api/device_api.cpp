@@ -77,6 +77,7 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
   if (auto s = CheckRequestLimits(request); !s.ok()) return s;
   const auto now = clock_.Now();
   const int64_t now_unix = ToUnixSeconds(now);
+  // Writes the inventory only when it changed; last_seen goes to the batch once it succeeded.
   auto desired = repos_.db.Transact(
       "device check-in", [&](Tx& tx) -> absl::StatusOr<std::vector<StoredVersion>> {
         if (auto s = repos_.devices.RecordCheckIn(tx, device_id, request.inventory(), now_unix);
@@ -87,6 +88,7 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
         return repos_.deployments.DesiredForDevice(tx, device_id);
       });
   if (!desired.ok()) return desired.status();
+  repos_.last_seen.Record(device_id, now_unix);
   metrics_.check_ins.Add({}).Increment();
 
   v1::CheckInResponse response;

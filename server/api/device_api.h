@@ -17,6 +17,7 @@
 #include "server/store/deployment_repo.h"
 #include "server/store/device_repo.h"
 #include "server/store/event_repo.h"
+#include "server/store/last_seen_batcher.h"
 #include "server/store/model_repo.h"
 #include "server/store/telemetry_repo.h"
 
@@ -30,7 +31,8 @@ struct DeviceApiOptions {
   v1::SignedDelegation delegation;
 };
 
-// A check-in, an event report and a telemetry upload each write in one transaction of `db`.
+// A check-in, an event report and a telemetry upload each write in one transaction of `db`; a
+// check-in where nothing changed writes nothing but its time in `last_seen`'s next batch.
 struct DeviceRepos {
   Transactor& db;
   DeviceStore& devices;
@@ -38,6 +40,7 @@ struct DeviceRepos {
   DeploymentStore& deployments;
   EventStore& events;
   TelemetryStore& telemetry;
+  LastSeenBatcher& last_seen;
 };
 
 class DeviceApi {

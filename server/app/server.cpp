@@ -28,6 +28,7 @@
 #include "server/store/audit_repo.h"
 #include "server/store/database.h"
 #include "server/store/event_repo.h"
+#include "server/store/last_seen_batcher.h"
 #include "server/store/patch_repo.h"
 #include "server/store/telemetry_repo.h"
 
@@ -147,8 +148,12 @@ class ServerImpl final : public Server {
         *artifacts_, clock_, *metrics_,
         AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()}, patches_.get(),
         rollout_controller_.get());
+    last_seen_ = std::make_unique<LastSeenBatcher>(
+        *database_, *devices_, std::chrono::milliseconds(config_.last_seen_flush_ms()));
+    last_seen_->Start();
     device_api_ = std::make_unique<DeviceApi>(
-        DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_},
+        DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_,
+                    *last_seen_},
         *artifacts_, *release_signer_, clock_, *metrics_,
         DeviceApiOptions{
             .check_in_interval = std::chrono::seconds(config_.check_in_interval_seconds()),
@@ -191,6 +196,8 @@ class ServerImpl final : public Server {
     auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
     if (admin_server_) admin_server_->Shutdown(deadline);
     if (device_server_) device_server_->Shutdown(deadline);
+    // After the device API stopped: the last check-ins' times are written.
+    if (last_seen_) last_seen_->Stop();
   }
 
  private:
@@ -315,6 +322,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<PatchService> patches_;
   std::unique_ptr<rollout::RolloutController> rollout_controller_;
+  std::unique_ptr<LastSeenBatcher> last_seen_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<DeviceApi> device_api_;
   std::unique_ptr<Authenticator> authenticator_;
@@ -347,6 +355,7 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
     c.set_device_certificate_validity_seconds(90 * 24 * 3600);
   }
   if (c.rollout_interval_ms() == 0) c.set_rollout_interval_ms(5000);
+  if (c.last_seen_flush_ms() == 0) c.set_last_seen_flush_ms(5000);
   return c;
 }
 

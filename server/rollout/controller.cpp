@@ -182,12 +182,18 @@ absl::StatusOr<v1::Rollout> RolloutController::Act(const std::string& name, Oper
 }
 
 absl::Status RolloutController::Evaluate(const std::string& name) {
+  return EvaluateUnderLease(name).status();
+}
+
+absl::StatusOr<bool> RolloutController::EvaluateUnderLease(const std::string& name) {
   std::vector<v1::GateResult> evaluated;
+  bool leased = false;
   absl::Status status = db_.Transact("evaluate rollout", [&](Tx& tx) -> absl::Status {
     evaluated.clear();
     auto locked = rollouts_.Lock(tx, name, /*skip_locked=*/true);
     if (!locked.ok()) return locked.status();
-    if (!locked->has_value()) return absl::OkStatus();  // another replica holds the lease
+    leased = locked->has_value();
+    if (!leased) return absl::OkStatus();  // another replica holds the lease
     StoredRollout& stored = **locked;
     const v1::RolloutState state = stored.progress.state;
     if (state != v1::ROLLOUT_STATE_PENDING && state != v1::ROLLOUT_STATE_RUNNING &&
@@ -285,20 +291,31 @@ absl::Status RolloutController::Evaluate(const std::string& name) {
           .Increment();
     }
   }
-  return status;
+  if (!status.ok()) return status;
+  return leased;
 }
 
 absl::Status RolloutController::EvaluateAll() {
-  auto names = db_.Transact("list rollouts to evaluate",
-                            [&](Tx& tx) { return rollouts_.NamesToEvaluate(tx); });
-  if (!names.ok()) return names.status();
+  auto work = db_.Transact("list rollouts to evaluate", [&](Tx& tx) {
+    return rollouts_.NamesToEvaluate(tx, options_.max_placements_per_pass);
+  });
+  if (!work.ok()) return work.status();
   absl::Status first;
-  for (const std::string& name : *names) {
-    absl::Status s = Evaluate(name);
-    if (!s.ok()) {
-      Logger("rollout")->warn("evaluation failed rollout={} error={}", name, s.ToString());
-      if (first.ok()) first = s;
+  bool all_evaluated = true;
+  for (const std::string& name : work->names) {
+    absl::StatusOr<bool> leased = EvaluateUnderLease(name);
+    if (!leased.ok()) {
+      Logger("rollout")->warn("evaluation failed rollout={} error={}", name,
+                              leased.status().ToString());
+      if (first.ok()) first = leased.status();
     }
+    all_evaluated = all_evaluated && leased.value_or(false);
+  }
+  if (all_evaluated && !work->placements.empty()) {
+    absl::Status forgot = db_.Transact("forget device placements", [&](Tx& tx) {
+      return rollouts_.ForgetPlacements(tx, work->placements);
+    });
+    if (!forgot.ok() && first.ok()) first = forgot;
   }
   return first;
 }

@@ -23,6 +23,9 @@ namespace edgefleet::server::rollout {
 
 struct ControllerOptions {
   std::chrono::milliseconds interval{5000};  // between evaluations of every rollout
+  // Queued device changes (enrollments, label changes) placed per pass; the rest wait for the
+  // next pass.
+  size_t max_placements_per_pass = 10000;
 };
 
 class RolloutController final : public RolloutService {
@@ -48,7 +51,10 @@ class RolloutController final : public RolloutService {
   // hold only when it differs from the last event), and act (assign a wave's devices, roll
   // back). For SUCCEEDED ones: late matching devices join the last wave.
   absl::Status Evaluate(const std::string& name);
-  // Evaluate for every rollout the store names; the first error, after trying them all.
+  // Evaluate for every rollout the store names (RolloutStore::NamesToEvaluate: the pending and
+  // running ones, and the succeeded ones a newly active or relabelled device matches); the
+  // first error, after trying them all. The queued device changes are forgotten only once every
+  // rollout was evaluated, so a failure or a lease held elsewhere leaves them for the next pass.
   absl::Status EvaluateAll();
 
   // Starts the loop on its own thread: EvaluateAll every interval until Stop.
@@ -58,6 +64,8 @@ class RolloutController final : public RolloutService {
 
  private:
   absl::StatusOr<v1::Rollout> Describe(Tx& tx, const StoredRollout& stored, bool with_events);
+  // Evaluate; false when another transaction held the rollout's lease.
+  absl::StatusOr<bool> EvaluateUnderLease(const std::string& name);
   void Loop();
 
   Transactor& db_;

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/core/labels.h"
+#include "common/rollout/wave_sizes.h"
 #include "edgefleet/v1/rollout.pb.h"
 
 namespace edgefleet::server::rollout {
@@ -57,10 +58,9 @@ WavePlan DefaultPlan();
 // What `deploy create` runs: one wave of 100%, no soak, default gates.
 WavePlan SingleWavePlan();
 
-// Parses a wave list such as "10%,50%,100%" or "5,50%,100%" (a bare number is a device count)
-// into WaveSpecs with only their sizes set. InvalidArgument naming the item on a bad one; the
-// list is validated as a whole by NormalizeWaves.
-absl::StatusOr<std::vector<v1::WaveSpec>> ParseWaveSizes(std::string_view text);
+// The text form of wave sizes ("10%,50%,100%") lives in common/ so that the CLI parses --waves
+// without linking the server; the list is validated as a whole by NormalizeWaves.
+using ::edgefleet::rollout::ParseWaveSizes;
 
 // Rollout-wide settings that waves without their own take.
 struct WaveDefaults {

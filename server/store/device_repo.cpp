@@ -218,13 +218,11 @@ absl::StatusOr<bool> DeviceRepo::MayFetchArtifact(const std::string& device_id,
         // Released to this device: its live targets (a rolled back one releases both versions),
         // plus superseded ones whose artifact its
         // inventory reports holding (inventory alone proves nothing: a device could claim any
-        // digest). Inventory stores bytes as base64 (protobuf JSON).
+        // digest).
         pqxx::result r = tx.exec_params(
             "WITH held AS ("
-            "  SELECT decode(m->>'artifact_sha256', 'base64') AS sha FROM devices dev, "
-            "  jsonb_array_elements(CASE WHEN jsonb_typeof(dev.inventory->'models') = 'array' "
-            "    THEN dev.inventory->'models' ELSE '[]'::jsonb END) m "
-            "  WHERE dev.id = $1 AND m ? 'artifact_sha256'"
+            "  SELECT m.artifact_sha256 AS sha FROM devices dev, inventory_models(dev.inventory) m "
+            "  WHERE dev.id = $1 AND m.artifact_sha256 IS NOT NULL"
             "), released AS ("
             "  SELECT mv.artifact_sha256 AS sha FROM deployment_targets t "
             "  JOIN deployments d ON d.id = t.deployment_id "
@@ -319,17 +317,43 @@ absl::Status DeviceRepo::RecordCheckIn(Tx& txn, const std::string& device_id,
   return internal::InTx(
       txn, absl::StrCat("record check-in of device ", device_id),
       [&](pqxx::work& tx) -> absl::Status {
+        // One round trip: the device's status, and the inventory written only when it changed.
         pqxx::result r = tx.exec_params(
-            "UPDATE devices SET inventory = $2::jsonb, last_seen = to_timestamp($3) "
-            "WHERE id = $1 AND status <> 'decommissioned' RETURNING 1",
+            "WITH dev AS (SELECT status FROM devices WHERE id = $1), "
+            "changed AS (UPDATE devices SET inventory = $2::jsonb, "
+            "last_seen = greatest(last_seen, to_timestamp($3)) WHERE id = $1 "
+            "AND status <> 'decommissioned' AND inventory IS DISTINCT FROM $2::jsonb "
+            "RETURNING 1) "
+            "SELECT (SELECT status FROM dev), EXISTS (SELECT 1 FROM changed)",
             device_id, internal::MessageToJson(inventory), now_unix);
-        if (!r.empty()) return absl::OkStatus();
-        if (tx.exec_params("SELECT 1 FROM devices WHERE id = $1", device_id).empty()) {
-          return NotFound(device_id);
+        if (r[0][0].is_null()) return NotFound(device_id);
+        if (r[0][0].as<std::string>() == "decommissioned") {
+          return absl::FailedPreconditionError(
+              absl::StrCat("device ", device_id, " is decommissioned"));
         }
-        return absl::FailedPreconditionError(
-            absl::StrCat("device ", device_id, " is decommissioned"));
+        return absl::OkStatus();
       });
+}
+
+absl::Status DeviceRepo::TouchLastSeen(Tx& txn, const std::map<std::string, int64_t>& seen_unix) {
+  if (seen_unix.empty()) return absl::OkStatus();
+  return internal::InTx(txn, absl::StrCat("record last seen of ", seen_unix.size(), " devices"),
+                        [&](pqxx::work& tx) -> absl::Status {
+                          std::vector<std::string> ids;
+                          std::string times = "{";
+                          for (const auto& [id, seen] : seen_unix) {
+                            ids.push_back(id);
+                            if (times.size() > 1) times += ',';
+                            times += std::to_string(seen);
+                          }
+                          times += '}';
+                          tx.exec_params(
+                              "UPDATE devices d SET last_seen = to_timestamp(s.seen) "
+                              "FROM unnest($1::text[], $2::bigint[]) AS s(id, seen) "
+                              "WHERE d.id = s.id AND d.last_seen < to_timestamp(s.seen)",
+                              internal::TextArrayLiteral(ids), times);
+                          return absl::OkStatus();
+                        });
 }
 
 absl::StatusOr<std::map<std::string, int64_t>> DeviceRepo::CountByStatus() {

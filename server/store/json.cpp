@@ -33,6 +33,20 @@ std::string StringsToJson(const std::vector<std::string>& values) {
   return MessageToJson(list);
 }
 
+std::string TextArrayLiteral(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
 std::string MessageToJson(const pb::Message& message) {
   pb::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;

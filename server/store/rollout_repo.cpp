@@ -1,5 +1,6 @@
 #include "server/store/rollout_repo.h"
 
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -177,17 +178,56 @@ absl::StatusOr<Page<StoredRollout>> RolloutRepo::ListPage(Tx& txn, const PageReq
               });
 }
 
-absl::StatusOr<std::vector<std::string>> RolloutRepo::NamesToEvaluate(Tx& txn) {
+absl::StatusOr<RolloutsToEvaluate> RolloutRepo::NamesToEvaluate(Tx& txn, size_t max_placements) {
   return InTx(
-      txn, "list rollouts to evaluate",
-      [&](pqxx::work& tx) -> absl::StatusOr<std::vector<std::string>> {
-        std::vector<std::string> names;
-        for (const pqxx::row& row : tx.exec("SELECT name FROM rollouts WHERE state IN "
-                                            "('pending', 'running', 'succeeded') ORDER BY name")) {
-          names.push_back(row[0].as<std::string>());
+      txn, "list rollouts to evaluate", [&](pqxx::work& tx) -> absl::StatusOr<RolloutsToEvaluate> {
+        RolloutsToEvaluate out;
+        std::set<std::string> names;
+        for (const pqxx::row& row :
+             tx.exec("SELECT name FROM rollouts WHERE state IN ('pending', 'running')")) {
+          names.insert(row[0].as<std::string>());
         }
-        return names;
+        for (const pqxx::row& row :
+             tx.exec_params("SELECT id FROM device_placement_queue ORDER BY id LIMIT $1",
+                            static_cast<int64_t>(max_placements))) {
+          out.placements.push_back(row[0].as<int64_t>());
+        }
+        if (!out.placements.empty()) {
+          std::vector<std::string> ids;
+          for (int64_t id : out.placements) ids.push_back(std::to_string(id));
+          // An older succeeded rollout of the same model and selector never gets a device its
+          // newer one would take (MatchingDevices leaves it out), so only the newest is asked.
+          for (const pqxx::row& row :
+               tx.exec_params("SELECT DISTINCT r.name FROM devices dev "
+                              "JOIN deployments d ON dev.labels @> d.selector "
+                              "JOIN rollouts r ON r.deployment_id = d.id AND r.state = 'succeeded' "
+                              "WHERE dev.status = 'active' AND dev.id IN (SELECT q.device_id FROM "
+                              "device_placement_queue q WHERE q.id IN (SELECT "
+                              "jsonb_array_elements_text($1::jsonb)::bigint)) "
+                              "AND NOT EXISTS (SELECT 1 FROM deployments nd JOIN rollouts nr "
+                              "ON nr.deployment_id = nd.id AND nr.state = 'succeeded' "
+                              "WHERE nd.model_name = d.model_name AND nd.selector = d.selector "
+                              "AND nd.id > d.id)",
+                              internal::StringsToJson(ids))) {
+            names.insert(row[0].as<std::string>());
+          }
+        }
+        out.names.assign(names.begin(), names.end());
+        return out;
       });
+}
+
+absl::Status RolloutRepo::ForgetPlacements(Tx& txn, const std::vector<int64_t>& placements) {
+  if (placements.empty()) return absl::OkStatus();
+  return InTx(txn, "forget device placements", [&](pqxx::work& tx) -> absl::Status {
+    std::vector<std::string> ids;
+    for (int64_t id : placements) ids.push_back(std::to_string(id));
+    tx.exec_params(
+        "DELETE FROM device_placement_queue WHERE id IN (SELECT "
+        "jsonb_array_elements_text($1::jsonb)::bigint)",
+        internal::StringsToJson(ids));
+    return absl::OkStatus();
+  });
 }
 
 absl::Status RolloutRepo::SaveProgress(Tx& txn, const std::string& name,
@@ -342,10 +382,9 @@ absl::Status RolloutRepo::Assign(Tx& txn, int64_t deployment_id, uint32_t wave,
             "INSERT INTO deployment_targets (deployment_id, device_id, state, wave, targeted_at, "
             "updated_at, previous_version) "
             "SELECT $1, dev_id, CASE WHEN EXISTS (SELECT 1 FROM devices dev, deployments d, "
-            "jsonb_array_elements(CASE WHEN jsonb_typeof(dev.inventory->'models') = 'array' "
-            "THEN dev.inventory->'models' ELSE '[]'::jsonb END) m WHERE dev.id = dev_id "
-            "AND d.id = $1 AND m->>'model_name' = d.model_name AND m->>'version' = d.version "
-            "AND m->>'state' = 'MODEL_STATE_SERVING') THEN 'serving' ELSE 'pending' END, "
+            "inventory_models(dev.inventory) m WHERE dev.id = dev_id AND d.id = $1 "
+            "AND m.model_name = d.model_name AND m.version = d.version "
+            "AND m.state = 'MODEL_STATE_SERVING') THEN 'serving' ELSE 'pending' END, "
             "$2, to_timestamp($4), to_timestamp($4), "
             "(SELECT CASE WHEN o.rollback_metadata_version IS NOT NULL THEN o.previous_version "
             "ELSE od.version "

@@ -30,6 +30,16 @@ struct StoredRollout {
   int64_t deployment_id = 0;
 };
 
+// What one pass of the controller evaluates.
+struct RolloutsToEvaluate {
+  // By name: every PENDING and RUNNING rollout, and the SUCCEEDED ones a queued device now
+  // matches (only the newest succeeded rollout per model and selector).
+  std::vector<std::string> names;
+  // The device placement queue entries `names` covers: forget them (ForgetPlacements) once
+  // every name was evaluated, so a failed or skipped evaluation is tried again.
+  std::vector<int64_t> placements;
+};
+
 class RolloutStore {
  public:
   virtual ~RolloutStore() = default;
@@ -49,9 +59,14 @@ class RolloutStore {
   virtual absl::StatusOr<StoredRollout> Find(Tx& tx, const std::string& name) = 0;
   // Rollouts by name after `page.after`.
   virtual absl::StatusOr<Page<StoredRollout>> ListPage(Tx& tx, const PageRequest& page) = 0;
-  // Names of the rollouts the controller evaluates (PENDING, RUNNING) or assigns late devices to
-  // (SUCCEEDED), by name.
-  virtual absl::StatusOr<std::vector<std::string>> NamesToEvaluate(Tx& tx) = 0;
+  // The rollouts the controller evaluates: PENDING and RUNNING ones (their late devices join
+  // their current wave), and the SUCCEEDED ones that a device queued for placement now matches
+  // (it joins their last wave). A device is queued when it becomes active or its labels change
+  // (migration 0007), so a pass does not grow with the number of finished rollouts. At most
+  // `max_placements` queue entries at a time, oldest first.
+  virtual absl::StatusOr<RolloutsToEvaluate> NamesToEvaluate(Tx& tx, size_t max_placements) = 0;
+  // Removes these device placement queue entries.
+  virtual absl::Status ForgetPlacements(Tx& tx, const std::vector<int64_t>& placements) = 0;
   virtual absl::Status SaveProgress(Tx& tx, const std::string& name,
                                     const rollout::RolloutProgress& progress,
                                     uint64_t matching_devices, int64_t now_unix) = 0;
@@ -102,7 +117,8 @@ class RolloutRepo final : public RolloutStore {
                                                     bool skip_locked) override;
   absl::StatusOr<StoredRollout> Find(Tx& tx, const std::string& name) override;
   absl::StatusOr<Page<StoredRollout>> ListPage(Tx& tx, const PageRequest& page) override;
-  absl::StatusOr<std::vector<std::string>> NamesToEvaluate(Tx& tx) override;
+  absl::StatusOr<RolloutsToEvaluate> NamesToEvaluate(Tx& tx, size_t max_placements) override;
+  absl::Status ForgetPlacements(Tx& tx, const std::vector<int64_t>& placements) override;
   absl::Status SaveProgress(Tx& tx, const std::string& name,
                             const rollout::RolloutProgress& progress, uint64_t matching_devices,
                             int64_t now_unix) override;

@@ -24,6 +24,8 @@ std::string LabelsToJson(const Labels& labels);
 absl::StatusOr<Labels> LabelsFromJson(absl::string_view json);
 // A JSON array of strings.
 std::string StringsToJson(const std::vector<std::string>& values);
+// A PostgreSQL array literal of text values, e.g. {"a","b\\\"c"}, for a $n::text[] parameter.
+std::string TextArrayLiteral(const std::vector<std::string>& values);
 
 // Protobuf JSON mapping with proto field names (so SQL can address e.g. inventory->'models').
 std::string MessageToJson(const google::protobuf::Message& message);

@@ -10,6 +10,8 @@
 #include <map>
 #include <regex>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/crypto/sha256.h"
 #include "common/manifest/manifest.h"
 #include "common/manifest/trust.h"
@@ -23,6 +25,7 @@
 #include "server/store/api_token_repo.h"
 #include "server/store/database.h"
 #include "server/store/event_repo.h"
+#include "server/store/last_seen_batcher.h"
 #include "server/store/telemetry_repo.h"
 #include "tests/support/onnx_bytes.h"
 #include "tests/support/test_database.h"
@@ -53,6 +56,8 @@ class ApiTest : public ::testing::Test {
     deployments_ = std::make_unique<DeploymentRepo>(*database_);
     events_ = std::make_unique<EventRepo>(*database_);
     telemetry_ = std::make_unique<TelemetryRepo>();
+    // Flushed by the tests that read last_seen.
+    last_seen_ = std::make_unique<LastSeenBatcher>(*database_, *devices_, std::chrono::hours(1));
     audit_ = std::make_unique<AuditRepo>();
     metrics_ = std::make_unique<ServerMetrics>(registry_);
     admin_ = std::make_unique<AdminApi>(
@@ -63,9 +68,10 @@ class ApiTest : public ::testing::Test {
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
     verifier_ = *crypto::LoadEd25519Verifier(keys->public_key_pem);
-    device_api_ = std::make_unique<DeviceApi>(
-        DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_},
-        *artifacts_, *signer_, clock_, *metrics_, DeviceApiOptions{});
+    device_api_ =
+        std::make_unique<DeviceApi>(DeviceRepos{*database_, *devices_, *models_, *deployments_,
+                                                *events_, *telemetry_, *last_seen_},
+                                    *artifacts_, *signer_, clock_, *metrics_, DeviceApiOptions{});
   }
 
   static ChunkSource Chunks(std::vector<std::string> pieces) {
@@ -86,6 +92,19 @@ class ApiTest : public ::testing::Test {
     input->add_shape(1);
     input->add_shape(4);
     return m;
+  }
+
+  // Pushes detector 1 (the model "weights") and deploys it to `selector`.
+  auto PushAndDeploy(const std::string& selector) {
+    EXPECT_TRUE(admin_
+                    ->PushModel(admin_principal_, Metadata("detector", "1"),
+                                Chunks({test::OnnxModelWith("weights")}))
+                    .ok());
+    v1::CreateDeploymentRequest deploy;
+    deploy.set_model_name("detector");
+    deploy.set_version("1");
+    deploy.set_label_selector(selector);
+    return admin_->CreateDeployment(admin_principal_, deploy);
   }
 
   void EnrollDevice(const std::string& id, Labels labels) {
@@ -111,6 +130,7 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<DeploymentRepo> deployments_;
   std::unique_ptr<EventRepo> events_;
   std::unique_ptr<TelemetryRepo> telemetry_;
+  std::unique_ptr<LastSeenBatcher> last_seen_;
   std::unique_ptr<AuditRepo> audit_;
   metrics::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
@@ -386,15 +406,7 @@ TEST_F(ApiTest, DeploymentToAnUnknownVersionIsNotFoundAndBadSelectorIsInvalid) {
 TEST_F(ApiTest, CheckInAnswersWithAManifestTheDeviceCanVerify) {
   EnrollDevice("cam-1", {{"site", "berlin"}});
   EnrollDevice("cam-2", {{"site", "paris"}});
-  ASSERT_TRUE(admin_
-                  ->PushModel(admin_principal_, Metadata("detector", "1"),
-                              Chunks({test::OnnxModelWith("weights")}))
-                  .ok());
-  v1::CreateDeploymentRequest deploy;
-  deploy.set_model_name("detector");
-  deploy.set_version("1");
-  deploy.set_label_selector("site=berlin");
-  auto deployment = admin_->CreateDeployment(admin_principal_, deploy);
+  auto deployment = PushAndDeploy("site=berlin");
   ASSERT_TRUE(deployment.ok()) << deployment.status();
   EXPECT_EQ(deployment->target_count(), 1u);
   EXPECT_EQ(deployment->target_counts().pending(), 1u);
@@ -413,6 +425,65 @@ TEST_F(ApiTest, CheckInAnswersWithAManifestTheDeviceCanVerify) {
   auto other = device_api_->CheckIn("cam-2", v1::CheckInRequest());
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(other->desired_size(), 0);
+}
+
+// Every row of every table by its physical version (ctid) and writing transaction (xmin): any
+// insert, update or delete changes it.
+std::string RowVersions(const test::TestDatabase& db) {
+  std::string out;
+  for (const std::string& table : std::vector<std::string>(absl::StrSplit(
+           db.QueryValue("SELECT string_agg(quote_ident(tablename), ',' ORDER BY tablename) "
+                         "FROM pg_tables WHERE schemaname = 'public'"),
+           ','))) {
+    absl::StrAppend(&out, table, ":",
+                    db.QueryValue("SELECT coalesce(string_agg(ctid::text || '@' || xmin::text, "
+                                  "',' ORDER BY ctid), '') FROM " +
+                                  table),
+                    "\n");
+  }
+  return out;
+}
+
+// Check-in is a read: one where nothing changed writes nothing, and its time reaches last_seen
+// with the next flush of the batch (and at a clean stop).
+TEST_F(ApiTest, ACheckInWhereNothingChangedWritesNothingButABatchedLastSeen) {
+  EnrollDevice("cam-1", {{"site", "berlin"}});
+  EnrollDevice("cam-2", {{"site", "berlin"}});
+  auto deployment = PushAndDeploy("");
+  ASSERT_TRUE(deployment.ok()) << deployment.status();
+  v1::CheckInRequest request;
+  v1::InstalledModel* serving = request.mutable_inventory()->add_models();
+  serving->set_model_name("detector");
+  serving->set_version("1");
+  serving->set_state(v1::MODEL_STATE_SERVING);
+  serving->set_artifact_sha256(crypto::Sha256Bytes(test::OnnxModelWith("weights")));
+  ASSERT_TRUE(device_api_->CheckIn("cam-1", request).ok());
+  ASSERT_TRUE(last_seen_->Flush().ok());
+  const int64_t enrolled = ToUnixSeconds(clock_.Now());
+  EXPECT_EQ(devices_->Get("cam-1")->inventory().models_size(), 1) << "a new inventory is written";
+
+  const std::string before = RowVersions(db_);
+  clock_.Advance(std::chrono::seconds(30));
+  auto answer = device_api_->CheckIn("cam-1", request);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->desired_size(), 1);
+  EXPECT_EQ(RowVersions(db_), before) << "a check-in where nothing changed wrote something";
+  EXPECT_EQ(devices_->Get("cam-1")->last_seen().seconds(), enrolled);
+  EXPECT_EQ(last_seen_->pending(), 1u);
+
+  ASSERT_TRUE(last_seen_->Flush().ok());
+  EXPECT_EQ(devices_->Get("cam-1")->last_seen().seconds(), enrolled + 30);
+  EXPECT_EQ(last_seen_->pending(), 0u);
+  const std::string flushed = RowVersions(db_);
+  ASSERT_TRUE(last_seen_->Flush().ok());
+  EXPECT_EQ(RowVersions(db_), flushed) << "an empty batch writes nothing";
+
+  // A clean stop writes what is left; a crash would lose at most one flush interval of it.
+  clock_.Advance(std::chrono::seconds(30));
+  ASSERT_TRUE(device_api_->CheckIn("cam-2", request).ok());
+  last_seen_->Stop();
+  EXPECT_EQ(devices_->Get("cam-2")->last_seen().seconds(), enrolled + 60);
+  EXPECT_EQ(devices_->Get("cam-1")->last_seen().seconds(), enrolled + 30);
 }
 
 TEST_F(ApiTest, OversizedDeviceAndUploadInputIsRefusedBeforeAnythingIsStored) {
@@ -495,18 +566,12 @@ TEST_F(ApiTest, CheckInAnswersCarryTheDelegationAndATimestampBindingThem) {
   auto delegation = manifest::NextDelegation(std::nullopt, signer_->PublicKeyPem(), clock_.Now(),
                                              std::chrono::hours(24), false);
   ASSERT_TRUE(delegation.ok()) << delegation.status();
-  DeviceApi api(DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_},
+  DeviceApi api(DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_,
+                            *last_seen_},
                 *artifacts_, *signer_, clock_, *metrics_,
                 DeviceApiOptions{.delegation = *manifest::SignDelegation(*delegation, **root)});
   EnrollDevice("cam-1", {{"site", "berlin"}});
-  ASSERT_TRUE(admin_
-                  ->PushModel(admin_principal_, Metadata("detector", "1"),
-                              Chunks({test::OnnxModelWith("weights")}))
-                  .ok());
-  v1::CreateDeploymentRequest deploy;
-  deploy.set_model_name("detector");
-  deploy.set_version("1");
-  ASSERT_TRUE(admin_->CreateDeployment(admin_principal_, deploy).ok());
+  ASSERT_TRUE(PushAndDeploy("").ok());
 
   auto answer = api.CheckIn("cam-1", v1::CheckInRequest());
   ASSERT_TRUE(answer.ok()) << answer.status();
@@ -529,14 +594,7 @@ TEST_F(ApiTest, CheckInAnswersCarryTheDelegationAndATimestampBindingThem) {
 
 TEST_F(ApiTest, EventsDriveDeploymentTargetStateAndAreValidated) {
   EnrollDevice("cam-1", {});
-  ASSERT_TRUE(admin_
-                  ->PushModel(admin_principal_, Metadata("detector", "1"),
-                              Chunks({test::OnnxModelWith("weights")}))
-                  .ok());
-  v1::CreateDeploymentRequest deploy;
-  deploy.set_model_name("detector");
-  deploy.set_version("1");
-  auto deployment = admin_->CreateDeployment(admin_principal_, deploy);
+  auto deployment = PushAndDeploy("");
   ASSERT_TRUE(deployment.ok());
 
   v1::ReportEventRequest report;

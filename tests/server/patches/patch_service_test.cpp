@@ -16,6 +16,7 @@
 #include "server/api/device_api.h"
 #include "server/store/database.h"
 #include "server/store/event_repo.h"
+#include "server/store/last_seen_batcher.h"
 #include "server/store/patch_repo.h"
 #include "server/store/telemetry_repo.h"
 #include "tests/support/onnx_bytes.h"
@@ -321,6 +322,8 @@ class PatchDeviceApiTest : public PatchServiceTest {
     deployments_ = std::make_unique<DeploymentRepo>(*database_);
     events_ = std::make_unique<EventRepo>(*database_);
     telemetry_ = std::make_unique<TelemetryRepo>();
+    // Flushed by the tests that read last_seen.
+    last_seen_ = std::make_unique<LastSeenBatcher>(*database_, *devices_, std::chrono::hours(1));
     audit_ = std::make_unique<AuditRepo>();
     api_tokens_ = std::make_unique<ApiTokenRepo>(*database_);
     StartService();
@@ -331,7 +334,8 @@ class PatchDeviceApiTest : public PatchServiceTest {
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
     device_api_ = std::make_unique<DeviceApi>(
-        DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_},
+        DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_,
+                    *last_seen_},
         *artifacts_, *signer_, clock_, *metrics_, DeviceApiOptions{}, service_.get(), repo_.get());
   }
 
@@ -397,6 +401,7 @@ class PatchDeviceApiTest : public PatchServiceTest {
   std::unique_ptr<DeploymentRepo> deployments_;
   std::unique_ptr<EventRepo> events_;
   std::unique_ptr<TelemetryRepo> telemetry_;
+  std::unique_ptr<LastSeenBatcher> last_seen_;
   std::unique_ptr<AuditRepo> audit_;
   std::unique_ptr<ApiTokenRepo> api_tokens_;
   std::unique_ptr<AdminApi> admin_;

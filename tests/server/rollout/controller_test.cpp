@@ -338,6 +338,43 @@ TEST_F(ControllerTest, DevicesThatMatchLaterJoinTheCurrentWave) {
   EXPECT_EQ(controller_->Get("r1")->waves(0).targeted(), static_cast<uint64_t>(kDevices + 2));
 }
 
+// A device that starts matching a succeeded rollout later gets its version: the controller
+// places it when it appears (here a label change), not by re-evaluating every finished rollout.
+// A pass that could not take the rollout's lease leaves the device for the next pass.
+TEST_F(ControllerTest, ADeviceRelabelledIntoASucceededRolloutsSelectorJoinsIt) {
+  v1::CreateRolloutRequest request = Request("100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE);
+  request.set_label_selector("hw=a");
+  ASSERT_TRUE(controller_->Create(request, "alice").ok());
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  ASSERT_EQ(DevicesOn("2.0").size(), static_cast<size_t>(kDevices / 2));
+  for (const std::string& id : DevicesOn("2.0")) Report(id, "2.0", true);
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  clock_.Advance(std::chrono::seconds(10));
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  ASSERT_EQ(State("r1"), v1::ROLLOUT_STATE_SUCCEEDED);
+  ASSERT_EQ(Desired()["dev-0"].first, "1.0");
+
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return devices_->UpdateLabels(tx, "dev-0", {{"hw", "a"}}, {});
+                            })
+                  .ok());
+  absl::Status held = db_->Transact("hold", [&](Tx& tx) -> absl::Status {
+    auto locked = rollouts_.Lock(tx, "r1", false);
+    if (!locked.ok()) return locked.status();
+    EXPECT_TRUE(controller_->EvaluateAll().ok());
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(held.ok()) << held;
+  EXPECT_EQ(Desired()["dev-0"].first, "1.0") << "the lease holder's turn";
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  EXPECT_EQ(Desired()["dev-0"].first, "2.0");
+  auto got = controller_->Get("r1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->state(), v1::ROLLOUT_STATE_SUCCEEDED);
+  EXPECT_EQ(got->matching_devices(), static_cast<uint64_t>(kDevices / 2 + 1));
+}
+
 // A one-wave deploy whose every device moved to a newer rollout of the model has nothing left to
 // do: it ends as ABORTED, saying why, instead of holding RUNNING forever.
 TEST_F(ControllerTest, ARolloutWhoseDevicesAllMovedToANewerOneEnds) {

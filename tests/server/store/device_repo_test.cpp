@@ -194,5 +194,44 @@ TEST_F(StoreTest, DecommissionedDeviceIsRefusedEverywhere) {
             (std::map<std::string, int64_t>{{"active", 1}, {"decommissioned", 1}, {"pending", 0}}));
 }
 
+// The batched last-seen write: one statement for many devices, only ever forward, any id.
+TEST_F(StoreTest, TouchLastSeenMovesEachDeviceForwardInOneStatement) {
+  DeviceRepo repo(*db_);
+  const std::vector<std::string> ids = {"cam-1", "odd \"id\", with {braces}\\"};
+  for (const std::string& id : ids) {
+    ASSERT_TRUE(db_->Transact("test",
+                              [&](Tx& tx) {
+                                return repo.Enroll(tx, id, {}, MakeInventory("0.1"), id, kNow + 50);
+                              })
+                    .ok());
+  }
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.TouchLastSeen(
+                                  tx,
+                                  {{ids[0], kNow + 60}, {ids[1], kNow + 10}, {"ghost", kNow + 70}});
+                            })
+                  .ok());
+  EXPECT_EQ(repo.Get(ids[0])->last_seen().seconds(), kNow + 60);
+  EXPECT_EQ(repo.Get(ids[1])->last_seen().seconds(), kNow + 50) << "never moved back";
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.TouchLastSeen(tx, {{ids[1], kNow + 80}});
+                            })
+                  .ok());
+  EXPECT_EQ(repo.Get(ids[1])->last_seen().seconds(), kNow + 80);
+
+  // A check-in reporting the same inventory leaves the row alone.
+  const std::string row = pg_.QueryValue("SELECT ctid::text FROM devices WHERE id = 'cam-1'");
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.RecordCheckIn(tx, "cam-1", MakeInventory("0.1"),
+                                                        kNow + 90);
+                            })
+                  .ok());
+  EXPECT_EQ(pg_.QueryValue("SELECT ctid::text FROM devices WHERE id = 'cam-1'"), row);
+  EXPECT_EQ(repo.Get("cam-1")->last_seen().seconds(), kNow + 60);
+}
+
 }  // namespace
 }  // namespace edgefleet::server
