@@ -545,6 +545,7 @@ std::string TargetSummary(const v1::Deployment& d) {
   std::string s = absl::StrCat(n.serving(), "/", d.target_count(), " serving");
   if (n.failed() > 0) absl::StrAppend(&s, ", ", n.failed(), " failed");
   if (n.superseded() > 0) absl::StrAppend(&s, ", ", n.superseded(), " superseded");
+  if (n.rolled_back() > 0) absl::StrAppend(&s, ", ", n.rolled_back(), " rolled back");
   return s;
 }
 

@@ -161,11 +161,12 @@ void RenderRollout(const v1::Rollout& r, std::ostream& out) {
 
   out << "\nWaves:\n";
   Table waves({"WAVE", "SIZE", "STATE", "TARGETED", "SERVING", "FAILED", "IN PROGRESS", "TIMED OUT",
-               "SOAK", "STARTED"});
+               "ROLLED BACK", "SOAK", "STARTED"});
   for (const v1::WaveStatus& w : r.waves()) {
     waves.AddRow({absl::StrCat(w.index()), WaveSize(w.spec()), WaveStateName(w.state()),
                   absl::StrCat(w.targeted()), absl::StrCat(w.serving()), absl::StrCat(w.failed()),
                   absl::StrCat(w.in_progress()), absl::StrCat(w.timed_out()),
+                  absl::StrCat(w.rolled_back()),
                   w.spec().has_soak() ? Seconds(w.spec().soak().seconds()) : "-",
                   FormatTimestamp(w.started_at())});
   }

@@ -18,7 +18,8 @@ std::string WaveName(const RolloutDefinition& rollout, size_t index) {
 std::string CountsText(const WaveCounts& c) {
   return absl::StrCat(c.targeted, " targeted, ", c.serving, " serving, ",
                       c.install_failed + c.refused + c.probation_failed, " failed, ", c.waiting(),
-                      " in progress");
+                      " in progress",
+                      c.rolled_back > 0 ? absl::StrCat(", ", c.rolled_back, " rolled back") : "");
 }
 
 // The details of the gates whose result is `outcome`, joined.

@@ -81,6 +81,9 @@ WaveCounts TallyWave(const std::vector<DeviceProgress>& devices, Clock::TimePoin
       case DeviceOutcome::kProbationFailed:
         ++counts.probation_failed;
         break;
+      case DeviceOutcome::kRolledBack:
+        ++counts.rolled_back;
+        break;
     }
   }
   return counts;
@@ -164,6 +167,7 @@ void SetCounts(const WaveCounts& counts, v1::WaveStatus* status) {
   status->set_refused(counts.refused);
   status->set_probation_failed(counts.probation_failed);
   status->set_in_progress(counts.waiting());
+  status->set_rolled_back(counts.rolled_back);
   status->set_timed_out(counts.timed_out);
 }
 

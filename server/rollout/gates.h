@@ -20,6 +20,7 @@ enum class DeviceOutcome {
   kInstallFailed,    // failed to download, verify, load or warm it up
   kRefused,          // refused the release (signature, expiry, rollback, naming)
   kProbationFailed,  // swapped to it, failed probation, swapped back (PROBATION_FAILED)
+  kRolledBack,       // sent back by a roll back, and serving its previous version again
 };
 
 struct DeviceProgress {
@@ -34,10 +35,13 @@ struct WaveCounts {
   uint64_t install_failed = 0;
   uint64_t refused = 0;
   uint64_t probation_failed = 0;
+  uint64_t rolled_back = 0;  // only after a roll back, which ends the rollout: no gate reads it
   // Waiting devices targeted at least the serving timeout ago.
   uint64_t timed_out = 0;
 
-  uint64_t finished() const { return serving + install_failed + refused + probation_failed; }
+  uint64_t finished() const {
+    return serving + install_failed + refused + probation_failed + rolled_back;
+  }
   uint64_t waiting() const { return targeted > finished() ? targeted - finished() : 0; }
   bool operator==(const WaveCounts&) const = default;
 };

@@ -71,6 +71,9 @@ void AddCounts(const pqxx::result& counts, const std::map<int64_t, v1::Deploymen
       case v1::DEPLOYMENT_TARGET_STATE_SUPERSEDED:
         c.set_superseded(c.superseded() + n);
         break;
+      case v1::DEPLOYMENT_TARGET_STATE_ROLLED_BACK:
+        c.set_rolled_back(c.rolled_back() + n);
+        break;
       default:
         break;  // the table's CHECK allows no other state
     }
@@ -254,16 +257,30 @@ absl::Status DeploymentRepo::UpdateTargetState(Tx& txn, const std::string& devic
       absl::StrCat("update deployment target of device ", device_id, " for model ", model_name,
                    " version ", version),
       [&](pqxx::work& tx) {
+        // The report is about the target's own version: it moves the target, rolled back or not
+        // (a probation failure may arrive after the roll back decision), until the device is
+        // back on its previous version.
         tx.exec_params(
             "UPDATE deployment_targets t SET state = $4, detail = $5, "
             "updated_at = to_timestamp($6), reason = $7 FROM deployments d "
             "WHERE t.deployment_id = d.id AND t.device_id = $1 AND d.model_name = $2 "
-            "AND d.version = $3 AND t.state <> 'superseded' AND t.rollback_metadata_version IS "
-            "NULL "
+            "AND d.version = $3 AND t.state NOT IN ('superseded', 'rolled_back') "
             "AND NOT (t.state = 'serving' AND $4 IN ('pending', 'in_progress'))",
             device_id, model_name, version, internal::ToDb(state, kTargetPrefix), detail, now_unix,
             state == v1::DEPLOYMENT_TARGET_STATE_FAILED ? v1::FailureReason_Name(reason)
                                                         : std::string());
+        // Serving the version a rolled back target sent it back to: the device is back. A
+        // failed target stays failed (it never left that version; its failure counts).
+        if (state == v1::DEPLOYMENT_TARGET_STATE_SERVING) {
+          tx.exec_params(
+              "UPDATE deployment_targets t SET state = 'rolled_back', "
+              "detail = 'serving ' || $3 || ' again after the roll back', "
+              "updated_at = to_timestamp($4), reason = '' FROM deployments d "
+              "WHERE t.deployment_id = d.id AND t.device_id = $1 AND d.model_name = $2 "
+              "AND t.previous_version = $3 AND t.rollback_metadata_version IS NOT NULL "
+              "AND t.state IN ('pending', 'in_progress', 'serving')",
+              device_id, model_name, version, now_unix);
+        }
         return absl::OkStatus();
       });
 }

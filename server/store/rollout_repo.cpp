@@ -317,6 +317,7 @@ absl::StatusOr<std::vector<rollout::WaveCounts>> RolloutRepo::CountWaves(
                 pqxx::result rows = tx.exec_params(
                     "SELECT t.wave, CASE "
                     "WHEN t.state = 'serving' THEN 'serving' "
+                    "WHEN t.state = 'rolled_back' THEN 'rolled_back' "
                     "WHEN t.state = 'failed' AND t.reason IN ('FAILURE_REASON_SIGNATURE', "
                     "'FAILURE_REASON_EXPIRED', 'FAILURE_REASON_ROLLBACK', 'FAILURE_REASON_NAME') "
                     "THEN 'refused' "
@@ -337,6 +338,7 @@ absl::StatusOr<std::vector<rollout::WaveCounts>> RolloutRepo::CountWaves(
                   const uint64_t n = row[2].as<uint64_t>();
                   c.targeted += n;
                   if (outcome == "serving") c.serving += n;
+                  if (outcome == "rolled_back") c.rolled_back += n;
                   if (outcome == "refused") c.refused += n;
                   if (outcome == "probation") c.probation_failed += n;
                   if (outcome == "install") c.install_failed += n;

@@ -232,6 +232,46 @@ TEST_F(ControllerTest, FailedInstallsRollTheFirstWaveBackUnderAHigherMetadataVer
   EXPECT_EQ(EventCount("r1"), events);
 }
 
+// After the roll back decision the wave's devices still report: a probation failure that
+// arrives late counts as one, and a device back on its previous version is counted as rolled back
+// (the targets would otherwise stay frozen at "in progress" and "serving" the rolled back version).
+TEST_F(ControllerTest, ReportsAfterARollBackKeepTheWaveTruthful) {
+  auto created =
+      controller_->Create(Request("30%,100%", v1::ROLLOUT_FAILURE_ACTION_ROLLBACK), "alice");
+  ASSERT_TRUE(created.ok()) << created.status();
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  std::vector<std::string> wave0 = DevicesOn("2.0");
+  ASSERT_EQ(wave0.size(), 3u);
+  Report(wave0[0], "2.0", false, v1::FAILURE_REASON_LOAD);
+  Report(wave0[1], "2.0", true);
+  // wave0[2] is still downloading when the controller decides.
+  ASSERT_TRUE(controller_->EvaluateAll().ok());
+  ASSERT_EQ(State("r1"), v1::ROLLOUT_STATE_ROLLED_BACK);
+
+  Report(wave0[2], "2.0", false, v1::FAILURE_REASON_PROBATION_FAILED);
+  Report(wave0[1], "1.0", true);  // swapped back to its kept copy
+  Report(wave0[0], "1.0", true);  // never left 1.0: its install failure stays counted
+  auto got = controller_->Get("r1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  const v1::WaveStatus& w = got->waves(0);
+  EXPECT_EQ(w.targeted(), 3u);
+  EXPECT_EQ(w.install_failed(), 1u);
+  EXPECT_EQ(w.probation_failed(), 1u) << "the late report is counted";
+  EXPECT_EQ(w.rolled_back(), 1u);
+  EXPECT_EQ(w.serving(), 0u);
+  EXPECT_EQ(w.in_progress(), 0u) << "no device is left looking busy";
+  auto deployment = deployments_->Get(
+      pg_.QueryValue("SELECT deployment_id FROM rollouts WHERE name = 'r1'"), {"", kMaxPageSize});
+  ASSERT_TRUE(deployment.ok()) << deployment.status();
+  EXPECT_EQ(deployment->deployment.target_counts().rolled_back(), 1u);
+  for (const auto& t : deployment->deployment.targets()) {
+    if (t.device_id() == wave0[1]) {
+      EXPECT_EQ(t.state(), v1::DEPLOYMENT_TARGET_STATE_ROLLED_BACK);
+      EXPECT_EQ(t.detail(), "serving 1.0 again after the roll back");
+    }
+  }
+}
+
 TEST_F(ControllerTest, FailedGatePausesAndTheOtherDevicesAreNeverTargeted) {
   ASSERT_TRUE(
       controller_->Create(Request("20%,100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "alice").ok());
