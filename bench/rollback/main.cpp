@@ -318,11 +318,11 @@ int Run(const Options& o) {
       "devices listing v2 at the gate failure: %d (that ever listed v2: %d)\n%s"
       "gate failure -> every device serving v1: %.3f s = %.2f check-in intervals  %s (target <= "
       "2)\n"
-      "artifact bytes served from the rollback to the end: %.0f (the swap back needs no "
-      "download)\n",
+      "artifact bytes served from the rollback to the end: %.0f%s\n",
       o.agents, o.wave_devices, o.check_in_seconds, o.rollout_interval_ms, decision,
       on_v2_at_failure, ever_v2, per_agent_text, worst, intervals,
-      intervals <= 2.0 ? "PASS" : "FAIL", bytes_after - bytes_before);
+      intervals <= 2.0 ? "PASS" : "FAIL", bytes_after - bytes_before,
+      bytes_after == bytes_before ? " (the swap back needs no download)" : "");
   std::cout << text;
   if (!o.json.empty()) {
     std::ofstream out(o.json);
