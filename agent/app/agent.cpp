@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/api/inference_service.h"
 #include "agent/serving/model_host.h"
+#include "agent/serving/thread_priority.h"
 #include "agent/state/identity_files.h"
 #include "agent/state/state_store.h"
 #include "agent/update/device_transport.h"
@@ -75,7 +76,9 @@ class AgentImpl final : public Agent {
       : config_(config),
         clock_(clock),
         engines_(std::move(engines)),
-        state_dir_(config.state_dir()) {}
+        state_dir_(config.state_dir()),
+        host_(InferencePoolOptions{static_cast<int>(config.inference_threads()),
+                                   static_cast<int>(config.inference_queue_limit())}) {}
 
   ~AgentImpl() override {
     Stop();
@@ -107,6 +110,11 @@ class AgentImpl final : public Agent {
 
   void Run() override {
     auto log = Logger("agent");
+    // This thread does the agent's background work (check-ins, downloads, verification, model
+    // loading and warm-up); the inference threads keep the priority they started with.
+    if (auto s = LowerThisThreadPriority(static_cast<int>(config_.update_thread_nice())); !s.ok()) {
+      log->warn("update work runs at the priority of inference: {}", s.ToString());
+    }
     std::chrono::seconds backoff(1);
     auto next_telemetry = clock_.Now();
     auto next_check_in = std::chrono::steady_clock::now();
@@ -481,6 +489,9 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.probation_window_seconds() == 0) c.set_probation_window_seconds(60);
   if (c.probation_min_requests() == 0) c.set_probation_min_requests(50);
   if (c.probation_latency_limit_percent() == 0) c.set_probation_latency_limit_percent(200);
+  if (c.inference_threads() == 0) c.set_inference_threads(2);
+  if (c.inference_queue_limit() == 0) c.set_inference_queue_limit(64);
+  if (c.update_thread_nice() == 0) c.set_update_thread_nice(19);
   if (c.log_level().empty()) c.set_log_level("info");
   if (c.freshness_limit_seconds() == 0) {
     c.set_freshness_limit_seconds(static_cast<uint32_t>(kDefaultFreshnessLimit.count()));
@@ -501,6 +512,10 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const v1::AgentConfig& config,
                                                     const Clock& clock,
                                                     std::unique_ptr<EngineFactory> engines) {
+  if (config.update_thread_nice() > static_cast<uint32_t>(kMaxNice)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "update_thread_nice is ", config.update_thread_nice(), ", at most ", kMaxNice));
+  }
   auto agent = std::make_unique<AgentImpl>(WithDefaults(config), clock, std::move(engines));
   if (auto s = agent->Init(); !s.ok()) return s;
   return agent;

@@ -1,7 +1,9 @@
 // OpenCV DNN adapter: the only file in the agent that sees cv:: types.
 #include "agent/engine/opencv_engine.h"
 
+#include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -191,9 +193,35 @@ class OpenCvEngineFactory final : public EngineFactory {
   }
 };
 
+// OpenCV runs a model's layers on worker threads (TBB here) that it starts the first time a
+// model runs, and a thread inherits the CPU priority of the thread that starts it. On a device
+// that starts with nothing to serve, the first model to run is a warm-up on the agent's
+// lowered-priority update thread, and the workers every later Predict uses would inherit its
+// priority. Starting them here, from whoever makes the factory, avoids that: every stripe waits
+// (briefly, bounded) until all have started, so they run on as many threads as OpenCV has.
+void StartRuntimeThreads() {
+  const int threads = cv::getNumThreads();
+  if (threads <= 1) return;
+  std::mutex mu;
+  std::condition_variable all_started;
+  int started = 0;
+  cv::parallel_for_(
+      cv::Range(0, threads),
+      [&](const cv::Range& range) {
+        std::unique_lock lock(mu);
+        started += range.end - range.start;
+        all_started.notify_all();
+        all_started.wait_for(lock, std::chrono::milliseconds(200),
+                             [&] { return started >= threads; });
+      },
+      threads);
+}
+
 }  // namespace
 
 std::unique_ptr<EngineFactory> MakeOpenCvEngineFactory() {
+  static std::once_flag started;
+  std::call_once(started, StartRuntimeThreads);
   return std::make_unique<OpenCvEngineFactory>();
 }
 

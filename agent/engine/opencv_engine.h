@@ -7,6 +7,8 @@
 
 namespace edgefleet::agent {
 
+// The first call also starts OpenCV's worker threads, which inherit the calling thread's CPU
+// priority: make the factory on a thread at the priority inference should have.
 std::unique_ptr<EngineFactory> MakeOpenCvEngineFactory();
 
 }  // namespace edgefleet::agent

@@ -91,6 +91,19 @@ std::shared_ptr<const ServingModel> ModelHost::Remove(const std::string& model_n
 absl::StatusOr<Prediction> ModelHost::Predict(const std::string& model_name,
                                               const std::vector<TensorData>& inputs,
                                               const std::vector<std::string>& output_names) {
+  absl::StatusOr<Prediction> answer = absl::InternalError("inference did not run");
+  // A refusal (queue full) is not an answer of any version: it is neither recorded nor observed.
+  if (absl::Status queued =
+          pool_.Run([&] { answer = PredictHere(model_name, inputs, output_names); });
+      !queued.ok()) {
+    return queued;
+  }
+  return answer;
+}
+
+absl::StatusOr<Prediction> ModelHost::PredictHere(const std::string& model_name,
+                                                  const std::vector<TensorData>& inputs,
+                                                  const std::vector<std::string>& output_names) {
   // Holding this shared_ptr keeps the version alive even if a swap happens meanwhile.
   std::shared_ptr<const ServingModel> model = Get(model_name);
   if (!model) return absl::NotFoundError(absl::StrCat("model '", model_name, "' is not serving"));

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "agent/engine/inference_engine.h"
+#include "agent/serving/inference_pool.h"
 #include "edgefleet/v1/device.pb.h"
 #include "edgefleet/v1/types.pb.h"
 
@@ -46,6 +47,9 @@ absl::Status WarmUp(InferenceEngine& engine, const v1::ModelVersion& metadata);
 
 class ModelHost {
  public:
+  // Inferences run on `inference` threads owned by the host (see InferencePool).
+  explicit ModelHost(InferencePoolOptions inference = {}) : pool_(inference) {}
+
   std::shared_ptr<const ServingModel> Get(const std::string& model_name) const;
   std::vector<std::shared_ptr<const ServingModel>> All() const;
   // Installs `model` as the serving version of its name; returns the one it replaced.
@@ -53,10 +57,15 @@ class ModelHost {
   // Stops serving the model (a rollback with no version to go back to); returns what served.
   std::shared_ptr<const ServingModel> Remove(const std::string& model_name);
 
-  // NotFound when no version of the model is serving; InvalidArgument for bad inputs.
+  // Runs on one of the host's inference threads and waits for the answer. NotFound when no
+  // version of the model is serving; InvalidArgument for bad inputs; ResourceExhausted when
+  // the inference queue is full.
   absl::StatusOr<Prediction> Predict(const std::string& model_name,
                                      const std::vector<TensorData>& inputs,
                                      const std::vector<std::string>& output_names);
+
+  // Predict requests waiting for an inference thread right now.
+  size_t InferenceWaiting() const { return pool_.waiting(); }
 
   // Telemetry since the previous call, one entry per model version that served.
   std::vector<v1::ModelTelemetry> TakeTelemetry(std::chrono::system_clock::time_point now);
@@ -69,6 +78,9 @@ class ModelHost {
     double sum_seconds = 0;
     double max_seconds = 0;
   };
+  absl::StatusOr<Prediction> PredictHere(const std::string& model_name,
+                                         const std::vector<TensorData>& inputs,
+                                         const std::vector<std::string>& output_names);
   void Record(const std::string& model_name, const std::string& version, bool ok, double seconds);
 
   mutable std::mutex mu_;
@@ -77,6 +89,9 @@ class ModelHost {
   std::mutex telemetry_mu_;
   std::map<std::pair<std::string, std::string>, Window> windows_;
   std::chrono::system_clock::time_point window_start_ = std::chrono::system_clock::now();
+
+  // Last: its threads finish what they run before the serving table goes away.
+  InferencePool pool_;
 };
 
 }  // namespace edgefleet::agent

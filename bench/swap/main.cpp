@@ -29,6 +29,8 @@ constexpr const char* kUsage =
   --model-name NAME      (default classifier)
   --input-name NAME      the models' input (default input)
   --input-shape D,D,...  its shape (default 1,4)
+  --update-nice N        nice value of the host's loading thread, as the agent's
+                         --update-thread-nice (default 19; 0: same priority as inference)
   --trim-after-swap      experiment: the host calls malloc_trim(0) after every swap (the
                          agent does not)
   --json FILE            also write the report as JSON
@@ -74,6 +76,7 @@ int main(int argc, char** argv) {
       {"--input-name", text(&host.input_name)},
       {"--input-shape", [&](const std::string& v) { return ParseShape(v, &host.input_shape); }},
       {"--swap-interval-ms", integer(&host.swap_interval_ms)},
+      {"--update-nice", integer(&host.update_nice)},
       {"--swaps", integer(&options.swaps)},
       {"--clients", integer(&options.clients)},
       {"--rounds", integer(&options.rounds)},

@@ -28,6 +28,7 @@
 #include "agent/api/inference_service.h"
 #include "agent/engine/opencv_engine.h"
 #include "agent/serving/model_host.h"
+#include "agent/serving/thread_priority.h"
 #include "edgefleet/v1/inference.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -65,10 +66,11 @@ agent::TensorData SampleInput(const HostOptions& o) {
 
 // What Updater::Activate does for a verified, staged file: load into a new engine, warm up, flip.
 // The durable commit in between (SQLite, fsync) is the updater's and is not part of this bench.
-// `loaded` gets every engine ever swapped in, so that the host can tell how many still exist.
+// `alive` counts the engines swapped in that still exist (a counter, not a list, so that the
+// bookkeeping does not grow the heap the bench measures).
 absl::StatusOr<double> Activate(agent::EngineFactory& engines, agent::ModelHost& host,
                                 const HostOptions& o, int which,
-                                std::vector<std::weak_ptr<agent::InferenceEngine>>& loaded) {
+                                const std::shared_ptr<std::atomic<int64_t>>& alive) {
   const std::string& path = which == 0 ? o.model_a : o.model_b;
   const Clock::time_point start = Clock::now();
   auto engine = engines.Load(path);
@@ -79,8 +81,12 @@ absl::StatusOr<double> Activate(agent::EngineFactory& engines, agent::ModelHost&
   if (auto s = agent::WarmUp(**engine, metadata); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("warm up ", path, ": ", s.message()));
   }
-  std::shared_ptr<agent::InferenceEngine> shared(*std::move(engine));
-  loaded.push_back(shared);
+  ++*alive;
+  std::shared_ptr<agent::InferenceEngine> shared(engine->release(),
+                                                 [alive](agent::InferenceEngine* e) {
+                                                   delete e;
+                                                   --*alive;
+                                                 });
   host.Swap(std::make_shared<agent::ServingModel>(
       agent::ServingModel{o.model_name, kVersions[which], std::move(metadata), std::move(shared),
                           /*observer=*/nullptr}));
@@ -290,8 +296,8 @@ std::string LatencyLine(const char* name, const LatencySummary& s) {
 int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out) {
   std::unique_ptr<agent::EngineFactory> engines = agent::MakeOpenCvEngineFactory();
   agent::ModelHost host;
-  std::vector<std::weak_ptr<agent::InferenceEngine>> loaded;
-  if (auto first = Activate(*engines, host, options, 0, loaded); !first.ok()) {
+  auto alive = std::make_shared<std::atomic<int64_t>>(0);
+  if (auto first = Activate(*engines, host, options, 0, alive); !first.ok()) {
     out << "error " << first.status().message() << std::endl;
     return 1;
   }
@@ -309,6 +315,14 @@ int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out)
     out << "error cannot listen on " << options.socket_path << std::endl;
     return 1;
   }
+  // From here this thread does what the agent's update thread does, at its priority (the
+  // inference threads and OpenCV's workers started above keep theirs).
+  if (options.update_nice > 0) {
+    if (auto s = agent::LowerThisThreadPriority(options.update_nice); !s.ok()) {
+      out << "error " << s.message() << std::endl;
+      return 1;
+    }
+  }
   out << "ready " << getpid() << std::endl;
 
   int serving = 0;
@@ -318,9 +332,7 @@ int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out)
       // Bytes malloc has handed out and not had back, over all arenas: a leak grows this, memory
       // the allocator keeps after a free only grows RSS.
       const struct mallinfo2 info = mallinfo2();
-      const auto alive = std::count_if(loaded.begin(), loaded.end(),
-                                       [](const auto& engine) { return !engine.expired(); });
-      out << "heap " << info.uordblks + info.hblkhd << " " << alive << std::endl;
+      out << "heap " << info.uordblks + info.hblkhd << " " << alive->load() << std::endl;
       continue;
     }
     int count = 0;
@@ -335,7 +347,7 @@ int RunSwapHost(const HostOptions& options, std::istream& in, std::ostream& out)
         std::this_thread::sleep_for(std::chrono::milliseconds(options.swap_interval_ms));
       }
       serving = 1 - serving;
-      absl::StatusOr<double> seconds = Activate(*engines, host, options, serving, loaded);
+      absl::StatusOr<double> seconds = Activate(*engines, host, options, serving, alive);
       if (!seconds.ok()) {
         answer = absl::StrCat("error ", seconds.status().message());
         rc = 1;
@@ -422,7 +434,9 @@ absl::StatusOr<SwapReport> RunSwapBench(const BenchOptions& options) {
                                    "--input-shape",
                                    shape,
                                    "--swap-interval-ms",
-                                   absl::StrCat(host_options.swap_interval_ms)};
+                                   absl::StrCat(host_options.swap_interval_ms),
+                                   "--update-nice",
+                                   absl::StrCat(host_options.update_nice)};
   if (host_options.trim_after_swap) argv.push_back("--trim-after-swap");
   if (auto s = host.Spawn(options.host_binary, argv); !s.ok()) return s;
   auto ready = host.Receive();

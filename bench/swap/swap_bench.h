@@ -28,6 +28,9 @@ struct HostOptions {
   std::vector<int64_t> input_shape = {1, 4};
   // Sleep between two swaps of one batch (0: back to back).
   int swap_interval_ms = 0;
+  // Nice value of the thread that loads, warms up and swaps, as the agent's update thread
+  // (AgentConfig.update_thread_nice, default 19); 0 leaves it at the inference threads'.
+  int update_nice = 19;
   // Experiment (the agent does not do this): malloc_trim(0) after every swap.
   bool trim_after_swap = false;
 };
