@@ -89,7 +89,9 @@ class AgentImpl final : public Agent {
     if (ec)
       return absl::InternalError(
           absl::StrCat("cannot create ", state_dir_.string(), ": ", ec.message()));
-    auto state = StateStore::Open((state_dir_ / "agent.db").string());
+    auto state = StateStore::Open(
+        (state_dir_ / "agent.db").string(),
+        {.outbox_max_bytes = uint64_t{config_.outbox_max_mib()} << 20});
     if (!state.ok()) return state.status();
     state_ = *std::move(state);
 
@@ -481,6 +483,7 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.probation_window_seconds() == 0) c.set_probation_window_seconds(60);
   if (c.probation_min_requests() == 0) c.set_probation_min_requests(50);
   if (c.probation_latency_limit_percent() == 0) c.set_probation_latency_limit_percent(200);
+  if (c.outbox_max_mib() == 0) c.set_outbox_max_mib(64);
   if (c.log_level().empty()) c.set_log_level("info");
   if (c.freshness_limit_seconds() == 0) {
     c.set_freshness_limit_seconds(static_cast<uint32_t>(kDefaultFreshnessLimit.count()));
