@@ -53,23 +53,29 @@ std::optional<double> FeatureHistogram::max() const {
   return max_;
 }
 
+bool FeatureHistogram::ConsistentParts(const std::vector<uint64_t>& bins, double min, double max,
+                                       double sum) {
+  if (bins.empty() || bins.size() > kMaxEdges + 1) return false;
+  uint64_t count = 0;
+  for (uint64_t b : bins) {
+    if (count + b < count) return false;  // overflow: no real window holds this
+    count += b;
+  }
+  return count == 0 ||
+         (std::isfinite(min) && std::isfinite(max) && min <= max && std::isfinite(sum));
+}
+
 std::optional<FeatureHistogram> FeatureHistogram::FromParts(std::vector<double> edges,
                                                             std::vector<uint64_t> bins,
                                                             uint64_t nan_count, double min,
                                                             double max, double sum) {
   if (!ValidEdges(edges) || bins.size() != edges.size() + 1) return std::nullopt;
+  if (!ConsistentParts(bins, min, max, sum)) return std::nullopt;
   FeatureHistogram h(std::move(edges));
-  uint64_t count = 0;
-  for (uint64_t b : bins) {
-    if (count + b < count) return std::nullopt;  // overflow: no real window holds this
-    count += b;
-  }
-  if (count > 0 && !(std::isfinite(min) && std::isfinite(max) && min <= max && std::isfinite(sum)))
-    return std::nullopt;
+  h.count_ = std::accumulate(bins.begin(), bins.end(), uint64_t{0});
   h.bins_ = std::move(bins);
-  h.count_ = count;
   h.nan_count_ = nan_count;
-  if (count > 0) {
+  if (h.count_ > 0) {
     h.min_ = min;
     h.max_ = max;
     h.sum_ = sum;

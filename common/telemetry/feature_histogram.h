@@ -34,6 +34,12 @@ class FeatureHistogram {
   std::optional<double> min() const;
   std::optional<double> max() const;
 
+  // Whether bins and statistics could come from one histogram, whatever its edges: at most
+  // kMaxEdges + 1 bins whose sum does not overflow, and when they hold values, a finite
+  // min <= max and a finite sum.
+  static bool ConsistentParts(const std::vector<uint64_t>& bins, double min, double max,
+                              double sum);
+
   // Rebuilds a histogram from its parts (what the proto carries); nullopt when they disagree:
   // invalid edges, bins.size() != edges.size() + 1, or a count that is not the bins' sum.
   static std::optional<FeatureHistogram> FromParts(std::vector<double> edges,

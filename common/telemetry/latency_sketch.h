@@ -18,8 +18,8 @@ class LatencySketch {
   // Values below this (including 0 and negatives) count in one zero bucket, reported as 0.
   static constexpr double kMinSeconds = 1e-9;
   // Buckets a sketch may hold; a corrupt or hostile sketch with more is refused on decode.
-  // 1 ns .. 1 h at 1% needs ~1,300 buckets.
-  static constexpr size_t kMaxBuckets = 4096;
+  // 1 ns .. 10^6 s at 1% spans ~1,730 buckets (RequestLimits::kTelemetrySketchBuckets).
+  static constexpr size_t kMaxBuckets = 2048;
 
   void Add(double seconds) { AddCount(seconds, 1); }
   void AddCount(double seconds, uint64_t count);

@@ -2,8 +2,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/core/limits.h"
 
 namespace edgefleet::telemetry {
+
+// The server's request limits admit exactly what the summaries can hold.
+static_assert(LatencySketch::kMaxBuckets == RequestLimits::kTelemetrySketchBuckets);
+static_assert(FeatureHistogram::kMaxEdges + 1 == RequestLimits::kTelemetryBins);
 
 v1::LatencySketch ToProto(const LatencySketch& sketch) {
   const LatencySketch::Encoded e = sketch.Encode();
@@ -47,6 +52,16 @@ v1::FeatureWindow ToProto(const FeatureHistogram& histogram) {
   return proto;
 }
 
+absl::Status CheckFeatureWindow(const v1::FeatureWindow& proto) {
+  if (!FeatureHistogram::ConsistentParts({proto.bins().begin(), proto.bins().end()}, proto.min(),
+                                         proto.max(), proto.sum())) {
+    return absl::InvalidArgumentError(
+        "histogram is malformed: no bins or too many, min above max, a non-finite statistic, "
+        "or counts that overflow");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<FeatureHistogram> FromProto(const v1::FeatureWindow& proto,
                                            const std::vector<double>& edges) {
   if (static_cast<size_t>(proto.bins_size()) != edges.size() + 1) {
@@ -58,8 +73,8 @@ absl::StatusOr<FeatureHistogram> FromProto(const v1::FeatureWindow& proto,
       edges, std::vector<uint64_t>(proto.bins().begin(), proto.bins().end()), proto.nan_count(),
       proto.min(), proto.max(), proto.sum());
   if (!histogram) {
-    return absl::InvalidArgumentError(
-        "histogram is malformed: min above max, a non-finite statistic, or counts that overflow");
+    if (absl::Status s = CheckFeatureWindow(proto); !s.ok()) return s;  // says what is wrong
+    return absl::InvalidArgumentError("the reference profile's edges are not strictly increasing");
   }
   return *std::move(histogram);
 }

@@ -15,6 +15,8 @@ absl::StatusOr<LatencySketch> FromProto(const v1::LatencySketch& proto);
 
 // The bins and statistics of a histogram (its edges travel in the reference profile).
 v1::FeatureWindow ToProto(const FeatureHistogram& histogram);
+// Whether a window's histogram could come from an agent, before its edges are known.
+absl::Status CheckFeatureWindow(const v1::FeatureWindow& proto);
 // `edges` are the profile's for this feature; the window must have edges.size() + 1 bins.
 absl::StatusOr<FeatureHistogram> FromProto(const v1::FeatureWindow& proto,
                                            const std::vector<double>& edges);
