@@ -56,7 +56,8 @@ class IdentityTransport final : public DeviceTransport {
   absl::Status ReportEvents(const v1::ReportEventRequest& request) override {
     return inner_->ReportEvents(request);
   }
-  absl::Status UploadTelemetry(const v1::UploadTelemetryRequest& request) override {
+  absl::StatusOr<v1::UploadTelemetryResponse> UploadTelemetry(
+      const v1::UploadTelemetryRequest& request) override {
     return inner_->UploadTelemetry(request);
   }
   absl::StatusOr<v1::RenewCertificateResponse> RenewCertificate(
@@ -89,9 +90,8 @@ class AgentImpl final : public Agent {
     if (ec)
       return absl::InternalError(
           absl::StrCat("cannot create ", state_dir_.string(), ": ", ec.message()));
-    auto state = StateStore::Open(
-        (state_dir_ / "agent.db").string(),
-        {.outbox_max_bytes = uint64_t{config_.outbox_max_mib()} << 20});
+    auto state = StateStore::Open((state_dir_ / "agent.db").string(),
+                                  {.outbox_max_bytes = uint64_t{config_.outbox_max_mib()} << 20});
     if (!state.ok()) return state.status();
     state_ = *std::move(state);
 
@@ -444,7 +444,7 @@ class AgentImpl final : public Agent {
     if (entries.empty()) return absl::OkStatus();
     v1::UploadTelemetryRequest request;
     for (auto& e : entries) *request.add_models() = std::move(e);
-    return transport_->UploadTelemetry(request);
+    return transport_->UploadTelemetry(request).status();
   }
 
   v1::AgentConfig config_;
