@@ -57,7 +57,8 @@ class IdentityTransport final : public DeviceTransport {
   absl::Status ReportEvents(const v1::ReportEventRequest& request) override {
     return inner_->ReportEvents(request);
   }
-  absl::Status UploadTelemetry(const v1::UploadTelemetryRequest& request) override {
+  absl::StatusOr<v1::UploadTelemetryResponse> UploadTelemetry(
+      const v1::UploadTelemetryRequest& request) override {
     return inner_->UploadTelemetry(request);
   }
   absl::StatusOr<v1::RenewCertificateResponse> RenewCertificate(
@@ -92,7 +93,8 @@ class AgentImpl final : public Agent {
     if (ec)
       return absl::InternalError(
           absl::StrCat("cannot create ", state_dir_.string(), ": ", ec.message()));
-    auto state = StateStore::Open((state_dir_ / "agent.db").string());
+    auto state = StateStore::Open((state_dir_ / "agent.db").string(),
+                                  {.outbox_max_bytes = uint64_t{config_.outbox_max_mib()} << 20});
     if (!state.ok()) return state.status();
     state_ = *std::move(state);
 
@@ -450,7 +452,7 @@ class AgentImpl final : public Agent {
     if (entries.empty()) return absl::OkStatus();
     v1::UploadTelemetryRequest request;
     for (auto& e : entries) *request.add_models() = std::move(e);
-    return transport_->UploadTelemetry(request);
+    return transport_->UploadTelemetry(request).status();
   }
 
   v1::AgentConfig config_;
@@ -492,6 +494,7 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.inference_threads() == 0) c.set_inference_threads(2);
   if (c.inference_queue_limit() == 0) c.set_inference_queue_limit(64);
   if (c.update_thread_nice() == 0) c.set_update_thread_nice(19);
+  if (c.outbox_max_mib() == 0) c.set_outbox_max_mib(64);
   if (c.log_level().empty()) c.set_log_level("info");
   if (c.freshness_limit_seconds() == 0) {
     c.set_freshness_limit_seconds(static_cast<uint32_t>(kDefaultFreshnessLimit.count()));

@@ -1,7 +1,9 @@
 // SQLite adapter behind StateStore: the only file that sees sqlite3 types.
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,7 +13,7 @@
 namespace edgefleet::agent {
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 // Appending a migration: add the next entry and bump kSchemaVersion; never edit one.
 constexpr const char* kMigrations[] = {
@@ -95,6 +97,23 @@ UPDATE updates SET phase = CASE phase
   WHEN 'Activate' THEN 'Activating'
   WHEN 'Commit' THEN 'Committed'
   ELSE phase END;
+)sql",
+    // v4: one bounded outbox for update events, telemetry and captured data. Sizes are kept per
+    // item so the budget is enforced without reading payloads; drops are counted per kind and
+    // reported; a random stream id makes (device, stream, id) a key no later database reuses.
+    R"sql(
+ALTER TABLE outbox ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE outbox SET bytes = length(payload);
+CREATE INDEX outbox_by_kind ON outbox (kind, id);
+CREATE TABLE outbox_dropped (
+  kind TEXT PRIMARY KEY,
+  items INTEGER NOT NULL
+);
+CREATE TABLE outbox_stream (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  stream_id INTEGER NOT NULL
+);
+INSERT INTO outbox_stream (id, stream_id) VALUES (1, abs(random() >> 1));
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -298,6 +317,7 @@ struct StateStore::Impl {
   std::string path;
   std::mutex mu;  // one connection shared by every thread; SQLite calls are serialized here
   sqlite3* db = nullptr;
+  uint64_t outbox_max_bytes = 0;
 
   ~Impl() {
     if (db != nullptr) sqlite3_close_v2(db);
@@ -329,8 +349,14 @@ StateStore::StateStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StateStore::~StateStore() = default;
 
 absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& db_path) {
+  return Open(db_path, Options{});
+}
+
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& db_path,
+                                                             Options options) {
   auto impl = std::make_unique<Impl>();
   impl->path = db_path;
+  impl->outbox_max_bytes = options.outbox_max_bytes;
   auto fail = [&](const absl::Status& s) {
     return Annotate(s, absl::StrCat("open agent state '", db_path, "'"));
   };
@@ -693,60 +719,138 @@ absl::Status StateStore::ClearFailure(const std::string& model_name) {
   });
 }
 
-absl::Status StateStore::Enqueue(const std::string& kind, const std::string& payload) {
+const char* OutboxKindName(StateStore::OutboxKind kind) {
+  switch (kind) {
+    case StateStore::OutboxKind::kCapture:
+      return "capture";
+    case StateStore::OutboxKind::kTelemetry:
+      return "telemetry";
+    case StateStore::OutboxKind::kUpdateEvent:
+      return "update_event";
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::optional<StateStore::OutboxKind> OutboxKindFromName(absl::string_view name) {
+  for (StateStore::OutboxKind kind : StateStore::kOutboxKinds) {
+    if (name == OutboxKindName(kind)) return kind;
+  }
+  return std::nullopt;
+}
+
+int64_t ClampToInt64(uint64_t v) { return static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX)); }
+
+}  // namespace
+
+absl::Status StateStore::Enqueue(OutboxKind kind, const std::string& payload) {
   std::lock_guard lock(impl_->mu);
-  return impl_->Transaction("enqueue outbox item", [&] {
-    Statement s(impl_->db, "INSERT INTO outbox (kind, payload) VALUES (?, ?)");
-    s.Bind(kind).BindBlob(payload);
-    return s.Run();
+  return impl_->Transaction(absl::StrCat("enqueue ", OutboxKindName(kind)), [&]() -> absl::Status {
+    Statement insert(impl_->db, "INSERT INTO outbox (kind, payload, bytes) VALUES (?, ?, ?)");
+    insert.Bind(OutboxKindName(kind)).BindBlob(payload).Bind(static_cast<int64_t>(payload.size()));
+    if (absl::Status e = insert.Run(); !e.ok()) return e;
+
+    Statement total(impl_->db, "SELECT COALESCE(SUM(bytes), 0) FROM outbox");
+    absl::StatusOr<bool> row = total.Step();
+    if (!row.ok()) return row.status();
+    int64_t excess = total.Int(0) - ClampToInt64(impl_->outbox_max_bytes);
+    // Oldest first within each droppable kind, captures before telemetry (kOutboxKinds' order).
+    for (OutboxKind victim : {OutboxKind::kCapture, OutboxKind::kTelemetry}) {
+      if (excess <= 0) break;
+      std::vector<int64_t> ids;
+      {
+        Statement oldest(impl_->db, "SELECT id, bytes FROM outbox WHERE kind = ? ORDER BY id");
+        oldest.Bind(OutboxKindName(victim));
+        while (excess > 0) {
+          absl::StatusOr<bool> next = oldest.Step();
+          if (!next.ok()) return next.status();
+          if (!*next) break;
+          ids.push_back(oldest.Int(0));
+          excess -= oldest.Int(1);
+        }
+      }
+      for (int64_t id : ids) {
+        Statement del(impl_->db, "DELETE FROM outbox WHERE id = ?");
+        del.Bind(id);
+        if (absl::Status e = del.Run(); !e.ok()) return e;
+      }
+      if (ids.empty()) continue;
+      Statement count(impl_->db,
+                      "INSERT INTO outbox_dropped (kind, items) VALUES (?, ?) "
+                      "ON CONFLICT (kind) DO UPDATE SET items = items + excluded.items");
+      count.Bind(OutboxKindName(victim)).Bind(static_cast<int64_t>(ids.size()));
+      if (absl::Status e = count.Run(); !e.ok()) return e;
+    }
+    return absl::OkStatus();
   });
 }
 
-absl::StatusOr<std::vector<StateStore::OutboxItem>> StateStore::Peek(size_t limit) {
+absl::StatusOr<std::vector<StateStore::OutboxItem>> StateStore::Peek(OutboxKind kind,
+                                                                     size_t limit) {
   std::lock_guard lock(impl_->mu);
-  Statement s(impl_->db, "SELECT id, kind, payload FROM outbox ORDER BY id LIMIT ?");
-  s.Bind(static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
+  Statement s(impl_->db, "SELECT id, payload FROM outbox WHERE kind = ? ORDER BY id LIMIT ?");
+  s.Bind(OutboxKindName(kind)).Bind(ClampToInt64(limit));
   std::vector<OutboxItem> out;
   while (true) {
     absl::StatusOr<bool> row = s.Step();
     if (!row.ok()) return impl_->Read<std::vector<OutboxItem>>("peek outbox", row.status());
     if (!*row) break;
-    out.push_back(OutboxItem{s.Int(0), s.Text(1), s.Blob(2)});
+    out.push_back(OutboxItem{s.Int(0), kind, s.Blob(1)});
   }
   return out;
 }
 
-absl::Status StateStore::Ack(int64_t up_to_id) {
+absl::Status StateStore::Ack(const std::vector<int64_t>& ids) {
   std::lock_guard lock(impl_->mu);
-  return impl_->Transaction("ack outbox", [&] {
-    Statement s(impl_->db, "DELETE FROM outbox WHERE id <= ?");
-    s.Bind(up_to_id);
-    return s.Run();
+  return impl_->Transaction("ack outbox", [&]() -> absl::Status {
+    for (int64_t id : ids) {
+      Statement s(impl_->db, "DELETE FROM outbox WHERE id = ?");
+      s.Bind(id);
+      if (absl::Status e = s.Run(); !e.ok()) return e;
+    }
+    return absl::OkStatus();
   });
 }
 
-absl::StatusOr<size_t> StateStore::OutboxSize() {
+absl::StatusOr<std::array<StateStore::OutboxKindStats, 3>> StateStore::OutboxStats() {
   std::lock_guard lock(impl_->mu);
-  Statement s(impl_->db, "SELECT COUNT(*) FROM outbox");
+  std::array<OutboxKindStats, 3> stats{};
+  auto slot = [&](absl::string_view name) -> OutboxKindStats* {
+    std::optional<OutboxKind> kind = OutboxKindFromName(name);
+    if (!kind) return nullptr;  // a kind this build does not know: not ours to report
+    return &stats[static_cast<size_t>(*kind)];
+  };
+  Statement held(impl_->db, "SELECT kind, COUNT(*), SUM(bytes) FROM outbox GROUP BY kind");
+  while (true) {
+    absl::StatusOr<bool> row = held.Step();
+    if (!row.ok()) return impl_->Read<std::array<OutboxKindStats, 3>>("outbox stats", row.status());
+    if (!*row) break;
+    if (OutboxKindStats* s = slot(held.Text(0))) {
+      s->items = static_cast<uint64_t>(held.Int(1));
+      s->bytes = static_cast<uint64_t>(held.Int(2));
+    }
+  }
+  Statement dropped(impl_->db, "SELECT kind, items FROM outbox_dropped");
+  while (true) {
+    absl::StatusOr<bool> row = dropped.Step();
+    if (!row.ok()) return impl_->Read<std::array<OutboxKindStats, 3>>("outbox stats", row.status());
+    if (!*row) break;
+    if (OutboxKindStats* s = slot(dropped.Text(0)))
+      s->dropped = static_cast<uint64_t>(dropped.Int(1));
+  }
+  return stats;
+}
+
+absl::StatusOr<uint64_t> StateStore::OutboxStreamId() {
+  std::lock_guard lock(impl_->mu);
+  Statement s(impl_->db, "SELECT stream_id FROM outbox_stream WHERE id = 1");
   absl::StatusOr<bool> row = s.Step();
-  if (!row.ok()) return impl_->Read<size_t>("count outbox", row.status());
-  return static_cast<size_t>(s.Int(0));
-}
-
-absl::StatusOr<size_t> StateStore::TrimOutbox(size_t max_items) {
-  std::lock_guard lock(impl_->mu);
-  size_t dropped = 0;
-  absl::Status s = impl_->Transaction("trim outbox", [&] {
-    Statement del(impl_->db,
-                  "DELETE FROM outbox WHERE id NOT IN "
-                  "(SELECT id FROM outbox ORDER BY id DESC LIMIT ?)");
-    del.Bind(static_cast<int64_t>(std::min<size_t>(max_items, INT64_MAX)));
-    absl::Status e = del.Run();
-    if (e.ok()) dropped = static_cast<size_t>(sqlite3_changes(impl_->db));
-    return e;
-  });
-  if (!s.ok()) return s;
-  return dropped;
+  if (!row.ok()) return impl_->Read<uint64_t>("outbox stream id", row.status());
+  if (!*row)
+    return absl::DataLossError(
+        absl::StrCat("agent state '", impl_->path, "': no outbox stream id"));
+  return static_cast<uint64_t>(s.Int(0));
 }
 
 }  // namespace edgefleet::agent

@@ -2,6 +2,7 @@
 // kept in one SQLite database so that a crash or power cut never leaves half a state behind.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -58,15 +59,35 @@ class StateStore {
     int reason_code = 0;  // edgefleet.v1.FailureReason of the error being handled, if any
   };
 
+  // What the outbox holds, in the order its budget gives up items: captured field data first,
+  // then telemetry windows; update events are never dropped (the server's rollout gates and the
+  // operator's record need every one).
+  enum class OutboxKind { kCapture, kTelemetry, kUpdateEvent };
+  static constexpr OutboxKind kOutboxKinds[] = {OutboxKind::kCapture, OutboxKind::kTelemetry,
+                                                OutboxKind::kUpdateEvent};
+
   struct OutboxItem {
-    int64_t id = 0;  // strictly increasing, never reused
-    std::string kind;
+    int64_t id = 0;  // strictly increasing, never reused: the item's sequence in the stream
+    OutboxKind kind = OutboxKind::kUpdateEvent;
     std::string payload;
+  };
+
+  struct OutboxKindStats {
+    uint64_t items = 0;
+    uint64_t bytes = 0;
+    uint64_t dropped = 0;  // ever, to stay inside the budget (persisted across restarts)
+  };
+
+  struct Options {
+    // The outbox's budget for payload bytes; the agent's outbox_max_bytes.
+    uint64_t outbox_max_bytes = uint64_t{64} << 20;
   };
 
   // Opens (creating if missing) the database at `db_path` and creates or migrates its schema.
   // The parent directory must exist. A file that is not a healthy SQLite database is kDataLoss; a
   // schema newer than this build understands is kFailedPrecondition.
+  static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& db_path,
+                                                          Options options);
   static absl::StatusOr<std::unique_ptr<StateStore>> Open(const std::string& db_path);
 
   ~StateStore();
@@ -131,16 +152,20 @@ class StateStore {
   absl::StatusOr<std::vector<UpdateFailure>> AllFailures();
   absl::Status ClearFailure(const std::string& model_name);
 
-  // --- outbox: serialized events/telemetry buffered while the server is unreachable ---
-  absl::Status Enqueue(const std::string& kind, const std::string& payload);
-  // The oldest `limit` items, oldest first. Does not remove them.
-  absl::StatusOr<std::vector<OutboxItem>> Peek(size_t limit);
-  // Removes every item with id <= up_to_id (after the server acknowledged them).
-  absl::Status Ack(int64_t up_to_id);
-  absl::StatusOr<size_t> OutboxSize();
-  // Drops the oldest items until at most `max_items` remain (a bounded offline buffer); returns
-  // how many were dropped.
-  absl::StatusOr<size_t> TrimOutbox(size_t max_items);
+  // --- outbox: update events, telemetry windows and captured data waiting for the server ---
+  // Stores `payload`, then keeps the outbox within its budget by dropping the oldest captures,
+  // then the oldest telemetry, counting each drop; update events are never dropped (so a budget
+  // full of events refuses nothing but telemetry and captures). One transaction.
+  absl::Status Enqueue(OutboxKind kind, const std::string& payload);
+  // The oldest `limit` items of `kind`, oldest first. Does not remove them.
+  absl::StatusOr<std::vector<OutboxItem>> Peek(OutboxKind kind, size_t limit);
+  // Removes exactly these items (the ones the server acknowledged); unknown ids are ignored.
+  absl::Status Ack(const std::vector<int64_t>& ids);
+  // Items, bytes and drops per kind, indexed like kOutboxKinds.
+  absl::StatusOr<std::array<OutboxKindStats, 3>> OutboxStats();
+  // A random id drawn when the database was created: with an item's id, the key the server
+  // stores it under exactly once, unique even when a device's state is wiped and ids restart.
+  absl::StatusOr<uint64_t> OutboxStreamId();
 
  private:
   // RestorePrevious when `promote_previous`, else DropCurrent.
@@ -151,6 +176,9 @@ class StateStore {
   explicit StateStore(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// "capture", "telemetry", "update_event" as stored.
+const char* OutboxKindName(StateStore::OutboxKind kind);
 
 // "Idle", "Fetching", ... as stored in the database and shown in logs.
 const char* UpdatePhaseName(StateStore::UpdatePhase phase);

@@ -22,7 +22,10 @@ class DeviceTransport {
   virtual absl::Status FetchArtifact(const std::string& sha256, uint64_t offset,
                                      const std::function<absl::Status(std::string_view)>& sink) = 0;
   virtual absl::Status ReportEvents(const v1::ReportEventRequest& request) = 0;
-  virtual absl::Status UploadTelemetry(const v1::UploadTelemetryRequest& request) = 0;
+  // The answer says which windows the server keeps (stored now or before) and which it refused
+  // for good; either way the agent is done with them.
+  virtual absl::StatusOr<v1::UploadTelemetryResponse> UploadTelemetry(
+      const v1::UploadTelemetryRequest& request) = 0;
   // A certificate for a new key, asked for with the current one. Transports that cannot renew
   // (test fakes of the update path) answer Unimplemented.
   virtual absl::StatusOr<v1::RenewCertificateResponse> RenewCertificate(

@@ -86,11 +86,15 @@ class GrpcDeviceTransport final : public DeviceTransport {
     return FromGrpc(stub_->ReportEvent(&context, request, &response));
   }
 
-  absl::Status UploadTelemetry(const v1::UploadTelemetryRequest& request) override {
+  absl::StatusOr<v1::UploadTelemetryResponse> UploadTelemetry(
+      const v1::UploadTelemetryRequest& request) override {
     grpc::ClientContext context;
     SetDeadline(&context, kUnaryTimeout);
     v1::UploadTelemetryResponse response;
-    return FromGrpc(stub_->UploadTelemetry(&context, request, &response));
+    if (auto s = FromGrpc(stub_->UploadTelemetry(&context, request, &response)); !s.ok()) {
+      return s;
+    }
+    return response;
   }
 
   absl::StatusOr<v1::RenewCertificateResponse> RenewCertificate(

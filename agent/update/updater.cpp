@@ -20,7 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kEventKind[] = "update_event";
 constexpr size_t kHashBufferBytes = 1 << 16;
 
 void FsyncPath(const fs::path& path) {
@@ -374,24 +373,29 @@ void Updater::Report(const std::string& model, const std::string& version, v1::U
   event.set_reason(reason);
   event.set_detail(FitText(detail, RequestLimits::kDetailBytes));  // or the server refuses it
   event.mutable_occurred_at()->set_seconds(ToUnixSeconds(clock_.Now()));
-  if (auto s = state_.Enqueue(kEventKind, event.SerializeAsString()); !s.ok()) {
+  if (auto s = state_.Enqueue(StateStore::OutboxKind::kUpdateEvent, event.SerializeAsString());
+      !s.ok()) {
     Logger("update")->warn("cannot queue update event: {}", s.ToString());
   }
 }
 
 absl::Status Updater::FlushEvents() {
   while (true) {
-    auto items = state_.Peek(100);
+    auto items = state_.Peek(StateStore::OutboxKind::kUpdateEvent, 100);
     if (!items.ok()) return items.status();
     if (items->empty()) return absl::OkStatus();
     v1::ReportEventRequest request;
+    std::vector<int64_t> sent;
     for (const auto& item : *items) {
-      if (item.kind == kEventKind) request.add_events()->ParseFromString(item.payload);
+      // An item that does not parse is acknowledged with the rest: no later attempt can send it.
+      if (!request.add_events()->ParseFromString(item.payload))
+        request.mutable_events()->RemoveLast();
+      sent.push_back(item.id);
     }
     if (request.events_size() > 0) {
       if (auto s = transport_.ReportEvents(request); !s.ok()) return s;
     }
-    if (auto s = state_.Ack(items->back().id); !s.ok()) return s;
+    if (auto s = state_.Ack(sent); !s.ok()) return s;
   }
 }
 

@@ -28,6 +28,12 @@ struct RequestLimits {
   static constexpr size_t kInventoryModels = 256;
   static constexpr size_t kEventsPerReport = 500;  // agents send 100 at a time
   static constexpr size_t kTelemetryEntriesPerUpload = 1000;
+  // Telemetry windows (edgefleet.v1.TelemetryWindow): agents send at most this many per call,
+  // and the largest window (every feature and sketch full) fits that many to a message.
+  static constexpr size_t kTelemetryWindowsPerUpload = 16;
+  static constexpr size_t kTelemetryFeatures = 64;        // features watched per model version
+  static constexpr size_t kTelemetryBins = 256;           // per feature or output histogram
+  static constexpr size_t kTelemetrySketchBuckets = 2048;  // a latency sketch, 1 ns..10^6 s
   static constexpr size_t kRolloutWaves = 16;
   // The gRPC servers' maximum received message: every request within the limits above fits
   // (tests/server/api/request_limits_test.cpp builds the largest ones).

@@ -33,7 +33,8 @@ DeviceApi::DeviceApi(DeviceRepos repos, ArtifactStore& artifacts,
       metrics_(metrics),
       options_(options),
       patches_(patches),
-      patch_repo_(patch_repo) {
+      patch_repo_(patch_repo),
+      telemetry_ingest_(repos_.db, repos_.telemetry, clock_, metrics_, options_.telemetry_windows) {
   // Decoded once: every check-in answer's timestamp names the delegation's version.
   if (auto d = manifest::DecodeCanonicalDelegation(options_.delegation.canonical_delegation());
       d.ok()) {
@@ -200,8 +201,8 @@ absl::Status DeviceApi::ReportEvent(const std::string& device_id,
   return absl::OkStatus();
 }
 
-absl::Status DeviceApi::UploadTelemetry(const std::string& device_id,
-                                        const v1::UploadTelemetryRequest& request) {
+absl::StatusOr<v1::UploadTelemetryResponse> DeviceApi::UploadTelemetry(
+    const std::string& device_id, const v1::UploadTelemetryRequest& request) {
   if (auto s = CheckRequestLimits(request); !s.ok()) return s;
   const int64_t now = ToUnixSeconds(clock_.Now());
   for (const auto& entry : request.models()) {
@@ -212,12 +213,16 @@ absl::Status DeviceApi::UploadTelemetry(const std::string& device_id,
       return absl::InvalidArgumentError("error_count cannot exceed inference_count");
     }
   }
-  return repos_.db.Transact("store telemetry", [&](Tx& tx) -> absl::Status {
-    for (const auto& entry : request.models()) {
-      if (auto s = repos_.telemetry.Insert(tx, device_id, entry, now); !s.ok()) return s;
-    }
-    return absl::OkStatus();
-  });
+  if (!request.models().empty()) {
+    absl::Status stored = repos_.db.Transact("store telemetry", [&](Tx& tx) -> absl::Status {
+      for (const auto& entry : request.models()) {
+        if (auto s = repos_.telemetry.Insert(tx, device_id, entry, now); !s.ok()) return s;
+      }
+      return absl::OkStatus();
+    });
+    if (!stored.ok()) return stored;
+  }
+  return telemetry_ingest_.Ingest(device_id, request);
 }
 
 absl::StatusOr<DeviceApi::ArtifactStream> DeviceApi::OpenArtifact(const std::string& device_id,

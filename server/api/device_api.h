@@ -20,6 +20,7 @@
 #include "server/store/last_seen_batcher.h"
 #include "server/store/model_repo.h"
 #include "server/store/telemetry_repo.h"
+#include "server/telemetry/ingest.h"
 
 namespace edgefleet::server {
 
@@ -29,6 +30,8 @@ struct DeviceApiOptions {
   // The root's delegation of the release key, sent with every answer; the answer's signed
   // timestamp expires after manifest_ttl like its manifests.
   v1::SignedDelegation delegation;
+  // What telemetry windows are accepted (clock skew, retention).
+  telemetry::WindowCheckPolicy telemetry_windows{};
 };
 
 // A check-in, an event report and a telemetry upload each write in one transaction of `db`; a
@@ -57,8 +60,10 @@ class DeviceApi {
   absl::StatusOr<v1::CheckInResponse> CheckIn(const std::string& device_id,
                                               const v1::CheckInRequest& request);
   absl::Status ReportEvent(const std::string& device_id, const v1::ReportEventRequest& request);
-  absl::Status UploadTelemetry(const std::string& device_id,
-                               const v1::UploadTelemetryRequest& request);
+  // Stores the per-model summaries and the windows (TelemetryIngest::Ingest): the answer lists
+  // the windows stored, now or before, and those refused for good.
+  absl::StatusOr<v1::UploadTelemetryResponse> UploadTelemetry(
+      const std::string& device_id, const v1::UploadTelemetryRequest& request);
   struct ArtifactStream {
     std::unique_ptr<ArtifactReader> reader;
     const char* kind;          // "full" or "patch"
@@ -70,6 +75,7 @@ class DeviceApi {
                                               const std::string& sha256);
 
   ServerMetrics& metrics() { return metrics_; }
+  telemetry::TelemetryIngest& telemetry() { return telemetry_ingest_; }
 
  private:
   // Adds the delegation and the signed timestamp binding this answer's manifests.
@@ -85,6 +91,7 @@ class DeviceApi {
   uint64_t delegation_version_ = 0;  // of options_.delegation; 0 when there is none
   PatchService* patches_;
   PatchStore* patch_repo_;
+  telemetry::TelemetryIngest telemetry_ingest_;
 };
 
 }  // namespace edgefleet::server

@@ -159,11 +159,14 @@ grpc::Status DeviceGrpcService::ReportEvent(grpc::ServerContext* context,
 
 grpc::Status DeviceGrpcService::UploadTelemetry(grpc::ServerContext* context,
                                                 const v1::UploadTelemetryRequest* request,
-                                                v1::UploadTelemetryResponse*) {
+                                                v1::UploadTelemetryResponse* response) {
   DeviceRpcScope scope(metrics_, "UploadTelemetry");
   auto device = CallerDevice(*context);
   if (!device.ok()) return scope.Finish(device.status());
-  return scope.Finish(api_.UploadTelemetry(*device, *request));
+  auto answer = api_.UploadTelemetry(*device, *request);
+  if (!answer.ok()) return scope.Finish(answer.status());
+  *response = *std::move(answer);
+  return scope.Finish(absl::OkStatus());
 }
 
 grpc::Status DeviceGrpcService::RenewCertificate(grpc::ServerContext* context,

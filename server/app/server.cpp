@@ -3,8 +3,12 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <stop_token>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -158,8 +162,26 @@ class ServerImpl final : public Server {
         DeviceApiOptions{
             .check_in_interval = std::chrono::seconds(config_.check_in_interval_seconds()),
             .manifest_ttl = std::chrono::seconds(config_.manifest_ttl_seconds()),
-            .delegation = release_trust_.delegation},
+            .delegation = release_trust_.delegation,
+            .telemetry_windows = {.retention = std::chrono::hours(
+                                      24 * int64_t{config_.telemetry_retention_days()})}},
         patches_.get(), patch_repo_.get());
+    // Today's partitions before the first upload; then hourly (new days, expired ones). A
+    // failure here is not fatal: an upload creates the partition of its day itself.
+    if (auto s = device_api_->telemetry().Maintain(); !s.ok()) {
+      log->error("telemetry partitions: {}", s.ToString());
+    }
+    telemetry_maintenance_ = std::jthread([this](std::stop_token stop) {
+      std::mutex mu;
+      std::condition_variable_any wake;
+      std::unique_lock lock(mu);
+      while (!wake.wait_for(lock, stop, std::chrono::hours(1), [] { return false; })) {
+        if (stop.stop_requested()) return;
+        if (auto s = device_api_->telemetry().Maintain(); !s.ok()) {
+          Logger("telemetry")->error("telemetry partitions: {}", s.ToString());
+        }
+      }
+    });
     authenticator_ = std::make_unique<Authenticator>(*api_tokens_, clock_);
     enroller_ = std::make_unique<Enroller>(
         *database_, *devices_, *ca_, release_trust_.root_public_key_pem, clock_,
@@ -191,6 +213,10 @@ class ServerImpl final : public Server {
     if (stopped_.exchange(true)) return;
     // An evaluation in progress finishes (or its transaction rolls back) before the servers go.
     if (rollout_controller_) rollout_controller_->Stop();
+    if (telemetry_maintenance_.joinable()) {
+      telemetry_maintenance_.request_stop();
+      telemetry_maintenance_.join();
+    }
     if (http_) http_->Stop();
     // One shared, short deadline: idle client channels must not hold shutdown for long.
     auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(2);
@@ -325,6 +351,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<LastSeenBatcher> last_seen_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<DeviceApi> device_api_;
+  std::jthread telemetry_maintenance_;  // DeviceApi::telemetry().Maintain() every hour
   std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<Enroller> enroller_;
   std::unique_ptr<AdminGrpcService> admin_grpc_;
@@ -356,6 +383,7 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
   }
   if (c.rollout_interval_ms() == 0) c.set_rollout_interval_ms(5000);
   if (c.last_seen_flush_ms() == 0) c.set_last_seen_flush_ms(5000);
+  if (c.telemetry_retention_days() == 0) c.set_telemetry_retention_days(30);
   return c;
 }
 

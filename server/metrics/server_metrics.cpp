@@ -34,6 +34,10 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
           "edgefleet_rollout_gate_evaluations_total",
           "Rollout wave gate evaluations by the controller, by gate and result")),
       rollout_targets(
-          registry.AddGauge("edgefleet_rollout_targets", "Per-device rollout targets by state")) {}
+          registry.AddGauge("edgefleet_rollout_targets", "Per-device rollout targets by state")),
+      telemetry_windows(registry.AddCounter(
+          "edgefleet_telemetry_windows_total",
+          "Telemetry windows received from devices, by result (stored, duplicate, or refused: "
+          "malformed, future, expired, unknown_model)")) {}
 
 }  // namespace edgefleet::server

@@ -24,6 +24,9 @@ struct ServerMetrics {
   metrics::Family<metrics::Gauge>& rollouts;  // {state}
   metrics::Family<metrics::Counter>& rollout_gate_evaluations;  // {gate, result}
   metrics::Family<metrics::Gauge>& rollout_targets;             // {state}: per-device targets
+  // {result}: stored, duplicate (an earlier delivery stored it), or why it was refused
+  // (malformed, future, expired, unknown_model).
+  metrics::Family<metrics::Counter>& telemetry_windows;
 };
 
 }  // namespace edgefleet::server

@@ -1,12 +1,16 @@
-// TelemetryStore stores per-window model telemetry (inference counts, errors, latency) from agents.
+// TelemetryStore stores what agents summarise of their models: telemetry windows (kept once per
+// device, outbox stream and sequence, in daily partitions) and the older per-model summaries.
 // TelemetryRepo is its PostgreSQL implementation; its mutating methods run in the caller's Tx.
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "edgefleet/v1/device.pb.h"
+#include "edgefleet/v1/telemetry.pb.h"
 #include "server/store/database.h"
 
 namespace edgefleet::server {
@@ -18,6 +22,26 @@ class TelemetryStore {
   // Unset window bounds default to now_unix. NotFound for an unknown device.
   virtual absl::Status Insert(Tx& tx, const std::string& device_id,
                               const v1::ModelTelemetry& telemetry, int64_t now_unix) = 0;
+
+  // What a device may report windows for, read once per upload.
+  struct DeviceContext {
+    std::string hw;                     // its hw label, "" when it has none
+    std::set<std::string> model_names;  // models it is targeted with or reports installed
+  };
+  // NotFound for an unknown device.
+  virtual absl::StatusOr<DeviceContext> ReadDeviceContext(Tx& tx, const std::string& device_id) = 0;
+  virtual absl::StatusOr<bool> VersionExists(Tx& tx, const std::string& model_name,
+                                             const std::string& version) = 0;
+  // Stores a checked window under (device, stream, sequence): true when stored now, false when
+  // an earlier delivery stored it. FailedPrecondition when no partition covers its start.
+  virtual absl::StatusOr<bool> InsertWindow(Tx& tx, const std::string& device_id,
+                                            uint64_t stream_id, const v1::TelemetryWindow& window,
+                                            const std::string& hw, int64_t now_unix) = 0;
+  // Creates the missing daily partitions for the UTC days of [from_unix, to_unix]; returns how
+  // many it created.
+  virtual absl::StatusOr<int> EnsurePartitions(Tx& tx, int64_t from_unix, int64_t to_unix) = 0;
+  // Drops the daily partitions of UTC days wholly before the day of `before_unix`.
+  virtual absl::StatusOr<int> DropPartitionsBefore(Tx& tx, int64_t before_unix) = 0;
 };
 
 // The PostgreSQL TelemetryStore.
@@ -25,6 +49,14 @@ class TelemetryRepo final : public TelemetryStore {
  public:
   absl::Status Insert(Tx& tx, const std::string& device_id, const v1::ModelTelemetry& telemetry,
                       int64_t now_unix) override;
+  absl::StatusOr<DeviceContext> ReadDeviceContext(Tx& tx, const std::string& device_id) override;
+  absl::StatusOr<bool> VersionExists(Tx& tx, const std::string& model_name,
+                                     const std::string& version) override;
+  absl::StatusOr<bool> InsertWindow(Tx& tx, const std::string& device_id, uint64_t stream_id,
+                                    const v1::TelemetryWindow& window, const std::string& hw,
+                                    int64_t now_unix) override;
+  absl::StatusOr<int> EnsurePartitions(Tx& tx, int64_t from_unix, int64_t to_unix) override;
+  absl::StatusOr<int> DropPartitionsBefore(Tx& tx, int64_t before_unix) override;
 };
 
 }  // namespace edgefleet::server

@@ -113,11 +113,38 @@ absl::Status FakeDeviceTransport::ReportEvents(const v1::ReportEventRequest& req
   return absl::OkStatus();
 }
 
-absl::Status FakeDeviceTransport::UploadTelemetry(const v1::UploadTelemetryRequest& request) {
+void FakeDeviceTransport::SetTelemetryAnswer(TelemetryAnswer answer) {
+  std::lock_guard lock(mu_);
+  telemetry_answer_ = answer;
+}
+
+void FakeDeviceTransport::RefuseTelemetrySequences(std::set<uint64_t> sequences) {
+  std::lock_guard lock(mu_);
+  refused_sequences_ = std::move(sequences);
+}
+
+absl::StatusOr<v1::UploadTelemetryResponse> FakeDeviceTransport::UploadTelemetry(
+    const v1::UploadTelemetryRequest& request) {
   std::lock_guard lock(mu_);
   ++calls_;
+  if (telemetry_answer_ == TelemetryAnswer::kUnavailable) {
+    return absl::UnavailableError("server unreachable");
+  }
   telemetry_.push_back(request);
-  return absl::OkStatus();
+  if (telemetry_answer_ == TelemetryAnswer::kLoseAnswer) {
+    return absl::DeadlineExceededError("answer lost");
+  }
+  v1::UploadTelemetryResponse response;
+  for (const auto& w : request.windows()) {
+    if (refused_sequences_.count(w.sequence()) > 0) {
+      auto* r = response.add_rejected();
+      r->set_sequence(w.sequence());
+      r->set_reason("refused by the test");
+    } else {
+      response.add_accepted_sequences(w.sequence());
+    }
+  }
+  return response;
 }
 
 }  // namespace edgefleet::fakes

@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,15 @@ class FakeDeviceTransport : public agent::DeviceTransport {
   void SetChunkSize(size_t bytes);
   // While failing, ReportEvents returns Unavailable and records nothing.
   void SetReportEventsFailing(bool failing);
+  // How UploadTelemetry answers: normally it records the request and accepts every window.
+  enum class TelemetryAnswer {
+    kAccept,
+    kUnavailable,  // records nothing: the server was unreachable
+    kLoseAnswer,   // records the request, then fails as if the answer were lost on the way
+  };
+  void SetTelemetryAnswer(TelemetryAnswer answer);
+  // Windows with these sequences are refused for good (as the server refuses malformed ones).
+  void RefuseTelemetrySequences(std::set<uint64_t> sequences);
   void SetCheckInResponse(const v1::CheckInResponse& response);
 
   std::vector<FetchCall> Fetches() const;
@@ -71,7 +81,8 @@ class FakeDeviceTransport : public agent::DeviceTransport {
   absl::Status FetchArtifact(const std::string& sha256, uint64_t offset,
                              const std::function<absl::Status(std::string_view)>& sink) override;
   absl::Status ReportEvents(const v1::ReportEventRequest& request) override;
-  absl::Status UploadTelemetry(const v1::UploadTelemetryRequest& request) override;
+  absl::StatusOr<v1::UploadTelemetryResponse> UploadTelemetry(
+      const v1::UploadTelemetryRequest& request) override;
 
  private:
   mutable std::mutex mu_;
@@ -79,6 +90,8 @@ class FakeDeviceTransport : public agent::DeviceTransport {
   std::map<std::string, Behavior> behaviors_;
   size_t chunk_size_ = 97;  // odd, so chunk boundaries fall everywhere
   bool report_failing_ = false;
+  TelemetryAnswer telemetry_answer_ = TelemetryAnswer::kAccept;
+  std::set<uint64_t> refused_sequences_;
   v1::CheckInResponse check_in_response_;
   std::vector<FetchCall> fetches_;
   std::vector<v1::UpdateEvent> events_;

@@ -19,6 +19,12 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using UpdatePhase = StateStore::UpdatePhase;
+using OutboxKind = StateStore::OutboxKind;
+
+// The outbox table as schema v1 created it (the fake old databases below need it to migrate).
+constexpr char kV1Outbox[] =
+    "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+    "payload BLOB NOT NULL);";
 
 class StateStoreTest : public ::testing::Test {
  protected:
@@ -66,7 +72,7 @@ TEST_F(StateStoreTest, ReopenKeepsEverything) {
     ASSERT_TRUE(store->SaveUpdate({"detector", "v2", "sha2", UpdatePhase::kStaged, "staged"}).ok());
     ASSERT_TRUE(
         store->SaveFailure({"detector", "v0", "sha0", 4, 2, 1'800'000'060, 7, "cannot load"}).ok());
-    ASSERT_TRUE(store->Enqueue("event", "payload-1").ok());
+    ASSERT_TRUE(store->Enqueue(OutboxKind::kUpdateEvent, "payload-1").ok());
   }
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
@@ -90,7 +96,7 @@ TEST_F(StateStoreTest, ReopenKeepsEverything) {
   EXPECT_EQ((*failure)->attempts, 2u);
   EXPECT_EQ((*failure)->next_attempt_unix, 1'800'000'060);
   EXPECT_EQ((*failure)->reason_code, 7);
-  auto items = store->Peek(10);
+  auto items = store->Peek(OutboxKind::kUpdateEvent, 10);
   ASSERT_TRUE(items.ok());
   ASSERT_EQ(items->size(), 1u);
   EXPECT_EQ((*items)[0].payload, "payload-1");
@@ -264,16 +270,17 @@ TEST_F(StateStoreTest, MigrationFromV1GivesRefusedReleasesAnotherAttempt) {
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
-    const char* v1 =
+    const std::string v1 =
         "CREATE TABLE updates (model_name TEXT PRIMARY KEY, version TEXT NOT NULL, "
         "artifact_sha256 BLOB NOT NULL, phase TEXT NOT NULL, detail TEXT NOT NULL);"
         "CREATE TABLE failed_releases (model_name TEXT NOT NULL, version TEXT NOT NULL, "
         "artifact_sha256 BLOB NOT NULL, reason_code INTEGER NOT NULL, detail TEXT NOT NULL, "
-        "PRIMARY KEY (model_name, version, artifact_sha256));"
+        "PRIMARY KEY (model_name, version, artifact_sha256));" +
+        std::string(kV1Outbox) +
         "INSERT INTO failed_releases VALUES ('m', 'v2', x'00ff', 4, 'digest mismatch');"
         "PRAGMA user_version = 1;";
     char* error = nullptr;
-    EXPECT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, &error), SQLITE_OK) << error;
+    EXPECT_EQ(sqlite3_exec(db, v1.c_str(), nullptr, nullptr, &error), SQLITE_OK) << error;
     sqlite3_free(error);
     sqlite3_close(db);
   }
@@ -295,16 +302,17 @@ TEST_F(StateStoreTest, MigrationFromV2KeepsUpdateRecordsUnderTheNewStateNames) {
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
-    const char* v2 =
+    const std::string v2 =
         "CREATE TABLE updates (model_name TEXT PRIMARY KEY, version TEXT NOT NULL, "
-        "artifact_sha256 BLOB NOT NULL, phase TEXT NOT NULL, detail TEXT NOT NULL);"
+        "artifact_sha256 BLOB NOT NULL, phase TEXT NOT NULL, detail TEXT NOT NULL);" +
+        std::string(kV1Outbox) +
         "INSERT INTO updates VALUES ('a', 'v1', x'01', 'Fetch', '');"
         "INSERT INTO updates VALUES ('b', 'v2', x'02', 'Activate', 'loading');"
         "INSERT INTO updates VALUES ('c', 'v3', x'03', 'Commit', '');"
         "INSERT INTO updates VALUES ('d', 'v4', x'04', 'Failed', 'digest');"
         "PRAGMA user_version = 2;";
     char* error = nullptr;
-    EXPECT_EQ(sqlite3_exec(db, v2, nullptr, nullptr, &error), SQLITE_OK) << error;
+    EXPECT_EQ(sqlite3_exec(db, v2.c_str(), nullptr, nullptr, &error), SQLITE_OK) << error;
     sqlite3_free(error);
     sqlite3_close(db);
   }
@@ -340,45 +348,156 @@ TEST_F(StateStoreTest, DropCurrentKeepsPreviousAndRollbackProtection) {
   EXPECT_FALSE(again->has_value());
 }
 
-TEST_F(StateStoreTest, OutboxKeepsOrderAndAckRemovesPrefix) {
-  auto store = OpenStore();
-  ASSERT_NE(store, nullptr);
-  for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(store->Enqueue(i % 2 ? "telemetry" : "event", "p" + std::to_string(i)).ok());
-  }
-  auto first = store->Peek(3);
-  ASSERT_TRUE(first.ok());
-  ASSERT_EQ(first->size(), 3u);
-  EXPECT_EQ((*first)[0].payload, "p0");
-  EXPECT_EQ((*first)[0].kind, "event");
-  EXPECT_EQ((*first)[1].kind, "telemetry");
-  EXPECT_EQ((*first)[2].payload, "p2");
-  EXPECT_LT((*first)[0].id, (*first)[1].id);
-  // Peek does not consume.
-  EXPECT_EQ(store->Peek(3)->size(), 3u);
-  ASSERT_TRUE(store->Ack((*first)[2].id).ok());
-  auto rest = store->Peek(10);
-  ASSERT_TRUE(rest.ok());
-  ASSERT_EQ(rest->size(), 2u);
-  EXPECT_EQ((*rest)[0].payload, "p3");
-  // Ids are never reused: acking everything then enqueuing yields a larger id.
-  const int64_t last = (*rest)[1].id;
-  ASSERT_TRUE(store->Ack(last).ok());
-  ASSERT_TRUE(store->Enqueue("event", "late").ok());
-  auto late = store->Peek(10);
-  ASSERT_EQ(late->size(), 1u);
-  EXPECT_GT((*late)[0].id, last);
+std::array<StateStore::OutboxKindStats, 3> Stats(StateStore& store) {
+  auto stats = store.OutboxStats();
+  EXPECT_TRUE(stats.ok()) << stats.status();
+  return stats.value_or(std::array<StateStore::OutboxKindStats, 3>{});
 }
 
-TEST_F(StateStoreTest, TrimOutboxDropsOldest) {
+const StateStore::OutboxKindStats& Of(const std::array<StateStore::OutboxKindStats, 3>& stats,
+                                      OutboxKind kind) {
+  return stats[static_cast<size_t>(kind)];
+}
+
+TEST_F(StateStoreTest, OutboxKeepsOrderPerKindAndAckRemovesExactlyTheAcknowledged) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(store->Enqueue("t", "p" + std::to_string(i)).ok());
-  auto dropped = store->TrimOutbox(4);
-  ASSERT_TRUE(dropped.ok());
-  EXPECT_EQ(*dropped, 6u);
-  EXPECT_EQ(store->OutboxSize().value_or(0), 4u);
-  EXPECT_EQ((*store->Peek(1))[0].payload, "p6");
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(store
+                    ->Enqueue(i % 2 ? OutboxKind::kTelemetry : OutboxKind::kUpdateEvent,
+                              "p" + std::to_string(i))
+                    .ok());
+  }
+  auto events = store->Peek(OutboxKind::kUpdateEvent, 10);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 3u);
+  EXPECT_EQ((*events)[0].payload, "p0");
+  EXPECT_EQ((*events)[1].payload, "p2");
+  EXPECT_EQ((*events)[0].kind, OutboxKind::kUpdateEvent);
+  EXPECT_LT((*events)[0].id, (*events)[1].id);
+  auto telemetry = store->Peek(OutboxKind::kTelemetry, 2);
+  ASSERT_TRUE(telemetry.ok());
+  ASSERT_EQ(telemetry->size(), 2u);
+  EXPECT_EQ((*telemetry)[0].payload, "p1");
+  // Peek does not consume.
+  EXPECT_EQ(store->Peek(OutboxKind::kTelemetry, 10)->size(), 3u);
+  // Acknowledging the second telemetry item removes it alone: an item sent later but
+  // acknowledged earlier leaves the older unacknowledged ones in place.
+  ASSERT_TRUE(store->Ack({(*telemetry)[1].id}).ok());
+  auto rest = store->Peek(OutboxKind::kTelemetry, 10);
+  ASSERT_EQ(rest->size(), 2u);
+  EXPECT_EQ((*rest)[0].payload, "p1");
+  EXPECT_EQ((*rest)[1].payload, "p5");
+  EXPECT_EQ(store->Peek(OutboxKind::kUpdateEvent, 10)->size(), 3u);
+  // Ids are never reused: acknowledging everything then enqueuing yields a larger id.
+  std::vector<int64_t> all{(*rest)[0].id, (*rest)[1].id};
+  for (const auto& e : *events) all.push_back(e.id);
+  ASSERT_TRUE(store->Ack(all).ok());
+  ASSERT_TRUE(store->Enqueue(OutboxKind::kUpdateEvent, "late").ok());
+  auto late = store->Peek(OutboxKind::kUpdateEvent, 10);
+  ASSERT_EQ(late->size(), 1u);
+  EXPECT_GT((*late)[0].id, (*rest)[1].id);
+}
+
+TEST_F(StateStoreTest, OutboxOverBudgetDropsOldestCapturesThenTelemetryButNeverEvents) {
+  auto opened = StateStore::Open(db_path_, {.outbox_max_bytes = 1000});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  StateStore& store = **opened;
+  const std::string hundred(100, 'x');
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store.Enqueue(OutboxKind::kUpdateEvent, hundred).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store.Enqueue(OutboxKind::kCapture, hundred).ok());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(
+        store.Enqueue(OutboxKind::kTelemetry, "t" + std::to_string(i) + hundred.substr(2)).ok());
+  }
+  auto stats = Stats(store);
+  EXPECT_EQ(Of(stats, OutboxKind::kCapture).items + Of(stats, OutboxKind::kTelemetry).items +
+                Of(stats, OutboxKind::kUpdateEvent).items,
+            10u)
+      << "exactly at the budget: nothing dropped";
+
+  // Over budget: the oldest capture goes first.
+  ASSERT_TRUE(store.Enqueue(OutboxKind::kTelemetry, "t4" + hundred.substr(2)).ok());
+  stats = Stats(store);
+  EXPECT_EQ(Of(stats, OutboxKind::kCapture).items, 2u);
+  EXPECT_EQ(Of(stats, OutboxKind::kCapture).dropped, 1u);
+  // Captures gone, then the oldest telemetry; events stay even when they alone exceed it.
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(store.Enqueue(OutboxKind::kUpdateEvent, hundred).ok());
+  stats = Stats(store);
+  EXPECT_EQ(Of(stats, OutboxKind::kUpdateEvent).items, 13u);
+  EXPECT_EQ(Of(stats, OutboxKind::kUpdateEvent).dropped, 0u);
+  EXPECT_EQ(Of(stats, OutboxKind::kCapture).items, 0u);
+  EXPECT_EQ(Of(stats, OutboxKind::kTelemetry).items, 0u);
+  EXPECT_EQ(Of(stats, OutboxKind::kTelemetry).dropped, 5u);
+  EXPECT_EQ(Of(stats, OutboxKind::kCapture).dropped, 3u);
+  EXPECT_EQ(Of(stats, OutboxKind::kUpdateEvent).bytes, 1300u);
+  // A telemetry window that cannot fit next to the events is dropped at once, and counted.
+  ASSERT_TRUE(store.Enqueue(OutboxKind::kTelemetry, hundred).ok());
+  EXPECT_EQ(Of(Stats(store), OutboxKind::kTelemetry).dropped, 6u);
+}
+
+TEST_F(StateStoreTest, OutboxDropsOldestTelemetryFirstAndCountsSurviveARestart) {
+  {
+    auto opened = StateStore::Open(db_path_, {.outbox_max_bytes = 300});
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(
+          (*opened)
+              ->Enqueue(OutboxKind::kTelemetry, "w" + std::to_string(i) + std::string(98, '.'))
+              .ok());
+    }
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto kept = store->Peek(OutboxKind::kTelemetry, 10);
+  ASSERT_TRUE(kept.ok());
+  ASSERT_EQ(kept->size(), 3u);
+  EXPECT_EQ((*kept)[0].payload.substr(0, 2), "w2") << "the newest windows are kept";
+  EXPECT_EQ(Of(Stats(*store), OutboxKind::kTelemetry).dropped, 2u);
+}
+
+TEST_F(StateStoreTest, OutboxStreamIdIsStableAndDiffersBetweenDatabases) {
+  uint64_t first = 0;
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    auto id = store->OutboxStreamId();
+    ASSERT_TRUE(id.ok()) << id.status();
+    first = *id;
+  }
+  {
+    auto store = OpenStore();
+    EXPECT_EQ(store->OutboxStreamId().value_or(0), first) << "a restart keeps the stream";
+  }
+  fs::remove(db_path_);
+  auto fresh = OpenStore();
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_NE(fresh->OutboxStreamId().value_or(first), first)
+      << "a wiped state starts a new stream, so its ids cannot collide with the old ones";
+}
+
+// v3's outbox held events and telemetry without sizes: v4 keeps them, sized and in order.
+TEST_F(StateStoreTest, MigrationFromV3KeepsQueuedItemsWithTheirSizes) {
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(db_path_.c_str(), &db), SQLITE_OK);
+    const std::string v3 = std::string(kV1Outbox) +
+                           "INSERT INTO outbox (kind, payload) VALUES ('update_event', 'e1');"
+                           "INSERT INTO outbox (kind, payload) VALUES ('update_event', 'e22');"
+                           "PRAGMA user_version = 3;";
+    char* error = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, v3.c_str(), nullptr, nullptr, &error), SQLITE_OK) << error;
+    sqlite3_free(error);
+    sqlite3_close(db);
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto events = store->Peek(OutboxKind::kUpdateEvent, 10);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[1].payload, "e22");
+  EXPECT_EQ(Of(Stats(*store), OutboxKind::kUpdateEvent).bytes, 5u);
+  EXPECT_TRUE(store->OutboxStreamId().ok());
 }
 
 TEST_F(StateStoreTest, CorruptFileIsAClearError) {
@@ -422,27 +541,25 @@ TEST_F(StateStoreTest, ConcurrentUseFromTwoThreadsIsSafe) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   constexpr int kPerThread = 200;
-  auto writer = [&](const std::string& kind) {
+  auto writer = [&](OutboxKind kind) {
     for (int i = 0; i < kPerThread; ++i) {
       ASSERT_TRUE(store->Enqueue(kind, std::to_string(i)).ok());
       ASSERT_TRUE(store->RaiseMetadataVersion("m", static_cast<uint64_t>(i)).ok());
-      ASSERT_TRUE(store->Peek(5).ok());
+      ASSERT_TRUE(store->Peek(kind, 5).ok());
     }
   };
-  std::thread a(writer, "a");
-  std::thread b(writer, "b");
+  std::thread a(writer, OutboxKind::kTelemetry);
+  std::thread b(writer, OutboxKind::kUpdateEvent);
   a.join();
   b.join();
-  EXPECT_EQ(store->OutboxSize().value_or(0), 2u * kPerThread);
   EXPECT_EQ(store->HighestMetadataVersion("m").value_or(0), kPerThread - 1u);
   // Each thread's items stay in its own enqueue order.
-  auto items = store->Peek(1000);
-  ASSERT_TRUE(items.ok());
-  int next_a = 0, next_b = 0;
-  for (const auto& item : *items) {
-    int& next = item.kind == "a" ? next_a : next_b;
-    EXPECT_EQ(item.payload, std::to_string(next));
-    ++next;
+  for (OutboxKind kind : {OutboxKind::kTelemetry, OutboxKind::kUpdateEvent}) {
+    auto items = store->Peek(kind, 1000);
+    ASSERT_TRUE(items.ok());
+    ASSERT_EQ(items->size(), static_cast<size_t>(kPerThread));
+    for (int i = 0; i < kPerThread; ++i)
+      EXPECT_EQ((*items)[static_cast<size_t>(i)].payload, std::to_string(i));
   }
 }
 

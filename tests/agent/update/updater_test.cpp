@@ -775,7 +775,7 @@ TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) 
   EXPECT_FALSE(updater_->Apply(corrupt).ok());
   EXPECT_TRUE(transport_.ReportedEvents().empty());
   EXPECT_FALSE(updater_->FlushEvents().ok());
-  ASSERT_EQ(*state_->OutboxSize(), 7u);
+  ASSERT_EQ(state_->Peek(StateStore::OutboxKind::kUpdateEvent, 100)->size(), 7u);
 
   transport_.SetReportEventsFailing(false);
   ASSERT_TRUE(updater_->FlushEvents().ok());
@@ -788,7 +788,7 @@ TEST_F(UpdaterTest, EventsQueuedWhileTheServerIsUnreachableAreDeliveredInOrder) 
                                      std::pair("1.0", v1::UPDATE_EVENT_KIND_ACTIVATED),
                                      std::pair("2.0", v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED),
                                      std::pair("2.0", v1::UPDATE_EVENT_KIND_FAILED)));
-  EXPECT_EQ(*state_->OutboxSize(), 0u);
+  EXPECT_EQ(state_->Peek(StateStore::OutboxKind::kUpdateEvent, 100)->size(), 0u);
 
   // Delivered once: flushing again sends nothing.
   ASSERT_TRUE(updater_->FlushEvents().ok());

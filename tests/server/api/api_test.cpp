@@ -510,7 +510,7 @@ TEST_F(ApiTest, OversizedDeviceAndUploadInputIsRefusedBeforeAnythingIsStored) {
 
   v1::UploadTelemetryRequest telemetry;
   for (int i = 0; i < 1001; ++i) telemetry.add_models()->set_model_name("detector");
-  EXPECT_EQ(device_api_->UploadTelemetry("cam-1", telemetry).message(),
+  EXPECT_EQ(device_api_->UploadTelemetry("cam-1", telemetry).status().message(),
             "models has 1001 entries; the limit is 1000");
 
   v1::PushModelMetadata metadata = Metadata("detector", "1");
@@ -656,7 +656,7 @@ TEST_F(ApiTest, EventsDriveDeploymentTargetStateAndAreValidated) {
   entry->set_version("1");
   entry->set_inference_count(1);
   entry->set_error_count(2);
-  EXPECT_EQ(device_api_->UploadTelemetry("cam-1", telemetry).code(),
+  EXPECT_EQ(device_api_->UploadTelemetry("cam-1", telemetry).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 

@@ -134,6 +134,9 @@ void FillToLimits(google::protobuf::Message* message, int* counter) {
         case FieldDescriptor::CPPTYPE_INT64:
           reflection->AddInt64(message, field, -1);  // the longest varint
           break;
+        case FieldDescriptor::CPPTYPE_UINT64:
+          reflection->AddUInt64(message, field, ~uint64_t{0});  // the longest varint
+          break;
         default:
           FAIL() << "no filler for repeated " << field->full_name();
       }

@@ -49,20 +49,7 @@ class DeploymentTest : public StoreTest {
   }
 
   void Publish(const std::string& name, const std::string& version, char digest) {
-    v1::ModelVersion mv;
-    mv.set_model_name(name);
-    mv.set_version(version);
-    mv.set_format(v1::MODEL_FORMAT_ONNX);
-    mv.set_artifact_sha256(Digest(digest));
-    mv.set_size_bytes(10);
-    mv.set_metadata_version(
-        *db_->Transact("test", [&](Tx& tx) { return models_->NextMetadataVersion(tx); }));
-    ASSERT_TRUE(db_->Transact("test",
-                              [&](Tx& tx) {
-                                return models_->InsertVersion(tx, mv, "manifest-" + version, "sig",
-                                                              "k1");
-                              })
-                    .ok());
+    PublishVersion(*db_, *models_, name, version, digest);
   }
 
   // device id -> target state in the given deployment.

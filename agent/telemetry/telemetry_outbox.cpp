@@ -1,0 +1,70 @@
+#include "agent/telemetry/telemetry_outbox.h"
+
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/core/limits.h"
+#include "common/core/logging.h"
+
+namespace edgefleet::agent {
+
+using OutboxKind = StateStore::OutboxKind;
+
+absl::Status TelemetryOutbox::Enqueue(const v1::TelemetryWindow& window) {
+  return state_.Enqueue(OutboxKind::kTelemetry, window.SerializeAsString());
+}
+
+absl::StatusOr<TelemetryOutbox::FlushResult> TelemetryOutbox::Flush() {
+  FlushResult result;
+  auto stream = state_.OutboxStreamId();
+  if (!stream.ok()) return stream.status();
+  while (true) {
+    auto items = state_.Peek(OutboxKind::kTelemetry, RequestLimits::kTelemetryWindowsPerUpload);
+    if (!items.ok()) return items.status();
+    if (items->empty()) return result;
+    v1::UploadTelemetryRequest request;
+    request.set_stream_id(*stream);
+    std::vector<int64_t> unreadable;
+    for (const auto& item : *items) {
+      v1::TelemetryWindow* w = request.add_windows();
+      if (!w->ParseFromString(item.payload)) {
+        // Written by this agent, so only a damaged database gets here: no send can fix it.
+        request.mutable_windows()->RemoveLast();
+        unreadable.push_back(item.id);
+        continue;
+      }
+      w->set_sequence(static_cast<uint64_t>(item.id));
+    }
+    std::vector<int64_t> done = unreadable;
+    if (request.windows_size() > 0) {
+      auto answer = transport_.UploadTelemetry(request);
+      if (!answer.ok()) return answer.status();
+      // Only ids this upload carried: an answer naming others is not trusted to remove them.
+      std::set<int64_t> sent;
+      for (const auto& w : request.windows()) sent.insert(static_cast<int64_t>(w.sequence()));
+      for (uint64_t s : answer->accepted_sequences()) {
+        if (sent.erase(static_cast<int64_t>(s)) > 0) {
+          done.push_back(static_cast<int64_t>(s));
+          ++result.accepted;
+        }
+      }
+      for (const auto& r : answer->rejected()) {
+        if (sent.erase(static_cast<int64_t>(r.sequence())) == 0) continue;
+        Logger("telemetry")
+            ->warn("telemetry window refused by the server sequence={} reason={}", r.sequence(),
+                   r.reason());
+        done.push_back(static_cast<int64_t>(r.sequence()));
+        ++result.refused;
+      }
+      if (!sent.empty() && done.empty()) {
+        // The server answered for none of them: sending again would loop; try at the next flush.
+        return absl::InternalError(absl::StrCat("the server answered for none of the ",
+                                                request.windows_size(), " windows sent"));
+      }
+    }
+    if (auto s = state_.Ack(done); !s.ok()) return s;
+  }
+}
+
+}  // namespace edgefleet::agent

@@ -1,0 +1,140 @@
+#include "server/telemetry/ingest.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/core/logging.h"
+
+namespace edgefleet::server::telemetry {
+namespace {
+
+constexpr int64_t kDaySeconds = 24 * 3600;
+
+int64_t DayOf(int64_t unix_seconds) {
+  return unix_seconds >= 0 ? unix_seconds / kDaySeconds : (unix_seconds + 1) / kDaySeconds - 1;
+}
+
+}  // namespace
+
+TelemetryIngest::TelemetryIngest(Transactor& db, TelemetryStore& store, const Clock& clock,
+                                 ServerMetrics& metrics, WindowCheckPolicy policy)
+    : db_(db), store_(store), clock_(clock), metrics_(metrics), policy_(policy) {}
+
+absl::Status TelemetryIngest::EnsureDay(Clock::TimePoint t) {
+  const int64_t day = DayOf(ToUnixSeconds(t));
+  {
+    std::lock_guard lock(mu_);
+    if (days_with_partition_.count(day) > 0) return absl::OkStatus();
+  }
+  // Its own transaction: creating a partition takes locks an upload should not hold.
+  absl::Status s = db_.Transact("create telemetry partition", [&](Tx& tx) -> absl::Status {
+    return store_.EnsurePartitions(tx, day * kDaySeconds, day * kDaySeconds).status();
+  });
+  if (!s.ok()) return s;
+  std::lock_guard lock(mu_);
+  days_with_partition_.insert(day);
+  return absl::OkStatus();
+}
+
+absl::Status TelemetryIngest::Maintain() {
+  const int64_t now = ToUnixSeconds(clock_.Now());
+  const int64_t retention =
+      std::chrono::duration_cast<std::chrono::seconds>(policy_.retention).count();
+  int created = 0;
+  int dropped = 0;
+  absl::Status s = db_.Transact("maintain telemetry partitions", [&](Tx& tx) -> absl::Status {
+    auto c = store_.EnsurePartitions(tx, now - retention, now + kDaySeconds);
+    if (!c.ok()) return c.status();
+    // The day a window may start on at the earliest keeps its partition.
+    auto d = store_.DropPartitionsBefore(tx, now - retention);
+    if (!d.ok()) return d.status();
+    created = *c;
+    dropped = *d;
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  std::lock_guard lock(mu_);
+  days_with_partition_.clear();
+  for (int64_t day = DayOf(now - retention); day <= DayOf(now + kDaySeconds); ++day) {
+    days_with_partition_.insert(day);
+  }
+  if (created > 0 || dropped > 0) {
+    Logger("telemetry")->info("telemetry partitions created={} dropped={}", created, dropped);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::UploadTelemetryResponse> TelemetryIngest::Ingest(
+    const std::string& device_id, const v1::UploadTelemetryRequest& request) {
+  v1::UploadTelemetryResponse response;
+  if (request.windows().empty()) return response;
+  if (request.stream_id() == 0) {
+    return absl::InvalidArgumentError("stream_id is required with windows");
+  }
+  const Clock::TimePoint now = clock_.Now();
+  auto refuse = [&](uint64_t sequence, Refusal refusal, std::string reason) {
+    auto* r = response.add_rejected();
+    r->set_sequence(sequence);
+    r->set_reason(std::move(reason));
+    metrics_.telemetry_windows.Add({{"result", RefusalName(refusal)}}).Increment();
+  };
+
+  std::vector<const v1::TelemetryWindow*> checked;
+  for (const v1::TelemetryWindow& w : request.windows()) {
+    WindowVerdict verdict = CheckWindow(w, now, policy_);
+    if (!verdict.ok) {
+      refuse(w.sequence(), verdict.refusal, std::move(verdict.reason));
+      continue;
+    }
+    if (auto s = EnsureDay(FromUnixSeconds(w.window_start().seconds())); !s.ok()) return s;
+    checked.push_back(&w);
+  }
+  if (checked.empty()) return response;
+
+  int stored = 0;
+  int duplicates = 0;
+  std::vector<std::pair<uint64_t, std::string>> unknown;  // refused inside the transaction
+  absl::Status s = db_.Transact("store telemetry windows", [&](Tx& tx) -> absl::Status {
+    // A retried transaction starts over: nothing from the failed attempt is kept.
+    stored = duplicates = 0;
+    unknown.clear();
+    response.clear_accepted_sequences();
+    auto context = store_.ReadDeviceContext(tx, device_id);
+    if (!context.ok()) return context.status();
+    std::map<std::pair<std::string, std::string>, bool> known_versions;
+    for (const v1::TelemetryWindow* w : checked) {
+      if (context->model_names.count(w->model_name()) == 0) {
+        unknown.emplace_back(w->sequence(),
+                             absl::StrCat("device does not run model '", w->model_name(), "'"));
+        continue;
+      }
+      auto key = std::make_pair(w->model_name(), w->version());
+      auto known = known_versions.find(key);
+      if (known == known_versions.end()) {
+        auto exists = store_.VersionExists(tx, w->model_name(), w->version());
+        if (!exists.ok()) return exists.status();
+        known = known_versions.emplace(key, *exists).first;
+      }
+      if (!known->second) {
+        unknown.emplace_back(w->sequence(), absl::StrCat("model '", w->model_name(),
+                                                         "' has no version '", w->version(), "'"));
+        continue;
+      }
+      auto inserted = store_.InsertWindow(tx, device_id, request.stream_id(), *w, context->hw,
+                                          ToUnixSeconds(now));
+      if (!inserted.ok()) return inserted.status();
+      ++(*inserted ? stored : duplicates);
+      response.add_accepted_sequences(w->sequence());
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  for (auto& [sequence, reason] : unknown)
+    refuse(sequence, Refusal::kUnknownModel, std::move(reason));
+  metrics_.telemetry_windows.Add({{"result", "stored"}}).Increment(stored);
+  metrics_.telemetry_windows.Add({{"result", "duplicate"}}).Increment(duplicates);
+  return response;
+}
+
+}  // namespace edgefleet::server::telemetry
