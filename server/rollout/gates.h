@@ -35,9 +35,9 @@ struct WaveCounts {
   uint64_t install_failed = 0;
   uint64_t refused = 0;
   uint64_t probation_failed = 0;
-  uint64_t rolled_back = 0;  // only after a roll back, which ends the rollout: no gate reads it
   // Waiting devices targeted at least the serving timeout ago.
   uint64_t timed_out = 0;
+  uint64_t rolled_back = 0;  // only after a roll back, which ends the rollout: no gate reads it
 
   uint64_t finished() const {
     return serving + install_failed + refused + probation_failed + rolled_back;

@@ -901,6 +901,7 @@ v1::Rollout SampleRollout(v1::RolloutState state) {
   second->set_serving(12);
   second->set_failed(3);
   second->set_in_progress(1);
+  second->set_rolled_back(2);
   v1::GateResult* failed = second->add_gates();
   failed->set_gate(v1::GATE_PROBATION_FAILURES);
   failed->set_result(v1::GATE_OUTCOME_FAIL);
@@ -936,8 +937,8 @@ TEST(RolloutCommandsTest, StatusShowsWavesGatesAgainstThresholdsAndDecisions) {
   EXPECT_THAT(r.out, HasSubstr("Current wave:  1 (of 0-1)"));
   EXPECT_THAT(r.out, HasSubstr("2023-11-14T22:13:20Z by alice"));
   // Waves: size, state and the counts; a count wave reads as devices.
-  EXPECT_THAT(r.out, testing::ContainsRegex("0 +10% +PASSED +4 +4 +0 +0 +0 +30m"));
-  EXPECT_THAT(r.out, testing::ContainsRegex("1 +20 devices +FAILED +16 +12 +3 +1 +0 +-"));
+  EXPECT_THAT(r.out, testing::ContainsRegex("0 +10% +PASSED +4 +4 +0 +0 +0 +0 +30m"));
+  EXPECT_THAT(r.out, testing::ContainsRegex("1 +20 devices +FAILED +16 +12 +3 +1 +0 +2 +-"));
   // Gates: result, value against threshold, over how many devices.
   EXPECT_THAT(r.out,
               testing::ContainsRegex("0 +INSTALL_FAILURES +PASS +0% +5% +4 \\(min 3\\) +0 of 4"));

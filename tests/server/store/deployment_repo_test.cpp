@@ -498,13 +498,35 @@ TEST_F(DeploymentTest, RolloutRepoStoresRolloutsLeasesThemAndCountsTheirWaves) {
   EXPECT_GT(desired->front().meta.metadata_version(), stored->rollout.metadata_version());
   // The device may fetch the version it goes back to (it may have lost its kept copy).
   EXPECT_TRUE(devices_->MayFetchArtifact("gw-1", Digest('a')).value_or(false));
-  // A late report about 2.0 no longer moves a rolled back target.
+  // A late report about 2.0 still moves a rolled back target (what the device did is counted);
+  // its report of serving 1.0 again marks it rolled back.
   report("gw-1", v1::DEPLOYMENT_TARGET_STATE_SERVING, v1::FAILURE_REASON_UNSPECIFIED);
   counts = db_->Transact("test", [&](Tx& tx) {
     return repo.CountWaves(tx, stored->deployment_id, timeouts, kNow + 90);
   });
   ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)[0].serving, 1u);
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return deployments_->UpdateTargetState(
+                                  tx, "gw-1", "detector", "1.0",
+                                  v1::DEPLOYMENT_TARGET_STATE_SERVING,
+                                  v1::FAILURE_REASON_UNSPECIFIED, "", kNow + 95);
+                            })
+                  .ok());
+  counts = db_->Transact("test", [&](Tx& tx) {
+    return repo.CountWaves(tx, stored->deployment_id, timeouts, kNow + 96);
+  });
+  ASSERT_TRUE(counts.ok());
   EXPECT_EQ((*counts)[0].serving, 0u);
+  EXPECT_EQ((*counts)[0].rolled_back, 1u);
+  // Once back, later reports about 2.0 do not move it again.
+  report("gw-1", v1::DEPLOYMENT_TARGET_STATE_FAILED, v1::FAILURE_REASON_LOAD);
+  counts = db_->Transact("test", [&](Tx& tx) {
+    return repo.CountWaves(tx, stored->deployment_id, timeouts, kNow + 97);
+  });
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)[0].rolled_back, 1u);
 
   // Events come back oldest first; the last one on its own.
   for (auto kind : {v1::ROLLOUT_EVENT_KIND_CREATED, v1::ROLLOUT_EVENT_KIND_WAVE_STARTED}) {
