@@ -19,6 +19,7 @@
 #include "agent/serving/thread_priority.h"
 #include "agent/state/identity_files.h"
 #include "agent/state/state_store.h"
+#include "agent/telemetry/telemetry_outbox.h"
 #include "agent/update/device_transport.h"
 #include "agent/update/release_trust.h"
 #include "agent/update/updater.h"
@@ -128,12 +129,7 @@ class AgentImpl final : public Agent {
         if (result.ok()) {
           backoff = std::chrono::seconds(1);
           wait = Jittered(interval_);
-          if (updater_ && clock_.Now() >= next_telemetry) {
-            // A failed upload is retried with the next window's numbers; nothing to do now.
-            (void)UploadTelemetry();
-            next_telemetry =
-                clock_.Now() + std::chrono::seconds(config_.telemetry_interval_seconds());
-          }
+          if (updater_) FlushTelemetry();
         } else {
           log->warn("{} failed, retrying in ~{}s: {}", updater_ ? "check-in" : "enrollment",
                     backoff.count(), result.ToString());
@@ -142,7 +138,15 @@ class AgentImpl final : public Agent {
         }
         next_check_in = std::chrono::steady_clock::now() + wait;
       }
-      auto wake = next_check_in;
+      // Windows are cut on their own clock, online or not: offline they wait in the outbox.
+      if (updater_ && clock_.Now() >= next_telemetry) {
+        QueueTelemetry();
+        next_telemetry = clock_.Now() + std::chrono::seconds(config_.telemetry_interval_seconds());
+      }
+      auto wake = std::min(next_check_in,
+                           std::chrono::steady_clock::now() +
+                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                   next_telemetry - clock_.Now()));
       if (updater_ && updater_->OnProbation()) {
         updater_->CheckProbation();
         if (!updater_->OnProbation()) {
@@ -155,7 +159,10 @@ class AgentImpl final : public Agent {
       std::unique_lock lock(mu_);
       cv_.wait_until(lock, wake, [this] { return stop_; });
     }
-    (void)UploadTelemetry();
+    if (updater_) {
+      QueueTelemetry();
+      FlushTelemetry();
+    }
   }
 
   void Stop() override {
@@ -446,13 +453,23 @@ class AgentImpl final : public Agent {
     return absl::OkStatus();
   }
 
-  absl::Status UploadTelemetry() {
-    if (!transport_) return absl::OkStatus();
-    auto entries = host_.TakeTelemetry(clock_.Now());
-    if (entries.empty()) return absl::OkStatus();
-    v1::UploadTelemetryRequest request;
-    for (auto& e : entries) *request.add_models() = std::move(e);
-    return transport_->UploadTelemetry(request).status();
+  // Cuts every serving version's telemetry window into the outbox.
+  void QueueTelemetry() {
+    TelemetryOutbox outbox(*state_, *transport_);
+    for (const v1::TelemetryWindow& window : host_.CutTelemetry(clock_.Now())) {
+      if (auto s = outbox.Enqueue(window); !s.ok()) {
+        Logger("telemetry")->warn("telemetry window lost: {}", s.ToString());
+      }
+    }
+  }
+
+  // Sends what the outbox holds; what is not answered stays for the next check-in.
+  void FlushTelemetry() {
+    auto flushed = TelemetryOutbox(*state_, *transport_).Flush();
+    if (!flushed.ok()) {
+      Logger("telemetry")
+          ->debug("telemetry windows wait in the outbox: {}", flushed.status().ToString());
+    }
   }
 
   v1::AgentConfig config_;

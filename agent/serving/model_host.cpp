@@ -8,16 +8,9 @@
 namespace edgefleet::agent {
 namespace {
 
-constexpr size_t kMaxLatencySamples = 4096;
 // Warm-up inputs are sized from metadata the server sends; bound them (256 MiB of floats) so a
 // bad shape is a refusal rather than an allocation failure that takes the agent down.
 constexpr size_t kMaxWarmUpElements = size_t{1} << 26;
-
-double Quantile(std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  size_t index = static_cast<size_t>(q * static_cast<double>(sorted.size() - 1) + 0.5);
-  return sorted[std::min(index, sorted.size() - 1)];
-}
 
 }  // namespace
 
@@ -59,31 +52,47 @@ absl::Status WarmUp(InferenceEngine& engine, const v1::ModelVersion& metadata) {
   return absl::OkStatus();
 }
 
-std::shared_ptr<const ServingModel> ModelHost::Get(const std::string& model_name) const {
+ModelHost::Entry ModelHost::GetEntry(const std::string& model_name) const {
   std::lock_guard lock(mu_);
   auto it = serving_.find(model_name);
-  return it == serving_.end() ? nullptr : it->second;
+  return it == serving_.end() ? Entry{} : it->second;
+}
+
+std::shared_ptr<const ServingModel> ModelHost::Get(const std::string& model_name) const {
+  return GetEntry(model_name).model;
 }
 
 std::vector<std::shared_ptr<const ServingModel>> ModelHost::All() const {
   std::lock_guard lock(mu_);
   std::vector<std::shared_ptr<const ServingModel>> all;
-  for (const auto& [name, model] : serving_) all.push_back(model);
+  for (const auto& [name, entry] : serving_) all.push_back(entry.model);
   return all;
+}
+
+std::shared_ptr<const ServingModel> ModelHost::Replace(Entry* slot,
+                                                       std::shared_ptr<const ServingModel> model) {
+  const auto now = std::chrono::system_clock::now();
+  if (slot->telemetry) retired_.push_back(slot->telemetry->Cut(now));
+  slot->telemetry = nullptr;
+  if (model) {
+    slot->telemetry = std::make_shared<WindowRecorder>(model->model_name, model->version,
+                                                       BinningFor(model->metadata), now);
+  }
+  std::swap(slot->model, model);
+  return model;
 }
 
 std::shared_ptr<const ServingModel> ModelHost::Swap(std::shared_ptr<const ServingModel> model) {
   std::lock_guard lock(mu_);
-  auto& slot = serving_[model->model_name];
-  std::swap(slot, model);
-  return model;
+  Entry* slot = &serving_[model->model_name];  // before `model` is moved from
+  return Replace(slot, std::move(model));
 }
 
 std::shared_ptr<const ServingModel> ModelHost::Remove(const std::string& model_name) {
   std::lock_guard lock(mu_);
   auto it = serving_.find(model_name);
   if (it == serving_.end()) return nullptr;
-  std::shared_ptr<const ServingModel> removed = std::move(it->second);
+  std::shared_ptr<const ServingModel> removed = Replace(&it->second, nullptr);
   serving_.erase(it);
   return removed;
 }
@@ -104,62 +113,31 @@ absl::StatusOr<Prediction> ModelHost::Predict(const std::string& model_name,
 absl::StatusOr<Prediction> ModelHost::PredictHere(const std::string& model_name,
                                                   const std::vector<TensorData>& inputs,
                                                   const std::vector<std::string>& output_names) {
-  // Holding this shared_ptr keeps the version alive even if a swap happens meanwhile.
-  std::shared_ptr<const ServingModel> model = Get(model_name);
+  // Holding these shared_ptrs keeps the version (and its window) alive even if a swap happens
+  // meanwhile.
+  const auto [model, telemetry] = GetEntry(model_name);
   if (!model) return absl::NotFoundError(absl::StrCat("model '", model_name, "' is not serving"));
   auto start = std::chrono::steady_clock::now();
   auto outputs = model->engine->Run(inputs, output_names);
   const auto elapsed = std::chrono::steady_clock::now() - start;
-  Record(model->model_name, model->version, outputs.ok(),
-         std::chrono::duration<double>(elapsed).count());
+  telemetry->Record(inputs, outputs, elapsed);
   // The version's own observer: reached through the pointer already held, no lock taken.
   if (model->observer) model->observer->OnAnswer(outputs, elapsed);
   if (!outputs.ok()) return outputs.status();
   return Prediction{model->version, *std::move(outputs)};
 }
 
-void ModelHost::Record(const std::string& model_name, const std::string& version, bool ok,
-                       double seconds) {
-  std::lock_guard lock(telemetry_mu_);
-  Window& w = windows_[{model_name, version}];
-  ++w.inference_count;
-  if (!ok) ++w.error_count;
-  w.sum_seconds += seconds;
-  w.max_seconds = std::max(w.max_seconds, seconds);
-  if (w.latencies_seconds.size() < kMaxLatencySamples) w.latencies_seconds.push_back(seconds);
-}
-
-std::vector<v1::ModelTelemetry> ModelHost::TakeTelemetry(
+std::vector<v1::TelemetryWindow> ModelHost::CutTelemetry(
     std::chrono::system_clock::time_point now) {
-  std::map<std::pair<std::string, std::string>, Window> windows;
-  std::chrono::system_clock::time_point start;
+  std::vector<v1::TelemetryWindow> windows;
+  std::vector<std::shared_ptr<WindowRecorder>> recorders;
   {
-    std::lock_guard lock(telemetry_mu_);
-    windows.swap(windows_);
-    start = window_start_;
-    window_start_ = now;
+    std::lock_guard lock(mu_);
+    windows.swap(retired_);
+    for (const auto& [name, entry] : serving_) recorders.push_back(entry.telemetry);
   }
-  std::vector<v1::ModelTelemetry> out;
-  for (auto& [key, w] : windows) {
-    v1::ModelTelemetry t;
-    t.set_model_name(key.first);
-    t.set_version(key.second);
-    t.set_inference_count(w.inference_count);
-    t.set_error_count(w.error_count);
-    std::sort(w.latencies_seconds.begin(), w.latencies_seconds.end());
-    auto* latency = t.mutable_latency();
-    latency->set_p50_seconds(Quantile(w.latencies_seconds, 0.50));
-    latency->set_p95_seconds(Quantile(w.latencies_seconds, 0.95));
-    latency->set_p99_seconds(Quantile(w.latencies_seconds, 0.99));
-    latency->set_max_seconds(w.max_seconds);
-    latency->set_sum_seconds(w.sum_seconds);
-    t.mutable_window_start()->set_seconds(
-        std::chrono::duration_cast<std::chrono::seconds>(start.time_since_epoch()).count());
-    t.mutable_window_end()->set_seconds(
-        std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
-    out.push_back(std::move(t));
-  }
-  return out;
+  for (const auto& recorder : recorders) windows.push_back(recorder->Cut(now));
+  return windows;
 }
 
 }  // namespace edgefleet::agent

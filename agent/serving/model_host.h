@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "agent/engine/inference_engine.h"
 #include "agent/serving/inference_pool.h"
+#include "agent/telemetry/window_recorder.h"
 #include "edgefleet/v1/device.pb.h"
 #include "edgefleet/v1/types.pb.h"
 
@@ -67,28 +68,29 @@ class ModelHost {
   // Predict requests waiting for an inference thread right now.
   size_t InferenceWaiting() const { return pool_.waiting(); }
 
-  // Telemetry since the previous call, one entry per model version that served.
-  std::vector<v1::ModelTelemetry> TakeTelemetry(std::chrono::system_clock::time_point now);
+  // Field telemetry, cut at `now`: one window per serving version (quiet ones included: a
+  // device that served nothing says so), plus the last, partial window of every version swapped
+  // out since the previous call. Each swap starts a new window.
+  std::vector<v1::TelemetryWindow> CutTelemetry(std::chrono::system_clock::time_point now);
 
  private:
-  struct Window {
-    uint64_t inference_count = 0;
-    uint64_t error_count = 0;
-    std::vector<double> latencies_seconds;  // bounded sample
-    double sum_seconds = 0;
-    double max_seconds = 0;
+  // A serving version and the recorder of its current telemetry window.
+  struct Entry {
+    std::shared_ptr<const ServingModel> model;
+    std::shared_ptr<WindowRecorder> telemetry;
   };
+  Entry GetEntry(const std::string& model_name) const;
+  // Starts `model`'s telemetry and retires the replaced version's recorder; `mu_` held.
+  std::shared_ptr<const ServingModel> Replace(Entry* slot,
+                                              std::shared_ptr<const ServingModel> model);
   absl::StatusOr<Prediction> PredictHere(const std::string& model_name,
                                          const std::vector<TensorData>& inputs,
                                          const std::vector<std::string>& output_names);
-  void Record(const std::string& model_name, const std::string& version, bool ok, double seconds);
 
   mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<const ServingModel>> serving_;
-
-  std::mutex telemetry_mu_;
-  std::map<std::pair<std::string, std::string>, Window> windows_;
-  std::chrono::system_clock::time_point window_start_ = std::chrono::system_clock::now();
+  std::map<std::string, Entry> serving_;  // guarded by mu_
+  // The last, partial windows of versions swapped out since the last cut, cut at the swap.
+  std::vector<v1::TelemetryWindow> retired_;  // guarded by mu_
 
   // Last: its threads finish what they run before the serving table goes away.
   InferencePool pool_;

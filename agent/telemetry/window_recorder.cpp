@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/core/limits.h"
 #include "common/telemetry/telemetry_codec.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -48,6 +49,16 @@ absl::StatusOr<BinningProfile> BinningProfile::FromReference(const v1::Reference
         "reference profile: the output edges are not finite and strictly increasing");
   }
   b.profile_sha256 = profile.profile_sha256();
+  return b;
+}
+
+BinningProfile BinningFor(const v1::ModelVersion& metadata) {
+  BinningProfile b;
+  if (metadata.outputs().empty() || metadata.outputs(0).shape().empty()) return b;
+  const int64_t classes = metadata.outputs(0).shape(metadata.outputs(0).shape_size() - 1);
+  if (classes < 2 || static_cast<size_t>(classes) > RequestLimits::kTelemetryBins) return b;
+  // Class c falls in [c - 0.5, c + 0.5).
+  for (int64_t c = 1; c < classes; ++c) b.output_edges.push_back(static_cast<double>(c) - 0.5);
   return b;
 }
 

@@ -16,6 +16,7 @@
 #include "common/telemetry/feature_histogram.h"
 #include "common/telemetry/latency_sketch.h"
 #include "edgefleet/v1/telemetry.pb.h"
+#include "edgefleet/v1/types.pb.h"
 
 namespace edgefleet::agent {
 
@@ -28,6 +29,11 @@ struct BinningProfile {
 
   static absl::StatusOr<BinningProfile> FromReference(const v1::ReferenceProfile& profile);
 };
+
+// The binning of a version without a reference profile: no feature histograms, and for a
+// classifier (first output's last dimension 2..RequestLimits::kTelemetryBins) one output bin
+// per class, so its class distribution is seen; a score output keeps count, min, max and sum.
+BinningProfile BinningFor(const v1::ModelVersion& metadata);
 
 // Features of a request, from its first input tensor: the elements of a vector input ([F] or
 // [N, F], each row a sample) or the per-image mean of each channel of an NCHW image input —

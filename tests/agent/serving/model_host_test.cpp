@@ -11,6 +11,7 @@
 
 #include "agent/engine/opencv_engine.h"
 #include "agent/serving/version_monitor.h"
+#include "common/telemetry/telemetry_codec.h"
 #include "tests/fakes/test_release.h"
 
 namespace edgefleet::agent {
@@ -245,7 +246,7 @@ TEST_F(ModelHostTest, WarmUpRefusesModelsThatCannotAnswer) {
   EXPECT_TRUE(WarmUp(*engine, dynamic_batch).ok());
 }
 
-TEST_F(ModelHostTest, TakeTelemetryCountsPerVersionAndResets) {
+TEST_F(ModelHostTest, CutTelemetryGivesAWindowPerVersionAndStartsAfresh) {
   ModelHost host;
   auto v1 = Serving("1.0", "classifier_v1.onnx");
   auto v2 = Serving("2.0", "classifier_v2.onnx");
@@ -255,35 +256,48 @@ TEST_F(ModelHostTest, TakeTelemetryCountsPerVersionAndResets) {
   std::vector<TensorData> bad = inputs_;
   bad[0].name = "pixels";
   EXPECT_FALSE(host.Predict("classifier", bad, {}).ok());
-  host.Swap(v2);
+  host.Swap(v2);  // 1.0's window ends here, with what it served
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(host.Predict("classifier", inputs_, {}).ok());
   // Unknown models are not telemetry of any version.
   EXPECT_FALSE(host.Predict("detector", inputs_, {}).ok());
 
   const auto now = std::chrono::system_clock::time_point(std::chrono::seconds(1'900'000'000));
-  auto telemetry = host.TakeTelemetry(now);
-  ASSERT_EQ(telemetry.size(), 2u);
-  std::map<std::string, v1::ModelTelemetry> by_version;
-  for (const auto& t : telemetry) {
-    EXPECT_EQ(t.model_name(), "classifier");
-    EXPECT_EQ(t.window_end().seconds(), 1'900'000'000);
-    by_version[t.version()] = t;
+  auto windows = host.CutTelemetry(now);
+  ASSERT_EQ(windows.size(), 2u);
+  std::map<std::string, v1::TelemetryWindow> by_version;
+  for (const auto& w : windows) {
+    EXPECT_EQ(w.model_name(), "classifier");
+    by_version[w.version()] = w;
   }
-  EXPECT_EQ(by_version["1.0"].inference_count(), 4u);
-  EXPECT_EQ(by_version["1.0"].error_count(), 1u);
-  EXPECT_EQ(by_version["2.0"].inference_count(), 2u);
-  EXPECT_EQ(by_version["2.0"].error_count(), 0u);
-  EXPECT_GT(by_version["2.0"].latency().max_seconds(), 0.0);
-  EXPECT_GE(by_version["2.0"].latency().max_seconds(), by_version["2.0"].latency().p50_seconds());
+  EXPECT_EQ(by_version["1.0"].request_count(), 4u);
+  ASSERT_EQ(by_version["1.0"].errors_size(), 1);
+  EXPECT_EQ(by_version["1.0"].errors(0).reason(), v1::PREDICT_ERROR_REASON_INVALID_INPUT);
+  EXPECT_LT(by_version["1.0"].window_end().seconds(), 1'900'000'000) << "cut at the swap";
+  EXPECT_EQ(by_version["2.0"].request_count(), 2u);
+  EXPECT_EQ(by_version["2.0"].errors_size(), 0);
+  EXPECT_EQ(by_version["2.0"].window_end().seconds(), 1'900'000'000);
+  auto latency = telemetry::FromProto(by_version["2.0"].latency());
+  ASSERT_TRUE(latency.ok()) << latency.status();
+  EXPECT_EQ(latency->count(), 2u);
+  EXPECT_GT(*latency->Quantile(0.5), 0.0);
+  // The classifier's 3 classes are binned without a reference profile.
+  EXPECT_EQ(by_version["2.0"].outputs().bins_size(), 3);
 
-  // The window resets: nothing is counted twice, and the next window starts where this ended.
+  // The next window starts where this one ended, counts nothing twice, and a quiet version
+  // still reports its (empty) window.
   ASSERT_TRUE(host.Predict("classifier", inputs_, {}).ok());
-  auto next = host.TakeTelemetry(now + std::chrono::seconds(60));
+  auto next = host.CutTelemetry(now + std::chrono::seconds(60));
   ASSERT_EQ(next.size(), 1u);
   EXPECT_EQ(next[0].version(), "2.0");
-  EXPECT_EQ(next[0].inference_count(), 1u);
+  EXPECT_EQ(next[0].request_count(), 1u);
   EXPECT_EQ(next[0].window_start().seconds(), 1'900'000'000);
-  EXPECT_TRUE(host.TakeTelemetry(now + std::chrono::seconds(120)).empty());
+  auto quiet = host.CutTelemetry(now + std::chrono::seconds(120));
+  ASSERT_EQ(quiet.size(), 1u);
+  EXPECT_EQ(quiet[0].request_count(), 0u);
+  host.Remove("classifier");
+  auto removed = host.CutTelemetry(now + std::chrono::seconds(180));
+  ASSERT_EQ(removed.size(), 1u) << "the removed version's last window";
+  EXPECT_TRUE(host.CutTelemetry(now + std::chrono::seconds(240)).empty());
 }
 
 }  // namespace
