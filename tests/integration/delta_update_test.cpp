@@ -123,9 +123,13 @@ TEST_F(DeltaUpdateTest, CorruptPatchFallsBackToTheFullArtifact) {
   Deploy(2);
   ASSERT_TRUE(WaitForServedVersion(agent, "large", "2"))
       << "the device should end on v2 through the full artifact";
-  EXPECT_EQ(db_->QueryValue("SELECT reason FROM device_events WHERE kind = 'patch_rejected' AND "
-                            "version = '2'"),
-            "patch");
+  // The report travels after the swap (the agent's outbox): wait for it, under load too.
+  const auto rejected_reason = [&] {
+    return db_->QueryValue(
+        "SELECT reason FROM device_events WHERE kind = 'patch_rejected' AND version = '2'");
+  };
+  EXPECT_TRUE(WaitFor([&] { return !rejected_reason().empty(); }, kLongWait));
+  EXPECT_EQ(rejected_reason(), "patch");
   EXPECT_GE(Metric("edgefleet_artifact_bytes_served_total", {{"kind", "full"}}),
             static_cast<double>(fs::file_size(versions_[0]) + fs::file_size(versions_[1])))
       << "v2 should have been downloaded in full after the patch was refused";
