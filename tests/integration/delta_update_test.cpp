@@ -38,8 +38,19 @@ class DeltaUpdateTest : public IntegrationTest {
     return MetricValue(server_->Metrics(), name, labels).value_or(0);
   }
 
-  // Pushes version `v` and waits until the server has a ready patch for it.
+  // Pushes version `v` and waits until the server has a ready patch for it. Patches are
+  // precomputed from what devices report running, so first the server must have heard (from a
+  // check-in) that a device runs v - 1: the agent's local API says so a moment earlier.
   void PushAndWaitForPatch(int v) {
+    const std::string reported =
+        "[{\"model_name\": \"large\", \"version\": \"" + std::to_string(v - 1) + "\"}]";
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return db_->QueryValue("SELECT count(*) FROM devices WHERE inventory->'models' @> '" +
+                                 reported + "'::jsonb") != "0";
+        },
+        kLongWait, 100ms))
+        << "no device reported running version " << v - 1;
     v1::ModelVersion pushed;
     grpc::Status push =
         server_->PushClassifier("large", std::to_string(v), versions_[v - 1], &pushed);
