@@ -91,6 +91,7 @@ absl::StatusOr<v1::Rollout> RolloutController::Describe(Tx& tx, const StoredRoll
     auto events = rollouts_.Events(tx, stored.rollout.name());
     if (!events.ok()) return events.status();
     for (v1::RolloutEvent& e : *events) *out.add_events() = std::move(e);
+    FillWaveStartTimes(out);
   }
   return out;
 }

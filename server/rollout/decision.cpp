@@ -365,6 +365,17 @@ v1::WaveStatus DescribeWave(const RolloutDefinition& rollout, const RolloutProgr
   return status;
 }
 
+void FillWaveStartTimes(v1::Rollout& rollout) {
+  for (const v1::RolloutEvent& e : rollout.events()) {
+    int started = -1;
+    if (e.kind() == v1::ROLLOUT_EVENT_KIND_WAVE_STARTED) started = static_cast<int>(e.wave());
+    if (e.kind() == v1::ROLLOUT_EVENT_KIND_PROMOTED) started = static_cast<int>(e.wave()) + 1;
+    if (started < 0 || started >= rollout.waves_size()) continue;
+    v1::WaveStatus* wave = rollout.mutable_waves(started);
+    if (!wave->has_started_at()) *wave->mutable_started_at() = e.at();
+  }
+}
+
 bool SameHold(const v1::RolloutEvent& a, const v1::RolloutEvent& b) {
   if (a.kind() != v1::ROLLOUT_EVENT_KIND_HELD || b.kind() != v1::ROLLOUT_EVENT_KIND_HELD ||
       a.wave() != b.wave() || a.gates_size() != b.gates_size()) {

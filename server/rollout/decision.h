@@ -122,6 +122,11 @@ bool SameHold(const v1::RolloutEvent& a, const v1::RolloutEvent& b);
 v1::WaveStatus DescribeWave(const RolloutDefinition& rollout, const RolloutProgress& progress,
                             size_t index, const WaveCounts& counts);
 
+// Fills the start time of every wave that has none from the decisions in `rollout.events()`: a
+// WAVE_STARTED event starts its wave, a PROMOTED one the next (the stored progress holds only
+// the current wave's start).
+void FillWaveStartTimes(v1::Rollout& rollout);
+
 // "PAUSED": a state's name without the enum prefix, as messages and the CLI show it.
 const char* StateName(v1::RolloutState state);
 

@@ -452,5 +452,28 @@ TEST(DecisionTest, HoldsForTheSameReasonAreRecognisedSoTheRecordStaysShort) {
   EXPECT_FALSE(SameHold(*promoted.event, *promoted.event)) << "only holds are the same hold";
 }
 
+TEST(DecisionTest, PastWavesGetTheirStartTimesFromTheDecisionsThatStartedThem) {
+  v1::Rollout r;
+  for (int i = 0; i < 3; ++i) r.add_waves()->set_index(static_cast<uint32_t>(i));
+  // The current wave's start comes from the stored progress and is kept.
+  r.mutable_waves(2)->mutable_started_at()->set_seconds(300);
+  auto add = [&](v1::RolloutEventKind kind, uint32_t wave, int64_t at) {
+    v1::RolloutEvent* e = r.add_events();
+    e->set_kind(kind);
+    e->set_wave(wave);
+    e->mutable_at()->set_seconds(at);
+  };
+  add(v1::ROLLOUT_EVENT_KIND_CREATED, 0, 50);
+  add(v1::ROLLOUT_EVENT_KIND_WAVE_STARTED, 0, 100);
+  add(v1::ROLLOUT_EVENT_KIND_HELD, 0, 150);
+  add(v1::ROLLOUT_EVENT_KIND_PROMOTED, 0, 200);  // starts wave 1
+  add(v1::ROLLOUT_EVENT_KIND_PROMOTED, 1, 290);  // starts wave 2 (its progress says 300)
+  add(v1::ROLLOUT_EVENT_KIND_PROMOTED, 2, 400);  // the last wave: no wave 3
+  FillWaveStartTimes(r);
+  EXPECT_EQ(r.waves(0).started_at().seconds(), 100);
+  EXPECT_EQ(r.waves(1).started_at().seconds(), 200);
+  EXPECT_EQ(r.waves(2).started_at().seconds(), 300);
+}
+
 }  // namespace
 }  // namespace edgefleet::server::rollout
