@@ -143,10 +143,14 @@ class AgentImpl final : public Agent {
         QueueTelemetry();
         next_telemetry = clock_.Now() + std::chrono::seconds(config_.telemetry_interval_seconds());
       }
-      auto wake = std::min(next_check_in,
-                           std::chrono::steady_clock::now() +
-                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                   next_telemetry - clock_.Now()));
+      auto wake = next_check_in;
+      if (updater_) {
+        // Not before enrollment: the telemetry clock starts with the first serving model's
+        // updater, and a deadline already past would spin this loop.
+        wake = std::min(wake, std::chrono::steady_clock::now() +
+                                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                      next_telemetry - clock_.Now()));
+      }
       if (updater_ && updater_->OnProbation()) {
         updater_->CheckProbation();
         if (!updater_->OnProbation()) {

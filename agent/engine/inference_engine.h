@@ -2,6 +2,8 @@
 // serving and hot swap do not depend on a particular runtime (OpenCV DNN today).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -17,6 +19,14 @@ struct TensorData {
   std::vector<int64_t> shape;
   std::vector<float> data;
 };
+
+// Whether every value of every tensor is finite: a NaN or an infinity makes an answer useless
+// (probation fails a version on one; telemetry counts it as an error).
+inline bool AllFinite(const std::vector<TensorData>& tensors) {
+  return std::all_of(tensors.begin(), tensors.end(), [](const TensorData& t) {
+    return std::all_of(t.data.begin(), t.data.end(), [](float v) { return std::isfinite(v); });
+  });
+}
 
 // One loaded model. Implementations are safe to call from many threads (the agent shares one
 // engine per loaded model version through a std::shared_ptr and flips it on hot swap).

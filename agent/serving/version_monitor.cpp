@@ -14,14 +14,8 @@ void VersionMonitor::OnAnswer(const absl::StatusOr<std::vector<TensorData>>& ans
     if (answer.status().code() != absl::StatusCode::kInvalidArgument) {
       errors_.fetch_add(1, std::memory_order_relaxed);
     }
-  } else {
-    bool finite = true;
-    for (const TensorData& out : *answer) {
-      finite =
-          std::all_of(out.data.begin(), out.data.end(), [](float v) { return std::isfinite(v); });
-      if (!finite) break;
-    }
-    if (!finite) non_finite_.fetch_add(1, std::memory_order_relaxed);
+  } else if (!AllFinite(*answer)) {
+    non_finite_.fetch_add(1, std::memory_order_relaxed);
   }
   const int64_t micros = std::chrono::duration_cast<std::chrono::microseconds>(latency).count();
   const uint32_t stored = static_cast<uint32_t>(

@@ -21,14 +21,6 @@ google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t)
       std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
 }
 
-bool AllFinite(const std::vector<TensorData>& outputs) {
-  for (const TensorData& out : outputs) {
-    if (!std::all_of(out.data.begin(), out.data.end(), [](float v) { return std::isfinite(v); }))
-      return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 absl::StatusOr<BinningProfile> BinningProfile::FromReference(const v1::ReferenceProfile& profile) {

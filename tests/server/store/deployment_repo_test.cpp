@@ -269,23 +269,33 @@ TEST_F(DeploymentTest, EveryDeploymentIsANewReleaseWithAHigherMetadataVersion) {
   EXPECT_EQ((*desired)[0].meta.metadata_version(), rollback->metadata_version());
 }
 
-// Deployments made before migration 0004 keep their version's number, which devices hold.
-TEST(DeploymentMigrationTest, ExistingDeploymentsKeepTheirVersionsMetadataVersion) {
-  test::TestDatabase pg;
+// Applies the embedded migrations numbered below `version` to `pg`: a database as an older
+// server left it.
+void MigrateBefore(test::TestDatabase& pg, int version) {
   std::vector<Migration> before;
   for (const Migration& m : EmbeddedMigrations()) {
-    if (m.version < 4) before.push_back(m);
+    if (m.version < version) before.push_back(m);
   }
-  {
-    auto old_db = Database::Open({.url = pg.url()}, before);
-    ASSERT_TRUE(old_db.ok()) << old_db.status();
-    ASSERT_TRUE((*old_db)->Migrate().ok());
-  }
+  auto old_db = Database::Open({.url = pg.url()}, before);
+  ASSERT_TRUE(old_db.ok()) << old_db.status();
+  ASSERT_TRUE((*old_db)->Migrate().ok());
+}
+
+// Model 'm' version '1', as a push writes it, straight into the tables.
+void PushVersionOneOfM(test::TestDatabase& pg) {
   pg.Exec("INSERT INTO models (name) VALUES ('m')");
   pg.Exec(
       "INSERT INTO model_versions (model_name, version, format, artifact_sha256, size_bytes, "
       "metadata_version, signed_manifest, signature, key_id) VALUES ('m', '1', 'onnx', "
       "decode(repeat('ab', 32), 'hex'), 1, nextval('release_metadata_version_seq'), '', '', 'k')");
+}
+
+// Deployments made before migration 0004 keep their version's number, which devices hold.
+TEST(DeploymentMigrationTest, ExistingDeploymentsKeepTheirVersionsMetadataVersion) {
+  test::TestDatabase pg;
+  MigrateBefore(pg, 4);
+  if (HasFatalFailure()) return;
+  PushVersionOneOfM(pg);
   pg.Exec("INSERT INTO deployments (model_name, version) VALUES ('m', '1')");
   const std::string pushed = pg.QueryValue("SELECT metadata_version FROM model_versions");
 
@@ -302,20 +312,9 @@ TEST(DeploymentMigrationTest, ExistingDeploymentsKeepTheirVersionsMetadataVersio
 // controller reads (so devices that match later still get their version).
 TEST(DeploymentMigrationTest, ExistingDeploymentsBecomeSucceededOneWaveRollouts) {
   test::TestDatabase pg;
-  std::vector<Migration> before;
-  for (const Migration& m : EmbeddedMigrations()) {
-    if (m.version < 6) before.push_back(m);
-  }
-  {
-    auto old_db = Database::Open({.url = pg.url()}, before);
-    ASSERT_TRUE(old_db.ok()) << old_db.status();
-    ASSERT_TRUE((*old_db)->Migrate().ok());
-  }
-  pg.Exec("INSERT INTO models (name) VALUES ('m')");
-  pg.Exec(
-      "INSERT INTO model_versions (model_name, version, format, artifact_sha256, size_bytes, "
-      "metadata_version, signed_manifest, signature, key_id) VALUES ('m', '1', 'onnx', "
-      "decode(repeat('ab', 32), 'hex'), 1, nextval('release_metadata_version_seq'), '', '', 'k')");
+  MigrateBefore(pg, 6);
+  if (HasFatalFailure()) return;
+  PushVersionOneOfM(pg);
   pg.Exec(
       "INSERT INTO deployments (model_name, version, label_selector, selector) "
       "VALUES ('m', '1', 'site=x', '{\"site\": \"x\"}')");
