@@ -75,6 +75,14 @@ class GrpcAdminClient final : public AdminClient {
   absl::StatusOr<v1::ApiToken> RevokeApiToken(const v1::RevokeApiTokenRequest& request) override {
     return Call(&v1::AdminService::Stub::RevokeApiToken, request);
   }
+  absl::StatusOr<v1::ModelStatsResponse> GetModelStats(
+      const v1::ModelStatsRequest& request) override {
+    return Call(&v1::AdminService::Stub::GetModelStats, request);
+  }
+  absl::StatusOr<v1::DeviceTelemetryResponse> GetDeviceTelemetry(
+      const v1::DeviceTelemetryRequest& request) override {
+    return Call(&v1::AdminService::Stub::GetDeviceTelemetry, request);
+  }
   absl::StatusOr<v1::ListEnrollmentTokensResponse> ListEnrollmentTokens(
       const v1::ListEnrollmentTokensRequest& request) override {
     return Call(&v1::AdminService::Stub::ListEnrollmentTokens, request);

@@ -66,6 +66,14 @@ class AdminClient {
   virtual absl::StatusOr<v1::Rollout> AbortRollout(const v1::AbortRolloutRequest& request) = 0;
   virtual absl::StatusOr<v1::Rollout> RollbackRollout(
       const v1::RollbackRolloutRequest& request) = 0;
+  // Field telemetry; fakes that do not serve it answer Unimplemented.
+  virtual absl::StatusOr<v1::ModelStatsResponse> GetModelStats(const v1::ModelStatsRequest&) {
+    return absl::UnimplementedError("model stats are not available from this client");
+  }
+  virtual absl::StatusOr<v1::DeviceTelemetryResponse> GetDeviceTelemetry(
+      const v1::DeviceTelemetryRequest&) {
+    return absl::UnimplementedError("device telemetry is not available from this client");
+  }
 };
 
 // The agent's InferenceService on its Unix socket.

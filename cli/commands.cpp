@@ -16,6 +16,7 @@
 #include "cli/key_commands.h"
 #include "cli/parsers.h"
 #include "cli/rollout_cli.h"
+#include "cli/telemetry_cli.h"
 #include "common/core/clock.h"
 #include "common/core/files.h"
 #include "common/core/labels.h"
@@ -707,6 +708,37 @@ int RolloutRollback(Context& c) {
   return RolloutAct<v1::RollbackRolloutRequest>(c, "roll back", &AdminClient::RollbackRollout);
 }
 
+// ---- telemetry ----
+
+int ModelStats(Context& c) {
+  v1::ModelStatsRequest req;
+  req.set_model_name(c.args[0]);
+  req.set_version(c.args[1]);
+  req.set_from(c.parsed.Get("from").value_or(""));
+  req.set_to(c.parsed.Get("to").value_or(""));
+  req.set_step(c.parsed.Get("step").value_or(""));
+  if (std::optional<std::string> hw = c.parsed.Get("hw"); hw.has_value()) req.set_hw(*hw);
+  const std::string what = absl::StrCat("model stats of ", c.args[0], " ", c.args[1]);
+  absl::StatusOr<v1::ModelStatsResponse> r = c.Admin()->GetModelStats(req);
+  if (!r.ok()) return c.Fail(what, r.status());
+  return c.Print(what, *r, [&] { RenderModelStats(*r, c.out); });
+}
+
+int DeviceTelemetry(Context& c) {
+  v1::DeviceTelemetryRequest req;
+  req.set_device_id(c.args[0]);
+  req.set_from(c.parsed.Get("from").value_or(""));
+  req.set_to(c.parsed.Get("to").value_or(""));
+  req.set_model(c.parsed.Get("model").value_or(""));
+  absl::StatusOr<size_t> limit = ParseLimit(c);
+  if (!limit.ok()) return c.Usage(std::string(limit.status().message()));
+  req.set_limit(static_cast<uint32_t>(std::min<size_t>(*limit, UINT32_MAX)));
+  const std::string what = absl::StrCat("telemetry of device ", c.args[0]);
+  absl::StatusOr<v1::DeviceTelemetryResponse> r = c.Admin()->GetDeviceTelemetry(req);
+  if (!r.ok()) return c.Fail(what, r.status());
+  return c.Print(what, *r, [&] { RenderDeviceTelemetry(*r, c.out); });
+}
+
 // ---- agent (local inference API) ----
 
 int AgentPredict(Context& c) {
@@ -830,6 +862,13 @@ const std::vector<Command>& Commands() {
        "set or remove device labels",
        &DeviceLabel},
       {"device decommission", "ID", {}, 1, 1, "decommission a device", &DeviceDecommission},
+      {"device telemetry",
+       "ID [--model M] [--from -1h|RFC3339] [--to now] [--limit N]",
+       {"model", "from", "to", "limit"},
+       1,
+       1,
+       "a device's latest telemetry windows: counts, errors and latency",
+       &DeviceTelemetry},
       {"device rekey",
        "ID [--ttl 24h]",
        {"ttl"},
@@ -854,6 +893,13 @@ const std::vector<Command>& Commands() {
        "list models (every page, or the first N)",
        &ModelList},
       {"model get", "NAME", {}, 1, 1, "show a model's versions", &ModelGet},
+      {"model stats",
+       "NAME VERSION [--from -1h|RFC3339] [--to now] [--step 1m] [--hw HW]",
+       {"from", "to", "step", "hw"},
+       2,
+       2,
+       "field telemetry of a version over time: requests, errors, latency p50/p95/p99",
+       &ModelStats},
       {"deploy create",
        "NAME VERSION [--selector k=v,...]",
        {"selector"},

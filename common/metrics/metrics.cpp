@@ -37,6 +37,21 @@ void Histogram::Observe(double v) {
   ++count_;
 }
 
+void Histogram::ObserveMultiple(const std::vector<double>& bucket_increments,
+                                double sum_of_values) {
+  if (bucket_increments.size() != counts_.size()) return;
+  for (double v : bucket_increments) {
+    if (!(v >= 0)) return;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < counts_.size(); ++i) {
+    const auto n = static_cast<uint64_t>(bucket_increments[i]);
+    counts_[i] += n;
+    count_ += n;
+  }
+  sum_ += sum_of_values;
+}
+
 Histogram::Snapshot Histogram::Collect() const {
   Snapshot s;
   s.upper_bounds = upper_bounds_;

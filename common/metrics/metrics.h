@@ -61,6 +61,10 @@ class Histogram {
   Histogram& operator=(const Histogram&) = delete;
 
   void Observe(double v);
+  // Adds many observations at once, as prometheus-cpp's ObserveMultiple: bucket_increments[i]
+  // to bucket i (per bucket, not cumulative: one entry per bound, then +Inf) and sum_of_values to
+  // the sum. A vector of the wrong size or with a negative or NaN entry changes nothing.
+  void ObserveMultiple(const std::vector<double>& bucket_increments, double sum_of_values);
 
   struct Snapshot {
     std::vector<double> upper_bounds;         // without +Inf

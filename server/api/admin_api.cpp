@@ -139,14 +139,15 @@ google::protobuf::RepeatedPtrField<v1::TensorSpec> ToTensorSpecs(
 
 AdminApi::AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock,
                    ServerMetrics& metrics, AdminApiOptions options, PatchService* patches,
-                   rollout::RolloutService* rollouts)
+                   rollout::RolloutService* rollouts, telemetry::TelemetryQueries* telemetry)
     : repos_(repos),
       artifacts_(artifacts),
       clock_(clock),
       metrics_(metrics),
       options_(options),
       patches_(patches),
-      rollouts_(rollouts) {}
+      rollouts_(rollouts),
+      telemetry_(telemetry) {}
 
 void AdminApi::PrecomputePatches(const std::string& model_name, const std::string& to_sha256,
                                  const std::vector<v1::Device>& devices) {
@@ -656,6 +657,21 @@ absl::StatusOr<v1::Rollout> AdminApi::AbortRollout(const Principal& who,
 absl::StatusOr<v1::Rollout> AdminApi::RollbackRollout(const Principal& who,
                                                       const v1::RollbackRolloutRequest& request) {
   return ActOnRollout(who, request.name(), rollout::OperatorAction::kRollBack, request.reason());
+}
+
+absl::StatusOr<v1::ModelStatsResponse> AdminApi::GetModelStats(
+    const v1::ModelStatsRequest& request) {
+  if (telemetry_ == nullptr) return absl::UnavailableError("this server has no telemetry queries");
+  return telemetry_->ModelStats(request);
+}
+
+absl::StatusOr<v1::DeviceTelemetryResponse> AdminApi::GetDeviceTelemetry(
+    const v1::DeviceTelemetryRequest& request) {
+  if (telemetry_ == nullptr) return absl::UnavailableError("this server has no telemetry queries");
+  if (request.device_id().empty()) return absl::InvalidArgumentError("device_id is required");
+  // An unknown device is NotFound rather than an empty list that reads like a silent one.
+  if (auto device = repos_.devices.Get(request.device_id()); !device.ok()) return device.status();
+  return telemetry_->DeviceTelemetry(request);
 }
 
 }  // namespace edgefleet::server

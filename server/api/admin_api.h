@@ -22,6 +22,7 @@
 #include "server/store/device_repo.h"
 #include "server/store/enrollment_token_repo.h"
 #include "server/store/model_repo.h"
+#include "server/telemetry/stats.h"
 
 namespace edgefleet::server {
 
@@ -67,10 +68,11 @@ class ModelUpload {
 class AdminApi {
  public:
   // `patches` may be null: then no patches are precomputed. `rollouts` may be null: then the
-  // rollout calls answer Unavailable.
+  // rollout calls answer Unavailable; so may `telemetry`, for the telemetry queries.
   AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock, ServerMetrics& metrics,
            AdminApiOptions options, PatchService* patches = nullptr,
-           rollout::RolloutService* rollouts = nullptr);
+           rollout::RolloutService* rollouts = nullptr,
+           telemetry::TelemetryQueries* telemetry = nullptr);
 
   absl::StatusOr<v1::EnrollmentToken> CreateEnrollmentToken(
       const Principal& who, const v1::CreateEnrollmentTokenRequest& request);
@@ -136,6 +138,12 @@ class AdminApi {
   absl::StatusOr<v1::Rollout> RollbackRollout(const Principal& who,
                                               const v1::RollbackRolloutRequest& request);
 
+  // Field telemetry (server/telemetry/stats.h): a model version's series from the roll-ups, and
+  // one device's latest windows (NotFound for an unknown device).
+  absl::StatusOr<v1::ModelStatsResponse> GetModelStats(const v1::ModelStatsRequest& request);
+  absl::StatusOr<v1::DeviceTelemetryResponse> GetDeviceTelemetry(
+      const v1::DeviceTelemetryRequest& request);
+
  private:
   // The rollout service, or Unavailable when this server has none.
   absl::StatusOr<rollout::RolloutService*> Rollouts() const;
@@ -157,6 +165,7 @@ class AdminApi {
   AdminApiOptions options_;
   PatchService* patches_;
   rollout::RolloutService* rollouts_;
+  telemetry::TelemetryQueries* telemetry_;
 };
 
 // The naming rule the agent checks too (common/core/names.h).

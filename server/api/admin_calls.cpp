@@ -119,6 +119,12 @@ std::vector<AdminCall> BuildTable() {
   calls.push_back(Unary<v1::RollbackRolloutRequest, v1::Rollout>(
       "RollbackRollout", p::kActRollouts, &AdminApi::RollbackRollout,
       {M::kPost, "/v1/rollouts/{name}/rollback", B::kJson}));
+  calls.push_back(Unary<v1::ModelStatsRequest, v1::ModelStatsResponse>(
+      "GetModelStats", p::kReadModels, &AdminApi::GetModelStats,
+      {M::kGet, "/v1/models/{model_name}/versions/{version}/stats", B::kNone}));
+  calls.push_back(Unary<v1::DeviceTelemetryRequest, v1::DeviceTelemetryResponse>(
+      "GetDeviceTelemetry", p::kReadDevices, &AdminApi::GetDeviceTelemetry,
+      {M::kGet, "/v1/devices/{device_id}/telemetry", B::kNone}));
   return calls;
 }
 

@@ -34,7 +34,11 @@
 #include "server/store/event_repo.h"
 #include "server/store/last_seen_batcher.h"
 #include "server/store/patch_repo.h"
+#include "server/store/rollup_repo.h"
 #include "server/store/telemetry_repo.h"
+#include "server/telemetry/rollup_job.h"
+#include "server/telemetry/rollups.h"
+#include "server/telemetry/stats.h"
 
 namespace edgefleet::server {
 namespace {
@@ -146,12 +150,25 @@ class ServerImpl final : public Server {
         rollout::ControllerOptions{.interval =
                                        std::chrono::milliseconds(config_.rollout_interval_ms())});
     rollout_controller_->Start();
+    rollup_repo_ = std::make_unique<RollupRepo>();
+    rollup_store_ = std::make_unique<telemetry::DatabaseRollupStore>(*rollup_repo_);
+    rollup_job_ = std::make_unique<telemetry::RollupJob>(
+        *database_, *rollup_repo_, *rollup_store_, clock_, *metrics_,
+        telemetry::RollupJobOptions{
+            .interval = std::chrono::seconds(config_.telemetry_rollup_interval_seconds()),
+            .max_windows_per_run = config_.telemetry_rollup_batch_windows(),
+            .devices_reporting_window =
+                std::chrono::minutes(config_.telemetry_devices_reporting_minutes()),
+            .retention = std::chrono::hours(24 * int64_t{config_.telemetry_retention_days()})});
+    rollup_job_->Start();
+    telemetry_queries_ = std::make_unique<telemetry::TelemetryQueries>(*database_, *rollup_store_,
+                                                                       *rollup_repo_, clock_);
     admin_api_ = std::make_unique<AdminApi>(
         AdminRepos{*database_, *enrollment_tokens_, *devices_, *models_, *deployments_, *audit_,
                    *api_tokens_},
         *artifacts_, clock_, *metrics_,
         AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()}, patches_.get(),
-        rollout_controller_.get());
+        rollout_controller_.get(), telemetry_queries_.get());
     last_seen_ = std::make_unique<LastSeenBatcher>(
         *database_, *devices_, std::chrono::milliseconds(config_.last_seen_flush_ms()));
     last_seen_->Start();
@@ -179,6 +196,9 @@ class ServerImpl final : public Server {
         if (stop.stop_requested()) return;
         if (auto s = device_api_->telemetry().Maintain(); !s.ok()) {
           Logger("telemetry")->error("telemetry partitions: {}", s.ToString());
+        }
+        if (auto s = rollup_job_->Maintain(); !s.ok()) {
+          Logger("telemetry")->error("telemetry roll-up retention: {}", s.ToString());
         }
       }
     });
@@ -213,6 +233,7 @@ class ServerImpl final : public Server {
     if (stopped_.exchange(true)) return;
     // An evaluation in progress finishes (or its transaction rolls back) before the servers go.
     if (rollout_controller_) rollout_controller_->Stop();
+    if (rollup_job_) rollup_job_->Stop();
     if (telemetry_maintenance_.joinable()) {
       telemetry_maintenance_.request_stop();
       telemetry_maintenance_.join();
@@ -348,6 +369,10 @@ class ServerImpl final : public Server {
   std::unique_ptr<ArtifactStore> artifacts_;
   std::unique_ptr<PatchService> patches_;
   std::unique_ptr<rollout::RolloutController> rollout_controller_;
+  std::unique_ptr<RollupRepo> rollup_repo_;
+  std::unique_ptr<telemetry::DatabaseRollupStore> rollup_store_;
+  std::unique_ptr<telemetry::RollupJob> rollup_job_;
+  std::unique_ptr<telemetry::TelemetryQueries> telemetry_queries_;
   std::unique_ptr<LastSeenBatcher> last_seen_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<DeviceApi> device_api_;
@@ -384,6 +409,9 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
   if (c.rollout_interval_ms() == 0) c.set_rollout_interval_ms(5000);
   if (c.last_seen_flush_ms() == 0) c.set_last_seen_flush_ms(5000);
   if (c.telemetry_retention_days() == 0) c.set_telemetry_retention_days(30);
+  if (c.telemetry_rollup_interval_seconds() == 0) c.set_telemetry_rollup_interval_seconds(10);
+  if (c.telemetry_devices_reporting_minutes() == 0) c.set_telemetry_devices_reporting_minutes(5);
+  if (c.telemetry_rollup_batch_windows() == 0) c.set_telemetry_rollup_batch_windows(20'000);
   return c;
 }
 

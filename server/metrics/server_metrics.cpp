@@ -38,6 +38,28 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
       telemetry_windows(registry.AddCounter(
           "edgefleet_telemetry_windows_total",
           "Telemetry windows received from devices, by result (stored, duplicate, or refused: "
-          "malformed, future, expired, unknown_model)")) {}
+          "malformed, future, expired, unknown_model)")),
+      inference_requests(registry.AddCounter(
+          "edgefleet_inference_requests_total",
+          "Predict requests devices answered or failed, from the telemetry roll-ups, by model, "
+          "version and hw (what this replica's roll-up job merged: sum over replicas)")),
+      inference_errors(registry.AddCounter(
+          "edgefleet_inference_errors_total",
+          "Failed Predict requests from the telemetry roll-ups, by model, version, hw and reason "
+          "(what this replica's roll-up job merged: sum over replicas)")),
+      inference_latency(registry.AddHistogram(
+          "edgefleet_inference_latency_seconds",
+          "Predict latency of answered requests on devices, from the merged latency sketches, by "
+          "model, version and hw (what this replica's roll-up job merged: sum over replicas)",
+          InferenceLatencyBuckets())),
+      telemetry_devices_reporting(registry.AddGauge(
+          "edgefleet_telemetry_devices_reporting",
+          "Devices whose telemetry windows started in the last minutes (--telemetry-devices-"
+          "reporting-minutes), by model, version and hw (fleet-wide: take max over replicas)")),
+      telemetry_rollup_windows(registry.AddCounter(
+          "edgefleet_telemetry_rollup_windows_total",
+          "Telemetry windows this replica's roll-up job merged into the roll-ups")) {}
+
+std::vector<double> InferenceLatencyBuckets() { return metrics::DefaultLatencyBuckets(); }
 
 }  // namespace edgefleet::server

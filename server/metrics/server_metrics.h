@@ -1,6 +1,8 @@
 // Every metric the server exports, declared once and built from the registry.
 #pragma once
 
+#include <vector>
+
 #include "common/metrics/metrics.h"
 
 namespace edgefleet::server {
@@ -27,6 +29,18 @@ struct ServerMetrics {
   // {result}: stored, duplicate (an earlier delivery stored it), or why it was refused
   // (malformed, future, expired, unknown_model).
   metrics::Family<metrics::Counter>& telemetry_windows;
+  // Fleet inference telemetry from the roll-ups, by {model, version} plus {hw} for devices with
+  // an hw label (none for devices without: Prometheus treats an empty label as absent); never by
+  // device. Counters count what THIS replica's roll-up job merged, so they are monotonic here
+  // and sum across replicas (each window is rolled up by exactly one replica).
+  metrics::Family<metrics::Counter>& inference_requests;         // {model, version, hw}
+  metrics::Family<metrics::Counter>& inference_errors;           // {model, version, hw, reason}
+  metrics::Family<metrics::Histogram>& inference_latency;        // {model, version, hw}
+  metrics::Family<metrics::Gauge>& telemetry_devices_reporting;  // {model, version, hw}
+  metrics::Family<metrics::Counter>& telemetry_rollup_windows;   // {}: windows this replica merged
 };
+
+// The latency histogram's classic buckets, 0.5 ms .. 10 s (built from the merged sketches).
+std::vector<double> InferenceLatencyBuckets();
 
 }  // namespace edgefleet::server
