@@ -59,7 +59,8 @@ WindowVerdict CheckWindow(const v1::TelemetryWindow& w, Clock::TimePoint now,
   if (!w.has_window_start() || !w.has_window_end()) {
     return Malformed("window_start and window_end are required");
   }
-  if (!ValidTimestamp(w.window_start()) || !ValidTimestamp(w.window_end())) {
+  if (!ValidTimestamp(w.window_start()) ||
+      !ValidTimestamp(w.window_end())) {
     return Malformed("window_start or window_end is not a valid time");
   }
   const Clock::TimePoint start = ToTimePoint(w.window_start());
