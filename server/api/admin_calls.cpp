@@ -119,6 +119,9 @@ std::vector<AdminCall> BuildTable() {
   calls.push_back(Unary<v1::RollbackRolloutRequest, v1::Rollout>(
       "RollbackRollout", p::kActRollouts, &AdminApi::RollbackRollout,
       {M::kPost, "/v1/rollouts/{name}/rollback", B::kJson}));
+  calls.push_back(Unary<v1::GetReferenceProfileRequest, v1::ReferenceProfile>(
+      "GetReferenceProfile", p::kReadModels, &AdminApi::GetReferenceProfile,
+      {M::kGet, "/v1/models/{model_name}/versions/{version}/reference", B::kNone}));
   return calls;
 }
 
