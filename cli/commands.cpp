@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -14,13 +15,16 @@
 #include "absl/strings/str_replace.h"
 #include "cli/delta_commands.h"
 #include "cli/key_commands.h"
+#include "cli/npy.h"
 #include "cli/parsers.h"
+#include "cli/reference_sample.h"
 #include "cli/rollout_cli.h"
 #include "cli/telemetry_cli.h"
 #include "common/core/clock.h"
 #include "common/core/files.h"
 #include "common/core/labels.h"
 #include "common/crypto/sha256.h"
+#include "common/delta/onnx_signature.h"
 
 namespace edgefleet::cli {
 namespace {
@@ -416,6 +420,23 @@ int DeviceRekey(Context& c) {
 
 // ---- model ----
 
+// A version's reference in one line: where it came from and how much it rests on.
+std::string FormatReference(const v1::ReferenceSummary& r) {
+  const std::string sha =
+      r.profile_sha256().empty() ? "" : absl::StrCat(", sha256 ", ShortSha(r.profile_sha256()));
+  switch (r.source()) {
+    case v1::REFERENCE_SOURCE_UPLOADED:
+      return absl::StrCat("uploaded, ", r.samples(), " samples",
+                          r.samples() < 1000 ? " (under 1,000)" : "", ", ", r.feature_count(),
+                          " features", sha);
+    case v1::REFERENCE_SOURCE_FLEET:
+      return absl::StrCat("fleet, ", r.windows(), " windows, ", r.samples(), " samples, ",
+                          r.feature_count(), " features", sha);
+    default:
+      return r.detail().empty() ? "none" : absl::StrCat("none (", r.detail(), ")");
+  }
+}
+
 void RenderModelVersion(const v1::ModelVersion& v, std::ostream& out) {
   RenderFields({{"Model", v.model_name()},
                 {"Version", v.version()},
@@ -426,8 +447,40 @@ void RenderModelVersion(const v1::ModelVersion& v, std::ostream& out) {
                 {"Outputs", SpecList(v.outputs())},
                 {"Labels", OrDash(FormatLabels(ToLabels(v.labels())))},
                 {"Metadata version", absl::StrCat(v.metadata_version())},
-                {"Created", FormatTimestamp(v.created_at())}},
+                {"Created", FormatTimestamp(v.created_at())},
+                {"Reference", FormatReference(v.reference())}},
                out);
+}
+
+// The reference profile of `--reference SAMPLE.npy`, for the model file about to be pushed: its
+// inputs and outputs as declared with --input/--output, else as its graph states them.
+absl::StatusOr<v1::ReferenceProfile> ReferenceForPush(const std::string& model_path,
+                                                      const v1::PushModelMetadata& meta,
+                                                      const std::string& sample_path) {
+  auto sample = ReadNpyFile(sample_path);
+  if (!sample.ok()) return sample.status();
+  std::ifstream in(model_path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  auto signature = delta::ParseOnnxSignature(bytes.str());
+  if (!signature.ok()) return signature.status();
+  v1::ModelVersion model;
+  const auto describe = [](const std::vector<delta::OnnxTensorInfo>& graph,
+                           const google::protobuf::RepeatedPtrField<v1::TensorSpec>& declared,
+                           google::protobuf::RepeatedPtrField<v1::TensorSpec>* out) {
+    if (!declared.empty()) {
+      *out = declared;
+      return;
+    }
+    for (const auto& t : graph) {
+      v1::TensorSpec* spec = out->Add();
+      spec->set_name(t.name);
+      for (int64_t d : t.dims) spec->add_shape(d);
+    }
+  };
+  describe(signature->inputs, meta.inputs(), model.mutable_inputs());
+  describe(signature->outputs, meta.outputs(), model.mutable_outputs());
+  return ReferenceFromSample(model_path, model, *sample);
 }
 
 int ModelPush(Context& c) {
@@ -475,6 +528,12 @@ int ModelPush(Context& c) {
   }
   meta.set_expected_sha256(*digest);
   meta.set_expected_size_bytes(size);
+  if (auto sample_path = c.parsed.Get("reference")) {
+    auto profile = ReferenceForPush(file, meta, *sample_path);
+    if (!profile.ok())
+      return c.Fail(absl::StrCat("reference sample '", *sample_path, "'"), profile.status());
+    *meta.mutable_reference() = *std::move(profile);
+  }
 
   const std::string what = absl::StrCat("push model '", c.args[0], "' version '", *version, "'");
   absl::StatusOr<v1::ModelVersion> v = c.Admin()->PushModel(meta, in);
@@ -525,12 +584,13 @@ int ModelGet(Context& c) {
   if (!m.ok()) return c.Fail(what, m.status());
   return c.Print(what, *m, [&] {
     c.out << "Model: " << m->name() << "\n\n";
-    Table table(
-        {"VERSION", "FORMAT", "SHA256", "SIZE", "INPUTS", "OUTPUTS", "META-VERSION", "CREATED"});
+    Table table({"VERSION", "FORMAT", "SHA256", "SIZE", "INPUTS", "OUTPUTS", "META-VERSION",
+                 "CREATED", "REFERENCE"});
     for (const auto& v : m->versions()) {
       table.AddRow({v.version(), FormatName(v.format()), ShortSha(v.artifact_sha256()),
                     absl::StrCat(v.size_bytes()), SpecList(v.inputs()), SpecList(v.outputs()),
-                    absl::StrCat(v.metadata_version()), FormatTimestamp(v.created_at())});
+                    absl::StrCat(v.metadata_version()), FormatTimestamp(v.created_at()),
+                    FormatReference(v.reference())});
     }
     table.Render(c.out);
   });
@@ -879,8 +939,8 @@ const std::vector<Command>& Commands() {
        &DeviceRekey},
       {"model push",
        "NAME FILE --version V [--input NAME:1x4 ...] [--output NAME:1x3 ...] [--label k=v ...] "
-       "[--sha256 HEX]",
-       {"version", "input", "output", "label", "sha256"},
+       "[--sha256 HEX] [--reference SAMPLE.npy]",
+       {"version", "input", "output", "label", "sha256", "reference"},
        2,
        2,
        "upload an ONNX model version",

@@ -5,7 +5,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "common/core/limits.h"
+#include "common/core/logging.h"
+#include "common/telemetry/reference_profile.h"
 #include "common/telemetry/telemetry_codec.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -13,8 +14,6 @@ namespace edgefleet::agent {
 namespace {
 
 using google::protobuf::util::TimeUtil;
-
-constexpr size_t kPixelsPerChannel = 4096;
 
 google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t) {
   return TimeUtil::NanosecondsToTimestamp(
@@ -45,62 +44,18 @@ absl::StatusOr<BinningProfile> BinningProfile::FromReference(const v1::Reference
 }
 
 BinningProfile BinningFor(const v1::ModelVersion& metadata) {
-  BinningProfile b;
-  if (metadata.outputs().empty() || metadata.outputs(0).shape().empty()) return b;
-  const int64_t classes = metadata.outputs(0).shape(metadata.outputs(0).shape_size() - 1);
-  if (classes < 2 || static_cast<size_t>(classes) > RequestLimits::kTelemetryBins) return b;
-  // Class c falls in [c - 0.5, c + 0.5).
-  for (int64_t c = 1; c < classes; ++c) b.output_edges.push_back(static_cast<double>(c) - 0.5);
-  return b;
-}
-
-size_t ExtractFeatures(const TensorData& input, std::vector<double>& features) {
-  features.clear();
-  const auto& shape = input.shape;
-  if (shape.empty() || std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d <= 0; }))
-    return 0;
-  if (shape.size() == 1 || shape.size() == 2) {
-    const auto width = static_cast<size_t>(shape.back());
-    if (input.data.size() % width != 0) return 0;
-    features.assign(input.data.begin(), input.data.end());
-    return width;
+  if (metadata.has_reference_profile()) {
+    auto b = BinningProfile::FromReference(metadata.reference_profile());
+    if (b.ok()) return *std::move(b);
+    Logger("telemetry")
+        ->error(
+            "model={} version={}: stored reference profile unusable, binning by "
+            "the default profile: {}",
+            EscapeForLog(metadata.model_name()), EscapeForLog(metadata.version()),
+            b.status().ToString());
   }
-  if (shape.size() == 4) {
-    const auto images = static_cast<size_t>(shape[0]);
-    const auto channels = static_cast<size_t>(shape[1]);
-    const auto plane = static_cast<size_t>(shape[2] * shape[3]);
-    if (input.data.size() != images * channels * plane) return 0;
-    // At most kPixelsPerChannel evenly strided pixels per plane: a channel's level is estimated
-    // as well from 4,096 pixels as from 50,176, at a fixed cost per request.
-    const size_t stride = std::max<size_t>(1, plane / kPixelsPerChannel);
-    features.reserve(images * channels);
-    for (size_t i = 0; i < images * channels; ++i) {
-      const float* p = input.data.data() + i * plane;
-      double sum = 0;
-      size_t n = 0;
-      for (size_t k = 0; k < plane; k += stride, ++n) sum += p[k];
-      features.push_back(sum / static_cast<double>(n));
-    }
-    return channels;
-  }
-  return 0;
-}
-
-void ExtractOutputs(const TensorData& output, std::vector<double>& values) {
-  values.clear();
-  if (output.shape.empty() || output.data.empty()) return;
-  const int64_t last = output.shape.back();
-  if (last <= 0 || output.data.size() % static_cast<size_t>(last) != 0) return;
-  const auto width = static_cast<size_t>(last);
-  for (size_t row = 0; row < output.data.size(); row += width) {
-    if (width == 1) {
-      values.push_back(output.data[row]);
-      continue;
-    }
-    const auto begin = output.data.begin() + static_cast<ptrdiff_t>(row);
-    values.push_back(static_cast<double>(
-        std::max_element(begin, begin + static_cast<ptrdiff_t>(width)) - begin));
-  }
+  // The default profile's edges are valid by construction.
+  return *BinningProfile::FromReference(telemetry::DefaultProfile(metadata));
 }
 
 v1::PredictErrorReason ErrorReasonOf(const absl::Status& status) {
@@ -143,7 +98,7 @@ void WindowRecorder::Record(const std::vector<TensorData>& inputs,
   thread_local std::vector<double> outputs;
   size_t width = 0;
   if (!inputs.empty() && !profile_.feature_edges.empty())
-    width = ExtractFeatures(inputs[0], features);
+    width = telemetry::ExtractFeatures(inputs[0].shape, inputs[0].data, features);
   // A request whose feature count differs from the profile's is not binned: mixing it in would
   // put values of one feature in another's histogram.
   if (width != profile_.feature_edges.size()) width = 0;
@@ -153,7 +108,7 @@ void WindowRecorder::Record(const std::vector<TensorData>& inputs,
   } else if (!AllFinite(*answer)) {
     failed = v1::PREDICT_ERROR_REASON_NON_FINITE_OUTPUT;
   } else if (!answer->empty()) {
-    ExtractOutputs(answer->front(), outputs);
+    telemetry::ExtractOutputs(answer->front().shape, answer->front().data, outputs);
   }
   const double seconds = std::chrono::duration<double>(latency).count();
 

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "agent/engine/inference_engine.h"
 #include "common/telemetry/feature_histogram.h"
+#include "common/telemetry/features.h"
 #include "common/telemetry/latency_sketch.h"
 #include "edgefleet/v1/telemetry.pb.h"
 #include "edgefleet/v1/types.pb.h"
@@ -30,22 +31,12 @@ struct BinningProfile {
   static absl::StatusOr<BinningProfile> FromReference(const v1::ReferenceProfile& profile);
 };
 
-// The binning of a version without a reference profile: no feature histograms, and for a
-// classifier (first output's last dimension 2..RequestLimits::kTelemetryBins) one output bin
-// per class, so its class distribution is seen; a score output keeps count, min, max and sum.
+// The binning of a version: its verified reference profile when the metadata carries one
+// (ModelVersion.reference_profile, set by the agent once its SHA-256 matched the signed
+// manifest), else the default profile (common/telemetry/reference_profile.h), the same on every
+// device from the first request. A stored profile that no longer parses falls back to the
+// default (and says so in the log).
 BinningProfile BinningFor(const v1::ModelVersion& metadata);
-
-// Features of a request, from its first input tensor: the elements of a vector input ([F] or
-// [N, F], each row a sample) or the per-image mean of each channel of an NCHW image input —
-// an image's pixels are not features, its channels' levels are (and cost one pass, not one
-// histogram insert per pixel; large planes are sampled on a stride). Other shapes have no
-// features.
-// Fills `features` row by row (samples x features) and returns the feature count.
-size_t ExtractFeatures(const TensorData& input, std::vector<double>& features);
-
-// The output value of each sample of the first output tensor: the index of the largest score
-// when there are several (a classifier's class), else the score itself.
-void ExtractOutputs(const TensorData& output, std::vector<double>& values);
 
 class WindowRecorder {
  public:

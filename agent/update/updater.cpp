@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "agent/telemetry/window_recorder.h"
 #include "common/core/limits.h"
 #include "common/core/logging.h"
 #include "common/core/names.h"
@@ -14,6 +15,7 @@
 #include "common/delta/delta_files.h"
 #include "common/manifest/manifest.h"
 #include "common/manifest/verification.h"
+#include "common/telemetry/reference_profile.h"
 
 namespace edgefleet::agent {
 namespace {
@@ -486,6 +488,26 @@ void Updater::Succeeded(const ReleaseId& release) {
   if (auto s = FlushEvents(); !s.ok()) Logger("update")->debug("events queued: {}", s.ToString());
 }
 
+absl::StatusOr<std::optional<v1::ReferenceProfile>> SignedReference(
+    const v1::DesiredModel& desired, const v1::ReleaseManifest& manifest) {
+  // Without a signed digest, any profile in the answer is ignored: the default binning applies.
+  if (manifest.reference_profile_sha256().empty()) return std::nullopt;
+  if (!desired.has_reference()) {
+    return VerificationError(v1::FAILURE_REASON_DIGEST,
+                             "the signed manifest names a reference profile the answer lacks");
+  }
+  if (telemetry::ProfileSha256(desired.reference()) != manifest.reference_profile_sha256() ||
+      desired.reference().profile_sha256() != manifest.reference_profile_sha256()) {
+    return VerificationError(
+        v1::FAILURE_REASON_DIGEST,
+        "reference profile's SHA-256 differs from the signed manifest's (tampered)");
+  }
+  if (auto b = BinningProfile::FromReference(desired.reference()); !b.ok()) {
+    return VerificationError(v1::FAILURE_REASON_DIGEST, std::string(b.status().message()));
+  }
+  return desired.reference();
+}
+
 absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   const v1::ModelVersion& metadata = desired.metadata();
   const std::string& model = metadata.model_name();
@@ -536,6 +558,9 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   absl::Status name_ok = ValidateModelName(manifest->model_name());
   if (name_ok.ok()) name_ok = ValidateVersion(manifest->version());
   if (!name_ok.ok()) return refuse(name_ok, v1::FAILURE_REASON_NAME);
+  auto reference = SignedReference(desired, *manifest);
+  if (!reference.ok()) return refuse(reference.status(), v1::FAILURE_REASON_DIGEST);
+  job.reference = *std::move(reference);
   job.manifest = *manifest;
   job.part_path =
       (fs::path(state_dir_) / "downloads" / (crypto::ToHex(manifest->artifact_sha256()) + ".part"))
@@ -629,7 +654,11 @@ UpdateEvent Updater::Stage(Job& job) {
 UpdateEvent Updater::Activate(Job& job) {
   const v1::ReleaseManifest& manifest = *job.manifest;
   const v1::SignedManifest& signed_manifest = job.desired->manifest();
-  const v1::ModelVersion& metadata = job.desired->metadata();
+  // The installed version's record keeps its verified reference profile: after a restart its
+  // telemetry is binned as before (BinningFor).
+  v1::ModelVersion metadata = job.desired->metadata();
+  metadata.clear_reference_profile();
+  if (job.reference) *metadata.mutable_reference_profile() = *job.reference;
   auto engine = engines_.Load(job.staged_path);
   if (!engine.ok()) {
     return StepFailed(

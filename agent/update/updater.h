@@ -45,6 +45,12 @@ struct RetryPolicy {
 
 // One thread drives an Updater (the agent's check-in loop); requests served meanwhile reach it
 // only through the VersionMonitor of each serving version.
+// The reference profile of an offered release, when the signed manifest names one: NULLOPT when
+// it names none (the version is binned by the default profile); a DIGEST verification failure
+// when the answer's profile is missing, unusable or does not hash to the signed SHA-256.
+absl::StatusOr<std::optional<v1::ReferenceProfile>> SignedReference(
+    const v1::DesiredModel& desired, const v1::ReleaseManifest& manifest);
+
 class Updater {
  public:
   // Trusts only manifests signed by `keys` (the pinned root and the release key it delegated).
@@ -118,6 +124,8 @@ class Updater {
     std::optional<v1::ReleaseManifest> manifest;
     const v1::DesiredModel* desired = nullptr;
     std::optional<StateStore::InstalledVersion> kept;  // the kept copy being reinstated
+    // The release's reference profile, accepted because its SHA-256 is the signed one.
+    std::optional<v1::ReferenceProfile> reference;
     std::string part_path;
     std::string staged_path;
     bool staged_here = false;                      // this attempt created the staging directory

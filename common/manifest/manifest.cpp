@@ -17,6 +17,7 @@ enum Tag : uint8_t {
   kFormat = 5,
   kMetadataVersion = 6,
   kExpiresAtSeconds = 7,
+  kReferenceProfileSha256 = 8,  // optional, last: absent in manifests without a reference
 };
 
 }  // namespace
@@ -30,6 +31,9 @@ std::string EncodeCanonical(const v1::ReleaseManifest& m) {
   out.U64(kFormat, static_cast<uint64_t>(m.format()));
   out.U64(kMetadataVersion, m.metadata_version());
   out.U64(kExpiresAtSeconds, static_cast<uint64_t>(m.expires_at().seconds()));
+  // Only when set, so a manifest without a reference encodes (and verifies) as before.
+  if (!m.reference_profile_sha256().empty())
+    out.Bytes(kReferenceProfileSha256, m.reference_profile_sha256());
   return out.Take();
 }
 
@@ -51,6 +55,14 @@ absl::StatusOr<v1::ReleaseManifest> DecodeCanonical(std::string_view bytes) {
   if (!metadata_version.ok()) return metadata_version.status();
   auto expires = in.U64(kExpiresAtSeconds);
   if (!expires.ok()) return expires.status();
+  if (!in.AtEnd()) {
+    auto reference = in.Bytes(kReferenceProfileSha256);
+    if (!reference.ok()) return reference.status();
+    if (reference->size() != 32) {
+      return absl::InvalidArgumentError("manifest reference profile SHA-256 is not 32 bytes");
+    }
+    m.set_reference_profile_sha256(std::string(*reference));
+  }
   if (absl::Status s = in.End(); !s.ok()) return s;
   if (sha->size() != 32) return absl::InvalidArgumentError("manifest SHA-256 is not 32 bytes");
   if (!v1::ModelFormat_IsValid(static_cast<int>(*format))) {

@@ -14,6 +14,7 @@
 #include "common/crypto/sha256.h"
 #include "common/delta/delta.h"
 #include "common/delta/onnx_signature.h"
+#include "common/telemetry/reference_profile.h"
 #include "server/api/request_limits.h"
 #include "server/enrollment/enroller.h"
 #include "server/rollout/wave_plan.h"
@@ -122,6 +123,34 @@ absl::Status CheckDeclaredTensors(const v1::PushModelMetadata& metadata,
                                   const delta::OnnxSignature& signature) {
   if (auto s = CheckTensors("input", metadata.inputs(), signature.inputs); !s.ok()) return s;
   return CheckTensors("output", metadata.outputs(), signature.outputs);
+}
+
+// An uploaded profile as the server stores it: UPLOADED, valid for `feature_count` features, and
+// when the client stated its digest, the one the server computes.
+absl::Status CheckUploadedReference(const v1::ReferenceProfile& profile, size_t feature_count) {
+  if (profile.source() != v1::REFERENCE_SOURCE_UPLOADED) {
+    return absl::InvalidArgumentError("reference profile: a pushed profile's source is UPLOADED");
+  }
+  if (profile.windows() != 0) {
+    return absl::InvalidArgumentError("reference profile: an uploaded profile has no windows");
+  }
+  if (auto s = edgefleet::telemetry::ValidateProfile(profile, feature_count); !s.ok()) return s;
+  if (!profile.profile_sha256().empty() &&
+      profile.profile_sha256() != edgefleet::telemetry::ProfileSha256(profile)) {
+    return absl::InvalidArgumentError(
+        "reference profile: profile_sha256 is not the SHA-256 of its canonical encoding");
+  }
+  return absl::OkStatus();
+}
+
+v1::ReferenceSummary SummaryOf(const v1::ReferenceProfile& profile) {
+  v1::ReferenceSummary s;
+  s.set_source(profile.source());
+  s.set_samples(profile.samples());
+  s.set_windows(profile.windows());
+  s.set_profile_sha256(profile.profile_sha256());
+  s.set_feature_count(static_cast<uint32_t>(profile.features_size()));
+  return s;
 }
 
 google::protobuf::RepeatedPtrField<v1::TensorSpec> ToTensorSpecs(
@@ -325,6 +354,17 @@ absl::StatusOr<std::unique_ptr<ModelUpload>> AdminApi::BeginPush(
   if (auto s = ValidateTensorSpecs("input", metadata.inputs()); !s.ok()) return s;
   if (auto s = ValidateTensorSpecs("output", metadata.outputs()); !s.ok()) return s;
   if (auto s = ValidateLabelMap(metadata.labels()); !s.ok()) return s;
+  if (metadata.has_reference()) {
+    if (repos_.references == nullptr) {
+      return absl::FailedPreconditionError("this server keeps no reference profiles");
+    }
+    // Its feature count is checked against the model in FinishPush, once the graph is read.
+    if (auto s = CheckUploadedReference(metadata.reference(),
+                                        static_cast<size_t>(metadata.reference().features_size()));
+        !s.ok()) {
+      return s;
+    }
+  }
   // Refuse a duplicate before reading a possibly large upload.
   if (repos_.models.GetVersion(metadata.model_name(), metadata.version()).ok()) {
     return absl::AlreadyExistsError(absl::StrCat("model ", metadata.model_name(), " version ",
@@ -355,7 +395,13 @@ absl::StatusOr<v1::ModelVersion> AdminApi::FinishPush(std::unique_ptr<ModelUploa
     auto parsed = ReadModelSignature(staged_path);
     if (!parsed.ok()) return parsed.status();
     signature = *std::move(parsed);
-    return CheckDeclaredTensors(metadata, signature);
+    if (auto s = CheckDeclaredTensors(metadata, signature); !s.ok()) return s;
+    if (!metadata.has_reference()) return absl::OkStatus();
+    v1::ModelVersion described;
+    *described.mutable_inputs() =
+        metadata.inputs().empty() ? ToTensorSpecs(signature.inputs) : metadata.inputs();
+    return CheckUploadedReference(metadata.reference(),
+                                  edgefleet::telemetry::FeatureCountOf(described));
   });
   if (!artifact.ok()) return artifact.status();
   v1::ModelVersion version;
@@ -371,15 +417,32 @@ absl::StatusOr<v1::ModelVersion> AdminApi::FinishPush(std::unique_ptr<ModelUploa
       metadata.outputs().empty() ? ToTensorSpecs(signature.outputs) : metadata.outputs();
   *version.mutable_labels() = metadata.labels();
   version.mutable_created_at()->set_seconds(ToUnixSeconds(clock_.Now()));
+  // The server's own digest of the profile, whatever the client said it was.
+  std::optional<v1::ReferenceProfile> reference;
+  if (metadata.has_reference()) {
+    reference = metadata.reference();
+    reference->set_profile_sha256(edgefleet::telemetry::ProfileSha256(*reference));
+  }
   absl::Status registered = repos_.db.Transact("register model version", [&](Tx& tx) {
     auto metadata_version = repos_.models.NextMetadataVersion(tx);
     if (!metadata_version.ok()) return metadata_version.status();
     version.set_metadata_version(*metadata_version);
     // Devices get manifests signed at check-in (fresh expiry); none is stored at push time.
     if (auto s = repos_.models.InsertVersion(tx, version, "", "", ""); !s.ok()) return s;
+    if (reference) {
+      auto stored =
+          repos_.references->Insert(tx, version.model_name(), version.version(), *reference);
+      if (!stored.ok()) return stored.status();
+    }
     return Audit(tx, upload->who_, "model.push", version);
   });
   if (!registered.ok()) return registered;
+  if (reference) {
+    *version.mutable_reference() = SummaryOf(*reference);
+  } else {
+    version.mutable_reference()->set_detail(
+        absl::StrCat("pending, 0 of ", options_.fleet_reference_windows, " windows"));
+  }
   metrics_.models_pushed.Add({}).Increment();
   Logger("admin")->info("model pushed model={} version={} sha256={} size_bytes={}",
                         version.model_name(), version.version(), crypto::ToHex(artifact->sha256),
@@ -412,14 +475,63 @@ absl::StatusOr<v1::ListModelsResponse> AdminApi::ListModels(const v1::ListModels
   auto models = repos_.models.ListModelsPage(*page);
   if (!models.ok()) return models.status();
   v1::ListModelsResponse response;
-  for (auto& m : models->items) *response.add_models() = std::move(m);
+  for (auto& m : models->items) {
+    if (auto s = AddReferenceSummaries(m); !s.ok()) return s;
+    *response.add_models() = std::move(m);
+  }
   response.set_next_page_token(NextPageToken("ListModels", models->next_after));
   return response;
 }
 
 absl::StatusOr<v1::Model> AdminApi::GetModel(const v1::GetModelRequest& request) {
   if (auto s = ValidateModelName(request.model_name()); !s.ok()) return s;
-  return repos_.models.GetModel(request.model_name());
+  auto model = repos_.models.GetModel(request.model_name());
+  if (!model.ok()) return model;
+  if (auto s = AddReferenceSummaries(*model); !s.ok()) return s;
+  return model;
+}
+
+absl::Status AdminApi::AddReferenceSummaries(v1::Model& model) {
+  if (repos_.references == nullptr) return absl::OkStatus();
+  const uint64_t needed = options_.fleet_reference_windows;
+  return repos_.db.Transact("read reference summaries", [&](Tx& tx) -> absl::Status {
+    auto summaries = repos_.references->Summaries(tx, model.name());
+    if (!summaries.ok()) return summaries.status();
+    for (v1::ModelVersion& v : *model.mutable_versions()) {
+      v.clear_reference();
+      if (auto it = summaries->find(v.version()); it != summaries->end()) {
+        *v.mutable_reference() = it->second;
+        continue;
+      }
+      auto seen = repos_.references->CountWindows(tx, model.name(), v.version(), needed);
+      if (!seen.ok()) return seen.status();
+      v.mutable_reference()->set_detail(
+          absl::StrCat("pending, ", *seen, " of ", needed, " windows"));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<v1::ReferenceProfile> AdminApi::GetReferenceProfile(
+    const v1::GetReferenceProfileRequest& request) {
+  if (auto s = ValidateModelName(request.model_name()); !s.ok()) return s;
+  if (auto s = ValidateVersion(request.version()); !s.ok()) return s;
+  if (repos_.references == nullptr) {
+    return absl::FailedPreconditionError("this server keeps no reference profiles");
+  }
+  auto version = repos_.models.GetVersion(request.model_name(), request.version());
+  if (!version.ok()) return version.status();
+  auto profile = repos_.db.Transact(
+      "read reference profile", [&](Tx& tx) -> absl::StatusOr<std::optional<v1::ReferenceProfile>> {
+        return repos_.references->Get(tx, request.model_name(), request.version());
+      });
+  if (!profile.ok()) return profile.status();
+  if (!profile->has_value()) {
+    return absl::NotFoundError(absl::StrCat(
+        "model ", request.model_name(), " version ", request.version(),
+        " has no reference profile yet: none was uploaded and the fleet reference is pending"));
+  }
+  return **std::move(profile);
 }
 
 absl::StatusOr<v1::Deployment> AdminApi::CreateDeployment(

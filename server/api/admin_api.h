@@ -23,11 +23,14 @@
 #include "server/store/enrollment_token_repo.h"
 #include "server/store/model_repo.h"
 #include "server/telemetry/stats.h"
+#include "server/store/reference_repo.h"
 
 namespace edgefleet::server {
 
 struct AdminApiOptions {
   uint64_t max_artifact_bytes = 2ull << 30;
+  // K of the fleet reference (ServerConfig.fleet_reference_windows), for "pending, n of K".
+  uint64_t fleet_reference_windows = 100;
 };
 
 // Every mutating call and its audit row commit together in one transaction of `db`.
@@ -39,6 +42,8 @@ struct AdminRepos {
   DeploymentStore& deployments;
   AuditStore& audit;
   ApiTokenStore& api_tokens;
+  // Reference profiles; null on a server that keeps none (pushes with a reference are refused).
+  ReferenceStore* references = nullptr;
 };
 
 // Yields the next chunk of an upload, std::nullopt once the client has sent all of it (never
@@ -101,6 +106,9 @@ class AdminApi {
                                              const ChunkSource& chunks);
   absl::StatusOr<v1::ListModelsResponse> ListModels(const v1::ListModelsRequest& request);
   absl::StatusOr<v1::Model> GetModel(const v1::GetModelRequest& request);
+  // NotFound while the version has no reference profile (see ModelVersion.reference).
+  absl::StatusOr<v1::ReferenceProfile> GetReferenceProfile(
+      const v1::GetReferenceProfileRequest& request);
   absl::StatusOr<v1::Deployment> CreateDeployment(const Principal& who,
                                                   const v1::CreateDeploymentRequest& request);
   absl::StatusOr<v1::Deployment> GetDeployment(const v1::GetDeploymentRequest& request);
@@ -150,6 +158,9 @@ class AdminApi {
   absl::StatusOr<v1::Rollout> ActOnRollout(const Principal& who, const std::string& name,
                                            rollout::OperatorAction action,
                                            const std::string& reason);
+
+  // Fills each version's ModelVersion.reference (stored summary, or pending with its count).
+  absl::Status AddReferenceSummaries(v1::Model& model);
 
   // The call's audit row, in the call's transaction.
   absl::Status Audit(Tx& tx, const Principal& who, const std::string& action,

@@ -125,6 +125,9 @@ std::vector<AdminCall> BuildTable() {
   calls.push_back(Unary<v1::DeviceTelemetryRequest, v1::DeviceTelemetryResponse>(
       "GetDeviceTelemetry", p::kReadDevices, &AdminApi::GetDeviceTelemetry,
       {M::kGet, "/v1/devices/{device_id}/telemetry", B::kNone}));
+  calls.push_back(Unary<v1::GetReferenceProfileRequest, v1::ReferenceProfile>(
+      "GetReferenceProfile", p::kReadModels, &AdminApi::GetReferenceProfile,
+      {M::kGet, "/v1/models/{model_name}/versions/{version}/reference", B::kNone}));
   return calls;
 }
 

@@ -107,11 +107,16 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
     manifest.set_format(version.format());
     manifest.set_metadata_version(version.metadata_version());
     manifest.mutable_expires_at()->set_seconds(ToUnixSeconds(now + options_.manifest_ttl));
+    // An uploaded reference profile is part of the release: its digest is signed.
+    auto reference = UploadedReference(version.model_name(), version.version());
+    if (!reference.ok()) return reference.status();
+    if (**reference) manifest.set_reference_profile_sha256((***reference).profile_sha256());
     auto signed_manifest = manifest::Sign(manifest, release_signer_);
     if (!signed_manifest.ok()) return signed_manifest.status();
     v1::DesiredModel* entry = response.add_desired();
     *entry->mutable_manifest() = *std::move(signed_manifest);
     *entry->mutable_metadata() = version;
+    if (**reference) *entry->mutable_reference() = ***reference;
 
     for (const auto& installed : request.inventory().models()) {
       if (installed.model_name() != version.model_name() ||
@@ -134,6 +139,33 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
   }
   if (auto s = StampAnswer(device_id, now, &response); !s.ok()) return s;
   return response;
+}
+
+absl::StatusOr<std::shared_ptr<const std::optional<v1::ReferenceProfile>>>
+DeviceApi::UploadedReference(const std::string& model, const std::string& version) {
+  using Cached = std::shared_ptr<const std::optional<v1::ReferenceProfile>>;
+  static const Cached kNone = std::make_shared<const std::optional<v1::ReferenceProfile>>();
+  if (repos_.references == nullptr) return kNone;
+  const auto key = std::make_pair(model, version);
+  {
+    std::lock_guard lock(references_mu_);
+    if (auto it = uploaded_references_.find(key); it != uploaded_references_.end()) {
+      return it->second;
+    }
+  }
+  auto stored = repos_.db.Transact(
+      "read reference profile", [&](Tx& tx) -> absl::StatusOr<std::optional<v1::ReferenceProfile>> {
+        return repos_.references->Get(tx, model, version);
+      });
+  if (!stored.ok()) return stored.status();
+  // A fleet profile is the server's alone: devices bin such a version by the default profile.
+  if (*stored && (*stored)->source() != v1::REFERENCE_SOURCE_UPLOADED) stored->reset();
+  auto cached = std::make_shared<const std::optional<v1::ReferenceProfile>>(*std::move(stored));
+  constexpr size_t kMaxCached = 4096;
+  std::lock_guard lock(references_mu_);
+  if (uploaded_references_.size() >= kMaxCached) uploaded_references_.clear();
+  uploaded_references_.emplace(key, cached);
+  return cached;
 }
 
 absl::Status DeviceApi::StampAnswer(const std::string& device_id, Clock::TimePoint now,

@@ -4,7 +4,10 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -19,6 +22,7 @@
 #include "server/store/event_repo.h"
 #include "server/store/last_seen_batcher.h"
 #include "server/store/model_repo.h"
+#include "server/store/reference_repo.h"
 #include "server/store/telemetry_repo.h"
 #include "server/telemetry/ingest.h"
 
@@ -44,6 +48,8 @@ struct DeviceRepos {
   EventStore& events;
   TelemetryStore& telemetry;
   LastSeenBatcher& last_seen;
+  // Reference profiles; null: answers carry none (every version is binned by the default).
+  ReferenceStore* references = nullptr;
 };
 
 class DeviceApi {
@@ -82,7 +88,16 @@ class DeviceApi {
   absl::Status StampAnswer(const std::string& device_id, Clock::TimePoint now,
                            v1::CheckInResponse* response) const;
 
+  // The version's uploaded profile (nullopt: it has none). Uploaded profiles are written with
+  // the version and never change, so both answers are cached (bounded, cleared when full).
+  absl::StatusOr<std::shared_ptr<const std::optional<v1::ReferenceProfile>>> UploadedReference(
+      const std::string& model, const std::string& version);
+
   DeviceRepos repos_;
+  std::mutex references_mu_;
+  std::map<std::pair<std::string, std::string>,
+           std::shared_ptr<const std::optional<v1::ReferenceProfile>>>
+      uploaded_references_;  // guarded by references_mu_
   ArtifactStore& artifacts_;
   const crypto::Signer& release_signer_;
   const Clock& clock_;

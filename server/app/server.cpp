@@ -34,8 +34,10 @@
 #include "server/store/event_repo.h"
 #include "server/store/last_seen_batcher.h"
 #include "server/store/patch_repo.h"
+#include "server/store/reference_repo.h"
 #include "server/store/rollup_repo.h"
 #include "server/store/telemetry_repo.h"
+#include "server/telemetry/fleet_reference.h"
 #include "server/telemetry/rollup_job.h"
 #include "server/telemetry/rollups.h"
 #include "server/telemetry/stats.h"
@@ -114,6 +116,7 @@ class ServerImpl final : public Server {
     deployments_ = std::make_unique<DeploymentRepo>(*database_);
     events_ = std::make_unique<EventRepo>(*database_);
     telemetry_ = std::make_unique<TelemetryRepo>();
+    references_ = std::make_unique<ReferenceRepo>();
     audit_ = std::make_unique<AuditRepo>();
     patch_repo_ = std::make_unique<PatchRepo>(*database_);
     rollout_repo_ = std::make_unique<RolloutRepo>();
@@ -165,16 +168,17 @@ class ServerImpl final : public Server {
                                                                        *rollup_repo_, clock_);
     admin_api_ = std::make_unique<AdminApi>(
         AdminRepos{*database_, *enrollment_tokens_, *devices_, *models_, *deployments_, *audit_,
-                   *api_tokens_},
+                   *api_tokens_, references_.get()},
         *artifacts_, clock_, *metrics_,
-        AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes()}, patches_.get(),
-        rollout_controller_.get(), telemetry_queries_.get());
+        AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes(),
+                        .fleet_reference_windows = config_.fleet_reference_windows()},
+        patches_.get(), rollout_controller_.get(), telemetry_queries_.get());
     last_seen_ = std::make_unique<LastSeenBatcher>(
         *database_, *devices_, std::chrono::milliseconds(config_.last_seen_flush_ms()));
     last_seen_->Start();
     device_api_ = std::make_unique<DeviceApi>(
         DeviceRepos{*database_, *devices_, *models_, *deployments_, *events_, *telemetry_,
-                    *last_seen_},
+                    *last_seen_, references_.get()},
         *artifacts_, *release_signer_, clock_, *metrics_,
         DeviceApiOptions{
             .check_in_interval = std::chrono::seconds(config_.check_in_interval_seconds()),
@@ -199,6 +203,20 @@ class ServerImpl final : public Server {
         }
         if (auto s = rollup_job_->Maintain(); !s.ok()) {
           Logger("telemetry")->error("telemetry roll-up retention: {}", s.ToString());
+        }
+      }
+    });
+    fleet_references_ = std::make_unique<telemetry::FleetReferences>(
+        *database_, *references_, config_.fleet_reference_windows());
+    fleet_reference_tick_ = std::jthread([this](std::stop_token stop) {
+      std::mutex mu;
+      std::condition_variable_any wake;
+      std::unique_lock lock(mu);
+      const auto interval = std::chrono::seconds(config_.fleet_reference_interval_seconds());
+      while (!wake.wait_for(lock, stop, interval, [] { return false; })) {
+        if (stop.stop_requested()) return;
+        if (auto made = fleet_references_->MakeDue(); !made.ok()) {
+          Logger("telemetry")->error("fleet reference profiles: {}", made.status().ToString());
         }
       }
     });
@@ -237,6 +255,10 @@ class ServerImpl final : public Server {
     if (telemetry_maintenance_.joinable()) {
       telemetry_maintenance_.request_stop();
       telemetry_maintenance_.join();
+    }
+    if (fleet_reference_tick_.joinable()) {
+      fleet_reference_tick_.request_stop();
+      fleet_reference_tick_.join();
     }
     if (http_) http_->Stop();
     // One shared, short deadline: idle client channels must not hold shutdown for long.
@@ -361,6 +383,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<DeploymentRepo> deployments_;
   std::unique_ptr<EventRepo> events_;
   std::unique_ptr<TelemetryRepo> telemetry_;
+  std::unique_ptr<ReferenceRepo> references_;
   std::unique_ptr<AuditRepo> audit_;
   std::unique_ptr<PatchRepo> patch_repo_;
   std::unique_ptr<RolloutRepo> rollout_repo_;
@@ -377,6 +400,8 @@ class ServerImpl final : public Server {
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<DeviceApi> device_api_;
   std::jthread telemetry_maintenance_;  // DeviceApi::telemetry().Maintain() every hour
+  std::unique_ptr<telemetry::FleetReferences> fleet_references_;
+  std::jthread fleet_reference_tick_;  // fleet_references_->MakeDue() on its interval
   std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<Enroller> enroller_;
   std::unique_ptr<AdminGrpcService> admin_grpc_;
@@ -412,6 +437,8 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
   if (c.telemetry_rollup_interval_seconds() == 0) c.set_telemetry_rollup_interval_seconds(10);
   if (c.telemetry_devices_reporting_minutes() == 0) c.set_telemetry_devices_reporting_minutes(5);
   if (c.telemetry_rollup_batch_windows() == 0) c.set_telemetry_rollup_batch_windows(20'000);
+  if (c.fleet_reference_windows() == 0) c.set_fleet_reference_windows(100);
+  if (c.fleet_reference_interval_seconds() == 0) c.set_fleet_reference_interval_seconds(10);
   return c;
 }
 

@@ -95,6 +95,9 @@ void WriteMessage(httplib::Response& res, const Message& message) {
   res.set_content(json, kJson);
 }
 
+// A reference profile in JSON: 64 features of 255 edges and 256 bins fit with room to spare.
+constexpr size_t kMaxReferenceJsonBytes = 2 * 1024 * 1024;
+
 absl::Status ParseBody(const std::string& body, Message* message) {
   if (body.empty()) return absl::OkStatus();
   auto status = google::protobuf::util::JsonStringToMessage(body, message);
@@ -302,7 +305,9 @@ void AdminHttpServer::RegisterUploadRoute(const AdminCall& call, const std::stri
   // Upload: the body is the raw model file; metadata rides in the path and query string
   // (?input=NAME:1x4&output=NAME:1x3&sha256=HEX&size=BYTES&label=k=v). The version is registered
   // only when the whole body arrived (Content-Length reached, or the last chunk of a chunked
-  // body); a body over the size limit is refused with 413 before it is read.
+  // body); a body over the size limit is refused with 413 before it is read. With a reference
+  // profile the body is multipart/form-data instead: a "reference" part (the profile's JSON)
+  // then a "model" part (the file); the size then comes from ?size= only.
   http.Post(pattern, [this, authorize](const httplib::Request& req, httplib::Response& res,
                                        const httplib::ContentReader& content) {
     auto principal = authorize(req);
@@ -333,6 +338,9 @@ void AdminHttpServer::RegisterUploadRoute(const AdminCall& call, const std::stri
     // dropped connection.
     const bool chunked = req.get_header_value("Transfer-Encoding") == "chunked";
     const bool has_length = req.has_header("Content-Length");
+    // A multipart body carries the reference profile too: its Content-Length is not the
+    // model's size.
+    const bool multipart = req.is_multipart_form_data();
     uint64_t content_length = 0;
     if (status.ok() && has_length &&
         !absl::SimpleAtoi(req.get_header_value("Content-Length"), &content_length)) {
@@ -342,12 +350,12 @@ void AdminHttpServer::RegisterUploadRoute(const AdminCall& call, const std::stri
       uint64_t size = 0;
       if (!absl::SimpleAtoi(req.get_param_value("size"), &size) || size == 0) {
         status = absl::InvalidArgumentError("size must be a positive number of bytes");
-      } else if (has_length && size != content_length) {
+      } else if (has_length && !multipart && size != content_length) {
         status = absl::InvalidArgumentError(
             absl::StrCat("size=", size, " differs from the Content-Length of ", content_length));
       }
       metadata.set_expected_size_bytes(size);
-    } else if (status.ok() && has_length) {
+    } else if (status.ok() && has_length && !multipart) {
       metadata.set_expected_size_bytes(content_length);
     }
     if (!status.ok()) {
@@ -361,24 +369,65 @@ void AdminHttpServer::RegisterUploadRoute(const AdminCall& call, const std::stri
       return;
     }
     // The upload exists only from here on; returning early drops it (and its bytes).
-    auto upload = api_.BeginPush(*principal, metadata);
-    if (!upload.ok()) {
-      WriteError(res, upload.status());
-      // Over the size limit: 413, answered before the body is read.
-      if (upload.status().code() == absl::StatusCode::kResourceExhausted) {
-        res.status = 413;
-      }
-      return;
-    }
+    absl::StatusOr<std::unique_ptr<ModelUpload>> upload =
+        absl::InvalidArgumentError("the multipart body has no 'model' part");
+    auto begin = [&]() -> absl::Status {
+      upload = api_.BeginPush(*principal, metadata);
+      return upload.status();
+    };
     // The body streams into the artifact store as httplib reads it; httplib reports a
     // body that ends before Content-Length (or before its last chunk) as false.
     absl::Status appended;
-    const bool complete = content([&](const char* data, size_t length) {
+    auto append = [&](const char* data, size_t length) {
       appended = (*upload)->Append(std::string_view(data, length));
       return appended.ok();
-    });
+    };
+    bool complete = false;
+    if (!multipart) {
+      appended = begin();
+      if (appended.ok()) complete = content(append);
+    } else {
+      // Parts: "reference" (an edgefleet.v1.ReferenceProfile as JSON, optional) and then
+      // "model" (the file). The upload begins with the model part, its metadata complete.
+      std::string part;
+      std::string reference_json;
+      complete = content(
+          [&](const httplib::MultipartFormData& header) {
+            part = header.name;
+            if (part == "reference") {
+              if (upload.ok()) {
+                appended = absl::InvalidArgumentError(
+                    "the 'reference' part must come before the 'model' part");
+              }
+              return appended.ok();
+            }
+            if (part != "model" || upload.ok()) {
+              appended = absl::InvalidArgumentError(absl::StrCat(
+                  "unexpected part '", part, "': an upload has a 'reference' and a 'model' part"));
+              return false;
+            }
+            if (!reference_json.empty()) {
+              appended = ParseBody(reference_json, metadata.mutable_reference());
+              if (!appended.ok()) return false;
+            }
+            appended = begin();
+            return appended.ok();
+          },
+          [&](const char* data, size_t length) {
+            if (part != "reference") return append(data, length);
+            if (reference_json.size() + length > kMaxReferenceJsonBytes) {
+              appended = absl::InvalidArgumentError(
+                  absl::StrCat("the 'reference' part is over ", kMaxReferenceJsonBytes, " bytes"));
+              return false;
+            }
+            reference_json.append(data, length);
+            return true;
+          });
+      if (appended.ok() && complete && !upload.ok()) appended = upload.status();
+    }
     if (!appended.ok()) {
       WriteError(res, appended);
+      // Over the size limit: 413 (before the body is read when the size was declared).
       if (appended.code() == absl::StatusCode::kResourceExhausted) res.status = 413;
       return;
     }

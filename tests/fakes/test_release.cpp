@@ -32,11 +32,13 @@ absl::StatusOr<v1::DesiredModel> MakeDesired(const ReleaseSpec& spec, const cryp
   manifest.set_format(v1::MODEL_FORMAT_ONNX);
   manifest.set_metadata_version(spec.metadata_version);
   manifest.mutable_expires_at()->set_seconds(ToUnixSeconds(spec.expires_at));
+  if (spec.reference) manifest.set_reference_profile_sha256(spec.reference->profile_sha256());
   auto signed_manifest = manifest::Sign(manifest, key);
   if (!signed_manifest.ok()) return signed_manifest.status();
 
   v1::DesiredModel desired;
   *desired.mutable_manifest() = *std::move(signed_manifest);
+  if (spec.reference) *desired.mutable_reference() = *spec.reference;
   v1::ModelVersion& metadata = *desired.mutable_metadata();
   metadata.set_model_name(spec.model_name);
   metadata.set_version(spec.version);

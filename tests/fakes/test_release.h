@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,8 @@ struct ReleaseSpec {
   Clock::TimePoint expires_at;
   // Declared classifier spec: input "input" [1,4], output "probs" [1,3]. Clear to omit inputs.
   bool declare_inputs = true;
+  // Sent with the release (DesiredModel.reference), its SHA-256 signed in the manifest.
+  std::optional<v1::ReferenceProfile> reference;
 };
 
 // Signs the manifest for `spec` with `key` and pairs it with matching metadata.

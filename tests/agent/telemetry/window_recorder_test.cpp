@@ -8,6 +8,7 @@
 #include <cmath>
 #include <thread>
 
+#include "common/telemetry/reference_profile.h"
 #include "common/telemetry/telemetry_codec.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -163,6 +164,36 @@ TEST(BinningProfileTest, ReferenceWithBadEdgesIsRefused) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->feature_edges, (std::vector<std::vector<double>>{{1.0, 2.0}}));
   EXPECT_EQ(got->profile_sha256, "abc");
+}
+
+TEST(BinningForTest, WithoutAReferenceEveryFeatureIsBinnedByTheDefaultProfile) {
+  v1::ModelVersion m;
+  m.add_inputs()->add_shape(1);
+  m.mutable_inputs(0)->add_shape(4);
+  m.add_outputs()->add_shape(1);
+  m.mutable_outputs(0)->add_shape(3);
+  BinningProfile b = BinningFor(m);
+  ASSERT_EQ(b.feature_edges.size(), 4u);
+  EXPECT_EQ(b.feature_edges[3], telemetry::DefaultEdges());
+  EXPECT_EQ(b.output_edges, (std::vector<double>{0.5, 1.5}));
+  EXPECT_EQ(b.profile_sha256, telemetry::DefaultProfile(m).profile_sha256());
+  // Binned from the first request on.
+  WindowRecorder recorder("m", "1", b, kT0);
+  recorder.Record({Vector({0.1f, 0.2f, 0.3f, 0.4f})}, std::vector<TensorData>{Vector({0, 1, 0})},
+                  microseconds(100));
+  v1::TelemetryWindow w = recorder.Cut(kT0 + std::chrono::seconds(1));
+  ASSERT_EQ(w.features_size(), 4);
+  EXPECT_EQ(w.features(0).bins_size(), 143);
+  EXPECT_EQ(w.profile_sha256(), b.profile_sha256);
+
+  // The verified profile kept with the installed version wins.
+  auto uploaded = telemetry::ComputeProfile(std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8}, 4,
+                                            std::vector<double>{1, 2}, 3);
+  ASSERT_TRUE(uploaded.ok());
+  *m.mutable_reference_profile() = *uploaded;
+  b = BinningFor(m);
+  EXPECT_EQ(b.profile_sha256, uploaded->profile_sha256());
+  EXPECT_EQ(b.feature_edges[0], telemetry::FeatureEdges(*uploaded, 0));
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "common/crypto/sha256.h"
 #include "common/manifest/manifest.h"
 #include "common/manifest/verification.h"
+#include "common/telemetry/reference_profile.h"
 #include "tests/fakes/fake_device_transport.h"
 #include "tests/fakes/scratch_dir.h"
 #include "tests/fakes/test_release.h"
@@ -121,6 +122,27 @@ class UpdaterTest : public ::testing::Test {
     for (size_t i = 0; i < want.size(); ++i) {
       EXPECT_NEAR(got[i], want[i], kTolerance) << "version " << version << " element " << i;
     }
+  }
+
+  // An uploaded profile for the test classifier's 4 features, as `model push --reference`
+  // makes it.
+  static v1::ReferenceProfile Reference() {
+    std::vector<double> rows;
+    for (int i = 0; i < 40; ++i) {
+      for (int f = 0; f < 4; ++f) rows.push_back(i * 0.1 + f);
+    }
+    auto p = telemetry::ComputeProfile(rows, 4, std::vector<double>(40, 1.0), 3);
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? *p : v1::ReferenceProfile();
+  }
+
+  // The profile the telemetry of the serving version is binned by (its windows' digest).
+  std::string BinnedBy() {
+    std::string sha;
+    for (const auto& w : host_->CutTelemetry(std::chrono::system_clock::now())) {
+      if (w.model_name() == kModel) sha = w.profile_sha256();
+    }
+    return sha;
   }
 
   std::vector<v1::UpdateEventKind> KindsFor(const std::string& version) {
@@ -303,6 +325,23 @@ std::vector<RefusalCase> RefusalCases() {
          spec.expires_at = t.clock_.Now() + std::chrono::hours(1);
          v1::DesiredModel d = t.Release(spec);
          t.clock_.Advance(std::chrono::hours(2));
+         return d;
+       }},
+      {"TamperedReferenceProfile", v1::FAILURE_REASON_DIGEST, false, true,
+       [](T& t) {
+         ReleaseSpec spec = t.Spec("2.0", t.v2_, 6);
+         spec.reference = t.Reference();
+         v1::DesiredModel d = t.Release(spec);
+         // Changed in transit: the signed digest no longer matches, whatever the profile claims.
+         d.mutable_reference()->mutable_features(0)->set_edges(0, -123);
+         return d;
+       }},
+      {"ReferenceProfileMissingFromTheAnswer", v1::FAILURE_REASON_DIGEST, false, true,
+       [](T& t) {
+         ReleaseSpec spec = t.Spec("2.0", t.v2_, 6);
+         spec.reference = t.Reference();
+         v1::DesiredModel d = t.Release(spec);
+         d.clear_reference();
          return d;
        }},
       {"LowerMetadataVersionThanHeld", v1::FAILURE_REASON_ROLLBACK, false, true,
@@ -583,6 +622,44 @@ TEST_F(UpdaterTest, ResumedDownloadWithDamagedPrefixIsRefusedThenRestartedFromZe
   ASSERT_TRUE(updater_->Apply(desired).ok());
   EXPECT_EQ(transport_.Fetches().back().offset, 0u);
   ExpectServes("2.0", "classifier_v2.onnx");
+}
+
+TEST_F(UpdaterTest, SignedReferenceProfileBinsTelemetryAndSurvivesARestart) {
+  ASSERT_TRUE(updater_->Apply(Release("1.0", v1_, 1)).ok());
+  v1::ModelVersion described;
+  *described.mutable_inputs() = Release("1.0", v1_, 1).metadata().inputs();
+  *described.mutable_outputs() = Release("1.0", v1_, 1).metadata().outputs();
+  EXPECT_EQ(BinnedBy(), telemetry::DefaultProfile(described).profile_sha256())
+      << "without a reference, the default binning";
+  ReleaseSpec spec = Spec("2.0", v2_, 2);
+  spec.reference = Reference();
+  ASSERT_TRUE(updater_->Apply(Release(spec)).ok());
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_EQ(BinnedBy(), spec.reference->profile_sha256());
+  CloseAgent();
+
+  FakeDeviceTransport offline;
+  OpenAgent(offline);
+  ASSERT_TRUE(updater_->RestoreFromDisk().ok());
+  ExpectServes("2.0", "classifier_v2.onnx");
+  EXPECT_EQ(BinnedBy(), spec.reference->profile_sha256()) << "the restart bins the same way";
+}
+
+TEST(SignedReference, NoneSignedMeansNoneUsed) {
+  v1::DesiredModel desired;
+  *desired.mutable_reference() = UpdaterTest::Reference();
+  v1::ReleaseManifest manifest;
+  auto r = SignedReference(desired, manifest);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->has_value()) << "an unsigned profile is ignored";
+  manifest.set_reference_profile_sha256(desired.reference().profile_sha256());
+  r = SignedReference(desired, manifest);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->has_value());
+  // A profile whose own digest field lies, even with the signed bytes otherwise intact.
+  desired.mutable_reference()->set_profile_sha256(std::string(32, 'x'));
+  EXPECT_EQ(FailureReasonOf(SignedReference(desired, manifest).status()),
+            v1::FAILURE_REASON_DIGEST);
 }
 
 TEST_F(UpdaterTest, RestartServesTheCommittedVersionWithoutTheServer) {

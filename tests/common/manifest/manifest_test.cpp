@@ -48,6 +48,55 @@ TEST_F(ManifestTest, CanonicalEncodingRoundTripsAndIsDeterministic) {
   EXPECT_EQ(decoded->SerializeAsString(), m.SerializeAsString());
 }
 
+// The bytes a manifest without a reference profile encoded to before field 8 existed, written
+// out by hand: signatures made then must still verify.
+TEST_F(ManifestTest, WithoutAReferenceTheEncodingIsByteForByteAsBefore) {
+  v1::ReleaseManifest m;
+  m.set_model_name("detector");
+  m.set_version("7");
+  m.set_artifact_sha256(std::string(32, '\xab'));
+  m.set_artifact_size_bytes(7);
+  m.set_format(v1::MODEL_FORMAT_ONNX);
+  m.set_metadata_version(42);
+  m.mutable_expires_at()->set_seconds(1893456000);
+  const std::string before = crypto::FromHex(
+                                 "45464d3101000000086465746563746f72020000000137030000002"
+                                 "0abababababababababababababababababababababababababababab"
+                                 "abababab0400000008000000000000000705000000080000000000000"
+                                 "0010600000008000000000000002a07000000080000000070dbd880")
+                                 .value();
+  EXPECT_EQ(EncodeCanonical(m), before);
+  // A signature over the old bytes still verifies, and decodes to no reference.
+  v1::SignedManifest signed_before;
+  signed_before.set_canonical_manifest(before);
+  signed_before.set_signature(signer_->Sign(before).value());
+  signed_before.set_key_id(signer_->KeyId());
+  clock_.Set(std::chrono::system_clock::from_time_t(1893456000 - 60));
+  auto verified = Verify(signed_before, *verifier_, clock_.Now(), 0);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(verified->reference_profile_sha256().empty());
+}
+
+TEST_F(ManifestTest, AReferenceDigestIsSignedAndRoundTrips) {
+  v1::ReleaseManifest m = Sample();
+  const std::string without = EncodeCanonical(m);
+  m.set_reference_profile_sha256(crypto::Sha256Bytes("profile"));
+  const std::string with = EncodeCanonical(m);
+  EXPECT_EQ(with.substr(0, without.size()), without);  // appended as the last field
+  auto decoded = DecodeCanonical(with);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->reference_profile_sha256(), m.reference_profile_sha256());
+  auto signed_manifest = Sign(m, *signer_);
+  ASSERT_TRUE(signed_manifest.ok());
+  auto verified = Verify(*signed_manifest, *verifier_, clock_.Now(), 0);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_EQ(verified->reference_profile_sha256(), m.reference_profile_sha256());
+  // Not 32 bytes, or trailing bytes after it: refused.
+  m.set_reference_profile_sha256("short");
+  EXPECT_FALSE(DecodeCanonical(EncodeCanonical(m)).ok());
+  EXPECT_FALSE(DecodeCanonical(with + "x").ok());
+}
+
 TEST_F(ManifestTest, DecodeRefusesTruncatedTrailingAndReorderedBytes) {
   std::string bytes = EncodeCanonical(Sample());
   for (size_t cut : {size_t{0}, size_t{3}, size_t{10}, bytes.size() - 1}) {
