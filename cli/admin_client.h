@@ -66,6 +66,9 @@ class AdminClient {
   virtual absl::StatusOr<v1::Rollout> AbortRollout(const v1::AbortRolloutRequest& request) = 0;
   virtual absl::StatusOr<v1::Rollout> RollbackRollout(
       const v1::RollbackRolloutRequest& request) = 0;
+  virtual absl::StatusOr<v1::ModelDrift> GetModelDrift(const v1::GetModelDriftRequest& request) = 0;
+  virtual absl::StatusOr<v1::DriftThresholds> SetDriftThresholds(
+      const v1::SetDriftThresholdsRequest& request) = 0;
 };
 
 // The agent's InferenceService on its Unix socket.

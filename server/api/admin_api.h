@@ -22,6 +22,7 @@
 #include "server/store/device_repo.h"
 #include "server/store/enrollment_token_repo.h"
 #include "server/store/model_repo.h"
+#include "server/telemetry/drift_service.h"
 
 namespace edgefleet::server {
 
@@ -70,7 +71,7 @@ class AdminApi {
   // rollout calls answer Unavailable.
   AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock, ServerMetrics& metrics,
            AdminApiOptions options, PatchService* patches = nullptr,
-           rollout::RolloutService* rollouts = nullptr);
+           rollout::RolloutService* rollouts = nullptr, telemetry::DriftService* drift = nullptr);
 
   absl::StatusOr<v1::EnrollmentToken> CreateEnrollmentToken(
       const Principal& who, const v1::CreateEnrollmentTokenRequest& request);
@@ -136,6 +137,12 @@ class AdminApi {
   absl::StatusOr<v1::Rollout> RollbackRollout(const Principal& who,
                                               const v1::RollbackRolloutRequest& request);
 
+  // Drift per model version, answered by the DriftService (Unavailable on a server without
+  // one); setting thresholds is audited.
+  absl::StatusOr<v1::ModelDrift> GetModelDrift(const v1::GetModelDriftRequest& request);
+  absl::StatusOr<v1::DriftThresholds> SetDriftThresholds(
+      const Principal& who, const v1::SetDriftThresholdsRequest& request);
+
  private:
   // The rollout service, or Unavailable when this server has none.
   absl::StatusOr<rollout::RolloutService*> Rollouts() const;
@@ -157,6 +164,7 @@ class AdminApi {
   AdminApiOptions options_;
   PatchService* patches_;
   rollout::RolloutService* rollouts_;
+  telemetry::DriftService* drift_;  // may be null
 };
 
 // The naming rule the agent checks too (common/core/names.h).

@@ -384,6 +384,7 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
   if (c.rollout_interval_ms() == 0) c.set_rollout_interval_ms(5000);
   if (c.last_seen_flush_ms() == 0) c.set_last_seen_flush_ms(5000);
   if (c.telemetry_retention_days() == 0) c.set_telemetry_retention_days(30);
+  if (c.drift_range_minutes() == 0) c.set_drift_range_minutes(60);
   return c;
 }
 
