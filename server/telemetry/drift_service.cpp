@@ -139,14 +139,17 @@ absl::StatusOr<v1::ModelDrift> DriftService::GetDrift(const v1::GetModelDriftReq
   drift.set_reference_samples((*reference)->profile.samples());
   std::optional<std::string> hw;
   if (!request.hw().empty()) hw = request.hw();
-  for (Clock::TimePoint start = from; start < to; start += step) {
+  auto series =
+      sources_.ObservedSeries(request.model_name(), request.version(), hw, from, to, step);
+  if (!series.ok()) return series.status();
+  Clock::TimePoint start = from;
+  for (const std::vector<ObservedBins>& observed : *series) {
     const Clock::TimePoint end = std::min(start + step, to);
-    auto observed = sources_.Observed(request.model_name(), request.version(), hw, start, end);
-    if (!observed.ok()) return observed.status();
     v1::DriftPoint* point = drift.add_points();
-    *point = EvaluateDrift(**reference, *observed, FromProto(*thresholds));
+    *point = EvaluateDrift(**reference, observed, FromProto(*thresholds));
     *point->mutable_start() = ToTimestamp(start);
     *point->mutable_end() = ToTimestamp(end);
+    start = end;
   }
   return drift;
 }
@@ -184,12 +187,18 @@ absl::Status DriftService::RefreshGauges(DriftGauges& gauges) {
     gauges.alert_threshold.Add(model_labels).Set(thresholds->alert());
     published_thresholds.insert(model_labels);
     if (!reference->has_value()) continue;
-    auto observed = sources_.Observed(key.model_name, key.version, key.hw, from, to);
-    if (!observed.ok()) {
-      if (first_error.ok()) first_error = observed.status();
+    auto observed =
+        sources_.ObservedSeries(key.model_name, key.version, key.hw, from, to,
+                                std::chrono::duration_cast<std::chrono::seconds>(options_.range));
+    if (!observed.ok() || observed->size() != 1) {
+      if (first_error.ok()) {
+        first_error =
+            !observed.ok() ? observed.status() : absl::InternalError("drift range: not one point");
+      }
       continue;
     }
-    const v1::DriftPoint point = EvaluateDrift(**reference, *observed, FromProto(*thresholds));
+    const v1::DriftPoint point =
+        EvaluateDrift(**reference, observed->front(), FromProto(*thresholds));
     auto publish = [&](const std::string& feature, const v1::DriftScore& score) {
       if (!score.has_psi()) return;  // insufficient data: no number, no series
       metrics::Labels labels{{"model", key.model_name},

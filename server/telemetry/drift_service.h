@@ -38,13 +38,13 @@ class DriftSources {
   // NotFound for an unknown model version.
   virtual absl::StatusOr<std::optional<VersionReference>> Reference(const std::string& model_name,
                                                                     const std::string& version) = 0;
-  // The version's windows that started in [from, to), merged per binning; `hw` nullopt means
-  // every device.
-  virtual absl::StatusOr<std::vector<ObservedBins>> Observed(const std::string& model_name,
-                                                             const std::string& version,
-                                                             const std::optional<std::string>& hw,
-                                                             Clock::TimePoint from,
-                                                             Clock::TimePoint to) = 0;
+  // The version's windows that started in [from, to), merged per binning, as consecutive
+  // points of `step` from `from` (the last one ends at `to`); `hw` nullopt means every device,
+  // "" the devices without a hw label.
+  virtual absl::StatusOr<std::vector<std::vector<ObservedBins>>> ObservedSeries(
+      const std::string& model_name, const std::string& version,
+      const std::optional<std::string>& hw, Clock::TimePoint from, Clock::TimePoint to,
+      std::chrono::seconds step) = 0;
   // The (model, version, hw) that have windows started in [from, to).
   virtual absl::StatusOr<std::vector<VersionKey>> Active(Clock::TimePoint from,
                                                          Clock::TimePoint to) = 0;

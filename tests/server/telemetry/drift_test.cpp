@@ -147,14 +147,16 @@ class FakeSources final : public DriftSources {
     if (it == references.end()) return absl::NotFoundError("no such version");
     return it->second;
   }
-  absl::StatusOr<std::vector<ObservedBins>> Observed(const std::string&, const std::string& version,
-                                                     const std::optional<std::string>& hw,
-                                                     Clock::TimePoint from,
-                                                     Clock::TimePoint to) override {
-    asked.emplace_back(from, to);
-    auto it = bins.find({version, hw.value_or("*")});
-    if (it == bins.end()) return std::vector<ObservedBins>{};
-    return it->second;
+  absl::StatusOr<std::vector<std::vector<ObservedBins>>> ObservedSeries(
+      const std::string&, const std::string& version, const std::optional<std::string>& hw,
+      Clock::TimePoint from, Clock::TimePoint to, std::chrono::seconds step) override {
+    std::vector<std::vector<ObservedBins>> points;
+    for (Clock::TimePoint start = from; start < to; start += step) {
+      asked.emplace_back(start, std::min(start + step, to));
+      auto it = bins.find({version, hw.value_or("*")});
+      points.push_back(it == bins.end() ? std::vector<ObservedBins>{} : it->second);
+    }
+    return points;
   }
   absl::StatusOr<std::vector<VersionKey>> Active(Clock::TimePoint, Clock::TimePoint) override {
     return active;
