@@ -116,6 +116,13 @@ class GrpcAdminClient final : public AdminClient {
   absl::StatusOr<v1::Rollout> RollbackRollout(const v1::RollbackRolloutRequest& request) override {
     return Call(&v1::AdminService::Stub::RollbackRollout, request);
   }
+  absl::StatusOr<v1::ModelDrift> GetModelDrift(const v1::GetModelDriftRequest& request) override {
+    return Call(&v1::AdminService::Stub::GetModelDrift, request);
+  }
+  absl::StatusOr<v1::DriftThresholds> SetDriftThresholds(
+      const v1::SetDriftThresholdsRequest& request) override {
+    return Call(&v1::AdminService::Stub::SetDriftThresholds, request);
+  }
 
   absl::StatusOr<v1::ModelVersion> PushModel(const v1::PushModelMetadata& metadata,
                                              std::istream& artifact) override {

@@ -74,6 +74,9 @@ class AdminClient {
       const v1::DeviceTelemetryRequest&) {
     return absl::UnimplementedError("device telemetry is not available from this client");
   }
+  virtual absl::StatusOr<v1::ModelDrift> GetModelDrift(const v1::GetModelDriftRequest& request) = 0;
+  virtual absl::StatusOr<v1::DriftThresholds> SetDriftThresholds(
+      const v1::SetDriftThresholdsRequest& request) = 0;
 };
 
 // The agent's InferenceService on its Unix socket.

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "cli/delta_commands.h"
+#include "cli/drift_cli.h"
 #include "cli/key_commands.h"
 #include "cli/npy.h"
 #include "cli/parsers.h"
@@ -596,6 +597,24 @@ int ModelGet(Context& c) {
   });
 }
 
+int ModelDrift(Context& c) {
+  v1::GetModelDriftRequest req = DriftRequestFromFlags(c.args[0], c.args[1], c.parsed);
+  const std::string what = absl::StrCat("get drift of '", c.args[0], "' ", c.args[1]);
+  absl::StatusOr<v1::ModelDrift> drift = c.Admin()->GetModelDrift(req);
+  if (!drift.ok()) return c.Fail(what, drift.status());
+  return c.Print(what, *drift, [&] { RenderDrift(*drift, c.out); });
+}
+
+int ModelDriftThresholds(Context& c) {
+  absl::StatusOr<v1::SetDriftThresholdsRequest> req =
+      DriftThresholdsRequestFromFlags(c.args[0], c.parsed);
+  if (!req.ok()) return c.Usage(std::string(req.status().message()));
+  const std::string what = absl::StrCat("set drift thresholds of '", c.args[0], "'");
+  absl::StatusOr<v1::DriftThresholds> t = c.Admin()->SetDriftThresholds(*req);
+  if (!t.ok()) return c.Fail(what, t.status());
+  return c.Print(what, *t, [&] { RenderDriftThresholds(*t, c.out); });
+}
+
 // ---- deploy ----
 
 // From the server's per-state counts: a listed deployment carries no targets.
@@ -960,6 +979,21 @@ const std::vector<Command>& Commands() {
        2,
        "field telemetry of a version over time: requests, errors, latency p50/p95/p99",
        &ModelStats},
+      {"model drift",
+       "NAME VERSION [--from T] [--to T] [--step D] [--hw H]",
+       {"from", "to", "step", "hw"},
+       2,
+       2,
+       "input and output drift (PSI, JS distance) of a version against its reference, per "
+       "feature; T is RFC 3339, now or an age like -2h; --step makes a series",
+       &ModelDrift},
+      {"model drift-thresholds",
+       "NAME --warn PSI --alert PSI [--min-samples N]",
+       {"warn", "alert", "min-samples"},
+       1,
+       1,
+       "set the PSI thresholds a model's drift warns and alerts above",
+       &ModelDriftThresholds},
       {"deploy create",
        "NAME VERSION [--selector k=v,...]",
        {"selector"},

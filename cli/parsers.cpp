@@ -49,42 +49,6 @@ absl::StatusOr<v1::Tensor> ParseTensorValue(std::string_view in) {
   return tensor;
 }
 
-absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view in) {
-  absl::string_view text(in.data(), in.size());
-  auto bad = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat("bad duration '", text, "' (use seconds or a number with s, m, h or d)"));
-  };
-  if (text.empty()) return bad();
-  uint64_t unit = 1;
-  switch (text.back()) {
-    case 's':
-      text.remove_suffix(1);
-      break;
-    case 'm':
-      unit = 60;
-      text.remove_suffix(1);
-      break;
-    case 'h':
-      unit = 3600;
-      text.remove_suffix(1);
-      break;
-    case 'd':
-      unit = 86400;
-      text.remove_suffix(1);
-      break;
-    default:
-      break;
-  }
-  uint64_t n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n == 0) {
-    return bad();
-  }
-  if (n > std::numeric_limits<uint64_t>::max() / unit) return bad();
-  return n * unit;
-}
-
 absl::StatusOr<std::string> ParseSha256Hex(std::string_view in) {
   absl::string_view text(in.data(), in.size());
   if (text.size() != 64) {

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/core/labels.h"
+#include "common/core/time_args.h"
 #include "common/tensor_spec/tensor_spec.h"  // ParseTensorSpec, shared with the REST gateway
 #include "edgefleet/v1/types.pb.h"
 
@@ -19,8 +20,8 @@ namespace edgefleet::cli {
 // of the shape.
 absl::StatusOr<v1::Tensor> ParseTensorValue(std::string_view text);
 
-// "90" (seconds), "90s", "30m", "24h", "7d"; must be positive.
-absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view text);
+// Durations ("30m") come from common/core/time_args.
+using ::edgefleet::ParseDurationSeconds;
 
 // 64 hex digits -> 32 raw bytes.
 absl::StatusOr<std::string> ParseSha256Hex(std::string_view text);

@@ -145,6 +145,13 @@ class Family : public internal::FamilyBase {
     return *inserted->second;
   }
 
+  // Drops the child for `labels` (a series that no longer exists, e.g. a model version that
+  // stopped reporting); references to it must no longer be used.
+  void Remove(const Labels& labels) {
+    std::lock_guard<std::mutex> lock(mu_);
+    children_.erase(labels);
+  }
+
   // Whether a child with exactly these labels exists.
   bool Has(const Labels& labels) const {
     std::lock_guard<std::mutex> lock(mu_);

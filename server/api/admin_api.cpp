@@ -168,7 +168,8 @@ google::protobuf::RepeatedPtrField<v1::TensorSpec> ToTensorSpecs(
 
 AdminApi::AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock,
                    ServerMetrics& metrics, AdminApiOptions options, PatchService* patches,
-                   rollout::RolloutService* rollouts, telemetry::TelemetryQueries* telemetry)
+                   rollout::RolloutService* rollouts, telemetry::TelemetryQueries* telemetry,
+                   telemetry::DriftService* drift)
     : repos_(repos),
       artifacts_(artifacts),
       clock_(clock),
@@ -176,7 +177,8 @@ AdminApi::AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& cloc
       options_(options),
       patches_(patches),
       rollouts_(rollouts),
-      telemetry_(telemetry) {}
+      telemetry_(telemetry),
+      drift_(drift) {}
 
 void AdminApi::PrecomputePatches(const std::string& model_name, const std::string& to_sha256,
                                  const std::vector<v1::Device>& devices) {
@@ -784,6 +786,28 @@ absl::StatusOr<v1::DeviceTelemetryResponse> AdminApi::GetDeviceTelemetry(
   // An unknown device is NotFound rather than an empty list that reads like a silent one.
   if (auto device = repos_.devices.Get(request.device_id()); !device.ok()) return device.status();
   return telemetry_->DeviceTelemetry(request);
+}
+
+}  // namespace edgefleet::server
+
+namespace edgefleet::server {
+
+absl::StatusOr<v1::ModelDrift> AdminApi::GetModelDrift(const v1::GetModelDriftRequest& request) {
+  if (drift_ == nullptr) return absl::UnavailableError("drift is not configured");
+  return drift_->GetDrift(request);
+}
+
+absl::StatusOr<v1::DriftThresholds> AdminApi::SetDriftThresholds(
+    const Principal& who, const v1::SetDriftThresholdsRequest& request) {
+  if (auto s = telemetry::ValidateDriftThresholds(request); !s.ok()) return s;
+  if (drift_ == nullptr) return absl::UnavailableError("drift is not configured");
+  return repos_.db.Transact(
+      "set drift thresholds", [&](Tx& tx) -> absl::StatusOr<v1::DriftThresholds> {
+        auto thresholds = drift_->SetThresholds(tx, who.name, request);
+        if (!thresholds.ok()) return thresholds;
+        if (auto s = Audit(tx, who, "model.drift_thresholds", request); !s.ok()) return s;
+        return thresholds;
+      });
 }
 
 }  // namespace edgefleet::server

@@ -24,6 +24,7 @@
 #include "server/store/model_repo.h"
 #include "server/telemetry/stats.h"
 #include "server/store/reference_repo.h"
+#include "server/telemetry/drift_service.h"
 
 namespace edgefleet::server {
 
@@ -77,7 +78,8 @@ class AdminApi {
   AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock, ServerMetrics& metrics,
            AdminApiOptions options, PatchService* patches = nullptr,
            rollout::RolloutService* rollouts = nullptr,
-           telemetry::TelemetryQueries* telemetry = nullptr);
+           telemetry::TelemetryQueries* telemetry = nullptr,
+           telemetry::DriftService* drift = nullptr);
 
   absl::StatusOr<v1::EnrollmentToken> CreateEnrollmentToken(
       const Principal& who, const v1::CreateEnrollmentTokenRequest& request);
@@ -151,6 +153,11 @@ class AdminApi {
   absl::StatusOr<v1::ModelStatsResponse> GetModelStats(const v1::ModelStatsRequest& request);
   absl::StatusOr<v1::DeviceTelemetryResponse> GetDeviceTelemetry(
       const v1::DeviceTelemetryRequest& request);
+  // Drift per model version, answered by the DriftService (Unavailable on a server without
+  // one); setting thresholds is audited.
+  absl::StatusOr<v1::ModelDrift> GetModelDrift(const v1::GetModelDriftRequest& request);
+  absl::StatusOr<v1::DriftThresholds> SetDriftThresholds(
+      const Principal& who, const v1::SetDriftThresholdsRequest& request);
 
  private:
   // The rollout service, or Unavailable when this server has none.
@@ -177,6 +184,7 @@ class AdminApi {
   PatchService* patches_;
   rollout::RolloutService* rollouts_;
   telemetry::TelemetryQueries* telemetry_;
+  telemetry::DriftService* drift_;  // may be null
 };
 
 // The naming rule the agent checks too (common/core/names.h).

@@ -128,6 +128,12 @@ std::vector<AdminCall> BuildTable() {
   calls.push_back(Unary<v1::GetReferenceProfileRequest, v1::ReferenceProfile>(
       "GetReferenceProfile", p::kReadModels, &AdminApi::GetReferenceProfile,
       {M::kGet, "/v1/models/{model_name}/versions/{version}/reference", B::kNone}));
+  calls.push_back(Unary<v1::GetModelDriftRequest, v1::ModelDrift>(
+      "GetModelDrift", p::kReadModels, &AdminApi::GetModelDrift,
+      {M::kGet, "/v1/models/{model_name}/versions/{version}/drift", B::kNone}));
+  calls.push_back(Unary<v1::SetDriftThresholdsRequest, v1::DriftThresholds>(
+      "SetDriftThresholds", p::kConfigureModels, &AdminApi::SetDriftThresholds,
+      {M::kPost, "/v1/models/{model_name}/drift-thresholds", B::kJson}));
   return calls;
 }
 

@@ -33,7 +33,7 @@ const std::vector<Permission>& PermissionsOf(v1::Role role) {
   static const auto* kOperator = new std::vector<Permission>(
       Grants(*kViewer, {kWriteDevices, kCreateDeployments, kCreateRollouts, kActRollouts}));
   static const auto* kReleaseManager =
-      new std::vector<Permission>(Grants(*kOperator, {kPushModels}));
+      new std::vector<Permission>(Grants(*kOperator, {kPushModels, kConfigureModels}));
   static const auto* kAdmin = new std::vector<Permission>(
       Grants(*kReleaseManager,
              {kRekeyDevices, kCreateEnrollmentTokens, kReadEnrollmentTokens,

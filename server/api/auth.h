@@ -23,6 +23,8 @@ inline constexpr Permission kWriteDevices = "write:devices";
 inline constexpr Permission kRekeyDevices = "rekey:devices";
 inline constexpr Permission kReadModels = "read:models";
 inline constexpr Permission kPushModels = "push:models";
+// Settings of a model beyond its versions (drift thresholds).
+inline constexpr Permission kConfigureModels = "configure:models";
 inline constexpr Permission kReadDeployments = "read:deployments";
 inline constexpr Permission kCreateDeployments = "create:deployments";
 inline constexpr Permission kCreateEnrollmentTokens = "create:enrollment-tokens";

@@ -439,6 +439,7 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
   if (c.telemetry_rollup_batch_windows() == 0) c.set_telemetry_rollup_batch_windows(20'000);
   if (c.fleet_reference_windows() == 0) c.set_fleet_reference_windows(100);
   if (c.fleet_reference_interval_seconds() == 0) c.set_fleet_reference_interval_seconds(10);
+  if (c.drift_range_minutes() == 0) c.set_drift_range_minutes(60);
   return c;
 }
 

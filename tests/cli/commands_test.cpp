@@ -15,6 +15,7 @@
 #include <map>
 #include <sstream>
 
+#include "absl/strings/str_join.h"
 #include "common/crypto/sha256.h"
 #include "edgefleet/v1/admin.grpc.pb.h"
 #include "edgefleet/v1/inference.grpc.pb.h"
@@ -70,6 +71,9 @@ class FakeAdmin : public AdminClient {
     std::vector<v1::ListRolloutsRequest> list_rollouts_calls;
     // Every rollout action as "verb name reason".
     std::vector<std::string> rollout_actions;
+    std::optional<v1::GetModelDriftRequest> get_model_drift;
+    v1::ModelDrift model_drift;
+    std::optional<v1::SetDriftThresholdsRequest> set_drift_thresholds;
     size_t waits = 0;  // how often a watch waited before polling again
   };
   explicit FakeAdmin(Shared* shared) : s_(shared) {}
@@ -192,6 +196,21 @@ class FakeAdmin : public AdminClient {
   }
   absl::StatusOr<v1::Rollout> RollbackRollout(const v1::RollbackRolloutRequest& r) override {
     return Acted("rollback", r);
+  }
+  absl::StatusOr<v1::ModelDrift> GetModelDrift(const v1::GetModelDriftRequest& r) override {
+    s_->get_model_drift = r;
+    if (!s_->status.ok()) return s_->status;
+    return s_->model_drift;
+  }
+  absl::StatusOr<v1::DriftThresholds> SetDriftThresholds(
+      const v1::SetDriftThresholdsRequest& r) override {
+    s_->set_drift_thresholds = r;
+    v1::DriftThresholds t;
+    t.set_model_name(r.model_name());
+    t.set_warn(r.warn());
+    t.set_alert(r.alert());
+    t.set_min_samples(r.min_samples() == 0 ? 1000 : r.min_samples());
+    return t;
   }
 
  private:
@@ -1038,6 +1057,83 @@ TEST(RolloutCommandsTest, ActionsSendTheNameAndReason) {
   RunResult unnamed = RunWith({"rollout", "pause"}, &shared);
   EXPECT_EQ(unnamed.code, 2);
   EXPECT_THAT(unnamed.err, HasSubstr("usage: edgefleetctl rollout pause NAME [--reason TEXT]"));
+}
+
+// ---- drift ----
+
+TEST(DriftCommandsTest, DriftPassesTheRangeAndShowsEveryFeatureAgainstTheThresholds) {
+  FakeAdmin::Shared shared;
+  v1::ModelDrift& d = shared.model_drift;
+  d.set_model_name("detector");
+  d.set_version("2.0");
+  d.set_reference_source(v1::REFERENCE_SOURCE_UPLOADED);
+  d.set_reference_samples(5000);
+  d.mutable_thresholds()->set_warn(0.1);
+  d.mutable_thresholds()->set_alert(0.25);
+  d.mutable_thresholds()->set_min_samples(1000);
+  d.mutable_thresholds()->set_is_default(true);
+  v1::DriftPoint* p = d.add_points();
+  p->set_windows(12);
+  p->set_level(v1::DRIFT_LEVEL_ALERT);
+  v1::FeatureDrift* f0 = p->add_features();
+  f0->set_feature(0);
+  f0->mutable_score()->set_level(v1::DRIFT_LEVEL_ALERT);
+  f0->mutable_score()->set_psi(1.5);
+  f0->mutable_score()->set_js_distance(0.61);
+  f0->mutable_score()->set_reference_samples(5000);
+  f0->mutable_score()->set_current_samples(2400);
+  v1::FeatureDrift* f1 = p->add_features();
+  f1->set_feature(1);
+  f1->mutable_score()->set_level(v1::DRIFT_LEVEL_INSUFFICIENT_DATA);
+  f1->mutable_score()->set_reference_samples(5000);
+  f1->mutable_score()->set_current_samples(40);
+
+  RunResult r = RunWith({"model", "drift", "detector", "2.0", "--from", "-2h", "--to", "now",
+                         "--step", "1h", "--hw", "jetson"},
+                        &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_TRUE(shared.get_model_drift.has_value());
+  EXPECT_EQ(shared.get_model_drift->model_name(), "detector");
+  EXPECT_EQ(shared.get_model_drift->version(), "2.0");
+  EXPECT_EQ(shared.get_model_drift->from(), "-2h");
+  EXPECT_EQ(shared.get_model_drift->to(), "now");
+  EXPECT_EQ(shared.get_model_drift->step(), "1h");
+  EXPECT_EQ(shared.get_model_drift->hw(), "jetson");
+  EXPECT_THAT(r.out, HasSubstr("uploaded (5000 samples)"));
+  EXPECT_THAT(r.out, HasSubstr("warn > 0.1, alert > 0.25, at least 1000 samples (defaults)"));
+  EXPECT_THAT(r.out, testing::ContainsRegex("0 +1.5000 +0.6100 +alert +5000/2400"));
+  EXPECT_THAT(r.out, testing::ContainsRegex("1 +- +- +insufficient_data +5000/40"));
+  EXPECT_THAT(r.out, HasSubstr("Overall: alert over 12 windows"));
+
+  RunResult json = RunWith({"model", "drift", "detector", "2.0", "-o", "json"}, &shared);
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_THAT(json.out, HasSubstr("\"psi\": 1.5"));
+  EXPECT_EQ(shared.get_model_drift->from(), "") << "no --from: the server's default range";
+}
+
+TEST(DriftCommandsTest, ThresholdsNeedWarnBelowAlert) {
+  FakeAdmin::Shared shared;
+  RunResult ok = RunWith({"model", "drift-thresholds", "detector", "--warn", "0.2", "--alert",
+                          "0.5", "--min-samples", "500"},
+                         &shared);
+  ASSERT_EQ(ok.code, 0) << ok.err;
+  ASSERT_TRUE(shared.set_drift_thresholds.has_value());
+  EXPECT_EQ(shared.set_drift_thresholds->warn(), 0.2);
+  EXPECT_EQ(shared.set_drift_thresholds->alert(), 0.5);
+  EXPECT_EQ(shared.set_drift_thresholds->min_samples(), 500u);
+  EXPECT_THAT(ok.out, testing::ContainsRegex("Alert above: +0.5"));
+
+  for (const auto& [args, flag] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--alert", "0.5"}, "--warn"},
+           {{"--warn", "0.5", "--alert", "0.2"}, "--alert"},
+           {{"--warn", "-1", "--alert", "0.2"}, "--warn"},
+           {{"--warn", "0.1", "--alert", "0.2", "--min-samples", "0"}, "--min-samples"}}) {
+    std::vector<std::string> line = {"model", "drift-thresholds", "detector"};
+    line.insert(line.end(), args.begin(), args.end());
+    RunResult bad = RunWith(line, &shared);
+    EXPECT_EQ(bad.code, 2) << absl::StrJoin(line, " ");
+    EXPECT_THAT(bad.err, HasSubstr(flag));
+  }
 }
 
 }  // namespace

@@ -78,6 +78,8 @@ TEST(AdminCallTableTest, RolesAreNestedPermissionSets) {
   EXPECT_TRUE(RoleAllows(v1::ROLE_OPERATOR, kCreateDeployments));
   EXPECT_FALSE(RoleAllows(v1::ROLE_OPERATOR, kPushModels));
   EXPECT_TRUE(RoleAllows(v1::ROLE_RELEASE_MANAGER, kPushModels));
+  EXPECT_FALSE(RoleAllows(v1::ROLE_OPERATOR, kConfigureModels));
+  EXPECT_TRUE(RoleAllows(v1::ROLE_RELEASE_MANAGER, kConfigureModels));
   EXPECT_FALSE(RoleAllows(v1::ROLE_RELEASE_MANAGER, kCreateEnrollmentTokens));
   // Rollouts: everyone reads them; operators (and above) start them and act on them.
   EXPECT_TRUE(RoleAllows(v1::ROLE_VIEWER, kReadRollouts));
