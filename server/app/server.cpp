@@ -37,6 +37,8 @@
 #include "server/store/reference_repo.h"
 #include "server/store/rollup_repo.h"
 #include "server/store/telemetry_repo.h"
+#include "server/telemetry/drift_service.h"
+#include "server/telemetry/drift_sources.h"
 #include "server/telemetry/fleet_reference.h"
 #include "server/telemetry/rollup_job.h"
 #include "server/telemetry/rollups.h"
@@ -166,13 +168,32 @@ class ServerImpl final : public Server {
     rollup_job_->Start();
     telemetry_queries_ = std::make_unique<telemetry::TelemetryQueries>(*database_, *rollup_store_,
                                                                        *rollup_repo_, clock_);
+    drift_sources_ = std::make_unique<telemetry::StoredDriftSources>(*database_, *models_,
+                                                                     *references_, *rollup_store_);
+    drift_thresholds_ = std::make_unique<DriftThresholdRepo>();
+    drift_ = std::make_unique<telemetry::DriftService>(
+        *database_, *drift_thresholds_, *drift_sources_, clock_,
+        telemetry::DriftOptions{.range = std::chrono::minutes(config_.drift_range_minutes())});
+    drift_gauges_ = std::make_unique<telemetry::DriftGauges>(registry_);
+    // Drift gauges are scored at a scrape, at most once per roll-up interval: their inputs
+    // change only when the roll-up job runs.
+    registry_.AddCollectHook([this] {
+      const auto now = std::chrono::steady_clock::now();
+      const auto interval = std::chrono::seconds(config_.telemetry_rollup_interval_seconds());
+      std::lock_guard<std::mutex> lock(drift_refresh_mu_);
+      if (drift_refreshed_.has_value() && now - *drift_refreshed_ < interval) return;
+      drift_refreshed_ = now;
+      if (auto s = drift_->RefreshGauges(*drift_gauges_); !s.ok()) {
+        Logger("telemetry")->warn("drift gauges: {}", s.ToString());
+      }
+    });
     admin_api_ = std::make_unique<AdminApi>(
         AdminRepos{*database_, *enrollment_tokens_, *devices_, *models_, *deployments_, *audit_,
                    *api_tokens_, references_.get()},
         *artifacts_, clock_, *metrics_,
         AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes(),
                         .fleet_reference_windows = config_.fleet_reference_windows()},
-        patches_.get(), rollout_controller_.get(), telemetry_queries_.get());
+        patches_.get(), rollout_controller_.get(), telemetry_queries_.get(), drift_.get());
     last_seen_ = std::make_unique<LastSeenBatcher>(
         *database_, *devices_, std::chrono::milliseconds(config_.last_seen_flush_ms()));
     last_seen_->Start();
@@ -396,6 +417,12 @@ class ServerImpl final : public Server {
   std::unique_ptr<telemetry::DatabaseRollupStore> rollup_store_;
   std::unique_ptr<telemetry::RollupJob> rollup_job_;
   std::unique_ptr<telemetry::TelemetryQueries> telemetry_queries_;
+  std::unique_ptr<telemetry::StoredDriftSources> drift_sources_;
+  std::unique_ptr<DriftThresholdRepo> drift_thresholds_;
+  std::unique_ptr<telemetry::DriftService> drift_;
+  std::unique_ptr<telemetry::DriftGauges> drift_gauges_;
+  std::mutex drift_refresh_mu_;
+  std::optional<std::chrono::steady_clock::time_point> drift_refreshed_;  // by drift_refresh_mu_
   std::unique_ptr<LastSeenBatcher> last_seen_;
   std::unique_ptr<AdminApi> admin_api_;
   std::unique_ptr<DeviceApi> device_api_;

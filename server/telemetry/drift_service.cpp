@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "common/core/time_args.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/telemetry/query_range.h"
 
 namespace edgefleet::server::telemetry {
 
@@ -84,40 +84,12 @@ absl::StatusOr<v1::DriftThresholds> DriftService::ThresholdsOf(const std::string
 absl::StatusOr<v1::ModelDrift> DriftService::GetDrift(const v1::GetModelDriftRequest& request) {
   if (request.model_name().empty()) return absl::InvalidArgumentError("model_name is required");
   if (request.version().empty()) return absl::InvalidArgumentError("version is required");
-  const Clock::TimePoint now = clock_.Now();
-  Clock::TimePoint to = now;
-  if (!request.to().empty()) {
-    auto parsed = ParseTimeArg(request.to(), now);
-    if (!parsed.ok())
-      return absl::InvalidArgumentError(absl::StrCat("to: ", parsed.status().message()));
-    to = *parsed;
-  }
-  Clock::TimePoint from = to - options_.range;
-  if (!request.from().empty()) {
-    auto parsed = ParseTimeArg(request.from(), now);
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("from: ", parsed.status().message()));
-    }
-    from = *parsed;
-  }
-  if (from >= to) return absl::InvalidArgumentError("from must be before to");
-  std::chrono::seconds step = std::chrono::duration_cast<std::chrono::seconds>(to - from);
-  if (!request.step().empty()) {
-    auto parsed = ParseDurationSeconds(request.step());
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("step: ", parsed.status().message()));
-    }
-    step = std::chrono::seconds(*parsed);
-    if (step < options_.min_step) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("step must be at least ", options_.min_step.count(), " seconds"));
-    }
-  }
-  const auto points = (to - from + step - std::chrono::seconds(1)) / step;
-  if (points > static_cast<int64_t>(options_.max_points)) {
-    return absl::InvalidArgumentError(absl::StrCat("the range holds ", points, " steps; at most ",
-                                                   options_.max_points, " (use a larger step)"));
-  }
+  auto range = ResolveSeriesRange(request.from(), request.to(), request.step(), clock_.Now(),
+                                  SeriesDefaults{.range = options_.range, .points = 0});
+  if (!range.ok()) return range.status();
+  const Clock::TimePoint from = range->from;
+  const Clock::TimePoint to = range->to;
+  const std::chrono::seconds step = range->step;
 
   auto reference = sources_.Reference(request.model_name(), request.version());
   if (!reference.ok()) return reference.status();
@@ -166,8 +138,11 @@ absl::StatusOr<v1::DriftThresholds> DriftService::SetThresholds(
 }
 
 absl::Status DriftService::RefreshGauges(DriftGauges& gauges) {
-  const Clock::TimePoint to = clock_.Now();
-  const Clock::TimePoint from = to - options_.range;
+  auto range = ResolveSeriesRange("", "", "", clock_.Now(),
+                                  SeriesDefaults{.range = options_.range, .points = 0});
+  if (!range.ok()) return range.status();
+  const Clock::TimePoint from = range->from;
+  const Clock::TimePoint to = range->to;
   auto active = sources_.Active(from, to);
   if (!active.ok()) return active.status();
 

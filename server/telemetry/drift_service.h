@@ -53,8 +53,6 @@ class DriftSources {
 struct DriftOptions {
   // The range a drift read covers when it names no `from`, and the gauges' range.
   std::chrono::seconds range = std::chrono::minutes(60);
-  std::chrono::seconds min_step = std::chrono::minutes(1);  // the roll-ups' bucket
-  size_t max_points = 1500;
 };
 
 // The gauges drift publishes (no device label): PSI and JS distance per feature ("0", "1", ...

@@ -12,6 +12,7 @@
 #include "common/telemetry/reference_profile.h"
 #include "edgefleet/v1/telemetry.pb.h"
 #include "tests/integration/integration_fixture.h"
+#include "tests/support/npy_file.h"
 
 namespace edgefleet::test {
 namespace {
@@ -21,26 +22,6 @@ std::optional<Message> FromJson(const std::string& json) {
   Message m;
   if (!google::protobuf::util::JsonStringToMessage(json, &m).ok()) return std::nullopt;
   return m;
-}
-
-// A float32 C-order .npy file of `shape`, as numpy.save writes it.
-void WriteNpy(const std::string& path, const std::vector<int64_t>& shape,
-              const std::vector<float>& values, bool fortran = false) {
-  std::string dims;
-  for (int64_t d : shape) dims += std::to_string(d) + ", ";
-  std::string header =
-      "{'descr': '<f4', 'fortran_order': " + std::string(fortran ? "True" : "False") +
-      ", 'shape': (" + dims + "), }";
-  header.append(64 - (10 + header.size() + 1) % 64, ' ');
-  header.push_back('\n');
-  std::ofstream out(path, std::ios::binary);
-  out.write("\x93NUMPY\x01\x00", 8);
-  const uint16_t len = static_cast<uint16_t>(header.size());
-  out.put(static_cast<char>(len & 0xff));
-  out.put(static_cast<char>(len >> 8));
-  out << header;
-  out.write(reinterpret_cast<const char*>(values.data()),
-            static_cast<std::streamsize>(values.size() * sizeof(float)));
 }
 
 // 1,000 rows of the classifier's 4 features, spread around the sample input's values.

@@ -246,8 +246,8 @@ TEST_F(DriftServiceTest, BadRequestsNameTheField) {
           {[](auto& r) { r.clear_version(); }, "version"},
           {[](auto& r) { r.set_from("yesterday"); }, "from"},
           {[](auto& r) { r.set_to("2027-13-40T00:00:00Z"); }, "to"},
-          {[](auto& r) { r.set_from("-1h"), r.set_to("-2h"); }, "from must be before to"},
-          {[](auto& r) { r.set_step("10s"); }, "step must be at least 60 seconds"},
+          {[](auto& r) { r.set_from("-1h"), r.set_to("-2h"); }, "from: must be before to"},
+          {[](auto& r) { r.set_step("10s"); }, "step: must be a whole number of minutes"},
           {[](auto& r) { r.set_step("soon"); }, "step"},
           {[](auto& r) { r.set_from("-30d"), r.set_step("1m"); }, "at most 1500"},
       };
