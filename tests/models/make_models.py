@@ -26,8 +26,8 @@ from onnx import TensorProto, helper, numpy_helper
 OPSET = 11
 IR_VERSION = 7
 # The slow classifier's dead branch: layers of this many units.
-SLOW_WIDTH = 512
-SLOW_LAYERS = 2
+SLOW_WIDTH = 1024
+SLOW_LAYERS = 3
 SAMPLE_FEATURES = np.array([[0.5, -1.2, 3.3, 0.7]], dtype=np.float32)
 
 
