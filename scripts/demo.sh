@@ -296,6 +296,8 @@ step "Start $AGENTS agents and wait until they are enrolled"
 # PostgreSQL and the traffic share one machine, where a few milliseconds of scheduling delay make a
 # sub-millisecond model's p95 look many times slower. The broken version below fails on NaN answers,
 # which no latency limit hides.
+# Telemetry windows are cut every 2 s (default 60 s) so that the rollouts' inference gates see the
+# demo's traffic within seconds.
 for id in "${DEVICES[@]}"; do
   dir=$DEMO/agents/$id
   mkdir -p "$dir"
@@ -307,6 +309,7 @@ for id in "${DEVICES[@]}"; do
     --device-id "$id" \
     --local-socket "$dir/inference.sock" \
     --check-in-interval-seconds 2 \
+    --telemetry-interval-seconds 2 \
     --probation-window-seconds 5 \
     --probation-min-requests 5 \
     --probation-latency-limit-percent 1000 \

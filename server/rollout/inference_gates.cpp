@@ -35,6 +35,10 @@ std::string SideText(absl::string_view name, const InferenceSide& side) {
 // "canary 120 inferences on 3 devices, control (live control, version 1) 80 inferences on 2
 // devices".
 std::string SidesText(const InferenceComparison& c) {
+  if (c.control == v1::INFERENCE_CONTROL_UNSPECIFIED) {
+    return absl::StrCat(SideText("canary", c.canary),
+                        ", control not chosen yet (no canary serves the version)");
+  }
   return absl::StrCat(SideText("canary", c.canary), ", ",
                       SideText(absl::StrCat("control (", ControlName(c.control), ", version ",
                                             c.control_version, ")"),

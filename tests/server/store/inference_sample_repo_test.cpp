@@ -67,9 +67,8 @@ class InferenceSampleRepoTest : public StoreTest {
 
   rollout::InferenceSide Sample(const std::string& version, const std::vector<std::string>& ids,
                                 int64_t from, int64_t to) {
-    auto side = db_->Transact("test", [&](Tx& tx) {
-      return repo_.Sample(tx, "detector", version, ids, from, to);
-    });
+    auto side = db_->Transact(
+        "test", [&](Tx& tx) { return repo_.Sample(tx, "detector", version, ids, from, to); });
     EXPECT_TRUE(side.ok()) << side.status();
     return side.ok() ? *std::move(side) : rollout::InferenceSide{};
   }
@@ -82,11 +81,11 @@ class InferenceSampleRepoTest : public StoreTest {
 TEST_F(InferenceSampleRepoTest, ASampleMergesTheVersionsWindowsOfTheDevicesInTheRange) {
   Window("a", "2.0", kNow, 100, 2, 0.002, 1);
   Window("a", "2.0", kNow + 60, 50, 0, 0.004, 2);
-  Window("b", "2.0", kNow - kDay + 10, 30);    // yesterday's partition, in range
-  Window("b", "2.0", kNow - kDay - 10, 1000);  // before the range
-  Window("c", "2.0", kNow + 120, 1000);        // not asked for
-  Window("a", "1.0", kNow + 120, 1000);        // another version
-  Window("a", "2.0", kNow + 600, 1000);        // at the end of the range: excluded
+  Window("b", "2.0", kNow - kDay + 10, 30);                 // yesterday's partition, in range
+  Window("b", "2.0", kNow - kDay - 10, 1000);               // before the range
+  Window("c", "2.0", kNow + 120, 1000);                     // not asked for
+  Window("a", "1.0", kNow + 120, 1000);                     // another version
+  Window("a", "2.0", kNow + 600, 1000);                     // at the end of the range: excluded
   Window("b", "2.0", kNow + 180, 7, 0, 0.002, 0, "other");  // another model
 
   const rollout::InferenceSide side = Sample("2.0", {"a", "b", "d"}, kNow - kDay, kNow + 600);
@@ -115,14 +114,18 @@ TEST_F(InferenceSampleRepoTest, TheCanariesAreTheWavesTargetsServingTheVersion) 
   all.set_percent(100);
   definition.plan = *rollout::NormalizeWaves({half, all});
   int64_t deployment = 0;
-  ASSERT_TRUE(db_->Transact("test", [&](Tx& tx) -> absl::Status {
-                   auto stored = rollouts.Insert(tx, rollout::NewRollout(definition), "t", kNow);
-                   if (!stored.ok()) return stored.status();
-                   deployment = stored->deployment_id;
-                   if (auto s = rollouts.Assign(tx, deployment, 0, {"a", "b", "c"}, kNow); !s.ok())
-                     return s;
-                   return rollouts.Assign(tx, deployment, 1, {"d"}, kNow);
-                 }).ok());
+  ASSERT_TRUE(
+      db_->Transact(
+             "test",
+             [&](Tx& tx) -> absl::Status {
+               auto stored = rollouts.Insert(tx, rollout::NewRollout(definition), "t", kNow);
+               if (!stored.ok()) return stored.status();
+               deployment = stored->deployment_id;
+               if (auto s = rollouts.Assign(tx, deployment, 0, {"a", "b", "c"}, kNow); !s.ok())
+                 return s;
+               return rollouts.Assign(tx, deployment, 1, {"d"}, kNow);
+             })
+          .ok());
   const std::string id = std::to_string(deployment);
   pg_.Exec("UPDATE deployment_targets SET state = 'serving' WHERE deployment_id = " + id);
   pg_.Exec("UPDATE deployment_targets SET previous_version = '1.0' WHERE device_id IN ('a', 'd')");
