@@ -1011,13 +1011,19 @@ const std::vector<Command>& Commands() {
        &DeployList},
       {"rollout create",
        "NAME --model M --version V [--selector k=v,...] [--waves 10%,50%,100%] [--soak 30s] "
-       "[--max-failure-pct 5] [--min-devices N] [--on-failure pause|abort|rollback]",
+       "[--max-failure-pct 5] [--min-devices N] [--on-failure pause|abort|rollback] "
+       "[--max-p99-ratio 1.2] [--max-p50-ratio 1.1] [--max-error-increase-pct 0.5] "
+       "[--max-output-psi 0.1] [--min-inferences 1000] [--min-inference-devices 10] "
+       "[--inference-gates on|off]",
        {"model", "version", "selector", "waves", "soak", "max-failure-pct", "min-devices",
-        "on-failure"},
+        "on-failure", "max-p99-ratio", "max-p50-ratio", "max-error-increase-pct", "max-output-psi",
+        "min-inferences", "min-inference-devices", "inference-gates"},
        1,
        1,
        "start a staged rollout: cumulative waves (10% or a device count), each gated on install "
-       "and probation failures (--max-failure-pct, once --min-devices finished) and soaked",
+       "and probation failures (--max-failure-pct, once --min-devices finished), on its canaries' "
+       "latency, errors and outputs against devices still on the previous version (once both "
+       "sides have --min-inferences on --min-inference-devices), and soaked",
        &RolloutCreate},
       {"rollout status",
        "NAME [--watch]",

@@ -1,10 +1,12 @@
 #include "cli/rollout_cli.h"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "cli/output.h"
 #include "cli/parsers.h"
 #include "common/core/labels.h"
@@ -56,9 +58,36 @@ std::string WaveStateName(v1::WaveState state) {
   return ShortEnumName(v1::WaveState_Name(state), 2);
 }
 
-// Percent gates read "2.5%"; the probation count gate is a count.
+// Percent gates read "2.5%"; the probation count gate is a count; latency ratios read "1.18x",
+// PSI a plain number, the error rate increase "+0.3 pts".
 std::string GateValue(v1::Gate gate, double value) {
-  return gate == v1::GATE_PROBATION_FAILURE_COUNT ? absl::StrCat(value) : Percent(value);
+  switch (gate) {
+    case v1::GATE_PROBATION_FAILURE_COUNT:
+      return absl::StrCat(value);
+    case v1::GATE_LATENCY_P99_RATIO:
+    case v1::GATE_LATENCY_P50_RATIO:
+      return absl::StrFormat("%.3gx", value);
+    case v1::GATE_OUTPUT_PSI:
+      return absl::StrFormat("%.4f", value);
+    case v1::GATE_ERROR_RATE_INCREASE:
+      return absl::StrFormat("%+.2f pts", value);
+    default:
+      return Percent(value);
+  }
+}
+
+bool IsInferenceGate(v1::Gate gate) {
+  return gate == v1::GATE_LATENCY_P99_RATIO || gate == v1::GATE_LATENCY_P50_RATIO ||
+         gate == v1::GATE_ERROR_RATE_INCREASE || gate == v1::GATE_OUTPUT_PSI;
+}
+
+// What a gate's value is over: devices finished (min N), or for inference gates both sides'
+// inferences and devices against their minimums.
+std::string GateBasis(const v1::GateResult& g) {
+  if (!IsInferenceGate(g.gate())) return absl::StrCat(g.devices(), " (min ", g.min_devices(), ")");
+  return absl::StrCat(g.canary_inferences(), "/", g.canary_devices(), " vs ",
+                      g.control_inferences(), "/", g.control_devices(), " (min ",
+                      g.min_inferences(), "/", g.min_devices(), ")");
 }
 
 std::string Actor(const v1::RolloutEvent& e) {
@@ -118,6 +147,51 @@ absl::StatusOr<v1::CreateRolloutRequest> CreateRolloutRequestFromFlags(const std
     }
     req.mutable_gates()->set_min_finished_devices(n);
   }
+  if (auto pct = args.Get("max-error-increase-pct")) {
+    absl::StatusOr<double> value = ParsePercent("max-error-increase-pct", *pct);
+    if (!value.ok()) return value.status();
+    req.mutable_gates()->set_max_error_rate_increase_percent(*value);
+  }
+  struct NumberFlag {
+    const char* flag;
+    void (v1::GateSpec::*set)(double);
+    bool allow_zero;
+  };
+  for (const NumberFlag& f :
+       {NumberFlag{"max-p99-ratio", &v1::GateSpec::set_max_latency_p99_ratio, false},
+        NumberFlag{"max-p50-ratio", &v1::GateSpec::set_max_latency_p50_ratio, false},
+        NumberFlag{"max-output-psi", &v1::GateSpec::set_max_output_psi, true}}) {
+    auto text = args.Get(f.flag);
+    if (!text.has_value()) continue;
+    double value = 0;
+    if (!absl::SimpleAtod(*text, &value) || !std::isfinite(value) || value < 0 ||
+        (!f.allow_zero && value == 0)) {
+      return BadFlag(f.flag, absl::StrCat("want a number ", f.allow_zero ? ">= 0" : "> 0",
+                                          ", not '", *text, "'"));
+    }
+    (req.mutable_gates()->*f.set)(value);
+  }
+  struct CountFlag {
+    const char* flag;
+    void (v1::GateSpec::*set)(uint64_t);
+  };
+  for (const CountFlag& f :
+       {CountFlag{"min-inferences", &v1::GateSpec::set_min_inferences},
+        CountFlag{"min-inference-devices", &v1::GateSpec::set_min_inference_devices}}) {
+    auto text = args.Get(f.flag);
+    if (!text.has_value()) continue;
+    uint64_t n = 0;
+    if (!absl::SimpleAtoi(*text, &n) || n == 0) {
+      return BadFlag(f.flag, absl::StrCat("want a positive number, not '", *text, "'"));
+    }
+    (req.mutable_gates()->*f.set)(n);
+  }
+  if (auto on = args.Get("inference-gates")) {
+    if (*on != "on" && *on != "off") {
+      return BadFlag("inference-gates", absl::StrCat("want on or off, not '", *on, "'"));
+    }
+    req.mutable_gates()->set_inference_gates(*on == "on");
+  }
   if (auto action = args.Get("on-failure")) {
     absl::StatusOr<v1::RolloutFailureAction> parsed = ParseOnFailure(*action);
     if (!parsed.ok()) return parsed.status();
@@ -172,12 +246,15 @@ void RenderRollout(const v1::Rollout& r, std::ostream& out) {
   }
   waves.Render(out);
 
+  // Inference gates' DEVICES read "canary inferences/devices vs control inferences/devices".
   Table gates({"WAVE", "GATE", "RESULT", "VALUE", "THRESHOLD", "DEVICES", "DETAIL"});
   for (const v1::WaveStatus& w : r.waves()) {
     for (const v1::GateResult& g : w.gates()) {
+      const bool measured =
+          g.result() == v1::GATE_OUTCOME_PASS || g.result() == v1::GATE_OUTCOME_FAIL;
       gates.AddRow({absl::StrCat(w.index()), GateName(g.gate()), GateOutcomeName(g.result()),
-                    GateValue(g.gate(), g.value()), GateValue(g.gate(), g.threshold()),
-                    absl::StrCat(g.devices(), " (min ", g.min_devices(), ")"), g.detail()});
+                    !IsInferenceGate(g.gate()) || measured ? GateValue(g.gate(), g.value()) : "-",
+                    GateValue(g.gate(), g.threshold()), GateBasis(g), g.detail()});
     }
   }
   out << "\nGates:\n";

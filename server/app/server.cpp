@@ -122,6 +122,7 @@ class ServerImpl final : public Server {
     audit_ = std::make_unique<AuditRepo>();
     patch_repo_ = std::make_unique<PatchRepo>(*database_);
     rollout_repo_ = std::make_unique<RolloutRepo>();
+    inference_samples_ = std::make_unique<InferenceSampleRepo>();
     if (auto s = InstallAdminToken(); !s.ok()) return s;
 
     metrics_ = std::make_unique<ServerMetrics>(registry_);
@@ -151,7 +152,7 @@ class ServerImpl final : public Server {
             .time_budget = std::chrono::seconds(config_.patch_time_budget_seconds())});
     if (auto s = patches_->Start(); !s.ok()) return s;
     rollout_controller_ = std::make_unique<rollout::RolloutController>(
-        *database_, *rollout_repo_, *audit_, clock_, metrics_.get(),
+        *database_, *rollout_repo_, *audit_, *inference_samples_, clock_, metrics_.get(),
         rollout::ControllerOptions{.interval =
                                        std::chrono::milliseconds(config_.rollout_interval_ms())});
     rollout_controller_->Start();
@@ -408,6 +409,7 @@ class ServerImpl final : public Server {
   std::unique_ptr<AuditRepo> audit_;
   std::unique_ptr<PatchRepo> patch_repo_;
   std::unique_ptr<RolloutRepo> rollout_repo_;
+  std::unique_ptr<InferenceSampleRepo> inference_samples_;
   metrics::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<ArtifactStore> artifacts_;

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -44,6 +45,27 @@ void MarkAssigned(const std::vector<std::string>& picked, std::vector<MatchingDe
   }
 }
 
+// Whether the current wave of a rollout in `progress` has its inference gates evaluated now.
+bool InferenceGatesLive(const RolloutDefinition& definition, const RolloutProgress& progress) {
+  return progress.state == v1::ROLLOUT_STATE_RUNNING && progress.wave_started_at.has_value() &&
+         progress.current_wave < definition.plan.waves.size() &&
+         definition.plan.waves[progress.current_wave].gates.inference.enabled;
+}
+
+// The inference gates of the last decision about wave `index` that recorded some.
+std::vector<v1::GateResult> RecordedInferenceGates(const std::vector<v1::RolloutEvent>& events,
+                                                   size_t index) {
+  for (auto e = events.rbegin(); e != events.rend(); ++e) {
+    if (e->wave() != index) continue;
+    std::vector<v1::GateResult> gates;
+    for (const v1::GateResult& g : e->gates()) {
+      if (IsInferenceGate(g.gate())) gates.push_back(g);
+    }
+    if (!gates.empty()) return gates;
+  }
+  return {};
+}
+
 }  // namespace
 
 const char* ActionName(OperatorAction action) {
@@ -63,11 +85,12 @@ const char* ActionName(OperatorAction action) {
 }
 
 RolloutController::RolloutController(Transactor& db, RolloutStore& rollouts, AuditStore& audit,
-                                     const Clock& clock, ServerMetrics* metrics,
-                                     ControllerOptions options)
+                                     InferenceSampleSource& samples, const Clock& clock,
+                                     ServerMetrics* metrics, ControllerOptions options)
     : db_(db),
       rollouts_(rollouts),
       audit_(audit),
+      samples_(samples),
       clock_(clock),
       metrics_(metrics),
       options_(options) {}
@@ -81,19 +104,84 @@ absl::StatusOr<v1::Rollout> RolloutController::Describe(Tx& tx, const StoredRoll
   auto counts = rollouts_.CountWaves(tx, stored.deployment_id, ServingTimeouts(*definition),
                                      ToUnixSeconds(clock_.Now()));
   if (!counts.ok()) return counts.status();
+  // Inference gates: evaluated now for a running wave, as last recorded for the others.
+  auto events = rollouts_.Events(tx, stored.rollout.name());
+  if (!events.ok()) return events.status();
+  std::vector<v1::GateResult> live;
+  const bool observe = InferenceGatesLive(*definition, stored.progress);
+  if (observe) {
+    const int64_t now_unix = ToUnixSeconds(clock_.Now());
+    auto matching = rollouts_.MatchingDevices(tx, stored.deployment_id);
+    if (!matching.ok()) return matching.status();
+    auto seen = ObserveInference(tx, *definition, stored, *matching, now_unix);
+    if (!seen.ok()) return seen.status();
+    live = EvaluateInferenceGates(
+        definition->plan.waves[stored.progress.current_wave].gates.inference, *seen);
+  }
   v1::Rollout out = stored.rollout;
   out.clear_events();
   for (size_t i = 0; i < definition->plan.waves.size(); ++i) {
-    *out.mutable_waves(static_cast<int>(i)) =
-        DescribeWave(*definition, stored.progress, i, (*counts)[i]);
+    *out.mutable_waves(static_cast<int>(i)) = DescribeWave(
+        *definition, stored.progress, i, (*counts)[i],
+        observe && i == stored.progress.current_wave ? live : RecordedInferenceGates(*events, i));
   }
   if (with_events) {
-    auto events = rollouts_.Events(tx, stored.rollout.name());
-    if (!events.ok()) return events.status();
     for (v1::RolloutEvent& e : *events) *out.add_events() = std::move(e);
     FillWaveStartTimes(out);
   }
   return out;
+}
+
+absl::StatusOr<InferenceComparison> RolloutController::ObserveInference(
+    Tx& tx, const RolloutDefinition& definition, const StoredRollout& stored,
+    const std::vector<MatchingDevice>& matching, int64_t now_unix) {
+  InferenceComparison seen;
+  const RolloutProgress& progress = stored.progress;
+  if (!progress.wave_started_at.has_value()) return seen;
+  const int64_t started = ToUnixSeconds(*progress.wave_started_at);
+  auto canaries =
+      samples_.WaveCanaries(tx, stored.deployment_id, static_cast<uint32_t>(progress.current_wave));
+  if (!canaries.ok()) return canaries.status();
+  if (canaries->empty()) return seen;  // no canary serves yet: nothing to compare
+  std::vector<std::string> canary_ids;
+  std::vector<std::string> previous;
+  for (const InferenceSampleSource::Canary& c : *canaries) {
+    canary_ids.push_back(c.device_id);
+    previous.push_back(c.previous_version);
+  }
+  std::optional<std::string> previous_version = PreviousVersionOf(previous);
+  if (!previous_version.has_value()) {
+    seen.control = v1::INFERENCE_CONTROL_NONE;
+    return seen;
+  }
+  seen.control_version = *previous_version;
+  // Windows that start within the current second are included.
+  const int64_t until = now_unix + 1;
+  auto canary =
+      samples_.Sample(tx, definition.model_name, definition.version, canary_ids, started, until);
+  if (!canary.ok()) return canary.status();
+  seen.canary = *std::move(canary);
+  const int64_t from = seen.canary.first_window_start_unix.value_or(started);
+
+  std::vector<std::string> control_ids;
+  for (const MatchingDevice& d : matching) {
+    if (!d.assigned) control_ids.push_back(d.device_id);
+  }
+  absl::StatusOr<InferenceSide> control;
+  if (!control_ids.empty()) {
+    seen.control = v1::INFERENCE_CONTROL_LIVE;
+    control =
+        samples_.Sample(tx, definition.model_name, *previous_version, control_ids, from, until);
+  } else {
+    // No device left outside the rollout: the canaries themselves, as long before the wave.
+    seen.control = v1::INFERENCE_CONTROL_BEFORE_WAVE;
+    const int64_t length = std::max<int64_t>(0, until - from);
+    control = samples_.Sample(tx, definition.model_name, *previous_version, canary_ids,
+                              started - length, started);
+  }
+  if (!control.ok()) return control.status();
+  seen.control_side = *std::move(control);
+  return seen;
 }
 
 absl::StatusOr<v1::Rollout> RolloutController::Create(const v1::CreateRolloutRequest& request,
@@ -245,6 +333,11 @@ absl::StatusOr<bool> RolloutController::EvaluateUnderLease(const std::string& na
       auto had_targets = rollouts_.HasTargets(tx, stored.deployment_id);
       if (!had_targets.ok()) return had_targets.status();
       observation.superseded = *had_targets;
+    }
+    if (InferenceGatesLive(*definition, progress) && observation.counts.targeted > 0) {
+      auto seen = ObserveInference(tx, *definition, stored, *matching, now_unix);
+      if (!seen.ok()) return seen.status();
+      observation.inference = *std::move(seen);
     }
     Decision decision = Decide(*definition, progress, observation, now);
     evaluated = decision.gates;

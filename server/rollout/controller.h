@@ -17,6 +17,7 @@
 #include "server/rollout/rollout_service.h"
 #include "server/store/audit_repo.h"
 #include "server/store/database.h"
+#include "server/store/inference_sample_repo.h"
 #include "server/store/rollout_repo.h"
 
 namespace edgefleet::server::rollout {
@@ -30,9 +31,10 @@ struct ControllerOptions {
 
 class RolloutController final : public RolloutService {
  public:
-  // `metrics` may be null (tests).
-  RolloutController(Transactor& db, RolloutStore& rollouts, AuditStore& audit, const Clock& clock,
-                    ServerMetrics* metrics, ControllerOptions options = {});
+  // `metrics` may be null (tests). `samples` feeds the inference gates.
+  RolloutController(Transactor& db, RolloutStore& rollouts, AuditStore& audit,
+                    InferenceSampleSource& samples, const Clock& clock, ServerMetrics* metrics,
+                    ControllerOptions options = {});
   ~RolloutController() override;  // stops the loop
 
   RolloutController(const RolloutController&) = delete;
@@ -64,6 +66,12 @@ class RolloutController final : public RolloutService {
 
  private:
   absl::StatusOr<v1::Rollout> Describe(Tx& tx, const StoredRollout& stored, bool with_events);
+  // The current wave's canaries against control (inference_gates.h) at `now_unix`: reads its
+  // canaries, then one sample of windows per side. `matching` is the rollout's matching devices.
+  absl::StatusOr<InferenceComparison> ObserveInference(Tx& tx, const RolloutDefinition& definition,
+                                                       const StoredRollout& stored,
+                                                       const std::vector<MatchingDevice>& matching,
+                                                       int64_t now_unix);
   // Evaluate; false when another transaction held the rollout's lease.
   absl::StatusOr<bool> EvaluateUnderLease(const std::string& name);
   void Loop();
@@ -71,6 +79,7 @@ class RolloutController final : public RolloutService {
   Transactor& db_;
   RolloutStore& rollouts_;
   AuditStore& audit_;
+  InferenceSampleSource& samples_;
   const Clock& clock_;
   ServerMetrics* metrics_;
   ControllerOptions options_;

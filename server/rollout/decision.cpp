@@ -22,17 +22,25 @@ std::string CountsText(const WaveCounts& c) {
                       c.rolled_back > 0 ? absl::StrCat(", ", c.rolled_back, " rolled back") : "");
 }
 
-// The details of the gates whose result is `outcome`, joined.
+// The details of the gates whose result is `outcome`, joined; gates in a row with the same
+// detail (the inference gates under their minimums) share it: "a, b: detail".
 std::string GateDetails(const std::vector<v1::GateResult>& gates, v1::GateOutcome outcome) {
-  std::vector<std::string> parts;
+  std::vector<std::pair<std::vector<std::string>, std::string>> parts;
   for (const v1::GateResult& g : gates) {
     if (g.result() != outcome) continue;
     std::string name = v1::Gate_Name(g.gate());
     absl::string_view short_name(name);
     absl::ConsumePrefix(&short_name, "GATE_");
-    parts.push_back(absl::StrCat(absl::AsciiStrToLower(short_name), ": ", g.detail()));
+    std::string lower = absl::AsciiStrToLower(short_name);
+    if (!parts.empty() && parts.back().second == g.detail()) {
+      parts.back().first.push_back(std::move(lower));
+    } else {
+      parts.push_back({{std::move(lower)}, g.detail()});
+    }
   }
-  return absl::StrJoin(parts, "; ");
+  return absl::StrJoin(parts, "; ", [](std::string* out, const auto& part) {
+    absl::StrAppend(out, absl::StrJoin(part.first, ", "), ": ", part.second);
+  });
 }
 
 class DecisionBuilder {
@@ -143,7 +151,7 @@ Decision DecideRunning(const RolloutDefinition& rollout, const RolloutProgress& 
                                  seen.assigned_devices, " assigned)"));
   }
 
-  std::vector<v1::GateResult> gates = EvaluateGates(spec.gates, seen.counts);
+  std::vector<v1::GateResult> gates = WaveGates(spec.gates, seen);
   const v1::GateOutcome overall = Overall(gates);
   b.Gates(gates);
   const std::string counts = CountsText(seen.counts);
@@ -338,8 +346,19 @@ v1::WaveState WaveStateOf(const RolloutProgress& progress, size_t index,
   }
 }
 
+std::vector<v1::GateResult> WaveGates(const GateThresholds& gates, const WaveObservation& seen) {
+  std::vector<v1::GateResult> results = EvaluateGates(gates, seen.counts);
+  if (gates.inference.enabled) {
+    for (v1::GateResult& g : EvaluateInferenceGates(gates.inference, seen.inference)) {
+      results.push_back(std::move(g));
+    }
+  }
+  return results;
+}
+
 v1::WaveStatus DescribeWave(const RolloutDefinition& rollout, const RolloutProgress& progress,
-                            size_t index, const WaveCounts& counts) {
+                            size_t index, const WaveCounts& counts,
+                            const std::vector<v1::GateResult>& inference_gates) {
   v1::WaveStatus status;
   status.set_index(static_cast<uint32_t>(index));
   if (index < rollout.plan.waves.size())
@@ -349,7 +368,8 @@ v1::WaveStatus DescribeWave(const RolloutDefinition& rollout, const RolloutProgr
                        (index == progress.current_wave && progress.wave_started_at.has_value());
   v1::GateOutcome outcome = v1::GATE_OUTCOME_UNSPECIFIED;
   if (started && index < rollout.plan.waves.size()) {
-    const auto gates = EvaluateGates(rollout.plan.waves[index].gates, counts);
+    auto gates = EvaluateGates(rollout.plan.waves[index].gates, counts);
+    gates.insert(gates.end(), inference_gates.begin(), inference_gates.end());
     outcome = Overall(gates);
     for (const v1::GateResult& g : gates) *status.add_gates() = g;
   }

@@ -30,6 +30,7 @@
 #include "common/core/clock.h"
 #include "edgefleet/v1/rollout.pb.h"
 #include "server/rollout/gates.h"
+#include "server/rollout/inference_gates.h"
 #include "server/rollout/wave_plan.h"
 
 namespace edgefleet::server::rollout {
@@ -56,6 +57,9 @@ struct WaveObservation {
   // Every device the rollout targeted now follows a newer rollout of the same model, and no
   // other device matches: nothing is left for it to do.
   bool superseded = false;
+  // The current wave's canaries against control (inference_gates.h), read only when its
+  // inference gates are on; left empty, the inference gates are inconclusive.
+  InferenceComparison inference = {};
 };
 
 enum class Action {
@@ -85,6 +89,8 @@ struct Decision {
 //  - RUNNING and superseded (see WaveObservation): ABORTED, saying so, rather than hold forever.
 //  - RUNNING, the wave has no device: hold while no device matches or it has none assigned yet;
 //    skip to the next wave (or succeed) when earlier waves already cover its target.
+//  - RUNNING: the gates are the install gates (EvaluateGates) followed by the inference gates
+//    (EvaluateInferenceGates on observation.inference) when the wave's inference gates are on.
 //  - RUNNING, a gate FAILs: the rollout's on_failure (pause, abort or roll back).
 //  - RUNNING, a gate INCONCLUSIVE: hold.
 //  - RUNNING, every gate PASSes: start the soak; once the soak has elapsed (or at once for no
@@ -117,10 +123,16 @@ v1::WaveState WaveStateOf(const RolloutProgress& progress, size_t index,
 // (the counts in their messages may differ), or the same message when they carry no gates.
 bool SameHold(const v1::RolloutEvent& a, const v1::RolloutEvent& b);
 
+// The current wave's gates as Decide evaluates them: the install gates on `seen.counts`, then,
+// when the wave's inference gates are on, the inference gates on `seen.inference`.
+std::vector<v1::GateResult> WaveGates(const GateThresholds& gates, const WaveObservation& seen);
+
 // A wave's status for GetRollout: its normalised spec, its state, its counts, and (once it has
-// started) its gates evaluated on `counts`, with the current wave's start and soak times.
+// started) its gates evaluated on `counts` followed by `inference_gates` (the caller's: evaluated
+// now for the current wave, or as last recorded), with the current wave's start and soak times.
 v1::WaveStatus DescribeWave(const RolloutDefinition& rollout, const RolloutProgress& progress,
-                            size_t index, const WaveCounts& counts);
+                            size_t index, const WaveCounts& counts,
+                            const std::vector<v1::GateResult>& inference_gates = {});
 
 // Fills the start time of every wave that has none from the decisions in `rollout.events()`: a
 // WAVE_STARTED event starts its wave, a PROMOTED one the next (the stored progress holds only

@@ -154,7 +154,8 @@ v1::GateOutcome Overall(const std::vector<v1::GateResult>& results) {
   bool inconclusive = false;
   for (const v1::GateResult& r : results) {
     if (r.result() == v1::GATE_OUTCOME_FAIL) return v1::GATE_OUTCOME_FAIL;
-    inconclusive |= r.result() != v1::GATE_OUTCOME_PASS;
+    inconclusive |=
+        r.result() != v1::GATE_OUTCOME_PASS && r.result() != v1::GATE_OUTCOME_NOT_APPLICABLE;
   }
   return inconclusive ? v1::GATE_OUTCOME_INCONCLUSIVE : v1::GATE_OUTCOME_PASS;
 }

@@ -65,7 +65,8 @@ WaveCounts TallyWave(const std::vector<DeviceProgress>& devices, Clock::TimePoin
 // passes.
 std::vector<v1::GateResult> EvaluateGates(const GateThresholds& gates, const WaveCounts& counts);
 
-// FAIL when any gate fails, else INCONCLUSIVE when any is, else PASS (also for no gates).
+// FAIL when any gate fails, else INCONCLUSIVE when any is, else PASS (also for no gates; a
+// NOT_APPLICABLE gate counts as passing).
 v1::GateOutcome Overall(const std::vector<v1::GateResult>& results);
 
 // Fills the counts of `status` (targeted, serving, failed and its parts, in_progress, timed_out).

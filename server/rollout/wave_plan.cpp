@@ -71,6 +71,58 @@ absl::Status ApplyGateSpec(const std::string& prefix, const v1::GateSpec& spec,
       !s.ok()) {
     return s;
   }
+  if (auto s =
+          percent("max_error_rate_increase_percent", spec.has_max_error_rate_increase_percent(),
+                  spec.max_error_rate_increase_percent(), &out->inference.max_error_increase_bp);
+      !s.ok()) {
+    return s;
+  }
+  auto positive = [&](const char* name, bool has, double value, bool allow_zero,
+                      double* field) -> absl::Status {
+    if (!has) return absl::OkStatus();
+    if (!std::isfinite(value) || value < 0 || (!allow_zero && value == 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(prefix, name, " is ", value,
+                                                     "; it must be a finite number ",
+                                                     allow_zero ? ">= 0" : "> 0"));
+    }
+    *field = value;
+    return absl::OkStatus();
+  };
+  if (auto s = positive("max_latency_p99_ratio", spec.has_max_latency_p99_ratio(),
+                        spec.max_latency_p99_ratio(), false, &out->inference.max_p99_ratio);
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = positive("max_latency_p50_ratio", spec.has_max_latency_p50_ratio(),
+                        spec.max_latency_p50_ratio(), false, &out->inference.max_p50_ratio);
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = positive("max_output_psi", spec.has_max_output_psi(), spec.max_output_psi(), true,
+                        &out->inference.max_output_psi);
+      !s.ok()) {
+    return s;
+  }
+  auto at_least_one = [&](const char* name, bool has, uint64_t value,
+                          uint64_t* field) -> absl::Status {
+    if (!has) return absl::OkStatus();
+    if (value == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(prefix, name, " is 0; it must be at least 1"));
+    }
+    *field = value;
+    return absl::OkStatus();
+  };
+  if (auto s = at_least_one("min_inferences", spec.has_min_inferences(), spec.min_inferences(),
+                            &out->inference.min_inferences);
+      !s.ok()) {
+    return s;
+  }
+  if (auto s = at_least_one("min_inference_devices", spec.has_min_inference_devices(),
+                            spec.min_inference_devices(), &out->inference.min_devices);
+      !s.ok()) {
+    return s;
+  }
+  if (spec.has_inference_gates()) out->inference.enabled = spec.inference_gates();
   if (spec.has_min_finished_devices()) out->min_finished_devices = spec.min_finished_devices();
   if (spec.has_max_probation_failures()) {
     out->max_probation_failures = spec.max_probation_failures();
@@ -105,6 +157,7 @@ WavePlan SingleWavePlan() {
   v1::WaveSpec all;
   all.set_percent(100);
   all.mutable_soak()->set_seconds(0);
+  all.mutable_gates()->set_inference_gates(false);
   return *NormalizeWaves({all});
 }
 
@@ -181,6 +234,14 @@ v1::GateSpec ToProto(const GateThresholds& gates) {
   }
   spec.set_serving_timeout_seconds(static_cast<uint64_t>(gates.serving_timeout.count()));
   spec.set_max_timeout_percent(BasisPointsToPercent(gates.max_timeout_bp));
+  spec.set_max_latency_p99_ratio(gates.inference.max_p99_ratio);
+  spec.set_max_latency_p50_ratio(gates.inference.max_p50_ratio);
+  spec.set_max_error_rate_increase_percent(
+      BasisPointsToPercent(gates.inference.max_error_increase_bp));
+  spec.set_max_output_psi(gates.inference.max_output_psi);
+  spec.set_min_inferences(gates.inference.min_inferences);
+  spec.set_min_inference_devices(gates.inference.min_devices);
+  spec.set_inference_gates(gates.inference.enabled);
   return spec;
 }
 

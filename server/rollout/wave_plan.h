@@ -20,6 +20,20 @@ namespace edgefleet::server::rollout {
 inline constexpr int64_t kBasisPointsPerPercent = 100;
 inline constexpr int64_t kAllBasisPoints = 100 * kBasisPointsPerPercent;
 
+// The inference gates' part of a GateSpec, defaults applied (gates.h says what each compares).
+struct InferenceThresholds {
+  bool enabled = true;
+  double max_p99_ratio = 1.2;
+  double max_p50_ratio = 1.1;
+  // Percentage points in basis points (0.5 points = 50), so that the boundary compares exactly.
+  int64_t max_error_increase_bp = 50;
+  double max_output_psi = 0.1;
+  uint64_t min_inferences = 1000;  // per side
+  uint64_t min_devices = 10;       // per side
+
+  bool operator==(const InferenceThresholds&) const = default;
+};
+
 // A GateSpec with its defaults applied.
 struct GateThresholds {
   int64_t max_install_failure_bp = 5 * kBasisPointsPerPercent;
@@ -28,6 +42,7 @@ struct GateThresholds {
   std::optional<uint64_t> max_probation_failures;  // no count limit when unset
   std::chrono::seconds serving_timeout = std::chrono::hours(1);
   int64_t max_timeout_bp = 10 * kBasisPointsPerPercent;
+  InferenceThresholds inference;
 
   bool operator==(const GateThresholds&) const = default;
 };
@@ -55,7 +70,8 @@ inline constexpr std::chrono::seconds kMaxServingTimeout = std::chrono::hours(24
 
 // 1% (at least 1 device), 10%, 50%, 100%, soak 1 hour each, default gates.
 WavePlan DefaultPlan();
-// What `deploy create` runs: one wave of 100%, no soak, default gates.
+// What `deploy create` runs: one wave of 100%, no soak, default gates without the inference
+// gates (a deployment sends everything at once: there is no canary to compare).
 WavePlan SingleWavePlan();
 
 // The text form of wave sizes ("10%,50%,100%") lives in common/ so that the CLI parses --waves
@@ -73,7 +89,8 @@ struct WaveDefaults {
 // applied). InvalidArgument ("waves[2]: ...") when a percent is outside (0, 100] or has more than
 // two decimals, a wave sets both or neither of percent and device_count, sizes of the same kind
 // decrease, the last wave is not 100%, a soak is negative or over 30 days, a threshold is not a
-// percentage, or there are more than RequestLimits::kRolloutWaves waves.
+// percentage, an inference ratio is not finite and > 0, a PSI is not finite and >= 0, a minimum
+// is 0, or there are more than RequestLimits::kRolloutWaves waves.
 absl::StatusOr<WavePlan> NormalizeWaves(const std::vector<v1::WaveSpec>& specs,
                                         const WaveDefaults& defaults = {});
 

@@ -982,6 +982,82 @@ TEST(RolloutCommandsTest, StatusShowsWavesGatesAgainstThresholdsAndDecisions) {
   EXPECT_THAT(json.out, HasSubstr("\"threshold\": 5"));
 }
 
+TEST(RolloutCommandsTest, InferenceGateFlagsGoIntoTheRequestAndBadOnesAreUsageErrors) {
+  FakeAdmin::Shared shared;
+  RunResult r = RunWith({"rollout", "create",
+                         "r1",      "--model",
+                         "m",       "--version",
+                         "2",       "--max-p99-ratio",
+                         "1.5",     "--max-p50-ratio",
+                         "1.25",    "--max-error-increase-pct",
+                         "0.25",    "--max-output-psi",
+                         "0",       "--min-inferences",
+                         "200",     "--min-inference-devices",
+                         "2",       "--inference-gates",
+                         "off"},
+                        &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const v1::GateSpec& gates = shared.create_rollout.gates();
+  EXPECT_EQ(gates.max_latency_p99_ratio(), 1.5);
+  EXPECT_EQ(gates.max_latency_p50_ratio(), 1.25);
+  EXPECT_EQ(gates.max_error_rate_increase_percent(), 0.25);
+  EXPECT_TRUE(gates.has_max_output_psi());
+  EXPECT_EQ(gates.max_output_psi(), 0);
+  EXPECT_EQ(gates.min_inferences(), 200u);
+  EXPECT_EQ(gates.min_inference_devices(), 2u);
+  EXPECT_TRUE(gates.has_inference_gates());
+  EXPECT_FALSE(gates.inference_gates());
+
+  for (const auto& [flag, value] :
+       std::vector<std::pair<std::string, std::string>>{{"--max-p99-ratio", "0"},
+                                                        {"--max-p50-ratio", "-1"},
+                                                        {"--max-output-psi", "x"},
+                                                        {"--max-error-increase-pct", "101"},
+                                                        {"--min-inferences", "0"},
+                                                        {"--min-inference-devices", "many"},
+                                                        {"--inference-gates", "maybe"}}) {
+    FakeAdmin::Shared bad;
+    RunResult refused =
+        RunWith({"rollout", "create", "r1", "--model", "m", "--version", "2", flag, value}, &bad);
+    EXPECT_EQ(refused.code, 2) << flag << " " << value;
+    EXPECT_THAT(refused.err, HasSubstr(flag));
+    EXPECT_EQ(bad.create_rollout.name(), "") << "nothing was sent";
+  }
+}
+
+TEST(RolloutCommandsTest, StatusShowsInferenceGatesWithBothSidesAgainstTheirMinimums) {
+  FakeAdmin::Shared shared;
+  v1::Rollout rollout = SampleRollout(v1::ROLLOUT_STATE_RUNNING);
+  v1::GateResult* p50 = rollout.mutable_waves(0)->add_gates();
+  p50->set_gate(v1::GATE_LATENCY_P50_RATIO);
+  p50->set_result(v1::GATE_OUTCOME_FAIL);
+  p50->set_value(9.78);
+  p50->set_threshold(1.1);
+  p50->set_canary_inferences(480);
+  p50->set_canary_devices(2);
+  p50->set_control_inferences(510);
+  p50->set_control_devices(2);
+  p50->set_min_inferences(200);
+  p50->set_min_devices(2);
+  p50->set_detail("p50 0.360 ms canary / 0.037 ms control = 9.780 > 1.100");
+  v1::GateResult* psi = rollout.mutable_waves(0)->add_gates();
+  psi->set_gate(v1::GATE_OUTPUT_PSI);
+  psi->set_result(v1::GATE_OUTCOME_INCONCLUSIVE);
+  psi->set_threshold(0.1);
+  psi->set_min_inferences(200);
+  psi->set_min_devices(2);
+  psi->set_detail("held");
+  shared.rollout_polls = {rollout};
+  RunResult r = RunWith({"rollout", "status", "r1"}, &shared);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, testing::ContainsRegex("0 +LATENCY_P50_RATIO +FAIL +9.78x +1.1x +480/2 vs "
+                                            "510/2 \\(min 200/2\\) +p50 0.360 ms"));
+  // Not measured yet: no value, the threshold and what is missing.
+  EXPECT_THAT(r.out,
+              testing::ContainsRegex(
+                  "0 +OUTPUT_PSI +INCONCLUSIVE +- +0.1000 +0/0 vs 0/0 \\(min 200/2\\) +held"));
+}
+
 TEST(RolloutCommandsTest, WatchPollsEveryTwoSecondsUntilTheRolloutIsFinished) {
   FakeAdmin::Shared shared;
   v1::Rollout running = SampleRollout(v1::ROLLOUT_STATE_RUNNING);

@@ -3,7 +3,8 @@
 
 Usage: make_models.py OUTDIR [--size-mb N]
 
-OUTDIR receives classifier_v1.onnx, classifier_v2.onnx, conv_v1.onnx, classifier_nan.onnx (finite
+OUTDIR receives classifier_v1.onnx, classifier_v2.onnx, classifier_same.onnx (v1's answers, another
+file), classifier_slow.onnx (v1's answers, about 10x its inference time), conv_v1.onnx, classifier_nan.onnx (finite
 for warm-up's zeros, NaN for the sample input; not in expected.*), broken.onnx (truncated),
 unloadable.onnx (well-formed, with an operator no runtime has) and expected.json
 ({"models": {FILE: {"inputs": [...], "outputs": [...]}}, "broken": [FILE]}), each tensor as {"name", "shape", "data"}. expected.txt holds the same tensors for parsers
@@ -24,6 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 11
 IR_VERSION = 7
+# The slow classifier's dead branch: layers of this many units.
+SLOW_WIDTH = 1024
+SLOW_LAYERS = 3
 SAMPLE_FEATURES = np.array([[0.5, -1.2, 3.3, 0.7]], dtype=np.float32)
 
 
@@ -41,7 +45,7 @@ def _softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def make_classifier(seed, hidden):
+def make_classifier(seed, hidden, name=None):
     """input [1,4] -> Gemm -> Relu -> Gemm -> Softmax -> probs [1,3]; weights are [out, in]."""
     rng = np.random.default_rng(seed)
     w1 = rng.normal(0.0, 1.0, size=(hidden, 4)).astype(np.float32)
@@ -66,7 +70,50 @@ def make_classifier(seed, hidden):
     x = SAMPLE_FEATURES.astype(np.float64)
     h = np.maximum(x @ w1.T.astype(np.float64) + b1, 0.0)
     probs = _softmax(h @ w2.T.astype(np.float64) + b2)
-    return _finish(graph, f"classifier seed {seed}"), {"input": SAMPLE_FEATURES}, {"probs": probs}
+    return (_finish(graph, name or f"classifier seed {seed}"), {"input": SAMPLE_FEATURES},
+            {"probs": probs})
+
+
+def make_slow_classifier(seed, hidden, busy_width, busy_layers):
+    """make_classifier(seed, hidden)'s answers from a much slower graph: besides the classifier, a
+    dead branch of `busy_layers` Gemm+Relu layers of `busy_width` units whose result is multiplied
+    by zero and added to the logits (x * 0 + logits == logits exactly for finite x). Same inputs,
+    outputs and answers; many times the compute (the inference gates' slow version)."""
+    model, inputs, outputs = make_classifier(seed, hidden)
+    graph = model.graph
+    rng = np.random.default_rng(seed + 1)
+    width_in = 4
+    previous = "input"
+    for layer in range(busy_layers):
+        w = (rng.normal(0.0, 1.0, size=(busy_width, width_in)) / np.sqrt(width_in)).astype(np.float32)
+        b = np.zeros((busy_width,), dtype=np.float32)
+        graph.initializer.extend([numpy_helper.from_array(w, f"busy_w{layer}"),
+                                  numpy_helper.from_array(b, f"busy_b{layer}")])
+        graph.node.extend([
+            helper.make_node("Gemm", [previous, f"busy_w{layer}", f"busy_b{layer}"],
+                             [f"busy_h{layer}"], transB=1),
+            helper.make_node("Relu", [f"busy_h{layer}"], [f"busy_r{layer}"])])
+        previous = f"busy_r{layer}"
+        width_in = busy_width
+    w_out = (rng.normal(0.0, 1.0, size=(3, width_in)) / np.sqrt(width_in)).astype(np.float32)
+    graph.initializer.extend([numpy_helper.from_array(w_out, "busy_wout"),
+                              numpy_helper.from_array(np.zeros((3,), dtype=np.float32), "busy_bout"),
+                              numpy_helper.from_array(np.zeros((3,), dtype=np.float32), "zero")])
+    # The classifier's Softmax reads "logits": rename its producer's output and add the branch.
+    softmax = [n for n in graph.node if n.op_type == "Softmax"][0]
+    producer = [n for n in graph.node if "logits" in n.output][0]
+    producer.output[0] = "plain_logits"
+    graph.node.extend([
+        helper.make_node("Gemm", [previous, "busy_wout", "busy_bout"], ["busy_scores"], transB=1),
+        helper.make_node("Mul", ["busy_scores", "zero"], ["busy_zero"]),
+        helper.make_node("Add", ["plain_logits", "busy_zero"], ["logits"])])
+    # Nodes must be in topological order: move the Softmax last.
+    nodes = [n for n in graph.node if n is not softmax] + [softmax]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    model.doc_string = f"slow classifier seed {seed}"
+    onnx.checker.check_model(model)
+    return model, inputs, outputs
 
 
 def _conv2d_same(image, weights, bias):
@@ -157,6 +204,11 @@ def main(argv):
         "classifier_v1.onnx": make_classifier(seed=101, hidden=16),
         "classifier_v2.onnx": make_classifier(seed=202, hidden=16),
         "conv_v1.onnx": make_conv(seed=303),
+        # The inference gates' versions: v1's answers at v1's cost (another artifact), and v1's
+        # answers at about ten times its cost in the agent (tests/integration/inference_gate_test).
+        "classifier_same.onnx": make_classifier(seed=101, hidden=16, name="classifier v1 again"),
+        "classifier_slow.onnx": make_slow_classifier(seed=101, hidden=16, busy_width=SLOW_WIDTH,
+                                                     busy_layers=SLOW_LAYERS),
     }
     if args.size_mb > 0:
         # w1 [H,4] + b1 [H] + w2 [3,H] float32: 32 bytes per hidden unit.

@@ -32,7 +32,8 @@ class ControllerTest : public ::testing::Test {
     devices_ = std::make_unique<DeviceRepo>(*db_);
     models_ = std::make_unique<ModelRepo>(*db_);
     deployments_ = std::make_unique<DeploymentRepo>(*db_);
-    controller_ = std::make_unique<RolloutController>(*db_, rollouts_, audit_, clock_, nullptr);
+    controller_ =
+        std::make_unique<RolloutController>(*db_, rollouts_, audit_, samples_, clock_, nullptr);
     for (int i = 0; i < kDevices; ++i) Enroll("dev-" + std::to_string(i), i % 2 ? "a" : "b");
     Publish("1.0", 'a');
     Publish("2.0", 'b');
@@ -117,6 +118,7 @@ class ControllerTest : public ::testing::Test {
     r.mutable_soak()->set_seconds(10);
     r.mutable_gates()->set_min_finished_devices(1);
     r.mutable_gates()->set_max_install_failure_percent(10);
+    r.mutable_gates()->set_inference_gates(false);  // no agent sends telemetry here
     r.set_on_failure(on_failure);
     return r;
   }
@@ -138,6 +140,7 @@ class ControllerTest : public ::testing::Test {
   FakeClock clock_;
   RolloutRepo rollouts_;
   AuditRepo audit_;
+  InferenceSampleRepo samples_;
   std::unique_ptr<DeviceRepo> devices_;
   std::unique_ptr<ModelRepo> models_;
   std::unique_ptr<DeploymentRepo> deployments_;
@@ -346,7 +349,7 @@ TEST_F(ControllerTest, AHeldLeaseIsSkippedAndTransitionsHappenOnce) {
   });
   ASSERT_TRUE(held.ok()) << held;
   EXPECT_EQ(State("r1"), v1::ROLLOUT_STATE_PENDING) << "the lease holder's turn, not ours";
-  RolloutController replica(*db_, rollouts_, audit_, clock_, nullptr);
+  RolloutController replica(*db_, rollouts_, audit_, samples_, clock_, nullptr);
   ASSERT_TRUE(controller_->Evaluate("r1").ok());
   ASSERT_TRUE(replica.Evaluate("r1").ok());
   auto got = controller_->Get("r1");

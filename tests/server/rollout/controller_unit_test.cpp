@@ -3,10 +3,12 @@
 // idempotent evaluations. controller_test.cpp runs it on PostgreSQL.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "common/telemetry/telemetry_codec.h"
 #include "server/rollout/controller.h"
 #include "tests/server/rollout/fake_rollout_stores.h"
 
@@ -40,6 +42,8 @@ class ControllerUnitTest : public ::testing::Test {
     r.mutable_soak()->set_seconds(10);
     r.mutable_gates()->set_min_finished_devices(min_finished);
     r.mutable_gates()->set_max_install_failure_percent(10);
+    // The install gates' tests; InferenceGate* tests switch them on.
+    r.mutable_gates()->set_inference_gates(false);
     r.set_on_failure(on_failure);
     return r;
   }
@@ -48,6 +52,55 @@ class ControllerUnitTest : public ::testing::Test {
               uint64_t min_finished = 1) {
     auto created = controller_.Create(Request(waves, on_failure, min_finished), "alice");
     ASSERT_TRUE(created.ok()) << created.status();
+  }
+
+  // A rollout whose inference gates decide on 100 inferences on 2 devices per side.
+  void CreateWithInferenceGates(const std::string& waves, v1::RolloutFailureAction on_failure) {
+    v1::CreateRolloutRequest r = Request(waves, on_failure);
+    r.mutable_gates()->set_inference_gates(true);
+    r.mutable_gates()->set_min_inferences(100);
+    r.mutable_gates()->set_min_inference_devices(2);
+    auto created = controller_.Create(r, "alice");
+    ASSERT_TRUE(created.ok()) << created.status();
+  }
+
+  // Every device runs `version` before the rollout.
+  void Running(const std::string& version) {
+    for (const auto& [id, labels] : stores_.data.devices) stores_.data.running[id] = version;
+  }
+
+  // `devices` each send a window of `version` starting `at`: 100 requests answered in
+  // `seconds`, all in output class 1.
+  void Send(const std::vector<std::string>& devices, const std::string& version, int64_t at,
+            double seconds) {
+    for (const std::string& id : devices) {
+      testing::FakeWindow w{id, version, at, {}};
+      w.window.set_request_count(100);
+      telemetry::LatencySketch sketch;
+      sketch.AddCount(seconds, 100);
+      *w.window.mutable_latency() = telemetry::ToProto(sketch);
+      for (uint64_t bin : {0, 100, 0}) w.window.mutable_outputs()->add_bins(bin);
+      stores_.data.windows.push_back(std::move(w));
+    }
+  }
+
+  std::vector<std::string> NotTargeted() {
+    std::vector<std::string> out;
+    const std::vector<std::string> targeted = Targeted();
+    for (const auto& [id, labels] : stores_.data.devices) {
+      if (std::find(targeted.begin(), targeted.end(), id) == targeted.end()) out.push_back(id);
+    }
+    return out;
+  }
+
+  int64_t Now() const { return ToUnixSeconds(clock_.Now()); }
+
+  static const v1::GateResult* GateIn(
+      const google::protobuf::RepeatedPtrField<v1::GateResult>& gates, v1::Gate gate) {
+    for (const v1::GateResult& g : gates) {
+      if (g.gate() == gate) return &g;
+    }
+    return nullptr;
   }
 
   // Devices with a live target of r1 (rolled back ones included when `rolled_back`).
@@ -81,7 +134,7 @@ class ControllerUnitTest : public ::testing::Test {
   FakeClock clock_;
   FakeRolloutStores stores_;
   FakeTransactor db_{stores_};
-  RolloutController controller_{db_, stores_, stores_, clock_, nullptr};
+  RolloutController controller_{db_, stores_, stores_, stores_, clock_, nullptr};
 };
 
 TEST_F(ControllerUnitTest, AWavePromotesOnlyAfterItsSoakAndTheLastOneSucceeds) {
@@ -260,6 +313,139 @@ TEST_F(ControllerUnitTest, ARerunTickIsIdempotent) {
   clock_.Advance(std::chrono::hours(1));
   Tick();
   EXPECT_EQ(Kinds(), before);
+}
+
+// A version ten times slower than the one it replaces: its first wave's canaries against the
+// devices still on 1.0 fail the latency gates and the rollout rolls back, reading one sample
+// per side.
+TEST_F(ControllerUnitTest, InferenceGateASlowVersionRollsBackInTheFirstWave) {
+  Running("1.0");
+  CreateWithInferenceGates("20%,100%", v1::ROLLOUT_FAILURE_ACTION_ROLLBACK);
+  Tick();
+  ASSERT_EQ(Targeted().size(), 2u);
+  ReportAll(v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  clock_.Advance(std::chrono::seconds(5));
+  Send(Targeted(), "2.0", Now(), 0.010);
+  Send(NotTargeted(), "1.0", Now(), 0.001);
+  Send(NotTargeted(), "1.0", Now() - 60, 0.001);  // before the canaries served: not compared
+  clock_.Advance(std::chrono::seconds(5));
+  stores_.sample_calls.clear();
+  Tick();
+  v1::Rollout r = Get();
+  EXPECT_EQ(r.state(), v1::ROLLOUT_STATE_ROLLED_BACK);
+  // One sample per side; Get reads none for a rollout that no longer runs.
+  ASSERT_EQ(stores_.sample_calls.size(), 2u);
+  EXPECT_EQ(stores_.sample_calls[0].version, "2.0");
+  EXPECT_EQ(stores_.sample_calls[0].device_ids, Targeted(/*rolled_back=*/true));
+  EXPECT_EQ(stores_.sample_calls[1].version, "1.0");
+  EXPECT_EQ(stores_.sample_calls[1].device_ids.size(), 8u);
+  EXPECT_EQ(stores_.sample_calls[1].from_unix, Now() - 5) << "from the canaries' first window";
+  const v1::RolloutEvent& last = stores_.data.events["r1"].back();
+  EXPECT_EQ(last.kind(), v1::ROLLOUT_EVENT_KIND_ROLLED_BACK);
+  const v1::GateResult* p99 = GateIn(last.gates(), v1::GATE_LATENCY_P99_RATIO);
+  ASSERT_NE(p99, nullptr);
+  EXPECT_EQ(p99->result(), v1::GATE_OUTCOME_FAIL);
+  EXPECT_EQ(p99->control(), v1::INFERENCE_CONTROL_LIVE);
+  EXPECT_EQ(p99->control_version(), "1.0");
+  EXPECT_EQ(p99->canary_inferences(), 200u);
+  EXPECT_EQ(p99->control_inferences(), 800u);
+  // The status shows the recorded inference gates of the wave that failed.
+  EXPECT_EQ(r.waves(0).state(), v1::WAVE_STATE_FAILED);
+  ASSERT_NE(GateIn(r.waves(0).gates(), v1::GATE_LATENCY_P99_RATIO), nullptr);
+  EXPECT_EQ(GateIn(r.waves(0).gates(), v1::GATE_LATENCY_P99_RATIO)->result(),
+            v1::GATE_OUTCOME_FAIL);
+}
+
+// No traffic: the inference gates stay inconclusive; the wave holds, neither fails nor promotes,
+// and the status says how many inferences each side has against the minimums.
+TEST_F(ControllerUnitTest, InferenceGateAQuietFleetHoldsInconclusive) {
+  Running("1.0");
+  CreateWithInferenceGates("20%,100%", v1::ROLLOUT_FAILURE_ACTION_ROLLBACK);
+  Tick();
+  ReportAll(v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  for (int i = 0; i < 5; ++i) {
+    clock_.Advance(std::chrono::minutes(10));
+    Tick();
+  }
+  v1::Rollout r = Get();
+  EXPECT_EQ(r.state(), v1::ROLLOUT_STATE_RUNNING);
+  EXPECT_EQ(r.current_wave(), 0u);
+  EXPECT_EQ(Targeted().size(), 2u);
+  const v1::GateResult* p50 = GateIn(r.waves(0).gates(), v1::GATE_LATENCY_P50_RATIO);
+  ASSERT_NE(p50, nullptr);
+  EXPECT_EQ(p50->result(), v1::GATE_OUTCOME_INCONCLUSIVE);
+  EXPECT_EQ(p50->canary_inferences(), 0u);
+  EXPECT_EQ(p50->min_inferences(), 100u);
+  EXPECT_EQ(p50->min_devices(), 2u);
+  EXPECT_NE(p50->detail().find("at least 100 inferences on 2 devices needed per side"),
+            std::string::npos)
+      << p50->detail();
+  EXPECT_EQ(Kinds().back(), v1::ROLLOUT_EVENT_KIND_HELD);
+}
+
+// An equal version goes through both waves. The last wave leaves no device on 1.0: its canaries
+// are compared with themselves on 1.0 just before the wave started.
+TEST_F(ControllerUnitTest, InferenceGateAnEqualVersionGoesThroughAndTheLastWaveComparesWithBefore) {
+  Running("1.0");
+  CreateWithInferenceGates("50%,100%", v1::ROLLOUT_FAILURE_ACTION_ROLLBACK);
+  Tick();
+  ReportAll(v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  clock_.Advance(std::chrono::seconds(1));
+  Send(Targeted(), "2.0", Now(), 0.001);
+  Send(NotTargeted(), "1.0", Now(), 0.001);
+  clock_.Advance(std::chrono::seconds(1));
+  Tick();  // the soak starts
+  clock_.Advance(std::chrono::seconds(8));
+  Send(NotTargeted(), "1.0", Now(), 0.001);
+  clock_.Advance(std::chrono::seconds(2));
+  Tick();  // promoted: wave 1 targets the 5 others
+  ASSERT_EQ(Get().current_wave(), 1u);
+  const int64_t wave1_started = Now();
+  ReportAll(v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  clock_.Advance(std::chrono::seconds(1));
+  std::vector<std::string> wave1;
+  for (const auto& t : stores_.data.targets) {
+    if (t.wave == 1) wave1.push_back(t.device_id);
+  }
+  Send(wave1, "2.0", Now(), 0.001);
+  clock_.Advance(std::chrono::seconds(1));
+  stores_.sample_calls.clear();
+  Tick();
+  ASSERT_EQ(stores_.sample_calls.size(), 2u);
+  EXPECT_EQ(stores_.sample_calls[1].version, "1.0");
+  EXPECT_EQ(stores_.sample_calls[1].device_ids, wave1);
+  EXPECT_EQ(stores_.sample_calls[1].to_unix, wave1_started);
+  EXPECT_EQ(stores_.sample_calls[1].from_unix, wave1_started - 2) << "as long as since then";
+  clock_.Advance(std::chrono::seconds(10));
+  Tick();
+  v1::Rollout r = Get();
+  EXPECT_EQ(r.state(), v1::ROLLOUT_STATE_SUCCEEDED);
+  const v1::GateResult* p99 = GateIn(r.waves(1).gates(), v1::GATE_LATENCY_P99_RATIO);
+  ASSERT_NE(p99, nullptr);
+  EXPECT_EQ(p99->result(), v1::GATE_OUTCOME_PASS);
+  EXPECT_EQ(p99->control(), v1::INFERENCE_CONTROL_BEFORE_WAVE);
+  EXPECT_EQ(GateIn(r.waves(0).gates(), v1::GATE_LATENCY_P99_RATIO)->control(),
+            v1::INFERENCE_CONTROL_LIVE);
+}
+
+// A first install of the model: nothing to compare; the inference gates do not hold the wave.
+TEST_F(ControllerUnitTest, InferenceGateAFirstInstallIsNotApplicableAndGoesThrough) {
+  CreateWithInferenceGates("20%,100%", v1::ROLLOUT_FAILURE_ACTION_ROLLBACK);
+  Tick();
+  ReportAll(v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  Tick();
+  clock_.Advance(std::chrono::seconds(10));
+  Tick();
+  ReportAll(v1::DEPLOYMENT_TARGET_STATE_SERVING);
+  Tick();
+  clock_.Advance(std::chrono::seconds(10));
+  Tick();
+  v1::Rollout r = Get();
+  EXPECT_EQ(r.state(), v1::ROLLOUT_STATE_SUCCEEDED);
+  const v1::GateResult* psi = GateIn(r.waves(1).gates(), v1::GATE_OUTPUT_PSI);
+  ASSERT_NE(psi, nullptr);
+  EXPECT_EQ(psi->result(), v1::GATE_OUTCOME_NOT_APPLICABLE);
+  EXPECT_EQ(psi->control(), v1::INFERENCE_CONTROL_NONE);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
+#include "common/telemetry/telemetry_codec.h"
 
 namespace edgefleet::server::rollout {
 namespace {
@@ -32,6 +33,7 @@ RolloutDefinition Definition(
   request.set_version("7");
   request.set_on_failure(on_failure);
   request.mutable_gates()->set_min_finished_devices(3);
+  request.mutable_gates()->set_inference_gates(false);  // InferenceGates* tests switch them on
   AddWaves(waves, &request);
   auto def = ValidateCreateRollout(request);
   EXPECT_TRUE(def.ok()) << def.status();
@@ -281,6 +283,7 @@ TEST(DecisionTest, AGoodVersionGoesThroughThreeWaves) {
   request.set_model_name("m");
   request.set_version("2");
   request.mutable_soak()->set_seconds(30);
+  request.mutable_gates()->set_inference_gates(false);
   AddWaves("10%,50%,100%", &request);
   const RolloutDefinition def = *ValidateCreateRollout(request);
 
@@ -473,6 +476,103 @@ TEST(DecisionTest, PastWavesGetTheirStartTimesFromTheDecisionsThatStartedThem) {
   EXPECT_EQ(r.waves(0).started_at().seconds(), 100);
   EXPECT_EQ(r.waves(1).started_at().seconds(), 200);
   EXPECT_EQ(r.waves(2).started_at().seconds(), 300);
+}
+
+// Inference gates in decisions: they join the install gates, with the same actions and records.
+RolloutDefinition WithInferenceGates(v1::RolloutFailureAction on_failure, uint64_t min) {
+  RolloutDefinition def = Definition("10%,100%", on_failure);
+  for (Wave& w : def.plan.waves) {
+    w.gates.inference.enabled = true;
+    w.gates.inference.min_inferences = min;
+    w.gates.inference.min_devices = 1;
+  }
+  return def;
+}
+
+// One device's window of `n` requests answered in `seconds`, all in output class 0.
+InferenceSide OneDevice(uint64_t n, double seconds) {
+  v1::TelemetryWindow w;
+  w.set_request_count(n);
+  telemetry::LatencySketch sketch;
+  sketch.AddCount(seconds, n);
+  *w.mutable_latency() = telemetry::ToProto(sketch);
+  w.mutable_outputs()->add_bins(n);
+  w.mutable_outputs()->add_bins(0);
+  InferenceSideBuilder b;
+  EXPECT_TRUE(b.Add("d", w).ok());
+  return std::move(b).Finish();
+}
+
+WaveObservation WithInference(InferenceSide canary, InferenceSide control,
+                              v1::InferenceControl kind = v1::INFERENCE_CONTROL_LIVE) {
+  WaveObservation seen = Seen(kAllServing);
+  seen.inference.control = kind;
+  seen.inference.control_version = "6";
+  seen.inference.canary = std::move(canary);
+  seen.inference.control_side = std::move(control);
+  return seen;
+}
+
+TEST(DecisionTest, ASlowCanaryRollsBackOnItsInferenceGatesWithTheirNumbersOnRecord) {
+  const auto def = WithInferenceGates(v1::ROLLOUT_FAILURE_ACTION_ROLLBACK, 100);
+  const Decision d =
+      Decide(def, Running(0, kT0), WithInference(OneDevice(200, 0.010), OneDevice(200, 0.001)),
+             kT0 + minutes(1));
+  EXPECT_EQ(d.action, Action::kRollBack);
+  EXPECT_EQ(d.next.state, S::ROLLOUT_STATE_ROLLED_BACK);
+  ASSERT_TRUE(d.event.has_value());
+  EXPECT_EQ(d.event->kind(), v1::ROLLOUT_EVENT_KIND_ROLLED_BACK);
+  EXPECT_TRUE(absl::StrContains(d.event->message(), "latency_p99_ratio: p99 "))
+      << d.event->message();
+  // The install gates first, then the four inference gates, all on record.
+  ASSERT_EQ(d.event->gates_size(), 7);
+  EXPECT_EQ(d.event->gates(3).gate(), v1::GATE_LATENCY_P99_RATIO);
+  EXPECT_EQ(d.event->gates(3).result(), v1::GATE_OUTCOME_FAIL);
+  EXPECT_EQ(d.event->gates(4).gate(), v1::GATE_LATENCY_P50_RATIO);
+  EXPECT_EQ(d.event->gates(4).result(), v1::GATE_OUTCOME_FAIL);
+  EXPECT_EQ(d.event->gates(5).result(), v1::GATE_OUTCOME_PASS);  // no errors
+  EXPECT_EQ(d.event->gates(6).result(), v1::GATE_OUTCOME_PASS);  // same outputs
+  EXPECT_GT(d.event->gates(3).value(), 9.0);
+
+  // Paused instead, with on_failure pause.
+  const Decision paused =
+      Decide(WithInferenceGates(v1::ROLLOUT_FAILURE_ACTION_PAUSE, 100), Running(0, kT0),
+             WithInference(OneDevice(200, 0.010), OneDevice(200, 0.001)), kT0 + minutes(1));
+  EXPECT_EQ(paused.action, Action::kPause);
+}
+
+TEST(DecisionTest, InferenceGatesUnderTheirMinimumsHoldAndSayWhyOnce) {
+  const auto def = WithInferenceGates(v1::ROLLOUT_FAILURE_ACTION_ROLLBACK, 1000);
+  // Install gates all pass; the control side has 10 inferences: the wave holds, not fails.
+  const Decision d =
+      Decide(def, Running(0, kT0), WithInference(OneDevice(5000, 0.010), OneDevice(10, 0.001)),
+             kT0 + minutes(1));
+  EXPECT_EQ(d.action, Action::kHold);
+  ASSERT_TRUE(d.event.has_value());
+  EXPECT_EQ(d.event->message(),
+            "wave 0 (10%) holds (10 targeted, 10 serving, 0 failed, 0 in progress): "
+            "latency_p99_ratio, latency_p50_ratio, error_rate_increase, output_psi: canary 5000 "
+            "inferences on 1 devices, control (live control, version 6) 10 inferences on 1 "
+            "devices; at least 1000 inferences on 1 devices needed per side");
+  // Nothing observed at all (the controller read no sample): inconclusive too, never a pass.
+  EXPECT_EQ(Decide(def, Running(0, kT0), Seen(kAllServing), kT0 + minutes(1)).action,
+            Action::kHold);
+  // Switched off: the install gates alone decide.
+  auto off = def;
+  for (Wave& w : off.plan.waves) w.gates.inference.enabled = false;
+  const Decision passes = Decide(off, Running(0, kT0), Seen(kAllServing), kT0 + minutes(1));
+  EXPECT_EQ(passes.action, Action::kStartSoak);
+  EXPECT_EQ(passes.gates.size(), 3u);
+}
+
+TEST(DecisionTest, AFirstInstallHasNoInferenceControlAndGoesOn) {
+  const auto def = WithInferenceGates(v1::ROLLOUT_FAILURE_ACTION_ROLLBACK, 1000);
+  WaveObservation seen = Seen(kAllServing);
+  seen.inference.control = v1::INFERENCE_CONTROL_NONE;
+  const Decision d = Decide(def, Running(0, kT0), seen, kT0 + minutes(1));
+  EXPECT_EQ(d.action, Action::kStartSoak);
+  ASSERT_EQ(d.gates.size(), 7u);
+  EXPECT_EQ(d.gates[3].result(), v1::GATE_OUTCOME_NOT_APPLICABLE);
 }
 
 }  // namespace

@@ -192,6 +192,8 @@ absl::Status FakeRolloutStores::Assign(Tx&, int64_t deployment_id, uint32_t wave
       target.deployment_id = deployment_id;
       target.wave = wave;
       target.targeted_at = now_unix;
+      auto running = data.running.find(id);
+      if (running != data.running.end()) target.previous_version = running->second;
       data.targets.push_back(target);
     }
   }
@@ -249,6 +251,37 @@ absl::Status FakeTransactor::Run(absl::string_view name,
   absl::Status status = body(tx);
   if (!status.ok()) stores_.data = before;
   return status;
+}
+
+absl::StatusOr<std::vector<InferenceSampleSource::Canary>> FakeRolloutStores::WaveCanaries(
+    Tx&, int64_t deployment_id, uint32_t wave) {
+  std::vector<Canary> out;
+  for (const FakeTarget& t : data.targets) {
+    if (t.deployment_id == deployment_id && t.wave == wave && !t.superseded && !t.rolled_back &&
+        t.state == v1::DEPLOYMENT_TARGET_STATE_SERVING) {
+      out.push_back(Canary{t.device_id, t.previous_version});
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<InferenceSide> FakeRolloutStores::Sample(Tx&, const std::string&,
+                                                        const std::string& version,
+                                                        const std::vector<std::string>& device_ids,
+                                                        int64_t from_unix, int64_t to_unix) {
+  sample_calls.push_back({version, device_ids, from_unix, to_unix});
+  const std::set<std::string> ids(device_ids.begin(), device_ids.end());
+  InferenceSideBuilder side;
+  for (const FakeWindow& w : data.windows) {
+    if (w.version != version || !ids.contains(w.device_id) || w.start_unix < from_unix ||
+        w.start_unix >= to_unix) {
+      continue;
+    }
+    v1::TelemetryWindow window = w.window;
+    window.mutable_window_start()->set_seconds(w.start_unix);
+    if (auto s = side.Add(w.device_id, window); !s.ok()) return s;
+  }
+  return std::move(side).Finish();
 }
 
 }  // namespace edgefleet::server::rollout::testing

@@ -13,7 +13,9 @@
 #include "common/core/labels.h"
 #include "edgefleet/v1/admin.pb.h"
 #include "edgefleet/v1/device.pb.h"
+#include "edgefleet/v1/telemetry.pb.h"
 #include "server/store/audit_repo.h"
+#include "server/store/inference_sample_repo.h"
 #include "server/store/rollout_repo.h"
 
 namespace edgefleet::server::rollout::testing {
@@ -27,6 +29,15 @@ struct FakeTarget {
   int64_t targeted_at = 0;
   bool superseded = false;
   bool rolled_back = false;
+  std::string previous_version;  // what the device ran before (FakeRolloutData.running)
+};
+
+// A telemetry window a device sent (of the one model).
+struct FakeWindow {
+  std::string device_id;
+  std::string version;
+  int64_t start_unix = 0;
+  v1::TelemetryWindow window;
 };
 
 struct FakeRolloutData {
@@ -36,12 +47,26 @@ struct FakeRolloutData {
   std::map<std::string, Labels> devices;  // all active
   std::vector<std::string> audit;         // "actor action"
   int64_t next_deployment_id = 1;
+  // The version a device runs before any rollout targets it (its previous version when first
+  // assigned); absent: none (a first install).
+  std::map<std::string, std::string> running;
+  std::vector<FakeWindow> windows;
 };
 
-class FakeRolloutStores final : public RolloutStore, public AuditStore {
+class FakeRolloutStores final : public RolloutStore,
+                                public AuditStore,
+                                public InferenceSampleSource {
  public:
   FakeRolloutData data;
   std::set<std::string> leased_elsewhere;  // rollouts whose lease another replica holds
+  // Sample calls: (version, device ids, from, to).
+  struct SampleCall {
+    std::string version;
+    std::vector<std::string> device_ids;
+    int64_t from_unix = 0;
+    int64_t to_unix = 0;
+  };
+  std::vector<SampleCall> sample_calls;
 
   // A device's agent reporting on its live target.
   void Report(const std::string& device_id, v1::DeploymentTargetState state,
@@ -77,6 +102,13 @@ class FakeRolloutStores final : public RolloutStore, public AuditStore {
 
   absl::Status Record(Tx& tx, const std::string& actor, const std::string& action,
                       const std::string& detail_json) override;
+
+  absl::StatusOr<std::vector<Canary>> WaveCanaries(Tx& tx, int64_t deployment_id,
+                                                   uint32_t wave) override;
+  absl::StatusOr<InferenceSide> Sample(Tx& tx, const std::string& model_name,
+                                       const std::string& version,
+                                       const std::vector<std::string>& device_ids,
+                                       int64_t from_unix, int64_t to_unix) override;
 };
 
 // Runs each transaction on `stores`, restoring their data when it fails. Every transaction's

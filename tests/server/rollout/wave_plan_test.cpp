@@ -219,5 +219,49 @@ TEST(WavePlanTest, ACreateRequestIsValidatedWholly) {
   EXPECT_EQ(ValidateCreateRollout(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(WavePlanTest, InferenceGatesTakeTheRolloutsThenTheWavesSettingsAndAreChecked) {
+  std::vector<v1::WaveSpec> specs = *ParseWaveSizes("10%,100%");
+  WaveDefaults defaults;
+  defaults.gates.set_min_inferences(50);
+  defaults.gates.set_max_latency_p99_ratio(1.5);
+  specs[1].mutable_gates()->set_inference_gates(false);
+  specs[1].mutable_gates()->set_max_error_rate_increase_percent(0.25);
+  const WavePlan plan = *NormalizeWaves(specs, defaults);
+  const InferenceThresholds& first = plan.waves[0].gates.inference;
+  EXPECT_TRUE(first.enabled);
+  EXPECT_EQ(first.min_inferences, 50u);
+  EXPECT_EQ(first.min_devices, 10u);
+  EXPECT_DOUBLE_EQ(first.max_p99_ratio, 1.5);
+  EXPECT_DOUBLE_EQ(first.max_p50_ratio, 1.1);
+  EXPECT_EQ(first.max_error_increase_bp, 50);
+  EXPECT_DOUBLE_EQ(first.max_output_psi, 0.1);
+  EXPECT_FALSE(plan.waves[1].gates.inference.enabled);
+  EXPECT_EQ(plan.waves[1].gates.inference.max_error_increase_bp, 25);
+  // Stored and read back the same.
+  std::vector<v1::WaveSpec> stored;
+  for (const Wave& w : plan.waves) stored.push_back(ToProto(w));
+  EXPECT_EQ(*NormalizeWaves(stored), plan);
+  // deploy create's single wave has none (no canary to compare).
+  EXPECT_FALSE(SingleWavePlan().waves[0].gates.inference.enabled);
+  EXPECT_TRUE(DefaultPlan().waves[0].gates.inference.enabled);
+
+  specs = *ParseWaveSizes("100%");
+  specs[0].mutable_gates()->set_max_latency_p50_ratio(0);
+  EXPECT_EQ(Error(NormalizeWaves(specs).status()),
+            "waves[0].gates.max_latency_p50_ratio is 0; it must be a finite number > 0");
+  specs[0].clear_gates();
+  specs[0].mutable_gates()->set_max_output_psi(-0.1);
+  EXPECT_EQ(Error(NormalizeWaves(specs).status()),
+            "waves[0].gates.max_output_psi is -0.1; it must be a finite number >= 0");
+  specs[0].clear_gates();
+  specs[0].mutable_gates()->set_min_inference_devices(0);
+  EXPECT_EQ(Error(NormalizeWaves(specs).status()),
+            "waves[0].gates.min_inference_devices is 0; it must be at least 1");
+  specs[0].clear_gates();
+  specs[0].mutable_gates()->set_max_error_rate_increase_percent(100.5);
+  EXPECT_EQ(Error(NormalizeWaves(specs).status()),
+            "waves[0].gates.max_error_rate_increase_percent is 100.5; it must be in [0, 100]");
+}
+
 }  // namespace
 }  // namespace edgefleet::server::rollout
