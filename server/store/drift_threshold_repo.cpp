@@ -35,7 +35,7 @@ absl::StatusOr<std::optional<DriftThresholdRecord>> DriftThresholdRepo::Get(
 }
 
 absl::StatusOr<DriftThresholdRecord> DriftThresholdRepo::Set(
-    Tx& txn, const std::string& model_name, const telemetry::DriftThresholds& thresholds,
+    Tx& txn, const std::string& model_name, const edgefleet::telemetry::DriftThresholds& thresholds,
     const std::string& updated_by, int64_t now_unix) {
   return internal::InTx(
       txn, "set drift thresholds of '" + model_name + "'",

@@ -14,7 +14,7 @@ namespace edgefleet::server {
 
 struct DriftThresholdRecord {
   std::string model_name;
-  telemetry::DriftThresholds thresholds;
+  edgefleet::telemetry::DriftThresholds thresholds;
   int64_t updated_at_unix = 0;
 };
 
@@ -26,10 +26,10 @@ class DriftThresholdStore {
   virtual absl::StatusOr<std::optional<DriftThresholdRecord>> Get(
       Tx& tx, const std::string& model_name) = 0;
   // Sets (or replaces) them at `now_unix`. NotFound for an unknown model.
-  virtual absl::StatusOr<DriftThresholdRecord> Set(Tx& tx, const std::string& model_name,
-                                                   const telemetry::DriftThresholds& thresholds,
-                                                   const std::string& updated_by,
-                                                   int64_t now_unix) = 0;
+  virtual absl::StatusOr<DriftThresholdRecord> Set(
+      Tx& tx, const std::string& model_name,
+      const edgefleet::telemetry::DriftThresholds& thresholds, const std::string& updated_by,
+      int64_t now_unix) = 0;
 };
 
 class DriftThresholdRepo final : public DriftThresholdStore {
@@ -37,7 +37,7 @@ class DriftThresholdRepo final : public DriftThresholdStore {
   absl::StatusOr<std::optional<DriftThresholdRecord>> Get(Tx& tx,
                                                           const std::string& model_name) override;
   absl::StatusOr<DriftThresholdRecord> Set(Tx& tx, const std::string& model_name,
-                                           const telemetry::DriftThresholds& thresholds,
+                                           const edgefleet::telemetry::DriftThresholds& thresholds,
                                            const std::string& updated_by,
                                            int64_t now_unix) override;
 };
