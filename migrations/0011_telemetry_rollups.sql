@@ -11,9 +11,11 @@
 -- The inserting transaction id, as a bigint so that a BRIN index covers it: ids grow with the
 -- heap, so BRIN finds the new windows at the cost of a few pages per partition, and costs the
 -- insert almost nothing (a btree would add a third index to every window). Windows stored before
--- this migration get its transaction id, below the first horizon: the first run rolls them up.
+-- this migration read 0 (a constant default: no table rewrite), below the first horizon: the
+-- first run rolls them up. Windows stored from now on get their transaction's id.
+ALTER TABLE telemetry_windows ADD COLUMN ingest_xid bigint NOT NULL DEFAULT 0;
 ALTER TABLE telemetry_windows
-  ADD COLUMN ingest_xid bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint);
+  ALTER COLUMN ingest_xid SET DEFAULT (pg_current_xact_id()::text::bigint);
 CREATE INDEX telemetry_windows_ingest_xid_idx ON telemetry_windows USING brin (ingest_xid)
   WITH (autosummarize = on);
 

@@ -106,6 +106,22 @@ TEST(MetricsTest, HistogramBucketsAreCumulative) {
   EXPECT_NE(text.find("edgefleet_h_seconds_count 6\n"), std::string::npos) << text;
 }
 
+TEST(MetricsTest, ObserveMultipleAddsPerBucketCountsAndTheSum) {
+  Registry registry;
+  Histogram& h = registry.AddHistogram("edgefleet_m_seconds", "M.", {1, 2}).Add({});
+  h.Observe(1.5);
+  h.ObserveMultiple({2, 0, 3}, 20.5);
+  Histogram::Snapshot s = h.Collect();
+  EXPECT_EQ(s.cumulative_counts, (std::vector<uint64_t>{2, 3, 6}));
+  EXPECT_EQ(s.count, 6u);
+  EXPECT_DOUBLE_EQ(s.sum, 22.0);
+  // A vector of the wrong size or with a negative count changes nothing.
+  h.ObserveMultiple({1, 1}, 1);
+  h.ObserveMultiple({1, -1, 1}, 1);
+  EXPECT_EQ(h.Collect().count, 6u);
+  EXPECT_DOUBLE_EQ(h.Collect().sum, 22.0);
+}
+
 TEST(MetricsTest, FormatsValuesLikePrometheus) {
   EXPECT_EQ(FormatValue(0.0005), "0.0005");
   EXPECT_EQ(FormatValue(0.00001), "1e-05");

@@ -100,6 +100,27 @@ class RollupTest : public StoreTest {
 
   std::string Query(const std::string& sql) { return pg_.QueryValue(sql); }
 
+  // Runs the job until every stored window is rolled up; returns the windows it merged. A run
+  // takes only windows below the oldest transaction still writing anywhere on the (shared test)
+  // PostgreSQL server, so a run may take fewer while another test's transaction is open.
+  size_t RollUpAll(RollupJob& job) {
+    size_t windows = 0;
+    for (int i = 0; i < 400; ++i) {
+      auto run = job.RunOnce();
+      EXPECT_TRUE(run.ok()) << run.status();
+      if (!run.ok()) return windows;
+      windows += run->windows;
+      if (Query("SELECT count(*) FROM telemetry_windows WHERE ingest_xid >= "
+                "(SELECT next_xid FROM telemetry_rollup_watermark)") == "0") {
+        return windows;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // others' transactions end
+    }
+    ADD_FAILURE() << "windows still not rolled up";
+    return windows;
+  }
+  size_t RollUpAll() { return RollUpAll(*job_); }
+
   absl::StatusOr<std::vector<MergedTelemetry>> Range(std::optional<std::string> hw,
                                                      int64_t from_unix, int64_t to_unix) {
     return db_->Transact("test", [&](Tx& tx) {
@@ -124,12 +145,9 @@ TEST_F(RollupTest, WindowsAreMergedPerHwAndMinute) {
   Send("cam-0", 1, {Window(1, kNow - 120, 10, 2), Window(2, kNow - 60, 5)});
   Send("cam-1", 1, {Window(1, kNow - 110, 7, 1)});
   Send("cam-2", 1, {Window(1, kNow - 100, 3)});
-  auto run = job_->RunOnce();
-  ASSERT_TRUE(run.ok()) << run.status();
-  EXPECT_TRUE(run->claimed);
-  EXPECT_EQ(run->windows, 4u);
+  EXPECT_EQ(RollUpAll(), 4u);
   // (jetson, minute -120), (jetson, -60), ("", -120).
-  EXPECT_EQ(run->rows, 3u);
+  EXPECT_EQ(Query("SELECT count(DISTINCT (hw, bucket_start)) FROM telemetry_rollups"), "3");
   auto all = Range(std::nullopt, kNow - 3600, kNow);
   ASSERT_TRUE(all.ok()) << all.status();
   ASSERT_EQ(all->size(), 1u) << "one profile (none)";
@@ -151,19 +169,20 @@ TEST_F(RollupTest, WindowsAreMergedPerHwAndMinute) {
   ASSERT_TRUE(first_minute.ok());
   EXPECT_EQ(first_minute->front().requests, 20u);
   // Nothing new: the next run claims nothing and writes nothing.
-  run = job_->RunOnce();
+  const std::string rows = Query("SELECT count(*) FROM telemetry_rollups");
+  auto run = job_->RunOnce();
   ASSERT_TRUE(run.ok());
   EXPECT_EQ(run->windows, 0u);
-  EXPECT_EQ(Query("SELECT count(*) FROM telemetry_rollups"), "3");
+  EXPECT_EQ(Query("SELECT count(*) FROM telemetry_rollups"), rows);
 }
 
 TEST_F(RollupTest, ALateWindowAddsToItsOldMinute) {
   Send("cam-0", 1, {Window(1, kNow - 60, 4)});
-  ASSERT_TRUE(job_->RunOnce().ok());
+  EXPECT_EQ(RollUpAll(), 1u);
   // A device that was offline for three days delivers its window now.
   const int64_t old = kNow - 3 * 24 * 3600 + 5;
   Send("cam-1", 1, {Window(1, old, 6)});
-  ASSERT_TRUE(job_->RunOnce().ok());
+  EXPECT_EQ(RollUpAll(), 1u);
   auto then = Range(std::nullopt, old - 5, old + 55);
   ASSERT_TRUE(then.ok());
   ASSERT_EQ(then->size(), 1u);
@@ -196,10 +215,9 @@ TEST_F(RollupTest, AnUploadStillOpenDuringARunIsRolledUpByTheNextRun) {
                             })
                   .ok());
   ASSERT_TRUE(during.ok()) << during.status();
-  EXPECT_EQ(during->windows, 1u) << "only the committed window";
-  auto after = other_job->RunOnce();
-  ASSERT_TRUE(after.ok());
-  EXPECT_EQ(after->windows, 1u) << "the upload committed after the run: taken now";
+  EXPECT_LE(during->windows, 1u) << "at most the committed window";
+  EXPECT_EQ(during->windows + RollUpAll(*other_job), 2u)
+      << "the upload committed after the run: taken by a later run, not skipped";
   auto m = Range(std::nullopt, kNow - 60, kNow);
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->front().requests, 101u);
@@ -234,7 +252,7 @@ TEST_F(RollupTest, TwoReplicasRacingCountEveryWindowOnce) {
   a.join();
   b.join();
   EXPECT_EQ(failures.load(), 0);
-  ASSERT_TRUE(job_a->RunUntilCaughtUp().ok());
+  RollUpAll(*job_a);
   EXPECT_EQ(Query("SELECT count(*) FROM telemetry_windows"), "120");
   EXPECT_EQ(Query("SELECT sum(windows) FROM telemetry_rollups"), "120");
   EXPECT_EQ(Query("SELECT sum(requests) FROM telemetry_rollups"), std::to_string(sent_requests));
@@ -251,7 +269,7 @@ TEST_F(RollupTest, ARunThatFailsBeforeItsCommitLeavesNothingBehind) {
     auto claim = repo_.ClaimNewWindows(tx, 100);
     if (!claim.ok()) return claim.status();
     EXPECT_TRUE(claim->has_value());
-    EXPECT_EQ((*claim)->windows.size(), 1u);
+    EXPECT_LE((*claim)->windows.size(), 1u);
     RollupRow row{.model_name = "classifier",
                   .version = "1",
                   .hw = "jetson",
@@ -267,9 +285,7 @@ TEST_F(RollupTest, ARunThatFailsBeforeItsCommitLeavesNothingBehind) {
   EXPECT_FALSE(crashed.ok());
   EXPECT_EQ(Query("SELECT count(*) FROM telemetry_rollups"), "0");
   EXPECT_EQ(Query("SELECT next_xid FROM telemetry_rollup_watermark"), "0");
-  auto run = job_->RunOnce();
-  ASSERT_TRUE(run.ok());
-  EXPECT_EQ(run->windows, 1u);
+  EXPECT_EQ(RollUpAll(), 1u);
   EXPECT_EQ(Query("SELECT sum(requests) FROM telemetry_rollups"), "9");
 }
 
@@ -306,7 +322,7 @@ TEST_F(RollupTest, QuantilesOfTheMergedSketchesAreWithinOnePercentOfExact) {
     }
     Send("cam-" + std::to_string(d), 1, std::move(ws));
   }
-  ASSERT_TRUE(job_->RunOnce().ok());
+  ASSERT_GT(RollUpAll(), 0u);
   auto merged = Range(std::nullopt, kNow - 3600, kNow);
   ASSERT_TRUE(merged.ok());
   ASSERT_EQ(merged->front().latency.count(), all.size());
@@ -320,7 +336,7 @@ TEST_F(RollupTest, QuantilesOfTheMergedSketchesAreWithinOnePercentOfExact) {
 
 TEST_F(RollupTest, SeriesHasEveryPointAndSplitsByStep) {
   Send("cam-0", 1, {Window(1, kNow - 300, 1), Window(2, kNow - 240, 2), Window(3, kNow - 30, 4)});
-  ASSERT_TRUE(job_->RunOnce().ok());
+  ASSERT_GT(RollUpAll(), 0u);
   auto series = db_->Transact("test", [&](Tx& tx) {
     return store_.MergeSeries(tx, "classifier", "1", std::nullopt, FromUnixSeconds(kNow - 300),
                               FromUnixSeconds(kNow), std::chrono::seconds(120));
@@ -343,7 +359,7 @@ TEST_F(RollupTest, DevicesReportingCountsDistinctDevicesOfRecentWindows) {
   Send("cam-0", 1, {Window(1, kNow - 120, 1), Window(2, kNow - 60, 1)});
   Send("cam-2", 1, {Window(1, kNow - 60, 1)});
   Send("cam-1", 1, {Window(1, kNow - 3600, 1)});  // too long ago to count
-  ASSERT_TRUE(job_->RunOnce().ok());
+  ASSERT_GT(RollUpAll(), 0u);
   ASSERT_TRUE(job_->RefreshDevicesReporting().ok());
   const std::string text = registry_.Serialize();
   EXPECT_EQ(test::MetricValue(text, "edgefleet_telemetry_devices_reporting",
@@ -362,7 +378,7 @@ TEST_F(RollupTest, DevicesReportingCountsDistinctDevicesOfRecentWindows) {
 
 TEST_F(RollupTest, RetentionDeletesOldRollups) {
   Send("cam-0", 1, {Window(1, kNow - 20 * 24 * 3600, 1), Window(2, kNow - 60, 1)});
-  ASSERT_TRUE(job_->RunOnce().ok());
+  ASSERT_GT(RollUpAll(), 0u);
   EXPECT_EQ(Query("SELECT count(*) FROM telemetry_rollups"), "2");
   clock_.Advance(std::chrono::hours(15 * 24));
   ASSERT_TRUE(job_->Maintain().ok());
@@ -372,7 +388,7 @@ TEST_F(RollupTest, RetentionDeletesOldRollups) {
 TEST_F(RollupTest, MetricsCountWhatTheJobMergedWithoutADeviceLabelAndPassPromtool) {
   Send("cam-0", 1, {Window(1, kNow - 60, 10, 3, {0.0004, 0.002, 0.002, 0.03, 0.03, 0.2, 20})});
   Send("cam-1", 1, {Window(1, kNow - 60, 5)});
-  ASSERT_TRUE(job_->RunOnce().ok());
+  ASSERT_GT(RollUpAll(), 0u);
   ASSERT_TRUE(job_->RefreshDevicesReporting().ok());
   const std::string text = registry_.Serialize();
   using test::MetricValue;
@@ -397,7 +413,7 @@ TEST_F(RollupTest, MetricsCountWhatTheJobMergedWithoutADeviceLabelAndPassPromtoo
   EXPECT_EQ(text.find("device_id="), std::string::npos) << "no device label";
   // Counters only grow: a second batch adds to them.
   Send("cam-0", 1, {Window(2, kNow - 30, 4)});
-  ASSERT_TRUE(job_->RunOnce().ok());
+  ASSERT_GT(RollUpAll(), 0u);
   EXPECT_EQ(MetricValue(registry_.Serialize(), "edgefleet_inference_requests_total"), 19.0);
 
   const char* promtool = "/usr/bin/promtool";
