@@ -49,9 +49,12 @@ absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view in) {
 absl::StatusOr<Clock::TimePoint> ParseTimeArg(std::string_view in, Clock::TimePoint now) {
   const std::string text(in);
   if (text == "now") return now;
+  // An age needs its unit ("-90" could be anything); an RFC 3339 time has a 'T' and colons.
+  const bool has_unit =
+      !text.empty() && std::string_view("smhd").find(text.back()) != std::string_view::npos;
   const bool has_digit_start = !text.empty() && text[0] >= '0' && text[0] <= '9';
-  if (!text.empty() && (text[0] == '-' || (has_digit_start && text.find('T') == std::string::npos &&
-                                           text.find(':') == std::string::npos))) {
+  if (has_unit && (text[0] == '-' || (has_digit_start && text.find('T') == std::string::npos &&
+                                      text.find(':') == std::string::npos))) {
     auto age = ParseDurationSeconds(text[0] == '-' ? text.substr(1) : text);
     // Ages beyond ten years are typos, not queries.
     constexpr uint64_t kMaxAge = 10ull * 366 * 86400;

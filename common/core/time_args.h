@@ -15,7 +15,8 @@ namespace edgefleet {
 absl::StatusOr<uint64_t> ParseDurationSeconds(std::string_view text);
 
 // RFC 3339 ("2026-12-01T10:00:00Z", an offset or fractional seconds allowed), "now", or an age
-// before `now`: "-90m" (the sign is optional: "90m" is the same age).
+// before `now` with its unit: "-90m" (the sign is optional: "90m" is the same age; "-90" is
+// refused).
 absl::StatusOr<Clock::TimePoint> ParseTimeArg(std::string_view text, Clock::TimePoint now);
 
 }  // namespace edgefleet

@@ -45,91 +45,22 @@ void FillPoint(const MergedTelemetry& m, int64_t start_unix, v1::ModelStatsPoint
 
 }  // namespace
 
-absl::StatusOr<Clock::TimePoint> ParseQueryTime(absl::string_view text, Clock::TimePoint now,
-                                                absl::string_view fallback,
-                                                absl::string_view field) {
-  if (text.empty()) text = fallback;
-  if (text == "now") return now;
-  if (!text.empty() && text.front() == '-') {
-    auto ago = ParseQueryDuration(text.substr(1), field);
-    if (!ago.ok()) return ago.status();
-    return now - *ago;
-  }
-  absl::Time t;
-  std::string error;
-  if (!absl::ParseTime(absl::RFC3339_full, std::string(text), &t, &error)) {
-    return BadField(field, absl::StrCat("'", text,
-                                        "' is not an RFC 3339 time, \"now\" or an offset such as "
-                                        "-1h"));
-  }
-  return FromUnixSeconds(absl::ToUnixSeconds(t));
-}
-
-absl::StatusOr<std::chrono::seconds> ParseQueryDuration(absl::string_view text,
-                                                        absl::string_view field) {
-  auto bad = [&] {
-    return BadField(field, absl::StrCat("'", text, "' is not a duration such as 30s, 5m, 1h, 1d"));
-  };
-  if (text.size() < 2) return bad();
-  int64_t n = 0;
-  if (!absl::SimpleAtoi(text.substr(0, text.size() - 1), &n) || n <= 0 ||
-      n > 10 * 365 * 24 * 3600) {
-    return bad();
-  }
-  switch (text.back()) {
-    case 's':
-      return std::chrono::seconds(n);
-    case 'm':
-      return std::chrono::seconds(n * 60);
-    case 'h':
-      return std::chrono::seconds(n * 3600);
-    case 'd':
-      return std::chrono::seconds(n * 86400);
-    default:
-      return bad();
-  }
-}
-
 absl::StatusOr<v1::ModelStatsResponse> TelemetryQueries::ModelStats(
     const v1::ModelStatsRequest& request) {
   if (auto s = ValidateModelName(request.model_name()); !s.ok()) return s;
   if (auto s = ValidateVersion(request.version()); !s.ok()) return s;
-  const Clock::TimePoint now = clock_.Now();
-  auto from = ParseQueryTime(request.from(), now, "-1h", "from");
-  if (!from.ok()) return from.status();
-  auto to = ParseQueryTime(request.to(), now, "now", "to");
-  if (!to.ok()) return to.status();
-  const int64_t from_unix = BucketStart(ToUnixSeconds(*from));
-  const int64_t to_unix = ToUnixSeconds(*to);
-  if (to_unix <= from_unix) {
-    return BadField("from", "must be before to (after rounding down to the minute)");
-  }
-  const int64_t range = to_unix - from_unix;
-  const int64_t bucket = kRollupBucket.count();
-  int64_t step = 0;
-  if (request.step().empty()) {
-    const int64_t per_point = (range + kDefaultPoints - 1) / kDefaultPoints;
-    step = std::max<int64_t>(1, (per_point + bucket - 1) / bucket) * bucket;
-  } else {
-    auto parsed = ParseQueryDuration(request.step(), "step");
-    if (!parsed.ok()) return parsed.status();
-    step = parsed->count();
-    if (step < bucket || step % bucket != 0) {
-      return BadField("step", absl::StrCat("must be a whole number of minutes (the roll-ups' ",
-                                           bucket, "s bucket), not ", request.step()));
-    }
-  }
-  const int64_t points = (range + step - 1) / step;
-  if (points > kMaxSeriesPoints) {
-    return BadField("step",
-                    absl::StrCat(request.step().empty() ? "(default)" : request.step(), " makes ",
-                                 points, " points over the range; at most ", kMaxSeriesPoints));
-  }
+  auto range =
+      ResolveSeriesRange(request.from(), request.to(), request.step(), clock_.Now(),
+                         SeriesDefaults{.range = std::chrono::hours(1), .points = kDefaultPoints});
+  if (!range.ok()) return range.status();
+  const int64_t from_unix = ToUnixSeconds(range->from);
+  const int64_t to_unix = ToUnixSeconds(range->to);
+  const int64_t step = range->step.count();
   std::optional<std::string> hw;
   if (request.has_hw()) hw = request.hw();
   auto series = db_.Transact("read model stats", [&](Tx& tx) {
-    return rollups_.MergeSeries(tx, request.model_name(), request.version(), hw,
-                                FromUnixSeconds(from_unix), *to, std::chrono::seconds(step));
+    return rollups_.MergeSeries(tx, request.model_name(), request.version(), hw, range->from,
+                                range->to, range->step);
   });
   if (!series.ok()) return series.status();
   v1::ModelStatsResponse response;

@@ -11,23 +11,13 @@
 #include "edgefleet/v1/admin.pb.h"
 #include "server/store/database.h"
 #include "server/store/rollup_repo.h"
+#include "server/telemetry/query_range.h"
 #include "server/telemetry/rollups.h"
 
 namespace edgefleet::server::telemetry {
 
-// At most this many points per series (a day at one minute is 1,440).
-inline constexpr int64_t kMaxSeriesPoints = 1500;
 inline constexpr uint32_t kDefaultDeviceWindows = 100;
 inline constexpr uint32_t kMaxDeviceWindows = 1000;
-
-// "now", an RFC 3339 time, or a negative offset from now ("-90s", "-15m", "-1h", "-7d");
-// `fallback` when empty. InvalidArgument naming `field` otherwise.
-absl::StatusOr<Clock::TimePoint> ParseQueryTime(absl::string_view text, Clock::TimePoint now,
-                                                absl::string_view fallback,
-                                                absl::string_view field);
-// "30s", "5m", "1h", "2d" (a positive whole number and one unit).
-absl::StatusOr<std::chrono::seconds> ParseQueryDuration(absl::string_view text,
-                                                        absl::string_view field);
 
 class TelemetryQueries {
  public:

@@ -133,7 +133,8 @@ TEST(QueryTimeTest, AcceptsNowOffsetsAndRfc3339) {
     EXPECT_NE(t.status().message().find("from"), std::string::npos) << t.status();
   }
   EXPECT_EQ(*ParseQueryDuration("5m", "step"), std::chrono::minutes(5));
-  EXPECT_FALSE(ParseQueryDuration("5", "step").ok());
+  EXPECT_EQ(*ParseQueryDuration("90", "step"), std::chrono::seconds(90));
+  EXPECT_FALSE(ParseQueryDuration("5x", "step").ok());
 }
 
 }  // namespace
