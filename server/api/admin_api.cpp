@@ -441,7 +441,7 @@ absl::StatusOr<v1::ModelVersion> AdminApi::FinishPush(std::unique_ptr<ModelUploa
   if (!registered.ok()) return registered;
   if (reference) {
     *version.mutable_reference() = SummaryOf(*reference);
-  } else {
+  } else if (repos_.references != nullptr) {
     version.mutable_reference()->set_detail(
         absl::StrCat("pending, 0 of ", options_.fleet_reference_windows, " windows"));
   }

@@ -137,6 +137,9 @@ void FillToLimits(google::protobuf::Message* message, int* counter) {
         case FieldDescriptor::CPPTYPE_UINT64:
           reflection->AddUInt64(message, field, ~uint64_t{0});  // the longest varint
           break;
+        case FieldDescriptor::CPPTYPE_DOUBLE:
+          reflection->AddDouble(message, field, 1.5);  // packed: 8 bytes whatever the value
+          break;
         default:
           FAIL() << "no filler for repeated " << field->full_name();
       }
