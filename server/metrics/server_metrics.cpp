@@ -38,6 +38,10 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
       telemetry_windows(registry.AddCounter(
           "edgefleet_telemetry_windows_total",
           "Telemetry windows received from devices, by result (stored, duplicate, or refused: "
-          "malformed, future, expired, unknown_model)")) {}
+          "malformed, future, expired, unknown_model)")),
+      telemetry_windows_dropped(registry.AddCounter(
+          "edgefleet_telemetry_windows_dropped_total",
+          "Telemetry windows agents report they lost, by reason (outbox_full: dropped to keep "
+          "the outbox within its budget; refused: refused for good by the server)")) {}
 
 }  // namespace edgefleet::server

@@ -27,6 +27,7 @@ struct ServerMetrics {
   // {result}: stored, duplicate (an earlier delivery stored it), or why it was refused
   // (malformed, future, expired, unknown_model).
   metrics::Family<metrics::Counter>& telemetry_windows;
+  metrics::Family<metrics::Counter>& telemetry_windows_dropped;
 };
 
 }  // namespace edgefleet::server

@@ -17,16 +17,27 @@
 
 namespace edgefleet::server::telemetry {
 
+// An agent's cumulative drop counts (UploadTelemetryRequest.dropped_windows) against what the
+// server kept of its last report: the increments to count, and the record to keep. A report
+// from another outbox stream, or lower than the last one, comes from an agent whose state was
+// wiped: its counts started again from zero, so all of it is new.
+struct DropUpdate {
+  TelemetryStore::DropCounts increment;
+  TelemetryStore::DropRecord record;
+};
+DropUpdate AdvanceDrops(const TelemetryStore::DropRecord& last, uint64_t stream_id,
+                        const v1::DroppedTelemetryWindows& reported);
+
 class TelemetryIngest {
  public:
   TelemetryIngest(Transactor& db, TelemetryStore& store, const Clock& clock, ServerMetrics& metrics,
                   WindowCheckPolicy policy = {});
 
-  // Checks each window and stores the good ones in one transaction. A window stored by an
-  // earlier delivery is accepted again without a second row (the agent's retry after a lost
-  // answer); a refused one is listed with its reason. Errors are for the whole upload: a
-  // request without a stream id, or the store failing (then nothing was stored, and the agent
-  // sends it all again).
+  // Checks each window and stores the good ones in one transaction, together with the agent's
+  // drop counts (AdvanceDrops). A window stored by an earlier delivery is accepted again without
+  // a second row (the agent's retry after a lost answer); a refused one is listed with its
+  // reason. Errors are for the whole upload: a request without a stream id, or the store
+  // failing (then nothing was stored, and the agent sends it all again).
   absl::StatusOr<v1::UploadTelemetryResponse> Ingest(const std::string& device_id,
                                                      const v1::UploadTelemetryRequest& request);
 
