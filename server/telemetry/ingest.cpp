@@ -140,9 +140,22 @@ absl::StatusOr<v1::UploadTelemetryResponse> TelemetryIngest::Ingest(
       auto key = std::make_pair(w->model_name(), w->version());
       auto known = known_versions.find(key);
       if (known == known_versions.end()) {
-        auto exists = store_.VersionExists(tx, w->model_name(), w->version());
-        if (!exists.ok()) return exists.status();
-        known = known_versions.emplace(key, *exists).first;
+        bool cached;
+        {
+          std::lock_guard lock(mu_);
+          cached = known_versions_.count(key) > 0;
+        }
+        bool exists = cached;
+        if (!cached) {
+          auto found = store_.VersionExists(tx, w->model_name(), w->version());
+          if (!found.ok()) return found.status();
+          exists = *found;
+          if (exists) {
+            std::lock_guard lock(mu_);
+            known_versions_.insert(key);
+          }
+        }
+        known = known_versions.emplace(key, exists).first;
       }
       if (!known->second) {
         unknown.emplace_back(w->sequence(), absl::StrCat("model '", w->model_name(),

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "common/core/clock.h"
@@ -56,6 +57,9 @@ class TelemetryIngest {
   const WindowCheckPolicy policy_;
   std::mutex mu_;
   std::set<int64_t> days_with_partition_;  // guarded by mu_: UTC day numbers since the epoch
+  // (model, version) pairs known to exist, guarded by mu_: a published version is never deleted,
+  // so a yes stays true and saves each upload a query (a no is asked again: it may be published).
+  std::set<std::pair<std::string, std::string>> known_versions_;
 };
 
 }  // namespace edgefleet::server::telemetry
