@@ -315,6 +315,13 @@ std::string ModelsSummary(const v1::Inventory& inventory) {
   return OrDash(absl::StrJoin(parts, ","));
 }
 
+// Windows the device's agent lost over its life, by reason.
+std::string TelemetryDropped(const v1::Device& d) {
+  const v1::DroppedTelemetryWindows& t = d.telemetry_dropped();
+  return absl::StrCat(t.outbox_full() + t.refused(), " windows (outbox full ", t.outbox_full(),
+                      ", refused ", t.refused(), ")");
+}
+
 void RenderDevice(const v1::Device& d, std::ostream& out) {
   const v1::Inventory& inv = d.inventory();
   RenderFields({{"ID", d.device_id()},
@@ -327,7 +334,8 @@ void RenderDevice(const v1::Device& d, std::ostream& out) {
                 {"Agent version", OrDash(inv.agent_version())},
                 {"Runtime", OrDash(inv.inference_runtime())},
                 {"Free memory", absl::StrCat(inv.free_memory_bytes(), " bytes")},
-                {"Free disk", absl::StrCat(inv.free_disk_bytes(), " bytes")}},
+                {"Free disk", absl::StrCat(inv.free_disk_bytes(), " bytes")},
+                {"Telemetry dropped", TelemetryDropped(d)}},
                out);
   if (inv.models_size() > 0) {
     out << "\n";

@@ -80,7 +80,8 @@ class AgentImpl final : public Agent {
         engines_(std::move(engines)),
         state_dir_(config.state_dir()),
         host_(InferencePoolOptions{static_cast<int>(config.inference_threads()),
-                                   static_cast<int>(config.inference_queue_limit())}) {}
+                                   static_cast<int>(config.inference_queue_limit())},
+              !config.disable_telemetry()) {}
 
   ~AgentImpl() override {
     Stop();

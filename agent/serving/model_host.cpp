@@ -74,7 +74,7 @@ std::shared_ptr<const ServingModel> ModelHost::Replace(Entry* slot,
   const auto now = std::chrono::system_clock::now();
   if (slot->telemetry) retired_.push_back(slot->telemetry->Cut(now));
   slot->telemetry = nullptr;
-  if (model) {
+  if (model && record_telemetry_) {
     slot->telemetry = std::make_shared<WindowRecorder>(model->model_name, model->version,
                                                        BinningFor(model->metadata), now);
   }
@@ -120,7 +120,7 @@ absl::StatusOr<Prediction> ModelHost::PredictHere(const std::string& model_name,
   auto start = std::chrono::steady_clock::now();
   auto outputs = model->engine->Run(inputs, output_names);
   const auto elapsed = std::chrono::steady_clock::now() - start;
-  telemetry->Record(inputs, outputs, elapsed);
+  if (telemetry) telemetry->Record(inputs, outputs, elapsed);
   // The version's own observer: reached through the pointer already held, no lock taken.
   if (model->observer) model->observer->OnAnswer(outputs, elapsed);
   if (!outputs.ok()) return outputs.status();
@@ -134,7 +134,9 @@ std::vector<v1::TelemetryWindow> ModelHost::CutTelemetry(
   {
     std::lock_guard lock(mu_);
     windows.swap(retired_);
-    for (const auto& [name, entry] : serving_) recorders.push_back(entry.telemetry);
+    for (const auto& [name, entry] : serving_) {
+      if (entry.telemetry) recorders.push_back(entry.telemetry);
+    }
   }
   for (const auto& recorder : recorders) windows.push_back(recorder->Cut(now));
   return windows;

@@ -48,8 +48,11 @@ absl::Status WarmUp(InferenceEngine& engine, const v1::ModelVersion& metadata);
 
 class ModelHost {
  public:
-  // Inferences run on `inference` threads owned by the host (see InferencePool).
-  explicit ModelHost(InferencePoolOptions inference = {}) : pool_(inference) {}
+  // Inferences run on `inference` threads owned by the host (see InferencePool). Without
+  // `record_telemetry` no WindowRecorder sits on the request path and CutTelemetry cuts nothing
+  // (the agent's --disable-telemetry).
+  explicit ModelHost(InferencePoolOptions inference = {}, bool record_telemetry = true)
+      : record_telemetry_(record_telemetry), pool_(inference) {}
 
   std::shared_ptr<const ServingModel> Get(const std::string& model_name) const;
   std::vector<std::shared_ptr<const ServingModel>> All() const;
@@ -77,7 +80,7 @@ class ModelHost {
   // A serving version and the recorder of its current telemetry window.
   struct Entry {
     std::shared_ptr<const ServingModel> model;
-    std::shared_ptr<WindowRecorder> telemetry;
+    std::shared_ptr<WindowRecorder> telemetry;  // null when the host records no telemetry
   };
   Entry GetEntry(const std::string& model_name) const;
   // Starts `model`'s telemetry and retires the replaced version's recorder; `mu_` held.
@@ -87,6 +90,7 @@ class ModelHost {
                                          const std::vector<TensorData>& inputs,
                                          const std::vector<std::string>& output_names);
 
+  const bool record_telemetry_;
   mutable std::mutex mu_;
   std::map<std::string, Entry> serving_;  // guarded by mu_
   // The last, partial windows of versions swapped out since the last cut, cut at the swap.

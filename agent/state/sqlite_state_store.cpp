@@ -13,7 +13,7 @@
 namespace edgefleet::agent {
 namespace {
 
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 // Appending a migration: add the next entry and bump kSchemaVersion; never edit one.
 constexpr const char* kMigrations[] = {
@@ -114,6 +114,10 @@ CREATE TABLE outbox_stream (
   stream_id INTEGER NOT NULL
 );
 INSERT INTO outbox_stream (id, stream_id) VALUES (1, abs(random() >> 1));
+)sql",
+    // v5: items the server refused for good are counted too (reported with the drops).
+    R"sql(
+ALTER TABLE outbox_dropped ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -813,6 +817,26 @@ absl::Status StateStore::Ack(const std::vector<int64_t>& ids) {
   });
 }
 
+absl::Status StateStore::AckRefused(OutboxKind kind, const std::vector<int64_t>& ids) {
+  std::lock_guard lock(impl_->mu);
+  return impl_->Transaction("ack refused outbox items", [&]() -> absl::Status {
+    int64_t removed = 0;
+    for (int64_t id : ids) {
+      Statement s(impl_->db, "DELETE FROM outbox WHERE id = ? AND kind = ? RETURNING id");
+      s.Bind(id).Bind(OutboxKindName(kind));
+      absl::StatusOr<bool> row = s.Step();
+      if (!row.ok()) return row.status();
+      if (*row) ++removed;
+    }
+    if (removed == 0) return absl::OkStatus();
+    Statement count(impl_->db,
+                    "INSERT INTO outbox_dropped (kind, items, refused) VALUES (?, 0, ?) "
+                    "ON CONFLICT (kind) DO UPDATE SET refused = refused + excluded.refused");
+    count.Bind(OutboxKindName(kind)).Bind(removed);
+    return count.Run();
+  });
+}
+
 absl::StatusOr<std::array<StateStore::OutboxKindStats, 3>> StateStore::OutboxStats() {
   std::lock_guard lock(impl_->mu);
   std::array<OutboxKindStats, 3> stats{};
@@ -831,13 +855,15 @@ absl::StatusOr<std::array<StateStore::OutboxKindStats, 3>> StateStore::OutboxSta
       s->bytes = static_cast<uint64_t>(held.Int(2));
     }
   }
-  Statement dropped(impl_->db, "SELECT kind, items FROM outbox_dropped");
+  Statement dropped(impl_->db, "SELECT kind, items, refused FROM outbox_dropped");
   while (true) {
     absl::StatusOr<bool> row = dropped.Step();
     if (!row.ok()) return impl_->Read<std::array<OutboxKindStats, 3>>("outbox stats", row.status());
     if (!*row) break;
-    if (OutboxKindStats* s = slot(dropped.Text(0)))
+    if (OutboxKindStats* s = slot(dropped.Text(0))) {
       s->dropped = static_cast<uint64_t>(dropped.Int(1));
+      s->refused = static_cast<uint64_t>(dropped.Int(2));
+    }
   }
   return stats;
 }

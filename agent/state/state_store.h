@@ -76,6 +76,7 @@ class StateStore {
     uint64_t items = 0;
     uint64_t bytes = 0;
     uint64_t dropped = 0;  // ever, to stay inside the budget (persisted across restarts)
+    uint64_t refused = 0;  // ever, refused for good by the server (persisted, see AckRefused)
   };
 
   struct Options {
@@ -161,6 +162,10 @@ class StateStore {
   absl::StatusOr<std::vector<OutboxItem>> Peek(OutboxKind kind, size_t limit);
   // Removes exactly these items (the ones the server acknowledged); unknown ids are ignored.
   absl::Status Ack(const std::vector<int64_t>& ids);
+  // Removes these items of `kind`, which the server refused for good, and counts them in the
+  // kind's `refused` in the same transaction; ids not held (or of another kind) are ignored and
+  // not counted, so a repeated call counts nothing twice.
+  absl::Status AckRefused(OutboxKind kind, const std::vector<int64_t>& ids);
   // Items, bytes and drops per kind, indexed like kOutboxKinds.
   absl::StatusOr<std::array<OutboxKindStats, 3>> OutboxStats();
   // A random id drawn when the database was created: with an item's id, the key the server

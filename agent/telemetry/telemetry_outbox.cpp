@@ -25,6 +25,7 @@ absl::StatusOr<TelemetryOutbox::FlushResult> TelemetryOutbox::Flush() {
     if (items->empty()) return result;
     v1::UploadTelemetryRequest request;
     request.set_stream_id(*stream);
+    if (auto s = AttachDropCounts(request); !s.ok()) return s;
     std::vector<int64_t> unreadable;
     for (const auto& item : *items) {
       v1::TelemetryWindow* w = request.add_windows();
@@ -37,6 +38,7 @@ absl::StatusOr<TelemetryOutbox::FlushResult> TelemetryOutbox::Flush() {
       w->set_sequence(static_cast<uint64_t>(item.id));
     }
     std::vector<int64_t> done = unreadable;
+    std::vector<int64_t> refused;
     if (request.windows_size() > 0) {
       auto answer = transport_.UploadTelemetry(request);
       if (!answer.ok()) return answer.status();
@@ -54,17 +56,31 @@ absl::StatusOr<TelemetryOutbox::FlushResult> TelemetryOutbox::Flush() {
         Logger("telemetry")
             ->warn("telemetry window refused by the server sequence={} reason={}", r.sequence(),
                    r.reason());
-        done.push_back(static_cast<int64_t>(r.sequence()));
+        refused.push_back(static_cast<int64_t>(r.sequence()));
         ++result.refused;
       }
-      if (!sent.empty() && done.empty()) {
+      if (!sent.empty() && done.empty() && refused.empty()) {
         // The server answered for none of them: sending again would loop; try at the next flush.
         return absl::InternalError(absl::StrCat("the server answered for none of the ",
                                                 request.windows_size(), " windows sent"));
       }
     }
     if (auto s = state_.Ack(done); !s.ok()) return s;
+    // Counted as they leave the outbox: the next upload reports them.
+    if (auto s = state_.AckRefused(OutboxKind::kTelemetry, refused); !s.ok()) return s;
   }
+}
+
+absl::Status TelemetryOutbox::AttachDropCounts(v1::UploadTelemetryRequest& request) {
+  auto stats = state_.OutboxStats();
+  if (!stats.ok()) return stats.status();
+  const StateStore::OutboxKindStats& telemetry =
+      (*stats)[static_cast<size_t>(OutboxKind::kTelemetry)];
+  // Unset while nothing was lost: the common case costs the server nothing.
+  if (telemetry.dropped == 0 && telemetry.refused == 0) return absl::OkStatus();
+  request.mutable_dropped_windows()->set_outbox_full(telemetry.dropped);
+  request.mutable_dropped_windows()->set_refused(telemetry.refused);
+  return absl::OkStatus();
 }
 
 }  // namespace edgefleet::agent

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "agent/state/state_store.h"
 #include "agent/update/device_transport.h"
+#include "edgefleet/v1/device.pb.h"
 #include "edgefleet/v1/telemetry.pb.h"
 
 namespace edgefleet::agent {
@@ -27,10 +28,13 @@ class TelemetryOutbox {
   };
   // Sends what is queued, oldest first, in uploads of at most
   // RequestLimits::kTelemetryWindowsPerUpload, until the queue is empty or a send fails (what
-  // was not answered stays queued for the next flush).
+  // was not answered stays queued for the next flush). Each upload carries the outbox's
+  // cumulative telemetry drops (over budget, refused) once there are any.
   absl::StatusOr<FlushResult> Flush();
 
  private:
+  absl::Status AttachDropCounts(v1::UploadTelemetryRequest& request);
+
   StateStore& state_;
   DeviceTransport& transport_;
 };

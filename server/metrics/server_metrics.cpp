@@ -58,7 +58,11 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
           "reporting-minutes), by model, version and hw (fleet-wide: take max over replicas)")),
       telemetry_rollup_windows(registry.AddCounter(
           "edgefleet_telemetry_rollup_windows_total",
-          "Telemetry windows this replica's roll-up job merged into the roll-ups")) {}
+          "Telemetry windows this replica's roll-up job merged into the roll-ups")),
+      telemetry_windows_dropped(registry.AddCounter(
+          "edgefleet_telemetry_windows_dropped_total",
+          "Telemetry windows agents report they lost, by reason (outbox_full: dropped to keep "
+          "the outbox within its budget; refused: refused for good by the server)")) {}
 
 std::vector<double> InferenceLatencyBuckets() { return metrics::DefaultLatencyBuckets(); }
 

@@ -38,6 +38,7 @@ struct ServerMetrics {
   metrics::Family<metrics::Histogram>& inference_latency;        // {model, version, hw}
   metrics::Family<metrics::Gauge>& telemetry_devices_reporting;  // {model, version, hw}
   metrics::Family<metrics::Counter>& telemetry_rollup_windows;   // {}: windows this replica merged
+  metrics::Family<metrics::Counter>& telemetry_windows_dropped;
 };
 
 // The latency histogram's classic buckets, 0.5 ms .. 10 s (built from the merged sketches).

@@ -253,7 +253,19 @@ absl::StatusOr<v1::Device> DeviceRepo::Get(const std::string& device_id) {
         pqxx::result r = tx.exec_params(
             absl::StrCat("SELECT ", kDeviceColumns, " FROM devices WHERE id = $1"), device_id);
         if (r.empty()) return NotFound(device_id);
-        return internal::DeviceFromRow(r[0]);
+        absl::StatusOr<v1::Device> device = internal::DeviceFromRow(r[0]);
+        if (!device.ok()) return device;
+        // What its agent lost of its telemetry (migration 0014), once it reported any.
+        pqxx::result drops = tx.exec_params(
+            "SELECT total_outbox_full, total_refused FROM telemetry_drops WHERE device_id = $1",
+            device_id);
+        if (!drops.empty()) {
+          device->mutable_telemetry_dropped()->set_outbox_full(
+              static_cast<uint64_t>(drops[0][0].as<int64_t>()));
+          device->mutable_telemetry_dropped()->set_refused(
+              static_cast<uint64_t>(drops[0][1].as<int64_t>()));
+        }
+        return device;
       });
 }
 

@@ -1,5 +1,7 @@
 #include "server/store/telemetry_repo.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "server/store/internal/transaction.h"
 
@@ -86,6 +88,74 @@ absl::StatusOr<bool> TelemetryRepo::InsertWindow(Tx& txn, const std::string& dev
             seconds(window.window_end()), now_unix, static_cast<int64_t>(window.request_count()),
             static_cast<int64_t>(errors), pqxx::binarystring(window.SerializeAsString()));
         return r.affected_rows() == 1;
+      });
+}
+
+namespace {
+
+// Counts are unsigned on the wire and stored as bigint (CHECK >= 0): clamped, never wrapped.
+int64_t ToBigint(uint64_t v) { return static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX)); }
+
+TelemetryStore::DropRecord DropRecordFromRow(const pqxx::row& row) {
+  auto u = [&](int i) { return static_cast<uint64_t>(row[i].as<int64_t>()); };
+  return {.stream_id = u(0),
+          .reported = {.outbox_full = u(1), .refused = u(2)},
+          .total = {.outbox_full = u(3), .refused = u(4)}};
+}
+
+constexpr const char* kDropColumns =
+    "stream_id, reported_outbox_full, reported_refused, total_outbox_full, total_refused";
+
+}  // namespace
+
+absl::StatusOr<TelemetryStore::DropRecord> TelemetryRepo::LockDrops(Tx& txn,
+                                                                    const std::string& device_id) {
+  return internal::InTx(
+      txn, absl::StrCat("lock telemetry drops of device ", device_id),
+      [&](pqxx::work& tx) -> absl::StatusOr<DropRecord> {
+        // The no-op update takes the row lock of an existing row; either way the row returned
+        // is the one before this transaction's change.
+        pqxx::result r = tx.exec_params(
+            absl::StrCat("INSERT INTO telemetry_drops (device_id) "
+                         "SELECT id FROM devices WHERE id = $1 "
+                         "ON CONFLICT (device_id) DO UPDATE SET device_id = excluded.device_id "
+                         "RETURNING ",
+                         kDropColumns),
+            device_id);
+        if (r.empty()) return absl::NotFoundError(absl::StrCat("no device ", device_id));
+        return DropRecordFromRow(r[0]);
+      });
+}
+
+absl::Status TelemetryRepo::SaveDrops(Tx& txn, const std::string& device_id,
+                                      const DropRecord& record) {
+  return internal::InTx(
+      txn, absl::StrCat("save telemetry drops of device ", device_id),
+      [&](pqxx::work& tx) -> absl::Status {
+        pqxx::result r = tx.exec_params(
+            "UPDATE telemetry_drops SET stream_id = $2, reported_outbox_full = $3, "
+            "reported_refused = $4, total_outbox_full = $5, total_refused = $6, "
+            "updated_at = now() WHERE device_id = $1",
+            device_id, static_cast<int64_t>(record.stream_id),
+            ToBigint(record.reported.outbox_full), ToBigint(record.reported.refused),
+            ToBigint(record.total.outbox_full), ToBigint(record.total.refused));
+        if (r.affected_rows() == 0) {
+          return absl::NotFoundError(absl::StrCat("no telemetry drops of device ", device_id));
+        }
+        return absl::OkStatus();
+      });
+}
+
+absl::StatusOr<std::optional<TelemetryStore::DropRecord>> TelemetryRepo::ReadDrops(
+    Tx& txn, const std::string& device_id) {
+  return internal::InTx(
+      txn, absl::StrCat("read telemetry drops of device ", device_id),
+      [&](pqxx::work& tx) -> absl::StatusOr<std::optional<DropRecord>> {
+        pqxx::result r = tx.exec_params(
+            absl::StrCat("SELECT ", kDropColumns, " FROM telemetry_drops WHERE device_id = $1"),
+            device_id);
+        if (r.empty()) return std::optional<DropRecord>();
+        return std::optional<DropRecord>(DropRecordFromRow(r[0]));
       });
 }
 

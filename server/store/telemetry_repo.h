@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -37,6 +38,28 @@ class TelemetryStore {
   virtual absl::StatusOr<bool> InsertWindow(Tx& tx, const std::string& device_id,
                                             uint64_t stream_id, const v1::TelemetryWindow& window,
                                             const std::string& hw, int64_t now_unix) = 0;
+  // Windows a device's agent reported it lost, by reason.
+  struct DropCounts {
+    uint64_t outbox_full = 0;
+    uint64_t refused = 0;
+  };
+  // What the server keeps per device: the agent's last cumulative report (of `stream_id`) and
+  // the device's lifetime totals (the sum of the increments).
+  struct DropRecord {
+    uint64_t stream_id = 0;
+    DropCounts reported;
+    DropCounts total;
+  };
+  // Reads the device's record, locked until the transaction ends (so concurrent uploads of one
+  // device count each increment once); all zero when it has none yet. NotFound for an unknown
+  // device.
+  virtual absl::StatusOr<DropRecord> LockDrops(Tx& tx, const std::string& device_id) = 0;
+  virtual absl::Status SaveDrops(Tx& tx, const std::string& device_id,
+                                 const DropRecord& record) = 0;
+  // The device's record, or nullopt when its agent never reported a drop.
+  virtual absl::StatusOr<std::optional<DropRecord>> ReadDrops(Tx& tx,
+                                                              const std::string& device_id) = 0;
+
   // Creates the missing daily partitions for the UTC days of [from_unix, to_unix]; returns how
   // many it created.
   virtual absl::StatusOr<int> EnsurePartitions(Tx& tx, int64_t from_unix, int64_t to_unix) = 0;
@@ -55,6 +78,10 @@ class TelemetryRepo final : public TelemetryStore {
   absl::StatusOr<bool> InsertWindow(Tx& tx, const std::string& device_id, uint64_t stream_id,
                                     const v1::TelemetryWindow& window, const std::string& hw,
                                     int64_t now_unix) override;
+  absl::StatusOr<DropRecord> LockDrops(Tx& tx, const std::string& device_id) override;
+  absl::Status SaveDrops(Tx& tx, const std::string& device_id, const DropRecord& record) override;
+  absl::StatusOr<std::optional<DropRecord>> ReadDrops(Tx& tx,
+                                                      const std::string& device_id) override;
   absl::StatusOr<int> EnsurePartitions(Tx& tx, int64_t from_unix, int64_t to_unix) override;
   absl::StatusOr<int> DropPartitionsBefore(Tx& tx, int64_t before_unix) override;
 };

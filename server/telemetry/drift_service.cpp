@@ -176,10 +176,10 @@ absl::Status DriftService::RefreshGauges(DriftGauges& gauges) {
         EvaluateDrift(**reference, observed->front(), FromProto(*thresholds));
     auto publish = [&](const std::string& feature, const v1::DriftScore& score) {
       if (!score.has_psi()) return;  // insufficient data: no number, no series
-      metrics::Labels labels{{"model", key.model_name},
-                             {"version", key.version},
-                             {"hw", key.hw},
-                             {"feature", feature}};
+      // hw only for devices that have one, as the edgefleet_inference_* families.
+      metrics::Labels labels{
+          {"model", key.model_name}, {"version", key.version}, {"feature", feature}};
+      if (!key.hw.empty()) labels["hw"] = key.hw;
       gauges.psi.Add(labels).Set(score.psi());
       gauges.js_distance.Add(labels).Set(score.js_distance());
       published.insert(labels);

@@ -17,6 +17,22 @@ int64_t DayOf(int64_t unix_seconds) {
 
 }  // namespace
 
+DropUpdate AdvanceDrops(const TelemetryStore::DropRecord& last, uint64_t stream_id,
+                        const v1::DroppedTelemetryWindows& reported) {
+  const bool same_stream = last.stream_id == stream_id;
+  auto since = [&](uint64_t now, uint64_t before) {
+    return same_stream && now >= before ? now - before : now;
+  };
+  DropUpdate u;
+  u.increment.outbox_full = since(reported.outbox_full(), last.reported.outbox_full);
+  u.increment.refused = since(reported.refused(), last.reported.refused);
+  u.record.stream_id = stream_id;
+  u.record.reported = {.outbox_full = reported.outbox_full(), .refused = reported.refused()};
+  u.record.total = {.outbox_full = last.total.outbox_full + u.increment.outbox_full,
+                    .refused = last.total.refused + u.increment.refused};
+  return u;
+}
+
 TelemetryIngest::TelemetryIngest(Transactor& db, TelemetryStore& store, const Clock& clock,
                                  ServerMetrics& metrics, WindowCheckPolicy policy)
     : db_(db), store_(store), clock_(clock), metrics_(metrics), policy_(policy) {}
@@ -68,9 +84,11 @@ absl::Status TelemetryIngest::Maintain() {
 absl::StatusOr<v1::UploadTelemetryResponse> TelemetryIngest::Ingest(
     const std::string& device_id, const v1::UploadTelemetryRequest& request) {
   v1::UploadTelemetryResponse response;
-  if (request.windows().empty()) return response;
+  const bool has_drops =
+      request.dropped_windows().outbox_full() > 0 || request.dropped_windows().refused() > 0;
+  if (request.windows().empty() && !has_drops) return response;
   if (request.stream_id() == 0) {
-    return absl::InvalidArgumentError("stream_id is required with windows");
+    return absl::InvalidArgumentError("stream_id is required with windows or dropped_windows");
   }
   const Clock::TimePoint now = clock_.Now();
   auto refuse = [&](uint64_t sequence, Refusal refusal, std::string reason) {
@@ -90,16 +108,26 @@ absl::StatusOr<v1::UploadTelemetryResponse> TelemetryIngest::Ingest(
     if (auto s = EnsureDay(FromUnixSeconds(w.window_start().seconds())); !s.ok()) return s;
     checked.push_back(&w);
   }
-  if (checked.empty()) return response;
+  if (checked.empty() && !has_drops) return response;
 
   int stored = 0;
   int duplicates = 0;
+  TelemetryStore::DropCounts dropped;
   std::vector<std::pair<uint64_t, std::string>> unknown;  // refused inside the transaction
   absl::Status s = db_.Transact("store telemetry windows", [&](Tx& tx) -> absl::Status {
     // A retried transaction starts over: nothing from the failed attempt is kept.
     stored = duplicates = 0;
+    dropped = {};
     unknown.clear();
     response.clear_accepted_sequences();
+    if (has_drops) {
+      auto last = store_.LockDrops(tx, device_id);
+      if (!last.ok()) return last.status();
+      DropUpdate update = AdvanceDrops(*last, request.stream_id(), request.dropped_windows());
+      if (auto s = store_.SaveDrops(tx, device_id, update.record); !s.ok()) return s;
+      dropped = update.increment;
+    }
+    if (checked.empty()) return absl::OkStatus();
     auto context = store_.ReadDeviceContext(tx, device_id);
     if (!context.ok()) return context.status();
     std::map<std::pair<std::string, std::string>, bool> known_versions;
@@ -112,9 +140,22 @@ absl::StatusOr<v1::UploadTelemetryResponse> TelemetryIngest::Ingest(
       auto key = std::make_pair(w->model_name(), w->version());
       auto known = known_versions.find(key);
       if (known == known_versions.end()) {
-        auto exists = store_.VersionExists(tx, w->model_name(), w->version());
-        if (!exists.ok()) return exists.status();
-        known = known_versions.emplace(key, *exists).first;
+        bool cached;
+        {
+          std::lock_guard lock(mu_);
+          cached = known_versions_.count(key) > 0;
+        }
+        bool exists = cached;
+        if (!cached) {
+          auto found = store_.VersionExists(tx, w->model_name(), w->version());
+          if (!found.ok()) return found.status();
+          exists = *found;
+          if (exists) {
+            std::lock_guard lock(mu_);
+            known_versions_.insert(key);
+          }
+        }
+        known = known_versions.emplace(key, exists).first;
       }
       if (!known->second) {
         unknown.emplace_back(w->sequence(), absl::StrCat("model '", w->model_name(),
@@ -134,6 +175,10 @@ absl::StatusOr<v1::UploadTelemetryResponse> TelemetryIngest::Ingest(
     refuse(sequence, Refusal::kUnknownModel, std::move(reason));
   metrics_.telemetry_windows.Add({{"result", "stored"}}).Increment(stored);
   metrics_.telemetry_windows.Add({{"result", "duplicate"}}).Increment(duplicates);
+  metrics_.telemetry_windows_dropped.Add({{"reason", "outbox_full"}})
+      .Increment(static_cast<double>(dropped.outbox_full));
+  metrics_.telemetry_windows_dropped.Add({{"reason", "refused"}})
+      .Increment(static_cast<double>(dropped.refused));
   return response;
 }
 

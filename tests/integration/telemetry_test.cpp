@@ -5,18 +5,22 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <random>
 #include <thread>
 
+#include "agent/state/state_store.h"
 #include "tests/integration/integration_fixture.h"
+#include "tests/support/telemetry_windows.h"
 
 namespace edgefleet::test {
 namespace {
 
 class TelemetryTest : public IntegrationTest {
  protected:
-  AgentHarness& StartAgentOnV1() {
+  AgentHarness& StartAgentOnV1(std::vector<std::string> extra_args = {}) {
     server_->Start();
     AgentHarness& agent = AddAgent("cam-1");
+    agent.set_extra_args(std::move(extra_args));
     // The harness's agents cut a telemetry window every second.
     agent.Start(server_->device_address(), server_->ca_file(), NewEnrollmentToken(1));
     EXPECT_TRUE(WaitForActiveDevices(1));
@@ -105,6 +109,85 @@ TEST_F(TelemetryTest, AnAgentKilledAndRestartedLosesNoWindowAndRepeatsNone) {
   EXPECT_EQ(Query("SELECT count(*) FROM (SELECT sequence FROM telemetry_windows "
                   "GROUP BY sequence HAVING count(*) > 1) d"),
             "0");
+}
+
+TEST_F(TelemetryTest, AFullOutboxDropsTheOldestWindowsAndTheServerCountsWhatWasLost) {
+  AgentHarness& agent = StartAgentOnV1({"--outbox-max-mib", "1"});
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_TRUE(WaitForWindowsAfter(NowUnix()));
+  server_->Stop();
+  ASSERT_TRUE(agent.Stop().has_value());
+  // What days offline leave behind: an outbox just under a 1 MiB budget of windows the server
+  // will take, and, newest, two it will refuse (a model the device does not run).
+  using agent::StateStore;
+  const std::string db_path = agent.state_dir() + "/agent.db";
+  {
+    auto state = StateStore::Open(db_path, {.outbox_max_bytes = uint64_t{1} << 20});
+    ASSERT_TRUE(state.ok()) << state.status();
+    std::mt19937_64 rng(11);
+    const int64_t start = NowUnix() - 4 * 3600;
+    const WindowShape shape{.features = 16, .classes = 3, .requests = 600};
+    std::vector<std::string> ghosts;
+    uint64_t bytes = 0;
+    for (int i = 0; i < 2; ++i) {
+      ghosts.push_back(MakeTelemetryWindow(rng, shape, "ghost", "1", start, 1).SerializeAsString());
+      bytes += ghosts.back().size();
+    }
+    // Filled to within a few bytes of the budget, so the first windows the agent cuts overflow it.
+    for (int i = 0;; ++i) {
+      const std::string payload =
+          MakeTelemetryWindow(rng, shape, "classifier", "1", start + i, 1).SerializeAsString();
+      if (bytes + payload.size() > (uint64_t{1} << 20) - 16) break;
+      ASSERT_TRUE((*state)->Enqueue(StateStore::OutboxKind::kTelemetry, payload).ok());
+      bytes += payload.size();
+    }
+    for (const std::string& ghost : ghosts) {
+      ASSERT_TRUE((*state)->Enqueue(StateStore::OutboxKind::kTelemetry, ghost).ok());
+    }
+    auto stats = (*state)->OutboxStats();
+    ASSERT_TRUE(stats.ok());
+    ASSERT_EQ((*stats)[static_cast<size_t>(StateStore::OutboxKind::kTelemetry)].dropped, 0u);
+  }
+  // Back up (its budget is 1 MiB) with no server: each window it cuts pushes out the oldest.
+  agent.Restart();
+  uint64_t dropped = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto state = StateStore::Open(db_path, {.outbox_max_bytes = uint64_t{1} << 20});
+        if (!state.ok()) return false;
+        auto stats = (*state)->OutboxStats();
+        if (!stats.ok()) return false;
+        dropped = (*stats)[static_cast<size_t>(StateStore::OutboxKind::kTelemetry)].dropped;
+        return dropped >= 3;
+      },
+      kLongWait, std::chrono::milliseconds(200)));
+
+  server_->Start(server_->ports().device);
+  // The refusals happen on the way: the two refused windows are counted as well.
+  double outbox_full = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const std::string metrics = server_->Metrics();
+        outbox_full = MetricValue(metrics, "edgefleet_telemetry_windows_dropped_total",
+                                  {{"reason", "outbox_full"}})
+                          .value_or(0);
+        return outbox_full >= static_cast<double>(dropped) &&
+               MetricValue(metrics, "edgefleet_telemetry_windows_dropped_total",
+                           {{"reason", "refused"}})
+                       .value_or(0) == 2;
+      },
+      kLongWait, std::chrono::milliseconds(200)))
+      << server_->Metrics();
+  EXPECT_EQ(Query("SELECT count(*) FROM telemetry_windows WHERE model_name = 'ghost'"), "0");
+  // The operator sees it on the device.
+  v1::Device device;
+  ASSERT_TRUE(server_->GetDevice("cam-1", &device).ok());
+  EXPECT_GE(device.telemetry_dropped().outbox_full(), dropped);
+  EXPECT_EQ(device.telemetry_dropped().refused(), 2u);
+  CommandResult shown = server_->Ctl({"device", "get", "cam-1"});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("Telemetry dropped"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("refused 2)"), std::string::npos) << shown.out;
 }
 
 }  // namespace

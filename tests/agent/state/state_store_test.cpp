@@ -456,6 +456,35 @@ TEST_F(StateStoreTest, OutboxDropsOldestTelemetryFirstAndCountsSurviveARestart) 
   EXPECT_EQ(Of(Stats(*store), OutboxKind::kTelemetry).dropped, 2u);
 }
 
+TEST_F(StateStoreTest, ItemsRefusedForGoodLeaveTheOutboxCountedOnceAndTheCountSurvivesARestart) {
+  {
+    auto opened = StateStore::Open(db_path_, {.outbox_max_bytes = 300});
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    StateStore& store = **opened;
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE(store.Enqueue(OutboxKind::kTelemetry, std::string(98, '.')).ok());
+    }
+    ASSERT_TRUE(store.Enqueue(OutboxKind::kUpdateEvent, "event").ok());
+    auto held = store.Peek(OutboxKind::kTelemetry, 10);
+    ASSERT_TRUE(held.ok());
+    ASSERT_EQ(held->size(), 3u) << "one was dropped to stay within 300 bytes";
+    auto event = store.Peek(OutboxKind::kUpdateEvent, 1);
+    ASSERT_TRUE(event.ok() && event->size() == 1u);
+    // An event's id is not a telemetry item: ignored, not counted, not removed.
+    ASSERT_TRUE(store.AckRefused(OutboxKind::kTelemetry, {(*held)[0].id, (*event)[0].id}).ok());
+    ASSERT_TRUE(store.AckRefused(OutboxKind::kTelemetry, {(*held)[0].id}).ok())
+        << "a repeat counts nothing";
+    EXPECT_EQ(Of(Stats(store), OutboxKind::kTelemetry).refused, 1u);
+    EXPECT_EQ(Of(Stats(store), OutboxKind::kTelemetry).items, 2u);
+    EXPECT_EQ(Of(Stats(store), OutboxKind::kUpdateEvent).items, 1u);
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(Of(Stats(*store), OutboxKind::kTelemetry).refused, 1u);
+  EXPECT_EQ(Of(Stats(*store), OutboxKind::kTelemetry).dropped, 1u) << "drops and refusals apart";
+  EXPECT_EQ(Of(Stats(*store), OutboxKind::kUpdateEvent).refused, 0u);
+}
+
 TEST_F(StateStoreTest, OutboxStreamIdIsStableAndDiffersBetweenDatabases) {
   uint64_t first = 0;
   {

@@ -133,6 +133,49 @@ TEST_F(TelemetryOutboxTest, WindowsRefusedForGoodAreDroppedNotResent) {
   EXPECT_EQ(transport_.Telemetry().size(), 1u) << "nothing left to send";
 }
 
+TEST_F(TelemetryOutboxTest, UploadsReportWhatTheOutboxDroppedAndWhatWasRefusedAcrossRestarts) {
+  // Room for about three windows: the oldest go as new ones come.
+  const uint64_t window_bytes = Window(0).SerializeAsString().size();
+  {
+    outbox_.reset();
+    state_.reset();
+    auto state = StateStore::Open((dir_ / "agent.db").string(),
+                                  {.outbox_max_bytes = 3 * window_bytes + window_bytes / 2});
+    ASSERT_TRUE(state.ok()) << state.status();
+    state_ = *std::move(state);
+    outbox_ = std::make_unique<TelemetryOutbox>(*state_, transport_);
+  }
+  for (int m = 0; m < 8; ++m) ASSERT_TRUE(outbox_->Enqueue(Window(m)).ok());
+  EXPECT_EQ(Queued(), 3u);
+  auto first = state_->Peek(StateStore::OutboxKind::kTelemetry, 1);
+  ASSERT_TRUE(first.ok() && !first->empty());
+  transport_.RefuseTelemetrySequences({static_cast<uint64_t>((*first)[0].id)});
+  auto flushed = outbox_->Flush();
+  ASSERT_TRUE(flushed.ok()) << flushed.status();
+  EXPECT_EQ(flushed->refused, 1u);
+  ASSERT_EQ(transport_.Telemetry().size(), 1u);
+  EXPECT_EQ(transport_.Telemetry()[0].dropped_windows().outbox_full(), 5u);
+  EXPECT_EQ(transport_.Telemetry()[0].dropped_windows().refused(), 0u)
+      << "refused by this very upload: reported by the next";
+
+  Reopen();  // the counts are persisted
+  ASSERT_TRUE(outbox_->Enqueue(Window(9)).ok());
+  ASSERT_TRUE(outbox_->Flush().ok());
+  ASSERT_EQ(transport_.Telemetry().size(), 2u);
+  EXPECT_EQ(transport_.Telemetry()[1].dropped_windows().outbox_full(), 5u) << "cumulative";
+  EXPECT_EQ(transport_.Telemetry()[1].dropped_windows().refused(), 1u);
+  auto stats = state_->OutboxStats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)[static_cast<size_t>(StateStore::OutboxKind::kTelemetry)].refused, 1u);
+}
+
+TEST_F(TelemetryOutboxTest, NothingLostMeansNoDropCountsOnTheWire) {
+  ASSERT_TRUE(outbox_->Enqueue(Window(0)).ok());
+  ASSERT_TRUE(outbox_->Flush().ok());
+  ASSERT_EQ(transport_.Telemetry().size(), 1u);
+  EXPECT_FALSE(transport_.Telemetry()[0].has_dropped_windows());
+}
+
 TEST_F(TelemetryOutboxTest, AStreamSurvivesRestartsSoSequencesNeverRepeatUnderIt) {
   ASSERT_TRUE(outbox_->Enqueue(Window(0)).ok());
   ASSERT_TRUE(outbox_->Flush().ok());

@@ -336,23 +336,18 @@ TEST_F(DriftServiceTest, GaugesFollowTheVersionsThatReportAndCarryNoDeviceLabel)
   sources_.bins[{"1", ""}] = sources_.bins[{"1", "*"}];
   ASSERT_TRUE(service_->RefreshGauges(gauges).ok());
   const std::string text = registry.Serialize();
-  EXPECT_THAT(text, HasSubstr("edgefleet_drift_psi{feature=\"0\",hw=\"\",model=\"classifier\","
+  EXPECT_THAT(text, HasSubstr("edgefleet_drift_psi{feature=\"0\",model=\"classifier\","
                               "version=\"1\"}"));
   EXPECT_THAT(text, HasSubstr("edgefleet_drift_js_distance{feature=\"output\""));
   EXPECT_THAT(text, HasSubstr("edgefleet_drift_alert_threshold{model=\"classifier\"} 0.25"));
   EXPECT_THAT(text, HasSubstr("edgefleet_drift_warn_threshold{model=\"classifier\"} 0.1"));
   EXPECT_THAT(text, ::testing::Not(HasSubstr("version=\"2\""))) << "no reference: no series";
   EXPECT_THAT(text, ::testing::Not(HasSubstr("device")));
-  EXPECT_TRUE(
-      gauges.psi.Has({{"model", "classifier"}, {"version", "1"}, {"hw", ""}, {"feature", "1"}}));
-  EXPECT_LT(
-      gauges.psi.Add({{"model", "classifier"}, {"version", "1"}, {"hw", ""}, {"feature", "1"}})
-          .Value(),
-      0.1);
-  EXPECT_GT(
-      gauges.psi.Add({{"model", "classifier"}, {"version", "1"}, {"hw", ""}, {"feature", "0"}})
-          .Value(),
-      0.25);
+  EXPECT_TRUE(gauges.psi.Has({{"model", "classifier"}, {"version", "1"}, {"feature", "1"}}));
+  EXPECT_LT(gauges.psi.Add({{"model", "classifier"}, {"version", "1"}, {"feature", "1"}}).Value(),
+            0.1);
+  EXPECT_GT(gauges.psi.Add({{"model", "classifier"}, {"version", "1"}, {"feature", "0"}}).Value(),
+            0.25);
 
   // The version stops reporting: its series go.
   sources_.active.clear();

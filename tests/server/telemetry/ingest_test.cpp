@@ -141,6 +141,80 @@ TEST_F(IngestTest, AnUploadWithoutAStreamIsInvalidAndAnUnknownDeviceIsNotFound) 
   EXPECT_EQ(Count(), "0");
 }
 
+v1::DroppedTelemetryWindows Dropped(uint64_t outbox_full, uint64_t refused) {
+  v1::DroppedTelemetryWindows d;
+  d.set_outbox_full(outbox_full);
+  d.set_refused(refused);
+  return d;
+}
+
+TEST(AdvanceDropsTest, CumulativeCountsBecomeIncrementsAndAWipedAgentStartsFromZero) {
+  TelemetryStore::DropRecord last{
+      .stream_id = 7, .reported = {.outbox_full = 10, .refused = 2}, .total = {30, 4}};
+  DropUpdate same = AdvanceDrops(last, 7, Dropped(10, 2));
+  EXPECT_EQ(same.increment.outbox_full, 0u);
+  EXPECT_EQ(same.increment.refused, 0u);
+  EXPECT_EQ(same.record.total.outbox_full, 30u);
+  DropUpdate more = AdvanceDrops(last, 7, Dropped(15, 3));
+  EXPECT_EQ(more.increment.outbox_full, 5u);
+  EXPECT_EQ(more.increment.refused, 1u);
+  EXPECT_EQ(more.record.total.outbox_full, 35u);
+  EXPECT_EQ(more.record.total.refused, 5u);
+  EXPECT_EQ(more.record.reported.outbox_full, 15u);
+  // Lower than before on the same stream: the counts restarted, all of it is new (no negative).
+  DropUpdate lower = AdvanceDrops(last, 7, Dropped(4, 0));
+  EXPECT_EQ(lower.increment.outbox_full, 4u);
+  EXPECT_EQ(lower.increment.refused, 0u);
+  EXPECT_EQ(lower.record.total.outbox_full, 34u);
+  // A new stream (a wiped agent) counts from zero even when its count is higher.
+  DropUpdate wiped = AdvanceDrops(last, 8, Dropped(12, 2));
+  EXPECT_EQ(wiped.increment.outbox_full, 12u);
+  EXPECT_EQ(wiped.increment.refused, 2u);
+  EXPECT_EQ(wiped.record.stream_id, 8u);
+}
+
+TEST_F(IngestTest, DropCountsAreCountedOnceAcrossRepeatsAndRestartsAndShownOnTheDevice) {
+  auto dropped = [&](const std::string& reason) {
+    return test::MetricValue(registry_.Serialize(), "edgefleet_telemetry_windows_dropped_total",
+                             {{"reason", reason}})
+        .value_or(-1);
+  };
+  v1::UploadTelemetryRequest request;
+  request.set_stream_id(42);
+  *request.add_windows() = Window(1, kNow);
+  *request.mutable_dropped_windows() = Dropped(6, 1);
+  ASSERT_TRUE(ingest_->Ingest("cam-1", request).ok());
+  EXPECT_EQ(dropped("outbox_full"), 6);
+  EXPECT_EQ(dropped("refused"), 1);
+  // The same upload again (its answer was lost), then one without windows: nothing new.
+  ASSERT_TRUE(ingest_->Ingest("cam-1", request).ok());
+  request.clear_windows();
+  ASSERT_TRUE(ingest_->Ingest("cam-1", request).ok());
+  EXPECT_EQ(dropped("outbox_full"), 6);
+  *request.mutable_dropped_windows() = Dropped(9, 1);
+  ASSERT_TRUE(ingest_->Ingest("cam-1", request).ok());
+  EXPECT_EQ(dropped("outbox_full"), 9);
+  // The agent's state was wiped: a new stream, counting again from zero.
+  request.set_stream_id(43);
+  *request.mutable_dropped_windows() = Dropped(2, 0);
+  ASSERT_TRUE(ingest_->Ingest("cam-1", request).ok());
+  EXPECT_EQ(dropped("outbox_full"), 11);
+  EXPECT_EQ(dropped("refused"), 1);
+  EXPECT_EQ(pg_.QueryValue("SELECT total_outbox_full || '/' || total_refused || '/' || "
+                           "reported_outbox_full FROM telemetry_drops WHERE device_id = 'cam-1'"),
+            "11/1/2");
+
+  auto device = devices_->Get("cam-1");
+  ASSERT_TRUE(device.ok()) << device.status();
+  EXPECT_EQ(device->telemetry_dropped().outbox_full(), 11u);
+  EXPECT_EQ(device->telemetry_dropped().refused(), 1u);
+  auto quiet = devices_->Get("cam-2");
+  ASSERT_TRUE(quiet.ok());
+  EXPECT_FALSE(quiet->has_telemetry_dropped()) << "never reported a drop";
+  // Drops from an unknown device store nothing.
+  EXPECT_EQ(ingest_->Ingest("ghost", request).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(IngestTest, PartitionsAreMadeOnDemandAndDroppedAfterTheRetention) {
   auto partitions = [&] {
     return pg_.QueryValue(
