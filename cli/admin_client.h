@@ -66,6 +66,13 @@ class AdminClient {
   virtual absl::StatusOr<v1::Rollout> AbortRollout(const v1::AbortRolloutRequest& request) = 0;
   virtual absl::StatusOr<v1::Rollout> RollbackRollout(
       const v1::RollbackRolloutRequest& request) = 0;
+  // Captured field data; fakes that do not serve it answer Unimplemented.
+  virtual absl::StatusOr<v1::ListCapturesResponse> ListCaptures(const v1::ListCapturesRequest&) {
+    return absl::UnimplementedError("ListCaptures");
+  }
+  virtual absl::StatusOr<v1::GetCaptureResponse> GetCapture(const v1::GetCaptureRequest&) {
+    return absl::UnimplementedError("GetCapture");
+  }
 };
 
 // The agent's InferenceService on its Unix socket.

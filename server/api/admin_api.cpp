@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/capture/capture_spec.h"
 #include "common/core/labels.h"
 #include "common/core/logging.h"
 #include "common/crypto/random.h"
@@ -139,14 +140,15 @@ google::protobuf::RepeatedPtrField<v1::TensorSpec> ToTensorSpecs(
 
 AdminApi::AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock,
                    ServerMetrics& metrics, AdminApiOptions options, PatchService* patches,
-                   rollout::RolloutService* rollouts)
+                   rollout::RolloutService* rollouts, capture::CaptureService* captures)
     : repos_(repos),
       artifacts_(artifacts),
       clock_(clock),
       metrics_(metrics),
       options_(options),
       patches_(patches),
-      rollouts_(rollouts) {}
+      rollouts_(rollouts),
+      captures_(captures) {}
 
 void AdminApi::PrecomputePatches(const std::string& model_name, const std::string& to_sha256,
                                  const std::vector<v1::Device>& devices) {
@@ -427,11 +429,12 @@ absl::StatusOr<v1::Deployment> AdminApi::CreateDeployment(
   if (auto s = ValidateVersion(request.version()); !s.ok()) return s;
   auto selector = ParseLabelSelector(request.label_selector());
   if (!selector.ok()) return selector.status();
+  if (auto s = ::edgefleet::capture::ValidateCaptureSpec(request.capture()); !s.ok()) return s;
   auto deployment =
       repos_.db.Transact("create deployment", [&](Tx& tx) -> absl::StatusOr<v1::Deployment> {
-        auto deployment = repos_.deployments.Create(tx, request.model_name(), request.version(),
-                                                    FormatLabels(*selector), *selector,
-                                                    ToUnixSeconds(clock_.Now()));
+        auto deployment = repos_.deployments.Create(
+            tx, request.model_name(), request.version(), FormatLabels(*selector), *selector,
+            ToUnixSeconds(clock_.Now()), request.has_capture() ? &request.capture() : nullptr);
         if (!deployment.ok()) return deployment;
         if (auto s = Audit(tx, who, "deployment.create", request); !s.ok()) return s;
         return deployment;
@@ -656,6 +659,19 @@ absl::StatusOr<v1::Rollout> AdminApi::AbortRollout(const Principal& who,
 absl::StatusOr<v1::Rollout> AdminApi::RollbackRollout(const Principal& who,
                                                       const v1::RollbackRolloutRequest& request) {
   return ActOnRollout(who, request.name(), rollout::OperatorAction::kRollBack, request.reason());
+}
+
+// ---- captures ----
+
+absl::StatusOr<v1::ListCapturesResponse> AdminApi::ListCaptures(
+    const v1::ListCapturesRequest& request) {
+  if (captures_ == nullptr) return absl::UnavailableError("capture is not configured");
+  return captures_->List(request);
+}
+
+absl::StatusOr<v1::GetCaptureResponse> AdminApi::GetCapture(const v1::GetCaptureRequest& request) {
+  if (captures_ == nullptr) return absl::UnavailableError("capture is not configured");
+  return captures_->Get(request);
 }
 
 }  // namespace edgefleet::server

@@ -13,6 +13,7 @@
 #include "edgefleet/v1/admin.pb.h"
 #include "server/api/auth.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/capture/capture_service.h"
 #include "server/metrics/server_metrics.h"
 #include "server/patches/patch_service.h"
 #include "server/rollout/rollout_service.h"
@@ -67,10 +68,11 @@ class ModelUpload {
 class AdminApi {
  public:
   // `patches` may be null: then no patches are precomputed. `rollouts` may be null: then the
-  // rollout calls answer Unavailable.
+  // rollout calls answer Unavailable; `captures` likewise for the capture calls.
   AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock, ServerMetrics& metrics,
            AdminApiOptions options, PatchService* patches = nullptr,
-           rollout::RolloutService* rollouts = nullptr);
+           rollout::RolloutService* rollouts = nullptr,
+           capture::CaptureService* captures = nullptr);
 
   absl::StatusOr<v1::EnrollmentToken> CreateEnrollmentToken(
       const Principal& who, const v1::CreateEnrollmentTokenRequest& request);
@@ -136,6 +138,11 @@ class AdminApi {
   absl::StatusOr<v1::Rollout> RollbackRollout(const Principal& who,
                                               const v1::RollbackRolloutRequest& request);
 
+  // Captured field data: the index (model required; version, since and paging optional) and
+  // one capture's payload.
+  absl::StatusOr<v1::ListCapturesResponse> ListCaptures(const v1::ListCapturesRequest& request);
+  absl::StatusOr<v1::GetCaptureResponse> GetCapture(const v1::GetCaptureRequest& request);
+
  private:
   // The rollout service, or Unavailable when this server has none.
   absl::StatusOr<rollout::RolloutService*> Rollouts() const;
@@ -157,6 +164,7 @@ class AdminApi {
   AdminApiOptions options_;
   PatchService* patches_;
   rollout::RolloutService* rollouts_;
+  capture::CaptureService* captures_;
 };
 
 // The naming rule the agent checks too (common/core/names.h).

@@ -119,6 +119,12 @@ std::vector<AdminCall> BuildTable() {
   calls.push_back(Unary<v1::RollbackRolloutRequest, v1::Rollout>(
       "RollbackRollout", p::kActRollouts, &AdminApi::RollbackRollout,
       {M::kPost, "/v1/rollouts/{name}/rollback", B::kJson}));
+  calls.push_back(Unary<v1::ListCapturesRequest, v1::ListCapturesResponse>(
+      "ListCaptures", p::kReadModels, &AdminApi::ListCaptures,
+      {M::kGet, "/v1/captures", B::kNone}));
+  calls.push_back(Unary<v1::GetCaptureRequest, v1::GetCaptureResponse>(
+      "GetCapture", p::kReadModels, &AdminApi::GetCapture,
+      {M::kGet, "/v1/captures/{capture_id}", B::kNone}));
   return calls;
 }
 

@@ -38,6 +38,12 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
       telemetry_windows(registry.AddCounter(
           "edgefleet_telemetry_windows_total",
           "Telemetry windows received from devices, by result (stored, duplicate, or refused: "
-          "malformed, future, expired, unknown_model)")) {}
+          "malformed, future, expired, unknown_model)")),
+      captures(registry.AddCounter(
+          "edgefleet_captures_total",
+          "Captured requests received from devices, by result (stored, duplicate, or refused: "
+          "oversize, over_cap, not_requested, malformed)")),
+      capture_bytes(registry.AddCounter("edgefleet_capture_bytes_total",
+                                        "Bytes of captured requests stored")) {}
 
 }  // namespace edgefleet::server

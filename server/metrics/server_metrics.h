@@ -27,6 +27,10 @@ struct ServerMetrics {
   // {result}: stored, duplicate (an earlier delivery stored it), or why it was refused
   // (malformed, future, expired, unknown_model).
   metrics::Family<metrics::Counter>& telemetry_windows;
+  // {result}: stored, duplicate, or why it was refused (oversize, over_cap, not_requested,
+  // malformed).
+  metrics::Family<metrics::Counter>& captures;
+  metrics::Family<metrics::Counter>& capture_bytes;  // payload bytes stored
 };
 
 }  // namespace edgefleet::server
