@@ -123,6 +123,13 @@ class GrpcAdminClient final : public AdminClient {
       const v1::SetDriftThresholdsRequest& request) override {
     return Call(&v1::AdminService::Stub::SetDriftThresholds, request);
   }
+  absl::StatusOr<v1::ListCapturesResponse> ListCaptures(
+      const v1::ListCapturesRequest& request) override {
+    return Call(&v1::AdminService::Stub::ListCaptures, request);
+  }
+  absl::StatusOr<v1::GetCaptureResponse> GetCapture(const v1::GetCaptureRequest& request) override {
+    return Call(&v1::AdminService::Stub::GetCapture, request);
+  }
 
   absl::StatusOr<v1::ModelVersion> PushModel(const v1::PushModelMetadata& metadata,
                                              std::istream& artifact) override {

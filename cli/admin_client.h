@@ -77,6 +77,13 @@ class AdminClient {
   virtual absl::StatusOr<v1::ModelDrift> GetModelDrift(const v1::GetModelDriftRequest& request) = 0;
   virtual absl::StatusOr<v1::DriftThresholds> SetDriftThresholds(
       const v1::SetDriftThresholdsRequest& request) = 0;
+  // Captured field data; fakes that do not serve it answer Unimplemented.
+  virtual absl::StatusOr<v1::ListCapturesResponse> ListCaptures(const v1::ListCapturesRequest&) {
+    return absl::UnimplementedError("ListCaptures");
+  }
+  virtual absl::StatusOr<v1::GetCaptureResponse> GetCapture(const v1::GetCaptureRequest&) {
+    return absl::UnimplementedError("GetCapture");
+  }
 };
 
 // The agent's InferenceService on its Unix socket.

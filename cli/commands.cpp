@@ -1,5 +1,7 @@
 #include "cli/commands.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "cli/capture_cli.h"
 #include "cli/delta_commands.h"
 #include "cli/drift_cli.h"
 #include "cli/key_commands.h"
@@ -33,6 +36,12 @@ namespace {
 constexpr char kProgram[] = "edgefleetctl";
 const std::set<std::string> kGlobalFlags = {"server", "token",   "token-file",
                                             "o",      "timeout", "help"};
+
+// A create command's flags plus the --capture-* ones.
+std::set<std::string> WithCaptureFlags(std::set<std::string> flags) {
+  flags.insert(kCaptureFlags.begin(), kCaptureFlags.end());
+  return flags;
+}
 
 struct Context;
 using Handler = int (*)(Context&);
@@ -665,6 +674,9 @@ int DeployCreate(Context& c) {
     return c.Usage(std::string(s.status().message()));
   }
   req.set_label_selector(selector);
+  absl::StatusOr<std::optional<v1::CaptureSpec>> capture = CaptureSpecFromFlags(c.parsed);
+  if (!capture.ok()) return c.Usage(std::string(capture.status().message()));
+  if (capture->has_value()) *req.mutable_capture() = **capture;
   const std::string what = absl::StrCat("deploy model '", c.args[0], "' version '", c.args[1], "'");
   absl::StatusOr<v1::Deployment> d = c.Admin()->CreateDeployment(req);
   if (!d.ok()) return c.Fail(what, d.status());
@@ -711,6 +723,66 @@ int DeployList(Context& c) {
   });
 }
 
+// ---- capture ----
+
+// --model (required), --version and --since (RFC 3339, or a duration back from now: 24h).
+absl::StatusOr<v1::ListCapturesRequest> CaptureFilter(Context& c) {
+  v1::ListCapturesRequest req;
+  std::optional<std::string> model = c.parsed.Get("model");
+  if (!model.has_value() || model->empty())
+    return absl::InvalidArgumentError("--model is required");
+  req.set_model_name(*model);
+  req.set_version(c.parsed.Get("version").value_or(""));
+  if (auto since = c.parsed.Get("since")) {
+    google::protobuf::Timestamp t;
+    if (google::protobuf::util::TimeUtil::FromString(*since, &t)) {
+      *req.mutable_since() = t;
+    } else if (absl::StatusOr<uint64_t> back = ParseDurationSeconds(*since); back.ok()) {
+      req.mutable_since()->set_seconds(ToUnixSeconds(std::chrono::system_clock::now()) -
+                                       static_cast<int64_t>(*back));
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--since: want an RFC 3339 time (2026-12-01T10:00:00Z) or a duration (24h), not '",
+          *since, "'"));
+    }
+  }
+  return req;
+}
+
+int CaptureList(Context& c) {
+  absl::StatusOr<v1::ListCapturesRequest> filter = CaptureFilter(c);
+  if (!filter.ok()) return c.Usage(std::string(filter.status().message()));
+  absl::StatusOr<size_t> limit = ParseLimit(c);
+  if (!limit.ok()) return c.Usage(std::string(limit.status().message()));
+  const std::string what = "list captures";
+  auto admin = c.Admin();
+  absl::StatusOr<v1::ListCapturesResponse> resp =
+      FollowPages<v1::ListCapturesRequest, v1::ListCapturesResponse>(
+          *filter, *limit, [&](const v1::ListCapturesRequest& r) { return admin->ListCaptures(r); },
+          [](v1::ListCapturesResponse& r) { return r.mutable_captures(); });
+  if (!resp.ok()) return c.Fail(what, resp.status());
+  return c.Print(what, *resp, [&] {
+    Table table({"ID", "DEVICE", "MODEL", "VERSION", "CAPTURED", "TRIGGER", "BYTES"});
+    for (const auto& r : resp->captures()) {
+      table.AddRow({r.capture_id(), r.device_id(), r.model_name(), r.version(),
+                    FormatTimestamp(r.captured_at()), TriggerName(r.trigger()),
+                    absl::StrCat(r.size_bytes())});
+    }
+    table.Render(c.out);
+  });
+}
+
+int CaptureExport(Context& c) {
+  absl::StatusOr<v1::ListCapturesRequest> filter = CaptureFilter(c);
+  if (!filter.ok()) return c.Usage(std::string(filter.status().message()));
+  const std::string what = absl::StrCat("export captures to ", c.args[0]);
+  absl::StatusOr<ExportResult> result = ExportCaptures(*c.Admin(), *filter, c.args[0]);
+  if (!result.ok()) return c.Fail(what, result.status());
+  c.out << "exported " << result->written << " captures to " << c.args[0] << " (" << result->skipped
+        << " already there)\n";
+  return 0;
+}
+
 // ---- rollout ----
 
 // How often `rollout status --watch` asks again.
@@ -719,6 +791,9 @@ constexpr std::chrono::seconds kWatchInterval{2};
 int RolloutCreate(Context& c) {
   absl::StatusOr<v1::CreateRolloutRequest> req = CreateRolloutRequestFromFlags(c.args[0], c.parsed);
   if (!req.ok()) return c.Usage(std::string(req.status().message()));
+  absl::StatusOr<std::optional<v1::CaptureSpec>> capture = CaptureSpecFromFlags(c.parsed);
+  if (!capture.ok()) return c.Usage(std::string(capture.status().message()));
+  if (capture->has_value()) *req->mutable_capture() = **capture;
   const std::string what = absl::StrCat("create rollout '", c.args[0], "'");
   absl::StatusOr<v1::Rollout> r = c.Admin()->CreateRollout(*req);
   if (!r.ok()) return c.Fail(what, r.status());
@@ -1002,12 +1077,8 @@ const std::vector<Command>& Commands() {
        1,
        "set the PSI thresholds a model's drift warns and alerts above",
        &ModelDriftThresholds},
-      {"deploy create",
-       "NAME VERSION [--selector k=v,...]",
-       {"selector"},
-       2,
-       2,
-       "deploy a model version to matching devices",
+      {"deploy create", "NAME VERSION [--selector k=v,...] [--capture-* ...]",
+       WithCaptureFlags({"selector"}), 2, 2, "deploy a model version to matching devices",
        &DeployCreate},
       {"deploy status", "ID", {}, 1, 1, "show a deployment and its targets", &DeployStatus},
       {"deploy list",
@@ -1022,10 +1093,13 @@ const std::vector<Command>& Commands() {
        "[--max-failure-pct 5] [--min-devices N] [--on-failure pause|abort|rollback] "
        "[--max-p99-ratio 1.2] [--max-p50-ratio 1.1] [--max-error-increase-pct 0.5] "
        "[--max-output-psi 0.1] [--min-inferences 1000] [--min-inference-devices 10] "
-       "[--inference-gates on|off]",
-       {"model", "version", "selector", "waves", "soak", "max-failure-pct", "min-devices",
-        "on-failure", "max-p99-ratio", "max-p50-ratio", "max-error-increase-pct", "max-output-psi",
-        "min-inferences", "min-inference-devices", "inference-gates"},
+       "[--inference-gates on|off] "
+       "[--capture-sample-rate R] [--capture-random R] [--capture-confidence-below X] "
+       "[--capture-out-of-range] [--capture-max-bytes-per-day N] [--capture-upload-window 1-5]",
+       WithCaptureFlags({"model", "version", "selector", "waves", "soak", "max-failure-pct",
+                         "min-devices", "on-failure", "max-p99-ratio", "max-p50-ratio",
+                         "max-error-increase-pct", "max-output-psi", "min-inferences",
+                         "min-inference-devices", "inference-gates"}),
        1,
        1,
        "start a staged rollout: cumulative waves (10% or a device count), each gated on install "
@@ -1083,6 +1157,21 @@ const std::vector<Command>& Commands() {
        1,
        "send the devices on the rollout's version back to the version they ran before",
        &RolloutRollback},
+      {"capture list",
+       "--model M [--version V] [--since T] [--limit N]",
+       {"model", "version", "since", "limit"},
+       0,
+       0,
+       "list captured field data (--since: RFC 3339 time or a duration back, e.g. 24h)",
+       &CaptureList},
+      {"capture export",
+       "--model M [--version V] [--since T] DIR",
+       {"model", "version", "since"},
+       1,
+       1,
+       "write captured tensors as .npy files plus index.jsonl into DIR (again: adds only "
+       "captures DIR's index.jsonl does not list yet)",
+       &CaptureExport},
       {"agent predict",
        "--socket PATH --model NAME --input NAME=1x4:0.1,0.2,0.3,0.4 [--input ...] "
        "[--output-name NAME ...]",
@@ -1254,7 +1343,8 @@ void PrintUsage(std::ostream& out) {
 int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
         const EnvLookup& env, const Clients& clients) {
   // Flags that take no value.
-  static const std::set<std::string> kBooleanFlags = {"help", "reset-rollback-floors", "watch"};
+  static const std::set<std::string> kBooleanFlags = {"help", "reset-rollback-floors", "watch",
+                                                      "capture-out-of-range"};
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, kBooleanFlags, AllFlags());
   if (!parsed.ok()) {
     err << kProgram << ": " << parsed.status().message() << "\n";

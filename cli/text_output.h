@@ -28,4 +28,7 @@ class Table {
 void RenderFields(const std::vector<std::pair<std::string, std::string>>& fields,
                   std::ostream& out);
 
+// `s` as a JSON string literal, quotes included.
+std::string JsonString(const std::string& s);
+
 }  // namespace edgefleet::cli

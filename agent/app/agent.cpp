@@ -15,6 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/api/inference_service.h"
+#include "agent/capture/capture_uploader.h"
+#include "agent/capture/capturer.h"
 #include "agent/serving/model_host.h"
 #include "agent/serving/thread_priority.h"
 #include "agent/state/identity_files.h"
@@ -62,6 +64,10 @@ class IdentityTransport final : public DeviceTransport {
       const v1::UploadTelemetryRequest& request) override {
     return inner_->UploadTelemetry(request);
   }
+  absl::StatusOr<v1::UploadCaptureResponse> UploadCapture(
+      const v1::UploadCaptureRequest& request) override {
+    return inner_->UploadCapture(request);
+  }
   absl::StatusOr<v1::RenewCertificateResponse> RenewCertificate(
       const v1::RenewCertificateRequest& request) override {
     return inner_->RenewCertificate(request);
@@ -99,6 +105,9 @@ class AgentImpl final : public Agent {
                                   {.outbox_max_bytes = uint64_t{config_.outbox_max_mib()} << 20});
     if (!state.ok()) return state.status();
     state_ = *std::move(state);
+    // Before anything serves: the capturer sees every request from the first one.
+    capturer_ = std::make_unique<Capturer>(*state_, clock_, nullptr, &registry_);
+    host_.SetRequestTap(capturer_.get());
 
     // Serve what was committed before anything touches the network.
     auto device = state_->DeviceId();
@@ -122,6 +131,8 @@ class AgentImpl final : public Agent {
     std::chrono::seconds backoff(1);
     auto next_telemetry = clock_.Now();
     auto next_check_in = std::chrono::steady_clock::now();
+    const auto capture_interval = std::chrono::seconds(config_.capture_upload_interval_seconds());
+    auto next_capture_upload = std::chrono::steady_clock::now() + capture_interval;
     while (!stopping()) {
       if (std::chrono::steady_clock::now() >= next_check_in) {
         absl::Status result = updater_ ? CheckInWithValidCertificate() : Enroll();
@@ -144,8 +155,15 @@ class AgentImpl final : public Agent {
         QueueTelemetry();
         next_telemetry = clock_.Now() + std::chrono::seconds(config_.telemetry_interval_seconds());
       }
+      // Captures go out inside their upload window while the device is idle (the uploader
+      // checks both); online or not, it is cheap to ask.
+      if (updater_ && std::chrono::steady_clock::now() >= next_capture_upload) {
+        UploadCaptures();
+        next_capture_upload = std::chrono::steady_clock::now() + capture_interval;
+      }
       auto wake = next_check_in;
       if (updater_) {
+        wake = std::min(wake, next_capture_upload);
         // Not before enrollment: the telemetry clock starts with the first serving model's
         // updater, and a deadline already past would spin this loop.
         wake = std::min(wake, std::chrono::steady_clock::now() +
@@ -436,6 +454,16 @@ class AgentImpl final : public Agent {
       }
       return trusted;
     }
+    // What the releases ask to capture, for the versions they target (the out-of-range trigger
+    // needs the version's reference ranges: RangesFromReference once the release carries its
+    // ReferenceProfile; until then it has none and never fires).
+    std::vector<CaptureRequest> capture;
+    for (const v1::DesiredModel& desired : response->desired()) {
+      if (!desired.capture().enabled()) continue;
+      capture.push_back(CaptureRequest{
+          desired.metadata().model_name(), desired.metadata().version(), desired.capture(), {}});
+    }
+    capturer_->SetRequests(capture);
     if (response->check_in_interval().seconds() > 0 && config_.check_in_interval_seconds() == 0) {
       interval_ = std::chrono::seconds(response->check_in_interval().seconds());
     }
@@ -477,11 +505,29 @@ class AgentImpl final : public Agent {
     }
   }
 
+  // Uploads what the outbox holds of captured requests whose window is open, while idle.
+  void UploadCaptures() {
+    const auto idle_after = std::chrono::seconds(config_.capture_idle_seconds());
+    CaptureUploader uploader(*state_, *transport_, clock_, SystemLocalHour, [&] {
+      return std::chrono::steady_clock::now() - host_.LastRequest() >= idle_after;
+    });
+    auto flushed = uploader.Flush();
+    if (!flushed.ok()) {
+      Logger("capture")->debug("captured requests wait in the outbox: {}",
+                               flushed.status().ToString());
+    } else if (flushed->accepted + flushed->refused > 0) {
+      Logger("capture")->info("captured requests uploaded accepted={} refused={}",
+                              flushed->accepted, flushed->refused);
+    }
+  }
+
   v1::AgentConfig config_;
   const Clock& clock_;
   std::unique_ptr<EngineFactory> engines_;
   fs::path state_dir_;
   std::unique_ptr<StateStore> state_;
+  // Declared before host_: it outlives the inference threads that call it.
+  std::unique_ptr<Capturer> capturer_;
   ModelHost host_;
   std::string device_id_;
   crypto::CertificateInfo certificate_;
@@ -517,6 +563,8 @@ v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.inference_queue_limit() == 0) c.set_inference_queue_limit(64);
   if (c.update_thread_nice() == 0) c.set_update_thread_nice(19);
   if (c.outbox_max_mib() == 0) c.set_outbox_max_mib(64);
+  if (c.capture_idle_seconds() == 0) c.set_capture_idle_seconds(30);
+  if (c.capture_upload_interval_seconds() == 0) c.set_capture_upload_interval_seconds(60);
   if (c.log_level().empty()) c.set_log_level("info");
   if (c.freshness_limit_seconds() == 0) {
     c.set_freshness_limit_seconds(static_cast<uint32_t>(kDefaultFreshnessLimit.count()));

@@ -119,8 +119,11 @@ absl::StatusOr<Prediction> ModelHost::PredictHere(const std::string& model_name,
   if (!model) return absl::NotFoundError(absl::StrCat("model '", model_name, "' is not serving"));
   auto start = std::chrono::steady_clock::now();
   auto outputs = model->engine->Run(inputs, output_names);
-  const auto elapsed = std::chrono::steady_clock::now() - start;
+  const auto end = std::chrono::steady_clock::now();
+  const auto elapsed = end - start;
+  last_request_.store(end.time_since_epoch().count(), std::memory_order_relaxed);
   if (telemetry) telemetry->Record(inputs, outputs, elapsed);
+  if (tap_ != nullptr) tap_->OnRequest(*model, inputs, outputs);
   // The version's own observer: reached through the pointer already held, no lock taken.
   if (model->observer) model->observer->OnAnswer(outputs, elapsed);
   if (!outputs.ok()) return outputs.status();

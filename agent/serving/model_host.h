@@ -3,6 +3,7 @@
 // keep the old model alive until they finish (no unload-then-load gap).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -27,6 +28,18 @@ class RequestObserver {
   virtual ~RequestObserver() = default;
   virtual void OnAnswer(const absl::StatusOr<std::vector<TensorData>>& answer,
                         std::chrono::nanoseconds latency) = 0;
+};
+
+struct ServingModel;
+
+// Sees every answered or failed request of every model (field data capture). Called on the
+// request's thread after the inference: it must be cheap when it has nothing to do and safe to
+// call from many threads at once.
+class RequestTap {
+ public:
+  virtual ~RequestTap() = default;
+  virtual void OnRequest(const ServingModel& model, const std::vector<TensorData>& inputs,
+                         const absl::StatusOr<std::vector<TensorData>>& answer) = 0;
 };
 
 struct ServingModel {
@@ -68,6 +81,15 @@ class ModelHost {
                                      const std::vector<TensorData>& inputs,
                                      const std::vector<std::string>& output_names);
 
+  // Set once, before the first Predict (the host does not own it; null: none).
+  void SetRequestTap(RequestTap* tap) { tap_ = tap; }
+
+  // When the last Predict reached a model (steady clock); the epoch when none has.
+  std::chrono::steady_clock::time_point LastRequest() const {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::steady_clock::duration(last_request_.load(std::memory_order_relaxed)));
+  }
+
   // Predict requests waiting for an inference thread right now.
   size_t InferenceWaiting() const { return pool_.waiting(); }
 
@@ -95,6 +117,8 @@ class ModelHost {
   std::map<std::string, Entry> serving_;  // guarded by mu_
   // The last, partial windows of versions swapped out since the last cut, cut at the swap.
   std::vector<v1::TelemetryWindow> retired_;  // guarded by mu_
+  RequestTap* tap_ = nullptr;
+  std::atomic<std::chrono::steady_clock::rep> last_request_{0};
 
   // Last: its threads finish what they run before the serving table goes away.
   InferencePool pool_;

@@ -13,7 +13,7 @@
 namespace edgefleet::agent {
 namespace {
 
-constexpr int kSchemaVersion = 5;
+constexpr int kSchemaVersion = 6;
 
 // Appending a migration: add the next entry and bump kSchemaVersion; never edit one.
 constexpr const char* kMigrations[] = {
@@ -118,6 +118,14 @@ INSERT INTO outbox_stream (id, stream_id) VALUES (1, abs(random() >> 1));
     // v5: items the server refused for good are counted too (reported with the drops).
     R"sql(
 ALTER TABLE outbox_dropped ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // v6: bytes captured per UTC day (day number since the epoch), so that a capture's daily cap
+    // holds across restarts and after its captures have left the outbox.
+    R"sql(
+CREATE TABLE capture_usage (
+  day INTEGER PRIMARY KEY,
+  bytes INTEGER NOT NULL
+);
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -748,46 +756,107 @@ int64_t ClampToInt64(uint64_t v) { return static_cast<int64_t>(std::min<uint64_t
 
 }  // namespace
 
+namespace {
+
+// Stores `payload` and keeps the outbox within `max_bytes`: the oldest captures, then the oldest
+// telemetry go (counted); update events never. Inside the caller's transaction.
+absl::Status InsertWithinBudget(sqlite3* db, uint64_t max_bytes, StateStore::OutboxKind kind,
+                                const std::string& payload) {
+  using OutboxKind = StateStore::OutboxKind;
+  Statement insert(db, "INSERT INTO outbox (kind, payload, bytes) VALUES (?, ?, ?)");
+  insert.Bind(OutboxKindName(kind)).BindBlob(payload).Bind(static_cast<int64_t>(payload.size()));
+  if (absl::Status e = insert.Run(); !e.ok()) return e;
+
+  Statement total(db, "SELECT COALESCE(SUM(bytes), 0) FROM outbox");
+  absl::StatusOr<bool> row = total.Step();
+  if (!row.ok()) return row.status();
+  int64_t excess = total.Int(0) - ClampToInt64(max_bytes);
+  // Oldest first within each droppable kind, captures before telemetry (kOutboxKinds' order).
+  for (OutboxKind victim : {OutboxKind::kCapture, OutboxKind::kTelemetry}) {
+    if (excess <= 0) break;
+    std::vector<int64_t> ids;
+    {
+      Statement oldest(db, "SELECT id, bytes FROM outbox WHERE kind = ? ORDER BY id");
+      oldest.Bind(OutboxKindName(victim));
+      while (excess > 0) {
+        absl::StatusOr<bool> next = oldest.Step();
+        if (!next.ok()) return next.status();
+        if (!*next) break;
+        ids.push_back(oldest.Int(0));
+        excess -= oldest.Int(1);
+      }
+    }
+    for (int64_t id : ids) {
+      Statement del(db, "DELETE FROM outbox WHERE id = ?");
+      del.Bind(id);
+      if (absl::Status e = del.Run(); !e.ok()) return e;
+    }
+    if (ids.empty()) continue;
+    Statement count(db,
+                    "INSERT INTO outbox_dropped (kind, items) VALUES (?, ?) "
+                    "ON CONFLICT (kind) DO UPDATE SET items = items + excluded.items");
+    count.Bind(OutboxKindName(victim)).Bind(static_cast<int64_t>(ids.size()));
+    if (absl::Status e = count.Run(); !e.ok()) return e;
+  }
+  return absl::OkStatus();
+}
+
+// Whole days since the epoch of `day_unix` (the UTC day a capture counts against).
+int64_t DayNumber(int64_t day_unix) {
+  constexpr int64_t kDay = 24 * 3600;
+  return day_unix >= 0 ? day_unix / kDay : (day_unix + 1) / kDay - 1;
+}
+
+}  // namespace
+
 absl::Status StateStore::Enqueue(OutboxKind kind, const std::string& payload) {
   std::lock_guard lock(impl_->mu);
   return impl_->Transaction(absl::StrCat("enqueue ", OutboxKindName(kind)), [&]() -> absl::Status {
-    Statement insert(impl_->db, "INSERT INTO outbox (kind, payload, bytes) VALUES (?, ?, ?)");
-    insert.Bind(OutboxKindName(kind)).BindBlob(payload).Bind(static_cast<int64_t>(payload.size()));
-    if (absl::Status e = insert.Run(); !e.ok()) return e;
+    return InsertWithinBudget(impl_->db, impl_->outbox_max_bytes, kind, payload);
+  });
+}
 
-    Statement total(impl_->db, "SELECT COALESCE(SUM(bytes), 0) FROM outbox");
-    absl::StatusOr<bool> row = total.Step();
+absl::StatusOr<bool> StateStore::EnqueueCapture(const std::string& payload, int64_t now_unix,
+                                                uint64_t max_bytes_per_day) {
+  std::lock_guard lock(impl_->mu);
+  const int64_t day = DayNumber(now_unix);
+  bool stored = false;
+  absl::Status s = impl_->Transaction("enqueue capture", [&]() -> absl::Status {
+    Statement used(impl_->db, "SELECT COALESCE(SUM(bytes), 0) FROM capture_usage WHERE day = ?");
+    used.Bind(day);
+    absl::StatusOr<bool> row = used.Step();
     if (!row.ok()) return row.status();
-    int64_t excess = total.Int(0) - ClampToInt64(impl_->outbox_max_bytes);
-    // Oldest first within each droppable kind, captures before telemetry (kOutboxKinds' order).
-    for (OutboxKind victim : {OutboxKind::kCapture, OutboxKind::kTelemetry}) {
-      if (excess <= 0) break;
-      std::vector<int64_t> ids;
-      {
-        Statement oldest(impl_->db, "SELECT id, bytes FROM outbox WHERE kind = ? ORDER BY id");
-        oldest.Bind(OutboxKindName(victim));
-        while (excess > 0) {
-          absl::StatusOr<bool> next = oldest.Step();
-          if (!next.ok()) return next.status();
-          if (!*next) break;
-          ids.push_back(oldest.Int(0));
-          excess -= oldest.Int(1);
-        }
-      }
-      for (int64_t id : ids) {
-        Statement del(impl_->db, "DELETE FROM outbox WHERE id = ?");
-        del.Bind(id);
-        if (absl::Status e = del.Run(); !e.ok()) return e;
-      }
-      if (ids.empty()) continue;
-      Statement count(impl_->db,
-                      "INSERT INTO outbox_dropped (kind, items) VALUES (?, ?) "
-                      "ON CONFLICT (kind) DO UPDATE SET items = items + excluded.items");
-      count.Bind(OutboxKindName(victim)).Bind(static_cast<int64_t>(ids.size()));
-      if (absl::Status e = count.Run(); !e.ok()) return e;
+    if (static_cast<uint64_t>(used.Int(0)) + payload.size() > max_bytes_per_day) {
+      return absl::OkStatus();  // over the day's cap: nothing stored
     }
+    if (absl::Status e =
+            InsertWithinBudget(impl_->db, impl_->outbox_max_bytes, OutboxKind::kCapture, payload);
+        !e.ok()) {
+      return e;
+    }
+    Statement add(impl_->db,
+                  "INSERT INTO capture_usage (day, bytes) VALUES (?, ?) "
+                  "ON CONFLICT (day) DO UPDATE SET bytes = bytes + excluded.bytes");
+    add.Bind(day).Bind(static_cast<int64_t>(payload.size()));
+    if (absl::Status e = add.Run(); !e.ok()) return e;
+    // Only today's count matters; a week of history is kept for a clock set back.
+    Statement old(impl_->db, "DELETE FROM capture_usage WHERE day < ?");
+    old.Bind(day - 7);
+    if (absl::Status e = old.Run(); !e.ok()) return e;
+    stored = true;
     return absl::OkStatus();
   });
+  if (!s.ok()) return s;
+  return stored;
+}
+
+absl::StatusOr<uint64_t> StateStore::CaptureBytesOnDay(int64_t now_unix) {
+  std::lock_guard lock(impl_->mu);
+  Statement used(impl_->db, "SELECT COALESCE(SUM(bytes), 0) FROM capture_usage WHERE day = ?");
+  used.Bind(DayNumber(now_unix));
+  absl::StatusOr<bool> row = used.Step();
+  if (!row.ok()) return impl_->Read<uint64_t>("read capture usage", row.status());
+  return static_cast<uint64_t>(used.Int(0));
 }
 
 absl::StatusOr<std::vector<StateStore::OutboxItem>> StateStore::Peek(OutboxKind kind,

@@ -158,6 +158,13 @@ class StateStore {
   // then the oldest telemetry, counting each drop; update events are never dropped (so a budget
   // full of events refuses nothing but telemetry and captures). One transaction.
   absl::Status Enqueue(OutboxKind kind, const std::string& payload);
+  // A captured request: stored (like Enqueue) only when the bytes captured on the UTC day of
+  // `now_unix`, this one included, stay within `max_bytes_per_day`; answers whether it was. The
+  // day's count is kept apart from the outbox (it survives restarts, uploads and drops).
+  absl::StatusOr<bool> EnqueueCapture(const std::string& payload, int64_t now_unix,
+                                      uint64_t max_bytes_per_day);
+  // Bytes captured on the UTC day of `now_unix`.
+  absl::StatusOr<uint64_t> CaptureBytesOnDay(int64_t now_unix);
   // The oldest `limit` items of `kind`, oldest first. Does not remove them.
   absl::StatusOr<std::vector<OutboxItem>> Peek(OutboxKind kind, size_t limit);
   // Removes exactly these items (the ones the server acknowledged); unknown ids are ignored.

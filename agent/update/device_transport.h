@@ -26,6 +26,11 @@ class DeviceTransport {
   // for good; either way the agent is done with them.
   virtual absl::StatusOr<v1::UploadTelemetryResponse> UploadTelemetry(
       const v1::UploadTelemetryRequest& request) = 0;
+  // Captured requests (capture.proto); like UploadTelemetry, the answer says which the server
+  // keeps and which it refused for good. Transports without it answer Unimplemented.
+  virtual absl::StatusOr<v1::UploadCaptureResponse> UploadCapture(const v1::UploadCaptureRequest&) {
+    return absl::UnimplementedError("this transport cannot upload captures");
+  }
   // A certificate for a new key, asked for with the current one. Transports that cannot renew
   // (test fakes of the update path) answer Unimplemented.
   virtual absl::StatusOr<v1::RenewCertificateResponse> RenewCertificate(

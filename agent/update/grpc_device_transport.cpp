@@ -88,27 +88,32 @@ class GrpcDeviceTransport final : public DeviceTransport {
 
   absl::StatusOr<v1::UploadTelemetryResponse> UploadTelemetry(
       const v1::UploadTelemetryRequest& request) override {
-    grpc::ClientContext context;
-    SetDeadline(&context, kUnaryTimeout);
-    v1::UploadTelemetryResponse response;
-    if (auto s = FromGrpc(stub_->UploadTelemetry(&context, request, &response)); !s.ok()) {
-      return s;
-    }
-    return response;
+    return Unary<v1::UploadTelemetryResponse>(&Stub::UploadTelemetry, request);
+  }
+
+  absl::StatusOr<v1::UploadCaptureResponse> UploadCapture(
+      const v1::UploadCaptureRequest& request) override {
+    return Unary<v1::UploadCaptureResponse>(&Stub::UploadCapture, request);
   }
 
   absl::StatusOr<v1::RenewCertificateResponse> RenewCertificate(
       const v1::RenewCertificateRequest& request) override {
-    grpc::ClientContext context;
-    SetDeadline(&context, kUnaryTimeout);
-    v1::RenewCertificateResponse response;
-    if (auto s = FromGrpc(stub_->RenewCertificate(&context, request, &response)); !s.ok()) {
-      return s;
-    }
-    return response;
+    return Unary<v1::RenewCertificateResponse>(&Stub::RenewCertificate, request);
   }
 
  private:
+  using Stub = v1::DeviceService::Stub;
+
+  // One unary call with the unary deadline.
+  template <typename Response, typename Request, typename Method>
+  absl::StatusOr<Response> Unary(Method method, const Request& request) {
+    grpc::ClientContext context;
+    SetDeadline(&context, kUnaryTimeout);
+    Response response;
+    if (auto s = FromGrpc(((*stub_).*method)(&context, request, &response)); !s.ok()) return s;
+    return response;
+  }
+
   std::unique_ptr<v1::DeviceService::Stub> stub_;
   const StallPolicy stall_;
 };

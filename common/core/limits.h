@@ -31,10 +31,14 @@ struct RequestLimits {
   // Telemetry windows (edgefleet.v1.TelemetryWindow): agents send at most this many per call,
   // and the largest window (every feature and sketch full) fits that many to a message.
   static constexpr size_t kTelemetryWindowsPerUpload = 16;
-  static constexpr size_t kTelemetryFeatures = 64;        // features watched per model version
-  static constexpr size_t kTelemetryBins = 256;           // per feature or output histogram
+  static constexpr size_t kTelemetryFeatures = 64;         // features watched per model version
+  static constexpr size_t kTelemetryBins = 256;            // per feature or output histogram
   static constexpr size_t kTelemetrySketchBuckets = 2048;  // a latency sketch, 1 ns..10^6 s
   static constexpr size_t kRolloutWaves = 16;
+  // Captured requests (edgefleet.v1.CaptureUpload): one per upload, its serialized record at most
+  // this large (the server's max_capture_bytes may be lower; the agent captures nothing larger).
+  static constexpr size_t kCapturesPerUpload = 1;
+  static constexpr size_t kCaptureRecordBytes = 3 * 1024 * 1024 + 512 * 1024;
   // The gRPC servers' maximum received message: every request within the limits above fits
   // (tests/server/api/request_limits_test.cpp builds the largest ones).
   static constexpr int kMaxDeviceMessageBytes = 4 * 1024 * 1024;

@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/capture/capture_spec.h"
 #include "common/core/labels.h"
 #include "common/core/logging.h"
 #include "common/crypto/random.h"
@@ -167,22 +168,17 @@ google::protobuf::RepeatedPtrField<v1::TensorSpec> ToTensorSpecs(
 }  // namespace
 
 AdminApi::AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock,
-                   ServerMetrics& metrics, AdminApiOptions options, PatchService* patches,
-                   rollout::RolloutService* rollouts, telemetry::TelemetryQueries* telemetry,
-                   telemetry::DriftService* drift)
+                   ServerMetrics& metrics, AdminApiOptions options, AdminServices services)
     : repos_(repos),
       artifacts_(artifacts),
       clock_(clock),
       metrics_(metrics),
       options_(options),
-      patches_(patches),
-      rollouts_(rollouts),
-      telemetry_(telemetry),
-      drift_(drift) {}
+      services_(services) {}
 
 void AdminApi::PrecomputePatches(const std::string& model_name, const std::string& to_sha256,
                                  const std::vector<v1::Device>& devices) {
-  if (patches_ == nullptr) return;
+  if (services_.patches == nullptr) return;
   std::set<std::string> from;
   for (const v1::Device& device : devices) {
     for (const v1::InstalledModel& m : device.inventory().models()) {
@@ -193,7 +189,7 @@ void AdminApi::PrecomputePatches(const std::string& model_name, const std::strin
     }
   }
   for (const std::string& sha : from) {
-    if (auto s = patches_->Request(sha, to_sha256); !s.ok()) {
+    if (auto s = services_.patches->Request(sha, to_sha256); !s.ok()) {
       Logger("admin")->warn("cannot queue patch for model={}: {}", EscapeForLog(model_name),
                             EscapeForLog(s.ToString()));
     }
@@ -449,7 +445,7 @@ absl::StatusOr<v1::ModelVersion> AdminApi::FinishPush(std::unique_ptr<ModelUploa
   Logger("admin")->info("model pushed model={} version={} sha256={} size_bytes={}",
                         version.model_name(), version.version(), crypto::ToHex(artifact->sha256),
                         artifact->size_bytes);
-  if (patches_ != nullptr) {
+  if (services_.patches != nullptr) {
     if (auto devices = repos_.devices.List({}); devices.ok()) {
       PrecomputePatches(version.model_name(), version.artifact_sha256(), *devices);
     }
@@ -542,17 +538,18 @@ absl::StatusOr<v1::Deployment> AdminApi::CreateDeployment(
   if (auto s = ValidateVersion(request.version()); !s.ok()) return s;
   auto selector = ParseLabelSelector(request.label_selector());
   if (!selector.ok()) return selector.status();
+  if (auto s = ::edgefleet::capture::ValidateCaptureSpec(request.capture()); !s.ok()) return s;
   auto deployment =
       repos_.db.Transact("create deployment", [&](Tx& tx) -> absl::StatusOr<v1::Deployment> {
-        auto deployment = repos_.deployments.Create(tx, request.model_name(), request.version(),
-                                                    FormatLabels(*selector), *selector,
-                                                    ToUnixSeconds(clock_.Now()));
+        auto deployment = repos_.deployments.Create(
+            tx, request.model_name(), request.version(), FormatLabels(*selector), *selector,
+            ToUnixSeconds(clock_.Now()), request.has_capture() ? &request.capture() : nullptr);
         if (!deployment.ok()) return deployment;
         if (auto s = Audit(tx, who, "deployment.create", request); !s.ok()) return s;
         return deployment;
       });
   if (!deployment.ok()) return deployment;
-  if (patches_ != nullptr) {
+  if (services_.patches != nullptr) {
     auto target = repos_.models.GetVersion(request.model_name(), request.version());
     // The deployment targets every active device its selector matches (its answer carries
     // only counts): patches go from what those devices serve now.
@@ -701,8 +698,8 @@ absl::StatusOr<v1::EnrollmentToken> AdminApi::RevokeEnrollmentToken(
 // ---- rollouts ----
 
 absl::StatusOr<rollout::RolloutService*> AdminApi::Rollouts() const {
-  if (rollouts_ == nullptr) return absl::UnavailableError("rollouts are not configured");
-  return rollouts_;
+  if (services_.rollouts == nullptr) return absl::UnavailableError("rollouts are not configured");
+  return services_.rollouts;
 }
 
 absl::StatusOr<v1::Rollout> AdminApi::CreateRollout(const Principal& who,
@@ -775,39 +772,48 @@ absl::StatusOr<v1::Rollout> AdminApi::RollbackRollout(const Principal& who,
 
 absl::StatusOr<v1::ModelStatsResponse> AdminApi::GetModelStats(
     const v1::ModelStatsRequest& request) {
-  if (telemetry_ == nullptr) return absl::UnavailableError("this server has no telemetry queries");
-  return telemetry_->ModelStats(request);
+  if (services_.telemetry == nullptr) return absl::UnavailableError("this server has no telemetry queries");
+  return services_.telemetry->ModelStats(request);
 }
 
 absl::StatusOr<v1::DeviceTelemetryResponse> AdminApi::GetDeviceTelemetry(
     const v1::DeviceTelemetryRequest& request) {
-  if (telemetry_ == nullptr) return absl::UnavailableError("this server has no telemetry queries");
+  if (services_.telemetry == nullptr) return absl::UnavailableError("this server has no telemetry queries");
   if (request.device_id().empty()) return absl::InvalidArgumentError("device_id is required");
   // An unknown device is NotFound rather than an empty list that reads like a silent one.
   if (auto device = repos_.devices.Get(request.device_id()); !device.ok()) return device.status();
-  return telemetry_->DeviceTelemetry(request);
+  return services_.telemetry->DeviceTelemetry(request);
 }
 
-}  // namespace edgefleet::server
-
-namespace edgefleet::server {
-
 absl::StatusOr<v1::ModelDrift> AdminApi::GetModelDrift(const v1::GetModelDriftRequest& request) {
-  if (drift_ == nullptr) return absl::UnavailableError("drift is not configured");
-  return drift_->GetDrift(request);
+  if (services_.drift == nullptr) return absl::UnavailableError("drift is not configured");
+  return services_.drift->GetDrift(request);
 }
 
 absl::StatusOr<v1::DriftThresholds> AdminApi::SetDriftThresholds(
     const Principal& who, const v1::SetDriftThresholdsRequest& request) {
   if (auto s = telemetry::ValidateDriftThresholds(request); !s.ok()) return s;
-  if (drift_ == nullptr) return absl::UnavailableError("drift is not configured");
+  if (services_.drift == nullptr) return absl::UnavailableError("drift is not configured");
   return repos_.db.Transact(
       "set drift thresholds", [&](Tx& tx) -> absl::StatusOr<v1::DriftThresholds> {
-        auto thresholds = drift_->SetThresholds(tx, who.name, request);
+        auto thresholds = services_.drift->SetThresholds(tx, who.name, request);
         if (!thresholds.ok()) return thresholds;
         if (auto s = Audit(tx, who, "model.drift_thresholds", request); !s.ok()) return s;
         return thresholds;
       });
+}
+
+// ---- captures ----
+
+absl::StatusOr<v1::ListCapturesResponse> AdminApi::ListCaptures(
+    const v1::ListCapturesRequest& request) {
+  if (services_.captures == nullptr) return absl::UnavailableError("capture is not configured");
+  return services_.captures->List(request);
+}
+
+absl::StatusOr<v1::GetCaptureResponse> AdminApi::GetCapture(const v1::GetCaptureRequest& request) {
+  if (services_.captures == nullptr) return absl::UnavailableError("capture is not configured");
+  return services_.captures->Get(request);
 }
 
 }  // namespace edgefleet::server

@@ -13,6 +13,7 @@
 #include "edgefleet/v1/admin.pb.h"
 #include "server/api/auth.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/capture/capture_service.h"
 #include "server/metrics/server_metrics.h"
 #include "server/patches/patch_service.h"
 #include "server/rollout/rollout_service.h"
@@ -32,6 +33,15 @@ struct AdminApiOptions {
   uint64_t max_artifact_bytes = 2ull << 30;
   // K of the fleet reference (ServerConfig.fleet_reference_windows), for "pending, n of K".
   uint64_t fleet_reference_windows = 100;
+};
+
+// The components behind some admin calls; any may be absent (null).
+struct AdminServices {
+  PatchService* patches = nullptr;
+  rollout::RolloutService* rollouts = nullptr;
+  telemetry::TelemetryQueries* telemetry = nullptr;
+  telemetry::DriftService* drift = nullptr;
+  capture::CaptureService* captures = nullptr;
 };
 
 // Every mutating call and its audit row commit together in one transaction of `db`.
@@ -74,12 +84,10 @@ class ModelUpload {
 class AdminApi {
  public:
   // `patches` may be null: then no patches are precomputed. `rollouts` may be null: then the
-  // rollout calls answer Unavailable; so may `telemetry`, for the telemetry queries.
+  // Each service may be null: its calls then answer Unavailable (no patches are precomputed
+  // without a patch service).
   AdminApi(AdminRepos repos, ArtifactStore& artifacts, const Clock& clock, ServerMetrics& metrics,
-           AdminApiOptions options, PatchService* patches = nullptr,
-           rollout::RolloutService* rollouts = nullptr,
-           telemetry::TelemetryQueries* telemetry = nullptr,
-           telemetry::DriftService* drift = nullptr);
+           AdminApiOptions options, AdminServices services = {});
 
   absl::StatusOr<v1::EnrollmentToken> CreateEnrollmentToken(
       const Principal& who, const v1::CreateEnrollmentTokenRequest& request);
@@ -158,6 +166,10 @@ class AdminApi {
   absl::StatusOr<v1::ModelDrift> GetModelDrift(const v1::GetModelDriftRequest& request);
   absl::StatusOr<v1::DriftThresholds> SetDriftThresholds(
       const Principal& who, const v1::SetDriftThresholdsRequest& request);
+  // Captured field data: the index (model required; version, since and paging optional) and
+  // one capture's payload.
+  absl::StatusOr<v1::ListCapturesResponse> ListCaptures(const v1::ListCapturesRequest& request);
+  absl::StatusOr<v1::GetCaptureResponse> GetCapture(const v1::GetCaptureRequest& request);
 
  private:
   // The rollout service, or Unavailable when this server has none.
@@ -181,10 +193,7 @@ class AdminApi {
   const Clock& clock_;
   ServerMetrics& metrics_;
   AdminApiOptions options_;
-  PatchService* patches_;
-  rollout::RolloutService* rollouts_;
-  telemetry::TelemetryQueries* telemetry_;
-  telemetry::DriftService* drift_;  // may be null
+  AdminServices services_;
 };
 
 // The naming rule the agent checks too (common/core/names.h).

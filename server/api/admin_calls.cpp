@@ -134,6 +134,12 @@ std::vector<AdminCall> BuildTable() {
   calls.push_back(Unary<v1::SetDriftThresholdsRequest, v1::DriftThresholds>(
       "SetDriftThresholds", p::kConfigureModels, &AdminApi::SetDriftThresholds,
       {M::kPost, "/v1/models/{model_name}/drift-thresholds", B::kJson}));
+  calls.push_back(Unary<v1::ListCapturesRequest, v1::ListCapturesResponse>(
+      "ListCaptures", p::kReadModels, &AdminApi::ListCaptures,
+      {M::kGet, "/v1/captures", B::kNone}));
+  calls.push_back(Unary<v1::GetCaptureRequest, v1::GetCaptureResponse>(
+      "GetCapture", p::kReadModels, &AdminApi::GetCapture,
+      {M::kGet, "/v1/captures/{capture_id}", B::kNone}));
   return calls;
 }
 

@@ -25,7 +25,7 @@ v1::DeploymentTargetState TargetStateFor(v1::UpdateEventKind kind) {
 DeviceApi::DeviceApi(DeviceRepos repos, ArtifactStore& artifacts,
                      const crypto::Signer& release_signer, const Clock& clock,
                      ServerMetrics& metrics, DeviceApiOptions options, PatchService* patches,
-                     PatchStore* patch_repo)
+                     PatchStore* patch_repo, capture::CaptureService* captures)
     : repos_(repos),
       artifacts_(artifacts),
       release_signer_(release_signer),
@@ -34,7 +34,8 @@ DeviceApi::DeviceApi(DeviceRepos repos, ArtifactStore& artifacts,
       options_(options),
       patches_(patches),
       patch_repo_(patch_repo),
-      telemetry_ingest_(repos_.db, repos_.telemetry, clock_, metrics_, options_.telemetry_windows) {
+      telemetry_ingest_(repos_.db, repos_.telemetry, clock_, metrics_, options_.telemetry_windows),
+      captures_(captures) {
   // Decoded once: every check-in answer's timestamp names the delegation's version.
   if (auto d = manifest::DecodeCanonicalDelegation(options_.delegation.canonical_delegation());
       d.ok()) {
@@ -116,6 +117,7 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
     v1::DesiredModel* entry = response.add_desired();
     *entry->mutable_manifest() = *std::move(signed_manifest);
     *entry->mutable_metadata() = version;
+    if (stored.capture.has_value()) *entry->mutable_capture() = *stored.capture;
     if (**reference) *entry->mutable_reference() = ***reference;
 
     for (const auto& installed : request.inventory().models()) {
@@ -255,6 +257,13 @@ absl::StatusOr<v1::UploadTelemetryResponse> DeviceApi::UploadTelemetry(
     if (!stored.ok()) return stored;
   }
   return telemetry_ingest_.Ingest(device_id, request);
+}
+
+absl::StatusOr<v1::UploadCaptureResponse> DeviceApi::UploadCapture(
+    const std::string& device_id, const v1::UploadCaptureRequest& request) {
+  if (captures_ == nullptr) return absl::UnavailableError("capture is not configured");
+  if (auto s = CheckRequestLimits(request); !s.ok()) return s;
+  return captures_->Ingest(device_id, request);
 }
 
 absl::StatusOr<DeviceApi::ArtifactStream> DeviceApi::OpenArtifact(const std::string& device_id,

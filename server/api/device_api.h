@@ -15,6 +15,7 @@
 #include "common/crypto/signer.h"
 #include "edgefleet/v1/device.pb.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/capture/capture_service.h"
 #include "server/metrics/server_metrics.h"
 #include "server/patches/patch_service.h"
 #include "server/store/deployment_repo.h"
@@ -54,10 +55,12 @@ struct DeviceRepos {
 
 class DeviceApi {
  public:
-  // `patches` may be null: then only full artifacts are offered.
+  // `patches` may be null: then only full artifacts are offered. `captures` may be null: then
+  // UploadCapture answers Unavailable.
   DeviceApi(DeviceRepos repos, ArtifactStore& artifacts, const crypto::Signer& release_signer,
             const Clock& clock, ServerMetrics& metrics, DeviceApiOptions options,
-            PatchService* patches = nullptr, PatchStore* patch_repo = nullptr);
+            PatchService* patches = nullptr, PatchStore* patch_repo = nullptr,
+            capture::CaptureService* captures = nullptr);
 
   // Confirms the certificate's subject is an active device holding that certificate (its
   // current one, or a renewed one, which then becomes the current one).
@@ -70,6 +73,10 @@ class DeviceApi {
   // the windows stored, now or before, and those refused for good.
   absl::StatusOr<v1::UploadTelemetryResponse> UploadTelemetry(
       const std::string& device_id, const v1::UploadTelemetryRequest& request);
+  // Stores captured requests (CaptureService::Ingest): the answer lists those stored, now or
+  // before, and those refused for good.
+  absl::StatusOr<v1::UploadCaptureResponse> UploadCapture(const std::string& device_id,
+                                                          const v1::UploadCaptureRequest& request);
   struct ArtifactStream {
     std::unique_ptr<ArtifactReader> reader;
     const char* kind;          // "full" or "patch"
@@ -107,6 +114,7 @@ class DeviceApi {
   PatchService* patches_;
   PatchStore* patch_repo_;
   telemetry::TelemetryIngest telemetry_ingest_;
+  capture::CaptureService* captures_;
 };
 
 }  // namespace edgefleet::server

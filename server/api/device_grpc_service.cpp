@@ -169,6 +169,18 @@ grpc::Status DeviceGrpcService::UploadTelemetry(grpc::ServerContext* context,
   return scope.Finish(absl::OkStatus());
 }
 
+grpc::Status DeviceGrpcService::UploadCapture(grpc::ServerContext* context,
+                                              const v1::UploadCaptureRequest* request,
+                                              v1::UploadCaptureResponse* response) {
+  DeviceRpcScope scope(metrics_, "UploadCapture");
+  auto device = CallerDevice(*context);
+  if (!device.ok()) return scope.Finish(device.status());
+  auto answer = api_.UploadCapture(*device, *request);
+  if (!answer.ok()) return scope.Finish(answer.status());
+  *response = *std::move(answer);
+  return scope.Finish(absl::OkStatus());
+}
+
 grpc::Status DeviceGrpcService::RenewCertificate(grpc::ServerContext* context,
                                                  const v1::RenewCertificateRequest* request,
                                                  v1::RenewCertificateResponse* response) {

@@ -28,6 +28,8 @@ class DeviceGrpcService final : public v1::DeviceService::Service {
                            v1::ReportEventResponse*) override;
   grpc::Status UploadTelemetry(grpc::ServerContext*, const v1::UploadTelemetryRequest*,
                                v1::UploadTelemetryResponse*) override;
+  grpc::Status UploadCapture(grpc::ServerContext*, const v1::UploadCaptureRequest*,
+                             v1::UploadCaptureResponse*) override;
   grpc::Status RenewCertificate(grpc::ServerContext*, const v1::RenewCertificateRequest*,
                                 v1::RenewCertificateResponse*) override;
 

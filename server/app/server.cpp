@@ -23,6 +23,7 @@
 #include "server/api/device_grpc_service.h"
 #include "server/api/request_limits.h"
 #include "server/artifacts/artifact_store.h"
+#include "server/capture/capture_service.h"
 #include "server/enrollment/release_trust.h"
 #include "server/enrollment/server_identity.h"
 #include "server/http/admin_http_server.h"
@@ -30,6 +31,7 @@
 #include "server/rollout/controller.h"
 #include "server/store/api_token_repo.h"
 #include "server/store/audit_repo.h"
+#include "server/store/capture_repo.h"
 #include "server/store/database.h"
 #include "server/store/event_repo.h"
 #include "server/store/last_seen_batcher.h"
@@ -123,6 +125,7 @@ class ServerImpl final : public Server {
     patch_repo_ = std::make_unique<PatchRepo>(*database_);
     rollout_repo_ = std::make_unique<RolloutRepo>();
     inference_samples_ = std::make_unique<InferenceSampleRepo>();
+    capture_repo_ = std::make_unique<CaptureRepo>(*database_);
     if (auto s = InstallAdminToken(); !s.ok()) return s;
 
     metrics_ = std::make_unique<ServerMetrics>(registry_);
@@ -144,6 +147,16 @@ class ServerImpl final : public Server {
     if (*abandoned > 0) {
       Logger("server")->info("removed abandoned uploads count={}", *abandoned);
     }
+
+    // Captured field data: a blob store of its own, so that retention never touches models.
+    capture_blobs_ = MakeFilesystemArtifactStore(
+        (std::filesystem::path(config_.data_dir()) / "captures").string());
+    if (auto s = capture_blobs_->RemoveAbandonedUploads(); !s.ok()) return s.status();
+    captures_ = std::make_unique<capture::CaptureService>(
+        *database_, *capture_repo_, *capture_blobs_, clock_, *metrics_,
+        capture::CaptureOptions{
+            .max_capture_bytes = config_.max_capture_bytes(),
+            .retention = std::chrono::hours(24 * int64_t{config_.capture_retention_days()})});
 
     patches_ = std::make_unique<PatchService>(
         *database_, *patch_repo_, *artifacts_, *metrics_,
@@ -194,7 +207,11 @@ class ServerImpl final : public Server {
         *artifacts_, clock_, *metrics_,
         AdminApiOptions{.max_artifact_bytes = config_.max_artifact_bytes(),
                         .fleet_reference_windows = config_.fleet_reference_windows()},
-        patches_.get(), rollout_controller_.get(), telemetry_queries_.get(), drift_.get());
+        AdminServices{.patches = patches_.get(),
+                      .rollouts = rollout_controller_.get(),
+                      .telemetry = telemetry_queries_.get(),
+                      .drift = drift_.get(),
+                      .captures = captures_.get()});
     last_seen_ = std::make_unique<LastSeenBatcher>(
         *database_, *devices_, std::chrono::milliseconds(config_.last_seen_flush_ms()));
     last_seen_->Start();
@@ -208,7 +225,7 @@ class ServerImpl final : public Server {
             .delegation = release_trust_.delegation,
             .telemetry_windows = {.retention = std::chrono::hours(
                                       24 * int64_t{config_.telemetry_retention_days()})}},
-        patches_.get(), patch_repo_.get());
+        patches_.get(), patch_repo_.get(), captures_.get());
     // Today's partitions before the first upload; then hourly (new days, expired ones). A
     // failure here is not fatal: an upload creates the partition of its day itself.
     if (auto s = device_api_->telemetry().Maintain(); !s.ok()) {
@@ -225,6 +242,9 @@ class ServerImpl final : public Server {
         }
         if (auto s = rollup_job_->Maintain(); !s.ok()) {
           Logger("telemetry")->error("telemetry roll-up retention: {}", s.ToString());
+        }
+        if (auto s = captures_->Maintain(); !s.ok()) {
+          Logger("capture")->error("capture retention: {}", s.ToString());
         }
       }
     });
@@ -410,9 +430,12 @@ class ServerImpl final : public Server {
   std::unique_ptr<PatchRepo> patch_repo_;
   std::unique_ptr<RolloutRepo> rollout_repo_;
   std::unique_ptr<InferenceSampleRepo> inference_samples_;
+  std::unique_ptr<CaptureRepo> capture_repo_;
   metrics::Registry registry_;
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<ArtifactStore> artifacts_;
+  std::unique_ptr<ArtifactStore> capture_blobs_;
+  std::unique_ptr<capture::CaptureService> captures_;
   std::unique_ptr<PatchService> patches_;
   std::unique_ptr<rollout::RolloutController> rollout_controller_;
   std::unique_ptr<RollupRepo> rollup_repo_;
@@ -469,6 +492,8 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
   if (c.fleet_reference_windows() == 0) c.set_fleet_reference_windows(100);
   if (c.fleet_reference_interval_seconds() == 0) c.set_fleet_reference_interval_seconds(10);
   if (c.drift_range_minutes() == 0) c.set_drift_range_minutes(60);
+  if (c.max_capture_bytes() == 0) c.set_max_capture_bytes(1024 * 1024);
+  if (c.capture_retention_days() == 0) c.set_capture_retention_days(30);
   return c;
 }
 
@@ -477,6 +502,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const v1::ServerConfig& co
   if (config.database_url().empty()) {
     return absl::InvalidArgumentError(
         "database_url is required (--database-url or EDGEFLEET_DATABASE_URL)");
+  }
+  if (config.max_capture_bytes() > RequestLimits::kCaptureRecordBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_capture_bytes is ", config.max_capture_bytes(), ", at most ",
+                     RequestLimits::kCaptureRecordBytes, " (what one device message holds)"));
   }
   auto server = std::make_unique<ServerImpl>(WithDefaults(config), clock);
   if (auto s = server->Init(); !s.ok()) return s;

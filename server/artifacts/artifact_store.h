@@ -53,6 +53,9 @@ class ArtifactStore {
   // Removes uploads that no writer holds any more (left by a crash); returns how many. Run at
   // start-up: an upload being written by another process sharing the store is kept.
   virtual absl::StatusOr<size_t> RemoveAbandonedUploads() = 0;
+  // Deletes the blob (retention of captured data; model artifacts are never removed). NotFound
+  // when there is none.
+  virtual absl::Status Remove(std::string_view sha256) = 0;
 };
 
 // Stores blobs under <root>/sha256/<first two hex>/<hex>; uploads go to <root>/tmp first and are

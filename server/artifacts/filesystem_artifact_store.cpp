@@ -158,6 +158,17 @@ class FilesystemArtifactStore final : public ArtifactStore {
     return path.string();
   }
 
+  absl::Status Remove(std::string_view sha256) override {
+    auto path = LocalPath(sha256);
+    if (!path.ok()) return path.status();
+    std::error_code ec;
+    if (!fs::remove(*path, ec) && ec) {
+      return absl::InternalError(
+          absl::StrCat("artifact store: remove ", *path, ": ", ec.message()));
+    }
+    return absl::OkStatus();
+  }
+
  private:
   fs::path root_;
 };

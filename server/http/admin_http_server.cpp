@@ -1,6 +1,7 @@
 #include "server/http/admin_http_server.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
 #include <httplib.h>
 
 #include "absl/strings/escaping.h"
@@ -174,6 +175,19 @@ absl::Status SetScalarField(Message* message, const std::string& name, const std
       const auto* v = field->enum_type()->FindValueByName(value);
       if (v == nullptr) return bad();
       reflection->SetEnum(message, field, v);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_MESSAGE: {
+      // A time in its JSON form (RFC 3339, "2026-12-01T10:00:00Z"), e.g. ?since=.
+      if (field->message_type()->full_name() != "google.protobuf.Timestamp") {
+        return absl::OkStatus();
+      }
+      google::protobuf::Timestamp t;
+      if (!google::protobuf::util::TimeUtil::FromString(value, &t)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "parameter ", name, "='", value, "' is not an RFC 3339 time (2026-12-01T10:00:00Z)"));
+      }
+      reflection->MutableMessage(message, field)->CopyFrom(t);
       return absl::OkStatus();
     }
     default:

@@ -62,7 +62,14 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
       telemetry_windows_dropped(registry.AddCounter(
           "edgefleet_telemetry_windows_dropped_total",
           "Telemetry windows agents report they lost, by reason (outbox_full: dropped to keep "
-          "the outbox within its budget; refused: refused for good by the server)")) {}
+          "the outbox within its budget; refused: refused for good by the server)")),
+
+      captures(registry.AddCounter(
+          "edgefleet_captures_total",
+          "Captured requests received from devices, by result (stored, duplicate, or refused: "
+          "oversize, over_cap, not_requested, malformed)")),
+      capture_bytes(registry.AddCounter("edgefleet_capture_bytes_total",
+                                        "Bytes of captured requests stored")) {}
 
 std::vector<double> InferenceLatencyBuckets() { return metrics::DefaultLatencyBuckets(); }
 

@@ -39,6 +39,10 @@ struct ServerMetrics {
   metrics::Family<metrics::Gauge>& telemetry_devices_reporting;  // {model, version, hw}
   metrics::Family<metrics::Counter>& telemetry_rollup_windows;   // {}: windows this replica merged
   metrics::Family<metrics::Counter>& telemetry_windows_dropped;
+  // {result}: stored, duplicate, or why it was refused (oversize, over_cap, not_requested,
+  // malformed).
+  metrics::Family<metrics::Counter>& captures;
+  metrics::Family<metrics::Counter>& capture_bytes;  // payload bytes stored
 };
 
 // The latency histogram's classic buckets, 0.5 ms .. 10 s (built from the merged sketches).

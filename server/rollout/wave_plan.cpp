@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/capture/capture_spec.h"
 #include "common/core/limits.h"
 #include "common/core/names.h"
 
@@ -305,6 +306,7 @@ absl::StatusOr<RolloutDefinition> ValidateCreateRollout(const v1::CreateRolloutR
   defaults.gates = request.gates();
   auto plan = NormalizeWaves({request.waves().begin(), request.waves().end()}, defaults);
   if (!plan.ok()) return plan.status();
+  if (auto s = ::edgefleet::capture::ValidateCaptureSpec(request.capture()); !s.ok()) return s;
 
   def.name = request.name();
   def.model_name = request.model_name();
@@ -312,6 +314,7 @@ absl::StatusOr<RolloutDefinition> ValidateCreateRollout(const v1::CreateRolloutR
   def.label_selector = request.label_selector();
   def.selector = *std::move(selector);
   def.plan = *std::move(plan);
+  if (request.capture().enabled()) def.capture = request.capture();
   if (request.on_failure() != v1::ROLLOUT_FAILURE_ACTION_UNSPECIFIED) {
     def.on_failure = request.on_failure();
   }
@@ -325,6 +328,7 @@ absl::StatusOr<RolloutDefinition> DefinitionOf(const v1::Rollout& rollout) {
   request.set_version(rollout.version());
   request.set_label_selector(rollout.label_selector());
   request.set_on_failure(rollout.on_failure());
+  *request.mutable_capture() = rollout.capture();
   for (const v1::WaveStatus& wave : rollout.waves()) *request.add_waves() = wave.spec();
   if (rollout.waves().empty()) {
     return absl::InternalError(absl::StrCat("stored rollout '", rollout.name(), "' has no waves"));
@@ -346,6 +350,7 @@ v1::Rollout NewRollout(const RolloutDefinition& definition) {
   rollout.set_label_selector(definition.label_selector);
   rollout.set_on_failure(definition.on_failure);
   rollout.set_state(v1::ROLLOUT_STATE_PENDING);
+  if (definition.capture.enabled()) *rollout.mutable_capture() = definition.capture;
   for (size_t i = 0; i < definition.plan.waves.size(); ++i) {
     v1::WaveStatus* wave = rollout.add_waves();
     wave->set_index(static_cast<uint32_t>(i));

@@ -116,10 +116,13 @@ struct RolloutDefinition {
   Labels selector;
   WavePlan plan;
   v1::RolloutFailureAction on_failure = v1::ROLLOUT_FAILURE_ACTION_PAUSE;
+  // What the targeted devices are asked to capture (validated); disabled: nothing.
+  v1::CaptureSpec capture;
 };
 
-// Validates names (common/core/names.h), the selector and the waves; UNSPECIFIED on_failure
-// becomes PAUSE. InvalidArgument naming the field.
+// Validates names (common/core/names.h), the selector, the waves and the capture request
+// (capture::ValidateCaptureSpec); UNSPECIFIED on_failure becomes PAUSE. InvalidArgument naming
+// the field.
 absl::StatusOr<RolloutDefinition> ValidateCreateRollout(const v1::CreateRolloutRequest& request);
 
 // The definition of a stored rollout (its name, model, version, selector, on_failure and the

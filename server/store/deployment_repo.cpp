@@ -23,7 +23,7 @@ constexpr absl::string_view kTargetPrefix = "DEPLOYMENT_TARGET_STATE_";
 
 constexpr const char* kDeploymentColumns =
     "id, model_name, version, label_selector, floor(extract(epoch FROM created_at))::bigint, "
-    "metadata_version";
+    "metadata_version, capture";
 
 v1::Deployment DeploymentFromRow(const pqxx::row& row) {
   v1::Deployment d;
@@ -33,6 +33,10 @@ v1::Deployment DeploymentFromRow(const pqxx::row& row) {
   d.set_label_selector(row[3].as<std::string>());
   *d.mutable_created_at() = internal::UnixToTimestamp(row[4].as<int64_t>());
   d.set_metadata_version(row[5].as<uint64_t>());
+  if (!row[6].is_null()) {
+    // Written by InsertRollout from a validated spec; an unreadable one reads as no capture.
+    if (!d.mutable_capture()->ParseFromString(pqxx::binarystring(row[6]).str())) d.clear_capture();
+  }
   return d;
 }
 
@@ -120,7 +124,8 @@ bool ParseId(const std::string& text, int64_t* id) {
 absl::StatusOr<v1::Deployment> DeploymentRepo::Create(Tx& txn, const std::string& model_name,
                                                       const std::string& version,
                                                       const std::string& label_selector_text,
-                                                      const Labels& selector, int64_t now_unix) {
+                                                      const Labels& selector, int64_t now_unix,
+                                                      const v1::CaptureSpec* capture) {
   absl::StatusOr<int64_t> created = internal::InTx(
       txn, absl::StrCat("deploy model ", model_name, " version ", version),
       [&](pqxx::work& tx) -> absl::StatusOr<int64_t> {
@@ -137,6 +142,7 @@ absl::StatusOr<v1::Deployment> DeploymentRepo::Create(Tx& txn, const std::string
         definition.label_selector = label_selector_text;
         definition.selector = selector;
         definition.plan = rollout::SingleWavePlan();
+        if (capture != nullptr && capture->enabled()) definition.capture = *capture;
         auto stored = internal::InsertRollout(tx, rollout::NewRollout(definition), "deploy create",
                                               now_unix, id);
         if (!stored.ok()) return stored.status();
@@ -223,21 +229,32 @@ absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::DesiredForDevice(
             "CASE WHEN t.rollback_metadata_version IS NOT NULL THEN t.previous_version "
             "ELSE d.version END AS version, CASE WHEN t.rollback_metadata_version IS NOT NULL "
             "THEN t.rollback_metadata_version "
-            "ELSE d.metadata_version END AS metadata_version FROM deployment_targets t "
+            "ELSE d.metadata_version END AS metadata_version, CASE WHEN "
+            "t.rollback_metadata_version IS NULL THEN d.capture END AS capture "
+            "FROM deployment_targets t "
             "JOIN deployments d ON d.id = t.deployment_id WHERE t.device_id = $1 "
             "AND t.state <> 'superseded' ORDER BY d.model_name, d.id DESC) "
             "SELECT mv.model_name, mv.version, mv.format, mv.artifact_sha256, mv.size_bytes, "
             "mv.inputs::text, mv.outputs::text, mv.labels::text, l.metadata_version, "
             "floor(extract(epoch FROM mv.created_at))::bigint, mv.signed_manifest, mv.signature, "
-            "mv.key_id FROM latest l JOIN model_versions mv "
+            "mv.key_id, l.capture FROM latest l JOIN model_versions mv "
             "ON mv.model_name = l.model_name AND mv.version = l.version ORDER BY mv.model_name",
             device_id);
         for (const pqxx::row& row : versions) {
           absl::StatusOr<v1::ModelVersion> mv = internal::ModelVersionFromRow(row);
           if (!mv.ok()) return mv.status();
-          desired.push_back(StoredVersion{*std::move(mv), pqxx::binarystring(row[10]).str(),
-                                          pqxx::binarystring(row[11]).str(),
-                                          row[12].as<std::string>()});
+          StoredVersion stored{*std::move(mv), pqxx::binarystring(row[10]).str(),
+                               pqxx::binarystring(row[11]).str(), row[12].as<std::string>(),
+                               std::nullopt};
+          // The capture request travels with the version the device is targeted with; a
+          // rolled back target (its previous version) carries none.
+          if (!row[13].is_null()) {
+            v1::CaptureSpec capture;
+            if (capture.ParseFromString(pqxx::binarystring(row[13]).str()) && capture.enabled()) {
+              stored.capture = std::move(capture);
+            }
+          }
+          desired.push_back(std::move(stored));
         }
         return desired;
       });

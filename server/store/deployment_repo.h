@@ -32,11 +32,13 @@ class DeploymentStore {
   // PENDING target for every active device whose labels contain `selector` and marks those
   // devices' targets in older deployments of the same model SUPERSEDED. The rollout controller
   // assigns devices that match later. Answers with the target counts, without targets.
-  // NotFound "model M version V not found".
+  // NotFound "model M version V not found". `capture` (validated, may be null) is what the
+  // targeted devices are asked to capture.
   virtual absl::StatusOr<v1::Deployment> Create(Tx& tx, const std::string& model_name,
                                                 const std::string& version,
                                                 const std::string& label_selector_text,
-                                                const Labels& selector, int64_t now_unix) = 0;
+                                                const Labels& selector, int64_t now_unix,
+                                                const v1::CaptureSpec* capture = nullptr) = 0;
   // With its target counts and the targets whose device ids follow `targets.after`, at most
   // `targets.size` of them (a fleet can hold 100,000). NotFound "deployment X not found".
   virtual absl::StatusOr<DeploymentPage> Get(const std::string& deployment_id,
@@ -48,7 +50,8 @@ class DeploymentStore {
   // nothing): per model, the version of the newest deployment with a live target for the device,
   // with that deployment's (release's) metadata version in meta.metadata_version rather than the
   // one fixed when the version was pushed; for a rolled back target, the version the device ran
-  // before under the roll back's metadata version. Empty for a device that is not active;
+  // before under the roll back's metadata version (then without the deployment's capture
+  // request, which `capture` carries otherwise). Empty for a device that is not active;
   // NotFound "device X not found".
   virtual absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(
       Tx& tx, const std::string& device_id) = 0;
@@ -68,7 +71,8 @@ class DeploymentRepo final : public DeploymentStore {
   absl::StatusOr<v1::Deployment> Create(Tx& tx, const std::string& model_name,
                                         const std::string& version,
                                         const std::string& label_selector_text,
-                                        const Labels& selector, int64_t now_unix) override;
+                                        const Labels& selector, int64_t now_unix,
+                                        const v1::CaptureSpec* capture = nullptr) override;
   absl::StatusOr<DeploymentPage> Get(const std::string& deployment_id,
                                      const PageRequest& targets) override;
   absl::StatusOr<Page<v1::Deployment>> ListPage(const PageRequest& page) override;

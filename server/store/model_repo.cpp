@@ -142,7 +142,8 @@ absl::StatusOr<StoredVersion> ModelRepo::GetVersion(const std::string& model_nam
         absl::StatusOr<v1::ModelVersion> mv = internal::ModelVersionFromRow(r[0]);
         if (!mv.ok()) return mv.status();
         return StoredVersion{*std::move(mv), pqxx::binarystring(r[0][10]).str(),
-                             pqxx::binarystring(r[0][11]).str(), r[0][12].as<std::string>()};
+                             pqxx::binarystring(r[0][11]).str(), r[0][12].as<std::string>(),
+                             std::nullopt};
       });
 }
 

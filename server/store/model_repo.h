@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "edgefleet/v1/capture.pb.h"
 #include "edgefleet/v1/types.pb.h"
 #include "server/store/database.h"
 #include "server/store/paging.h"
@@ -20,6 +22,8 @@ struct StoredVersion {
   std::string signed_manifest;
   std::string signature;
   std::string key_id;
+  // DeploymentStore::DesiredForDevice only: what the release asks the device to capture.
+  std::optional<v1::CaptureSpec> capture;
 };
 
 class ModelStore {

@@ -105,10 +105,13 @@ absl::StatusOr<StoredRollout> InsertRollout(pqxx::work& tx, const v1::Rollout& d
   const int64_t id =
       tx.exec_params1(
             "INSERT INTO deployments (id, model_name, version, selector, label_selector, "
-            "created_at) VALUES (coalesce($1, nextval(pg_get_serial_sequence('deployments', "
-            "'id'))), $2, $3, $4::jsonb, $5, to_timestamp($6)) RETURNING id",
+            "created_at, capture) VALUES (coalesce($1, nextval(pg_get_serial_sequence("
+            "'deployments', 'id'))), $2, $3, $4::jsonb, $5, to_timestamp($6), "
+            "CASE WHEN $8 THEN $7::bytea END) RETURNING id",
             deployment_id, definition.model_name(), definition.version(), LabelsToJson(*selector),
-            definition.label_selector(), now_unix)[0]
+            definition.label_selector(), now_unix,
+            pqxx::binarystring(definition.capture().SerializeAsString()),
+            definition.capture().enabled())[0]
           .as<int64_t>();
   v1::Rollout spec = definition;
   spec.clear_events();

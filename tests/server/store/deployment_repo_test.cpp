@@ -576,5 +576,43 @@ TEST_F(DeploymentTest, AssignedDeviceAlreadyServingTheVersionStartsServing) {
   EXPECT_EQ(targets.at("cam-2"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
 }
 
+TEST_F(DeploymentTest, ACaptureRequestIsStoredAndTravelsWithTheTargetedVersion) {
+  v1::CaptureSpec capture;
+  capture.set_enabled(true);
+  capture.set_random_rate(0.5);
+  capture.set_max_bytes_per_day(4096);
+  capture.set_upload_start_hour(22);
+  capture.set_upload_end_hour(5);
+  auto with = db_->Transact("test", [&](Tx& tx) {
+    return deployments_->Create(tx, "detector", "2.0", "site=berlin", {{"site", "berlin"}}, kNow,
+                                &capture);
+  });
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_EQ(with->capture().SerializeAsString(), capture.SerializeAsString());
+  auto without = db_->Transact("test", [&](Tx& tx) {
+    return deployments_->Create(tx, "classifier", "0.1", "", {}, kNow + 1);
+  });
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_FALSE(without->has_capture());
+
+  auto page = deployments_->Get(with->deployment_id(), kAllTargets);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->deployment.capture().max_bytes_per_day(), 4096u);
+
+  auto desired =
+      db_->Transact("test", [&](Tx& tx) { return deployments_->DesiredForDevice(tx, "cam-1"); });
+  ASSERT_TRUE(desired.ok()) << desired.status();
+  ASSERT_EQ(desired->size(), 2u);
+  for (const StoredVersion& v : *desired) {
+    if (v.meta.model_name() == "detector") {
+      ASSERT_TRUE(v.capture.has_value());
+      EXPECT_EQ(v.capture->upload_start_hour(), 22u);
+      EXPECT_EQ(v.capture->max_bytes_per_day(), 4096u);
+    } else {
+      EXPECT_FALSE(v.capture.has_value()) << "the classifier's release asks for nothing";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace edgefleet::server
