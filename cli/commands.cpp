@@ -1100,8 +1100,7 @@ const std::vector<Command>& Commands() {
                          "min-devices", "on-failure", "max-p99-ratio", "max-p50-ratio",
                          "max-error-increase-pct", "max-output-psi", "min-inferences",
                          "min-inference-devices", "inference-gates"}),
-       1,
-       1,
+       1, 1,
        "start a staged rollout: cumulative waves (10% or a device count), each gated on install "
        "and probation failures (--max-failure-pct, once --min-devices finished), on its canaries' "
        "latency, errors and outputs against devices still on the previous version (once both "

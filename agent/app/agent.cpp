@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/api/inference_service.h"
+#include "agent/capture/capture_policy.h"
 #include "agent/capture/capture_uploader.h"
 #include "agent/capture/capturer.h"
 #include "agent/serving/model_host.h"
@@ -454,14 +455,16 @@ class AgentImpl final : public Agent {
       }
       return trusted;
     }
-    // What the releases ask to capture, for the versions they target (the out-of-range trigger
-    // needs the version's reference ranges: RangesFromReference once the release carries its
-    // ReferenceProfile; until then it has none and never fires).
+    // What the releases ask to capture, for the versions they target. The out-of-range trigger
+    // reads the ranges of the version's uploaded reference profile (none for a version binned by
+    // the default profile: it never fires). The ranges only choose what to capture; the profile
+    // the agent bins by is the one checked against the signed manifest at install.
     std::vector<CaptureRequest> capture;
     for (const v1::DesiredModel& desired : response->desired()) {
       if (!desired.capture().enabled()) continue;
-      capture.push_back(CaptureRequest{
-          desired.metadata().model_name(), desired.metadata().version(), desired.capture(), {}});
+      capture.push_back(CaptureRequest{desired.metadata().model_name(),
+                                       desired.metadata().version(), desired.capture(),
+                                       RangesFromReference(desired.reference())});
     }
     capturer_->SetRequests(capture);
     if (response->check_in_interval().seconds() > 0 && config_.check_in_interval_seconds() == 0) {

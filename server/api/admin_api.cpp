@@ -772,13 +772,15 @@ absl::StatusOr<v1::Rollout> AdminApi::RollbackRollout(const Principal& who,
 
 absl::StatusOr<v1::ModelStatsResponse> AdminApi::GetModelStats(
     const v1::ModelStatsRequest& request) {
-  if (services_.telemetry == nullptr) return absl::UnavailableError("this server has no telemetry queries");
+  if (services_.telemetry == nullptr)
+    return absl::UnavailableError("this server has no telemetry queries");
   return services_.telemetry->ModelStats(request);
 }
 
 absl::StatusOr<v1::DeviceTelemetryResponse> AdminApi::GetDeviceTelemetry(
     const v1::DeviceTelemetryRequest& request) {
-  if (services_.telemetry == nullptr) return absl::UnavailableError("this server has no telemetry queries");
+  if (services_.telemetry == nullptr)
+    return absl::UnavailableError("this server has no telemetry queries");
   if (request.device_id().empty()) return absl::InvalidArgumentError("device_id is required");
   // An unknown device is NotFound rather than an empty list that reads like a silent one.
   if (auto device = repos_.devices.Get(request.device_id()); !device.ok()) return device.status();

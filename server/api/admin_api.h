@@ -23,9 +23,9 @@
 #include "server/store/device_repo.h"
 #include "server/store/enrollment_token_repo.h"
 #include "server/store/model_repo.h"
-#include "server/telemetry/stats.h"
 #include "server/store/reference_repo.h"
 #include "server/telemetry/drift_service.h"
+#include "server/telemetry/stats.h"
 
 namespace edgefleet::server {
 

@@ -63,7 +63,7 @@ class ApiTest : public ::testing::Test {
     admin_ = std::make_unique<AdminApi>(
         AdminRepos{*database_, *tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
         *artifacts_, clock_, *metrics_, AdminApiOptions{.max_artifact_bytes = 1024},
-        /*patches=*/nullptr, rollouts_);
+        AdminServices{.rollouts = rollouts_});
     auto keys = crypto::GenerateEd25519KeyPair();
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);

@@ -329,7 +329,8 @@ class PatchDeviceApiTest : public PatchServiceTest {
     StartService();
     admin_ = std::make_unique<AdminApi>(
         AdminRepos{*database_, *tokens_, *devices_, *models_, *deployments_, *audit_, *api_tokens_},
-        *artifacts_, clock_, *metrics_, AdminApiOptions{}, service_.get());
+        *artifacts_, clock_, *metrics_, AdminApiOptions{},
+        AdminServices{.patches = service_.get()});
     auto keys = crypto::GenerateEd25519KeyPair();
     ASSERT_TRUE(keys.ok());
     signer_ = *crypto::LoadEd25519Signer(keys->private_key_pem);
