@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "agent/telemetry/window_recorder.h"
+#include "common/telemetry/features.h"
 
 namespace edgefleet::agent {
 
@@ -26,7 +26,8 @@ std::optional<float> TopScore(const std::vector<TensorData>& outputs) {
 bool OutOfRange(const std::vector<TensorData>& inputs, std::span<const FeatureRange> ranges) {
   if (inputs.empty() || ranges.empty()) return false;
   std::vector<double> features;
-  const size_t width = ExtractFeatures(inputs.front(), features);
+  const size_t width =
+      telemetry::ExtractFeatures(inputs.front().shape, inputs.front().data, features);
   if (width == 0) return false;
   for (size_t i = 0; i < features.size(); ++i) {
     const size_t f = i % width;

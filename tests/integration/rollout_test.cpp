@@ -159,11 +159,10 @@ class RolloutTest : public IntegrationTest {
   // them).
   void CreateWithCtl(const std::string& name, const std::string& version, const std::string& waves,
                      const std::string& on_failure, ServerHarness* server = nullptr) {
-    CommandResult r = CtlOk(
-        {"rollout", "create", name, "--model", "classifier", "--version", version, "--waves", waves,
-         "--soak", "1s", "--min-devices", "1", "--on-failure", on_failure, "--inference-gates",
-         "off", "-o", "json"},
-        server);
+    CommandResult r = CtlOk({"rollout", "create", name, "--model", "classifier", "--version",
+                             version, "--waves", waves, "--soak", "1s", "--min-devices", "1",
+                             "--on-failure", on_failure, "--inference-gates", "off", "-o", "json"},
+                            server);
     auto created = FromJson<v1::Rollout>(r.out);
     ASSERT_TRUE(created.has_value());
     EXPECT_EQ(created->name(), name);
