@@ -29,7 +29,7 @@ ENV_FILE=$DEMO/env
 PG_DIR_FILE=$DEMO/pgdir
 PREDICT_INPUT=input=1x4:0.5,-1.2,3.3,0.7
 WAIT_SECONDS=${EDGEFLEET_DEMO_TIMEOUT:-60}
-STEP_TOTAL=11
+STEP_TOTAL=12
 MIN_AGENTS=2   # the broken rollout's story needs a device outside its first wave
 MAX_AGENTS=50  # each agent is a process with its own inference runtime
 
