@@ -1,10 +1,17 @@
 #include "common/core/logging.h"
 
+#include <mutex>
+
 #include "spdlog/sinks/stdout_color_sinks.h"
 
 namespace edgefleet {
 
 std::shared_ptr<spdlog::logger> Logger(const std::string& component) {
+  if (auto existing = spdlog::get(component)) return existing;
+  // Two threads asking for a new component at once: spdlog throws when the second registers the
+  // same name, so the look-up and the creation happen under one lock.
+  static std::mutex creating;
+  std::lock_guard<std::mutex> lock(creating);
   if (auto existing = spdlog::get(component)) return existing;
   auto logger = spdlog::stderr_color_mt(component);
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+#include <vector>
+
 namespace edgefleet {
 namespace {
 
@@ -26,6 +29,21 @@ TEST(EscapeForLogTest, ControlCharactersAndBackslashCannotForgeALine) {
             "nul\\x00bel\\x07 esc\\x1b[2J del\\x7f");
   // Bytes outside ASCII (look-alike or direction-changing Unicode, invalid UTF-8) are shown.
   EXPECT_EQ(EscapeForLog("caf\xc3\xa9 \xe2\x80\xa8"), "caf\\xc3\\xa9 \\xe2\\x80\\xa8");
+}
+
+TEST(LoggerTest, ThreadsAskingForANewComponentAtOnceShareOneLogger) {
+  // spdlog refuses to register a name twice; a component's first use from several threads at
+  // once (the patch workers starting together) must not throw.
+  for (int round = 0; round < 20; ++round) {
+    const std::string name = "race-" + std::to_string(round);
+    std::vector<std::shared_ptr<spdlog::logger>> got(8);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < got.size(); ++t) {
+      threads.emplace_back([&, t] { got[t] = Logger(name); });
+    }
+    for (std::thread& t : threads) t.join();
+    for (const auto& logger : got) EXPECT_EQ(logger, got[0]) << name;
+  }
 }
 
 }  // namespace
