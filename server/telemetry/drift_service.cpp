@@ -1,6 +1,7 @@
 #include "server/telemetry/drift_service.h"
 
 #include <cmath>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
@@ -149,9 +150,22 @@ absl::Status DriftService::RefreshGauges(DriftGauges& gauges) {
   std::set<metrics::Labels> published;
   std::set<metrics::Labels> published_thresholds;
   absl::Status first_error;
+  // Several hw values share a version's reference and a model's thresholds: read each once.
+  std::map<std::string, absl::StatusOr<v1::DriftThresholds>> thresholds_of;
+  std::map<std::pair<std::string, std::string>, absl::StatusOr<std::optional<VersionReference>>>
+      reference_of;
   for (const VersionKey& key : *active) {
-    auto thresholds = ThresholdsOf(key.model_name);
-    auto reference = sources_.Reference(key.model_name, key.version);
+    auto t = thresholds_of.find(key.model_name);
+    if (t == thresholds_of.end()) {
+      t = thresholds_of.emplace(key.model_name, ThresholdsOf(key.model_name)).first;
+    }
+    const std::pair<std::string, std::string> version{key.model_name, key.version};
+    auto r = reference_of.find(version);
+    if (r == reference_of.end()) {
+      r = reference_of.emplace(version, sources_.Reference(key.model_name, key.version)).first;
+    }
+    const absl::StatusOr<v1::DriftThresholds>& thresholds = t->second;
+    const absl::StatusOr<std::optional<VersionReference>>& reference = r->second;
     if (!thresholds.ok() || !reference.ok()) {
       if (first_error.ok())
         first_error = !thresholds.ok() ? thresholds.status() : reference.status();
@@ -162,9 +176,9 @@ absl::Status DriftService::RefreshGauges(DriftGauges& gauges) {
     gauges.alert_threshold.Add(model_labels).Set(thresholds->alert());
     published_thresholds.insert(model_labels);
     if (!reference->has_value()) continue;
+    // One point: the resolved step covers the whole (minute-aligned) range.
     auto observed =
-        sources_.ObservedSeries(key.model_name, key.version, key.hw, from, to,
-                                std::chrono::duration_cast<std::chrono::seconds>(options_.range));
+        sources_.ObservedSeries(key.model_name, key.version, key.hw, from, to, range->step);
     if (!observed.ok() || observed->size() != 1) {
       if (first_error.ok()) {
         first_error =

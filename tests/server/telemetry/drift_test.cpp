@@ -357,5 +357,17 @@ TEST_F(DriftServiceTest, GaugesFollowTheVersionsThatReportAndCarryNoDeviceLabel)
   EXPECT_THAT(after, ::testing::Not(HasSubstr("edgefleet_drift_alert_threshold{")));
 }
 
+TEST_F(DriftServiceTest, GaugesAreScoredOffAMinuteBoundaryToo) {
+  // The gauges' range is aligned down to the roll-ups' minute; it must still be one point.
+  clock_.Set(FromUnixSeconds(kNow + 30));
+  metrics::Registry registry;
+  DriftGauges gauges(registry);
+  sources_.active = {{"classifier", "1", ""}};
+  sources_.bins[{"1", ""}] = sources_.bins[{"1", "*"}];
+  ASSERT_TRUE(service_->RefreshGauges(gauges).ok());
+  EXPECT_GT(gauges.psi.Add({{"model", "classifier"}, {"version", "1"}, {"feature", "0"}}).Value(),
+            0.25);
+}
+
 }  // namespace
 }  // namespace edgefleet::server::telemetry
