@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -33,11 +35,17 @@ class TelemetryStore {
   virtual absl::StatusOr<DeviceContext> ReadDeviceContext(Tx& tx, const std::string& device_id) = 0;
   virtual absl::StatusOr<bool> VersionExists(Tx& tx, const std::string& model_name,
                                              const std::string& version) = 0;
-  // Stores a checked window under (device, stream, sequence): true when stored now, false when
-  // an earlier delivery stored it. FailedPrecondition when no partition covers its start.
-  virtual absl::StatusOr<bool> InsertWindow(Tx& tx, const std::string& device_id,
-                                            uint64_t stream_id, const v1::TelemetryWindow& window,
-                                            const std::string& hw, int64_t now_unix) = 0;
+  // Stores checked windows under (device, stream, sequence), all in one statement: for each
+  // window, true when stored now, false when an earlier delivery (or an earlier copy in
+  // `windows`) stored it. FailedPrecondition when no partition covers a window's start.
+  virtual absl::StatusOr<std::vector<bool>> InsertWindows(
+      Tx& tx, const std::string& device_id, uint64_t stream_id,
+      std::span<const v1::TelemetryWindow* const> windows, const std::string& hw,
+      int64_t now_unix) = 0;
+  // InsertWindows of one window.
+  absl::StatusOr<bool> InsertWindow(Tx& tx, const std::string& device_id, uint64_t stream_id,
+                                    const v1::TelemetryWindow& window, const std::string& hw,
+                                    int64_t now_unix);
   // Windows a device's agent reported it lost, by reason.
   struct DropCounts {
     uint64_t outbox_full = 0;
@@ -75,9 +83,10 @@ class TelemetryRepo final : public TelemetryStore {
   absl::StatusOr<DeviceContext> ReadDeviceContext(Tx& tx, const std::string& device_id) override;
   absl::StatusOr<bool> VersionExists(Tx& tx, const std::string& model_name,
                                      const std::string& version) override;
-  absl::StatusOr<bool> InsertWindow(Tx& tx, const std::string& device_id, uint64_t stream_id,
-                                    const v1::TelemetryWindow& window, const std::string& hw,
-                                    int64_t now_unix) override;
+  absl::StatusOr<std::vector<bool>> InsertWindows(
+      Tx& tx, const std::string& device_id, uint64_t stream_id,
+      std::span<const v1::TelemetryWindow* const> windows, const std::string& hw,
+      int64_t now_unix) override;
   absl::StatusOr<DropRecord> LockDrops(Tx& tx, const std::string& device_id) override;
   absl::Status SaveDrops(Tx& tx, const std::string& device_id, const DropRecord& record) override;
   absl::StatusOr<std::optional<DropRecord>> ReadDrops(Tx& tx,

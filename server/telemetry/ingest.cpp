@@ -131,6 +131,7 @@ absl::StatusOr<v1::UploadTelemetryResponse> TelemetryIngest::Ingest(
     auto context = store_.ReadDeviceContext(tx, device_id);
     if (!context.ok()) return context.status();
     std::map<std::pair<std::string, std::string>, bool> known_versions;
+    std::vector<const v1::TelemetryWindow*> known_windows;
     for (const v1::TelemetryWindow* w : checked) {
       if (context->model_names.count(w->model_name()) == 0) {
         unknown.emplace_back(w->sequence(),
@@ -162,11 +163,14 @@ absl::StatusOr<v1::UploadTelemetryResponse> TelemetryIngest::Ingest(
                                                          "' has no version '", w->version(), "'"));
         continue;
       }
-      auto inserted = store_.InsertWindow(tx, device_id, request.stream_id(), *w, context->hw,
-                                          ToUnixSeconds(now));
-      if (!inserted.ok()) return inserted.status();
-      ++(*inserted ? stored : duplicates);
-      response.add_accepted_sequences(w->sequence());
+      known_windows.push_back(w);
+    }
+    auto inserted = store_.InsertWindows(tx, device_id, request.stream_id(), known_windows,
+                                         context->hw, ToUnixSeconds(now));
+    if (!inserted.ok()) return inserted.status();
+    for (size_t i = 0; i < known_windows.size(); ++i) {
+      ++((*inserted)[i] ? stored : duplicates);
+      response.add_accepted_sequences(known_windows[i]->sequence());
     }
     return absl::OkStatus();
   });

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/crypto/sha256.h"
 #include "common/metrics/metrics.h"
 #include "server/store/deployment_repo.h"
 #include "server/store/device_repo.h"
@@ -98,6 +99,37 @@ TEST_F(IngestTest, EachWindowIsStoredOnceHoweverOftenItIsSent) {
   request.set_stream_id(43);
   ASSERT_TRUE(ingest_->Ingest("cam-1", request).ok());
   EXPECT_EQ(Count(), "8");
+}
+
+TEST_F(IngestTest, ACopyInTheSameUploadIsStoredOnceAndWhatIsStoredIsWhatWasSent) {
+  v1::UploadTelemetryRequest request;
+  request.set_stream_id(7);
+  v1::TelemetryWindow w = Window(1, kNow);
+  w.mutable_window_start()->set_nanos(250'000'000);
+  w.add_errors()->set_reason(v1::PREDICT_ERROR_REASON_OVERLOADED);
+  w.mutable_errors(0)->set_count(2);
+  v1::FeatureWindow* feature = w.add_features();
+  feature->add_bins(3);
+  feature->add_bins(2);
+  feature->set_sum(1.5);
+  *request.add_windows() = w;
+  *request.add_windows() = w;  // the agent's retry queued behind the first copy
+  *request.add_windows() = Window(2, kNow);
+  auto answer = ingest_->Ingest("cam-1", request);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->accepted_sequences_size(), 3);
+  EXPECT_EQ(Count(), "2");
+  EXPECT_EQ(Metric("stored"), 2);
+  EXPECT_EQ(Metric("duplicate"), 1);
+  EXPECT_EQ(pg_.QueryValue("SELECT extract(epoch FROM window_start)::numeric(20,3) || ' ' || "
+                           "error_count FROM telemetry_windows WHERE sequence = 1"),
+            std::to_string(kNow - 60) + ".250 2");
+  v1::TelemetryWindow stored;
+  ASSERT_TRUE(stored.ParseFromString(
+      crypto::FromHex(
+          pg_.QueryValue("SELECT encode(summary, 'hex') FROM telemetry_windows WHERE sequence = 1"))
+          .value()));
+  EXPECT_EQ(stored.SerializeAsString(), w.SerializeAsString());
 }
 
 TEST_F(IngestTest, RefusedWindowsAreListedWithTheirReasonAndNothingOfThemIsStored) {
