@@ -6,7 +6,6 @@
 
 #include "common/core/limits.h"
 #include "common/core/logging.h"
-#include "common/crypto/certificate_authority.h"
 #include "server/api/request_limits.h"
 #include "server/api/rpc_scope.h"
 
@@ -67,10 +66,10 @@ absl::StatusOr<std::string> DeviceGrpcService::CallerDevice(const grpc::ServerCo
   if (pem.empty()) {
     return absl::UnauthenticatedError("a device client certificate is required for this call");
   }
-  auto info = crypto::ParseCertificate(std::string(pem.front().data(), pem.front().size()));
-  if (!info.ok()) return absl::UnauthenticatedError("unreadable client certificate");
-  if (auto s = api_.Authorize(info->common_name, info->serial_hex); !s.ok()) return s;
-  return info->common_name;
+  auto identity = identities_.Get(std::string_view(pem.front().data(), pem.front().size()));
+  if (!identity.ok()) return absl::UnauthenticatedError("unreadable client certificate");
+  if (auto s = api_.Authorize(identity->common_name, identity->serial_hex); !s.ok()) return s;
+  return identity->common_name;
 }
 
 grpc::Status DeviceGrpcService::Enroll(grpc::ServerContext*, const v1::EnrollRequest* request,

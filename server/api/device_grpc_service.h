@@ -3,6 +3,7 @@
 #pragma once
 
 #include "edgefleet/v1/device.grpc.pb.h"
+#include "server/api/client_identity_cache.h"
 #include "server/api/device_api.h"
 #include "server/enrollment/enroller.h"
 
@@ -40,6 +41,7 @@ class DeviceGrpcService final : public v1::DeviceService::Service {
   DeviceApi& api_;
   Enroller& enroller_;
   ServerMetrics& metrics_;
+  ClientIdentityCache identities_;
 };
 
 }  // namespace edgefleet::server
