@@ -8,8 +8,10 @@
 #include "agent/engine/opencv_engine.h"
 #include "common/config/config.h"
 #include "common/core/logging.h"
+#include "common/core/process.h"
 
 int main(int argc, char** argv) {
+  edgefleet::DisableMutexDeadlockDetection();
   std::vector<std::string> args(argv + 1, argv + argc);
   edgefleet::v1::AgentConfig config;
   if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {

@@ -5,6 +5,7 @@
 
 #include "common/config/config.h"
 #include "common/core/logging.h"
+#include "common/core/process.h"
 #include "server/app/server.h"
 
 namespace {
@@ -14,6 +15,7 @@ std::atomic<bool> g_stop{false};
 }  // namespace
 
 int main(int argc, char** argv) {
+  edgefleet::DisableMutexDeadlockDetection();
   std::vector<std::string> args(argv + 1, argv + argc);
   edgefleet::v1::ServerConfig config;
   if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {

@@ -49,6 +49,9 @@
 namespace edgefleet::server {
 namespace {
 
+// Idle threads the device API's sync server keeps between calls (see StartGrpc).
+constexpr int kIdleDeviceThreads = 32;
+
 absl::StatusOr<std::pair<std::string, int>> SplitHostPort(const std::string& address) {
   size_t colon = address.rfind(':');
   int port = 0;
@@ -376,6 +379,12 @@ class ServerImpl final : public Server {
     device_builder.RegisterService(device_grpc_.get());
     // Every request within RequestLimits fits; larger ones are refused before they are parsed.
     device_builder.SetMaxReceiveMessageSize(RequestLimits::kMaxDeviceMessageBytes);
+    // The sync server starts a thread for each call that finds no idle one and ends threads
+    // beyond MAX_POLLERS (default 2) as soon as they are idle: at thousands of device calls a
+    // second that was a thread created and destroyed per call (stacks mapped and faulted in).
+    // Keep enough idle threads for a burst.
+    device_builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                                       kIdleDeviceThreads);
     device_server_ = device_builder.BuildAndStart();
     if (!device_server_ || ports_.device == 0) {
       return absl::UnavailableError(
