@@ -133,7 +133,7 @@ per_window=$(( rows > 0 ? bytes / rows : 0 ))
     psql_q "SELECT rpad(round(total_exec_time)::text || ' ms', 12) || rpad(calls::text, 9) || round((total_exec_time / greatest(calls, 1))::numeric, 3) || ' ms/call  ' || left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12"
   fi
 } >"$work/server.txt"
-[ -s "$work/gen.err" ] && grep -v '^enrolled' "$work/gen.err" | tail -5 >&2 || true
+[ -s "$work/gen.err" ] && grep -v '^enrolled\|^connected' "$work/gen.err" | tail -5 >&2 || true
 gen_json=$(tail -n 1 "$work/gen.json" 2>/dev/null || echo '{}')
 json=$(/usr/bin/python3 - "$gen_json" "$rss_before" "$rss_peak" "$rss_after" "$after_seconds" "$per_window" "$rows" "$head_rev" <<'PY'
 import json, sys
