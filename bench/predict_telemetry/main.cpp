@@ -3,8 +3,12 @@
 // (the integration tests' harness): one records telemetry, the other runs with
 // --disable-telemetry true (no recorder on the request path). A client sends Predicts over each
 // agent's Unix socket, one at a time, in rounds that alternate between the two agents (on, off,
-// off, on, ...) so that drift of the machine's load cancels out; the difference of the rounds'
-// medians gets a 95% confidence interval (Student t over the paired rounds).
+// off, on, ...) so that drift of the machine's load cancels out. Halfway, both agents restart
+// with their roles swapped: the two processes are not scheduled alike (a fixed difference of
+// tens of microseconds on a loaded machine), and with each one "on" for half the rounds that
+// difference cancels too, and is reported (the A/A difference: agent 0 minus agent 1 with
+// telemetry out of it). The difference of the rounds' medians gets a 95% confidence interval
+// (Student t over the paired rounds).
 //
 // Models: the test suite's classifier (4 features -> 3 classes) and an image classifier
 // (3x224x224 -> 10 classes, bench/predict_telemetry/make_models.py).
@@ -39,7 +43,8 @@ namespace v1 = edgefleet::v1;
 
 constexpr const char* kUsage =
     R"(usage: edgefleet-bench-predict-telemetry [flags]   (needs EDGEFLEET_PG_URL: a database is created and dropped)
-  --rounds R          rounds per agent and model, alternating on/off (default 20)
+  --rounds R          rounds per agent and model, alternating on/off; half with the roles
+                      swapped (default 20, even)
   --requests N        Predicts per round (default 500; the image model gets N/5)
   --bin-dir DIR       edgefleet-server and edgefleet-agent (default build/bin)
   --models DIR        make_models.py's output of the test suite (default build/testdata)
@@ -163,16 +168,20 @@ int Run(const Options& o) {
   v1::EnrollmentToken token;
   if (auto s = server.CreateEnrollmentToken(2, {}, &token); !s.ok())
     return Fail("enrollment token: " + s.error_message(), &server);
-  // Index 0 records telemetry, index 1 does not. Windows are cut at the default minute, as in
-  // the field (the harness's 1 s would upload 60 times as often).
+  // Agent 0 records telemetry in the first half of the rounds, agent 1 in the second. Windows
+  // are cut at the default minute, as in the field (the harness's 1 s would upload 60 times as
+  // often).
   std::vector<std::unique_ptr<AgentHarness>> agents;
-  for (int i = 0; i < 2; ++i) {
-    agents.push_back(std::make_unique<AgentHarness>(
-        o.bin_dir, tmp.Sub(i == 0 ? "agent-on" : "agent-off"), i == 0 ? "tel-on" : "tel-off"));
+  auto start_agent = [&](size_t i, bool telemetry) {
     std::vector<std::string> extra = {"--telemetry-interval-seconds", "60"};
-    if (i == 1) extra.insert(extra.end(), {"--disable-telemetry", "true"});
-    agents.back()->set_extra_args(extra);
-    agents.back()->Start(server.device_address(), server.ca_file(), token.token());
+    if (!telemetry) extra.insert(extra.end(), {"--disable-telemetry", "true"});
+    agents[i]->set_extra_args(extra);
+    agents[i]->Start(server.device_address(), server.ca_file(), token.token());
+  };
+  for (size_t i = 0; i < 2; ++i) {
+    agents.push_back(std::make_unique<AgentHarness>(o.bin_dir, tmp.Sub(absl::StrCat("agent-", i)),
+                                                    absl::StrCat("agent-", i)));
+    start_agent(i, i == 0);
   }
 
   v1::ModelVersion pushed;
@@ -201,16 +210,22 @@ int Run(const Options& o) {
     if (auto s = server.CreateDeployment(model, "1", "", &deployment); !s.ok())
       return Fail(absl::StrCat("deploy ", model, ": ", s.error_message()), &server);
   }
-  std::vector<std::unique_ptr<v1::InferenceService::Stub>> stubs;
-  for (const auto& a : agents) {
-    stubs.push_back(a->NewInferenceStub());
-    if (!edgefleet::test::WaitFor(
-            [&] {
-              return Serves(*stubs.back(), {"vector4", "image224"});
-            },
-            120s, 100ms))
-      return Fail(a->device_id() + " never served both models", &server);
-  }
+  std::vector<std::unique_ptr<v1::InferenceService::Stub>> stubs(2);
+  auto connect = [&]() -> bool {
+    for (size_t i = 0; i < 2; ++i) {
+      stubs[i] = agents[i]->NewInferenceStub();
+      if (!edgefleet::test::WaitFor(
+              [&] {
+                return Serves(*stubs[i], {"vector4", "image224"});
+              },
+              120s, 100ms)) {
+        Fail(agents[i]->device_id() + " never served both models", &server);
+        return false;
+      }
+    }
+    return true;
+  };
+  if (!connect()) return 1;
   std::cerr << "both agents serve vector4 and image224\n";
 
   std::vector<ModelCase> cases(2);
@@ -226,58 +241,95 @@ int Run(const Options& o) {
   cases[1].requests_per_round = std::max(1, o.requests / 5);
 
   std::string text = absl::StrFormat(
-      "bench/predict_telemetry: %d rounds per agent and model, alternating on/off; local gRPC "
+      "bench/predict_telemetry: %d rounds per agent and model, alternating on/off, roles swapped "
+      "halfway; local gRPC "
       "Predict over a Unix socket, one request at a time\n\n"
-      "%-32s %9s %9s %9s %9s %9s %22s %22s %8s\n",
+      "%-32s %9s %9s %9s %9s %9s %22s %22s %8s %16s\n",
       o.rounds, "model", "requests", "on p50", "off p50", "on p99", "off p99",
-      "p50 diff us (95% CI)", "mean diff us (95% CI)", "of RTT");
-  std::string json_models;
-  for (const ModelCase& c : cases) {
-    std::string error;
-    std::vector<double> warm;
-    for (auto& stub : stubs) {
-      if (!RunRound(*stub, c.request, c.requests_per_round, &warm, &error))
-        return Fail(c.name + " warm-up: " + error, &server);
+      "p50 diff us (95% CI)", "mean diff us (95% CI)", "A/A us", "of RTT (95% CI)");
+  // Per model: every request's time with telemetry on and off, and per round the difference
+  // (on - off) of the medians and of the means, by half (agent 0 on, then agent 1 on).
+  struct Samples {
+    std::vector<double> on, off;
+    std::vector<double> median_diff[2], mean_diff[2];
+  };
+  std::vector<Samples> samples(cases.size());
+  const int rounds_per_half = o.rounds / 2;
+  for (int half = 0; half < 2; ++half) {
+    const size_t on = half == 0 ? 0 : 1;
+    if (half == 1) {
+      for (auto& a : agents) a->Stop();
+      start_agent(0, false);
+      start_agent(1, true);
+      if (!connect()) return 1;
+      std::cerr << "roles swapped: agent-1 records telemetry\n";
     }
-    std::vector<double> all[2];
-    std::vector<double> median_diff, mean_diff;
-    for (int r = 0; r < o.rounds; ++r) {
-      double median[2] = {0, 0}, mean[2] = {0, 0};
-      // on-off, off-on, on-off, ...: each agent goes first in half of the rounds.
-      for (int k = 0; k < 2; ++k) {
-        const int i = (r % 2 == 0) ? k : 1 - k;
-        std::vector<double> us;
-        if (!RunRound(*stubs[i], c.request, c.requests_per_round, &us, &error))
-          return Fail(c.name + ": " + error, &server);
-        median[i] = Quantile(us, 0.5);
-        for (double x : us) mean[i] += x;
-        mean[i] /= static_cast<double>(us.size());
-        all[i].insert(all[i].end(), us.begin(), us.end());
+    for (size_t m = 0; m < cases.size(); ++m) {
+      const ModelCase& c = cases[m];
+      std::string error;
+      std::vector<double> warm;
+      for (auto& stub : stubs) {
+        if (!RunRound(*stub, c.request, c.requests_per_round, &warm, &error))
+          return Fail(c.name + " warm-up: " + error, &server);
       }
-      median_diff.push_back(median[0] - median[1]);
-      mean_diff.push_back(mean[0] - mean[1]);
+      for (int r = 0; r < rounds_per_half; ++r) {
+        double median[2] = {0, 0}, mean[2] = {0, 0};  // [0] on, [1] off
+        // on-off, off-on, on-off, ...: each agent goes first in half of the rounds.
+        for (int k = 0; k < 2; ++k) {
+          const int role = (r % 2 == 0) ? k : 1 - k;
+          const size_t agent = role == 0 ? on : 1 - on;
+          std::vector<double> us;
+          if (!RunRound(*stubs[agent], c.request, c.requests_per_round, &us, &error))
+            return Fail(c.name + ": " + error, &server);
+          median[role] = Quantile(us, 0.5);
+          for (double x : us) mean[role] += x;
+          mean[role] /= static_cast<double>(us.size());
+          auto& all = role == 0 ? samples[m].on : samples[m].off;
+          all.insert(all.end(), us.begin(), us.end());
+        }
+        samples[m].median_diff[half].push_back(median[0] - median[1]);
+        samples[m].mean_diff[half].push_back(mean[0] - mean[1]);
+      }
     }
-    const MeanCi d50 = MeanWithCi(median_diff);
-    const MeanCi dmean = MeanWithCi(mean_diff);
-    const double off_p50 = Quantile(all[1], 0.5);
+  }
+
+  std::string json_models;
+  for (size_t m = 0; m < cases.size(); ++m) {
+    const ModelCase& c = cases[m];
+    const Samples& sm = samples[m];
+    auto both = [](const std::vector<double>(&halves)[2]) {
+      std::vector<double> v = halves[0];
+      v.insert(v.end(), halves[1].begin(), halves[1].end());
+      return v;
+    };
+    const MeanCi d50 = MeanWithCi(both(sm.median_diff));
+    const MeanCi dmean = MeanWithCi(both(sm.mean_diff));
+    // Agent 0 minus agent 1 with telemetry's cost out of it: half of (first half's on - off)
+    // minus (second half's on - off).
+    const double aa = (MeanWithCi(sm.median_diff[0]).mean - MeanWithCi(sm.median_diff[1]).mean) / 2;
+    const double off_p50 = Quantile(sm.off, 0.5);
     const double ratio = off_p50 > 0 ? d50.mean / off_p50 : 0;
-    absl::StrAppendFormat(
-        &text, "%-32s %9d %9.1f %9.1f %9.1f %9.1f %22s %22s %7.2f%%\n", c.label,
-        static_cast<int>(all[0].size()), Quantile(all[0], 0.5), off_p50, Quantile(all[0], 0.99),
-        Quantile(all[1], 0.99), absl::StrFormat("%+.2f +- %.2f", d50.mean, d50.half_width),
-        absl::StrFormat("%+.2f +- %.2f", dmean.mean, dmean.half_width), 100 * ratio);
+    const double ratio_ci = off_p50 > 0 ? d50.half_width / off_p50 : 0;
+    absl::StrAppendFormat(&text, "%-32s %9d %9.1f %9.1f %9.1f %9.1f %22s %22s %8s %16s\n", c.label,
+                          static_cast<int>(sm.on.size()), Quantile(sm.on, 0.5), off_p50,
+                          Quantile(sm.on, 0.99), Quantile(sm.off, 0.99),
+                          absl::StrFormat("%+.2f +- %.2f", d50.mean, d50.half_width),
+                          absl::StrFormat("%+.2f +- %.2f", dmean.mean, dmean.half_width),
+                          absl::StrFormat("%+.1f", aa),
+                          absl::StrFormat("%+.2f%% +- %.2f", 100 * ratio, 100 * ratio_ci));
     absl::StrAppendFormat(
         &json_models,
-        R"(%s"%s": {"requests_per_agent": %d, "on_p50_us": %.2f, "off_p50_us": %.2f, "on_p99_us": %.2f, "off_p99_us": %.2f, "p50_diff_us": %.3f, "p50_diff_ci95_us": %.3f, "mean_diff_us": %.3f, "mean_diff_ci95_us": %.3f, "p50_diff_ratio": %.5f})",
-        json_models.empty() ? "" : ", ", c.name, static_cast<int>(all[0].size()),
-        Quantile(all[0], 0.5), off_p50, Quantile(all[0], 0.99), Quantile(all[1], 0.99), d50.mean,
-        d50.half_width, dmean.mean, dmean.half_width, ratio);
+        R"(%s"%s": {"requests_per_role": %d, "on_p50_us": %.2f, "off_p50_us": %.2f, "on_p99_us": %.2f, "off_p99_us": %.2f, "p50_diff_us": %.3f, "p50_diff_ci95_us": %.3f, "mean_diff_us": %.3f, "mean_diff_ci95_us": %.3f, "agent_aa_diff_us": %.3f, "p50_diff_ratio": %.5f, "p50_diff_ratio_ci95": %.5f})",
+        json_models.empty() ? "" : ", ", c.name, static_cast<int>(sm.on.size()),
+        Quantile(sm.on, 0.5), off_p50, Quantile(sm.on, 0.99), Quantile(sm.off, 0.99), d50.mean,
+        d50.half_width, dmean.mean, dmean.half_width, aa, ratio, ratio_ci);
   }
   absl::StrAppend(&text,
                   "\non/off: the agent with telemetry and the one with --disable-telemetry true; "
                   "times in microseconds; diff = on - off,\nthe mean over rounds of the "
-                  "per-round difference, +- its 95% confidence half-width; of RTT = p50 diff / "
-                  "off p50.\n");
+                  "per-round difference, +- its 95% confidence half-width; A/A = agent 0 minus "
+                  "agent 1 apart from telemetry\n(cancelled in the diff by the swap); of RTT = p50 "
+                  "diff / off p50.\n");
   std::cout << text;
   const std::string json =
       absl::StrFormat(R"({"bench": "predict_telemetry", "rounds": %d, %s})", o.rounds, json_models);
@@ -294,7 +346,7 @@ int main(int argc, char** argv) {
       argc, argv, kUsage, [&](const std::string& flag, const std::string& value) {
         bool ok = true;
         if (flag == "--rounds") {
-          ok = absl::SimpleAtoi(value, &o.rounds) && o.rounds >= 2;
+          ok = absl::SimpleAtoi(value, &o.rounds) && o.rounds >= 4 && o.rounds % 2 == 0;
         } else if (flag == "--requests") {
           ok = absl::SimpleAtoi(value, &o.requests) && o.requests >= 1;
         } else if (flag == "--bin-dir") {
