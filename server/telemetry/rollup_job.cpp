@@ -116,6 +116,7 @@ absl::StatusOr<RollupRunResult> RollupJob::RunOnce() {
   });
   if (!s.ok()) return s;
   Export(by_group, result.windows);
+  DropIdleSeries();
   return result;
 }
 
@@ -134,12 +135,17 @@ absl::StatusOr<RollupRunResult> RollupJob::RunUntilCaughtUp() {
 void RollupJob::Export(const std::map<Group, MergedTelemetry>& by_group, size_t windows) {
   metrics_.telemetry_rollup_windows.Add({}).Increment(static_cast<double>(windows));
   const std::vector<double> bounds = InferenceLatencyBuckets();
+  const Clock::TimePoint now = clock_.Now();
+  std::lock_guard lock(mu_);
   for (const auto& [group, merged] : by_group) {
+    ExportedSeries& exported = exported_[group];
+    exported.last_export = now;
     metrics::Labels labels = LabelsOf(group);
     metrics_.inference_requests.Add(labels).Increment(static_cast<double>(merged.requests));
     for (const auto& [reason, count] : merged.errors) {
       metrics::Labels with_reason = labels;
       with_reason["reason"] = ErrorReasonLabel(reason);
+      exported.error_reasons.insert(with_reason["reason"]);
       metrics_.inference_errors.Add(with_reason).Increment(static_cast<double>(count));
     }
     // Classic buckets from the merged sketch: counts at or below each bound, made per bucket.
@@ -157,6 +163,26 @@ void RollupJob::Export(const std::map<Group, MergedTelemetry>& by_group, size_t 
   }
 }
 
+void RollupJob::DropIdleSeries() {
+  const Clock::TimePoint horizon = clock_.Now() - options_.idle_series_ttl;
+  std::lock_guard lock(mu_);
+  for (auto it = exported_.begin(); it != exported_.end();) {
+    if (it->second.last_export >= horizon) {
+      ++it;
+      continue;
+    }
+    const metrics::Labels labels = LabelsOf(it->first);
+    metrics_.inference_requests.Remove(labels);
+    metrics_.inference_latency.Remove(labels);
+    for (const std::string& reason : it->second.error_reasons) {
+      metrics::Labels with_reason = labels;
+      with_reason["reason"] = reason;
+      metrics_.inference_errors.Remove(with_reason);
+    }
+    it = exported_.erase(it);
+  }
+}
+
 absl::Status RollupJob::RefreshDevicesReporting() {
   const Clock::TimePoint now = clock_.Now();
   auto counts = db_.Transact("count devices reporting telemetry", [&](Tx& tx) {
@@ -170,8 +196,16 @@ absl::Status RollupJob::RefreshDevicesReporting() {
     metrics_.telemetry_devices_reporting.Add(LabelsOf(group)).Set(static_cast<double>(d.devices));
     seen.insert(group);
   }
-  for (const Group& group : reporting_groups_) {
-    if (seen.count(group) == 0) metrics_.telemetry_devices_reporting.Add(LabelsOf(group)).Set(0);
+  for (auto it = reporting_groups_.begin(); it != reporting_groups_.end();) {
+    if (seen.count(*it) > 0) {
+      ++it;
+    } else if (exported_.count(*it) > 0) {
+      metrics_.telemetry_devices_reporting.Add(LabelsOf(*it)).Set(0);
+      ++it;
+    } else {
+      metrics_.telemetry_devices_reporting.Remove(LabelsOf(*it));
+      it = reporting_groups_.erase(it);
+    }
   }
   reporting_groups_.insert(seen.begin(), seen.end());
   devices_refreshed_ = now;

@@ -30,6 +30,10 @@ struct RollupJobOptions {
   // How often the devices-reporting count is read again (it is cached in between).
   std::chrono::seconds devices_reporting_refresh{30};
   std::chrono::hours retention{30 * 24};
+  // A (model, version, hw) whose windows stopped coming (a retired version, a renamed hw label)
+  // loses its inference series after this long: otherwise every version ever seen stays in
+  // every scrape until the server restarts. Longer than any rate() window a dashboard uses.
+  std::chrono::hours idle_series_ttl{1};
 };
 
 struct RollupRunResult {
@@ -49,11 +53,12 @@ class RollupJob {
   void Stop();
 
   // One run in one transaction: nothing of it is kept unless it commits (the metrics are added
-  // only after the commit).
+  // only after the commit). Then drops the series of groups idle for idle_series_ttl.
   absl::StatusOr<RollupRunResult> RunOnce();
   // Runs until a run takes fewer than max_windows_per_run windows (a backlog drained).
   absl::StatusOr<RollupRunResult> RunUntilCaughtUp();
-  // Reads the devices-reporting counts now and sets the gauge (0 for groups no longer seen).
+  // Reads the devices-reporting counts now and sets the gauge: 0 for groups no longer seen,
+  // and no series once their inference series are dropped (see idle_series_ttl).
   absl::Status RefreshDevicesReporting();
   // Deletes roll-ups of buckets past the retention.
   absl::Status Maintain();
@@ -62,6 +67,8 @@ class RollupJob {
   using Group = std::tuple<std::string, std::string, std::string>;  // model, version, hw
   void Loop(std::stop_token stop);
   void Export(const std::map<Group, MergedTelemetry>& by_group, size_t windows);
+  // Drops the inference series of groups exported last before now - idle_series_ttl.
+  void DropIdleSeries();
   static metrics::Labels LabelsOf(const Group& group);
 
   Transactor& db_;
@@ -71,7 +78,13 @@ class RollupJob {
   ServerMetrics& metrics_;
   const RollupJobOptions options_;
   std::mutex mu_;
-  std::set<Group> reporting_groups_;      // guarded by mu_: groups the gauge was set for
+  std::set<Group> reporting_groups_;  // guarded by mu_: groups the gauge was set for
+  // Guarded by mu_: groups with inference series, when they last grew, and their error reasons.
+  struct ExportedSeries {
+    Clock::TimePoint last_export{};
+    std::set<std::string> error_reasons;
+  };
+  std::map<Group, ExportedSeries> exported_;
   Clock::TimePoint devices_refreshed_{};  // guarded by mu_
   std::jthread thread_;
 };

@@ -376,6 +376,36 @@ TEST_F(RollupTest, DevicesReportingCountsDistinctDevicesOfRecentWindows) {
       << "a group that went quiet drops to 0";
 }
 
+TEST_F(RollupTest, AVersionThatStoppedReportingLosesItsSeriesAfterAnHour) {
+  Send("cam-0", 1, {Window(1, kNow - 60, 10, 2)});  // hw jetson
+  Send("cam-1", 1, {Window(1, kNow - 60, 5)});      // no hw
+  ASSERT_GT(RollUpAll(), 0u);
+  ASSERT_TRUE(job_->RefreshDevicesReporting().ok());
+  const metrics::Labels jetson{{"model", "classifier"}, {"version", "1"}, {"hw", "jetson"}};
+  ASSERT_TRUE(test::MetricValue(registry_.Serialize(), "edgefleet_inference_requests_total", jetson)
+                  .has_value());
+  // Only cam-1 goes on reporting; cam-0's group is quiet for 61 minutes.
+  for (int minute = 1; minute <= 61; minute += 30) {
+    clock_.Advance(std::chrono::minutes(30));
+    Send("cam-1", 1, {Window(static_cast<uint64_t>(minute + 1), kNow + minute * 60, 1)});
+    ASSERT_GT(RollUpAll(), 0u);
+  }
+  clock_.Advance(std::chrono::minutes(2));
+  ASSERT_TRUE(job_->RunOnce().ok());
+  ASSERT_TRUE(job_->RefreshDevicesReporting().ok());
+  const std::string text = registry_.Serialize();
+  for (const char* family :
+       {"edgefleet_inference_requests_total", "edgefleet_inference_errors_total",
+        "edgefleet_inference_latency_seconds_count", "edgefleet_telemetry_devices_reporting"}) {
+    EXPECT_FALSE(test::MetricValue(text, family, {{"hw", "jetson"}}).has_value())
+        << family << " of the quiet group is still exported";
+  }
+  EXPECT_NE(text.find("edgefleet_inference_requests_total{model=\"classifier\",version=\"1\"}"),
+            std::string::npos)
+      << "the group still reporting keeps its series\n"
+      << text;
+}
+
 TEST_F(RollupTest, RetentionDeletesOldRollups) {
   Send("cam-0", 1, {Window(1, kNow - 20 * 24 * 3600, 1), Window(2, kNow - 60, 1)});
   ASSERT_GT(RollUpAll(), 0u);
