@@ -391,9 +391,9 @@ absl::StatusOr<v1::DeviceStatus> DeviceRepo::Status(const std::string& device_id
 }
 
 absl::StatusOr<DeviceRepo::DeviceIdentity> DeviceRepo::Identity(const std::string& device_id) {
-  return WithTransaction(
+  return internal::ReadOnce(
       db_, absl::StrCat("get identity of device ", device_id),
-      [&](pqxx::work& tx) -> absl::StatusOr<DeviceIdentity> {
+      [&](pqxx::nontransaction& tx) -> absl::StatusOr<DeviceIdentity> {
         pqxx::result r = tx.exec_params(
             "SELECT status, coalesce(certificate_serial, ''), "
             "coalesce(pending_certificate_serial, '') FROM devices WHERE id = $1",

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "server/store/database.h"
+#include "server/store/internal/connection_pool.h"
 
 namespace edgefleet::server::internal {
 
@@ -81,6 +82,31 @@ template <class F>
 auto WithTransaction(Database& db, absl::string_view what, F&& f)
     -> std::invoke_result_t<F&, pqxx::work&> {
   return db.Transact(what, [&](Tx& tx) { return InTx(tx, what, f); });
+}
+
+// One read statement outside a transaction (autocommit): f(pqxx::nontransaction&) without the
+// BEGIN and COMMIT round trips of WithTransaction — for a single SELECT on a hot path (every
+// device call reads the caller's status). A broken connection is retried once on a fresh one.
+template <class F>
+auto ReadOnce(Database& db, absl::string_view what, F&& f)
+    -> std::invoke_result_t<F&, pqxx::nontransaction&> {
+  using R = std::invoke_result_t<F&, pqxx::nontransaction&>;
+  constexpr int kAttempts = 2;
+  absl::Status status;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    auto lease = db.pool().Acquire();
+    if (!lease.ok()) return R(lease.status());
+    try {
+      pqxx::nontransaction tx(lease->connection());
+      return f(tx);
+    } catch (const pqxx::broken_connection& e) {
+      lease->MarkBroken();
+      status = StatusFromException(what, e);
+    } catch (const std::exception& e) {
+      return R(StatusFromException(what, e));
+    }
+  }
+  return R(status);
 }
 
 }  // namespace edgefleet::server::internal

@@ -12,6 +12,7 @@
 
 #include "server/store/api_token_repo.h"
 #include "server/store/audit_repo.h"
+#include "server/store/device_repo.h"
 #include "tests/server/store/store_test_util.h"
 #include "tests/support/test_database.h"
 
@@ -140,6 +141,26 @@ TEST_F(StoreTest, PoolReconnectsAfterTheServerDropsItsConnection) {
   ASSERT_GE(std::stoi(killed), 2);  // the single pool's and the fixture's connection
   EXPECT_TRUE((*single)->Ping().ok());
   EXPECT_TRUE(db_->Ping().ok());
+}
+
+TEST_F(StoreTest, AnAutocommitReadRetriesOnAFreshConnectionAfterTheServerDropsIt) {
+  auto single = Database::Open({.url = pg_.url(), .pool_size = 1});
+  ASSERT_TRUE(single.ok()) << single.status();
+  DeviceRepo devices(**single);
+  ASSERT_TRUE(
+      (*single)
+          ->Transact("test", [&](Tx& tx) { return devices.Enroll(tx, "cam-1", {}, {}, "0a", 1); })
+          .ok());
+  ASSERT_TRUE(devices.Identity("cam-1").ok());
+  pg_.QueryValue(
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+      "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  // Device calls read the caller's identity this way: a restarted PostgreSQL must not fail the
+  // first call on each pooled connection.
+  auto identity = devices.Identity("cam-1");
+  ASSERT_TRUE(identity.ok()) << identity.status();
+  EXPECT_EQ(identity->certificate_serial, "0a");
+  EXPECT_EQ(devices.Identity("cam-9").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, ApiTokensAreFoundByHashWithTheirRole) {
