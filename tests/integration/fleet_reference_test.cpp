@@ -3,12 +3,14 @@
 // with requests have come in from the fleet's agents, the server merges them into the
 // version's reference (source FLEET), made once; GetReferenceProfile over REST returns it, its
 // bins exactly the sum of K stored windows; drift is scored against it (quiet while the input
-// stays as it was, an alert on the feature the agents then see shifted); later windows and a
-// later version's reference leave it as it was.
+// stays as it was, an alert on the feature the agents then see shifted, in REST, the CLI and
+// /metrics); later windows, even an offline agent's that start before the ones it was made
+// from, leave it as it was.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <random>
 
 #include "absl/strings/str_split.h"
@@ -124,6 +126,33 @@ class FleetReferenceTest : public IntegrationTest {
     return ParseJson<v1::ModelDrift>(res->body);
   }
 
+  // Waits until `version`'s reference is the fleet's, sending `rows` more Predicts from the
+  // agents `from` (all when empty) in turn, feature 0 moved by `shift`, while it is not: K
+  // windows are not there yet.
+  std::optional<v1::ModelVersion> DriveUntilFleetReference(
+      const std::string& version, int rows, double shift, uint32_t seed,
+      std::vector<const AgentHarness*> from = {}) {
+    if (from.empty()) {
+      for (const auto& agent : agents_) from.push_back(agent.get());
+    }
+    std::optional<v1::ModelVersion> described;
+    const bool made = WaitFor(
+        [&] {
+          described = RestVersion(version);
+          if (described.has_value() &&
+              described->reference().source() == v1::REFERENCE_SOURCE_FLEET) {
+            return true;
+          }
+          const AgentHarness& agent = *from[seed % from.size()];
+          EXPECT_EQ(SendRows(agent, rows, shift, seed), rows);
+          ++seed;
+          return false;
+        },
+        kLongWait, 500ms);
+    EXPECT_TRUE(made) << "no fleet reference for version " << version;
+    return made ? described : std::nullopt;
+  }
+
   // Waits until the drift of `version` has one point whose features count `samples` each.
   std::optional<v1::ModelDrift> WaitForDrift(const std::string& version, uint64_t samples) {
     std::optional<v1::ModelDrift> drift;
@@ -139,12 +168,15 @@ class FleetReferenceTest : public IntegrationTest {
     return counted ? drift : std::nullopt;
   }
 
-  // The windows with requests the server stored for `version`, as the agents sent them.
-  std::vector<v1::TelemetryWindow> StoredWindows(const std::string& version) {
+  // The windows with requests the server stored for `version` (of `device`, or of all), as the
+  // agents sent them.
+  std::vector<v1::TelemetryWindow> StoredWindows(const std::string& version,
+                                                 const std::string& device = "") {
     const std::string hex = db_->QueryValue(
         "SELECT coalesce(string_agg(encode(summary, 'hex'), ','), '') FROM telemetry_windows "
         "WHERE model_name = 'classifier' AND version = '" +
-        version + "' AND request_count > 0");
+        version + "' AND request_count > 0" +
+        (device.empty() ? "" : " AND device_id = '" + device + "'"));
     std::vector<v1::TelemetryWindow> windows;
     for (absl::string_view part : absl::StrSplit(hex, ',', absl::SkipEmpty())) {
       v1::TelemetryWindow w;
@@ -341,6 +373,20 @@ TEST_F(FleetReferenceTest, FirstWindowsBecomeTheReferenceOnceAndDriftIsScoredAga
   CommandResult cli = CtlOk({"model", "drift", "classifier", "1", "--from", "-30m"});
   EXPECT_THAT(cli.out, HasSubstr("fleet (" + std::to_string(profile->samples()) + " samples)"));
   EXPECT_THAT(cli.out, HasSubstr("alert"));
+  // /metrics scores against the same reference.
+  const auto gauge = [&](const std::string& metrics, const std::string& feature) {
+    return MetricValue(metrics, "edgefleet_drift_psi",
+                       {{"model", "classifier"}, {"version", "1"}, {"feature", feature}});
+  };
+  std::string metrics;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        metrics = server_->Metrics();
+        return gauge(metrics, "0").value_or(0) > 0.25;
+      },
+      kLongWait, 250ms))
+      << metrics;
+  for (const char* f : {"1", "2", "3"}) EXPECT_LT(gauge(metrics, f).value_or(1), 0.1) << f;
 
   // A second version without a reference gets its own, from its own windows. The pass that
   // made it came after all of version 1's later windows were stored: version 1's reference is
@@ -348,22 +394,8 @@ TEST_F(FleetReferenceTest, FirstWindowsBecomeTheReferenceOnceAndDriftIsScoredAga
   auto second = PushAndServe("classifier_v2.onnx", "2");
   ASSERT_TRUE(second.has_value());
   EXPECT_EQ(second->reference().detail(), "pending, 0 of 4 windows");
-  std::optional<v1::ModelVersion> second_described;
-  uint32_t seed = 11;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        second_described = RestVersion("2");
-        if (second_described.has_value() &&
-            second_described->reference().source() == v1::REFERENCE_SOURCE_FLEET) {
-          return true;
-        }
-        // Not yet: more traffic, from the agents in turn, until K windows are in.
-        AgentHarness& agent = *agents_[seed % agents_.size()];
-        EXPECT_EQ(SendRows(agent, 100, kShift, seed), 100);
-        ++seed;
-        return false;
-      },
-      kLongWait, 500ms));
+  auto second_described = DriveUntilFleetReference("2", 100, kShift, 11);
+  ASSERT_TRUE(second_described.has_value());
   EXPECT_EQ(second_described->reference().windows(), static_cast<uint64_t>(kWindowsNeeded));
   EXPECT_NE(second_described->reference().profile_sha256(), summary.profile_sha256());
   auto second_profile = RestReference("2", &status);
@@ -379,6 +411,72 @@ TEST_F(FleetReferenceTest, FirstWindowsBecomeTheReferenceOnceAndDriftIsScoredAga
   ASSERT_TRUE(described_again.has_value());
   EXPECT_EQ(described_again->reference().SerializeAsString(), summary.SerializeAsString());
   EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM reference_profiles"), "2");
+}
+
+// An agent offline while it served sends its windows late: they start before every window the
+// reference was made from, yet the reference stays the one made first.
+TEST_F(FleetReferenceTest, WindowsArrivingLateFromAnOfflineAgentDoNotRemakeTheReference) {
+  server_->set_extra_args(
+      {"--fleet-reference-windows", "2", "--fleet-reference-interval-seconds", "1"});
+  server_->Start();
+  StartAgents(2);
+  ASSERT_FALSE(HasFatalFailure());
+  AgentHarness& cam2 = *agents_[1];
+  ASSERT_TRUE(PushAndServe("classifier_v1.onnx", "1").has_value());
+
+  // cam-2 serves while the server is away, then stops: what it saw waits in its outbox.
+  const int device_port = server_->ports().device;
+  ASSERT_TRUE(server_->Stop().has_value());
+  ASSERT_EQ(SendRows(cam2, kRows, kShift, 1), kRows);
+  const double cam2_done =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  ASSERT_TRUE(cam2.Stop().has_value());
+  server_->Start(device_port);
+
+  // cam-1's windows make the reference (K = 2); they start after cam-2's traffic ended: cam-1
+  // cuts a window (with requests or not) every 2 s, and once one ending later is in, the next
+  // ones start later still.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return db_->QueryValue(
+                   "SELECT count(*) FROM telemetry_windows WHERE device_id = 'cam-1' AND "
+                   "window_end > to_timestamp(" +
+                   std::to_string(cam2_done) + ")") != "0";
+      },
+      kLongWait, 100ms));
+  ASSERT_TRUE(DriveUntilFleetReference("1", 100, 0, 2, {agents_[0].get()}).has_value());
+  int status = 0;
+  auto made = RestReference("1", &status);
+  ASSERT_TRUE(made.has_value()) << status;
+  EXPECT_EQ(made->windows(), 2u);
+  EXPECT_TRUE(SomeWindowsMakeUp(*made, StoredWindows("1", "cam-1"), 2));
+
+  // cam-2 back: its windows arrive, the first of them starting before any of cam-1's (a
+  // reference made from the first windows now would hold it).
+  cam2.Restart();
+  std::vector<v1::TelemetryWindow> late;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        late = StoredWindows("1", "cam-2");
+        return !late.empty();
+      },
+      kLongWait, 100ms));
+  const auto start = [](const v1::TelemetryWindow& w) {
+    return std::make_pair(w.window_start().seconds(), w.window_start().nanos());
+  };
+  const auto earliest = [&](const std::vector<v1::TelemetryWindow>& windows) {
+    auto first = std::make_pair(std::numeric_limits<int64_t>::max(), 0);
+    for (const v1::TelemetryWindow& w : windows) first = std::min(first, start(w));
+    return first;
+  };
+  EXPECT_LT(earliest(late), earliest(StoredWindows("1", "cam-1")));
+
+  // A later pass (the one that makes version 2's reference) leaves version 1's as it was.
+  ASSERT_TRUE(PushAndServe("classifier_v2.onnx", "2").has_value());
+  ASSERT_TRUE(DriveUntilFleetReference("2", 100, 0, 3).has_value());
+  auto again = RestReference("1", &status);
+  ASSERT_TRUE(again.has_value()) << status;
+  EXPECT_EQ(again->SerializeAsString(), made->SerializeAsString()) << "made once";
 }
 
 }  // namespace
