@@ -2,12 +2,14 @@
 // one edgefleet-server per test, plus agents on demand; prints the process logs when a test fails.
 #pragma once
 
+#include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,6 +79,23 @@ class IntegrationTest : public ::testing::Test {
   static grpc::Status PredictSample(const AgentHarness& agent, const std::string& model_name,
                                     v1::PredictResponse* out) {
     return agent.Predict(model_name, Expected("classifier_v1.onnx").inputs, out);
+  }
+
+  // A protobuf message from its JSON form (a REST answer, `edgefleetctl -o json`); nullopt when
+  // it does not parse.
+  template <typename Message>
+  static std::optional<Message> ParseJson(const std::string& json) {
+    Message m;
+    if (!google::protobuf::util::JsonStringToMessage(json, &m).ok()) return std::nullopt;
+    return m;
+  }
+
+  // `edgefleetctl ARGS...` against this test's server; a test failure when it exits non-zero.
+  CommandResult CtlOk(const std::vector<std::string>& args) {
+    CommandResult r = server_->Ctl(args);
+    EXPECT_EQ(r.exit_code, 0) << "edgefleetctl " << testing::PrintToString(args) << "\n"
+                              << r.err << r.out;
+    return r;
   }
 
   // Waits until `agent` answers `model_name` with `version`; false on timeout.

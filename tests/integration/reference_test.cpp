@@ -17,13 +17,6 @@
 namespace edgefleet::test {
 namespace {
 
-template <typename Message>
-std::optional<Message> FromJson(const std::string& json) {
-  Message m;
-  if (!google::protobuf::util::JsonStringToMessage(json, &m).ok()) return std::nullopt;
-  return m;
-}
-
 // 1,000 rows of the classifier's 4 features, spread around the sample input's values.
 std::vector<float> SampleRows(size_t rows) {
   std::vector<float> values;
@@ -37,13 +30,6 @@ std::vector<float> SampleRows(size_t rows) {
 
 class ReferenceTest : public IntegrationTest {
  protected:
-  CommandResult CtlOk(const std::vector<std::string>& args) {
-    CommandResult r = server_->Ctl(args);
-    EXPECT_EQ(r.exit_code, 0) << "edgefleetctl " << testing::PrintToString(args) << "\n"
-                              << r.err << r.out;
-    return r;
-  }
-
   std::string NpyPath(const std::string& name) { return tmp_.Sub(name); }
 
   std::optional<v1::TelemetryWindow> StoredWindowWithRequests(const std::string& version) {
@@ -69,7 +55,7 @@ class ReferenceTest : public IntegrationTest {
                                     server_->AuthHeaders());
     *status = res ? res->status : 0;
     if (!res || res->status != 200) return std::nullopt;
-    return FromJson<v1::ReferenceProfile>(res->body);
+    return ParseJson<v1::ReferenceProfile>(res->body);
   }
 };
 
@@ -82,7 +68,7 @@ TEST_F(ReferenceTest, AnUploadedReferenceBinsTheAgentsWindowsByItsEdges) {
   CommandResult pushed_out =
       CtlOk({"model", "push", "classifier", TestModel("classifier_v1.onnx"), "--version", "1",
              "--input", "input:1x4", "--output", "probs:1x3", "--reference", sample, "-o", "json"});
-  auto pushed = FromJson<v1::ModelVersion>(pushed_out.out);
+  auto pushed = ParseJson<v1::ModelVersion>(pushed_out.out);
   ASSERT_TRUE(pushed.has_value()) << pushed_out.out;
   EXPECT_EQ(pushed->reference().source(), v1::REFERENCE_SOURCE_UPLOADED);
   EXPECT_EQ(pushed->reference().samples(), 1000u);
@@ -146,7 +132,7 @@ TEST_F(ReferenceTest, AVersionWithoutAReferenceIsBinnedByTheDefaultProfile) {
   EXPECT_EQ(window->features(0).bins_size(), 143);
   // No reference yet: the summary says the fleet reference is pending.
   CommandResult got = CtlOk({"model", "get", "classifier", "-o", "json"});
-  auto model = FromJson<v1::Model>(got.out);
+  auto model = ParseJson<v1::Model>(got.out);
   ASSERT_TRUE(model.has_value()) << got.out;
   EXPECT_EQ(model->versions(0).reference().source(), v1::REFERENCE_SOURCE_UNSPECIFIED);
   EXPECT_NE(model->versions(0).reference().detail().find("pending"), std::string::npos);
@@ -232,7 +218,7 @@ TEST_F(ReferenceTest, RestPushCarriesTheReferenceAsAMultipartPart) {
   auto accepted = push("1", json);
   ASSERT_TRUE(accepted);
   ASSERT_EQ(accepted->status, 200) << accepted->body;
-  auto version = FromJson<v1::ModelVersion>(accepted->body);
+  auto version = ParseJson<v1::ModelVersion>(accepted->body);
   ASSERT_TRUE(version.has_value());
   EXPECT_EQ(version->reference().source(), v1::REFERENCE_SOURCE_UPLOADED);
   EXPECT_EQ(version->reference().profile_sha256(), good->profile_sha256());
