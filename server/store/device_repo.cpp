@@ -394,7 +394,8 @@ absl::StatusOr<DeviceRepo::DeviceIdentity> DeviceRepo::Identity(const std::strin
   return internal::ReadOnce(
       db_, absl::StrCat("get identity of device ", device_id),
       [&](pqxx::nontransaction& tx) -> absl::StatusOr<DeviceIdentity> {
-        pqxx::result r = tx.exec_params(
+        pqxx::result r = internal::ExecPrepared(
+            tx, "device_identity",
             "SELECT status, coalesce(certificate_serial, ''), "
             "coalesce(pending_certificate_serial, '') FROM devices WHERE id = $1",
             device_id);

@@ -43,7 +43,8 @@ absl::StatusOr<TelemetryStore::DeviceContext> TelemetryRepo::ReadDeviceContext(
       [&](pqxx::work& tx) -> absl::StatusOr<DeviceContext> {
         // One row per model (one with a NULL model when it has none), each with the hw label.
         // Inventory is protobuf JSON with the proto's field names.
-        pqxx::result r = tx.exec_params(
+        pqxx::result r = internal::ExecPrepared(
+            tx, "telemetry_device_context",
             "SELECT coalesce(dev.labels->>'hw', ''), m.name FROM devices dev "
             "LEFT JOIN LATERAL ("
             "  SELECT d.model_name AS name FROM deployment_targets t "
@@ -138,8 +139,9 @@ absl::StatusOr<std::vector<bool>> TelemetryRepo::InsertWindows(
   sql += " ON CONFLICT DO NOTHING RETURNING sequence";
   return internal::InTx(txn, absl::StrCat("store telemetry windows of device ", device_id),
                         [&](pqxx::work& tx) -> absl::StatusOr<std::vector<bool>> {
-                          pqxx::result r =
-                              tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params));
+                          pqxx::result r = internal::ExecPrepared(
+                              tx, absl::StrCat("telemetry_insert_", windows.size()), sql,
+                              pqxx::prepare::make_dynamic_params(params));
                           // RETURNING names the rows stored now; of several copies of a sequence,
                           // the first.
                           std::map<int64_t, int> stored_now;

@@ -5,6 +5,7 @@
 #include <exception>
 #include <pqxx/pqxx>
 #include <type_traits>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -82,6 +83,16 @@ template <class F>
 auto WithTransaction(Database& db, absl::string_view what, F&& f)
     -> std::invoke_result_t<F&, pqxx::work&> {
   return db.Transact(what, [&](Tx& tx) { return InTx(tx, what, f); });
+}
+
+// Runs `sql` as the prepared statement `name` of this connection, prepared at its first use
+// there: parsed and planned once per pooled connection instead of on every call. For the
+// statements of hot paths (each device call); `name` must always come with the same `sql`.
+template <class... Args>
+pqxx::result ExecPrepared(pqxx::transaction_base& tx, const std::string& name,
+                          const std::string& sql, Args&&... args) {
+  tx.conn().prepare(name, sql);  // a no-op once declared with this text
+  return tx.exec_prepared(name, std::forward<Args>(args)...);
 }
 
 // One read statement outside a transaction (autocommit): f(pqxx::nontransaction&) without the
