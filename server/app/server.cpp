@@ -141,6 +141,8 @@ class ServerImpl final : public Server {
             .Set(it == counts->end() ? 0 : static_cast<double>(it->second));
       }
       CollectRolloutGauges();
+      CollectUnseenDevices();
+      CollectPatchBacklog();
     });
     artifacts_ = MakeFilesystemArtifactStore(
         (std::filesystem::path(config_.data_dir()) / "artifacts").string());
@@ -339,6 +341,29 @@ class ServerImpl final : public Server {
             .Set(it == targets->end() ? 0 : static_cast<double>(it->second));
       }
     }
+  }
+
+  // edgefleet_devices_unseen{longer_than}, read at each scrape.
+  void CollectUnseenDevices() {
+    const int64_t now = ToUnixSeconds(clock_.Now());
+    std::vector<int64_t> cutoffs;
+    for (const UnseenLimit& limit : kUnseenLimits) cutoffs.push_back(now - limit.age.count());
+    auto counts = devices_->CountActiveNotSeenSince(cutoffs);
+    if (!counts.ok() || counts->size() != cutoffs.size()) return;
+    for (size_t i = 0; i < cutoffs.size(); ++i) {
+      metrics_->devices_unseen.Add({{"longer_than", kUnseenLimits[i].label}})
+          .Set(static_cast<double>((*counts)[i]));
+    }
+  }
+
+  // edgefleet_patches{state} and edgefleet_patch_oldest_pending_age_seconds, read at each scrape.
+  void CollectPatchBacklog() {
+    auto backlog = patch_repo_->Backlog();
+    if (!backlog.ok()) return;
+    for (const auto& [state, count] : backlog->by_state) {
+      metrics_->patches.Add({{"state", state}}).Set(static_cast<double>(count));
+    }
+    metrics_->patch_oldest_pending_age.Add({}).Set(backlog->oldest_pending_age_seconds);
   }
 
   absl::Status Ready() {

@@ -12,6 +12,10 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
       http_requests(registry.AddCounter("edgefleet_http_requests_total",
                                         "Admin HTTP requests, by route and status")),
       devices(registry.AddGauge("edgefleet_devices", "Registered devices by status")),
+      devices_unseen(registry.AddGauge(
+          "edgefleet_devices_unseen",
+          "Active devices whose last check-in is older than longer_than (5m, 15m, 1h, 6h, 1d, "
+          "7d), read from the database at each scrape (fleet-wide: take max over replicas)")),
       check_ins(registry.AddCounter("edgefleet_device_check_ins_total", "Device check-ins")),
       artifact_bytes_served(registry.AddCounter("edgefleet_artifact_bytes_served_total",
                                                 "Artifact bytes sent to devices, by kind")),
@@ -26,6 +30,13 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
       patch_compute_seconds(registry.AddHistogram(
           "edgefleet_patch_compute_seconds", "Time to compute one differential patch",
           {0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300})),
+      patches(registry.AddGauge("edgefleet_patches",
+                                "Differential patches by state (pending: queued or computing; "
+                                "ready; not_smaller; failed), read from the database at each "
+                                "scrape (fleet-wide: take max over replicas)")),
+      patch_oldest_pending_age(registry.AddGauge(
+          "edgefleet_patch_oldest_pending_age_seconds",
+          "Age of the oldest pending (queued or computing) patch, 0 when none is pending")),
       patch_bytes_saved(registry.AddCounter("edgefleet_patch_bytes_saved_total",
                                             "Bytes devices did not download because a patch was "
                                             "served instead of the full artifact")),

@@ -380,6 +380,28 @@ absl::StatusOr<std::map<std::string, int64_t>> DeviceRepo::CountByStatus() {
       });
 }
 
+absl::StatusOr<std::vector<int64_t>> DeviceRepo::CountActiveNotSeenSince(
+    const std::vector<int64_t>& cutoffs_unix) {
+  return WithTransaction(
+      db_, "count devices not seen", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<int64_t>> {
+        std::string cutoffs = "{";
+        for (int64_t cutoff : cutoffs_unix) {
+          if (cutoffs.size() > 1) cutoffs += ',';
+          cutoffs += std::to_string(cutoff);
+        }
+        cutoffs += '}';
+        std::vector<int64_t> counts;
+        for (const pqxx::row& row : tx.exec_params(
+                 "SELECT count(d.id) FROM unnest($1::bigint[]) WITH ORDINALITY AS c(cutoff, i) "
+                 "LEFT JOIN devices d ON d.status = 'active' AND d.last_seen < "
+                 "to_timestamp(c.cutoff) GROUP BY c.i ORDER BY c.i",
+                 cutoffs)) {
+          counts.push_back(row[0].as<int64_t>());
+        }
+        return counts;
+      });
+}
+
 absl::StatusOr<v1::DeviceStatus> DeviceRepo::Status(const std::string& device_id) {
   return WithTransaction(
       db_, absl::StrCat("get status of device ", device_id),

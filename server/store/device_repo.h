@@ -101,6 +101,10 @@ class DeviceStore {
   virtual absl::Status TouchLastSeen(Tx& tx, const std::map<std::string, int64_t>& seen_unix) = 0;
   // Device count per status name ("pending", "active", "decommissioned"; zeros included).
   virtual absl::StatusOr<std::map<std::string, int64_t>> CountByStatus() = 0;
+  // For each cutoff (unix seconds), the active devices last seen before it, in the cutoffs'
+  // order: the devices that stopped checking in.
+  virtual absl::StatusOr<std::vector<int64_t>> CountActiveNotSeenSince(
+      const std::vector<int64_t>& cutoffs_unix) = 0;
   // NotFound for an unknown device.
   virtual absl::StatusOr<v1::DeviceStatus> Status(const std::string& device_id) = 0;
 
@@ -146,6 +150,8 @@ class DeviceRepo final : public DeviceStore {
                              int64_t now_unix) override;
   absl::Status TouchLastSeen(Tx& tx, const std::map<std::string, int64_t>& seen_unix) override;
   absl::StatusOr<std::map<std::string, int64_t>> CountByStatus() override;
+  absl::StatusOr<std::vector<int64_t>> CountActiveNotSeenSince(
+      const std::vector<int64_t>& cutoffs_unix) override;
   absl::StatusOr<v1::DeviceStatus> Status(const std::string& device_id) override;
   absl::StatusOr<DeviceIdentity> Identity(const std::string& device_id) override;
 

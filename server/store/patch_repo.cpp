@@ -112,4 +112,22 @@ absl::StatusOr<std::vector<PatchRecord>> PatchRepo::Pending() {
       });
 }
 
+absl::StatusOr<PatchBacklog> PatchRepo::Backlog() {
+  return WithTransaction(
+      db_, "count patches by state", [&](pqxx::work& tx) -> absl::StatusOr<PatchBacklog> {
+        PatchBacklog backlog;
+        backlog.by_state = {{"pending", 0}, {"ready", 0}, {"not_smaller", 0}, {"failed", 0}};
+        for (const pqxx::row& row :
+             tx.exec("SELECT state, count(*), coalesce(extract(epoch FROM now() - "
+                     "min(created_at)), 0)::float8 FROM patches GROUP BY 1")) {
+          const std::string state = row[0].as<std::string>();
+          backlog.by_state[state] = row[1].as<int64_t>();
+          if (state == "pending") {
+            backlog.oldest_pending_age_seconds = row[2].as<double>();
+          }
+        }
+        return backlog;
+      });
+}
+
 }  // namespace edgefleet::server

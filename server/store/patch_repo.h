@@ -2,6 +2,7 @@
 // PatchRepo is its PostgreSQL implementation; its mutating methods run in the caller's Tx.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +24,12 @@ struct PatchRecord {
   std::string detail;
 };
 
+// The queue's state at a glance, for /metrics.
+struct PatchBacklog {
+  std::map<std::string, int64_t> by_state;  // pending, ready, not_smaller, failed (zeros included)
+  double oldest_pending_age_seconds = 0;    // by the database's clock; 0 when none is pending
+};
+
 class PatchStore {
  public:
   virtual ~PatchStore() = default;
@@ -39,6 +46,7 @@ class PatchStore {
       const std::string& patch_sha256) = 0;
   // Pending rows, e.g. left by a restart mid-computation.
   virtual absl::StatusOr<std::vector<PatchRecord>> Pending() = 0;
+  virtual absl::StatusOr<PatchBacklog> Backlog() = 0;
 };
 
 // The PostgreSQL PatchStore.
@@ -52,6 +60,7 @@ class PatchRepo final : public PatchStore {
                                                   const std::string& to_sha256) override;
   absl::StatusOr<std::optional<PatchRecord>> FindByPatch(const std::string& patch_sha256) override;
   absl::StatusOr<std::vector<PatchRecord>> Pending() override;
+  absl::StatusOr<PatchBacklog> Backlog() override;
 
  private:
   Database& db_;

@@ -265,6 +265,37 @@ TEST_F(AdminEndToEndTest, MetricsAndHealthEndpointsDescribeTheFleet) {
       << body;
 }
 
+// The gauges the stock alert rules need (deploy/prometheus/): devices that stopped checking in,
+// by how long, and the patch queue.
+TEST_F(AdminEndToEndTest, MetricsCountDevicesThatStoppedCheckingInAndThePatchQueue) {
+  const std::string token = NewEnrollmentToken(2);
+  StartAgent("dev-up", token);
+  StartAgent("dev-up-2", token);
+  ASSERT_TRUE(WaitForActiveDevices(2));
+  const std::string body = server_->Metrics();
+  for (const char* limit : {"5m", "15m", "1h", "6h", "1d", "7d"}) {
+    EXPECT_EQ(MetricValue(body, "edgefleet_devices_unseen", {{"longer_than", limit}}), 0)
+        << limit << "\n"
+        << body;
+  }
+  for (const char* state : {"pending", "ready", "not_smaller", "failed"}) {
+    EXPECT_EQ(MetricValue(body, "edgefleet_patches", {{"state", state}}), 0) << state << "\n"
+                                                                             << body;
+  }
+  EXPECT_EQ(MetricValue(body, "edgefleet_patch_oldest_pending_age_seconds"), 0) << body;
+
+  // A device that enrolled three hours ago and went dark two hours ago (written as its rows
+  // would be: an agent's check-ins would keep moving last_seen forward).
+  db_->Exec(
+      "INSERT INTO devices (id, status, first_seen, last_seen) VALUES ('dev-dark', 'active', "
+      "now() - interval '3 hours', now() - interval '2 hours')");
+  const std::string later = server_->Metrics();
+  EXPECT_EQ(MetricValue(later, "edgefleet_devices_unseen", {{"longer_than", "5m"}}), 1) << later;
+  EXPECT_EQ(MetricValue(later, "edgefleet_devices_unseen", {{"longer_than", "1h"}}), 1) << later;
+  EXPECT_EQ(MetricValue(later, "edgefleet_devices_unseen", {{"longer_than", "6h"}}), 0) << later;
+  EXPECT_EQ(MetricValue(later, "edgefleet_devices", {{"status", "active"}}), 3) << later;
+}
+
 }  // namespace
 }  // namespace edgefleet::test
 

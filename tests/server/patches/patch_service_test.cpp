@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <utility>
 
@@ -293,6 +294,35 @@ TEST_F(PatchServiceTest, PendingPairLeftByARestartIsComputedByTheNextService) {
   auto offer = OfferFor(from, to, new_.size());
   ASSERT_TRUE(offer.has_value());
   ExpectPatchRebuilds(*offer, old_, new_);
+}
+
+// What edgefleet_patches{state} and edgefleet_patch_oldest_pending_age_seconds read.
+TEST_F(PatchServiceTest, BacklogCountsStatesAndAgesTheOldestPendingPair) {
+  auto empty = repo_->Backlog();
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->by_state, (std::map<std::string, int64_t>{
+                                 {"pending", 0}, {"ready", 0}, {"not_smaller", 0}, {"failed", 0}}));
+  EXPECT_EQ(empty->oldest_pending_age_seconds, 0);
+
+  const std::string from = Store(old_);
+  const std::string to = Store(new_);
+  ASSERT_TRUE(
+      database_->Transact("test", [&](Tx& tx) { return repo_->Enqueue(tx, from, to); }).ok());
+  // Queued two hours ago and never computed (no service ran).
+  db_.Exec("UPDATE patches SET created_at = now() - interval '2 hours'");
+  auto waiting = repo_->Backlog();
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  EXPECT_EQ(waiting->by_state.at("pending"), 1);
+  EXPECT_GE(waiting->oldest_pending_age_seconds, 7200);
+  EXPECT_LT(waiting->oldest_pending_age_seconds, 7200 + 600);
+
+  StartService();
+  service_->WaitIdle();
+  auto done = repo_->Backlog();
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->by_state, (std::map<std::string, int64_t>{
+                                {"pending", 0}, {"ready", 1}, {"not_smaller", 0}, {"failed", 0}}));
+  EXPECT_EQ(done->oldest_pending_age_seconds, 0);
 }
 
 TEST_F(PatchServiceTest, RequestBeforeStartIsComputedOnce) {

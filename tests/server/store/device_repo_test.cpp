@@ -233,5 +233,41 @@ TEST_F(StoreTest, TouchLastSeenMovesEachDeviceForwardInOneStatement) {
   EXPECT_EQ(repo.Get("cam-1")->last_seen().seconds(), kNow + 60);
 }
 
+// What edgefleet_devices_unseen reads: active devices by the age of their last check-in, for
+// several cutoffs at once; decommissioned devices do not count.
+TEST_F(StoreTest, CountActiveNotSeenSinceCountsEachCutoff) {
+  DeviceRepo repo(*db_);
+  // Last seen at kNow - 10, kNow - 100, kNow - 1000 and (decommissioned) kNow - 5000.
+  for (const auto& [id, seen] :
+       std::vector<std::pair<std::string, int64_t>>{{"fresh", kNow - 10},
+                                                    {"late", kNow - 100},
+                                                    {"gone", kNow - 1000},
+                                                    {"old", kNow - 5000}}) {
+    ASSERT_TRUE(db_->Transact("test",
+                              [&](Tx& tx) {
+                                return repo.Enroll(tx, id, {}, MakeInventory("0.1"), id, seen);
+                              })
+                    .ok());
+  }
+  ASSERT_TRUE(db_->Transact("test", [&](Tx& tx) { return repo.Decommission(tx, "old"); }).ok());
+
+  auto counts = repo.CountActiveNotSeenSince({kNow - 5, kNow - 50, kNow - 500, kNow - 3000, kNow});
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(*counts, (std::vector<int64_t>{3, 2, 1, 0, 3}));
+
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return repo.TouchLastSeen(tx, {{"gone", kNow}});
+                            })
+                  .ok());
+  counts = repo.CountActiveNotSeenSince({kNow - 50, kNow - 500});
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(*counts, (std::vector<int64_t>{1, 0})) << "a check-in makes a device seen again";
+
+  counts = repo.CountActiveNotSeenSince({});
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_TRUE(counts->empty());
+}
+
 }  // namespace
 }  // namespace edgefleet::server
