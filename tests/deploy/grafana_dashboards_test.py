@@ -22,11 +22,13 @@ Usage: grafana_dashboards_test.py SOURCE_DIR [PROMETHEUS]
          breaks a copy of deploy/grafana/ in each way above, one at a time, and fails unless
          the lint catches every one.
 """
+import ctypes
 import glob
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -220,6 +222,12 @@ def check_provisioning(lint, grafana):
             lint.error(where, "names no folder")
 
 
+def die_with_parent():
+    """Run in the child before exec: SIGKILL when this test dies, even by SIGKILL (a ctest
+    timeout), so that no Prometheus outlives it."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -254,7 +262,7 @@ def check_promql(lint, src, prometheus, expressions):
         process = subprocess.Popen(
             [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp}/data",
              f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
@@ -421,6 +429,8 @@ def main():
     if not shutil.which(prometheus):
         sys.exit(f"{prometheus} not found: install Debian's prometheus package "
                  "(scripts/install-deps.sh)")
+    # SIGTERM (or ^C) unwinds through check_promql's finally, which stops Prometheus.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if "--self-test" in sys.argv[1:]:
         return 1 if self_test(src, prometheus) else 0
     errors = run(src, prometheus)
