@@ -14,8 +14,11 @@ server/**/*.cpp, with a histogram's _bucket/_sum/_count series): the code, not t
 
 PromQL: a throwaway /usr/bin/prometheus on a free 127.0.0.1 port, with a temporary storage
 directory and deploy/prometheus's rule files loaded, answers /api/v1/query for each expression
-(Grafana's variables substituted); 400 / bad_data is invalid PromQL. It is stopped at the end
-whatever happens.
+(Grafana's variables substituted); 400 / bad_data is invalid PromQL. Then Prometheus scrapes a
+stand-in for edgefleet-server (StandIn below: the server's families with the label values its
+code writes) and evaluates the rules, and every expression must return series: this catches a
+label value, a join or a `version="$new"` comparison that can never match. Prometheus is
+stopped at the end whatever happens (and dies with this process).
 
 Usage: grafana_dashboards_test.py SOURCE_DIR [PROMETHEUS]
        grafana_dashboards_test.py --self-test SOURCE_DIR [PROMETHEUS]
@@ -24,6 +27,7 @@ Usage: grafana_dashboards_test.py SOURCE_DIR [PROMETHEUS]
 """
 import ctypes
 import glob
+import http.server
 import json
 import os
 import re
@@ -33,6 +37,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -96,13 +101,13 @@ def check_rate_windows(lint, where, expr):
                        f"{windows} instead of $__rate_interval: {expr}")
 
 
-def substitute(expr, variables):
+def substitute(expr, variables, values=None):
     def value(match):
         name = match.group(1) or match.group(2) or match.group(3)
         if name in BUILTINS:
             return BUILTINS[name]
         if name in variables:
-            return "edgefleet_lint"
+            return (values or {}).get(name, "edgefleet_lint")
         return match.group(0)  # left as is: Prometheus refuses it, and the test says so
     return VARIABLE.sub(value, expr)
 
@@ -222,6 +227,103 @@ def check_provisioning(lint, grafana):
             lint.error(where, "names no folder")
 
 
+# What the data check's stand-in for edgefleet-server exports: the server's families with the
+# label values its code writes (server_metrics.cpp and its callers, docs/metrics.md), for model
+# "m" at versions v1 (old) and v2 (new), on hw "a" and on devices without hw. Counters grow at
+# every scrape. Values are per scrape; a histogram is {le: count}.
+MODEL_SERIES = [{"model": "m", "version": v, **hw} for v in ("v1", "v2")
+                for hw in ({"hw": "a"}, {})]
+GAUGES = (
+    [("edgefleet_devices", {"status": s}, 5) for s in ("pending", "active", "decommissioned")]
+    + [("edgefleet_devices_unseen", {"longer_than": t}, 1)
+       for t in ("5m", "15m", "1h", "6h", "1d", "7d")]
+    + [("edgefleet_rollouts", {"state": s}, 1) for s in
+       ("pending", "running", "paused", "succeeded", "aborted", "rolled_back")]
+    + [("edgefleet_rollout_targets", {"state": s}, 2) for s in
+       ("pending", "in_progress", "serving", "failed", "superseded", "rolled_back")]
+    + [("edgefleet_patches", {"state": s}, 1) for s in
+       ("pending", "ready", "not_smaller", "failed")]
+    + [("edgefleet_patch_oldest_pending_age_seconds", {}, 60)]
+    + [("edgefleet_telemetry_devices_reporting", m, 3) for m in MODEL_SERIES]
+    + [(f"edgefleet_drift_{kind}", {**m, "feature": f}, 0.2)
+       for kind in ("psi", "js_distance") for m in MODEL_SERIES for f in ("0", "1", "output")]
+    + [("edgefleet_drift_warn_threshold", {"model": "m"}, 0.1),
+       ("edgefleet_drift_alert_threshold", {"model": "m"}, 0.25)])
+COUNTERS = (
+    [("edgefleet_device_check_ins_total", {}, 10),
+     ("edgefleet_enrollments_total", {"result": "ok"}, 1),
+     ("edgefleet_artifact_bytes_served_total", {"kind": "full"}, 4000000),
+     ("edgefleet_artifact_bytes_served_total", {"kind": "patch"}, 40000),
+     ("edgefleet_patch_bytes_saved_total", {}, 3960000),
+     ("edgefleet_patches_computed_total", {"result": "ready"}, 1),
+     ("edgefleet_telemetry_windows_total", {"result": "stored"}, 10),
+     ("edgefleet_telemetry_windows_dropped_total", {"reason": "outbox_full"}, 1),
+     ("edgefleet_rollout_gate_evaluations_total",
+      {"gate": "GATE_LATENCY_P99_RATIO", "result": "GATE_OUTCOME_PASS"}, 1),
+     ("edgefleet_update_events_total",
+      {"kind": "UPDATE_EVENT_KIND_FAILED", "reason": "FAILURE_REASON_DOWNLOAD"}, 1),
+     ("edgefleet_update_events_total",
+      {"kind": "UPDATE_EVENT_KIND_PATCH_REJECTED", "reason": "FAILURE_REASON_PATCH"}, 1)]
+    + [("edgefleet_inference_requests_total", m, 100) for m in MODEL_SERIES]
+    + [("edgefleet_inference_errors_total", {**m, "reason": "invalid_input"}, 1)
+       for m in MODEL_SERIES])
+HISTOGRAMS = (
+    [("edgefleet_inference_latency_seconds", m, {0.005: 50, 0.01: 90, 0.05: 99})
+     for m in MODEL_SERIES]
+    + [("edgefleet_patch_compute_seconds", {}, {0.1: 1, 1: 2})])
+
+
+def exposition(scrape):
+    """The stand-in's /metrics text at its scrape-th scrape."""
+    def series(name, labels, value):
+        text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        return f"{name}{{{text}}} {value}\n"
+    out = [series(n, labels, v) for n, labels, v in GAUGES]
+    out += [series(n, labels, v * scrape) for n, labels, v in COUNTERS]
+    for name, labels, buckets in HISTOGRAMS:
+        total = max(buckets.values()) + 1
+        for le, count in sorted(buckets.items()):
+            out.append(series(name + "_bucket", {**labels, "le": le}, count * scrape))
+        out.append(series(name + "_bucket", {**labels, "le": "+Inf"}, total * scrape))
+        out.append(series(name + "_count", labels, total * scrape))
+        out.append(series(name + "_sum", labels, 0.01 * total * scrape))
+    return "".join(out)
+
+
+class StandIn(http.server.ThreadingHTTPServer):
+    """Serves exposition() on 127.0.0.1 (a free port) from a thread."""
+
+    def __init__(self):
+        self.scrapes = 0
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                stand_in.scrapes += 1
+                body = exposition(stand_in.scrapes).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+# The data check's variable values: series the stand-in exports.
+DATA_VALUES = {"model": "m", "version": "v2", "old": "v1", "new": "v2", "hw": "a",
+               "feature": "0"}
+
+
 def die_with_parent():
     """Run in the child before exec: SIGKILL when this test dies, even by SIGKILL (a ctest
     timeout), so that no Prometheus outlives it."""
@@ -247,16 +349,54 @@ def get(url, timeout=10):
         return status, body.decode("utf-8", "replace")
 
 
-def check_promql(lint, src, prometheus, expressions):
+def query(base, expr):
+    """(HTTP status, body) of an instant query."""
+    return get(base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+
+
+def check_data(lint, base, expressions):
+    # Rates need two scrapes, the rules read the rates: wait until the last rule group's
+    # rate-based series and the latency quantiles exist.
+    ready = ("edgefleet:inference_latency_seconds_by_hw:p99_rate5m "
+             "and on () edgefleet:telemetry_windows_dropped:rate5m "
+             "and on () edgefleet:drift_psi:max")
+    deadline = time.monotonic() + 60
+    while not (query(base, ready)[1].get("data", {}).get("result")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("no recording rule series within 60 s of scraping the stand-in")
+        time.sleep(0.5)  # polling for Prometheus' scrapes and rule evaluations
+    empty = 0
+    for where, expr, variables in expressions:
+        with_data = substitute(expr, variables, DATA_VALUES)
+        status, body = query(base, with_data)
+        if status != 200 or not isinstance(body, dict) or body.get("status") != "success":
+            empty += 1
+            error = body.get("error") if isinstance(body, dict) else body
+            lint.error(where, f"Prometheus could not run the query on the stand-in's series "
+                       f"(HTTP {status}: {error}): {with_data}")
+        elif not body.get("data", {}).get("result"):
+            empty += 1
+            lint.error(where, f"returns no data from the stand-in's series: {with_data}")
+    print(f"{len(expressions) - empty} of {len(expressions)} expressions returned data")
+
+
+def check_promql(lint, src, prometheus, expressions, data):
+    """Every expression is valid PromQL; with data, every one also returns series once
+    Prometheus has scraped the stand-in a few times and evaluated the recording rules."""
     rules = sorted(glob.glob(os.path.join(src, "deploy/prometheus/rules/*.yml")))
     tmp = tempfile.mkdtemp(prefix="grafana-lint-")
     process = None
+    stand_in = StandIn() if data else None
     log = open(os.path.join(tmp, "prometheus.log"), "w+", encoding="utf-8")
     try:
         config = os.path.join(tmp, "prometheus.yml")
         with open(config, "w", encoding="utf-8") as f:
-            f.write("global:\n  evaluation_interval: 15s\nrule_files:\n")
+            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n")
             f.writelines(f"  - {json.dumps(path)}\n" for path in rules)
+            if stand_in:
+                f.write("scrape_configs:\n  - job_name: edgefleet-server\n"
+                        "    static_configs:\n"
+                        f"      - targets: [\"127.0.0.1:{stand_in.server_address[1]}\"]\n")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         process = subprocess.Popen(
@@ -280,13 +420,15 @@ def check_promql(lint, src, prometheus, expressions):
         if status != 200 or not groups:
             raise RuntimeError(f"prometheus loaded no rule groups from {rules}: {status} {body}")
         for where, expr, variables in expressions:
-            query = substitute(expr, variables)
-            status, body = get(base + "/api/v1/query?" + urllib.parse.urlencode({"query": query}))
+            valid = substitute(expr, variables)
+            status, body = query(base, valid)
             if status != 200 or not isinstance(body, dict) or body.get("status") != "success":
                 kind = body.get("errorType") if isinstance(body, dict) else ""
                 message = body.get("error") if isinstance(body, dict) else body
                 lint.error(where, f"Prometheus refused the query (HTTP {status} {kind}: "
-                           f"{message}): {query}")
+                           f"{message}): {valid}")
+        if stand_in:
+            check_data(lint, base, expressions)
     except (RuntimeError, OSError) as e:
         log.seek(0)
         lint.error(prometheus, f"{e}\n--- prometheus log ---\n{log.read()[-4000:]}")
@@ -298,12 +440,14 @@ def check_promql(lint, src, prometheus, expressions):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if stand_in:
+            stand_in.stop()
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"prometheus answered {len(expressions)} expressions")
 
 
-def run(src, prometheus):
+def run(src, prometheus, data=True):
     """The problems found in SOURCE_DIR's deploy/grafana/, as a list of messages."""
     grafana = os.path.join(src, "deploy/grafana")
     lint = Lint()
@@ -320,7 +464,7 @@ def run(src, prometheus):
             if name not in known:
                 lint.error(where, f"metric {name} is neither a recording rule nor exported by "
                            "the server")
-    check_promql(lint, src, prometheus, expressions)
+    check_promql(lint, src, prometheus, expressions, data)
     print(f"{len(paths)} dashboards ({', '.join(sorted(uids))}), {len(expressions)} expressions, "
           f"{len(lint.errors)} problems")
     return lint.errors
@@ -356,7 +500,7 @@ def set_expr(expr):
     return lambda board: first_panel(board)["targets"][0].update(expr=expr)
 
 
-# (what is broken, how, a piece of the message the lint must give)
+# (what is broken, how, a piece of the message the lint must give[, run the data check])
 MUTATIONS = [
     ("JSON that does not parse", edit_text("dashboards/fleet.json", "{", "{,"), "does not parse"),
     ("__inputs", edit_json("fleet.json", lambda b: b.update(__inputs=[])), "__inputs"),
@@ -395,6 +539,17 @@ MUTATIONS = [
      edit_text("provisioning/dashboards/edgefleet.yml", "allowUiUpdates: false",
                "allowUiUpdates: true"),
      "allowUiUpdates: false"),
+    ("a label value the server never exports",
+     edit_json("fleet.json", set_expr('edgefleet:devices:max{status="enabled"}')),
+     "returns no data", True),
+    ("a join that matches nothing",
+     edit_json("rollouts.json", set_expr(
+         'edgefleet:devices:max{status="active"} and on (status) edgefleet:rollouts:max')),
+     "returns no data", True),
+    ("a many-to-many join",
+     edit_json("rollouts.json", set_expr(
+         "edgefleet:rollouts:max / on (model) edgefleet:rollout_targets:max")),
+     "could not run the query", True),
 ]
 
 
@@ -406,11 +561,11 @@ def self_test(src, prometheus):
         shutil.copytree(os.path.join(src, "deploy/prometheus"),
                         os.path.join(tmp, "deploy/prometheus"))
         grafana = os.path.join(tmp, "deploy/grafana")
-        for what, mutate, expected in MUTATIONS:
+        for what, mutate, expected, *data in MUTATIONS:
             shutil.rmtree(grafana, ignore_errors=True)
             shutil.copytree(os.path.join(src, "deploy/grafana"), grafana)
             mutate(grafana)
-            errors = run(tmp, prometheus)
+            errors = run(tmp, prometheus, data=bool(data))
             if any(expected in error for error in errors):
                 print(f"ok: {what} is caught")
             else:
