@@ -407,9 +407,14 @@ class ServerImpl final : public Server {
     // The sync server starts a thread for each call that finds no idle one and ends threads
     // beyond MAX_POLLERS (default 2) as soon as they are idle: at thousands of device calls a
     // second that was a thread created and destroyed per call (stacks mapped and faulted in).
-    // Keep enough idle threads for a burst.
+    // Keep enough idle threads for a burst. And one completion queue per core instead of one
+    // for all: every thread polled the same queue (one-window telemetry uploads: about 900/s
+    // with one queue, 1,100/s with two on this 2-core machine; docs/benchmarks.md).
     device_builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
                                        kIdleDeviceThreads);
+    device_builder.SetSyncServerOption(
+        grpc::ServerBuilder::SyncServerOption::NUM_CQS,
+        static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     device_server_ = device_builder.BuildAndStart();
     if (!device_server_ || ports_.device == 0) {
       return absl::UnavailableError(
