@@ -514,7 +514,7 @@ TEST_F(ApiTest, OversizedDeviceAndUploadInputIsRefusedBeforeAnythingIsStored) {
             "models has 1001 entries; the limit is 1000");
 
   v1::PushModelMetadata metadata = Metadata("detector", "1");
-  for (int i = 0; i < 100; ++i) (*metadata.mutable_labels())["k" + std::to_string(i)] = "v";
+  for (int i = 0; i < 100; ++i) (*metadata.mutable_labels())[absl::StrCat("k", i)] = "v";
   EXPECT_EQ(admin_->PushModel(admin_principal_, metadata, Chunks({"weights"})).status().message(),
             "labels has 100 entries; the limit is 64");
 }

@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "edgefleet/v1/admin.pb.h"
 #include "edgefleet/v1/device.pb.h"
 #include "edgefleet/v1/rollout.pb.h"
@@ -41,7 +42,7 @@ TEST(RequestLimitsTest, ANulByteInTextIsRefused) {
 
 TEST(RequestLimitsTest, MapsAndListsAreBounded) {
   v1::CreateEnrollmentTokenRequest token;
-  for (int i = 0; i < 100'000; ++i) (*token.mutable_labels())["k" + std::to_string(i)] = "v";
+  for (int i = 0; i < 100'000; ++i) (*token.mutable_labels())[absl::StrCat("k", i)] = "v";
   EXPECT_EQ(Text(CheckRequestLimits(token)), "labels has 100000 entries; the limit is 64");
 
   v1::ListDevicesRequest list;
