@@ -38,7 +38,8 @@ die() {
   exit 1
 }
 
-# edgefleet_build BUILD_DIR: installs missing Debian packages, configures with CMake + Ninja and builds.
+# edgefleet_build BUILD_DIR: installs missing Debian packages, configures with CMake + Ninja and builds
+# (EDGEFLEET_BUILD_TYPE, default RelWithDebInfo).
 edgefleet_build() {
   local build_dir=$1
   info "checking Debian packages"
@@ -46,10 +47,11 @@ edgefleet_build() {
   if [ -f "$build_dir/CMakeCache.txt" ] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$build_dir/CMakeCache.txt"; then
     die "$build_dir was configured with another CMake generator; remove it (rm -rf $build_dir) and run again"
   fi
-  info "configuring $build_dir (CMake, Ninja, RelWithDebInfo)"
+  local build_type=${EDGEFLEET_BUILD_TYPE:-RelWithDebInfo}
+  info "configuring $build_dir (CMake, Ninja, $build_type)"
   mkdir -p "$build_dir"
   local log="$build_dir/edgefleet-configure.log"
-  cmake -S "$EDGEFLEET_ROOT" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$log" 2>&1 || {
+  cmake -S "$EDGEFLEET_ROOT" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" >"$log" 2>&1 || {
     cat "$log" >&2
     die "cmake configure failed (output above, also in $log)"
   }

@@ -1,20 +1,38 @@
 # shellcheck shell=bash
 # Debian 12 package dependencies of edgefleet; source this file.
 # ensure_deps installs only the packages that are missing (apt-get update once, then install).
+# EDGEFLEET_DEPS_SET picks the list: all (default: EDGEFLEET_DEPS), build (image builds,
+# packagers) or deploy.
 
-EDGEFLEET_DEPS=(
-  build-essential cmake ninja-build pkg-config git
+# What compiling the binaries and packaging them (cpack: dpkg-shlibdeps, file) needs.
+EDGEFLEET_BUILD_DEPS=(
+  build-essential cmake ninja-build pkg-config file python3
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libpqxx-dev libssl-dev libspdlog-dev libzstd-dev libbz2-dev libdivsufsort-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libsqlite3-dev libcpp-httplib-dev libopencv-dnn-dev
+  libsqlite3-dev libcpp-httplib-dev libopencv-dnn-dev
+)
+# Plus what the tests, the benchmarks and the demo need.
+EDGEFLEET_DEPS=(
+  "${EDGEFLEET_BUILD_DEPS[@]}" git
+  libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 prometheus python3-onnx python3-numpy
   bsdiff xdelta3 zstd openssl clang-format curl
 )
+# Plus what scripts/test-deploy.sh needs: Docker, Compose, and mmdebstrap for a base image.
+EDGEFLEET_DEPLOY_DEPS=(
+  "${EDGEFLEET_DEPS[@]}" docker.io docker-compose mmdebstrap
+)
 
-# Prints the packages from EDGEFLEET_DEPS that are not installed, one per line.
+# Prints the wanted packages that are not installed, one per line.
 missing_deps() {
   local pkg status
-  for pkg in "${EDGEFLEET_DEPS[@]}"; do
+  local -a wanted
+  case "${EDGEFLEET_DEPS_SET:-all}" in
+    build) wanted=("${EDGEFLEET_BUILD_DEPS[@]}") ;;
+    deploy) wanted=("${EDGEFLEET_DEPLOY_DEPS[@]}") ;;
+    *) wanted=("${EDGEFLEET_DEPS[@]}") ;;
+  esac
+  for pkg in "${wanted[@]}"; do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
     if [ "$status" != "installed" ]; then echo "$pkg"; fi
   done
