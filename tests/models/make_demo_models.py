@@ -5,10 +5,10 @@ Usage: make_demo_models.py OUTDIR
 
 OUTDIR receives
   vision_v1.onnx     image [1,3,32,32] -> 3 x (Conv 3x3 -> Relu -> MaxPool 2x2) -> Flatten ->
-                     Gemm 2048x512 -> Relu -> Gemm 512x10 -> Softmax -> probs [1,10]; about 4.4 MB,
-                     nearly all of it the first dense layer.
+                     Gemm 1024x1024 -> Relu -> Gemm 1024x10 -> Softmax -> probs [1,10]; about
+                     4.3 MB, nearly all of it the first dense layer.
   vision_v2.onnx     v1 fine-tuned: only the last layer (the 10-class head) has new weights, every
-                     other tensor is byte-identical, so a patch from v1 is a few tens of KB.
+                     other tensor is byte-identical, so a patch from v1 is about 40 KB.
   vision_v3.onnx     v2 with a bad extra branch: loads and answers finite for the agent's warm-up
                      (zeros), but NaN for any other image, the way classifier_nan.onnx does.
   image_sample.npy   the image the demo's traffic sends (float32 [1,3,32,32], values in [0, 1]).
@@ -31,9 +31,11 @@ import make_models  # noqa: E402  - its conventions (_finish: opset, IR version,
 
 SIDE = 32
 CLASSES = 10
-CONV_CHANNELS = (3, 32, 64, 128)  # three conv blocks; each halves the side
-HIDDEN = 512
-FLAT = CONV_CHANNELS[-1] * (SIDE // 8) ** 2  # 128 x 4 x 4 = 2048
+# Three conv blocks, each halving the side, are light to run (about 3 M multiply-adds); nearly all
+# of the file is the first dense layer's 1024 x 1024 weights (4 MiB).
+CONV_CHANNELS = (3, 16, 32, 64)
+HIDDEN = 1024
+FLAT = CONV_CHANNELS[-1] * (SIDE // 8) ** 2  # 64 x 4 x 4 = 1024
 
 
 def sample_image():
@@ -104,8 +106,9 @@ def fine_tune_head(weights, seed, image):
     head = weights["head_w"].astype(np.float64)
     tuned["head_w"] = (head + rng.normal(0.0, 0.5 * head.std(), size=head.shape)).astype(np.float32)
     tuned["head_b"] = (weights["head_b"] + rng.normal(0.0, 0.3, size=(CLASSES,))).astype(np.float32)
+    # The demo shows v2 answering differently: another top class for the sample.
     p1, p2 = _probs(weights, image), _probs(tuned, image)
-    if np.max(np.abs(p1 - p2)) < 0.05:
+    if np.argmax(p1) == np.argmax(p2) or np.max(np.abs(p1 - p2)) < 0.2:
         sys.exit(f"vision v1 and v2 answers are too similar: {p1} vs {p2}")
     return tuned
 
@@ -172,7 +175,7 @@ def main(argv):
     if not np.all(np.abs(image).mean(axis=(2, 3)) > 1e-3):
         sys.exit("the NaN model's branch needs a sample with non-zero channels")
     v1 = make_weights(seed=1001, image=image)
-    v2 = fine_tune_head(v1, seed=2002, image=image)
+    v2 = fine_tune_head(v1, seed=2015, image=image)
     models = {
         "vision_v1.onnx": make_cnn(v1, "vision v1"),
         "vision_v2.onnx": make_cnn(v2, "vision v2 (head fine-tuned)"),
