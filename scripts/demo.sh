@@ -380,7 +380,7 @@ predict_all() {
   "$EDGEFLEET_PYTHON" - "$ANSWERS" "$DEMO/models/vision_expected.json" "$version" "${DEVICES[@]}" <<'PY' || die "check failed (above)"
 import json, sys
 answers, expected_file, version, ids = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-expected = json.load(open(expected_file))[f"vision_v{version}.onnx"]["probs"]
+expected = json.load(open(expected_file))["models"][f"vision_v{version}.onnx"]["outputs"][0]["data"]
 width = max(len(i) for i in ids)
 wrong = []
 for i in ids:

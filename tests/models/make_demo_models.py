@@ -12,14 +12,15 @@ OUTDIR receives
   vision_v3.onnx     v2 with a bad extra branch: loads and answers finite for the agent's warm-up
                      (zeros), but NaN for any other image, the way classifier_nan.onnx does.
   image_sample.npy   the image the demo's traffic sends (float32 [1,3,32,32], values in [0, 1]).
-  vision_expected.json  {FILE: {"probs": [...]}}: numpy's answers for the sample (v1 and v2).
+  vision_expected.json, vision_expected.txt
+                     v1's and v2's answers to the sample as numpy computes them, in the formats of
+                     make_models.py's expected.json and expected.txt (v3 is left out: NaN).
 
 Deterministic (fixed seeds). Opset 11 and IR version 7, like make_models.py, so that OpenCV DNN 4.6
 loads them.
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -27,7 +28,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import make_models  # noqa: E402  - its conventions (_finish: opset, IR version, check) and _softmax
+import make_models  # noqa: E402  - its conventions: _finish (opset, IR version), expected files
 
 SIDE = 32
 CLASSES = 10
@@ -185,11 +186,9 @@ def main(argv):
         with open(os.path.join(args.outdir, filename), "wb") as f:
             f.write(model.SerializeToString())
     np.save(os.path.join(args.outdir, "image_sample.npy"), image)
-    expected = {f: {"probs": [float(v) for v in _probs(w, image).reshape(-1)]}
-                for f, w in (("vision_v1.onnx", v1), ("vision_v2.onnx", v2))}
-    with open(os.path.join(args.outdir, "vision_expected.json"), "w") as f:
-        json.dump(expected, f, indent=1)
-        f.write("\n")
+    make_models.write_expected(args.outdir, "vision_expected", {
+        f: (models[f], {"image": image}, {"probs": _probs(w, image)})
+        for f, w in (("vision_v1.onnx", v1), ("vision_v2.onnx", v2))})
 
 
 if __name__ == "__main__":
