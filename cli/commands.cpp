@@ -1172,8 +1172,8 @@ const std::vector<Command>& Commands() {
        "captures DIR's index.jsonl does not list yet)",
        &CaptureExport},
       {"agent predict",
-       "--socket PATH --model NAME --input NAME=1x4:0.1,0.2,0.3,0.4 [--input ...] "
-       "[--output-name NAME ...]",
+       "--socket PATH --model NAME --input NAME=1x4:0.1,0.2,0.3,0.4|NAME=@FILE.npy "
+       "[--input ...] [--output-name NAME ...]",
        {"socket", "model", "input", "output-name"},
        0,
        0,

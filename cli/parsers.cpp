@@ -10,12 +10,35 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cli/npy.h"
 
 namespace edgefleet::cli {
 
 absl::StatusOr<v1::Tensor> ParseTensorValue(std::string_view in) {
   absl::string_view text(in.data(), in.size());
   size_t eq = text.find('=');
+  if (eq != absl::string_view::npos && eq > 0 && text.substr(eq + 1, 1) == "@") {
+    const std::string path(text.substr(eq + 2));
+    if (path.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", text, "': no file after '@' (NAME=@FILE.npy)"));
+    }
+    absl::StatusOr<NpyArray> array = ReadNpyFile(path);
+    if (!array.ok()) {
+      return absl::Status(array.status().code(), absl::StrCat("tensor '", text.substr(0, eq),
+                                                              "': ", array.status().message()));
+    }
+    if (array->shape.empty() || array->data.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", text.substr(0, eq), "': '", path,
+                       "' holds no tensor (a scalar or an empty array)"));
+    }
+    v1::Tensor tensor;
+    tensor.set_name(std::string(text.substr(0, eq)));
+    tensor.mutable_shape()->Add(array->shape.begin(), array->shape.end());
+    tensor.mutable_data()->Add(array->data.begin(), array->data.end());
+    return tensor;
+  }
   size_t colon = eq == absl::string_view::npos ? eq : text.find(':', eq);
   if (eq == absl::string_view::npos || eq == 0 || colon == absl::string_view::npos) {
     return absl::InvalidArgumentError(

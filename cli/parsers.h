@@ -1,6 +1,6 @@
 // Parsers for the small value syntaxes edgefleetctl accepts on its command line (tensor specs
-// come from common/tensor_spec): tensor values ("input=1x4:0.1,0.2,0.3,0.4"), durations ("30m") and
-// digests.
+// come from common/tensor_spec): tensor values ("input=1x4:0.1,0.2,0.3,0.4", "image=@x.npy"),
+// durations ("30m") and digests.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +17,8 @@
 namespace edgefleet::cli {
 
 // "NAME=1x4:0.1,0.2,0.3,0.4": every dimension positive and the value count equal to the product
-// of the shape.
+// of the shape. "NAME=@FILE.npy": the shape and values of a NumPy array (cli/npy.h: float or
+// integer dtypes, as float32); NotFound when FILE cannot be read, else InvalidArgument.
 absl::StatusOr<v1::Tensor> ParseTensorValue(std::string_view text);
 
 // Durations ("30m") come from common/core/time_args.

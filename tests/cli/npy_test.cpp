@@ -1,11 +1,14 @@
-// The .npy reader of `model push --reference`, and the reference computed from a sample with the
-// agent's engine: files made here, good and bad.
+// The .npy reader of `model push --reference` and `agent predict --input NAME=@FILE.npy`, and the
+// reference computed from a sample with the agent's engine: files made here, good and bad.
 #include "cli/npy.h"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
+#include "cli/parsers.h"
 #include "cli/reference_sample.h"
 #include "common/telemetry/reference_profile.h"
 
@@ -66,6 +69,48 @@ TEST(Npy, RefusesWhatItCannotReadSayingWhy) {
   refused(Npy("<f4", "(2, 2)", Raw<float>({1, 2, 3})), "needs 16");
   refused(Npy("<f4", "(2, x)", Raw<float>({1, 2})), "not a tuple of sizes");
   refused(Npy("<f4", "(2, 2)", Raw<float>({1, 2, 3, 4})).substr(0, 20), "truncated");
+}
+
+// Writes `bytes` to a file of the test's temporary directory and returns its path.
+std::string WriteFile(const std::string& name, const std::string& bytes) {
+  const std::string path = (std::filesystem::path(testing::TempDir()) / name).string();
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+TEST(Npy, AnInputTensorComesFromAFileWithItsShape) {
+  const std::string image =
+      WriteFile("image.npy",
+                Npy("<f4", "(1, 3, 2, 2)", Raw<float>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0.5f})));
+  auto t = ParseTensorValue("image=@" + image);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->name(), "image");
+  EXPECT_EQ(std::vector<int64_t>(t->shape().begin(), t->shape().end()),
+            (std::vector<int64_t>{1, 3, 2, 2}));
+  EXPECT_EQ(std::vector<float>(t->data().begin(), t->data().end()),
+            (std::vector<float>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0.5f}));
+  auto bytes = ParseTensorValue("x=@" + WriteFile("u8.npy", Npy("|u1", "(1, 2)", "\x07\xff")));
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(std::vector<float>(bytes->data().begin(), bytes->data().end()),
+            (std::vector<float>{7, 255}));
+}
+
+TEST(Npy, AnInputFileThatCannotBeUsedIsAnErrorNamingTheTensor) {
+  const auto refused = [](const std::string& text, absl::StatusCode code, const std::string& says) {
+    auto t = ParseTensorValue(text);
+    ASSERT_FALSE(t.ok()) << text;
+    EXPECT_EQ(t.status().code(), code) << t.status();
+    EXPECT_NE(std::string(t.status().message()).find(says), std::string::npos) << t.status();
+  };
+  refused("image=@/nonexistent/x.npy", absl::StatusCode::kNotFound,
+          "tensor 'image': cannot read '/nonexistent/x.npy'");
+  refused("image=@", absl::StatusCode::kInvalidArgument, "no file after '@'");
+  refused("image=@" + WriteFile("fortran.npy", Npy("<f4", "(1, 2)", Raw<float>({1, 2}), "True")),
+          absl::StatusCode::kInvalidArgument, "Fortran order");
+  refused("image=@" + WriteFile("empty.npy", Npy("<f4", "(1, 0)", "")),
+          absl::StatusCode::kInvalidArgument, "holds no tensor");
+  refused("image=@" + WriteFile("scalar.npy", Npy("<f4", "()", Raw<float>({1}))),
+          absl::StatusCode::kInvalidArgument, "holds no tensor");
 }
 
 v1::ModelVersion Classifier() {

@@ -192,6 +192,30 @@ def _tensor_json(name, array):
             "data": [float(np.float32(v)) for v in array.reshape(-1)]}
 
 
+def write_expected(outdir, stem, built, broken=None):
+    """Writes STEM.json and STEM.txt (the formats of the module docstring) for `built`:
+    {FILE: (model, {input name: array}, {output name: array})}."""
+    expected = {"models": {}}
+    if broken is not None:
+        expected["broken"] = broken
+    lines = []
+    for filename, (_, inputs, outputs) in built.items():
+        expected["models"][filename] = {
+            "inputs": [_tensor_json(n, a) for n, a in inputs.items()],
+            "outputs": [_tensor_json(n, a) for n, a in outputs.items()],
+        }
+        for kind, tensors in (("input", inputs), ("output", outputs)):
+            for n, a in tensors.items():
+                t = _tensor_json(n, a)
+                lines.append(" ".join([filename, kind, n, ",".join(map(str, t["shape"]))] +
+                                      [repr(v) for v in t["data"]]))
+    with open(os.path.join(outdir, stem + ".json"), "w") as f:
+        json.dump(expected, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(outdir, stem + ".txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outdir")
@@ -221,19 +245,8 @@ def main(argv):
     if np.argmax(p1) == np.argmax(p2) or np.max(np.abs(p1 - p2)) < 0.2:
         sys.exit(f"classifier v1 and v2 answers are too similar: {p1} vs {p2}")
 
-    expected = {"models": {}, "broken": ["broken.onnx", "unloadable.onnx"]}
-    lines = []
-    for filename, (model, inputs, outputs) in built.items():
+    for filename, (model, _, _) in built.items():
         onnx.save(model, os.path.join(args.outdir, filename))
-        expected["models"][filename] = {
-            "inputs": [_tensor_json(n, a) for n, a in inputs.items()],
-            "outputs": [_tensor_json(n, a) for n, a in outputs.items()],
-        }
-        for kind, tensors in (("input", inputs), ("output", outputs)):
-            for n, a in tensors.items():
-                t = _tensor_json(n, a)
-                lines.append(" ".join([filename, kind, n, ",".join(map(str, t["shape"]))] +
-                                      [repr(v) for v in t["data"]]))
 
     # A truncated model: the protobuf ends in the middle of the weights.
     good = built["classifier_v2.onnx"][0].SerializeToString()
@@ -261,11 +274,7 @@ def main(argv):
     # Not in expected.*: its answer is NaN by design, which the expected files' parsers refuse.
     onnx.save(make_nan_on_traffic(seed=505), os.path.join(args.outdir, "classifier_nan.onnx"))
 
-    with open(os.path.join(args.outdir, "expected.json"), "w") as f:
-        json.dump(expected, f, indent=1)
-        f.write("\n")
-    with open(os.path.join(args.outdir, "expected.txt"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_expected(args.outdir, "expected", built, broken=["broken.onnx", "unloadable.onnx"])
 
 
 if __name__ == "__main__":

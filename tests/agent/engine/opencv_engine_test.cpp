@@ -30,10 +30,11 @@ struct ExpectedCase {
 };
 
 // expected.txt is written by tests/models/make_models.py next to the models (the same numbers as
-// expected.json), one tensor per line: "FILE input|output NAME D1,D2,... V1 V2 ...".
-std::map<std::string, ExpectedCase> LoadExpected() {
-  std::ifstream in(ModelPath("expected.txt"));
-  EXPECT_TRUE(in.good()) << "missing " << ModelPath("expected.txt");
+// expected.json), one tensor per line: "FILE input|output NAME D1,D2,... V1 V2 ...";
+// make_demo_models.py writes vision_expected.txt the same way.
+std::map<std::string, ExpectedCase> LoadExpected(const std::string& file = "expected.txt") {
+  std::ifstream in(ModelPath(file));
+  EXPECT_TRUE(in.good()) << "missing " << ModelPath(file);
   std::map<std::string, ExpectedCase> cases;
   std::string line;
   while (std::getline(in, line)) {
@@ -89,24 +90,64 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-TEST(OpenCvEngineTest, ClassifiersMatchNumpyAndDifferBetweenVersions) {
-  auto expected = LoadExpected();
-  std::vector<float> answers[2];
-  int i = 0;
-  for (const std::string file : {"classifier_v1.onnx", "classifier_v2.onnx"}) {
+// Runs each of `files` (models with one output, "probs") on its expected inputs and checks the
+// answer against numpy's; returns the answers.
+std::vector<std::vector<float>> ExpectProbsMatchNumpy(std::map<std::string, ExpectedCase>& expected,
+                                                      const std::vector<std::string>& files) {
+  std::vector<std::vector<float>> answers;
+  for (const std::string& file : files) {
     SCOPED_TRACE(file);
-    ASSERT_TRUE(expected.count(file));
+    answers.emplace_back();
+    if (!expected.count(file)) {
+      ADD_FAILURE() << "no expected answers for " << file;
+      continue;
+    }
     auto engine = MustLoad(file);
-    ASSERT_NE(engine, nullptr);
+    if (engine == nullptr) continue;
     EXPECT_EQ(engine->OutputNames(), std::vector<std::string>{"probs"});
     auto out = engine->Run(expected[file].inputs, {});
-    ASSERT_TRUE(out.ok()) << out.status();
-    ASSERT_EQ(out->size(), 1u);
+    if (!out.ok() || out->size() != 1u) {
+      ADD_FAILURE() << "run: " << out.status();
+      continue;
+    }
     ExpectTensorNear((*out)[0], expected[file].outputs[0], kTolerance);
-    answers[i++] = (*out)[0].data;
+    answers.back() = (*out)[0].data;
   }
+  return answers;
+}
+
+TEST(OpenCvEngineTest, ClassifiersMatchNumpyAndDifferBetweenVersions) {
+  auto expected = LoadExpected();
+  auto answers = ExpectProbsMatchNumpy(expected, {"classifier_v1.onnx", "classifier_v2.onnx"});
   // Hot-swap tests rely on v1 and v2 giving visibly different answers.
   EXPECT_NE(ArgMax(answers[0]), ArgMax(answers[1]));
+}
+
+// The demo's image CNN (tests/models/make_demo_models.py): v1 and v2 answer the sample image as
+// numpy does, with different top classes; v3 answers finite for warm-up's zeros and NaN for it.
+TEST(OpenCvEngineTest, DemoVisionModelsMatchNumpyAndV3AnswersNaNOnlyToRealImages) {
+  auto expected = LoadExpected("vision_expected.txt");
+  for (const std::string file : {"vision_v1.onnx", "vision_v2.onnx", "vision_v3.onnx"}) {
+    EXPECT_GT(std::filesystem::file_size(ModelPath(file)), 4'000'000u) << file << ": a few MB";
+  }
+  auto answers = ExpectProbsMatchNumpy(expected, {"vision_v1.onnx", "vision_v2.onnx"});
+  EXPECT_NE(ArgMax(answers[0]), ArgMax(answers[1]));
+
+  auto v3 = MustLoad("vision_v3.onnx");
+  ASSERT_NE(v3, nullptr);
+  TensorData zeros = expected["vision_v1.onnx"].inputs[0];
+  std::fill(zeros.data.begin(), zeros.data.end(), 0.0f);
+  auto warm_up = v3->Run({zeros}, {});
+  ASSERT_TRUE(warm_up.ok()) << warm_up.status();
+  ASSERT_EQ(warm_up->size(), 1u);
+  EXPECT_EQ((*warm_up)[0].shape, (std::vector<int64_t>{1, 10}));
+  EXPECT_TRUE(std::all_of((*warm_up)[0].data.begin(), (*warm_up)[0].data.end(),
+                          [](float v) { return std::isfinite(v); }));
+  auto real = v3->Run(expected["vision_v1.onnx"].inputs, {});
+  ASSERT_TRUE(real.ok()) << real.status();
+  ASSERT_EQ(real->size(), 1u);
+  EXPECT_TRUE(std::all_of((*real)[0].data.begin(), (*real)[0].data.end(),
+                          [](float v) { return std::isnan(v); }));
 }
 
 TEST(OpenCvEngineTest, ConvModelMatchesNumpy) {
