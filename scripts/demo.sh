@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end demo on this machine: builds edgefleet, starts PostgreSQL, the server and N agents with
-# hw labels, deploys model v1 (a 4.4 MB image CNN), rolls v2 (its head fine-tuned) out in waves gated
+# hw labels, deploys model v1 (a 4.3 MB image CNN), rolls v2 (its head fine-tuned) out in waves gated
 # on what the devices report, delivered as patches of kilobytes, then rolls out a broken v3 that the
 # first wave's agents catch on probation: the rollout rolls itself back and the devices outside that
 # wave never download v3. The demo checks every claim it prints.

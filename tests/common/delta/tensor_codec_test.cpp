@@ -237,8 +237,6 @@ TEST_F(TensorCodecTest, LayoutReportsFloatDataOfTensorsWithoutRawData) {
   tensor += "\x22\x08";
   tensor.append(reinterpret_cast<const char*>(values), sizeof(values));
   tensor += "\x42\x01w";
-  // StrCat, not "literal" + std::string: GCC 12 at -O3 reports a false -Wrestrict on the latter
-  // (GCC bug 105329), which breaks the Release build.
   std::string graph =
       absl::StrCat("\x2a", std::string(1, static_cast<char>(tensor.size())), tensor);
   std::string model =
