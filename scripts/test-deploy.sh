@@ -211,7 +211,7 @@ export EDGEFLEET_SERVER EDGEFLEET_TOKEN
 # ---------------------------------------------------------------------------------------------------
 step "Every target up; every dashboard and rule expression returns data (Prometheus HTTP API)"
 "$EDGEFLEET_PYTHON" tests/deploy/live_stack_queries.py "$ROOT" http://127.0.0.1:9090 --wait 180 \
-  --values model=vision,version=2,hw=container,old=1,new=2 ||
+  --values "model=vision,version=1|2|3,hw=container,feature=0,old=1,new=2" ||
   die "an expression has no data from the running stack (above)"
 if [ "$grafana" = 1 ]; then
   found=$(curl -fsS 'http://127.0.0.1:3000/api/search?type=dash-db' |

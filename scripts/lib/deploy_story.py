@@ -31,7 +31,9 @@ WAVES = "34%,67%,100%"
 GATES = ["--soak", "3s", "--min-devices", "1", "--on-failure", "rollback"]
 INFERENCE_GATES = ["--min-inferences", "10", "--min-inference-devices", "1",
                    "--max-p99-ratio", "100", "--max-p50-ratio", "2", "--max-output-psi", "100"]
-# Drift needs 1,000 samples of a feature in its window; a burst of this many Predicts per agent.
+# Drift needs 1,000 samples of a feature, in the reference and in its window: a reference of this
+# many images, and a burst of this many Predicts per agent.
+REFERENCE_SAMPLES = 1200
 BURST_PER_AGENT = 400
 
 
@@ -118,7 +120,7 @@ class Story:
         rng = np.random.default_rng(7)
         image = np.load(sample)
         reference = os.path.join(self.models, "reference_v2.npy")
-        np.save(reference, np.clip(image + rng.normal(0, 0.05, (512, *image.shape[1:])), 0, 1)
+        np.save(reference, np.clip(image + rng.normal(0, 0.05, (REFERENCE_SAMPLES, *image.shape[1:])), 0, 1)
                 .astype(np.float32))
 
         self.until(f"{self.agents} agents serving {MODEL} 1 (the seed's deployment)",
