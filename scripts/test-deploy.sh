@@ -223,7 +223,7 @@ fi
 # ---------------------------------------------------------------------------------------------------
 step "Rules (promtool check and test) and dashboards (lint, every query against Prometheus)"
 tests/deploy/prometheus_rules_test.sh "$ROOT" >"$work/rules.log" 2>&1 || { cat "$work/rules.log" >&2; die "promtool rules checks failed"; }
-tail -n 1 "$work/rules.log" | sed 's/^/    /'
+grep -v "^ *$" "$work/rules.log" | tail -n 1 | sed 's/^/    /'
 "$EDGEFLEET_PYTHON" tests/deploy/grafana_dashboards_test.py "$ROOT" >"$work/dashboards.log" 2>&1 ||
   { cat "$work/dashboards.log" >&2; die "the dashboards' lint failed"; }
 tail -n 1 "$work/dashboards.log" | sed 's/^/    /'
