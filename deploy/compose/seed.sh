@@ -1,7 +1,7 @@
 #!/bin/sh
 # One-shot, after the agents started: waits until they enrolled, generates the demo models
-# (a small CNN: v1, and v2 with only its head retrained) and deploys v1 to the fleet, so that
-# the agents serve a model and the dashboards fill up. Idempotent: a stack started again keeps
+# (a small CNN: v1, and v2 with only its head retrained) and deploys v1 to the fleet, then waits
+# until every agent serves it, so that the application finds it and the dashboards fill up. Idempotent: a stack started again keeps
 # what it has. Environment: EDGEFLEET_SERVER, EDGEFLEET_TOKEN_FILE, AGENTS.
 set -eu
 models=${1:-/models}
@@ -26,4 +26,13 @@ if ctl model list | field "any(m.get('name') == 'vision' for m in j.get('models'
 fi
 ctl model push vision "$models/vision_v1.onnx" --version 1 --input image:1x3x32x32 --output probs:1x10 |
   field '"seed: pushed vision 1 (%s bytes)" % j["sizeBytes"]'
-ctl deploy create vision 1 | field '"seed: deployment %s of vision 1 created" % j["deploymentId"]'
+id=$(ctl deploy create vision 1 | field 'j["deploymentId"]')
+echo "seed: deployment $id of vision 1 created; waiting until every agent serves it"
+# The application starts after this step: it should find the model serving.
+i=0
+until [ "$(ctl rollout status "deploy-$id" | field 'j["state"]')" = ROLLOUT_STATE_SUCCEEDED ]; do
+  i=$((i + 1))
+  if [ "$i" -gt 300 ]; then echo "seed: deploy-$id did not succeed within 300 s" >&2; exit 1; fi
+  sleep 1
+done
+echo "seed: every agent serves vision 1"
