@@ -44,11 +44,11 @@ set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME edgefleet)
 set(CPACK_PACKAGE_VENDOR "edgefleet")
 set(CPACK_PACKAGE_CONTACT "edgefleet maintainers <maintainers@edgefleet.invalid>")
-set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_COMPONENTS_ALL edgefleet-server edgefleet-agent edgefleetctl)
 set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # NAME_VERSION-REVISION_ARCH.deb
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
+set(EDGEFLEET_DEB_VERSION ${PROJECT_VERSION}-${CPACK_DEBIAN_PACKAGE_RELEASE})
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/edgefleet/edgefleet")
 # Runtime libraries from the binaries' own links (dpkg-shlibdeps), plus what the scripts use.
@@ -76,6 +76,6 @@ set(CPACK_DEBIAN_EDGEFLEETCTL_DESCRIPTION
 edgefleetctl drives an edgefleet server's admin API (devices, tokens, models,
 rollouts, telemetry) and a local agent's inference socket; edgefleet-delta makes
 and applies model-aware binary patches.")
-set(CPACK_DEBIAN_EDGEFLEET-SERVER_PACKAGE_RECOMMENDS "edgefleetctl (= ${PROJECT_VERSION}-1), postgresql-15")
-set(CPACK_DEBIAN_EDGEFLEET-AGENT_PACKAGE_SUGGESTS "edgefleetctl (= ${PROJECT_VERSION}-1)")
+set(CPACK_DEBIAN_EDGEFLEET-SERVER_PACKAGE_RECOMMENDS "edgefleetctl (= ${EDGEFLEET_DEB_VERSION}), postgresql-15")
+set(CPACK_DEBIAN_EDGEFLEET-AGENT_PACKAGE_SUGGESTS "edgefleetctl (= ${EDGEFLEET_DEB_VERSION})")
 include(CPack)

@@ -138,22 +138,30 @@ build_image() {
   shift
   docker build -q --network host -t "$tag" "$@" >/dev/null || die "docker build of $tag failed"
 }
-postgres_image=postgres:15-bookworm prometheus_image=prom/prometheus:v2.53.2
+# default_image SERVICE: the image docker-compose.yml names for SERVICE when no
+# EDGEFLEET_*_IMAGE variable replaces it (the compose file is the one place its tag is written).
+default_image() {
+  env -u EDGEFLEET_POSTGRES_IMAGE -u EDGEFLEET_PROMETHEUS_IMAGE -u EDGEFLEET_GRAFANA_IMAGE \
+    docker-compose -f "$ROOT/docker-compose.yml" config |
+    "$EDGEFLEET_PYTHON" -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["services"][sys.argv[1]]["image"])' "$1"
+}
+postgres_image=$(default_image postgres) prometheus_image=$(default_image prometheus)
+grafana_image=$(default_image grafana)
 if ! try_pull "$postgres_image"; then
   postgres_image=edgefleet-test/postgres:$TAG
   build_image "$postgres_image" tests/deploy/standins/postgres
-  info "$postgres_image: a stand-in for postgres:15-bookworm from Debian's postgresql-15 (no registry)"
+  info "$postgres_image: a stand-in for $(default_image postgres) from Debian's postgresql-15 (no registry)"
 fi
 if ! try_pull "$prometheus_image"; then
   prometheus_image=edgefleet-test/prometheus:$TAG
   build_image "$prometheus_image" tests/deploy/standins/prometheus
-  info "$prometheus_image: a stand-in for prom/prometheus from Debian's prometheus (no registry)"
+  info "$prometheus_image: a stand-in for $(default_image prometheus) from Debian's prometheus (no registry)"
 fi
 grafana=0
-if try_pull grafana/grafana-oss:11.2.0; then
+if try_pull "$grafana_image"; then
   grafana=1
 else
-  info "Grafana's image cannot be fetched here (no registry): the stack comes up without Grafana;"
+  info "Grafana's image ($grafana_image) cannot be fetched here (no registry): the stack comes up without Grafana;"
   info "every query of its dashboards is run against the stack's Prometheus instead"
 fi
 export EDGEFLEET_POSTGRES_IMAGE=$postgres_image EDGEFLEET_PROMETHEUS_IMAGE=$prometheus_image
@@ -187,7 +195,7 @@ services=(postgres init-secrets server enroll agent-1 agent-2 agent-3 seed app p
 [ "$grafana" = 0 ] || services+=(grafana)
 stack_up=1
 compose up -d --no-build "${services[@]}" || die "docker-compose up failed"
-# The seed step ends once the agents enrolled and v1 was deployed.
+# The seed step ends once the agents enrolled and every one serves v1.
 seed=$(compose ps -q seed)
 deadline=$((SECONDS + WAIT))
 while [ "$(docker inspect -f '{{.State.Status}}' "$seed")" != exited ]; do
@@ -196,7 +204,7 @@ while [ "$(docker inspect -f '{{.State.Status}}' "$seed")" != exited ]; do
 done
 [ "$(docker inspect -f '{{.State.ExitCode}}' "$seed")" = 0 ] || { compose logs seed >&2; die "the seed step failed"; }
 compose ps
-ok "the stack is up: three agents enrolled, v1 deployed by the seed step"
+ok "the stack is up: three agents enrolled and serving v1, deployed by the seed step"
 
 # ---------------------------------------------------------------------------------------------------
 step "The demo story against the stack"
@@ -204,7 +212,7 @@ EDGEFLEET_SERVER=127.0.0.1:7444
 EDGEFLEET_TOKEN=$(compose exec -T server cat /secrets/admin-token | tr -d '\r\n')
 export EDGEFLEET_SERVER EDGEFLEET_TOKEN
 "$EDGEFLEET_PYTHON" scripts/lib/deploy_story.py --ctl "$BIN/edgefleetctl" --models "$work/models" \
-  --agents 3 --timeout "$WAIT" --sockets "$(for n in 1 2 3; do
+  --timeout "$WAIT" --sockets "$(for n in 1 2 3; do
     printf '%s/inference.sock,' "$(docker volume inspect -f '{{.Mountpoint}}' "${PROJECT}_agent-$n-run")"
   done)" || die "the demo story failed against the compose stack"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds edgefleet and runs the whole test suite against a throwaway PostgreSQL.
 # Usage: ./scripts/test.sh [extra ctest arguments, e.g. -R crypto or -L unit]
-# Environment: EDGEFLEET_BUILD_DIR (default build), EDGEFLEET_SKIP_BUILD=1 to reuse an existing build.
+# Environment: EDGEFLEET_BUILD_DIR (default build), EDGEFLEET_SKIP_BUILD=1 to reuse an existing build,
+# EDGEFLEET_BUILD_TYPE (default RelWithDebInfo; .ci/run uses Release).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/common.sh

@@ -5,12 +5,11 @@
 set -eu
 out=${1:-/enroll}
 ca=${EDGEFLEET_CA_FILE:-/var/lib/edgefleet/keys/ca.pem}
-token_file=${EDGEFLEET_TOKEN_FILE:-/secrets/admin-token}
 if [ -s "$out/agent.json" ]; then
   echo "enroll: $out/agent.json exists (the agents enrolled before); nothing to do"
   exit 0
 fi
-json=$(edgefleetctl --token-file "$token_file" -o json token create \
+json=$(edgefleetctl -o json token create \
   --max-uses "${AGENTS:-3}" --label site=compose --label hw=container)
 token=$(printf '%s' "$json" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
 cp "$ca" "$out/ca.pem.tmp"

@@ -8,8 +8,9 @@ a burst of Predict calls so that v2 has enough samples for a drift number, and r
 v3 that the first wave's probation catches and the controller rolls back. Every claim is checked;
 the first one that is false ends the story with an error.
 
-Usage: deploy_story.py --ctl EDGEFLEETCTL --models DIR --sockets S1,S2,... [--agents N]
-                       [--timeout SECONDS] [--metrics URL]
+Usage: deploy_story.py --ctl EDGEFLEETCTL --models DIR --sockets S1,S2,... [--timeout SECONDS]
+                       [--metrics URL]
+--sockets: every agent's inference socket (one per agent of the stack).
 The admin API comes from the environment (EDGEFLEET_SERVER, EDGEFLEET_TOKEN).
 """
 import argparse
@@ -49,7 +50,7 @@ class Story:
     def __init__(self, args):
         self.ctl_path, self.models, self.timeout = args.ctl, args.models, args.timeout
         self.sockets = [s for s in args.sockets.split(",") if s]
-        self.agents, self.metrics_url = args.agents, args.metrics
+        self.agents, self.metrics_url = len(self.sockets), args.metrics
 
     def ctl(self, *argv):
         result = subprocess.run([self.ctl_path, "-o", "json", *argv], capture_output=True,
@@ -120,8 +121,8 @@ class Story:
         rng = np.random.default_rng(7)
         image = np.load(sample)
         reference = os.path.join(self.models, "reference_v2.npy")
-        np.save(reference, np.clip(image + rng.normal(0, 0.05, (REFERENCE_SAMPLES, *image.shape[1:])), 0, 1)
-                .astype(np.float32))
+        noise = rng.normal(0, 0.05, (REFERENCE_SAMPLES, *image.shape[1:]))
+        np.save(reference, np.clip(image + noise, 0, 1).astype(np.float32))
 
         self.until(f"{self.agents} agents serving {MODEL} 1 (the seed's deployment)",
                    lambda: self.serving("1") == self.agents)
@@ -169,7 +170,6 @@ def main():
     parser.add_argument("--ctl", required=True, help="the edgefleetctl binary")
     parser.add_argument("--models", required=True, help="directory for the generated models")
     parser.add_argument("--sockets", required=True, help="the agents' inference sockets, comma-separated")
-    parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=180, help="seconds for each wait")
     parser.add_argument("--metrics", default="http://127.0.0.1:7480/metrics")
     args = parser.parse_args()

@@ -51,7 +51,7 @@ def has_data(base, expr):
 
 class Report:
     def __init__(self):
-        self.failures, self.exempt, self.passed = [], [], 0
+        self.failures, self.exempt, self.targets_up, self.passed = [], [], [], 0
 
     def check(self, base, where, expr):
         ok, error = has_data(base, expr)
@@ -76,7 +76,7 @@ def check_targets(base, report):
             report.failures.append(f"target {name} is {target.get('health')}: "
                                    f"{target.get('lastError')}")
         else:
-            print(f"target up: {name}")
+            report.targets_up.append(name)
 
 
 def check_dashboards(src, base, values, report):
@@ -131,6 +131,8 @@ def main():
             break
         print(f"{len(report.failures)} expressions still without data; asking again in 10 s")
         time.sleep(10)  # waiting for scrapes, roll-ups and rule evaluations to catch up
+    for name in report.targets_up:
+        print("target up:", name)
     for line in report.exempt:
         print("EXEMPT", line)
     for line in report.failures:
