@@ -123,7 +123,11 @@ absl::StatusOr<DeviceRepo::Enrollment> DeviceRepo::EnrollWithToken(Tx& txn,
   return internal::InTx(
       txn, absl::StrCat("enroll device ", attempt.device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<Enrollment> {
-        auto token = internal::ConsumeEnrollmentToken(tx, attempt.token_hash, attempt.now_unix);
+        // The token is checked first (a caller without a usable one learns nothing of the
+        // device) and used last: its row stays locked from the use to the commit, and a
+        // fleet-wide token would otherwise make every enrollment wait for the one before it
+        // (certificate signing included: 80 enrollments/s with 8 callers, bench/fleet).
+        auto token = internal::PeekEnrollmentToken(tx, attempt.token_hash, attempt.now_unix);
         if (!token.ok()) return token.status();
         IssuedCertificate certificate;
         auto row = EnrollRow(tx, attempt.device_id, token->labels, attempt.inventory,
@@ -139,6 +143,11 @@ absl::StatusOr<DeviceRepo::Enrollment> DeviceRepo::EnrollWithToken(Tx& txn,
                                     {"token_id", token->token_id},
                                     {"result", row->rekeyed ? "rekeyed" : "enrolled"},
                                     {"certificate_serial", certificate.serial_hex}}));
+        // Last: exactly max_uses enrollments get past this; one that loses the race rolls back.
+        if (auto used = internal::ConsumeEnrollmentToken(tx, attempt.token_hash, attempt.now_unix);
+            !used.ok()) {
+          return used.status();
+        }
         return Enrollment{std::move(row->device), certificate, row->rekeyed};
       });
 }

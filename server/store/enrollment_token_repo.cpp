@@ -110,6 +110,28 @@ absl::StatusOr<Labels> EnrollmentTokenRepo::Consume(Tx& txn, const std::string& 
 
 namespace internal {
 
+namespace {
+
+// Why `token_hash` cannot be used now.
+absl::Status UnusableTokenReason(pqxx::work& tx, const pqxx::binarystring& hash, int64_t now_unix) {
+  pqxx::result why = tx.exec_params(
+      "SELECT revoked_at IS NOT NULL, expires_at <= to_timestamp($2) FROM enrollment_tokens "
+      "WHERE token_hash = $1",
+      hash, now_unix);
+  if (why.empty()) return absl::UnauthenticatedError("unknown enrollment token");
+  if (why[0][0].as<bool>()) return absl::PermissionDeniedError("enrollment token revoked");
+  if (why[0][1].as<bool>()) return absl::PermissionDeniedError("enrollment token expired");
+  return absl::ResourceExhaustedError("enrollment token has no uses left");
+}
+
+absl::StatusOr<ConsumedToken> TokenFromIdAndLabels(const pqxx::row& row) {
+  auto labels = LabelsFromJson(row[1].as<std::string>());
+  if (!labels.ok()) return labels.status();
+  return ConsumedToken{row[0].as<std::string>(), *std::move(labels)};
+}
+
+}  // namespace
+
 absl::StatusOr<ConsumedToken> ConsumeEnrollmentToken(pqxx::work& tx, const std::string& token_hash,
                                                      int64_t now_unix) {
   pqxx::binarystring hash(token_hash);
@@ -120,19 +142,20 @@ absl::StatusOr<ConsumedToken> ConsumeEnrollmentToken(pqxx::work& tx, const std::
       "WHERE token_hash = $1 AND uses < max_uses AND expires_at > to_timestamp($2) "
       "AND revoked_at IS NULL RETURNING id, labels::text",
       hash, now_unix);
-  if (!used.empty()) {
-    auto labels = LabelsFromJson(used[0][1].as<std::string>());
-    if (!labels.ok()) return labels.status();
-    return ConsumedToken{used[0][0].as<std::string>(), *std::move(labels)};
-  }
-  pqxx::result why = tx.exec_params(
-      "SELECT revoked_at IS NOT NULL, expires_at <= to_timestamp($2) FROM enrollment_tokens "
-      "WHERE token_hash = $1",
+  if (!used.empty()) return TokenFromIdAndLabels(used[0]);
+  return UnusableTokenReason(tx, hash, now_unix);
+}
+
+absl::StatusOr<ConsumedToken> PeekEnrollmentToken(pqxx::work& tx, const std::string& token_hash,
+                                                  int64_t now_unix) {
+  pqxx::binarystring hash(token_hash);
+  pqxx::result usable = tx.exec_params(
+      "SELECT id, labels::text FROM enrollment_tokens "
+      "WHERE token_hash = $1 AND uses < max_uses AND expires_at > to_timestamp($2) "
+      "AND revoked_at IS NULL",
       hash, now_unix);
-  if (why.empty()) return absl::UnauthenticatedError("unknown enrollment token");
-  if (why[0][0].as<bool>()) return absl::PermissionDeniedError("enrollment token revoked");
-  if (why[0][1].as<bool>()) return absl::PermissionDeniedError("enrollment token expired");
-  return absl::ResourceExhaustedError("enrollment token has no uses left");
+  if (!usable.empty()) return TokenFromIdAndLabels(usable[0]);
+  return UnusableTokenReason(tx, hash, now_unix);
 }
 
 }  // namespace internal

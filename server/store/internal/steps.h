@@ -16,9 +16,14 @@ struct ConsumedToken {
   std::string token_id;
   Labels labels;
 };
-// Uses the token once (see EnrollmentTokenRepo::Consume for the errors).
+// Uses the token once (see EnrollmentTokenRepo::Consume for the errors). The token's row stays
+// locked until the transaction ends: run it last in a transaction that does anything slow.
 absl::StatusOr<ConsumedToken> ConsumeEnrollmentToken(pqxx::work& tx, const std::string& token_hash,
                                                      int64_t now_unix);
+// The token's id and labels when it could be used now, without using it or locking it; the same
+// errors as ConsumeEnrollmentToken.
+absl::StatusOr<ConsumedToken> PeekEnrollmentToken(pqxx::work& tx, const std::string& token_hash,
+                                                  int64_t now_unix);
 
 // `detail_json` must be a JSON value (empty means {}).
 void InsertAuditRow(pqxx::work& tx, const std::string& actor, const std::string& action,

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <future>
+
+#include "server/store/enrollment_token_repo.h"
 #include "tests/server/store/store_test_util.h"
 
 namespace edgefleet::server {
@@ -70,6 +74,49 @@ TEST_F(StoreTest, EnrolledDevicesCanBeFetchedAndListedBySelector) {
   absl::Status missing = repo.Get("nope").status();
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(missing.message(), "device nope not found");
+}
+
+// A fleet-wide token enrolls a factory line at once: one enrollment's certificate signing must
+// not hold the token (its row lock) against the next enrollment.
+TEST_F(StoreTest, EnrollmentsWithOneTokenDoNotWaitForEachOthersCertificate) {
+  DeviceRepo repo(*db_);
+  EnrollmentTokenRepo tokens(*db_);
+  ASSERT_TRUE(db_->Transact("test",
+                            [&](Tx& tx) {
+                              return tokens.Create(tx, "line-3", Digest('t'), 2, kNow + 3600,
+                                                   {{"site", "berlin"}}, "line 3");
+                            })
+                  .ok());
+  std::future_status other_use = std::future_status::deferred;
+  std::future<absl::StatusOr<Labels>> use;  // joined after the enrollment's commit
+  auto enrolled = db_->Transact("test", [&](Tx& tx) {
+    return repo.EnrollWithToken(tx, {Digest('t'), "cam-1", MakeInventory("0.1"), kNow},
+                                [&]() -> absl::StatusOr<DeviceRepo::IssuedCertificate> {
+                                  // While this certificate is being made, another device uses the
+                                  // same token.
+                                  use = std::async(std::launch::async, [&] {
+                                    return db_->Transact("other", [&](Tx& other) {
+                                      return tokens.Consume(other, Digest('t'), kNow);
+                                    });
+                                  });
+                                  other_use = use.wait_for(std::chrono::seconds(5));
+                                  return DeviceRepo::IssuedCertificate{"pem", "0a", kNow + 3600};
+                                });
+  });
+  ASSERT_TRUE(enrolled.ok()) << enrolled.status();
+  ASSERT_TRUE(use.get().ok());
+  EXPECT_EQ(other_use, std::future_status::ready)
+      << "the second use of the token waited for the first enrollment to commit";
+  EXPECT_EQ(enrolled->device.labels().at("site"), "berlin");
+  // Both uses counted: a third enrollment finds none left, and rolls back whole.
+  auto third = db_->Transact("test", [&](Tx& tx) {
+    return repo.EnrollWithToken(tx, {Digest('t'), "cam-2", MakeInventory("0.1"), kNow}, [] {
+      return absl::StatusOr<DeviceRepo::IssuedCertificate>(
+          DeviceRepo::IssuedCertificate{"pem", "0b", kNow + 3600});
+    });
+  });
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(repo.Get("cam-2").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, AnActiveDeviceIsEnrolledAgainOnlyOnceAfterARekeyAndKeepsItsLabels) {
