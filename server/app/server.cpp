@@ -3,17 +3,16 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
 
-#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <stop_token>
 #include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/core/logging.h"
+#include "common/core/process.h"
 #include "common/crypto/certificate_authority.h"
 #include "common/crypto/random.h"
 #include "common/crypto/sha256.h"
@@ -236,37 +235,28 @@ class ServerImpl final : public Server {
     if (auto s = device_api_->telemetry().Maintain(); !s.ok()) {
       log->error("telemetry partitions: {}", s.ToString());
     }
-    telemetry_maintenance_ = std::jthread([this](std::stop_token stop) {
-      std::mutex mu;
-      std::condition_variable_any wake;
-      std::unique_lock lock(mu);
-      while (!wake.wait_for(lock, stop, std::chrono::hours(1), [] { return false; })) {
-        if (stop.stop_requested()) return;
-        if (auto s = device_api_->telemetry().Maintain(); !s.ok()) {
-          Logger("telemetry")->error("telemetry partitions: {}", s.ToString());
-        }
-        if (auto s = rollup_job_->Maintain(); !s.ok()) {
-          Logger("telemetry")->error("telemetry roll-up retention: {}", s.ToString());
-        }
-        if (auto s = captures_->Maintain(); !s.ok()) {
-          Logger("capture")->error("capture retention: {}", s.ToString());
-        }
+    telemetry_maintenance_ = RunEvery(std::chrono::hours(1), [this] {
+      if (auto s = device_api_->telemetry().Maintain(); !s.ok()) {
+        Logger("telemetry")->error("telemetry partitions: {}", s.ToString());
+      }
+      if (auto s = rollup_job_->Maintain(); !s.ok()) {
+        Logger("telemetry")->error("telemetry roll-up retention: {}", s.ToString());
+      }
+      if (auto s = captures_->Maintain(); !s.ok()) {
+        Logger("capture")->error("capture retention: {}", s.ToString());
       }
     });
     fleet_references_ = std::make_unique<telemetry::FleetReferences>(
         *database_, *references_, config_.fleet_reference_windows());
-    fleet_reference_tick_ = std::jthread([this](std::stop_token stop) {
-      std::mutex mu;
-      std::condition_variable_any wake;
-      std::unique_lock lock(mu);
-      const auto interval = std::chrono::seconds(config_.fleet_reference_interval_seconds());
-      while (!wake.wait_for(lock, stop, interval, [] { return false; })) {
-        if (stop.stop_requested()) return;
-        if (auto made = fleet_references_->MakeDue(); !made.ok()) {
-          Logger("telemetry")->error("fleet reference profiles: {}", made.status().ToString());
-        }
-      }
-    });
+    fleet_reference_tick_ =
+        RunEvery(std::chrono::seconds(config_.fleet_reference_interval_seconds()), [this] {
+          if (auto made = fleet_references_->MakeDue(); !made.ok()) {
+            Logger("telemetry")->error("fleet reference profiles: {}", made.status().ToString());
+          }
+        });
+    // Memory a burst of calls left in the threads' heap arenas goes back to the system: the
+    // server's RSS returns near its idle size once a load has passed.
+    memory_release_ = RunEvery(std::chrono::seconds(30), [] { ReleaseFreeHeapMemory(); });
     authenticator_ = std::make_unique<Authenticator>(*api_tokens_, clock_);
     enroller_ = std::make_unique<Enroller>(
         *database_, *devices_, *ca_, release_trust_.root_public_key_pem, clock_,
@@ -493,6 +483,7 @@ class ServerImpl final : public Server {
   std::jthread telemetry_maintenance_;  // DeviceApi::telemetry().Maintain() every hour
   std::unique_ptr<telemetry::FleetReferences> fleet_references_;
   std::jthread fleet_reference_tick_;  // fleet_references_->MakeDue() on its interval
+  std::jthread memory_release_;        // ReleaseFreeHeapMemory() every 30 s
   std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<Enroller> enroller_;
   std::unique_ptr<AdminGrpcService> admin_grpc_;
