@@ -30,8 +30,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "bench/common/flags.h"
+#include "bench/common/fleet_client.h"
 #include "common/core/process.h"
-#include "common/crypto/certificate_authority.h"
 #include "edgefleet/v1/admin.grpc.pb.h"
 #include "edgefleet/v1/device.grpc.pb.h"
 #include "tests/support/telemetry_windows.h"
@@ -71,72 +71,14 @@ struct Options {
   std::string json;
 };
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-grpc::ChannelArguments Args() {
-  grpc::ChannelArguments args;
-  // One connection per device, as in the field: no subchannel shared between identities.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetMaxReceiveMessageSize(8 << 20);
-  return args;
-}
-
-void Authorize(grpc::ClientContext* context, const std::string& token) {
-  context->AddMetadata("authorization", "Bearer " + token);
-  context->set_deadline(std::chrono::system_clock::now() + 60s);
-}
-
 // The model version the windows name, and a token that enrolls every device.
 std::string SetUp(const Options& o) {
-  auto channel =
-      grpc::CreateCustomChannel(o.admin_address, grpc::InsecureChannelCredentials(), Args());
-  auto admin = v1::AdminService::NewStub(channel);
-  {
-    grpc::ClientContext context;
-    Authorize(&context, o.admin_token);
-    v1::ModelVersion pushed;
-    auto writer = admin->PushModel(&context, &pushed);
-    v1::PushModelRequest request;
-    auto* m = request.mutable_metadata();
-    m->set_model_name(o.model_name);
-    m->set_version("1");
-    m->set_format(v1::MODEL_FORMAT_ONNX);
-    auto* input = m->add_inputs();
-    input->set_name("input");
-    input->add_shape(1);
-    input->add_shape(4);
-    auto* output = m->add_outputs();
-    output->set_name("probs");
-    output->add_shape(1);
-    output->add_shape(3);
-    writer->Write(request);
-    const std::string bytes = ReadAll(o.model_file);
-    request.Clear();
-    request.set_chunk(bytes);
-    writer->Write(request);
-    request.Clear();
-    request.mutable_finish()->set_size_bytes(bytes.size());
-    writer->Write(request);
-    writer->WritesDone();
-    grpc::Status s = writer->Finish();
-    if (!s.ok() && s.error_code() != grpc::StatusCode::ALREADY_EXISTS)
-      throw std::runtime_error("push model: " + s.error_message());
-  }
-  grpc::ClientContext context;
-  Authorize(&context, o.admin_token);
-  v1::CreateEnrollmentTokenRequest request;
-  request.set_max_uses(static_cast<uint32_t>(o.devices));
-  request.set_ttl_seconds(3600);
-  v1::EnrollmentToken token;
-  grpc::Status s = admin->CreateEnrollmentToken(&context, request, &token);
-  if (!s.ok()) throw std::runtime_error("enrollment token: " + s.error_message());
-  return token.token();
+  auto admin = edgefleet::bench::AdminStub(o.admin_address);
+  edgefleet::bench::PushModelVersion(*admin, o.admin_token,
+                                     edgefleet::bench::ClassifierMetadata(o.model_name, "1"),
+                                     edgefleet::bench::ReadFileOrThrow(o.model_file));
+  return edgefleet::bench::CreateEnrollmentToken(*admin, o.admin_token,
+                                                 static_cast<uint32_t>(o.devices));
 }
 
 struct Device {
@@ -146,39 +88,6 @@ struct Device {
   uint64_t stream_id = 0;
   std::atomic<uint64_t> next_sequence{1};
 };
-
-std::unique_ptr<Device> Enroll(const Options& o, const std::string& ca, const std::string& token,
-                               const std::string& id, uint64_t stream_id) {
-  auto key = edgefleet::crypto::GenerateKeyAndCsr(id);
-  if (!key.ok()) throw std::runtime_error("key for " + id + ": " + key.status().ToString());
-  grpc::SslCredentialsOptions anonymous;
-  anonymous.pem_root_certs = ca;
-  auto enroll_stub = v1::DeviceService::NewStub(
-      grpc::CreateCustomChannel(o.device_address, grpc::SslCredentials(anonymous), Args()));
-  v1::EnrollRequest request;
-  request.set_enrollment_token(token);
-  request.set_device_id(id);
-  request.set_csr_pem(key->csr_pem);
-  auto* model = request.mutable_inventory()->add_models();
-  model->set_model_name(o.model_name);
-  model->set_version("1");
-  model->set_state(v1::MODEL_STATE_SERVING);
-  v1::EnrollResponse response;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + 60s);
-  grpc::Status s = enroll_stub->Enroll(&context, request, &response);
-  if (!s.ok()) throw std::runtime_error("enroll " + id + ": " + s.error_message());
-  grpc::SslCredentialsOptions mtls;
-  mtls.pem_root_certs = ca;
-  mtls.pem_cert_chain = response.certificate_pem();
-  mtls.pem_private_key = key->private_key_pem;
-  auto d = std::make_unique<Device>();
-  d->id = id;
-  d->stream_id = stream_id;
-  d->channel = grpc::CreateCustomChannel(o.device_address, grpc::SslCredentials(mtls), Args());
-  d->stub = v1::DeviceService::NewStub(d->channel);
-  return d;
-}
 
 // One upload in flight.
 struct Call {
@@ -201,44 +110,32 @@ struct Results {
   std::string first_error;
 };
 
-double Quantile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
-}
+using edgefleet::bench::Quantile;
 
 int Run(const Options& o) {
-  const std::string ca = ReadAll(o.ca_file);
+  const std::string ca = edgefleet::bench::ReadFileOrThrow(o.ca_file);
   const std::string token = SetUp(o);
 
   // Enrollment: real, one device after another on each of a few threads.
   std::mt19937_64 seed_rng(std::random_device{}());
   const uint64_t run_tag = seed_rng() % 1000000;
+  v1::Inventory inventory;
+  auto* model = inventory.add_models();
+  model->set_model_name(o.model_name);
+  model->set_version("1");
+  model->set_state(v1::MODEL_STATE_SERVING);
   std::vector<std::unique_ptr<Device>> devices(static_cast<size_t>(o.devices));
   const auto enroll_start = Clock::now();
-  {
-    std::atomic<int> next{0};
-    std::mutex error_mu;
-    std::string error;
-    std::vector<std::thread> threads;
-    for (int t = 0; t < o.enroll_threads; ++t) {
-      threads.emplace_back([&, t] {
-        std::mt19937_64 rng(run_tag * 131 + static_cast<uint64_t>(t));
-        for (int i = next++; i < o.devices; i = next++) {
-          try {
-            devices[static_cast<size_t>(i)] = Enroll(
-                o, ca, token, absl::StrFormat("bench-%06d-%06d", run_tag, i), (rng() >> 2) + 1);
-          } catch (const std::exception& e) {
-            std::lock_guard lock(error_mu);
-            if (error.empty()) error = e.what();
-            return;
-          }
-        }
-      });
-    }
-    for (auto& t : threads) t.join();
-    if (!error.empty()) throw std::runtime_error(error);
-  }
+  edgefleet::bench::ForEachInParallel(o.devices, o.enroll_threads, [&](int i) {
+    auto d = std::make_unique<Device>();
+    d->id = absl::StrFormat("bench-%06d-%06d", run_tag, i);
+    const auto identity =
+        edgefleet::bench::EnrollDevice(o.device_address, ca, token, d->id, inventory);
+    d->stream_id = (std::hash<std::string>{}(d->id) >> 2) + 1;
+    d->channel = edgefleet::bench::OpenDeviceChannel(o.device_address, ca, identity);
+    d->stub = v1::DeviceService::NewStub(d->channel);
+    devices[static_cast<size_t>(i)] = std::move(d);
+  });
   const double enroll_seconds = std::chrono::duration<double>(Clock::now() - enroll_start).count();
   std::cerr << absl::StrFormat("enrolled %d devices in %.1f s\n", o.devices, enroll_seconds);
 
@@ -246,12 +143,9 @@ int Run(const Options& o) {
   // reconnect storm are bench/fleet's subject, not ingest's.
   {
     const auto connect_start = Clock::now();
-    for (auto& d : devices) d->channel->GetState(/*try_to_connect=*/true);
-    const auto deadline = std::chrono::system_clock::now() + 120s;
-    for (auto& d : devices) {
-      if (!d->channel->WaitForConnected(deadline))
-        throw std::runtime_error("device " + d->id + " did not connect within 120 s");
-    }
+    std::vector<std::shared_ptr<grpc::Channel>> channels;
+    for (auto& d : devices) channels.push_back(d->channel);
+    edgefleet::bench::ConnectAll(channels, 120);
     std::cerr << absl::StrFormat(
         "connected %d devices in %.1f s\n", o.devices,
         std::chrono::duration<double>(Clock::now() - connect_start).count());

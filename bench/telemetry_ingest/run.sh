@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 root=$(pwd)
-# shellcheck source=scripts/lib/postgres.sh
-source scripts/lib/postgres.sh
+# shellcheck source=bench/common/server.sh
+source bench/common/server.sh
 
 build_dir=${EDGEFLEET_BUILD_DIR:-build}
 rate=5000
@@ -49,51 +49,20 @@ done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/edgefleet-ingest.XXXXXX")
 chmod 755 "$work"
-server_pid=''
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  if [ -n "$pg_url" ]; then
-    "$PG_BIN/psql" "$pg_url" -qAt -c "DROP DATABASE IF EXISTS \"$db_name\" WITH (FORCE)" >/dev/null 2>&1 || true
-  else
-    pg_stop "$work/pg"
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-db_name=edgefleet_ingest_bench_$$
-if [ -n "$pg_url" ]; then
-  export EDGEFLEET_PG_URL=$pg_url
-else
-  pg_start "$work/pg" >&2
-  # pg_stat_statements, when the package has it, says which statements take the time.
-  if [ -f /usr/lib/postgresql/15/lib/pg_stat_statements.so ]; then
-    echo "shared_preload_libraries = 'pg_stat_statements'" | pg_as_owner tee -a "$work/pg/postgresql.conf" >/dev/null
-    pg_as_owner "$PG_BIN/pg_ctl" -D "$work/pg" -w -t 60 restart -l "$work/pg/server.log" >/dev/null
-  fi
-fi
-db_url=$(pg_create_db "$db_name")
-psql_q() { "$PG_BIN/psql" "$db_url" -qAt -v ON_ERROR_STOP=1 -c "$1"; }
-stats=0
-psql_q "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null 2>&1 && stats=1
+trap bench_cleanup EXIT
+bench_pg_url=$pg_url
+bench_start_db
 
 token=efa_bench$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-server_args=(--data-dir "$work/server" --device-listen 127.0.0.1:0 --admin-grpc-listen 127.0.0.1:0
-  --admin-http-listen 127.0.0.1:0 --tls-hosts localhost,127.0.0.1 --ports-file "$work/ports.json"
-  --log-level warn)
+server_args=(--device-listen 127.0.0.1:0 --admin-grpc-listen 127.0.0.1:0 --admin-http-listen 127.0.0.1:0)
 [ -n "$pool" ] && server_args+=(--database-pool-size "$pool")
-EDGEFLEET_ADMIN_TOKEN=$token EDGEFLEET_DATABASE_URL=$db_url \
-  "$bin/edgefleet-server" "${server_args[@]}" >"$work/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 600); do [ -s "$work/ports.json" ] && break; sleep 0.1; done
-[ -s "$work/ports.json" ] || { cat "$work/server.log" >&2; exit 1; }
-read -r device_port grpc_port http_port < <(/usr/bin/python3 -c \
-  'import json,sys; j=json.load(sys.stdin); print(j["device"], j["admin_grpc"], j["admin_http"])' <"$work/ports.json")
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$server_pid/status"; }
-rss_before=$(rss_kib)
+bench_start_server "$token" "${server_args[@]}"
+server_pid=$(bench_server_pid)
+rss_before=$(bench_rss_kib)
 peak_file=$work/peak
 echo "$rss_before" >"$peak_file"
 ( while kill -0 "$server_pid" 2>/dev/null; do
-    r=$(rss_kib 2>/dev/null || echo 0)
+    r=$(bench_rss_kib 2>/dev/null || echo 0)
     [ "${r:-0}" -gt "$(cat "$peak_file")" ] && echo "$r" >"$peak_file"
     sleep 0.2
   done ) &
@@ -105,7 +74,7 @@ head_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "# machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; PostgreSQL on the same box"
   echo "# flags: --rate $rate --seconds $seconds --devices $devices --windows-per-upload $per_upload${pool:+ --pool $pool}"
 } >"$work/report.txt"
-[ "$stats" = 1 ] && psql_q "SELECT pg_stat_statements_reset()" >/dev/null
+[ "$bench_stats" = 1 ] && bench_psql "SELECT pg_stat_statements_reset()" >/dev/null
 gen_status=0
 "$bin/edgefleet-bench-telemetry-ingest" --device-address "127.0.0.1:$device_port" \
   --admin-address "127.0.0.1:$grpc_port" --ca-file "$work/server/keys/ca.pem" --admin-token "$token" \
@@ -114,12 +83,12 @@ gen_status=0
   >>"$work/report.txt" 2>"$work/gen.err" || gen_status=$?
 rss_peak=$(cat "$peak_file")
 sleep "$after_seconds"
-rss_after=$(rss_kib)
+rss_after=$(bench_rss_kib)
 kill "$watcher" 2>/dev/null || true
 
-rows=$(psql_q "SELECT count(*) FROM telemetry_windows")
-bytes=$(psql_q "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'telemetry_windows'")
-summary_bytes=$(psql_q "SELECT coalesce(avg(octet_length(summary)), 0)::int FROM telemetry_windows")
+rows=$(bench_psql "SELECT count(*) FROM telemetry_windows")
+bytes=$(bench_psql "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'telemetry_windows'")
+summary_bytes=$(bench_psql "SELECT coalesce(avg(octet_length(summary)), 0)::int FROM telemetry_windows")
 per_window=$(( rows > 0 ? bytes / rows : 0 ))
 {
   printf '%-28s %12s\n' "server RSS before MiB" "$(( rss_before / 1024 ))"
@@ -128,10 +97,7 @@ per_window=$(( rows > 0 ? bytes / rows : 0 ))
   printf '%-28s %12s\n' "windows stored (rows)" "$rows"
   printf '%-28s %12s\n' "PostgreSQL bytes/window" "$per_window"
   printf '%-28s %12s\n' "summary bytes/window" "$summary_bytes"
-  if [ "$stats" = 1 ]; then
-    echo "# statements by total time (pg_stat_statements):"
-    psql_q "SELECT rpad(round(total_exec_time)::text || ' ms', 12) || rpad(calls::text, 9) || round((total_exec_time / greatest(calls, 1))::numeric, 3) || ' ms/call  ' || left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12"
-  fi
+  bench_top_statements
 } >"$work/server.txt"
 [ -s "$work/gen.err" ] && grep -v '^enrolled\|^connected' "$work/gen.err" | tail -5 >&2 || true
 gen_json=$(tail -n 1 "$work/gen.json" 2>/dev/null || echo '{}')
