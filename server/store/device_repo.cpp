@@ -292,11 +292,19 @@ absl::StatusOr<Page<v1::Device>> DeviceRepo::ListPage(const Labels& selector,
                                                       const PageRequest& page) {
   return WithTransaction(
       db_, "list a page of devices", [&](pqxx::work& tx) -> absl::StatusOr<Page<v1::Device>> {
-        auto devices = DevicesFromRows(tx.exec_params(
-            absl::StrCat("SELECT ", kDeviceColumns,
-                         " FROM devices WHERE labels @> $1::jsonb AND id > $2 ORDER BY id "
-                         "LIMIT $3"),
-            internal::LabelsToJson(selector), page.after, static_cast<int64_t>(page.size + 1)));
+        // Without a selector the page is a range of the primary key. `labels @> '{}'` matches
+        // every row too, but the planner then reads the whole labels index and sorts it for
+        // every page (a page took 32 ms at 20,000 devices, bench/fleet).
+        const auto limit = static_cast<int64_t>(page.size + 1);
+        auto devices = DevicesFromRows(
+            selector.empty()
+                ? tx.exec_params(absl::StrCat("SELECT ", kDeviceColumns,
+                                              " FROM devices WHERE id > $1 ORDER BY id LIMIT $2"),
+                                 page.after, limit)
+                : tx.exec_params(absl::StrCat("SELECT ", kDeviceColumns,
+                                              " FROM devices WHERE labels @> $1::jsonb AND id > $2 "
+                                              "ORDER BY id LIMIT $3"),
+                                 internal::LabelsToJson(selector), page.after, limit));
         if (!devices.ok()) return devices.status();
         return FinishPage(*std::move(devices), page.size,
                           [](const v1::Device& d) { return d.device_id(); });

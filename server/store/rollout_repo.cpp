@@ -382,22 +382,27 @@ absl::Status RolloutRepo::Assign(Tx& txn, int64_t deployment_id, uint32_t wave,
         const std::string ids = internal::StringsToJson(device_ids);
         // A device whose inventory already reports the version serving is SERVING at once (no
         // event would come). The version each device runs now: its latest live target of the
-        // same model (rolled back targets send it to their previous version).
+        // same model (rolled back targets send it to their previous version). Joins, not a
+        // subquery per device: those took 15 s for 20,000 devices, growing faster than the
+        // count (bench/fleet).
         tx.exec_params(
+            "WITH d AS (SELECT model_name, version FROM deployments WHERE id = $1), "
+            "ids AS MATERIALIZED (SELECT DISTINCT dev_id "
+            "FROM jsonb_array_elements_text($3::jsonb) AS dev_id), "
+            "previous AS MATERIALIZED (SELECT DISTINCT ON (o.device_id) o.device_id, "
+            "CASE WHEN o.rollback_metadata_version IS NOT NULL THEN o.previous_version "
+            "ELSE od.version END AS version "
+            "FROM deployment_targets o JOIN deployments od ON od.id = o.deployment_id "
+            "JOIN d ON od.model_name = d.model_name JOIN ids ON ids.dev_id = o.device_id "
+            "WHERE od.id <> $1 AND o.state <> 'superseded' ORDER BY o.device_id, od.id DESC) "
             "INSERT INTO deployment_targets (deployment_id, device_id, state, wave, targeted_at, "
             "updated_at, previous_version) "
-            "SELECT $1, dev_id, CASE WHEN EXISTS (SELECT 1 FROM devices dev, deployments d, "
-            "inventory_models(dev.inventory) m WHERE dev.id = dev_id AND d.id = $1 "
-            "AND m.model_name = d.model_name AND m.version = d.version "
+            "SELECT $1, dev.id, CASE WHEN EXISTS (SELECT 1 FROM inventory_models(dev.inventory) m "
+            "WHERE m.model_name = d.model_name AND m.version = d.version "
             "AND m.state = 'MODEL_STATE_SERVING') THEN 'serving' ELSE 'pending' END, "
-            "$2, to_timestamp($4), to_timestamp($4), "
-            "(SELECT CASE WHEN o.rollback_metadata_version IS NOT NULL THEN o.previous_version "
-            "ELSE od.version "
-            "END FROM deployment_targets o JOIN deployments od ON od.id = o.deployment_id "
-            "JOIN deployments d ON d.id = $1 WHERE o.device_id = dev_id AND "
-            "od.model_name = d.model_name AND od.id <> $1 AND o.state <> 'superseded' "
-            "ORDER BY od.id DESC LIMIT 1) "
-            "FROM jsonb_array_elements_text($3::jsonb) AS dev_id "
+            "$2, to_timestamp($4), to_timestamp($4), previous.version "
+            "FROM ids JOIN devices dev ON dev.id = ids.dev_id CROSS JOIN d "
+            "LEFT JOIN previous ON previous.device_id = dev.id "
             "ON CONFLICT (deployment_id, device_id) DO NOTHING",
             deployment_id, static_cast<int64_t>(wave), ids, now_unix);
         tx.exec_params(
