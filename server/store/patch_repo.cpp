@@ -74,12 +74,13 @@ absl::StatusOr<std::optional<PatchClaim>> PatchRepo::Claim(Tx& txn, const std::s
         // is re-checked after locking, so a lease taken meanwhile is seen.
         pqxx::result r = tx.exec_params(
             "UPDATE patches p SET lease_owner = $1, "
-            "lease_expires_at = now() + $2 * interval '1 second', attempts = p.attempts + 1, "
+            "lease_expires_at = now() + $2::float8 * interval '1 second', attempts = p.attempts + "
+            "1, "
             "updated_at = now() "
             "FROM (SELECT from_sha256, to_sha256 FROM patches WHERE state = 'pending' "
             "AND (lease_expires_at IS NULL OR lease_expires_at < now()) AND attempts < $3 "
-            "ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) next "
-            "WHERE p.from_sha256 = next.from_sha256 AND p.to_sha256 = next.to_sha256 "
+            "ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) claimable "
+            "WHERE p.from_sha256 = claimable.from_sha256 AND p.to_sha256 = claimable.to_sha256 "
             "RETURNING p.from_sha256, p.to_sha256, p.attempts",
             owner, static_cast<int64_t>(lease.count()), max_attempts);
         if (r.empty()) return std::optional<PatchClaim>();
@@ -94,7 +95,7 @@ absl::StatusOr<bool> PatchRepo::Renew(Tx& txn, const std::string& from_sha256,
                                       std::chrono::seconds lease) {
   return internal::InTx(txn, "renew a patch lease", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
     return !tx.exec_params(
-                  "UPDATE patches SET lease_expires_at = now() + $4 * interval '1 second' "
+                  "UPDATE patches SET lease_expires_at = now() + $4::float8 * interval '1 second' "
                   "WHERE from_sha256 = $1 AND to_sha256 = $2 AND state = 'pending' "
                   "AND lease_owner = $3 RETURNING 1",
                   pqxx::binarystring(from_sha256), pqxx::binarystring(to_sha256), owner,
