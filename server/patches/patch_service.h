@@ -33,7 +33,7 @@ struct PatchServiceOptions {
   // How often idle workers look for pairs other replicas queued or left with an expired lease.
   std::chrono::milliseconds poll_interval{std::chrono::seconds(5)};
   // Names this replica in the leases it holds; a random name when empty.
-  std::string owner;
+  std::string owner{};
 };
 
 class PatchService {
