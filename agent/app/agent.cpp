@@ -24,6 +24,7 @@
 #include "agent/state/state_store.h"
 #include "agent/telemetry/telemetry_outbox.h"
 #include "agent/update/device_transport.h"
+#include "agent/update/failover_transport.h"
 #include "agent/update/release_trust.h"
 #include "agent/update/updater.h"
 #include "common/core/files.h"
@@ -246,7 +247,12 @@ class AgentImpl final : public Agent {
     request.set_device_id(device_id);
     request.set_csr_pem(key->csr_pem);
     *request.mutable_inventory() = Inventory();
-    auto response = EnrollOverGrpc(config_.server_address(), *ca, request);
+    std::string enrolled_with;
+    auto response = OnFirstReachable<v1::EnrollResponse>(
+        ServerAddresses(config_), [&](const std::string& address) {
+          enrolled_with = address;
+          return EnrollOverGrpc(address, *ca, request);
+        });
     if (!response.ok()) return response.status();
     for (auto [name, data] :
          {std::pair{"ca.pem", response->ca_certificate_pem()},
@@ -260,7 +266,7 @@ class AgentImpl final : public Agent {
       return s;
     }
     if (auto s = state_->SetIdentity(response->device_id()); !s.ok()) return s;
-    log->info("enrolled device={} server={}", response->device_id(), config_.server_address());
+    log->info("enrolled device={} server={}", response->device_id(), enrolled_with);
     return LoadIdentity(response->device_id());
   }
 
@@ -300,10 +306,15 @@ class AgentImpl final : public Agent {
     }
     certificate_ = *std::move(info);
     if (!transport_) transport_ = std::make_unique<IdentityTransport>();
-    transport_->Replace(MakeGrpcDeviceTransport(
-        config_.server_address(), TlsMaterial{*ca, *cert, *key},
-        StallPolicy{std::chrono::seconds(config_.download_stall_window_seconds()),
-                    config_.download_min_bytes_per_second()}));
+    std::vector<FailoverTransport::Replica> replicas;
+    for (const std::string& address : ServerAddresses(config_)) {
+      replicas.push_back(
+          {address, MakeGrpcDeviceTransport(
+                        address, TlsMaterial{*ca, *cert, *key},
+                        StallPolicy{std::chrono::seconds(config_.download_stall_window_seconds()),
+                                    config_.download_min_bytes_per_second()})});
+    }
+    transport_->Replace(std::make_unique<FailoverTransport>(std::move(replicas)));
     if (updater_) return absl::OkStatus();
     auto verifier = crypto::LoadEd25519Verifier(*root);
     if (!verifier.ok()) return verifier.status();
@@ -554,7 +565,9 @@ class AgentImpl final : public Agent {
 
 v1::AgentConfig Agent::WithDefaults(v1::AgentConfig c) {
   if (c.state_dir().empty()) c.set_state_dir("/var/lib/edgefleet-agent");
-  if (c.server_address().empty()) c.set_server_address("localhost:7443");
+  if (c.server_address().empty() && c.server_addresses().empty()) {
+    c.set_server_address("localhost:7443");
+  }
   if (c.max_backoff_seconds() == 0) c.set_max_backoff_seconds(60);
   if (c.telemetry_interval_seconds() == 0) c.set_telemetry_interval_seconds(60);
   if (c.update_retry_base_seconds() == 0) c.set_update_retry_base_seconds(30);

@@ -7,7 +7,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "edgefleet/v1/config.pb.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/text_format.h"
@@ -34,6 +37,18 @@ absl::Status SetField(const FieldDescriptor& field, const std::string& value,
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": '", value, "' is not a valid ", field.type_name()));
   };
+  if (field.is_repeated()) {
+    if (field.cpp_type() != FieldDescriptor::CPPTYPE_STRING) {
+      return absl::InternalError(
+          absl::StrCat("config field ", field.name(), " is a repeated non-string"));
+    }
+    // A comma-separated list that replaces what an earlier source set.
+    reflection->ClearField(config, &field);
+    for (absl::string_view item : absl::StrSplit(value, ',', absl::SkipWhitespace())) {
+      reflection->AddString(config, &field, std::string(absl::StripAsciiWhitespace(item)));
+    }
+    return absl::OkStatus();
+  }
   switch (field.cpp_type()) {
     case FieldDescriptor::CPPTYPE_STRING:
       reflection->SetString(config, &field, value);
@@ -143,8 +158,14 @@ std::string Usage(const Message& defaults) {
     const FieldDescriptor& field = *descriptor->field(i);
     absl::StrAppend(&out, "  --", FlagName(field), " (", EnvName(field), ")\n      ",
                     field.options().GetExtension(v1::help));
-    // Proto3 scalars have no presence: a value other than zero/empty is a default.
-    if (reflection->HasField(defaults, &field)) {
+    if (field.is_repeated()) {
+      std::vector<std::string> items;
+      for (int j = 0; j < reflection->FieldSize(defaults, &field); ++j) {
+        items.push_back(reflection->GetRepeatedString(defaults, &field, j));
+      }
+      if (!items.empty()) absl::StrAppend(&out, " (default: ", absl::StrJoin(items, ","), ")");
+    } else if (reflection->HasField(defaults, &field)) {
+      // Proto3 scalars have no presence: a value other than zero/empty is a default.
       std::string value;
       if (field.cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
         value = reflection->GetString(defaults, &field);

@@ -166,7 +166,12 @@ class ServerImpl final : public Server {
         *database_, *patch_repo_, *artifacts_, *metrics_,
         PatchServiceOptions{
             .workers = static_cast<int>(config_.patch_workers()),
-            .time_budget = std::chrono::seconds(config_.patch_time_budget_seconds())});
+            .time_budget = std::chrono::seconds(config_.patch_time_budget_seconds()),
+            .lease = std::chrono::seconds(config_.patch_lease_seconds()),
+            // Expired leases are noticed within half a lease (at most every 5 s).
+            .poll_interval = std::min<std::chrono::milliseconds>(
+                std::chrono::seconds(5),
+                std::chrono::milliseconds(500 * int64_t{config_.patch_lease_seconds()}))});
     if (auto s = patches_->Start(); !s.ok()) return s;
     rollout_controller_ = std::make_unique<rollout::RolloutController>(
         *database_, *rollout_repo_, *audit_, *inference_samples_, clock_, metrics_.get(),
@@ -510,6 +515,7 @@ v1::ServerConfig Server::WithDefaults(v1::ServerConfig c) {
   if (c.log_level().empty()) c.set_log_level("info");
   if (c.patch_workers() == 0) c.set_patch_workers(2);
   if (c.patch_time_budget_seconds() == 0) c.set_patch_time_budget_seconds(120);
+  if (c.patch_lease_seconds() == 0) c.set_patch_lease_seconds(60);
   if (c.device_certificate_validity_seconds() == 0) {
     c.set_device_certificate_validity_seconds(90 * 24 * 3600);
   }

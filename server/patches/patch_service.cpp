@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/core/logging.h"
+#include "common/crypto/random.h"
 #include "common/crypto/sha256.h"
 #include "common/delta/delta.h"
 
@@ -24,7 +25,13 @@ class ArtifactSink final : public delta::ByteSink {
 
 PatchService::PatchService(Transactor& db, PatchStore& repo, ArtifactStore& artifacts,
                            ServerMetrics& metrics, PatchServiceOptions options)
-    : db_(db), repo_(repo), artifacts_(artifacts), metrics_(metrics), options_(options) {}
+    : db_(db),
+      repo_(repo),
+      artifacts_(artifacts),
+      metrics_(metrics),
+      options_(options),
+      owner_(options.owner.empty() ? absl::StrCat("patches-", crypto::ToHex(crypto::RandomBytes(6)))
+                                   : options.owner) {}
 
 PatchService::~PatchService() {
   {
@@ -33,23 +40,16 @@ PatchService::~PatchService() {
   }
   cv_.notify_all();
   for (auto& worker : workers_) worker.join();
+  if (renewer_.joinable()) renewer_.join();
 }
 
 absl::Status PatchService::Start() {
-  auto pending = repo_.Pending();
-  if (!pending.ok()) return pending.status();
-  {
-    std::lock_guard lock(mu_);
-    // A pair requested before Start() is queued already (and pending in the database).
-    for (const auto& record : *pending) {
-      std::pair<std::string, std::string> job(record.from_sha256, record.to_sha256);
-      if (std::find(queue_.begin(), queue_.end(), job) == queue_.end()) {
-        queue_.push_back(std::move(job));
-      }
-    }
-  }
+  std::lock_guard lock(mu_);
+  if (!workers_.empty()) return absl::OkStatus();
   for (int i = 0; i < std::max(1, options_.workers); ++i) workers_.emplace_back([this] { Work(); });
-  cv_.notify_all();
+  renewer_ = std::thread([this] { RenewLeases(); });
+  Logger("patches")->info("patch workers started owner={} workers={} lease_seconds={}", owner_,
+                          workers_.size(), options_.lease.count());
   return absl::OkStatus();
 }
 
@@ -60,8 +60,8 @@ absl::Status PatchService::Request(const std::string& from_sha256, const std::st
   if (!queued.ok()) return queued.status();
   if (*queued) {
     std::lock_guard lock(mu_);
-    queue_.emplace_back(from_sha256, to_sha256);
-    cv_.notify_one();
+    ++wake_seq_;
+    cv_.notify_all();  // the lease renewer waits on it too
   }
   return absl::OkStatus();
 }
@@ -96,31 +96,72 @@ absl::StatusOr<std::optional<v1::PatchOffer>> PatchService::Offer(const std::str
 
 void PatchService::WaitIdle() {
   std::unique_lock lock(mu_);
-  idle_cv_.wait(lock, [this] { return queue_.empty() && busy_ == 0; });
+  const uint64_t target = ++wake_seq_;
+  cv_.notify_all();
+  idle_cv_.wait(lock, [&] { return busy_ == 0 && quiet_seq_ >= target; });
 }
 
 void PatchService::Work() {
-  while (true) {
-    std::pair<std::string, std::string> job;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      ++busy_;
-    }
-    Compute(job.first, job.second);
-    {
-      std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    const uint64_t seq = wake_seq_;
+    // Counted busy while claiming too: a claim that finds nothing because this one holds the
+    // row lock must not let WaitIdle return before this one computes.
+    ++busy_;
+    lock.unlock();
+    auto claim = db_.Transact("claim patch", [&](Tx& tx) {
+      return repo_.Claim(tx, owner_, options_.lease, options_.max_attempts);
+    });
+    if (claim.ok() && claim->has_value()) {
+      const std::pair<std::string, std::string> pair((*claim)->from_sha256, (*claim)->to_sha256);
+      lock.lock();
+      in_flight_.insert(pair);
+      lock.unlock();
+      Compute(**claim);
+      lock.lock();
+      in_flight_.erase(pair);
       --busy_;
+      idle_cv_.notify_all();
+      continue;  // there may be more
     }
+    if (!claim.ok()) Logger("patches")->warn("cannot claim a patch: {}", claim.status().ToString());
+    lock.lock();
+    --busy_;
+    if (claim.ok()) quiet_seq_ = std::max(quiet_seq_, seq);
     idle_cv_.notify_all();
+    cv_.wait_for(lock, options_.poll_interval, [&] { return stopping_ || wake_seq_ != seq; });
   }
 }
 
-void PatchService::Compute(const std::string& from_sha256, const std::string& to_sha256) {
+void PatchService::RenewLeases() {
+  const auto every =
+      std::max<std::chrono::milliseconds>(options_.lease / 3, std::chrono::seconds(1));
+  std::unique_lock lock(mu_);
+  while (!cv_.wait_for(lock, every, [this] { return stopping_; })) {
+    const auto pairs = in_flight_;
+    lock.unlock();
+    for (const auto& [from, to] : pairs) {
+      auto held = db_.Transact("renew patch lease", [&](Tx& tx) {
+        return repo_.Renew(tx, from, to, owner_, options_.lease);
+      });
+      if (!held.ok()) {
+        Logger("patches")->warn("cannot renew a patch lease from={} to={}: {}",
+                                crypto::ToHex(from).substr(0, 12), crypto::ToHex(to).substr(0, 12),
+                                held.status().ToString());
+      } else if (!*held) {
+        Logger("patches")->warn(
+            "lost the lease of a patch computation from={} to={}: another replica took it over",
+            crypto::ToHex(from).substr(0, 12), crypto::ToHex(to).substr(0, 12));
+      }
+    }
+    lock.lock();
+  }
+}
+
+void PatchService::Compute(const PatchClaim& claim) {
   auto log = Logger("patches");
+  const std::string& from_sha256 = claim.from_sha256;
+  const std::string& to_sha256 = claim.to_sha256;
   const auto start = std::chrono::steady_clock::now();
   PatchRecord record{from_sha256, to_sha256, PatchRecord::State::kFailed, "", "", 0, 0, ""};
   auto outcome = [&]() -> absl::Status {
@@ -158,15 +199,24 @@ void PatchService::Compute(const std::string& from_sha256, const std::string& to
   const char* result = record.state == PatchRecord::State::kReady        ? "ready"
                        : record.state == PatchRecord::State::kNotSmaller ? "not_smaller"
                                                                          : "failed";
-  metrics_.patches_computed.Add({{"result", result}}).Increment();
   metrics_.patch_compute_seconds.Add({}).Observe(record.compute_seconds);
-  if (auto s = db_.Transact("record patch", [&](Tx& tx) { return repo_.Finish(tx, record); });
-      !s.ok()) {
-    log->error("cannot record patch: {}", s.ToString());
+  auto recorded =
+      db_.Transact("record patch", [&](Tx& tx) { return repo_.Finish(tx, record, owner_); });
+  if (!recorded.ok()) {
+    // The lease runs out and another replica (or this one) computes the pair again.
+    log->error("cannot record patch: {}", recorded.status().ToString());
+    return;
   }
-  log->info("patch computed from={} to={} result={} codec={} size_bytes={} seconds={:.3f} {}",
-            crypto::ToHex(from_sha256).substr(0, 12), crypto::ToHex(to_sha256).substr(0, 12),
-            result, record.codec, record.size_bytes, record.compute_seconds, record.detail);
+  if (!*recorded) {
+    log->warn("patch computed but not recorded from={} to={}: the lease passed to another replica",
+              crypto::ToHex(from_sha256).substr(0, 12), crypto::ToHex(to_sha256).substr(0, 12));
+    return;
+  }
+  metrics_.patches_computed.Add({{"result", result}}).Increment();
+  log->info(
+      "patch computed from={} to={} result={} codec={} size_bytes={} seconds={:.3f} attempt={} {}",
+      crypto::ToHex(from_sha256).substr(0, 12), crypto::ToHex(to_sha256).substr(0, 12), result,
+      record.codec, record.size_bytes, record.compute_seconds, claim.attempts, record.detail);
 }
 
 }  // namespace edgefleet::server

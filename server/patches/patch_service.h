@@ -1,13 +1,16 @@
 // Differential updates on the server: patches between artifact pairs are computed once in the
 // background by a bounded worker pool, stored content-addressed in the artifact store, and
-// offered to every device that holds the from-artifact when they beat the full download.
+// offered to every device that holds the from-artifact when they beat the full download. Work is
+// claimed in the database with a lease (PatchStore::Claim), so replicas sharing the database
+// and the artifact store compute each pair once, and a pair whose replica died mid-computation
+// is taken over by another once the lease expires.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +26,14 @@ namespace edgefleet::server {
 struct PatchServiceOptions {
   int workers = 2;
   std::chrono::milliseconds time_budget{std::chrono::seconds(120)};
+  // A claimed computation's lease, renewed every third of it while the computation runs.
+  std::chrono::seconds lease{60};
+  // Computations started for one pair (replicas that died computing it) before it is failed.
+  int max_attempts = 3;
+  // How often idle workers look for pairs other replicas queued or left with an expired lease.
+  std::chrono::milliseconds poll_interval{std::chrono::seconds(5)};
+  // Names this replica in the leases it holds; a random name when empty.
+  std::string owner{};
 };
 
 class PatchService {
@@ -33,7 +44,8 @@ class PatchService {
   PatchService(const PatchService&) = delete;
   PatchService& operator=(const PatchService&) = delete;
 
-  // Starts the workers and re-queues computations a previous run left pending.
+  // Starts the workers; they compute pending pairs nobody holds (queued here, by another
+  // replica, or left by a replica that stopped) until the service is destroyed.
   absl::Status Start();
 
   // Queues the (from, to) pair unless it is known already. Never blocks on the computation.
@@ -48,26 +60,34 @@ class PatchService {
                                                       uint64_t to_size_bytes,
                                                       uint32_t decoder_version);
 
-  // Blocks until the queue is empty and no computation runs (tests, shutdown).
+  // Blocks until a worker found nothing left to claim after this call began and no computation
+  // of this service runs (tests). Another replica may still be computing a pair it claimed.
   void WaitIdle();
+
+  const std::string& owner() const { return owner_; }
 
  private:
   void Work();
-  void Compute(const std::string& from_sha256, const std::string& to_sha256);
+  void RenewLeases();
+  void Compute(const PatchClaim& claim);
 
   Transactor& db_;
   PatchStore& repo_;
   ArtifactStore& artifacts_;
   ServerMetrics& metrics_;
   PatchServiceOptions options_;
+  const std::string owner_;
 
   std::mutex mu_;
-  std::condition_variable cv_;
-  std::condition_variable idle_cv_;
-  std::deque<std::pair<std::string, std::string>> queue_;
-  int busy_ = 0;
+  std::condition_variable cv_;       // new work may be claimable, or stopping
+  std::condition_variable idle_cv_;  // a worker went idle
+  uint64_t wake_seq_ = 0;            // bumped by Request and WaitIdle
+  uint64_t quiet_seq_ = 0;           // the latest wake_seq_ a claim found nothing after
+  int busy_ = 0;                     // workers claiming or computing
+  std::set<std::pair<std::string, std::string>> in_flight_;  // pairs whose lease we renew
   bool stopping_ = false;
   std::vector<std::thread> workers_;
+  std::thread renewer_;
 };
 
 }  // namespace edgefleet::server

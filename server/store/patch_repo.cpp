@@ -58,18 +58,69 @@ absl::StatusOr<bool> PatchRepo::Enqueue(Tx& txn, const std::string& from_sha256,
   });
 }
 
-absl::Status PatchRepo::Finish(Tx& txn, const PatchRecord& record) {
-  return internal::InTx(txn, "record patch", [&](pqxx::work& tx) -> absl::Status {
+absl::StatusOr<std::optional<PatchClaim>> PatchRepo::Claim(Tx& txn, const std::string& owner,
+                                                           std::chrono::seconds lease,
+                                                           int max_attempts) {
+  return internal::InTx(
+      txn, "claim a patch computation",
+      [&](pqxx::work& tx) -> absl::StatusOr<std::optional<PatchClaim>> {
+        tx.exec_params(
+            "UPDATE patches SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL, "
+            "detail = 'computation abandoned after ' || attempts || ' attempts: each replica "
+            "computing it stopped before it finished', updated_at = now() "
+            "WHERE state = 'pending' AND lease_expires_at < now() AND attempts >= $1",
+            max_attempts);
+        // SKIP LOCKED: a pair another replica is claiming right now is not waited for; its row
+        // is re-checked after locking, so a lease taken meanwhile is seen.
+        pqxx::result r = tx.exec_params(
+            "UPDATE patches p SET lease_owner = $1, "
+            "lease_expires_at = now() + $2::float8 * interval '1 second', attempts = p.attempts + "
+            "1, "
+            "updated_at = now() "
+            "FROM (SELECT from_sha256, to_sha256 FROM patches WHERE state = 'pending' "
+            "AND (lease_expires_at IS NULL OR lease_expires_at < now()) AND attempts < $3 "
+            "ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) claimable "
+            "WHERE p.from_sha256 = claimable.from_sha256 AND p.to_sha256 = claimable.to_sha256 "
+            "RETURNING p.from_sha256, p.to_sha256, p.attempts",
+            owner, static_cast<int64_t>(lease.count()), max_attempts);
+        if (r.empty()) return std::optional<PatchClaim>();
+        return std::optional<PatchClaim>(PatchClaim{pqxx::binarystring(r[0][0]).str(),
+                                                    pqxx::binarystring(r[0][1]).str(),
+                                                    r[0][2].as<int>()});
+      });
+}
+
+absl::StatusOr<bool> PatchRepo::Renew(Tx& txn, const std::string& from_sha256,
+                                      const std::string& to_sha256, const std::string& owner,
+                                      std::chrono::seconds lease) {
+  return internal::InTx(txn, "renew a patch lease", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
+    return !tx.exec_params(
+                  "UPDATE patches SET lease_expires_at = now() + $4::float8 * interval '1 second' "
+                  "WHERE from_sha256 = $1 AND to_sha256 = $2 AND state = 'pending' "
+                  "AND lease_owner = $3 RETURNING 1",
+                  pqxx::binarystring(from_sha256), pqxx::binarystring(to_sha256), owner,
+                  static_cast<int64_t>(lease.count()))
+                .empty();
+  });
+}
+
+absl::StatusOr<bool> PatchRepo::Finish(Tx& txn, const PatchRecord& record,
+                                       const std::string& owner) {
+  return internal::InTx(txn, "record patch", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
     // A patch digest exists only for ready rows; others store NULL. $5 is always referenced
     // (PostgreSQL cannot type a parameter the statement does not use).
-    tx.exec_params(
-        "UPDATE patches SET state = $3, codec = $4, patch_sha256 = NULLIF($5::bytea, ''::bytea), "
-        "size_bytes = $6, compute_seconds = $7, detail = $8, updated_at = now() "
-        "WHERE from_sha256 = $1 AND to_sha256 = $2",
-        pqxx::binarystring(record.from_sha256), pqxx::binarystring(record.to_sha256),
-        StateName(record.state), record.codec, pqxx::binarystring(record.patch_sha256),
-        static_cast<int64_t>(record.size_bytes), record.compute_seconds, record.detail);
-    return absl::OkStatus();
+    return !tx.exec_params(
+                  "UPDATE patches SET state = $3, codec = $4, "
+                  "patch_sha256 = NULLIF($5::bytea, ''::bytea), size_bytes = $6, "
+                  "compute_seconds = $7, detail = $8, lease_owner = NULL, "
+                  "lease_expires_at = NULL, updated_at = now() "
+                  "WHERE from_sha256 = $1 AND to_sha256 = $2 AND state = 'pending' "
+                  "AND lease_owner = $9 RETURNING 1",
+                  pqxx::binarystring(record.from_sha256), pqxx::binarystring(record.to_sha256),
+                  StateName(record.state), record.codec, pqxx::binarystring(record.patch_sha256),
+                  static_cast<int64_t>(record.size_bytes), record.compute_seconds, record.detail,
+                  owner)
+                .empty();
   });
 }
 
@@ -96,19 +147,6 @@ absl::StatusOr<std::optional<PatchRecord>> PatchRepo::FindByPatch(const std::str
                            pqxx::binarystring(patch_sha256));
         if (r.empty()) return std::optional<PatchRecord>();
         return std::optional<PatchRecord>(FromRow(r[0]));
-      });
-}
-
-absl::StatusOr<std::vector<PatchRecord>> PatchRepo::Pending() {
-  return WithTransaction(
-      db_, "list pending patches", [&](pqxx::work& tx) -> absl::StatusOr<std::vector<PatchRecord>> {
-        std::vector<PatchRecord> out;
-        for (const auto& row :
-             tx.exec(std::string("SELECT ") + kColumns +
-                     " FROM patches WHERE state = 'pending' ORDER BY created_at")) {
-          out.push_back(FromRow(row));
-        }
-        return out;
       });
 }
 

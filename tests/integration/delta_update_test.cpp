@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "tests/integration/integration_fixture.h"
 
@@ -149,6 +150,56 @@ TEST_F(DeltaUpdateTest, CorruptPatchFallsBackToTheFullArtifact) {
   for (const auto& entry : fs::directory_iterator(fs::path(agent.state_dir()) / "downloads")) {
     ADD_FAILURE() << "left over in downloads: " << entry.path();
   }
+}
+
+// Two replicas start at once on a database holding two pending pairs (their servers stopped
+// before computing them), one of them still leased by a replica that died mid-computation. The
+// replicas race to claim both; each pair is computed once, the dead replica's only after its
+// lease ran out.
+TEST_F(DeltaUpdateTest, ReplicasRacingForPendingPatchesComputeEachOnce) {
+  server_->Start();
+  for (const char* v : {"1", "2"}) {
+    v1::ModelVersion pushed;
+    grpc::Status push = server_->PushClassifier(
+        "classifier", v, TestModel(std::string("classifier_v") + v + ".onnx"), &pushed);
+    ASSERT_TRUE(push.ok()) << push.error_message();
+  }
+  ASSERT_TRUE(server_->Stop().has_value());
+  const std::string pair =
+      "SELECT a.artifact_sha256, b.artifact_sha256, 'pending' FROM model_versions a, "
+      "model_versions b "
+      "WHERE a.model_name = 'classifier' AND b.model_name = 'classifier' ";
+  db_->Exec("INSERT INTO patches (from_sha256, to_sha256, state) " + pair +
+            "AND a.version = '1' AND b.version = '2' UNION ALL " + pair +
+            "AND a.version = '2' AND b.version = '1'");
+  db_->Exec(
+      "UPDATE patches p SET lease_owner = 'dead-replica', attempts = 1, "
+      "lease_expires_at = now() + interval '2 seconds' FROM model_versions v "
+      "WHERE v.version = '2' AND p.from_sha256 = v.artifact_sha256");
+
+  const std::vector<std::string> args = {"--patch-lease-seconds", "2"};
+  server_->set_extra_args(args);
+  ServerHarness& replica = AddReplica(args);
+  bool replica_up = false;
+  std::thread other([&] { replica_up = replica.TryStart(); });
+  server_->Start();
+  other.join();
+  ASSERT_TRUE(replica_up) << ReadFileTail(replica.log_path());
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return db_->QueryValue("SELECT count(*) FROM patches WHERE state = 'pending'") == "0";
+      },
+      kLongWait, 100ms))
+      << db_->QueryValue("SELECT string_agg(state || ' ' || attempts, ', ') FROM patches");
+  EXPECT_EQ(db_->QueryValue("SELECT string_agg(attempts::text, ',' ORDER BY attempts) FROM patches "
+                            "WHERE state IN ('ready', 'not_smaller')"),
+            "1,2")
+      << "one computation each (the dead replica's attempt counted)";
+  auto computed = [](ServerHarness& s) {
+    return MetricValue(s.Metrics(), "edgefleet_patches_computed_total").value_or(0);
+  };
+  EXPECT_EQ(computed(*server_) + computed(replica), 2);
+  replica.Stop();
 }
 
 }  // namespace

@@ -35,6 +35,10 @@ class IntegrationTest : public ::testing::Test {
     if (HasFailure()) {
       std::cerr << "---- server log (" << server_->log_path() << ") ----\n"
                 << ReadFileTail(server_->log_path(), 6000) << "\n";
+      for (const auto& replica : replicas_) {
+        std::cerr << "---- replica log (" << replica->log_path() << ") ----\n"
+                  << ReadFileTail(replica->log_path(), 6000) << "\n";
+      }
       for (const auto& agent : agents_) {
         std::cerr << "---- agent " << agent->device_id() << " log ----\n"
                   << ReadFileTail(agent->log_path(), 4000) << "\n";
@@ -42,6 +46,7 @@ class IntegrationTest : public ::testing::Test {
     }
     // Processes go before the database they use is dropped.
     agents_.clear();
+    replicas_.clear();
     server_.reset();
     db_.reset();
   }
@@ -50,6 +55,18 @@ class IntegrationTest : public ::testing::Test {
   AgentHarness& AddAgent(const std::string& name) {
     agents_.push_back(std::make_unique<AgentHarness>(BinDir(), tmp_.Sub("agent-" + name), name));
     return *agents_.back();
+  }
+
+  // Another server (not started) on this test's database, sharing the first one's data directory
+  // (keys, artifacts) and admin token, as replicas do.
+  ServerHarness& AddReplica(const std::vector<std::string>& extra_args) {
+    replicas_.push_back(std::make_unique<ServerHarness>(
+        BinDir(), tmp_.Sub("replica-" + std::to_string(replicas_.size())), db_->url()));
+    ServerHarness& replica = *replicas_.back();
+    replica.set_admin_token(server_->admin_token());
+    replica.set_data_dir(server_->data_dir());
+    replica.set_extra_args(extra_args);
+    return replica;
   }
 
   // Adds an agent and starts it against this test's server with `token`.
@@ -165,6 +182,7 @@ class IntegrationTest : public ::testing::Test {
   TempDir tmp_;
   std::unique_ptr<TestDatabase> db_;
   std::unique_ptr<ServerHarness> server_;
+  std::vector<std::unique_ptr<ServerHarness>> replicas_;
   std::vector<std::unique_ptr<AgentHarness>> agents_;
 };
 

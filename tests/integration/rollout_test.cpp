@@ -7,6 +7,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
@@ -114,13 +115,22 @@ class RolloutTest : public IntegrationTest {
 
   // Starts the server and `n` agents (with `agent_args`), all serving classifier v1 after its
   // probation, so that each rollout starts from a settled fleet.
-  void StartFleetOnV1(int n, const std::vector<std::string>& agent_args = {}) {
-    server_->Start();
+  // With `replicas` (device addresses of servers on this test's database), agent i is given
+  // all of them, starting at the i-th: the fleet is spread over the replicas.
+  void StartFleetOnV1(int n, const std::vector<std::string>& agent_args = {},
+                      const std::vector<std::string>& replicas = {}) {
+    if (!server_->IsRunning()) server_->Start();
     const std::string token = NewEnrollmentToken(static_cast<uint32_t>(n));
     for (int i = 0; i < n; ++i) {
       AgentHarness& agent = AddAgent("dev-" + std::to_string(i));
       agent.set_extra_args(agent_args);
-      agent.Start(server_->device_address(), server_->ca_file(), token);
+      if (replicas.empty()) {
+        agent.Start(server_->device_address(), server_->ca_file(), token);
+      } else {
+        std::vector<std::string> order = replicas;
+        std::rotate(order.begin(), order.begin() + i % order.size(), order.end());
+        agent.StartWithReplicas(order, server_->ca_file(), token);
+      }
       fleet_.push_back(&agent);
     }
     ASSERT_TRUE(WaitForActiveDevices(static_cast<size_t>(n)));
@@ -472,6 +482,72 @@ TEST_F(RolloutTest, TwoServersOnOneDatabaseMakeEachTransitionOnce) {
   ASSERT_TRUE(from_replica.has_value());
   EXPECT_EQ(from_replica->events_size(), r.events_size()) << "both read the same record";
   replica.Stop();
+}
+
+// Two replicas share the database, the keys and the artifact store; each agent is given both
+// addresses (half of them the replica's first). The replica is SIGKILLed once the rollout has
+// promoted its first wave: its agents move to the other server, the rollout finishes there, and
+// every transition, audit row and patch was made exactly once.
+TEST_F(RolloutTest, ReplicaKilledMidRolloutLosesNothingAndRepeatsNothing) {
+  const std::vector<std::string> args = {"--rollout-interval-ms", "100", "--patch-lease-seconds",
+                                         "2"};
+  server_->set_extra_args(args);
+  server_->Start();
+  ServerHarness& replica = AddReplica(args);
+  replica.Start();
+  const std::string survivor = server_->device_address();
+  const std::string doomed = replica.device_address();
+  StartFleetOnV1(4, {}, {survivor, doomed});
+  ASSERT_FALSE(HasFatalFailure());
+  PushWithCtl("2", "classifier_v2.onnx");
+  // Created through the replica that will die.
+  CreateWithCtl("r1", "2", "1,2,100%", "pause", &replica);
+  ASSERT_FALSE(HasFatalFailure());
+  v1::Rollout r = WaitForRollout(
+      "r1", [](const v1::Rollout& got) { return got.current_wave() >= 1; }, Via::kRest);
+  ASSERT_GE(r.current_wave(), 1u) << r.DebugString();
+  replica.Kill();
+
+  r = WaitForRolloutState("r1", v1::ROLLOUT_STATE_SUCCEEDED);
+  ASSERT_EQ(r.state(), v1::ROLLOUT_STATE_SUCCEEDED) << r.DebugString();
+  for (AgentHarness* agent : fleet_) {
+    EXPECT_TRUE(WaitForServedVersion(*agent, "classifier", "2")) << agent->device_id();
+  }
+  // The agents that began on the replica carried on with the other server.
+  for (size_t i = 1; i < fleet_.size(); i += 2) {
+    EXPECT_THAT(fleet_[i]->LogText(), HasSubstr("next calls go to address=" + survivor))
+        << fleet_[i]->device_id();
+  }
+
+  // Each transition once: in the rollout's record and in the table behind it.
+  auto kinds = EventKinds(r);
+  EXPECT_EQ(kinds[v1::ROLLOUT_EVENT_KIND_CREATED], 1);
+  EXPECT_EQ(kinds[v1::ROLLOUT_EVENT_KIND_WAVE_STARTED], 1);
+  EXPECT_EQ(kinds[v1::ROLLOUT_EVENT_KIND_SOAK_STARTED], 3) << "one soak per wave";
+  EXPECT_EQ(kinds[v1::ROLLOUT_EVENT_KIND_PROMOTED], 2);
+  EXPECT_EQ(kinds[v1::ROLLOUT_EVENT_KIND_SUCCEEDED], 1);
+  EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM rollout_events WHERE rollout_name = 'r1'"),
+            std::to_string(r.events_size()));
+  EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM audit_log WHERE action = 'rollout.create'"), "1");
+  EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM audit_log WHERE action = 'deployment.create'"),
+            "1");
+  // Every device in exactly one wave, every target serving.
+  std::optional<v1::Deployment> deployment = RolloutDeployment("2");
+  ASSERT_TRUE(deployment.has_value());
+  EXPECT_EQ(deployment->targets_size(), 4) << deployment->ShortDebugString();
+  EXPECT_EQ(deployment->target_counts().serving(), 4u) << deployment->ShortDebugString();
+  uint64_t targeted = 0;
+  for (const v1::WaveStatus& w : r.waves()) targeted += w.targeted();
+  EXPECT_EQ(targeted, 4u) << r.DebugString();
+  // The v1 -> v2 patch: computed once, by one of the replicas.
+  EXPECT_EQ(
+      db_->QueryValue("SELECT count(*) FROM patches WHERE state = 'pending' OR attempts <> 1"),
+      "0");
+  EXPECT_NE(db_->QueryValue("SELECT count(*) FROM patches"), "0")
+      << "devices holding v1 asked for a patch to v2";
+  // Nothing committed before the kill went missing: four active devices, both versions.
+  EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM devices WHERE status = 'active'"), "4");
+  EXPECT_EQ(db_->QueryValue("SELECT count(*) FROM model_versions"), "2");
 }
 
 // The version passes warm-up (zeros in, zeros out) but answers NaN for the inputs local traffic

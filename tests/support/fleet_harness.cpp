@@ -286,11 +286,25 @@ AgentHarness::~AgentHarness() { process_.Kill(); }
 
 void AgentHarness::Start(const std::string& server_address, const std::string& ca_file,
                          const std::string& enrollment_token) {
-  args_ = {
+  StartWith({"--server-address", server_address}, ca_file, enrollment_token);
+}
+
+void AgentHarness::StartWithReplicas(const std::vector<std::string>& server_addresses,
+                                     const std::string& ca_file,
+                                     const std::string& enrollment_token) {
+  std::string joined;
+  for (const std::string& address : server_addresses) {
+    joined += (joined.empty() ? "" : ",") + address;
+  }
+  StartWith({"--server-addresses", joined}, ca_file, enrollment_token);
+}
+
+void AgentHarness::StartWith(const std::vector<std::string>& server_args,
+                             const std::string& ca_file, const std::string& enrollment_token) {
+  args_ = server_args;
+  std::vector<std::string> rest = {
       "--state-dir",
       state_dir(),
-      "--server-address",
-      server_address,
       "--server-ca-file",
       ca_file,
       "--enrollment-token",
@@ -316,6 +330,7 @@ void AgentHarness::Start(const std::string& server_address, const std::string& c
       "--probation-latency-limit-percent",
       "1000",
   };
+  args_.insert(args_.end(), rest.begin(), rest.end());
   args_.insert(args_.end(), extra_args_.begin(), extra_args_.end());
   Restart();
 }

@@ -55,7 +55,9 @@ class ServerHarness {
 
   const Ports& ports() const { return ports_; }
   std::string device_address() const;
-  std::string data_dir() const { return work_dir_ + "/data"; }
+  std::string data_dir() const { return data_dir_.empty() ? work_dir_ + "/data" : data_dir_; }
+  // Replicas share one data directory (keys, artifacts) with the server that made it.
+  void set_data_dir(std::string dir) { data_dir_ = std::move(dir); }
   // The CA agents pin before enrollment.
   std::string ca_file() const { return data_dir() + "/keys/ca.pem"; }
   std::string log_path() const { return work_dir_ + "/server.log"; }
@@ -111,6 +113,7 @@ class ServerHarness {
   std::string work_dir_;
   std::string database_url_;
   std::string admin_token_;
+  std::string data_dir_;
   std::vector<std::string> extra_args_;
   Process process_;
   Ports ports_;
@@ -131,6 +134,9 @@ class AgentHarness {
   // retried after 1 s (doubling), and a 1 s probation after each swap.
   void Start(const std::string& server_address, const std::string& ca_file,
              const std::string& enrollment_token);
+  // Start, given several server replicas (--server-addresses, tried in this order).
+  void StartWithReplicas(const std::vector<std::string>& server_addresses,
+                         const std::string& ca_file, const std::string& enrollment_token);
   // Starts again with the arguments of the last Start().
   void Restart();
   // Extra flags for the next Start() (e.g. --freshness-limit-seconds).
@@ -154,6 +160,9 @@ class AgentHarness {
                        v1::PredictResponse* out) const;
 
  private:
+  void StartWith(const std::vector<std::string>& server_args, const std::string& ca_file,
+                 const std::string& enrollment_token);
+
   std::string bin_dir_;
   std::string work_dir_;
   std::string device_id_;

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "edgefleet/v1/config.pb.h"
 
@@ -33,6 +35,40 @@ TEST(ConfigTest, FlagsOverrideEnvironmentWhichOverridesFile) {
   EXPECT_EQ(config.device_listen(), "flag:2");
   EXPECT_EQ(config.log_level(), "debug");
   EXPECT_EQ(config.check_in_interval_seconds(), 5u);
+}
+
+// A list (the agent's server replicas): a JSON array in the file, a comma-separated value in the
+// environment or a flag; each later source replaces the list rather than adding to it.
+TEST(ConfigTest, ListFieldsTakeCommaSeparatedValuesAndLaterSourcesReplaceThem) {
+  auto dir = std::filesystem::path(::testing::TempDir()) / "config_list";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "agent.json") << R"({"serverAddresses": ["a:1", "b:2"]})";
+  const std::string file = (dir / "agent.json").string();
+  v1::AgentConfig from_file;
+  ASSERT_TRUE(Load({"--config", file}, FakeEnv({}), &from_file).ok());
+  EXPECT_EQ(std::vector<std::string>(from_file.server_addresses().begin(),
+                                     from_file.server_addresses().end()),
+            (std::vector<std::string>{"a:1", "b:2"}));
+  v1::AgentConfig from_env;
+  ASSERT_TRUE(
+      Load({"--config", file}, FakeEnv({{"EDGEFLEET_SERVER_ADDRESSES", "c:3, d:4,"}}), &from_env)
+          .ok());
+  EXPECT_EQ(std::vector<std::string>(from_env.server_addresses().begin(),
+                                     from_env.server_addresses().end()),
+            (std::vector<std::string>{"c:3", "d:4"}));
+  v1::AgentConfig from_flag;
+  ASSERT_TRUE(
+      Load({"--server-addresses=e:5"}, FakeEnv({{"EDGEFLEET_SERVER_ADDRESSES", "c:3"}}), &from_flag)
+          .ok());
+  EXPECT_EQ(std::vector<std::string>(from_flag.server_addresses().begin(),
+                                     from_flag.server_addresses().end()),
+            (std::vector<std::string>{"e:5"}));
+  v1::AgentConfig defaults;
+  defaults.add_server_addresses("x:1");
+  defaults.add_server_addresses("y:2");
+  EXPECT_NE(Usage(defaults).find("--server-addresses (EDGEFLEET_SERVER_ADDRESSES)"),
+            std::string::npos);
+  EXPECT_NE(Usage(defaults).find("(default: x:1,y:2)"), std::string::npos);
 }
 
 TEST(ConfigTest, UnknownFlagAndBadNumberAreInvalidArgument) {

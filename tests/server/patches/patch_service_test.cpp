@@ -3,12 +3,14 @@
 // and smaller, survive a restart, and reach devices through check-in and artifact access.
 #include "server/patches/patch_service.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <random>
+#include <thread>
 #include <utility>
 
 #include "common/crypto/sha256.h"
@@ -334,6 +336,140 @@ TEST_F(PatchServiceTest, RequestBeforeStartIsComputedOnce) {
   ASSERT_TRUE(service_->Start().ok());
   service_->WaitIdle();
   EXPECT_EQ(Computed("ready"), 1);
+}
+
+// --- replicas sharing the database and the artifact store ---
+
+PatchServiceOptions ReplicaOptions(const std::string& owner) {
+  return PatchServiceOptions{.workers = 2,
+                             .lease = std::chrono::seconds(30),
+                             .poll_interval = std::chrono::milliseconds(50),
+                             .owner = owner};
+}
+
+// Both replicas restart while a pair is pending (its replica stopped before computing it): each
+// used to queue every pending pair at start, so both computed it.
+TEST_F(PatchServiceTest, TwoReplicasStartingWithAPendingPairComputeItOnce) {
+  const std::string from = Store(old_);
+  const std::string to = Store(new_);
+  ASSERT_TRUE(
+      database_->Transact("test", [&](Tx& tx) { return repo_->Enqueue(tx, from, to); }).ok());
+  PatchService a(*database_, *repo_, *artifacts_, *metrics_, ReplicaOptions("replica-a"));
+  PatchService b(*database_, *repo_, *artifacts_, *metrics_, ReplicaOptions("replica-b"));
+  ASSERT_TRUE(a.Start().ok());
+  ASSERT_TRUE(b.Start().ok());
+  a.WaitIdle();
+  b.WaitIdle();
+  EXPECT_EQ(Computed("ready"), 1);
+  EXPECT_EQ(db_.QueryValue("SELECT state || ' ' || attempts FROM patches"), "ready 1");
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM patches WHERE lease_owner IS NOT NULL"), "0")
+      << "a finished pair holds no lease";
+}
+
+// Both replicas asked for the same pair at once (their devices checked in together).
+TEST_F(PatchServiceTest, ReplicasRequestingTheSamePairsAtOnceComputeEachOnce) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (uint32_t seed = 10; seed < 14; ++seed) {
+    const std::string base = RandomBytes(kModelBytes / 4, seed);
+    pairs.emplace_back(Store(base), Store(Retrained(base)));
+  }
+  PatchService a(*database_, *repo_, *artifacts_, *metrics_, ReplicaOptions("replica-a"));
+  PatchService b(*database_, *repo_, *artifacts_, *metrics_, ReplicaOptions("replica-b"));
+  ASSERT_TRUE(a.Start().ok());
+  ASSERT_TRUE(b.Start().ok());
+  std::thread other([&] {
+    for (const auto& [from, to] : pairs) EXPECT_TRUE(b.Request(from, to).ok());
+  });
+  for (const auto& [from, to] : pairs) EXPECT_TRUE(a.Request(from, to).ok());
+  other.join();
+  a.WaitIdle();
+  b.WaitIdle();
+  EXPECT_EQ(Computed("ready"), 4);
+  EXPECT_EQ(db_.QueryValue("SELECT count(*) FROM patches WHERE state = 'ready' AND attempts = 1"),
+            "4");
+}
+
+// A replica died mid-computation: its lease keeps the pair from the others until it expires,
+// then one of them computes it (the pair is not stuck pending forever).
+TEST_F(PatchServiceTest, PairOfAReplicaThatDiedIsTakenOverWhenItsLeaseExpires) {
+  StartService();
+  const std::string from = Store(old_);
+  const std::string to = Store(new_);
+  ASSERT_TRUE(
+      database_->Transact("test", [&](Tx& tx) { return repo_->Enqueue(tx, from, to); }).ok());
+  db_.Exec(
+      "UPDATE patches SET lease_owner = 'dead-replica', attempts = 1, "
+      "lease_expires_at = now() + interval '1 hour'");
+  service_->WaitIdle();
+  EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "pending") << "the lease is still held";
+  EXPECT_EQ(Computed("ready"), 0);
+
+  db_.Exec("UPDATE patches SET lease_expires_at = now() - interval '1 second'");
+  service_->WaitIdle();
+  EXPECT_EQ(Computed("ready"), 1);
+  EXPECT_EQ(db_.QueryValue("SELECT state || ' ' || attempts FROM patches"), "ready 2");
+  auto offer = OfferFor(from, to, new_.size());
+  ASSERT_TRUE(offer.has_value());
+  ExpectPatchRebuilds(*offer, old_, new_);
+}
+
+TEST_F(PatchServiceTest, PairWhoseComputationsKeepDyingIsGivenUp) {
+  StartService();
+  const std::string from = Store(old_);
+  const std::string to = Store(new_);
+  ASSERT_TRUE(
+      database_->Transact("test", [&](Tx& tx) { return repo_->Enqueue(tx, from, to); }).ok());
+  db_.Exec(
+      "UPDATE patches SET lease_owner = 'dead-replica', attempts = 3, "
+      "lease_expires_at = now() - interval '1 second'");
+  service_->WaitIdle();
+  EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "failed");
+  EXPECT_THAT(db_.QueryValue("SELECT detail FROM patches"),
+              ::testing::HasSubstr("abandoned after 3 attempts"));
+  EXPECT_FALSE(OfferFor(from, to, new_.size()).has_value());
+  EXPECT_EQ(Computed("ready"), 0);
+}
+
+// The store's side of the lease: only the holder records an outcome; a replica whose lease
+// passed to another records nothing.
+TEST_F(PatchServiceTest, OnlyTheLeaseHolderRecordsTheOutcome) {
+  const std::string from = Store(old_);
+  const std::string to = Store(new_);
+  ASSERT_TRUE(
+      database_->Transact("test", [&](Tx& tx) { return repo_->Enqueue(tx, from, to); }).ok());
+  auto claim = [&](const std::string& owner) {
+    return database_->Transact(
+        "test", [&](Tx& tx) { return repo_->Claim(tx, owner, std::chrono::seconds(30), 3); });
+  };
+  auto slow = claim("slow");
+  ASSERT_TRUE(slow.ok()) << slow.status();
+  ASSERT_TRUE(slow->has_value());
+  EXPECT_EQ((*slow)->attempts, 1);
+  auto none = claim("other");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value()) << "a held lease is not claimed again";
+
+  db_.Exec("UPDATE patches SET lease_expires_at = now() - interval '1 second'");
+  auto other = claim("other");
+  ASSERT_TRUE(other.ok()) << other.status();
+  ASSERT_TRUE(other->has_value());
+  EXPECT_EQ((*other)->attempts, 2);
+
+  auto renew = [&](const std::string& owner) {
+    return database_->Transact("test", [&](Tx& tx) {
+      return repo_->Renew(tx, from, to, owner, std::chrono::seconds(30));
+    });
+  };
+  auto finish = [&](const std::string& owner, PatchRecord::State state) {
+    PatchRecord record{from, to, state, "bytes", "", 0, 1.0, owner};
+    return database_->Transact("test", [&](Tx& tx) { return repo_->Finish(tx, record, owner); });
+  };
+  EXPECT_FALSE(renew("slow").value_or(true));
+  EXPECT_TRUE(renew("other").value_or(false));
+  EXPECT_FALSE(finish("slow", PatchRecord::State::kFailed).value_or(true));
+  EXPECT_TRUE(finish("other", PatchRecord::State::kNotSmaller).value_or(false));
+  EXPECT_EQ(db_.QueryValue("SELECT state || ' ' || detail FROM patches"), "not_smaller other");
+  EXPECT_FALSE(renew("other").value_or(true)) << "a finished pair has no lease";
 }
 
 // --- through the device API, as a device sees it ---
