@@ -336,6 +336,8 @@ class AgentImpl final : public Agent {
     probation.latency_ratio = config_.probation_latency_limit_percent() / 100.0;
     updater_ = std::make_unique<Updater>(*state_, host_, *engines_, *transport_, trust_->keys(),
                                          clock_, state_dir_.string(), retry, probation);
+    updater_->SetManifestClock(trust_->trusted_clock());
+    host_.SetWindowClock(&trust_->trusted_clock());
     return absl::OkStatus();
   }
 
@@ -503,7 +505,8 @@ class AgentImpl final : public Agent {
   // Cuts every serving version's telemetry window into the outbox.
   void QueueTelemetry() {
     TelemetryOutbox outbox(*state_, *transport_);
-    for (const v1::TelemetryWindow& window : host_.CutTelemetry(clock_.Now())) {
+    // Dated by the server's signed time, like the windows' starts (ModelHost::SetWindowClock).
+    for (const v1::TelemetryWindow& window : host_.CutTelemetry(trust_->TrustedNow())) {
       if (auto s = outbox.Enqueue(window); !s.ok()) {
         Logger("telemetry")->warn("telemetry window lost: {}", s.ToString());
       }

@@ -71,7 +71,8 @@ std::vector<std::shared_ptr<const ServingModel>> ModelHost::All() const {
 
 std::shared_ptr<const ServingModel> ModelHost::Replace(Entry* slot,
                                                        std::shared_ptr<const ServingModel> model) {
-  const auto now = std::chrono::system_clock::now();
+  const Clock* clock = window_clock_.load();
+  const auto now = clock != nullptr ? clock->Now() : std::chrono::system_clock::now();
   if (slot->telemetry) retired_.push_back(slot->telemetry->Cut(now));
   slot->telemetry = nullptr;
   if (model && record_telemetry_) {

@@ -15,6 +15,7 @@
 #include "agent/engine/inference_engine.h"
 #include "agent/serving/inference_pool.h"
 #include "agent/telemetry/window_recorder.h"
+#include "common/core/clock.h"
 #include "edgefleet/v1/device.pb.h"
 #include "edgefleet/v1/types.pb.h"
 
@@ -83,6 +84,10 @@ class ModelHost {
 
   // Set once, before the first Predict (the host does not own it; null: none).
   void SetRequestTap(RequestTap* tap) { tap_ = tap; }
+  // The clock that starts telemetry windows at a swap (the release trust's server-corrected
+  // time, so that a device clock a day off does not date its windows a day off); set before the
+  // first Swap, not owned; the system clock until then.
+  void SetWindowClock(const Clock* clock) { window_clock_.store(clock); }
 
   // When the last Predict reached a model (steady clock); the epoch when none has.
   std::chrono::steady_clock::time_point LastRequest() const {
@@ -118,6 +123,7 @@ class ModelHost {
   // The last, partial windows of versions swapped out since the last cut, cut at the swap.
   std::vector<v1::TelemetryWindow> retired_;  // guarded by mu_
   RequestTap* tap_ = nullptr;
+  std::atomic<const Clock*> window_clock_{nullptr};
   std::atomic<std::chrono::steady_clock::rep> last_request_{0};
 
   // Last: its threads finish what they run before the serving table goes away.

@@ -40,6 +40,12 @@ ReleaseTrust::ReleaseTrust(std::shared_ptr<const crypto::Verifier> root, std::st
                                ->AddGauge("edgefleet_agent_release_delegation_version",
                                           "Version of the root's release key delegation in force.")
                                .Add({});
+    clock_offset_ = &registry
+                         ->AddGauge("edgefleet_agent_clock_offset_seconds",
+                                    "Server time minus this device's clock, measured from the "
+                                    "newest signed check-in timestamp (positive: the device is "
+                                    "behind).")
+                         .Add({});
     refused_ = &registry->AddCounter("edgefleet_agent_check_in_answers_refused_total",
                                      "Check-in answers not acted on, by failure reason.");
   }
@@ -69,6 +75,10 @@ absl::StatusOr<std::unique_ptr<ReleaseTrust>> ReleaseTrust::Open(
       trust->newest_timestamp_ = FromUnixSeconds(state.newest_timestamp().seconds());
       trust->persisted_newest_ = trust->newest_timestamp_;
     }
+    if (state.clock_offset_measured()) {
+      trust->offset_ = std::chrono::seconds(state.clock_offset_seconds());
+      trust->offset_known_ = true;
+    }
     if (state.has_trusted_since()) {
       trust->trusted_since_ = FromUnixSeconds(state.trusted_since().seconds());
     }
@@ -87,6 +97,11 @@ absl::Status ReleaseTrust::Persist() {
     if (newest) *state.mutable_newest_timestamp() = ToProto(*newest);
     *state.mutable_trusted_since() = ToProto(trusted_since_);
     state.set_rollback_floors_reset_epoch(floors_reset_epoch_);
+    if (offset_known_) {
+      state.set_clock_offset_measured(true);
+      state.set_clock_offset_seconds(
+          std::chrono::duration_cast<std::chrono::seconds>(offset_).count());
+    }
   }
   absl::Status written = WriteFileAtomically(state_path_, state.SerializeAsString(), false);
   if (written.ok()) {
@@ -100,11 +115,12 @@ absl::Status ReleaseTrust::AcceptAnswer(const v1::CheckInResponse& response,
                                         const std::string& device_id) {
   auto log = Logger("trust");
   const auto now = clock_.Now();
+  const auto trusted_before = TrustedNow();
   const uint64_t version_before = keys_.highest_version();
   if (response.has_delegation()) {
     // A delegation that is not newer is not adopted; the answer may still be signed by the key
     // already in force, so this alone refuses nothing.
-    if (absl::Status s = keys_.Adopt(response.delegation(), now); !s.ok()) {
+    if (absl::Status s = keys_.Adopt(response.delegation(), trusted_before); !s.ok()) {
       log->warn("delegation from the server not adopted: {}", s.ToString());
     }
   }
@@ -117,17 +133,32 @@ absl::Status ReleaseTrust::AcceptAnswer(const v1::CheckInResponse& response,
   const bool floors_reset = ResetRollbackFloorsIfOrdered();
 
   std::optional<Clock::TimePoint> newest;
+  Clock::TimePoint trusted_now;
+  bool offset_moved = false;
   {
     std::lock_guard lock(mu_);
     newest = newest_timestamp_;
+    trusted_now = TrustedNowLocked();
+  }
+  if (!newest.has_value()) {
+    // First contact: no signed time yet to judge the device clock by, and no freeze to detect.
+    // The timestamp dates itself; its signature, binding and (from now on) order still count.
+    if (auto t = manifest::DecodeCanonicalTimestamp(response.timestamp().canonical_timestamp());
+        t.ok()) {
+      trusted_now = FromUnixSeconds(t->issued_at().seconds());
+    }
   }
   auto timestamp =
       manifest::VerifyTimestamp(response.timestamp(), keys_, device_id,
-                                manifest::DesiredDigest(response.desired()), now, newest);
+                                manifest::DesiredDigest(response.desired()), trusted_now, newest);
   {
     std::lock_guard lock(mu_);
     if (timestamp.ok()) {
-      newest_timestamp_ = FromUnixSeconds(timestamp->issued_at().seconds());
+      const Clock::TimePoint issued = FromUnixSeconds(timestamp->issued_at().seconds());
+      if (!newest_timestamp_.has_value() || issued > *newest_timestamp_) {
+        offset_moved = LearnOffsetLocked(issued, now);
+      }
+      newest_timestamp_ = issued;
     } else {
       last_refusal_ = std::string(timestamp.status().message());
     }
@@ -140,7 +171,7 @@ absl::Status ReleaseTrust::AcceptAnswer(const v1::CheckInResponse& response,
   }
   // Each answer moves the newest timestamp; writing it at most once a minute spares the device's
   // flash, and a restart then accepts replays from at most that last minute.
-  bool persist = keys_.highest_version() != version_before || floors_reset;
+  bool persist = keys_.highest_version() != version_before || floors_reset || offset_moved;
   {
     std::lock_guard lock(mu_);
     persist |= newest_timestamp_.has_value() &&
@@ -186,14 +217,50 @@ Clock::TimePoint ReleaseTrust::FreshAsOfLocked() const {
 }
 
 bool ReleaseTrust::StaleLocked() const {
-  return clock_.Now() - FreshAsOfLocked() > freshness_limit_;
+  return TrustedNowLocked() - FreshAsOfLocked() > freshness_limit_;
+}
+
+Clock::TimePoint ReleaseTrust::TrustedNowLocked() const { return clock_.Now() + offset_; }
+
+Clock::TimePoint ReleaseTrust::TrustedNow() const {
+  std::lock_guard lock(mu_);
+  return TrustedNowLocked();
+}
+
+std::chrono::seconds ReleaseTrust::ClockOffset() const {
+  std::lock_guard lock(mu_);
+  return std::chrono::duration_cast<std::chrono::seconds>(offset_);
+}
+
+bool ReleaseTrust::LearnOffsetLocked(Clock::TimePoint issued_at, Clock::TimePoint device_now) {
+  // Timestamps carry whole seconds and answers take a while: a measurement within a few seconds
+  // of the one in force is noise, and keeping the offset steady keeps telemetry windows ordered.
+  const Clock::TimePoint::duration measured = issued_at - device_now;
+  const Clock::TimePoint::duration change =
+      measured > offset_ ? measured - offset_ : offset_ - measured;
+  if (offset_known_ && change < kClockOffsetNoise) return false;
+  offset_known_ = true;
+  offset_ = measured;
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(offset_).count();
+  const bool off =
+      seconds > kClockOffsetWorthWarning.count() || -seconds > kClockOffsetWorthWarning.count();
+  if (off && !offset_warned_) {
+    Logger("trust")->warn(
+        "device clock is {}s {} the server's; signed metadata is judged by the server's signed "
+        "time, but fix the device clock (NTP) for logs and telemetry",
+        seconds < 0 ? -seconds : seconds, seconds < 0 ? "ahead of" : "behind");
+  } else if (!off && offset_warned_) {
+    Logger("trust")->info("device clock agrees with the server's again offset={}s", seconds);
+  }
+  offset_warned_ = off;
+  return true;
 }
 
 bool ReleaseTrust::CheckFreshness() {
   std::lock_guard lock(mu_);
   const bool stale = StaleLocked();
   const auto age =
-      std::chrono::duration_cast<std::chrono::seconds>(clock_.Now() - FreshAsOfLocked());
+      std::chrono::duration_cast<std::chrono::seconds>(TrustedNowLocked() - FreshAsOfLocked());
   if (stale && !alarm_raised_) {
     Logger("trust")->warn(
         "release metadata is stale: no fresh signed timestamp for {}s (limit {}s); the server is "
@@ -207,6 +274,8 @@ bool ReleaseTrust::CheckFreshness() {
     timestamp_age_->Set(static_cast<double>(age.count()));
     stale_->Set(stale ? 1 : 0);
     delegation_version_->Set(static_cast<double>(keys_.highest_version()));
+    clock_offset_->Set(
+        static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(offset_).count()));
   }
   return stale;
 }
@@ -222,12 +291,13 @@ v1::ReleaseTrustStatus ReleaseTrust::Status() const {
   *out.mutable_revoked_key_ids() = keys_.Snapshot().revoked_key_ids();
   std::lock_guard lock(mu_);
   if (newest_timestamp_) *out.mutable_newest_timestamp() = ToProto(*newest_timestamp_);
-  const auto age = clock_.Now() - FreshAsOfLocked();
+  const auto age = TrustedNowLocked() - FreshAsOfLocked();
   out.set_timestamp_age_seconds(static_cast<uint64_t>(
       std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::seconds>(age).count())));
   out.set_freshness_limit_seconds(static_cast<uint32_t>(freshness_limit_.count()));
   out.set_stale(StaleLocked());
   out.set_last_refusal(last_refusal_);
+  out.set_clock_offset_seconds(std::chrono::duration_cast<std::chrono::seconds>(offset_).count());
   return out;
 }
 

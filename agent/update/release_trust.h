@@ -23,6 +23,10 @@ namespace edgefleet::agent {
 inline constexpr std::chrono::seconds kDefaultFreshnessLimit{24 * 3600};
 // The newest timestamp is written to disk when it moved at least this much (or trust changed).
 inline constexpr std::chrono::seconds kPersistTimestampEvery{60};
+// A device clock further than this from the server's is logged (once) as wrong.
+inline constexpr std::chrono::seconds kClockOffsetWorthWarning{300};
+// Measured offsets that differ less than this from the one in force do not replace it.
+inline constexpr std::chrono::seconds kClockOffsetNoise{3};
 
 class ReleaseTrust {
  public:
@@ -52,7 +56,28 @@ class ReleaseTrust {
 
   v1::ReleaseTrustStatus Status() const;
 
+  // The time signed metadata is judged by: the device clock corrected by what the newest verified
+  // check-in timestamp said the server's time was, so that a device whose clock is a day off
+  // neither refuses fresh manifests as expired nor misses a freeze. Before any timestamp (first
+  // contact) it is the device clock. The offset is kept across restarts. A device clock that
+  // jumps by more than the answers' lifetime (a day) after the offset was measured makes answers
+  // look expired (refused with EXPIRED, logged and counted) until it is set right.
+  Clock::TimePoint TrustedNow() const;
+  // TrustedNow() as a Clock, for the manifest checks of the updater.
+  const Clock& trusted_clock() const { return trusted_clock_; }
+  // Server time minus device clock as last measured (0 before any timestamp).
+  std::chrono::seconds ClockOffset() const;
+
  private:
+  class TrustedClock final : public Clock {
+   public:
+    explicit TrustedClock(const ReleaseTrust& trust) : trust_(trust) {}
+    TimePoint Now() const override { return trust_.TrustedNow(); }
+
+   private:
+    const ReleaseTrust& trust_;
+  };
+
   ReleaseTrust(std::shared_ptr<const crypto::Verifier> root, std::string state_path,
                const Clock& clock, std::chrono::seconds freshness_limit,
                metrics::Registry* registry);
@@ -62,6 +87,10 @@ class ReleaseTrust {
   // The time freshness is measured from: the newest timestamp, else when trust began.
   Clock::TimePoint FreshAsOfLocked() const;
   bool StaleLocked() const;
+  Clock::TimePoint TrustedNowLocked() const;
+  // Learns the offset from a verified timestamp newer than any before (a replay of the newest
+  // does not move it, so replays cannot hold the freshness age down); true when it moved.
+  bool LearnOffsetLocked(Clock::TimePoint issued_at, Clock::TimePoint device_now);
 
   manifest::ReleaseKeyring keys_;
   const std::string state_path_;
@@ -72,6 +101,10 @@ class ReleaseTrust {
   std::optional<Clock::TimePoint> newest_timestamp_;
   std::optional<Clock::TimePoint> persisted_newest_;
   Clock::TimePoint trusted_since_;
+  Clock::TimePoint::duration offset_{0};
+  bool offset_known_ = false;
+  bool offset_warned_ = false;
+  TrustedClock trusted_clock_{*this};
   std::string last_refusal_;
   bool alarm_raised_ = false;
   std::function<absl::Status()> reset_floors_;
@@ -80,6 +113,7 @@ class ReleaseTrust {
   metrics::Gauge* timestamp_age_ = nullptr;
   metrics::Gauge* stale_ = nullptr;
   metrics::Gauge* delegation_version_ = nullptr;
+  metrics::Gauge* clock_offset_ = nullptr;
   metrics::Family<metrics::Counter>* refused_ = nullptr;
 };
 

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -23,6 +25,27 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr size_t kHashBufferBytes = 1 << 16;
+// Room a download leaves free on the state directory's disk: the state database, the outbox and
+// the logs must still be writable when the update is refused or the device keeps running.
+constexpr uint64_t kDiskReserveBytes = 1 << 20;
+
+absl::Status NoSpace(std::string_view message) {
+  return VerificationError(v1::FAILURE_REASON_NO_SPACE, message);
+}
+
+// Refuses a download of `needed` more bytes into `dir` when its disk cannot hold them and the
+// reserve: better refused at once with the numbers than failed when the disk is full.
+absl::Status CheckRoom(const fs::path& dir, uint64_t needed) {
+  std::error_code ec;
+  const fs::space_info space = fs::space(dir, ec);
+  if (ec) return absl::OkStatus();  // unknown: the write itself reports a full disk
+  if (space.available >= needed && space.available - needed >= kDiskReserveBytes) {
+    return absl::OkStatus();
+  }
+  return NoSpace(absl::StrCat("not enough disk space: the download needs ", needed, " more bytes, ",
+                              space.available, " are available in ", dir.string(), " (",
+                              kDiskReserveBytes, " bytes are kept free for the agent)"));
+}
 
 void FsyncPath(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -545,7 +568,8 @@ absl::Status Updater::Apply(const v1::DesiredModel& desired) {
   };
   auto min_metadata_version = state_.HighestMetadataVersion(model);
   if (!min_metadata_version.ok()) return min_metadata_version.status();
-  auto manifest = manifest::Verify(desired.manifest(), keys_, clock_.Now(), *min_metadata_version);
+  auto manifest =
+      manifest::Verify(desired.manifest(), keys_, manifest_clock_->Now(), *min_metadata_version);
   if (!manifest.ok()) return refuse(manifest.status(), v1::FAILURE_REASON_SIGNATURE);
   // The signed manifest is the truth; the unsigned metadata must describe the same release.
   if (manifest->model_name() != model || manifest->version() != metadata.version() ||
@@ -878,11 +902,17 @@ absl::Status Updater::Download(const std::string& sha256, uint64_t expected,
   }
 
   if (offset < expected) {
+    if (absl::Status room = CheckRoom(part_path.parent_path(), expected - offset); !room.ok()) {
+      // Nothing half-stored is kept: the partial bytes would only take more of a full disk.
+      fs::remove(part_path, ec);
+      return room;
+    }
     Logger("update")->info("downloading sha256={} from_offset={} size_bytes={}",
                            crypto::ToHex(sha256).substr(0, 12), offset, expected);
     std::ofstream out(part_path, std::ios::binary | std::ios::app);
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
     uint64_t received = offset;
+    int write_errno = 0;
     absl::Status fetched =
         transport_.FetchArtifact(sha256, offset, [&](std::string_view data) -> absl::Status {
           // Never accept more than the signed length: a hostile server cannot fill the disk.
@@ -892,7 +922,11 @@ absl::Status Updater::Download(const std::string& sha256, uint64_t expected,
                 absl::StrCat("download is larger than the expected ", expected, " bytes"));
           }
           out.write(data.data(), static_cast<std::streamsize>(data.size()));
-          if (!out) return absl::InternalError("write to partial download failed");
+          if (!out.flush()) {
+            write_errno = errno;
+            return absl::InternalError(
+                absl::StrCat("write to partial download failed: ", std::strerror(write_errno)));
+          }
           hash->Update(data);
           received += data.size();
           return absl::OkStatus();
@@ -902,6 +936,12 @@ absl::Status Updater::Download(const std::string& sha256, uint64_t expected,
     if (FailureReasonOf(fetched) == v1::FAILURE_REASON_OVERSIZE) {
       fs::remove(part_path, ec);
       return fetched;
+    }
+    if (write_errno == ENOSPC || write_errno == EDQUOT) {
+      // The disk filled up under the download (something else wrote to it meanwhile).
+      fs::remove(part_path, ec);
+      return NoSpace(absl::StrCat("the disk filled up at byte ", received, " of ", expected,
+                                  " of the download into ", part_path.parent_path().string()));
     }
     if (!fetched.ok()) {
       return VerificationError(

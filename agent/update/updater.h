@@ -70,6 +70,10 @@ class Updater {
   // first such error.
   absl::Status RestoreFromDisk();
 
+  // The clock manifest expiry is judged by (the release trust's server-corrected time, so that a
+  // device clock a day off does not refuse fresh manifests); by default the updater's clock.
+  void SetManifestClock(const Clock& clock) { manifest_clock_ = &clock; }
+
   // Brings `desired` into service. OK when it serves (or already served), possibly still on
   // probation; otherwise the error, which has been reported to the server (or queued for it)
   // unless the release is waiting for its next attempt (FailedPrecondition, see Due). While a
@@ -199,6 +203,7 @@ class Updater {
   std::unique_ptr<manifest::ReleaseKeyring> own_keys_;  // set by the root-only constructor
   const manifest::ReleaseKeyring& keys_;
   const Clock& clock_;
+  const Clock* manifest_clock_ = &clock_;
   std::string state_dir_;
   RetryPolicy retry_;
   ProbationPolicy probation_;

@@ -14,8 +14,10 @@
 
 namespace edgefleet::crypto {
 
-// notBefore is backdated by this much so peers with slightly slow clocks accept new certs.
-inline constexpr std::chrono::seconds kClockSkewAllowance{300};
+// notBefore is backdated by this much so that peers whose clocks are behind accept new certs:
+// a device whose clock is a day slow still connects to a server whose certificate is new.
+// Backdating costs nothing (notAfter bounds a certificate's life, counted from its issue).
+inline constexpr std::chrono::seconds kClockSkewAllowance{2 * 24 * 3600};
 
 struct KeyAndCertificate {
   std::string private_key_pem;  // PKCS#8

@@ -18,6 +18,8 @@ absl::StatusCode CodeFor(v1::FailureReason reason) {
       return absl::StatusCode::kOutOfRange;
     case v1::FAILURE_REASON_DOWNLOAD:
       return absl::StatusCode::kUnavailable;
+    case v1::FAILURE_REASON_NO_SPACE:
+      return absl::StatusCode::kResourceExhausted;
     default:
       return absl::StatusCode::kDataLoss;
   }

@@ -11,12 +11,14 @@ EDGEFLEET_BUILD_DEPS=(
   libpqxx-dev libssl-dev libspdlog-dev libzstd-dev libbz2-dev libdivsufsort-dev
   libsqlite3-dev libcpp-httplib-dev libopencv-dnn-dev
 )
-# Plus what the tests, the benchmarks and the demo need.
+# Plus what the tests, the benchmarks and the demo need (iproute2's ip and tc, nftables and faketime for
+# tests/faults).
 EDGEFLEET_DEPS=(
   "${EDGEFLEET_BUILD_DEPS[@]}" git
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 prometheus python3-onnx python3-numpy
   bsdiff xdelta3 zstd openssl clang-format curl
+  iproute2 nftables faketime
 )
 # Plus what scripts/test-deploy.sh needs: Docker, Compose, and mmdebstrap for a base image.
 EDGEFLEET_DEPLOY_DEPS=(

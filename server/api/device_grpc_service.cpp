@@ -124,6 +124,9 @@ grpc::Status DeviceGrpcService::FetchArtifact(grpc::ServerContext* context,
           : std::clamp<size_t>(request->max_chunk_bytes(), RequestLimits::kMinArtifactChunkBytes,
                                RequestLimits::kMaxArtifactChunkBytes);
   auto& bytes_served = metrics_.artifact_bytes_served.Add({{"kind", stream->kind}});
+  metrics_.artifact_fetches
+      .Add({{"kind", stream->kind}, {"from", offset == 0 ? "start" : "resume"}})
+      .Increment();
   while (offset < reader->size_bytes()) {
     if (context->IsCancelled()) return scope.Finish(absl::CancelledError("client went away"));
     auto data = reader->ReadAt(offset, chunk_bytes);

@@ -21,6 +21,17 @@ absl::Status Errno(const char* what) {
   return absl::InternalError(absl::StrCat("artifact store: ", what, ": ", std::strerror(errno)));
 }
 
+// A full disk is the operator's to fix, not an internal error: RESOURCE_EXHAUSTED naming the
+// cause and the place. Other errors stay internal.
+absl::Status WriteErrno(const char* what, const fs::path& root) {
+  if (errno == ENOSPC || errno == EDQUOT) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("artifact store is full: ", what, ": ", std::strerror(errno), " in ",
+                     root.string(), " (nothing was stored; free space or grow the volume)"));
+  }
+  return Errno(what);
+}
+
 class FileWriter final : public ArtifactWriter {
  public:
   // Takes ownership of `fd`, an open, flock'ed descriptor of `tmp_path`.
@@ -42,7 +53,7 @@ class FileWriter final : public ArtifactWriter {
     for (size_t done = 0; done < data.size();) {
       ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Errno("write failed");
+      if (n < 0) return WriteErrno("write failed", root_);
       done += static_cast<size_t>(n);
     }
     hash_.Update(data);
@@ -53,7 +64,7 @@ class FileWriter final : public ArtifactWriter {
   absl::StatusOr<ArtifactInfo> CommitIf(const StagedCheck& check) override {
     if (committed_) return absl::FailedPreconditionError("artifact store: committed twice");
     // Durable before it becomes visible under its digest.
-    if (::fsync(fd_) != 0) return Errno("flush failed");
+    if (::fsync(fd_) != 0) return WriteErrno("flush failed", root_);
     ArtifactInfo info{hash_.Finish(), size_};
     if (check) {
       if (absl::Status s = check(info, tmp_path_.string()); !s.ok()) return s;
@@ -111,7 +122,7 @@ class FilesystemArtifactStore final : public ArtifactStore {
     if (ec) return absl::InternalError(absl::StrCat("artifact store: ", ec.message()));
     fs::path path = root_ / "tmp" / absl::StrCat("upload-", crypto::ToHex(crypto::RandomBytes(8)));
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return Errno("cannot create upload file");
+    if (fd < 0) return WriteErrno("cannot create upload file", root_);
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       absl::Status error = Errno("cannot lock upload file");
       ::close(fd);

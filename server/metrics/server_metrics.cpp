@@ -19,6 +19,10 @@ ServerMetrics::ServerMetrics(metrics::Registry& registry)
       check_ins(registry.AddCounter("edgefleet_device_check_ins_total", "Device check-ins")),
       artifact_bytes_served(registry.AddCounter("edgefleet_artifact_bytes_served_total",
                                                 "Artifact bytes sent to devices, by kind")),
+      artifact_fetches(registry.AddCounter(
+          "edgefleet_artifact_fetches_total",
+          "Artifact downloads begun by devices, by kind and whether they start at byte 0 or "
+          "resume an interrupted one")),
       enrollments(
           registry.AddCounter("edgefleet_enrollments_total", "Enrollment attempts by result")),
       update_events(registry.AddCounter("edgefleet_update_events_total",

@@ -19,6 +19,7 @@ struct ServerMetrics {
   metrics::Family<metrics::Gauge>& devices_unseen;
   metrics::Family<metrics::Counter>& check_ins;              // {}
   metrics::Family<metrics::Counter>& artifact_bytes_served;  // {kind}: full or patch
+  metrics::Family<metrics::Counter>& artifact_fetches;       // {kind, from}: start or resume
   metrics::Family<metrics::Counter>& enrollments;            // {result}
   metrics::Family<metrics::Counter>& update_events;          // {kind, reason}
   metrics::Family<metrics::Counter>& models_pushed;          // {}

@@ -50,7 +50,7 @@ std::vector<std::string> ServerHarness::Args(int device_port) const {
       "--database-url",
       database_url_,
       "--device-listen",
-      "127.0.0.1:" + std::to_string(device_port),
+      device_host_ + ":" + std::to_string(device_port),
       "--admin-grpc-listen",
       "127.0.0.1:0",
       "--admin-http-listen",
@@ -64,6 +64,9 @@ std::vector<std::string> ServerHarness::Args(int device_port) const {
       "--database-pool-size",
       "4",
   };
+  if (device_host_ != "127.0.0.1") {
+    args.insert(args.end(), {"--tls-hosts", "localhost,127.0.0.1," + device_host_});
+  }
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   return args;
 }
@@ -113,7 +116,7 @@ std::optional<int> ServerHarness::Stop() {
 void ServerHarness::Kill() { process_.Kill(); }
 
 std::string ServerHarness::device_address() const {
-  return "127.0.0.1:" + std::to_string(ports_.device);
+  return device_host_ + ":" + std::to_string(ports_.device);
 }
 
 std::string ServerHarness::LogText() const { return ReadFile(log_path()).value_or(""); }
@@ -337,7 +340,14 @@ void AgentHarness::StartWith(const std::vector<std::string>& server_args,
 
 void AgentHarness::Restart() {
   if (args_.empty()) throw std::runtime_error("AgentHarness::Restart before Start");
-  process_.Spawn(bin_dir_ + "/edgefleet-agent", args_, {}, log_path());
+  if (launcher_.empty()) {
+    process_.Spawn(bin_dir_ + "/edgefleet-agent", args_, {}, log_path());
+    return;
+  }
+  std::vector<std::string> args(launcher_.begin() + 1, launcher_.end());
+  args.push_back(bin_dir_ + "/edgefleet-agent");
+  args.insert(args.end(), args_.begin(), args_.end());
+  process_.Spawn(launcher_.front(), args, {}, log_path());
 }
 
 std::optional<int> AgentHarness::Stop() { return process_.Terminate(); }

@@ -71,6 +71,9 @@ class ServerHarness {
   const std::string& database_url() const { return database_url_; }
   // Extra flags for the next start (e.g. a bad --database-url).
   void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
+  // The address the device API listens on and agents are given (127.0.0.1 unless set, e.g. the
+  // host side of a veth pair); the server's TLS certificate names it too.
+  void set_device_host(std::string host) { device_host_ = std::move(host); }
 
   // Admin gRPC. The stub follows restarts (it is rebuilt on every start; none while stopped).
   v1::AdminService::Stub& admin() { return *admin_; }
@@ -115,6 +118,7 @@ class ServerHarness {
   std::string admin_token_;
   std::string data_dir_;
   std::vector<std::string> extra_args_;
+  std::string device_host_ = "127.0.0.1";
   Process process_;
   Ports ports_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
@@ -141,6 +145,9 @@ class AgentHarness {
   void Restart();
   // Extra flags for the next Start() (e.g. --freshness-limit-seconds).
   void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
+  // A command the agent runs under from the next Start(), e.g. {"/usr/sbin/ip", "netns", "exec",
+  // NAME} (another network) or {"/usr/bin/faketime", "+1d"} (another clock); empty: none.
+  void set_launcher(std::vector<std::string> launcher) { launcher_ = std::move(launcher); }
   std::optional<int> Stop();
   void Kill();
   bool IsRunning() { return process_.IsRunning(); }
@@ -168,6 +175,7 @@ class AgentHarness {
   std::string device_id_;
   std::vector<std::string> args_;
   std::vector<std::string> extra_args_;
+  std::vector<std::string> launcher_;
   Process process_;
 };
 

@@ -83,8 +83,8 @@ class ReleaseTrustTest : public ::testing::Test {
     for (auto& d : desired) *r.add_desired() = std::move(d);
     v1::CheckInTimestamp t;
     t.set_device_id(device);
-    t.mutable_issued_at()->set_seconds(ToUnixSeconds(clock_.Now()));
-    t.mutable_expires_at()->set_seconds(ToUnixSeconds(clock_.Now() + hours(24)));
+    t.mutable_issued_at()->set_seconds(ToUnixSeconds(ServerNow()));
+    t.mutable_expires_at()->set_seconds(ToUnixSeconds(ServerNow() + hours(24)));
     t.set_desired_sha256(manifest::DesiredDigest(r.desired()));
     *r.mutable_timestamp() = *manifest::SignTimestamp(t, *key.signer);
     return r;
@@ -101,8 +101,12 @@ class ReleaseTrustTest : public ::testing::Test {
     return *fakes::MakeDesired(spec, *key.signer);
   }
 
+  // The server's clock: the device's (clock_) unless a test sets it apart.
+  Clock::TimePoint ServerNow() const { return clock_.Now() + server_ahead_; }
+
   fakes::ScratchDir dir_{"release_trust_test"};
   FakeClock clock_;
+  std::chrono::seconds server_ahead_{0};
   metrics::Registry registry_;
   Key root_ = NewKey();
   Key release_a_ = NewKey();
@@ -283,6 +287,45 @@ TEST_F(ReleaseTrustTest, NoFreshTimestampForLongerThanTheLimitRaisesTheFreezeAla
   EXPECT_FALSE(trust_->Status().stale());
   EXPECT_NE(registry_.Serialize().find("edgefleet_agent_release_metadata_stale 0"),
             std::string::npos);
+}
+
+// A device clock a day and an hour ahead: the server's answers expire "before" the device's now,
+// yet they are fresh; the signed time judges them, and a freeze is still noticed on time.
+TEST_F(ReleaseTrustTest, ADeviceClockADayAheadJudgesAnswersByTheServersSignedTime) {
+  server_ahead_ = -hours(25);
+  ASSERT_TRUE(trust_->AcceptAnswer(Answer(release_a_, first_), kDevice).ok());
+  EXPECT_EQ(trust_->ClockOffset(), -hours(25));
+  EXPECT_EQ(ToUnixSeconds(trust_->trusted_clock().Now()), ToUnixSeconds(ServerNow()));
+  EXPECT_EQ(trust_->Status().clock_offset_seconds(), -25 * 3600);
+  EXPECT_FALSE(trust_->CheckFreshness());
+
+  v1::CheckInResponse frozen = Answer(release_a_, first_);  // what a freezer keeps replaying
+  clock_.Advance(hours(23));
+  ASSERT_TRUE(trust_->AcceptAnswer(frozen, kDevice).ok());  // the newest again: no news
+  EXPECT_FALSE(trust_->CheckFreshness());
+  clock_.Advance(hours(2));
+  EXPECT_EQ(FailureReasonOf(trust_->AcceptAnswer(frozen, kDevice)), v1::FAILURE_REASON_EXPIRED);
+  EXPECT_TRUE(trust_->CheckFreshness());
+  EXPECT_EQ(trust_->Status().timestamp_age_seconds(), 25u * 3600);
+
+  // The offset survives a restart: fresh answers are taken at once.
+  Reopen();
+  EXPECT_EQ(trust_->ClockOffset(), -hours(25));
+  ASSERT_TRUE(trust_->AcceptAnswer(Answer(release_a_, first_), kDevice).ok());
+  EXPECT_FALSE(trust_->CheckFreshness());
+}
+
+// A device clock a day and an hour behind never saw answers as expired, but it must not take a
+// day longer to notice a freeze either.
+TEST_F(ReleaseTrustTest, ADeviceClockADayBehindStillNoticesAFreezeOnTime) {
+  server_ahead_ = hours(25);
+  ASSERT_TRUE(trust_->AcceptAnswer(Answer(release_a_, first_), kDevice).ok());
+  EXPECT_EQ(trust_->ClockOffset(), hours(25));
+  clock_.Advance(hours(23));
+  EXPECT_FALSE(trust_->CheckFreshness());
+  clock_.Advance(hours(2));
+  EXPECT_TRUE(trust_->CheckFreshness());
+  EXPECT_EQ(trust_->Status().timestamp_age_seconds(), 25u * 3600);
 }
 
 TEST_F(ReleaseTrustTest, ANewAgentThatNeverHeardFromTheServerGoesStaleToo) {
