@@ -4,13 +4,15 @@
 // retrained it ran out of auto's 60 s budget and found nothing.
 //
 // What it estimates: a matcher can only beat the tensor patch on bytes the tensor codec pays for
-// that also occur in old elsewhere (moved, duplicated or re-laid-out content). Bytes equal to
-// the old bytes the tensor codec aligns them with cost it almost nothing, and a residual it
-// already codes with match-zstd has been matched. So: sample windows of new, keep the costly ones
-// (neither of those), and look them up in old. If fewer than 1 in 200 costly windows occur in
-// old, skipping the matchers gives up at most about that share of the tensor patch (the matched
-// bytes are all a matcher could code for free; on the rest it does no better than the tensor
-// codec's planes), and saves their whole running time.
+// that also occur in old where the tensor codec does not look (moved, duplicated or re-laid-out
+// content). Bytes equal to the old bytes the tensor codec aligns them with cost it almost
+// nothing, and a residual it already codes with match-zstd has been matched. So: sample windows
+// of new, keep the costly ones (neither of those), and look them up in old; a residual window
+// counts only where it occurs outside the old structure that seeds the residual coder's zstd
+// window (that coder copies from there already). If fewer than 1 in 200 looked-up windows are
+// found, skipping the matchers gives up at most about that share of the tensor patch (the found
+// bytes are all a matcher could copy; on the rest it does no better than the tensor codec's
+// planes), and saves their whole running time.
 #include "common/delta/internal/match_estimate.h"
 
 #include <algorithm>
@@ -61,22 +63,29 @@ uint64_t NextRandom(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-// Whether the tensor codec codes the window at `pos` for free or nearly: equal to the old bytes
-// its region is aligned with (compared up to the region's end), or in a matched residual.
-bool CheapForTensorCodec(std::string_view old_data, std::string_view new_data,
-                         const TensorAlignment& alignment, uint64_t pos) {
+enum class Coding {
+  kCheap,     // equal to the old bytes its region is aligned with, or in a matched residual
+  kRegion,    // in a region, and different from its aligned old bytes (or it has none)
+  kResidual,  // in a residual coded with old structure as its zstd prefix
+};
+
+// How the tensor codec codes the window at `pos` (compared with its aligned old bytes up to the
+// region's end).
+Coding HowTensorCodecCodes(std::string_view old_data, std::string_view new_data,
+                           const TensorAlignment& alignment, uint64_t pos) {
   const auto& regions = alignment.regions;
   auto it = std::upper_bound(
       regions.begin(), regions.end(), pos,
       [](uint64_t p, const TensorAlignment::Region& r) { return p < r.new_offset; });
   if (it == regions.begin() || pos >= std::prev(it)->new_offset + std::prev(it)->length) {
-    return alignment.residual_matched;
+    return alignment.residual_matched ? Coding::kCheap : Coding::kResidual;
   }
   const TensorAlignment::Region& r = *std::prev(it);
-  if (!r.old_offset) return false;  // coded without a reference
+  if (!r.old_offset) return Coding::kRegion;  // coded without a reference
   const uint64_t len = std::min<uint64_t>(kWindowBytes, r.new_offset + r.length - pos);
-  return std::memcmp(new_data.data() + pos, old_data.data() + *r.old_offset + (pos - r.new_offset),
-                     len) == 0;
+  const bool equal = std::memcmp(new_data.data() + pos,
+                                 old_data.data() + *r.old_offset + (pos - r.new_offset), len) == 0;
+  return equal ? Coding::kCheap : Coding::kRegion;
 }
 
 }  // namespace
@@ -91,7 +100,8 @@ MatchingEstimate EstimateMatching(std::string_view old_data, std::string_view ne
   const uint64_t starts = new_data.size() - kWindowBytes + 1;
   const uint64_t draws = std::min<uint64_t>(kDraws, starts);
   uint64_t state = 0x5eed;
-  std::vector<uint64_t> costly;
+  std::vector<uint64_t> costly;   // positions in new
+  std::vector<bool> in_residual;  // per costly position
   // Slice i is [floor(i * starts / draws), floor((i + 1) * starts / draws)), computed as
   // i * q + floor(i * r / draws) so that nothing overflows.
   const uint64_t q = starts / draws;
@@ -102,7 +112,11 @@ MatchingEstimate EstimateMatching(std::string_view old_data, std::string_view ne
     const uint64_t hi = slice_start(i + 1);
     const uint64_t pos = lo + NextRandom(state) % std::max<uint64_t>(hi - lo, 1);
     ++estimate.sampled;
-    if (!CheapForTensorCodec(old_data, new_data, alignment, pos)) costly.push_back(pos);
+    const Coding coding = HowTensorCodecCodes(old_data, new_data, alignment, pos);
+    if (coding != Coding::kCheap) {
+      costly.push_back(pos);
+      in_residual.push_back(coding == Coding::kResidual);
+    }
   }
   estimate.costly = costly.size();
   if (costly.empty()) {
@@ -112,15 +126,21 @@ MatchingEstimate EstimateMatching(std::string_view old_data, std::string_view ne
 
   // Every k-th costly window, so that at most kMaxLookups are looked up.
   const size_t stride = (costly.size() + kMaxLookups - 1) / kMaxLookups;
-  std::vector<std::pair<uint64_t, uint64_t>> lookups;  // (hash, position in new), sorted
+  struct Lookup {
+    uint64_t hash;
+    uint64_t pos = 0;  // in new
+    bool residual = false;
+    bool operator<(const Lookup& o) const { return hash < o.hash; }
+  };
+  std::vector<Lookup> lookups;  // sorted by hash
   std::vector<uint64_t> filter(size_t{1} << (kFilterBits - 6), 0);
   constexpr uint64_t kFilterMask = (uint64_t{1} << kFilterBits) - 1;
   for (size_t i = 0; i < costly.size(); i += stride) {
     const uint64_t h = WindowHash(new_data.data() + costly[i]);
-    lookups.emplace_back(h, costly[i]);
+    lookups.push_back({.hash = h, .pos = costly[i], .residual = in_residual[i]});
     filter[(h & kFilterMask) >> 6] |= uint64_t{1} << (h & 63);
   }
-  std::sort(lookups.begin(), lookups.end());
+  std::stable_sort(lookups.begin(), lookups.end());
   estimate.looked_up = lookups.size();
   std::vector<bool> found(lookups.size(), false);
   const uint64_t needed = (lookups.size() + kFoundOneIn - 1) / kFoundOneIn;
@@ -128,14 +148,21 @@ MatchingEstimate EstimateMatching(std::string_view old_data, std::string_view ne
   // One pass over old; it stops as soon as enough windows are found for matching to pay.
   const char* old_bytes = old_data.data();
   const uint64_t old_starts = old_data.size() - kWindowBytes + 1;
+  const auto& prefix = alignment.prefix;
+  size_t next_prefix = 0;  // the first prefix range that ends after `o`
   for (uint64_t o = 0; o < old_starts && estimate.found < needed; ++o) {
     const uint64_t h = WindowHash(old_bytes + o);
     if ((filter[(h & kFilterMask) >> 6] >> (h & 63) & 1) == 0) continue;
-    auto it = std::lower_bound(lookups.begin(), lookups.end(), std::make_pair(h, uint64_t{0}));
-    for (; it != lookups.end() && it->first == h; ++it) {
+    while (next_prefix < prefix.size() &&
+           prefix[next_prefix].first + prefix[next_prefix].second <= o) {
+      ++next_prefix;
+    }
+    const bool in_prefix = next_prefix < prefix.size() && prefix[next_prefix].first <= o;
+    auto it = std::lower_bound(lookups.begin(), lookups.end(), Lookup{.hash = h});
+    for (; it != lookups.end() && it->hash == h; ++it) {
       const size_t index = static_cast<size_t>(it - lookups.begin());
-      if (!found[index] &&
-          std::memcmp(old_bytes + o, new_data.data() + it->second, kWindowBytes) == 0) {
+      if (!found[index] && !(it->residual && in_prefix) &&
+          std::memcmp(old_bytes + o, new_data.data() + it->pos, kWindowBytes) == 0) {
         found[index] = true;
         ++estimate.found;
       }

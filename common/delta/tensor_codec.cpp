@@ -728,7 +728,10 @@ TensorAlignment AlignTensors(std::string_view old_data, std::string_view new_dat
     region_bytes += r.length;
   }
   uint64_t prefix_bytes = 0;
-  for (const ByteRange& r : plan.prefix) prefix_bytes += r.length;
+  for (const ByteRange& r : plan.prefix) {
+    alignment.prefix.emplace_back(r.offset, r.length);
+    prefix_bytes += r.length;
+  }
   alignment.residual_matched = ResidualTriesMatching(
       new_data.size() - region_bytes, plan.regions.empty(), old_data.size(), prefix_bytes);
   return alignment;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -34,6 +35,9 @@ struct TensorAlignment {
     std::optional<uint64_t> old_offset;
   };
   std::vector<Region> regions;  // sorted by new_offset, non-overlapping
+  // Old byte ranges (offset, length), sorted, that seed the residual's zstd window: the residual
+  // coder copies from them already.
+  std::vector<std::pair<uint64_t, uint64_t>> prefix;
   // The residual is also coded by match-zstd against the whole old file (when that is smaller).
   bool residual_matched = false;
 };
