@@ -96,6 +96,9 @@ MatchingEstimate EstimateMatching(std::string_view old_data, std::string_view ne
   // short is not worth judging: leave the decision to the matchers.
   if (old_data.size() < kWindowBytes || new_data.size() < kWindowBytes) return estimate;
   const TensorAlignment alignment = AlignTensors(old_data, new_data);
+  // Nothing aligned (not ONNX and not the same length): the tensor codec's whole patch is then
+  // its residual coder, itself a matcher, and this estimate has nothing to compare with.
+  if (alignment.regions.empty()) return estimate;
 
   const uint64_t starts = new_data.size() - kWindowBytes + 1;
   const uint64_t draws = std::min<uint64_t>(kDraws, starts);

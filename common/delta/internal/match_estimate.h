@@ -21,7 +21,8 @@ struct MatchingEstimate {
 // Samples windows of `new_data` (a fixed seed: the same inputs give the same answer), sorts them
 // as above using the tensor codec's alignment, and looks the costly ones up in one pass over
 // `old_data`. `can_pay` is false when fewer than 1 in 200 looked-up windows are found in old
-// (the scan stops once that many are: `found` is then a lower bound).
+// (the scan stops once that many are: `found` is then a lower bound). When the tensor codec aligns
+// nothing (not ONNX, different lengths) nothing is sampled and `can_pay` stays true.
 MatchingEstimate EstimateMatching(std::string_view old_data, std::string_view new_data);
 
 }  // namespace edgefleet::delta::internal

@@ -521,6 +521,13 @@ TEST(DeltaAuto, MatchingEstimateTellsRetrainedFromMovedWeights) {
   EXPECT_GT(moved.found, 0u);
   EXPECT_TRUE(moved.can_pay);
 
+  // Different lengths, not ONNX: nothing is aligned, the tensor codec's patch is its residual
+  // coder (a matcher), and the matchers keep their turn.
+  const internal::MatchingEstimate unaligned =
+      internal::EstimateMatching(old_data, old_data.substr(4096));
+  EXPECT_EQ(unaligned.sampled, 0u);
+  EXPECT_TRUE(unaligned.can_pay);
+
   const internal::MatchingEstimate same = internal::EstimateMatching(old_data, old_data);
   EXPECT_EQ(same.costly, 0u) << "aligned and equal: the tensor codec codes it for nothing";
   EXPECT_FALSE(same.can_pay);
