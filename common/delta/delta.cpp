@@ -8,6 +8,7 @@
 #include "common/delta/internal/bsdiff40.h"
 #include "common/delta/internal/codecs.h"
 #include "common/delta/internal/container.h"
+#include "common/delta/internal/match_estimate.h"
 #include "common/delta/internal/match_zstd.h"
 #include "common/delta/internal/onnx_layout.h"
 
@@ -73,6 +74,7 @@ absl::StatusOr<DiffResult> DiffAuto(std::string_view old_data, std::string_view 
   std::optional<Codec> best_codec;
   std::string best;
   absl::Status first_error;
+  std::vector<Codec> tried;
   for (Codec codec : candidates) {
     // The budget only stops later candidates: the first one that works always completes.
     if (best_codec.has_value() && std::chrono::steady_clock::now() - start >= options.time_budget) {
@@ -83,6 +85,7 @@ absl::StatusOr<DiffResult> DiffAuto(std::string_view old_data, std::string_view 
       bounded.deadline = std::min(options.deadline, start + options.time_budget);
     }
     StringSink candidate;
+    tried.push_back(codec);
     if (absl::Status s = DiffWith(old_data, new_data, codec, candidate, bounded); !s.ok()) {
       // A candidate that cannot handle these inputs (the tensor codec on a non-ONNX file, or
       // not built yet) is skipped; its error is reported only if nothing works.
@@ -101,10 +104,18 @@ absl::StatusOr<DiffResult> DiffAuto(std::string_view old_data, std::string_view 
         internal::AlignedTensorFraction(old_data, new_data) >= kAlignedEnough) {
       break;
     }
+    // Otherwise the matchers (every candidate after the tensor codec) run only if they can beat
+    // it: a sample of the bytes the tensor patch pays for must occur in old elsewhere (see
+    // match_estimate.cpp). It costs one hashing pass over old; a matcher that cannot pay would
+    // search its suffix array at every byte of new, for up to the whole budget.
+    if (codec == Codec::kTensor && best_codec == Codec::kTensor &&
+        !internal::EstimateMatching(old_data, new_data).can_pay) {
+      break;
+    }
   }
   if (!best_codec.has_value()) return Annotate(first_error, "auto: no codec produced a patch");
 
-  DiffResult result{.codec = *best_codec};
+  DiffResult result{.codec = *best_codec, .tried = std::move(tried)};
   if (*full < best.size()) {
     result.full_is_smaller = true;
     return result;

@@ -5,7 +5,8 @@
 //   match-zstd - bsdiff-style matching with zstd-compressed streams, in an edgefleet container;
 //   tensor     - tensor-aware: aligned tensors XOR-ed bit pattern by bit pattern, byte planes
 //                split and entropy-coded, matching where the layout differs (container);
-//   auto       - tries candidates within a time budget and keeps the smallest.
+//   auto       - tries candidates within a time budget and keeps the smallest; after the tensor
+//                codec, the matchers only when an estimate says they can beat it.
 // A patch is hostile input until its output verifies: decoders check every declared size and
 // control value, never allocate by a declared size, and write the output sequentially.
 #pragma once
@@ -15,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -125,6 +127,9 @@ struct DiffResult {
   // auto only: true when no patch beat sending the new file compressed (zstd level 3); then the
   // patch is empty and the caller should send the full artifact.
   bool full_is_smaller = false;
+  // auto only: the candidates that ran, in order (the rest were cut by the budget, or skipped
+  // because byte matching could not beat the tensor patch).
+  std::vector<Codec> tried = {};
 };
 
 // Writes a patch from `old_data` to `new_data` into `patch`.

@@ -299,7 +299,10 @@ struct Plan {
   std::vector<ByteRange> prefix;  // old bytes that seed the residual's zstd window
 };
 
-Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
+// Which new bytes are coded against which old bytes, before any transform is chosen: tensors
+// aligned by name (then renamed ones by size and word width), or raw weight files by offset; the
+// rest is residual, seeded with old structure.
+Plan AlignRegions(std::string_view old_data, std::string_view new_data) {
   Plan plan;
   auto old_layout = ParseOnnxLayout(old_data);
   auto new_layout = ParseOnnxLayout(new_data);
@@ -381,6 +384,19 @@ Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
   } else if (!old_data.empty()) {
     plan.prefix.push_back({0, std::min<uint64_t>(old_data.size(), kMaxPrefixBytes)});
   }
+  return plan;
+}
+
+// Whether the residual is also tried with match-zstd: when it is big enough for structure-only
+// prefix coding to be likely worse, or when nothing aligned and old is more than the prefix.
+bool ResidualTriesMatching(uint64_t residual_bytes, bool no_regions, uint64_t old_bytes,
+                           uint64_t prefix_bytes) {
+  return residual_bytes >= kMatchZstdResidualThreshold ||
+         (no_regions && residual_bytes != 0 && old_bytes > prefix_bytes);
+}
+
+Plan PlanRegions(std::string_view old_data, std::string_view new_data) {
+  Plan plan = AlignRegions(old_data, new_data);
   // Regions are planned independently, and planning (estimates, the low-rank search) is most of
   // the diff time: a few threads take the regions in turn, and the results keep their order.
   std::vector<std::vector<Region>> planned(plan.regions.size());
@@ -699,6 +715,28 @@ class Interleaver : public ByteSink {
 
 }  // namespace
 
+TensorAlignment AlignTensors(std::string_view old_data, std::string_view new_data) {
+  const Plan plan = AlignRegions(old_data, new_data);
+  TensorAlignment alignment;
+  uint64_t region_bytes = 0;
+  for (const Region& r : plan.regions) {
+    alignment.regions.push_back({.new_offset = r.new_offset,
+                                 .length = r.length,
+                                 .old_offset = r.transform == Transform::kLiteral
+                                                   ? std::nullopt
+                                                   : std::optional<uint64_t>(r.old_offset)});
+    region_bytes += r.length;
+  }
+  uint64_t prefix_bytes = 0;
+  for (const ByteRange& r : plan.prefix) {
+    alignment.prefix.emplace_back(r.offset, r.length);
+    prefix_bytes += r.length;
+  }
+  alignment.residual_matched = ResidualTriesMatching(
+      new_data.size() - region_bytes, plan.regions.empty(), old_data.size(), prefix_bytes);
+  return alignment;
+}
+
 absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, ByteSink& payload,
                           const DiffOptions& options) {
   const Plan plan = PlanRegions(old_data, new_data);
@@ -771,8 +809,8 @@ absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, 
   absl::StatusOr<std::string> packed_residual =
       CompressFrame(residual, options.zstd_level, kMaxWindowLog, prefix);
   if (!packed_residual.ok()) return packed_residual.status();
-  if (residual.size() >= kMatchZstdResidualThreshold ||
-      (plan.regions.empty() && !residual.empty() && old_data.size() > prefix.size())) {
+  if (ResidualTriesMatching(residual.size(), plan.regions.empty(), old_data.size(),
+                            prefix.size())) {
     // Match-zstd may not be able to help (or be unavailable); then the prefix coding stands.
     StringSink matched;
     if (MatchZstdEncode(old_data, residual, matched, options).ok() &&

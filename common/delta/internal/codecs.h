@@ -4,7 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "common/delta/delta.h"
@@ -21,6 +24,24 @@ absl::Status MatchZstdEncode(std::string_view old_data, std::string_view new_dat
 // Produces exactly `new_size` bytes or fails.
 absl::Status MatchZstdDecode(OldSource& old, std::string_view payload, uint64_t new_size,
                              ByteSink& out);
+
+// How the tensor codec would pair new bytes with old ones (alignment only: no transform is chosen,
+// so it is cheap): regions of new with the old offset they are coded against (none for tensors
+// coded without a reference); every other byte is residual.
+struct TensorAlignment {
+  struct Region {
+    uint64_t new_offset = 0;
+    uint64_t length = 0;
+    std::optional<uint64_t> old_offset;
+  };
+  std::vector<Region> regions;  // sorted by new_offset, non-overlapping
+  // Old byte ranges (offset, length), sorted, that seed the residual's zstd window: the residual
+  // coder copies from them already.
+  std::vector<std::pair<uint64_t, uint64_t>> prefix;
+  // The residual is also coded by match-zstd against the whole old file (when that is smaller).
+  bool residual_matched = false;
+};
+TensorAlignment AlignTensors(std::string_view old_data, std::string_view new_data);
 
 absl::Status TensorEncode(std::string_view old_data, std::string_view new_data, ByteSink& payload,
                           const DiffOptions& options);

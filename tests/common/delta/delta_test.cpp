@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -22,8 +23,10 @@
 #include "absl/status/status.h"
 #include "common/crypto/sha256.h"
 #include "common/delta/delta_files.h"
+#include "common/delta/internal/match_estimate.h"
 #include "common/delta/internal/match_zstd.h"
 #include "common/delta/internal/matcher.h"
+#include "tests/common/delta/test_weights.h"
 
 namespace edgefleet::delta {
 namespace {
@@ -469,6 +472,92 @@ TEST(DeltaAuto, SpentBudgetStillCompletesTheFirstWorkingCandidate) {
   StringSink unhurried;
   ASSERT_TRUE(Diff(old_data, new_data, Codec::kAuto, unhurried).ok());
   EXPECT_LE(unhurried.data().size(), patch.data().size());
+}
+
+// Raw weight files of the same length, which the tensor codec aligns by offset: a file whose
+// last 15/16 were retrained (every weight moved by half the weights' spread: nothing to copy
+// from old), and the same file with its 4 KiB rows in reverse order (everything is in old, none
+// of it where the tensor codec looks).
+std::string OldWeights() { return internal::Bytes(internal::Weights(1 << 18, 41)); }
+
+std::string Retrained(const std::string& old_data) {
+  std::vector<float> w(old_data.size() / sizeof(float));
+  std::memcpy(w.data(), old_data.data(), old_data.size());
+  const std::vector<float> noise = internal::Weights(w.size(), 42, 0.025f);
+  for (size_t i = w.size() / 16; i < w.size(); ++i) w[i] += noise[i];
+  return internal::Bytes(w);
+}
+
+std::string RowsReversed(const std::string& old_data) {
+  constexpr size_t kRow = 4096;
+  std::string out;
+  for (size_t end = old_data.size(); end > 0; end -= kRow) out.append(old_data, end - kRow, kRow);
+  return out;
+}
+
+// auto's result and patch, checked to rebuild `new_data`.
+std::pair<DiffResult, std::string> AutoPatch(std::string_view old_data, std::string_view new_data) {
+  StringSink patch;
+  absl::StatusOr<DiffResult> result = Diff(old_data, new_data, Codec::kAuto, patch);
+  EXPECT_TRUE(result.ok()) << result.status();
+  if (!result.ok()) return {};
+  absl::StatusOr<std::string> rebuilt = ApplyToString(old_data, patch.data());
+  EXPECT_TRUE(rebuilt.ok() && *rebuilt == new_data) << "auto's patch does not rebuild new";
+  return {*std::move(result), std::move(patch.data())};
+}
+
+TEST(DeltaAuto, MatchingEstimateTellsRetrainedFromMovedWeights) {
+  const std::string old_data = OldWeights();
+  const internal::MatchingEstimate retrained =
+      internal::EstimateMatching(old_data, Retrained(old_data));
+  EXPECT_GT(retrained.costly, retrained.sampled * 9 / 10) << "15/16 of the weights changed";
+  EXPECT_GT(retrained.looked_up, 1000u);
+  EXPECT_EQ(retrained.found, 0u) << "retrained weights occur nowhere in old";
+  EXPECT_FALSE(retrained.can_pay);
+
+  const internal::MatchingEstimate moved =
+      internal::EstimateMatching(old_data, RowsReversed(old_data));
+  EXPECT_GT(moved.costly, moved.sampled * 9 / 10);
+  EXPECT_GT(moved.found, 0u);
+  EXPECT_TRUE(moved.can_pay);
+
+  // Different lengths, not ONNX: nothing is aligned, the tensor codec's patch is its residual
+  // coder (a matcher), and the matchers keep their turn.
+  const internal::MatchingEstimate unaligned =
+      internal::EstimateMatching(old_data, old_data.substr(4096));
+  EXPECT_EQ(unaligned.sampled, 0u);
+  EXPECT_TRUE(unaligned.can_pay);
+
+  const internal::MatchingEstimate same = internal::EstimateMatching(old_data, old_data);
+  EXPECT_EQ(same.costly, 0u) << "aligned and equal: the tensor codec codes it for nothing";
+  EXPECT_FALSE(same.can_pay);
+}
+
+TEST(DeltaAuto, SkipsTheMatchersWhenTheEstimateSaysTheyCannotPay) {
+  const std::string old_data = OldWeights();
+  const std::string new_data = Retrained(old_data);
+  const auto [result, patch] = AutoPatch(old_data, new_data);
+  EXPECT_EQ(result.codec, Codec::kTensor);
+  EXPECT_THAT(result.tried, ::testing::ElementsAre(Codec::kTensor))
+      << "match-zstd and bsdiff40 must not run";
+  // The tensor patch is not small next to the whole file (so the shortcut for aligned ONNX
+  // models does not apply), and what the skipped matcher would have made is no smaller.
+  absl::StatusOr<uint64_t> full = internal::ZstdCompressedSize(new_data, 3);
+  ASSERT_TRUE(full.ok());
+  EXPECT_GT(patch.size(), *full / 2);
+  EXPECT_TRUE(patch == MakePatch(old_data, new_data, Codec::kTensor));
+  EXPECT_GE(MakePatch(old_data, new_data, Codec::kMatchZstd).size(), patch.size());
+}
+
+TEST(DeltaAuto, RunsTheMatchersWhenTheEstimateSaysTheyCanPay) {
+  const std::string old_data = OldWeights();
+  const std::string new_data = RowsReversed(old_data);
+  const auto [result, patch] = AutoPatch(old_data, new_data);
+  EXPECT_THAT(result.tried,
+              ::testing::ElementsAre(Codec::kTensor, Codec::kMatchZstd, Codec::kBsdiff40));
+  EXPECT_NE(result.codec, Codec::kTensor);
+  EXPECT_LT(patch.size() * 10, MakePatch(old_data, new_data, Codec::kTensor).size())
+      << "every row is in old: matching makes the patch tiny";
 }
 
 TEST(DeltaFiles, DiffApplyInspectThroughFiles) {

@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/delta/delta.h"
 #include "common/delta/internal/codecs.h"
+#include "common/delta/internal/match_estimate.h"
 #include "common/delta/internal/onnx_layout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -97,6 +98,8 @@ extra = [("dense2b.weight", rng.normal(0.0, 0.05, size=(512, 512)).astype(np.flo
          ("dense2b.bias", rng.normal(0.0, 0.05, size=(512,)).astype(np.float32))]
 save("inserted.onnx", tuned[:4] + extra + tuned[4:])
 save("renamed.onnx", [("encoder.fc2.weight" if n == "dense2.weight" else n, t) for n, t in tuned])
+# The largest matrix's rows in reverse order: all of it is in the old file, none where it was.
+save("rows_reversed.onnx", [(n, t[::-1].copy() if n == "dense1.weight" else t) for n, t in base])
 # Fake-quantized (QDQ) to int8: one scale per tensor, and one per row (per channel, as exporters
 # quantize Gemm and Conv weights, whose rows are output channels).
 def qdq(t):
@@ -435,6 +438,28 @@ TEST_F(TensorCodecTest, RoundTripsBetweenOnnxAndOtherFiles) {
   std::string broken = base;
   broken[0] = '\xff';
   RoundTrip(base, broken);
+}
+
+// auto's estimate of whether byte matching can beat the tensor patch, on ONNX models: tensors
+// aligned by name that changed in place (retrained, fine-tuned, a layer inserted, a tensor
+// renamed) leave a matcher nothing to copy; rows moved within a tensor do.
+TEST_F(TensorCodecTest, MatchingEstimateFollowsTheTensorAlignment) {
+  MakeModels();
+  const std::string base = Model("base.onnx");
+  for (const char* name : {"last_layer.onnx", "finetune.onnx", "inserted.onnx", "renamed.onnx"}) {
+    const MatchingEstimate estimate = EstimateMatching(base, Model(name));
+    EXPECT_GT(estimate.costly, 0u) << name;
+    EXPECT_EQ(estimate.found, 0u) << name;
+    EXPECT_FALSE(estimate.can_pay) << name;
+  }
+  // Structure is residual, coded with old structure as the zstd prefix: found only there, it
+  // is nothing a matcher adds.
+  const MatchingEstimate identical = EstimateMatching(base, Model("identical.onnx"));
+  EXPECT_EQ(identical.found, 0u);
+  EXPECT_FALSE(identical.can_pay);
+  const MatchingEstimate moved = EstimateMatching(base, Model("rows_reversed.onnx"));
+  EXPECT_GT(moved.costly, moved.sampled / 5) << "dense1.weight is a quarter of the file";
+  EXPECT_TRUE(moved.can_pay);
 }
 
 TEST_F(TensorCodecTest, DecodeRejectsWrongSizesAndDamagedPayloads) {
