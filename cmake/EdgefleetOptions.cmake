@@ -1,6 +1,9 @@
 # edgefleet::options carries the language standard and warnings for our own code.
 # Generated code (protobuf/gRPC) links edgefleet::base instead, which has no -Werror.
 set(EDGEFLEET_SANITIZE "" CACHE STRING "Sanitizers to build with: address,undefined or thread")
+if(EDGEFLEET_SANITIZE AND NOT EDGEFLEET_SANITIZE MATCHES "^(address|undefined|address,undefined|undefined,address|thread)$")
+  message(FATAL_ERROR "EDGEFLEET_SANITIZE=${EDGEFLEET_SANITIZE}: use address,undefined or thread")
+endif()
 
 add_library(edgefleet_base INTERFACE)
 add_library(edgefleet::base ALIAS edgefleet_base)
@@ -8,6 +11,10 @@ target_compile_features(edgefleet_base INTERFACE cxx_std_20)
 if(EDGEFLEET_SANITIZE)
   target_compile_options(edgefleet_base INTERFACE -fsanitize=${EDGEFLEET_SANITIZE} -fno-omit-frame-pointer)
   target_link_options(edgefleet_base INTERFACE -fsanitize=${EDGEFLEET_SANITIZE})
+  if(EDGEFLEET_SANITIZE MATCHES "undefined")
+    # A UBSan finding stops the process (non-zero exit), so that a test cannot pass over one.
+    target_compile_options(edgefleet_base INTERFACE -fno-sanitize-recover=undefined)
+  endif()
 endif()
 
 add_library(edgefleet_options INTERFACE)

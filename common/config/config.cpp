@@ -82,17 +82,21 @@ absl::Status LoadFile(const std::string& path, Message* config) {
   if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read config file ", path));
   std::stringstream text;
   text << in.rdbuf();
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = false;
-  auto status = google::protobuf::util::JsonStringToMessage(text.str(), config, options);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("config file ", path, ": ", status.message().ToString()));
+  if (auto s = ParseJson(text.str(), config); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("config file ", path, ": ", s.message()));
   }
   return absl::OkStatus();
 }
 
 }  // namespace
+
+absl::Status ParseJson(const std::string& json, Message* config) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = false;
+  auto status = google::protobuf::util::JsonStringToMessage(json, config, options);
+  if (!status.ok()) return absl::InvalidArgumentError(status.message().ToString());
+  return absl::OkStatus();
+}
 
 EnvLookup ProcessEnv() {
   return [](const std::string& name) -> std::optional<std::string> {

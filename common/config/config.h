@@ -23,6 +23,10 @@ EnvLookup ProcessEnv();
 absl::Status Load(const std::vector<std::string>& args, const EnvLookup& env,
                   google::protobuf::Message* config);
 
+// Fills `config` from a config file's text (the message's protobuf JSON mapping); unknown fields
+// and malformed JSON are InvalidArgument. Load() reads --config files with it.
+absl::Status ParseJson(const std::string& json, google::protobuf::Message* config);
+
 // Two lines per field: "--field-name (EDGEFLEET_FIELD_NAME)", then its description (the
 // field's `help` option in config.proto) and, when `defaults` sets it, "(default: VALUE)".
 // Pass the binary's defaults (WithDefaults of an empty config): they stay in one place.

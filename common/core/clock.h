@@ -1,6 +1,7 @@
 // Clock is the one source of time: real in binaries, fake in tests.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <ctime>
@@ -39,8 +40,15 @@ inline int64_t ToUnixSeconds(Clock::TimePoint t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
 
+// Unix seconds within +-2^62 ns (about 146 years either side of 1970): a TimePoint counts
+// nanoseconds in 64 bits, and within this range the difference of two time points fits too.
+inline constexpr int64_t kMaxUnixSeconds = (int64_t{1} << 62) / 1'000'000'000;
+
+// Times from the wire (a signed expiry, a device's window start) may be absurd: they are clamped
+// to +-kMaxUnixSeconds rather than overflowing, so "year 300 billion" still compares as the far
+// future.
 inline Clock::TimePoint FromUnixSeconds(int64_t s) {
-  return Clock::TimePoint(std::chrono::seconds(s));
+  return Clock::TimePoint(std::chrono::seconds(std::clamp(s, -kMaxUnixSeconds, kMaxUnixSeconds)));
 }
 
 // "2026-12-01T03:20:21Z": how logs and error messages name a moment.

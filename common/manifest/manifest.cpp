@@ -65,7 +65,10 @@ absl::StatusOr<v1::ReleaseManifest> DecodeCanonical(std::string_view bytes) {
   }
   if (absl::Status s = in.End(); !s.ok()) return s;
   if (sha->size() != 32) return absl::InvalidArgumentError("manifest SHA-256 is not 32 bytes");
-  if (!v1::ModelFormat_IsValid(static_cast<int>(*format))) {
+  // Checked before narrowing: 0x0000000800000001 must not pass as format 1 (decoding would then
+  // accept bytes the encoder never produces).
+  if (*format > static_cast<uint64_t>(v1::ModelFormat_MAX) ||
+      !v1::ModelFormat_IsValid(static_cast<int>(*format))) {
     return absl::InvalidArgumentError("manifest names an unknown model format");
   }
   m.set_model_name(std::string(*name));

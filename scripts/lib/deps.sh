@@ -2,7 +2,7 @@
 # Debian 12 package dependencies of edgefleet; source this file.
 # ensure_deps installs only the packages that are missing (apt-get update once, then install).
 # EDGEFLEET_DEPS_SET picks the list: all (default: EDGEFLEET_DEPS), build (image builds,
-# packagers) or deploy.
+# packagers), sanitizers or deploy.
 
 # What compiling the binaries and packaging them (cpack: dpkg-shlibdeps, file) needs.
 EDGEFLEET_BUILD_DEPS=(
@@ -20,6 +20,11 @@ EDGEFLEET_DEPS=(
   bsdiff xdelta3 zstd openssl clang-format curl
   iproute2 nftables faketime
 )
+# Plus what scripts/test-sanitizers.sh needs: clang, its sanitizer runtimes and libFuzzer
+# (libclang-rt-14-dev; clang only recommends it) and llvm-symbolizer for readable reports.
+EDGEFLEET_SANITIZER_DEPS=(
+  "${EDGEFLEET_DEPS[@]}" clang libclang-rt-14-dev llvm
+)
 # Plus what scripts/test-deploy.sh needs: Docker, Compose, and mmdebstrap for a base image.
 EDGEFLEET_DEPLOY_DEPS=(
   "${EDGEFLEET_DEPS[@]}" docker.io docker-compose mmdebstrap
@@ -31,6 +36,7 @@ missing_deps() {
   local -a wanted
   case "${EDGEFLEET_DEPS_SET:-all}" in
     build) wanted=("${EDGEFLEET_BUILD_DEPS[@]}") ;;
+    sanitizers) wanted=("${EDGEFLEET_SANITIZER_DEPS[@]}") ;;
     deploy) wanted=("${EDGEFLEET_DEPLOY_DEPS[@]}") ;;
     *) wanted=("${EDGEFLEET_DEPS[@]}") ;;
   esac

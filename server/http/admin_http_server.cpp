@@ -99,17 +99,6 @@ void WriteMessage(httplib::Response& res, const Message& message) {
 // A reference profile in JSON: 64 features of 255 edges and 256 bins fit with room to spare.
 constexpr size_t kMaxReferenceJsonBytes = 2 * 1024 * 1024;
 
-absl::Status ParseBody(const std::string& body, Message* message) {
-  if (body.empty()) return absl::OkStatus();
-  auto status = google::protobuf::util::JsonStringToMessage(body, message);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("request body is not a valid ",
-                                                   message->GetDescriptor()->name(),
-                                                   " JSON: ", status.message().ToString()));
-  }
-  return absl::OkStatus();
-}
-
 // "/v1/devices/{device_id}/labels" -> "/v1/devices/([^/]+)/labels" and {"device_id"}.
 std::string PathPattern(std::string_view path, std::vector<std::string>* fields) {
   std::string pattern;
@@ -199,7 +188,7 @@ absl::Status SetScalarField(Message* message, const std::string& name, const std
 absl::Status BindRequest(const RestRoute& route, const std::vector<std::string>& path_fields,
                          const httplib::Request& req, const std::string& body, Message* request) {
   if (route.body == RestBody::kJson) {
-    if (auto s = ParseBody(body, request); !s.ok()) return s;
+    if (auto s = ParseJsonBody(body, request); !s.ok()) return s;
   } else {
     for (const auto& [name, value] : req.params) {
       if (auto s = SetScalarField(request, name, value); !s.ok()) return s;
@@ -212,6 +201,17 @@ absl::Status BindRequest(const RestRoute& route, const std::vector<std::string>&
 }
 
 }  // namespace
+
+absl::Status ParseJsonBody(const std::string& body, Message* message) {
+  if (body.empty()) return absl::OkStatus();
+  auto status = google::protobuf::util::JsonStringToMessage(body, message);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("request body is not a valid ",
+                                                   message->GetDescriptor()->name(),
+                                                   " JSON: ", status.message().ToString()));
+  }
+  return absl::OkStatus();
+}
 
 int HttpStatusFor(absl::StatusCode code) {
   switch (code) {
@@ -421,7 +421,7 @@ void AdminHttpServer::RegisterUploadRoute(const AdminCall& call, const std::stri
               return false;
             }
             if (!reference_json.empty()) {
-              appended = ParseBody(reference_json, metadata.mutable_reference());
+              appended = ParseJsonBody(reference_json, metadata.mutable_reference());
               if (!appended.ok()) return false;
             }
             appended = begin();

@@ -50,6 +50,10 @@ class AdminHttpServer {
   std::thread thread_;
 };
 
+// Fills `message` from a REST request's JSON body (protobuf JSON mapping; empty means all
+// defaults). InvalidArgument naming the message type when the body does not parse.
+absl::Status ParseJsonBody(const std::string& body, google::protobuf::Message* message);
+
 // HTTP status for an absl status code (the inverse of grpc-gateway's mapping).
 int HttpStatusFor(absl::StatusCode code);
 

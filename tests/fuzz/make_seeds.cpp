@@ -1,5 +1,7 @@
-// Writes the seed corpus for the delta fuzzers: valid patches against the fixed base files.
-//   delta_fuzz_seeds <dir>   creates <dir>/bsdiff40, <dir>/container, <dir>/tensor
+// Writes the generated seed corpora: valid patches against the fixed base files for the delta
+// fuzzers, signed release metadata for fuzz_manifest and the fixed models for fuzz_onnx_walker.
+// (The JSON targets' seeds are checked in under tests/fuzz/seeds/.)
+//   delta_fuzz_seeds <dir>   creates <dir>/bsdiff40, container, tensor, manifest, onnx_walker
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -7,6 +9,7 @@
 
 #include "common/delta/delta.h"
 #include "tests/fuzz/fuzz_targets.h"
+#include "tests/fuzz/input_targets.h"
 
 namespace {
 
@@ -24,6 +27,11 @@ bool WriteSeed(const std::filesystem::path& dir, const std::string& name,
   std::filesystem::create_directories(dir);
   std::ofstream(dir / name, std::ios::binary) << patch.data();
   return true;
+}
+
+void WriteFile(const std::filesystem::path& dir, const std::string& name, const std::string& data) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / name, std::ios::binary) << data;
 }
 
 }  // namespace
@@ -52,5 +60,11 @@ int main(int argc, char** argv) {
                   Codec::kTensor);
   ok &= WriteSeed(root / "tensor", "low_rank", fuzz::OldModel(), fuzz::LowRankModel(),
                   Codec::kTensor);
+  for (const auto& [name, bytes] : edgefleet::fuzz::ManifestSeeds()) {
+    WriteFile(root / "manifest", name, bytes);
+  }
+  WriteFile(root / "onnx_walker", "old", fuzz::OldModel());
+  WriteFile(root / "onnx_walker", "new", fuzz::NewModel());
+  WriteFile(root / "onnx_walker", "low_rank", fuzz::LowRankModel());
   return ok ? 0 : 1;
 }

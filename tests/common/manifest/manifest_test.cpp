@@ -108,6 +108,18 @@ TEST_F(ManifestTest, DecodeRefusesTruncatedTrailingAndReorderedBytes) {
   EXPECT_FALSE(DecodeCanonical(wrong_tag).ok());
 }
 
+// Found by fuzz_manifest (tests/fuzz/regressions/manifest/format_high_bits_decode_as_onnx): the
+// format was narrowed to int before it was checked, so a format with high bits set decoded as
+// ONNX and two byte strings decoded to the same manifest.
+TEST_F(ManifestTest, DecodeRefusesAFormatWithHighBitsSet) {
+  std::string bytes = EncodeCanonical(Sample());
+  // The format's 8 value bytes follow its tag (5) and length (00 00 00 08).
+  const size_t at = bytes.find(std::string("\x05\x00\x00\x00\x08", 5));
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 5 + 3] = 0x08;  // 0x0000000800000001
+  EXPECT_FALSE(DecodeCanonical(bytes).ok());
+}
+
 TEST_F(ManifestTest, SignedManifestVerifies) {
   auto signed_manifest = Sign(Sample(), *signer_);
   ASSERT_TRUE(signed_manifest.ok()) << signed_manifest.status();
