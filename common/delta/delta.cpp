@@ -56,6 +56,8 @@ absl::Status Annotate(const absl::Status& s, std::string_view what) {
 constexpr double kAlignedEnough = 0.75;
 // A tensor patch at most this share of the compressed full artifact counts as having paid off.
 constexpr double kTensorGoodEnough = 0.7;
+// Below this, a tensor patch is no reason to skip the matchers (see DiffAuto).
+constexpr size_t kSmallPatchBytes = 64 << 10;
 // How the alternative to a patch, the full artifact, is compressed for the comparison.
 constexpr int kFullArtifactZstdLevel = 3;
 
@@ -107,8 +109,10 @@ absl::StatusOr<DiffResult> DiffAuto(std::string_view old_data, std::string_view 
     // Otherwise the matchers (every candidate after the tensor codec) run only if they can beat
     // it: a sample of the bytes the tensor patch pays for must occur in old elsewhere (see
     // match_estimate.cpp). It costs one hashing pass over old; a matcher that cannot pay would
-    // search its suffix array at every byte of new, for up to the whole budget.
-    if (codec == Codec::kTensor && best_codec == Codec::kTensor &&
+    // search its suffix array at every byte of new, for up to the whole budget. A small tensor
+    // patch (few bytes changed) keeps every candidate as before: a byte-matching patch as small
+    // is one that every agent decodes (a raw file with four edits: 623 bytes of tensor patch).
+    if (codec == Codec::kTensor && best_codec == Codec::kTensor && best.size() > kSmallPatchBytes &&
         !internal::EstimateMatching(old_data, new_data).can_pay) {
       break;
     }

@@ -560,6 +560,24 @@ TEST(DeltaAuto, RunsTheMatchersWhenTheEstimateSaysTheyCanPay) {
       << "every row is in old: matching makes the patch tiny";
 }
 
+// A few edits: the tensor patch is small, every candidate runs, and the patch is a byte-matching
+// one every agent decodes (the tensor codec's is no smaller).
+TEST(DeltaAuto, KeepsEveryCandidateWhenTheTensorPatchIsSmall) {
+  std::mt19937 rng(5);
+  std::string old_data(1 << 20, '\0');
+  for (char& c : old_data) c = static_cast<char>(rng());
+  std::string new_data = old_data;
+  for (int block = 0; block < 4; ++block) {
+    const size_t at = rng() % (new_data.size() - 100);
+    for (size_t i = 0; i < 80; ++i) new_data[at + i] = static_cast<char>(rng());
+  }
+  const auto [result, patch] = AutoPatch(old_data, new_data);
+  EXPECT_THAT(result.tried,
+              ::testing::ElementsAre(Codec::kTensor, Codec::kMatchZstd, Codec::kBsdiff40));
+  EXPECT_NE(result.codec, Codec::kTensor);
+  EXPECT_LT(patch.size(), 4096u) << "four 80-byte edits";
+}
+
 TEST(DeltaFiles, DiffApplyInspectThroughFiles) {
   TempDir dir;
   const std::string old_data = StructuredBytes(100000, 33);

@@ -392,7 +392,6 @@ TEST_F(PatchServiceTest, ReplicasRequestingTheSamePairsAtOnceComputeEachOnce) {
 // A replica died mid-computation: its lease keeps the pair from the others until it expires,
 // then one of them computes it (the pair is not stuck pending forever).
 TEST_F(PatchServiceTest, PairOfAReplicaThatDiedIsTakenOverWhenItsLeaseExpires) {
-  StartService();
   const std::string from = Store(old_);
   const std::string to = Store(new_);
   ASSERT_TRUE(
@@ -400,6 +399,8 @@ TEST_F(PatchServiceTest, PairOfAReplicaThatDiedIsTakenOverWhenItsLeaseExpires) {
   db_.Exec(
       "UPDATE patches SET lease_owner = 'dead-replica', attempts = 1, "
       "lease_expires_at = now() + interval '1 hour'");
+  // Started once the pair is leased: a worker polling in between would take it first.
+  StartService();
   service_->WaitIdle();
   EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "pending") << "the lease is still held";
   EXPECT_EQ(Computed("ready"), 0);
@@ -414,7 +415,6 @@ TEST_F(PatchServiceTest, PairOfAReplicaThatDiedIsTakenOverWhenItsLeaseExpires) {
 }
 
 TEST_F(PatchServiceTest, PairWhoseComputationsKeepDyingIsGivenUp) {
-  StartService();
   const std::string from = Store(old_);
   const std::string to = Store(new_);
   ASSERT_TRUE(
@@ -422,6 +422,7 @@ TEST_F(PatchServiceTest, PairWhoseComputationsKeepDyingIsGivenUp) {
   db_.Exec(
       "UPDATE patches SET lease_owner = 'dead-replica', attempts = 3, "
       "lease_expires_at = now() - interval '1 second'");
+  StartService();  // once the pair carries its history (see the test above)
   service_->WaitIdle();
   EXPECT_EQ(db_.QueryValue("SELECT state FROM patches"), "failed");
   EXPECT_THAT(db_.QueryValue("SELECT detail FROM patches"),
