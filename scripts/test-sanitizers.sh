@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Sanitizer and fuzzing checks (CI runs this after scripts/test.sh; see .ci/run):
 #   1. a clang build with AddressSanitizer + UndefinedBehaviorSanitizer (and the libFuzzer targets),
-#   2. the test suite on it (EDGEFLEET_ASAN_TESTS, default: all of it) against a throwaway
-#      PostgreSQL, failing on any sanitizer report, also one from a child process,
-#   3. a ThreadSanitizer build of the concurrency tests only (EDGEFLEET_TSAN_TESTS names them),
-#   4. every fuzz target for EDGEFLEET_FUZZ_SECONDS (default 30) from its seed corpus.
+#   2. every fuzz target for EDGEFLEET_FUZZ_SECONDS (default 30) from its seed corpus,
+#   3. the unit tests on it (label unit) against a throwaway PostgreSQL, failing on any sanitizer
+#      report,
+#   4. a ThreadSanitizer build of the concurrency tests only (EDGEFLEET_TSAN_TESTS names them),
+#   5. the integration tests on the ASan build (real server and agent processes, sanitized too:
+#      a report from a child process fails the run) — or EDGEFLEET_ASAN_TESTS, a ctest -R regex,
+#      instead of 3 and 5.
+# CI's budget: when EDGEFLEET_CI_DEADLINE (seconds since the epoch, set by .ci/run) is set, a part
+# that would not finish before it (its usual time on 2 cores, below) is skipped and named, so that
+# the checks that did run still land. The order is by value per minute: fuzzing and the unit tests
+# first, the integration tests (the slowest under ASan) last.
 # Usage: ./scripts/test-sanitizers.sh [asan|tsan|fuzz ...]   (default: all three parts)
 # Environment: EDGEFLEET_ASAN_BUILD_DIR (default build-asan), EDGEFLEET_TSAN_BUILD_DIR (build-tsan),
 # EDGEFLEET_SKIP_BUILD=1 to reuse existing builds, EDGEFLEET_FUZZ_SECONDS, EDGEFLEET_ASAN_TESTS and
@@ -63,6 +70,18 @@ trap 'exit 143' TERM
 # Prints how long the step that started at $1 (seconds since the epoch) took.
 took() { info "took $(($(date +%s) - $1)) s"; }
 
+# fits MINUTES WHAT: false (and says so) when WHAT, which takes about MINUTES here, would end
+# after CI's deadline.
+skipped=()
+fits() {
+  [ -n "${EDGEFLEET_CI_DEADLINE:-}" ] || return 0
+  local left=$(((EDGEFLEET_CI_DEADLINE - $(date +%s)) / 60))
+  [ "$left" -ge "$1" ] && return 0
+  warn "skipping $2: it takes about $1 min and CI has $left min left of its budget"
+  skipped+=("$2")
+  return 1
+}
+
 # configure_clang DIR SANITIZERS [extra cmake args]: a clang build directory. -O1 keeps the
 # sanitized tests fast enough; line tables are all a symbolized report needs.
 configure_clang() {
@@ -72,7 +91,9 @@ configure_clang() {
     die "$dir is not an EDGEFLEET_SANITIZE=$sanitize build; remove it or set another directory"
   fi
   mkdir -p "$dir"
-  CC=clang CXX=clang++ cmake -S "$EDGEFLEET_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  local launcher=()
+  command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  CC=clang CXX=clang++ cmake -S "$EDGEFLEET_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" \
     -DCMAKE_C_FLAGS_RELWITHDEBINFO='-O1 -gline-tables-only' \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO='-O1 -gline-tables-only' \
     -DEDGEFLEET_SANITIZE="$sanitize" "$@" >"$dir/edgefleet-configure.log" 2>&1 || {
@@ -114,7 +135,9 @@ symbolizer=${ASAN_SYMBOLIZER_PATH:+:external_symbolizer_path=$ASAN_SYMBOLIZER_PA
 step "Install missing Debian packages (clang, its sanitizer runtimes and libFuzzer)"
 EDGEFLEET_DEPS_SET=sanitizers ensure_deps || die "could not install the Debian packages (see above)"
 
-if want asan || want fuzz; then
+asan_built=''
+if { want asan || want fuzz; } && fits 20 "the ASan build (and with it fuzzing and the ASan tests)"; then
+  asan_built=1
   step "Build with ASan + UBSan and the fuzz targets into $asan_dir"
   t=$(date +%s)
   if [ "${EDGEFLEET_SKIP_BUILD:-0}" != 1 ]; then
@@ -129,38 +152,23 @@ if want asan || want tsan; then
   pg_started=1
 fi
 
-if want asan; then
-  step "Run the tests under ASan + UBSan${asan_tests:+ (-R $asan_tests)}"
+# asan_tests WHAT [ctest arguments]: the tests chosen by the arguments under ASan + UBSan.
+asan_tests() {
+  local what=$1
+  shift
+  step "Run the $what under ASan + UBSan"
+  local t
   t=$(date +%s)
   # Leaks are checked (detect_leaks); tests/sanitizers/lsan.supp lists the libraries' own.
   export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:log_path=$sanitizer_dir/reports/asan$symbolizer"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$sanitizer_dir/reports/ubsan$symbolizer"
   export LSAN_OPTIONS="suppressions=$EDGEFLEET_ROOT/tests/sanitizers/lsan.supp:print_suppressions=0"
-  run_ctest "ASan/UBSan" "$asan_dir" ${asan_tests:+-R "$asan_tests"}
+  run_ctest "ASan/UBSan" "$asan_dir" "$@"
   unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
   took "$t"
-fi
+}
 
-if want tsan; then
-  step "Build the concurrency tests with TSan into $tsan_dir"
-  t=$(date +%s)
-  if [ "${EDGEFLEET_SKIP_BUILD:-0}" != 1 ]; then
-    configure_clang "$tsan_dir" thread
-    cmake --build "$tsan_dir" -j"$(nproc)" --target "${tsan_targets[@]}" ||
-      die "TSan build failed (compiler output above)"
-  fi
-  took "$t"
-
-  step "Run the concurrency tests under TSan (-R $tsan_tests)"
-  t=$(date +%s)
-  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$EDGEFLEET_ROOT/tests/sanitizers/tsan.supp:log_path=$sanitizer_dir/reports/tsan$symbolizer"
-  # Only the targets built above have tests ctest can run.
-  run_ctest "TSan" "$tsan_dir" -R "$tsan_tests"
-  unset TSAN_OPTIONS
-  took "$t"
-fi
-
-if want fuzz; then
+if want fuzz && [ -n "$asan_built" ] && fits 5 "fuzzing"; then
   step "Fuzz every target for ${fuzz_seconds} s from its seeds"
   t=$(date +%s)
   corpus=$sanitizer_dir/corpus
@@ -193,4 +201,39 @@ if want fuzz; then
     die "fuzzers found problems: ${failed[*]} (inputs above in base64; add them to tests/fuzz/regressions/)"
   ok "no fuzzer finding"
   took "$t"
+fi
+
+if want asan && [ -n "$asan_built" ]; then
+  if [ -n "$asan_tests" ]; then
+    asan_tests "tests matching $asan_tests" -R "$asan_tests"
+  elif fits 10 "the unit tests under ASan"; then
+    asan_tests "unit tests" -L unit
+  fi
+fi
+
+if want tsan && fits 12 "the TSan build and tests"; then
+  step "Build the concurrency tests with TSan into $tsan_dir"
+  t=$(date +%s)
+  if [ "${EDGEFLEET_SKIP_BUILD:-0}" != 1 ]; then
+    configure_clang "$tsan_dir" thread
+    cmake --build "$tsan_dir" -j"$(nproc)" --target "${tsan_targets[@]}" ||
+      die "TSan build failed (compiler output above)"
+  fi
+  took "$t"
+
+  step "Run the concurrency tests under TSan (-R $tsan_tests)"
+  t=$(date +%s)
+  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$EDGEFLEET_ROOT/tests/sanitizers/tsan.supp:log_path=$sanitizer_dir/reports/tsan$symbolizer"
+  # Only the targets built above have tests ctest can run.
+  run_ctest "TSan" "$tsan_dir" -R "$tsan_tests"
+  unset TSAN_OPTIONS
+  took "$t"
+fi
+
+if want asan && [ -n "$asan_built" ] && [ -z "$asan_tests" ] && fits 25 "the integration and fault tests under ASan"; then
+  asan_tests "integration and fault tests" -LE unit
+fi
+
+if [ "${#skipped[@]}" -gt 0 ]; then
+  warn "skipped for CI's time budget: ${skipped[*]} (run ./scripts/test-sanitizers.sh without EDGEFLEET_CI_DEADLINE for all)"
 fi

@@ -27,6 +27,7 @@ step() {
 
 info() { printf '    %s\n' "$*"; }
 ok() { printf '    %s%s%s\n' "$_ef_green" "$*" "$_ef_reset"; }
+warn() { printf '    %swarning: %s%s\n' "$_ef_red" "$*" "$_ef_reset" >&2; }
 
 # die "message": prints an error naming the current step and exits 1.
 die() {
