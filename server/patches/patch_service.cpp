@@ -140,7 +140,10 @@ void PatchService::RenewLeases() {
   while (!cv_.wait_for(lock, every, [this] { return stopping_; })) {
     const auto pairs = in_flight_;
     lock.unlock();
-    for (const auto& [from, to] : pairs) {
+    for (const auto& pair : pairs) {
+      // Named, not a structured binding: clang 14 (the sanitizer builds) cannot capture one.
+      const std::string& from = pair.first;
+      const std::string& to = pair.second;
       auto held = db_.Transact("renew patch lease", [&](Tx& tx) {
         return repo_.Renew(tx, from, to, owner_, options_.lease);
       });
