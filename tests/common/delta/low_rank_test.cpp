@@ -122,7 +122,7 @@ TEST(LowRankTest, PredictionIsOldPlusTheProductInDoubleThenFloat) {
 }
 
 // float16 words (IEEE binary16 bits) for the values in `values`.
-std::string HalfBytes(const std::vector<uint16_t>& bits) {
+[[maybe_unused]] std::string HalfBytes(const std::vector<uint16_t>& bits) {
   std::string out(bits.size() * 2, '\0');
   for (size_t i = 0; i < bits.size(); ++i) {
     out[2 * i] = static_cast<char>(bits[i]);
@@ -168,6 +168,10 @@ TEST(LowRankTest, Float16PredictionRoundsToNearestEvenAndRefusesOverflow) {
 }
 
 TEST(LowRankTest, FindsAnAdapterMergedIntoFloat16Weights) {
+#if defined(__clang__) && __clang_major__ < 15
+  // Clang before 15 has no _Float16 on x86-64 (the sanitizer builds); g++ runs this test.
+  GTEST_SKIP() << "_Float16 needs clang 15 or g++ 12";
+#else
   const size_t rows = 400, cols = 300;
   // The deployed float16 weights, and the adapter merged into them in float32 and rounded back.
   std::vector<float> w = Weights(rows * cols, 21);
@@ -197,6 +201,7 @@ TEST(LowRankTest, FindsAnAdapterMergedIntoFloat16Weights) {
     for (float x : *factor) ASSERT_EQ(Float16Value(Float16Bits(x)), x);
   }
   EXPECT_GT(ExactFraction(*half, old_words, new_words), full - 0.01);
+#endif
 }
 
 TEST(LowRankTest, Float16FactorsAreExactHalvesScaledIntoRange) {
