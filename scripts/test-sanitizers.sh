@@ -2,12 +2,12 @@
 # Sanitizer and fuzzing checks (CI runs this after scripts/test.sh; see .ci/run):
 #   1. a clang build with AddressSanitizer + UndefinedBehaviorSanitizer (and the libFuzzer targets),
 #   2. every fuzz target for EDGEFLEET_FUZZ_SECONDS (default 30) from its seed corpus,
-#   3. the unit tests on it (label unit) against a throwaway PostgreSQL, failing on any sanitizer
-#      report,
+#   3. the unit tests of the code that handles input (asan_unit_targets below) on it, failing on
+#      any sanitizer report,
 #   4. a ThreadSanitizer build of the concurrency tests only (EDGEFLEET_TSAN_TESTS names them),
-#   5. the integration tests on the ASan build (real server and agent processes, sanitized too:
-#      a report from a child process fails the run) — or EDGEFLEET_ASAN_TESTS, a ctest -R regex,
-#      instead of 3 and 5.
+#   5. the whole tree built with ASan and the whole suite on it (the integration and fault tests
+#      run real server and agent processes, sanitized too: a report from a child process fails
+#      the run) — or EDGEFLEET_ASAN_TESTS, a ctest -R regex, instead of 3 and 5.
 # CI's budget: when EDGEFLEET_CI_DEADLINE (seconds since the epoch, set by .ci/run) is set, a part
 # that would not finish before it (its usual time on 2 cores, below) is skipped and named, so that
 # the checks that did run still land. The order is by value per minute: fuzzing and the unit tests
@@ -41,6 +41,16 @@ tsan_targets=(agent_serving_test agent_telemetry_test agent_state_test agent_tra
   server_telemetry_rollup_test)
 fuzzers=(fuzz_delta_bsdiff40 fuzz_delta_container fuzz_delta_tensor fuzz_manifest fuzz_onnx_walker
   fuzz_rest_json fuzz_config)
+# The ASan unit tests CI runs first: the code that reads what devices, operators and files send
+# (delta decoders, manifests and trust, telemetry codecs, config, request limits) and the
+# agent's state and update machinery. The rest of the suite (the server's PostgreSQL stores, the
+# integration and fault tests with their sanitized server and agent processes) needs the whole
+# tree built, about 40 minutes here: it runs when CI's budget allows (below).
+asan_unit_targets=(fuzz_regression_test common_core_test common_config_test common_crypto_test
+  common_delta_test common_delta_tensor_test common_delta_transforms_test common_manifest_test
+  common_telemetry_test common_metrics_test agent_state_test agent_release_trust_test
+  agent_update_test agent_update_patch_test server_request_limits_test server_release_trust_test
+  server_telemetry_merge_test edgefleet_test_models)
 
 parts=("$@")
 [ "${#parts[@]}" -eq 0 ] && parts=(asan tsan fuzz)
@@ -138,11 +148,14 @@ EDGEFLEET_DEPS_SET=sanitizers ensure_deps || die "could not install the Debian p
 asan_built=''
 if { want asan || want fuzz; } && fits 20 "the ASan build (and with it fuzzing and the ASan tests)"; then
   asan_built=1
-  step "Build with ASan + UBSan and the fuzz targets into $asan_dir"
+  step "Build the fuzz targets and the input-handling unit tests with ASan + UBSan into $asan_dir"
   t=$(date +%s)
   if [ "${EDGEFLEET_SKIP_BUILD:-0}" != 1 ]; then
     configure_clang "$asan_dir" address,undefined -DEDGEFLEET_FUZZ=ON
-    cmake --build "$asan_dir" -j"$(nproc)" || die "ASan build failed (compiler output above)"
+    targets=(--target "${fuzzers[@]}" delta_fuzz_seeds "${asan_unit_targets[@]}")
+    [ -n "$asan_tests" ] && targets=()  # a chosen set of tests may need any binary
+    cmake --build "$asan_dir" -j"$(nproc)" "${targets[@]}" ||
+      die "ASan build failed (compiler output above)"
   fi
   took "$t"
 fi
@@ -206,12 +219,13 @@ fi
 if want asan && [ -n "$asan_built" ]; then
   if [ -n "$asan_tests" ]; then
     asan_tests "tests matching $asan_tests" -R "$asan_tests"
-  elif fits 10 "the unit tests under ASan"; then
-    asan_tests "unit tests" -L unit
+  elif fits 6 "the unit tests under ASan"; then
+    # Only built test binaries have discovered tests: these are the ones listed above.
+    asan_tests "input-handling unit tests" -L unit
   fi
 fi
 
-if want tsan && fits 12 "the TSan build and tests"; then
+if want tsan && fits 25 "the TSan build and tests"; then
   step "Build the concurrency tests with TSan into $tsan_dir"
   t=$(date +%s)
   if [ "${EDGEFLEET_SKIP_BUILD:-0}" != 1 ]; then
@@ -230,8 +244,13 @@ if want tsan && fits 12 "the TSan build and tests"; then
   took "$t"
 fi
 
-if want asan && [ -n "$asan_built" ] && [ -z "$asan_tests" ] && fits 25 "the integration and fault tests under ASan"; then
-  asan_tests "integration and fault tests" -LE unit
+if want asan && [ -n "$asan_built" ] && [ -z "$asan_tests" ] &&
+  fits 50 "the rest of the suite under ASan (the whole tree built)"; then
+  step "Build the whole tree with ASan + UBSan"
+  t=$(date +%s)
+  cmake --build "$asan_dir" -j"$(nproc)" || die "ASan build failed (compiler output above)"
+  took "$t"
+  asan_tests "whole suite"
 fi
 
 if [ "${#skipped[@]}" -gt 0 ]; then
