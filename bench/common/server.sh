@@ -90,6 +90,23 @@ PY
 
 bench_rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$(bench_server_pid)/status"; }
 
+# Bytes PostgreSQL keeps for table $1 with its indexes and TOAST, its partitions included.
+bench_relation_bytes() {
+  bench_psql "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
+    LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent
+    WHERE c.relkind = 'r' AND (c.relname = '$1' OR p.relname = '$1')"
+}
+
+# bench_publish RESULT JSON OUT NAME: prints RESULT (whose last line is JSON) and, when OUT is
+# set, writes OUT/NAME.txt and OUT/NAME.json.
+bench_publish() {
+  echo "$1"
+  [ -n "$3" ] || return 0
+  mkdir -p "$3"
+  echo "$1" >"$3/$4.txt"
+  echo "$2" >"$3/$4.json"
+}
+
 # The statements that took the database's time, a line each (when pg_stat_statements runs).
 bench_top_statements() {
   [ "$bench_stats" = 1 ] || return 0

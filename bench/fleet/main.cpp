@@ -146,8 +146,7 @@ struct AsyncCall : PendingCall {
 // The simulator: the fleet, its completion threads and the calls devices make.
 class Fleet {
  public:
-  Fleet(const Options& o, std::string ca)
-      : o_(o), ca_(std::move(ca)), queues_(o.completion_threads) {
+  explicit Fleet(const Options& o) : o_(o), queues_(o.completion_threads) {
     std::mt19937_64 rng(7);
     for (int i = 0; i < 64; ++i) {
       edgefleet::test::WindowShape shape{.features = 4, .classes = 3, .requests = 600};
@@ -276,7 +275,6 @@ class Fleet {
   }
 
   const Options& o_;
-  const std::string ca_;
   std::vector<v1::TelemetryWindow> templates_;
   std::vector<grpc::CompletionQueue> queues_;
   std::vector<std::thread> readers_;
@@ -517,7 +515,7 @@ int Run(const Options& o) {
   const int connected = o.connected > 0 ? std::min(o.connected, o.devices)
                                         : std::min(o.devices, std::max(1, OpenFileLimit() - 1000));
 
-  Fleet fleet(o, ca);
+  Fleet fleet(o);
   fleet.devices.resize(static_cast<size_t>(o.devices));
   v1::Inventory inventory;
   inventory.set_hardware("sim");

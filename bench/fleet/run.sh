@@ -80,17 +80,12 @@ sim_status=0
 
 # What PostgreSQL keeps: the registry per device (devices, their rollout targets, events) and
 # telemetry per window.
-relation_bytes() {
-  bench_psql "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
-    LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent
-    WHERE c.relkind = 'r' AND (c.relname = '$1' OR p.relname = '$1')"
-}
 registered=$(bench_psql "SELECT count(*) FROM devices")
-device_bytes=$(relation_bytes devices)
-target_bytes=$(relation_bytes deployment_targets)
-event_bytes=$(relation_bytes device_events)
+device_bytes=$(bench_relation_bytes devices)
+target_bytes=$(bench_relation_bytes deployment_targets)
+event_bytes=$(bench_relation_bytes device_events)
 windows=$(bench_psql "SELECT count(*) FROM telemetry_windows")
-window_bytes=$(relation_bytes telemetry_windows)
+window_bytes=$(bench_relation_bytes telemetry_windows)
 per_device=$(( registered > 0 ? device_bytes / registered : 0 ))
 per_target=$(( registered > 0 ? target_bytes / registered : 0 ))
 per_window=$(( windows > 0 ? window_bytes / windows : 0 ))
@@ -119,11 +114,6 @@ r.update({"pg_bytes_per_device": int(sys.argv[2]), "pg_target_bytes_per_device":
 print(json.dumps(r))
 PY
 )
-result="$(grep -v '^{' "$work/report.txt"; cat "$work/db.txt"; echo "$json")"
-echo "$result"
-if [ -n "$out" ]; then
-  mkdir -p "$out"
-  echo "$result" >"$out/fleet-${devices}${tag}.txt"
-  echo "$json" >"$out/fleet-${devices}${tag}.json"
-fi
+bench_publish "$(grep -v '^{' "$work/report.txt"; cat "$work/db.txt"; echo "$json")" "$json" "$out" \
+  "fleet-${devices}${tag}"
 exit "$sim_status"

@@ -87,7 +87,7 @@ rss_after=$(bench_rss_kib)
 kill "$watcher" 2>/dev/null || true
 
 rows=$(bench_psql "SELECT count(*) FROM telemetry_windows")
-bytes=$(bench_psql "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'telemetry_windows'")
+bytes=$(bench_relation_bytes telemetry_windows)
 summary_bytes=$(bench_psql "SELECT coalesce(avg(octet_length(summary)), 0)::int FROM telemetry_windows")
 per_window=$(( rows > 0 ? bytes / rows : 0 ))
 {
@@ -113,11 +113,6 @@ g.update({"server_rss_before_mib": round(int(sys.argv[2]) / 1024, 1),
 print(json.dumps(g))
 PY
 )
-result="$(grep -v '^{' "$work/report.txt"; cat "$work/server.txt"; echo "$json")"
-echo "$result"
-if [ -n "$out" ]; then
-  mkdir -p "$out"
-  echo "$result" >"$out/ingest-${rate}ps-${per_upload}w${tag}.txt"
-  echo "$json" >"$out/ingest-${rate}ps-${per_upload}w${tag}.json"
-fi
+bench_publish "$(grep -v '^{' "$work/report.txt"; cat "$work/server.txt"; echo "$json")" "$json" \
+  "$out" "ingest-${rate}ps-${per_upload}w${tag}"
 exit "$gen_status"
