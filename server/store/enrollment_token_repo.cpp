@@ -124,6 +124,11 @@ absl::Status UnusableTokenReason(pqxx::work& tx, const pqxx::binarystring& hash,
   return absl::ResourceExhaustedError("enrollment token has no uses left");
 }
 
+// A token that can enroll one more device at time $2 ($1 is its hash).
+constexpr char kUsableToken[] =
+    "WHERE token_hash = $1 AND uses < max_uses AND expires_at > to_timestamp($2) "
+    "AND revoked_at IS NULL";
+
 absl::StatusOr<ConsumedToken> TokenFromIdAndLabels(const pqxx::row& row) {
   auto labels = LabelsFromJson(row[1].as<std::string>());
   if (!labels.ok()) return labels.status();
@@ -137,11 +142,9 @@ absl::StatusOr<ConsumedToken> ConsumeEnrollmentToken(pqxx::work& tx, const std::
   pqxx::binarystring hash(token_hash);
   // Under READ COMMITTED a concurrent UPDATE re-checks the WHERE clause on the row's
   // latest version, so exactly max_uses callers succeed.
-  pqxx::result used = tx.exec_params(
-      "UPDATE enrollment_tokens SET uses = uses + 1 "
-      "WHERE token_hash = $1 AND uses < max_uses AND expires_at > to_timestamp($2) "
-      "AND revoked_at IS NULL RETURNING id, labels::text",
-      hash, now_unix);
+  pqxx::result used = tx.exec_params(absl::StrCat("UPDATE enrollment_tokens SET uses = uses + 1 ",
+                                                  kUsableToken, " RETURNING id, labels::text"),
+                                     hash, now_unix);
   if (!used.empty()) return TokenFromIdAndLabels(used[0]);
   return UnusableTokenReason(tx, hash, now_unix);
 }
@@ -149,11 +152,9 @@ absl::StatusOr<ConsumedToken> ConsumeEnrollmentToken(pqxx::work& tx, const std::
 absl::StatusOr<ConsumedToken> PeekEnrollmentToken(pqxx::work& tx, const std::string& token_hash,
                                                   int64_t now_unix) {
   pqxx::binarystring hash(token_hash);
-  pqxx::result usable = tx.exec_params(
-      "SELECT id, labels::text FROM enrollment_tokens "
-      "WHERE token_hash = $1 AND uses < max_uses AND expires_at > to_timestamp($2) "
-      "AND revoked_at IS NULL",
-      hash, now_unix);
+  pqxx::result usable =
+      tx.exec_params(absl::StrCat("SELECT id, labels::text FROM enrollment_tokens ", kUsableToken),
+                     hash, now_unix);
   if (!usable.empty()) return TokenFromIdAndLabels(usable[0]);
   return UnusableTokenReason(tx, hash, now_unix);
 }
