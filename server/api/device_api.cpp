@@ -80,15 +80,8 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
   const auto now = clock_.Now();
   const int64_t now_unix = ToUnixSeconds(now);
   // Writes the inventory only when it changed; last_seen goes to the batch once it succeeded.
-  auto desired = repos_.db.Transact(
-      "device check-in", [&](Tx& tx) -> absl::StatusOr<std::vector<StoredVersion>> {
-        if (auto s = repos_.devices.RecordCheckIn(tx, device_id, request.inventory(), now_unix);
-            !s.ok()) {
-          return s;
-        }
-        // A read: target states move only through device events (ReportEvent).
-        return repos_.deployments.DesiredForDevice(tx, device_id);
-      });
+  // A read of the targets otherwise: they move only through device events (ReportEvent).
+  auto desired = repos_.deployments.CheckIn(device_id, request.inventory(), now_unix);
   if (!desired.ok()) return desired.status();
   repos_.last_seen.Record(device_id, now_unix);
   metrics_.check_ins.Add({}).Increment();

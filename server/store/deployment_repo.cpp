@@ -119,6 +119,52 @@ bool ParseId(const std::string& text, int64_t* id) {
   return ec == std::errc() && ptr == end && !text.empty();
 }
 
+// Per model, the device's target in the newest deployment that still targets it; a rolled back
+// target names the version it ran before, under the roll back's release. Continues a WITH that
+// has defined `dev` (the device's status, one row or none) and reads the device id from $1: one
+// row per desired version of an active device, or one row of NULLs but the status (the last
+// column) when it has none or is not active; no row for an unknown device.
+constexpr const char* kDesiredOfDevice1 =
+    "latest AS (SELECT DISTINCT ON (d.model_name) d.model_name, "
+    "CASE WHEN t.rollback_metadata_version IS NOT NULL THEN t.previous_version "
+    "ELSE d.version END AS version, CASE WHEN t.rollback_metadata_version IS NOT NULL "
+    "THEN t.rollback_metadata_version "
+    "ELSE d.metadata_version END AS metadata_version, CASE WHEN "
+    "t.rollback_metadata_version IS NULL THEN d.capture END AS capture "
+    "FROM deployment_targets t "
+    "JOIN deployments d ON d.id = t.deployment_id WHERE t.device_id = $1 "
+    "AND t.state <> 'superseded' ORDER BY d.model_name, d.id DESC) "
+    "SELECT mv.model_name, mv.version, mv.format, mv.artifact_sha256, mv.size_bytes, "
+    "mv.inputs::text, mv.outputs::text, mv.labels::text, l.metadata_version, "
+    "floor(extract(epoch FROM mv.created_at))::bigint, mv.signed_manifest, mv.signature, "
+    "mv.key_id, l.capture, dev.status FROM dev LEFT JOIN (latest l JOIN model_versions mv "
+    "ON mv.model_name = l.model_name AND mv.version = l.version) ON dev.status = 'active' "
+    "ORDER BY mv.model_name";
+constexpr int kDesiredStatusColumn = 14;
+
+// The rows of kDesiredOfDevice1.
+absl::StatusOr<std::vector<StoredVersion>> DesiredFromRows(const pqxx::result& rows) {
+  std::vector<StoredVersion> desired;
+  for (const pqxx::row& row : rows) {
+    if (row[0].is_null()) continue;  // the device's status alone: nothing desired
+    absl::StatusOr<v1::ModelVersion> mv = internal::ModelVersionFromRow(row);
+    if (!mv.ok()) return mv.status();
+    StoredVersion stored{*std::move(mv), pqxx::binarystring(row[10]).str(),
+                         pqxx::binarystring(row[11]).str(), row[12].as<std::string>(),
+                         std::nullopt};
+    // The capture request travels with the version the device is targeted with; a rolled back
+    // target (its previous version) carries none.
+    if (!row[13].is_null()) {
+      v1::CaptureSpec capture;
+      if (capture.ParseFromString(pqxx::binarystring(row[13]).str()) && capture.enabled()) {
+        stored.capture = std::move(capture);
+      }
+    }
+    desired.push_back(std::move(stored));
+  }
+  return desired;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::Deployment> DeploymentRepo::Create(Tx& txn, const std::string& model_name,
@@ -216,47 +262,39 @@ absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::DesiredForDevice(
   return internal::InTx(
       txn, absl::StrCat("read desired state of device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<StoredVersion>> {
-        pqxx::result device = tx.exec_params("SELECT status FROM devices WHERE id = $1", device_id);
-        if (device.empty()) {
-          return absl::NotFoundError(absl::StrCat("device ", device_id, " not found"));
+        pqxx::result r =
+            tx.exec_params(absl::StrCat("WITH dev AS (SELECT status FROM devices WHERE id = $1), ",
+                                        kDesiredOfDevice1),
+                           device_id);
+        if (r.empty()) return absl::NotFoundError(absl::StrCat("device ", device_id, " not found"));
+        return DesiredFromRows(r);
+      });
+}
+
+absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::CheckIn(const std::string& device_id,
+                                                                   const v1::Inventory& inventory,
+                                                                   int64_t now_unix) {
+  // One statement in autocommit, prepared once per connection: the check-in is every device's
+  // most frequent call, and each round trip to PostgreSQL costs both processes a wakeup. The
+  // UPDATE in WITH runs whether or not the SELECT reads it; its snapshot is the SELECT's. Run
+  // twice (a retry after a broken connection), it writes the same thing.
+  static const std::string kSql = absl::StrCat(
+      "WITH dev AS (SELECT status FROM devices WHERE id = $1), "
+      "written AS (UPDATE devices SET inventory = $2::jsonb, "
+      "last_seen = greatest(last_seen, to_timestamp($3)) WHERE id = $1 "
+      "AND status <> 'decommissioned' AND inventory IS DISTINCT FROM $2::jsonb RETURNING 1), ",
+      kDesiredOfDevice1);
+  return internal::AutocommitOnce(
+      db_, absl::StrCat("record check-in of device ", device_id),
+      [&](pqxx::nontransaction& tx) -> absl::StatusOr<std::vector<StoredVersion>> {
+        pqxx::result r = internal::ExecPrepared(tx, "device_check_in", kSql, device_id,
+                                                internal::MessageToJson(inventory), now_unix);
+        if (r.empty()) return absl::NotFoundError(absl::StrCat("device ", device_id, " not found"));
+        if (r[0][kDesiredStatusColumn].as<std::string>() == "decommissioned") {
+          return absl::FailedPreconditionError(
+              absl::StrCat("device ", device_id, " is decommissioned"));
         }
-        std::vector<StoredVersion> desired;
-        if (device[0][0].as<std::string>() != "active") return desired;
-        // Per model, the device's target in the newest deployment that still targets it; a
-        // rolled back target names the version it ran before, under the roll back's release.
-        pqxx::result versions = tx.exec_params(
-            "WITH latest AS (SELECT DISTINCT ON (d.model_name) d.model_name, "
-            "CASE WHEN t.rollback_metadata_version IS NOT NULL THEN t.previous_version "
-            "ELSE d.version END AS version, CASE WHEN t.rollback_metadata_version IS NOT NULL "
-            "THEN t.rollback_metadata_version "
-            "ELSE d.metadata_version END AS metadata_version, CASE WHEN "
-            "t.rollback_metadata_version IS NULL THEN d.capture END AS capture "
-            "FROM deployment_targets t "
-            "JOIN deployments d ON d.id = t.deployment_id WHERE t.device_id = $1 "
-            "AND t.state <> 'superseded' ORDER BY d.model_name, d.id DESC) "
-            "SELECT mv.model_name, mv.version, mv.format, mv.artifact_sha256, mv.size_bytes, "
-            "mv.inputs::text, mv.outputs::text, mv.labels::text, l.metadata_version, "
-            "floor(extract(epoch FROM mv.created_at))::bigint, mv.signed_manifest, mv.signature, "
-            "mv.key_id, l.capture FROM latest l JOIN model_versions mv "
-            "ON mv.model_name = l.model_name AND mv.version = l.version ORDER BY mv.model_name",
-            device_id);
-        for (const pqxx::row& row : versions) {
-          absl::StatusOr<v1::ModelVersion> mv = internal::ModelVersionFromRow(row);
-          if (!mv.ok()) return mv.status();
-          StoredVersion stored{*std::move(mv), pqxx::binarystring(row[10]).str(),
-                               pqxx::binarystring(row[11]).str(), row[12].as<std::string>(),
-                               std::nullopt};
-          // The capture request travels with the version the device is targeted with; a
-          // rolled back target (its previous version) carries none.
-          if (!row[13].is_null()) {
-            v1::CaptureSpec capture;
-            if (capture.ParseFromString(pqxx::binarystring(row[13]).str()) && capture.enabled()) {
-              stored.capture = std::move(capture);
-            }
-          }
-          desired.push_back(std::move(stored));
-        }
-        return desired;
+        return DesiredFromRows(r);
       });
 }
 

@@ -55,6 +55,13 @@ class DeploymentStore {
   // NotFound "device X not found".
   virtual absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(
       Tx& tx, const std::string& device_id) = 0;
+  // A device's check-in, in one statement of its own (no Tx): stores the reported inventory,
+  // with last_seen, when it differs from the stored one (check-ins batch last_seen otherwise:
+  // LastSeenBatcher, DeviceStore::TouchLastSeen), and answers what DesiredForDevice answers.
+  // NotFound for an unknown device, FailedPrecondition for a decommissioned one.
+  virtual absl::StatusOr<std::vector<StoredVersion>> CheckIn(const std::string& device_id,
+                                                             const v1::Inventory& inventory,
+                                                             int64_t now_unix) = 0;
   // Moves the device's targets in deployments of model+version to `state` (with `reason` when
   // FAILED). Superseded and rolled back targets stay so, and a late IN_PROGRESS/PENDING never
   // downgrades SERVING.
@@ -78,6 +85,9 @@ class DeploymentRepo final : public DeploymentStore {
   absl::StatusOr<Page<v1::Deployment>> ListPage(const PageRequest& page) override;
   absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(
       Tx& tx, const std::string& device_id) override;
+  absl::StatusOr<std::vector<StoredVersion>> CheckIn(const std::string& device_id,
+                                                     const v1::Inventory& inventory,
+                                                     int64_t now_unix) override;
   absl::Status UpdateTargetState(Tx& tx, const std::string& device_id,
                                  const std::string& model_name, const std::string& version,
                                  v1::DeploymentTargetState state, v1::FailureReason reason,

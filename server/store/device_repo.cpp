@@ -341,29 +341,6 @@ absl::StatusOr<v1::Device> DeviceRepo::Decommission(Tx& txn, const std::string& 
       });
 }
 
-absl::Status DeviceRepo::RecordCheckIn(Tx& txn, const std::string& device_id,
-                                       const v1::Inventory& inventory, int64_t now_unix) {
-  return internal::InTx(
-      txn, absl::StrCat("record check-in of device ", device_id),
-      [&](pqxx::work& tx) -> absl::Status {
-        // One round trip: the device's status, and the inventory written only when it changed.
-        pqxx::result r = tx.exec_params(
-            "WITH dev AS (SELECT status FROM devices WHERE id = $1), "
-            "changed AS (UPDATE devices SET inventory = $2::jsonb, "
-            "last_seen = greatest(last_seen, to_timestamp($3)) WHERE id = $1 "
-            "AND status <> 'decommissioned' AND inventory IS DISTINCT FROM $2::jsonb "
-            "RETURNING 1) "
-            "SELECT (SELECT status FROM dev), EXISTS (SELECT 1 FROM changed)",
-            device_id, internal::MessageToJson(inventory), now_unix);
-        if (r[0][0].is_null()) return NotFound(device_id);
-        if (r[0][0].as<std::string>() == "decommissioned") {
-          return absl::FailedPreconditionError(
-              absl::StrCat("device ", device_id, " is decommissioned"));
-        }
-        return absl::OkStatus();
-      });
-}
-
 absl::Status DeviceRepo::TouchLastSeen(Tx& txn, const std::map<std::string, int64_t>& seen_unix) {
   if (seen_unix.empty()) return absl::OkStatus();
   return internal::InTx(txn, absl::StrCat("record last seen of ", seen_unix.size(), " devices"),
@@ -430,7 +407,7 @@ absl::StatusOr<v1::DeviceStatus> DeviceRepo::Status(const std::string& device_id
 }
 
 absl::StatusOr<DeviceRepo::DeviceIdentity> DeviceRepo::Identity(const std::string& device_id) {
-  return internal::ReadOnce(
+  return internal::AutocommitOnce(
       db_, absl::StrCat("get identity of device ", device_id),
       [&](pqxx::nontransaction& tx) -> absl::StatusOr<DeviceIdentity> {
         pqxx::result r = internal::ExecPrepared(

@@ -91,11 +91,6 @@ class DeviceStore {
                                                   const std::vector<std::string>& remove_keys) = 0;
   // Idempotent. NotFound for an unknown device.
   virtual absl::StatusOr<v1::Device> Decommission(Tx& tx, const std::string& device_id) = 0;
-  // Stores the reported inventory, with last_seen, when it differs from the stored one; writes
-  // nothing when it is the same (check-ins batch last_seen: LastSeenBatcher, TouchLastSeen).
-  // NotFound for an unknown device, FailedPrecondition for a decommissioned one.
-  virtual absl::Status RecordCheckIn(Tx& tx, const std::string& device_id,
-                                     const v1::Inventory& inventory, int64_t now_unix) = 0;
   // Moves each device's last_seen forward to its time (never back), in one statement; unknown
   // devices are skipped.
   virtual absl::Status TouchLastSeen(Tx& tx, const std::map<std::string, int64_t>& seen_unix) = 0;
@@ -146,8 +141,6 @@ class DeviceRepo final : public DeviceStore {
   absl::StatusOr<v1::Device> UpdateLabels(Tx& tx, const std::string& device_id, const Labels& set,
                                           const std::vector<std::string>& remove_keys) override;
   absl::StatusOr<v1::Device> Decommission(Tx& tx, const std::string& device_id) override;
-  absl::Status RecordCheckIn(Tx& tx, const std::string& device_id, const v1::Inventory& inventory,
-                             int64_t now_unix) override;
   absl::Status TouchLastSeen(Tx& tx, const std::map<std::string, int64_t>& seen_unix) override;
   absl::StatusOr<std::map<std::string, int64_t>> CountByStatus() override;
   absl::StatusOr<std::vector<int64_t>> CountActiveNotSeenSince(

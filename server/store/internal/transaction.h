@@ -95,11 +95,13 @@ pqxx::result ExecPrepared(pqxx::transaction_base& tx, const std::string& name,
   return tx.exec_prepared(name, std::forward<Args>(args)...);
 }
 
-// One read statement outside a transaction (autocommit): f(pqxx::nontransaction&) without the
-// BEGIN and COMMIT round trips of WithTransaction — for a single SELECT on a hot path (every
-// device call reads the caller's status). A broken connection is retried once on a fresh one.
+// One statement outside a transaction (autocommit): f(pqxx::nontransaction&) without the
+// BEGIN and COMMIT round trips of WithTransaction, for the statements of hot paths (every device
+// call reads the caller's status; a check-in is one statement). A broken connection is retried
+// once on a fresh one, so the statement must be safe to run twice: a read, or a write that
+// sets what it sets.
 template <class F>
-auto ReadOnce(Database& db, absl::string_view what, F&& f)
+auto AutocommitOnce(Database& db, absl::string_view what, F&& f)
     -> std::invoke_result_t<F&, pqxx::nontransaction&> {
   using R = std::invoke_result_t<F&, pqxx::nontransaction&>;
   constexpr int kAttempts = 2;

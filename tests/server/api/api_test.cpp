@@ -733,20 +733,8 @@ TEST_F(ApiTest, DevicesFetchOnlyArtifactsReleasedToThem) {
   model->set_version("1");
   model->set_state(v1::MODEL_STATE_SERVING);
   model->set_artifact_sha256(v1_sha);
-  ASSERT_TRUE(database_
-                  ->Transact("test",
-                             [&](Tx& tx) {
-                               return devices_->RecordCheckIn(tx, "cam-1", holds_v1,
-                                                              ToUnixSeconds(clock_.Now()));
-                             })
-                  .ok());
-  ASSERT_TRUE(database_
-                  ->Transact("test",
-                             [&](Tx& tx) {
-                               return devices_->RecordCheckIn(tx, "cam-2", holds_v1,
-                                                              ToUnixSeconds(clock_.Now()));
-                             })
-                  .ok());
+  ASSERT_TRUE(deployments_->CheckIn("cam-1", holds_v1, ToUnixSeconds(clock_.Now())).ok());
+  ASSERT_TRUE(deployments_->CheckIn("cam-2", holds_v1, ToUnixSeconds(clock_.Now())).ok());
   EXPECT_TRUE(device_api_->OpenArtifact("cam-1", v1_sha).ok());
   EXPECT_EQ(device_api_->OpenArtifact("cam-2", v1_sha).status().code(),
             absl::StatusCode::kNotFound);

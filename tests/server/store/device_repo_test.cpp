@@ -5,6 +5,7 @@
 #include <chrono>
 #include <future>
 
+#include "server/store/deployment_repo.h"
 #include "server/store/enrollment_token_repo.h"
 #include "tests/server/store/store_test_util.h"
 
@@ -185,6 +186,7 @@ TEST_F(StoreTest, LabelsAreSetAndRemoved) {
 
 TEST_F(StoreTest, DecommissionedDeviceIsRefusedEverywhere) {
   DeviceRepo repo(*db_);
+  DeploymentRepo deployments(*db_);
   ASSERT_TRUE(db_->Transact("test",
                             [&](Tx& tx) {
                               return repo.Enroll(tx, "cam-1", {}, MakeInventory("0.1"), "01", kNow);
@@ -195,12 +197,7 @@ TEST_F(StoreTest, DecommissionedDeviceIsRefusedEverywhere) {
                               return repo.Enroll(tx, "cam-2", {}, MakeInventory("0.1"), "02", kNow);
                             })
                   .ok());
-  ASSERT_TRUE(db_->Transact("test",
-                            [&](Tx& tx) {
-                              return repo.RecordCheckIn(tx, "cam-1", MakeInventory("0.3"),
-                                                        kNow + 30);
-                            })
-                  .ok());
+  ASSERT_TRUE(deployments.CheckIn("cam-1", MakeInventory("0.3"), kNow + 30).ok());
   EXPECT_EQ(repo.Get("cam-1")->last_seen().seconds(), kNow + 30);
   EXPECT_EQ(repo.Get("cam-1")->inventory().agent_version(), "0.3");
 
@@ -218,17 +215,9 @@ TEST_F(StoreTest, DecommissionedDeviceIsRefusedEverywhere) {
           .status();
   EXPECT_EQ(reenroll.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(reenroll.message(), "device cam-1 is decommissioned");
-  EXPECT_EQ(db_->Transact("test",
-                          [&](Tx& tx) {
-                            return repo.RecordCheckIn(tx, "cam-1", MakeInventory("0.4"), kNow + 90);
-                          })
-                .code(),
+  EXPECT_EQ(deployments.CheckIn("cam-1", MakeInventory("0.4"), kNow + 90).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(db_->Transact("test",
-                          [&](Tx& tx) {
-                            return repo.RecordCheckIn(tx, "ghost", MakeInventory("0.4"), kNow + 90);
-                          })
-                .code(),
+  EXPECT_EQ(deployments.CheckIn("ghost", MakeInventory("0.4"), kNow + 90).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(
       db_->Transact("test", [&](Tx& tx) { return repo.Decommission(tx, "ghost"); }).status().code(),
@@ -244,6 +233,7 @@ TEST_F(StoreTest, DecommissionedDeviceIsRefusedEverywhere) {
 // The batched last-seen write: one statement for many devices, only ever forward, any id.
 TEST_F(StoreTest, TouchLastSeenMovesEachDeviceForwardInOneStatement) {
   DeviceRepo repo(*db_);
+  DeploymentRepo deployments(*db_);
   const std::vector<std::string> ids = {"cam-1", "odd \"id\", with {braces}\\"};
   for (const std::string& id : ids) {
     ASSERT_TRUE(db_->Transact("test",
@@ -270,12 +260,7 @@ TEST_F(StoreTest, TouchLastSeenMovesEachDeviceForwardInOneStatement) {
 
   // A check-in reporting the same inventory leaves the row alone.
   const std::string row = pg_.QueryValue("SELECT ctid::text FROM devices WHERE id = 'cam-1'");
-  ASSERT_TRUE(db_->Transact("test",
-                            [&](Tx& tx) {
-                              return repo.RecordCheckIn(tx, "cam-1", MakeInventory("0.1"),
-                                                        kNow + 90);
-                            })
-                  .ok());
+  ASSERT_TRUE(deployments.CheckIn("cam-1", MakeInventory("0.1"), kNow + 90).ok());
   EXPECT_EQ(pg_.QueryValue("SELECT ctid::text FROM devices WHERE id = 'cam-1'"), row);
   EXPECT_EQ(repo.Get("cam-1")->last_seen().seconds(), kNow + 60);
 }
