@@ -45,7 +45,12 @@ DeviceApi::DeviceApi(DeviceRepos repos, ArtifactStore& artifacts,
 
 absl::Status DeviceApi::Authorize(const std::string& device_id,
                                   const std::string& certificate_serial_hex) {
-  auto identity = repos_.devices.Identity(device_id);
+  return Admit(device_id, certificate_serial_hex, repos_.devices.Identity(device_id));
+}
+
+absl::Status DeviceApi::Admit(const std::string& device_id,
+                              const std::string& certificate_serial_hex,
+                              const absl::StatusOr<DeviceStore::DeviceIdentity>& identity) {
   if (absl::IsNotFound(identity.status())) {
     return absl::PermissionDeniedError(absl::StrCat("device ", device_id, " is not enrolled"));
   }
@@ -75,20 +80,38 @@ absl::Status DeviceApi::Authorize(const std::string& device_id,
 }
 
 absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device_id,
+                                                       const std::string& certificate_serial_hex,
                                                        const v1::CheckInRequest& request) {
   if (auto s = CheckRequestLimits(request); !s.ok()) return s;
   const auto now = clock_.Now();
   const int64_t now_unix = ToUnixSeconds(now);
-  // Writes the inventory only when it changed; last_seen goes to the batch once it succeeded.
-  // A read of the targets otherwise: they move only through device events (ReportEvent).
-  auto desired = repos_.deployments.CheckIn(device_id, request.inventory(), now_unix);
-  if (!desired.ok()) return desired.status();
+  // The caller is authorized by the identity the check-in statement read (Admit, as Authorize
+  // does for other calls). It writes the inventory only when it changed, and only for the
+  // current certificate of an active device; last_seen goes to the batch once it succeeded. A
+  // read of the targets otherwise: they move only through device events (ReportEvent).
+  absl::StatusOr<CheckInRecord> record;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    record = repos_.deployments.CheckIn(device_id, certificate_serial_hex, request.inventory(),
+                                        now_unix);
+    if (record.ok() && record->recorded) break;
+    // Refused, or a renewed certificate's first use, promoted by Admit: then once more.
+    if (auto s = Admit(device_id, certificate_serial_hex,
+                       record.ok() ? absl::StatusOr<DeviceStore::DeviceIdentity>(record->identity)
+                                   : absl::StatusOr<DeviceStore::DeviceIdentity>(record.status()));
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (!record->recorded) {
+    return absl::UnavailableError(
+        absl::StrCat("certificate of device ", device_id, " changed during the check-in"));
+  }
   repos_.last_seen.Record(device_id, now_unix);
   metrics_.check_ins.Add({}).Increment();
 
   v1::CheckInResponse response;
   response.mutable_check_in_interval()->set_seconds(options_.check_in_interval.count());
-  for (const StoredVersion& stored : *desired) {
+  for (const StoredVersion& stored : record->desired) {
     const v1::ModelVersion& version = stored.meta;
     // Manifests are signed per answer so their expiry is always fresh. The metadata version is
     // the deployment's (see DesiredForDevice): each deployment is a new release, so an operator's

@@ -66,7 +66,10 @@ class DeviceApi {
   // current one, or a renewed one, which then becomes the current one).
   absl::Status Authorize(const std::string& device_id, const std::string& certificate_serial_hex);
 
+  // Authorizes the holder of the certificate (as Authorize does) from what the check-in itself
+  // reads: one statement for the whole check-in.
   absl::StatusOr<v1::CheckInResponse> CheckIn(const std::string& device_id,
+                                              const std::string& certificate_serial_hex,
                                               const v1::CheckInRequest& request);
   absl::Status ReportEvent(const std::string& device_id, const v1::ReportEventRequest& request);
   // Stores the per-model summaries and the windows (TelemetryIngest::Ingest): the answer lists
@@ -91,6 +94,10 @@ class DeviceApi {
   telemetry::TelemetryIngest& telemetry() { return telemetry_ingest_; }
 
  private:
+  // Authorize's decision on the identity read for the device (promotes a renewed certificate at
+  // its first use).
+  absl::Status Admit(const std::string& device_id, const std::string& certificate_serial_hex,
+                     const absl::StatusOr<DeviceStore::DeviceIdentity>& identity);
   // Adds the delegation and the signed timestamp binding this answer's manifests.
   absl::Status StampAnswer(const std::string& device_id, Clock::TimePoint now,
                            v1::CheckInResponse* response) const;

@@ -35,6 +35,9 @@ class DeviceGrpcService final : public v1::DeviceService::Service {
                                 v1::RenewCertificateResponse*) override;
 
  private:
+  // What the caller's client certificate says (mTLS verified it against the device CA).
+  absl::StatusOr<ClientIdentityCache::Identity> CallerCertificate(
+      const grpc::ServerContext& context);
   // The authenticated device id of the caller, or Unauthenticated / PermissionDenied.
   absl::StatusOr<std::string> CallerDevice(const grpc::ServerContext& context);
 

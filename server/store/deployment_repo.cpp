@@ -121,9 +121,10 @@ bool ParseId(const std::string& text, int64_t* id) {
 
 // Per model, the device's target in the newest deployment that still targets it; a rolled back
 // target names the version it ran before, under the roll back's release. Continues a WITH that
-// has defined `dev` (the device's status, one row or none) and reads the device id from $1: one
-// row per desired version of an active device, or one row of NULLs but the status (the last
-// column) when it has none or is not active; no row for an unknown device.
+// has defined `dev` (one row or none: status, serial, pending, and `admitted`, whether its
+// desired state may be read) and reads the device id from $1: one row per desired version of an
+// admitted device, or one row of NULLs but dev's (the last three columns) when it has none or is
+// not admitted; no row for an unknown device.
 constexpr const char* kDesiredOfDevice1 =
     "latest AS (SELECT DISTINCT ON (d.model_name) d.model_name, "
     "CASE WHEN t.rollback_metadata_version IS NOT NULL THEN t.previous_version "
@@ -137,10 +138,17 @@ constexpr const char* kDesiredOfDevice1 =
     "SELECT mv.model_name, mv.version, mv.format, mv.artifact_sha256, mv.size_bytes, "
     "mv.inputs::text, mv.outputs::text, mv.labels::text, l.metadata_version, "
     "floor(extract(epoch FROM mv.created_at))::bigint, mv.signed_manifest, mv.signature, "
-    "mv.key_id, l.capture, dev.status FROM dev LEFT JOIN (latest l JOIN model_versions mv "
-    "ON mv.model_name = l.model_name AND mv.version = l.version) ON dev.status = 'active' "
-    "ORDER BY mv.model_name";
+    "mv.key_id, l.capture, dev.status, dev.serial, dev.pending FROM dev LEFT JOIN (latest l "
+    "JOIN model_versions mv ON mv.model_name = l.model_name AND mv.version = l.version) "
+    "ON dev.admitted ORDER BY mv.model_name";
 constexpr int kDesiredStatusColumn = 14;
+
+DeviceStore::DeviceIdentity IdentityFromDesiredRow(const pqxx::row& row) {
+  return {internal::FromDb<v1::DeviceStatus>(row[kDesiredStatusColumn].as<std::string>(),
+                                             "DEVICE_STATUS_"),
+          row[kDesiredStatusColumn + 1].as<std::string>(),
+          row[kDesiredStatusColumn + 2].as<std::string>()};
+}
 
 // The rows of kDesiredOfDevice1.
 absl::StatusOr<std::vector<StoredVersion>> DesiredFromRows(const pqxx::result& rows) {
@@ -259,42 +267,53 @@ absl::StatusOr<Page<v1::Deployment>> DeploymentRepo::ListPage(const PageRequest&
 
 absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::DesiredForDevice(
     Tx& txn, const std::string& device_id) {
+  static const std::string kSql = absl::StrCat(
+      "WITH dev AS (SELECT status, '' AS serial, '' AS pending, status = 'active' AS admitted "
+      "FROM devices WHERE id = $1), ",
+      kDesiredOfDevice1);
   return internal::InTx(
       txn, absl::StrCat("read desired state of device ", device_id),
       [&](pqxx::work& tx) -> absl::StatusOr<std::vector<StoredVersion>> {
-        pqxx::result r =
-            tx.exec_params(absl::StrCat("WITH dev AS (SELECT status FROM devices WHERE id = $1), ",
-                                        kDesiredOfDevice1),
-                           device_id);
+        pqxx::result r = tx.exec_params(kSql, device_id);
         if (r.empty()) return absl::NotFoundError(absl::StrCat("device ", device_id, " not found"));
         return DesiredFromRows(r);
       });
 }
 
-absl::StatusOr<std::vector<StoredVersion>> DeploymentRepo::CheckIn(const std::string& device_id,
-                                                                   const v1::Inventory& inventory,
-                                                                   int64_t now_unix) {
+absl::StatusOr<CheckInRecord> DeploymentRepo::CheckIn(const std::string& device_id,
+                                                      const std::string& certificate_serial_hex,
+                                                      const v1::Inventory& inventory,
+                                                      int64_t now_unix) {
   // One statement in autocommit, prepared once per connection: the check-in is every device's
-  // most frequent call, and each round trip to PostgreSQL costs both processes a wakeup. The
-  // UPDATE in WITH runs whether or not the SELECT reads it; its snapshot is the SELECT's. Run
-  // twice (a retry after a broken connection), it writes the same thing.
+  // most frequent call, and each round trip to PostgreSQL costs both processes a wakeup. It
+  // reads the identity that mTLS authorization needs, so the caller's certificate is checked
+  // without a statement of its own. The UPDATE in WITH runs whether or not the SELECT reads it,
+  // on the SELECT's snapshot. Run twice (a retry after a broken connection), it writes the same.
   static const std::string kSql = absl::StrCat(
-      "WITH dev AS (SELECT status FROM devices WHERE id = $1), "
+      "WITH dev AS (SELECT status, coalesce(certificate_serial, '') AS serial, "
+      "coalesce(pending_certificate_serial, '') AS pending, "
+      "status = 'active' AND certificate_serial IS NOT DISTINCT FROM $4 AS admitted "
+      "FROM devices WHERE id = $1), "
       "written AS (UPDATE devices SET inventory = $2::jsonb, "
-      "last_seen = greatest(last_seen, to_timestamp($3)) WHERE id = $1 "
-      "AND status <> 'decommissioned' AND inventory IS DISTINCT FROM $2::jsonb RETURNING 1), ",
+      "last_seen = greatest(last_seen, to_timestamp($3)) WHERE id = $1 AND status = 'active' "
+      "AND certificate_serial = $4 AND inventory IS DISTINCT FROM $2::jsonb RETURNING 1), ",
       kDesiredOfDevice1);
   return internal::AutocommitOnce(
       db_, absl::StrCat("record check-in of device ", device_id),
-      [&](pqxx::nontransaction& tx) -> absl::StatusOr<std::vector<StoredVersion>> {
+      [&](pqxx::nontransaction& tx) -> absl::StatusOr<CheckInRecord> {
         pqxx::result r = internal::ExecPrepared(tx, "device_check_in", kSql, device_id,
-                                                internal::MessageToJson(inventory), now_unix);
+                                                internal::MessageToJson(inventory), now_unix,
+                                                certificate_serial_hex);
         if (r.empty()) return absl::NotFoundError(absl::StrCat("device ", device_id, " not found"));
-        if (r[0][kDesiredStatusColumn].as<std::string>() == "decommissioned") {
-          return absl::FailedPreconditionError(
-              absl::StrCat("device ", device_id, " is decommissioned"));
-        }
-        return DesiredFromRows(r);
+        CheckInRecord record;
+        record.identity = IdentityFromDesiredRow(r[0]);
+        record.recorded = record.identity.status == v1::DEVICE_STATUS_ACTIVE &&
+                          record.identity.certificate_serial == certificate_serial_hex;
+        if (!record.recorded) return record;
+        auto desired = DesiredFromRows(r);
+        if (!desired.ok()) return desired.status();
+        record.desired = *std::move(desired);
+        return record;
       });
 }
 

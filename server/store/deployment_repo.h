@@ -13,6 +13,7 @@
 #include "edgefleet/v1/admin.pb.h"
 #include "edgefleet/v1/device.pb.h"
 #include "server/store/database.h"
+#include "server/store/device_repo.h"
 #include "server/store/model_repo.h"
 #include "server/store/paging.h"
 
@@ -22,6 +23,15 @@ namespace edgefleet::server {
 struct DeploymentPage {
   v1::Deployment deployment;      // with its target counts
   std::string next_target_after;  // the device id to continue after; empty on the last page
+};
+
+// What a device's check-in read and wrote (DeploymentStore::CheckIn).
+struct CheckInRecord {
+  DeviceStore::DeviceIdentity identity;  // when the check-in ran
+  // The certificate was the current one of an active device: the inventory was recorded and
+  // `desired` is the device's desired state.
+  bool recorded = false;
+  std::vector<StoredVersion> desired;
 };
 
 class DeploymentStore {
@@ -55,13 +65,17 @@ class DeploymentStore {
   // NotFound "device X not found".
   virtual absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(
       Tx& tx, const std::string& device_id) = 0;
-  // A device's check-in, in one statement of its own (no Tx): stores the reported inventory,
-  // with last_seen, when it differs from the stored one (check-ins batch last_seen otherwise:
-  // LastSeenBatcher, DeviceStore::TouchLastSeen), and answers what DesiredForDevice answers.
-  // NotFound for an unknown device, FailedPrecondition for a decommissioned one.
-  virtual absl::StatusOr<std::vector<StoredVersion>> CheckIn(const std::string& device_id,
-                                                             const v1::Inventory& inventory,
-                                                             int64_t now_unix) = 0;
+  // A device's check-in by the holder of the certificate with `certificate_serial_hex`, in one
+  // statement of its own (no Tx). Reads the device's identity; when it is active and that is
+  // its current certificate (`recorded`), stores the reported inventory, with last_seen, when it
+  // differs from the stored one (check-ins batch last_seen otherwise: LastSeenBatcher,
+  // DeviceStore::TouchLastSeen), and answers what DesiredForDevice answers. Otherwise writes and
+  // reads nothing more: the caller decides from the identity (a renewed certificate's first use
+  // is promoted, then the check-in runs again). NotFound for an unknown device.
+  virtual absl::StatusOr<CheckInRecord> CheckIn(const std::string& device_id,
+                                                const std::string& certificate_serial_hex,
+                                                const v1::Inventory& inventory,
+                                                int64_t now_unix) = 0;
   // Moves the device's targets in deployments of model+version to `state` (with `reason` when
   // FAILED). Superseded and rolled back targets stay so, and a late IN_PROGRESS/PENDING never
   // downgrades SERVING.
@@ -85,9 +99,9 @@ class DeploymentRepo final : public DeploymentStore {
   absl::StatusOr<Page<v1::Deployment>> ListPage(const PageRequest& page) override;
   absl::StatusOr<std::vector<StoredVersion>> DesiredForDevice(
       Tx& tx, const std::string& device_id) override;
-  absl::StatusOr<std::vector<StoredVersion>> CheckIn(const std::string& device_id,
-                                                     const v1::Inventory& inventory,
-                                                     int64_t now_unix) override;
+  absl::StatusOr<CheckInRecord> CheckIn(const std::string& device_id,
+                                        const std::string& certificate_serial_hex,
+                                        const v1::Inventory& inventory, int64_t now_unix) override;
   absl::Status UpdateTargetState(Tx& tx, const std::string& device_id,
                                  const std::string& model_name, const std::string& version,
                                  v1::DeploymentTargetState state, v1::FailureReason reason,

@@ -412,7 +412,7 @@ TEST_F(ApiTest, CheckInAnswersWithAManifestTheDeviceCanVerify) {
   EXPECT_EQ(deployment->target_counts().pending(), 1u);
   EXPECT_EQ(deployment->targets_size(), 0) << "targets are paged by GetDeployment";
 
-  auto answer = device_api_->CheckIn("cam-1", v1::CheckInRequest());
+  auto answer = device_api_->CheckIn("cam-1", "serial-cam-1", v1::CheckInRequest());
   ASSERT_TRUE(answer.ok()) << answer.status();
   ASSERT_EQ(answer->desired_size(), 1);
   auto manifest = manifest::Verify(answer->desired(0).manifest(), *verifier_, clock_.Now(), 0);
@@ -422,7 +422,7 @@ TEST_F(ApiTest, CheckInAnswersWithAManifestTheDeviceCanVerify) {
   EXPECT_EQ(manifest->artifact_size_bytes(), test::OnnxModelWith("weights").size());
   EXPECT_GT(manifest->expires_at().seconds(), ToUnixSeconds(clock_.Now()));
 
-  auto other = device_api_->CheckIn("cam-2", v1::CheckInRequest());
+  auto other = device_api_->CheckIn("cam-2", "serial-cam-2", v1::CheckInRequest());
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(other->desired_size(), 0);
 }
@@ -457,14 +457,14 @@ TEST_F(ApiTest, ACheckInWhereNothingChangedWritesNothingButABatchedLastSeen) {
   serving->set_version("1");
   serving->set_state(v1::MODEL_STATE_SERVING);
   serving->set_artifact_sha256(crypto::Sha256Bytes(test::OnnxModelWith("weights")));
-  ASSERT_TRUE(device_api_->CheckIn("cam-1", request).ok());
+  ASSERT_TRUE(device_api_->CheckIn("cam-1", "serial-cam-1", request).ok());
   ASSERT_TRUE(last_seen_->Flush().ok());
   const int64_t enrolled = ToUnixSeconds(clock_.Now());
   EXPECT_EQ(devices_->Get("cam-1")->inventory().models_size(), 1) << "a new inventory is written";
 
   const std::string before = RowVersions(db_);
   clock_.Advance(std::chrono::seconds(30));
-  auto answer = device_api_->CheckIn("cam-1", request);
+  auto answer = device_api_->CheckIn("cam-1", "serial-cam-1", request);
   ASSERT_TRUE(answer.ok()) << answer.status();
   EXPECT_EQ(answer->desired_size(), 1);
   EXPECT_EQ(RowVersions(db_), before) << "a check-in where nothing changed wrote something";
@@ -480,7 +480,7 @@ TEST_F(ApiTest, ACheckInWhereNothingChangedWritesNothingButABatchedLastSeen) {
 
   // A clean stop writes what is left; a crash would lose at most one flush interval of it.
   clock_.Advance(std::chrono::seconds(30));
-  ASSERT_TRUE(device_api_->CheckIn("cam-2", request).ok());
+  ASSERT_TRUE(device_api_->CheckIn("cam-2", "serial-cam-2", request).ok());
   last_seen_->Stop();
   EXPECT_EQ(devices_->Get("cam-2")->last_seen().seconds(), enrolled + 60);
   EXPECT_EQ(devices_->Get("cam-1")->last_seen().seconds(), enrolled + 30);
@@ -490,7 +490,7 @@ TEST_F(ApiTest, OversizedDeviceAndUploadInputIsRefusedBeforeAnythingIsStored) {
   EnrollDevice("cam-1", {});
   v1::CheckInRequest checkin;
   checkin.mutable_inventory()->set_os(std::string(1 << 20, 'o'));
-  absl::Status refused = device_api_->CheckIn("cam-1", checkin).status();
+  absl::Status refused = device_api_->CheckIn("cam-1", "serial-cam-1", checkin).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(refused.message(), "inventory.os has 1048576 bytes; the limit is 256");
   v1::GetDeviceRequest get;
@@ -530,7 +530,7 @@ TEST_F(ApiTest, RedeployingAnOlderVersionSignsAHigherMetadataVersion) {
                               Chunks({test::OnnxModelWith("two")}))
                   .ok());
   auto signed_at_check_in = [&]() -> v1::ReleaseManifest {
-    auto answer = device_api_->CheckIn("cam-1", v1::CheckInRequest());
+    auto answer = device_api_->CheckIn("cam-1", "serial-cam-1", v1::CheckInRequest());
     EXPECT_TRUE(answer.ok()) << answer.status();
     if (!answer.ok() || answer->desired_size() != 1) return v1::ReleaseManifest();
     auto manifest = manifest::Verify(answer->desired(0).manifest(), *verifier_, clock_.Now(), 0);
@@ -573,7 +573,7 @@ TEST_F(ApiTest, CheckInAnswersCarryTheDelegationAndATimestampBindingThem) {
   EnrollDevice("cam-1", {{"site", "berlin"}});
   ASSERT_TRUE(PushAndDeploy("").ok());
 
-  auto answer = api.CheckIn("cam-1", v1::CheckInRequest());
+  auto answer = api.CheckIn("cam-1", "serial-cam-1", v1::CheckInRequest());
   ASSERT_TRUE(answer.ok()) << answer.status();
   ASSERT_EQ(answer->desired_size(), 1);
   // What an agent that pinned the root does with it.
@@ -733,8 +733,10 @@ TEST_F(ApiTest, DevicesFetchOnlyArtifactsReleasedToThem) {
   model->set_version("1");
   model->set_state(v1::MODEL_STATE_SERVING);
   model->set_artifact_sha256(v1_sha);
-  ASSERT_TRUE(deployments_->CheckIn("cam-1", holds_v1, ToUnixSeconds(clock_.Now())).ok());
-  ASSERT_TRUE(deployments_->CheckIn("cam-2", holds_v1, ToUnixSeconds(clock_.Now())).ok());
+  ASSERT_TRUE(deployments_->CheckIn("cam-1", "serial-cam-1", holds_v1, ToUnixSeconds(clock_.Now()))
+                  ->recorded);
+  ASSERT_TRUE(deployments_->CheckIn("cam-2", "serial-cam-2", holds_v1, ToUnixSeconds(clock_.Now()))
+                  ->recorded);
   EXPECT_TRUE(device_api_->OpenArtifact("cam-1", v1_sha).ok());
   EXPECT_EQ(device_api_->OpenArtifact("cam-2", v1_sha).status().code(),
             absl::StatusCode::kNotFound);
@@ -765,7 +767,7 @@ TEST_F(ApiTest, DevicesGetGenericErrorsForDatabaseTrouble) {
   db_.ExecOnServer("ALTER DATABASE " + db_.name() + " ALLOW_CONNECTIONS false");
   db_.ExecOnServer("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" +
                    db_.name() + "'");
-  auto outage = device_api_->CheckIn("cam-1", v1::CheckInRequest());
+  auto outage = device_api_->CheckIn("cam-1", "serial-cam-1", v1::CheckInRequest());
   ASSERT_FALSE(outage.ok());
   EXPECT_NE(outage.status().ToString().find(db_.name()), std::string::npos)
       << "the server-side error names the database: " << outage.status();

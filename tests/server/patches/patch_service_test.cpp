@@ -556,7 +556,7 @@ class PatchDeviceApiTest : public PatchServiceTest {
   v1::DesiredModel CheckIn(const std::string& device, const v1::Inventory& inventory) {
     v1::CheckInRequest request;
     *request.mutable_inventory() = inventory;
-    auto answer = device_api_->CheckIn(device, request);
+    auto answer = device_api_->CheckIn(device, "serial-" + device, request);
     EXPECT_TRUE(answer.ok()) << answer.status();
     EXPECT_EQ(answer.ok() ? answer->desired_size() : 0, 1);
     return answer.ok() && answer->desired_size() == 1 ? answer->desired(0) : v1::DesiredModel();

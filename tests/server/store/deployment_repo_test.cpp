@@ -558,7 +558,7 @@ TEST_F(DeploymentTest, AssignedDeviceAlreadyServingTheVersionStartsServing) {
   m->set_model_name("detector");
   m->set_version("2.0");
   m->set_state(v1::MODEL_STATE_SERVING);
-  ASSERT_TRUE(deployments_->CheckIn("cam-1", inventory, kNow).ok());
+  ASSERT_TRUE(deployments_->CheckIn("cam-1", "1", inventory, kNow)->recorded);
   auto stored = db_->Transact(
       "test", [&](Tx& tx) { return repo.Insert(tx, TwoWaveRollout("r1"), "alice", kNow); });
   ASSERT_TRUE(stored.ok()) << stored.status();

@@ -197,9 +197,20 @@ TEST_F(StoreTest, DecommissionedDeviceIsRefusedEverywhere) {
                               return repo.Enroll(tx, "cam-2", {}, MakeInventory("0.1"), "02", kNow);
                             })
                   .ok());
-  ASSERT_TRUE(deployments.CheckIn("cam-1", MakeInventory("0.3"), kNow + 30).ok());
+  auto checked_in = deployments.CheckIn("cam-1", "01", MakeInventory("0.3"), kNow + 30);
+  ASSERT_TRUE(checked_in.ok()) << checked_in.status();
+  EXPECT_TRUE(checked_in->recorded);
   EXPECT_EQ(repo.Get("cam-1")->last_seen().seconds(), kNow + 30);
   EXPECT_EQ(repo.Get("cam-1")->inventory().agent_version(), "0.3");
+  // The holder of another certificate (one the device's re-enrollment replaced) learns the
+  // device's identity, to be refused by it, and writes nothing.
+  auto replaced = deployments.CheckIn("cam-1", "00", MakeInventory("0.9"), kNow + 40);
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_FALSE(replaced->recorded);
+  EXPECT_TRUE(replaced->desired.empty());
+  EXPECT_EQ(replaced->identity.certificate_serial, "01");
+  EXPECT_EQ(repo.Get("cam-1")->inventory().agent_version(), "0.3");
+  EXPECT_EQ(repo.Get("cam-1")->last_seen().seconds(), kNow + 30);
 
   auto gone = db_->Transact("test", [&](Tx& tx) { return repo.Decommission(tx, "cam-1"); });
   ASSERT_TRUE(gone.ok()) << gone.status();
@@ -215,9 +226,12 @@ TEST_F(StoreTest, DecommissionedDeviceIsRefusedEverywhere) {
           .status();
   EXPECT_EQ(reenroll.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(reenroll.message(), "device cam-1 is decommissioned");
-  EXPECT_EQ(deployments.CheckIn("cam-1", MakeInventory("0.4"), kNow + 90).status().code(),
-            absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(deployments.CheckIn("ghost", MakeInventory("0.4"), kNow + 90).status().code(),
+  auto after = deployments.CheckIn("cam-1", "01", MakeInventory("0.4"), kNow + 90);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_FALSE(after->recorded);
+  EXPECT_EQ(after->identity.status, v1::DEVICE_STATUS_DECOMMISSIONED);
+  EXPECT_EQ(repo.Get("cam-1")->inventory().agent_version(), "0.3");
+  EXPECT_EQ(deployments.CheckIn("ghost", "01", MakeInventory("0.4"), kNow + 90).status().code(),
             absl::StatusCode::kNotFound);
   EXPECT_EQ(
       db_->Transact("test", [&](Tx& tx) { return repo.Decommission(tx, "ghost"); }).status().code(),
@@ -260,7 +274,7 @@ TEST_F(StoreTest, TouchLastSeenMovesEachDeviceForwardInOneStatement) {
 
   // A check-in reporting the same inventory leaves the row alone.
   const std::string row = pg_.QueryValue("SELECT ctid::text FROM devices WHERE id = 'cam-1'");
-  ASSERT_TRUE(deployments.CheckIn("cam-1", MakeInventory("0.1"), kNow + 90).ok());
+  ASSERT_TRUE(deployments.CheckIn("cam-1", "cam-1", MakeInventory("0.1"), kNow + 90)->recorded);
   EXPECT_EQ(pg_.QueryValue("SELECT ctid::text FROM devices WHERE id = 'cam-1'"), row);
   EXPECT_EQ(repo.Get("cam-1")->last_seen().seconds(), kNow + 60);
 }
