@@ -196,9 +196,10 @@ TEST_F(InferenceGateTest, AVersionEqualToThePreviousOneGoesThrough) {
   Push("2", "classifier_same.onnx");
   ASSERT_FALSE(HasFatalFailure());
   // Latency ratios of two equal versions on a shared 2-core test machine wander (the last
-  // wave's control is measured earlier, under other load): the bounds here catch a 10x
-  // version, not a 10% one (the unit tests pin the default thresholds' boundaries).
-  Create("2", {"--max-p99-ratio", "3", "--max-p50-ratio", "2"});
+  // wave's control is measured earlier, under other load): the p50 bound here catches a 10x
+  // version, not a 10% one (the unit tests pin the default thresholds' boundaries). The p99 of
+  // sub-millisecond latencies wanders most: 0.82 ms against 0.17 ms (4.8x) in one CI run.
+  Create("2", {"--max-p99-ratio", "10", "--max-p50-ratio", "2"});
   v1::Rollout r = WaitForRollout([](const v1::Rollout& got) {
     return got.state() != v1::ROLLOUT_STATE_PENDING && got.state() != v1::ROLLOUT_STATE_RUNNING;
   });
