@@ -89,19 +89,16 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
   // does for other calls). It writes the inventory only when it changed, and only for the
   // current certificate of an active device; last_seen goes to the batch once it succeeded. A
   // read of the targets otherwise: they move only through device events (ReportEvent).
-  absl::StatusOr<CheckInRecord> record;
-  for (int attempt = 0; attempt < 2; ++attempt) {
+  auto record =
+      repos_.deployments.CheckIn(device_id, certificate_serial_hex, request.inventory(), now_unix);
+  if (record.ok() && !record->recorded) {
+    // Refused, or a renewed certificate's first use, which Admit promotes: then once more.
+    if (auto s = Admit(device_id, certificate_serial_hex, record->identity); !s.ok()) return s;
     record = repos_.deployments.CheckIn(device_id, certificate_serial_hex, request.inventory(),
                                         now_unix);
-    if (record.ok() && record->recorded) break;
-    // Refused, or a renewed certificate's first use, promoted by Admit: then once more.
-    if (auto s = Admit(device_id, certificate_serial_hex,
-                       record.ok() ? absl::StatusOr<DeviceStore::DeviceIdentity>(record->identity)
-                                   : absl::StatusOr<DeviceStore::DeviceIdentity>(record.status()));
-        !s.ok()) {
-      return s;
-    }
   }
+  // An unknown device is "not enrolled" (Admit); a database error stays what it is.
+  if (!record.ok()) return Admit(device_id, certificate_serial_hex, record.status());
   if (!record->recorded) {
     return absl::UnavailableError(
         absl::StrCat("certificate of device ", device_id, " changed during the check-in"));

@@ -123,7 +123,7 @@ bool ParseId(const std::string& text, int64_t* id) {
 // target names the version it ran before, under the roll back's release. Continues a WITH that
 // has defined `dev` (one row or none: status, serial, pending, and `admitted`, whether its
 // desired state may be read) and reads the device id from $1: one row per desired version of an
-// admitted device, or one row of NULLs but dev's (the last three columns) when it has none or is
+// admitted device, or one row of NULLs but dev's (the last four columns) when it has none or is
 // not admitted; no row for an unknown device.
 constexpr const char* kDesiredOfDevice1 =
     "latest AS (SELECT DISTINCT ON (d.model_name) d.model_name, "
@@ -138,10 +138,12 @@ constexpr const char* kDesiredOfDevice1 =
     "SELECT mv.model_name, mv.version, mv.format, mv.artifact_sha256, mv.size_bytes, "
     "mv.inputs::text, mv.outputs::text, mv.labels::text, l.metadata_version, "
     "floor(extract(epoch FROM mv.created_at))::bigint, mv.signed_manifest, mv.signature, "
-    "mv.key_id, l.capture, dev.status, dev.serial, dev.pending FROM dev LEFT JOIN (latest l "
+    "mv.key_id, l.capture, dev.status, dev.serial, dev.pending, dev.admitted FROM dev "
+    "LEFT JOIN (latest l "
     "JOIN model_versions mv ON mv.model_name = l.model_name AND mv.version = l.version) "
     "ON dev.admitted ORDER BY mv.model_name";
 constexpr int kDesiredStatusColumn = 14;
+constexpr int kDesiredAdmittedColumn = 17;
 
 DeviceStore::DeviceIdentity IdentityFromDesiredRow(const pqxx::row& row) {
   return {internal::FromDb<v1::DeviceStatus>(row[kDesiredStatusColumn].as<std::string>(),
@@ -295,8 +297,8 @@ absl::StatusOr<CheckInRecord> DeploymentRepo::CheckIn(const std::string& device_
       "status = 'active' AND certificate_serial IS NOT DISTINCT FROM $4 AS admitted "
       "FROM devices WHERE id = $1), "
       "written AS (UPDATE devices SET inventory = $2::jsonb, "
-      "last_seen = greatest(last_seen, to_timestamp($3)) WHERE id = $1 AND status = 'active' "
-      "AND certificate_serial = $4 AND inventory IS DISTINCT FROM $2::jsonb RETURNING 1), ",
+      "last_seen = greatest(last_seen, to_timestamp($3)) WHERE id = $1 "
+      "AND (SELECT admitted FROM dev) AND inventory IS DISTINCT FROM $2::jsonb RETURNING 1), ",
       kDesiredOfDevice1);
   return internal::AutocommitOnce(
       db_, absl::StrCat("record check-in of device ", device_id),
@@ -307,8 +309,7 @@ absl::StatusOr<CheckInRecord> DeploymentRepo::CheckIn(const std::string& device_
         if (r.empty()) return absl::NotFoundError(absl::StrCat("device ", device_id, " not found"));
         CheckInRecord record;
         record.identity = IdentityFromDesiredRow(r[0]);
-        record.recorded = record.identity.status == v1::DEVICE_STATUS_ACTIVE &&
-                          record.identity.certificate_serial == certificate_serial_hex;
+        record.recorded = r[0][kDesiredAdmittedColumn].as<bool>();
         if (!record.recorded) return record;
         auto desired = DesiredFromRows(r);
         if (!desired.ok()) return desired.status();

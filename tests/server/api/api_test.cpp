@@ -660,6 +660,42 @@ TEST_F(ApiTest, EventsDriveDeploymentTargetStateAndAreValidated) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// A check-in authorizes its caller from the identity its own statement reads: the same
+// decisions as Authorize, and nothing written for a caller it refuses.
+TEST_F(ApiTest, CheckInAdmitsOnlyTheCurrentOrRenewedCertificateOfAnActiveDevice) {
+  v1::CheckInRequest request;
+  request.mutable_inventory()->set_agent_version("9.9");
+  absl::Status ghost = device_api_->CheckIn("ghost", "serial-ghost", request).status();
+  EXPECT_EQ(ghost.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ghost.message(), "device ghost is not enrolled");
+
+  EnrollDevice("cam-1", {});
+  absl::Status replaced = device_api_->CheckIn("cam-1", "old-serial", request).status();
+  EXPECT_EQ(replaced.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(replaced.message(), "certificate of device cam-1 has been replaced");
+  EXPECT_EQ(devices_->Get("cam-1")->inventory().agent_version(), "") << "nothing written";
+
+  // A renewed certificate's first check-in promotes it and is recorded; the one it renewed is
+  // refused from then on.
+  ASSERT_TRUE(database_
+                  ->Transact("test",
+                             [&](Tx& tx) {
+                               return devices_->SetPendingCertificate(tx, "cam-1", "renewed");
+                             })
+                  .ok());
+  ASSERT_TRUE(device_api_->CheckIn("cam-1", "renewed", request).ok());
+  EXPECT_EQ(devices_->Get("cam-1")->inventory().agent_version(), "9.9");
+  EXPECT_EQ(device_api_->CheckIn("cam-1", "serial-cam-1", request).status().code(),
+            absl::StatusCode::kPermissionDenied);
+
+  ASSERT_TRUE(
+      database_->Transact("test", [&](Tx& tx) { return devices_->Decommission(tx, "cam-1"); })
+          .ok());
+  absl::Status gone = device_api_->CheckIn("cam-1", "renewed", request).status();
+  EXPECT_EQ(gone.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(gone.message(), "device cam-1 is decommissioned");
+}
+
 TEST_F(ApiTest, DevicesOnlyReachRegisteredArtifactsAndOnlyWithTheirCurrentCertificate) {
   EnrollDevice("cam-1", {});
   EXPECT_TRUE(device_api_->Authorize("cam-1", "serial-cam-1").ok());
