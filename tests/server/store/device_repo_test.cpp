@@ -284,14 +284,16 @@ TEST_F(StoreTest, TouchLastSeenMovesEachDeviceForwardInOneStatement) {
 TEST_F(StoreTest, CountActiveNotSeenSinceCountsEachCutoff) {
   DeviceRepo repo(*db_);
   // Last seen at kNow - 10, kNow - 100, kNow - 1000 and (decommissioned) kNow - 5000.
-  for (const auto& [id, seen] :
+  // A pair, not a structured binding: clang 14 (Debian 12's) cannot capture bindings in lambdas.
+  for (const std::pair<std::string, int64_t>& device :
        std::vector<std::pair<std::string, int64_t>>{{"fresh", kNow - 10},
                                                     {"late", kNow - 100},
                                                     {"gone", kNow - 1000},
                                                     {"old", kNow - 5000}}) {
     ASSERT_TRUE(db_->Transact("test",
                               [&](Tx& tx) {
-                                return repo.Enroll(tx, id, {}, MakeInventory("0.1"), id, seen);
+                                return repo.Enroll(tx, device.first, {}, MakeInventory("0.1"),
+                                                   device.first, device.second);
                               })
                     .ok());
   }
