@@ -1344,13 +1344,16 @@ class RolloutFacesTest : public AdminFacesTest {
   void SetUp() override {
     rollouts_ = &fake_;
     AdminFacesTest::SetUp();
-    for (const auto& [name, role] : std::vector<std::pair<std::string, std::string>>{
+    // A pair, not a structured binding: clang 14 (Debian 12's) cannot capture bindings in lambdas.
+    for (const std::pair<std::string, std::string>& token :
+         std::vector<std::pair<std::string, std::string>>{
              {"operator", "operator"}, {"releaser", "release-manager"}, {"root", "admin"}}) {
       ASSERT_TRUE(database_
                       ->Transact("test",
                                  [&](Tx& tx) {
                                    return api_tokens_->Upsert(
-                                       tx, name, role, crypto::Sha256Bytes(name + "-secret"));
+                                       tx, token.first, token.second,
+                                       crypto::Sha256Bytes(token.first + "-secret"));
                                  })
                       .ok());
     }
