@@ -200,13 +200,15 @@ absl::StatusOr<v1::Rollout> RolloutController::Create(const v1::CreateRolloutReq
   created.set_message(absl::StrCat("created: model ", definition->model_name, " version ",
                                    definition->version, ", selector '", definition->label_selector,
                                    "', ", definition->plan.waves.size(), " waves"));
-  return db_.Transact("create rollout", [&](Tx& tx) -> absl::StatusOr<v1::Rollout> {
+  auto described = db_.Transact("create rollout", [&](Tx& tx) -> absl::StatusOr<v1::Rollout> {
     auto stored = rollouts_.Insert(tx, rollout, actor, ToUnixSeconds(now));
     if (!stored.ok()) return stored.status();
     if (auto s = rollouts_.AddEvent(tx, rollout.name(), created); !s.ok()) return s;
     if (auto s = audit_.Record(tx, actor, "rollout.create", JsonOf(request)); !s.ok()) return s;
     return Describe(tx, *stored, true);
   });
+  if (described.ok()) WakeLoop();  // its first wave starts now, not at the next tick
+  return described;
 }
 
 absl::StatusOr<v1::Rollout> RolloutController::Get(const std::string& name) {
@@ -235,39 +237,44 @@ absl::StatusOr<Page<v1::Rollout>> RolloutController::List(const PageRequest& pag
 absl::StatusOr<v1::Rollout> RolloutController::Act(const std::string& name, OperatorAction action,
                                                    const std::string& reason,
                                                    const std::string& actor) {
-  return db_.Transact("rollout operator action", [&](Tx& tx) -> absl::StatusOr<v1::Rollout> {
-    // Waits for the lease: a controller evaluation in progress finishes first, and this action
-    // then applies to the state it left.
-    auto locked = rollouts_.Lock(tx, name, /*skip_locked=*/false);
-    if (!locked.ok()) return locked.status();
-    StoredRollout& stored = **locked;
-    auto definition = DefinitionOf(stored.rollout);
-    if (!definition.ok()) return definition.status();
-    const Clock::TimePoint now = clock_.Now();
-    auto decision = ApplyOperatorAction(*definition, stored.progress, action, actor, reason, now);
-    if (!decision.ok()) return decision.status();
-    if (auto s = rollouts_.SaveProgress(tx, name, decision->next, stored.rollout.matching_devices(),
-                                        ToUnixSeconds(now));
-        !s.ok()) {
-      return s;
-    }
-    if (decision->event.has_value()) {
-      if (auto s = rollouts_.AddEvent(tx, name, *decision->event); !s.ok()) return s;
-    }
-    if (decision->action == Action::kRollBack) {
-      auto rolled = rollouts_.RollBack(tx, stored.deployment_id, ToUnixSeconds(now));
-      if (!rolled.ok()) return rolled.status();
-    }
-    if (auto s = audit_.Record(
-            tx, actor, absl::StrCat("rollout.", ActionName(action)),
-            decision->event.has_value() ? JsonOf(*decision->event) : std::string("{}"));
-        !s.ok()) {
-      return s;
-    }
-    auto after = rollouts_.Find(tx, name);
-    if (!after.ok()) return after.status();
-    return Describe(tx, *after, true);
-  });
+  auto described =
+      db_.Transact("rollout operator action", [&](Tx& tx) -> absl::StatusOr<v1::Rollout> {
+        // Waits for the lease: a controller evaluation in progress finishes first, and this action
+        // then applies to the state it left.
+        auto locked = rollouts_.Lock(tx, name, /*skip_locked=*/false);
+        if (!locked.ok()) return locked.status();
+        StoredRollout& stored = **locked;
+        auto definition = DefinitionOf(stored.rollout);
+        if (!definition.ok()) return definition.status();
+        const Clock::TimePoint now = clock_.Now();
+        auto decision =
+            ApplyOperatorAction(*definition, stored.progress, action, actor, reason, now);
+        if (!decision.ok()) return decision.status();
+        if (auto s = rollouts_.SaveProgress(tx, name, decision->next,
+                                            stored.rollout.matching_devices(), ToUnixSeconds(now));
+            !s.ok()) {
+          return s;
+        }
+        if (decision->event.has_value()) {
+          if (auto s = rollouts_.AddEvent(tx, name, *decision->event); !s.ok()) return s;
+        }
+        if (decision->action == Action::kRollBack) {
+          auto rolled = rollouts_.RollBack(tx, stored.deployment_id, ToUnixSeconds(now));
+          if (!rolled.ok()) return rolled.status();
+        }
+        if (auto s = audit_.Record(
+                tx, actor, absl::StrCat("rollout.", ActionName(action)),
+                decision->event.has_value() ? JsonOf(*decision->event) : std::string("{}"));
+            !s.ok()) {
+          return s;
+        }
+        auto after = rollouts_.Find(tx, name);
+        if (!after.ok()) return after.status();
+        return Describe(tx, *after, true);
+      });
+  // A resumed or promoted rollout assigns its wave in the next evaluation: make that now.
+  if (described.ok()) WakeLoop();
+  return described;
 }
 
 absl::Status RolloutController::Evaluate(const std::string& name) {
@@ -430,13 +437,22 @@ void RolloutController::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void RolloutController::WakeLoop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    wake_requested_ = true;
+  }
+  wake_.notify_all();
+}
+
 void RolloutController::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
+    wake_requested_ = false;
     lock.unlock();
     (void)EvaluateAll();  // failures are logged; the next round tries again
     lock.lock();
-    wake_.wait_for(lock, options_.interval, [this] { return stopping_; });
+    wake_.wait_for(lock, options_.interval, [this] { return stopping_ || wake_requested_; });
   }
 }
 

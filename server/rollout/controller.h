@@ -59,7 +59,8 @@ class RolloutController final : public RolloutService {
   // rollout was evaluated, so a failure or a lease held elsewhere leaves them for the next pass.
   absl::Status EvaluateAll();
 
-  // Starts the loop on its own thread: EvaluateAll every interval until Stop.
+  // Starts the loop on its own thread: EvaluateAll every interval, and at once after Create or
+  // an operator action (an operator waits for their effect, not for the next tick), until Stop.
   void Start();
   // Stops the loop and waits for an evaluation in progress to end. Idempotent.
   void Stop();
@@ -74,6 +75,8 @@ class RolloutController final : public RolloutService {
                                                        int64_t now_unix);
   // Evaluate; false when another transaction held the rollout's lease.
   absl::StatusOr<bool> EvaluateUnderLease(const std::string& name);
+  // Has the loop (if started) evaluate now instead of at its next tick.
+  void WakeLoop();
   void Loop();
 
   Transactor& db_;
@@ -87,6 +90,7 @@ class RolloutController final : public RolloutService {
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool wake_requested_ = false;
   std::thread thread_;
 };
 

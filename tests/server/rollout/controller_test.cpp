@@ -147,6 +147,33 @@ class ControllerTest : public ::testing::Test {
   std::unique_ptr<RolloutController> controller_;
 };
 
+// The running loop does not make an operator wait for its next tick (5 s by default): a new
+// rollout's first wave, and a promotion, are assigned as soon as they are asked for.
+TEST_F(ControllerTest, TheLoopActsAtOnceOnANewRolloutAndOnAPromotion) {
+  RolloutController looping(*db_, rollouts_, audit_, samples_, clock_, nullptr,
+                            {.interval = std::chrono::hours(1)});
+  looping.Start();
+  auto waits_for = [&](size_t devices) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (DevicesOn("2.0").size() != devices && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return DevicesOn("2.0").size() == devices;
+  };
+  ASSERT_TRUE(
+      looping.Create(Request("10%,50%,100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "alice").ok());
+  ASSERT_TRUE(waits_for(1)) << "the first wave waited for the next tick, an hour away";
+
+  const auto started = looping.Get("r1");
+  ASSERT_TRUE(started.ok()) << started.status();
+  ASSERT_EQ(started->state(), v1::ROLLOUT_STATE_RUNNING);
+  // The wave's device serves, so its gates pass; promoting skips the rest of its soak.
+  Report(DevicesOn("2.0").front(), "2.0", true);
+  ASSERT_TRUE(looping.Act("r1", OperatorAction::kPromote, "looks good", "alice").ok());
+  EXPECT_TRUE(waits_for(5)) << "the promoted wave waited for the next tick";
+  looping.Stop();
+}
+
 TEST_F(ControllerTest, GoodVersionGoesThroughItsWavesAndEveryDecisionIsRecordedOnce) {
   auto created =
       controller_->Create(Request("10%,50%,100%", v1::ROLLOUT_FAILURE_ACTION_PAUSE), "alice");
