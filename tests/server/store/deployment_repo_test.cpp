@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <pqxx/pqxx>
 
 #include "server/store/device_repo.h"
 #include "server/store/migrations.h"
@@ -571,6 +572,36 @@ TEST_F(DeploymentTest, AssignedDeviceAlreadyServingTheVersionStartsServing) {
   auto targets = Targets(std::to_string(stored->deployment_id));
   EXPECT_EQ(targets.at("cam-1"), v1::DEPLOYMENT_TARGET_STATE_SERVING);
   EXPECT_EQ(targets.at("cam-2"), v1::DEPLOYMENT_TARGET_STATE_PENDING);
+}
+
+// Targets have no foreign key to devices (migration 0018): the assignment writes targets only
+// for devices that exist, and a device can never be deleted out from under its targets.
+TEST_F(DeploymentTest, TargetsAreWrittenOnlyForEnrolledDevicesWhichAreNeverDeleted) {
+  RolloutRepo repo;
+  auto stored = db_->Transact(
+      "test", [&](Tx& tx) { return repo.Insert(tx, TwoWaveRollout("r1"), "alice", kNow); });
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_TRUE(
+      db_->Transact(
+             "test",
+             [&](Tx& tx) {
+               return repo.Assign(tx, stored->deployment_id, 0, {"cam-1", "never-enrolled"}, kNow);
+             })
+          .ok());
+  auto targets = Targets(std::to_string(stored->deployment_id));
+  EXPECT_EQ(targets.count("cam-1"), 1u);
+  EXPECT_EQ(targets.count("never-enrolled"), 0u);
+  EXPECT_EQ(pg_.QueryValue("SELECT count(*) FROM deployment_targets t WHERE NOT EXISTS "
+                           "(SELECT 1 FROM devices d WHERE d.id = t.device_id)"),
+            "0");
+
+  try {
+    pg_.Exec("DELETE FROM devices WHERE id = 'cam-1'");
+    ADD_FAILURE() << "a device with targets was deleted";
+  } catch (const pqxx::sql_error& e) {
+    EXPECT_NE(std::string(e.what()).find("decommission it instead"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(pg_.QueryValue("SELECT count(*) FROM devices WHERE id = 'cam-1'"), "1");
 }
 
 TEST_F(DeploymentTest, ACaptureRequestIsStoredAndTravelsWithTheTargetedVersion) {
