@@ -200,15 +200,14 @@ absl::StatusOr<v1::Rollout> RolloutController::Create(const v1::CreateRolloutReq
   created.set_message(absl::StrCat("created: model ", definition->model_name, " version ",
                                    definition->version, ", selector '", definition->label_selector,
                                    "', ", definition->plan.waves.size(), " waves"));
-  auto described = db_.Transact("create rollout", [&](Tx& tx) -> absl::StatusOr<v1::Rollout> {
+  // Its first wave starts now, not at the loop's next tick.
+  return WakeLoopIfOk(db_.Transact("create rollout", [&](Tx& tx) -> absl::StatusOr<v1::Rollout> {
     auto stored = rollouts_.Insert(tx, rollout, actor, ToUnixSeconds(now));
     if (!stored.ok()) return stored.status();
     if (auto s = rollouts_.AddEvent(tx, rollout.name(), created); !s.ok()) return s;
     if (auto s = audit_.Record(tx, actor, "rollout.create", JsonOf(request)); !s.ok()) return s;
     return Describe(tx, *stored, true);
-  });
-  if (described.ok()) WakeLoop();  // its first wave starts now, not at the next tick
-  return described;
+  }));
 }
 
 absl::StatusOr<v1::Rollout> RolloutController::Get(const std::string& name) {
@@ -237,7 +236,8 @@ absl::StatusOr<Page<v1::Rollout>> RolloutController::List(const PageRequest& pag
 absl::StatusOr<v1::Rollout> RolloutController::Act(const std::string& name, OperatorAction action,
                                                    const std::string& reason,
                                                    const std::string& actor) {
-  auto described =
+  // A resumed or promoted rollout assigns its wave in the next evaluation: make that now.
+  return WakeLoopIfOk(
       db_.Transact("rollout operator action", [&](Tx& tx) -> absl::StatusOr<v1::Rollout> {
         // Waits for the lease: a controller evaluation in progress finishes first, and this action
         // then applies to the state it left.
@@ -271,10 +271,7 @@ absl::StatusOr<v1::Rollout> RolloutController::Act(const std::string& name, Oper
         auto after = rollouts_.Find(tx, name);
         if (!after.ok()) return after.status();
         return Describe(tx, *after, true);
-      });
-  // A resumed or promoted rollout assigns its wave in the next evaluation: make that now.
-  if (described.ok()) WakeLoop();
-  return described;
+      }));
 }
 
 absl::Status RolloutController::Evaluate(const std::string& name) {
@@ -437,12 +434,15 @@ void RolloutController::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void RolloutController::WakeLoop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    wake_requested_ = true;
+absl::StatusOr<v1::Rollout> RolloutController::WakeLoopIfOk(absl::StatusOr<v1::Rollout> done) {
+  if (done.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      wake_requested_ = true;
+    }
+    wake_.notify_all();
   }
-  wake_.notify_all();
+  return done;
 }
 
 void RolloutController::Loop() {

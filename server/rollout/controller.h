@@ -75,8 +75,9 @@ class RolloutController final : public RolloutService {
                                                        int64_t now_unix);
   // Evaluate; false when another transaction held the rollout's lease.
   absl::StatusOr<bool> EvaluateUnderLease(const std::string& name);
-  // Has the loop (if started) evaluate now instead of at its next tick.
-  void WakeLoop();
+  // `done`, after having the loop (if started) evaluate now instead of at its next tick when
+  // `done` is OK: what Create and Act return.
+  absl::StatusOr<v1::Rollout> WakeLoopIfOk(absl::StatusOr<v1::Rollout> done);
   void Loop();
 
   Transactor& db_;
