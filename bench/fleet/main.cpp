@@ -576,11 +576,13 @@ int Run(const Options& o) {
   if (storm_devices > 0) {
     storm = RunStorm(fleet, o, storm_devices);
   } else if (o.server_pid > 0) {
+    // Every reference to a channel goes, or its connection stays open.
+    channels.clear();
     for (auto& d : fleet.devices) {
       d->stub.reset();
       d->channel.reset();
     }
-    std::this_thread::sleep_for(10s);
+    std::this_thread::sleep_for(std::chrono::seconds(o.idle_seconds));
     rss_disconnected = fb::ProcessRssMib(o.server_pid);
   }
 
@@ -626,7 +628,9 @@ int Run(const Options& o) {
   row("server RSS MiB before load", rss_before, 1);
   row("server RSS MiB peak", load.peak_rss_mib, 1);
   row(absl::StrFormat("server RSS MiB %d s after", o.idle_seconds), rss_after, 1);
-  if (rss_disconnected > 0) row("server RSS MiB 10 s after disconnects", rss_disconnected, 1);
+  if (rss_disconnected > 0)
+    row(absl::StrFormat("server RSS MiB %d s after disconnects", o.idle_seconds), rss_disconnected,
+        1);
   if (storm_devices > 0) {
     row("storm: restart s", storm.restart_s);
     row(absl::StrFormat("storm: %d devices served s", storm_devices), storm.served_s);
