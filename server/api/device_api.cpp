@@ -215,8 +215,11 @@ absl::Status DeviceApi::ReportEvent(const std::string& device_id,
   }
   // One report is one transaction: its events and the target states they move.
   absl::Status stored = repos_.db.Transact("store update events", [&](Tx& tx) -> absl::Status {
+    const std::vector<const v1::UpdateEvent*> events(request.events().pointer_begin(),
+                                                     request.events().pointer_end());
+    if (auto s = repos_.events.InsertAll(tx, device_id, events, now); !s.ok()) return s;
+    // In the report's order: a later event of a version moves its target after an earlier one.
     for (const v1::UpdateEvent& event : request.events()) {
-      if (auto s = repos_.events.Insert(tx, device_id, event, now); !s.ok()) return s;
       if (event.kind() == v1::UPDATE_EVENT_KIND_PATCH_REJECTED) continue;  // not a state change
       // Operators read the target's detail first: lead with the failure reason's name.
       std::string detail = event.detail();

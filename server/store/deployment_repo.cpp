@@ -335,7 +335,10 @@ absl::Status DeploymentRepo::UpdateTargetState(Tx& txn, const std::string& devic
         // The report is about the target's own version: it moves the target, rolled back or not
         // (a probation failure may arrive after the roll back decision), until the device is
         // back on its previous version.
-        tx.exec_params(
+        // Prepared: a report moves a target once per event, and planning the join each time
+        // cost more than running it.
+        internal::ExecPrepared(
+            tx, "target_state_from_event",
             "UPDATE deployment_targets t SET state = $4, detail = $5, "
             "updated_at = to_timestamp($6), reason = $7 FROM deployments d "
             "WHERE t.deployment_id = d.id AND t.device_id = $1 AND d.model_name = $2 "
@@ -347,7 +350,8 @@ absl::Status DeploymentRepo::UpdateTargetState(Tx& txn, const std::string& devic
         // Serving the version a rolled back target sent it back to: the device is back. A
         // failed target stays failed (it never left that version; its failure counts).
         if (state == v1::DEPLOYMENT_TARGET_STATE_SERVING) {
-          tx.exec_params(
+          internal::ExecPrepared(
+              tx, "target_rolled_back_from_event",
               "UPDATE deployment_targets t SET state = 'rolled_back', "
               "detail = 'serving ' || $3 || ' again after the roll back', "
               "updated_at = to_timestamp($4), reason = '' FROM deployments d "

@@ -11,18 +11,34 @@ constexpr absl::string_view kKindPrefix = "UPDATE_EVENT_KIND_";
 constexpr absl::string_view kReasonPrefix = "FAILURE_REASON_";
 }  // namespace
 
-absl::Status EventRepo::Insert(Tx& txn, const std::string& device_id, const v1::UpdateEvent& event,
-                               int64_t now_unix) {
-  const int64_t occurred = event.has_occurred_at() ? event.occurred_at().seconds() : now_unix;
+absl::Status EventRepo::InsertAll(Tx& txn, const std::string& device_id,
+                                  std::span<const v1::UpdateEvent* const> events,
+                                  int64_t now_unix) {
+  if (events.empty()) return absl::OkStatus();
+  // One prepared statement for the whole report, its columns as arrays: a statement per event
+  // cost a round trip and a plan each. WITH ORDINALITY keeps the report's order in the ids.
+  std::vector<std::string> models, versions, kinds, reasons, details, occurred;
+  for (const v1::UpdateEvent* event : events) {
+    models.push_back(event->model_name());
+    versions.push_back(event->version());
+    kinds.push_back(internal::ToDb(event->kind(), kKindPrefix));
+    reasons.push_back(internal::ToDb(event->reason(), kReasonPrefix));
+    details.push_back(event->detail());
+    occurred.push_back(
+        std::to_string(event->has_occurred_at() ? event->occurred_at().seconds() : now_unix));
+  }
   return internal::InTx(
-      txn, absl::StrCat("store update event of device ", device_id), [&](pqxx::work& tx) {
-        tx.exec_params(
+      txn, absl::StrCat("store update events of device ", device_id), [&](pqxx::work& tx) {
+        internal::ExecPrepared(
+            tx, "device_events_insert",
             "INSERT INTO device_events (device_id, model_name, version, kind, reason, detail, "
-            "occurred_at, received_at) VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), "
-            "to_timestamp($8))",
-            device_id, event.model_name(), event.version(),
-            internal::ToDb(event.kind(), kKindPrefix),
-            internal::ToDb(event.reason(), kReasonPrefix), event.detail(), occurred, now_unix);
+            "occurred_at, received_at) SELECT $1, e.model_name, e.version, e.kind, e.reason, "
+            "e.detail, to_timestamp(e.occurred), to_timestamp($8) FROM unnest($2::text[], "
+            "$3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) WITH ORDINALITY "
+            "AS e(model_name, version, kind, reason, detail, occurred, n) ORDER BY e.n",
+            device_id, internal::TextArrayLiteral(models), internal::TextArrayLiteral(versions),
+            internal::TextArrayLiteral(kinds), internal::TextArrayLiteral(reasons),
+            internal::TextArrayLiteral(details), internal::TextArrayLiteral(occurred), now_unix);
         return absl::OkStatus();
       });
 }

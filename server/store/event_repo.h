@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -17,9 +18,16 @@ class EventStore {
  public:
   virtual ~EventStore() = default;
 
-  // `occurred_at` defaults to now_unix when unset. NotFound for an unknown device.
-  virtual absl::Status Insert(Tx& tx, const std::string& device_id, const v1::UpdateEvent& event,
-                              int64_t now_unix) = 0;
+  // Stores a report's events in their order, in one statement. `occurred_at` defaults to
+  // now_unix when unset. NotFound for an unknown device.
+  virtual absl::Status InsertAll(Tx& tx, const std::string& device_id,
+                                 std::span<const v1::UpdateEvent* const> events,
+                                 int64_t now_unix) = 0;
+  absl::Status Insert(Tx& tx, const std::string& device_id, const v1::UpdateEvent& event,
+                      int64_t now_unix) {
+    const v1::UpdateEvent* one[] = {&event};
+    return InsertAll(tx, device_id, one, now_unix);
+  }
   // The device's most recent events first, at most `limit`.
   virtual absl::StatusOr<std::vector<v1::UpdateEvent>> ListForDevice(const std::string& device_id,
                                                                      int limit) = 0;
@@ -29,8 +37,8 @@ class EventStore {
 class EventRepo final : public EventStore {
  public:
   explicit EventRepo(Database& db) : db_(db) {}
-  absl::Status Insert(Tx& tx, const std::string& device_id, const v1::UpdateEvent& event,
-                      int64_t now_unix) override;
+  absl::Status InsertAll(Tx& tx, const std::string& device_id,
+                         std::span<const v1::UpdateEvent* const> events, int64_t now_unix) override;
   absl::StatusOr<std::vector<v1::UpdateEvent>> ListForDevice(const std::string& device_id,
                                                              int limit) override;
 

@@ -176,11 +176,13 @@ absl::StatusOr<v1::Model> ModelRepo::GetModel(const std::string& model_name) {
 }
 
 absl::StatusOr<bool> ModelRepo::ArtifactReferenced(const std::string& sha256) {
-  return WithTransaction(
-      db_, "check artifact references", [&](pqxx::work& tx) -> absl::StatusOr<bool> {
-        return tx
-            .exec_params1("SELECT EXISTS (SELECT 1 FROM model_versions WHERE artifact_sha256 = $1)",
-                          pqxx::binarystring(sha256))[0]
+  // Asked on check-ins of devices a rollout has not reached yet: one prepared statement.
+  return internal::AutocommitOnce(
+      db_, "check artifact references", [&](pqxx::nontransaction& tx) -> absl::StatusOr<bool> {
+        return internal::ExecPrepared(
+                   tx, "artifact_referenced",
+                   "SELECT EXISTS (SELECT 1 FROM model_versions WHERE artifact_sha256 = $1)",
+                   pqxx::binarystring(sha256))[0][0]
             .as<bool>();
       });
 }

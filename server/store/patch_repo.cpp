@@ -126,12 +126,15 @@ absl::StatusOr<bool> PatchRepo::Finish(Tx& txn, const PatchRecord& record,
 
 absl::StatusOr<std::optional<PatchRecord>> PatchRepo::Find(const std::string& from_sha256,
                                                            const std::string& to_sha256) {
-  return WithTransaction(
-      db_, "find patch", [&](pqxx::work& tx) -> absl::StatusOr<std::optional<PatchRecord>> {
+  // Asked on check-ins of devices a rollout has not reached yet: one prepared statement.
+  return internal::AutocommitOnce(
+      db_, "find patch",
+      [&](pqxx::nontransaction& tx) -> absl::StatusOr<std::optional<PatchRecord>> {
         pqxx::result r =
-            tx.exec_params(std::string("SELECT ") + kColumns +
-                               " FROM patches WHERE from_sha256 = $1 AND to_sha256 = $2",
-                           pqxx::binarystring(from_sha256), pqxx::binarystring(to_sha256));
+            internal::ExecPrepared(tx, "patch_find",
+                                   std::string("SELECT ") + kColumns +
+                                       " FROM patches WHERE from_sha256 = $1 AND to_sha256 = $2",
+                                   pqxx::binarystring(from_sha256), pqxx::binarystring(to_sha256));
         if (r.empty()) return std::optional<PatchRecord>();
         return std::optional<PatchRecord>(FromRow(r[0]));
       });

@@ -74,6 +74,45 @@ TEST_F(StoreTest, UpdateEventsAreListedNewestFirst) {
             absl::StatusCode::kNotFound);
 }
 
+TEST_F(StoreTest, AReportsEventsAreStoredInOneGoInTheirOrderWithTheirTextIntact) {
+  DeviceRepo devices(*db_);
+  ASSERT_TRUE(
+      db_->Transact("test", [&](Tx& tx) { return devices.Enroll(tx, "cam-1", {}, {}, "1", kNow); })
+          .ok());
+  EventRepo events(*db_);
+  // Details are device text: quotes, backslashes, braces, commas and the word NULL must arrive
+  // as sent (the events travel as PostgreSQL array literals).
+  const std::vector<std::string> details = {"", R"(said "a,b" {c} \d\)", "NULL", "ok"};
+  std::vector<v1::UpdateEvent> report;
+  for (size_t i = 0; i < details.size(); ++i) {
+    v1::UpdateEvent& e =
+        report.emplace_back(Event(v1::UPDATE_EVENT_KIND_DOWNLOAD_STARTED,
+                                  v1::FAILURE_REASON_UNSPECIFIED, kNow + static_cast<int64_t>(i)));
+    e.set_detail(details[i]);
+  }
+  report[2].set_kind(v1::UPDATE_EVENT_KIND_FAILED);
+  report[2].set_reason(v1::FAILURE_REASON_DIGEST);
+  report[3].clear_occurred_at();
+  std::vector<const v1::UpdateEvent*> pointers;
+  for (const auto& e : report) pointers.push_back(&e);
+  ASSERT_TRUE(
+      db_->Transact("test",
+                    [&](Tx& tx) { return events.InsertAll(tx, "cam-1", pointers, kNow + 9); })
+          .ok());
+
+  auto listed = events.ListForDevice("cam-1", 10);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), report.size());
+  for (size_t i = 0; i < report.size(); ++i) {
+    const v1::UpdateEvent& got = (*listed)[report.size() - 1 - i];  // newest first
+    EXPECT_EQ(got.detail(), details[i]) << i;
+    EXPECT_EQ(got.kind(), report[i].kind()) << i;
+    EXPECT_EQ(got.reason(), report[i].reason()) << i;
+  }
+  EXPECT_EQ((*listed)[1].occurred_at().seconds(), kNow + 2);
+  EXPECT_EQ((*listed)[0].occurred_at().seconds(), kNow + 9);  // undated: when it was received
+}
+
 TEST_F(StoreTest, TelemetryWindowsAreStored) {
   DeviceRepo devices(*db_);
   ASSERT_TRUE(
