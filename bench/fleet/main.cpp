@@ -59,6 +59,9 @@ constexpr const char* kUsage =
   --seconds S            how long the check-in load runs (default 60)
   --telemetry-every K    a telemetry upload after every K-th check-in of a device (default 4;
                          0: none)
+  --telemetry-windows W  one-minute windows each upload carries (default 1). The agent uploads
+                         after each check-in what its outbox holds: at a check-in interval of
+                         five minutes, --telemetry-every 1 --telemetry-windows 5
   --enroll-threads N     parallel enrollments (default 8)
   --completion-threads N threads reading answers (default 2)
   --list-pages P         device list pages timed (default: every page)
@@ -78,6 +81,7 @@ struct Options {
   double rate = 5000;
   double seconds = 60;
   int telemetry_every = 4;
+  int telemetry_windows = 1;
   int enroll_threads = 8;
   int completion_threads = 2;
   int list_pages = 0;
@@ -237,13 +241,15 @@ class Fleet {
       }
       if (o_.telemetry_every > 0 && d.check_ins % static_cast<uint64_t>(o_.telemetry_every) == 0) {
         upload.set_stream_id(d.stream_id);
-        v1::TelemetryWindow* w = upload.add_windows();
-        *w = templates_[d.next_sequence % templates_.size()];
-        w->set_version(d.inventory.models(0).version());
-        w->set_sequence(d.next_sequence++);
         const int64_t now = std::time(nullptr);
-        w->mutable_window_start()->set_seconds(now - 60);
-        w->mutable_window_end()->set_seconds(now);
+        for (int i = o_.telemetry_windows; i > 0; --i) {  // oldest first, a minute each
+          v1::TelemetryWindow* w = upload.add_windows();
+          *w = templates_[d.next_sequence % templates_.size()];
+          w->set_version(d.inventory.models(0).version());
+          w->set_sequence(d.next_sequence++);
+          w->mutable_window_start()->set_seconds(now - 60 * i);
+          w->mutable_window_end()->set_seconds(now - 60 * (i - 1));
+        }
       }
     }
     const auto now = Clock::now();
@@ -546,7 +552,9 @@ int Run(const Options& o) {
   const double assign_s = TimeAssignment(*admin, o, static_cast<uint64_t>(o.devices));
   std::cerr << absl::StrFormat("rollout assigned %d devices in %.2f s\n", o.devices, assign_s);
 
-  // 3. Connections, then the steady check-ins.
+  // 3. Connections, then the steady check-ins. The server's size with no device connected is
+  // what it should come back to once they have all gone (step 6).
+  const double rss_unconnected = o.server_pid > 0 ? fb::ProcessRssMib(o.server_pid) : 0;
   t = Clock::now();
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < connected; ++i) {
@@ -621,10 +629,16 @@ int Run(const Options& o) {
   row("  failed", static_cast<double>(fleet.events.failed), 0);
   row("telemetry uploads ok", static_cast<double>(fleet.telemetry.ok), 0);
   row("  failed or refused", static_cast<double>(fleet.telemetry.failed), 0);
+  const double windows_per_s =
+      static_cast<double>(fleet.telemetry.ok) * o.telemetry_windows / load.seconds;
+  const double upload_p99 = fb::Quantile(fleet.telemetry.latency_ms, 0.99);
+  row("telemetry windows/s accepted", windows_per_s, 1);
+  row("telemetry upload p99 ms", upload_p99);
   row("list pages", static_cast<double>(pages.size()), 0);
   row("devices listed", static_cast<double>(listed), 0);
   row("list page p50 ms", page_p50);
   row("list page p99 ms", page_p99);
+  row("server RSS MiB, no device connected", rss_unconnected, 1);
   row("server RSS MiB before load", rss_before, 1);
   row("server RSS MiB peak", load.peak_rss_mib, 1);
   row(absl::StrFormat("server RSS MiB %d s after", o.idle_seconds), rss_after, 1);
@@ -645,12 +659,13 @@ int Run(const Options& o) {
     absl::StrAppend(&text, "storm first refusal: ", storm.first_error, "\n");
   std::cout << text;
   const std::string json = absl::StrFormat(
-      R"({"devices": %d, "connected": %d, "enroll_per_s": %.1f, "assign_s": %.3f, "target_checkins_per_s": %.0f, "checkins_per_s": %.1f, "checkin_p50_ms": %.2f, "checkin_p99_ms": %.2f, "checkins_failed": %d, "server_cpu_ms_per_checkin": %.3f, "db_cpu_ms_per_checkin": %.3f, "simulator_cpu_ms_per_checkin": %.3f, "events_failed": %d, "telemetry_failed": %d, "devices_updated": %d, "list_page_p50_ms": %.2f, "list_page_p99_ms": %.2f, "server_rss_mb_before": %.1f, "server_rss_mb_peak": %.1f, "server_rss_mb_after": %.1f, "server_rss_mb_disconnected": %.1f, "storm_devices": %d, "storm_served_s": %.2f, "storm_errors": %d})",
+      R"({"devices": %d, "connected": %d, "enroll_per_s": %.1f, "assign_s": %.3f, "target_checkins_per_s": %.0f, "checkins_per_s": %.1f, "checkin_p50_ms": %.2f, "checkin_p99_ms": %.2f, "checkins_failed": %d, "server_cpu_ms_per_checkin": %.3f, "db_cpu_ms_per_checkin": %.3f, "simulator_cpu_ms_per_checkin": %.3f, "events_failed": %d, "telemetry_failed": %d, "windows_per_s": %.1f, "upload_p99_ms": %.2f, "devices_updated": %d, "list_page_p50_ms": %.2f, "list_page_p99_ms": %.2f, "server_rss_mb_unconnected": %.1f, "server_rss_mb_before": %.1f, "server_rss_mb_peak": %.1f, "server_rss_mb_after": %.1f, "server_rss_mb_disconnected": %.1f, "storm_devices": %d, "storm_served_s": %.2f, "storm_errors": %d})",
       o.devices, connected, o.devices / enroll_s, assign_s, o.rate, checkins_per_s, p50, p99,
       static_cast<int>(fleet.check_ins.failed), server_cpu_ms, db_cpu_ms, simulator_cpu_ms,
       static_cast<int>(fleet.events.failed), static_cast<int>(fleet.telemetry.failed),
-      static_cast<int>(fleet.updated.load()), page_p50, page_p99, rss_before, load.peak_rss_mib,
-      rss_after, rss_disconnected, storm_devices, storm.served_s, static_cast<int>(storm.errors));
+      windows_per_s, upload_p99, static_cast<int>(fleet.updated.load()), page_p50, page_p99,
+      rss_unconnected, rss_before, load.peak_rss_mib, rss_after, rss_disconnected, storm_devices,
+      storm.served_s, static_cast<int>(storm.errors));
   if (!o.json.empty()) std::ofstream(o.json) << json << "\n";
   std::cout << json << "\n";
   const bool clean = fleet.check_ins.failed == 0 && fleet.events.failed == 0 &&
@@ -680,6 +695,9 @@ int main(int argc, char** argv) {
         if (flag == "--rate") return absl::SimpleAtod(value, &o.rate) && o.rate > 0;
         if (flag == "--seconds") return absl::SimpleAtod(value, &o.seconds) && o.seconds > 0;
         if (flag == "--telemetry-every") return positive(&o.telemetry_every);
+        if (flag == "--telemetry-windows") {
+          return positive(&o.telemetry_windows) && o.telemetry_windows >= 1;
+        }
         if (flag == "--enroll-threads") return positive(&o.enroll_threads) && o.enroll_threads >= 1;
         if (flag == "--completion-threads") {
           return positive(&o.completion_threads) && o.completion_threads >= 1;
