@@ -56,7 +56,9 @@ constexpr const char* kUsage =
   --connected C          of them, devices holding a connection and checking in (default: all,
                          at most the open-file limit less 1,000: one descriptor each)
   --rate R               check-ins per second, all connected devices together (default 5000)
-  --seconds S            how long the check-in load runs (default 60)
+  --seconds S            how long the check-in load is measured (default 60)
+  --warmup-seconds W     the load runs W seconds before it is measured (default 0): calls
+                         made then (a rollout's downloads and update events) are not counted
   --telemetry-every K    a telemetry upload after every K-th check-in of a device (default 4;
                          0: none)
   --telemetry-windows W  one-minute windows each upload carries (default 1). The agent uploads
@@ -88,6 +90,7 @@ struct Options {
   int server_pid = 0;
   int db_pid = 0;
   int idle_seconds = 30;
+  double warmup_seconds = 0;
   int storm = 0;
   std::string restart_command;
   std::string json;
@@ -111,24 +114,47 @@ struct Device {
 };
 
 // Counts and latencies of one kind of call.
-struct CallStats {
-  std::mutex mu;
+// What calls of one kind came to: counts, the latency of each answered one, the first error.
+struct CallCounts {
   std::vector<double> latency_ms;
   uint64_t ok = 0;
   uint64_t failed = 0;
   std::string first_error;
-  void Record(bool success, double ms, const grpc::Status& status) {
-    std::lock_guard lock(mu);
+};
+
+// CallCounts of the calls made since `Restart(from)`: a call made earlier (due before `from`)
+// and answered later is left out, so the measured part of a load is not charged for the
+// warm-up's calls. The load's result is a copy, so the storm's calls do not count in it.
+struct CallStats {
+  void Record(bool success, Clock::time_point made, const grpc::Status& status) {
+    const double ms = Millis(Clock::now() - made);
+    std::lock_guard lock(mu_);
+    if (made < from_) return;
+    CallCounts& c = counts_;
     if (success) {
-      ++ok;
-      latency_ms.push_back(ms);
+      ++c.ok;
+      c.latency_ms.push_back(ms);
     } else {
-      ++failed;
-      if (first_error.empty()) {
-        first_error = absl::StrCat(status.error_code(), " ", status.error_message());
+      ++c.failed;
+      if (c.first_error.empty()) {
+        c.first_error = absl::StrCat(status.error_code(), " ", status.error_message());
       }
     }
   }
+  void Restart(Clock::time_point from) {
+    std::lock_guard lock(mu_);
+    from_ = from;
+    counts_ = CallCounts();
+  }
+  CallCounts Counts() {
+    std::lock_guard lock(mu_);
+    return counts_;
+  }
+
+ private:
+  std::mutex mu_;
+  Clock::time_point from_{};
+  CallCounts counts_;
 };
 
 // One asynchronous call in flight; `done` runs on a completion thread.
@@ -189,7 +215,7 @@ class Fleet {
     call->context.set_deadline(std::chrono::system_clock::now() + 30s);
     call->on_done = [this, &d, due, after = std::move(after), follow_ups](
                         bool ok, AsyncCall<v1::CheckInResponse>& c) {
-      check_ins.Record(ok, Millis(Clock::now() - due), c.status);
+      check_ins.Record(ok, due, c.status);
       if (ok && follow_ups) FollowUp(d, c.response);
       if (after) after(ok, c.status);
       --in_flight;
@@ -257,7 +283,7 @@ class Fleet {
       auto call = std::make_unique<AsyncCall<v1::ReportEventResponse>>();
       call->context.set_deadline(std::chrono::system_clock::now() + 30s);
       call->on_done = [this, now](bool ok, AsyncCall<v1::ReportEventResponse>& c) {
-        events.Record(ok, Millis(Clock::now() - now), c.status);
+        events.Record(ok, now, c.status);
         --in_flight;
       };
       ++in_flight;
@@ -269,8 +295,7 @@ class Fleet {
       auto call = std::make_unique<AsyncCall<v1::UploadTelemetryResponse>>();
       call->context.set_deadline(std::chrono::system_clock::now() + 30s);
       call->on_done = [this, now](bool ok, AsyncCall<v1::UploadTelemetryResponse>& c) {
-        telemetry.Record(ok && c.response.rejected_size() == 0, Millis(Clock::now() - now),
-                         c.status);
+        telemetry.Record(ok && c.response.rejected_size() == 0, now, c.status);
         --in_flight;
       };
       ++in_flight;
@@ -372,6 +397,7 @@ struct LoadResult {
   uint64_t late = 0;  // check-ins sent more than 10 ms after they were due
   uint64_t due = 0;
   double peak_rss_mib = 0;
+  CallCounts check_ins, events, telemetry;  // of the calls made in the measured seconds
 };
 
 LoadResult RunLoad(Fleet& fleet, const Options& o, int connected) {
@@ -384,16 +410,35 @@ LoadResult RunLoad(Fleet& fleet, const Options& o, int connected) {
   for (int i = 0; i < connected; ++i) {
     schedule.emplace(start + std::chrono::duration_cast<Clock::duration>(interval * phase(rng)), i);
   }
-  const auto end =
-      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+  auto after = [&start](double seconds) {
+    return start +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  };
+  // The warm-up's calls are made but not counted: a rollout's downloads and update events at
+  // the start fall there, and what is measured is the fleet's steady state.
+  const auto measured_from = after(o.warmup_seconds);
+  const auto end = after(o.warmup_seconds + o.seconds);
   LoadResult r;
-  const double server_cpu = o.server_pid > 0 ? fb::ProcessCpuSeconds(o.server_pid) : 0;
-  const double db_cpu = o.db_pid > 0 ? fb::ProcessTreeCpuSeconds(o.db_pid) : 0;
-  const double own_cpu = fb::ProcessCpuSeconds(0);
+  double server_cpu = 0, db_cpu = 0, own_cpu = 0;
+  auto start_measuring = [&] {
+    for (CallStats* stats : {&fleet.check_ins, &fleet.events, &fleet.telemetry}) {
+      stats->Restart(measured_from);
+    }
+    server_cpu = o.server_pid > 0 ? fb::ProcessCpuSeconds(o.server_pid) : 0;
+    db_cpu = o.db_pid > 0 ? fb::ProcessTreeCpuSeconds(o.db_pid) : 0;
+    own_cpu = fb::ProcessCpuSeconds(0);
+    r.late = r.due = 0;
+  };
+  bool measuring = false;
   auto next_rss = start;
   while (!schedule.empty() && schedule.top().first < end) {
     auto [due, i] = schedule.top();
     schedule.pop();
+    if (!measuring && due >= measured_from) {
+      if (Clock::now() < measured_from) std::this_thread::sleep_until(measured_from);
+      start_measuring();
+      measuring = true;
+    }
     const auto now = Clock::now();
     if (due > now) {
       std::this_thread::sleep_until(due);
@@ -408,8 +453,12 @@ LoadResult RunLoad(Fleet& fleet, const Options& o, int connected) {
       next_rss = Clock::now() + 1s;
     }
   }
+  if (!measuring) start_measuring();
   fleet.Drain();
-  r.seconds = Seconds(Clock::now() - start);
+  r.seconds = Seconds(Clock::now() - measured_from);
+  r.check_ins = fleet.check_ins.Counts();
+  r.events = fleet.events.Counts();
+  r.telemetry = fleet.telemetry.Counts();
   if (o.server_pid > 0) r.server_cpu_s = fb::ProcessCpuSeconds(o.server_pid) - server_cpu;
   if (o.db_pid > 0) r.db_cpu_s = fb::ProcessTreeCpuSeconds(o.db_pid) - db_cpu;
   r.simulator_cpu_s = fb::ProcessCpuSeconds(0) - own_cpu;
@@ -594,9 +643,9 @@ int Run(const Options& o) {
     rss_disconnected = fb::ProcessRssMib(o.server_pid);
   }
 
-  const double checkins_per_s = static_cast<double>(fleet.check_ins.ok) / load.seconds;
-  const double p50 = fb::Quantile(fleet.check_ins.latency_ms, 0.5);
-  const double p99 = fb::Quantile(fleet.check_ins.latency_ms, 0.99);
+  const double checkins_per_s = static_cast<double>(load.check_ins.ok) / load.seconds;
+  const double p50 = fb::Quantile(load.check_ins.latency_ms, 0.5);
+  const double p99 = fb::Quantile(load.check_ins.latency_ms, 0.99);
   const double page_p50 = fb::Quantile(pages, 0.5);
   const double page_p99 = fb::Quantile(pages, 0.99);
   std::string text = absl::StrFormat(
@@ -608,8 +657,8 @@ int Run(const Options& o) {
   };
   row("rollout assignment s", assign_s);
   row("check-ins due", static_cast<double>(load.due), 0);
-  row("check-ins answered ok", static_cast<double>(fleet.check_ins.ok), 0);
-  row("check-ins failed", static_cast<double>(fleet.check_ins.failed), 0);
+  row("check-ins answered ok", static_cast<double>(load.check_ins.ok), 0);
+  row("check-ins failed", static_cast<double>(load.check_ins.failed), 0);
   row("check-ins/s achieved", checkins_per_s, 1);
   row("check-in p50 ms", p50);
   row("check-in p99 ms", p99);
@@ -617,7 +666,7 @@ int Run(const Options& o) {
       100.0 * static_cast<double>(load.late) / std::max<double>(1, static_cast<double>(load.due)));
   // CPU per answered check-in (the load's other calls included): what bounds the rate when
   // the three share the machine's cores.
-  const double answered = std::max<double>(1, static_cast<double>(fleet.check_ins.ok));
+  const double answered = std::max<double>(1, static_cast<double>(load.check_ins.ok));
   const double server_cpu_ms = 1000 * load.server_cpu_s / answered;
   const double db_cpu_ms = 1000 * load.db_cpu_s / answered;
   const double simulator_cpu_ms = 1000 * load.simulator_cpu_s / answered;
@@ -625,13 +674,13 @@ int Run(const Options& o) {
   row("PostgreSQL CPU ms per check-in", db_cpu_ms, 3);
   row("simulator CPU ms per check-in", simulator_cpu_ms, 3);
   row("devices updated to v2", static_cast<double>(fleet.updated.load()), 0);
-  row("event reports ok / failed", static_cast<double>(fleet.events.ok), 0);
-  row("  failed", static_cast<double>(fleet.events.failed), 0);
-  row("telemetry uploads ok", static_cast<double>(fleet.telemetry.ok), 0);
-  row("  failed or refused", static_cast<double>(fleet.telemetry.failed), 0);
+  row("event reports ok / failed", static_cast<double>(load.events.ok), 0);
+  row("  failed", static_cast<double>(load.events.failed), 0);
+  row("telemetry uploads ok", static_cast<double>(load.telemetry.ok), 0);
+  row("  failed or refused", static_cast<double>(load.telemetry.failed), 0);
   const double windows_per_s =
-      static_cast<double>(fleet.telemetry.ok) * o.telemetry_windows / load.seconds;
-  const double upload_p99 = fb::Quantile(fleet.telemetry.latency_ms, 0.99);
+      static_cast<double>(load.telemetry.ok) * o.telemetry_windows / load.seconds;
+  const double upload_p99 = fb::Quantile(load.telemetry.latency_ms, 0.99);
   row("telemetry windows/s accepted", windows_per_s, 1);
   row("telemetry upload p99 ms", upload_p99);
   row("list pages", static_cast<double>(pages.size()), 0);
@@ -651,7 +700,7 @@ int Run(const Options& o) {
     row("storm: retries", static_cast<double>(storm.retries), 0);
     row("storm: errors beyond backoff", static_cast<double>(storm.errors), 0);
   }
-  for (auto* stats : {&fleet.check_ins, &fleet.events, &fleet.telemetry}) {
+  for (const CallCounts* stats : {&load.check_ins, &load.events, &load.telemetry}) {
     if (!stats->first_error.empty())
       absl::StrAppend(&text, "first error: ", stats->first_error, "\n");
   }
@@ -661,14 +710,14 @@ int Run(const Options& o) {
   const std::string json = absl::StrFormat(
       R"({"devices": %d, "connected": %d, "enroll_per_s": %.1f, "assign_s": %.3f, "target_checkins_per_s": %.0f, "checkins_per_s": %.1f, "checkin_p50_ms": %.2f, "checkin_p99_ms": %.2f, "checkins_failed": %d, "server_cpu_ms_per_checkin": %.3f, "db_cpu_ms_per_checkin": %.3f, "simulator_cpu_ms_per_checkin": %.3f, "events_failed": %d, "telemetry_failed": %d, "windows_per_s": %.1f, "upload_p99_ms": %.2f, "devices_updated": %d, "list_page_p50_ms": %.2f, "list_page_p99_ms": %.2f, "server_rss_mb_unconnected": %.1f, "server_rss_mb_before": %.1f, "server_rss_mb_peak": %.1f, "server_rss_mb_after": %.1f, "server_rss_mb_disconnected": %.1f, "storm_devices": %d, "storm_served_s": %.2f, "storm_errors": %d})",
       o.devices, connected, o.devices / enroll_s, assign_s, o.rate, checkins_per_s, p50, p99,
-      static_cast<int>(fleet.check_ins.failed), server_cpu_ms, db_cpu_ms, simulator_cpu_ms,
-      static_cast<int>(fleet.events.failed), static_cast<int>(fleet.telemetry.failed),
-      windows_per_s, upload_p99, static_cast<int>(fleet.updated.load()), page_p50, page_p99,
-      rss_unconnected, rss_before, load.peak_rss_mib, rss_after, rss_disconnected, storm_devices,
-      storm.served_s, static_cast<int>(storm.errors));
+      static_cast<int>(load.check_ins.failed), server_cpu_ms, db_cpu_ms, simulator_cpu_ms,
+      static_cast<int>(load.events.failed), static_cast<int>(load.telemetry.failed), windows_per_s,
+      upload_p99, static_cast<int>(fleet.updated.load()), page_p50, page_p99, rss_unconnected,
+      rss_before, load.peak_rss_mib, rss_after, rss_disconnected, storm_devices, storm.served_s,
+      static_cast<int>(storm.errors));
   if (!o.json.empty()) std::ofstream(o.json) << json << "\n";
   std::cout << json << "\n";
-  const bool clean = fleet.check_ins.failed == 0 && fleet.events.failed == 0 &&
+  const bool clean = load.check_ins.failed == 0 && load.events.failed == 0 &&
                      listed == static_cast<uint64_t>(o.devices) && storm.errors == 0;
   return clean ? 0 : 1;
 }
@@ -694,6 +743,9 @@ int main(int argc, char** argv) {
         if (flag == "--connected") return positive(&o.connected);
         if (flag == "--rate") return absl::SimpleAtod(value, &o.rate) && o.rate > 0;
         if (flag == "--seconds") return absl::SimpleAtod(value, &o.seconds) && o.seconds > 0;
+        if (flag == "--warmup-seconds") {
+          return absl::SimpleAtod(value, &o.warmup_seconds) && o.warmup_seconds >= 0;
+        }
         if (flag == "--telemetry-every") return positive(&o.telemetry_every);
         if (flag == "--telemetry-windows") {
           return positive(&o.telemetry_windows) && o.telemetry_windows >= 1;
