@@ -35,7 +35,10 @@ DeviceApi::DeviceApi(DeviceRepos repos, ArtifactStore& artifacts,
       patches_(patches),
       patch_repo_(patch_repo),
       telemetry_ingest_(repos_.db, repos_.telemetry, clock_, metrics_, options_.telemetry_windows),
-      captures_(captures) {
+      captures_(captures),
+      // Reused for at most a minute, and never for more than 1% of their lifetime.
+      manifests_(release_signer, options_.manifest_ttl,
+                 std::min(std::chrono::seconds(60), options_.manifest_ttl / 100)) {
   // Decoded once: every check-in answer's timestamp names the delegation's version.
   if (auto d = manifest::DecodeCanonicalDelegation(options_.delegation.canonical_delegation());
       d.ok()) {
@@ -110,9 +113,10 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
   response.mutable_check_in_interval()->set_seconds(options_.check_in_interval.count());
   for (const StoredVersion& stored : record->desired) {
     const v1::ModelVersion& version = stored.meta;
-    // Manifests are signed per answer so their expiry is always fresh. The metadata version is
-    // the deployment's (see DesiredForDevice): each deployment is a new release, so an operator's
-    // rollback to an older version carries a higher one, while a replayed manifest does not.
+    // A manifest's expiry is always within a minute of fresh (SignedManifestCache). The metadata
+    // version is the deployment's (see DesiredForDevice): each deployment is a new release, so an
+    // operator's rollback to an older version carries a higher one, while a replayed manifest does
+    // not.
     v1::ReleaseManifest manifest;
     manifest.set_model_name(version.model_name());
     manifest.set_version(version.version());
@@ -120,12 +124,11 @@ absl::StatusOr<v1::CheckInResponse> DeviceApi::CheckIn(const std::string& device
     manifest.set_artifact_size_bytes(version.size_bytes());
     manifest.set_format(version.format());
     manifest.set_metadata_version(version.metadata_version());
-    manifest.mutable_expires_at()->set_seconds(ToUnixSeconds(now + options_.manifest_ttl));
     // An uploaded reference profile is part of the release: its digest is signed.
     auto reference = UploadedReference(version.model_name(), version.version());
     if (!reference.ok()) return reference.status();
     if (**reference) manifest.set_reference_profile_sha256((***reference).profile_sha256());
-    auto signed_manifest = manifest::Sign(manifest, release_signer_);
+    auto signed_manifest = manifests_.Sign(std::move(manifest), now);
     if (!signed_manifest.ok()) return signed_manifest.status();
     v1::DesiredModel* entry = response.add_desired();
     *entry->mutable_manifest() = *std::move(signed_manifest);

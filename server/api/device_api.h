@@ -14,6 +14,7 @@
 #include "common/core/clock.h"
 #include "common/crypto/signer.h"
 #include "edgefleet/v1/device.pb.h"
+#include "server/api/signed_manifest_cache.h"
 #include "server/artifacts/artifact_store.h"
 #include "server/capture/capture_service.h"
 #include "server/metrics/server_metrics.h"
@@ -122,6 +123,7 @@ class DeviceApi {
   PatchStore* patch_repo_;
   telemetry::TelemetryIngest telemetry_ingest_;
   capture::CaptureService* captures_;
+  SignedManifestCache manifests_;  // signed with release_signer_
 };
 
 }  // namespace edgefleet::server

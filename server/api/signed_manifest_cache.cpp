@@ -1,0 +1,38 @@
+#include "server/api/signed_manifest_cache.h"
+
+#include <utility>
+
+#include "common/manifest/manifest.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
+namespace edgefleet::server {
+
+absl::StatusOr<v1::SignedManifest> SignedManifestCache::Sign(v1::ReleaseManifest manifest,
+                                                             Clock::TimePoint now) {
+  manifest.clear_expires_at();
+  std::string key;
+  // Deterministic: the same fields give the same key in this process.
+  {
+    google::protobuf::io::StringOutputStream stream(&key);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    out.SetSerializationDeterministic(true);
+    manifest.SerializeToCodedStream(&out);
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = entries_.find(key); it != entries_.end() && now >= it->second.signed_at &&
+                                      now - it->second.signed_at < reuse_) {
+      return it->second.manifest;
+    }
+  }
+  manifest.mutable_expires_at()->set_seconds(ToUnixSeconds(now + ttl_));
+  auto signed_manifest = manifest::Sign(manifest, signer_);
+  if (!signed_manifest.ok()) return signed_manifest.status();
+  std::lock_guard lock(mu_);
+  if (entries_.size() >= kMaxEntries) entries_.clear();
+  entries_.insert_or_assign(std::move(key), Entry{now, *signed_manifest});
+  return signed_manifest;
+}
+
+}  // namespace edgefleet::server
