@@ -7,6 +7,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <system_error>
@@ -199,20 +200,30 @@ class OpenCvEngineFactory final : public EngineFactory {
 // lowered-priority update thread, and the workers every later Predict uses would inherit its
 // priority. Starting them here, from whoever makes the factory, avoids that: every stripe waits
 // (briefly, bounded) until all have started, so they run on as many threads as OpenCV has.
+// The stripes' shared state is on the heap and each stripe holds a reference of its own: how TBB
+// hands a finished stripe back is invisible to ThreadSanitizer, which took this frame's stack,
+// reused after the return, for memory a worker still read (a TSan run reported it as a race).
+// The references' atomic counts are what it can see order the workers' last reads before the
+// free.
 void StartRuntimeThreads() {
   const int threads = cv::getNumThreads();
   if (threads <= 1) return;
-  std::mutex mu;
-  std::condition_variable all_started;
-  int started = 0;
+  struct Rendezvous {
+    std::mutex mu;
+    std::condition_variable all_started;
+    int started = 0;
+  };
+  auto rendezvous = std::make_shared<Rendezvous>();
   cv::parallel_for_(
       cv::Range(0, threads),
-      [&](const cv::Range& range) {
-        std::unique_lock lock(mu);
-        started += range.end - range.start;
-        all_started.notify_all();
-        all_started.wait_for(lock, std::chrono::milliseconds(200),
-                             [&] { return started >= threads; });
+      [rendezvous, threads](const cv::Range& range) {
+        const std::shared_ptr<Rendezvous> held = rendezvous;
+        Rendezvous& r = *held;
+        std::unique_lock lock(r.mu);
+        r.started += range.end - range.start;
+        r.all_started.notify_all();
+        r.all_started.wait_for(lock, std::chrono::milliseconds(200),
+                               [&] { return r.started >= threads; });
       },
       threads);
 }
