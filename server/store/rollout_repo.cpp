@@ -186,32 +186,38 @@ absl::StatusOr<RolloutsToEvaluate> RolloutRepo::NamesToEvaluate(Tx& txn, size_t 
       txn, "list rollouts to evaluate", [&](pqxx::work& tx) -> absl::StatusOr<RolloutsToEvaluate> {
         RolloutsToEvaluate out;
         std::set<std::string> names;
-        for (const pqxx::row& row :
-             tx.exec("SELECT name FROM rollouts WHERE state IN ('pending', 'running')")) {
+        // The controller's every pass, and the placement read for each enrollment:
+        // prepared.
+        for (const pqxx::row& row : internal::ExecPrepared(
+                 tx, "rollouts_to_evaluate",
+                 "SELECT name FROM rollouts WHERE state IN ('pending', 'running')")) {
           names.insert(row[0].as<std::string>());
         }
         for (const pqxx::row& row :
-             tx.exec_params("SELECT id FROM device_placement_queue ORDER BY id LIMIT $1",
-                            static_cast<int64_t>(max_placements))) {
+             internal::ExecPrepared(tx, "placement_queue_head",
+                                    "SELECT id FROM device_placement_queue ORDER BY id LIMIT $1",
+                                    static_cast<int64_t>(max_placements))) {
           out.placements.push_back(row[0].as<int64_t>());
         }
         if (!out.placements.empty()) {
           std::vector<std::string> ids;
           for (int64_t id : out.placements) ids.push_back(std::to_string(id));
-          // An older succeeded rollout of the same model and selector never gets a device its
-          // newer one would take (MatchingDevices leaves it out), so only the newest is asked.
-          for (const pqxx::row& row :
-               tx.exec_params("SELECT DISTINCT r.name FROM devices dev "
-                              "JOIN deployments d ON dev.labels @> d.selector "
-                              "JOIN rollouts r ON r.deployment_id = d.id AND r.state = 'succeeded' "
-                              "WHERE dev.status = 'active' AND dev.id IN (SELECT q.device_id FROM "
-                              "device_placement_queue q WHERE q.id IN (SELECT "
-                              "jsonb_array_elements_text($1::jsonb)::bigint)) "
-                              "AND NOT EXISTS (SELECT 1 FROM deployments nd JOIN rollouts nr "
-                              "ON nr.deployment_id = nd.id AND nr.state = 'succeeded' "
-                              "WHERE nd.model_name = d.model_name AND nd.selector = d.selector "
-                              "AND nd.id > d.id)",
-                              internal::StringsToJson(ids))) {
+          // An older succeeded rollout of the same model and selector never gets a device
+          // its newer one would take (MatchingDevices leaves it out), so only the newest is
+          // asked.
+          for (const pqxx::row& row : internal::ExecPrepared(
+                   tx, "rollouts_for_placements",
+                   "SELECT DISTINCT r.name FROM devices dev "
+                   "JOIN deployments d ON dev.labels @> d.selector "
+                   "JOIN rollouts r ON r.deployment_id = d.id AND r.state = 'succeeded' "
+                   "WHERE dev.status = 'active' AND dev.id IN (SELECT q.device_id FROM "
+                   "device_placement_queue q WHERE q.id IN (SELECT "
+                   "jsonb_array_elements_text($1::jsonb)::bigint)) "
+                   "AND NOT EXISTS (SELECT 1 FROM deployments nd JOIN rollouts nr "
+                   "ON nr.deployment_id = nd.id AND nr.state = 'succeeded' "
+                   "WHERE nd.model_name = d.model_name AND nd.selector = d.selector "
+                   "AND nd.id > d.id)",
+                   internal::StringsToJson(ids))) {
             names.insert(row[0].as<std::string>());
           }
         }
@@ -225,10 +231,10 @@ absl::Status RolloutRepo::ForgetPlacements(Tx& txn, const std::vector<int64_t>& 
   return InTx(txn, "forget device placements", [&](pqxx::work& tx) -> absl::Status {
     std::vector<std::string> ids;
     for (int64_t id : placements) ids.push_back(std::to_string(id));
-    tx.exec_params(
-        "DELETE FROM device_placement_queue WHERE id IN (SELECT "
-        "jsonb_array_elements_text($1::jsonb)::bigint)",
-        internal::StringsToJson(ids));
+    internal::ExecPrepared(tx, "placement_queue_forget",
+                           "DELETE FROM device_placement_queue WHERE id IN (SELECT "
+                           "jsonb_array_elements_text($1::jsonb)::bigint)",
+                           internal::StringsToJson(ids));
     return absl::OkStatus();
   });
 }
