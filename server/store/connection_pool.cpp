@@ -25,7 +25,13 @@ ConnectionPool::ConnectionPool(std::string url, std::string redacted_url, int si
 absl::Status ConnectionPool::ConnectSlot(size_t slot) {
   // Called with the slot reserved (in_use_) but without mu_ held: connecting can take a while.
   try {
-    slots_[slot] = std::make_unique<pqxx::connection>(url_);
+    auto connection = std::make_unique<pqxx::connection>(url_);
+    // The hot statements are prepared once per connection (ExecPrepared) and are all keyed
+    // lookups and inserts. Left to choose, PostgreSQL sometimes kept planning one on each call:
+    // at 100,000 devices it planned the check-in 71,109 times in 94,045 calls, 0.33 ms each
+    // against 0.11 ms to run it (bench/fleet, pg_stat_statements). One plan per connection.
+    connection->set_variable("plan_cache_mode", "force_generic_plan");
+    slots_[slot] = std::move(connection);
     return absl::OkStatus();
   } catch (const std::exception& e) {
     slots_[slot].reset();

@@ -13,6 +13,8 @@
 #include "server/store/api_token_repo.h"
 #include "server/store/audit_repo.h"
 #include "server/store/device_repo.h"
+#include "server/store/internal/connection_pool.h"
+#include "server/store/internal/transaction.h"
 #include "tests/server/store/store_test_util.h"
 #include "tests/support/test_database.h"
 
@@ -38,6 +40,26 @@ TEST(DatabaseTest, MigrationsApplyToEmptyDatabaseAndAreIdempotent) {
   EXPECT_EQ(*(*db)->SchemaVersion(), (*db)->LatestKnownVersion());
   EXPECT_EQ(pg.QueryValue("SELECT count(*) FROM schema_migrations"),
             std::to_string(EmbeddedMigrations().size()));
+}
+
+TEST(DatabaseTest, APreparedStatementIsPlannedOncePerConnection) {
+  // The device calls' statements are prepared once per pooled connection; PostgreSQL must then
+  // reuse one plan, not plan again on each call (it did for the check-in at 100,000 devices).
+  test::TestDatabase pg;
+  auto db = Database::Open({.url = pg.url()});
+  ASSERT_TRUE(db.ok()) << db.status();
+  ASSERT_TRUE((*db)->Migrate().ok());
+  auto lease = (*db)->pool().Acquire();
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  pqxx::nontransaction tx(lease->connection());
+  for (int i = 0; i < 10; ++i) {
+    internal::ExecPrepared(tx, "plan_probe", "SELECT status FROM devices WHERE id = $1",
+                           "cam-" + std::to_string(i));
+  }
+  pqxx::row plans = tx.exec1(
+      "SELECT custom_plans, generic_plans FROM pg_prepared_statements WHERE name = 'plan_probe'");
+  EXPECT_EQ(plans[0].as<int>(), 0) << "custom plans: planned on each call";
+  EXPECT_EQ(plans[1].as<int>(), 10);
 }
 
 TEST(DatabaseTest, RefusesSchemaNewerThanBinary) {
