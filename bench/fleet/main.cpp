@@ -10,7 +10,8 @@
 //      omission). A device told to run version 2 reports its update events and then runs it;
 //      every --telemetry-every-th check-in is followed by a telemetry window upload;
 //   4. the device list, page by page (REST, 100 devices a page) over the whole registry;
-//   5. the server's RSS before, at the peak of and 30 s after the load (--server-pid);
+//   5. the server's RSS with no device connected, before, at the peak of and 30 s after the
+//      load, and (without a storm) 30 s after every device disconnected (--server-pid);
 //   6. a reconnect storm (--storm N --restart-command CMD): CMD restarts the server, then N
 //      connected devices check in at once and retry as the agent does (1 s doubling to 60 s,
 //      +-20%); served when every one has had an answer.
@@ -113,7 +114,6 @@ struct Device {
   uint64_t next_sequence = 1;
 };
 
-// Counts and latencies of one kind of call.
 // What calls of one kind came to: counts, the latency of each answered one, the first error.
 struct CallCounts {
   std::vector<double> latency_ms;

@@ -164,13 +164,8 @@ DeviceApi::UploadedReference(const std::string& model, const std::string& versio
   using Cached = std::shared_ptr<const std::optional<v1::ReferenceProfile>>;
   static const Cached kNone = std::make_shared<const std::optional<v1::ReferenceProfile>>();
   if (repos_.references == nullptr) return kNone;
-  const auto key = std::make_pair(model, version);
-  {
-    std::lock_guard lock(references_mu_);
-    if (auto it = uploaded_references_.find(key); it != uploaded_references_.end()) {
-      return it->second;
-    }
-  }
+  auto key = std::make_pair(model, version);
+  if (auto cached = uploaded_references_.Find(key)) return *cached;
   auto stored = repos_.db.Transact(
       "read reference profile", [&](Tx& tx) -> absl::StatusOr<std::optional<v1::ReferenceProfile>> {
         return repos_.references->Get(tx, model, version);
@@ -179,10 +174,7 @@ DeviceApi::UploadedReference(const std::string& model, const std::string& versio
   // A fleet profile is the server's alone: devices bin such a version by the default profile.
   if (*stored && (*stored)->source() != v1::REFERENCE_SOURCE_UPLOADED) stored->reset();
   auto cached = std::make_shared<const std::optional<v1::ReferenceProfile>>(*std::move(stored));
-  constexpr size_t kMaxCached = 4096;
-  std::lock_guard lock(references_mu_);
-  if (uploaded_references_.size() >= kMaxCached) uploaded_references_.clear();
-  uploaded_references_.emplace(key, cached);
+  uploaded_references_.Put(std::move(key), cached);
   return cached;
 }
 

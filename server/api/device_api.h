@@ -4,13 +4,13 @@
 #pragma once
 
 #include <chrono>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
+#include "common/core/bounded_cache.h"
 #include "common/core/clock.h"
 #include "common/crypto/signer.h"
 #include "edgefleet/v1/device.pb.h"
@@ -109,10 +109,9 @@ class DeviceApi {
       const std::string& model, const std::string& version);
 
   DeviceRepos repos_;
-  std::mutex references_mu_;
-  std::map<std::pair<std::string, std::string>,
-           std::shared_ptr<const std::optional<v1::ReferenceProfile>>>
-      uploaded_references_;  // guarded by references_mu_
+  BoundedCache<std::pair<std::string, std::string>,
+               std::shared_ptr<const std::optional<v1::ReferenceProfile>>>
+      uploaded_references_{4096};  // by (model, version)
   ArtifactStore& artifacts_;
   const crypto::Signer& release_signer_;
   const Clock& clock_;

@@ -19,19 +19,14 @@ absl::StatusOr<v1::SignedManifest> SignedManifestCache::Sign(v1::ReleaseManifest
     out.SetSerializationDeterministic(true);
     manifest.SerializeToCodedStream(&out);
   }
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = entries_.find(key); it != entries_.end() && now >= it->second.signed_at &&
-                                      now - it->second.signed_at < reuse_) {
-      return it->second.manifest;
-    }
+  if (auto entry = entries_.Find(key);
+      entry && now >= entry->signed_at && now - entry->signed_at < reuse_) {
+    return entry->manifest;
   }
   manifest.mutable_expires_at()->set_seconds(ToUnixSeconds(now + ttl_));
   auto signed_manifest = manifest::Sign(manifest, signer_);
   if (!signed_manifest.ok()) return signed_manifest.status();
-  std::lock_guard lock(mu_);
-  if (entries_.size() >= kMaxEntries) entries_.clear();
-  entries_.insert_or_assign(std::move(key), Entry{now, *signed_manifest});
+  entries_.Put(std::move(key), Entry{now, *signed_manifest});
   return signed_manifest;
 }
 

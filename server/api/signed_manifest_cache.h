@@ -6,12 +6,10 @@
 #pragma once
 
 #include <chrono>
-#include <memory>
-#include <mutex>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "common/core/bounded_cache.h"
 #include "common/core/clock.h"
 #include "common/crypto/signer.h"
 #include "edgefleet/v1/manifest.pb.h"
@@ -34,13 +32,11 @@ class SignedManifestCache {
     Clock::TimePoint signed_at;
     v1::SignedManifest manifest;
   };
-  static constexpr size_t kMaxEntries = 4096;  // then the cache starts over
 
   const crypto::Signer& signer_;
   const std::chrono::seconds ttl_;
   const std::chrono::seconds reuse_;
-  std::mutex mu_;
-  absl::flat_hash_map<std::string, Entry> entries_;  // by the manifest without its expiry
+  BoundedCache<std::string, Entry> entries_{4096};  // by the manifest without its expiry
 };
 
 }  // namespace edgefleet::server

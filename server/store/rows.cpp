@@ -3,10 +3,9 @@
 #include <memory>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
+#include "common/core/bounded_cache.h"
 #include "server/store/internal/json.h"
 
 namespace edgefleet::server::internal {
@@ -34,21 +33,15 @@ namespace {
 // A version's tensor specs and labels, parsed from their JSON. Every check-in reads its desired
 // versions' rows, and protobuf's JSON parser was about 6% of the server's CPU at a few hundred
 // check-ins a second for specs that never change once a version is pushed: they are parsed once
-// per distinct text. At most kMaxCachedSpecs texts are kept (then the cache starts over).
+// per distinct text (at most 1,024 texts kept).
 absl::StatusOr<std::shared_ptr<const v1::ModelVersion>> ParsedSpecs(absl::string_view inputs,
                                                                     absl::string_view outputs,
                                                                     absl::string_view labels) {
-  constexpr size_t kMaxCachedSpecs = 1024;
-  static absl::Mutex mu;
-  static auto* cache =
-      new absl::flat_hash_map<std::string, std::shared_ptr<const v1::ModelVersion>>();
+  static auto* cache = new BoundedCache<std::string, std::shared_ptr<const v1::ModelVersion>>(1024);
   std::string key = absl::StrCat("{\"inputs\":", inputs, ",\"outputs\":", outputs, "}");
   const size_t json_size = key.size();
   absl::StrAppend(&key, "\n", labels);
-  {
-    absl::MutexLock lock(&mu);
-    if (auto it = cache->find(key); it != cache->end()) return it->second;
-  }
+  if (auto cached = cache->Find(key)) return *cached;
   auto parsed = std::make_shared<v1::ModelVersion>();
   // inputs/outputs are stored as the JSON arrays of the message's own fields.
   if (absl::Status s = MessageFromJson(absl::string_view(key).substr(0, json_size), parsed.get());
@@ -58,9 +51,7 @@ absl::StatusOr<std::shared_ptr<const v1::ModelVersion>> ParsedSpecs(absl::string
   absl::StatusOr<Labels> parsed_labels = LabelsFromJson(labels);
   if (!parsed_labels.ok()) return parsed_labels.status();
   parsed->mutable_labels()->insert(parsed_labels->begin(), parsed_labels->end());
-  absl::MutexLock lock(&mu);
-  if (cache->size() >= kMaxCachedSpecs) cache->clear();
-  cache->emplace(std::move(key), parsed);
+  cache->Put(std::move(key), parsed);
   return parsed;
 }
 
