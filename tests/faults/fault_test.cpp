@@ -337,6 +337,15 @@ TEST_P(ClockSkewTest, DeviceADayOffStillUpdates) {
     if (std::filesystem::exists(candidate)) library = candidate.string();
   }
   if (library.empty()) GTEST_SKIP() << "libfaketime is not installed";
+#if defined(__SANITIZE_ADDRESS__) || defined(__has_feature)
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+  // The ASan runtime and libfaketime both interpose clock_gettime before main. On some machines
+  // (CI's, not ours) the ASan-built agent then hangs in libfaketime's start-up ("Unexpected
+  // recursive calls to clock_gettime() without proper initialization") and never enrolls. What
+  // this test checks is the protocol, not memory safety: the plain build runs it.
+  GTEST_SKIP() << "libfaketime and the ASan runtime cannot share a process reliably";
+#endif
+#endif
   server_->Start();
   AgentHarness& agent = AddAgent(std::string("skew") + (GetParam()[0] == '+' ? "ahead" : "behind"));
   // The monotonic clock stays: timers and backoff count real seconds (and -1d would take it
