@@ -217,6 +217,38 @@ absl::Status SignCertificate(X509* cert, EVP_PKEY* issuer_key) {
   return absl::OkStatus();
 }
 
+// An end-entity certificate signed by `issuer`: not a CA, for digital signatures, with the given
+// extended key usage ("clientAuth" for devices, "serverAuth" for servers), key identifiers, and
+// the subject alternative names when there are any.
+absl::StatusOr<X509Ptr> IssueLeaf(X509* issuer, EVP_PKEY* issuer_key, const X509_NAME* subject,
+                                  EVP_PKEY* public_key, const char* extended_key_usage,
+                                  GENERAL_NAMES* subject_alt_names, int64_t now_unix,
+                                  std::chrono::seconds validity) {
+  X509Ptr cert(X509_new());
+  if (cert == nullptr) return Internal("allocate certificate");
+  if (absl::Status s = SetBasics(cert.get(), subject, X509_get_subject_name(issuer), public_key,
+                                 now_unix, validity);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = AddExtensions(cert.get(), issuer,
+                                     {{NID_basic_constraints, "critical,CA:FALSE"},
+                                      {NID_key_usage, "critical,digitalSignature"},
+                                      {NID_ext_key_usage, extended_key_usage},
+                                      {NID_subject_key_identifier, "hash"},
+                                      {NID_authority_key_identifier, "keyid:always"}});
+      !s.ok()) {
+    return s;
+  }
+  if (subject_alt_names != nullptr && sk_GENERAL_NAME_num(subject_alt_names) > 0 &&
+      X509_add1_ext_i2d(cert.get(), NID_subject_alt_name, subject_alt_names, 0,
+                        X509V3_ADD_DEFAULT) != 1) {
+    return Internal("add subjectAltName");
+  }
+  if (absl::Status s = SignCertificate(cert.get(), issuer_key); !s.ok()) return s;
+  return cert;
+}
+
 bool IsValidDnsName(std::string_view host) {
   if (host.empty() || host.size() > 253) return false;
   for (char c : host) {
@@ -480,25 +512,11 @@ absl::StatusOr<std::string> CertificateAuthority::SignClientCsr(
   // The subject is rebuilt from the checked CN alone: nothing else in the CSR is trusted.
   absl::StatusOr<NamePtr> subject = NameWithCommonName(*cn);
   if (!subject.ok()) return subject.status();
-  X509Ptr cert(X509_new());
-  if (cert == nullptr) return Internal("allocate certificate");
-  if (absl::Status s =
-          SetBasics(cert.get(), subject->get(), X509_get_subject_name(impl_->certificate.get()),
-                    public_key, now_unix, validity);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = AddExtensions(cert.get(), impl_->certificate.get(),
-                                     {{NID_basic_constraints, "critical,CA:FALSE"},
-                                      {NID_key_usage, "critical,digitalSignature"},
-                                      {NID_ext_key_usage, "clientAuth"},
-                                      {NID_subject_key_identifier, "hash"},
-                                      {NID_authority_key_identifier, "keyid:always"}});
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = SignCertificate(cert.get(), impl_->private_key.get()); !s.ok()) return s;
-  return CertificateToPem(cert.get());
+  absl::StatusOr<X509Ptr> cert =
+      IssueLeaf(impl_->certificate.get(), impl_->private_key.get(), subject->get(), public_key,
+                "clientAuth", /*subject_alt_names=*/nullptr, now_unix, validity);
+  if (!cert.ok()) return cert.status();
+  return CertificateToPem(cert->get());
 }
 
 absl::StatusOr<KeyAndCertificate> CertificateAuthority::IssueServerCertificate(
@@ -510,33 +528,14 @@ absl::StatusOr<KeyAndCertificate> CertificateAuthority::IssueServerCertificate(
   if (!sans.ok()) return sans.status();
   absl::StatusOr<PkeyPtr> key = GenerateP256Key();
   if (!key.ok()) return key.status();
-  X509Ptr cert(X509_new());
-  if (cert == nullptr) return Internal("allocate certificate");
-  if (absl::Status s =
-          SetBasics(cert.get(), subject->get(), X509_get_subject_name(impl_->certificate.get()),
-                    key->get(), now_unix, validity);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = AddExtensions(cert.get(), impl_->certificate.get(),
-                                     {{NID_basic_constraints, "critical,CA:FALSE"},
-                                      {NID_key_usage, "critical,digitalSignature"},
-                                      {NID_ext_key_usage, "serverAuth"},
-                                      {NID_subject_key_identifier, "hash"},
-                                      {NID_authority_key_identifier, "keyid:always"}});
-      !s.ok()) {
-    return s;
-  }
-  if (sk_GENERAL_NAME_num(sans->get()) > 0 &&
-      X509_add1_ext_i2d(cert.get(), NID_subject_alt_name, sans->get(), 0, X509V3_ADD_DEFAULT) !=
-          1) {
-    return Internal("add subjectAltName");
-  }
-  if (absl::Status s = SignCertificate(cert.get(), impl_->private_key.get()); !s.ok()) return s;
+  absl::StatusOr<X509Ptr> cert =
+      IssueLeaf(impl_->certificate.get(), impl_->private_key.get(), subject->get(), key->get(),
+                "serverAuth", sans->get(), now_unix, validity);
+  if (!cert.ok()) return cert.status();
   KeyAndCertificate out;
   absl::StatusOr<std::string> key_pem = PrivateKeyToPem(key->get());
   if (!key_pem.ok()) return key_pem.status();
-  absl::StatusOr<std::string> cert_pem = CertificateToPem(cert.get());
+  absl::StatusOr<std::string> cert_pem = CertificateToPem(cert->get());
   if (!cert_pem.ok()) return cert_pem.status();
   out.private_key_pem = *std::move(key_pem);
   out.certificate_pem = *std::move(cert_pem);
