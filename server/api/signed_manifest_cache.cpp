@@ -21,7 +21,7 @@ absl::StatusOr<v1::SignedManifest> SignedManifestCache::Sign(v1::ReleaseManifest
   }
   if (auto entry = entries_.Find(key);
       entry && now >= entry->signed_at && now - entry->signed_at < reuse_) {
-    return entry->manifest;
+    return std::move(entry->manifest);  // Find already made the copy
   }
   manifest.mutable_expires_at()->set_seconds(ToUnixSeconds(now + ttl_));
   auto signed_manifest = manifest::Sign(manifest, signer_);
